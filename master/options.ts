@@ -1,0 +1,38 @@
+/**
+ * The master's options: a documented interface with defaults, validated once at start-up
+ * (master/config.ts turns flags and environment into these).
+ */
+import type { Logger } from '../common/logger';
+
+export interface MasterOptions {
+  /** MongoDB URL (any MongoDB-wire server). Required. */
+  mongoUrl: string;
+  /** Database name; overrides the one in the URL. Default: the URL's, or `taskmaster`. */
+  dbName?: string;
+  /** Port for Socket.IO and HTTP. Default 3232; 0 picks a free port. */
+  port?: number;
+  /** Address to listen on. Default `127.0.0.1`. */
+  host?: string;
+  /** Shared secret runners and feeders must present in the handshake. Default: none. */
+  token?: string;
+  /** Allow listening on a non-loopback address without a token. Default false. */
+  insecure?: boolean;
+  /** Attempts per task unless the task says otherwise. Default 3. */
+  maxAttempts?: number;
+  /** After a restart, how long tasks found assigned/running wait for their runner to report them before they are requeued. Default 5000 ms. */
+  recoveryGraceMs?: number;
+  /** How long a disconnected runner's tasks wait for it to come back before they are requeued. Default 2000 ms. */
+  disconnectGraceMs?: number;
+  /** Largest number of operations in one bulk write. Default 50. */
+  writeChunk?: number;
+  logger?: Logger;
+}
+
+export const MASTER_DEFAULTS = Object.freeze({
+  port: 3232,
+  host: '127.0.0.1',
+  maxAttempts: 3,
+  recoveryGraceMs: 5000,
+  disconnectGraceMs: 2000,
+  writeChunk: 50,
+});

@@ -1,0 +1,25 @@
+/**
+ * Opens a mongoose connection of its own (never the global one, so a process can hold several, as
+ * tests do) and makes sure the indexes exist before anyone relies on them.
+ */
+import mongoose, { type Connection } from 'mongoose';
+import { taskModel } from './task';
+
+export interface ConnectOptions {
+  /** Database name; overrides the one in the URL. */
+  dbName?: string;
+  /** Give up connecting after this many ms. Default 10000. */
+  timeoutMs?: number;
+}
+
+export async function connectDatabase(url: string, opts: ConnectOptions = {}): Promise<Connection> {
+  const conn = mongoose.createConnection(url, {
+    dbName: opts.dbName,
+    serverSelectionTimeoutMS: opts.timeoutMs ?? 10_000,
+    autoIndex: false,
+    autoCreate: false,
+  });
+  await conn.asPromise();
+  await taskModel(conn).createIndexes();
+  return conn;
+}

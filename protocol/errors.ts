@@ -1,0 +1,62 @@
+/**
+ * Stable error codes. Only `{ code, message, details? }` travels on the wire; `toError` turns one back
+ * into an Error on the receiving side.
+ */
+export const ERROR_CODES = Object.freeze({
+  ECSTO: 'global timeout: the task did not finish within `timeout` ms of the call',
+  ETO: 'run timeout: the task ran longer than `runTimeout` ms',
+  EATO: 'assign timeout: no runner took the task within `assignTimeout` ms',
+  EQUEUEFULL: 'the master queue is full; retry later',
+  EVALIDATION: 'the request is malformed',
+  EMODULE: 'the task module cannot be found or loaded',
+  EDEPFAILED: 'a dependency failed, so this task cannot run',
+  ECANCELLED: 'the task was cancelled',
+  EAUTH: 'missing or wrong token',
+  ESTALE: 'the result is for an older attempt',
+  ETASK: 'the task threw or reported an error',
+  ECRASH: 'the worker process running the task died',
+  ERUNNERLOST: 'the runner running the task went away',
+  EUNKNOWN: 'unknown task',
+} as const);
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface WireError {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+export class TaskmasterError extends Error {
+  readonly code: string;
+  readonly details?: unknown;
+  constructor(code: string, message?: string, details?: unknown) {
+    super(message ?? (ERROR_CODES as Record<string, string>)[code] ?? code);
+    this.name = 'TaskmasterError';
+    this.code = code;
+    if (details !== undefined) this.details = details;
+  }
+}
+
+export function wireError(code: ErrorCode, message?: string, details?: unknown): WireError {
+  const e: WireError = { code, message: message ?? ERROR_CODES[code] };
+  if (details !== undefined) e.details = details;
+  return e;
+}
+
+export function toError(e: WireError): TaskmasterError {
+  return new TaskmasterError(e.code, e.message, e.details);
+}
+
+/** Turns whatever a task threw into a wire error, keeping a `code` it carries. */
+export function fromThrown(err: unknown, fallback: ErrorCode = 'ETASK'): WireError {
+  if (err && typeof err === 'object') {
+    const o = err as { code?: unknown; message?: unknown; details?: unknown };
+    const code = typeof o.code === 'string' && o.code ? o.code : fallback;
+    const message = typeof o.message === 'string' ? o.message : String(err);
+    const w: WireError = { code, message };
+    if (o.details !== undefined) w.details = o.details;
+    return w;
+  }
+  return { code: fallback, message: String(err) };
+}

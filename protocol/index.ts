@@ -1,0 +1,5 @@
+export * from './states';
+export * from './errors';
+export * from './schemas';
+export * from './events';
+export * from './legacy';

@@ -1,0 +1,174 @@
+/**
+ * zod schemas for every payload that crosses a socket. Both ends parse what they receive with these;
+ * the TypeScript types of the event maps are inferred from them, so the two cannot drift apart.
+ */
+import { z } from 'zod';
+import { TASK_STATES } from './states';
+
+/** Module names: `name` or `folder/name`, letters, digits, `_`, `-`, `.`; no `..`, no leading `/` or `.`. */
+export const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/;
+
+export const moduleName = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(200, 'must be at most 200 characters')
+  .refine((s) => !s.includes('..'), 'must not contain ".."')
+  .refine((s) => !s.startsWith('/') && !/^[A-Za-z]:/.test(s), 'must not be an absolute path')
+  .refine(
+    (s) => MODULE_NAME.test(s),
+    'may only hold letters, digits, "_", "-", "." and "/" between names',
+  );
+
+export const taskId = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(200, 'must be at most 200 characters');
+
+export const wireErrorSchema = z.object({
+  code: z.string(),
+  message: z.string(),
+  details: z.unknown().optional(),
+});
+
+const ms = z.number().int('must be an integer').positive('must be positive');
+
+/** What a feeder sends for one task. */
+export const taskInputSchema = z.strictObject({
+  /** Caller-chosen id, unique within the master; generated when absent. */
+  id: taskId.optional(),
+  module: moduleName,
+  /** Applied as the module function's arguments. */
+  params: z.array(z.unknown()).default([]),
+  /** Higher runs first. */
+  priority: z.number().finite().default(0),
+  /** Ids of tasks (in this batch or already stored) that must be done first. */
+  dependencies: z.array(taskId).default([]),
+  /** Attempts before the task fails for good (default: the master's `maxAttempts`). */
+  maxAttempts: z.number().int().min(1).max(1000).optional(),
+  /** Global timeout in ms, from the feeder's call to the result (ECSTO). */
+  timeout: ms.optional(),
+  /** Run timeout in ms, from the start on the runner (ETO). */
+  runTimeout: ms.optional(),
+  /** Time in ms to get a runner (EATO). */
+  assignTimeout: ms.optional(),
+});
+export type TaskInput = z.input<typeof taskInputSchema>;
+export type ParsedTaskInput = z.output<typeof taskInputSchema>;
+
+export const addRequestSchema = z.strictObject({
+  tasks: z.array(z.unknown()).min(1, 'must hold at least one task').max(100_000),
+  /** Optional batch name; generated when absent. */
+  batch: z.string().min(1).max(200).optional(),
+  /** Feeder's call time (epoch ms), the start of a task's global `timeout`. */
+  calledAt: z.number().optional(),
+});
+export type AddRequest = z.input<typeof addRequestSchema>;
+
+export const taskRefSchema = z.object({ id: z.string(), _id: z.string() });
+export type TaskRef = z.infer<typeof taskRefSchema>;
+
+export const addReplySchema = z.union([
+  z.object({ ok: z.literal(true), batch: z.string(), tasks: z.array(taskRefSchema) }),
+  z.object({ ok: z.literal(false), error: wireErrorSchema }),
+]);
+export type AddReply = z.infer<typeof addReplySchema>;
+
+export const taskStateSchema = z.enum(TASK_STATES);
+
+/** A final outcome, as sent to feeders. */
+export const taskOutcomeSchema = z.object({
+  id: z.string(),
+  batch: z.string().optional(),
+  state: z.enum(['done', 'failed', 'cancelled']),
+  result: z.unknown().optional(),
+  error: wireErrorSchema.optional(),
+  attempts: z.number().int(),
+});
+export type TaskOutcome = z.infer<typeof taskOutcomeSchema>;
+
+export const outcomesSchema = z.object({ outcomes: z.array(taskOutcomeSchema) });
+
+export const watchRequestSchema = z.object({ ids: z.array(taskId).max(1_000_000) });
+export const watchReplySchema = z.union([
+  z.object({ ok: z.literal(true), outcomes: z.array(taskOutcomeSchema), unknown: z.array(z.string()) }),
+  z.object({ ok: z.literal(false), error: wireErrorSchema }),
+]);
+
+export const progressSchema = z.object({
+  id: z.string(),
+  attempt: z.number().int(),
+  progress: z.number().finite(),
+});
+
+/** One attempt of a task, as sent to a runner. */
+export const assignmentSchema = z.object({
+  id: z.string(),
+  attempt: z.number().int().positive(),
+  module: moduleName,
+  params: z.array(z.unknown()),
+  priority: z.number(),
+  batch: z.string().optional(),
+  runTimeout: z.number().optional(),
+});
+export type Assignment = z.infer<typeof assignmentSchema>;
+export const assignSchema = z.object({ tasks: z.array(assignmentSchema).min(1) });
+
+/** What a runner reports about one attempt. */
+export const attemptResultSchema = z.union([
+  z.object({
+    id: z.string(),
+    attempt: z.number().int().positive(),
+    ok: z.literal(true),
+    result: z.unknown().optional(),
+    moduleHash: z.string().optional(),
+  }),
+  z.object({
+    id: z.string(),
+    attempt: z.number().int().positive(),
+    ok: z.literal(false),
+    error: wireErrorSchema,
+    /** The error says it must not be retried. */
+    unrecoverable: z.boolean().optional(),
+    moduleHash: z.string().optional(),
+  }),
+]);
+export type AttemptResult = z.infer<typeof attemptResultSchema>;
+export const resultsSchema = z.object({ results: z.array(attemptResultSchema).min(1) });
+export const resultsAckSchema = z.object({ ok: z.boolean(), accepted: z.number().int(), stale: z.number().int() });
+
+export const attemptRefSchema = z.object({ id: z.string(), attempt: z.number().int().positive() });
+export const startedSchema = z.object({ tasks: z.array(attemptRefSchema).min(1) });
+
+export const moduleInfoSchema = z.object({ name: z.string(), hash: z.string() });
+export type ModuleInfo = z.infer<typeof moduleInfoSchema>;
+
+export const helloSchema = z.object({
+  runnerId: z.string().min(1).max(200),
+  hostname: z.string().max(200).optional(),
+  pid: z.number().int().optional(),
+  slots: z.number().int().min(1).max(100_000),
+  workers: z.number().int().min(1).max(1024),
+  data: z.record(z.string(), z.unknown()).default({}),
+  modules: z.array(moduleInfoSchema).default([]),
+  /** Attempts this runner is still running (after a reconnect). */
+  running: z.array(attemptRefSchema).default([]),
+});
+export type Hello = z.input<typeof helloSchema>;
+export const helloReplySchema = z.union([
+  z.object({ ok: z.literal(true), runnerId: z.string(), drop: z.array(attemptRefSchema) }),
+  z.object({ ok: z.literal(false), error: wireErrorSchema }),
+]);
+export type HelloReply = z.infer<typeof helloReplySchema>;
+
+export const modulesUpdateSchema = z.object({ modules: z.array(moduleInfoSchema) });
+
+/** Formats zod issues as `path: reason` lines, with a prefix such as `tasks[3]`. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[], prefix = ''): { path: string; message: string }[] {
+  return issues.map((i) => ({ path: joinPath(prefix, i.path), message: i.message }));
+}
+
+export function joinPath(prefix: string, path: readonly PropertyKey[]): string {
+  let out = prefix;
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || '(root)';
+}
