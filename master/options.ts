@@ -28,7 +28,11 @@ export interface MasterOptions {
   logger?: Logger;
 }
 
-export const MASTER_DEFAULTS = Object.freeze({
+export type MasterDefaults = Required<
+  Pick<MasterOptions, 'port' | 'host' | 'maxAttempts' | 'recoveryGraceMs' | 'disconnectGraceMs' | 'writeChunk'>
+>;
+
+export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   port: 3232,
   host: '127.0.0.1',
   maxAttempts: 3,

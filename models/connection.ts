@@ -4,6 +4,7 @@
  */
 import mongoose, { type Connection } from 'mongoose';
 import { taskModel } from './task';
+import { taskEventModel } from './task-event';
 
 export interface ConnectOptions {
   /** Database name; overrides the one in the URL. */
@@ -21,5 +22,6 @@ export async function connectDatabase(url: string, opts: ConnectOptions = {}): P
   });
   await conn.asPromise();
   await taskModel(conn).createIndexes();
+  await taskEventModel(conn).createIndexes();
   return conn;
 }

@@ -30,6 +30,8 @@ export interface TaskDoc {
   /** Epoch ms after which the task fails with ECSTO (feeder's call time + timeout). */
   deadline?: number | null;
   moduleHash?: string | null;
+  /** Journal revision folded into this document (0: as added). */
+  rev: number;
 }
 
 export const taskSchema = new Schema<TaskDoc>(
@@ -60,6 +62,7 @@ export const taskSchema = new Schema<TaskDoc>(
     assignTimeout: { type: Number, default: null },
     deadline: { type: Number, default: null },
     moduleHash: { type: String, default: null },
+    rev: { type: Number, default: 0 },
   },
   // `id: false`: the schema has a real `id` field, so mongoose's virtual must not shadow it.
   { collection: 'tasks', id: false, versionKey: false, minimize: false },

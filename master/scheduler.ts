@@ -1,0 +1,570 @@
+/**
+ * The in-memory scheduler: every transition of a task is one method here (add, assign, start,
+ * complete, fail, requeue, release dependents), each recorded in the journal through the store in
+ * the same order it happens in memory.
+ *
+ * Fencing: every assignment carries its attempt number; a report for any other attempt than the
+ * task's current one is stale and ignored, so a late runner never overwrites a newer attempt.
+ * Durability before effect: assignments are sent, add replies and outcomes delivered, and runners'
+ * results acknowledged only after the store's barrier, i.e. once the change is in the database.
+ */
+import { EventEmitter } from 'node:events';
+import mongoose from 'mongoose';
+import type { Logger } from '../common/logger';
+import { wireError, type WireError } from '../protocol/errors';
+import type { AttemptRef } from '../protocol/events';
+import type { AddReply, Assignment, AttemptResult, TaskOutcome } from '../protocol/schemas';
+import { isFinal, type TaskState } from '../protocol/states';
+import type { TaskEventDoc } from '../models/task-event';
+import { ReadyQueue } from './ready-queue';
+import { freeSlots, mostFreeSlots, type RunnerEntry } from './runner-registry';
+import type { FoldedState, Store } from './store';
+import type { TaskRecord } from './task-record';
+import { collectRefs, summarize, validateBatch } from './validate';
+
+export interface SchedulerOptions {
+  maxAttempts: number;
+  recoveryGraceMs: number;
+  disconnectGraceMs: number;
+  /** Final outcomes kept in memory for watchers and dependency checks. */
+  finalCacheSize: number;
+  selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
+  logger: Logger;
+}
+
+interface QueueEntry {
+  priority: number;
+  seq: number;
+  task: TaskRecord;
+}
+
+export interface SchedulerEvents {
+  outcomes: [TaskOutcome[]];
+}
+
+export class Scheduler extends EventEmitter<SchedulerEvents> {
+  readonly tasks = new Map<string, TaskRecord>();
+  readonly finals = new Map<string, TaskOutcome>();
+  readonly runners = new Map<string, RunnerEntry>();
+  private readonly ready = new ReadyQueue<QueueEntry>();
+  private seq = 0;
+  private distributeScheduled = false;
+  private pendingAssign = new Map<RunnerEntry, Assignment[]>();
+  private pendingOutcomes: TaskOutcome[] = [];
+  private flushScheduled = false;
+  private orphans = new Set<TaskRecord>();
+  private closed = false;
+  /** Counters for status and benchmarks. */
+  readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0 };
+
+  constructor(
+    private readonly store: Store,
+    private readonly opts: SchedulerOptions,
+  ) {
+    super();
+  }
+
+  // ---- adding ----------------------------------------------------------------------------------
+
+  async add(raw: unknown[], batchName: string | undefined, calledAt?: number): Promise<AddReply> {
+    if (this.closed) return { ok: false, error: wireError('EVALIDATION', 'the master is shutting down') };
+    // Ids the batch names that memory cannot answer for are looked up once, in one query.
+    const missing = collectRefs(raw).filter((id) => !this.tasks.has(id) && !this.finals.has(id));
+    const stored = missing.length > 0 ? await this.store.fetchStates(missing) : new Map<string, FoldedState>();
+    const { tasks: parsed, issues } = validateBatch(raw, (id) =>
+      this.tasks.has(id) || this.finals.has(id) || stored.has(id) ? 'taken' : undefined,
+    );
+    if (issues.length > 0) {
+      return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
+    }
+    // Validation awaited the database: ids may have been taken meanwhile by another add.
+    const raced = parsed.find((t) => t.id !== undefined && (this.tasks.has(t.id) || this.finals.has(t.id)));
+    if (raced) {
+      const issue = { path: `tasks[${parsed.indexOf(raced)}].id`, message: `id "${raced.id}" is already taken` };
+      return { ok: false, error: wireError('EVALIDATION', summarize([issue]), { issues: [issue] }) };
+    }
+
+    const batch = batchName ?? new mongoose.Types.ObjectId().toHexString();
+    const now = Date.now();
+    const records: TaskRecord[] = parsed.map((p) => {
+      const _id = new mongoose.Types.ObjectId().toHexString();
+      return {
+        _id,
+        id: p.id ?? _id,
+        module: p.module,
+        params: p.params,
+        priority: p.priority,
+        dependencies: p.dependencies,
+        batch,
+        created: now,
+        state: 'waiting',
+        attempts: 0,
+        maxAttempts: p.maxAttempts ?? this.opts.maxAttempts,
+        rev: 0,
+        pending: 0,
+        dependents: [],
+        who: null,
+        assignedAt: null,
+        runTimeout: p.runTimeout ?? null,
+        timeout: p.timeout ?? null,
+        assignTimeout: p.assignTimeout ?? null,
+        deadline: p.timeout ? (calledAt ?? now) + p.timeout : null,
+        seq: 0,
+      };
+    });
+    for (const t of records) this.tasks.set(t.id, t);
+    const depFailed: [TaskRecord, string, WireError | null | undefined][] = [];
+    for (const t of records) {
+      for (const d of t.dependencies) {
+        const live = this.tasks.get(d);
+        if (live) {
+          t.pending++;
+          live.dependents.push(t);
+          continue;
+        }
+        const fin = this.finals.get(d) ?? stored.get(d);
+        if (fin && fin.state !== 'done') depFailed.push([t, d, fin.error]);
+      }
+      if (t.pending === 0 && depFailed.every(([x]) => x !== t)) t.state = 'ready';
+      this.store.insertTask({
+        _id: new mongoose.Types.ObjectId(t._id),
+        id: t.id,
+        created: t.created,
+        updated: t.created,
+        priority: t.priority,
+        assigned: { who: null, when: null, completed: null },
+        module: t.module,
+        params: t.params,
+        dependencies: t.dependencies,
+        state: t.state,
+        attempts: 0,
+        maxAttempts: t.maxAttempts,
+        error: null,
+        batch,
+        timeout: t.timeout,
+        runTimeout: t.runTimeout,
+        assignTimeout: t.assignTimeout,
+        deadline: t.deadline,
+        moduleHash: null,
+        rev: 0,
+      });
+    }
+    for (const t of records) if (t.state === 'ready') this.enqueue(t);
+    for (const [t, d, err] of depFailed) this.failForGood(t, depError(d, err));
+    this.stats.added += records.length;
+    this.scheduleDistribute();
+    await this.store.barrier();
+    return { ok: true, batch, tasks: records.map((t) => ({ id: t.id, _id: t._id })) };
+  }
+
+  // ---- distributing ----------------------------------------------------------------------------
+
+  scheduleDistribute(): void {
+    if (this.distributeScheduled || this.closed) return;
+    this.distributeScheduled = true;
+    setImmediate(() => {
+      this.distributeScheduled = false;
+      this.distribute();
+    });
+  }
+
+  private distribute(): void {
+    let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
+    const select = this.opts.selectRunner ?? ((_t: TaskRecord, rs: RunnerEntry[]) => mostFreeSlots(rs));
+    const skipped: QueueEntry[] = [];
+    while (candidates.length > 0 && this.ready.size > 0) {
+      const e = this.ready.pop() as QueueEntry;
+      if (e.task.state !== 'ready' || e.task.seq !== e.seq) continue; // left the queue meanwhile
+      const r = select(e.task, candidates);
+      if (!r || freeSlots(r) <= 0) {
+        skipped.push(e);
+        continue;
+      }
+      this.assign(e.task, r);
+      if (freeSlots(r) <= 0) candidates = candidates.filter((c) => c !== r);
+    }
+    for (const e of skipped) this.ready.push(e);
+    this.scheduleFlush();
+  }
+
+  private assign(t: TaskRecord, r: RunnerEntry): void {
+    t.attempts++;
+    t.who = r.id;
+    t.assignedAt = Date.now();
+    r.active.add(t.id);
+    this.change(t, 'assigned', { who: r.id });
+    this.stats.assigned++;
+    let list = this.pendingAssign.get(r);
+    if (!list) this.pendingAssign.set(r, (list = []));
+    list.push({
+      id: t.id,
+      attempt: t.attempts,
+      module: t.module,
+      params: t.params,
+      priority: t.priority,
+      batch: t.batch,
+      ...(t.runTimeout ? { runTimeout: t.runTimeout } : {}),
+    });
+  }
+
+  /** After the changes of this tick are durable: send assignments, deliver outcomes. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    if (this.pendingAssign.size === 0 && this.pendingOutcomes.length === 0) return;
+    this.flushScheduled = true;
+    const assign = this.pendingAssign;
+    const outcomes = this.pendingOutcomes;
+    this.pendingAssign = new Map();
+    this.pendingOutcomes = [];
+    void this.store.barrier().then(() => {
+      this.flushScheduled = false;
+      for (const [r, list] of assign) {
+        // The runner may have gone, or a task been cancelled, while the write was in flight.
+        const still = list.filter((a) => {
+          const t = this.tasks.get(a.id);
+          return t && t.who === r.id && t.attempts === a.attempt && t.state === 'assigned';
+        });
+        if (still.length > 0 && r.connected) r.send(still);
+      }
+      if (outcomes.length > 0) this.emit('outcomes', outcomes);
+      this.scheduleFlush();
+    });
+  }
+
+  // ---- reports from runners --------------------------------------------------------------------
+
+  started(runnerId: string, refs: AttemptRef[]): void {
+    for (const ref of refs) {
+      const t = this.current(ref, runnerId);
+      if (t && t.state === 'assigned') this.change(t, 'running', { who: runnerId });
+    }
+  }
+
+  /** Applies results; resolves once they are durable, with how many were accepted or stale. */
+  async results(runnerId: string, results: AttemptResult[]): Promise<{ accepted: number; stale: number }> {
+    let accepted = 0;
+    let stale = 0;
+    for (const res of results) {
+      const t = this.current(res, runnerId);
+      if (!t) {
+        stale++;
+        this.stats.stale++;
+        this.opts.logger.info('stale result ignored', { taskId: res.id, attempt: res.attempt, runnerId });
+        continue;
+      }
+      accepted++;
+      this.release(t);
+      if (res.ok) this.complete(t, res.result, res.moduleHash);
+      else this.attemptFailed(t, res.error, res.unrecoverable === true, res.moduleHash);
+    }
+    this.scheduleDistribute();
+    this.scheduleFlush();
+    await this.store.barrier();
+    return { accepted, stale };
+  }
+
+  /** The task this report is about, if the report is for its current attempt and it is still open. */
+  private current(ref: AttemptRef, runnerId: string): TaskRecord | undefined {
+    const t = this.tasks.get(ref.id);
+    if (!t || isFinal(t.state) || t.attempts !== ref.attempt) return undefined;
+    // A requeued attempt that no one else picked up yet may still finish where it ran.
+    if (t.state === 'ready' || t.who === runnerId || this.orphans.has(t)) return t;
+    return undefined;
+  }
+
+  private release(t: TaskRecord): void {
+    if (t.who) this.runners.get(t.who)?.active.delete(t.id);
+    this.orphans.delete(t);
+  }
+
+  private complete(t: TaskRecord, result: unknown, moduleHash?: string): void {
+    t.result = result === undefined ? null : result;
+    t.moduleHash = moduleHash ?? null;
+    t.error = null;
+    this.change(t, 'done', { result: t.result, moduleHash: t.moduleHash });
+    this.stats.done++;
+    this.finish(t);
+    for (const d of t.dependents) {
+      if (d.state !== 'waiting') continue;
+      d.pending--;
+      if (d.pending === 0) {
+        this.change(d, 'ready', {});
+        this.enqueue(d);
+      }
+    }
+  }
+
+  private attemptFailed(t: TaskRecord, error: WireError, unrecoverable: boolean, moduleHash?: string): void {
+    t.moduleHash = moduleHash ?? t.moduleHash ?? null;
+    if (!unrecoverable && t.attempts < t.maxAttempts) {
+      t.who = null;
+      t.error = error;
+      this.change(t, 'ready', { error });
+      this.stats.retried++;
+      this.enqueue(t);
+      return;
+    }
+    this.failForGood(t, error);
+  }
+
+  /** Final failure, and every task that depends on it (transitively) fails with EDEPFAILED. */
+  private failForGood(t: TaskRecord, error: WireError, state: 'failed' | 'cancelled' = 'failed'): void {
+    const stack: [TaskRecord, WireError, 'failed' | 'cancelled'][] = [[t, error, state]];
+    while (stack.length > 0) {
+      const [x, err, st] = stack.pop() as [TaskRecord, WireError, 'failed' | 'cancelled'];
+      if (isFinal(x.state)) continue;
+      this.release(x);
+      x.error = err;
+      this.change(x, st, { error: err });
+      this.stats.failed++;
+      this.finish(x);
+      for (const d of x.dependents) stack.push([d, depError(x.id, err), 'failed']);
+    }
+  }
+
+  private finish(t: TaskRecord): void {
+    this.tasks.delete(t.id);
+    const outcome: TaskOutcome = {
+      id: t.id,
+      batch: t.batch,
+      state: t.state as TaskOutcome['state'],
+      attempts: t.attempts,
+      ...(t.state === 'done' ? { result: t.result } : { error: t.error ?? undefined }),
+    };
+    this.finals.set(t.id, outcome);
+    if (this.finals.size > this.opts.finalCacheSize) {
+      const oldest = this.finals.keys().next().value as string;
+      this.finals.delete(oldest);
+    }
+    this.pendingOutcomes.push(outcome);
+    this.store.fold({
+      id: t.id,
+      _id: t._id,
+      batch: t.batch,
+      state: t.state,
+      attempts: t.attempts,
+      rev: t.rev,
+      result: t.state === 'done' ? t.result : null,
+      error: t.error ?? null,
+      who: t.who,
+      moduleHash: t.moduleHash ?? null,
+    });
+  }
+
+  private enqueue(t: TaskRecord): void {
+    t.seq = ++this.seq;
+    this.ready.push({ priority: t.priority, seq: t.seq, task: t });
+    this.scheduleDistribute();
+  }
+
+  private change(t: TaskRecord, state: TaskState, extra: Partial<TaskEventDoc>): void {
+    t.state = state;
+    t.rev++;
+    this.store.appendEvent({
+      task: t.id,
+      rev: t.rev,
+      at: Date.now(),
+      state,
+      attempt: t.attempts,
+      who: t.who,
+      ...extra,
+    });
+  }
+
+  // ---- runners coming and going ----------------------------------------------------------------
+
+  /**
+   * A runner said hello (first time or after a reconnect). It keeps the attempts it reports that are
+   * still its own; the rest of what it reports must be dropped. Attempts the master thought it held
+   * but it does not report are lost: they are retried.
+   */
+  runnerUp(entry: RunnerEntry, holding: AttemptRef[]): AttemptRef[] {
+    const prev = this.runners.get(entry.id);
+    if (prev?.lostTimer) clearTimeout(prev.lostTimer);
+    const drop: AttemptRef[] = [];
+    const keep = new Set<string>();
+    for (const ref of holding) {
+      const t = this.tasks.get(ref.id);
+      const mine =
+        t &&
+        t.attempts === ref.attempt &&
+        (t.who === entry.id || this.orphans.has(t) || t.state === 'ready') &&
+        !isFinal(t.state);
+      if (!mine || !t) {
+        drop.push(ref);
+        continue;
+      }
+      if (t.state === 'ready' || this.orphans.has(t)) {
+        // Adopt: a recovered or requeued attempt that is in fact still running here.
+        this.orphans.delete(t);
+        t.who = entry.id;
+        this.change(t, 'running', { who: entry.id });
+      }
+      keep.add(t.id);
+      entry.active.add(t.id);
+    }
+    if (prev) {
+      for (const id of prev.active) {
+        const t = this.tasks.get(id);
+        if (t && !keep.has(id)) this.lose(t, 'the runner came back without this attempt');
+      }
+    }
+    this.runners.set(entry.id, entry);
+    this.scheduleDistribute();
+    this.scheduleFlush();
+    return drop;
+  }
+
+  /** The runner's connection closed: its attempts wait `graceMs` for it to come back, then are retried. */
+  runnerDown(runnerId: string, graceMs = this.opts.disconnectGraceMs): void {
+    const r = this.runners.get(runnerId);
+    if (!r) return;
+    r.connected = false;
+    const expire = () => {
+      if (this.runners.get(runnerId) !== r || r.connected) return;
+      this.runners.delete(runnerId);
+      for (const id of r.active) {
+        const t = this.tasks.get(id);
+        if (t) this.lose(t, `runner ${runnerId} went away`);
+      }
+      r.active.clear();
+      this.scheduleDistribute();
+      this.scheduleFlush();
+    };
+    if (graceMs <= 0 || this.closed) expire();
+    else {
+      r.lostTimer = setTimeout(expire, graceMs);
+      r.lostTimer.unref();
+    }
+  }
+
+  private lose(t: TaskRecord, why: string): void {
+    if (isFinal(t.state) || t.state === 'ready' || t.state === 'waiting') return;
+    this.release(t);
+    this.attemptFailed(t, wireError('ERUNNERLOST', why), false);
+  }
+
+  // ---- recovery --------------------------------------------------------------------------------
+
+  /** Rebuilds memory from the database after a start. */
+  async recover(): Promise<{ tasks: number; orphans: number }> {
+    const { docs, states } = await this.store.loadUnfinished();
+    const open: TaskRecord[] = [];
+    for (const d of docs) {
+      const s = states.get(d.id) as FoldedState;
+      const t: TaskRecord = {
+        _id: String(d._id),
+        id: d.id,
+        module: d.module,
+        params: d.params ?? [],
+        priority: d.priority ?? 0,
+        dependencies: d.dependencies ?? [],
+        batch: d.batch,
+        created: d.created,
+        state: s.state,
+        attempts: s.attempts,
+        maxAttempts: d.maxAttempts ?? this.opts.maxAttempts,
+        rev: s.rev,
+        pending: 0,
+        dependents: [],
+        who: s.who ?? null,
+        assignedAt: null,
+        result: s.result,
+        error: s.error ?? null,
+        moduleHash: s.moduleHash ?? null,
+        runTimeout: d.runTimeout ?? null,
+        timeout: d.timeout ?? null,
+        assignTimeout: d.assignTimeout ?? null,
+        deadline: d.deadline ?? null,
+        seq: 0,
+      };
+      if (isFinal(t.state)) {
+        // Final in the journal, not yet folded into `tasks`.
+        this.tasks.set(t.id, t);
+        this.finish(t);
+        continue;
+      }
+      this.tasks.set(t.id, t);
+      open.push(t);
+    }
+    const outside = new Set<string>();
+    for (const t of open) for (const d of t.dependencies) if (!this.tasks.has(d)) outside.add(d);
+    const outsideStates = await this.store.fetchStates([...outside].filter((id) => !this.finals.has(id)));
+    const failed: [TaskRecord, WireError][] = [];
+    for (const t of open) {
+      for (const d of t.dependencies) {
+        const live = this.tasks.get(d);
+        if (live) {
+          t.pending++;
+          live.dependents.push(t);
+          continue;
+        }
+        const fin = this.finals.get(d) ?? outsideStates.get(d);
+        if (!fin) failed.push([t, wireError('EDEPFAILED', `dependency "${d}" is not in the database`)]);
+        else if (fin.state !== 'done') failed.push([t, depError(d, fin.error)]);
+      }
+    }
+    for (const t of open) {
+      if (t.state === 'waiting' && t.pending === 0) this.change(t, 'ready', {});
+      if (t.state === 'ready') this.enqueue(t);
+      else if (t.state === 'assigned' || t.state === 'running') this.orphans.add(t);
+    }
+    for (const [t, err] of failed) this.failForGood(t, err);
+    const orphans = this.orphans.size;
+    if (orphans > 0) {
+      const timer = setTimeout(() => {
+        for (const t of [...this.orphans]) {
+          this.orphans.delete(t);
+          if (t.state !== 'assigned' && t.state !== 'running') continue;
+          // Not the task's fault: requeue without counting it as a failed attempt.
+          t.who = null;
+          this.change(t, 'ready', {});
+          this.enqueue(t);
+        }
+        this.scheduleFlush();
+      }, this.opts.recoveryGraceMs);
+      timer.unref();
+    }
+    this.scheduleFlush();
+    await this.store.barrier();
+    return { tasks: open.length, orphans };
+  }
+
+  // ---- watching --------------------------------------------------------------------------------
+
+  /** Outcomes already final among these ids; ids the master does not know at all. */
+  async lookup(ids: string[]): Promise<{ outcomes: TaskOutcome[]; unknown: string[] }> {
+    const outcomes: TaskOutcome[] = [];
+    const ask: string[] = [];
+    for (const id of ids) {
+      const f = this.finals.get(id);
+      if (f) outcomes.push(f);
+      else if (!this.tasks.has(id)) ask.push(id);
+    }
+    const stored = await this.store.fetchStates(ask);
+    const unknown: string[] = [];
+    for (const id of ask) {
+      const s = stored.get(id);
+      if (s && isFinal(s.state)) {
+        outcomes.push({
+          id,
+          batch: s.batch,
+          state: s.state as TaskOutcome['state'],
+          attempts: s.attempts,
+          ...(s.state === 'done' ? { result: s.result } : { error: s.error ?? undefined }),
+        });
+      } else unknown.push(id);
+    }
+    return { outcomes, unknown };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const r of this.runners.values()) if (r.lostTimer) clearTimeout(r.lostTimer);
+    await this.store.barrier();
+  }
+}
+
+function depError(dep: string, err: WireError | null | undefined): WireError {
+  return wireError('EDEPFAILED', `dependency "${dep}" failed${err ? `: ${err.code} ${err.message}` : ''}`);
+}

@@ -1,0 +1,39 @@
+/**
+ * A task as the scheduler holds it in memory. The database holds the same facts (tasks + journal);
+ * this is the copy the scheduler reads on the hot path.
+ */
+import type { TaskState } from '../protocol/states';
+import type { WireError } from '../protocol/errors';
+
+export interface TaskRecord {
+  _id: string;
+  id: string;
+  module: string;
+  params: unknown[];
+  priority: number;
+  dependencies: string[];
+  batch: string;
+  created: number;
+  state: TaskState;
+  /** Number of the current (or last) attempt; 0 before the first assignment. */
+  attempts: number;
+  maxAttempts: number;
+  /** Journal revision of the last change recorded for this task. */
+  rev: number;
+  /** Dependencies not done yet. */
+  pending: number;
+  /** Tasks that depend on this one. */
+  dependents: TaskRecord[];
+  /** Runner holding the current attempt, if assigned or running. */
+  who: string | null;
+  assignedAt: number | null;
+  result?: unknown;
+  error?: WireError | null;
+  moduleHash?: string | null;
+  runTimeout?: number | null;
+  timeout?: number | null;
+  assignTimeout?: number | null;
+  deadline?: number | null;
+  /** Position in the ready queue (FIFO within a priority). */
+  seq: number;
+}

@@ -1,0 +1,94 @@
+/**
+ * Validation of a batch, in one place, so the CLI, the library and legacy clients all get the same
+ * messages. Input: the raw tasks and a view of the tasks the master already knows. Output: the parsed
+ * tasks, or one issue per problem naming the task and field (`tasks[3].dependencies[0]: unknown task
+ * id "x"`, cycles as `a -> b -> a`). Nothing is stored unless the whole batch is valid.
+ */
+import { taskInputSchema, formatIssues, type ParsedTaskInput } from '../protocol/schemas';
+
+export interface Issue {
+  path: string;
+  message: string;
+}
+
+/** What the master knows of an id outside the batch: absent means unknown. */
+export type Lookup = (id: string) => 'taken' | undefined;
+
+export function collectRefs(raw: unknown[]): string[] {
+  const refs = new Set<string>();
+  for (const t of raw) {
+    if (!t || typeof t !== 'object') continue;
+    const o = t as { id?: unknown; dependencies?: unknown };
+    if (typeof o.id === 'string') refs.add(o.id);
+    if (Array.isArray(o.dependencies)) for (const d of o.dependencies) if (typeof d === 'string') refs.add(d);
+  }
+  return [...refs];
+}
+
+export function validateBatch(raw: unknown[], known: Lookup): { tasks: ParsedTaskInput[]; issues: Issue[] } {
+  const issues: Issue[] = [];
+  const tasks: ParsedTaskInput[] = [];
+  raw.forEach((t, i) => {
+    const r = taskInputSchema.safeParse(t);
+    if (r.success) tasks[i] = r.data;
+    else issues.push(...formatIssues(r.error.issues, `tasks[${i}]`));
+  });
+  if (issues.length > 0) return { tasks, issues };
+
+  const index = new Map<string, number>();
+  tasks.forEach((t, i) => {
+    if (t.id === undefined) return;
+    const prev = index.get(t.id);
+    if (prev !== undefined) issues.push({ path: `tasks[${i}].id`, message: `duplicate id "${t.id}" (also tasks[${prev}])` });
+    else if (known(t.id)) issues.push({ path: `tasks[${i}].id`, message: `id "${t.id}" is already taken` });
+    else index.set(t.id, i);
+  });
+  tasks.forEach((t, i) => {
+    t.dependencies.forEach((d, k) => {
+      if (!index.has(d) && !known(d))
+        issues.push({ path: `tasks[${i}].dependencies[${k}]`, message: `unknown task id "${d}"` });
+    });
+  });
+  if (issues.length > 0) return { tasks, issues };
+
+  const cycle = findCycle(tasks, index);
+  if (cycle) {
+    const at = index.get(cycle[0]) ?? 0;
+    issues.push({ path: `tasks[${at}].dependencies`, message: `dependency cycle: ${cycle.join(' -> ')}` });
+  }
+  return { tasks, issues };
+}
+
+/** Depth-first search over the batch's own edges (stored tasks cannot depend on new ones). */
+function findCycle(tasks: ParsedTaskInput[], index: Map<string, number>): string[] | null {
+  const color = new Map<string, 1 | 2>(); // 1: on the stack, 2: finished
+  const stack: string[] = [];
+  const visit = (id: string): string[] | null => {
+    color.set(id, 1);
+    stack.push(id);
+    for (const d of tasks[index.get(id) as number].dependencies) {
+      if (!index.has(d)) continue;
+      const c = color.get(d);
+      if (c === 1) return [...stack.slice(stack.indexOf(d)), d];
+      if (c === undefined) {
+        const found = visit(d);
+        if (found) return found;
+      }
+    }
+    stack.pop();
+    color.set(id, 2);
+    return null;
+  };
+  for (const id of index.keys()) {
+    if (color.has(id)) continue;
+    const found = visit(id);
+    if (found) return found;
+  }
+  return null;
+}
+
+export function summarize(issues: Issue[]): string {
+  const head = issues.slice(0, 20).map((i) => `${i.path}: ${i.message}`);
+  if (issues.length > 20) head.push(`… and ${issues.length - 20} more`);
+  return `invalid batch (${issues.length} issue${issues.length === 1 ? '' : 's'}): ${head.join('; ')}`;
+}
