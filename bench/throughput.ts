@@ -1,0 +1,161 @@
+/**
+ * End-to-end benchmark: N tasks through a master and R runner processes on the embedded database
+ * (or MONGO_URL). Prints tasks/s, p50/p99 latency from add to result, and the master's peak RSS.
+ *
+ *   npm run bench -- [--tasks 10000] [--runners 2] [--workers 1] [--slots 32]
+ *                    [--module noop|primes] [--param 20000] [--answer-threshold 1]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Feeder } from '../feeder/feeder';
+import { resolveDatabase } from '../models/database';
+import type { TaskOutcome } from '../protocol/schemas';
+
+const ROOT = path.resolve(__dirname, '..');
+const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
+
+const { values: args } = parseArgs({
+  options: {
+    tasks: { type: 'string', default: '10000' },
+    runners: { type: 'string', default: '2' },
+    workers: { type: 'string', default: '1' },
+    slots: { type: 'string', default: '32' },
+    module: { type: 'string', default: 'noop' },
+    param: { type: 'string', default: '20000' },
+    'answer-threshold': { type: 'string', default: '1' },
+    chunk: { type: 'string', default: '1000' },
+  },
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`${what} did not start within ${timeoutMs} ms:\n${buf}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      const m = pattern.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        child.stderr?.off('data', onData);
+        resolve(m[0]);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${what} exited with ${code}:\n${buf}`)));
+  });
+}
+
+function peakRssMb(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
+  return m ? Math.round(Number(m[1]) / 1024) : NaN;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function main(): Promise<void> {
+  const n = Number(args.tasks);
+  const db = await resolveDatabase({ log: (m: string) => process.stderr.write(`${m}\n`) });
+  const port = await freePort();
+  const env = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
+  const children: ChildProcess[] = [];
+  const stop = () => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL'));
+  process.on('exit', stop);
+  try {
+    const dbName = `bench_${Date.now()}`;
+    const url = new URL(db.url);
+    url.pathname = `/${dbName}`;
+    const master = spawn(process.execPath, [CLI, 'master', '--port', String(port), '--mongo-url', url.toString(), '--log-level', 'info'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(master);
+    await waitForLine(master, /master listening/, 'master');
+    const masterUrl = `http://127.0.0.1:${port}`;
+    for (let i = 0; i < Number(args.runners); i++) {
+      const r = spawn(
+        process.execPath,
+        [CLI, 'runner', '--master', masterUrl, '--tasks', path.join(ROOT, 'bench', 'tasks'), '--workers', String(args.workers),
+          '--slots', String(args.slots), '--answer-threshold', String(args['answer-threshold']), '--log-level', 'info'],
+        { env, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      children.push(r);
+      await waitForLine(r, /runner (ready|registered|connected)/i, `runner ${i}`);
+    }
+
+    const feeder = new Feeder({ master: masterUrl });
+    await feeder.ready();
+    const addedAt = new Map<string, number>();
+    // An outcome can in principle arrive before its add's reply: record arrivals, pair them later.
+    const arrivals = new Map<string, number>();
+    let failed = 0;
+    const all = new Promise<void>((resolve) => {
+      feeder.on('result', (o: TaskOutcome) => {
+        arrivals.set(o.id, Date.now());
+        if (o.state !== 'done') failed++;
+        if (arrivals.size === n) resolve();
+      });
+    });
+    const params = args.module === 'primes' ? [Number(args.param)] : [];
+    const started = Date.now();
+    const chunk = Number(args.chunk);
+    for (let i = 0; i < n; i += chunk) {
+      const size = Math.min(chunk, n - i);
+      const calledAt = Date.now();
+      const refs = await feeder.add(Array.from({ length: size }, () => ({ module: String(args.module), params })));
+      for (const r of refs) if (!addedAt.has(r.id)) addedAt.set(r.id, calledAt);
+    }
+    await all;
+    const elapsed = (Date.now() - started) / 1000;
+    const latencies = [...arrivals].map(([id, at]) => at - (addedAt.get(id) ?? at)).sort((a, b) => a - b);
+    const rss = peakRssMb(master.pid as number);
+    const line = {
+      tasks: n,
+      runners: Number(args.runners),
+      workersPerRunner: Number(args.workers),
+      slotsPerRunner: Number(args.slots),
+      module: args.module,
+      answerThreshold: Number(args['answer-threshold']),
+      database: db.kind,
+      cpus: os.cpus().length,
+      seconds: Number(elapsed.toFixed(2)),
+      tasksPerSecond: Math.round(n / elapsed),
+      p50Ms: percentile(latencies, 50),
+      p99Ms: percentile(latencies, 99),
+      masterPeakRssMb: rss,
+      failed,
+    };
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+    await feeder.close();
+  } finally {
+    stop();
+    await db.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  },
+);
