@@ -160,12 +160,14 @@ export class Master extends EventEmitter {
       const drop = this.scheduler.runnerUp(entry, h.running);
       log.info('runner ready', { runnerId: h.runnerId, slots: h.slots, workers: h.workers, holding: h.running.length });
       safeAck(ack, { ok: true, runnerId: h.runnerId, drop });
+      this.emit('runner:up', h.runnerId);
     });
 
     socket.on('task:started', (payload) => {
       const parsed = startedSchema.safeParse(payload);
       if (!parsed.success || !runnerId) return void log.warn('malformed task:started ignored');
       this.scheduler.started(runnerId, parsed.data.tasks);
+      this.emit('task:started', runnerId, parsed.data.tasks);
     });
 
     socket.on('task:results', (payload, ack) => {
@@ -202,6 +204,7 @@ export class Master extends EventEmitter {
       if (this.scheduler.runners.get(runnerId) !== mine) return;
       log.info('runner disconnected', { runnerId, reason });
       this.scheduler.runnerDown(runnerId);
+      this.emit('runner:down', runnerId);
     });
   }
 

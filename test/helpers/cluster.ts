@@ -1,0 +1,168 @@
+/**
+ * Test helpers for real clusters on loopback: a master on port 0 with its own database, runners and
+ * feeders in-process, and master/runner processes started through the CLI for the kill tests.
+ * Helpers wait for events (with a bounded timeout) instead of sleeping.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createLogger } from '../../common/logger';
+import { Feeder } from '../../feeder/feeder';
+import { Master } from '../../master/master';
+import type { MasterOptions } from '../../master/options';
+import { Runner } from '../../runner/runner';
+import type { RunnerOptions } from '../../runner/options';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'tasks');
+const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
+
+export function mongoUrl(): string {
+  const url = process.env.TASKMASTER_TEST_MONGO_URL ?? process.env.MONGO_URL;
+  if (!url) throw new Error('no test database: run the tests through jest (globalSetup starts one)');
+  return url;
+}
+
+/** A database name of its own for each test file and call. */
+export function uniqueDbName(label: string): string {
+  const clean = label.replace(/[^A-Za-z0-9]/g, '_').slice(0, 30);
+  return `t_${clean}_${process.pid}_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+export const testLogger = () => createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'error', format: 'json', stderr: true });
+
+export async function startMaster(dbName: string, opts: Partial<MasterOptions> = {}): Promise<Master> {
+  const m = new Master({ mongoUrl: mongoUrl(), dbName, port: 0, logger: testLogger(), ...opts });
+  await m.start();
+  return m;
+}
+
+export async function startRunner(master: string, opts: Partial<RunnerOptions> = {}): Promise<Runner> {
+  const r = new Runner({ master, tasks: [FIXTURES], workers: 1, watch: true, logger: testLogger(), ...opts });
+  await r.start();
+  return r;
+}
+
+export async function startFeeder(master: string): Promise<Feeder> {
+  const f = new Feeder({ master, logger: testLogger() });
+  await f.ready();
+  return f;
+}
+
+/** Resolves with the arguments of the first `event` for which `test` holds. */
+export function waitForEvent<T extends unknown[]>(
+  emitter: EventEmitter,
+  event: string,
+  test: (...args: T) => boolean = () => true,
+  timeoutMs = 30_000,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, on);
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for "${event}"`));
+    }, timeoutMs);
+    const on = (...args: unknown[]) => {
+      if (!test(...(args as T))) return;
+      clearTimeout(timer);
+      emitter.off(event, on);
+      resolve(args as T);
+    };
+    emitter.on(event, on);
+  });
+}
+
+/** Polls `check` until it returns a truthy value; for state that has no event (rows in a database). */
+export async function eventually<T>(check: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let delay = 20;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 250);
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `taskmaster-${prefix}-`));
+}
+
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves when a line matching `pattern` appears on stdout or stderr (already seen lines count). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `taskmaster ARGS` as a child process with JSON logs. */
+export function spawnCli(args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    for (const l of listeners) l();
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => out,
+    waitFor(pattern, timeoutMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const m = pattern.exec(out);
+          if (m) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            resolve(m[0]);
+          }
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`timed out waiting for ${pattern} in:\n${out.slice(-3000)}`));
+        }, timeoutMs);
+        listeners.add(check);
+        void exited.then((code) => {
+          if (!listeners.has(check)) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          reject(new Error(`process exited (${code}) before ${pattern}:\n${out.slice(-3000)}`));
+        });
+        check();
+      });
+    },
+    async kill(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** A mongodb URL for `dbName` on the test server (for processes that take --mongo-url). */
+export function dbUrl(dbName: string): string {
+  const u = new URL(mongoUrl());
+  u.pathname = `/${dbName}`;
+  return u.toString();
+}

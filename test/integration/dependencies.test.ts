@@ -1,0 +1,105 @@
+import mongoose from 'mongoose';
+import type { Feeder } from '../../feeder/feeder';
+import type { Master } from '../../master/master';
+import { taskEventModel, type TaskEventDoc } from '../../models/task-event';
+import type { Runner } from '../../runner/runner';
+import { dbUrl, startFeeder, startMaster, startRunner, uniqueDbName } from '../helpers/cluster';
+
+describe('dependencies', () => {
+  const dbName = uniqueDbName('deps');
+  let master: Master;
+  let runner: Runner;
+  let feeder: Feeder;
+  let conn: mongoose.Connection;
+
+  beforeAll(async () => {
+    master = await startMaster(dbName);
+    runner = await startRunner(master.url, { workers: 2, slots: 4 });
+    feeder = await startFeeder(master.url);
+    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+  });
+  afterAll(async () => {
+    await feeder?.close();
+    await runner?.close();
+    await master?.close();
+    await conn?.close();
+  });
+
+  test('a batch runs in a valid topological order: each task starts only after its dependencies are done', async () => {
+    // a diamond plus a chain: a -> (b, c) -> d -> e
+    const batch = [
+      { id: 'e', module: 'timed', params: [10, 'e'], dependencies: ['d'], priority: 100 },
+      { id: 'd', module: 'timed', params: [10, 'd'], dependencies: ['b', 'c'], priority: 100 },
+      { id: 'c', module: 'timed', params: [30, 'c'], dependencies: ['a'] },
+      { id: 'b', module: 'timed', params: [10, 'b'], dependencies: ['a'] },
+      { id: 'a', module: 'timed', params: [20, 'a'] },
+    ];
+    const outcomes = await feeder.work(batch);
+    expect(outcomes.map((o) => o.state)).toEqual(['done', 'done', 'done', 'done', 'done']);
+    expect(outcomes.map((o) => o.id)).toEqual(['e', 'd', 'c', 'b', 'a']);
+
+    // The journal, in the master's own clock: when each task started running and when it was done.
+    const events = (await taskEventModel(conn).find({ task: { $in: ['a', 'b', 'c', 'd', 'e'] } }).lean()) as TaskEventDoc[];
+    const at = (task: string, state: string) => {
+      const e = events.find((x) => x.task === task && x.state === state);
+      if (!e) throw new Error(`no ${state} event for ${task}`);
+      return e;
+    };
+    for (const t of batch) {
+      for (const d of t.dependencies ?? []) {
+        expect(at(t.id, 'assigned').rev).toBeGreaterThan(0);
+        expect(at(t.id, 'assigned').at).toBeGreaterThanOrEqual(at(d, 'done').at);
+      }
+    }
+    // And in the runners' clock: every dependent's run began after each dependency's run ended.
+    const byId = new Map(outcomes.map((o) => [o.id, o.result as { start: number; end: number }]));
+    for (const t of batch) for (const d of t.dependencies ?? []) expect(byId.get(t.id)!.start).toBeGreaterThanOrEqual(byId.get(d)!.end);
+  });
+
+  test('a dependency that fails for good fails its dependents, transitively, with EDEPFAILED', async () => {
+    const outcomes = await feeder.work([
+      { id: 'bad', module: 'throws', params: ['boom'], maxAttempts: 1 },
+      { id: 'child', module: 'ok', params: [1], dependencies: ['bad'] },
+      { id: 'grandchild', module: 'ok', params: [2], dependencies: ['child'] },
+      { id: 'unrelated', module: 'ok', params: [3] },
+    ]);
+    expect(outcomes.map((o) => o.state)).toEqual(['failed', 'failed', 'failed', 'done']);
+    expect(outcomes[0].error?.code).toBe('ETASK');
+    expect(outcomes[1].error?.code).toBe('EDEPFAILED');
+    expect(outcomes[1].error?.message).toContain('"bad"');
+    expect(outcomes[2].error?.code).toBe('EDEPFAILED');
+    expect(outcomes[2].error?.message).toContain('"child"');
+    expect(outcomes[1].attempts).toBe(0); // never ran
+  });
+
+  test('a new task may depend on a task stored earlier, done or failed', async () => {
+    const [first] = await feeder.work([{ id: 'earlier', module: 'ok', params: ['x'] }]);
+    expect(first.state).toBe('done');
+    const [later, doomed] = await feeder.work([
+      { module: 'ok', params: ['y'], dependencies: ['earlier'] },
+      { module: 'ok', params: ['z'], dependencies: ['bad'] },
+    ]);
+    expect(later.state).toBe('done');
+    expect(doomed.state).toBe('failed');
+    expect(doomed.error?.code).toBe('EDEPFAILED');
+  });
+
+  test('unknown dependency ids and cycles are refused when added, with the path of the cycle', async () => {
+    await expect(feeder.add([{ id: 'x1', module: 'ok', dependencies: ['nope'] }])).rejects.toMatchObject({
+      code: 'EVALIDATION',
+      message: expect.stringContaining('tasks[0].dependencies[0]: unknown task id "nope"'),
+    });
+    await expect(
+      feeder.add([
+        { id: 'p', module: 'ok', dependencies: ['r'] },
+        { id: 'q', module: 'ok', dependencies: ['p'] },
+        { id: 'r', module: 'ok', dependencies: ['q'] },
+      ]),
+    ).rejects.toMatchObject({ code: 'EVALIDATION', message: expect.stringMatching(/dependency cycle: p -> r -> q -> p/) });
+    await expect(feeder.add([{ id: 'self', module: 'ok', dependencies: ['self'] }])).rejects.toMatchObject({
+      message: expect.stringContaining('self -> self'),
+    });
+    const stored = await conn.collection('tasks').countDocuments({ id: { $in: ['x1', 'p', 'q', 'r', 'self'] } });
+    expect(stored).toBe(0);
+  });
+});

@@ -1,0 +1,84 @@
+import { io, type Socket } from 'socket.io-client';
+import type { Master } from '../../master/master';
+import { startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+
+/** A client that speaks only the original taskmaster events, as the slides' runner and feeder did. */
+describe('original protocol on the default namespace', () => {
+  let master: Master;
+  const sockets: Socket[] = [];
+  const connect = (query?: Record<string, string>) => {
+    const s = io(master.url, { transports: ['websocket'], reconnection: false, query });
+    sockets.push(s);
+    return s;
+  };
+
+  beforeAll(async () => {
+    master = await startMaster(uniqueDbName('legacy'));
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.close();
+    await master?.close();
+  });
+
+  test('task:add → task:added, task:request → task:send, task:done → result stored', async () => {
+    const feeder = connect();
+    const runner = connect();
+    const added = waitForEvent<[Array<{ _id: string; module: string; params: unknown[]; priority: number }>]>(feeder, 'task:added');
+    feeder.emit('task:add', [
+      { module: 'sampleTask', priority: 25, params: [{ ticker: 'AAPL' }] },
+      { module: 'sampleTask', priority: 30, params: { ticker: 'MSFT' }, dependencies: [] },
+    ]);
+    const [stored] = await added;
+    expect(stored).toHaveLength(2);
+    expect(stored[0]).toMatchObject({ module: 'sampleTask', priority: 25, params: [{ ticker: 'AAPL' }] });
+    expect(stored[1].params).toEqual([{ ticker: 'MSFT' }]); // a lone value is wrapped, as the original schema did
+    for (const t of stored) expect(t._id).toMatch(/^[0-9a-f]{24}$/);
+
+    const received: Array<{ _id: string; module: string; params: unknown[]; priority: number }> = [];
+    runner.on('task:send', (json: string) => {
+      expect(typeof json).toBe('string');
+      const task = JSON.parse(json) as { _id: string; module: string; params: unknown[]; priority: number };
+      received.push(task);
+      runner.emit('task:done', JSON.stringify({ ...task, result: `done ${JSON.stringify(task.params[0])}` }));
+      runner.emit('task:request');
+    });
+    const outcomes = waitForEvent<[unknown]>(master, 'outcomes', () => master.scheduler.finals.has(stored[0]._id) && master.scheduler.finals.has(stored[1]._id));
+    runner.emit('task:request');
+    await outcomes;
+    expect(received.map((t) => t.priority)).toEqual([30, 25]); // higher priority first
+    expect(received[0]).toMatchObject({ _id: stored[1]._id, module: 'sampleTask', params: [{ ticker: 'MSFT' }] });
+    expect(master.scheduler.finals.get(stored[0]._id)).toMatchObject({ state: 'done', result: 'done {"ticker":"AAPL"}' });
+  });
+
+  test('task:done as an object with an error fails the attempt, and the task is retried', async () => {
+    const feeder = connect();
+    const runner = connect();
+    const added = waitForEvent<[Array<{ _id: string }>]>(feeder, 'task:added');
+    feeder.emit('task:add', { module: 'flaky', params: [] });
+    const [[task]] = await added;
+    let calls = 0;
+    runner.on('task:send', (json: string) => {
+      const t = JSON.parse(json) as { _id: string };
+      calls++;
+      if (calls === 1) runner.emit('task:done', { _id: t._id, error: { message: 'first try fails' } });
+      else runner.emit('task:done', { _id: t._id, result: 'second try works' });
+      runner.emit('task:request');
+    });
+    const done = waitForEvent(master, 'outcomes', () => master.scheduler.finals.has(task._id));
+    runner.emit('task:request');
+    await done;
+    expect(calls).toBe(2);
+    expect(master.scheduler.finals.get(task._id)).toMatchObject({ state: 'done', attempts: 2, result: 'second try works' });
+  });
+
+  test('a malformed task:add gets task:error naming the field, and nothing is added', async () => {
+    const feeder = connect();
+    const error = waitForEvent<[{ code: string; message: string }]>(feeder, 'task:error');
+    const before = master.scheduler.stats.added;
+    feeder.emit('task:add', [{ module: 'ok' }, { module: '../escape' }]);
+    const [e] = await error;
+    expect(e.code).toBe('EVALIDATION');
+    expect(e.message).toContain('tasks[1].module');
+    expect(master.scheduler.stats.added).toBe(before);
+  });
+});

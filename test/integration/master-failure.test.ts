@@ -1,0 +1,72 @@
+import mongoose from 'mongoose';
+import type { Feeder } from '../../feeder/feeder';
+import { taskEventModel } from '../../models/task-event';
+import type { TaskOutcome } from '../../protocol/schemas';
+import type { Runner } from '../../runner/runner';
+import { dbUrl, eventually, freePort, spawnCli, startFeeder, startRunner, uniqueDbName, type Proc } from '../helpers/cluster';
+
+describe('the master killed with SIGKILL mid-batch and restarted', () => {
+  const dbName = uniqueDbName('masterkill');
+  let port: number;
+  let url: string;
+  const masters: Proc[] = [];
+  let runner: Runner;
+  let feeder: Feeder;
+  let conn: mongoose.Connection;
+
+  const startMasterProcess = async () => {
+    const p = spawnCli(['master', '--port', String(port), '--mongo-url', dbUrl(dbName)]);
+    masters.push(p);
+    await p.waitFor(/master listening/);
+    return p;
+  };
+
+  beforeAll(async () => {
+    port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+  });
+  afterAll(async () => {
+    await feeder?.close();
+    await runner?.close();
+    for (const m of masters) await m.kill('SIGKILL');
+    await conn?.close();
+  });
+
+  test('every acknowledged task completes and its result is in MongoDB', async () => {
+    const first = await startMasterProcess();
+    runner = await startRunner(url, { workers: 2, slots: 4 });
+    feeder = await startFeeder(url);
+    const n = 60;
+    const outcomes = new Map<string, TaskOutcome>();
+    let resolveSome!: () => void;
+    const some = new Promise<void>((r) => (resolveSome = r));
+    const all = new Promise<void>((resolve) =>
+      feeder.on('result', (o: TaskOutcome) => {
+        outcomes.set(o.id, o);
+        if (outcomes.size >= 5) resolveSome();
+        if (outcomes.size === n) resolve();
+      }),
+    );
+    const refs = await feeder.add(
+      Array.from({ length: n }, (_, i) => ({ id: `t${i}`, module: 'timed', params: [50, i], priority: i % 3, dependencies: i >= 50 ? [`t${i - 50}`] : [] })),
+    );
+    expect(refs).toHaveLength(n);
+    await some;
+    await first.kill('SIGKILL');
+    expect(outcomes.size).toBeLessThan(n); // really mid-batch
+    await startMasterProcess();
+    await all;
+
+    for (const r of refs) expect(outcomes.get(r.id)).toMatchObject({ state: 'done' });
+    for (const r of refs) expect((outcomes.get(r.id)!.result as { label: number }).label).toBe(Number(r.id.slice(1)));
+    // The journal holds every result; the `tasks` documents get the outcome folded in shortly after.
+    const events = taskEventModel(conn);
+    const doneEvents = await events.find({ state: 'done' }).lean();
+    expect(new Set(doneEvents.map((e) => e.task))).toEqual(new Set(refs.map((r) => r.id)));
+    const tasks = conn.collection('tasks');
+    await eventually(async () => (await tasks.countDocuments({ state: 'done' })) === n, 60_000);
+    const doc = await tasks.findOne({ id: 't7' });
+    expect(doc).toMatchObject({ state: 'done', result: { label: 7 } });
+  });
+});

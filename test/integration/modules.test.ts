@@ -1,0 +1,66 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Feeder } from '../../feeder/feeder';
+import type { Master } from '../../master/master';
+import type { Runner } from '../../runner/runner';
+import { startFeeder, startMaster, startRunner, tempDir, uniqueDbName } from '../helpers/cluster';
+
+describe('task modules on a runner', () => {
+  let master: Master;
+  let runner: Runner;
+  let feeder: Feeder;
+  const tasksDir = tempDir('tasks');
+  const outside = tempDir('outside');
+
+  beforeAll(async () => {
+    fs.writeFileSync(path.join(tasksDir, 'hot.js'), 'module.exports = function () { return { version: 1, pid: process.pid }; };\n');
+    fs.writeFileSync(path.join(outside, 'secret.js'), 'module.exports = function () { return "outside code ran"; };\n');
+    fs.symlinkSync(path.join(outside, 'secret.js'), path.join(tasksDir, 'sneaky.js'));
+    master = await startMaster(uniqueDbName('modules'));
+    runner = await startRunner(master.url, { tasks: [tasksDir], workers: 1, slots: 1 });
+    feeder = await startFeeder(master.url);
+  });
+  afterAll(async () => {
+    await feeder?.close();
+    await runner?.close();
+    await master?.close();
+    fs.rmSync(tasksDir, { recursive: true, force: true });
+    fs.rmSync(outside, { recursive: true, force: true });
+  });
+
+  test('a module edited between two tasks: the second uses the new code, without restarting anything', async () => {
+    const [first] = await feeder.work([{ module: 'hot' }]);
+    expect(first.result).toMatchObject({ version: 1 });
+    fs.writeFileSync(path.join(tasksDir, 'hot.js'), 'module.exports = function () { return { version: 2, pid: process.pid }; };\n');
+    const [second] = await feeder.work([{ module: 'hot' }]);
+    expect(second.result).toMatchObject({ version: 2 });
+    expect((second.result as { pid: number }).pid).toBe((first.result as { pid: number }).pid);
+  });
+
+  test('a module added while the runner runs is used by the next task that names it', async () => {
+    fs.mkdirSync(path.join(tasksDir, 'late'), { recursive: true });
+    fs.writeFileSync(path.join(tasksDir, 'late', 'arrival.ts'), 'export default function (a: number, b: number): number { return a * b; }\n');
+    const [o] = await feeder.work([{ module: 'late/arrival', params: [6, 7] }]);
+    expect(o).toMatchObject({ state: 'done', result: 42 });
+  });
+
+  test('a symlink that leads out of the task folder is refused with EMODULE, and not retried', async () => {
+    const [o] = await feeder.work([{ module: 'sneaky' }]);
+    expect(o.state).toBe('failed');
+    expect(o.error?.code).toBe('EMODULE');
+    expect(o.attempts).toBe(1);
+  });
+
+  test('path traversal in a module name is refused by the master before anything is stored', async () => {
+    for (const name of ['../secret', 'a/../../secret', '/etc/passwd', 'a\\b', 'C:/x', '.hidden']) {
+      await expect(feeder.add([{ module: name }])).rejects.toMatchObject({ code: 'EVALIDATION' });
+    }
+    expect(master.scheduler.stats.added).toBe(3);
+  });
+
+  test('a module that is missing fails with EMODULE', async () => {
+    const [o] = await feeder.work([{ module: 'does-not-exist' }]);
+    expect(o.state).toBe('failed');
+    expect(o.error?.code).toBe('EMODULE');
+  });
+});

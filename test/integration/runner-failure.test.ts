@@ -1,0 +1,50 @@
+import type { Feeder } from '../../feeder/feeder';
+import type { Master } from '../../master/master';
+import type { TaskOutcome } from '../../protocol/schemas';
+import { FIXTURES, spawnCli, startFeeder, startMaster, uniqueDbName, waitForEvent, type Proc } from '../helpers/cluster';
+
+describe('a runner killed mid-task', () => {
+  let master: Master;
+  let feeder: Feeder;
+  const procs: Proc[] = [];
+
+  beforeAll(async () => {
+    master = await startMaster(uniqueDbName('runnerkill'), { disconnectGraceMs: 200 });
+    feeder = await startFeeder(master.url);
+  });
+  afterAll(async () => {
+    for (const p of procs) await p.kill('SIGKILL');
+    await feeder?.close();
+    await master?.close();
+  });
+
+  const runner = async (id: string) => {
+    const up = waitForEvent(master, 'runner:up', (rid) => rid === id);
+    const p = spawnCli(['runner', '--master', master.url, '--tasks', FIXTURES, '--workers', '1', '--slots', '2', '--runner-id', id]);
+    procs.push(p);
+    await up;
+    return p;
+  };
+
+  test('its tasks finish elsewhere and none is lost', async () => {
+    const doomed = await runner('doomed');
+    const n = 12;
+    const outcomes = new Map<string, TaskOutcome>();
+    const all = new Promise<void>((resolve) =>
+      feeder.on('result', (o: TaskOutcome) => {
+        outcomes.set(o.id, o);
+        if (outcomes.size === n) resolve();
+      }),
+    );
+    const startedOnDoomed = waitForEvent(master, 'task:started', (rid) => rid === 'doomed');
+    const refs = await feeder.add(Array.from({ length: n }, (_, i) => ({ id: `job-${i}`, module: 'timed', params: [300, `job-${i}`] })));
+    const [, running] = (await startedOnDoomed) as [string, { id: string }[]];
+    await runner('survivor');
+    await doomed.kill('SIGKILL');
+    await all;
+    expect([...outcomes.keys()].sort()).toEqual(refs.map((r) => r.id).sort());
+    for (const o of outcomes.values()) expect(o.state).toBe('done');
+    // What the doomed runner was running when it died ran again, as a second attempt.
+    for (const { id } of running) expect(outcomes.get(id)!.attempts).toBeGreaterThanOrEqual(2);
+  });
+});

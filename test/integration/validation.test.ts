@@ -1,0 +1,68 @@
+import mongoose from 'mongoose';
+import type { Feeder } from '../../feeder/feeder';
+import type { Master } from '../../master/master';
+import { dbUrl, startFeeder, startMaster, uniqueDbName } from '../helpers/cluster';
+
+describe('validation of batches', () => {
+  const dbName = uniqueDbName('valid');
+  let master: Master;
+  let feeder: Feeder;
+  let conn: mongoose.Connection;
+
+  beforeAll(async () => {
+    master = await startMaster(dbName);
+    feeder = await startFeeder(master.url);
+    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+  });
+  afterAll(async () => {
+    await feeder?.close();
+    await master?.close();
+    await conn?.close();
+  });
+
+  test('a malformed batch is rejected as a whole, with one clear error per bad task, and nothing is stored', async () => {
+    const err = await feeder
+      .add([
+        { id: 'fine', module: 'ok', params: [1] },
+        { module: '../../etc/passwd' },
+        { module: 'ok', params: 'not-an-array' },
+        { module: 'ok', priority: 'high' },
+        { params: [] },
+        { module: '/abs/path' },
+        { module: 'ok', bogus: true },
+      ] as never)
+      .then(
+        () => null,
+        (e: unknown) => e as { code: string; message: string; details: { issues: { path: string; message: string }[] } },
+      );
+    expect(err).not.toBeNull();
+    expect(err!.code).toBe('EVALIDATION');
+    const paths = err!.details.issues.map((i) => i.path);
+    expect(paths).toEqual(
+      expect.arrayContaining(['tasks[1].module', 'tasks[2].params', 'tasks[3].priority', 'tasks[4].module', 'tasks[5].module', 'tasks[6]']),
+    );
+    expect(paths.some((p) => p.startsWith('tasks[0]'))).toBe(false);
+    expect(err!.message).toContain('tasks[1].module: must not contain ".."');
+    expect(err!.message).toContain('tasks[5].module: must not be an absolute path');
+    expect(await conn.collection('tasks').countDocuments({})).toBe(0);
+    expect(await conn.collection('task_events').countDocuments({})).toBe(0);
+  });
+
+  test('ids are unique within the master: a duplicate in the batch or a taken id is refused', async () => {
+    await feeder.add([{ id: 'taken', module: 'ok' }]);
+    await expect(feeder.add([{ id: 'taken', module: 'ok' }])).rejects.toMatchObject({
+      message: expect.stringContaining('tasks[0].id: id "taken" is already taken'),
+    });
+    await expect(
+      feeder.add([
+        { id: 'twice', module: 'ok' },
+        { id: 'twice', module: 'ok' },
+      ]),
+    ).rejects.toMatchObject({ message: expect.stringContaining('tasks[1].id: duplicate id "twice" (also tasks[0])') });
+    expect(await conn.collection('tasks').countDocuments({ id: 'twice' })).toBe(0);
+  });
+
+  test('a request that is not a batch at all is refused with the field named', async () => {
+    await expect(feeder.add('nope' as never)).rejects.toMatchObject({ code: 'EVALIDATION', message: expect.stringContaining('tasks') });
+  });
+});
