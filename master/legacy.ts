@@ -9,7 +9,7 @@ import type { Logger } from '../common/logger';
 import { wireError } from '../protocol/errors';
 import { legacyDoneSchema, legacyTaskSchema, type LegacyClientToMaster, type LegacyMasterToClient } from '../protocol/legacy';
 import { formatIssues } from '../protocol/schemas';
-import type { RunnerEntry } from './runner-registry';
+import { slotPlan, type RunnerEntry } from './runner-registry';
 import type { Scheduler } from './scheduler';
 import { summarize } from './validate';
 
@@ -35,6 +35,8 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
         data: { legacy: true },
         modules: [],
         active: new Set(),
+        // Its only limit is the number of outstanding requests (`slots`), kept in sync below.
+        ...slotPlan(Number.MAX_SAFE_INTEGER, undefined, false),
         connected: true,
         legacy: true,
         since: Date.now(),

@@ -35,7 +35,7 @@ import { tokenMiddleware } from './auth';
 import { serveHttp } from './http';
 import { serveLegacy } from './legacy';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
-import { describeRunner, type RunnerEntry } from './runner-registry';
+import { describeRunner, slotPlan, type RunnerEntry } from './runner-registry';
 import { Scheduler } from './scheduler';
 import { Store } from './store';
 import { summarize } from './validate';
@@ -89,6 +89,7 @@ export class Master extends EventEmitter {
       recoveryGraceMs: this.opts.recoveryGraceMs,
       disconnectGraceMs: this.opts.disconnectGraceMs,
       finalCacheSize: 100_000,
+      selectRunner: this.opts.selectRunner,
       logger: this.logger,
     });
     this.sched = sched;
@@ -149,6 +150,8 @@ export class Master extends EventEmitter {
         data: h.data,
         modules: h.modules,
         active: new Set(),
+        prioritySlots: h.prioritySlots,
+        ...slotPlan(h.slots, h.prioritySlots, this.opts.sacredGuarantees === true),
         connected: true,
         legacy: false,
         since: Date.now(),

@@ -3,6 +3,8 @@
  * (master/config.ts turns flags and environment into these).
  */
 import type { Logger } from '../common/logger';
+import type { RunnerEntry } from './runner-registry';
+import type { TaskRecord } from './task-record';
 
 export interface MasterOptions {
   /** MongoDB URL (any MongoDB-wire server). Required. */
@@ -25,6 +27,16 @@ export interface MasterOptions {
   disconnectGraceMs?: number;
   /** Largest number of operations in one bulk write. Default 50. */
   writeChunk?: number;
+  /**
+   * Keep priority guarantees strictly: work above its range's guarantee only takes slots from the
+   * lowest range (proletariat's SACRED_GUARANTEES). Default false.
+   */
+  sacredGuarantees?: boolean;
+  /**
+   * Chooses the runner for a task among those that can take it now (proletariat's workSelectWorker).
+   * Default: the runner with the most free slots.
+   */
+  selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
   logger?: Logger;
 }
 

@@ -5,6 +5,7 @@
 import type { Assignment } from '../protocol/schemas';
 import type { AttemptRef } from '../protocol/events';
 import type { ModuleInfo } from '../protocol/schemas';
+import { fits, planSlots, rangeOf, type SlotPlan } from './priority-slots';
 
 export interface RunnerEntry {
   id: string;
@@ -16,6 +17,10 @@ export interface RunnerEntry {
   modules: ModuleInfo[];
   /** Task ids of the attempts this runner holds. */
   active: Set<string>;
+  prioritySlots?: Record<string, number>;
+  /** Slot limits per priority range, and how many attempts of each range it holds. */
+  plan: SlotPlan;
+  held: number[];
   connected: boolean;
   legacy: boolean;
   since: number;
@@ -26,6 +31,27 @@ export interface RunnerEntry {
 
 export function freeSlots(r: RunnerEntry): number {
   return r.connected ? r.slots - r.active.size : 0;
+}
+
+export function slotPlan(slots: number, prioritySlots: Record<string, number> | undefined, sacred: boolean) {
+  const plan = planSlots(slots, prioritySlots, sacred);
+  return { plan, held: new Array(plan.cumulative.length).fill(0) as number[] };
+}
+
+/** Whether the runner can take one more attempt of this priority now. */
+export function canTake(r: RunnerEntry, priority: number): boolean {
+  return r.connected && r.active.size < r.slots && fits(r.plan, r.held, rangeOf(r.plan, priority));
+}
+
+export function hold(r: RunnerEntry, taskId: string, priority: number): void {
+  if (r.active.has(taskId)) return;
+  r.active.add(taskId);
+  r.held[rangeOf(r.plan, priority)]++;
+}
+
+export function unhold(r: RunnerEntry, taskId: string, priority: number): void {
+  if (!r.active.delete(taskId)) return;
+  r.held[rangeOf(r.plan, priority)]--;
 }
 
 /** Default choice: the runner with the most free slots (ties: the first registered). */
@@ -50,6 +76,7 @@ export function describeRunner(r: RunnerEntry): Record<string, unknown> {
     connected: r.connected,
     legacy: r.legacy,
     slots: r.slots,
+    prioritySlots: r.prioritySlots ?? null,
     inUse: r.active.size,
     workers: r.workers,
     data: r.data,

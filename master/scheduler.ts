@@ -17,7 +17,7 @@ import type { AddReply, Assignment, AttemptResult, TaskOutcome } from '../protoc
 import { isFinal, type TaskState } from '../protocol/states';
 import type { TaskEventDoc } from '../models/task-event';
 import { ReadyQueue } from './ready-queue';
-import { freeSlots, mostFreeSlots, type RunnerEntry } from './runner-registry';
+import { canTake, freeSlots, hold, mostFreeSlots, unhold, type RunnerEntry } from './runner-registry';
 import type { FoldedState, Store } from './store';
 import type { TaskRecord } from './task-record';
 import { collectRefs, summarize, validateBatch } from './validate';
@@ -175,8 +175,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;
       if (e.task.state !== 'ready' || e.task.seq !== e.seq) continue; // left the queue meanwhile
-      const r = select(e.task, candidates);
-      if (!r || freeSlots(r) <= 0) {
+      const able = candidates.filter((c) => canTake(c, e.task.priority));
+      const r = able.length > 0 ? select(e.task, able) : undefined;
+      if (!r || !canTake(r, e.task.priority)) {
         skipped.push(e);
         continue;
       }
@@ -191,7 +192,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     t.attempts++;
     t.who = r.id;
     t.assignedAt = Date.now();
-    r.active.add(t.id);
+    hold(r, t.id, t.priority);
     this.change(t, 'assigned', { who: r.id });
     this.stats.assigned++;
     let list = this.pendingAssign.get(r);
@@ -273,7 +274,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   private release(t: TaskRecord): void {
-    if (t.who) this.runners.get(t.who)?.active.delete(t.id);
+    const r = t.who ? this.runners.get(t.who) : undefined;
+    if (r) unhold(r, t.id, t.priority);
     this.orphans.delete(t);
   }
 
@@ -401,7 +403,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.change(t, 'running', { who: entry.id });
       }
       keep.add(t.id);
-      entry.active.add(t.id);
+      hold(entry, t.id, t.priority);
     }
     if (prev) {
       for (const id of prev.active) {
