@@ -1,0 +1,76 @@
+// Flat config. Beyond typescript-eslint's recommended rules, it guards the architecture: runner/ and
+// feeder/ run on other machines and must never import master/ or models/ (nor may common/, which they
+// share), and protocol/ depends on none of the roles.
+import js from '@eslint/js';
+import { defineConfig } from 'eslint/config';
+import globals from 'globals';
+import tseslint from 'typescript-eslint';
+
+/** An import restriction that catches both `../master/x` and deeper relative paths to the folder. */
+function forbid(folders, message) {
+  return {
+    group: folders.flatMap((f) => [`**/${f}`, `**/${f}/**`, `../${f}/*`, `./${f}/*`]),
+    message,
+  };
+}
+
+const SERVER_SIDE = forbid(
+  ['master', 'models'],
+  'runner/, feeder/ and common/ run on machines without the master: import protocol/ or common/ instead.',
+);
+
+export default defineConfig(
+  {
+    ignores: ['node_modules/', '.cache/', 'coverage/', 'dist/', 'tools/', 'test/fixtures/tasks/'],
+  },
+  js.configs.recommended,
+  tseslint.configs.recommended,
+  {
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
+    languageOptions: { globals: { ...globals.node } },
+    rules: {
+      'no-console': 'error',
+      '@typescript-eslint/consistent-type-imports': [
+        'error',
+        { prefer: 'type-imports', fixStyle: 'inline-type-imports' },
+      ],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
+      ],
+    },
+  },
+  {
+    files: ['**/*.js', '**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs' },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    files: ['test/**'],
+    languageOptions: { globals: { ...globals.jest } },
+  },
+  {
+    files: ['bin/**', 'bench/**'],
+    rules: { 'no-console': 'off' },
+  },
+  {
+    files: ['runner/**', 'feeder/**', 'common/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [SERVER_SIDE] }] },
+  },
+  {
+    files: ['protocol/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            forbid(
+              ['master', 'models', 'runner', 'feeder', 'common'],
+              'protocol/ is the contract every role imports: types and pure functions, nothing of theirs.',
+            ),
+          ],
+        },
+      ],
+    },
+  },
+);

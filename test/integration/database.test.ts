@@ -1,0 +1,58 @@
+import type { Connection } from 'mongoose';
+import { taskModel } from '../../models/task';
+import { connectTestDb, dropTestDb, testDbName } from '../helpers/db';
+
+function task(id: string) {
+  const now = Date.now();
+  return {
+    id,
+    created: now,
+    updated: now,
+    module: 'ok',
+    params: [1, 'two'],
+    state: 'ready' as const,
+    batch: 'b1',
+  };
+}
+
+describe('test database', () => {
+  let conn: Connection;
+  let other: Connection;
+
+  beforeAll(async () => {
+    conn = await connectTestDb(testDbName(__filename));
+    other = await connectTestDb(testDbName(__filename));
+  });
+  afterAll(async () => {
+    await dropTestDb(conn);
+    await dropTestDb(other);
+  });
+
+  test('a task written through taskModel reads back with its fields and defaults', async () => {
+    await taskModel(conn).create(task('roundtrip'));
+    const doc = await taskModel(conn).findOne({ id: 'roundtrip' }).lean();
+    expect(doc).toMatchObject({
+      id: 'roundtrip',
+      module: 'ok',
+      params: [1, 'two'],
+      state: 'ready',
+      batch: 'b1',
+      priority: 0,
+      attempts: 0,
+      dependencies: [],
+      assigned: { who: null, when: null, completed: null },
+    });
+  });
+
+  test('the unique index on id rejects a second task with the same id (E11000)', async () => {
+    await taskModel(conn).create(task('twice'));
+    await expect(taskModel(conn).create(task('twice'))).rejects.toMatchObject({ code: 11000 });
+    expect(await taskModel(conn).countDocuments({ id: 'twice' })).toBe(1);
+  });
+
+  test('two test databases do not see each other', async () => {
+    expect(conn.name).not.toBe(other.name);
+    await taskModel(conn).create(task('mine'));
+    expect(await taskModel(other).countDocuments({ id: 'mine' })).toBe(0);
+  });
+});
