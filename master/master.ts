@@ -12,7 +12,9 @@ import { Server, type Socket } from 'socket.io';
 import { silentLogger, type Logger } from '../common/logger';
 import { wireError } from '../protocol/errors';
 import {
+  ACK_TIMEOUT_MS,
   NAMESPACES,
+  type SysmsgReply,
   type FeederToMaster,
   type MasterToFeeder,
   type MasterToRunner,
@@ -20,7 +22,9 @@ import {
 } from '../protocol/events';
 import {
   addRequestSchema,
+  cancelRequestSchema,
   formatIssues,
+  sysmsgRequestSchema,
   helloSchema,
   modulesUpdateSchema,
   progressSchema,
@@ -90,10 +94,15 @@ export class Master extends EventEmitter {
       disconnectGraceMs: this.opts.disconnectGraceMs,
       finalCacheSize: 100_000,
       selectRunner: this.opts.selectRunner,
+      queueLimit: this.opts.queueLimit,
+      holdSimilarWork: this.opts.holdSimilarWork,
+      retryBackoff: this.opts.retryBackoff,
+      timeoutSweepMs: this.opts.timeoutSweepMs,
       logger: this.logger,
     });
     this.sched = sched;
     sched.on('outcomes', (outcomes) => this.deliver(outcomes));
+    sched.on('assigntimeout', (o) => this.emit('assigntimeout', o));
     const recovered = await sched.recover();
     if (recovered.tasks > 0)
       this.logger.info('recovered tasks from the database', { open: recovered.tasks, orphans: recovered.orphans });
@@ -160,6 +169,7 @@ export class Master extends EventEmitter {
         cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason }),
       };
       mine = entry;
+      socket.data = { runnerId: h.runnerId };
       const drop = this.scheduler.runnerUp(entry, h.running);
       log.info('runner ready', { runnerId: h.runnerId, slots: h.slots, workers: h.workers, holding: h.running.length });
       safeAck(ack, { ok: true, runnerId: h.runnerId, drop });
@@ -201,6 +211,10 @@ export class Master extends EventEmitter {
       void this.handleAdd(payload, null).then((reply) => safeAck(ack, reply));
     });
 
+    socket.on('sysmsg:send', (payload, ack) => {
+      void this.systemMessage(payload, runnerId ?? socket.id).then((reply) => safeAck(ack, reply));
+    });
+
     socket.on('disconnect', (reason) => {
       if (!runnerId) return;
       // A newer connection of the same runner may already have replaced this one.
@@ -238,9 +252,60 @@ export class Master extends EventEmitter {
       );
     });
 
+    socket.on('tasks:cancel', (payload, ack) => {
+      const parsed = cancelRequestSchema.safeParse(payload);
+      if (!parsed.success) {
+        const issues = formatIssues(parsed.error.issues);
+        return safeAck(ack, { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) });
+      }
+      const cancelled = this.scheduler.cancel(parsed.data.ids, parsed.data.batch);
+      safeAck(ack, { ok: true, cancelled });
+    });
+
+    socket.on('sysmsg:send', (payload, ack) => {
+      void this.systemMessage(payload, socket.id).then((reply) => safeAck(ack, reply));
+    });
+
     socket.on('disconnect', () => {
       for (const id of watched) this.unwatch(socket, id);
     });
+  }
+
+  /**
+   * Delivers a system message to the master ('MASTER'), everybody (null) or one client (a runner id
+   * or a socket id), and answers once every recipient acknowledged it (or did not within the ack
+   * timeout: those are counted as missed).
+   */
+  async systemMessage(payload: unknown, from: string): Promise<SysmsgReply> {
+    const parsed = sysmsgRequestSchema.safeParse(payload);
+    if (!parsed.success) {
+      const issues = formatIssues(parsed.error.issues);
+      return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
+    }
+    const { msg, to } = parsed.data;
+    const message = { msg, from };
+    let delivered = 0;
+    let missed = 0;
+    if (to === 'MASTER' || to === null) {
+      this.emit('sysmsg', msg, from);
+      delivered++;
+    }
+    if (to !== 'MASTER' && this.io) {
+      const targets: Socket[] = [];
+      for (const nsp of [NAMESPACES.runner, NAMESPACES.feeder]) {
+        for (const s of this.io.of(nsp).sockets.values()) {
+          const rid = (s.data as { runnerId?: string } | undefined)?.runnerId;
+          if (s.id === from || rid === from) continue; // not back to the sender
+          if (to === null || s.id === to || rid === to) targets.push(s);
+        }
+      }
+      if (to !== null && targets.length === 0) {
+        return { ok: false, error: wireError('EVALIDATION', `to: no connected client "${to}"`) };
+      }
+      const acks = await Promise.allSettled(targets.map((s) => s.timeout(ACK_TIMEOUT_MS).emitWithAck('sysmsg', message)));
+      for (const a of acks) (a.status === 'fulfilled' ? delivered++ : missed++);
+    }
+    return { ok: true, delivered, missed };
   }
 
   private async handleAdd(payload: unknown, feeder: FeederSocket | null): Promise<AddReply> {

@@ -37,11 +37,31 @@ export interface MasterOptions {
    * Default: the runner with the most free slots.
    */
   selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
+  /** Waiting and ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL and a retry-after hint. Default 1,000,000. */
+  queueLimit?: number;
+  /** Run one task per `key` at a time; tasks with the key of a running task are held and get its outcome (proletariat's HOLDSIMILARWORK). Default false. */
+  holdSimilarWork?: boolean;
+  /** Delay before a retry, unless a task sets `backoff`. Default: none (retry at once). */
+  retryBackoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
+  /** How often global and assign timeouts are checked, in ms. Default 50. */
+  timeoutSweepMs?: number;
   logger?: Logger;
 }
 
 export type MasterDefaults = Required<
-  Pick<MasterOptions, 'port' | 'host' | 'maxAttempts' | 'recoveryGraceMs' | 'disconnectGraceMs' | 'writeChunk'>
+  Pick<
+    MasterOptions,
+    | 'port'
+    | 'host'
+    | 'maxAttempts'
+    | 'recoveryGraceMs'
+    | 'disconnectGraceMs'
+    | 'writeChunk'
+    | 'queueLimit'
+    | 'holdSimilarWork'
+    | 'retryBackoff'
+    | 'timeoutSweepMs'
+  >
 >;
 
 export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
@@ -51,4 +71,8 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   recoveryGraceMs: 5000,
   disconnectGraceMs: 2000,
   writeChunk: 50,
+  queueLimit: 1_000_000,
+  holdSimilarWork: false,
+  retryBackoff: { type: 'exponential' as const, delay: 0 },
+  timeoutSweepMs: 50,
 });

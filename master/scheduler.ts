@@ -10,6 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 import mongoose from 'mongoose';
+import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
 import { wireError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
@@ -29,6 +30,14 @@ export interface SchedulerOptions {
   /** Final outcomes kept in memory for watchers and dependency checks. */
   finalCacheSize: number;
   selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
+  /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
+  queueLimit: number;
+  /** Run one task per `key` at a time; the others get its outcome. */
+  holdSimilarWork: boolean;
+  /** Delay before a retry unless the task says otherwise. */
+  retryBackoff: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
+  /** How often timeouts are checked. */
+  timeoutSweepMs: number;
   logger: Logger;
 }
 
@@ -40,6 +49,7 @@ interface QueueEntry {
 
 export interface SchedulerEvents {
   outcomes: [TaskOutcome[]];
+  assigntimeout: [TaskOutcome];
 }
 
 export class Scheduler extends EventEmitter<SchedulerEvents> {
@@ -53,9 +63,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private pendingOutcomes: TaskOutcome[] = [];
   private flushScheduled = false;
   private orphans = new Set<TaskRecord>();
+  /** Tasks with a global or assign timeout, checked by the sweep. */
+  private timed = new Set<TaskRecord>();
+  private sweepTimer: NodeJS.Timeout | null = null;
+  /** Running leader per key (holdSimilarWork). */
+  private leaders = new Map<string, TaskRecord>();
+  private retryTimers = new Set<NodeJS.Timeout>();
   private closed = false;
   /** Counters for status and benchmarks. */
-  readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0 };
+  readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0, held: 0, cancelled: 0 };
 
   constructor(
     private readonly store: Store,
@@ -84,6 +100,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return { ok: false, error: wireError('EVALIDATION', summarize([issue]), { issues: [issue] }) };
     }
 
+    const queued = this.queuedCount();
+    if (queued + parsed.length > this.opts.queueLimit) {
+      const retryAfterMs = this.retryAfterHint();
+      return {
+        ok: false,
+        error: wireError(
+          'EQUEUEFULL',
+          `the queue is full: ${queued} tasks waiting, limit ${this.opts.queueLimit}, this batch has ${parsed.length}; retry in ~${retryAfterMs} ms`,
+          { queued, limit: this.opts.queueLimit, retryAfterMs },
+        ),
+      };
+    }
     const batch = batchName ?? new mongoose.Types.ObjectId().toHexString();
     const now = Date.now();
     const records: TaskRecord[] = parsed.map((p) => {
@@ -110,6 +138,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         assignTimeout: p.assignTimeout ?? null,
         deadline: p.timeout ? (calledAt ?? now) + p.timeout : null,
         seq: 0,
+        key: p.key ?? null,
+        backoff: p.backoff ?? null,
       };
     });
     for (const t of records) this.tasks.set(t.id, t);
@@ -147,9 +177,14 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         deadline: t.deadline,
         moduleHash: null,
         rev: 0,
+        key: t.key ?? null,
+        backoff: t.backoff ?? null,
       });
     }
-    for (const t of records) if (t.state === 'ready') this.enqueue(t);
+    for (const t of records) {
+      if (t.state === 'ready') this.enqueue(t);
+      if (t.deadline || t.assignTimeout) this.track(t);
+    }
     for (const [t, d, err] of depFailed) this.failForGood(t, depError(d, err));
     this.stats.added += records.length;
     this.scheduleDistribute();
@@ -175,6 +210,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;
       if (e.task.state !== 'ready' || e.task.seq !== e.seq) continue; // left the queue meanwhile
+      if (this.opts.holdSimilarWork && e.task.key) {
+        const leader = this.leaders.get(e.task.key);
+        if (leader && leader !== e.task) {
+          this.holdBehind(e.task, leader);
+          continue;
+        }
+      }
       const able = candidates.filter((c) => canTake(c, e.task.priority));
       const r = able.length > 0 ? select(e.task, able) : undefined;
       if (!r || !canTake(r, e.task.priority)) {
@@ -193,6 +235,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     t.who = r.id;
     t.assignedAt = Date.now();
     hold(r, t.id, t.priority);
+    if (this.opts.holdSimilarWork && t.key) this.leaders.set(t.key, t);
     this.change(t, 'assigned', { who: r.id });
     this.stats.assigned++;
     let list = this.pendingAssign.get(r);
@@ -286,6 +329,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.change(t, 'done', { result: t.result, moduleHash: t.moduleHash });
     this.stats.done++;
     this.finish(t);
+    this.releaseHeld(t);
     for (const d of t.dependents) {
       if (d.state !== 'waiting') continue;
       d.pending--;
@@ -303,7 +347,20 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       t.error = error;
       this.change(t, 'ready', { error });
       this.stats.retried++;
-      this.enqueue(t);
+      const b = t.backoff ?? this.opts.retryBackoff;
+      const wait =
+        b.delay > 0
+          ? backoffDelay(t.attempts - 1, { base: b.delay, cap: b.maxDelay ?? 60_000, factor: b.type === 'fixed' ? 1 : 2, jitter: b.jitter ?? true })
+          : 0;
+      if (wait <= 0) this.enqueue(t);
+      else {
+        const timer = setTimeout(() => {
+          this.retryTimers.delete(timer);
+          if (t.state === 'ready' && this.tasks.get(t.id) === t) this.enqueue(t);
+        }, wait);
+        timer.unref();
+        this.retryTimers.add(timer);
+      }
       return;
     }
     this.failForGood(t, error);
@@ -315,17 +372,27 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     while (stack.length > 0) {
       const [x, err, st] = stack.pop() as [TaskRecord, WireError, 'failed' | 'cancelled'];
       if (isFinal(x.state)) continue;
+      const runner = x.who ? this.runners.get(x.who) : undefined;
+      if (runner && (x.state === 'assigned' || x.state === 'running')) {
+        // Stop the attempt where it runs; whatever it reports later is stale.
+        runner.cancel([{ id: x.id, attempt: x.attempts }], err.code);
+      }
       this.release(x);
+      if (x.heldBy) this.unholdFrom(x);
       x.error = err;
       this.change(x, st, { error: err });
-      this.stats.failed++;
+      if (st === 'cancelled') this.stats.cancelled++;
+      else this.stats.failed++;
       this.finish(x);
+      this.releaseHeld(x);
       for (const d of x.dependents) stack.push([d, depError(x.id, err), 'failed']);
     }
   }
 
   private finish(t: TaskRecord): void {
     this.tasks.delete(t.id);
+    this.timed.delete(t);
+    if (t.key && this.leaders.get(t.key) === t) this.leaders.delete(t.key);
     const outcome: TaskOutcome = {
       id: t.id,
       batch: t.batch,
@@ -355,6 +422,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private enqueue(t: TaskRecord): void {
     t.seq = ++this.seq;
+    t.readyAt = Date.now();
     this.ready.push({ priority: t.priority, seq: t.seq, task: t });
     this.scheduleDistribute();
   }
@@ -532,6 +600,115 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return { tasks: open.length, orphans };
   }
 
+  // ---- holding similar work (holdSimilarWork) -------------------------------------------------
+
+  private holdBehind(t: TaskRecord, leader: TaskRecord): void {
+    (leader.held ??= []).push(t);
+    t.heldBy = leader;
+    this.stats.held++;
+  }
+
+  private unholdFrom(t: TaskRecord): void {
+    const list = t.heldBy?.held;
+    if (list) list.splice(list.indexOf(t), 1);
+    t.heldBy = null;
+  }
+
+  /** The leader reached a final state: its held tasks share its outcome, or run on their own if it was cancelled. */
+  private releaseHeld(leader: TaskRecord): void {
+    const held = leader.held ?? [];
+    leader.held = [];
+    for (const t of held) {
+      t.heldBy = null;
+      if (isFinal(t.state)) continue;
+      if (leader.state === 'done') {
+        t.result = leader.result;
+        t.moduleHash = leader.moduleHash ?? null;
+        this.change(t, 'done', { result: t.result, moduleHash: t.moduleHash });
+        this.stats.done++;
+        this.finish(t);
+        for (const d of t.dependents) {
+          if (d.state !== 'waiting') continue;
+          if (--d.pending === 0) {
+            this.change(d, 'ready', {});
+            this.enqueue(d);
+          }
+        }
+      } else if (leader.state === 'failed') {
+        this.failForGood(t, leader.error ?? wireError('ETASK'));
+      } else {
+        this.enqueue(t);
+      }
+    }
+  }
+
+  // ---- cancelling ----------------------------------------------------------------------------
+
+  /** Cancels tasks by id and/or batch; returns the ids cancelled (final ones are left alone). */
+  cancel(ids: string[] | undefined, batch: string | undefined): string[] {
+    const targets: TaskRecord[] = [];
+    for (const id of ids ?? []) {
+      const t = this.tasks.get(id);
+      if (t) targets.push(t);
+    }
+    if (batch) for (const t of this.tasks.values()) if (t.batch === batch) targets.push(t);
+    const cancelled: string[] = [];
+    for (const t of targets) {
+      if (isFinal(t.state)) continue;
+      this.failForGood(t, wireError('ECANCELLED', 'cancelled by a feeder'), 'cancelled');
+      cancelled.push(t.id);
+    }
+    this.scheduleDistribute();
+    this.scheduleFlush();
+    return cancelled;
+  }
+
+  // ---- timeouts and the queue ----------------------------------------------------------------
+
+  private track(t: TaskRecord): void {
+    this.timed.add(t);
+    if (this.sweepTimer) return;
+    this.sweepTimer = setInterval(() => this.sweep(), this.opts.timeoutSweepMs);
+    this.sweepTimer.unref();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const t of this.timed) {
+      if (isFinal(t.state)) {
+        this.timed.delete(t);
+        continue;
+      }
+      if (t.deadline && now >= t.deadline) {
+        this.failForGood(t, wireError('ECSTO', `no result within ${t.timeout} ms of the call`));
+      } else if (t.assignTimeout && t.state === 'ready' && !t.heldBy && t.readyAt && now - t.readyAt >= t.assignTimeout) {
+        this.failForGood(t, wireError('EATO', `no runner took the task within ${t.assignTimeout} ms`));
+        const o = this.finals.get(t.id);
+        if (o) this.emit('assigntimeout', o);
+      }
+    }
+    if (this.timed.size === 0 && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+    }
+    this.scheduleDistribute();
+    this.scheduleFlush();
+  }
+
+  /** Tasks stored but not running: what `queueLimit` bounds. */
+  queuedCount(): number {
+    let n = 0;
+    for (const t of this.tasks.values()) if (t.state === 'waiting' || t.state === 'ready') n++;
+    return n;
+  }
+
+  /** A hint for a refused add: about the time the runners need to free a tenth of the limit, at least 100 ms. */
+  private retryAfterHint(): number {
+    let slots = 0;
+    for (const r of this.runners.values()) if (r.connected) slots += r.slots;
+    return slots === 0 ? 1000 : Math.min(10_000, Math.max(100, Math.round((this.opts.queueLimit / 10 / slots) * 100)));
+  }
+
   // ---- watching --------------------------------------------------------------------------------
 
   /** Outcomes already final among these ids; ids the master does not know at all. */
@@ -563,6 +740,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   async close(): Promise<void> {
     this.closed = true;
     for (const r of this.runners.values()) if (r.lostTimer) clearTimeout(r.lostTimer);
+    for (const t of this.retryTimers) clearTimeout(t);
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     await this.store.barrier();
   }
 }

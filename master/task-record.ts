@@ -36,4 +36,12 @@ export interface TaskRecord {
   deadline?: number | null;
   /** Position in the ready queue (FIFO within a priority). */
   seq: number;
+  /** When it last became ready (start of its assignTimeout). */
+  readyAt?: number | null;
+  key?: string | null;
+  backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
+  /** Tasks with the same key waiting for this one's outcome (holdSimilarWork). */
+  held?: TaskRecord[];
+  /** The task whose outcome this one waits for (holdSimilarWork). */
+  heldBy?: TaskRecord | null;
 }

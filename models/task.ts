@@ -32,6 +32,8 @@ export interface TaskDoc {
   moduleHash?: string | null;
   /** Journal revision folded into this document (0: as added). */
   rev: number;
+  key?: string | null;
+  backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
 }
 
 export const taskSchema = new Schema<TaskDoc>(
@@ -63,6 +65,8 @@ export const taskSchema = new Schema<TaskDoc>(
     deadline: { type: Number, default: null },
     moduleHash: { type: String, default: null },
     rev: { type: Number, default: 0 },
+    key: { type: String, default: null },
+    backoff: { type: Schema.Types.Mixed, default: null },
   },
   // `id: false`: the schema has a real `id` field, so mongoose's virtual must not shadow it.
   { collection: 'tasks', id: false, versionKey: false, minimize: false },

@@ -11,6 +11,8 @@
 import type { z } from 'zod';
 import type {
   AddReply,
+  cancelReplySchema,
+  sysmsgReplySchema,
   AddRequest,
   Assignment,
   AttemptResult,
@@ -28,6 +30,18 @@ export const NAMESPACES = Object.freeze({ runner: '/runner', feeder: '/feeder', 
 export type AttemptRef = z.infer<typeof attemptRefSchema>;
 export type ResultsAck = z.infer<typeof resultsAckSchema>;
 export type WatchReply = z.infer<typeof watchReplySchema>;
+export type CancelReply = z.infer<typeof cancelReplySchema>;
+export type SysmsgReply = z.infer<typeof sysmsgReplySchema>;
+export interface SysmsgRequest {
+  msg: unknown;
+  to?: 'MASTER' | string | null;
+}
+/** A system message as recipients get it; they acknowledge it so the sender knows it arrived. */
+export interface Sysmsg {
+  msg: unknown;
+  from: string;
+}
+
 export interface Progress {
   id: string;
   attempt: number;
@@ -44,10 +58,12 @@ export interface RunnerToMaster {
   'runner:modules': (payload: { modules: ModuleInfo[] }) => void;
   /** Follow-up tasks added by a running task through `this.add(tasks)`. */
   'tasks:add': (req: AddRequest, ack: (reply: AddReply) => void) => void;
+  'sysmsg:send': (req: SysmsgRequest, ack: (reply: SysmsgReply) => void) => void;
 }
 
 export interface MasterToRunner {
   'task:assign': (payload: { tasks: Assignment[] }) => void;
+  sysmsg: (m: Sysmsg, ack: () => void) => void;
   /** Stop these attempts (cancelled, timed out, or reassigned); no result is expected. */
   'task:cancel': (payload: { tasks: AttemptRef[]; reason: string }) => void;
 }
@@ -56,11 +72,15 @@ export interface FeederToMaster {
   'tasks:add': (req: AddRequest, ack: (reply: AddReply) => void) => void;
   /** Subscribe to outcomes; final ones already known are returned at once. */
   'tasks:watch': (req: { ids: string[] }, ack: (reply: WatchReply) => void) => void;
+  /** Cancel tasks by id or a whole batch; running attempts are aborted, dependents fail. */
+  'tasks:cancel': (req: { ids?: string[]; batch?: string }, ack: (reply: CancelReply) => void) => void;
+  'sysmsg:send': (req: SysmsgRequest, ack: (reply: SysmsgReply) => void) => void;
 }
 
 export interface MasterToFeeder {
   'task:outcomes': (payload: { outcomes: TaskOutcome[] }) => void;
   'task:progress': (payload: Progress) => void;
+  sysmsg: (m: Sysmsg, ack: () => void) => void;
 }
 
 /** Handshake `auth` object for every namespace. */

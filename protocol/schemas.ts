@@ -49,8 +49,22 @@ export const taskInputSchema = z.strictObject({
   timeout: ms.optional(),
   /** Run timeout in ms, from the start on the runner (ETO). */
   runTimeout: ms.optional(),
-  /** Time in ms to get a runner (EATO). */
+  /** Time in ms to get a runner once ready (EATO). */
   assignTimeout: ms.optional(),
+  /** Similar work shares this key: with the master's `holdSimilarWork`, one runs and the rest get its outcome. */
+  key: z.string().min(1).max(500).optional(),
+  /** Delay before a retry. */
+  backoff: z
+    .strictObject({
+      type: z.enum(['fixed', 'exponential']).default('exponential'),
+      /** First delay in ms. */
+      delay: z.number().int().min(0).max(86_400_000),
+      /** Largest delay in ms. Default 60000. */
+      maxDelay: z.number().int().min(0).max(86_400_000).optional(),
+      /** Spread delays randomly below their ceiling. Default true. */
+      jitter: z.boolean().optional(),
+    })
+    .optional(),
 });
 export type TaskInput = z.input<typeof taskInputSchema>;
 export type ParsedTaskInput = z.output<typeof taskInputSchema>;
@@ -63,6 +77,24 @@ export const addRequestSchema = z.strictObject({
   calledAt: z.number().optional(),
 });
 export type AddRequest = z.input<typeof addRequestSchema>;
+
+export const cancelRequestSchema = z
+  .strictObject({ ids: z.array(taskId).max(1_000_000).optional(), batch: z.string().min(1).optional() })
+  .refine((r) => r.ids !== undefined || r.batch !== undefined, 'give ids or batch');
+export const cancelReplySchema = z.union([
+  z.object({ ok: z.literal(true), cancelled: z.array(z.string()) }),
+  z.object({ ok: z.literal(false), error: wireErrorSchema }),
+]);
+
+/** `to`: 'MASTER', null (everybody) or a client id (a runner id or a socket id). */
+export const sysmsgRequestSchema = z.object({
+  msg: z.unknown(),
+  to: z.union([z.literal('MASTER'), z.null(), z.string().min(1)]).default(null),
+});
+export const sysmsgReplySchema = z.union([
+  z.object({ ok: z.literal(true), delivered: z.number().int(), missed: z.number().int() }),
+  z.object({ ok: z.literal(false), error: wireErrorSchema }),
+]);
 
 export const taskRefSchema = z.object({ id: z.string(), _id: z.string() });
 export type TaskRef = z.infer<typeof taskRefSchema>;
