@@ -10,11 +10,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../../common/logger';
-import { Feeder } from '../../feeder/feeder';
 import { Master } from '../../master/master';
 import type { MasterOptions } from '../../master/options';
-import { Runner } from '../../runner/runner';
-import type { RunnerOptions } from '../../runner/options';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'tasks');
@@ -40,17 +37,6 @@ export async function startMaster(dbName: string, opts: Partial<MasterOptions> =
   return m;
 }
 
-export async function startRunner(master: string, opts: Partial<RunnerOptions> = {}): Promise<Runner> {
-  const r = new Runner({ master, tasks: [FIXTURES], workers: 1, watch: true, logger: testLogger(), ...opts });
-  await r.start();
-  return r;
-}
-
-export async function startFeeder(master: string): Promise<Feeder> {
-  const f = new Feeder({ master, logger: testLogger() });
-  await f.ready();
-  return f;
-}
 
 /** Resolves with the arguments of the first `event` for which `test` holds. */
 export function waitForEvent<T extends unknown[]>(

@@ -3,7 +3,8 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import { taskEventModel, type TaskEventDoc } from '../../models/task-event';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, startFeeder, startMaster, startRunner, uniqueDbName } from '../helpers/cluster';
+import { dbUrl, startMaster, uniqueDbName } from '../helpers/cluster';
+import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('dependencies', () => {
   const dbName = uniqueDbName('deps');

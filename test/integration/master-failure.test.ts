@@ -3,7 +3,8 @@ import type { Feeder } from '../../feeder/feeder';
 import { taskEventModel } from '../../models/task-event';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, eventually, freePort, spawnCli, startFeeder, startRunner, uniqueDbName, type Proc } from '../helpers/cluster';
+import { dbUrl, eventually, freePort, spawnCli, uniqueDbName, type Proc } from '../helpers/cluster';
+import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('the master killed with SIGKILL mid-batch and restarted', () => {
   const dbName = uniqueDbName('masterkill');

@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
-import { startFeeder, startMaster, startRunner, tempDir, uniqueDbName } from '../helpers/cluster';
+import { startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('task modules on a runner', () => {
   let master: Master;

@@ -2,7 +2,8 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { startFeeder, startMaster, startRunner, uniqueDbName } from '../helpers/cluster';
+import { startMaster, uniqueDbName } from '../helpers/cluster';
+import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('priority', () => {
   let master: Master;

@@ -1,7 +1,8 @@
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import { FIXTURES, spawnCli, startFeeder, startMaster, uniqueDbName, waitForEvent, type Proc } from '../helpers/cluster';
+import { FIXTURES, spawnCli, startMaster, uniqueDbName, waitForEvent, type Proc } from '../helpers/cluster';
+import { startFeeder } from '../helpers/clients';
 
 describe('a runner killed mid-task', () => {
   let master: Master;

@@ -1,7 +1,8 @@
 import mongoose from 'mongoose';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
-import { dbUrl, startFeeder, startMaster, uniqueDbName } from '../helpers/cluster';
+import { dbUrl, startMaster, uniqueDbName } from '../helpers/cluster';
+import { startFeeder } from '../helpers/clients';
 
 describe('validation of batches', () => {
   const dbName = uniqueDbName('valid');

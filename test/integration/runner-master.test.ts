@@ -1,0 +1,110 @@
+/**
+ * The runner against the real master (own database, port 0), fed through a bare /feeder socket so
+ * only runner behaviour is under test: what the master records is what the runner reported.
+ */
+import path from 'node:path';
+import { io, type Socket } from 'socket.io-client';
+import { silentLogger } from '../../common/logger';
+import { Master } from '../../master/master';
+import { NAMESPACES, type FeederToMaster, type MasterToFeeder } from '../../protocol/events';
+import type { TaskInput, TaskOutcome } from '../../protocol/schemas';
+import { Runner } from '../../runner/runner';
+import { dropTestDb, testDbName, testMongoUrl } from '../helpers/db';
+
+const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'tasks');
+
+describe('runner with the real master', () => {
+  const dbName = testDbName(__filename);
+  let master: Master;
+  let runner: Runner;
+  let feeder: Socket<MasterToFeeder, FeederToMaster>;
+
+  beforeAll(async () => {
+    master = new Master({
+      mongoUrl: testMongoUrl(),
+      dbName,
+      port: 0,
+      maxAttempts: 2,
+      logger: silentLogger(),
+    });
+    await master.start();
+    runner = new Runner({
+      master: master.url,
+      tasks: [FIXTURES],
+      workers: 2,
+      slots: 4,
+      logger: silentLogger(),
+      orphanWatchdog: false,
+    });
+    await runner.start();
+    feeder = io(new URL(NAMESPACES.feeder, master.url).href, { transports: ['websocket'], forceNew: true });
+    await new Promise((r) => feeder.once('connect', () => r(undefined)));
+  });
+  afterAll(async () => {
+    feeder?.disconnect();
+    await runner?.close();
+    await master?.close();
+    await dropTestDb(dbName);
+  });
+
+  /** Adds a batch and resolves with the final outcome of each task, in the order given. */
+  async function work(tasks: TaskInput[]): Promise<TaskOutcome[]> {
+    const got = new Map<string, TaskOutcome>();
+    let ids: string[] = [];
+    let finish!: () => void;
+    const all = new Promise<void>((r) => (finish = r));
+    const on = ({ outcomes }: { outcomes: TaskOutcome[] }) => {
+      for (const o of outcomes) got.set(o.id, o);
+      if (ids.length && ids.every((id) => got.has(id))) finish();
+    };
+    feeder.on('task:outcomes', on);
+    const reply = await feeder.timeout(10_000).emitWithAck('tasks:add', { tasks });
+    if (!reply.ok) throw new Error(reply.error.message);
+    ids = reply.tasks.map((t: { id: string }) => t.id);
+    if (ids.every((id) => got.has(id))) finish();
+    await all;
+    feeder.off('task:outcomes', on);
+    return ids.map((id) => got.get(id) as TaskOutcome);
+  }
+
+  test('tasks of every module flavour are done with their results', async () => {
+    const outcomes = await work([
+      { module: 'ok', params: [1, 'a'] },
+      { module: 'ts-task', params: [{ a: 20, b: 22 }] },
+      { module: 'esm-task', params: ['master'] },
+      { module: 'legacy-done', params: ['x'] },
+      { module: 'sub/nested', params: [5] },
+    ]);
+    expect(outcomes.map((o) => [o.state, o.attempts])).toEqual(Array(5).fill(['done', 1]));
+    expect(outcomes.map((o) => o.result)).toEqual([
+      [1, 'a'],
+      { id: expect.any(String), sum: 42 },
+      { base: 'esm-task.mjs', url: true, hello: 'hi master' },
+      { legacy: true, params: 'x' },
+      { nested: true, x: 5 },
+    ]);
+  });
+
+  test('a crash is retried by the master (ECRASH) while an unrecoverable EMODULE is not', async () => {
+    const [crash, missing, invalid, after] = await work([
+      { module: 'crash' },
+      { module: 'not-there' },
+      { module: 'invalid-export' },
+      { module: 'ok', params: ['after'] },
+    ]);
+    expect(crash).toMatchObject({ state: 'failed', attempts: 2, error: { code: 'ECRASH' } });
+    expect(missing).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'EMODULE' } });
+    expect(invalid).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'EMODULE' } });
+    expect(after).toMatchObject({ state: 'done', result: ['after'] });
+  });
+
+  test('runTimeout on a CPU-bound task ends in ETO, and the runner keeps working', async () => {
+    const [spin, ok] = await work([
+      { module: 'cpu-loop', runTimeout: 200, maxAttempts: 1 },
+      { module: 'timed', params: [50, 'ok'] },
+    ]);
+    expect(spin).toMatchObject({ state: 'failed', error: { code: 'ETO' } });
+    expect(ok).toMatchObject({ state: 'done', result: { label: 'ok' } });
+    expect(runner.pids).toHaveLength(2);
+  });
+});
