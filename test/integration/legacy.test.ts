@@ -15,8 +15,11 @@ describe('original protocol on the default namespace', () => {
   beforeAll(async () => {
     master = await startMaster(uniqueDbName('legacy'));
   });
+  afterEach(() => {
+    // Each test brings its own clients; a runner left requesting would take the next test's work.
+    for (const s of sockets.splice(0)) s.close();
+  });
   afterAll(async () => {
-    for (const s of sockets) s.close();
     await master?.close();
   });
 
