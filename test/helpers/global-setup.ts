@@ -23,7 +23,10 @@ export default async function globalSetup(): Promise<void> {
   const log = (msg: string) => void process.stderr.write(`${msg}\n`);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-test-db-'));
   const runId = `${Date.now().toString(36).slice(-5)}${crypto.randomBytes(2).toString('hex')}`;
-  const db = await resolveDatabase({ dataDir, log });
+  const db = await resolveDatabase({ dataDir, log }).catch((err: unknown) => {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  });
   process.env[TEST_MONGO_URL_ENV] = db.url;
   process.env[TEST_RUN_ID_ENV] = runId;
   (globalThis as Record<symbol, TestRun>)[TEST_RUN] = { db, dataDir, runId };
