@@ -4,6 +4,7 @@
  */
 import os from 'node:os';
 import type { Logger } from '../common/logger';
+import { ACK_TIMEOUT_MS } from '../protocol/events';
 
 export interface RunnerOptions {
   /** Master URL. Default `http://127.0.0.1:3232`. */
@@ -12,6 +13,8 @@ export interface RunnerOptions {
   tasks?: string[];
   /** Tasks run at once. Default: the number of workers. */
   slots?: number;
+  /** Slots guaranteed per priority range, announced to the master, e.g. `{ '1': 30, '2': 20 }`. Default none. */
+  prioritySlots?: Record<string, number>;
   /** Child processes. Default: CPU cores. */
   workers?: number;
   /** Token for the master's handshake. */
@@ -26,6 +29,22 @@ export interface RunnerOptions {
   answerDelayMs?: number;
   /** Watch task folders and reload changed modules. Default true. */
   watch?: boolean;
+  /** After a cancel or run timeout, how long a task may take to stop before its child is killed. Default 1000 ms. */
+  killGraceMs?: number;
+  /** Wait for each acknowledgement from the master (hello, results, tasks:add). Default 30 000 ms. */
+  ackTimeoutMs?: number;
+  /** First reconnect delay; it doubles with jitter up to `reconnectDelayMaxMs`. Default 250 ms. */
+  reconnectDelayMs?: number;
+  /** Longest reconnect delay. Default 5000 ms. */
+  reconnectDelayMaxMs?: number;
+  /** `start()` fails if the master has not acknowledged the hello by then; 0 waits forever. Default 0. */
+  startTimeoutMs?: number;
+  /** On `close()`, how long to wait for the master to acknowledge results still in the outbox. Default 2000 ms. */
+  closeTimeoutMs?: number;
+  /** Extra Node flags for the child processes, e.g. `['--max-old-space-size=512']`. Default none. */
+  execArgv?: string[];
+  /** A thread in each child that kills it if the runner dies without cleaning up (about 10 MB per child). Default true. */
+  orphanWatchdog?: boolean;
   logger?: Logger;
 }
 
@@ -36,4 +55,12 @@ export const RUNNER_DEFAULTS = Object.freeze({
   answerThreshold: 1,
   answerDelayMs: 5,
   watch: true,
+  killGraceMs: 1000,
+  ackTimeoutMs: ACK_TIMEOUT_MS,
+  reconnectDelayMs: 250,
+  reconnectDelayMaxMs: 5000,
+  startTimeoutMs: 0,
+  closeTimeoutMs: 2000,
+  execArgv: [] as string[],
+  orphanWatchdog: true,
 });

@@ -29,6 +29,8 @@ describe('runner with the real master', () => {
     });
     await master.start();
     runner = new Runner({
+      runnerId: 'rm-1',
+      prioritySlots: { '5': 1 },
       master: master.url,
       tasks: [FIXTURES],
       workers: 2,
@@ -106,5 +108,46 @@ describe('runner with the real master', () => {
     expect(spin).toMatchObject({ state: 'failed', error: { code: 'ETO' } });
     expect(ok).toMatchObject({ state: 'done', result: { label: 'ok' } });
     expect(runner.pids).toHaveLength(2);
+  });
+
+  test('a task adds follow-up tasks through the master, which runs them', async () => {
+    const [parent] = await work([{ module: 'add-followup', params: ['f1', 'f2'] }]);
+    expect(parent.state).toBe('done');
+    const refs = parent.result as { id: string }[];
+    expect(refs).toHaveLength(2);
+    const watched = await feeder.timeout(10_000).emitWithAck('tasks:watch', { ids: refs.map((r) => r.id) });
+    if (!watched.ok) throw new Error(watched.error.message);
+    const known = new Map<string, TaskOutcome>(watched.outcomes.map((o: TaskOutcome) => [o.id, o]));
+    await new Promise<void>((resolve) => {
+      const on = ({ outcomes }: { outcomes: TaskOutcome[] }) => {
+        for (const o of outcomes) known.set(o.id, o);
+        check();
+      };
+      const check = () => {
+        if (!refs.every((r) => known.has(r.id))) return;
+        feeder.off('task:outcomes', on);
+        resolve();
+      };
+      feeder.on('task:outcomes', on);
+      check();
+    });
+    expect(refs.map((r) => known.get(r.id)?.result)).toEqual([['f1'], ['f2']]);
+  });
+
+  test('the hello announces prioritySlots; system messages go both ways', async () => {
+    expect(master.listRunners()).toContainEqual(
+      expect.objectContaining({ id: 'rm-1', prioritySlots: { '5': 1 } }),
+    );
+    const atRunner = new Promise<[unknown, string]>((r) =>
+      runner.once('sysmsg', (msg, from) => r([msg, from])),
+    );
+    const sent = await feeder
+      .timeout(10_000)
+      .emitWithAck('sysmsg:send', { msg: { hi: 'runner' }, to: 'rm-1' });
+    expect(sent).toMatchObject({ ok: true, delivered: 1 });
+    expect(await atRunner).toEqual([{ hi: 'runner' }, expect.any(String)]);
+    const atMaster = new Promise<unknown>((r) => master.once('sysmsg', r));
+    expect(await runner.systemMessage('to master', 'MASTER')).toMatchObject({ ok: true, delivered: 1 });
+    expect(await atMaster).toBe('to master');
   });
 });

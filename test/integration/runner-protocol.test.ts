@@ -331,6 +331,18 @@ describe('runner ↔ master protocol', () => {
     }
   });
 
+  test('drain() resolves once nothing runs and every result is acknowledged', async () => {
+    const runner = await start();
+    master.assign([task('d1', 'slow', [100]), task('d2', 'slow', [150])]);
+    await master.next('task:started');
+    await runner.drain();
+    expect(runner.running).toEqual([]);
+    const reported = master.log
+      .filter((r) => r.event === 'task:results')
+      .flatMap((r) => resultsOf(r.payload as { results: AttemptResult[] }));
+    expect(reported.map((r) => r.id).sort()).toEqual(['d1', 'd2']);
+  });
+
   test('close() is idempotent and ends the child processes', async () => {
     const runner = await start({ workers: 2 });
     const pids = runner.pids;

@@ -315,6 +315,22 @@ describe('runner child pool: balance and lifetime', () => {
     for (const pid of pids) expect(isAlive(pid)).toBe(false);
   });
 
+  test('a child still stuck in a timed-out attempt gets no new work while another child is free', async () => {
+    const h = await harness({ workers: 2, killGraceMs: 5000 });
+    try {
+      // Both children are idle, so the first one takes the spinning task.
+      const [stuckPid, freePid] = h.pool.pids();
+      const stuck = h.run('cpu-loop', [], 100);
+      expect(await stuck.outcome).toMatchObject({ ok: false, error: { code: 'ETO' } });
+      // By load alone the second task would tie and go to the first child, behind the loop.
+      const runs = await Promise.all([h.exec('timed', [20]), h.exec('timed', [20])]);
+      expect(runs.map((o) => (o.ok ? (o.result as { pid: number }).pid : 0))).toEqual([freePid, freePid]);
+      expect(isAlive(stuckPid)).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+
   (process.platform === 'linux' ? test : test.skip)(
     'a child spinning on the CPU dies when its runner is killed with SIGKILL',
     async () => {

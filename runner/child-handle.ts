@@ -1,0 +1,185 @@
+/**
+ * The parent's handle on one child process: forks it, feeds it module code and attempts, and reports
+ * what it says and how it died. Scheduling decisions (which child, timeouts, replacement) belong to
+ * the pool; a handle whose process exited is never reused.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import readline from 'node:readline';
+import type { Logger } from '../common/logger';
+import type { WireError } from '../protocol/errors';
+import type { AddReply } from '../protocol/schemas';
+import type { LoadedModule } from './loader';
+import {
+  ChildCommand,
+  ParentCommand,
+  type TaskPayload,
+  type ToChild,
+  type ToParent,
+} from './sandbox-messages';
+
+export interface ChildSpawnOptions {
+  /** Extra Node flags for the child, e.g. `--max-old-space-size=512`. */
+  execArgv: string[];
+  orphanWatchdog: boolean;
+  logger: Logger;
+}
+
+export interface ChildExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Attempts the child still held when it died. */
+  keys: string[];
+  /** The uncaught error the child reported just before dying, if any. */
+  fatal?: WireError;
+  /** Died before it ever reported ready (a broken install rather than a broken task). */
+  early: boolean;
+}
+
+// The child's code may be .ts (run through tsx) or compiled .js next to this file.
+const CHILD_MAIN = path.join(__dirname, `child-main${path.extname(__filename) || '.js'}`);
+const TSX_CJS = require.resolve('tsx/cjs');
+
+let nextId = 1;
+
+export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [ChildExit]; ready: [] }> {
+  readonly id = nextId++;
+  /** Attempts the child is running, including cancelled ones that have not settled yet. */
+  readonly keys = new Set<string>();
+  /** Attempts the pool abandoned (cancelled, timed out) that this child has not let go of yet. */
+  abandoned = 0;
+  /** Why the pool killed this child on purpose, for the ECRASH message of the attempts it took along. */
+  killedFor: string | undefined;
+  private readonly proc: ChildProcess;
+  /** Module name → the one version the child holds (it keeps only the newest per name). */
+  private readonly holds = new Map<string, string>();
+  private fatal: WireError | undefined;
+  private isReady = false;
+  private exited = false;
+  private readonly exitedPromise: Promise<void>;
+  private readonly log: Logger;
+
+  constructor(opts: ChildSpawnOptions) {
+    super();
+    const args = opts.orphanWatchdog ? [] : ['--no-orphan-watchdog'];
+    this.proc = fork(CHILD_MAIN, args, {
+      execArgv: ['--require', TSX_CJS, ...opts.execArgv],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      serialization: 'json',
+    });
+    this.log = opts.logger.child({ child: this.id, pid: this.proc.pid });
+    liveChildren.add(this.proc);
+    ensureReaper();
+
+    // Task code may print; its lines end up in the runner's log rather than being lost.
+    for (const [stream, level] of [
+      [this.proc.stdout, 'info'],
+      [this.proc.stderr, 'warn'],
+    ] as const) {
+      if (!stream) continue;
+      readline
+        .createInterface({ input: stream })
+        .on('line', (line) => this.log.log(level, line, { stream: level === 'info' ? 'stdout' : 'stderr' }));
+    }
+
+    this.proc.on('message', (raw) => this.onMessage(raw as ToParent));
+    // Sending to a process that just died raises 'error'; its 'exit' tells the real story.
+    this.proc.on('error', (err) => this.log.debug('child process error', { error: err.message }));
+    this.exitedPromise = new Promise((resolve) =>
+      this.proc.once('exit', (code, signal) => {
+        this.exited = true;
+        liveChildren.delete(this.proc);
+        const keys = [...this.keys];
+        this.keys.clear();
+        this.emit('exit', { code, signal, keys, fatal: this.fatal, early: !this.isReady });
+        resolve();
+      }),
+    );
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  get alive(): boolean {
+    return !this.exited;
+  }
+
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  /** Attempts running here: what the pool balances on. */
+  get load(): number {
+    return this.keys.size;
+  }
+
+  /** Starts an attempt; sends the module's code first unless the child already holds this version. */
+  start(key: string, task: TaskPayload, mod: LoadedModule): void {
+    if (this.holds.get(mod.name) !== mod.hash) {
+      this.send({ cmd: ChildCommand.Load, module: mod.name, hash: mod.hash, path: mod.path, code: mod.code });
+      this.holds.set(mod.name, mod.hash);
+    }
+    this.keys.add(key);
+    this.send({ cmd: ChildCommand.Start, key, hash: mod.hash, task });
+  }
+
+  cancel(key: string, error: WireError): void {
+    if (this.keys.has(key)) this.send({ cmd: ChildCommand.Cancel, key, error });
+  }
+
+  replyAdd(reqId: number, reply: AddReply): void {
+    this.send({ cmd: ChildCommand.AddReply, reqId, reply });
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (!this.exited) this.proc.kill(signal);
+  }
+
+  /** Ends the process: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    if (this.exited) return;
+    this.kill('SIGTERM');
+    const timer = setTimeout(() => this.kill('SIGKILL'), graceMs);
+    await this.exitedPromise;
+    clearTimeout(timer);
+  }
+
+  private send(msg: ToChild): void {
+    if (this.exited || !this.proc.connected) return;
+    this.proc.send(msg);
+  }
+
+  private onMessage(msg: ToParent): void {
+    switch (msg.cmd) {
+      case ParentCommand.Ready:
+        this.isReady = true;
+        this.emit('ready');
+        return;
+      case ParentCommand.Fatal:
+        this.fatal = msg.error;
+        return;
+      case ParentCommand.Completed:
+      case ParentCommand.Failed:
+        this.keys.delete(msg.key);
+        break;
+    }
+    this.emit('message', msg);
+  }
+}
+
+/**
+ * Children must not outlive the runner. One 'exit' listener for every pool in the process kills
+ * whatever is still alive (kill is a plain syscall, fine inside 'exit'); a runner killed outright is
+ * covered by the child's own watchdog (child-main.ts).
+ */
+const liveChildren = new Set<ChildProcess>();
+let reaperInstalled = false;
+function ensureReaper(): void {
+  if (reaperInstalled) return;
+  reaperInstalled = true;
+  process.on('exit', () => {
+    for (const c of liveChildren) c.kill('SIGKILL');
+  });
+}

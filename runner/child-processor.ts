@@ -1,0 +1,272 @@
+/**
+ * The child-side processor: holds the compiled task modules and runs attempts, several at once
+ * (async tasks overlap; CPU-bound ones serialize on the event loop). Talks to the parent only
+ * through `send` (see sandbox-messages.ts), so it can be exercised without a process around it.
+ *
+ * Module contract: `module.exports = function (...params) {}` (or `export default`, or
+ * `exports.run`), called with `this` bound to the task context. The attempt ends with whichever comes
+ * first: the returned value or promise, `this.done(result)`, `this.error(err)`. A function that returns
+ * `undefined` synchronously is taken to be an original-style task and ends only through done/error.
+ */
+import Module from 'node:module';
+import path from 'node:path';
+import { fromThrown, TaskmasterError, wireError, type WireError } from '../protocol/errors';
+import {
+  ChildCommand,
+  ParentCommand,
+  type LogLevel,
+  type StartMessage,
+  type TaskPayload,
+  type ToChild,
+  type ToParent,
+} from './sandbox-messages';
+import type { TaskContext, TaskFunction, TaskLog } from './task-context';
+
+interface CompiledModule {
+  hash: string;
+  fn?: TaskFunction;
+  error?: WireError;
+}
+
+interface Running {
+  ctx: TaskContext;
+  controller: AbortController;
+  settled: boolean;
+}
+
+// Node's CommonJS internals used to compile a module without registering it in require.cache.
+interface InternalModule extends Module {
+  _compile(code: string, filename: string): unknown;
+}
+const ModuleCtor = Module as unknown as {
+  new (id: string): InternalModule;
+  _nodeModulePaths(dir: string): string[];
+};
+
+export class ChildProcessor {
+  /** Newest version per module name only: older versions become garbage once their tasks end. */
+  private modules = new Map<string, CompiledModule>();
+  private running = new Map<string, Running>();
+  private addRequests = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextReqId = 1;
+
+  constructor(private readonly send: (msg: ToParent) => void) {}
+
+  get activeCount(): number {
+    return this.running.size;
+  }
+
+  handle(msg: ToChild): void {
+    switch (msg.cmd) {
+      case ChildCommand.Load:
+        this.modules.set(msg.module, compile(msg.hash, msg.path, msg.code));
+        return;
+      case ChildCommand.Start:
+        this.start(msg);
+        return;
+      case ChildCommand.Cancel: {
+        const r = this.running.get(msg.key);
+        if (r && !r.controller.signal.aborted)
+          r.controller.abort(new TaskmasterError(msg.error.code, msg.error.message));
+        return;
+      }
+      case ChildCommand.AddReply: {
+        const req = this.addRequests.get(msg.reqId);
+        if (!req) return;
+        this.addRequests.delete(msg.reqId);
+        if (msg.reply.ok) req.resolve(msg.reply.tasks);
+        else
+          req.reject(
+            new TaskmasterError(msg.reply.error.code, msg.reply.error.message, msg.reply.error.details),
+          );
+        return;
+      }
+    }
+  }
+
+  private start(msg: StartMessage): void {
+    const { key, task } = msg;
+    if (this.running.has(key)) return;
+    const mod = this.modules.get(task.module);
+    const controller = new AbortController();
+    const run: Running = { ctx: this.context(key, task, controller.signal), controller, settled: false };
+    this.running.set(key, run);
+    this.send({ cmd: ParentCommand.Started, key });
+
+    if (!mod || mod.hash !== msg.hash) {
+      // The parent sends a Load before the first Start of each version, so this is a bookkeeping slip,
+      // not a broken module: let the master retry the attempt.
+      return this.fail(
+        key,
+        wireError('EMODULE', `module "${task.module}" version ${msg.hash} was not loaded`),
+      );
+    }
+    if (mod.error || !mod.fn) return this.fail(key, mod.error ?? wireError('EMODULE'), true);
+
+    let returned: unknown;
+    try {
+      returned = mod.fn.apply(run.ctx, task.params);
+    } catch (err) {
+      return this.failThrown(key, err);
+    }
+    if (isThenable(returned)) {
+      returned.then(
+        (value) => this.complete(key, value),
+        (err: unknown) => this.failThrown(key, err),
+      );
+    } else if (returned !== undefined) {
+      this.complete(key, returned);
+    }
+  }
+
+  private context(key: string, task: TaskPayload, signal: AbortSignal): TaskContext {
+    const log = (level: LogLevel) => (message: unknown, meta?: Record<string, unknown>) =>
+      this.send({
+        cmd: ParentCommand.Log,
+        key,
+        level,
+        message: String(message),
+        meta: jsonSafe(meta) as Record<string, unknown>,
+      });
+    const taskLog: TaskLog = {
+      error: log('error'),
+      warn: log('warn'),
+      info: log('info'),
+      debug: log('debug'),
+    };
+    return {
+      id: task.id,
+      attempt: task.attempt,
+      module: task.module,
+      priority: task.priority,
+      batch: task.batch,
+      signal,
+      log: taskLog,
+      done: (result?: unknown) => this.complete(key, result),
+      error: (err?: unknown) => this.failThrown(key, err),
+      progress: (n: number) => {
+        if (this.running.has(key) && Number.isFinite(n))
+          this.send({ cmd: ParentCommand.Progress, key, progress: n });
+      },
+      add: (tasks: unknown, batch?: string) => this.add(key, tasks, batch),
+    };
+  }
+
+  private add(key: string, tasks: unknown, batch?: string): Promise<unknown> {
+    const list = Array.isArray(tasks) ? tasks : [tasks];
+    const reqId = this.nextReqId++;
+    return new Promise((resolve, reject) => {
+      this.addRequests.set(reqId, { resolve, reject });
+      this.send({
+        cmd: ParentCommand.Add,
+        key,
+        reqId,
+        tasks: jsonSafe(list) as unknown[],
+        ...(batch ? { batch } : {}),
+      });
+    });
+  }
+
+  private settle(key: string): boolean {
+    const r = this.running.get(key);
+    if (!r || r.settled) return false;
+    r.settled = true;
+    this.running.delete(key);
+    return true;
+  }
+
+  private complete(key: string, value: unknown): void {
+    let result: unknown;
+    try {
+      result = jsonValue(value);
+    } catch (err) {
+      return this.fail(
+        key,
+        wireError('ETASK', `the result is not JSON-serialisable: ${(err as Error).message}`),
+      );
+    }
+    if (this.settle(key)) this.send({ cmd: ParentCommand.Completed, key, result });
+  }
+
+  private failThrown(key: string, err: unknown): void {
+    // The stack stays in the runner's log (debug); only code and message travel to the master.
+    if (err instanceof Error && err.stack && this.running.has(key)) {
+      this.send({
+        cmd: ParentCommand.Log,
+        key,
+        level: 'debug',
+        message: 'task error',
+        meta: { stack: err.stack },
+      });
+    }
+    const wire = fromThrown(err);
+    const unrecoverable = (isObject(err) && err.unrecoverable === true) || wire.code === 'EMODULE';
+    this.fail(key, wire, unrecoverable);
+  }
+
+  private fail(key: string, error: WireError, unrecoverable = false): void {
+    if (error.details !== undefined) {
+      const details = jsonSafe(error.details);
+      error = details === undefined ? { code: error.code, message: error.message } : { ...error, details };
+    }
+    if (this.settle(key))
+      this.send({ cmd: ParentCommand.Failed, key, error, ...(unrecoverable ? { unrecoverable } : {}) });
+  }
+}
+
+/** Evaluates one module version; a throwing top level or a missing function is kept as the error. */
+function compile(hash: string, file: string, code: string): CompiledModule {
+  try {
+    const m = new ModuleCtor(file);
+    m.filename = file;
+    m.paths = ModuleCtor._nodeModulePaths(path.dirname(file));
+    m._compile(code, file);
+    m.loaded = true;
+    const fn = pickFunction(m.exports);
+    if (!fn)
+      return {
+        hash,
+        error: wireError('EMODULE', `module ${file} exports no function (module.exports, default or run)`),
+      };
+    return { hash, fn };
+  } catch (err) {
+    const w = fromThrown(err, 'EMODULE');
+    return { hash, error: wireError('EMODULE', `module ${file} failed to load: ${w.message}`) };
+  }
+}
+
+function pickFunction(exp: unknown): TaskFunction | undefined {
+  if (typeof exp === 'function') return exp as TaskFunction;
+  if (!isObject(exp)) return undefined;
+  if (typeof exp.default === 'function') return exp.default as TaskFunction;
+  if (typeof exp.run === 'function') return exp.run as TaskFunction;
+  // `export default { run }` seen through the ESM → CJS transform.
+  if (isObject(exp.default) && typeof exp.default.run === 'function') return exp.default.run as TaskFunction;
+  return undefined;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null;
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return isObject(v) && typeof v.then === 'function';
+}
+
+/** The value as it will arrive at the master: JSON only, `undefined` becoming `null`. Throws if impossible. */
+function jsonValue(v: unknown): unknown {
+  if (v === undefined) return null;
+  const s = JSON.stringify(v);
+  return s === undefined ? null : (JSON.parse(s) as unknown);
+}
+
+/** Best effort for logs and details: a value that cannot be serialised is dropped, not fatal. */
+function jsonSafe(v: unknown): unknown {
+  if (v === undefined) return undefined;
+  try {
+    const s = JSON.stringify(v);
+    return s === undefined ? undefined : (JSON.parse(s) as unknown);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The runner's Socket.IO connection to the master's /runner namespace. Socket.IO reconnects on its
+ * own (jittered exponential delay); this class adds the handshake that makes a connection usable:
+ * `runner:hello` on every connect, retried until acknowledged, whose reply lists the attempts to drop.
+ * Nothing but the hello goes out before that ack, so the master always knows who is talking.
+ */
+import { EventEmitter } from 'node:events';
+import { io, type Socket } from 'socket.io-client';
+import { z } from 'zod';
+import { backoffDelay } from '../common/backoff';
+import type { Logger } from '../common/logger';
+import { TaskmasterError, toError } from '../protocol/errors';
+import {
+  NAMESPACES,
+  type AttemptRef,
+  type MasterToRunner,
+  type Progress,
+  type ResultsAck,
+  type RunnerToMaster,
+  type SysmsgReply,
+} from '../protocol/events';
+import {
+  addReplySchema,
+  attemptRefSchema,
+  helloReplySchema,
+  resultsAckSchema,
+  sysmsgReplySchema,
+  type AddReply,
+  type AddRequest,
+  type AttemptResult,
+  type Hello,
+  type ModuleInfo,
+} from '../protocol/schemas';
+
+type RunnerSocket = Socket<MasterToRunner, RunnerToMaster>;
+
+export const cancelSchema = z.object({
+  tasks: z.array(attemptRefSchema),
+  reason: z.string().default('cancelled'),
+});
+const sysmsgSchema = z.object({ msg: z.unknown(), from: z.string() });
+
+export interface ConnectionOptions {
+  master: string;
+  token?: string;
+  ackTimeoutMs: number;
+  reconnectDelayMs: number;
+  reconnectDelayMaxMs: number;
+  logger: Logger;
+  /** Builds the hello at the moment it is sent, so `running` is current. */
+  hello(): Hello;
+}
+
+export interface ConnectionEvents {
+  /** The master acknowledged the hello on this connection. */
+  ready: [drop: AttemptRef[]];
+  down: [reason: string];
+  /** The master refused us (wrong token, invalid hello); retrying as-is cannot help. */
+  refused: [err: TaskmasterError];
+  assign: [payload: unknown];
+  cancel: [payload: unknown];
+  sysmsg: [msg: unknown, from: string];
+}
+
+export class MasterConnection extends EventEmitter<ConnectionEvents> {
+  private readonly socket: RunnerSocket;
+  private ready = false;
+  /** Bumped on every connect and disconnect, so a hello loop of an older connection stops. */
+  private generation = 0;
+  private manualRetries = 0;
+  private manualTimer: NodeJS.Timeout | null = null;
+  private helloTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(private readonly opts: ConnectionOptions) {
+    super();
+    this.socket = io(new URL(NAMESPACES.runner, opts.master).href, {
+      auth: { token: opts.token, role: 'runner' },
+      autoConnect: false,
+      // Every runner needs its own connection, even several in one process.
+      forceNew: true,
+      transports: ['websocket'],
+      reconnection: true,
+      reconnectionDelay: opts.reconnectDelayMs,
+      reconnectionDelayMax: opts.reconnectDelayMaxMs,
+      randomizationFactor: 0.5,
+    });
+    this.socket.on('connect', () => void this.handshake(++this.generation));
+    this.socket.on('disconnect', (reason) => this.onDisconnect(reason));
+    this.socket.on('connect_error', (err) => this.onConnectError(err));
+    // Not gated on the hello ack: the master may send work before our side has read the ack.
+    this.socket.on('task:assign', (payload) => this.emit('assign', payload));
+    this.socket.on('task:cancel', (payload) => this.emit('cancel', payload));
+    this.socket.on('sysmsg', (m, ack) => {
+      // Acknowledged on receipt: the sender learns it arrived, not what the runner made of it.
+      if (typeof ack === 'function') ack();
+      const parsed = sysmsgSchema.safeParse(m);
+      if (parsed.success) this.emit('sysmsg', parsed.data.msg, parsed.data.from);
+    });
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  open(): void {
+    this.socket.connect();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ready = false;
+    this.generation++;
+    if (this.manualTimer) clearTimeout(this.manualTimer);
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.socket.disconnect();
+  }
+
+  started(tasks: AttemptRef[]): void {
+    if (this.ready && tasks.length) this.socket.emit('task:started', { tasks });
+  }
+
+  progress(p: Progress): void {
+    if (this.ready) this.socket.emit('task:progress', p);
+  }
+
+  modules(modules: ModuleInfo[]): void {
+    if (this.ready) this.socket.emit('runner:modules', { modules });
+  }
+
+  async results(results: AttemptResult[]): Promise<ResultsAck> {
+    if (!this.ready) throw new Error('not connected to the master');
+    const reply = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('task:results', { results });
+    return resultsAckSchema.parse(reply);
+  }
+
+  /** Relays a task's `this.add(tasks)`; waits for the connection (within the ack timeout) if it is down. */
+  async add(req: AddRequest): Promise<AddReply> {
+    if (!this.ready) await this.whenReady(this.opts.ackTimeoutMs);
+    const reply = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('tasks:add', req);
+    return addReplySchema.parse(reply);
+  }
+
+  /** Sends a system message to the master ('MASTER'), everybody (null) or one client by id. */
+  async sysmsg(msg: unknown, to: string | null): Promise<SysmsgReply> {
+    if (!this.ready) await this.whenReady(this.opts.ackTimeoutMs);
+    const reply = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('sysmsg:send', { msg, to });
+    return sysmsgReplySchema.parse(reply);
+  }
+
+  private whenReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('ready', onReady);
+        reject(new Error(`not connected to the master within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.once('ready', onReady);
+    });
+  }
+
+  private async handshake(gen: number): Promise<void> {
+    this.manualRetries = 0;
+    const log = this.opts.logger;
+    for (let attempt = 0; gen === this.generation && this.socket.connected; attempt++) {
+      try {
+        const raw = await this.socket
+          .timeout(this.opts.ackTimeoutMs)
+          .emitWithAck('runner:hello', this.opts.hello());
+        if (gen !== this.generation) return;
+        const reply = helloReplySchema.parse(raw);
+        if (!reply.ok) {
+          log.error('the master refused the hello', { error: reply.error });
+          this.emit('refused', toError(reply.error));
+          return;
+        }
+        this.ready = true;
+        log.info('connected to the master', { master: this.opts.master, drop: reply.drop.length });
+        this.emit('ready', reply.drop);
+        return;
+      } catch (err) {
+        if (gen !== this.generation) return;
+        const delay = backoffDelay(attempt, {
+          base: this.opts.reconnectDelayMs,
+          cap: this.opts.reconnectDelayMaxMs,
+        });
+        log.warn('hello not acknowledged; retrying', { error: (err as Error).message, retryInMs: delay });
+        await new Promise((r) => (this.helloTimer = setTimeout(r, delay)));
+        this.helloTimer = null;
+      }
+    }
+  }
+
+  private onDisconnect(reason: string): void {
+    this.generation++;
+    const wasReady = this.ready;
+    this.ready = false;
+    if (wasReady) this.opts.logger.warn('disconnected from the master', { reason });
+    this.emit('down', reason);
+    // Socket.IO leaves reconnecting to us when the server closed the socket on purpose.
+    if (reason === 'io server disconnect') this.reconnectLater();
+  }
+
+  private onConnectError(err: Error & { data?: unknown }): void {
+    if (this.closed) return;
+    if (/EAUTH/.test(err.message)) {
+      this.opts.logger.error('the master refused the handshake', { error: err.message });
+      this.emit(
+        'refused',
+        new TaskmasterError('EAUTH', `the master at ${this.opts.master} refused the runner: ${err.message}`),
+      );
+    } else {
+      this.opts.logger.debug('cannot reach the master', { master: this.opts.master, error: err.message });
+    }
+    // A middleware refusal stops Socket.IO's own reconnection; a transport error does not.
+    if (!this.socket.active) this.reconnectLater();
+  }
+
+  private reconnectLater(): void {
+    if (this.closed || this.manualTimer) return;
+    const delay = backoffDelay(this.manualRetries++, {
+      base: this.opts.reconnectDelayMs,
+      cap: this.opts.reconnectDelayMaxMs,
+    });
+    this.manualTimer = setTimeout(() => {
+      this.manualTimer = null;
+      if (!this.closed && !this.socket.connected) this.socket.connect();
+    }, delay);
+  }
+}

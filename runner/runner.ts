@@ -1,0 +1,366 @@
+/**
+ * A runner: connects to the master, takes the attempts it is assigned, runs them in its child pool
+ * with hot-loaded task modules, and reports every result until the master has acknowledged it.
+ *
+ *   const runner = new Runner({ master: url, tasks: ['tasks'], workers: 2, logger });
+ *   await runner.start();   // resolves once the master acknowledged our hello
+ *   ...
+ *   await runner.close();
+ *
+ * An attempt is tracked from assignment to acknowledgement: `active` while it is being loaded or run,
+ * then in the outbox. Both are announced as `running` in every hello, so after a reconnect the master
+ * keeps them ours instead of retrying them elsewhere, and tells us which ones it gave away (`drop`).
+ */
+import { EventEmitter } from 'node:events';
+import os from 'node:os';
+import type { Logger } from '../common/logger';
+import { fromThrown, wireError } from '../protocol/errors';
+import type { AttemptRef, SysmsgReply } from '../protocol/events';
+import {
+  assignSchema,
+  formatIssues,
+  type Assignment,
+  type AttemptResult,
+  type Hello,
+  type ModuleInfo,
+} from '../protocol/schemas';
+import { resolveRunnerOptions, type ResolvedRunnerOptions } from './config';
+import { cancelSchema, MasterConnection } from './connection';
+import { ModuleLoader, type LoadedModule } from './loader';
+import type { RunnerOptions } from './options';
+import { ResultOutbox } from './outbox';
+import { ChildPool, type JobOutcome } from './pool';
+import { attemptKey } from './sandbox-messages';
+
+export interface RunnerEvents {
+  /** The master acknowledged a hello (at start and after every reconnect). */
+  ready: [drop: AttemptRef[]];
+  disconnect: [reason: string];
+  started: [ref: AttemptRef];
+  /** An attempt finished here (before the master acknowledged it). */
+  result: [result: AttemptResult];
+  /** The master acknowledged these results. */
+  delivered: [results: AttemptResult[]];
+  modules: [modules: ModuleInfo[]];
+  /** A child process was forked to replace one that died. */
+  respawn: [pid: number | undefined];
+  /** A system message from the master or another client. */
+  sysmsg: [msg: unknown, from: string];
+}
+
+interface Active {
+  assignment: Assignment;
+  moduleHash?: string;
+}
+
+export class Runner extends EventEmitter<RunnerEvents> {
+  readonly runnerId: string;
+  readonly options: ResolvedRunnerOptions;
+  private readonly log: Logger;
+  private readonly loader: ModuleLoader;
+  private readonly pool: ChildPool;
+  private readonly outbox: ResultOutbox;
+  private readonly conn: MasterConnection;
+  private readonly active = new Map<string, Active>();
+  /** Batches are handled one after the other, so tasks reach the pool in the order the master sent them. */
+  private assignQueue: Promise<void> = Promise.resolve();
+  private startedRefs: AttemptRef[] = [];
+  private starting: Promise<void> | null = null;
+  private closing: Promise<void> | null = null;
+  private drainWaiters = new Set<() => void>();
+  /** Fails a start() still waiting for the master when close() is called. */
+  private abortStart: ((err: Error) => void) | null = null;
+
+  constructor(opts: RunnerOptions) {
+    super();
+    this.options = resolveRunnerOptions(opts);
+    const o = this.options;
+    this.runnerId = o.runnerId;
+    this.log = o.logger.child({ role: 'runner', runnerId: this.runnerId });
+    this.loader = new ModuleLoader({ dirs: o.tasks, watch: o.watch, logger: this.log });
+    this.pool = new ChildPool({
+      workers: o.workers,
+      killGraceMs: o.killGraceMs,
+      execArgv: o.execArgv,
+      orphanWatchdog: o.orphanWatchdog,
+      logger: this.log,
+    });
+    this.conn = new MasterConnection({
+      master: o.master,
+      token: o.token,
+      ackTimeoutMs: o.ackTimeoutMs,
+      reconnectDelayMs: o.reconnectDelayMs,
+      reconnectDelayMaxMs: o.reconnectDelayMaxMs,
+      logger: this.log,
+      hello: () => this.hello(),
+    });
+    this.outbox = new ResultOutbox({
+      threshold: o.answerThreshold,
+      delayMs: o.answerDelayMs,
+      logger: this.log,
+      send: (results) => this.conn.results(results),
+    });
+    this.wire();
+  }
+
+  /** Loads the task folders, forks the children and connects; resolves once the master acknowledged the hello. */
+  start(): Promise<void> {
+    this.starting ??= this.doStart().catch(async (err: unknown) => {
+      await this.close();
+      throw err;
+    });
+    return this.starting;
+  }
+
+  /** Stops the children (their attempts are abandoned; the master retries them) and disconnects. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  /** Resolves when nothing is running here and every result has been acknowledged (or on close). */
+  drain(): Promise<void> {
+    return new Promise((resolve) => {
+      this.drainWaiters.add(resolve);
+      this.checkDrained();
+    });
+  }
+
+  /** Sends a system message to the master ('MASTER'), everybody (null, the default) or one client by id. */
+  systemMessage(msg: unknown, to: string | null = null): Promise<SysmsgReply> {
+    return this.conn.sysmsg(msg, to);
+  }
+
+  /** Attempts assigned here and not yet finished. */
+  get running(): AttemptRef[] {
+    return [...this.active.values()].map(({ assignment: a }) => ({ id: a.id, attempt: a.attempt }));
+  }
+
+  /** Pids of the live child processes. */
+  get pids(): number[] {
+    return this.pool.pids();
+  }
+
+  private async doStart(): Promise<void> {
+    const o = this.options;
+    await this.loader.start();
+    await this.pool.start();
+    this.log.info('runner starting', {
+      master: o.master,
+      workers: o.workers,
+      slots: o.slots,
+      tasks: o.tasks,
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = o.startTimeoutMs
+        ? setTimeout(
+            () => done(new Error(`the master at ${o.master} did not answer within ${o.startTimeoutMs} ms`)),
+            o.startTimeoutMs,
+          )
+        : null;
+      const done = (err?: Error) => {
+        this.abortStart = null;
+        if (timer) clearTimeout(timer);
+        this.conn.off('ready', onReady);
+        this.conn.off('refused', done);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReady = () => done();
+      this.conn.once('ready', onReady);
+      this.conn.once('refused', done);
+      this.abortStart = done;
+      this.conn.open();
+    });
+  }
+
+  private async doClose(): Promise<void> {
+    this.log.info('runner closing', { running: this.active.size, unacknowledged: this.outbox.size });
+    this.abortStart?.(new Error('the runner was closed before the master answered'));
+    this.active.clear();
+    this.checkDrained();
+    await Promise.all([this.loader.close(), this.pool.close()]);
+    if (this.conn.isReady && this.outbox.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.outbox.idle(),
+        new Promise((r) => (timer = setTimeout(r, this.options.closeTimeoutMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    this.outbox.close();
+    this.conn.close();
+  }
+
+  private hello(): Hello {
+    const o = this.options;
+    const running = new Map<string, AttemptRef>();
+    for (const [key, a] of this.active)
+      running.set(key, { id: a.assignment.id, attempt: a.assignment.attempt });
+    for (const key of this.outbox.keys()) if (!running.has(key)) running.set(key, parseKey(key));
+    return {
+      runnerId: this.runnerId,
+      hostname: os.hostname(),
+      pid: process.pid,
+      slots: o.slots,
+      ...(o.prioritySlots ? { prioritySlots: o.prioritySlots } : {}),
+      workers: o.workers,
+      data: o.data,
+      modules: this.loader.modules(),
+      running: [...running.values()],
+    };
+  }
+
+  private wire(): void {
+    this.conn.on('ready', (drop) => {
+      const keys = drop.map((r) => attemptKey(r.id, r.attempt));
+      for (const key of keys) this.abandon(key, 'the master gave this attempt to another runner');
+      this.outbox.drop(keys);
+      if (drop.length) this.log.warn('master dropped attempts held here', { drop });
+      this.outbox.setOnline(true);
+      this.conn.modules(this.loader.modules());
+      this.emit('ready', drop);
+    });
+    this.conn.on('down', (reason) => {
+      this.outbox.setOnline(false);
+      this.emit('disconnect', reason);
+    });
+    this.conn.on('assign', (payload) => this.onAssign(payload));
+    this.conn.on('sysmsg', (msg, from) => this.emit('sysmsg', msg, from));
+    this.conn.on('cancel', (payload) => {
+      const parsed = cancelSchema.safeParse(payload);
+      if (!parsed.success)
+        return void this.log.warn('malformed task:cancel ignored', {
+          issues: formatIssues(parsed.error.issues),
+        });
+      for (const r of parsed.data.tasks) this.abandon(attemptKey(r.id, r.attempt), parsed.data.reason);
+    });
+
+    this.pool.on('started', (key) => {
+      const a = this.active.get(key)?.assignment;
+      if (!a) return;
+      const ref = { id: a.id, attempt: a.attempt };
+      this.emit('started', ref);
+      // One task:started per tick for all attempts that began in it.
+      if (this.startedRefs.push(ref) === 1) {
+        setImmediate(() => {
+          const refs = this.startedRefs;
+          this.startedRefs = [];
+          this.conn.started(refs);
+        });
+      }
+    });
+    this.pool.on('settled', (key, outcome) => this.settle(key, outcome));
+    this.pool.on('progress', (key, progress) => {
+      const a = this.active.get(key)?.assignment;
+      if (a) this.conn.progress({ id: a.id, attempt: a.attempt, progress });
+    });
+    this.pool.on('add', (key, req, reply) => {
+      this.conn
+        .add(req)
+        .then(reply, (err: unknown) =>
+          reply({ ok: false, error: wireError('ETASK', `adding tasks failed: ${(err as Error).message}`) }),
+        );
+    });
+    this.pool.on('respawn', (pid) => this.emit('respawn', pid));
+
+    this.outbox.on('delivered', (results) => this.emit('delivered', results));
+    this.outbox.on('empty', () => this.checkDrained());
+    this.loader.on('modules', (modules) => {
+      this.log.info('task modules changed', { modules: modules.length });
+      this.conn.modules(modules);
+      this.emit('modules', modules);
+    });
+  }
+
+  private onAssign(payload: unknown): void {
+    if (this.closing) return;
+    const parsed = assignSchema.safeParse(payload);
+    if (!parsed.success) {
+      return void this.log.warn('malformed task:assign ignored', {
+        issues: formatIssues(parsed.error.issues, 'assign'),
+      });
+    }
+    const fresh: [string, Assignment][] = [];
+    for (const a of parsed.data.tasks) {
+      const key = attemptKey(a.id, a.attempt);
+      if (this.active.has(key) || this.outbox.has(key)) {
+        this.log.warn('duplicate assignment ignored', { taskId: a.id, attempt: a.attempt });
+        continue;
+      }
+      this.active.set(key, { assignment: a });
+      fresh.push([key, a]);
+    }
+    this.assignQueue = this.assignQueue.then(() => this.dispatch(fresh));
+  }
+
+  /** Resolves each module once per batch (which also picks up edits), then hands the attempts to the pool. */
+  private async dispatch(batch: [string, Assignment][]): Promise<void> {
+    const names = [...new Set(batch.map(([, a]) => a.module))];
+    const loaded = await Promise.allSettled(names.map((n) => this.loader.resolve(n)));
+    const byName = new Map<string, PromiseSettledResult<LoadedModule>>(names.map((n, i) => [n, loaded[i]]));
+    for (const [key, a] of batch) {
+      const entry = this.active.get(key);
+      if (!entry || this.closing) continue; // cancelled while its module was loading
+      const mod = byName.get(a.module);
+      if (!mod || mod.status === 'rejected') {
+        this.settle(key, { ok: false, error: fromThrown(mod?.reason, 'EMODULE'), unrecoverable: true });
+        continue;
+      }
+      entry.moduleHash = mod.value.hash;
+      const task = {
+        id: a.id,
+        attempt: a.attempt,
+        module: a.module,
+        params: a.params,
+        priority: a.priority,
+        batch: a.batch,
+      };
+      this.pool.run({ key, task, module: mod.value, runTimeout: a.runTimeout });
+    }
+  }
+
+  private settle(key: string, outcome: JobOutcome): void {
+    const entry = this.active.get(key);
+    if (!entry) return;
+    this.active.delete(key);
+    const { id, attempt } = entry.assignment;
+    const moduleHash = entry.moduleHash ? { moduleHash: entry.moduleHash } : {};
+    const result: AttemptResult = outcome.ok
+      ? { id, attempt, ok: true, result: outcome.result, ...moduleHash }
+      : {
+          id,
+          attempt,
+          ok: false,
+          error: outcome.error,
+          ...(outcome.unrecoverable ? { unrecoverable: true } : {}),
+          ...moduleHash,
+        };
+    const log = this.log.child({ taskId: id, attempt });
+    if (result.ok) log.debug('task done');
+    else log.info('task failed', { code: result.error.code, error: result.error.message });
+    this.emit('result', result);
+    if (!this.closing) this.outbox.push(key, result);
+  }
+
+  private checkDrained(): void {
+    if (this.drainWaiters.size === 0) return;
+    if (!this.closing && (this.active.size > 0 || this.outbox.size > 0)) return;
+    for (const resolve of this.drainWaiters) resolve();
+    this.drainWaiters.clear();
+  }
+
+  /** Stops an attempt without reporting a result (cancelled, or no longer ours). */
+  private abandon(key: string, reason: string): void {
+    if (!this.active.delete(key)) return;
+    this.checkDrained();
+    const { id, attempt } = parseKey(key);
+    this.log.info('attempt abandoned', { taskId: id, attempt, reason });
+    this.pool.cancel(key, reason);
+  }
+}
+
+function parseKey(key: string): AttemptRef {
+  const at = key.lastIndexOf('#');
+  return { id: key.slice(0, at), attempt: Number(key.slice(at + 1)) };
+}

@@ -1,0 +1,88 @@
+/**
+ * The sandbox protocol between the runner (parent) and its child processes, after BullMQ's
+ * ChildCommand/ParentCommand pair: one small enum per direction and a discriminated union of
+ * messages. Everything here travels over Node's IPC channel as JSON.
+ *
+ * An attempt is named by its `key` (`<id>#<attempt>`), so a late message about attempt 3 can never
+ * be mistaken for attempt 4 of the same task.
+ */
+import type { WireError } from '../protocol/errors';
+import type { AddReply } from '../protocol/schemas';
+
+/** Parent → child. */
+export enum ChildCommand {
+  /** Compiled code of one module version; the child keeps only the newest per module name. */
+  Load = 'load',
+  /** Run one attempt with the module version loaded last under its name. */
+  Start = 'start',
+  /** Fire the attempt's AbortSignal (cancel or run timeout); the child still reports when it settles. */
+  Cancel = 'cancel',
+  /** The master's answer to a task's `this.add(tasks)`. */
+  AddReply = 'add-reply',
+}
+
+/** Child → parent. */
+export enum ParentCommand {
+  /** The child has installed its handlers and can take work. */
+  Ready = 'ready',
+  Started = 'started',
+  Completed = 'completed',
+  Failed = 'failed',
+  Progress = 'progress',
+  Log = 'log',
+  /** A task called `this.add(tasks)`; the parent relays it to the master. */
+  Add = 'add',
+  /** The child is about to die of an uncaught error; sent so the crash can be explained. */
+  Fatal = 'fatal',
+}
+
+/** What the child needs to know about an attempt (the assignment minus what it does not use). */
+export interface TaskPayload {
+  id: string;
+  attempt: number;
+  module: string;
+  params: unknown[];
+  priority: number;
+  batch?: string;
+}
+
+export interface LoadMessage {
+  cmd: ChildCommand.Load;
+  module: string;
+  hash: string;
+  path: string;
+  code: string;
+}
+export interface StartMessage {
+  cmd: ChildCommand.Start;
+  key: string;
+  hash: string;
+  task: TaskPayload;
+}
+export interface CancelMessage {
+  cmd: ChildCommand.Cancel;
+  key: string;
+  error: WireError;
+}
+export interface AddReplyMessage {
+  cmd: ChildCommand.AddReply;
+  reqId: number;
+  reply: AddReply;
+}
+export type ToChild = LoadMessage | StartMessage | CancelMessage | AddReplyMessage;
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+export type ToParent =
+  | { cmd: ParentCommand.Ready }
+  | { cmd: ParentCommand.Started; key: string }
+  | { cmd: ParentCommand.Completed; key: string; result: unknown }
+  | { cmd: ParentCommand.Failed; key: string; error: WireError; unrecoverable?: boolean }
+  | { cmd: ParentCommand.Progress; key: string; progress: number }
+  | { cmd: ParentCommand.Log; key?: string; level: LogLevel; message: string; meta?: Record<string, unknown> }
+  | { cmd: ParentCommand.Add; key: string; reqId: number; tasks: unknown[]; batch?: string }
+  | { cmd: ParentCommand.Fatal; error: WireError };
+
+export function attemptKey(id: string, attempt: number): string {
+  return `${id}#${attempt}`;
+}

@@ -1,0 +1,32 @@
+/**
+ * What a task module sees as `this`. Types only: task files written in TypeScript may copy or import
+ * them (`function (this: TaskContext, ...params: unknown[])`).
+ */
+export interface TaskLog {
+  error(message: unknown, meta?: Record<string, unknown>): void;
+  warn(message: unknown, meta?: Record<string, unknown>): void;
+  info(message: unknown, meta?: Record<string, unknown>): void;
+  debug(message: unknown, meta?: Record<string, unknown>): void;
+}
+
+export interface TaskContext {
+  id: string;
+  attempt: number;
+  module: string;
+  priority: number;
+  batch?: string;
+  /** Fires when the attempt is cancelled or exceeds its `runTimeout`; `signal.reason` carries the code. */
+  signal: AbortSignal;
+  /** Lines go to the runner's log with this task's id. */
+  log: TaskLog;
+  /** Ends the attempt with a result (the original taskmaster style); later calls are ignored. */
+  done(result?: unknown): void;
+  /** Ends the attempt with an error; `{ unrecoverable: true }` on it stops retries. */
+  error(err?: unknown): void;
+  /** Reports progress (any finite number, e.g. a percentage) to feeders watching the task. */
+  progress(n: number): void;
+  /** Adds follow-up tasks through the master; resolves to their `{ id, _id }` references. */
+  add(tasks: unknown, batch?: string): Promise<unknown>;
+}
+
+export type TaskFunction = (this: TaskContext, ...params: unknown[]) => unknown;
