@@ -1,4 +1,4 @@
-// Jest runs the TypeScript sources through swc (types are checked by `npm run typecheck`, not here).
+// Jest runs the TypeScript sources through ts-jest, transpiling only.
 // One database server serves the whole run: globalSetup starts it, every test file uses its own
 // database on it (test/helpers/db.ts).
 'use strict';
@@ -9,14 +9,8 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: {
-    '^.+\\.ts$': [
-      '@swc/jest',
-      {
-        jsc: { parser: { syntax: 'typescript' }, target: 'es2022' },
-        module: { type: 'commonjs' },
-        sourceMaps: 'inline',
-      },
-    ],
+    // Transpile only (isolatedModules): types are checked by `npm run typecheck`, not here.
+    '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }],
   },
   globalSetup: '<rootDir>/test/helpers/global-setup.ts',
   globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
