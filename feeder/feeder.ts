@@ -58,6 +58,10 @@ export class Feeder extends EventEmitter<FeederEvents> {
   /** Ids added (or watched) whose outcome has not arrived yet. */
   private readonly pending = new Set<string>();
   private readonly waiters = new Map<string, ((o: TaskOutcome) => void)[]>();
+  /** Ids whose outcome was delivered (bounded), to drop repeats. */
+  private readonly seen = new Set<string>();
+  /** Outcomes that arrived before anyone asked, e.g. before the add's reply was read (bounded). */
+  private readonly unclaimed = new Map<string, TaskOutcome>();
   private closed = false;
 
   constructor(opts: FeederOptions = {}) {
@@ -174,6 +178,11 @@ export class Feeder extends EventEmitter<FeederEvents> {
 
   /** Resolves with the outcome of a task this feeder added or watches. */
   outcome(id: string): Promise<TaskOutcome> {
+    const known = this.unclaimed.get(id);
+    if (known) {
+      this.unclaimed.delete(id);
+      return Promise.resolve(known);
+    }
     return new Promise((resolve) => {
       let list = this.waiters.get(id);
       if (!list) this.waiters.set(id, (list = []));
@@ -214,11 +223,19 @@ export class Feeder extends EventEmitter<FeederEvents> {
   }
 
   private settle(o: TaskOutcome): void {
-    if (!this.pending.delete(o.id) && !this.waiters.has(o.id)) return; // duplicate delivery
+    // An outcome can come twice (pushed, and again in a watch reply after a reconnect).
+    if (this.seen.has(o.id)) return;
+    this.seen.add(o.id);
+    if (this.seen.size > 100_000) this.seen.delete(this.seen.keys().next().value as string);
+    this.pending.delete(o.id);
     this.emit('result', o);
     const list = this.waiters.get(o.id);
     this.waiters.delete(o.id);
-    for (const w of list ?? []) w(o);
+    if (list) for (const w of list) w(o);
+    else {
+      this.unclaimed.set(o.id, o);
+      if (this.unclaimed.size > 100_000) this.unclaimed.delete(this.unclaimed.keys().next().value as string);
+    }
   }
 
   /** After a (re)connect: ask for every outcome still missing. */

@@ -232,7 +232,10 @@ export class Master extends EventEmitter {
     socket.data = { watched };
 
     socket.on('tasks:add', (payload, ack) => {
-      void this.handleAdd(payload, socket).then((reply) => safeAck(ack, reply));
+      void this.handleAdd(payload, socket).then((reply) => {
+        safeAck(ack, reply);
+        this.sendEarly(socket, reply);
+      });
     });
 
     socket.on('tasks:watch', (payload, ack) => {
@@ -318,19 +321,20 @@ export class Master extends EventEmitter {
     try {
       const reply = await this.scheduler.add(tasks, batch, calledAt);
       if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
-      // Outcomes that became final before the watch existed (e.g. dependency already failed).
-      if (reply.ok && feeder) {
-        const early = reply.tasks.map((t) => this.scheduler.finals.get(t.id)).filter((o): o is TaskOutcome => !!o);
-        if (early.length > 0) {
-          for (const o of early) this.unwatch(feeder, o.id);
-          feeder.emit('task:outcomes', { outcomes: early });
-        }
-      }
       return reply;
     } catch (err) {
       this.logger.error('add failed', { error: String(err) });
       return { ok: false, error: wireError('EUNKNOWN', `add failed: ${String(err)}`) };
     }
+  }
+
+  /** Outcomes that became final before the feeder was watching (a dependency that had already failed). */
+  private sendEarly(feeder: FeederSocket, reply: AddReply): void {
+    if (!reply.ok) return;
+    const early = reply.tasks.map((t) => this.scheduler.finals.get(t.id)).filter((o): o is TaskOutcome => !!o);
+    if (early.length === 0) return;
+    for (const o of early) this.unwatch(feeder, o.id);
+    feeder.emit('task:outcomes', { outcomes: early });
   }
 
   private watch(socket: FeederSocket, id: string): void {

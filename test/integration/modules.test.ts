@@ -53,10 +53,11 @@ describe('task modules on a runner', () => {
   });
 
   test('path traversal in a module name is refused by the master before anything is stored', async () => {
+    const before = master.scheduler.stats.added;
     for (const name of ['../secret', 'a/../../secret', '/etc/passwd', 'a\\b', 'C:/x', '.hidden']) {
       await expect(feeder.add([{ module: name }])).rejects.toMatchObject({ code: 'EVALIDATION' });
     }
-    expect(master.scheduler.stats.added).toBe(3);
+    expect(master.scheduler.stats.added).toBe(before);
   });
 
   test('a module that is missing fails with EMODULE', async () => {
