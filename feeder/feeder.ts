@@ -80,7 +80,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
       void this.rewatch();
     });
     this.socket.on('disconnect', (reason) => {
-      this.logger.warn('disconnected from the master', { reason });
+      if (!this.closed) this.logger.warn('disconnected from the master', { reason });
       this.emit('disconnect', reason);
     });
     this.socket.on('task:outcomes', (payload) => {

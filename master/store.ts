@@ -14,6 +14,7 @@ import mongoose, { type Connection, type Model } from 'mongoose';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
 import { FINAL_STATES } from '../protocol/states';
+import { decodeValue, encodeValue } from '../models/codec';
 import { taskModel, type TaskDoc } from '../models/task';
 import { taskEventModel, type TaskEventDoc } from '../models/task-event';
 
@@ -64,11 +65,14 @@ export class Store {
   }
 
   insertTask(doc: TaskDoc): void {
-    this.push({ coll: 'tasks', doc });
+    this.push({ coll: 'tasks', doc: { ...doc, params: encodeValue(doc.params) as unknown[] } });
   }
 
   appendEvent(doc: TaskEventDoc): void {
-    this.push({ coll: 'events', doc });
+    const e = { ...doc };
+    if ('result' in e) e.result = encodeValue(e.result);
+    if (e.error?.details !== undefined) e.error = { ...e.error, details: encodeValue(e.error.details) };
+    this.push({ coll: 'events', doc: e });
   }
 
   /** Copy a final outcome into its `tasks` document when the writer is idle. */
@@ -197,8 +201,8 @@ export class Store {
                 state: s.state,
                 attempts: s.attempts,
                 rev: s.rev,
-                result: s.result ?? null,
-                error: s.error ?? null,
+                result: encodeValue(s.result ?? null),
+                error: s.error?.details !== undefined ? { ...s.error, details: encodeValue(s.error.details) } : (s.error ?? null),
                 moduleHash: s.moduleHash ?? null,
                 'assigned.who': s.who ?? null,
                 'assigned.completed': Date.now(),
@@ -221,9 +225,9 @@ export class Store {
 
   /** Every task whose `tasks` document is not final, with its journal folded in. */
   async loadUnfinished(): Promise<{ docs: TaskDoc[]; states: Map<string, FoldedState> }> {
-    const docs = (await this.tasks.collection
-      .find({ state: { $nin: [...FINAL_STATES] } })
-      .toArray()) as unknown as TaskDoc[];
+    const docs = (
+      (await this.tasks.collection.find({ state: { $nin: [...FINAL_STATES] } }).toArray()) as unknown as TaskDoc[]
+    ).map(decodeDoc);
     const states = await this.foldJournal(docs);
     return { docs, states };
   }
@@ -231,9 +235,7 @@ export class Store {
   /** Current state of these tasks (final or not), from `tasks` and the journal. Unknown ids are absent. */
   async fetchStates(ids: string[]): Promise<Map<string, FoldedState>> {
     if (ids.length === 0) return new Map();
-    const docs = (await this.tasks.collection
-      .find({ id: { $in: ids } })
-      .toArray()) as unknown as TaskDoc[];
+    const docs = ((await this.tasks.collection.find({ id: { $in: ids } }).toArray()) as unknown as TaskDoc[]).map(decodeDoc);
     return this.foldJournal(docs);
   }
 
@@ -266,13 +268,22 @@ export class Store {
         s.state = e.state;
         s.attempts = e.attempt;
         if (e.who !== undefined) s.who = e.who;
-        if ('result' in e) s.result = e.result;
-        if (e.error !== undefined) s.error = e.error;
+        if ('result' in e) s.result = decodeValue(e.result);
+        if (e.error !== undefined) s.error = e.error ? { ...e.error, details: decodeValue(e.error.details) } : e.error;
         if (e.moduleHash) s.moduleHash = e.moduleHash;
       }
     }
     return states;
   }
+}
+
+function decodeDoc(d: TaskDoc): TaskDoc {
+  return {
+    ...d,
+    params: decodeValue(d.params) as unknown[],
+    result: decodeValue(d.result),
+    error: d.error ? { ...d.error, details: decodeValue(d.error.details) } : d.error,
+  };
 }
 
 function insertedBeforeError(err: unknown): number {
