@@ -33,7 +33,8 @@ export function decodeValue(v: unknown): unknown {
   return v;
 }
 
+/** Whether a nested array hides anywhere inside `v`. */
 function needsWork(v: unknown): boolean {
-  if (Array.isArray(v)) return true;
+  if (Array.isArray(v)) return v.some((x) => Array.isArray(x) || needsWork(x));
   return !!v && typeof v === 'object' && v.constructor === Object && Object.values(v).some(needsWork);
 }
