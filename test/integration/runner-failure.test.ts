@@ -29,7 +29,8 @@ describe('a runner killed mid-task', () => {
 
   test('its tasks finish elsewhere and none is lost', async () => {
     const doomed = await runner('doomed');
-    const n = 12;
+    await runner('survivor');
+    const n = 8;
     const outcomes = new Map<string, TaskOutcome>();
     const all = new Promise<void>((resolve) =>
       feeder.on('result', (o: TaskOutcome) => {
@@ -38,9 +39,8 @@ describe('a runner killed mid-task', () => {
       }),
     );
     const startedOnDoomed = waitForEvent(master, 'task:started', (rid) => rid === 'doomed');
-    const refs = await feeder.add(Array.from({ length: n }, (_, i) => ({ id: `job-${i}`, module: 'timed', params: [300, `job-${i}`] })));
+    const refs = await feeder.add(Array.from({ length: n }, (_, i) => ({ id: `job-${i}`, module: 'timed', params: [1500, `job-${i}`] })));
     const [, running] = (await startedOnDoomed) as [string, { id: string }[]];
-    await runner('survivor');
     await doomed.kill('SIGKILL');
     await all;
     expect([...outcomes.keys()].sort()).toEqual(refs.map((r) => r.id).sort());
