@@ -306,7 +306,8 @@ export class Master extends EventEmitter {
         return { ok: false, error: wireError('EVALIDATION', `to: no connected client "${to}"`) };
       }
       const acks = await Promise.allSettled(targets.map((s) => s.timeout(ACK_TIMEOUT_MS).emitWithAck('sysmsg', message)));
-      for (const a of acks) (a.status === 'fulfilled' ? delivered++ : missed++);
+      delivered += acks.filter((a) => a.status === 'fulfilled').length;
+      missed += acks.length - acks.filter((a) => a.status === 'fulfilled').length;
     }
     return { ok: true, delivered, missed };
   }

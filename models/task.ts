@@ -5,11 +5,11 @@
  * `id` is always set: the caller's id, or the `_id` as a hex string, so dependencies and the wire
  * protocol name every task the same way. It is unique within the master (unique index).
  */
-import mongoose, { Schema, type Connection, type Model } from 'mongoose';
+import { Schema, type Connection, type Model, type Types } from 'mongoose';
 import { TASK_STATES, type TaskState } from '../protocol/states';
 
 export interface TaskDoc {
-  _id: mongoose.Types.ObjectId;
+  _id: Types.ObjectId;
   id: string;
   created: number;
   updated: number;

@@ -6,7 +6,7 @@
  * Errors the original had no event for go out as `task:error` ({ code, message, details }).
  */
 import { z } from 'zod';
-import { moduleName, wireErrorSchema } from './schemas';
+import { moduleName, type wireErrorSchema } from './schemas';
 
 export interface LegacyClientToMaster {
   'task:request': () => void;

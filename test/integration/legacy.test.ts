@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
 import type { Master } from '../../master/master';
 import { startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
@@ -26,7 +27,7 @@ describe('original protocol on the default namespace', () => {
   test('task:add → task:added, task:request → task:send, task:done → result stored', async () => {
     const feeder = connect();
     const runner = connect();
-    const added = waitForEvent<[Array<{ _id: string; module: string; params: unknown[]; priority: number }>]>(feeder, 'task:added');
+    const added = waitForEvent<[Array<{ _id: string; module: string; params: unknown[]; priority: number }>]>(feeder as unknown as EventEmitter, 'task:added');
     feeder.emit('task:add', [
       { module: 'sampleTask', priority: 25, params: [{ ticker: 'AAPL' }] },
       { module: 'sampleTask', priority: 30, params: { ticker: 'MSFT' }, dependencies: [] },
@@ -56,7 +57,7 @@ describe('original protocol on the default namespace', () => {
   test('task:done as an object with an error fails the attempt, and the task is retried', async () => {
     const feeder = connect();
     const runner = connect();
-    const added = waitForEvent<[Array<{ _id: string }>]>(feeder, 'task:added');
+    const added = waitForEvent<[Array<{ _id: string }>]>(feeder as unknown as EventEmitter, 'task:added');
     feeder.emit('task:add', { module: 'flaky', params: [] });
     const [[task]] = await added;
     let calls = 0;
@@ -76,7 +77,7 @@ describe('original protocol on the default namespace', () => {
 
   test('a malformed task:add gets task:error naming the field, and nothing is added', async () => {
     const feeder = connect();
-    const error = waitForEvent<[{ code: string; message: string }]>(feeder, 'task:error');
+    const error = waitForEvent<[{ code: string; message: string }]>(feeder as unknown as EventEmitter, 'task:error');
     const before = master.scheduler.stats.added;
     feeder.emit('task:add', [{ module: 'ok' }, { module: '../escape' }]);
     const [e] = await error;

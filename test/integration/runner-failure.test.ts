@@ -40,7 +40,7 @@ describe('a runner killed mid-task', () => {
     );
     const startedOnDoomed = waitForEvent(master, 'task:started', (rid) => rid === 'doomed');
     const refs = await feeder.add(Array.from({ length: n }, (_, i) => ({ id: `job-${i}`, module: 'timed', params: [1500, `job-${i}`] })));
-    const [, running] = (await startedOnDoomed) as [string, { id: string }[]];
+    const [, running] = (await startedOnDoomed) as unknown as [string, { id: string }[]];
     await doomed.kill('SIGKILL');
     await all;
     expect([...outcomes.keys()].sort()).toEqual(refs.map((r) => r.id).sort());

@@ -1,5 +1,4 @@
 import mongoose from 'mongoose';
-import type { Master } from '../../master/master';
 import type { MasterOptions } from '../../master/options';
 import { dbUrl, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
