@@ -42,10 +42,18 @@ function freePort(): Promise<number> {
   });
 }
 
-function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 60_000): Promise<string> {
+function waitForLine(
+  child: ChildProcess,
+  pattern: RegExp,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${what} did not start within ${timeoutMs} ms:\n${buf}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`${what} did not start within ${timeoutMs} ms:\n${buf}`)),
+      timeoutMs,
+    );
     const onData = (d: Buffer) => {
       buf += d.toString();
       const m = pattern.exec(buf);
@@ -84,18 +92,36 @@ async function main(): Promise<void> {
     const dbName = `bench_${Date.now()}`;
     const url = new URL(db.url);
     url.pathname = `/${dbName}`;
-    const master = spawn(process.execPath, [CLI, 'master', '--port', String(port), '--mongo-url', url.toString(), '--log-level', 'info'], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const master = spawn(
+      process.execPath,
+      [CLI, 'master', '--port', String(port), '--mongo-url', url.toString(), '--log-level', 'info'],
+      {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     children.push(master);
     await waitForLine(master, /master listening/, 'master');
     const masterUrl = `http://127.0.0.1:${port}`;
     for (let i = 0; i < Number(args.runners); i++) {
       const r = spawn(
         process.execPath,
-        [CLI, 'runner', '--master', masterUrl, '--tasks', path.join(ROOT, 'bench', 'tasks'), '--workers', String(args.workers),
-          '--slots', String(args.slots), '--answer-threshold', String(args['answer-threshold']), '--log-level', 'info'],
+        [
+          CLI,
+          'runner',
+          '--master',
+          masterUrl,
+          '--tasks',
+          path.join(ROOT, 'bench', 'tasks'),
+          '--workers',
+          String(args.workers),
+          '--slots',
+          String(args.slots),
+          '--answer-threshold',
+          String(args['answer-threshold']),
+          '--log-level',
+          'info',
+        ],
         { env, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       children.push(r);
@@ -121,7 +147,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < n; i += chunk) {
       const size = Math.min(chunk, n - i);
       const calledAt = Date.now();
-      const refs = await feeder.add(Array.from({ length: size }, () => ({ module: String(args.module), params })));
+      const refs = await feeder.add(
+        Array.from({ length: size }, () => ({ module: String(args.module), params })),
+      );
       for (const r of refs) if (!addedAt.has(r.id)) addedAt.set(r.id, calledAt);
     }
     await all;

@@ -12,7 +12,13 @@ import { REPO_ROOT, resolveDatabase } from '../models/database';
 import type { TaskInput } from '../protocol/schemas';
 import { Runner } from '../runner/runner';
 
-export async function runDemo({ logger, out = process.stdout }: { logger: Logger; out?: NodeJS.WritableStream }): Promise<number> {
+export async function runDemo({
+  logger,
+  out = process.stdout,
+}: {
+  logger: Logger;
+  out?: NodeJS.WritableStream;
+}): Promise<number> {
   const say = (s: string) => out.write(`${s}\n`);
   const tasksDir = path.join(REPO_ROOT, 'tasks');
   say('starting the database…');
@@ -31,10 +37,14 @@ export async function runDemo({ logger, out = process.stdout }: { logger: Logger
     say(`feeding ${batch.length} tasks (priorities and a dependency chain)…`);
     const t0 = Date.now();
     const outcomes = await feeder.work(batch, {
-      onResult: (o) => say(`  ${o.state === 'done' ? '✓' : '✗'} ${o.id} (${((Date.now() - t0) / 1000).toFixed(1)} s)`),
+      onResult: (o) =>
+        say(`  ${o.state === 'done' ? '✓' : '✗'} ${o.id} (${((Date.now() - t0) / 1000).toFixed(1)} s)`),
     });
     say('\nresults:');
-    for (const o of outcomes) say(`  ${o.id}: ${o.state === 'done' ? JSON.stringify(o.result) : `${o.error?.code} ${o.error?.message}`}`);
+    for (const o of outcomes)
+      say(
+        `  ${o.id}: ${o.state === 'done' ? JSON.stringify(o.result) : `${o.error?.code} ${o.error?.message}`}`,
+      );
     const failed = outcomes.filter((o) => o.state !== 'done').length;
     say(`\n${outcomes.length - failed} done, ${failed} failed in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     return failed > 0 ? 1 : 0;

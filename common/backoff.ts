@@ -13,7 +13,11 @@ export interface BackoffOptions {
   jitter?: boolean;
 }
 
-export function backoffDelay(attempt: number, opts: BackoffOptions, random: () => number = Math.random): number {
+export function backoffDelay(
+  attempt: number,
+  opts: BackoffOptions,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(opts.cap, opts.base * Math.pow(opts.factor ?? 2, Math.max(0, attempt)));
   if (opts.jitter === false) return ceiling;
   return Math.round(opts.base + random() * Math.max(0, ceiling - opts.base));

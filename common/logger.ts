@@ -46,9 +46,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
             winston.format.colorize(),
             pretty,
           ),
-    transports: [
-      new winston.transports.Stream({ stream }),
-    ],
+    transports: [new winston.transports.Stream({ stream })],
   });
 }
 

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 
 export function parseBatch(text: string, source = 'input'): unknown[] {
   const trimmed = text.trim();
-  if (trimmed === '') throw new Error(`${source}: empty, expected a JSON array of tasks or one task per line`);
+  if (trimmed === '')
+    throw new Error(`${source}: empty, expected a JSON array of tasks or one task per line`);
   if (trimmed.startsWith('[')) {
     try {
       const v = JSON.parse(trimmed) as unknown;

@@ -36,7 +36,8 @@ export async function feed(file: string, opts: FeedOptions): Promise<number> {
     await feeder.ready();
     const refs = await feeder.add(tasks as TaskInput[], {
       batch: opts.batch,
-      onQueueFull: ({ waitMs, attempt }) => err.write(`master queue full; retry ${attempt} in ${waitMs} ms…\n`),
+      onQueueFull: ({ waitMs, attempt }) =>
+        err.write(`master queue full; retry ${attempt} in ${waitMs} ms…\n`),
     });
     if (!opts.wait) {
       out.write(opts.json ? `${JSON.stringify(refs)}\n` : `added ${refs.length} tasks\n`);
@@ -46,25 +47,31 @@ export async function feed(file: string, opts: FeedOptions): Promise<number> {
     const tty = err.isTTY === true;
     const bar = tty
       ? new cliProgress.SingleBar(
-          { format: 'tasks |{bar}| {value}/{total} done {done} failed {failed} | {duration_formatted}', hideCursor: true, stream: err },
+          {
+            format: 'tasks |{bar}| {value}/{total} done {done} failed {failed} | {duration_formatted}',
+            hideCursor: true,
+            stream: err,
+          },
           cliProgress.Presets.shades_classic,
         )
       : null;
     bar?.start(refs.length, 0, counts);
     let lastLine = 0;
     const outcomes = await Promise.all(
-        refs.map((r) =>
-          feeder.outcome(r.id).then((o) => {
-            counts[o.state]++;
-            const finished = counts.done + counts.failed + counts.cancelled;
-            if (bar) bar.update(finished, counts);
-            else if (Date.now() - lastLine > 1000 || finished === refs.length) {
-              lastLine = Date.now();
-              err.write(`${finished}/${refs.length} finished (done ${counts.done}, failed ${counts.failed}, cancelled ${counts.cancelled})\n`);
-            }
-            return o;
-          }),
-        ),
+      refs.map((r) =>
+        feeder.outcome(r.id).then((o) => {
+          counts[o.state]++;
+          const finished = counts.done + counts.failed + counts.cancelled;
+          if (bar) bar.update(finished, counts);
+          else if (Date.now() - lastLine > 1000 || finished === refs.length) {
+            lastLine = Date.now();
+            err.write(
+              `${finished}/${refs.length} finished (done ${counts.done}, failed ${counts.failed}, cancelled ${counts.cancelled})\n`,
+            );
+          }
+          return o;
+        }),
+      ),
     );
     bar?.stop();
     summarize(outcomes, Date.now() - started, opts.json === true, out, err);
@@ -72,7 +79,8 @@ export async function feed(file: string, opts: FeedOptions): Promise<number> {
   } catch (e) {
     const te = e as TaskmasterError;
     if (te.code === 'EVALIDATION') {
-      const issues = (te.details as { issues?: { path: string; message: string }[] } | undefined)?.issues ?? [];
+      const issues =
+        (te.details as { issues?: { path: string; message: string }[] } | undefined)?.issues ?? [];
       err.write(`taskmaster feed: the batch was refused, nothing was stored:\n`);
       for (const i of issues) err.write(`  ${i.path}: ${i.message}\n`);
       if (issues.length === 0) err.write(`  ${te.message}\n`);
@@ -85,10 +93,19 @@ export async function feed(file: string, opts: FeedOptions): Promise<number> {
   }
 }
 
-function summarize(outcomes: TaskOutcome[], ms: number, json: boolean, out: NodeJS.WritableStream, err: NodeJS.WritableStream): void {
+function summarize(
+  outcomes: TaskOutcome[],
+  ms: number,
+  json: boolean,
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+): void {
   const by = (s: string) => outcomes.filter((o) => o.state === s);
-  err.write(`\n${outcomes.length} tasks in ${(ms / 1000).toFixed(1)} s: ${by('done').length} done, ${by('failed').length} failed, ${by('cancelled').length} cancelled\n`);
-  for (const o of [...by('failed'), ...by('cancelled')]) err.write(`  ${o.id}: ${o.error?.code ?? o.state} ${o.error?.message ?? ''}\n`);
+  err.write(
+    `\n${outcomes.length} tasks in ${(ms / 1000).toFixed(1)} s: ${by('done').length} done, ${by('failed').length} failed, ${by('cancelled').length} cancelled\n`,
+  );
+  for (const o of [...by('failed'), ...by('cancelled')])
+    err.write(`  ${o.id}: ${o.error?.code ?? o.state} ${o.error?.message ?? ''}\n`);
   if (json) out.write(`${JSON.stringify(outcomes)}\n`);
   else for (const o of by('done')) out.write(`${o.id}\t${JSON.stringify(o.result)}\n`);
 }

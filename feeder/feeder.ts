@@ -4,13 +4,16 @@
  * Outcomes survive reconnects: the feeder remembers every id it is still waiting for and, after each
  * (re)connect, asks the master for them with `tasks:watch`; outcomes that became final while it was
  * away come back in the answer, the rest are pushed as they happen.
+ *
+ * Tasks are sent as given: the master is the only validator, so the CLI, this library and clients
+ * of the original protocol all get the same messages.
  */
 import { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
 import { backoffDelay } from '../common/backoff';
 import { silentLogger, type Logger } from '../common/logger';
-import { TaskmasterError, toError } from '../protocol/errors';
-import { ACK_TIMEOUT_MS, NAMESPACES, type FeederToMaster, type MasterToFeeder, type Progress } from '../protocol/events';
+import { TaskmasterError, toError, type WireError } from '../protocol/errors';
+import { NAMESPACES, type FeederToMaster, type MasterToFeeder, type Progress } from '../protocol/events';
 import {
   addReplySchema,
   cancelReplySchema,
@@ -43,7 +46,14 @@ export interface WorkOptions extends AddOptions {
   onResult?: (outcome: TaskOutcome, index: number) => void;
 }
 
+/** What the master stored: the batch name and one ref per task, in input order. */
+export interface AddedBatch {
+  batch: string;
+  tasks: TaskRef[];
+}
+
 export interface FeederEvents {
+  /** A task this feeder added or watches reached its final state. */
   result: [TaskOutcome];
   progress: [Progress];
   sysmsg: [msg: unknown, from: string];
@@ -51,37 +61,66 @@ export interface FeederEvents {
   disconnect: [reason: string];
 }
 
+/** How many delivered ids (and early outcomes) are remembered to drop repeats. */
+const MEMORY = 100_000;
+
 export class Feeder extends EventEmitter<FeederEvents> {
   readonly master: string;
+  private readonly opts: FeederOptions & typeof FEEDER_DEFAULTS;
   private readonly socket: FeederSocket;
   private readonly logger: Logger;
   /** Ids added (or watched) whose outcome has not arrived yet. */
   private readonly pending = new Set<string>();
-  private readonly waiters = new Map<string, ((o: TaskOutcome) => void)[]>();
+  private readonly waiters = new Map<string, { resolve: (o: TaskOutcome) => void; reject: (e: Error) => void }[]>();
   /** Ids whose outcome was delivered (bounded), to drop repeats. */
   private readonly seen = new Set<string>();
   /** Outcomes that arrived before anyone asked, e.g. before the add's reply was read (bounded). */
   private readonly unclaimed = new Map<string, TaskOutcome>();
+  /** Set when the master refused the handshake: retrying cannot help. */
+  private refused: TaskmasterError | null = null;
+  private lastConnectError = '';
+  private manualRetries = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(opts: FeederOptions = {}) {
     super();
-    this.master = opts.master ?? FEEDER_DEFAULTS.master;
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as FeederOptions;
+    this.opts = { ...FEEDER_DEFAULTS, ...given };
+    this.master = this.opts.master;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'feeder' });
     this.socket = io(new URL(NAMESPACES.feeder, this.master).href, {
-      auth: { token: opts.token, role: 'feeder' },
+      auth: { token: this.opts.token, role: 'feeder' },
       transports: ['websocket'],
+      // Each feeder has its own connection, even several in one process (tests, the demo).
       forceNew: true,
-      reconnectionDelay: 200,
-      reconnectionDelayMax: 5000,
+      reconnectionDelay: this.opts.reconnectDelayMs,
+      reconnectionDelayMax: this.opts.reconnectDelayMaxMs,
+      randomizationFactor: 0.5,
     });
     this.socket.on('connect', () => {
+      this.manualRetries = 0;
+      this.logger.debug('connected to the master', { master: this.master });
       this.emit('connect');
       void this.rewatch();
     });
     this.socket.on('disconnect', (reason) => {
-      if (!this.closed) this.logger.warn('disconnected from the master', { reason });
+      this.logger.warn('disconnected from the master', { reason });
       this.emit('disconnect', reason);
+      // Socket.IO leaves reconnecting to us when the master closed the socket on purpose (a
+      // graceful restart); its own reconnection covers lost transports.
+      if (reason === 'io server disconnect') this.reconnectLater();
+    });
+    this.socket.on('connect_error', (err: Error & { data?: { code?: string; message?: string } }) => {
+      this.lastConnectError = err.message;
+      if (err.data?.code === 'EAUTH') {
+        this.refused = new TaskmasterError('EAUTH', `the master at ${this.master} refused the connection: missing or wrong token`);
+        this.logger.error(this.refused.message);
+        this.rejectWaiters(this.refused);
+        return;
+      }
+      // A middleware refusal other than EAUTH stops Socket.IO's reconnection; a transport error does not.
+      if (!this.socket.active) this.reconnectLater();
     });
     this.socket.on('task:outcomes', (payload) => {
       const parsed = outcomesSchema.safeParse(payload);
@@ -93,8 +132,8 @@ export class Feeder extends EventEmitter<FeederEvents> {
       if (parsed.success) this.emit('progress', parsed.data);
     });
     this.socket.on('sysmsg', (m, ack) => {
-      this.emit('sysmsg', m?.msg, String(m?.from ?? ''));
       if (typeof ack === 'function') ack();
+      this.emit('sysmsg', m?.msg, String(m?.from ?? ''));
     });
   }
 
@@ -103,46 +142,69 @@ export class Feeder extends EventEmitter<FeederEvents> {
     return this.socket.id;
   }
 
-  /** Resolves once connected (or rejects after `timeoutMs`). */
-  ready(timeoutMs = ACK_TIMEOUT_MS): Promise<void> {
+  get connected(): boolean {
+    return this.socket.connected;
+  }
+
+  /** Resolves once connected; rejects after `timeoutMs` (default `connectTimeoutMs`), on EAUTH, or if closed. */
+  ready(timeoutMs: number = this.opts.connectTimeoutMs): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the feeder is closed'));
+    if (this.refused) return Promise.reject(this.refused);
     if (this.socket.connected) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const cleanup = () => {
+        clearTimeout(timer);
         this.socket.off('connect', onConnect);
-        this.socket.off('connect_error', onError);
-        reject(new TaskmasterError('EUNKNOWN', `cannot reach the master at ${this.master} within ${timeoutMs} ms`));
+        this.off('disconnect', onClosed);
+        this.readyRejects.delete(fail);
+      };
+      const fail = (err: Error) => {
+        cleanup();
+        reject(err);
+      };
+      const timer = setTimeout(() => {
+        const last = this.lastConnectError ? ` (last error: ${this.lastConnectError})` : '';
+        fail(new Error(`cannot reach the master at ${this.master} within ${timeoutMs} ms${last}`));
       }, timeoutMs);
       const onConnect = () => {
-        clearTimeout(timer);
-        this.socket.off('connect_error', onError);
+        cleanup();
         resolve();
       };
-      const onError = (err: Error & { data?: { code?: string } }) => {
-        if (err.data?.code !== 'EAUTH' && !/EAUTH/.test(err.message)) return; // keep retrying
-        clearTimeout(timer);
-        this.socket.off('connect', onConnect);
-        this.socket.off('connect_error', onError);
-        reject(new TaskmasterError('EAUTH', `the master refused the connection: missing or wrong token`));
+      const onClosed = (reason: string) => {
+        if (reason === 'io client disconnect') fail(new Error('the feeder was closed'));
       };
       this.socket.on('connect', onConnect);
-      this.socket.on('connect_error', onError);
+      this.on('disconnect', onClosed);
+      this.readyRejects.add(fail);
     });
   }
 
-  /** Adds tasks; resolves with their refs once the master has stored them durably. */
+  /** Pending `ready()` calls, failed at once by EAUTH or close(). */
+  private readonly readyRejects = new Set<(err: Error) => void>();
+
+  /**
+   * Adds tasks; resolves with one ref per task, in input order, once the master has written them
+   * durably. Rejects with a TaskmasterError when the master refuses the batch — nothing is stored
+   * then; for EVALIDATION the message lists every issue (`tasks[3].module: must not contain ".."`)
+   * and `details.issues` holds them as `{ path, message }`.
+   */
   async add(tasks: TaskInput[], opts: AddOptions = {}): Promise<TaskRef[]> {
+    return (await this.addBatch(tasks, opts)).tasks;
+  }
+
+  /** `add`, also returning the batch name (the master's when none was given). */
+  async addBatch(tasks: TaskInput[], opts: AddOptions = {}): Promise<AddedBatch> {
     const retries = opts.retries ?? Infinity;
     for (let attempt = 0; ; attempt++) {
-      await this.ready();
-      const raw = await this.socket
-        .timeout(ACK_TIMEOUT_MS)
-        .emitWithAck('tasks:add', { tasks, batch: opts.batch, calledAt: Date.now() });
+      const raw = await this.request('tasks:add', { tasks, batch: opts.batch, calledAt: Date.now() }, {
+        onTimeout: 'the tasks may or may not have been stored; add them again with the same ids to find out (a stored id is refused as taken)',
+      });
       const reply = addReplySchema.parse(raw);
       if (reply.ok) {
-        for (const t of reply.tasks) this.pending.add(t.id);
-        return reply.tasks;
+        for (const t of reply.tasks) if (!this.seen.has(t.id)) this.pending.add(t.id);
+        return { batch: reply.batch, tasks: reply.tasks };
       }
-      if (reply.error.code !== 'EQUEUEFULL' || attempt >= retries) throw toError(reply.error);
+      if (reply.error.code !== 'EQUEUEFULL' || attempt >= retries) throw refusal(reply.error);
       const hint = (reply.error.details as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 500;
       const waitMs = backoffDelay(attempt, { base: hint, cap: 30_000 });
       opts.onQueueFull?.({ attempt: attempt + 1, waitMs, message: reply.error.message });
@@ -153,7 +215,9 @@ export class Feeder extends EventEmitter<FeederEvents> {
 
   /**
    * Adds tasks and resolves with their outcomes in input order, once every one is final. It does not
-   * reject because a task failed: a failed or cancelled task's outcome carries `state` and `error`.
+   * reject because a task failed: a failed or cancelled task's outcome has `state: 'failed'` or
+   * `'cancelled'` and an `error` with its code (ETASK, ETO, EDEPFAILED, …). It rejects only when the
+   * add is refused (see `add`), or when the feeder is closed before every outcome arrived.
    */
   async work(tasks: TaskInput[], opts: WorkOptions = {}): Promise<TaskOutcome[]> {
     const refs = await this.add(tasks, opts);
@@ -167,7 +231,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
     );
   }
 
-  /** proletariat's workIndividual: `onEach` for every task as it finishes, then the whole group. */
+  /** proletariat's workIndividual: `work` with `onEach` called for every task as it finishes. */
   workIndividual(
     tasks: TaskInput[],
     opts: WorkOptions,
@@ -183,58 +247,85 @@ export class Feeder extends EventEmitter<FeederEvents> {
       this.unclaimed.delete(id);
       return Promise.resolve(known);
     }
-    return new Promise((resolve) => {
+    if (this.closed) return Promise.reject(closedBefore(id));
+    return new Promise((resolve, reject) => {
       let list = this.waiters.get(id);
       if (!list) this.waiters.set(id, (list = []));
-      list.push(resolve);
+      list.push({ resolve, reject });
     });
   }
 
-  /** Follow tasks added elsewhere (or before a restart of this process). */
+  /** Follow tasks added elsewhere (or before a restart of this process); outcomes come as `result`. */
   async watch(ids: string[]): Promise<void> {
-    for (const id of ids) this.pending.add(id);
+    for (const id of ids) if (!this.seen.has(id)) this.pending.add(id);
     await this.ready();
     await this.rewatch();
   }
 
   /** Cancels tasks by id, or a whole batch with `{ batch }`; resolves with the ids cancelled. */
   async cancel(target: string | string[] | { batch: string }): Promise<string[]> {
-    await this.ready();
-    const req = typeof target === 'object' && !Array.isArray(target) ? { batch: target.batch } : { ids: ([] as string[]).concat(target) };
-    const reply = cancelReplySchema.parse(await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck('tasks:cancel', req));
-    if (!reply.ok) throw toError(reply.error);
+    const req =
+      typeof target === 'object' && !Array.isArray(target) ? { batch: target.batch } : { ids: ([] as string[]).concat(target) };
+    const reply = cancelReplySchema.parse(await this.request('tasks:cancel', req));
+    if (!reply.ok) throw refusal(reply.error);
     return reply.cancelled;
   }
 
   /** Sends a system message to 'MASTER', everybody (null) or one client id; resolves when all got it. */
   async systemMessage(msg: unknown, opts: { to?: string | null } = {}): Promise<{ delivered: number; missed: number }> {
-    await this.ready();
+    // The master waits for every recipient's own acknowledgement before it answers.
     const reply = sysmsgReplySchema.parse(
-      await this.socket.timeout(ACK_TIMEOUT_MS * 2).emitWithAck('sysmsg:send', { msg, to: opts.to ?? null }),
+      await this.request('sysmsg:send', { msg, to: opts.to ?? null }, { timeoutMs: this.opts.ackTimeoutMs * 2 }),
     );
-    if (!reply.ok) throw toError(reply.error);
+    if (!reply.ok) throw refusal(reply.error);
     return { delivered: reply.delivered, missed: reply.missed };
   }
 
+  /**
+   * Disconnects. Waiting `work()`/`outcome()` calls reject; tasks already added keep running on the
+   * master. Safe to call twice.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.socket.disconnect();
+    for (const fail of [...this.readyRejects]) fail(new Error('the feeder was closed'));
+    for (const [id, list] of this.waiters) for (const w of list) w.reject(closedBefore(id));
+    this.waiters.clear();
+  }
+
+  /** One acknowledged request, after waiting for the connection. */
+  private async request<E extends 'tasks:add' | 'tasks:cancel' | 'sysmsg:send' | 'tasks:watch'>(
+    event: E,
+    payload: Parameters<FeederToMaster[E]>[0],
+    { timeoutMs = this.opts.ackTimeoutMs, onTimeout = '' }: { timeoutMs?: number; onTimeout?: string } = {},
+  ): Promise<unknown> {
+    await this.ready();
+    try {
+      // The event map's ack types are what a well-behaved master sends; callers parse the reply anyway.
+      const emit = this.socket.timeout(timeoutMs).emitWithAck as (ev: string, p: unknown) => Promise<unknown>;
+      return await emit.call(this.socket.timeout(timeoutMs), event, payload);
+    } catch (err) {
+      if (this.closed) throw new Error('the feeder was closed');
+      throw new Error(`no answer from the master to ${event} within ${timeoutMs} ms${onTimeout ? `: ${onTimeout}` : ''}`, {
+        cause: err,
+      });
+    }
   }
 
   private settle(o: TaskOutcome): void {
     // An outcome can come twice (pushed, and again in a watch reply after a reconnect).
     if (this.seen.has(o.id)) return;
-    this.seen.add(o.id);
-    if (this.seen.size > 100_000) this.seen.delete(this.seen.keys().next().value as string);
+    remember(this.seen, o.id);
     this.pending.delete(o.id);
     this.emit('result', o);
     const list = this.waiters.get(o.id);
     this.waiters.delete(o.id);
-    if (list) for (const w of list) w(o);
+    if (list) for (const w of list) w.resolve(o);
     else {
       this.unclaimed.set(o.id, o);
-      if (this.unclaimed.size > 100_000) this.unclaimed.delete(this.unclaimed.keys().next().value as string);
+      if (this.unclaimed.size > MEMORY) this.unclaimed.delete(this.unclaimed.keys().next().value as string);
     }
   }
 
@@ -243,8 +334,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
     if (this.pending.size === 0) return;
     const ids = [...this.pending];
     try {
-      const raw = await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck('tasks:watch', { ids });
-      const reply = watchReplySchema.parse(raw);
+      const reply = watchReplySchema.parse(await this.request('tasks:watch', { ids }));
       if (!reply.ok) return void this.logger.warn('watch refused', { error: reply.error });
       for (const o of reply.outcomes) this.settle(o);
       for (const id of reply.unknown) this.logger.warn('the master does not know a task this feeder waits for', { taskId: id });
@@ -252,4 +342,48 @@ export class Feeder extends EventEmitter<FeederEvents> {
       this.logger.warn('watch failed; will retry on the next connect', { error: String(err) });
     }
   }
+
+  private reconnectLater(): void {
+    if (this.closed || this.refused || this.reconnectTimer) return;
+    const delay = backoffDelay(this.manualRetries++, { base: this.opts.reconnectDelayMs, cap: this.opts.reconnectDelayMaxMs });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.closed && !this.socket.connected) this.socket.connect();
+    }, delay);
+  }
+
+  private rejectWaiters(err: Error): void {
+    for (const fail of [...this.readyRejects]) fail(err);
+  }
+}
+
+/**
+ * The error for a refused request. For EVALIDATION the message lists every issue, one per line,
+ * rather than the master's summary (which stops at 20), so users see every bad field.
+ */
+export function refusal(e: WireError): TaskmasterError {
+  const issues = issuesOf(e.details);
+  if (issues.length === 0) return toError(e);
+  const n = issues.length;
+  const lines = issues.map((i) => `  ${i.path}: ${i.message}`).join('\n');
+  return new TaskmasterError(e.code, `invalid batch, nothing was stored (${n} issue${n === 1 ? '' : 's'}):\n${lines}`, e.details);
+}
+
+/** `details.issues` of a validation error, if it has them. */
+export function issuesOf(details: unknown): { path: string; message: string }[] {
+  const issues = (details as { issues?: unknown } | undefined)?.issues;
+  if (!Array.isArray(issues)) return [];
+  return issues.filter(
+    (i): i is { path: string; message: string } =>
+      !!i && typeof (i as { path?: unknown }).path === 'string' && typeof (i as { message?: unknown }).message === 'string',
+  );
+}
+
+function closedBefore(id: string): Error {
+  return new Error(`the feeder was closed before the outcome of task "${id}" arrived`);
+}
+
+function remember(set: Set<string>, id: string): void {
+  set.add(id);
+  if (set.size > MEMORY) set.delete(set.keys().next().value as string);
 }

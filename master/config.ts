@@ -1,11 +1,21 @@
 /**
- * The master's settings from flags and environment, validated once with readable errors
- * (`--port: must be an integer between 0 and 65535 (got "abc")`). Flags win over environment
- * variables, which win over the defaults in master/options.ts.
+ * The master's settings from flags and the environment, read in this one place and validated once:
+ * flags win over environment variables (MONGO_URL, TASKMASTER_PORT, TASKMASTER_HOST, TASKMASTER_TOKEN,
+ * TASKMASTER_QUEUE_LIMIT, TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), which win over MASTER_DEFAULTS.
  */
+import net from 'node:net';
 import { z } from 'zod';
-import type { MasterOptions } from './options';
+import {
+  LOG_SETTINGS,
+  integer,
+  nonEmpty,
+  readSettings,
+  settingsError,
+  type LogSettings,
+} from '../common/settings';
+import { MASTER_DEFAULTS, type MasterOptions } from './options';
 
+/** The flags of `taskmaster master`, as commander gives them (text until validated). */
 export interface MasterFlags {
   port?: string;
   host?: string;
@@ -17,63 +27,85 @@ export interface MasterFlags {
   queueLimit?: string;
   sacredGuarantees?: boolean;
   holdSimilarWork?: boolean;
+  logFormat?: string;
+  logLevel?: string;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+export interface MasterConfig {
+  /** Complete but for `mongoUrl` when none was given: the CLI then resolves a database. */
+  options: Omit<MasterOptions, 'mongoUrl' | 'logger'> & { mongoUrl?: string };
+  log: LogSettings;
+}
 
-const intIn = (flag: string, min: number, max: number) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return undefined;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min || n > max) {
-        ctx.addIssue({ code: 'custom', message: `${flag}: must be an integer between ${min} and ${max} (got "${v}")` });
-        return z.NEVER;
-      }
-      return n;
-    });
-
-/** Builds the master's options (without the database URL when none is configured: the CLI resolves one). */
-export function masterConfig(flags: MasterFlags, env: NodeJS.ProcessEnv = process.env): Omit<MasterOptions, 'mongoUrl'> & { mongoUrl?: string } {
-  const schema = z.object({
-    port: intIn('--port / TASKMASTER_PORT', 0, 65535),
-    host: z.string().min(1, '--host / TASKMASTER_HOST: must not be empty').optional(),
-    token: z.string().min(8, '--token / TASKMASTER_TOKEN: must be at least 8 characters').optional(),
-    mongoUrl: z
+const SETTINGS = {
+  port: { flag: '--port', env: 'TASKMASTER_PORT', schema: integer(0, 65535) },
+  host: { flag: '--host', env: 'TASKMASTER_HOST', schema: nonEmpty() },
+  token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
+  mongoUrl: {
+    flag: '--mongo-url',
+    env: 'MONGO_URL',
+    schema: z
       .string()
-      .regex(/^mongodb(\+srv)?:\/\//, '--mongo-url / MONGO_URL: must start with mongodb:// or mongodb+srv://')
-      .optional(),
-    maxAttempts: intIn('--max-attempts', 1, 1000),
-    queueLimit: intIn('--queue-limit / TASKMASTER_QUEUE_LIMIT', 1, 100_000_000),
-  });
-  const parsed = schema.safeParse({
-    port: flags.port ?? env.TASKMASTER_PORT,
-    host: flags.host ?? env.TASKMASTER_HOST,
-    token: flags.token ?? (env.TASKMASTER_TOKEN || undefined),
-    mongoUrl: flags.mongoUrl ?? (env.MONGO_URL || undefined),
-    maxAttempts: flags.maxAttempts,
-    queueLimit: flags.queueLimit ?? env.TASKMASTER_QUEUE_LIMIT,
-  });
-  if (!parsed.success) throw new Error(`invalid master settings:\n  ${parsed.error.issues.map((i) => i.message).join('\n  ')}`);
-  const c = parsed.data;
-  const host = c.host ?? '127.0.0.1';
-  if (!LOOPBACK.test(host) && !c.token && !flags.insecure) {
-    throw new Error(
-      `refusing to listen on ${host} without a token: set TASKMASTER_TOKEN (or --token) so only your runners and feeders can connect, or pass --insecure`,
-    );
+      .regex(
+        /^mongodb(\+srv)?:\/\/\S+$/,
+        'must be a MongoDB URL such as mongodb://127.0.0.1:27017/taskmaster',
+      ),
+  },
+  db: {
+    flag: '--db',
+    schema: z
+      .string()
+      .regex(/^[^/\\. "$*<>:|?]{1,63}$/, 'must be a database name (no spaces, dots or slashes)'),
+  },
+  maxAttempts: { flag: '--max-attempts', schema: integer(1, 1000) },
+  queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
+  insecure: { flag: '--insecure', schema: z.boolean() },
+  sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
+  holdSimilarWork: { flag: '--hold-similar-work', schema: z.boolean() },
+  ...LOG_SETTINGS,
+};
+
+export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = process.env): MasterConfig {
+  const s = readSettings('master', SETTINGS, { ...flags }, env);
+  const host = s.host ?? MASTER_DEFAULTS.host;
+  // A master reachable from other machines without a token runs whatever module name anyone sends
+  // to every runner, so this needs an explicit choice.
+  if (!isLoopback(host) && !s.token && !s.insecure) {
+    throw settingsError('master', [
+      {
+        path: '--host',
+        message:
+          `refusing to listen on ${host} without a token: anyone who can reach it could add tasks to your runners. ` +
+          'Set --token (or TASKMASTER_TOKEN) and give the same token to runners and feeders, or pass --insecure',
+      },
+    ]);
   }
   return {
-    port: c.port,
-    host,
-    token: c.token,
-    insecure: flags.insecure ?? false,
-    mongoUrl: c.mongoUrl,
-    dbName: flags.db,
-    maxAttempts: c.maxAttempts,
-    queueLimit: c.queueLimit,
-    sacredGuarantees: flags.sacredGuarantees,
-    holdSimilarWork: flags.holdSimilarWork,
+    options: {
+      mongoUrl: s.mongoUrl,
+      dbName: s.db,
+      port: s.port ?? MASTER_DEFAULTS.port,
+      host,
+      token: s.token,
+      insecure: s.insecure ?? false,
+      maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
+      queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
+      sacredGuarantees: s.sacredGuarantees ?? false,
+      holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
+    },
+    log: { format: s.logFormat, level: s.logLevel },
   };
+}
+
+/** 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`; anything else may be reachable from outside. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  if (net.isIPv6(h)) {
+    if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+    return mapped !== null && mapped[1].startsWith('127.');
+  }
+  return false;
 }

@@ -7,7 +7,12 @@
 import type { Namespace, Socket } from 'socket.io';
 import type { Logger } from '../common/logger';
 import { wireError } from '../protocol/errors';
-import { legacyDoneSchema, legacyTaskSchema, type LegacyClientToMaster, type LegacyMasterToClient } from '../protocol/legacy';
+import {
+  legacyDoneSchema,
+  legacyTaskSchema,
+  type LegacyClientToMaster,
+  type LegacyMasterToClient,
+} from '../protocol/legacy';
 import { formatIssues } from '../protocol/schemas';
 import { slotPlan, type RunnerEntry } from './runner-registry';
 import type { Scheduler } from './scheduler';
@@ -46,7 +51,14 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
             requests = Math.max(0, requests - 1);
             socket.emit(
               'task:send',
-              JSON.stringify({ _id: scheduler.tasks.get(a.id)?._id ?? a.id, id: a.id, module: a.module, params: a.params, priority: a.priority, attempt: a.attempt }),
+              JSON.stringify({
+                _id: scheduler.tasks.get(a.id)?._id ?? a.id,
+                id: a.id,
+                module: a.module,
+                params: a.params,
+                priority: a.priority,
+                attempt: a.attempt,
+              }),
             );
           }
           sync();
@@ -82,7 +94,9 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
           return;
         }
         const d = parsed.data;
-        const t = scheduler.tasks.get(d._id) ?? [...(entry?.active ?? [])].map((id) => scheduler.tasks.get(id)).find((x) => x?._id === d._id);
+        const t =
+          scheduler.tasks.get(d._id) ??
+          [...(entry?.active ?? [])].map((id) => scheduler.tasks.get(id)).find((x) => x?._id === d._id);
         if (!t) {
           logger.info('legacy result for an unknown or finished task ignored', { taskId: d._id, runnerId });
           return;
@@ -90,7 +104,10 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
         const failed = d.error !== undefined && d.error !== null;
         const error =
           typeof d.error === 'object' && d.error !== null
-            ? { code: String((d.error as { code?: unknown }).code ?? 'ETASK'), message: String((d.error as { message?: unknown }).message ?? JSON.stringify(d.error)) }
+            ? {
+                code: String((d.error as { code?: unknown }).code ?? 'ETASK'),
+                message: String((d.error as { message?: unknown }).message ?? JSON.stringify(d.error)),
+              }
             : { code: 'ETASK', message: String(d.error) };
         const applied = scheduler.results(runnerId, [
           failed
@@ -135,8 +152,21 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
         socket.emit(
           'task:added',
           reply.tasks.map((ref, i) => {
-            const c = converted[i] as { module: string; params: unknown[]; priority: number; dependencies: string[] };
-            return { _id: ref._id, id: ref.id, module: c.module, params: c.params, priority: c.priority, dependencies: c.dependencies, created: now };
+            const c = converted[i] as {
+              module: string;
+              params: unknown[];
+              priority: number;
+              dependencies: string[];
+            };
+            return {
+              _id: ref._id,
+              id: ref.id,
+              module: c.module,
+              params: c.params,
+              priority: c.priority,
+              dependencies: c.dependencies,
+              created: now,
+            };
           }),
         );
       })();

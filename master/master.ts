@@ -105,7 +105,10 @@ export class Master extends EventEmitter {
     sched.on('assigntimeout', (o) => this.emit('assigntimeout', o));
     const recovered = await sched.recover();
     if (recovered.tasks > 0)
-      this.logger.info('recovered tasks from the database', { open: recovered.tasks, orphans: recovered.orphans });
+      this.logger.info('recovered tasks from the database', {
+        open: recovered.tasks,
+        orphans: recovered.orphans,
+      });
 
     this.server = http.createServer((req, res) => serveHttp(req, res, this));
     this.io = new Server(this.server, {
@@ -171,7 +174,12 @@ export class Master extends EventEmitter {
       mine = entry;
       socket.data = { runnerId: h.runnerId };
       const drop = this.scheduler.runnerUp(entry, h.running);
-      log.info('runner ready', { runnerId: h.runnerId, slots: h.slots, workers: h.workers, holding: h.running.length });
+      log.info('runner ready', {
+        runnerId: h.runnerId,
+        slots: h.slots,
+        workers: h.workers,
+        holding: h.running.length,
+      });
       safeAck(ack, { ok: true, runnerId: h.runnerId, drop });
       this.emit('runner:up', h.runnerId);
     });
@@ -186,7 +194,9 @@ export class Master extends EventEmitter {
     socket.on('task:results', (payload, ack) => {
       const parsed = resultsSchema.safeParse(payload);
       if (!parsed.success || !runnerId) {
-        log.warn('malformed task:results refused', { issues: parsed.error ? formatIssues(parsed.error.issues) : 'no hello' });
+        log.warn('malformed task:results refused', {
+          issues: parsed.error ? formatIssues(parsed.error.issues) : 'no hello',
+        });
         return safeAck(ack, { ok: false, accepted: 0, stale: 0 });
       }
       void this.scheduler.results(runnerId, parsed.data.results).then(
@@ -305,7 +315,9 @@ export class Master extends EventEmitter {
       if (to !== null && targets.length === 0) {
         return { ok: false, error: wireError('EVALIDATION', `to: no connected client "${to}"`) };
       }
-      const acks = await Promise.allSettled(targets.map((s) => s.timeout(ACK_TIMEOUT_MS).emitWithAck('sysmsg', message)));
+      const acks = await Promise.allSettled(
+        targets.map((s) => s.timeout(ACK_TIMEOUT_MS).emitWithAck('sysmsg', message)),
+      );
       delivered += acks.filter((a) => a.status === 'fulfilled').length;
       missed += acks.length - acks.filter((a) => a.status === 'fulfilled').length;
     }
@@ -332,7 +344,9 @@ export class Master extends EventEmitter {
   /** Outcomes that became final before the feeder was watching (a dependency that had already failed). */
   private sendEarly(feeder: FeederSocket, reply: AddReply): void {
     if (!reply.ok) return;
-    const early = reply.tasks.map((t) => this.scheduler.finals.get(t.id)).filter((o): o is TaskOutcome => !!o);
+    const early = reply.tasks
+      .map((t) => this.scheduler.finals.get(t.id))
+      .filter((o): o is TaskOutcome => !!o);
     if (early.length === 0) return;
     for (const o of early) this.unwatch(feeder, o.id);
     feeder.emit('task:outcomes', { outcomes: early });

@@ -19,7 +19,11 @@ export interface SlotPlan {
   own: number[] | null;
 }
 
-export function planSlots(slots: number, prioritySlots: Record<string, number> | undefined, sacred: boolean): SlotPlan {
+export function planSlots(
+  slots: number,
+  prioritySlots: Record<string, number> | undefined,
+  sacred: boolean,
+): SlotPlan {
   const pairs = Object.entries(prioritySlots ?? {})
     .map(([t, g]) => [Number(t), g] as const)
     .filter(([t, g]) => Number.isFinite(t) && g > 0)

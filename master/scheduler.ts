@@ -86,7 +86,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (this.closed) return { ok: false, error: wireError('EVALIDATION', 'the master is shutting down') };
     // Ids the batch names that memory cannot answer for are looked up once, in one query.
     const missing = collectRefs(raw).filter((id) => !this.tasks.has(id) && !this.finals.has(id));
-    const stored = missing.length > 0 ? await this.store.fetchStates(missing) : new Map<string, FoldedState>();
+    const stored =
+      missing.length > 0 ? await this.store.fetchStates(missing) : new Map<string, FoldedState>();
     const { tasks: parsed, issues } = validateBatch(raw, (id) =>
       this.tasks.has(id) || this.finals.has(id) || stored.has(id) ? 'taken' : undefined,
     );
@@ -96,7 +97,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     // Validation awaited the database: ids may have been taken meanwhile by another add.
     const raced = parsed.find((t) => t.id !== undefined && (this.tasks.has(t.id) || this.finals.has(t.id)));
     if (raced) {
-      const issue = { path: `tasks[${parsed.indexOf(raced)}].id`, message: `id "${raced.id}" is already taken` };
+      const issue = {
+        path: `tasks[${parsed.indexOf(raced)}].id`,
+        message: `id "${raced.id}" is already taken`,
+      };
       return { ok: false, error: wireError('EVALIDATION', summarize([issue]), { issues: [issue] }) };
     }
 
@@ -350,7 +354,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const b = t.backoff ?? this.opts.retryBackoff;
       const wait =
         b.delay > 0
-          ? backoffDelay(t.attempts - 1, { base: b.delay, cap: b.maxDelay ?? 60_000, factor: b.type === 'fixed' ? 1 : 2, jitter: b.jitter ?? true })
+          ? backoffDelay(t.attempts - 1, {
+              base: b.delay,
+              cap: b.maxDelay ?? 60_000,
+              factor: b.type === 'fixed' ? 1 : 2,
+              jitter: b.jitter ?? true,
+            })
           : 0;
       if (wait <= 0) this.enqueue(t);
       else {
@@ -681,7 +690,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
       if (t.deadline && now >= t.deadline) {
         this.failForGood(t, wireError('ECSTO', `no result within ${t.timeout} ms of the call`));
-      } else if (t.assignTimeout && t.state === 'ready' && !t.heldBy && t.readyAt && now - t.readyAt >= t.assignTimeout) {
+      } else if (
+        t.assignTimeout &&
+        t.state === 'ready' &&
+        !t.heldBy &&
+        t.readyAt &&
+        now - t.readyAt >= t.assignTimeout
+      ) {
         this.failForGood(t, wireError('EATO', `no runner took the task within ${t.assignTimeout} ms`));
         const o = this.finals.get(t.id);
         if (o) this.emit('assigntimeout', o);
@@ -706,7 +721,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private retryAfterHint(): number {
     let slots = 0;
     for (const r of this.runners.values()) if (r.connected) slots += r.slots;
-    return slots === 0 ? 1000 : Math.min(10_000, Math.max(100, Math.round((this.opts.queueLimit / 10 / slots) * 100)));
+    return slots === 0
+      ? 1000
+      : Math.min(10_000, Math.max(100, Math.round((this.opts.queueLimit / 10 / slots) * 100)));
   }
 
   // ---- watching --------------------------------------------------------------------------------

@@ -202,7 +202,10 @@ export class Store {
                 attempts: s.attempts,
                 rev: s.rev,
                 result: encodeValue(s.result ?? null),
-                error: s.error?.details !== undefined ? { ...s.error, details: encodeValue(s.error.details) } : (s.error ?? null),
+                error:
+                  s.error?.details !== undefined
+                    ? { ...s.error, details: encodeValue(s.error.details) }
+                    : (s.error ?? null),
                 moduleHash: s.moduleHash ?? null,
                 'assigned.who': s.who ?? null,
                 'assigned.completed': Date.now(),
@@ -226,7 +229,9 @@ export class Store {
   /** Every task whose `tasks` document is not final, with its journal folded in. */
   async loadUnfinished(): Promise<{ docs: TaskDoc[]; states: Map<string, FoldedState> }> {
     const docs = (
-      (await this.tasks.collection.find({ state: { $nin: [...FINAL_STATES] } }).toArray()) as unknown as TaskDoc[]
+      (await this.tasks.collection
+        .find({ state: { $nin: [...FINAL_STATES] } })
+        .toArray()) as unknown as TaskDoc[]
     ).map(decodeDoc);
     const states = await this.foldJournal(docs);
     return { docs, states };
@@ -235,7 +240,9 @@ export class Store {
   /** Current state of these tasks (final or not), from `tasks` and the journal. Unknown ids are absent. */
   async fetchStates(ids: string[]): Promise<Map<string, FoldedState>> {
     if (ids.length === 0) return new Map();
-    const docs = ((await this.tasks.collection.find({ id: { $in: ids } }).toArray()) as unknown as TaskDoc[]).map(decodeDoc);
+    const docs = (
+      (await this.tasks.collection.find({ id: { $in: ids } }).toArray()) as unknown as TaskDoc[]
+    ).map(decodeDoc);
     return this.foldJournal(docs);
   }
 
@@ -269,7 +276,8 @@ export class Store {
         s.attempts = e.attempt;
         if (e.who !== undefined) s.who = e.who;
         if ('result' in e) s.result = decodeValue(e.result);
-        if (e.error !== undefined) s.error = e.error ? { ...e.error, details: decodeValue(e.error.details) } : e.error;
+        if (e.error !== undefined)
+          s.error = e.error ? { ...e.error, details: decodeValue(e.error.details) } : e.error;
         if (e.moduleHash) s.moduleHash = e.moduleHash;
       }
     }

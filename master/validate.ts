@@ -39,7 +39,8 @@ export function validateBatch(raw: unknown[], known: Lookup): { tasks: ParsedTas
   tasks.forEach((t, i) => {
     if (t.id === undefined) return;
     const prev = index.get(t.id);
-    if (prev !== undefined) issues.push({ path: `tasks[${i}].id`, message: `duplicate id "${t.id}" (also tasks[${prev}])` });
+    if (prev !== undefined)
+      issues.push({ path: `tasks[${i}].id`, message: `duplicate id "${t.id}" (also tasks[${prev}])` });
     else if (known(t.id)) issues.push({ path: `tasks[${i}].id`, message: `id "${t.id}" is already taken` });
     else index.set(t.id, i);
   });

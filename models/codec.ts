@@ -25,7 +25,8 @@ export function decodeValue(v: unknown): unknown {
   if (v && typeof v === 'object' && v.constructor === Object) {
     const o = v as Record<string, unknown>;
     const keys = Object.keys(o);
-    if (keys.length === 1 && keys[0] === TAG && typeof o[TAG] === 'string') return JSON.parse(o[TAG]) as unknown;
+    if (keys.length === 1 && keys[0] === TAG && typeof o[TAG] === 'string')
+      return JSON.parse(o[TAG]) as unknown;
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(o)) out[k] = decodeValue(x);
     return out;

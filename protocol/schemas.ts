@@ -14,15 +14,9 @@ export const moduleName = z
   .max(200, 'must be at most 200 characters')
   .refine((s) => !s.includes('..'), 'must not contain ".."')
   .refine((s) => !s.startsWith('/') && !/^[A-Za-z]:/.test(s), 'must not be an absolute path')
-  .refine(
-    (s) => MODULE_NAME.test(s),
-    'may only hold letters, digits, "_", "-", "." and "/" between names',
-  );
+  .refine((s) => MODULE_NAME.test(s), 'may only hold letters, digits, "_", "-", "." and "/" between names');
 
-export const taskId = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(200, 'must be at most 200 characters');
+export const taskId = z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 
 export const wireErrorSchema = z.object({
   code: z.string(),
@@ -166,7 +160,11 @@ export const attemptResultSchema = z.union([
 ]);
 export type AttemptResult = z.infer<typeof attemptResultSchema>;
 export const resultsSchema = z.object({ results: z.array(attemptResultSchema).min(1) });
-export const resultsAckSchema = z.object({ ok: z.boolean(), accepted: z.number().int(), stale: z.number().int() });
+export const resultsAckSchema = z.object({
+  ok: z.boolean(),
+  accepted: z.number().int(),
+  stale: z.number().int(),
+});
 
 export const attemptRefSchema = z.object({ id: z.string(), attempt: z.number().int().positive() });
 export const startedSchema = z.object({ tasks: z.array(attemptRefSchema).min(1) });
@@ -180,7 +178,9 @@ export const helloSchema = z.object({
   pid: z.number().int().optional(),
   slots: z.number().int().min(1).max(100_000),
   /** Guaranteed slots per priority range, e.g. `{ "1": 30, "2": 20 }` (see master/priority-slots.ts). */
-  prioritySlots: z.record(z.string().regex(/^-?\d+(\.\d+)?$/, 'must be a number'), z.number().int().min(0)).optional(),
+  prioritySlots: z
+    .record(z.string().regex(/^-?\d+(\.\d+)?$/, 'must be a number'), z.number().int().min(0))
+    .optional(),
   workers: z.number().int().min(1).max(1024),
   data: z.record(z.string(), z.unknown()).default({}),
   modules: z.array(moduleInfoSchema).default([]),
@@ -197,7 +197,10 @@ export type HelloReply = z.infer<typeof helloReplySchema>;
 export const modulesUpdateSchema = z.object({ modules: z.array(moduleInfoSchema) });
 
 /** Formats zod issues as `path: reason` lines, with a prefix such as `tasks[3]`. */
-export function formatIssues(issues: readonly z.core.$ZodIssue[], prefix = ''): { path: string; message: string }[] {
+export function formatIssues(
+  issues: readonly z.core.$ZodIssue[],
+  prefix = '',
+): { path: string; message: string }[] {
   return issues.map((i) => ({ path: joinPath(prefix, i.path), message: i.message }));
 }
 

@@ -29,14 +29,14 @@ export function uniqueDbName(label: string): string {
   return `t_${clean}_${process.pid}_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`;
 }
 
-export const testLogger = () => createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'error', format: 'json', stderr: true });
+export const testLogger = () =>
+  createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'error', format: 'json', stderr: true });
 
 export async function startMaster(dbName: string, opts: Partial<MasterOptions> = {}): Promise<Master> {
   const m = new Master({ mongoUrl: mongoUrl(), dbName, port: 0, logger: testLogger(), ...opts });
   await m.start();
   return m;
 }
-
 
 /** Resolves with the arguments of the first `event` for which `test` holds. */
 export function waitForEvent<T extends unknown[]>(
@@ -61,7 +61,10 @@ export function waitForEvent<T extends unknown[]>(
 }
 
 /** Polls `check` until it returns a truthy value; for state that has no event (rows in a database). */
-export async function eventually<T>(check: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined | null | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   let delay = 20;
   for (;;) {

@@ -17,7 +17,12 @@ export interface RawRunner {
 
 export async function rawRunner(
   url: string,
-  hello: { runnerId: string; slots: number; prioritySlots?: Record<string, number>; data?: Record<string, unknown> },
+  hello: {
+    runnerId: string;
+    slots: number;
+    prioritySlots?: Record<string, number>;
+    data?: Record<string, unknown>;
+  },
 ): Promise<RawRunner> {
   const socket = io(`${url}/runner`, { transports: ['websocket'], reconnection: false, forceNew: true });
   const assigned: Assignment[] = [];

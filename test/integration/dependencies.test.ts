@@ -40,7 +40,9 @@ describe('dependencies', () => {
     expect(outcomes.map((o) => o.id)).toEqual(['e', 'd', 'c', 'b', 'a']);
 
     // The journal, in the master's own clock: when each task started running and when it was done.
-    const events = (await taskEventModel(conn).find({ task: { $in: ['a', 'b', 'c', 'd', 'e'] } }).lean()) as TaskEventDoc[];
+    const events = (await taskEventModel(conn)
+      .find({ task: { $in: ['a', 'b', 'c', 'd', 'e'] } })
+      .lean()) as TaskEventDoc[];
     const at = (task: string, state: string) => {
       const e = events.find((x) => x.task === task && x.state === state);
       if (!e) throw new Error(`no ${state} event for ${task}`);
@@ -54,7 +56,9 @@ describe('dependencies', () => {
     }
     // And in the runners' clock: every dependent's run began after each dependency's run ended.
     const byId = new Map(outcomes.map((o) => [o.id, o.result as { start: number; end: number }]));
-    for (const t of batch) for (const d of t.dependencies ?? []) expect(byId.get(t.id)!.start).toBeGreaterThanOrEqual(byId.get(d)!.end);
+    for (const t of batch)
+      for (const d of t.dependencies ?? [])
+        expect(byId.get(t.id)!.start).toBeGreaterThanOrEqual(byId.get(d)!.end);
   });
 
   test('a dependency that fails for good fails its dependents, transitively, with EDEPFAILED', async () => {
@@ -96,11 +100,16 @@ describe('dependencies', () => {
         { id: 'q', module: 'ok', dependencies: ['p'] },
         { id: 'r', module: 'ok', dependencies: ['q'] },
       ]),
-    ).rejects.toMatchObject({ code: 'EVALIDATION', message: expect.stringMatching(/dependency cycle: p -> r -> q -> p/) });
+    ).rejects.toMatchObject({
+      code: 'EVALIDATION',
+      message: expect.stringMatching(/dependency cycle: p -> r -> q -> p/),
+    });
     await expect(feeder.add([{ id: 'self', module: 'ok', dependencies: ['self'] }])).rejects.toMatchObject({
       message: expect.stringContaining('self -> self'),
     });
-    const stored = await conn.collection('tasks').countDocuments({ id: { $in: ['x1', 'p', 'q', 'r', 'self'] } });
+    const stored = await conn
+      .collection('tasks')
+      .countDocuments({ id: { $in: ['x1', 'p', 'q', 'r', 'self'] } });
     expect(stored).toBe(0);
   });
 });

@@ -27,7 +27,10 @@ describe('original protocol on the default namespace', () => {
   test('task:add → task:added, task:request → task:send, task:done → result stored', async () => {
     const feeder = connect();
     const runner = connect();
-    const added = waitForEvent<[Array<{ _id: string; module: string; params: unknown[]; priority: number }>]>(feeder as unknown as EventEmitter, 'task:added');
+    const added = waitForEvent<[Array<{ _id: string; module: string; params: unknown[]; priority: number }>]>(
+      feeder as unknown as EventEmitter,
+      'task:added',
+    );
     feeder.emit('task:add', [
       { module: 'sampleTask', priority: 25, params: [{ ticker: 'AAPL' }] },
       { module: 'sampleTask', priority: 30, params: { ticker: 'MSFT' }, dependencies: [] },
@@ -46,12 +49,23 @@ describe('original protocol on the default namespace', () => {
       runner.emit('task:done', JSON.stringify({ ...task, result: `done ${JSON.stringify(task.params[0])}` }));
       runner.emit('task:request');
     });
-    const outcomes = waitForEvent<[unknown]>(master, 'outcomes', () => master.scheduler.finals.has(stored[0]._id) && master.scheduler.finals.has(stored[1]._id));
+    const outcomes = waitForEvent<[unknown]>(
+      master,
+      'outcomes',
+      () => master.scheduler.finals.has(stored[0]._id) && master.scheduler.finals.has(stored[1]._id),
+    );
     runner.emit('task:request');
     await outcomes;
     expect(received.map((t) => t.priority)).toEqual([30, 25]); // higher priority first
-    expect(received[0]).toMatchObject({ _id: stored[1]._id, module: 'sampleTask', params: [{ ticker: 'MSFT' }] });
-    expect(master.scheduler.finals.get(stored[0]._id)).toMatchObject({ state: 'done', result: 'done {"ticker":"AAPL"}' });
+    expect(received[0]).toMatchObject({
+      _id: stored[1]._id,
+      module: 'sampleTask',
+      params: [{ ticker: 'MSFT' }],
+    });
+    expect(master.scheduler.finals.get(stored[0]._id)).toMatchObject({
+      state: 'done',
+      result: 'done {"ticker":"AAPL"}',
+    });
   });
 
   test('task:done as an object with an error fails the attempt, and the task is retried', async () => {
@@ -72,12 +86,19 @@ describe('original protocol on the default namespace', () => {
     runner.emit('task:request');
     await done;
     expect(calls).toBe(2);
-    expect(master.scheduler.finals.get(task._id)).toMatchObject({ state: 'done', attempts: 2, result: 'second try works' });
+    expect(master.scheduler.finals.get(task._id)).toMatchObject({
+      state: 'done',
+      attempts: 2,
+      result: 'second try works',
+    });
   });
 
   test('a malformed task:add gets task:error naming the field, and nothing is added', async () => {
     const feeder = connect();
-    const error = waitForEvent<[{ code: string; message: string }]>(feeder as unknown as EventEmitter, 'task:error');
+    const error = waitForEvent<[{ code: string; message: string }]>(
+      feeder as unknown as EventEmitter,
+      'task:error',
+    );
     const before = master.scheduler.stats.added;
     feeder.emit('task:add', [{ module: 'ok' }, { module: '../escape' }]);
     const [e] = await error;

@@ -50,7 +50,13 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
       }),
     );
     const refs = await feeder.add(
-      Array.from({ length: n }, (_, i) => ({ id: `t${i}`, module: 'timed', params: [50, i], priority: i % 3, dependencies: i >= 50 ? [`t${i - 50}`] : [] })),
+      Array.from({ length: n }, (_, i) => ({
+        id: `t${i}`,
+        module: 'timed',
+        params: [50, i],
+        priority: i % 3,
+        dependencies: i >= 50 ? [`t${i - 50}`] : [],
+      })),
     );
     expect(refs).toHaveLength(n);
     await some;
@@ -60,7 +66,8 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
     await all;
 
     for (const r of refs) expect(outcomes.get(r.id)).toMatchObject({ state: 'done' });
-    for (const r of refs) expect((outcomes.get(r.id)!.result as { label: number }).label).toBe(Number(r.id.slice(1)));
+    for (const r of refs)
+      expect((outcomes.get(r.id)!.result as { label: number }).label).toBe(Number(r.id.slice(1)));
     // The journal holds every result; the `tasks` documents get the outcome folded in shortly after.
     const events = taskEventModel(conn);
     const doneEvents = await events.find({ state: 'done' }).lean();

@@ -14,8 +14,14 @@ describe('task modules on a runner', () => {
   const outside = tempDir('outside');
 
   beforeAll(async () => {
-    fs.writeFileSync(path.join(tasksDir, 'hot.js'), 'module.exports = function () { return { version: 1, pid: process.pid }; };\n');
-    fs.writeFileSync(path.join(outside, 'secret.js'), 'module.exports = function () { return "outside code ran"; };\n');
+    fs.writeFileSync(
+      path.join(tasksDir, 'hot.js'),
+      'module.exports = function () { return { version: 1, pid: process.pid }; };\n',
+    );
+    fs.writeFileSync(
+      path.join(outside, 'secret.js'),
+      'module.exports = function () { return "outside code ran"; };\n',
+    );
     fs.symlinkSync(path.join(outside, 'secret.js'), path.join(tasksDir, 'sneaky.js'));
     master = await startMaster(uniqueDbName('modules'));
     runner = await startRunner(master.url, { tasks: [tasksDir], workers: 1, slots: 1 });
@@ -32,7 +38,10 @@ describe('task modules on a runner', () => {
   test('a module edited between two tasks: the second uses the new code, without restarting anything', async () => {
     const [first] = await feeder.work([{ module: 'hot' }]);
     expect(first.result).toMatchObject({ version: 1 });
-    fs.writeFileSync(path.join(tasksDir, 'hot.js'), 'module.exports = function () { return { version: 2, pid: process.pid }; };\n');
+    fs.writeFileSync(
+      path.join(tasksDir, 'hot.js'),
+      'module.exports = function () { return { version: 2, pid: process.pid }; };\n',
+    );
     const [second] = await feeder.work([{ module: 'hot' }]);
     expect(second.result).toMatchObject({ version: 2 });
     expect((second.result as { pid: number }).pid).toBe((first.result as { pid: number }).pid);
@@ -40,7 +49,10 @@ describe('task modules on a runner', () => {
 
   test('a module added while the runner runs is used by the next task that names it', async () => {
     fs.mkdirSync(path.join(tasksDir, 'late'), { recursive: true });
-    fs.writeFileSync(path.join(tasksDir, 'late', 'arrival.ts'), 'export default function (a: number, b: number): number { return a * b; }\n');
+    fs.writeFileSync(
+      path.join(tasksDir, 'late', 'arrival.ts'),
+      'export default function (a: number, b: number): number { return a * b; }\n',
+    );
     const [o] = await feeder.work([{ module: 'late/arrival', params: [6, 7] }]);
     expect(o).toMatchObject({ state: 'done', result: 42 });
   });

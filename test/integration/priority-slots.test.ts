@@ -28,20 +28,29 @@ describe('slots and priority guarantees under saturation', () => {
       assigned.push(...tasks);
       onAssign();
     });
-    const hello = await runner.emitWithAck('runner:hello', { runnerId: `sat-${sacred}-${priority}`, slots: 100, workers: 1, prioritySlots: { 1: 30, 2: 20 } });
+    const hello = await runner.emitWithAck('runner:hello', {
+      runnerId: `sat-${sacred}-${priority}`,
+      slots: 100,
+      workers: 1,
+      prioritySlots: { 1: 30, 2: 20 },
+    });
     expect(hello.ok).toBe(true);
     const until = (pred: () => boolean) =>
       new Promise<void>((resolve) => {
         onAssign = () => pred() && resolve();
         onAssign();
       });
-    const add = await feeder.emitWithAck('tasks:add', { tasks: Array.from({ length: 150 }, (_, i) => ({ id: `w${i}`, module: 'ok', priority })) });
+    const add = await feeder.emitWithAck('tasks:add', {
+      tasks: Array.from({ length: 150 }, (_, i) => ({ id: `w${i}`, module: 'ok', priority })),
+    });
     expect(add.ok).toBe(true);
     if (probePriority === null) {
       await until(() => assigned.length === 100);
     } else {
       await until(() => assigned.length > 0);
-      const probe = await feeder.emitWithAck('tasks:add', { tasks: [{ id: 'probe', module: 'ok', priority: probePriority }] });
+      const probe = await feeder.emitWithAck('tasks:add', {
+        tasks: [{ id: 'probe', module: 'ok', priority: probePriority }],
+      });
       expect(probe.ok).toBe(true);
       await until(() => assigned.some((a) => a.id === 'probe'));
     }

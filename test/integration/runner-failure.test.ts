@@ -21,7 +21,19 @@ describe('a runner killed mid-task', () => {
 
   const runner = async (id: string) => {
     const up = waitForEvent(master, 'runner:up', (rid) => rid === id);
-    const p = spawnCli(['runner', '--master', master.url, '--tasks', FIXTURES, '--workers', '1', '--slots', '2', '--runner-id', id]);
+    const p = spawnCli([
+      'runner',
+      '--master',
+      master.url,
+      '--tasks',
+      FIXTURES,
+      '--workers',
+      '1',
+      '--slots',
+      '2',
+      '--runner-id',
+      id,
+    ]);
     procs.push(p);
     await up;
     return p;
@@ -39,7 +51,9 @@ describe('a runner killed mid-task', () => {
       }),
     );
     const startedOnDoomed = waitForEvent(master, 'task:started', (rid) => rid === 'doomed');
-    const refs = await feeder.add(Array.from({ length: n }, (_, i) => ({ id: `job-${i}`, module: 'timed', params: [1500, `job-${i}`] })));
+    const refs = await feeder.add(
+      Array.from({ length: n }, (_, i) => ({ id: `job-${i}`, module: 'timed', params: [1500, `job-${i}`] })),
+    );
     const [, running] = (await startedOnDoomed) as unknown as [string, { id: string }[]];
     await doomed.kill('SIGKILL');
     await all;

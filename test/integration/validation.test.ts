@@ -34,13 +34,21 @@ describe('validation of batches', () => {
       ] as never)
       .then(
         () => null,
-        (e: unknown) => e as { code: string; message: string; details: { issues: { path: string; message: string }[] } },
+        (e: unknown) =>
+          e as { code: string; message: string; details: { issues: { path: string; message: string }[] } },
       );
     expect(err).not.toBeNull();
     expect(err!.code).toBe('EVALIDATION');
     const paths = err!.details.issues.map((i) => i.path);
     expect(paths).toEqual(
-      expect.arrayContaining(['tasks[1].module', 'tasks[2].params', 'tasks[3].priority', 'tasks[4].module', 'tasks[5].module', 'tasks[6]']),
+      expect.arrayContaining([
+        'tasks[1].module',
+        'tasks[2].params',
+        'tasks[3].priority',
+        'tasks[4].module',
+        'tasks[5].module',
+        'tasks[6]',
+      ]),
     );
     expect(paths.some((p) => p.startsWith('tasks[0]'))).toBe(false);
     expect(err!.message).toContain('tasks[1].module: must not contain ".."');
@@ -59,11 +67,16 @@ describe('validation of batches', () => {
         { id: 'twice', module: 'ok' },
         { id: 'twice', module: 'ok' },
       ]),
-    ).rejects.toMatchObject({ message: expect.stringContaining('tasks[1].id: duplicate id "twice" (also tasks[0])') });
+    ).rejects.toMatchObject({
+      message: expect.stringContaining('tasks[1].id: duplicate id "twice" (also tasks[0])'),
+    });
     expect(await conn.collection('tasks').countDocuments({ id: 'twice' })).toBe(0);
   });
 
   test('a request that is not a batch at all is refused with the field named', async () => {
-    await expect(feeder.add('nope' as never)).rejects.toMatchObject({ code: 'EVALIDATION', message: expect.stringContaining('tasks') });
+    await expect(feeder.add('nope' as never)).rejects.toMatchObject({
+      code: 'EVALIDATION',
+      message: expect.stringContaining('tasks'),
+    });
   });
 });
