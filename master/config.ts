@@ -109,3 +109,13 @@ export function isLoopback(host: string): boolean {
   }
   return false;
 }
+
+/**
+ * The database to use on `mongoUrl`: the explicit name, else the one in the URL's path, else
+ * `taskmaster` (rather than the driver's `test`).
+ */
+export function databaseName(mongoUrl: string, explicit?: string): string {
+  if (explicit) return explicit;
+  const m = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]*)/.exec(mongoUrl);
+  return m && m[1] ? decodeURIComponent(m[1]) : 'taskmaster';
+}

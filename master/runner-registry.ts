@@ -21,6 +21,8 @@ export interface RunnerEntry {
   /** Slot limits per priority range, and how many attempts of each range it holds. */
   plan: SlotPlan;
   held: number[];
+  /** Average run time in ms per module on this runner (moving average of the last results). */
+  runTimes?: Map<string, number>;
   connected: boolean;
   legacy: boolean;
   since: number;
@@ -63,6 +65,36 @@ export function mostFreeSlots(runners: RunnerEntry[]): RunnerEntry | undefined {
     if (f > bestFree) {
       best = r;
       bestFree = f;
+    }
+  }
+  return best;
+}
+
+/** Folds one measured run time into the runner's moving average for the module. */
+export function recordRunTime(r: RunnerEntry, module: string, ms: number): void {
+  r.runTimes ??= new Map();
+  const prev = r.runTimes.get(module);
+  r.runTimes.set(module, prev === undefined ? ms : prev * 0.8 + ms * 0.2);
+}
+
+/**
+ * Default choice (Argon routes to the most available node): free slots weighted by how fast each
+ * runner has run this module — a runner twice as fast counts its free slots twice. Runners with no
+ * measurement yet count at the average of those that have one.
+ */
+export function mostAvailable(module: string, runners: RunnerEntry[]): RunnerEntry | undefined {
+  const known = runners.map((r) => r.runTimes?.get(module)).filter((v): v is number => v !== undefined);
+  const ref = known.length > 0 ? known.reduce((a, b) => a + b, 0) / known.length : 1;
+  let best: RunnerEntry | undefined;
+  let bestScore = 0;
+  for (const r of runners) {
+    const free = freeSlots(r);
+    if (free <= 0) continue;
+    const avg = r.runTimes?.get(module) ?? ref;
+    const score = free * (Math.max(ref, 1) / Math.max(avg, 1));
+    if (score > bestScore) {
+      best = r;
+      bestScore = score;
     }
   }
   return best;

@@ -18,7 +18,7 @@ import type { AddReply, Assignment, AttemptResult, TaskOutcome } from '../protoc
 import { isFinal, type TaskState } from '../protocol/states';
 import type { TaskEventDoc } from '../models/task-event';
 import { ReadyQueue } from './ready-queue';
-import { canTake, freeSlots, hold, mostFreeSlots, unhold, type RunnerEntry } from './runner-registry';
+import { canTake, freeSlots, hold, mostAvailable, recordRunTime, unhold, type RunnerEntry } from './runner-registry';
 import type { FoldedState, Store } from './store';
 import type { TaskRecord } from './task-record';
 import { collectRefs, summarize, validateBatch } from './validate';
@@ -209,7 +209,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private distribute(): void {
     let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
-    const select = this.opts.selectRunner ?? ((_t: TaskRecord, rs: RunnerEntry[]) => mostFreeSlots(rs));
+    const select = this.opts.selectRunner ?? ((t: TaskRecord, rs: RunnerEntry[]) => mostAvailable(t.module, rs));
     const skipped: QueueEntry[] = [];
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;
@@ -301,6 +301,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         continue;
       }
       accepted++;
+      const r = this.runners.get(runnerId);
+      if (r && t.assignedAt) recordRunTime(r, t.module, Date.now() - t.assignedAt);
       this.release(t);
       if (res.ok) this.complete(t, res.result, res.moduleHash);
       else this.attemptFailed(t, res.error, res.unrecoverable === true, res.moduleHash);
