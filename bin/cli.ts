@@ -1,178 +1,239 @@
 /**
- * The `taskmaster` command line: thin — parses flags (commander), builds each role's options through
- * its config module, and calls the role's start function.
+ * The `taskmaster` command line. Thin: commander parses the flags, each role's config module turns
+ * flags and environment into validated options, and the role's start function does the rest.
+ *
+ * `main` returns the exit code: 0 success, 1 failure (a task failed, the master is unreachable),
+ * 2 usage (unknown command or flag, a bad setting, an invalid batch).
  */
-import path from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
-import { createLogger, type LogFormat, type Logger } from '../common/logger';
+import { Command, CommanderError } from 'commander';
+import { createLogger, type Logger } from '../common/logger';
+import { LOG_SETTINGS, integer, nonEmpty, readSettings, type LogSettings } from '../common/settings';
+import { feederConfig, type FeederFlags } from '../feeder/config';
 import { feed } from '../feeder/feed-cli';
-import { masterConfig } from '../master/config';
+import { databaseName, masterConfig, type MasterFlags } from '../master/config';
 import { Master } from '../master/master';
-import { resolveDatabase, startEmbeddedDatabase } from '../models/database';
-import { runnerOptionsFromEnv } from '../runner/config';
+import { resolveDatabase, startEmbeddedDatabase, type Database } from '../models/database';
+import { TaskmasterError } from '../protocol/errors';
+import { runnerConfig, type RunnerFlags } from '../runner/config';
 import { Runner } from '../runner/runner';
 import { runDemo } from './demo';
-import { onShutdown, untilSignal } from './signals';
+import { shutdown, watchSignals } from './signals';
 
-const DEFAULT_MASTER = 'http://127.0.0.1:3232';
+const USAGE = 2;
 
-interface LogFlags {
-  logFormat?: LogFormat;
-  logLevel?: string;
+const DB_SETTINGS = {
+  port: { flag: '--port', schema: integer(0, 65535) },
+  data: { flag: '--data', schema: nonEmpty() },
+};
+
+function logger(log: LogSettings, role: string, stderr = false): Logger {
+  return createLogger({ format: log.format, level: log.level ?? 'info', meta: { role }, stderr });
 }
 
-function logger(flags: LogFlags, role: string, stderr = false): Logger {
-  const env = process.env.TASKMASTER_LOG_FORMAT;
-  const format = flags.logFormat ?? (env === 'json' || env === 'pretty' ? env : undefined);
-  return createLogger({ format, level: flags.logLevel ?? process.env.TASKMASTER_LOG_LEVEL, meta: { role }, stderr });
-}
-
-const logOptions = (cmd: Command) =>
+const withLogFlags = (cmd: Command): Command =>
   cmd
-    .addOption(new Option('--log-format <format>', 'pretty or json (default: pretty on a terminal)').choices(['pretty', 'json']))
-    .option('--log-level <level>', 'error, warn, info or debug (default: info)');
+    .option(
+      '--log-format <format>',
+      'pretty or json (env TASKMASTER_LOG_FORMAT; default: pretty on a terminal, else json)',
+    )
+    .option(
+      '--log-level <level>',
+      'error, warn, info, verbose or debug (env TASKMASTER_LOG_LEVEL; default info)',
+    );
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-function intFlag(name: string, min: number) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new CommanderError(2, 'taskmaster.invalidArgument', `${name}: must be an integer >= ${min} (got "${v}")`);
-    return n;
-  };
-}
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
 
 export async function main(argv: string[]): Promise<number> {
   let code = 0;
   const program = new Command()
     .name('taskmaster')
-    .description('Distributed task master: a master, runners on many servers, and feeders.')
+    .description(
+      'A distributed task master: a master keeps tasks in MongoDB and pushes them to runners; feeders add batches.',
+    )
     .exitOverride()
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .showSuggestionAfterError();
 
-  logOptions(
+  withLogFlags(
     program
       .command('master')
-      .description('start the master (Socket.IO and HTTP on one port)')
-      .option('--port <n>', 'port (env TASKMASTER_PORT, default 3232; 0 picks one)')
-      .option('--host <addr>', 'address to listen on (env TASKMASTER_HOST, default 127.0.0.1)')
+      .description('start the master: Socket.IO and HTTP on one port, tasks kept in MongoDB')
+      .option('--port <n>', 'port, 0 picks a free one (env TASKMASTER_PORT; default 3232)')
+      .option('--host <address>', 'address to listen on (env TASKMASTER_HOST; default 127.0.0.1)')
       .option('--token <secret>', 'token runners and feeders must present (env TASKMASTER_TOKEN)')
-      .option('--insecure', 'allow a non-loopback address without a token')
+      .option('--insecure', 'allow listening on a non-loopback address without a token')
       .option('--mongo-url <url>', 'MongoDB URL (env MONGO_URL; default: start the embedded database)')
-      .option('--db <name>', 'database name (default: the URL\'s, else taskmaster)')
-      .option('--max-attempts <n>', 'attempts per task (default 3)')
-      .option('--queue-limit <n>', 'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)')
+      .option('--db <name>', "database name (default: the URL's, else taskmaster)")
+      .option('--max-attempts <n>', 'attempts per task unless the task says otherwise (default 3)')
+      .option(
+        '--queue-limit <n>',
+        'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
+      )
       .option('--sacred-guarantees', 'keep priority slot guarantees strictly')
       .option('--hold-similar-work', 'run one task per key at a time; the others get its outcome'),
-  ).action(async (flags: Parameters<typeof masterConfig>[0] & LogFlags) => {
-    const log = logger(flags, 'master');
-    const cfg = masterConfig(flags);
-    let stopDb: () => Promise<void> = async () => undefined;
-    let mongoUrl = cfg.mongoUrl;
-    if (!mongoUrl) {
-      const db = await resolveDatabase({ log: (m) => log.info(m) });
-      mongoUrl = db.url;
-      stopDb = () => db.stop();
-      log.info('using the embedded database', { kind: db.kind, url: db.url });
-    }
-    const master = new Master({ ...cfg, mongoUrl, dbName: cfg.dbName ?? (new URL(mongoUrl).pathname.length > 1 ? undefined : 'taskmaster'), logger: log });
-    await master.start();
-    onShutdown(async () => {
-      await master.close();
-      await stopDb();
-    }, (m) => log.info(m));
-    await new Promise(() => undefined); // runs until a signal
+  ).action(async (flags: MasterFlags) => {
+    code = await runMaster(flags);
   });
 
-  logOptions(
+  withLogFlags(
     program
       .command('runner')
       .description('start a runner: connects to the master and runs task modules in child processes')
-      .option('--master <url>', `master URL (env TASKMASTER_MASTER, default ${DEFAULT_MASTER})`)
-      .option('--tasks <dir>', 'task folder, searched in order; repeatable (env TASKMASTER_TASKS, default ./tasks)', collect)
-      .option('--slots <n>', 'tasks run at once (default: workers)', intFlag('--slots', 1))
-      .option('--workers <n>', 'child processes (default: CPU cores)', intFlag('--workers', 1))
-      .option('--priority-slots <json>', 'guaranteed slots per priority range, e.g. \'{"1":30,"2":20}\'')
+      .option('--master <url>', 'master URL (env TASKMASTER_MASTER; default http://127.0.0.1:3232)')
+      .option(
+        '--tasks <dir>',
+        'task folder, searched in order; repeatable (env TASKMASTER_TASKS, colon-separated; default ./tasks)',
+        collect,
+      )
+      .option('--slots <n>', 'tasks run at once (env TASKMASTER_SLOTS; default: the number of workers)')
+      .option('--workers <n>', 'child processes (env TASKMASTER_WORKERS; default: CPU cores)')
+      .option('--priority-slots <json>', 'slots guaranteed per priority range, e.g. \'{"1":30,"2":20}\'')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
       .option('--data <json>', 'data announced to the master, e.g. \'{"gpu":true}\'')
-      .option('--runner-id <id>', 'stable id across reconnects (default: host-pid-random)')
-      .option('--answer-threshold <n>', 'results batched before answering the master (default 1)', intFlag('--answer-threshold', 1)),
-  ).action(async (flags: Record<string, unknown> & LogFlags) => {
-    const log = logger(flags, 'runner');
-    const json = (name: string, v: unknown) => {
-      if (v === undefined) return undefined;
-      try {
-        return JSON.parse(String(v)) as Record<string, number>;
-      } catch {
-        throw new Error(`${name}: not valid JSON (got ${String(v)})`);
-      }
-    };
-    const env = runnerOptionsFromEnv();
-    const runner = new Runner({
-      ...env,
-      master: (flags.master as string | undefined) ?? env.master ?? DEFAULT_MASTER,
-      tasks: ((flags.tasks as string[] | undefined) ?? env.tasks ?? ['tasks']).map((d) => path.resolve(d)),
-      slots: (flags.slots as number | undefined) ?? env.slots,
-      workers: (flags.workers as number | undefined) ?? env.workers,
-      prioritySlots: json('--priority-slots', flags.prioritySlots),
-      token: (flags.token as string | undefined) ?? env.token,
-      data: json('--data', flags.data),
-      runnerId: (flags.runnerId as string | undefined) ?? env.runnerId,
-      answerThreshold: flags.answerThreshold as number | undefined,
-      logger: log,
-    });
-    await runner.start();
-    log.info('runner ready', { runnerId: runner.runnerId });
-    onShutdown(() => runner.close(), (m) => log.info(m));
-    await new Promise(() => undefined);
+      .option(
+        '--runner-id <id>',
+        'stable id across reconnects (env TASKMASTER_RUNNER_ID; default: host-pid-random)',
+      )
+      .option('--answer-threshold <n>', 'results batched before answering the master (default 1)'),
+  ).action(async (flags: RunnerFlags) => {
+    code = await runRunner(flags);
   });
 
-  logOptions(
+  withLogFlags(
     program
       .command('feed')
-      .description('add a batch (a JSON array, or NDJSON; - reads stdin)')
-      .argument('<file>', 'batch file')
-      .option('--master <url>', `master URL (env TASKMASTER_MASTER, default ${DEFAULT_MASTER})`)
+      .description('add a batch: a JSON array of tasks, or NDJSON (one task per line); - reads stdin')
+      .argument('<file>', 'batch file, or - for stdin')
+      .option('--master <url>', 'master URL (env TASKMASTER_MASTER; default http://127.0.0.1:3232)')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
-      .option('--batch <name>', 'batch name')
-      .option('--wait', 'wait for every task, with a progress bar, then print a summary')
-      .option('--json', 'print results as JSON'),
-  ).action(async (file: string, flags: { master?: string; token?: string; batch?: string; wait?: boolean; json?: boolean } & LogFlags) => {
-    code = await feed(file, {
-      master: flags.master ?? process.env.TASKMASTER_MASTER ?? DEFAULT_MASTER,
-      token: flags.token ?? (process.env.TASKMASTER_TOKEN || undefined),
-      batch: flags.batch,
+      .option('--batch <name>', 'batch name (default: one the master generates)')
+      .option(
+        '--wait',
+        'wait for every outcome, with progress on stderr, then print a summary and the results',
+      )
+      .option('--json', 'print JSON on stdout: the stored refs, or with --wait the outcomes')
+      .option('--connect-timeout <ms>', 'give up if the master cannot be reached in time (default 30000)'),
+  ).action(async (file: string, flags: FeederFlags & { wait?: boolean; json?: boolean }) => {
+    const cfg = feederConfig(flags);
+    code = await feed({
+      file,
+      feeder: cfg.options,
+      batch: cfg.batch,
       wait: flags.wait,
       json: flags.json,
-      logger: logger({ logLevel: 'warn', ...flags }, 'feeder', true),
+      // The feed command's own output says what happened; the log only adds warnings.
+      logger: logger({ ...cfg.log, level: cfg.log.level ?? 'warn' }, 'feeder', true),
     });
   });
 
   program
     .command('db')
-    .description('start the embedded database in the foreground and print MONGO_URL=<url>')
-    .option('--port <n>', 'port (default: a free one)', intFlag('--port', 0))
+    .description(
+      'start the embedded database in the foreground; prints MONGO_URL=<url> once it accepts connections',
+    )
+    .option('--port <n>', 'port on 127.0.0.1 (default: a free one)')
     .option('--data <dir>', 'data folder (default .cache/db)')
-    .action(async (flags: { port?: number; data?: string }) => {
-      const db = await startEmbeddedDatabase({ port: flags.port, dataDir: flags.data, log: (m) => process.stderr.write(`${m}\n`) });
-      process.stdout.write(`MONGO_URL=${db.url}\n`);
-      await untilSignal();
-      await db.stop();
+    .action(async (flags: { port?: string; data?: string }) => {
+      code = await runDb(flags);
     });
 
-  logOptions(
-    program.command('demo').description('embedded database, a master, a runner and the example batch from tasks/'),
-  ).action(async (flags: LogFlags) => {
-    code = await runDemo({ logger: logger({ logLevel: 'warn', ...flags }, 'demo', true) });
+  withLogFlags(
+    program
+      .command('demo')
+      .description(
+        'the whole system on this machine: a database, a master, a runner, and tasks/example-batch.json',
+      ),
+  ).action(async (flags: { logFormat?: string; logLevel?: string }) => {
+    const s = readSettings('demo', LOG_SETTINGS, flags, process.env);
+    code = await runDemo({
+      logger: logger({ format: s.logFormat, level: s.logLevel ?? 'warn' }, 'demo', true),
+    });
   });
 
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      return err.exitCode === 0 ? 0 : 2; // --help and --version exit 0; usage errors 2
-    }
-    throw err;
+    // --help and --version end with exit code 0; every other parse error is a usage error.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : USAGE;
+    const command = argv[2] && !argv[2].startsWith('-') ? ` ${argv[2]}` : '';
+    process.stderr.write(`taskmaster${command}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return err instanceof TaskmasterError && err.code === 'EVALIDATION' ? USAGE : 1;
   }
   return code;
+}
+
+async function runMaster(flags: MasterFlags): Promise<number> {
+  const cfg = masterConfig(flags);
+  const log = logger(cfg.log, 'master');
+  const signalled = watchSignals((m) => log.info(m));
+  let db: Database | null = null;
+  let master: Master | null = null;
+  const stop = () =>
+    shutdown([async () => void (await master?.close()), async () => void (await db?.stop())], (m) =>
+      log.warn(m),
+    );
+  const started = (async () => {
+    let mongoUrl = cfg.options.mongoUrl;
+    if (!mongoUrl) {
+      db = await resolveDatabase({ log: (m) => log.info(m) });
+      mongoUrl = db.url;
+      log.info('database ready', { kind: db.kind, url: db.url });
+    }
+    master = new Master({
+      ...cfg.options,
+      mongoUrl,
+      dbName: databaseName(mongoUrl, cfg.options.dbName),
+      logger: log,
+    });
+    await master.start();
+  })();
+  try {
+    if ((await Promise.race([started.then(() => 'started' as const), signalled])) !== 'started') {
+      // A signal during start-up: let the start finish or fail, then stop what did start.
+      await started.catch(() => undefined);
+      return await stop();
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  await signalled;
+  return stop();
+}
+
+async function runRunner(flags: RunnerFlags): Promise<number> {
+  const cfg = runnerConfig(flags);
+  const log = logger(cfg.log, 'runner');
+  const signalled = watchSignals((m) => log.info(m));
+  const runner = new Runner({ ...cfg.options, logger: log });
+  const stop = () => shutdown([() => runner.close()], (m) => log.warn(m));
+  // start() waits for the master's first acknowledgement; a signal before that still stops cleanly.
+  const started = runner.start().then(() => 'started' as const);
+  try {
+    if ((await Promise.race([started, signalled])) !== 'started') return await stop();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  log.info('runner ready', {
+    runnerId: runner.runnerId,
+    master: runner.options.master,
+    tasks: runner.options.tasks,
+    workers: runner.options.workers,
+    slots: runner.options.slots,
+  });
+  await signalled;
+  return stop();
+}
+
+async function runDb(flags: { port?: string; data?: string }): Promise<number> {
+  const { port, data } = readSettings('db', DB_SETTINGS, flags, {});
+  const log = (m: string) => void process.stderr.write(`${m}\n`);
+  const signalled = watchSignals(log);
+  const db = await startEmbeddedDatabase({ port, dataDir: data, log });
+  // The only line on stdout, so a script can wait for it and take the URL.
+  process.stdout.write(`MONGO_URL=${db.url}\n`);
+  log(`${db.kind} running with its data in ${db.dataDir}; Ctrl-C stops it`);
+  await signalled;
+  return shutdown([() => db.stop()], log);
 }

@@ -25,7 +25,7 @@ import {
   type TaskOutcome,
   type TaskRef,
 } from '../protocol/schemas';
-import { FEEDER_DEFAULTS, type FeederOptions } from './options';
+import { FEEDER_DEFAULTS, type FeederDefaults, type FeederOptions } from './options';
 
 type FeederSocket = Socket<MasterToFeeder, FeederToMaster>;
 
@@ -66,18 +66,23 @@ const MEMORY = 100_000;
 
 export class Feeder extends EventEmitter<FeederEvents> {
   readonly master: string;
-  private readonly opts: FeederOptions & typeof FEEDER_DEFAULTS;
+  private readonly opts: FeederOptions & FeederDefaults;
   private readonly socket: FeederSocket;
   private readonly logger: Logger;
   /** Ids added (or watched) whose outcome has not arrived yet. */
   private readonly pending = new Set<string>();
-  private readonly waiters = new Map<string, { resolve: (o: TaskOutcome) => void; reject: (e: Error) => void }[]>();
+  private readonly waiters = new Map<
+    string,
+    { resolve: (o: TaskOutcome) => void; reject: (e: Error) => void }[]
+  >();
   /** Ids whose outcome was delivered (bounded), to drop repeats. */
   private readonly seen = new Set<string>();
   /** Outcomes that arrived before anyone asked, e.g. before the add's reply was read (bounded). */
   private readonly unclaimed = new Map<string, TaskOutcome>();
   /** Set when the master refused the handshake: retrying cannot help. */
   private refused: TaskmasterError | null = null;
+  /** Pending `ready()` calls, failed at once by EAUTH or close(). */
+  private readonly readyRejects = new Set<(err: Error) => void>();
   private lastConnectError = '';
   private manualRetries = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -85,7 +90,9 @@ export class Feeder extends EventEmitter<FeederEvents> {
 
   constructor(opts: FeederOptions = {}) {
     super();
-    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as FeederOptions;
+    const given = Object.fromEntries(
+      Object.entries(opts).filter(([, v]) => v !== undefined),
+    ) as FeederOptions;
     this.opts = { ...FEEDER_DEFAULTS, ...given };
     this.master = this.opts.master;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'feeder' });
@@ -105,18 +112,21 @@ export class Feeder extends EventEmitter<FeederEvents> {
       void this.rewatch();
     });
     this.socket.on('disconnect', (reason) => {
-      this.logger.warn('disconnected from the master', { reason });
+      if (reason !== 'io client disconnect') this.logger.warn('disconnected from the master', { reason });
       this.emit('disconnect', reason);
-      // Socket.IO leaves reconnecting to us when the master closed the socket on purpose (a
-      // graceful restart); its own reconnection covers lost transports.
+      // Socket.IO leaves reconnecting to us when the master disconnected this socket on purpose;
+      // its own reconnection covers lost transports (a master that restarts or dies).
       if (reason === 'io server disconnect') this.reconnectLater();
     });
     this.socket.on('connect_error', (err: Error & { data?: { code?: string; message?: string } }) => {
       this.lastConnectError = err.message;
       if (err.data?.code === 'EAUTH') {
-        this.refused = new TaskmasterError('EAUTH', `the master at ${this.master} refused the connection: missing or wrong token`);
+        this.refused = new TaskmasterError(
+          'EAUTH',
+          `the master at ${this.master} refused the connection: missing or wrong token`,
+        );
         this.logger.error(this.refused.message);
-        this.rejectWaiters(this.refused);
+        for (const fail of [...this.readyRejects]) fail(this.refused);
         return;
       }
       // A middleware refusal other than EAUTH stops Socket.IO's reconnection; a transport error does not.
@@ -155,7 +165,6 @@ export class Feeder extends EventEmitter<FeederEvents> {
       const cleanup = () => {
         clearTimeout(timer);
         this.socket.off('connect', onConnect);
-        this.off('disconnect', onClosed);
         this.readyRejects.delete(fail);
       };
       const fail = (err: Error) => {
@@ -170,17 +179,10 @@ export class Feeder extends EventEmitter<FeederEvents> {
         cleanup();
         resolve();
       };
-      const onClosed = (reason: string) => {
-        if (reason === 'io client disconnect') fail(new Error('the feeder was closed'));
-      };
       this.socket.on('connect', onConnect);
-      this.on('disconnect', onClosed);
       this.readyRejects.add(fail);
     });
   }
-
-  /** Pending `ready()` calls, failed at once by EAUTH or close(). */
-  private readonly readyRejects = new Set<(err: Error) => void>();
 
   /**
    * Adds tasks; resolves with one ref per task, in input order, once the master has written them
@@ -196,15 +198,20 @@ export class Feeder extends EventEmitter<FeederEvents> {
   async addBatch(tasks: TaskInput[], opts: AddOptions = {}): Promise<AddedBatch> {
     const retries = opts.retries ?? Infinity;
     for (let attempt = 0; ; attempt++) {
-      const raw = await this.request('tasks:add', { tasks, batch: opts.batch, calledAt: Date.now() }, {
-        onTimeout: 'the tasks may or may not have been stored; add them again with the same ids to find out (a stored id is refused as taken)',
-      });
+      const raw = await this.request(
+        'tasks:add',
+        { tasks, batch: opts.batch, calledAt: Date.now() },
+        {
+          ambiguous:
+            'the tasks may or may not have been stored; add them again with the same ids to find out (a stored id is refused as taken)',
+        },
+      );
       const reply = addReplySchema.parse(raw);
       if (reply.ok) {
         for (const t of reply.tasks) if (!this.seen.has(t.id)) this.pending.add(t.id);
         return { batch: reply.batch, tasks: reply.tasks };
       }
-      if (reply.error.code !== 'EQUEUEFULL' || attempt >= retries) throw refusal(reply.error);
+      if (reply.error.code !== 'EQUEUEFULL' || attempt >= retries) throw refusal(reply.error, 'batch');
       const hint = (reply.error.details as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 500;
       const waitMs = backoffDelay(attempt, { base: hint, cap: 30_000 });
       opts.onQueueFull?.({ attempt: attempt + 1, waitMs, message: reply.error.message });
@@ -265,17 +272,26 @@ export class Feeder extends EventEmitter<FeederEvents> {
   /** Cancels tasks by id, or a whole batch with `{ batch }`; resolves with the ids cancelled. */
   async cancel(target: string | string[] | { batch: string }): Promise<string[]> {
     const req =
-      typeof target === 'object' && !Array.isArray(target) ? { batch: target.batch } : { ids: ([] as string[]).concat(target) };
+      typeof target === 'object' && !Array.isArray(target)
+        ? { batch: target.batch }
+        : { ids: ([] as string[]).concat(target) };
     const reply = cancelReplySchema.parse(await this.request('tasks:cancel', req));
     if (!reply.ok) throw refusal(reply.error);
     return reply.cancelled;
   }
 
   /** Sends a system message to 'MASTER', everybody (null) or one client id; resolves when all got it. */
-  async systemMessage(msg: unknown, opts: { to?: string | null } = {}): Promise<{ delivered: number; missed: number }> {
+  async systemMessage(
+    msg: unknown,
+    opts: { to?: string | null } = {},
+  ): Promise<{ delivered: number; missed: number }> {
     // The master waits for every recipient's own acknowledgement before it answers.
     const reply = sysmsgReplySchema.parse(
-      await this.request('sysmsg:send', { msg, to: opts.to ?? null }, { timeoutMs: this.opts.ackTimeoutMs * 2 }),
+      await this.request(
+        'sysmsg:send',
+        { msg, to: opts.to ?? null },
+        { timeoutMs: this.opts.ackTimeoutMs * 2 },
+      ),
     );
     if (!reply.ok) throw refusal(reply.error);
     return { delivered: reply.delivered, missed: reply.missed };
@@ -299,18 +315,23 @@ export class Feeder extends EventEmitter<FeederEvents> {
   private async request<E extends 'tasks:add' | 'tasks:cancel' | 'sysmsg:send' | 'tasks:watch'>(
     event: E,
     payload: Parameters<FeederToMaster[E]>[0],
-    { timeoutMs = this.opts.ackTimeoutMs, onTimeout = '' }: { timeoutMs?: number; onTimeout?: string } = {},
+    { timeoutMs = this.opts.ackTimeoutMs, ambiguous = '' }: { timeoutMs?: number; ambiguous?: string } = {},
   ): Promise<unknown> {
     await this.ready();
     try {
       // The event map's ack types are what a well-behaved master sends; callers parse the reply anyway.
-      const emit = this.socket.timeout(timeoutMs).emitWithAck as (ev: string, p: unknown) => Promise<unknown>;
-      return await emit.call(this.socket.timeout(timeoutMs), event, payload);
+      // Typed by the event map at the call sites; the reply is parsed by the caller either way.
+      const socket = this.socket.timeout(timeoutMs) as unknown as {
+        emitWithAck(ev: E, p: unknown): Promise<unknown>;
+      };
+      return await socket.emitWithAck(event, payload);
     } catch (err) {
       if (this.closed) throw new Error('the feeder was closed');
-      throw new Error(`no answer from the master to ${event} within ${timeoutMs} ms${onTimeout ? `: ${onTimeout}` : ''}`, {
-        cause: err,
-      });
+      // Socket.IO fails pending acknowledgements when the connection drops, and after the timeout.
+      const what = /disconnected/.test(String(err))
+        ? `the connection to the master was lost before it answered ${event}`
+        : `no answer from the master to ${event} within ${timeoutMs} ms`;
+      throw new Error(`${what}${ambiguous ? `: ${ambiguous}` : ''}`, { cause: err });
     }
   }
 
@@ -337,7 +358,8 @@ export class Feeder extends EventEmitter<FeederEvents> {
       const reply = watchReplySchema.parse(await this.request('tasks:watch', { ids }));
       if (!reply.ok) return void this.logger.warn('watch refused', { error: reply.error });
       for (const o of reply.outcomes) this.settle(o);
-      for (const id of reply.unknown) this.logger.warn('the master does not know a task this feeder waits for', { taskId: id });
+      for (const id of reply.unknown)
+        this.logger.warn('the master does not know a task this feeder waits for', { taskId: id });
     } catch (err) {
       this.logger.warn('watch failed; will retry on the next connect', { error: String(err) });
     }
@@ -345,15 +367,14 @@ export class Feeder extends EventEmitter<FeederEvents> {
 
   private reconnectLater(): void {
     if (this.closed || this.refused || this.reconnectTimer) return;
-    const delay = backoffDelay(this.manualRetries++, { base: this.opts.reconnectDelayMs, cap: this.opts.reconnectDelayMaxMs });
+    const delay = backoffDelay(this.manualRetries++, {
+      base: this.opts.reconnectDelayMs,
+      cap: this.opts.reconnectDelayMaxMs,
+    });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (!this.closed && !this.socket.connected) this.socket.connect();
     }, delay);
-  }
-
-  private rejectWaiters(err: Error): void {
-    for (const fail of [...this.readyRejects]) fail(err);
   }
 }
 
@@ -361,12 +382,17 @@ export class Feeder extends EventEmitter<FeederEvents> {
  * The error for a refused request. For EVALIDATION the message lists every issue, one per line,
  * rather than the master's summary (which stops at 20), so users see every bad field.
  */
-export function refusal(e: WireError): TaskmasterError {
+export function refusal(e: WireError, what = 'request'): TaskmasterError {
   const issues = issuesOf(e.details);
   if (issues.length === 0) return toError(e);
   const n = issues.length;
   const lines = issues.map((i) => `  ${i.path}: ${i.message}`).join('\n');
-  return new TaskmasterError(e.code, `invalid batch, nothing was stored (${n} issue${n === 1 ? '' : 's'}):\n${lines}`, e.details);
+  const stored = what === 'batch' ? ', nothing was stored' : '';
+  return new TaskmasterError(
+    e.code,
+    `invalid ${what}${stored} (${n} issue${n === 1 ? '' : 's'}):\n${lines}`,
+    e.details,
+  );
 }
 
 /** `details.issues` of a validation error, if it has them. */
@@ -375,7 +401,9 @@ export function issuesOf(details: unknown): { path: string; message: string }[] 
   if (!Array.isArray(issues)) return [];
   return issues.filter(
     (i): i is { path: string; message: string } =>
-      !!i && typeof (i as { path?: unknown }).path === 'string' && typeof (i as { message?: unknown }).message === 'string',
+      !!i &&
+      typeof (i as { path?: unknown }).path === 'string' &&
+      typeof (i as { message?: unknown }).message === 'string',
   );
 }
 

@@ -1,11 +1,38 @@
+/**
+ * The feeder's options: a documented interface with defaults (feeder/config.ts turns flags and
+ * environment into these for the CLI).
+ */
 import type { Logger } from '../common/logger';
+import { ACK_TIMEOUT_MS } from '../protocol/events';
 
 export interface FeederOptions {
   /** Master URL. Default `http://127.0.0.1:3232`. */
   master?: string;
-  /** Token for the master's handshake. */
+  /** Token for the master's handshake. Default: none. */
   token?: string;
+  /** How long `ready()` — and so `add()`, `work()`, `cancel()` — wait for a connection. Default 30 000 ms. */
+  connectTimeoutMs?: number;
+  /** How long each request waits for the master's acknowledgement. Default 30 000 ms. */
+  ackTimeoutMs?: number;
+  /** First reconnect delay; it doubles with jitter up to `reconnectDelayMaxMs`. Default 200 ms. */
+  reconnectDelayMs?: number;
+  /** Longest reconnect delay. Default 5000 ms. */
+  reconnectDelayMaxMs?: number;
+  /** Default: a silent logger. */
   logger?: Logger;
 }
 
-export const FEEDER_DEFAULTS = Object.freeze({ master: 'http://127.0.0.1:3232' });
+export type FeederDefaults = Required<
+  Pick<
+    FeederOptions,
+    'master' | 'connectTimeoutMs' | 'ackTimeoutMs' | 'reconnectDelayMs' | 'reconnectDelayMaxMs'
+  >
+>;
+
+export const FEEDER_DEFAULTS: Readonly<FeederDefaults> = Object.freeze({
+  master: 'http://127.0.0.1:3232',
+  connectTimeoutMs: ACK_TIMEOUT_MS,
+  ackTimeoutMs: ACK_TIMEOUT_MS,
+  reconnectDelayMs: 200,
+  reconnectDelayMaxMs: 5000,
+});

@@ -3,11 +3,21 @@
  * Validation happens once, here, so a typo fails start-up with the option's name instead of surfacing
  * later as odd behaviour.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { silentLogger, type Logger } from '../common/logger';
+import {
+  LOG_SETTINGS,
+  httpUrl,
+  integer,
+  jsonObject,
+  nonEmpty,
+  readSettings,
+  type LogSettings,
+} from '../common/settings';
 import { formatIssues } from '../protocol/schemas';
 import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
@@ -65,19 +75,92 @@ export function defaultRunnerId(): string {
   return `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
+/** The flags of `taskmaster runner`, as commander gives them (text until validated). */
+export interface RunnerFlags {
+  master?: string;
+  tasks?: string[];
+  slots?: string;
+  workers?: string;
+  prioritySlots?: string;
+  token?: string;
+  data?: string;
+  runnerId?: string;
+  answerThreshold?: string;
+  logFormat?: string;
+  logLevel?: string;
+}
+
+export interface RunnerConfig {
+  /** Only what flags or the environment gave; `resolveRunnerOptions` adds the defaults. */
+  options: RunnerOptions;
+  log: LogSettings;
+}
+
+/** Task folders, resolved against `cwd`; each must exist, so a typo fails at start-up instead of as EMODULE on every task. */
+const taskFolders = (cwd: string) =>
+  z
+    .array(z.string().min(1, 'must not be empty'))
+    .min(1, 'must name at least one folder')
+    .transform((dirs) => dirs.map((d) => path.resolve(cwd, d)))
+    .superRefine((dirs, ctx) =>
+      dirs.forEach((d, i) => {
+        if (!isDirectory(d)) ctx.addIssue({ code: 'custom', path: [i], message: `no such folder: ${d}` });
+      }),
+    );
+
+const settings = (cwd: string) => ({
+  master: { flag: '--master', env: 'TASKMASTER_MASTER', schema: httpUrl() },
+  tasks: {
+    flag: '--tasks',
+    env: 'TASKMASTER_TASKS',
+    // A path list, like PATH: colon-separated (semicolon on Windows).
+    fromEnv: (text: string) => text.split(path.delimiter).filter(Boolean),
+    schema: taskFolders(cwd),
+  },
+  slots: { flag: '--slots', env: 'TASKMASTER_SLOTS', schema: integer(1, 100_000) },
+  workers: { flag: '--workers', env: 'TASKMASTER_WORKERS', schema: integer(1, 1024) },
+  prioritySlots: {
+    flag: '--priority-slots',
+    schema: jsonObject(z.number().int('must be an integer').min(0, 'must be >= 0')).refine(
+      (o) => Object.keys(o).every((k) => /^-?\d+(\.\d+)?$/.test(k)),
+      'keys must be priorities, e.g. \'{"1":30,"2":20}\'',
+    ),
+  },
+  token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
+  data: { flag: '--data', schema: jsonObject(z.unknown()) },
+  runnerId: {
+    flag: '--runner-id',
+    env: 'TASKMASTER_RUNNER_ID',
+    schema: z.string().min(1).max(200, 'must be at most 200 characters'),
+  },
+  answerThreshold: { flag: '--answer-threshold', schema: integer(1, 100_000) },
+  ...LOG_SETTINGS,
+});
+
 /**
- * Options from `TASKMASTER_*` variables (MASTER, TOKEN, TASKS as a path list, WORKERS, SLOTS,
- * RUNNER_ID); flags given on the command line should be spread over these.
+ * The runner's settings from flags and the environment (TASKMASTER_MASTER, TASKMASTER_TOKEN,
+ * TASKMASTER_TASKS, TASKMASTER_SLOTS, TASKMASTER_WORKERS, TASKMASTER_RUNNER_ID, TASKMASTER_LOG_FORMAT,
+ * TASKMASTER_LOG_LEVEL), read in this one place; flags win. Task folders are resolved against `cwd`.
  */
+export function runnerConfig(
+  flags: RunnerFlags = {},
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): RunnerConfig {
+  const s = readSettings('runner', settings(cwd), { ...flags }, env);
+  const { logFormat, logLevel, ...options } = s;
+  return { options, log: { format: logFormat, level: logLevel } };
+}
+
+/** The options the environment gives (see `runnerConfig`); flags given in code can be spread over them. */
 export function runnerOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): RunnerOptions {
-  const num = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
-  const out: RunnerOptions = {
-    master: env.TASKMASTER_MASTER || undefined,
-    token: env.TASKMASTER_TOKEN || undefined,
-    tasks: env.TASKMASTER_TASKS ? env.TASKMASTER_TASKS.split(path.delimiter).filter(Boolean) : undefined,
-    workers: num(env.TASKMASTER_WORKERS),
-    slots: num(env.TASKMASTER_SLOTS),
-    runnerId: env.TASKMASTER_RUNNER_ID || undefined,
-  };
-  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as RunnerOptions;
+  return runnerConfig({}, env).options;
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }

@@ -1,5 +1,5 @@
-// The smallest task: params are the function's arguments; the return value is the result.
-module.exports = function (name = 'comrade') {
+// The smallest task: the task's params are the function's arguments, the return value is the result.
+module.exports = function hello(name = 'comrade') {
   this.log.info(`greeting ${name}`);
   return `Greetings, ${name}!`;
 };

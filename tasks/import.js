@@ -1,10 +1,11 @@
-// The original taskmaster sample: finish later with this.done(), reporting progress on the way.
-module.exports = function (options) {
+// The original taskmaster's sample task: it finishes later, with this.done(), and reports progress
+// on the way. Params: [{ ticker }].
+module.exports = function importPrices(options) {
   const ticker = options.ticker;
   this.log.info(`importing ${ticker}`);
-  this.progress(0.5);
+  this.progress(50);
   setTimeout(() => {
-    this.progress(1);
+    this.progress(100);
     this.done({ ticker, rows: 250 + ticker.length * 7 });
-  }, 150);
+  }, 300);
 };

@@ -1,0 +1,43 @@
+/**
+ * The feed command's settings from flags and the environment (TASKMASTER_MASTER, TASKMASTER_TOKEN,
+ * TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), read in this one place; flags win over the
+ * environment, which wins over FEEDER_DEFAULTS.
+ */
+import { z } from 'zod';
+import { LOG_SETTINGS, httpUrl, integer, nonEmpty, readSettings, type LogSettings } from '../common/settings';
+import { FEEDER_DEFAULTS, type FeederOptions } from './options';
+
+/** The flags of `taskmaster feed`, as commander gives them (text until validated). */
+export interface FeederFlags {
+  master?: string;
+  token?: string;
+  batch?: string;
+  connectTimeout?: string;
+  logFormat?: string;
+  logLevel?: string;
+}
+
+export interface FeederConfig {
+  options: FeederOptions & { master: string };
+  batch?: string;
+  log: LogSettings;
+}
+
+const SETTINGS = {
+  master: { flag: '--master', env: 'TASKMASTER_MASTER', schema: httpUrl() },
+  token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
+  batch: {
+    flag: '--batch',
+    schema: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
+  },
+  connectTimeout: { flag: '--connect-timeout', schema: integer(1, 86_400_000) },
+  ...LOG_SETTINGS,
+};
+
+export function feederConfig(flags: FeederFlags = {}, env: NodeJS.ProcessEnv = process.env): FeederConfig {
+  const s = readSettings('feed', SETTINGS, { ...flags }, env);
+  const options: FeederOptions & { master: string } = { master: s.master ?? FEEDER_DEFAULTS.master };
+  if (s.token !== undefined) options.token = s.token;
+  if (s.connectTimeout !== undefined) options.connectTimeoutMs = s.connectTimeout;
+  return { options, batch: s.batch, log: { format: s.logFormat, level: s.logLevel } };
+}

@@ -1,0 +1,36 @@
+import { feederConfig } from '../../feeder/config';
+
+describe('feeder settings', () => {
+  test('defaults to the local master with no token', () => {
+    expect(feederConfig({}, {})).toEqual({
+      options: { master: 'http://127.0.0.1:3232' },
+      batch: undefined,
+      log: { format: undefined, level: undefined },
+    });
+  });
+
+  test('TASKMASTER_MASTER and TASKMASTER_TOKEN are read; flags win', () => {
+    const env = { TASKMASTER_MASTER: 'http://m:1', TASKMASTER_TOKEN: 'env-token' };
+    expect(feederConfig({}, env).options).toEqual({ master: 'http://m:1', token: 'env-token' });
+    expect(
+      feederConfig({ master: 'https://n:2', batch: 'nightly', connectTimeout: '500' }, env),
+    ).toMatchObject({
+      options: { master: 'https://n:2', token: 'env-token', connectTimeoutMs: 500 },
+      batch: 'nightly',
+    });
+  });
+
+  test('an empty variable counts as unset', () => {
+    expect(feederConfig({}, { TASKMASTER_MASTER: '', TASKMASTER_TOKEN: '' }).options).toEqual({
+      master: 'http://127.0.0.1:3232',
+    });
+  });
+
+  test('a bad master URL and a bad timeout are both reported', () => {
+    expect(() => feederConfig({ master: 'ftp://x', connectTimeout: '1.5' }, {})).toThrow(
+      'invalid feed settings:\n' +
+        '  --master: must be an http:// or https:// URL such as http://127.0.0.1:3232 (got "ftp://x")\n' +
+        '  --connect-timeout: must be an integer between 1 and 86400000 (got "1.5")',
+    );
+  });
+});

@@ -1,0 +1,126 @@
+import { databaseName, isLoopback, masterConfig } from '../../master/config';
+import { MASTER_DEFAULTS } from '../../master/options';
+import { TaskmasterError } from '../../protocol/errors';
+
+/** The message of the error `fn` throws. */
+function errorOf(fn: () => unknown): TaskmasterError {
+  try {
+    fn();
+  } catch (err) {
+    return err as TaskmasterError;
+  }
+  throw new Error('expected an error');
+}
+
+describe('master settings', () => {
+  test('without flags or environment the defaults apply and no database URL is set', () => {
+    const { options, log } = masterConfig({}, {});
+    expect(options).toMatchObject({
+      port: MASTER_DEFAULTS.port,
+      host: '127.0.0.1',
+      maxAttempts: MASTER_DEFAULTS.maxAttempts,
+      insecure: false,
+    });
+    expect(options.mongoUrl).toBeUndefined();
+    expect(options.token).toBeUndefined();
+    expect(log).toEqual({ format: undefined, level: undefined });
+  });
+
+  test('environment variables are read, and flags win over them', () => {
+    const env = {
+      MONGO_URL: 'mongodb://db:27017/tm',
+      TASKMASTER_PORT: '4000',
+      TASKMASTER_HOST: '127.0.0.2',
+      TASKMASTER_TOKEN: 'from-env',
+      TASKMASTER_LOG_FORMAT: 'json',
+      TASKMASTER_LOG_LEVEL: 'debug',
+    };
+    const fromEnv = masterConfig({}, env);
+    expect(fromEnv.options).toMatchObject({
+      mongoUrl: 'mongodb://db:27017/tm',
+      port: 4000,
+      host: '127.0.0.2',
+      token: 'from-env',
+    });
+    expect(fromEnv.log).toEqual({ format: 'json', level: 'debug' });
+
+    const flagged = masterConfig(
+      { port: '5000', token: 'from-flag', logFormat: 'pretty', mongoUrl: 'mongodb://other/x' },
+      env,
+    );
+    expect(flagged.options).toMatchObject({
+      port: 5000,
+      token: 'from-flag',
+      mongoUrl: 'mongodb://other/x',
+      host: '127.0.0.2',
+    });
+    expect(flagged.log.format).toBe('pretty');
+  });
+
+  test('a bad port is named by the flag, with the value given', () => {
+    const err = errorOf(() => masterConfig({ port: 'abc' }, {}));
+    expect(err).toBeInstanceOf(TaskmasterError);
+    expect(err.code).toBe('EVALIDATION');
+    expect(err.message).toContain('--port: must be an integer between 0 and 65535 (got "abc")');
+  });
+
+  test('a bad value from the environment is named by its variable', () => {
+    const err = errorOf(() => masterConfig({}, { TASKMASTER_PORT: '70000' }));
+    expect(err.message).toContain('TASKMASTER_PORT: must be an integer between 0 and 65535 (got "70000")');
+  });
+
+  test('every bad setting is reported at once, one per line', () => {
+    const err = errorOf(() =>
+      masterConfig(
+        { port: '-1', maxAttempts: '0', logFormat: 'xml' },
+        { MONGO_URL: 'postgres://x', TASKMASTER_LOG_LEVEL: 'loud' },
+      ),
+    );
+    const lines = err.message
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim());
+    expect(lines).toEqual([
+      '--port: must be an integer between 0 and 65535 (got "-1")',
+      'MONGO_URL: must be a MongoDB URL such as mongodb://127.0.0.1:27017/taskmaster (got "postgres://x")',
+      '--max-attempts: must be an integer between 1 and 1000 (got "0")',
+      '--log-format: must be one of pretty, json (got "xml")',
+      'TASKMASTER_LOG_LEVEL: must be one of error, warn, info, http, verbose, debug, silly (got "loud")',
+    ]);
+    expect((err.details as { issues: unknown[] }).issues).toHaveLength(5);
+  });
+
+  test('a non-loopback host without a token is refused, naming both ways out', () => {
+    const err = errorOf(() => masterConfig({ host: '0.0.0.0' }, {}));
+    expect(err.code).toBe('EVALIDATION');
+    expect(err.message).toMatch(/refusing to listen on 0\.0\.0\.0 without a token/);
+    expect(err.message).toContain('--token');
+    expect(err.message).toContain('--insecure');
+  });
+
+  test('a non-loopback host is accepted with a token (flag or environment) or with --insecure', () => {
+    expect(masterConfig({ host: '0.0.0.0', token: 's3cret' }, {}).options.host).toBe('0.0.0.0');
+    expect(masterConfig({}, { TASKMASTER_HOST: '10.1.2.3', TASKMASTER_TOKEN: 's3cret' }).options.token).toBe(
+      's3cret',
+    );
+    expect(masterConfig({ host: '::', insecure: true }, {}).options).toMatchObject({
+      host: '::',
+      insecure: true,
+    });
+  });
+
+  test('loopback addresses need no token', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '::ffff:127.0.0.1'])
+      expect(isLoopback(h)).toBe(true);
+    for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.1', 'example.com', '::ffff:10.0.0.1'])
+      expect(isLoopback(h)).toBe(false);
+  });
+
+  test('the database name comes from the flag, else the URL, else "taskmaster"', () => {
+    expect(databaseName('mongodb://127.0.0.1:27017/', 'explicit')).toBe('explicit');
+    expect(databaseName('mongodb://127.0.0.1:27017/jobs?retryWrites=false')).toBe('jobs');
+    expect(databaseName('mongodb://a:1,b:2/multi')).toBe('multi');
+    expect(databaseName('mongodb://127.0.0.1:27017/')).toBe('taskmaster');
+    expect(databaseName('mongodb://127.0.0.1:27017')).toBe('taskmaster');
+  });
+});

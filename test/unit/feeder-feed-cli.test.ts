@@ -1,0 +1,133 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { feed, type FeedOptions } from '../../feeder/feed-cli';
+import type { Master } from '../../master/master';
+import type { TaskOutcome } from '../../protocol/schemas';
+import type { Runner } from '../../runner/runner';
+import { startRunner } from '../helpers/clients';
+import { ROOT, freePort, startMaster, tempDir, testLogger, uniqueDbName } from '../helpers/cluster';
+
+/** A stream that keeps what is written to it. */
+class Capture extends Writable {
+  text = '';
+  isTTY = false;
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+describe('taskmaster feed', () => {
+  const dbName = uniqueDbName('feed-cli');
+  let master: Master;
+  let runner: Runner;
+  let dir: string;
+  const file = (name: string, text: string) => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, text);
+    return p;
+  };
+  const run = async (f: string, opts: Partial<FeedOptions> = {}) => {
+    const out = new Capture();
+    const err = new Capture();
+    const code = await feed({
+      file: f,
+      feeder: { master: master.url },
+      logger: testLogger(),
+      out,
+      err,
+      ...opts,
+    });
+    return { code, out: out.text, err: err.text };
+  };
+
+  beforeAll(async () => {
+    dir = tempDir('feed-cli');
+    master = await startMaster(dbName);
+    runner = await startRunner(master.url, { workers: 2, slots: 4 });
+  });
+  afterAll(async () => {
+    await runner?.close();
+    await master?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('without --wait it prints how many tasks were stored in which batch, and their ids', async () => {
+    const f = file('two.ndjson', '{"id":"s-1","module":"ok"}\n{"id":"s-2","module":"ok"}\n');
+    const r = await run(f, { batch: 'stored-batch' });
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('stored 2 tasks in batch stored-batch\ns-1\ns-2\n');
+  });
+
+  test('--wait prints a summary naming each failed task with its code and message, and exits 1', async () => {
+    const f = file(
+      'mixed.json',
+      JSON.stringify([
+        { id: 'm-ok', module: 'ok', params: ['fine'] },
+        { id: 'm-bad', module: 'throws', params: ['it broke', 'EBROKEN', true] },
+        { id: 'm-dep', module: 'ok', dependencies: ['m-bad'] },
+      ]),
+    );
+    const r = await run(f, { wait: true });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/3 tasks in \d+\.\d s: 1 done, 2 failed, 0 cancelled/);
+    expect(r.err).toMatch(/m-bad {2}failed {2}EBROKEN {2}it broke/);
+    expect(r.err).toMatch(/m-dep {2}failed {2}EDEPFAILED/);
+    // Progress as plain lines, since the stream is not a terminal.
+    expect(r.err).toMatch(/3\/3 finished: done 1, failed 2, cancelled 0/);
+    expect(r.out.split('\n')[0]).toBe('m-ok\tdone\t["fine"]');
+  });
+
+  test('--wait --json prints the outcomes as one JSON array in input order and exits 0 when all are done', async () => {
+    const f = file(
+      'ok.ndjson',
+      '{"id":"j-1","module":"timed","params":[50,"a"]}\n{"id":"j-2","module":"ok","params":[2]}\n',
+    );
+    const r = await run(f, { wait: true, json: true });
+    expect(r.code).toBe(0);
+    const outcomes = JSON.parse(r.out) as TaskOutcome[];
+    expect(outcomes.map((o) => [o.id, o.state])).toEqual([
+      ['j-1', 'done'],
+      ['j-2', 'done'],
+    ]);
+  });
+
+  test('an invalid batch exits 2 and prints every issue, with its NDJSON line', async () => {
+    const f = file('bad.ndjson', '{"module":"ok"}\n\n{"module":"../up"}\n{"module":"ok","priority":"x"}\n');
+    const r = await run(f);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('nothing was stored (3 issues)');
+    expect(r.err).toContain(`  tasks[1].module: must not contain ".." (${f}:3)`);
+    expect(r.err).toMatch(
+      new RegExp(`  tasks\\[2\\]\\.priority: .* \\(${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:4\\)`),
+    );
+    expect(r.out).toBe('');
+  });
+
+  test('bad JSON exits 2 naming the line, without contacting the master', async () => {
+    const f = file('broken.ndjson', '{"module":"ok"}\n{"module":\n');
+    const r = await run(f, { feeder: { master: 'http://127.0.0.1:1' } });
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(new RegExp(`^taskmaster feed: .*broken\\.ndjson:2: not valid JSON`));
+  });
+
+  test('an unreachable master exits 1 with a message naming it', async () => {
+    const port = await freePort();
+    const f = file('one.json', '[{"module":"ok"}]');
+    const r = await run(f, { feeder: { master: `http://127.0.0.1:${port}`, connectTimeoutMs: 300 } });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`cannot reach the master at http://127.0.0.1:${port} within 300 ms`);
+  });
+
+  test('through the taskmaster command, a bad file exits with code 2', () => {
+    const f = file('cli-broken.ndjson', '{oops}\n');
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'taskmaster.js'), 'feed', f], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('cli-broken.ndjson:1: not valid JSON');
+  });
+});
