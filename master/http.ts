@@ -2,9 +2,15 @@
  * The HTTP side of the master: health and a JSON view of the runners. Everything else is 404.
  */
 import type http from 'node:http';
-import type { Master } from './master';
+import type { Scheduler } from './scheduler';
 
-export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, master: Master): void {
+/** What the HTTP API reads of the master. */
+export interface HttpView {
+  readonly scheduler: Scheduler;
+  listRunners(): Record<string, unknown>[];
+}
+
+export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, master: HttpView): void {
   // Socket.IO answers its own path before this handler runs.
   const url = new URL(req.url ?? '/', 'http://localhost');
   if (req.method === 'GET' && url.pathname === '/health') {
