@@ -39,6 +39,25 @@ export interface AddOptions {
   retries?: number;
   /** Called before each wait on a full queue (the CLI shows it). */
   onQueueFull?: (info: { attempt: number; waitMs: number; message: string }) => void;
+  /**
+   * Group options, proletariat-style: applied to every task of the call that does not set its own.
+   * `timeout` counts from this call, through any waiting on a full queue.
+   */
+  priority?: number;
+  timeout?: number;
+  runTimeout?: number;
+  assignTimeout?: number;
+  maxAttempts?: number;
+}
+
+const GROUP_FIELDS = ['priority', 'timeout', 'runTimeout', 'assignTimeout', 'maxAttempts'] as const;
+
+function withGroupOptions(tasks: TaskInput[], opts: AddOptions): TaskInput[] {
+  const defaults = Object.fromEntries(
+    GROUP_FIELDS.filter((k) => opts[k] !== undefined).map((k) => [k, opts[k]]),
+  );
+  if (Object.keys(defaults).length === 0 || !Array.isArray(tasks)) return tasks;
+  return tasks.map((t) => (t && typeof t === 'object' ? { ...defaults, ...t } : t));
 }
 
 export interface WorkOptions extends AddOptions {
@@ -197,10 +216,12 @@ export class Feeder extends EventEmitter<FeederEvents> {
   /** `add`, also returning the batch name (the master's when none was given). */
   async addBatch(tasks: TaskInput[], opts: AddOptions = {}): Promise<AddedBatch> {
     const retries = opts.retries ?? Infinity;
+    const calledAt = Date.now();
+    const grouped = withGroupOptions(tasks, opts);
     for (let attempt = 0; ; attempt++) {
       const raw = await this.request(
         'tasks:add',
-        { tasks, batch: opts.batch, calledAt: Date.now() },
+        { tasks: grouped, batch: opts.batch, calledAt },
         {
           ambiguous:
             'the tasks may or may not have been stored; add them again with the same ids to find out (a stored id is refused as taken)',
