@@ -28,6 +28,7 @@ const { values: args } = parseArgs({
     param: { type: 'string', default: '20000' },
     'answer-threshold': { type: 'string', default: '1' },
     chunk: { type: 'string', default: '1000' },
+    'distribute-delay': { type: 'string', default: '0' },
   },
 });
 
@@ -94,7 +95,18 @@ async function main(): Promise<void> {
     url.pathname = `/${dbName}`;
     const master = spawn(
       process.execPath,
-      [CLI, 'master', '--port', String(port), '--mongo-url', url.toString(), '--log-level', 'info'],
+      [
+        CLI,
+        'master',
+        '--port',
+        String(port),
+        '--mongo-url',
+        url.toString(),
+        '--log-level',
+        'info',
+        '--distribute-delay',
+        String(args['distribute-delay']),
+      ],
       {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -163,6 +175,7 @@ async function main(): Promise<void> {
       slotsPerRunner: Number(args.slots),
       module: args.module,
       answerThreshold: Number(args['answer-threshold']),
+      distributeDelayMs: Number(args['distribute-delay']),
       database: db.kind,
       cpus: os.cpus().length,
       seconds: Number(elapsed.toFixed(2)),

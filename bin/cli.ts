@@ -69,6 +69,7 @@ export async function main(argv: string[]): Promise<number> {
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
       )
+      .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option('--sacred-guarantees', 'keep priority slot guarantees strictly')
       .option('--hold-similar-work', 'run one task per key at a time; the others get its outcome'),
   ).action(async (flags: MasterFlags) => {

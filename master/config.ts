@@ -25,6 +25,7 @@ export interface MasterFlags {
   db?: string;
   maxAttempts?: string;
   queueLimit?: string;
+  distributeDelay?: string;
   sacredGuarantees?: boolean;
   holdSimilarWork?: boolean;
   logFormat?: string;
@@ -59,6 +60,7 @@ const SETTINGS = {
   },
   maxAttempts: { flag: '--max-attempts', schema: integer(1, 1000) },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
+  distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   insecure: { flag: '--insecure', schema: z.boolean() },
   sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
   holdSimilarWork: { flag: '--hold-similar-work', schema: z.boolean() },
@@ -92,6 +94,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
+      distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,
     },
     log: { format: s.logFormat, level: s.logLevel },
   };

@@ -98,6 +98,7 @@ export class Master extends EventEmitter {
       holdSimilarWork: this.opts.holdSimilarWork,
       retryBackoff: this.opts.retryBackoff,
       timeoutSweepMs: this.opts.timeoutSweepMs,
+      distributeDelayMs: this.opts.distributeDelayMs,
       logger: this.logger,
     });
     this.sched = sched;

@@ -45,6 +45,12 @@ export interface MasterOptions {
   retryBackoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
   /** How often global and assign timeouts are checked, in ms. Default 50. */
   timeoutSweepMs?: number;
+  /**
+   * How long the master waits after a change (a new task, a free slot) before it distributes, to
+   * gather more changes into one pass (proletariat's DISTRIB_RANDMAX played this role). Default 0:
+   * on the next tick, which already batches everything that happened in the current one.
+   */
+  distributeDelayMs?: number;
   logger?: Logger;
 }
 
@@ -61,6 +67,7 @@ export type MasterDefaults = Required<
     | 'holdSimilarWork'
     | 'retryBackoff'
     | 'timeoutSweepMs'
+    | 'distributeDelayMs'
   >
 >;
 
@@ -75,4 +82,5 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },
   timeoutSweepMs: 50,
+  distributeDelayMs: 0,
 });

@@ -18,7 +18,15 @@ import type { AddReply, Assignment, AttemptResult, TaskOutcome } from '../protoc
 import { isFinal, type TaskState } from '../protocol/states';
 import type { TaskEventDoc } from '../models/task-event';
 import { ReadyQueue } from './ready-queue';
-import { canTake, freeSlots, hold, mostAvailable, recordRunTime, unhold, type RunnerEntry } from './runner-registry';
+import {
+  canTake,
+  freeSlots,
+  hold,
+  mostAvailable,
+  recordRunTime,
+  unhold,
+  type RunnerEntry,
+} from './runner-registry';
 import type { FoldedState, Store } from './store';
 import type { TaskRecord } from './task-record';
 import { collectRefs, summarize, validateBatch } from './validate';
@@ -38,6 +46,8 @@ export interface SchedulerOptions {
   retryBackoff: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
   /** How often timeouts are checked. */
   timeoutSweepMs: number;
+  /** Wait before distributing after a change, to gather more changes into one pass (0: next tick). */
+  distributeDelayMs: number;
   logger: Logger;
 }
 
@@ -201,15 +211,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   scheduleDistribute(): void {
     if (this.distributeScheduled || this.closed) return;
     this.distributeScheduled = true;
-    setImmediate(() => {
+    const run = () => {
       this.distributeScheduled = false;
       this.distribute();
-    });
+    };
+    if (this.opts.distributeDelayMs > 0) setTimeout(run, this.opts.distributeDelayMs).unref();
+    else setImmediate(run);
   }
 
   private distribute(): void {
     let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
-    const select = this.opts.selectRunner ?? ((t: TaskRecord, rs: RunnerEntry[]) => mostAvailable(t.module, rs));
+    const select =
+      this.opts.selectRunner ?? ((t: TaskRecord, rs: RunnerEntry[]) => mostAvailable(t.module, rs));
     const skipped: QueueEntry[] = [];
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;

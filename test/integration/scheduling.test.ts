@@ -205,6 +205,14 @@ describe('scheduling semantics', () => {
     expect((await feeder.add([{ id: 'fits', module: 'ok' }])).ok).toBe(true);
   });
 
+  test('distributeDelayMs: the master waits that long after a change before it distributes', async () => {
+    const { feeder, runner } = await setup({ distributeDelayMs: 300 });
+    const addedAt = Date.now();
+    await feeder.add([{ id: 'later', module: 'ok' }]);
+    await runner.until(() => runner.assigned.length === 1);
+    expect(Date.now() - addedAt).toBeGreaterThanOrEqual(290);
+  });
+
   test('system messages reach the master, everybody, or one client, and the sender hears when all got it', async () => {
     const { master, feeder, runner } = await setup();
     const other = await rawFeeder(master.url);
