@@ -97,7 +97,8 @@ export class ChildPool extends EventEmitter<PoolEvents> {
     // A child still holding an abandoned attempt may be stuck in it until the kill: avoid it if possible.
     for (const c of this.children) {
       if (!c.alive) continue;
-      if (!best || c.abandoned < best.abandoned || (c.abandoned === best.abandoned && c.load < best.load)) best = c;
+      if (!best || c.abandoned < best.abandoned || (c.abandoned === best.abandoned && c.load < best.load))
+        best = c;
     }
     if (!best) {
       this.waiting.push(job);
