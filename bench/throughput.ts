@@ -7,12 +7,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Feeder } from '../feeder/feeder';
-import { resolveDatabase } from '../models/database';
+import { freePort, resolveDatabase } from '../models/database';
 import type { TaskOutcome } from '../protocol/schemas';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -31,17 +30,6 @@ const { values: args } = parseArgs({
     'distribute-delay': { type: 'string', default: '0' },
   },
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function waitForLine(
   child: ChildProcess,

@@ -157,19 +157,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       };
     });
     for (const t of records) this.tasks.set(t.id, t);
-    const depFailed: [TaskRecord, string, WireError | null | undefined][] = [];
+    const depFailed: [TaskRecord, WireError][] = [];
     for (const t of records) {
-      for (const d of t.dependencies) {
-        const live = this.tasks.get(d);
-        if (live) {
-          t.pending++;
-          live.dependents.push(t);
-          continue;
-        }
-        const fin = this.finals.get(d) ?? stored.get(d);
-        if (fin && fin.state !== 'done') depFailed.push([t, d, fin.error]);
-      }
-      if (t.pending === 0 && depFailed.every(([x]) => x !== t)) t.state = 'ready';
+      const failedDep = this.linkDependencies(t, stored);
+      if (failedDep) depFailed.push([t, failedDep]);
+      else if (t.pending === 0) t.state = 'ready';
       this.store.insertTask({
         _id: new mongoose.Types.ObjectId(t._id),
         id: t.id,
@@ -199,11 +191,32 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       if (t.state === 'ready') this.enqueue(t);
       if (t.deadline || t.assignTimeout) this.track(t);
     }
-    for (const [t, d, err] of depFailed) this.failForGood(t, depError(d, err));
+    for (const [t, err] of depFailed) this.failForGood(t, err);
     this.stats.added += records.length;
     this.scheduleDistribute();
     await this.store.barrier();
     return { ok: true, batch, tasks: records.map((t) => ({ id: t.id, _id: t._id })) };
+  }
+
+  /**
+   * Counts a task's pending dependencies and registers it as their dependent. Dependencies no longer
+   * in memory are looked up in `stored`; returns the error to fail the task with if one of them
+   * failed, was cancelled, or cannot be found.
+   */
+  private linkDependencies(t: TaskRecord, stored: Map<string, FoldedState>): WireError | null {
+    let failed: WireError | null = null;
+    for (const d of t.dependencies) {
+      const live = this.tasks.get(d);
+      if (live) {
+        t.pending++;
+        live.dependents.push(t);
+        continue;
+      }
+      const fin = this.finals.get(d) ?? stored.get(d);
+      if (!fin) failed ??= wireError('EDEPFAILED', `dependency "${d}" is not in the database`);
+      else if (fin.state !== 'done') failed ??= depError(d, fin.error);
+    }
+    return failed;
   }
 
   // ---- distributing ----------------------------------------------------------------------------
@@ -586,17 +599,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const outsideStates = await this.store.fetchStates([...outside].filter((id) => !this.finals.has(id)));
     const failed: [TaskRecord, WireError][] = [];
     for (const t of open) {
-      for (const d of t.dependencies) {
-        const live = this.tasks.get(d);
-        if (live) {
-          t.pending++;
-          live.dependents.push(t);
-          continue;
-        }
-        const fin = this.finals.get(d) ?? outsideStates.get(d);
-        if (!fin) failed.push([t, wireError('EDEPFAILED', `dependency "${d}" is not in the database`)]);
-        else if (fin.state !== 'done') failed.push([t, depError(d, fin.error)]);
-      }
+      const failedDep = this.linkDependencies(t, outsideStates);
+      if (failedDep) failed.push([t, failedDep]);
     }
     for (const t of open) {
       if (t.state === 'waiting' && t.pending === 0) this.change(t, 'ready', {});
