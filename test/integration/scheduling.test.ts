@@ -205,6 +205,17 @@ describe('scheduling semantics', () => {
     expect((await feeder.add([{ id: 'fits', module: 'ok' }])).ok).toBe(true);
   });
 
+  test('selectRunner replaces the default choice of runner', async () => {
+    const { master, feeder, runner } = await setup({
+      selectRunner: (_task, runners) => runners.find((r) => r.id === 'chosen'),
+    });
+    const chosen = await rawRunner(master.url, { runnerId: 'chosen', slots: 10 });
+    cleanup.push(() => chosen.close());
+    await feeder.add(Array.from({ length: 6 }, (_, i) => ({ id: `sel${i}`, module: 'ok' })));
+    await chosen.until(() => chosen.assigned.length === 6);
+    expect(runner.assigned).toHaveLength(0);
+  });
+
   test('distributeDelayMs: the master waits that long after a change before it distributes', async () => {
     const { feeder, runner } = await setup({ distributeDelayMs: 300 });
     const addedAt = Date.now();
