@@ -95,7 +95,15 @@ export async function main(argv: string[]): Promise<number> {
         '--runner-id <id>',
         'stable id across reconnects (env TASKMASTER_RUNNER_ID; default: host-pid-random)',
       )
-      .option('--answer-threshold <n>', 'results batched before answering the master (default 1)'),
+      .option('--answer-threshold <n>', 'results batched before answering the master (default 1)')
+      .option(
+        '--max-tasks-per-worker <n>',
+        'replace a child process after it has finished n tasks (default: unlimited)',
+      )
+      .option(
+        '--max-worker-memory <mb>',
+        'replace a child process whose resident memory is above mb after a task (default: unlimited)',
+      ),
   ).action(async (flags: RunnerFlags) => {
     code = await runRunner(flags);
   });

@@ -51,6 +51,10 @@ export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [Chil
   abandoned = 0;
   /** Why the pool killed this child on purpose, for the ECRASH message of the attempts it took along. */
   killedFor: string | undefined;
+  /** Attempts the child has reported settled (completed or failed), for recycling after N tasks. */
+  finished = 0;
+  /** Why the pool is retiring this child: it takes no new attempt and is stopped once it holds none. */
+  retiring: string | undefined;
   private readonly proc: ChildProcess;
   /** Module name → the one version the child holds (it keeps only the newest per name). */
   private readonly holds = new Map<string, string>();
@@ -162,7 +166,7 @@ export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [Chil
         return;
       case ParentCommand.Completed:
       case ParentCommand.Failed:
-        this.keys.delete(msg.key);
+        if (this.keys.delete(msg.key)) this.finished++;
         break;
     }
     this.emit('message', msg);

@@ -185,7 +185,7 @@ export class ChildProcessor {
         wireError('ETASK', `the result is not JSON-serialisable: ${(err as Error).message}`),
       );
     }
-    if (this.settle(key)) this.send({ cmd: ParentCommand.Completed, key, result });
+    if (this.settle(key)) this.send({ cmd: ParentCommand.Completed, key, result, rss: rss() });
   }
 
   private failThrown(key: string, err: unknown): void {
@@ -210,7 +210,13 @@ export class ChildProcessor {
       error = details === undefined ? { code: error.code, message: error.message } : { ...error, details };
     }
     if (this.settle(key))
-      this.send({ cmd: ParentCommand.Failed, key, error, ...(unrecoverable ? { unrecoverable } : {}) });
+      this.send({
+        cmd: ParentCommand.Failed,
+        key,
+        error,
+        ...(unrecoverable ? { unrecoverable } : {}),
+        rss: rss(),
+      });
   }
 }
 
@@ -243,6 +249,11 @@ function pickFunction(exp: unknown): TaskFunction | undefined {
   // `export default { run }` seen through the ESM → CJS transform.
   if (isObject(exp.default) && typeof exp.default.run === 'function') return exp.default.run as TaskFunction;
   return undefined;
+}
+
+/** `memoryUsage.rss()` reads one number instead of walking the heap spaces like `memoryUsage()`. */
+function rss(): number {
+  return process.memoryUsage.rss();
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -21,9 +21,12 @@ import {
 import { formatIssues } from '../protocol/schemas';
 import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
-export type ResolvedRunnerOptions = Required<Omit<RunnerOptions, 'token' | 'prioritySlots' | 'logger'>> & {
+type Unset = 'token' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'logger';
+export type ResolvedRunnerOptions = Required<Omit<RunnerOptions, Unset>> & {
   token?: string;
   prioritySlots?: Record<string, number>;
+  maxTasksPerWorker?: number;
+  maxWorkerMemoryMb?: number;
   logger: Logger;
 };
 
@@ -50,6 +53,8 @@ const optionsSchema = z.object({
   closeTimeoutMs: int(0),
   execArgv: z.array(z.string()),
   orphanWatchdog: z.boolean(),
+  maxTasksPerWorker: int(1).optional(),
+  maxWorkerMemoryMb: int(1).optional(),
 });
 
 export function resolveRunnerOptions(opts: RunnerOptions): ResolvedRunnerOptions {
@@ -86,6 +91,8 @@ export interface RunnerFlags {
   data?: string;
   runnerId?: string;
   answerThreshold?: string;
+  maxTasksPerWorker?: string;
+  maxWorkerMemory?: string;
   logFormat?: string;
   logLevel?: string;
 }
@@ -134,6 +141,9 @@ const settings = (cwd: string) => ({
     schema: z.string().min(1).max(200, 'must be at most 200 characters'),
   },
   answerThreshold: { flag: '--answer-threshold', schema: integer(1, 100_000) },
+  maxTasksPerWorker: { flag: '--max-tasks-per-worker', schema: integer(1) },
+  // Keyed as commander names the flag; it becomes the option `maxWorkerMemoryMb`.
+  maxWorkerMemory: { flag: '--max-worker-memory', schema: integer(1) },
   ...LOG_SETTINGS,
 });
 
@@ -148,7 +158,9 @@ export function runnerConfig(
   cwd: string = process.cwd(),
 ): RunnerConfig {
   const s = readSettings('runner', settings(cwd), { ...flags }, env);
-  const { logFormat, logLevel, ...options } = s;
+  const { logFormat, logLevel, maxWorkerMemory, ...rest } = s;
+  const options: RunnerOptions =
+    maxWorkerMemory === undefined ? rest : { ...rest, maxWorkerMemoryMb: maxWorkerMemory };
   return { options, log: { format: logFormat, level: logLevel } };
 }
 

@@ -43,6 +43,10 @@ export interface RunnerOptions {
   closeTimeoutMs?: number;
   /** Extra Node flags for the child processes, e.g. `['--max-old-space-size=512']`. Default none. */
   execArgv?: string[];
+  /** Retire a child process after it has finished this many tasks (Argon's `-r`); a fresh one takes its place. Default: unlimited. */
+  maxTasksPerWorker?: number;
+  /** Retire a child process whose resident memory, measured as each task finishes, is above this many MB. Default: unlimited. */
+  maxWorkerMemoryMb?: number;
   /** A thread in each child that kills it if the runner dies without cleaning up (about 10 MB per child). Default true. */
   orphanWatchdog?: boolean;
   logger?: Logger;

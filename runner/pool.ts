@@ -7,6 +7,9 @@
  * master retries it). A cancelled or timed-out attempt gets its AbortSignal fired; if it has not let
  * go after `killGraceMs` the whole child is killed, because a spinning task cannot be stopped any
  * other way. Its neighbours then fail with ECRASH too: a retry is cheaper than a stuck slot.
+ *
+ * Recycling (`maxTasksPerWorker`, `maxWorkerMemoryMb`): a child past either limit is retired. It takes
+ * no new attempt, finishes those it holds, and is then stopped; nothing it runs fails because of it.
  */
 import { EventEmitter } from 'node:events';
 import { backoffDelay } from '../common/backoff';
@@ -33,6 +36,10 @@ export interface PoolOptions {
   killGraceMs: number;
   execArgv: string[];
   orphanWatchdog: boolean;
+  /** Retire a child once it has finished this many attempts. Default: never. */
+  maxTasksPerWorker?: number;
+  /** Retire a child whose resident set, measured as each attempt settles, exceeds this. Default: never. */
+  maxWorkerMemoryMb?: number;
   logger: Logger;
 }
 
@@ -43,6 +50,8 @@ export interface PoolEvents {
   add: [key: string, req: { tasks: unknown[]; batch?: string }, reply: (r: AddReply) => void];
   /** A child was forked to replace one that died. */
   respawn: [pid: number | undefined];
+  /** A child reached a recycling limit; `pid` is its fresh replacement. */
+  recycle: [retired: number | undefined, pid: number | undefined, reason: string];
 }
 
 interface JobState {
@@ -96,7 +105,7 @@ export class ChildPool extends EventEmitter<PoolEvents> {
     let best: ChildHandle | undefined;
     // A child still holding an abandoned attempt may be stuck in it until the kill: avoid it if possible.
     for (const c of this.children) {
-      if (!c.alive) continue;
+      if (!c.alive || c.retiring) continue;
       if (!best || c.abandoned < best.abandoned || (c.abandoned === best.abandoned && c.load < best.load))
         best = c;
     }
@@ -201,25 +210,46 @@ export class ChildPool extends EventEmitter<PoolEvents> {
       }
       case ParentCommand.Completed:
       case ParentCommand.Failed: {
+        // The verdict on the child comes first, so a job queued by a 'settled' listener avoids it.
+        this.checkLimits(child, msg.rss);
         if (!s) return;
         this.jobs.delete(msg.key);
         if (s.timer) clearTimeout(s.timer);
-        if (s.abandoned) {
-          s.child.abandoned--;
-          return;
+        if (s.abandoned) s.child.abandoned--;
+        else {
+          const outcome: JobOutcome =
+            msg.cmd === ParentCommand.Completed
+              ? { ok: true, result: msg.result }
+              : { ok: false, error: msg.error, ...(msg.unrecoverable ? { unrecoverable: true } : {}) };
+          this.emit('settled', msg.key, outcome);
         }
-        const outcome: JobOutcome =
-          msg.cmd === ParentCommand.Completed
-            ? { ok: true, result: msg.result }
-            : { ok: false, error: msg.error, ...(msg.unrecoverable ? { unrecoverable: true } : {}) };
-        this.emit('settled', msg.key, outcome);
+        if (child.retiring && child.load === 0) void child.stop(this.opts.killGraceMs);
         return;
       }
     }
   }
 
+  /** Retires `child` if it has reached a recycling limit. */
+  private checkLimits(child: ChildHandle, rss: number | undefined): void {
+    if (child.retiring || this.closed) return;
+    const { maxTasksPerWorker: maxTasks, maxWorkerMemoryMb: maxMb } = this.opts;
+    let reason: string | undefined;
+    if (maxTasks && child.finished >= maxTasks) reason = `finished ${child.finished} tasks`;
+    else if (maxMb && rss !== undefined && rss > maxMb * 1024 * 1024)
+      reason = `resident memory ${Math.round(rss / (1024 * 1024))} MB is over ${maxMb} MB`;
+    if (!reason) return;
+    child.retiring = reason;
+    // The replacement is forked now rather than when the old child exits: a retiring child may still
+    // be finishing a long attempt, and the pool should not run a worker short meanwhile.
+    const fresh = this.spawn();
+    this.log.info('recycling worker process', { pid: child.pid, reason, replacement: fresh.pid });
+    this.emit('recycle', child.pid, fresh.pid, reason);
+  }
+
   private onExit(child: ChildHandle, exit: ChildExit): void {
     this.children = this.children.filter((c) => c !== child);
+    // Already replaced when it was retired; only a crash while finishing its last attempts is news.
+    if (child.retiring && exit.keys.length === 0) return;
     const how = child.killedFor
       ? `worker process killed: ${child.killedFor}`
       : exit.fatal
@@ -232,7 +262,7 @@ export class ChildPool extends EventEmitter<PoolEvents> {
       if (s.timer) clearTimeout(s.timer);
       if (!s.abandoned) this.emit('settled', key, { ok: false, error: wireError('ECRASH', how) });
     }
-    if (this.closed) return;
+    if (this.closed || child.retiring) return;
     this.log.warn('worker process died; replacing it', {
       pid: child.pid,
       code: exit.code,

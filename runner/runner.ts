@@ -83,6 +83,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
       killGraceMs: o.killGraceMs,
       execArgv: o.execArgv,
       orphanWatchdog: o.orphanWatchdog,
+      maxTasksPerWorker: o.maxTasksPerWorker,
+      maxWorkerMemoryMb: o.maxWorkerMemoryMb,
       logger: this.log,
     });
     this.conn = new MasterConnection({

@@ -26,6 +26,7 @@ export enum ParentCommand {
   /** The child has installed its handlers and can take work. */
   Ready = 'ready',
   Started = 'started',
+  /** Completed and Failed carry the child's resident set size, so the pool can retire a bloated child. */
   Completed = 'completed',
   Failed = 'failed',
   Progress = 'progress',
@@ -76,8 +77,8 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export type ToParent =
   | { cmd: ParentCommand.Ready }
   | { cmd: ParentCommand.Started; key: string }
-  | { cmd: ParentCommand.Completed; key: string; result: unknown }
-  | { cmd: ParentCommand.Failed; key: string; error: WireError; unrecoverable?: boolean }
+  | { cmd: ParentCommand.Completed; key: string; result: unknown; rss?: number }
+  | { cmd: ParentCommand.Failed; key: string; error: WireError; unrecoverable?: boolean; rss?: number }
   | { cmd: ParentCommand.Progress; key: string; progress: number }
   | { cmd: ParentCommand.Log; key?: string; level: LogLevel; message: string; meta?: Record<string, unknown> }
   | { cmd: ParentCommand.Add; key: string; reqId: number; tasks: unknown[]; batch?: string }

@@ -90,7 +90,7 @@ async function harness(opts: Partial<PoolOptions> = {}): Promise<Harness> {
   };
 }
 
-const once = <T extends unknown[]>(pool: ChildPool, event: 'respawn' | 'started'): Promise<T> =>
+const once = <T extends unknown[]>(pool: ChildPool, event: 'respawn' | 'started' | 'recycle'): Promise<T> =>
   new Promise((resolve) => pool.once(event, (...args: unknown[]) => resolve(args as T)));
 
 describe('runner child pool', () => {
@@ -365,6 +365,77 @@ describe('runner child pool: balance and lifetime', () => {
   );
 });
 
+describe('runner child pool: recycling', () => {
+  const pidOf = (o: JobOutcome) => (o.ok ? (o.result as { pid: number }).pid : 0);
+
+  test('maxTasksPerWorker 3: seven tasks in a row run in three processes, 3 + 3 + 1', async () => {
+    const h = await harness({ workers: 1, maxTasksPerWorker: 3 });
+    try {
+      const recycled: number[] = [];
+      h.pool.on('recycle', (old) => recycled.push(old!));
+      const pids: number[] = [];
+      for (let i = 0; i < 7; i++) {
+        const o = await h.exec('timed', [0, i]);
+        expect(o).toMatchObject({ ok: true, result: { label: i } });
+        pids.push(pidOf(o));
+      }
+      const [a, b, c] = [pids[0], pids[3], pids[6]];
+      expect(pids).toEqual([a, a, a, b, b, b, c]);
+      expect(new Set([a, b, c]).size).toBe(3);
+      expect(recycled).toEqual([a, b]);
+      // A retired child is stopped once it holds nothing; the pool keeps its one worker.
+      expect(await exited(a)).toBe(true);
+      expect(h.pool.pids()).toEqual([c]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('a retiring child finishes the attempts it holds; new ones go to its replacement', async () => {
+    const h = await harness({ workers: 1, maxTasksPerWorker: 1 });
+    try {
+      const [first] = h.pool.pids();
+      const short = h.run('timed', [10, 'short']);
+      const long = h.run('timed', [300, 'long']);
+      const recycled = once<[number, number]>(h.pool, 'recycle');
+      expect(await short.outcome).toMatchObject({ ok: true, result: { pid: first } });
+      const [, fresh] = await recycled;
+      // The old child is retiring but still running the long attempt.
+      expect(isAlive(first)).toBe(true);
+      expect(await h.exec('timed', [0])).toMatchObject({ ok: true, result: { pid: fresh } });
+      expect(await long.outcome).toMatchObject({ ok: true, result: { label: 'long', pid: first } });
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('maxWorkerMemoryMb: after a task leaves its child above the limit, the next task runs in a new process', async () => {
+    // The limit sits 40 MB above what an idle child uses here, and the fixture keeps 80 MB.
+    const probe = await harness({ workers: 1 });
+    const baseline = await probe.exec('hold-memory', [0]);
+    await probe.close();
+    const baseMb = (baseline as { result: { rss: number } }).result.rss / (1024 * 1024);
+    const limit = Math.ceil(baseMb) + 40;
+
+    const h = await harness({ workers: 1, maxWorkerMemoryMb: limit });
+    try {
+      const [pid] = h.pool.pids();
+      expect(await h.exec('timed', [0])).toMatchObject({ ok: true, result: { pid } });
+      const recycled = once<[number, number, string]>(h.pool, 'recycle');
+      const held = await h.exec('hold-memory', [80]);
+      expect(held).toMatchObject({ ok: true, result: { pid } });
+      expect((held as { result: { rss: number } }).result.rss).toBeGreaterThan(limit * 1024 * 1024);
+      const [old, fresh, reason] = await recycled;
+      expect(old).toBe(pid);
+      expect(reason).toContain(`over ${limit} MB`);
+      expect(await h.exec('timed', [0])).toMatchObject({ ok: true, result: { pid: fresh } });
+      expect(fresh).not.toBe(pid);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('runner child pool: memory', () => {
   /** Runs `versions` edits of one module, each run in the same child; returns heapUsed after GC at two points. */
   async function reloadHeap(
@@ -408,6 +479,13 @@ describe('runner child pool: memory', () => {
     }
   });
 });
+
+/** Whether `pid` ends within 5 s (its exit is not ours to await: poll, bounded). */
+async function exited(pid: number): Promise<boolean> {
+  const until = Date.now() + 5000;
+  while (isAlive(pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  return !isAlive(pid);
+}
 
 /** Running (a zombie is not: it has exited and only waits to be reaped). */
 function isAlive(pid: number): boolean {

@@ -1,0 +1,54 @@
+import { main } from '../../bin/cli';
+import type { TaskmasterError } from '../../protocol/errors';
+import { resolveRunnerOptions, runnerConfig } from '../../runner/config';
+
+function errorOf(fn: () => unknown): TaskmasterError {
+  try {
+    fn();
+  } catch (err) {
+    return err as TaskmasterError;
+  }
+  throw new Error('expected an error');
+}
+
+async function help(): Promise<string> {
+  let out = '';
+  const o = jest
+    .spyOn(process.stdout, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  try {
+    expect(await main(['node', 'taskmaster', 'runner', '--help'])).toBe(0);
+    return out;
+  } finally {
+    o.mockRestore();
+  }
+}
+
+describe('runner options: worker recycling', () => {
+  test('unset, recycling is off', () => {
+    const resolved = resolveRunnerOptions({});
+    expect(resolved.maxTasksPerWorker).toBeUndefined();
+    expect(resolved.maxWorkerMemoryMb).toBeUndefined();
+  });
+
+  test('--max-tasks-per-worker and --max-worker-memory become maxTasksPerWorker and maxWorkerMemoryMb', () => {
+    const { options } = runnerConfig({ maxTasksPerWorker: '3', maxWorkerMemory: '512' }, {});
+    expect(options).toEqual({ maxTasksPerWorker: 3, maxWorkerMemoryMb: 512 });
+    expect(resolveRunnerOptions(options)).toMatchObject({ maxTasksPerWorker: 3, maxWorkerMemoryMb: 512 });
+  });
+
+  test('zero or a non-integer is refused, named by its flag or option', () => {
+    const err = errorOf(() => runnerConfig({ maxTasksPerWorker: '0', maxWorkerMemory: '1.5' }, {}));
+    expect(err.message).toContain('--max-tasks-per-worker: must be an integer');
+    expect(err.message).toContain('--max-worker-memory: must be an integer');
+    expect(errorOf(() => resolveRunnerOptions({ maxWorkerMemoryMb: 0 })).message).toContain(
+      'maxWorkerMemoryMb',
+    );
+  });
+
+  test('taskmaster runner --help lists both flags', async () => {
+    const out = await help();
+    expect(out).toContain('--max-tasks-per-worker <n>');
+    expect(out).toContain('--max-worker-memory <mb>');
+  });
+});
