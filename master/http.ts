@@ -1,12 +1,14 @@
 /**
  * The HTTP side of the master: health and a JSON view of the runners. Everything else is 404.
  */
+import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import type { Scheduler } from './scheduler';
 
 /** What the HTTP API reads of the master. */
 export interface HttpView {
   readonly scheduler: Scheduler;
+  readonly token?: string;
   listRunners(): Record<string, unknown>[];
 }
 
@@ -16,6 +18,20 @@ export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, m
   if (req.method === 'GET' && url.pathname === '/health') {
     return json(res, 200, { ok: true });
   }
+  // Everything else needs the token when one is set, as `Authorization: Bearer <token>`.
+  if (master.token && !bearerMatches(req.headers.authorization, master.token)) {
+    return json(res, 401, {
+      error: { code: 'EAUTH', message: 'missing or wrong token (Authorization: Bearer <token>)' },
+    });
+  }
+  const drain = /^\/api\/runners\/([^/]+)\/(drain|undrain)$/.exec(url.pathname);
+  if (req.method === 'POST' && drain) {
+    const id = decodeURIComponent(drain[1]);
+    const ok = drain[2] === 'drain' ? master.scheduler.drain(id) : master.scheduler.undrain(id);
+    if (!ok) return json(res, 404, { error: { code: 'EUNKNOWN', message: `no runner "${id}"` } });
+    const runner = master.listRunners().find((r) => r.id === id);
+    return json(res, 200, { runner });
+  }
   if (req.method === 'GET' && url.pathname === '/api/runners') {
     return json(res, 200, { runners: master.listRunners() });
   }
@@ -24,6 +40,12 @@ export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, m
     return json(res, 200, { tasks: s.tasks.size, runners: s.runners.size, stats: s.stats });
   }
   json(res, 404, { error: { code: 'ENOTFOUND', message: `no route ${req.method} ${url.pathname}` } });
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = header?.startsWith('Bearer ') ? Buffer.from(header.slice(7)) : Buffer.alloc(0);
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {

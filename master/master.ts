@@ -66,6 +66,11 @@ export class Master extends EventEmitter {
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
   }
 
+  /** The shared secret, for the HTTP API's check. */
+  get token(): string | undefined {
+    return this.opts.token;
+  }
+
   get scheduler(): Scheduler {
     if (!this.sched) throw new Error('master not started');
     return this.sched;

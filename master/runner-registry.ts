@@ -24,6 +24,8 @@ export interface RunnerEntry {
   /** Average run time in ms per module on this runner (moving average of the last results). */
   runTimes?: Map<string, number>;
   connected: boolean;
+  /** Takes no new work (an operator's drain, or the runner shutting down). */
+  draining?: boolean;
   legacy: boolean;
   since: number;
   send(tasks: Assignment[]): void;
@@ -42,7 +44,23 @@ export function slotPlan(slots: number, prioritySlots: Record<string, number> | 
 
 /** Whether the runner can take one more attempt of this priority now. */
 export function canTake(r: RunnerEntry, priority: number): boolean {
-  return r.connected && r.active.size < r.slots && fits(r.plan, r.held, rangeOf(r.plan, priority));
+  return (
+    r.connected && !r.draining && r.active.size < r.slots && fits(r.plan, r.held, rangeOf(r.plan, priority))
+  );
+}
+
+/** Whether a task may run on this runner at all: its `runner` and `requires`, against the runner's id and data. */
+export function eligible(
+  r: RunnerEntry,
+  t: { runner?: string | null; requires?: Record<string, unknown> | null },
+): boolean {
+  if (t.runner && t.runner !== r.id) return false;
+  if (!t.requires) return true;
+  for (const [k, want] of Object.entries(t.requires)) {
+    const have = r.data[k];
+    if (Array.isArray(have) ? !have.includes(want) : have !== want) return false;
+  }
+  return true;
 }
 
 export function hold(r: RunnerEntry, taskId: string, priority: number): void {
@@ -106,6 +124,8 @@ export function describeRunner(r: RunnerEntry): Record<string, unknown> {
     hostname: r.hostname ?? null,
     pid: r.pid ?? null,
     connected: r.connected,
+    draining: r.draining === true,
+    idle: r.active.size === 0,
     legacy: r.legacy,
     slots: r.slots,
     prioritySlots: r.prioritySlots ?? null,

@@ -20,6 +20,7 @@ import type { TaskEventDoc } from '../models/task-event';
 import { ReadyQueue } from './ready-queue';
 import {
   canTake,
+  eligible,
   freeSlots,
   hold,
   mostAvailable,
@@ -79,6 +80,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Running leader per key (holdSimilarWork). */
   private leaders = new Map<string, TaskRecord>();
   private retryTimers = new Set<NodeJS.Timeout>();
+  /** Runner ids an operator drained: they get no new work, across reconnects. */
+  private drained = new Set<string>();
   private closed = false;
   /** Counters for status and benchmarks. */
   readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0, held: 0, cancelled: 0 };
@@ -154,6 +157,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         seq: 0,
         key: p.key ?? null,
         backoff: p.backoff ?? null,
+        requires: p.requires ?? null,
+        runner: p.runner ?? null,
       };
     });
     for (const t of records) this.tasks.set(t.id, t);
@@ -185,6 +190,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         rev: 0,
         key: t.key ?? null,
         backoff: t.backoff ?? null,
+        requires: t.requires ?? null,
+        runner: t.runner ?? null,
       });
     }
     for (const t of records) {
@@ -247,7 +254,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
           continue;
         }
       }
-      const able = candidates.filter((c) => canTake(c, e.task.priority));
+      const able = candidates.filter((c) => canTake(c, e.task.priority) && eligible(c, e.task));
       const r = able.length > 0 ? select(e.task, able) : undefined;
       if (!r || !canTake(r, e.task.priority)) {
         skipped.push(e);
@@ -487,6 +494,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    */
   runnerUp(entry: RunnerEntry, holding: AttemptRef[]): AttemptRef[] {
     const prev = this.runners.get(entry.id);
+    if (this.drained.has(entry.id)) entry.draining = true; // a drain outlives reconnects
     if (prev?.lostTimer) clearTimeout(prev.lostTimer);
     const drop: AttemptRef[] = [];
     const keep = new Set<string>();
@@ -584,6 +592,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         assignTimeout: d.assignTimeout ?? null,
         deadline: d.deadline ?? null,
         seq: 0,
+        key: d.key ?? null,
+        backoff: d.backoff ?? null,
+        requires: (d.requires as TaskRecord['requires']) ?? null,
+        runner: d.runner ?? null,
       };
       if (isFinal(t.state)) {
         // Final in the journal, not yet folded into `tasks`.
@@ -603,6 +615,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       if (failedDep) failed.push([t, failedDep]);
     }
     for (const t of open) {
+      if (t.deadline || t.assignTimeout) this.track(t);
       if (t.state === 'waiting' && t.pending === 0) this.change(t, 'ready', {});
       if (t.state === 'ready') this.enqueue(t);
       else if (t.state === 'assigned' || t.state === 'running') this.orphans.add(t);
@@ -668,6 +681,27 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.enqueue(t);
       }
     }
+  }
+
+  // ---- draining ----------------------------------------------------------------------------
+
+  /** Stops giving the runner new work; its running attempts finish. Returns false for an unknown runner. */
+  drain(runnerId: string): boolean {
+    const r = this.runners.get(runnerId);
+    if (!r) return false;
+    this.drained.add(runnerId);
+    r.draining = true;
+    return true;
+  }
+
+  /** Lets a drained runner take work again. */
+  undrain(runnerId: string): boolean {
+    const r = this.runners.get(runnerId);
+    this.drained.delete(runnerId);
+    if (!r) return false;
+    r.draining = false;
+    this.scheduleDistribute();
+    return true;
   }
 
   // ---- cancelling ----------------------------------------------------------------------------

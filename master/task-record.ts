@@ -39,6 +39,9 @@ export interface TaskRecord {
   /** When it last became ready (start of its assignTimeout). */
   readyAt?: number | null;
   key?: string | null;
+  requires?: Record<string, string | number | boolean | null> | null;
+  /** Runner id the task must run on. */
+  runner?: string | null;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
   /** Tasks with the same key waiting for this one's outcome (holdSimilarWork). */
   held?: TaskRecord[];

@@ -33,6 +33,8 @@ export interface TaskDoc {
   /** Journal revision folded into this document (0: as added). */
   rev: number;
   key?: string | null;
+  requires?: Record<string, unknown> | null;
+  runner?: string | null;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
 }
 
@@ -66,6 +68,8 @@ export const taskSchema = new Schema<TaskDoc>(
     moduleHash: { type: String, default: null },
     rev: { type: Number, default: 0 },
     key: { type: String, default: null },
+    requires: { type: Schema.Types.Mixed, default: null },
+    runner: { type: String, default: null },
     backoff: { type: Schema.Types.Mixed, default: null },
   },
   // `id: false`: the schema has a real `id` field, so mongoose's virtual must not shadow it.

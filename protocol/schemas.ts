@@ -45,6 +45,10 @@ export const taskInputSchema = z.strictObject({
   runTimeout: ms.optional(),
   /** Time in ms to get a runner once ready (EATO). */
   assignTimeout: ms.optional(),
+  /** Only runners whose announced `data` has these values (a runner's array value matches any of its items). */
+  requires: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).optional(),
+  /** Only this runner (by runner id). */
+  runner: z.string().min(1).max(200).optional(),
   /** Similar work shares this key: with the master's `holdSimilarWork`, one runs and the rest get its outcome. */
   key: z.string().min(1).max(500).optional(),
   /** Delay before a retry. */

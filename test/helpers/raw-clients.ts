@@ -23,8 +23,14 @@ export async function rawRunner(
     prioritySlots?: Record<string, number>;
     data?: Record<string, unknown>;
   },
+  auth: { token?: string } = {},
 ): Promise<RawRunner> {
-  const socket = io(`${url}/runner`, { transports: ['websocket'], reconnection: false, forceNew: true });
+  const socket = io(`${url}/runner`, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    auth,
+  });
   const assigned: Assignment[] = [];
   const cancelled: { id: string; attempt: number }[] = [];
   const checks = new Set<() => void>();
@@ -57,8 +63,13 @@ export interface RawFeeder {
   close(): void;
 }
 
-export async function rawFeeder(url: string): Promise<RawFeeder> {
-  const socket = io(`${url}/feeder`, { transports: ['websocket'], reconnection: false, forceNew: true });
+export async function rawFeeder(url: string, auth: { token?: string } = {}): Promise<RawFeeder> {
+  const socket = io(`${url}/feeder`, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    auth,
+  });
   const outcomes = new Map<string, TaskOutcome>();
   const checks = new Set<() => void>();
   socket.on('task:outcomes', ({ outcomes: list }: { outcomes: TaskOutcome[] }) => {
