@@ -16,6 +16,7 @@ import { resolveDatabase, startEmbeddedDatabase, type Database } from '../models
 import { TaskmasterError } from '../protocol/errors';
 import { runnerConfig, type RunnerFlags } from '../runner/config';
 import { Runner } from '../runner/runner';
+import { registerAdminCommands } from './admin';
 import { runDemo } from './demo';
 import { shutdown, watchSignals } from './signals';
 
@@ -158,6 +159,8 @@ export async function main(argv: string[]): Promise<number> {
       logger: logger({ format: s.logFormat, level: s.logLevel ?? 'warn' }, 'demo', true),
     });
   });
+
+  registerAdminCommands(program, (c) => (code = c));
 
   try {
     await program.parseAsync(argv);

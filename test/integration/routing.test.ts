@@ -1,5 +1,5 @@
 import type { Master } from '../../master/master';
-import { startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { eventually, spawnCli, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
 
 /** Runner data and `requires`, targeting one runner, and an operator's drain through the HTTP API. */
@@ -102,5 +102,27 @@ describe('routing and draining', () => {
       inUse: 0,
     });
     expect((await api('/api/runners/nobody/drain', { method: 'POST' })).status).toBe(404);
+  });
+
+  test('taskmaster status lists the runners; taskmaster drain --wait returns once the runner has no work left', async () => {
+    const run = async (args: string[]) => {
+      const p = spawnCli([...args, '--master', master.url, '--token', 'routing-secret-token']);
+      const code = await new Promise<number | null>((resolve) => p.child.once('exit', (c) => resolve(c)));
+      return { code, out: p.output() };
+    };
+    const status = await run(['status', '--json']);
+    expect(status.code).toBe(0);
+    const parsed = JSON.parse(status.out.trim().split('\n').pop() as string) as { runners: { id: string }[] };
+    expect(parsed.runners.map((r) => r.id).sort()).toEqual(['gpu-box', 'plain-box']);
+
+    const draining = run(['drain', 'plain-box', '--wait']);
+    await eventually(async () => master.scheduler.runners.get('plain-box')?.draining); // its POST arrived
+    expect(plain.assigned.length).toBeGreaterThan(0);
+    await plain.finish(
+      plain.assigned.map((a) => ({ id: a.id, attempt: a.attempt, ok: true as const, result: null })),
+    );
+    const drained = await draining;
+    expect(drained.code).toBe(0);
+    expect(drained.out).toContain('plain-box: no work left');
   });
 });

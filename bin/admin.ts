@@ -1,0 +1,103 @@
+/**
+ * Operator commands that talk to a running master's HTTP API: `taskmaster status` (runners, slots in
+ * use, loaded modules, counters) and `taskmaster drain RUNNER_ID` (no new work for that runner;
+ * with `--wait`, returns once it has none left).
+ */
+import type { Command } from 'commander';
+
+const DEFAULT_MASTER = 'http://127.0.0.1:3232';
+
+interface AdminFlags {
+  master?: string;
+  token?: string;
+  json?: boolean;
+  wait?: boolean;
+  timeout?: string;
+}
+
+interface RunnerView {
+  id: string;
+  hostname: string | null;
+  connected: boolean;
+  draining: boolean;
+  idle: boolean;
+  slots: number;
+  inUse: number;
+  workers: number;
+  data: Record<string, unknown>;
+  modules: { name: string; hash: string }[];
+}
+
+async function api(flags: AdminFlags, path: string, method = 'GET'): Promise<unknown> {
+  const base = flags.master ?? process.env.TASKMASTER_MASTER ?? DEFAULT_MASTER;
+  const token = flags.token ?? (process.env.TASKMASTER_TOKEN || undefined);
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, base), {
+      method,
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (err) {
+    throw new Error(
+      `cannot reach the master at ${base}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const body = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+  if (!res.ok) throw new Error(`${res.status} ${body.error?.code ?? ''} ${body.error?.message ?? ''}`.trim());
+  return body;
+}
+
+function describe(r: RunnerView): string {
+  const state = !r.connected ? 'disconnected' : r.draining ? (r.idle ? 'drained' : 'draining') : 'ready';
+  const mods = r.modules.map((m) => `${m.name}@${m.hash.slice(0, 8)}`).join(' ') || '-';
+  return `${r.id}\t${state}\t${r.inUse}/${r.slots} slots\t${r.workers} workers\t${JSON.stringify(r.data)}\t${mods}`;
+}
+
+export function registerAdminCommands(program: Command, setCode: (code: number) => void): void {
+  const common = (c: Command) =>
+    c
+      .option('--master <url>', `master URL (env TASKMASTER_MASTER; default ${DEFAULT_MASTER})`)
+      .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)');
+
+  common(program.command('status').description("show the master's runners and counters"))
+    .option('--json', 'print JSON')
+    .action(async (flags: AdminFlags) => {
+      const { runners } = (await api(flags, '/api/runners')) as { runners: RunnerView[] };
+      const status = await api(flags, '/api/status');
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify({ ...(status as object), runners })}\n`);
+      } else {
+        process.stdout.write(`${JSON.stringify(status)}\n`);
+        for (const r of runners) process.stdout.write(`${describe(r)}\n`);
+      }
+      setCode(0);
+    });
+
+  common(program.command('drain').description('give a runner no new work; its running tasks finish'))
+    .argument('<runner-id>', 'the runner, as `taskmaster status` lists it')
+    .option('--wait', 'wait until the runner has no work left')
+    .option('--timeout <ms>', 'with --wait: give up after this long (default 600000)')
+    .action(async (id: string, flags: AdminFlags) => {
+      let { runner } = (await api(flags, `/api/runners/${encodeURIComponent(id)}/drain`, 'POST')) as {
+        runner: RunnerView;
+      };
+      process.stdout.write(`${describe(runner)}\n`);
+      const until = Date.now() + Number(flags.timeout ?? 600_000);
+      let delay = 100;
+      while (flags.wait && !runner.idle) {
+        if (Date.now() > until) {
+          process.stderr.write(`taskmaster drain: ${id} still holds ${runner.inUse} tasks\n`);
+          return setCode(1);
+        }
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+        const { runners } = (await api(flags, '/api/runners')) as { runners: RunnerView[] };
+        const now = runners.find((r) => r.id === id);
+        if (!now) break; // gone: nothing left on it either
+        runner = now;
+      }
+      if (flags.wait) process.stdout.write(`${id}: no work left\n`);
+      setCode(0);
+    });
+}
