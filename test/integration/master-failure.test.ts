@@ -77,4 +77,21 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
     const doc = await tasks.findOne({ id: 't7' });
     expect(doc).toMatchObject({ state: 'done', result: { label: 7 } });
   });
+
+  test('on SIGTERM the master stops, flushes every write and exits 0; nothing acknowledged is lost', async () => {
+    for (const m of masters) await m.kill('SIGKILL'); // the port is this test's now
+    const graceful = await startMasterProcess();
+    const f = await startFeeder(url);
+    try {
+      const refs = await f.add(
+        Array.from({ length: 300 }, (_, i) => ({ id: `sigterm-${i}`, module: 'timed', params: [0, i] })),
+      );
+      expect(await graceful.kill('SIGTERM')).toBe(0);
+      expect(graceful.output()).toContain('SIGTERM');
+      const stored = await conn.collection('tasks').countDocuments({ id: { $in: refs.map((r) => r.id) } });
+      expect(stored).toBe(refs.length);
+    } finally {
+      await f.close();
+    }
+  });
 });
