@@ -104,6 +104,10 @@ export async function main(argv: string[]): Promise<number> {
       .option(
         '--max-worker-memory <mb>',
         'replace a child process whose resident memory is above mb after a task (default: unlimited)',
+      )
+      .option(
+        '--allow-exec <programs>',
+        'programs the built-in exec task may run, as tasks name them, e.g. node,/bin/echo (default: none)',
       ),
   ).action(async (flags: RunnerFlags) => {
     code = await runRunner(flags);

@@ -55,6 +55,7 @@ const optionsSchema = z.object({
   orphanWatchdog: z.boolean(),
   maxTasksPerWorker: int(1).optional(),
   maxWorkerMemoryMb: int(1).optional(),
+  allowExec: z.array(z.string().min(1, 'must not be empty')),
 });
 
 export function resolveRunnerOptions(opts: RunnerOptions): ResolvedRunnerOptions {
@@ -93,6 +94,7 @@ export interface RunnerFlags {
   answerThreshold?: string;
   maxTasksPerWorker?: string;
   maxWorkerMemory?: string;
+  allowExec?: string;
   logFormat?: string;
   logLevel?: string;
 }
@@ -144,6 +146,13 @@ const settings = (cwd: string) => ({
   maxTasksPerWorker: { flag: '--max-tasks-per-worker', schema: integer(1) },
   // Keyed as commander names the flag; it becomes the option `maxWorkerMemoryMb`.
   maxWorkerMemory: { flag: '--max-worker-memory', schema: integer(1) },
+  allowExec: {
+    flag: '--allow-exec',
+    schema: z
+      .string()
+      .transform((text) => text.split(',').map((p) => p.trim()))
+      .pipe(z.array(z.string().min(1, 'names programs separated by commas, e.g. node,/bin/echo'))),
+  },
   ...LOG_SETTINGS,
 });
 

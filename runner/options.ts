@@ -47,6 +47,11 @@ export interface RunnerOptions {
   maxTasksPerWorker?: number;
   /** Retire a child process whose resident memory, measured as each task finishes, is above this many MB. Default: unlimited. */
   maxWorkerMemoryMb?: number;
+  /**
+   * Programs the built-in `exec` task may run, matched exactly as a task names them (`node` does not
+   * allow `/usr/bin/node`); `shell: true` also needs `sh`. Default none: exec is off.
+   */
+  allowExec?: string[];
   /** A thread in each child that kills it if the runner dies without cleaning up (about 10 MB per child). Default true. */
   orphanWatchdog?: boolean;
   logger?: Logger;
@@ -67,4 +72,5 @@ export const RUNNER_DEFAULTS = Object.freeze({
   closeTimeoutMs: 2000,
   execArgv: [] as string[],
   orphanWatchdog: true,
+  allowExec: [] as string[],
 });

@@ -10,6 +10,9 @@
  *
  * Recycling (`maxTasksPerWorker`, `maxWorkerMemoryMb`): a child past either limit is retired. It takes
  * no new attempt, finishes those it holds, and is then stopped; nothing it runs fails because of it.
+ *
+ * Built-in `exec` attempts run a program straight from here, not in a child (see exec-task.ts); they
+ * share the timeout, cancel and settled reporting of the others.
  */
 import { EventEmitter } from 'node:events';
 import { backoffDelay } from '../common/backoff';
@@ -17,16 +20,17 @@ import type { Logger } from '../common/logger';
 import { wireError, type WireError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 import { ChildHandle, type ChildExit } from './child-handle';
+import { ExecProcess, type ExecSpec } from './exec-task';
 import type { LoadedModule } from './loader';
 import { ParentCommand, type TaskPayload, type ToParent } from './sandbox-messages';
 
-export interface PoolJob {
+/** An attempt of a task module (run in a child), or of the built-in `exec` (run here). */
+export type PoolJob = {
   key: string;
   task: TaskPayload;
-  module: LoadedModule;
   /** Milliseconds from dispatch before the attempt fails with ETO. */
   runTimeout?: number;
-}
+} & ({ module: LoadedModule } | { exec: ExecSpec });
 
 export type JobOutcome =
   { ok: true; result: unknown } | { ok: false; error: WireError; unrecoverable?: boolean };
@@ -62,9 +66,17 @@ interface JobState {
   timer: NodeJS.Timeout | null;
 }
 
+interface ExecState {
+  job: PoolJob;
+  proc: ExecProcess | null;
+  abandoned: boolean;
+  timer: NodeJS.Timeout | null;
+}
+
 export class ChildPool extends EventEmitter<PoolEvents> {
   private children: ChildHandle[] = [];
   private jobs = new Map<string, JobState>();
+  private execs = new Map<string, ExecState>();
   /** Jobs that arrived while no child was alive (all crashed at once and respawns are backing off). */
   private waiting: PoolJob[] = [];
   private earlyDeaths = 0;
@@ -87,7 +99,7 @@ export class ChildPool extends EventEmitter<PoolEvents> {
 
   /** Attempts being run (not counting cancelled ones still winding down). */
   runningKeys(): string[] {
-    return [...this.jobs].filter(([, s]) => !s.abandoned).map(([k]) => k);
+    return [...this.jobs, ...this.execs].filter(([, s]) => !s.abandoned).map(([k]) => k);
   }
 
   /** Pids of the live children, for tests and diagnostics. */
@@ -96,12 +108,13 @@ export class ChildPool extends EventEmitter<PoolEvents> {
   }
 
   has(key: string): boolean {
-    const s = this.jobs.get(key);
+    const s = this.jobs.get(key) ?? this.execs.get(key);
     return !!s && !s.abandoned;
   }
 
   run(job: PoolJob): void {
-    if (this.closed || this.jobs.has(job.key)) return;
+    if (this.closed || this.jobs.has(job.key) || this.execs.has(job.key)) return;
+    if ('exec' in job) return this.runExec(job, job.exec);
     let best: ChildHandle | undefined;
     // A child still holding an abandoned attempt may be stuck in it until the kill: avoid it if possible.
     for (const c of this.children) {
@@ -125,6 +138,8 @@ export class ChildPool extends EventEmitter<PoolEvents> {
   cancel(key: string, reason = 'cancelled'): void {
     const waitingAt = this.waiting.findIndex((j) => j.key === key);
     if (waitingAt >= 0) this.waiting.splice(waitingAt, 1);
+    const e = this.execs.get(key);
+    if (e) return this.stopExec(e);
     this.abandon(key, wireError('ECANCELLED', reason));
   }
 
@@ -135,12 +150,17 @@ export class ChildPool extends EventEmitter<PoolEvents> {
     if (this.respawnTimer) clearTimeout(this.respawnTimer);
     for (const s of this.jobs.values()) if (s.timer) clearTimeout(s.timer);
     this.jobs.clear();
-    await Promise.all(this.children.map((c) => c.stop(this.opts.killGraceMs)));
+    const execs = [...this.execs.values()];
+    for (const e of execs) this.stopExec(e);
+    await Promise.all([
+      ...this.children.map((c) => c.stop(this.opts.killGraceMs)),
+      ...execs.map((e) => e.proc?.stop(this.opts.killGraceMs)),
+    ]);
     this.children = [];
   }
 
   private timeout(key: string): void {
-    const s = this.jobs.get(key);
+    const s = this.jobs.get(key) ?? this.execs.get(key);
     if (!s || s.abandoned) return;
     const error = wireError('ETO', `run timeout: the task ran longer than ${s.job.runTimeout} ms`);
     this.log.warn('task timed out', {
@@ -149,7 +169,30 @@ export class ChildPool extends EventEmitter<PoolEvents> {
       runTimeout: s.job.runTimeout,
     });
     this.emit('settled', key, { ok: false, error });
-    this.abandon(key, error);
+    const e = this.execs.get(key);
+    if (e) this.stopExec(e);
+    else this.abandon(key, error);
+  }
+
+  private runExec(job: PoolJob, spec: ExecSpec): void {
+    const state: ExecState = { job, proc: null, abandoned: false, timer: null };
+    this.execs.set(job.key, state);
+    state.proc = new ExecProcess(spec, (outcome) => {
+      if (this.execs.get(job.key) === state) this.execs.delete(job.key);
+      if (state.timer) clearTimeout(state.timer);
+      if (!state.abandoned) this.emit('settled', job.key, outcome);
+    });
+    if (job.runTimeout && job.runTimeout > 0)
+      state.timer = setTimeout(() => this.timeout(job.key), job.runTimeout);
+    this.emit('started', job.key);
+  }
+
+  /** Nothing more is reported for the attempt; its program gets SIGTERM, then SIGKILL after the grace. */
+  private stopExec(state: ExecState): void {
+    state.abandoned = true;
+    if (state.timer) clearTimeout(state.timer);
+    state.timer = null;
+    void state.proc?.stop(this.opts.killGraceMs);
   }
 
   private abandon(key: string, error: WireError): void {

@@ -26,6 +26,7 @@ import {
 } from '../protocol/schemas';
 import { resolveRunnerOptions, type ResolvedRunnerOptions } from './config';
 import { cancelSchema, MasterConnection } from './connection';
+import { checkExec, EXEC_MODULE } from './exec-task';
 import { ModuleLoader, type LoadedModule } from './loader';
 import type { RunnerOptions } from './options';
 import { ResultOutbox } from './outbox';
@@ -298,18 +299,13 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   /** Resolves each module once per batch (which also picks up edits), then hands the attempts to the pool. */
   private async dispatch(batch: [string, Assignment][]): Promise<void> {
-    const names = [...new Set(batch.map(([, a]) => a.module))];
+    // The built-in `exec` is never looked up in the task folders: it wins over a module of that name.
+    const names = [...new Set(batch.map(([, a]) => a.module))].filter((n) => n !== EXEC_MODULE);
     const loaded = await Promise.allSettled(names.map((n) => this.loader.resolve(n)));
     const byName = new Map<string, PromiseSettledResult<LoadedModule>>(names.map((n, i) => [n, loaded[i]]));
     for (const [key, a] of batch) {
       const entry = this.active.get(key);
       if (!entry || this.closing) continue; // cancelled while its module was loading
-      const mod = byName.get(a.module);
-      if (!mod || mod.status === 'rejected') {
-        this.settle(key, { ok: false, error: fromThrown(mod?.reason, 'EMODULE'), unrecoverable: true });
-        continue;
-      }
-      entry.moduleHash = mod.value.hash;
       const task = {
         id: a.id,
         attempt: a.attempt,
@@ -318,6 +314,18 @@ export class Runner extends EventEmitter<RunnerEvents> {
         priority: a.priority,
         batch: a.batch,
       };
+      if (a.module === EXEC_MODULE) {
+        const checked = checkExec(a.params, this.options.allowExec);
+        if (!checked.ok) this.settle(key, { ok: false, error: checked.error, unrecoverable: true });
+        else this.pool.run({ key, task, exec: checked.spec, runTimeout: a.runTimeout });
+        continue;
+      }
+      const mod = byName.get(a.module);
+      if (!mod || mod.status === 'rejected') {
+        this.settle(key, { ok: false, error: fromThrown(mod?.reason, 'EMODULE'), unrecoverable: true });
+        continue;
+      }
+      entry.moduleHash = mod.value.hash;
       this.pool.run({ key, task, module: mod.value, runTimeout: a.runTimeout });
     }
   }

@@ -52,3 +52,22 @@ describe('runner options: worker recycling', () => {
     expect(out).toContain('--max-worker-memory <mb>');
   });
 });
+
+describe('runner options: exec allow-list', () => {
+  test('off unless programs are named; --allow-exec is a comma-separated list', () => {
+    expect(resolveRunnerOptions({}).allowExec).toEqual([]);
+    expect(runnerConfig({ allowExec: 'node, /bin/echo' }, {}).options).toEqual({
+      allowExec: ['node', '/bin/echo'],
+    });
+  });
+
+  test('an empty name is refused', () => {
+    expect(errorOf(() => runnerConfig({ allowExec: 'node,,sh' }, {})).message).toContain(
+      '--allow-exec[1]: names programs separated by commas',
+    );
+  });
+
+  test('taskmaster runner --help lists --allow-exec', async () => {
+    expect(await help()).toContain('--allow-exec <programs>');
+  });
+});
