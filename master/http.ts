@@ -32,6 +32,26 @@ export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, m
     const runner = master.listRunners().find((r) => r.id === id);
     return json(res, 200, { runner });
   }
+  if (req.method === 'GET' && url.pathname === '/api/allocations') {
+    return json(res, 200, {
+      allocations: master.scheduler.allocationsOf(url.searchParams.get('runner') ?? undefined),
+    });
+  }
+  const alloc = /^\/api\/allocations\/(.+)$/.exec(url.pathname);
+  if (alloc) {
+    const key = decodeURIComponent(alloc[1]);
+    if (req.method === 'GET') {
+      const runner = master.scheduler.allocations.get(key);
+      return runner
+        ? json(res, 200, { key, runner })
+        : json(res, 404, { error: { code: 'EUNKNOWN', message: `no allocation for "${key}"` } });
+    }
+    if (req.method === 'DELETE') {
+      return master.scheduler.deallocate(key)
+        ? json(res, 200, { key, deallocated: true })
+        : json(res, 404, { error: { code: 'EUNKNOWN', message: `no allocation for "${key}"` } });
+    }
+  }
   if (req.method === 'GET' && url.pathname === '/api/runners') {
     return json(res, 200, { runners: master.listRunners() });
   }

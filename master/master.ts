@@ -104,6 +104,7 @@ export class Master extends EventEmitter {
       retryBackoff: this.opts.retryBackoff,
       timeoutSweepMs: this.opts.timeoutSweepMs,
       distributeDelayMs: this.opts.distributeDelayMs,
+      allocate: this.opts.allocate,
       logger: this.logger,
     });
     this.sched = sched;

@@ -51,6 +51,11 @@ export interface MasterOptions {
    * on the next tick, which already batches everything that happened in the current one.
    */
   distributeDelayMs?: number;
+  /**
+   * Chooses the runner a new affinity key is allocated to, among the available runner ids (sorted);
+   * atributo's `_allocate`. Default: the key's SHA-256, as a 32-bit integer, modulo their number.
+   */
+  allocate?: (key: string, runnerIds: string[]) => string | undefined;
   logger?: Logger;
 }
 

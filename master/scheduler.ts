@@ -8,6 +8,7 @@
  * Durability before effect: assignments are sent, add replies and outcomes delivered, and runners'
  * results acknowledged only after the store's barrier, i.e. once the change is in the database.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import mongoose from 'mongoose';
 import { backoffDelay } from '../common/backoff';
@@ -43,6 +44,8 @@ export interface SchedulerOptions {
   queueLimit: number;
   /** Run one task per `key` at a time; the others get its outcome. */
   holdSimilarWork: boolean;
+  /** Chooses the runner for a new affinity key among the available ones (sorted ids). Default: hash of the key. */
+  allocate?: (key: string, runnerIds: string[]) => string | undefined;
   /** Delay before a retry unless the task says otherwise. */
   retryBackoff: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
   /** How often timeouts are checked. */
@@ -80,6 +83,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Running leader per key (holdSimilarWork). */
   private leaders = new Map<string, TaskRecord>();
   private retryTimers = new Set<NodeJS.Timeout>();
+  /** Sticky allocations: affinity key → runner id (persisted in `allocations`). */
+  readonly allocations = new Map<string, string>();
   /** Runner ids an operator drained: they get no new work, across reconnects. */
   private drained = new Set<string>();
   private closed = false;
@@ -156,6 +161,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         deadline: p.timeout ? (calledAt ?? now) + p.timeout : null,
         seq: 0,
         key: p.key ?? null,
+        affinity: p.affinity ?? null,
         backoff: p.backoff ?? null,
         requires: p.requires ?? null,
         runner: p.runner ?? null,
@@ -189,6 +195,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         moduleHash: null,
         rev: 0,
         key: t.key ?? null,
+        affinity: t.affinity ?? null,
         backoff: t.backoff ?? null,
         requires: t.requires ?? null,
         runner: t.runner ?? null,
@@ -254,7 +261,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
           continue;
         }
       }
-      const able = candidates.filter((c) => canTake(c, e.task.priority) && eligible(c, e.task));
+      const sticky = e.task.affinity ? this.allocationFor(e.task) : null;
+      const able = candidates.filter(
+        (c) => canTake(c, e.task.priority) && eligible(c, e.task) && (!e.task.affinity || c.id === sticky),
+      );
       const r = able.length > 0 ? select(e.task, able) : undefined;
       if (!r || !canTake(r, e.task.priority)) {
         skipped.push(e);
@@ -563,6 +573,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   /** Rebuilds memory from the database after a start. */
   async recover(): Promise<{ tasks: number; orphans: number }> {
+    for (const a of await this.store.loadAllocations()) this.allocations.set(a.key, a.runner);
     const { docs, states } = await this.store.loadUnfinished();
     const open: TaskRecord[] = [];
     for (const d of docs) {
@@ -593,6 +604,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         deadline: d.deadline ?? null,
         seq: 0,
         key: d.key ?? null,
+        affinity: d.affinity ?? null,
         backoff: d.backoff ?? null,
         requires: (d.requires as TaskRecord['requires']) ?? null,
         runner: d.runner ?? null,
@@ -681,6 +693,44 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.enqueue(t);
       }
     }
+  }
+
+  // ---- sticky allocation (affinity) ---------------------------------------------------------
+
+  /**
+   * The runner a task's affinity key belongs to, allocating it now if it has none: among the
+   * available runners (connected, not drained, matching the task), by the allocator. A key stays
+   * with its runner while that runner is drained or away, until it is deallocated.
+   */
+  private allocationFor(t: TaskRecord): string | null {
+    const key = t.affinity as string;
+    const known = this.allocations.get(key);
+    if (known) return known;
+    const ids = [...this.runners.values()]
+      .filter((r) => r.connected && !r.draining && !r.legacy && eligible(r, t))
+      .map((r) => r.id)
+      .sort();
+    if (ids.length === 0) return null;
+    const chosen = (this.opts.allocate ?? hashAllocate)(key, ids);
+    if (!chosen || !ids.includes(chosen)) return null;
+    this.allocations.set(key, chosen);
+    this.store.allocate({ key, runner: chosen, at: Date.now() });
+    return chosen;
+  }
+
+  /** Forgets a key's runner; its next task is allocated afresh. */
+  deallocate(key: string): boolean {
+    if (!this.allocations.delete(key)) return false;
+    this.store.deallocate(key);
+    this.scheduleDistribute();
+    return true;
+  }
+
+  allocationsOf(runnerId?: string): { key: string; runner: string }[] {
+    const out: { key: string; runner: string }[] = [];
+    for (const [key, runner] of this.allocations)
+      if (!runnerId || runner === runnerId) out.push({ key, runner });
+    return out;
   }
 
   // ---- draining ----------------------------------------------------------------------------
@@ -814,6 +864,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     await this.store.barrier();
   }
+}
+
+/** atributo's default: the key's hash, as a 32-bit integer, indexes the available runners. */
+export function hashAllocate(key: string, runnerIds: string[]): string | undefined {
+  if (runnerIds.length === 0) return undefined;
+  const n = createHash('sha256').update(key).digest().readUInt32BE(0);
+  return runnerIds[n % runnerIds.length];
 }
 
 function depError(dep: string, err: WireError | null | undefined): WireError {

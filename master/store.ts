@@ -17,8 +17,13 @@ import { FINAL_STATES } from '../protocol/states';
 import { decodeValue, encodeValue } from '../models/codec';
 import { taskModel, type TaskDoc } from '../models/task';
 import { taskEventModel, type TaskEventDoc } from '../models/task-event';
+import { allocationModel, type AllocationDoc } from '../models/allocation';
 
-type Entry = { coll: 'tasks'; doc: TaskDoc } | { coll: 'events'; doc: TaskEventDoc };
+type Entry =
+  | { coll: 'tasks'; doc: TaskDoc }
+  | { coll: 'events'; doc: TaskEventDoc }
+  | { coll: 'allocations'; doc: AllocationDoc }
+  | { coll: 'deallocations'; doc: { key: string } };
 
 export interface FoldedState {
   id: string;
@@ -46,6 +51,7 @@ export interface StoreOptions {
 export class Store {
   readonly tasks: Model<TaskDoc>;
   readonly events: Model<TaskEventDoc>;
+  readonly allocations: Model<AllocationDoc>;
   private queue: Entry[] = [];
   private waiters: (() => void)[] = [];
   private folds = new Map<string, FoldedState>();
@@ -62,6 +68,7 @@ export class Store {
   ) {
     this.tasks = taskModel(conn);
     this.events = taskEventModel(conn);
+    this.allocations = allocationModel(conn);
   }
 
   insertTask(doc: TaskDoc): void {
@@ -73,6 +80,19 @@ export class Store {
     if ('result' in e) e.result = encodeValue(e.result);
     if (e.error?.details !== undefined) e.error = { ...e.error, details: encodeValue(e.error.details) };
     this.push({ coll: 'events', doc: e });
+  }
+
+  /** Records that an affinity key now belongs to a runner (ordered with everything else). */
+  allocate(doc: AllocationDoc): void {
+    this.push({ coll: 'allocations', doc });
+  }
+
+  deallocate(key: string): void {
+    this.push({ coll: 'deallocations', doc: { key } });
+  }
+
+  async loadAllocations(): Promise<AllocationDoc[]> {
+    return (await this.allocations.collection.find({}).toArray()) as unknown as AllocationDoc[];
   }
 
   /** Copy a final outcome into its `tasks` document when the writer is idle. */
@@ -143,14 +163,20 @@ export class Store {
       while (j < batch.length && j - i < this.opts.writeChunk && batch[j].coll === coll) j++;
       const docs = batch.slice(i, j).map((e) => e.doc);
       try {
-        const model = coll === 'tasks' ? this.tasks : this.events;
-        await model.collection.insertMany(docs as never[], { ordered: true });
+        if (coll === 'deallocations') {
+          await this.allocations.collection.deleteMany({
+            key: { $in: docs.map((d) => (d as { key: string }).key) },
+          });
+        } else {
+          const model = coll === 'tasks' ? this.tasks : coll === 'events' ? this.events : this.allocations;
+          await model.collection.insertMany(docs as never[], { ordered: true });
+        }
         this.written += docs.length;
         i = j;
         failures = 0;
       } catch (err) {
         const done = insertedBeforeError(err);
-        if (isDuplicateKey(err) && coll === 'events') {
+        if (isDuplicateKey(err) && coll !== 'tasks') {
           // A revision already stored: either our own earlier try whose answer was lost, or another
           // master writing the same tasks. Skip it; the first writer's record stands.
           this.opts.logger.warn('journal revision already stored; skipped', {

@@ -39,6 +39,7 @@ export interface TaskRecord {
   /** When it last became ready (start of its assignTimeout). */
   readyAt?: number | null;
   key?: string | null;
+  affinity?: string | null;
   requires?: Record<string, string | number | boolean | null> | null;
   /** Runner id the task must run on. */
   runner?: string | null;

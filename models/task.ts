@@ -35,6 +35,7 @@ export interface TaskDoc {
   key?: string | null;
   requires?: Record<string, unknown> | null;
   runner?: string | null;
+  affinity?: string | null;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
 }
 
@@ -70,6 +71,7 @@ export const taskSchema = new Schema<TaskDoc>(
     key: { type: String, default: null },
     requires: { type: Schema.Types.Mixed, default: null },
     runner: { type: String, default: null },
+    affinity: { type: String, default: null },
     backoff: { type: Schema.Types.Mixed, default: null },
   },
   // `id: false`: the schema has a real `id` field, so mongoose's virtual must not shadow it.

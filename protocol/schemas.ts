@@ -47,6 +47,8 @@ export const taskInputSchema = z.strictObject({
   assignTimeout: ms.optional(),
   /** Only runners whose announced `data` has these values (a runner's array value matches any of its items). */
   requires: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).optional(),
+  /** Sticky allocation: every task with this affinity key runs on the runner the key is allocated to. */
+  affinity: z.string().min(1).max(500).optional(),
   /** Only this runner (by runner id). */
   runner: z.string().min(1).max(200).optional(),
   /** Similar work shares this key: with the master's `holdSimilarWork`, one runs and the rest get its outcome. */

@@ -5,6 +5,9 @@
 import { io, type Socket } from 'socket.io-client';
 import type { AddReply, Assignment, AttemptResult, TaskOutcome } from '../../protocol/schemas';
 
+/** Conditions waited on, re-checked after any raw client receives anything (a condition may span several). */
+const checks = new Set<() => void>();
+
 export interface RawRunner {
   socket: Socket;
   assigned: Assignment[];
@@ -33,7 +36,6 @@ export async function rawRunner(
   });
   const assigned: Assignment[] = [];
   const cancelled: { id: string; attempt: number }[] = [];
-  const checks = new Set<() => void>();
   const poke = () => checks.forEach((c) => c());
   socket.on('task:assign', ({ tasks }: { tasks: Assignment[] }) => {
     assigned.push(...tasks);
@@ -71,7 +73,6 @@ export async function rawFeeder(url: string, auth: { token?: string } = {}): Pro
     auth,
   });
   const outcomes = new Map<string, TaskOutcome>();
-  const checks = new Set<() => void>();
   socket.on('task:outcomes', ({ outcomes: list }: { outcomes: TaskOutcome[] }) => {
     for (const o of list) outcomes.set(o.id, o);
     checks.forEach((c) => c());
