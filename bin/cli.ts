@@ -98,6 +98,10 @@ export async function main(argv: string[]): Promise<number> {
       )
       .option('--answer-threshold <n>', 'results batched before answering the master (default 1)')
       .option(
+        '--shutdown-grace-ms <ms>',
+        'on SIGTERM/SIGINT, how long running tasks may finish before they are given back (default 10000)',
+      )
+      .option(
         '--max-tasks-per-worker <n>',
         'replace a child process after it has finished n tasks (default: unlimited)',
       )
@@ -222,7 +226,7 @@ async function runRunner(flags: RunnerFlags): Promise<number> {
   const log = logger(cfg.log, 'runner');
   const signalled = watchSignals((m) => log.info(m));
   const runner = new Runner({ ...cfg.options, logger: log });
-  const stop = () => shutdown([() => runner.close()], (m) => log.warn(m));
+  const stop = () => shutdown([() => runner.shutdown()], (m) => log.warn(m));
   // start() waits for the master's first acknowledgement; a signal before that still stops cleanly.
   const started = runner.start().then(() => 'started' as const);
   try {

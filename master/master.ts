@@ -218,6 +218,20 @@ export class Master extends EventEmitter {
       for (const f of this.watchers.get(parsed.data.id) ?? []) f.emit('task:progress', parsed.data);
     });
 
+    socket.on('runner:draining', () => {
+      const r = runnerId ? this.scheduler.runners.get(runnerId) : undefined;
+      if (r) r.draining = true;
+      log.info('runner draining', { runnerId });
+    });
+
+    socket.on('task:release', (payload, ack) => {
+      const parsed = startedSchema.safeParse(payload);
+      if (!parsed.success || !runnerId) return safeAck(ack, { ok: false, released: 0 });
+      const released = this.scheduler.release(runnerId, parsed.data.tasks);
+      log.info('attempts released by their runner', { runnerId, released });
+      void this.scheduler.flushed().then(() => safeAck(ack, { ok: true, released }));
+    });
+
     socket.on('runner:modules', (payload) => {
       const parsed = modulesUpdateSchema.safeParse(payload);
       const r = runnerId ? this.scheduler.runners.get(runnerId) : undefined;

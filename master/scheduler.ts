@@ -346,7 +346,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       accepted++;
       const r = this.runners.get(runnerId);
       if (r && t.assignedAt) recordRunTime(r, t.module, Date.now() - t.assignedAt);
-      this.release(t);
+      this.freeSlot(t);
       if (res.ok) this.complete(t, res.result, res.moduleHash);
       else this.attemptFailed(t, res.error, res.unrecoverable === true, res.moduleHash);
     }
@@ -365,7 +365,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return undefined;
   }
 
-  private release(t: TaskRecord): void {
+  private freeSlot(t: TaskRecord): void {
     const r = t.who ? this.runners.get(t.who) : undefined;
     if (r) unhold(r, t.id, t.priority);
     this.orphans.delete(t);
@@ -431,7 +431,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         // Stop the attempt where it runs; whatever it reports later is stale.
         runner.cancel([{ id: x.id, attempt: x.attempts }], err.code);
       }
-      this.release(x);
+      this.freeSlot(x);
       if (x.heldBy) this.unholdFrom(x);
       x.error = err;
       this.change(x, st, { error: err });
@@ -565,7 +565,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private lose(t: TaskRecord, why: string): void {
     if (isFinal(t.state) || t.state === 'ready' || t.state === 'waiting') return;
-    this.release(t);
+    this.freeSlot(t);
     this.attemptFailed(t, wireError('ERUNNERLOST', why), false);
   }
 
@@ -731,6 +731,30 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     for (const [key, runner] of this.allocations)
       if (!runnerId || runner === runnerId) out.push({ key, runner });
     return out;
+  }
+
+  /**
+   * A runner gives back attempts it will not finish (it is shutting down): they are requeued at once,
+   * without counting as a failure. Returns how many were still its own.
+   */
+  release(runnerId: string, refs: AttemptRef[]): number {
+    let n = 0;
+    for (const ref of refs) {
+      const t = this.current(ref, runnerId);
+      if (!t || (t.state !== 'assigned' && t.state !== 'running')) continue;
+      this.freeSlot(t);
+      t.who = null;
+      this.change(t, 'ready', {});
+      this.enqueue(t);
+      n++;
+    }
+    this.scheduleFlush();
+    return n;
+  }
+
+  /** Resolves once every change made so far is durable. */
+  flushed(): Promise<void> {
+    return this.store.barrier();
   }
 
   // ---- draining ----------------------------------------------------------------------------

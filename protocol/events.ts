@@ -56,6 +56,13 @@ export interface RunnerToMaster {
   'task:results': (payload: { results: AttemptResult[] }, ack: (reply: ResultsAck) => void) => void;
   'task:progress': (payload: Progress) => void;
   'runner:modules': (payload: { modules: ModuleInfo[] }) => void;
+  /** The runner is shutting down: send it no new work. */
+  'runner:draining': () => void;
+  /** Attempts the runner gives back unfinished (shutdown grace ran out): requeue them at once. */
+  'task:release': (
+    payload: { tasks: AttemptRef[] },
+    ack: (reply: { ok: boolean; released: number }) => void,
+  ) => void;
   /** Follow-up tasks added by a running task through `this.add(tasks)`. */
   'tasks:add': (req: AddRequest, ack: (reply: AddReply) => void) => void;
   'sysmsg:send': (req: SysmsgRequest, ack: (reply: SysmsgReply) => void) => void;

@@ -46,6 +46,7 @@ const optionsSchema = z.object({
   answerDelayMs: int(0),
   watch: z.boolean(),
   killGraceMs: int(0),
+  shutdownGraceMs: int(0),
   ackTimeoutMs: int(1),
   reconnectDelayMs: int(1),
   reconnectDelayMaxMs: int(1),
@@ -94,6 +95,7 @@ export interface RunnerFlags {
   answerThreshold?: string;
   maxTasksPerWorker?: string;
   maxWorkerMemory?: string;
+  shutdownGraceMs?: string;
   allowExec?: string;
   logFormat?: string;
   logLevel?: string;
@@ -144,6 +146,7 @@ const settings = (cwd: string) => ({
   },
   answerThreshold: { flag: '--answer-threshold', schema: integer(1, 100_000) },
   maxTasksPerWorker: { flag: '--max-tasks-per-worker', schema: integer(1) },
+  shutdownGraceMs: { flag: '--shutdown-grace-ms', schema: integer(0) },
   // Keyed as commander names the flag; it becomes the option `maxWorkerMemoryMb`.
   maxWorkerMemory: { flag: '--max-worker-memory', schema: integer(1) },
   allowExec: {

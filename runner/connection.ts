@@ -116,6 +116,22 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
     this.socket.disconnect();
   }
 
+  /** Tells the master to send no new work (shutdown). */
+  draining(): void {
+    if (this.ready) this.socket.emit('runner:draining');
+  }
+
+  /** Gives attempts back to the master unfinished, so it requeues them at once. */
+  async release(tasks: AttemptRef[]): Promise<number> {
+    if (!this.ready || tasks.length === 0) return 0;
+    const reply = (await this.socket
+      .timeout(this.opts.ackTimeoutMs)
+      .emitWithAck('task:release', { tasks })) as {
+      released?: number;
+    };
+    return reply.released ?? 0;
+  }
+
   started(tasks: AttemptRef[]): void {
     if (this.ready && tasks.length) this.socket.emit('task:started', { tasks });
   }

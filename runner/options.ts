@@ -31,6 +31,8 @@ export interface RunnerOptions {
   watch?: boolean;
   /** After a cancel or run timeout, how long a task may take to stop before its child is killed. Default 1000 ms. */
   killGraceMs?: number;
+  /** On shutdown (SIGTERM/SIGINT), how long running tasks may finish before they are given back to the master. Default 10000 ms. */
+  shutdownGraceMs?: number;
   /** Wait for each acknowledgement from the master (hello, results, tasks:add). Default 30 000 ms. */
   ackTimeoutMs?: number;
   /** First reconnect delay; it doubles with jitter up to `reconnectDelayMaxMs`. Default 250 ms. */
@@ -65,6 +67,7 @@ export const RUNNER_DEFAULTS = Object.freeze({
   answerDelayMs: 5,
   watch: true,
   killGraceMs: 1000,
+  shutdownGraceMs: 10_000,
   ackTimeoutMs: ACK_TIMEOUT_MS,
   reconnectDelayMs: 250,
   reconnectDelayMaxMs: 5000,

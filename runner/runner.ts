@@ -69,6 +69,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   private drainWaiters = new Set<() => void>();
+  /** Shutting down: no new work is taken. */
+  private stopping = false;
   /** Fails a start() still waiting for the master when close() is called. */
   private abortStart: ((err: Error) => void) | null = null;
 
@@ -119,6 +121,31 @@ export class Runner extends EventEmitter<RunnerEvents> {
   close(): Promise<void> {
     this.closing ??= this.doClose();
     return this.closing;
+  }
+
+  /**
+   * Graceful stop (SIGTERM/SIGINT): takes no new work, lets running tasks finish for up to `graceMs`,
+   * then gives the unfinished attempts back to the master — which requeues them at once instead of
+   * waiting for this runner's disconnect to time out — and closes.
+   */
+  async shutdown(graceMs = this.options.shutdownGraceMs): Promise<void> {
+    if (this.closing) return this.closing;
+    this.stopping = true;
+    this.conn.draining();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.drain(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    const left = this.running;
+    if (left.length > 0) {
+      const released = await this.conn.release(left).catch((err: unknown) => {
+        this.log.warn('could not release unfinished attempts; the master retries them after the disconnect', {
+          error: String(err),
+        });
+        return 0;
+      });
+      this.log.info('released unfinished attempts', { released, unfinished: left.length });
+    }
+    await this.close();
   }
 
   /** Resolves when nothing is running here and every result has been acknowledged (or on close). */
@@ -283,6 +310,11 @@ export class Runner extends EventEmitter<RunnerEvents> {
       return void this.log.warn('malformed task:assign ignored', {
         issues: formatIssues(parsed.error.issues, 'assign'),
       });
+    }
+    if (this.stopping) {
+      // Sent before the master heard we are draining: hand it straight back.
+      void this.conn.release(parsed.data.tasks.map((a) => ({ id: a.id, attempt: a.attempt }))).catch(() => 0);
+      return;
     }
     const fresh: [string, Assignment][] = [];
     for (const a of parsed.data.tasks) {
