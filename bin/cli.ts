@@ -16,6 +16,7 @@ import { resolveDatabase, startEmbeddedDatabase, type Database } from '../models
 import { TaskmasterError } from '../protocol/errors';
 import { runnerConfig, type RunnerFlags } from '../runner/config';
 import { Runner } from '../runner/runner';
+import { discoverMaster, masterFromTracker } from '../common/discovery';
 import { registerAdminCommands } from './admin';
 import { runDemo } from './demo';
 import { shutdown, watchSignals } from './signals';
@@ -72,7 +73,13 @@ export async function main(argv: string[]): Promise<number> {
       )
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option('--sacred-guarantees', 'keep priority slot guarantees strictly')
-      .option('--hold-similar-work', 'run one task per key at a time; the others get its outcome'),
+      .option('--hold-similar-work', 'run one task per key at a time; the others get its outcome')
+      .option('--announce', 'announce this master over UDP for runners and feeders started with --discover')
+      .option(
+        '--broadcast-address <addr>',
+        'where announcements go (default 127.255.255.255, this machine only)',
+      )
+      .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),
   ).action(async (flags: MasterFlags) => {
     code = await runMaster(flags);
   });
@@ -112,8 +119,11 @@ export async function main(argv: string[]): Promise<number> {
       .option(
         '--allow-exec <programs>',
         'programs the built-in exec task may run, as tasks name them, e.g. node,/bin/echo (default: none)',
-      ),
-  ).action(async (flags: RunnerFlags) => {
+      )
+      .option('--discover', "find the master from its UDP announcements (the master's --announce)")
+      .option('--tracker <url>', 'find the master by asking this master (GET /hostsAvailable)')
+      .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),
+  ).action(async (flags: RunnerFlags & DiscoveryFlags) => {
     code = await runRunner(flags);
   });
 
@@ -130,12 +140,16 @@ export async function main(argv: string[]): Promise<number> {
         'wait for every outcome, with progress on stderr, then print a summary and the results',
       )
       .option('--json', 'print JSON on stdout: the stored refs, or with --wait the outcomes')
-      .option('--connect-timeout <ms>', 'give up if the master cannot be reached in time (default 30000)'),
-  ).action(async (file: string, flags: FeederFlags & { wait?: boolean; json?: boolean }) => {
+      .option('--connect-timeout <ms>', 'give up if the master cannot be reached in time (default 30000)')
+      .option('--discover', "find the master from its UDP announcements (the master's --announce)")
+      .option('--tracker <url>', 'find the master by asking this master (GET /hostsAvailable)')
+      .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),
+  ).action(async (file: string, flags: FeederFlags & DiscoveryFlags & { wait?: boolean; json?: boolean }) => {
     const cfg = feederConfig(flags);
+    const master = await locateMaster(flags, cfg.options.master, cfg.options.token);
     code = await feed({
       file,
-      feeder: cfg.options,
+      feeder: { ...cfg.options, master },
       batch: cfg.batch,
       wait: flags.wait,
       json: flags.json,
@@ -182,7 +196,9 @@ export async function main(argv: string[]): Promise<number> {
   return code;
 }
 
-async function runMaster(flags: MasterFlags): Promise<number> {
+async function runMaster(
+  flags: MasterFlags & { announce?: boolean; broadcastAddress?: string; discoveryPort?: string },
+): Promise<number> {
   const cfg = masterConfig(flags);
   const log = logger(cfg.log, 'master');
   const signalled = watchSignals((m) => log.info(m));
@@ -203,6 +219,12 @@ async function runMaster(flags: MasterFlags): Promise<number> {
       ...cfg.options,
       mongoUrl,
       dbName: databaseName(mongoUrl, cfg.options.dbName),
+      announce: flags.announce
+        ? {
+            address: flags.broadcastAddress,
+            port: flags.discoveryPort === undefined ? undefined : Number(flags.discoveryPort),
+          }
+        : undefined,
       logger: log,
     });
     await master.start();
@@ -221,11 +243,37 @@ async function runMaster(flags: MasterFlags): Promise<number> {
   return stop();
 }
 
-async function runRunner(flags: RunnerFlags): Promise<number> {
+interface DiscoveryFlags {
+  discover?: boolean;
+  tracker?: string;
+  discoveryPort?: string;
+}
+
+/** `--discover` (UDP announcements) or `--tracker URL`, else the configured master. */
+async function locateMaster(
+  flags: DiscoveryFlags,
+  configured: string | undefined,
+  token?: string,
+): Promise<string | undefined> {
+  const port = flags.discoveryPort === undefined ? undefined : Number(flags.discoveryPort);
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `--discovery-port: must be an integer between 1 and 65535 (got "${flags.discoveryPort}")`,
+    );
+  }
+  if (flags.discover) return discoverMaster({ port });
+  if (flags.tracker) return masterFromTracker(flags.tracker, token);
+  return configured;
+}
+
+async function runRunner(flags: RunnerFlags & DiscoveryFlags): Promise<number> {
   const cfg = runnerConfig(flags);
   const log = logger(cfg.log, 'runner');
   const signalled = watchSignals((m) => log.info(m));
-  const runner = new Runner({ ...cfg.options, logger: log });
+  const master = await locateMaster(flags, cfg.options.master, cfg.options.token);
+  if (master !== cfg.options.master) log.info('found a master', { master });
+  const runner = new Runner({ ...cfg.options, master, logger: log });
   const stop = () => shutdown([() => runner.shutdown()], (m) => log.warn(m));
   // start() waits for the master's first acknowledgement; a signal before that still stops cleanly.
   const started = runner.start().then(() => 'started' as const);

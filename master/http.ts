@@ -9,6 +9,7 @@ import type { Scheduler } from './scheduler';
 export interface HttpView {
   readonly scheduler: Scheduler;
   readonly token?: string;
+  hostsAvailable(): unknown;
   listRunners(): Record<string, unknown>[];
 }
 
@@ -31,6 +32,9 @@ export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, m
     if (!ok) return json(res, 404, { error: { code: 'EUNKNOWN', message: `no runner "${id}"` } });
     const runner = master.listRunners().find((r) => r.id === id);
     return json(res, 200, { runner });
+  }
+  if (req.method === 'GET' && url.pathname === '/hostsAvailable') {
+    return json(res, 200, master.hostsAvailable());
   }
   if (req.method === 'GET' && url.pathname === '/api/allocations') {
     return json(res, 200, {

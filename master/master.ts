@@ -35,6 +35,7 @@ import {
   type TaskOutcome,
 } from '../protocol/schemas';
 import { connectDatabase } from '../models/connection';
+import { startAnnouncer } from './announcer';
 import { tokenMiddleware } from './auth';
 import { serveHttp } from './http';
 import { serveLegacy } from './legacy';
@@ -58,6 +59,7 @@ export class Master extends EventEmitter {
   /** Feeder sockets watching each task id. */
   private watchers = new Map<string, Set<FeederSocket>>();
   private starting: Promise<void> | null = null;
+  private announcer: { stop(): void } | null = null;
   private closing: Promise<void> | null = null;
 
   constructor(opts: MasterOptions) {
@@ -143,6 +145,14 @@ export class Master extends EventEmitter {
       });
     });
     this.logger.info('master listening', { url: this.url });
+    if (this.opts.announce) {
+      this.announcer = startAnnouncer({
+        ...this.opts.announce,
+        url: this.url,
+        id: `${process.pid}@${this.url}`,
+        logger: this.logger,
+      });
+    }
   }
 
   // ---- runners ---------------------------------------------------------------------------------
@@ -407,6 +417,15 @@ export class Master extends EventEmitter {
     this.emit('outcomes', outcomes);
   }
 
+  /** SuperCluster's tracker answer: the masters and runners this master knows. */
+  hostsAvailable(): {
+    masters: { url: string; data: Record<string, unknown> }[];
+    runners: Record<string, unknown>[];
+  } {
+    const runners = this.listRunners().map((r) => ({ id: r.id, hostname: r.hostname, data: r.data }));
+    return { masters: [{ url: this.url, data: this.opts.announce?.data ?? {} }], runners };
+  }
+
   /** Runners as the status API shows them. */
   listRunners(): Record<string, unknown>[] {
     return this.sched ? [...this.sched.runners.values()].map(describeRunner) : [];
@@ -419,6 +438,7 @@ export class Master extends EventEmitter {
 
   private async doClose(): Promise<void> {
     await this.starting?.catch(() => undefined);
+    this.announcer?.stop();
     this.io?.disconnectSockets(true);
     await new Promise<void>((resolve) => (this.io ? this.io.close(() => resolve()) : resolve()));
     await this.sched?.close();

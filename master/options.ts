@@ -56,6 +56,12 @@ export interface MasterOptions {
    * atributo's `_allocate`. Default: the key's SHA-256, as a 32-bit integer, modulo their number.
    */
   allocate?: (key: string, runnerIds: string[]) => string | undefined;
+  /**
+   * Announce this master in UDP datagrams for runners and feeders started with `--discover`
+   * (SuperCluster's discovery). Off by default. `address` defaults to 127.255.255.255 (this machine
+   * only): set your subnet's broadcast address to reach other machines.
+   */
+  announce?: { address?: string; port?: number; intervalMs?: number; data?: Record<string, unknown> };
   logger?: Logger;
 }
 
