@@ -1,0 +1,34 @@
+import type { Feeder } from '../../feeder/feeder';
+import type { Master } from '../../master/master';
+import type { Runner } from '../../runner/runner';
+import { startFeeder, startRunner } from '../helpers/clients';
+import { startMaster, uniqueDbName } from '../helpers/cluster';
+
+describe('a task that kills its child every time', () => {
+  let master: Master;
+  let runner: Runner;
+  let feeder: Feeder;
+  beforeAll(async () => {
+    master = await startMaster(uniqueDbName('poison'));
+    runner = await startRunner(master.url, { workers: 2, slots: 2 });
+    feeder = await startFeeder(master.url);
+  });
+  afterAll(async () => {
+    await feeder?.close();
+    await runner?.close();
+    await master?.close();
+  });
+
+  test('ends failed with ECRASH after its attempts, while every other task keeps flowing', async () => {
+    const pidsBefore = new Set(runner.pids);
+    const outcomes = await feeder.work([
+      { id: 'poison', module: 'crash', maxAttempts: 3 },
+      ...Array.from({ length: 20 }, (_, i) => ({ id: `fine-${i}`, module: 'timed', params: [20, i] })),
+    ]);
+    expect(outcomes[0]).toMatchObject({ state: 'failed', attempts: 3, error: { code: 'ECRASH' } });
+    expect(outcomes.slice(1).every((o) => o.state === 'done')).toBe(true);
+    // Each crash replaced a child; none was reused.
+    expect(runner.pids.some((p) => !pidsBefore.has(p))).toBe(true);
+    expect(runner.pids).toHaveLength(2);
+  });
+});
