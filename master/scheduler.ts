@@ -453,6 +453,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       state: t.state as TaskOutcome['state'],
       attempts: t.attempts,
       ...(t.state === 'done' ? { result: t.result } : { error: t.error ?? undefined }),
+      ...(t.moduleHash ? { moduleHash: t.moduleHash } : {}),
     };
     this.finals.set(t.id, outcome);
     if (this.finals.size > this.opts.finalCacheSize) {

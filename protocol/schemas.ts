@@ -115,6 +115,8 @@ export const taskOutcomeSchema = z.object({
   result: z.unknown().optional(),
   error: wireErrorSchema.optional(),
   attempts: z.number().int(),
+  /** Hash of the module version that produced the outcome. */
+  moduleHash: z.string().optional(),
 });
 export type TaskOutcome = z.infer<typeof taskOutcomeSchema>;
 
