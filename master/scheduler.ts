@@ -15,7 +15,7 @@ import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
 import { wireError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
-import type { AddReply, Assignment, AttemptResult, TaskOutcome } from '../protocol/schemas';
+import type { AddReply, Assignment, AttemptResult, ParsedTaskInput, TaskOutcome } from '../protocol/schemas';
 import { isFinal, type TaskState } from '../protocol/states';
 import type { TaskEventDoc } from '../models/task-event';
 import { ReadyQueue } from './ready-queue';
@@ -136,8 +136,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     const batch = batchName ?? new mongoose.Types.ObjectId().toHexString();
     const now = Date.now();
-    const records: TaskRecord[] = parsed.map((p) => {
-      const _id = new mongoose.Types.ObjectId().toHexString();
+    const inputs = this.expandBroadcasts(parsed);
+    const records: TaskRecord[] = inputs.map((p) => {
+      const _id = p.presetId ?? new mongoose.Types.ObjectId().toHexString();
       return {
         _id,
         id: p.id ?? _id,
@@ -165,6 +166,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         backoff: p.backoff ?? null,
         requires: p.requires ?? null,
         runner: p.runner ?? null,
+        fanout: p.fanout === true,
       };
     });
     for (const t of records) this.tasks.set(t.id, t);
@@ -172,6 +174,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     for (const t of records) {
       const failedDep = this.linkDependencies(t, stored);
       if (failedDep) depFailed.push([t, failedDep]);
+      else if (t.fanout && t.pending === 0)
+        depFailed.push([t, wireError('EATO', 'no connected runner to broadcast to')]);
       else if (t.pending === 0) t.state = 'ready';
       this.store.insertTask({
         _id: new mongoose.Types.ObjectId(t._id),
@@ -199,6 +203,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         backoff: t.backoff ?? null,
         requires: t.requires ?? null,
         runner: t.runner ?? null,
+        broadcast: t.fanout === true,
       });
     }
     for (const t of records) {
@@ -209,7 +214,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.stats.added += records.length;
     this.scheduleDistribute();
     await this.store.barrier();
-    return { ok: true, batch, tasks: records.map((t) => ({ id: t.id, _id: t._id })) };
+    // Refs of the tasks as given, in input order (a broadcast's copies are not among them).
+    const given = records.filter((_, i) => !inputs[i].copy);
+    return { ok: true, batch, tasks: given.map((t) => ({ id: t.id, _id: t._id })) };
   }
 
   /**
@@ -228,7 +235,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
       const fin = this.finals.get(d) ?? stored.get(d);
       if (!fin) failed ??= wireError('EDEPFAILED', `dependency "${d}" is not in the database`);
-      else if (fin.state !== 'done') failed ??= depError(d, fin.error);
+      else if (fin.state !== 'done' && !t.fanout) failed ??= depError(d, fin.error);
     }
     return failed;
   }
@@ -379,14 +386,58 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.stats.done++;
     this.finish(t);
     this.releaseHeld(t);
-    for (const d of t.dependents) {
-      if (d.state !== 'waiting') continue;
-      d.pending--;
-      if (d.pending === 0) {
-        this.change(d, 'ready', {});
-        this.enqueue(d);
-      }
+    for (const d of t.dependents) this.dependencySettled(d);
+  }
+
+  /** One of `d`'s dependencies is done (or, for a broadcast, any of its copies is final). */
+  private dependencySettled(d: TaskRecord): void {
+    if (d.state !== 'waiting') return;
+    if (--d.pending > 0) return;
+    if (d.fanout) return this.completeBroadcast(d);
+    this.change(d, 'ready', {});
+    this.enqueue(d);
+  }
+
+  /** Every copy of a broadcast is final: it is done, its result one outcome per runner. */
+  private completeBroadcast(p: TaskRecord, stored?: Map<string, FoldedState>): void {
+    const result: Record<string, unknown> = {};
+    for (const id of p.dependencies) {
+      const o = this.finals.get(id) ?? stored?.get(id);
+      const runner = id.slice(id.lastIndexOf('@') + 1);
+      if (o)
+        result[runner] =
+          o.state === 'done' ? { state: o.state, result: o.result } : { state: o.state, error: o.error };
     }
+    this.complete(p, result);
+  }
+
+  /** A broadcast becomes one copy per connected runner that may run it, pinned there, and itself waits for them. */
+  private expandBroadcasts(
+    parsed: ParsedTaskInput[],
+  ): (ParsedTaskInput & { presetId?: string; copy?: boolean; fanout?: boolean })[] {
+    if (!parsed.some((p) => p.broadcast)) return parsed;
+    const out: (ParsedTaskInput & { presetId?: string; copy?: boolean; fanout?: boolean })[] = [];
+    for (const p of parsed) {
+      if (!p.broadcast) {
+        out.push(p);
+        continue;
+      }
+      const presetId = new mongoose.Types.ObjectId().toHexString();
+      const id = p.id ?? presetId;
+      const runners = [...this.runners.values()].filter(
+        (r) => r.connected && !r.legacy && !r.draining && eligible(r, { requires: p.requires ?? null }),
+      );
+      const copies = runners.map((r) => ({
+        ...p,
+        id: `${id}@${r.id}`,
+        runner: r.id,
+        broadcast: false,
+        copy: true,
+      }));
+      out.push(...copies);
+      out.push({ ...p, id, presetId, dependencies: copies.map((c) => c.id), fanout: true });
+    }
+    return out;
   }
 
   private attemptFailed(t: TaskRecord, error: WireError, unrecoverable: boolean, moduleHash?: string): void {
@@ -439,7 +490,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       else this.stats.failed++;
       this.finish(x);
       this.releaseHeld(x);
-      for (const d of x.dependents) stack.push([d, depError(x.id, err), 'failed']);
+      for (const d of x.dependents) {
+        // A broadcast reports each copy's outcome, failed ones included.
+        if (d.fanout) this.dependencySettled(d);
+        else stack.push([d, depError(x.id, err), 'failed']);
+      }
     }
   }
 
@@ -609,6 +664,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         backoff: d.backoff ?? null,
         requires: (d.requires as TaskRecord['requires']) ?? null,
         runner: d.runner ?? null,
+        fanout: d.broadcast === true,
       };
       if (isFinal(t.state)) {
         // Final in the journal, not yet folded into `tasks`.
@@ -626,6 +682,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     for (const t of open) {
       const failedDep = this.linkDependencies(t, outsideStates);
       if (failedDep) failed.push([t, failedDep]);
+      // A broadcast whose copies all finished before the restart.
+      else if (t.fanout && t.pending === 0 && t.state === 'waiting') this.completeBroadcast(t, outsideStates);
     }
     for (const t of open) {
       if (t.deadline || t.assignTimeout) this.track(t);
@@ -681,13 +739,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.change(t, 'done', { result: t.result, moduleHash: t.moduleHash });
         this.stats.done++;
         this.finish(t);
-        for (const d of t.dependents) {
-          if (d.state !== 'waiting') continue;
-          if (--d.pending === 0) {
-            this.change(d, 'ready', {});
-            this.enqueue(d);
-          }
-        }
+        for (const d of t.dependents) this.dependencySettled(d);
       } else if (leader.state === 'failed') {
         this.failForGood(t, leader.error ?? wireError('ETASK'));
       } else {

@@ -40,6 +40,8 @@ export interface TaskRecord {
   readyAt?: number | null;
   key?: string | null;
   affinity?: string | null;
+  /** A broadcast: its dependencies are its per-runner copies; it never runs itself. */
+  fanout?: boolean;
   requires?: Record<string, string | number | boolean | null> | null;
   /** Runner id the task must run on. */
   runner?: string | null;

@@ -36,6 +36,7 @@ export interface TaskDoc {
   requires?: Record<string, unknown> | null;
   runner?: string | null;
   affinity?: string | null;
+  broadcast?: boolean;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
 }
 
@@ -72,6 +73,7 @@ export const taskSchema = new Schema<TaskDoc>(
     requires: { type: Schema.Types.Mixed, default: null },
     runner: { type: String, default: null },
     affinity: { type: String, default: null },
+    broadcast: { type: Boolean, default: false },
     backoff: { type: Schema.Types.Mixed, default: null },
   },
   // `id: false`: the schema has a real `id` field, so mongoose's virtual must not shadow it.

@@ -49,6 +49,8 @@ export const taskInputSchema = z.strictObject({
   requires: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).optional(),
   /** Sticky allocation: every task with this affinity key runs on the runner the key is allocated to. */
   affinity: z.string().min(1).max(500).optional(),
+  /** Run on every connected runner that matches; the outcome's result maps each runner id to its own outcome. */
+  broadcast: z.boolean().optional(),
   /** Only this runner (by runner id). */
   runner: z.string().min(1).max(200).optional(),
   /** Similar work shares this key: with the master's `holdSimilarWork`, one runs and the rest get its outcome. */
