@@ -121,6 +121,12 @@ export class Store {
   }
 
   private push(e: Entry): void {
+    if (this.closed) {
+      // Changes made after close (a runner timing out during shutdown) are not written: the
+      // database keeps the state as of close, and the next start recovers from it.
+      this.opts.logger.warn('write after close dropped', { collection: e.coll });
+      return;
+    }
     this.queue.push(e);
     this.lastEnqueue = Date.now();
     this.kick();
@@ -190,7 +196,10 @@ export class Store {
         failures++;
         const wait = backoffDelay(failures - 1, { base: 100, cap: 5000 });
         this.opts.logger.error('database write failed; retrying', { error: String(err), retryInMs: wait });
-        if (this.closed) throw err;
+        if (this.closed) {
+          this.opts.logger.warn('store closed with writes still failing; dropped', { left: batch.length - i });
+          return;
+        }
         await new Promise((r) => setTimeout(r, wait));
       }
     }
