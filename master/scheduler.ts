@@ -526,6 +526,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       result: t.state === 'done' ? t.result : null,
       error: t.error ?? null,
       who: t.who,
+      when: t.assignedAt,
       moduleHash: t.moduleHash ?? null,
     });
   }

@@ -35,6 +35,8 @@ export interface FoldedState {
   result?: unknown;
   error?: TaskDoc['error'];
   who?: string | null;
+  /** When the last attempt was assigned (epoch ms). */
+  when?: number | null;
   moduleHash?: string | null;
 }
 
@@ -197,7 +199,9 @@ export class Store {
         const wait = backoffDelay(failures - 1, { base: 100, cap: 5000 });
         this.opts.logger.error('database write failed; retrying', { error: String(err), retryInMs: wait });
         if (this.closed) {
-          this.opts.logger.warn('store closed with writes still failing; dropped', { left: batch.length - i });
+          this.opts.logger.warn('store closed with writes still failing; dropped', {
+            left: batch.length - i,
+          });
           return;
         }
         await new Promise((r) => setTimeout(r, wait));
@@ -243,6 +247,7 @@ export class Store {
                     : (s.error ?? null),
                 moduleHash: s.moduleHash ?? null,
                 'assigned.who': s.who ?? null,
+                'assigned.when': s.when ?? null,
                 'assigned.completed': Date.now(),
                 updated: Date.now(),
               },

@@ -44,6 +44,10 @@ describe('task modules on a runner', () => {
     );
     const [second] = await feeder.work([{ module: 'hot' }]);
     expect(second.result).toMatchObject({ version: 2 });
+    // Each outcome names the module version that produced it.
+    expect(first.moduleHash).toMatch(/^[0-9a-f]+$/);
+    expect(second.moduleHash).toMatch(/^[0-9a-f]+$/);
+    expect(second.moduleHash).not.toBe(first.moduleHash);
     expect((second.result as { pid: number }).pid).toBe((first.result as { pid: number }).pid);
   });
 
