@@ -145,3 +145,27 @@ export function dbUrl(dbName: string): string {
   u.pathname = `/${dbName}`;
   return u.toString();
 }
+
+/**
+ * Starts `taskmaster runner` as a process on the fixtures (1 worker, 2 slots) and resolves once the
+ * master has its hello.
+ */
+export async function spawnRunner(master: Master, id: string, extra: string[] = []): Promise<Proc> {
+  const up = waitForEvent(master, 'runner:up', (rid) => rid === id);
+  const p = spawnCli([
+    'runner',
+    '--master',
+    master.url,
+    '--tasks',
+    FIXTURES,
+    '--workers',
+    '1',
+    '--slots',
+    '2',
+    '--runner-id',
+    id,
+    ...extra,
+  ]);
+  await up;
+  return p;
+}

@@ -1,7 +1,7 @@
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import { FIXTURES, spawnCli, startMaster, uniqueDbName, waitForEvent, type Proc } from '../helpers/cluster';
+import { type Proc, spawnRunner, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
 import { startFeeder } from '../helpers/clients';
 
 describe('a runner killed mid-task', () => {
@@ -20,22 +20,8 @@ describe('a runner killed mid-task', () => {
   });
 
   const runner = async (id: string) => {
-    const up = waitForEvent(master, 'runner:up', (rid) => rid === id);
-    const p = spawnCli([
-      'runner',
-      '--master',
-      master.url,
-      '--tasks',
-      FIXTURES,
-      '--workers',
-      '1',
-      '--slots',
-      '2',
-      '--runner-id',
-      id,
-    ]);
+    const p = await spawnRunner(master, id);
     procs.push(p);
-    await up;
     return p;
   };
 

@@ -2,7 +2,7 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import { startFeeder } from '../helpers/clients';
-import { FIXTURES, spawnCli, startMaster, uniqueDbName, waitForEvent, type Proc } from '../helpers/cluster';
+import { type Proc, spawnRunner, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
 
 describe('a runner stopped with SIGTERM', () => {
   let master: Master;
@@ -21,23 +21,8 @@ describe('a runner stopped with SIGTERM', () => {
   });
 
   const runner = async (id: string, extra: string[] = []) => {
-    const up = waitForEvent(master, 'runner:up', (rid) => rid === id);
-    const p = spawnCli([
-      'runner',
-      '--master',
-      master.url,
-      '--tasks',
-      FIXTURES,
-      '--workers',
-      '1',
-      '--slots',
-      '2',
-      '--runner-id',
-      id,
-      ...extra,
-    ]);
+    const p = await spawnRunner(master, id, extra);
     procs.push(p);
-    await up;
     return p;
   };
 
