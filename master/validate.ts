@@ -60,30 +60,37 @@ export function validateBatch(raw: unknown[], known: Lookup): { tasks: ParsedTas
   return { tasks, issues };
 }
 
-/** Depth-first search over the batch's own edges (stored tasks cannot depend on new ones). */
+/**
+ * Depth-first search over the batch's own edges (stored tasks cannot depend on new ones), with an
+ * explicit stack: a long dependency chain must not overflow the call stack.
+ */
 function findCycle(tasks: ParsedTaskInput[], index: Map<string, number>): string[] | null {
-  const color = new Map<string, 1 | 2>(); // 1: on the stack, 2: finished
-  const stack: string[] = [];
-  const visit = (id: string): string[] | null => {
-    color.set(id, 1);
-    stack.push(id);
-    for (const d of tasks[index.get(id) as number].dependencies) {
+  const color = new Map<string, 1 | 2>(); // 1: on the path, 2: finished
+  for (const root of index.keys()) {
+    if (color.has(root)) continue;
+    const path: string[] = [root];
+    const next: number[] = [0]; // per path entry: which dependency to look at next
+    color.set(root, 1);
+    while (path.length > 0) {
+      const id = path[path.length - 1];
+      const deps = tasks[index.get(id) as number].dependencies;
+      const k = next[next.length - 1]++;
+      if (k >= deps.length) {
+        color.set(id, 2);
+        path.pop();
+        next.pop();
+        continue;
+      }
+      const d = deps[k];
       if (!index.has(d)) continue;
       const c = color.get(d);
-      if (c === 1) return [...stack.slice(stack.indexOf(d)), d];
+      if (c === 1) return [...path.slice(path.indexOf(d)), d];
       if (c === undefined) {
-        const found = visit(d);
-        if (found) return found;
+        color.set(d, 1);
+        path.push(d);
+        next.push(0);
       }
     }
-    stack.pop();
-    color.set(id, 2);
-    return null;
-  };
-  for (const id of index.keys()) {
-    if (color.has(id)) continue;
-    const found = visit(id);
-    if (found) return found;
   }
   return null;
 }

@@ -17,6 +17,7 @@ export const ERROR_CODES = Object.freeze({
   ECRASH: 'the worker process running the task died',
   ERUNNERLOST: 'the runner running the task went away',
   EUNKNOWN: 'unknown task',
+  EEXEC: 'the runner does not allow this program for the exec task (--allow-exec)',
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CODES;
