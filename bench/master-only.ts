@@ -11,6 +11,7 @@ import { silentLogger } from '../common/logger';
 import { Master } from '../master/master';
 import { resolveDatabase } from '../models/database';
 import type { Assignment } from '../protocol/schemas';
+import { runBench } from './run';
 
 const { values: args } = parseArgs({
   options: { tasks: { type: 'string', default: '10000' }, slots: { type: 'string', default: '64' } },
@@ -74,10 +75,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

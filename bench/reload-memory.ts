@@ -14,6 +14,7 @@ import { silentLogger } from '../common/logger';
 import { Feeder } from '../feeder/feeder';
 import { Master } from '../master/master';
 import { resolveDatabase } from '../models/database';
+import { runBench } from './run';
 
 const { values: args } = parseArgs({ options: { edits: { type: 'string', default: '1000' } } });
 const CLI = path.resolve(__dirname, '..', 'bin', 'taskmaster.js');
@@ -84,10 +85,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

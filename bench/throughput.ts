@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { Feeder } from '../feeder/feeder';
 import { freePort, resolveDatabase } from '../models/database';
 import type { TaskOutcome } from '../protocol/schemas';
+import { runBench } from './run';
 
 const ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
@@ -181,10 +182,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

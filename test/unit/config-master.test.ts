@@ -1,16 +1,7 @@
 import { databaseName, isLoopback, masterConfig } from '../../master/config';
 import { MASTER_DEFAULTS } from '../../master/options';
 import { TaskmasterError } from '../../protocol/errors';
-
-/** The message of the error `fn` throws. */
-function errorOf(fn: () => unknown): TaskmasterError {
-  try {
-    fn();
-  } catch (err) {
-    return err as TaskmasterError;
-  }
-  throw new Error('expected an error');
-}
+import { errorOf } from '../helpers/capture';
 
 describe('master settings', () => {
   test('without flags or environment the defaults apply and no database URL is set', () => {

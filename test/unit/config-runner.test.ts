@@ -1,17 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { TaskmasterError } from '../../protocol/errors';
 import { resolveRunnerOptions, runnerConfig } from '../../runner/config';
-
-function errorOf(fn: () => unknown): TaskmasterError {
-  try {
-    fn();
-  } catch (err) {
-    return err as TaskmasterError;
-  }
-  throw new Error('expected an error');
-}
+import { errorOf } from '../helpers/capture';
 
 describe('runner settings', () => {
   let root: string;

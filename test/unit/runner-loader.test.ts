@@ -1,28 +1,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import winston from 'winston';
 import { ModuleLoader } from '../../runner/loader';
+import { capturingLogger } from '../helpers/capture';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'tasks');
-
-/** A real winston logger whose lines the test can read. */
-function capturingLogger(): { logger: winston.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.json(),
-    transports: [new winston.transports.Stream({ stream })],
-  });
-  return { logger, lines };
-}
 
 function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `taskmaster-loader-${label}-`));

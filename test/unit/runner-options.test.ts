@@ -1,15 +1,6 @@
 import { main } from '../../bin/cli';
-import type { TaskmasterError } from '../../protocol/errors';
 import { resolveRunnerOptions, runnerConfig } from '../../runner/config';
-
-function errorOf(fn: () => unknown): TaskmasterError {
-  try {
-    fn();
-  } catch (err) {
-    return err as TaskmasterError;
-  }
-  throw new Error('expected an error');
-}
+import { errorOf } from '../helpers/capture';
 
 async function help(): Promise<string> {
   let out = '';

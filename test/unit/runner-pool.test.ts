@@ -3,31 +3,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Writable } from 'node:stream';
-import winston from 'winston';
 import { ModuleLoader } from '../../runner/loader';
+import { capturingLogger } from '../helpers/capture';
 import { ChildPool, type JobOutcome, type PoolOptions } from '../../runner/pool';
 
 jest.setTimeout(60_000);
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'tasks');
-
-function capturingLogger(): { logger: winston.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.json(),
-    transports: [new winston.transports.Stream({ stream })],
-  });
-  return { logger, lines };
-}
 
 interface Harness {
   pool: ChildPool;
