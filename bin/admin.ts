@@ -1,13 +1,16 @@
 /**
  * Operator commands that talk to a running master's HTTP API: `taskmaster status` (runners, slots in
  * use, loaded modules, counters) and `taskmaster drain RUNNER_ID` (no new work for that runner;
- * with `--wait`, returns once it has none left).
+ * with `--wait`, returns once it has none left), `taskmaster purge` (remove final tasks now).
  */
 import type { Command } from 'commander';
 
 const DEFAULT_MASTER = 'http://127.0.0.1:3232';
 
 interface AdminFlags {
+  batch?: string;
+  state?: string;
+  before?: string;
   master?: string;
   token?: string;
   json?: boolean;
@@ -28,14 +31,18 @@ interface RunnerView {
   modules: { name: string; hash: string }[];
 }
 
-async function api(flags: AdminFlags, path: string, method = 'GET'): Promise<unknown> {
+async function api(flags: AdminFlags, path: string, method = 'GET', payload?: unknown): Promise<unknown> {
   const base = flags.master ?? process.env.TASKMASTER_MASTER ?? DEFAULT_MASTER;
   const token = flags.token ?? (process.env.TASKMASTER_TOKEN || undefined);
   let res: Response;
   try {
     res = await fetch(new URL(path, base), {
       method,
-      headers: token ? { authorization: `Bearer ${token}` } : {},
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: payload !== undefined ? JSON.stringify(payload) : undefined,
       signal: AbortSignal.timeout(10_000),
     });
   } catch (err) {
@@ -98,6 +105,31 @@ export function registerAdminCommands(program: Command, setCode: (code: number) 
         runner = now;
       }
       if (flags.wait) process.stdout.write(`${id}: no work left\n`);
+      setCode(0);
+    });
+
+  common(
+    program
+      .command('purge')
+      .description('remove final tasks from the database now; their ids can be used again'),
+  )
+    .option('--batch <name>', 'only tasks of this batch')
+    .option('--state <state>', 'only tasks in this final state: done, failed or cancelled')
+    .option('--before <date>', 'only tasks that became final before this date (ISO 8601, e.g. 2026-11-01)')
+    .action(async (flags: AdminFlags) => {
+      const filter: Record<string, unknown> = {};
+      if (flags.batch) filter.batch = flags.batch;
+      if (flags.state) filter.state = flags.state;
+      if (flags.before) {
+        const t = Date.parse(flags.before);
+        if (Number.isNaN(t)) {
+          process.stderr.write(`taskmaster purge: --before: not a date: "${flags.before}"\n`);
+          return setCode(2);
+        }
+        filter.before = t;
+      }
+      const { purged } = (await api(flags, '/api/purge', 'POST', filter)) as { purged: number };
+      process.stdout.write(`purged ${purged} tasks\n`);
       setCode(0);
     });
 }

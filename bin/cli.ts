@@ -74,6 +74,11 @@ export async function main(argv: string[]): Promise<number> {
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option('--sacred-guarantees', 'keep priority slot guarantees strictly')
       .option('--hold-similar-work', 'run one task per key at a time; the others get its outcome')
+      .option(
+        '--retain <duration>',
+        'remove final tasks this long after they finished: 7d, 12h, 30m, or forever (env TASKMASTER_RETAIN; default 7d)',
+      )
+      .option('--retain-count <n>', 'keep at most this many final tasks, the newest (default: no limit)')
       .option('--announce', 'announce this master over UDP for runners and feeders started with --discover')
       .option(
         '--broadcast-address <addr>',

@@ -28,6 +28,8 @@ export interface MasterFlags {
   distributeDelay?: string;
   sacredGuarantees?: boolean;
   holdSimilarWork?: boolean;
+  retain?: string;
+  retainCount?: string;
   logFormat?: string;
   logLevel?: string;
 }
@@ -64,6 +66,8 @@ const SETTINGS = {
   insecure: { flag: '--insecure', schema: z.boolean() },
   sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
   holdSimilarWork: { flag: '--hold-similar-work', schema: z.boolean() },
+  retain: { flag: '--retain', env: 'TASKMASTER_RETAIN', schema: duration() },
+  retainCount: { flag: '--retain-count', schema: integer(0, 1_000_000_000) },
   ...LOG_SETTINGS,
 };
 
@@ -95,9 +99,26 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
       distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,
+      retainMs: s.retain === undefined ? MASTER_DEFAULTS.retainMs : s.retain,
+      retainCount: s.retainCount ?? MASTER_DEFAULTS.retainCount,
     },
     log: { format: s.logFormat, level: s.logLevel },
   };
+}
+
+/**
+ * A retention period: `7d`, `12h`, `30m`, `90s`, a number of milliseconds, or `forever` (null: keep).
+ */
+function duration() {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  return z
+    .string()
+    .regex(/^(forever|\d+(ms|s|m|h|d)?)$/, 'must be a duration such as 7d, 12h, 30m, 90s, or forever')
+    .transform((v) => {
+      if (v === 'forever') return null;
+      const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v) as RegExpExecArray;
+      return Number(m[1]) * units[m[2] ?? 'ms'];
+    });
 }
 
 /** 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`; anything else may be reachable from outside. */

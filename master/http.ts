@@ -3,6 +3,9 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
+import { z } from 'zod';
+import { formatIssues } from '../protocol/schemas';
+import type { PurgeFilter } from './retention';
 import type { Scheduler } from './scheduler';
 
 /** What the HTTP API reads of the master. */
@@ -11,13 +14,23 @@ export interface HttpView {
   readonly token?: string;
   hostsAvailable(): unknown;
   listRunners(): Record<string, unknown>[];
+  storeStatus(): unknown;
+  purge(filter: PurgeFilter): Promise<number>;
 }
+
+const purgeSchema = z
+  .object({
+    batch: z.string().min(1).max(200).optional(),
+    state: z.enum(['done', 'failed', 'cancelled']).optional(),
+    before: z.number().int().nonnegative().optional(),
+  })
+  .strict();
 
 export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, master: HttpView): void {
   // Socket.IO answers its own path before this handler runs.
   const url = new URL(req.url ?? '/', 'http://localhost');
   if (req.method === 'GET' && url.pathname === '/health') {
-    return json(res, 200, { ok: true });
+    return json(res, 200, { ok: true, store: master.storeStatus() });
   }
   // Everything else needs the token when one is set, as `Authorization: Bearer <token>`.
   if (master.token && !bearerMatches(req.headers.authorization, master.token)) {
@@ -61,9 +74,60 @@ export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, m
   }
   if (req.method === 'GET' && url.pathname === '/api/status') {
     const s = master.scheduler;
-    return json(res, 200, { tasks: s.tasks.size, runners: s.runners.size, stats: s.stats });
+    return json(res, 200, {
+      tasks: s.tasks.size,
+      runners: s.runners.size,
+      stats: s.stats,
+      store: master.storeStatus(),
+    });
+  }
+  if (req.method === 'POST' && url.pathname === '/api/purge') {
+    return void readJson(req, 64 * 1024)
+      .then(
+        async (body) => {
+          const parsed = purgeSchema.safeParse(body);
+          if (!parsed.success) {
+            const issues = formatIssues(parsed.error.issues);
+            return json(res, 400, {
+              error: {
+                code: 'EVALIDATION',
+                message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
+                issues,
+              },
+            });
+          }
+          const purged = await master.purge(parsed.data);
+          json(res, 200, { purged });
+        },
+        (err: unknown) => json(res, 400, { error: { code: 'EVALIDATION', message: String(err) } }),
+      )
+      .catch((err: unknown) => json(res, 500, { error: { code: 'EUNKNOWN', message: String(err) } }));
   }
   json(res, 404, { error: { code: 'ENOTFOUND', message: `no route ${req.method} ${url.pathname}` } });
+}
+
+/** The request body as JSON, refused beyond `limit` bytes. */
+function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new Error(`body over ${limit} bytes`));
+        req.destroy();
+      } else parts.push(c);
+    });
+    req.on('end', () => {
+      try {
+        const text = Buffer.concat(parts).toString('utf8');
+        resolve(text ? (JSON.parse(text) as unknown) : {});
+      } catch {
+        reject(new Error('body is not JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {

@@ -42,6 +42,7 @@ import { serveLegacy } from './legacy';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
 import { describeRunner, slotPlan, type RunnerEntry } from './runner-registry';
 import { Scheduler } from './scheduler';
+import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { summarize } from './validate';
 
@@ -53,6 +54,7 @@ export class Master extends EventEmitter {
   readonly logger: Logger;
   private conn: Connection | null = null;
   private store: Store | null = null;
+  private retention: Retention | null = null;
   private sched: Scheduler | null = null;
   private server: http.Server | null = null;
   private io: Server | null = null;
@@ -94,7 +96,11 @@ export class Master extends EventEmitter {
 
   private async doStart(): Promise<void> {
     this.conn = await connectDatabase(this.opts.mongoUrl, { dbName: this.opts.dbName });
-    this.store = new Store(this.conn, { writeChunk: this.opts.writeChunk, logger: this.logger });
+    this.store = new Store(this.conn, {
+      writeChunk: this.opts.writeChunk,
+      foldBacklogLimit: this.opts.foldBacklogLimit,
+      logger: this.logger,
+    });
     const sched = new Scheduler(this.store, {
       maxAttempts: this.opts.maxAttempts,
       recoveryGraceMs: this.opts.recoveryGraceMs,
@@ -113,11 +119,19 @@ export class Master extends EventEmitter {
     sched.on('outcomes', (outcomes) => this.deliver(outcomes));
     sched.on('assigntimeout', (o) => this.emit('assigntimeout', o));
     const recovered = await sched.recover();
-    if (recovered.tasks > 0)
+    if (recovered.tasks > 0 || recovered.dropped > 0)
       this.logger.info('recovered tasks from the database', {
         open: recovered.tasks,
         orphans: recovered.orphans,
+        droppedUnacknowledged: recovered.dropped,
       });
+    this.retention = new Retention(
+      this.store,
+      { retainMs: this.opts.retainMs, retainCount: this.opts.retainCount, logger: this.logger },
+      (ids) => sched.forgetFinals(ids),
+      (id) => sched.tasks.has(id),
+    );
+    this.retention.start();
 
     this.server = http.createServer((req, res) => serveHttp(req, res, this));
     this.io = new Server(this.server, {
@@ -417,6 +431,23 @@ export class Master extends EventEmitter {
     this.emit('outcomes', outcomes);
   }
 
+  /** Resolves once every change made so far is durable and folded into `tasks`. */
+  async flushed(): Promise<void> {
+    await this.store?.barrier();
+    await this.store?.folder.settled();
+  }
+
+  /** Removes final tasks matching `filter` from the database (and memory); their ids can be used again. */
+  purge(filter: PurgeFilter): Promise<number> {
+    if (!this.retention) throw new Error('master not started');
+    return this.retention.purge(filter);
+  }
+
+  /** The write-through store's backlog and lag, for status and health. */
+  storeStatus(): ReturnType<Store['status']> | null {
+    return this.store?.status() ?? null;
+  }
+
   /** SuperCluster's tracker answer: the masters and runners this master knows. */
   hostsAvailable(): {
     masters: { url: string; data: Record<string, unknown> }[];
@@ -441,6 +472,7 @@ export class Master extends EventEmitter {
     this.announcer?.stop();
     this.io?.disconnectSockets(true);
     await new Promise<void>((resolve) => (this.io ? this.io.close(() => resolve()) : resolve()));
+    await this.retention?.stop();
     await this.sched?.close();
     await this.store?.close();
     await this.conn?.close();

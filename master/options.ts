@@ -25,8 +25,20 @@ export interface MasterOptions {
   recoveryGraceMs?: number;
   /** How long a disconnected runner's tasks wait for it to come back before they are requeued. Default 2000 ms. */
   disconnectGraceMs?: number;
-  /** Largest number of operations in one bulk write. Default 50. */
+  /** Largest number of documents in one insert command. Default 1000. */
   writeChunk?: number;
+  /**
+   * Remove final tasks (and what is left of their journal) this long after they finished; their ids
+   * can then be used again. `null` keeps them forever. Default 7 days.
+   */
+  retainMs?: number | null;
+  /** Keep at most this many final tasks, the newest (an alternative or addition to `retainMs`). Default: no limit. */
+  retainCount?: number | null;
+  /**
+   * Changes waiting to be folded into `tasks` above which new assignments wait for the folder to
+   * catch up, so `tasks` never falls far behind. Default 20,000.
+   */
+  foldBacklogLimit?: number;
   /**
    * Keep priority guarantees strictly: work above its range's guarantee only takes slots from the
    * lowest range (proletariat's SACRED_GUARANTEES). Default false.
@@ -74,6 +86,9 @@ export type MasterDefaults = Required<
     | 'recoveryGraceMs'
     | 'disconnectGraceMs'
     | 'writeChunk'
+    | 'retainMs'
+    | 'retainCount'
+    | 'foldBacklogLimit'
     | 'queueLimit'
     | 'holdSimilarWork'
     | 'retryBackoff'
@@ -88,7 +103,10 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   maxAttempts: 3,
   recoveryGraceMs: 5000,
   disconnectGraceMs: 2000,
-  writeChunk: 50,
+  writeChunk: 1000,
+  retainMs: 7 * 24 * 3600 * 1000,
+  retainCount: null,
+  foldBacklogLimit: 20_000,
   queueLimit: 1_000_000,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },

@@ -17,7 +17,8 @@ import { wireError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
 import type { AddReply, Assignment, AttemptResult, ParsedTaskInput, TaskOutcome } from '../protocol/schemas';
 import { isFinal, type TaskState } from '../protocol/states';
-import type { TaskEventDoc } from '../models/task-event';
+import { eventId, type TaskEventDoc } from '../models/task-event';
+import type { TaskDoc } from '../models/task';
 import { ReadyQueue } from './ready-queue';
 import {
   canTake,
@@ -29,7 +30,7 @@ import {
   unhold,
   type RunnerEntry,
 } from './runner-registry';
-import type { FoldedState, Store } from './store';
+import type { Store, StoredState } from './store';
 import type { TaskRecord } from './task-record';
 import { collectRefs, summarize, validateBatch } from './validate';
 
@@ -96,6 +97,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     private readonly opts: SchedulerOptions,
   ) {
     super();
+    store.onRefused = (task, rev, error) => this.journalRefused(task, rev, error);
+    store.folder.onRelieved = () => this.scheduleDistribute();
   }
 
   // ---- adding ----------------------------------------------------------------------------------
@@ -105,7 +108,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     // Ids the batch names that memory cannot answer for are looked up once, in one query.
     const missing = collectRefs(raw).filter((id) => !this.tasks.has(id) && !this.finals.has(id));
     const stored =
-      missing.length > 0 ? await this.store.fetchStates(missing) : new Map<string, FoldedState>();
+      missing.length > 0 ? await this.store.fetchStates(missing) : new Map<string, StoredState>();
     const { tasks: parsed, issues } = validateBatch(raw, (id) =>
       this.tasks.has(id) || this.finals.has(id) || stored.has(id) ? 'taken' : undefined,
     );
@@ -138,10 +141,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const now = Date.now();
     const inputs = this.expandBroadcasts(parsed);
     const records: TaskRecord[] = inputs.map((p) => {
-      const _id = p.presetId ?? new mongoose.Types.ObjectId().toHexString();
+      const id = p.id ?? p.presetId ?? new mongoose.Types.ObjectId().toHexString();
       return {
-        _id,
-        id: p.id ?? _id,
+        _id: id,
+        id,
         module: p.module,
         params: p.params,
         priority: p.priority,
@@ -169,43 +172,20 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         fanout: p.fanout === true,
       };
     });
+    // Everything that can refuse the add does so before memory changes.
+    const prepared = this.store.prepareTasks(records.map(taskDoc));
+    if ('error' in prepared) return { ok: false, error: prepared.error };
     for (const t of records) this.tasks.set(t.id, t);
     const depFailed: [TaskRecord, WireError][] = [];
-    for (const t of records) {
+    records.forEach((t, i) => {
       const failedDep = this.linkDependencies(t, stored);
       if (failedDep) depFailed.push([t, failedDep]);
       else if (t.fanout && t.pending === 0)
         depFailed.push([t, wireError('EATO', 'no connected runner to broadcast to')]);
       else if (t.pending === 0) t.state = 'ready';
-      this.store.insertTask({
-        _id: new mongoose.Types.ObjectId(t._id),
-        id: t.id,
-        created: t.created,
-        updated: t.created,
-        priority: t.priority,
-        assigned: { who: null, when: null, completed: null },
-        module: t.module,
-        params: t.params,
-        dependencies: t.dependencies,
-        state: t.state,
-        attempts: 0,
-        maxAttempts: t.maxAttempts,
-        error: null,
-        batch,
-        timeout: t.timeout,
-        runTimeout: t.runTimeout,
-        assignTimeout: t.assignTimeout,
-        deadline: t.deadline,
-        moduleHash: null,
-        rev: 0,
-        key: t.key ?? null,
-        affinity: t.affinity ?? null,
-        backoff: t.backoff ?? null,
-        requires: t.requires ?? null,
-        runner: t.runner ?? null,
-        broadcast: t.fanout === true,
-      });
-    }
+      prepared.docs[i].state = t.state;
+    });
+    const written = this.store.insertTasks(prepared.docs);
     for (const t of records) {
       if (t.state === 'ready') this.enqueue(t);
       if (t.deadline || t.assignTimeout) this.track(t);
@@ -213,6 +193,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     for (const [t, err] of depFailed) this.failForGood(t, err);
     this.stats.added += records.length;
     this.scheduleDistribute();
+    const w = await written;
+    if (!w.ok) {
+      this.discard(records, w.error);
+      return { ok: false, error: w.error };
+    }
     await this.store.barrier();
     // Refs of the tasks as given, in input order (a broadcast's copies are not among them).
     const given = records.filter((_, i) => !inputs[i].copy);
@@ -220,11 +205,36 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /**
+   * An add the database refused: its tasks leave memory as if never added (nothing of them is
+   * stored), and tasks of other adds that depend on them fail with EDEPFAILED.
+   */
+  private discard(records: TaskRecord[], error: WireError): void {
+    const gone = new Set(records);
+    for (const t of records) {
+      this.tasks.delete(t.id);
+      this.finals.delete(t.id);
+      this.timed.delete(t);
+      this.store.forget(t.id);
+      if (t.state === 'assigned' || t.state === 'running') this.freeSlot(t);
+      if (t.key && this.leaders.get(t.key) === t) this.leaders.delete(t.key);
+      if (t.heldBy) this.unholdFrom(t);
+      t.state = 'failed';
+      this.stats.added--;
+    }
+    this.pendingOutcomes = this.pendingOutcomes.filter((o) => !records.some((t) => t.id === o.id));
+    for (const t of records) {
+      for (const h of t.held ?? []) if (!gone.has(h)) this.enqueue(h);
+      for (const d of t.dependents) if (!gone.has(d)) this.failForGood(d, depError(t.id, error));
+    }
+    this.scheduleDistribute();
+  }
+
+  /**
    * Counts a task's pending dependencies and registers it as their dependent. Dependencies no longer
    * in memory are looked up in `stored`; returns the error to fail the task with if one of them
    * failed, was cancelled, or cannot be found.
    */
-  private linkDependencies(t: TaskRecord, stored: Map<string, FoldedState>): WireError | null {
+  private linkDependencies(t: TaskRecord, stored: Map<string, StoredState>): WireError | null {
     let failed: WireError | null = null;
     for (const d of t.dependencies) {
       const live = this.tasks.get(d);
@@ -254,6 +264,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   private distribute(): void {
+    // `tasks` is too far behind: new work waits until the folder catches up (it calls back).
+    if (this.store.folder.congested) return;
     let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
     const select =
       this.opts.selectRunner ?? ((t: TaskRecord, rs: RunnerEntry[]) => mostAvailable(t.module, rs));
@@ -383,6 +395,14 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     t.moduleHash = moduleHash ?? null;
     t.error = null;
     this.change(t, 'done', { result: t.result, moduleHash: t.moduleHash });
+    if (t.state !== 'done') {
+      // The result cannot be stored (EPERSIST): the task failed after all, and so do its dependents.
+      this.stats.failed++;
+      this.finish(t);
+      this.releaseHeld(t);
+      for (const d of t.dependents) this.failForGood(d, depError(t.id, t.error));
+      return;
+    }
     this.stats.done++;
     this.finish(t);
     this.releaseHeld(t);
@@ -399,7 +419,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /** Every copy of a broadcast is final: it is done, its result one outcome per runner. */
-  private completeBroadcast(p: TaskRecord, stored?: Map<string, FoldedState>): void {
+  private completeBroadcast(p: TaskRecord, stored?: Map<string, StoredState>): void {
     const result: Record<string, unknown> = {};
     for (const id of p.dependencies) {
       const o = this.finals.get(id) ?? stored?.get(id);
@@ -442,7 +462,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private attemptFailed(t: TaskRecord, error: WireError, unrecoverable: boolean, moduleHash?: string): void {
     t.moduleHash = moduleHash ?? t.moduleHash ?? null;
-    if (!unrecoverable && t.attempts < t.maxAttempts) {
+    if (!unrecoverable && t.attempts - (t.uncounted ?? 0) < t.maxAttempts) {
       t.who = null;
       t.error = error;
       this.change(t, 'ready', { error });
@@ -499,6 +519,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   private finish(t: TaskRecord): void {
+    t.finishedAt = Date.now();
     this.tasks.delete(t.id);
     this.timed.delete(t);
     if (t.key && this.leaders.get(t.key) === t) this.leaders.delete(t.key);
@@ -516,19 +537,6 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.finals.delete(oldest);
     }
     this.pendingOutcomes.push(outcome);
-    this.store.fold({
-      id: t.id,
-      _id: t._id,
-      batch: t.batch,
-      state: t.state,
-      attempts: t.attempts,
-      rev: t.rev,
-      result: t.state === 'done' ? t.result : null,
-      error: t.error ?? null,
-      who: t.who,
-      when: t.assignedAt,
-      moduleHash: t.moduleHash ?? null,
-    });
   }
 
   private enqueue(t: TaskRecord): void {
@@ -538,18 +546,56 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.scheduleDistribute();
   }
 
+  /**
+   * Records a change: the journal gets it (durable before it takes effect) unless it is `running`,
+   * which a restart does not need (it treats assigned and running alike); `tasks` follows either way.
+   */
   private change(t: TaskRecord, state: TaskState, extra: Partial<TaskEventDoc>): void {
     t.state = state;
     t.rev++;
-    this.store.appendEvent({
-      task: t.id,
-      rev: t.rev,
-      at: Date.now(),
-      state,
-      attempt: t.attempts,
-      who: t.who,
-      ...extra,
-    });
+    if (state !== 'running') {
+      const refused = this.store.appendEvent({
+        _id: eventId(t.id, t.rev),
+        task: t.id,
+        rev: t.rev,
+        at: Date.now(),
+        state,
+        attempt: t.attempts,
+        who: t.who,
+        ...extra,
+      });
+      if (refused) this.persistFailed(t, refused);
+    }
+    this.store.fold(t);
+  }
+
+  /**
+   * The database cannot store this task's latest change (its result, say): the task fails with
+   * EPERSIST instead, in memory, in the outcome about to be delivered, and in `tasks`. A restart
+   * finds it failed, so it never runs again.
+   */
+  private persistFailed(t: TaskRecord, error: WireError): void {
+    t.state = 'failed';
+    t.result = undefined;
+    t.error = error;
+    const o = this.finals.get(t.id);
+    if (o) {
+      o.state = 'failed';
+      delete o.result;
+      o.error = error;
+    }
+    this.store.fold(t);
+  }
+
+  /** The store reports that the server refused a journal record, which it replaced by `error`. */
+  private journalRefused(task: string, rev: number, error: WireError): void {
+    const t = this.tasks.get(task) ?? this.store.folder.pendingRecord(task);
+    if (!t || t.rev !== rev) return;
+    if (t.state === 'done') {
+      this.stats.done--;
+      this.stats.failed++;
+    }
+    this.persistFailed(t, error);
   }
 
   // ---- runners coming and going ----------------------------------------------------------------
@@ -628,52 +674,30 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   // ---- recovery --------------------------------------------------------------------------------
 
-  /** Rebuilds memory from the database after a start. */
-  async recover(): Promise<{ tasks: number; orphans: number }> {
+  /** Rebuilds memory from the database after a start: `tasks` documents with their newer journal records. */
+  async recover(): Promise<{ tasks: number; orphans: number; dropped: number }> {
     for (const a of await this.store.loadAllocations()) this.allocations.set(a.key, a.runner);
-    const { docs, states } = await this.store.loadUnfinished();
+    const { docs, journal, dropped } = await this.store.loadForRecovery();
     const open: TaskRecord[] = [];
     for (const d of docs) {
-      const s = states.get(d.id) as FoldedState;
-      const t: TaskRecord = {
-        _id: String(d._id),
-        id: d.id,
-        module: d.module,
-        params: d.params ?? [],
-        priority: d.priority ?? 0,
-        dependencies: d.dependencies ?? [],
-        batch: d.batch,
-        created: d.created,
-        state: s.state,
-        attempts: s.attempts,
-        maxAttempts: d.maxAttempts ?? this.opts.maxAttempts,
-        rev: s.rev,
-        pending: 0,
-        dependents: [],
-        who: s.who ?? null,
-        assignedAt: null,
-        result: s.result,
-        error: s.error ?? null,
-        moduleHash: s.moduleHash ?? null,
-        runTimeout: d.runTimeout ?? null,
-        timeout: d.timeout ?? null,
-        assignTimeout: d.assignTimeout ?? null,
-        deadline: d.deadline ?? null,
-        seq: 0,
-        key: d.key ?? null,
-        affinity: d.affinity ?? null,
-        backoff: d.backoff ?? null,
-        requires: (d.requires as TaskRecord['requires']) ?? null,
-        runner: d.runner ?? null,
-        fanout: d.broadcast === true,
-      };
-      if (isFinal(t.state)) {
-        // Final in the journal, not yet folded into `tasks`.
-        this.tasks.set(t.id, t);
-        this.finish(t);
-        continue;
+      const t = recordOf(d, this.opts.maxAttempts);
+      for (const e of journal.get(d._id) ?? []) {
+        t.rev = e.rev;
+        t.state = e.state;
+        t.attempts = e.attempt;
+        if (e.who !== undefined) t.who = e.who ?? null;
+        if ('result' in e) t.result = e.result;
+        if (e.error !== undefined) t.error = e.error ?? null;
+        if (e.moduleHash) t.moduleHash = e.moduleHash;
+        if (e.uncounted) t.uncounted = e.uncounted;
       }
       this.tasks.set(t.id, t);
+      if (isFinal(t.state)) {
+        // Final in the journal, not yet in `tasks`: the folder writes it.
+        this.finish(t);
+        this.store.fold(t);
+        continue;
+      }
       open.push(t);
     }
     const outside = new Set<string>();
@@ -699,10 +723,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         for (const t of [...this.orphans]) {
           this.orphans.delete(t);
           if (t.state !== 'assigned' && t.state !== 'running') continue;
-          // Not the task's fault: requeue without counting it as a failed attempt.
-          t.who = null;
-          this.change(t, 'ready', {});
-          this.enqueue(t);
+          this.requeueUncounted(t);
         }
         this.scheduleFlush();
       }, this.opts.recoveryGraceMs);
@@ -710,7 +731,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     this.scheduleFlush();
     await this.store.barrier();
-    return { tasks: open.length, orphans };
+    return { tasks: open.length, orphans, dropped };
   }
 
   // ---- holding similar work (holdSimilarWork) -------------------------------------------------
@@ -797,13 +818,23 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const t = this.current(ref, runnerId);
       if (!t || (t.state !== 'assigned' && t.state !== 'running')) continue;
       this.freeSlot(t);
-      t.who = null;
-      this.change(t, 'ready', {});
-      this.enqueue(t);
+      this.requeueUncounted(t);
       n++;
     }
     this.scheduleFlush();
     return n;
+  }
+
+  /**
+   * Requeue without counting a failure: the attempt was lost through no fault of the task (its
+   * runner gave it back, or never came back after a master restart). Attempt numbers keep growing
+   * (they fence late reports); `uncounted` keeps this one out of `maxAttempts`.
+   */
+  private requeueUncounted(t: TaskRecord): void {
+    t.who = null;
+    t.uncounted = (t.uncounted ?? 0) + 1;
+    this.change(t, 'ready', { uncounted: t.uncounted });
+    this.enqueue(t);
   }
 
   /** Resolves once every change made so far is durable. */
@@ -935,6 +966,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return { outcomes, unknown };
   }
 
+  /** Purged tasks: their outcomes are forgotten, so their ids can be used again. */
+  forgetFinals(ids: string[]): void {
+    for (const id of ids) this.finals.delete(id);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     for (const r of this.runners.values()) if (r.lostTimer) clearTimeout(r.lostTimer);
@@ -953,4 +989,70 @@ export function hashAllocate(key: string, runnerIds: string[]): string | undefin
 
 function depError(dep: string, err: WireError | null | undefined): WireError {
   return wireError('EDEPFAILED', `dependency "${dep}" failed${err ? `: ${err.code} ${err.message}` : ''}`);
+}
+
+/** The document an add writes: only what differs from the defaults. */
+function taskDoc(t: TaskRecord): TaskDoc {
+  const d: TaskDoc = {
+    _id: t.id,
+    batch: t.batch,
+    module: t.module,
+    params: t.params,
+    state: t.state,
+    attempts: 0,
+    maxAttempts: t.maxAttempts,
+    created: t.created,
+    updated: t.created,
+    rev: 0,
+  };
+  if (t.priority) d.priority = t.priority;
+  if (t.dependencies.length > 0) d.dependencies = t.dependencies;
+  if (t.timeout) d.timeout = t.timeout;
+  if (t.runTimeout) d.runTimeout = t.runTimeout;
+  if (t.assignTimeout) d.assignTimeout = t.assignTimeout;
+  if (t.deadline) d.deadline = t.deadline;
+  if (t.key) d.key = t.key;
+  if (t.affinity) d.affinity = t.affinity;
+  if (t.backoff) d.backoff = t.backoff;
+  if (t.requires) d.requires = t.requires;
+  if (t.runner) d.runner = t.runner;
+  if (t.fanout) d.broadcast = true;
+  return d;
+}
+
+/** A task record from its stored document (recovery). */
+function recordOf(d: TaskDoc, maxAttempts: number): TaskRecord {
+  return {
+    _id: d._id,
+    id: d._id,
+    module: d.module,
+    params: d.params ?? [],
+    priority: d.priority ?? 0,
+    dependencies: d.dependencies ?? [],
+    batch: d.batch,
+    created: d.created,
+    state: d.state,
+    attempts: d.attempts ?? 0,
+    maxAttempts: d.maxAttempts ?? maxAttempts,
+    rev: d.rev ?? 0,
+    pending: 0,
+    dependents: [],
+    who: d.assigned?.who ?? null,
+    assignedAt: d.assigned?.when ?? null,
+    result: d.result,
+    error: d.error ?? null,
+    moduleHash: d.moduleHash ?? null,
+    runTimeout: d.runTimeout ?? null,
+    timeout: d.timeout ?? null,
+    assignTimeout: d.assignTimeout ?? null,
+    deadline: d.deadline ?? null,
+    seq: 0,
+    key: d.key ?? null,
+    affinity: d.affinity ?? null,
+    backoff: d.backoff ?? null,
+    requires: (d.requires as TaskRecord['requires']) ?? null,
+    runner: d.runner ?? null,
+    fanout: d.broadcast === true,
+    uncounted: d.uncounted ?? 0,
+  };
 }

@@ -1,33 +1,38 @@
 /**
- * Write-through persistence. Inputs: task documents to insert (on add) and journal events (on every
- * state change), in the order the scheduler made them. Output: ordered bulk writes, one batch per
- * tick, and `barrier()` promises that resolve once everything enqueued before them is durable.
+ * Write-through persistence. Inputs, in the order the scheduler makes them: the task documents of an
+ * add, journal records (one per change that must be durable before it takes effect), affinity
+ * allocations. Outputs: a few bulk commands per tick, and `barrier()` promises that resolve once
+ * everything enqueued before them is durable.
  *
- * Ordering: a single writer loop drains the queue front to back, task inserts before the events that
- * follow them, so the database never holds an event for a task it does not hold.
- * Failure: a failed write is retried (with backoff) from the first document not written, so nothing
- * queued is dropped and nothing is written twice; callers waiting on a barrier wait through it.
- * Folding: final outcomes are copied into `tasks` documents by a low-priority pass that only runs
- * when no journal write is waiting (see models/task-event.ts for why the journal comes first).
+ * Group commit: one writer loop takes everything queued while the previous write was in flight and
+ * writes it together, one ordered insert per collection (chunked), so the cost per task falls as load
+ * rises. Adds go first in a write: the journal never holds a record of a task the database lacks.
+ * All-or-nothing adds: the ids of multi-task adds are recorded in `task_adds` before their documents
+ * and that record is deleted after them (models/pending-add.ts); an add is acknowledged only then.
+ * Failures (master/write-errors.ts): a transient one is retried with backoff from the first document
+ * not written, while the master keeps serving from memory; a refused document fails only its own
+ * task with EPERSIST (its add is refused, or its journal record is replaced by the failure) and
+ * every other write goes on. A duplicate key on a retry is our own earlier write whose answer was lost.
+ * `tasks` is brought up to date by the folder (master/store-fold.ts); retention and purge live in
+ * master/retention.ts.
  */
-import mongoose, { type Connection, type Model } from 'mongoose';
+import type { Collection, Connection } from 'mongoose';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
-import { FINAL_STATES } from '../protocol/states';
-import { decodeValue, encodeValue } from '../models/codec';
-import { taskModel, type TaskDoc } from '../models/task';
-import { taskEventModel, type TaskEventDoc } from '../models/task-event';
+import { wireError, type WireError } from '../protocol/errors';
+import { FINAL_STATES, isFinal } from '../protocol/states';
 import { allocationModel, type AllocationDoc } from '../models/allocation';
+import { decodeValue, encodeValue, UnstorableValueError } from '../models/codec';
+import { pendingAddModel } from '../models/pending-add';
+import { taskModel, type TaskDoc } from '../models/task';
+import { eventId, taskEventModel, type TaskEventDoc } from '../models/task-event';
+import { Folder, type FoldOptions } from './store-fold';
+import type { TaskRecord } from './task-record';
+import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
 
-type Entry =
-  | { coll: 'tasks'; doc: TaskDoc }
-  | { coll: 'events'; doc: TaskEventDoc }
-  | { coll: 'allocations'; doc: AllocationDoc }
-  | { coll: 'deallocations'; doc: { key: string } };
-
-export interface FoldedState {
+/** A task's state as the database knows it (look-ups of tasks not in memory). */
+export interface StoredState {
   id: string;
-  _id: string;
   batch: string;
   state: TaskDoc['state'];
   attempts: number;
@@ -35,72 +40,122 @@ export interface FoldedState {
   result?: unknown;
   error?: TaskDoc['error'];
   who?: string | null;
-  /** When the last attempt was assigned (epoch ms). */
-  when?: number | null;
   moduleHash?: string | null;
 }
 
-export interface StoreOptions {
-  /** Operations per bulk write. FerretDB 1.24 stalls on update commands of 100 or more. */
+export type AddWriteResult = { ok: true } | { ok: false; id: string; error: WireError };
+
+/** Called when the server refused a journal record: the record was replaced by an EPERSIST failure. */
+export type RefusalListener = (task: string, rev: number, error: WireError) => void;
+
+interface AddEntry {
+  kind: 'add';
+  docs: TaskDoc[];
+  refusal?: { id: string; error: WireError };
+  done: (r: AddWriteResult) => void;
+}
+type Entry =
+  | AddEntry
+  | { kind: 'event'; doc: TaskEventDoc }
+  | { kind: 'alloc'; doc: AllocationDoc }
+  | { kind: 'dealloc'; key: string };
+
+export interface StoreOptions extends FoldOptions {
+  /** Documents per insert command. */
   writeChunk: number;
-  /** Final outcomes folded into `tasks` per pass. */
-  foldChunk?: number;
-  /** Quiet time before folding starts. */
-  foldIdleMs?: number;
   logger: Logger;
 }
 
+export const STORE_DEFAULTS = { writeChunk: 1000 };
+
 export class Store {
-  readonly tasks: Model<TaskDoc>;
-  readonly events: Model<TaskEventDoc>;
-  readonly allocations: Model<AllocationDoc>;
+  readonly tasks: Collection<TaskDoc>;
+  readonly events: Collection<TaskEventDoc>;
+  readonly allocations: Collection<AllocationDoc>;
+  readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
+  readonly folder: Folder;
+  /** Set by the scheduler: a journal record was refused and replaced by a failure. */
+  onRefused: RefusalListener = () => {};
   private queue: Entry[] = [];
   private waiters: (() => void)[] = [];
-  private folds = new Map<string, FoldedState>();
   private running = false;
   private closed = false;
-  private lastEnqueue = 0;
-  private foldTimer: NodeJS.Timeout | null = null;
-  /** Total documents written, for metrics and benchmarks. */
-  written = 0;
+  private seq = 0;
+  private durableSeq = 0;
+  private retrying = false;
+  /** Database commands and documents written, for status and benchmarks. */
+  readonly counters = { commands: 0, documents: 0, refused: 0, retries: 0 };
 
   constructor(
     conn: Connection,
     private readonly opts: StoreOptions,
   ) {
-    this.tasks = taskModel(conn);
-    this.events = taskEventModel(conn);
-    this.allocations = allocationModel(conn);
+    this.tasks = taskModel(conn).collection as unknown as Collection<TaskDoc>;
+    this.events = taskEventModel(conn).collection as unknown as Collection<TaskEventDoc>;
+    this.allocations = allocationModel(conn).collection as unknown as Collection<AllocationDoc>;
+    this.pendingAdds = pendingAddModel(conn).collection as unknown as Collection<{
+      _id: string;
+      ids: string[];
+      at: number;
+    }>;
+    this.folder = new Folder(this, opts);
   }
 
-  insertTask(doc: TaskDoc): void {
-    this.push({ coll: 'tasks', doc: { ...doc, params: encodeValue(doc.params) as unknown[] } });
+  // ---- writes ------------------------------------------------------------------------------------
+
+  /**
+   * Encodes an add's documents for storage; refuses the add (before anything changes) when a value
+   * cannot be stored at all.
+   */
+  prepareTasks(docs: TaskDoc[]): { docs: TaskDoc[] } | { id: string; error: WireError } {
+    const out: TaskDoc[] = [];
+    for (const d of docs) {
+      try {
+        out.push(encodeTask(d));
+      } catch (err) {
+        return { id: d._id, error: persistError(d._id, err) };
+      }
+    }
+    return { docs: out };
   }
 
-  appendEvent(doc: TaskEventDoc): void {
-    const e = { ...doc };
-    if ('result' in e) e.result = encodeValue(e.result);
-    if (e.error?.details !== undefined) e.error = { ...e.error, details: encodeValue(e.error.details) };
-    this.push({ coll: 'events', doc: e });
+  /** Queues an add's documents (from `prepareTasks`); resolves once they are all durable, or refused. */
+  insertTasks(docs: TaskDoc[]): Promise<AddWriteResult> {
+    return new Promise((done) => this.push({ kind: 'add', docs, done }));
+  }
+
+  /**
+   * Queues a journal record. Returns an EPERSIST error instead when its values cannot be stored: the
+   * record is then written as that failure, and the caller must apply it to the task.
+   */
+  appendEvent(doc: TaskEventDoc): WireError | null {
+    try {
+      this.push({ kind: 'event', doc: encodeEvent(doc) });
+      return null;
+    } catch (err) {
+      const error = persistError(doc.task, err);
+      this.push({ kind: 'event', doc: failedRecord(doc, error) });
+      return error;
+    }
   }
 
   /** Records that an affinity key now belongs to a runner (ordered with everything else). */
   allocate(doc: AllocationDoc): void {
-    this.push({ coll: 'allocations', doc });
+    this.push({ kind: 'alloc', doc });
   }
 
   deallocate(key: string): void {
-    this.push({ coll: 'deallocations', doc: { key } });
+    this.push({ kind: 'dealloc', key });
   }
 
-  async loadAllocations(): Promise<AllocationDoc[]> {
-    return (await this.allocations.collection.find({}).toArray()) as unknown as AllocationDoc[];
+  /** Brings the task's `tasks` document up to its current state, soon (master/store-fold.ts). */
+  fold(t: TaskRecord): void {
+    if (!this.closed) this.folder.add(t, this.seq);
   }
 
-  /** Copy a final outcome into its `tasks` document when the writer is idle. */
-  fold(state: FoldedState): void {
-    this.folds.set(state.id, state);
-    this.scheduleFold();
+  /** Forgets a task whose add was refused: nothing of it is in the database. */
+  forget(id: string): void {
+    this.folder.drop(id);
   }
 
   /** Resolves once everything enqueued so far is durably written. */
@@ -112,32 +167,54 @@ export class Store {
     });
   }
 
-  get backlog(): number {
-    return this.queue.length;
+  /** Sequence number of the last change known durable (the folder only writes what is). */
+  get durable(): number {
+    return this.durableSeq;
+  }
+
+  /** What status and health show of the writer. */
+  status(): {
+    writeBacklog: number;
+    retrying: boolean;
+    foldBacklog: number;
+    oldestUnfoldedMs: number;
+    commands: number;
+    documents: number;
+  } {
+    return {
+      writeBacklog: this.queue.length,
+      retrying: this.retrying,
+      foldBacklog: this.folder.backlog,
+      oldestUnfoldedMs: this.folder.oldestAgeMs(),
+      commands: this.counters.commands + this.folder.counters.commands,
+      documents: this.counters.documents + this.folder.counters.documents,
+    };
   }
 
   async close(): Promise<void> {
     await this.barrier();
+    await this.folder.close();
     this.closed = true;
-    if (this.foldTimer) clearTimeout(this.foldTimer);
   }
 
   private push(e: Entry): void {
     if (this.closed) {
       // Changes made after close (a runner timing out during shutdown) are not written: the
       // database keeps the state as of close, and the next start recovers from it.
-      this.opts.logger.warn('write after close dropped', { collection: e.coll });
+      this.opts.logger.warn('write after close dropped', { kind: e.kind });
+      if (e.kind === 'add')
+        e.done({ ok: false, id: '', error: wireError('EPERSIST', 'the master is closing') });
       return;
     }
     this.queue.push(e);
-    this.lastEnqueue = Date.now();
+    this.seq++;
     this.kick();
   }
 
   private kick(): void {
     if (this.running) return;
     this.running = true;
-    // Let the current tick finish enqueueing, so one tick's changes go out as one batch.
+    // Let the current tick finish enqueueing, so one tick's changes go out as one write.
     setImmediate(() => void this.drain());
   }
 
@@ -146,203 +223,355 @@ export class Store {
       while (this.queue.length > 0) {
         const batch = this.queue;
         const waiters = this.waiters;
+        const upTo = this.seq;
         this.queue = [];
         this.waiters = [];
-        await this.writeAll(batch);
+        await this.write(batch);
+        this.durableSeq = upTo;
+        this.folder.kick();
         for (const w of waiters) w();
       }
-      // Barriers taken while the queue was empty but the loop was running.
       const waiters = this.waiters;
       this.waiters = [];
       for (const w of waiters) w();
     } finally {
       this.running = false;
       if (this.queue.length > 0 || this.waiters.length > 0) this.kick();
-      else this.scheduleFold();
     }
   }
 
-  private async writeAll(batch: Entry[]): Promise<void> {
+  private async write(batch: Entry[]): Promise<void> {
+    const adds = batch.filter((e): e is AddEntry => e.kind === 'add');
+    if (adds.length > 0) await this.writeAdds(adds);
+    const events: TaskEventDoc[] = [];
+    for (const e of batch) if (e.kind === 'event') events.push(e.doc);
+    if (events.length > 0) await this.writeEvents(events);
+    // Allocations in their own order: a key deallocated and allocated again in one tick.
     let i = 0;
-    let failures = 0;
     while (i < batch.length) {
-      const coll = batch[i].coll;
-      let j = i;
-      while (j < batch.length && j - i < this.opts.writeChunk && batch[j].coll === coll) j++;
-      const docs = batch.slice(i, j).map((e) => e.doc);
-      try {
-        if (coll === 'deallocations') {
-          await this.allocations.collection.deleteMany({
-            key: { $in: docs.map((d) => (d as { key: string }).key) },
-          });
-        } else {
-          const model = coll === 'tasks' ? this.tasks : coll === 'events' ? this.events : this.allocations;
-          await model.collection.insertMany(docs as never[], { ordered: true });
+      const e = batch[i];
+      if (e.kind === 'alloc') {
+        const docs: AllocationDoc[] = [];
+        while (i < batch.length && batch[i].kind === 'alloc')
+          docs.push((batch[i++] as { doc: AllocationDoc }).doc);
+        await this.insertAll(this.allocations as unknown as Collection<{ _id?: string }>, docs as never[], {
+          refused: (doc, f) => {
+            this.opts.logger.warn('allocation not stored', {
+              key: (doc as AllocationDoc).key,
+              reason: f.message,
+            });
+            return null;
+          },
+        });
+      } else if (e.kind === 'dealloc') {
+        const keys: string[] = [];
+        while (i < batch.length && batch[i].kind === 'dealloc')
+          keys.push((batch[i++] as { key: string }).key);
+        await this.retry(() => this.allocations.deleteMany({ key: { $in: keys } }));
+      } else i++;
+    }
+  }
+
+  private async writeAdds(adds: AddEntry[]): Promise<void> {
+    const multi = adds.filter((a) => a.docs.length > 1);
+    const marker = multi.length > 0 ? `${Date.now().toString(36)}-${++this.seq}` : null;
+    if (marker) {
+      const ids = multi.flatMap((a) => a.docs.map((d) => d._id));
+      await this.retry(() => this.pendingAdds.insertOne({ _id: marker, ids, at: Date.now() }));
+    }
+    const owner = new Map<TaskDoc, AddEntry>();
+    for (const a of adds) for (const d of a.docs) owner.set(d, a);
+    await this.insertAll(
+      this.tasks,
+      adds.flatMap((a) => a.docs),
+      {
+        live: (d) => !owner.get(d)?.refusal,
+        refused: (d, f) => {
+          const a = owner.get(d) as AddEntry;
+          a.refusal = {
+            id: d._id,
+            error:
+              f.code === DUPLICATE_KEY
+                ? wireError('EVALIDATION', `id "${d._id}" is already taken`)
+                : wireError('EPERSIST', `task "${d._id}": the database refused it: ${f.message}`),
+          };
+          return null;
+        },
+      },
+    );
+    // A refused add leaves nothing: remove what of it was written.
+    const undo = adds.filter((a) => a.refusal && a.docs.length > 1).flatMap((a) => a.docs.map((d) => d._id));
+    for (let i = 0; i < undo.length; i += 1000) {
+      const ids = undo.slice(i, i + 1000);
+      await this.retry(() => this.tasks.deleteMany({ _id: { $in: ids } }));
+    }
+    if (marker) await this.retry(() => this.pendingAdds.deleteOne({ _id: marker }));
+    for (const a of adds) {
+      if (a.refusal) this.counters.refused++;
+      a.done(a.refusal ? { ok: false, ...a.refusal } : { ok: true });
+    }
+  }
+
+  private async writeEvents(events: TaskEventDoc[]): Promise<void> {
+    const refused: [TaskEventDoc, WireError][] = [];
+    await this.insertAll(this.events, events, {
+      refused: (doc, f) => {
+        if (f.code === DUPLICATE_KEY) {
+          // Not a retry of ours: another master recorded this revision first. Its record stands.
+          this.opts.logger.warn('journal revision already stored; skipped', { _id: doc._id });
+          return null;
         }
-        this.written += docs.length;
-        i = j;
+        const error = wireError(
+          'EPERSIST',
+          `task "${doc.task}": the database refused its record: ${f.message}`,
+        );
+        refused.push([doc, error]);
+        this.counters.refused++;
+        this.opts.logger.error('journal record refused; the task fails with EPERSIST', {
+          taskId: doc.task,
+          rev: doc.rev,
+          reason: f.message,
+        });
+        return failedRecord(doc, error);
+      },
+    });
+    for (const [doc, error] of refused) this.onRefused(doc.task, doc.rev, error);
+  }
+
+  /**
+   * Inserts `docs` in order, in chunks, through transient failures. `refused(doc)` decides what
+   * happens to a document the server refuses: a replacement to insert instead, or null to skip it.
+   * `live(doc)` false skips a document not yet sent (its add was refused meanwhile).
+   */
+  private async insertAll<D extends { _id?: unknown }>(
+    coll: Collection<D>,
+    docs: D[],
+    how: { live?: (d: D) => boolean; refused: (d: D, f: WriteFailure) => D | null },
+  ): Promise<void> {
+    const tried = new Set<D>();
+    let limit = this.opts.writeChunk;
+    let failures = 0;
+    let i = 0;
+    while (i < docs.length) {
+      const chunk: D[] = [];
+      for (let j = i; j < docs.length && chunk.length < limit; j++)
+        if (!how.live || how.live(docs[j])) chunk.push(docs[j]);
+      const end = chunk.length > 0 ? docs.indexOf(chunk[chunk.length - 1], i) + 1 : docs.length;
+      if (chunk.length === 0) {
+        i = end;
+        continue;
+      }
+      try {
+        await coll.insertMany(chunk as never[], { ordered: true });
+        this.counters.commands++;
+        this.counters.documents += chunk.length;
+        i = end;
         failures = 0;
+        limit = this.opts.writeChunk;
+        this.retrying = false;
+        continue;
       } catch (err) {
-        const done = insertedBeforeError(err);
-        if (isDuplicateKey(err) && coll !== 'tasks') {
-          // A revision already stored: either our own earlier try whose answer was lost, or another
-          // master writing the same tasks. Skip it; the first writer's record stands.
-          this.opts.logger.warn('journal revision already stored; skipped', {
-            task: (docs[done] as TaskEventDoc).task,
-            rev: (docs[done] as TaskEventDoc).rev,
-          });
-          i += done + 1;
+        this.counters.commands++;
+        const f = classify(err);
+        const at = f.index ?? (f.kind === 'refused' && chunk.length === 1 ? 0 : undefined);
+        if (f.kind === 'refused' && at !== undefined) {
+          const bad = chunk[at];
+          const pos = docs.indexOf(bad, i);
+          this.counters.documents += f.written;
+          if (f.code === DUPLICATE_KEY && tried.has(bad)) {
+            i = pos + 1; // written by an earlier try whose answer was lost
+            continue;
+          }
+          const replacement = how.refused(bad, f);
+          if (replacement) docs[pos] = replacement;
+          i = replacement ? pos : pos + 1;
           continue;
         }
-        i += done;
-        failures++;
-        const wait = backoffDelay(failures - 1, { base: 100, cap: 5000 });
-        this.opts.logger.error('database write failed; retrying', { error: String(err), retryInMs: wait });
-        if (this.closed) {
-          this.opts.logger.warn('store closed with writes still failing; dropped', {
-            left: batch.length - i,
-          });
-          return;
+        if (f.kind === 'refused') {
+          // Refused as a whole without naming a document: split until it is one.
+          limit = Math.max(1, Math.floor(chunk.length / 2));
+          continue;
         }
-        await new Promise((r) => setTimeout(r, wait));
+        for (const d of chunk) tried.add(d);
+        // Skip what the failed command did write (an ordered insert stops at the failure).
+        for (let k = 0; k < f.written && i < docs.length; k++) i = docs.indexOf(chunk[k], i) + 1;
+        await this.pause(++failures, f);
       }
     }
   }
 
-  private scheduleFold(): void {
-    if (this.foldTimer || this.closed || this.folds.size === 0) return;
-    const idle = this.opts.foldIdleMs ?? 200;
-    this.foldTimer = setTimeout(() => {
-      this.foldTimer = null;
-      void this.foldSome();
-    }, idle);
-    this.foldTimer.unref();
-  }
-
-  private async foldSome(): Promise<void> {
-    const idle = this.opts.foldIdleMs ?? 200;
-    if (this.running || this.closed || Date.now() - this.lastEnqueue < idle) return this.scheduleFold();
-    const chunk: FoldedState[] = [];
-    for (const s of this.folds.values()) {
-      chunk.push(s);
-      if (chunk.length >= (this.opts.foldChunk ?? 10)) break;
-    }
-    if (chunk.length === 0) return;
-    this.running = true;
-    try {
-      await this.tasks.collection.bulkWrite(
-        chunk.map((s) => ({
-          updateOne: {
-            // Precondition: never replace a newer fold with an older one.
-            filter: { _id: new mongoose.Types.ObjectId(s._id), rev: { $lt: s.rev } },
-            update: {
-              $set: {
-                state: s.state,
-                attempts: s.attempts,
-                rev: s.rev,
-                result: encodeValue(s.result ?? null),
-                error:
-                  s.error?.details !== undefined
-                    ? { ...s.error, details: encodeValue(s.error.details) }
-                    : (s.error ?? null),
-                moduleHash: s.moduleHash ?? null,
-                'assigned.who': s.who ?? null,
-                'assigned.when': s.when ?? null,
-                'assigned.completed': Date.now(),
-                updated: Date.now(),
-              },
-            },
-          },
-        })),
-        { ordered: true },
-      );
-      for (const s of chunk) if (this.folds.get(s.id) === s) this.folds.delete(s.id);
-    } catch (err) {
-      this.opts.logger.warn('folding outcomes into tasks failed; will retry', { error: String(err) });
-    } finally {
-      this.running = false;
-      if (this.queue.length > 0 || this.waiters.length > 0) this.kick();
-      else this.scheduleFold();
+  /** Runs one command through transient failures. */
+  private async retry<T>(op: () => Promise<T>): Promise<T | undefined> {
+    let failures = 0;
+    for (;;) {
+      try {
+        const r = await op();
+        this.counters.commands++;
+        this.retrying = false;
+        return r;
+      } catch (err) {
+        const f = classify(err);
+        if (f.kind === 'refused') {
+          this.opts.logger.error('database command refused', { error: f.message });
+          return undefined;
+        }
+        await this.pause(++failures, f);
+      }
     }
   }
 
-  /** Every task whose `tasks` document is not final, with its journal folded in. */
-  async loadUnfinished(): Promise<{ docs: TaskDoc[]; states: Map<string, FoldedState> }> {
-    const docs = (
-      (await this.tasks.collection
-        .find({ state: { $nin: [...FINAL_STATES] } })
-        .toArray()) as unknown as TaskDoc[]
-    ).map(decodeDoc);
-    const states = await this.foldJournal(docs);
-    return { docs, states };
-  }
-
-  /** Current state of these tasks (final or not), from `tasks` and the journal. Unknown ids are absent. */
-  async fetchStates(ids: string[]): Promise<Map<string, FoldedState>> {
-    if (ids.length === 0) return new Map();
-    const docs = (
-      (await this.tasks.collection.find({ id: { $in: ids } }).toArray()) as unknown as TaskDoc[]
-    ).map(decodeDoc);
-    return this.foldJournal(docs);
-  }
-
-  private async foldJournal(docs: TaskDoc[]): Promise<Map<string, FoldedState>> {
-    const states = new Map<string, FoldedState>();
-    for (const d of docs) {
-      states.set(d.id, {
-        id: d.id,
-        _id: String(d._id),
-        batch: d.batch,
-        state: d.state,
-        attempts: d.attempts ?? 0,
-        rev: d.rev ?? 0,
-        result: d.result,
-        error: d.error ?? null,
-        who: d.assigned?.who ?? null,
-        moduleHash: d.moduleHash ?? null,
+  private async pause(failures: number, f: WriteFailure): Promise<void> {
+    this.retrying = true;
+    this.counters.retries++;
+    const wait = backoffDelay(failures - 1, { base: 100, cap: 5000 });
+    if (failures === 1 || failures % 10 === 0)
+      this.opts.logger.error('database write failed; retrying', {
+        error: f.message,
+        failures,
+        retryInMs: wait,
       });
-    }
-    const open = docs.filter((d) => !FINAL_STATES.includes(d.state)).map((d) => d.id);
-    for (let i = 0; i < open.length; i += 5000) {
-      const events = (await this.events.collection
-        .find({ task: { $in: open.slice(i, i + 5000) } })
-        .toArray()) as unknown as TaskEventDoc[];
-      events.sort((a, b) => a.rev - b.rev);
-      for (const e of events) {
-        const s = states.get(e.task);
-        if (!s || e.rev <= s.rev) continue;
-        s.rev = e.rev;
-        s.state = e.state;
-        s.attempts = e.attempt;
-        if (e.who !== undefined) s.who = e.who;
-        if ('result' in e) s.result = decodeValue(e.result);
-        if (e.error !== undefined)
-          s.error = e.error ? { ...e.error, details: decodeValue(e.error.details) } : e.error;
-        if (e.moduleHash) s.moduleHash = e.moduleHash;
+    await new Promise((r) => setTimeout(r, wait));
+  }
+
+  // ---- reads -------------------------------------------------------------------------------------
+
+  async loadAllocations(): Promise<AllocationDoc[]> {
+    return (await this.allocations.find({}).toArray()) as unknown as AllocationDoc[];
+  }
+
+  /**
+   * What a starting master needs: every task not final in `tasks`, and the journal records newer
+   * than their documents. Adds that were never acknowledged are removed first, and journal records
+   * already folded into `tasks` are deleted.
+   */
+  async loadForRecovery(): Promise<{
+    docs: TaskDoc[];
+    journal: Map<string, TaskEventDoc[]>;
+    dropped: number;
+  }> {
+    let dropped = 0;
+    for (const m of await this.pendingAdds.find({}).toArray()) {
+      for (let i = 0; i < m.ids.length; i += 1000) {
+        const r = await this.tasks.deleteMany({ _id: { $in: m.ids.slice(i, i + 1000) } });
+        dropped += r.deletedCount;
       }
+      await this.pendingAdds.deleteOne({ _id: m._id });
+    }
+    const docs = ((await this.tasks.find({ state: { $nin: [...FINAL_STATES] } }).toArray()) as TaskDoc[]).map(
+      decodeTask,
+    );
+    const open = new Map(docs.map((d) => [d._id, d]));
+    const journal = new Map<string, TaskEventDoc[]>();
+    const stale: string[] = [];
+    for (const e of (await this.events.find({}).toArray()) as TaskEventDoc[]) {
+      const d = open.get(e.task);
+      if (!d || e.rev <= d.rev) {
+        stale.push(e._id);
+        continue;
+      }
+      let list = journal.get(e.task);
+      if (!list) journal.set(e.task, (list = []));
+      list.push(decodeEvent(e));
+    }
+    for (const list of journal.values()) list.sort((a, b) => a.rev - b.rev);
+    await this.deleteEvents(stale);
+    return { docs, journal, dropped };
+  }
+
+  /** States of these tasks (final or not) as stored; unknown ids are absent. */
+  async fetchStates(ids: string[]): Promise<Map<string, StoredState>> {
+    const states = new Map<string, StoredState>();
+    for (let i = 0; i < ids.length; i += 1000) {
+      const docs = (await this.tasks
+        .find({ _id: { $in: ids.slice(i, i + 1000) } }, { projection: { params: 0 } })
+        .toArray()) as TaskDoc[];
+      for (const raw of docs) {
+        const d = decodeTask(raw);
+        states.set(d._id, {
+          id: d._id,
+          batch: d.batch,
+          state: d.state,
+          attempts: d.attempts ?? 0,
+          rev: d.rev ?? 0,
+          result: d.result,
+          error: d.error ?? null,
+          who: d.assigned?.who ?? null,
+          moduleHash: d.moduleHash ?? null,
+        });
+      }
+    }
+    // A final state the folder has not written yet is newer than the document.
+    for (const id of ids) {
+      const t = this.folder.pendingRecord(id);
+      const s = states.get(id);
+      if (t && s && isFinal(t.state) && t.rev > s.rev)
+        states.set(id, {
+          ...s,
+          state: t.state,
+          attempts: t.attempts,
+          rev: t.rev,
+          result: t.result,
+          error: t.error,
+        });
     }
     return states;
   }
+
+  /** Deletes journal records by `_id`. */
+  async deleteEvents(ids: string[]): Promise<void> {
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
+      await this.retry(() => this.events.deleteMany({ _id: { $in: chunk } }));
+    }
+  }
 }
 
-function decodeDoc(d: TaskDoc): TaskDoc {
+export function persistError(task: string, err: unknown): WireError {
+  const why = err instanceof UnstorableValueError ? err.message : String(err);
+  return wireError('EPERSIST', `task "${task}": ${why}`);
+}
+
+function failedRecord(doc: TaskEventDoc, error: WireError): TaskEventDoc {
+  return {
+    _id: doc._id,
+    task: doc.task,
+    rev: doc.rev,
+    at: doc.at,
+    state: 'failed',
+    attempt: doc.attempt,
+    who: doc.who ?? null,
+    error,
+  };
+}
+
+function encodeTask(d: TaskDoc): TaskDoc {
+  const out: TaskDoc = { ...d, params: encodeValue(d.params) as unknown[] };
+  if (d.requires) out.requires = encodeValue(d.requires) as Record<string, unknown>;
+  return out;
+}
+
+function decodeTask(d: TaskDoc): TaskDoc {
   return {
     ...d,
-    params: decodeValue(d.params) as unknown[],
+    params: (decodeValue(d.params) as unknown[]) ?? [],
     result: decodeValue(d.result),
+    requires: d.requires ? (decodeValue(d.requires) as Record<string, unknown>) : d.requires,
     error: d.error ? { ...d.error, details: decodeValue(d.error.details) } : d.error,
   };
 }
 
-function insertedBeforeError(err: unknown): number {
-  const e = err as { insertedCount?: number; result?: { insertedCount?: number } };
-  return e.insertedCount ?? e.result?.insertedCount ?? 0;
+function encodeEvent(doc: TaskEventDoc): TaskEventDoc {
+  const e = { ...doc };
+  if ('result' in e) e.result = encodeValue(e.result);
+  if (e.error?.details !== undefined) e.error = { ...e.error, details: encodeValue(e.error.details) };
+  return e;
 }
 
-function isDuplicateKey(err: unknown): boolean {
-  const e = err as { code?: number; writeErrors?: { code?: number }[] | { code?: number } };
-  if (e.code === 11000) return true;
-  const we = e.writeErrors;
-  if (Array.isArray(we)) return we[0]?.code === 11000;
-  return we?.code === 11000;
+function decodeEvent(e: TaskEventDoc): TaskEventDoc {
+  const out = { ...e };
+  if ('result' in out) out.result = decodeValue(out.result);
+  if (out.error?.details !== undefined) out.error = { ...out.error, details: decodeValue(out.error.details) };
+  return out;
 }
+
+export { eventId };

@@ -6,6 +6,7 @@ import type { TaskState } from '../protocol/states';
 import type { WireError } from '../protocol/errors';
 
 export interface TaskRecord {
+  /** The same as `id` (the `tasks` document's `_id`); the original protocol's name for it. */
   _id: string;
   id: string;
   module: string;
@@ -18,6 +19,8 @@ export interface TaskRecord {
   /** Number of the current (or last) attempt; 0 before the first assignment. */
   attempts: number;
   maxAttempts: number;
+  /** Attempts lost through no fault of the task (requeued uncounted); not counted against maxAttempts. */
+  uncounted?: number;
   /** Journal revision of the last change recorded for this task. */
   rev: number;
   /** Dependencies not done yet. */
@@ -27,6 +30,8 @@ export interface TaskRecord {
   /** Runner holding the current attempt, if assigned or running. */
   who: string | null;
   assignedAt: number | null;
+  /** When it became final (epoch ms): the lag of `tasks` is measured from here. */
+  finishedAt?: number | null;
   result?: unknown;
   error?: WireError | null;
   moduleHash?: string | null;

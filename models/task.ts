@@ -1,26 +1,35 @@
 /**
- * The `tasks` collection. The fields of the original taskmaster schema (created, priority, assigned,
- * module, params, dependencies) plus the scheduling state the master writes through.
+ * The `tasks` collection: one document per task, current within about a second of every change
+ * (master/store.ts folds each task's latest state into it).
  *
- * `id` is always set: the caller's id, or the `_id` as a hex string, so dependencies and the wire
- * protocol name every task the same way. It is unique within the master (unique index).
+ * `_id` is the task's id: the caller's, or a fresh ObjectId in hex. Dependencies, the wire protocol
+ * and every look-up name tasks by it, so each of the master's reads is an `_id` look-up, and the
+ * `_id` index is what keeps ids unique: no second index to maintain on every insert. Fields at their
+ * default are left out (a document holds what differs), so a new task costs fewer bytes to write.
+ *
+ * User values (`params`, `result`, `error.details`, `requires`) go through models/codec.ts.
  */
-import { Schema, type Connection, type Model, type Types } from 'mongoose';
+import { Schema, type Connection, type Model } from 'mongoose';
 import { TASK_STATES, type TaskState } from '../protocol/states';
 
 export interface TaskDoc {
-  _id: Types.ObjectId;
-  id: string;
+  /** The task's id. */
+  _id: string;
   created: number;
   updated: number;
-  priority: number;
-  assigned: { who: string | null; when: number | null; completed: number | null };
+  /** Default 0. */
+  priority?: number;
+  /** Runner of the current (or last) attempt, when it was assigned, when the task became final. */
+  assigned?: { who?: string | null; when?: number | null; completed?: number | null };
   module: string;
   params: unknown[];
-  dependencies: string[];
+  /** Default none. */
+  dependencies?: string[];
   state: TaskState;
   attempts: number;
   maxAttempts: number;
+  /** Attempts lost through no fault of the task, not counted against maxAttempts. */
+  uncounted?: number;
   result?: unknown;
   error?: { code: string; message: string; details?: unknown } | null;
   batch: string;
@@ -30,7 +39,7 @@ export interface TaskDoc {
   /** Epoch ms after which the task fails with ECSTO (feeder's call time + timeout). */
   deadline?: number | null;
   moduleHash?: string | null;
-  /** Journal revision folded into this document (0: as added). */
+  /** Revision of the latest change folded into this document (0: as added). */
   rev: number;
   key?: string | null;
   requires?: Record<string, unknown> | null;
@@ -42,48 +51,44 @@ export interface TaskDoc {
 
 export const taskSchema = new Schema<TaskDoc>(
   {
-    id: { type: String, required: true },
+    _id: { type: String, required: true },
     created: { type: Number, required: true },
     updated: { type: Number, required: true },
-    priority: { type: Number, default: 0 },
+    priority: { type: Number },
     assigned: {
-      who: { type: String, default: null },
-      when: { type: Number, default: null },
-      completed: { type: Number, default: null },
+      who: { type: String },
+      when: { type: Number },
+      completed: { type: Number },
     },
     module: { type: String, required: true },
     params: { type: [Schema.Types.Mixed], default: [] },
-    dependencies: { type: [String], default: [] },
+    dependencies: { type: [String], default: undefined },
     state: { type: String, enum: TASK_STATES, required: true },
     attempts: { type: Number, default: 0 },
     maxAttempts: { type: Number, default: 3 },
+    uncounted: { type: Number },
     result: { type: Schema.Types.Mixed },
-    error: {
-      type: new Schema({ code: String, message: String, details: Schema.Types.Mixed }, { _id: false }),
-      default: null,
-    },
+    error: { type: Schema.Types.Mixed },
     batch: { type: String, required: true },
-    timeout: { type: Number, default: null },
-    runTimeout: { type: Number, default: null },
-    assignTimeout: { type: Number, default: null },
-    deadline: { type: Number, default: null },
-    moduleHash: { type: String, default: null },
+    timeout: { type: Number },
+    runTimeout: { type: Number },
+    assignTimeout: { type: Number },
+    deadline: { type: Number },
+    moduleHash: { type: String },
     rev: { type: Number, default: 0 },
-    key: { type: String, default: null },
-    requires: { type: Schema.Types.Mixed, default: null },
-    runner: { type: String, default: null },
-    affinity: { type: String, default: null },
-    broadcast: { type: Boolean, default: false },
-    backoff: { type: Schema.Types.Mixed, default: null },
+    key: { type: String },
+    requires: { type: Schema.Types.Mixed },
+    runner: { type: String },
+    affinity: { type: String },
+    broadcast: { type: Boolean },
+    backoff: { type: Schema.Types.Mixed },
   },
-  // `id: false`: the schema has a real `id` field, so mongoose's virtual must not shadow it.
-  { collection: 'tasks', id: false, versionKey: false, minimize: false },
+  { collection: 'tasks', versionKey: false, minimize: true },
 );
 
-// One index per query the master runs:
-taskSchema.index({ id: 1 }, { unique: true }); // dependency look-ups, watch, results by id
-taskSchema.index({ state: 1 }); // recovery: every task not final
-taskSchema.index({ batch: 1, state: 1 }); // batch status
+// One index per query the master runs besides `_id` look-ups:
+taskSchema.index({ state: 1, updated: 1 }); // recovery (every task not final) and retention (final, oldest first)
+taskSchema.index({ batch: 1, state: 1 }); // batch status and purge by batch
 
 export function taskModel(conn: Connection): Model<TaskDoc> {
   return (conn.models.Task as Model<TaskDoc> | undefined) ?? conn.model<TaskDoc>('Task', taskSchema);

@@ -18,6 +18,7 @@ export const ERROR_CODES = Object.freeze({
   ERUNNERLOST: 'the runner running the task went away',
   EUNKNOWN: 'unknown task',
   EEXEC: 'the runner does not allow this program for the exec task (--allow-exec)',
+  EPERSIST: 'the database refused to store the task or its result; it failed and is not retried',
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CODES;

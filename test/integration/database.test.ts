@@ -5,7 +5,7 @@ import { connectTestDb, dropTestDb, testDbName } from '../helpers/db';
 function task(id: string) {
   const now = Date.now();
   return {
-    id,
+    _id: id,
     created: now,
     updated: now,
     module: 'ok',
@@ -30,29 +30,28 @@ describe('test database', () => {
 
   test('a task written through taskModel reads back with its fields and defaults', async () => {
     await taskModel(conn).create(task('roundtrip'));
-    const doc = await taskModel(conn).findOne({ id: 'roundtrip' }).lean();
+    const doc = await taskModel(conn).findOne({ _id: 'roundtrip' }).lean();
     expect(doc).toMatchObject({
-      id: 'roundtrip',
+      _id: 'roundtrip',
       module: 'ok',
       params: [1, 'two'],
       state: 'ready',
       batch: 'b1',
-      priority: 0,
       attempts: 0,
-      dependencies: [],
-      assigned: { who: null, when: null, completed: null },
+      maxAttempts: 3,
+      rev: 0,
     });
   });
-
-  test('the unique index on id rejects a second task with the same id (E11000)', async () => {
+  test("the task id is the document's _id: a second task with the same id is rejected (E11000)", async () => {
+  test('the task id is the document's _id: a second task with the same id is rejected a second task with the same id (E11000)', async () => {
     await taskModel(conn).create(task('twice'));
     await expect(taskModel(conn).create(task('twice'))).rejects.toMatchObject({ code: 11000 });
-    expect(await taskModel(conn).countDocuments({ id: 'twice' })).toBe(1);
+    expect(await taskModel(conn).countDocuments({ _id: 'twice' })).toBe(1);
   });
 
   test('two test databases do not see each other', async () => {
     expect(conn.name).not.toBe(other.name);
     await taskModel(conn).create(task('mine'));
-    expect(await taskModel(other).countDocuments({ id: 'mine' })).toBe(0);
+    expect(await taskModel(other).countDocuments({ _id: 'mine' })).toBe(0);
   });
 });

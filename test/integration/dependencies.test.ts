@@ -1,7 +1,7 @@
 import mongoose from 'mongoose';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
-import { taskEventModel, type TaskEventDoc } from '../../models/task-event';
+import { taskModel } from '../../models/task';
 import type { Runner } from '../../runner/runner';
 import { dbUrl, startMaster, uniqueDbName } from '../helpers/cluster';
 import { startFeeder, startRunner } from '../helpers/clients';
@@ -39,21 +39,19 @@ describe('dependencies', () => {
     expect(outcomes.map((o) => o.state)).toEqual(['done', 'done', 'done', 'done', 'done']);
     expect(outcomes.map((o) => o.id)).toEqual(['e', 'd', 'c', 'b', 'a']);
 
-    // The journal, in the master's own clock: when each task started running and when it was done.
-    const events = (await taskEventModel(conn)
-      .find({ task: { $in: ['a', 'b', 'c', 'd', 'e'] } })
-      .lean()) as TaskEventDoc[];
-    const at = (task: string, state: string) => {
-      const e = events.find((x) => x.task === task && x.state === state);
-      if (!e) throw new Error(`no ${state} event for ${task}`);
-      return e;
+    // The `tasks` documents, in the master's own clock: each task was assigned only after every
+    // dependency was final.
+    await master.flushed();
+    const docs = await taskModel(conn)
+      .find({ _id: { $in: ['a', 'b', 'c', 'd', 'e'] } })
+      .lean();
+    const doc = (id: string) => {
+      const d = docs.find((x) => x._id === id);
+      if (!d?.assigned?.when || !d.assigned.completed) throw new Error(`task ${id} has no assigned/completed times`);
+      return d.assigned as { when: number; completed: number };
     };
-    for (const t of batch) {
-      for (const d of t.dependencies ?? []) {
-        expect(at(t.id, 'assigned').rev).toBeGreaterThan(0);
-        expect(at(t.id, 'assigned').at).toBeGreaterThanOrEqual(at(d, 'done').at);
-      }
-    }
+    for (const t of batch)
+      for (const d of t.dependencies ?? []) expect(doc(t.id).when).toBeGreaterThanOrEqual(doc(d).completed);
     // And in the runners' clock: every dependent's run began after each dependency's run ended.
     const byId = new Map(outcomes.map((o) => [o.id, o.result as { start: number; end: number }]));
     for (const t of batch)
@@ -108,8 +106,8 @@ describe('dependencies', () => {
       message: expect.stringContaining('self -> self'),
     });
     const stored = await conn
-      .collection('tasks')
-      .countDocuments({ id: { $in: ['x1', 'p', 'q', 'r', 'self'] } });
+      .collection<{ _id: string }>('tasks')
+      .countDocuments({ _id: { $in: ['x1', 'p', 'q', 'r', 'self'] } });
     expect(stored).toBe(0);
   });
 });

@@ -70,7 +70,7 @@ describe('validation of batches', () => {
     ).rejects.toMatchObject({
       message: expect.stringContaining('tasks[1].id: duplicate id "twice" (also tasks[0])'),
     });
-    expect(await conn.collection('tasks').countDocuments({ id: 'twice' })).toBe(0);
+    expect(await conn.collection<{ _id: string }>('tasks').countDocuments({ _id: 'twice' })).toBe(0);
   });
 
   test('a request that is not a batch at all is refused with the field named', async () => {
