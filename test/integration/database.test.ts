@@ -42,8 +42,8 @@ describe('test database', () => {
       rev: 0,
     });
   });
+
   test("the task id is the document's _id: a second task with the same id is rejected (E11000)", async () => {
-  test('the task id is the document's _id: a second task with the same id is rejected a second task with the same id (E11000)', async () => {
     await taskModel(conn).create(task('twice'));
     await expect(taskModel(conn).create(task('twice'))).rejects.toMatchObject({ code: 11000 });
     expect(await taskModel(conn).countDocuments({ _id: 'twice' })).toBe(1);

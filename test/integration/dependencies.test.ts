@@ -47,7 +47,8 @@ describe('dependencies', () => {
       .lean();
     const doc = (id: string) => {
       const d = docs.find((x) => x._id === id);
-      if (!d?.assigned?.when || !d.assigned.completed) throw new Error(`task ${id} has no assigned/completed times`);
+      if (!d?.assigned?.when || !d.assigned.completed)
+        throw new Error(`task ${id} has no assigned/completed times`);
       return d.assigned as { when: number; completed: number };
     };
     for (const t of batch)
