@@ -1,0 +1,110 @@
+import mongoose from 'mongoose';
+import { io } from 'socket.io-client';
+import type { Master } from '../../master/master';
+import type { AddReply } from '../../protocol/schemas';
+import { dbUrl, freePort, spawnCli, startMaster, uniqueDbName, type Proc } from '../helpers/cluster';
+import { rawFeeder, rawRunner } from '../helpers/raw-clients';
+
+/** What a restarted master makes of what it finds in the database. */
+describe('recovery after a restart', () => {
+  const cleanup: (() => Promise<unknown> | unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  test('SIGKILL while a 10,000-task add is being written: after the restart its tasks are absent, and an acknowledged add completes', async () => {
+    const dbName = uniqueDbName('addkill');
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    cleanup.push(() => conn.close());
+    const tasks = conn.collection<{ _id: string }>('tasks');
+    const masters: Proc[] = [];
+    cleanup.push(async () => {
+      for (const m of masters) await m.kill('SIGKILL');
+    });
+    const start = async () => {
+      const p = spawnCli(['master', '--port', String(port), '--mongo-url', dbUrl(dbName)]);
+      masters.push(p);
+      await p.waitFor(/master listening/);
+      return p;
+    };
+    const first = await start();
+    const feeder = await rawFeeder(url);
+    cleanup.push(() => feeder.close());
+    const acked = await feeder.add(
+      Array.from({ length: 10 }, (_, i) => ({ id: `acked-${i}`, module: 'ok' })),
+    );
+    expect(acked.ok).toBe(true);
+
+    let reply: AddReply | null = null;
+    void feeder
+      .add(Array.from({ length: 10_000 }, (_, i) => ({ id: `big-${i}`, module: 'ok', params: [i] })))
+      .then((r) => (reply = r))
+      .catch(() => undefined);
+    // Kill as soon as the first documents of the big add are in the database.
+    const deadline = Date.now() + 30_000;
+    while ((await tasks.countDocuments({ _id: { $in: ['big-0', 'big-1', 'big-999', 'big-1000'] } })) === 0) {
+      if (Date.now() > deadline) throw new Error('the big add never reached the database');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await first.kill('SIGKILL');
+    expect(reply).toBeNull(); // killed before the add was acknowledged
+    const written = await tasks.countDocuments({ _id: { $regex: /^big-/ } });
+    expect(written).toBeGreaterThan(0);
+    expect(written).toBeLessThan(10_000);
+
+    await start();
+    // The restarted master dropped the unacknowledged add before accepting connections.
+    expect(await tasks.countDocuments({ _id: { $regex: /^big-/ } })).toBe(0);
+    expect(await conn.collection('task_adds').countDocuments({})).toBe(0);
+    // The acknowledged one runs.
+    const runner = await rawRunner(url, { runnerId: 'after', slots: 20 });
+    cleanup.push(() => runner.close());
+    await runner.until(() => runner.assigned.length === 10);
+    expect(runner.assigned.map((a) => a.id).sort()).toEqual(
+      acked.ok ? acked.tasks.map((t) => t.id).sort() : [],
+    );
+    await runner.finish(
+      runner.assigned.map((a) => ({ id: a.id, attempt: a.attempt, ok: true, result: null })),
+    );
+    // The dropped ids are free again.
+    const feeder2 = await rawFeeder(url);
+    cleanup.push(() => feeder2.close());
+    const again = await feeder2.add([{ id: 'big-0', module: 'ok' }]);
+    expect(again.ok).toBe(true);
+  });
+
+  test('a task assigned to a runner that never comes back is requeued after the grace period, and the lost attempt does not count against maxAttempts', async () => {
+    const dbName = uniqueDbName('lostrunner');
+    const first: Master = await startMaster(dbName);
+    const gone = await rawRunner(first.url, { runnerId: 'gone', slots: 1 });
+    const feeder = await rawFeeder(first.url);
+    expect((await feeder.add([{ id: 'orphan', module: 'ok', maxAttempts: 2 }])).ok).toBe(true);
+    await gone.until(() => gone.assigned.length === 1);
+    expect(gone.assigned[0]).toMatchObject({ id: 'orphan', attempt: 1 });
+    feeder.close();
+    gone.socket.disconnect();
+    await first.close();
+
+    const second = await startMaster(dbName, { recoveryGraceMs: 300 });
+    cleanup.push(() => second.close());
+    const other = await rawRunner(second.url, { runnerId: 'other', slots: 1 });
+    cleanup.push(() => other.close());
+    await other.until(() => other.assigned.length === 1);
+    expect(other.assigned[0]).toMatchObject({ id: 'orphan', attempt: 2 });
+    // Attempt 2 fails: with the lost attempt counted this would be the last of maxAttempts: 2.
+    await other.finish([{ id: 'orphan', attempt: 2, ok: false, error: { code: 'ETASK', message: 'flaky' } }]);
+    await other.until(() => other.assigned.length === 2);
+    expect(other.assigned[1]).toMatchObject({ id: 'orphan', attempt: 3 });
+    const watcher = io(`${second.url}/feeder`, { transports: ['websocket'], forceNew: true });
+    cleanup.push(() => watcher.close());
+    await other.finish([{ id: 'orphan', attempt: 3, ok: true, result: 'third time' }]);
+    const reply = (await watcher.emitWithAck('tasks:watch', { ids: ['orphan'] })) as {
+      outcomes: { state: string; result: unknown; attempts: number }[];
+    };
+    expect(reply.outcomes).toEqual([
+      expect.objectContaining({ state: 'done', result: 'third time', attempts: 3 }),
+    ]);
+  });
+});
