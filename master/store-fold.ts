@@ -96,7 +96,7 @@ export class Folder {
 
   /** Resolves when nothing durable is left to fold (tests, shutdown). */
   settled(): Promise<void> {
-    if (!this.hasWork()) return Promise.resolve();
+    if (!this.running && !this.hasWork()) return Promise.resolve();
     return new Promise((r) => {
       this.idle.push(r);
       this.kick();
@@ -130,6 +130,7 @@ export class Folder {
           await this.write(chunk);
           failures = 0;
         } catch (err) {
+          if (this.closed || this.store.isClosed) break;
           const f = classify(err);
           const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
           this.opts.logger.warn('folding into tasks failed; retrying', { error: f.message, retryInMs: wait });

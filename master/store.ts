@@ -197,6 +197,11 @@ export class Store {
     this.closed = true;
   }
 
+  /** Whether `close()` finished: nothing is written any more. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   private push(e: Entry): void {
     if (this.closed) {
       // Changes made after close (a runner timing out during shutdown) are not written: the
@@ -421,6 +426,8 @@ export class Store {
   }
 
   private async pause(failures: number, f: WriteFailure): Promise<void> {
+    // After close nothing can succeed any more: give up rather than retry forever.
+    if (this.closed) throw new Error(`store closed with a write failing: ${f.message}`);
     this.retrying = true;
     this.counters.retries++;
     const wait = backoffDelay(failures - 1, { base: 100, cap: 5000 });

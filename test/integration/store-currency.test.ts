@@ -1,0 +1,104 @@
+import mongoose from 'mongoose';
+import type { Feeder } from '../../feeder/feeder';
+import type { Master } from '../../master/master';
+import type { TaskOutcome } from '../../protocol/schemas';
+import type { Runner } from '../../runner/runner';
+import { dbUrl, spawnCli, startMaster, uniqueDbName } from '../helpers/cluster';
+import { startFeeder, startRunner } from '../helpers/clients';
+
+/** `tasks` follows the outcomes while load goes on; journal, retention and purge keep growth bounded. */
+describe('tasks current and bounded', () => {
+  const cleanup: (() => Promise<unknown> | unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  async function cluster(label: string, opts: Parameters<typeof startMaster>[1] = {}) {
+    const dbName = uniqueDbName(label);
+    const master: Master = await startMaster(dbName, opts);
+    cleanup.push(() => master.close());
+    const runner: Runner = await startRunner(master.url, { workers: 2, slots: 16 });
+    cleanup.push(() => runner.close());
+    const feeder: Feeder = await startFeeder(master.url);
+    cleanup.push(() => feeder.close());
+    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    cleanup.push(() => conn.close());
+    return { master, runner, feeder, conn, tasks: conn.collection<{ _id: string; state: string }>('tasks') };
+  }
+
+  test('final states reach tasks while load continues: the folder is not starved by a steady stream of work', async () => {
+    const { feeder, tasks, conn } = await cluster('lag');
+    const finishedAt = new Map<string, number>();
+    feeder.on('result', (o: TaskOutcome) => finishedAt.set(o.id, Date.now()));
+    // Feed 20 tasks every 20 ms for 3 s: the writer is never idle for long.
+    const stop = Date.now() + 3000;
+    let n = 0;
+    const adds: Promise<unknown>[] = [];
+    while (Date.now() < stop) {
+      adds.push(feeder.add(Array.from({ length: 20 }, () => ({ id: `l${n++}`, module: 'ok' }))));
+      await new Promise((r) => setTimeout(r, 20));
+      // While load goes on, every task finished more than 2 s ago is final in `tasks`.
+      const old = [...finishedAt].filter(([, at]) => Date.now() - at > 2000).map(([id]) => id);
+      if (old.length > 0 && n % 200 === 0) {
+        const final = await tasks.countDocuments({ _id: { $in: old }, state: 'done' });
+        expect(final).toBe(old.length);
+      }
+    }
+    await Promise.all(adds);
+    expect(finishedAt.size).toBeGreaterThan(0);
+    // The journal holds only what is not folded yet: far fewer records than tasks run.
+    const journal = await conn.collection('task_events').countDocuments({});
+    expect(journal).toBeLessThan(n / 2);
+  });
+
+  test('retention removes final tasks after --retain, and their ids can be used again', async () => {
+    const { feeder, tasks, master } = await cluster('retain', { retainMs: 300 });
+    expect(await feeder.work([{ id: 'again', module: 'ok', params: [1] }])).toMatchObject([
+      { state: 'done' },
+    ]);
+    await expect(feeder.add([{ id: 'again', module: 'ok' }])).rejects.toMatchObject({ code: 'EVALIDATION' });
+    // The first pass runs within ~5 s of the start; the next ones every second.
+    const deadline = Date.now() + 15_000;
+    while ((await tasks.countDocuments({ _id: 'again' })) > 0) {
+      if (Date.now() > deadline) throw new Error('retention did not remove the final task within 15 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const fresh = await startFeeder(master.url);
+    cleanup.push(() => fresh.close());
+    expect(await fresh.work([{ id: 'again', module: 'ok', params: [2] }])).toMatchObject([
+      { state: 'done', result: [2] },
+    ]);
+    expect(master.storeStatus()).toMatchObject({ writeBacklog: 0 });
+  });
+
+  test('taskmaster purge --batch B --state failed removes those tasks only; the batch can then be fed again', async () => {
+    const { feeder, tasks, master } = await cluster('purge', { retainMs: null });
+    await feeder.work(
+      [
+        { id: 'p-ok', module: 'ok' },
+        { id: 'p-bad', module: 'throws', maxAttempts: 1 },
+      ],
+      { batch: 'nightly' },
+    );
+    await feeder.work([{ id: 'other-bad', module: 'throws', maxAttempts: 1 }], { batch: 'other' });
+    await master.flushed();
+    const cli = await runCli(['purge', '--master', master.url, '--batch', 'nightly', '--state', 'failed']);
+    expect(cli).toEqual({ code: 0, output: 'purged 1 tasks\n' });
+    expect((await tasks.find({}).toArray()).map((d) => d._id).sort()).toEqual(['other-bad', 'p-ok']);
+    const fresh = await startFeeder(master.url);
+    cleanup.push(() => fresh.close());
+    expect(await fresh.work([{ id: 'p-bad', module: 'ok' }], { batch: 'nightly' })).toMatchObject([
+      { state: 'done' },
+    ]);
+    const bad = await runCli(['purge', '--master', master.url, '--state', 'running']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.output).toContain('state');
+  });
+});
+
+/** Runs the CLI without blocking this process (the master under test runs in it). */
+async function runCli(args: string[]): Promise<{ code: number | null; output: string }> {
+  const p = spawnCli(args);
+  const code = await new Promise<number | null>((resolve) => p.child.once('exit', (c) => resolve(c)));
+  return { code, output: p.output() };
+}
