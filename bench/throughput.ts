@@ -157,6 +157,9 @@ async function main(): Promise<void> {
     const elapsed = (Date.now() - started) / 1000;
     const latencies = [...arrivals].map(([id, at]) => at - (addedAt.get(id) ?? at)).sort((a, b) => a - b);
     const rss = peakRssMb(master.pid as number);
+    const status = (await (await fetch(`${masterUrl}/api/status`)).json()) as {
+      store?: { commands: number; documents: number };
+    };
     const line = {
       tasks: n,
       runners: Number(args.runners),
@@ -172,6 +175,8 @@ async function main(): Promise<void> {
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),
       masterPeakRssMb: rss,
+      dbCommandsPerTask: status.store ? Number((status.store.commands / n).toFixed(2)) : null,
+      dbDocumentsPerTask: status.store ? Number((status.store.documents / n).toFixed(2)) : null,
       failed,
     };
     process.stdout.write(`${JSON.stringify(line)}\n`);

@@ -1,0 +1,205 @@
+/**
+ * How far `tasks` trails the outcomes: a master and R runner processes on the embedded database (or
+ * MONGO_URL), a collection pre-filled to `--docs` final tasks, and a feeder adding `--rate` tasks/s
+ * for `--seconds`. A poller reads `tasks` every `--poll` ms for the outcomes delivered so far; a
+ * task's lag is the time from its outcome reaching the feeder to its final state being read back.
+ * Prints p50/p99/max lag (the poll interval bounds the error), throughput, and the database
+ * commands and documents the master wrote per task.
+ *
+ *   npm run bench:lag -- [--rate 500] [--seconds 60] [--docs 100000] [--runners 2] [--poll 50]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import mongoose from 'mongoose';
+import { Feeder } from '../feeder/feeder';
+import { freePort, resolveDatabase } from '../models/database';
+import type { TaskOutcome } from '../protocol/schemas';
+import { runBench } from './run';
+
+const ROOT = path.resolve(__dirname, '..');
+const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
+
+const { values: args } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '500' },
+    seconds: { type: 'string', default: '60' },
+    docs: { type: 'string', default: '100000' },
+    runners: { type: 'string', default: '2' },
+    poll: { type: 'string', default: '50' },
+  },
+});
+
+function started(child: ChildProcess, pattern: RegExp, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`${what} did not start:\n${buf}`)), 60_000);
+    const on = (d: Buffer) => {
+      buf += d.toString();
+      if (pattern.test(buf)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', on);
+    child.stderr?.on('data', on);
+    child.once('exit', (code) => reject(new Error(`${what} exited with ${code}:\n${buf}`)));
+  });
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted.length === 0
+    ? NaN
+    : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function main(): Promise<void> {
+  const rate = Number(args.rate);
+  const seconds = Number(args.seconds);
+  const docs = Number(args.docs);
+  const pollMs = Number(args.poll);
+  const db = await resolveDatabase({ log: (m: string) => process.stderr.write(`${m}\n`) });
+  const children: ChildProcess[] = [];
+  const stop = () => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL'));
+  process.on('exit', stop);
+  const dbName = `benchlag_${Date.now()}`;
+  const conn = await mongoose.createConnection(db.url, { dbName }).asPromise();
+  try {
+    const tasks = conn.collection<{ _id: string; state: string }>('tasks');
+    // Pre-fill: final tasks as the master writes them.
+    const now = Date.now();
+    for (let i = 0; i < docs; i += 1000) {
+      await tasks.insertMany(
+        Array.from({ length: Math.min(1000, docs - i) }, (_, k) => ({
+          _id: `old-${i + k}`,
+          batch: 'old',
+          module: 'noop',
+          params: [],
+          state: 'done',
+          attempts: 1,
+          maxAttempts: 3,
+          created: now,
+          updated: now,
+          rev: 3,
+          assigned: { who: 'r', when: now, completed: now },
+          result: null,
+        })),
+      );
+    }
+    process.stderr.write(`pre-filled ${docs} tasks\n`);
+    const port = await freePort();
+    const env = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
+    const url = new URL(db.url);
+    url.pathname = `/${dbName}`;
+    const master = spawn(
+      process.execPath,
+      [CLI, 'master', '--port', String(port), '--mongo-url', url.toString(), '--log-level', 'info'],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(master);
+    await started(master, /master listening/, 'master');
+    const masterUrl = `http://127.0.0.1:${port}`;
+    for (let i = 0; i < Number(args.runners); i++) {
+      const r = spawn(
+        process.execPath,
+        [
+          CLI,
+          'runner',
+          '--master',
+          masterUrl,
+          '--tasks',
+          path.join(ROOT, 'bench', 'tasks'),
+          '--workers',
+          '1',
+          '--slots',
+          '32',
+          '--log-level',
+          'info',
+        ],
+        { env, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      children.push(r);
+      await started(r, /runner (ready|registered|connected)/i, `runner ${i}`);
+    }
+
+    const feeder = new Feeder({ master: masterUrl });
+    await feeder.ready();
+    const delivered = new Map<string, number>();
+    const unconfirmed = new Set<string>();
+    const lags: number[] = [];
+    feeder.on('result', (o: TaskOutcome) => {
+      delivered.set(o.id, Date.now());
+      unconfirmed.add(o.id);
+    });
+
+    let polling = true;
+    const poller = (async () => {
+      while (polling || unconfirmed.size > 0) {
+        const ids = [...unconfirmed].slice(0, 5000);
+        if (ids.length > 0) {
+          const found = await tasks
+            .find(
+              { _id: { $in: ids }, state: { $in: ['done', 'failed', 'cancelled'] } },
+              { projection: { _id: 1 } },
+            )
+            .toArray();
+          const at = Date.now();
+          for (const d of found) {
+            unconfirmed.delete(d._id);
+            lags.push(at - (delivered.get(d._id) as number));
+          }
+        }
+        await new Promise((r) => setTimeout(r, pollMs));
+      }
+    })();
+
+    // Open loop: every 10 ms, the tasks due by now.
+    const t0 = Date.now();
+    let sent = 0;
+    let n = 0;
+    const adds: Promise<unknown>[] = [];
+    while (Date.now() - t0 < seconds * 1000) {
+      const due = Math.floor(((Date.now() - t0) / 1000) * rate);
+      if (due > sent) {
+        const count = due - sent;
+        sent = due;
+        adds.push(feeder.add(Array.from({ length: count }, () => ({ id: `n-${n++}`, module: 'noop' }))));
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await Promise.all(adds);
+    while (delivered.size < sent) await new Promise((r) => setTimeout(r, 20));
+    const elapsed = (Date.now() - t0) / 1000;
+    polling = false;
+    await poller;
+    const status = (await (await fetch(`${masterUrl}/api/status`)).json()) as {
+      store?: { commands: number; documents: number };
+    };
+    lags.sort((a, b) => a - b);
+    process.stdout.write(
+      `${JSON.stringify({
+        rate,
+        seconds,
+        collectionDocs: docs + sent,
+        tasks: sent,
+        tasksPerSecond: Math.round(sent / elapsed),
+        lagP50Ms: pct(lags, 50),
+        lagP99Ms: pct(lags, 99),
+        lagMaxMs: lags[lags.length - 1],
+        pollMs,
+        dbCommandsPerTask: status.store ? Number((status.store.commands / sent).toFixed(2)) : null,
+        dbDocumentsPerTask: status.store ? Number((status.store.documents / sent).toFixed(2)) : null,
+        journalLeft: await conn.collection('task_events').countDocuments({}),
+        database: db.kind,
+      })}\n`,
+    );
+    await feeder.close();
+  } finally {
+    stop();
+    await conn.dropDatabase().catch(() => undefined);
+    await conn.close();
+    await db.stop();
+  }
+}
+
+runBench(main);
