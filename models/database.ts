@@ -109,7 +109,8 @@ export async function startEmbeddedDatabase(opts: EmbeddedOptions = {}): Promise
 }
 
 async function startServer(dataDir: string, opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
-  const mongod = findOnPath('mongod');
+  // An explicit FerretDB binary wins over a mongod on PATH (tests and benchmarks compare builds).
+  const mongod = opts.ferretdbBin ? undefined : findOnPath('mongod');
   if (mongod) {
     // mongod cannot listen on port 0 and report the port, so take a free one; another process could
     // take it in between, hence the retries.

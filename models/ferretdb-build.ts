@@ -143,12 +143,14 @@ async function preparePatchedSource(go: string, deadline: number): Promise<strin
 
 /**
  * Keeps the patched module of the last build in `.cache/ferretdb-src/<version>-p<level>/FerretDB`,
- * to read it or run its tests (`go test ./internal/backends/sqlite/...` there).
+ * to read it or run its tests there (`go test ./internal/backends/sqlite/... ./internal/handler/...`).
  */
 function keepSource(staging: string): void {
   const dir = path.join(SOURCE_DIR, `${FERRETDB_VERSION}-p${FERRETDB_PATCH_LEVEL}`);
   fs.rmSync(dir, { recursive: true, force: true });
   fs.cpSync(path.join(staging, 'FerretDB'), path.join(dir, 'FerretDB'), { recursive: true });
+  // FerretDB's tests read their version from this file, which its own repository generates.
+  fs.writeFileSync(path.join(dir, 'FerretDB', 'build', 'version', 'version.txt'), `v${FERRETDB_VERSION}\n`);
 }
 
 /** The patch files, in the order they apply. */
