@@ -22,7 +22,7 @@ const { values } = parseArgs({
   options: {
     bin: { type: 'string' },
     docs: { type: 'string', default: '100000' },
-    updates: { type: 'string', default: '5000' },
+    updates: { type: 'string', default: '20000' },
     'per-command': { type: 'string', default: '1000' },
     synchronous: { type: 'string', default: 'full' },
     'deadline-s': { type: 'string', default: '600' },
@@ -119,8 +119,9 @@ async function main(): Promise<void> {
       for (let k = done; k < Math.min(done + PER_COMMAND, UPDATES); k++) {
         ops.push({
           updateOne: {
-            filter: { _id: idOf((k * step) % DOCS), rev: { $lt: 1 } },
-            update: { $set: { state: 'completed', rev: 1 } },
+            // The shape of a fenced state change: the revision in the filter, bumped by the update.
+            filter: { _id: idOf((k * step) % DOCS), rev: { $lt: 1_000_000 } },
+            update: { $set: { state: 'completed' }, $inc: { rev: 1 } },
           },
         });
       }
@@ -129,7 +130,7 @@ async function main(): Promise<void> {
     }
     const updateMs = ms(t);
     out(
-      `bulk updateOne {_id, rev:{$lt}} (${PER_COMMAND}/command)`,
+      `bulk updateOne {_id, rev:{$lt}} $inc (${PER_COMMAND}/command)`,
       `${Math.round(UPDATES / (updateMs / 1000))} ops/s`,
       updateMs,
     );
