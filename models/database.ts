@@ -83,7 +83,6 @@ export interface ResolveOptions extends EmbeddedOptions {
   mongoUrl?: string;
 }
 
-
 /** `MONGO_URL` if set, else an embedded server (mongod, else FerretDB). */
 export async function resolveDatabase(opts: ResolveOptions = {}): Promise<Database> {
   const url = opts.mongoUrl ?? process.env.MONGO_URL;

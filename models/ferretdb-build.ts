@@ -16,7 +16,7 @@ import path from 'node:path';
 
 export const FERRETDB_VERSION = '1.24.2';
 /** Bump when a file in tools/ferretdb/patches (or the wrapper) changes. */
-export const FERRETDB_PATCH_LEVEL = 1;
+export const FERRETDB_PATCH_LEVEL = 2;
 
 const REPO_ROOT = path.resolve(__dirname, '..');
 const WRAPPER_DIR = path.join(REPO_ROOT, 'tools', 'ferretdb');
