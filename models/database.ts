@@ -3,8 +3,11 @@
  *
  *   1. `MONGO_URL`, used as given (kind `external`; nothing to stop);
  *   2. a `mongod` on PATH, started on 127.0.0.1 with its data in `dataDir`;
- *   3. FerretDB with its SQLite backend, built from the Go module proxy into `.cache/bin/ferretdb`
- *      the first time (tools/ferretdb).
+ *   3. FerretDB with its SQLite backend, built from the Go module proxy with the project's patches
+ *      into `.cache/bin/ferretdb-<version>-p<level>` the first time (models/ferretdb-build.ts).
+ *
+ * A server started here holds a lock in its data directory (models/data-dir-lock.ts): a second
+ * server on the same files is refused with a message naming the running one.
  *
  * A server started here runs under a small watchdog process that holds a pipe from this process and
  * stops the server when the pipe closes, so the server dies with its parent even when the parent is
@@ -17,10 +20,17 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import mongoose from 'mongoose';
+import { lockDataDir } from './data-dir-lock';
+import {
+  FERRETDB_BIN,
+  buildFerretDB,
+  findOnPath,
+  isExecutable,
+  type ProgressOptions,
+} from './ferretdb-build';
 
+export { FERRETDB_BIN, buildFerretDB };
 export const REPO_ROOT = path.resolve(__dirname, '..');
-export const FERRETDB_BIN = path.join(REPO_ROOT, '.cache', 'bin', 'ferretdb');
-const FERRETDB_SOURCE = path.join(REPO_ROOT, 'tools', 'ferretdb');
 const DEFAULT_DATA_DIR = path.join(REPO_ROOT, '.cache', 'db');
 
 export type DatabaseKind = 'ferretdb' | 'mongod' | 'external';
@@ -37,24 +47,31 @@ export interface EmbeddedDatabase extends Database {
   kind: 'ferretdb' | 'mongod';
   port: number;
   dataDir: string;
+  /** The server process (FerretDB or mongod). */
+  pid: number;
 }
 
-export interface BuildOptions {
-  /** Progress messages. Default: lines on stderr. */
-  log?: (msg: string) => void;
-  /** Rebuild even if the binary exists. Default false. */
-  force?: boolean;
-  /** Give up on `go build` after this many ms. Default 600000 (a cold module cache downloads ~100 modules). */
-  timeoutMs?: number;
-}
+/**
+ * SQLite's `synchronous` setting for FerretDB (journal_mode is WAL either way). `full` (the default)
+ * syncs the WAL on every commit: an acknowledged write survives a power loss. `normal` syncs only at
+ * checkpoints: an acknowledged write survives a crash of FerretDB or of the process, but the last
+ * commits before a power loss or kernel crash can be lost (the database stays consistent).
+ */
+export type Synchronous = 'full' | 'normal';
 
 export interface EmbeddedOptions {
+  /** SQLite durability of the FerretDB backend; see {@link Synchronous}. Default `full`. */
+  synchronous?: Synchronous;
+  /** The FerretDB binary to run instead of the patched build (e.g. the stock one, for comparisons). */
+  ferretdbBin?: string;
   /** Port on 127.0.0.1. Default 0: a free port. */
   port?: number;
   /** Where the server keeps its files; created if missing. Default `<repo>/.cache/db`. */
   dataDir?: string;
   /** Progress messages (building FerretDB). Default: lines on stderr. */
   log?: (msg: string) => void;
+  /** Where the progress line of a FerretDB build goes. Default: stderr (see ProgressOptions). */
+  progress?: ProgressOptions;
   /** How long the server may take to accept a ping. Default 30000 ms. */
   startTimeoutMs?: number;
   /** How long `stop()` waits after SIGTERM before SIGKILL. Default 10000 ms. */
@@ -65,8 +82,6 @@ export interface ResolveOptions extends EmbeddedOptions {
   /** An existing server to use instead of starting one. Default: `MONGO_URL` from the environment. */
   mongoUrl?: string;
 }
-
-const defaultLog = (msg: string): void => void process.stderr.write(`${msg}\n`);
 
 /** `MONGO_URL` if set, else an embedded server (mongod, else FerretDB). */
 export async function resolveDatabase(opts: ResolveOptions = {}): Promise<Database> {
@@ -79,7 +94,22 @@ export async function resolveDatabase(opts: ResolveOptions = {}): Promise<Databa
 export async function startEmbeddedDatabase(opts: EmbeddedOptions = {}): Promise<EmbeddedDatabase> {
   const dataDir = path.resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
   fs.mkdirSync(dataDir, { recursive: true });
-  const mongod = findOnPath('mongod');
+  // Taken before a build that can last minutes: a second start on these files is refused at once.
+  const lock = lockDataDir(dataDir);
+  try {
+    const db = await startServer(dataDir, opts);
+    lock.update({ kind: db.kind, url: db.url, serverPid: db.pid });
+    const stop = db.stop;
+    return { ...db, stop: () => stop().finally(() => lock.release()) };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startServer(dataDir: string, opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  // An explicit FerretDB binary wins over a mongod on PATH (tests and benchmarks compare builds).
+  const mongod = opts.ferretdbBin ? undefined : findOnPath('mongod');
   if (mongod) {
     // mongod cannot listen on port 0 and report the port, so take a free one; another process could
     // take it in between, hence the retries.
@@ -93,12 +123,12 @@ export async function startEmbeddedDatabase(opts: EmbeddedOptions = {}): Promise
       }
     }
   }
-  if (!isExecutable(FERRETDB_BIN) && !findOnPath('go')) throw new Error(NO_DATABASE);
-  const bin = await buildFerretDB({ log: opts.log });
+  if (!opts.ferretdbBin && !isExecutable(FERRETDB_BIN) && !findOnPath('go')) throw new Error(NO_DATABASE);
+  const bin = opts.ferretdbBin ?? (await buildFerretDB({ log: opts.log, progress: opts.progress }));
   // FerretDB binds port 0 itself and prints the address it got: no race for a free port.
   const args = [
     '--handler=sqlite',
-    `--sqlite-url=file:${dataDir}/`,
+    `--sqlite-url=file:${dataDir}/?_pragma=synchronous(${opts.synchronous ?? 'full'})`,
     `--listen-addr=127.0.0.1:${opts.port ?? 0}`,
     '--log-level=warn',
   ];
@@ -106,42 +136,6 @@ export async function startEmbeddedDatabase(opts: EmbeddedOptions = {}): Promise
     const m = /ferretdb listening mongodb:\/\/[^:\s]+:(\d+)/.exec(out);
     return m ? Number(m[1]) : undefined;
   });
-}
-
-/** Returns the FerretDB binary, building it with `go build` in tools/ferretdb when it is missing. */
-export async function buildFerretDB(opts: BuildOptions = {}): Promise<string> {
-  const log = opts.log ?? defaultLog;
-  if (!opts.force && isExecutable(FERRETDB_BIN)) return FERRETDB_BIN;
-  const go = findOnPath('go');
-  if (!go) {
-    throw new Error(
-      `cannot build FerretDB: \`go\` is not on PATH. Install Go (https://go.dev/dl/) or see below.\n${NO_DATABASE}`,
-    );
-  }
-  log(
-    'building FerretDB from the Go module proxy (tools/ferretdb -> .cache/bin/ferretdb); ' +
-      'this takes a minute or two the first time',
-  );
-  const started = Date.now();
-  fs.mkdirSync(path.dirname(FERRETDB_BIN), { recursive: true });
-  // Build beside the target and rename: two processes building at once never see a partial binary.
-  const tmp = `${FERRETDB_BIN}.${process.pid}.tmp`;
-  const child = spawn(go, ['build', '-o', tmp, '.'], {
-    cwd: FERRETDB_SOURCE,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = tail(child);
-  const timeoutMs = opts.timeoutMs ?? 600_000;
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const [code, signal] = await exitOf(child).finally(() => clearTimeout(timer));
-  if (code !== 0) {
-    fs.rmSync(tmp, { force: true });
-    const why = signal === 'SIGKILL' ? `timed out after ${timeoutMs} ms` : `exited with ${code ?? signal}`;
-    throw new Error(`go build of FerretDB ${why}:\n${output()}`);
-  }
-  fs.renameSync(tmp, FERRETDB_BIN);
-  log(`built FerretDB in ${((Date.now() - started) / 1000).toFixed(0)} s: ${FERRETDB_BIN}`);
-  return FERRETDB_BIN;
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -171,6 +165,7 @@ const WATCHDOG = `
 const { spawn } = require('node:child_process');
 const [bin, ...args] = process.argv.slice(1);
 const child = spawn(bin, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+if (child.pid) process.stdout.write('watchdog: server pid ' + child.pid + '\\n');
 let killer;
 const stop = (signal) => {
   if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -221,8 +216,9 @@ async function launch(
         throw new Error(`${kind} exited (${code ?? signal}) before accepting connections:\n${output()}`);
       }
       port ??= portFrom(output());
+      const pid = Number(/watchdog: server pid (\d+)/.exec(output())?.[1] ?? child.pid);
       if (port && (await accepts(port)) && (await pings(port))) {
-        return { url: `mongodb://127.0.0.1:${port}/`, kind, port, dataDir, stop };
+        return { url: `mongodb://127.0.0.1:${port}/`, kind, port, dataDir, pid, stop };
       }
       if (Date.now() > deadline) {
         throw new Error(`${kind} did not accept connections within ${startTimeoutMs} ms:\n${output()}`);
@@ -290,22 +286,4 @@ function exitOf(child: ChildProcess): Promise<[number | null, NodeJS.Signals | n
     child.once('error', () => resolve([null, null]));
     child.once('exit', (code, signal) => resolve([code, signal]));
   });
-}
-
-function findOnPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const file = path.join(dir, name);
-    if (isExecutable(file)) return file;
-  }
-  return undefined;
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
 }
