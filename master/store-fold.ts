@@ -24,7 +24,7 @@ import type { TaskRecord } from './task-record';
 import { classify } from './write-errors';
 
 export interface FoldOptions {
-  /** Updates per command. Default 50. */
+  /** Updates per command (FerretDB groups them in few transactions). Default 500. */
   foldChunk?: number;
   /** Records waiting to be folded above which new assignments wait. Default 20,000. */
   foldBacklogLimit?: number;
@@ -123,7 +123,7 @@ export class Folder {
         for (const p of this.pending.values()) {
           if (p.seq > durable) continue;
           chunk.push(p);
-          if (chunk.length >= (this.opts.foldChunk ?? 50)) break;
+          if (chunk.length >= (this.opts.foldChunk ?? 500)) break;
         }
         if (chunk.length === 0) break;
         try {
