@@ -189,7 +189,6 @@ async function main(): Promise<void> {
         pollMs,
         dbCommandsPerTask: status.store ? Number((status.store.commands / sent).toFixed(2)) : null,
         dbDocumentsPerTask: status.store ? Number((status.store.documents / sent).toFixed(2)) : null,
-        journalLeft: await conn.collection('task_events').countDocuments({}),
         database: db.kind,
       })}\n`,
     );

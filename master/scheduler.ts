@@ -17,7 +17,6 @@ import { wireError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
 import type { AddReply, Assignment, AttemptResult, ParsedTaskInput, TaskOutcome } from '../protocol/schemas';
 import { isFinal, type TaskState } from '../protocol/states';
-import { eventId, type TaskEventDoc } from '../models/task-event';
 import type { TaskDoc } from '../models/task';
 import { ReadyQueue } from './ready-queue';
 import {
@@ -97,7 +96,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     private readonly opts: SchedulerOptions,
   ) {
     super();
-    store.onRefused = (task, rev, error) => this.journalRefused(task, rev, error);
+    store.onRefused = (t, error) => this.stateRefused(t, error);
     store.folder.onRelieved = () => this.scheduleDistribute();
   }
 
@@ -302,7 +301,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     t.assignedAt = Date.now();
     hold(r, t.id, t.priority);
     if (this.opts.holdSimilarWork && t.key) this.leaders.set(t.key, t);
-    this.change(t, 'assigned', { who: r.id });
+    this.change(t, 'assigned');
     this.stats.assigned++;
     let list = this.pendingAssign.get(r);
     if (!list) this.pendingAssign.set(r, (list = []));
@@ -346,7 +345,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   started(runnerId: string, refs: AttemptRef[]): void {
     for (const ref of refs) {
       const t = this.current(ref, runnerId);
-      if (t && t.state === 'assigned') this.change(t, 'running', { who: runnerId });
+      if (t && t.state === 'assigned') this.change(t, 'running');
     }
   }
 
@@ -394,7 +393,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     t.result = result === undefined ? null : result;
     t.moduleHash = moduleHash ?? null;
     t.error = null;
-    this.change(t, 'done', { result: t.result, moduleHash: t.moduleHash });
+    this.change(t, 'done');
     if (t.state !== 'done') {
       // The result cannot be stored (EPERSIST): the task failed after all, and so do its dependents.
       this.stats.failed++;
@@ -414,7 +413,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (d.state !== 'waiting') return;
     if (--d.pending > 0) return;
     if (d.fanout) return this.completeBroadcast(d);
-    this.change(d, 'ready', {});
+    this.change(d, 'ready');
     this.enqueue(d);
   }
 
@@ -465,7 +464,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (!unrecoverable && t.attempts - (t.uncounted ?? 0) < t.maxAttempts) {
       t.who = null;
       t.error = error;
-      this.change(t, 'ready', { error });
+      this.change(t, 'ready');
       this.stats.retried++;
       const b = t.backoff ?? this.opts.retryBackoff;
       const wait =
@@ -505,7 +504,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.freeSlot(x);
       if (x.heldBy) this.unholdFrom(x);
       x.error = err;
-      this.change(x, st, { error: err });
+      this.change(x, st);
       if (st === 'cancelled') this.stats.cancelled++;
       else this.stats.failed++;
       this.finish(x);
@@ -547,26 +546,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /**
-   * Records a change: the journal gets it (durable before it takes effect) unless it is `running`,
-   * which a restart does not need (it treats assigned and running alike); `tasks` follows either way.
+   * Records a change. Its document shows it before it takes effect (the writer's next write, which
+   * assignments, outcomes and acknowledgements wait for) — except `running`, which nobody waits for
+   * and a restart does not need (it treats assigned and running alike): that one is written lazily.
    */
-  private change(t: TaskRecord, state: TaskState, extra: Partial<TaskEventDoc>): void {
+  private change(t: TaskRecord, state: TaskState): void {
     t.state = state;
     t.rev++;
-    if (state !== 'running') {
-      const refused = this.store.appendEvent({
-        _id: eventId(t.id, t.rev),
-        task: t.id,
-        rev: t.rev,
-        at: Date.now(),
-        state,
-        attempt: t.attempts,
-        who: t.who,
-        ...extra,
-      });
-      if (refused) this.persistFailed(t, refused);
-    }
-    this.store.fold(t);
+    if (state === 'running') return this.store.fold(t);
+    const refused = this.store.update(t);
+    if (refused) this.persistFailed(t, refused);
   }
 
   /**
@@ -584,13 +573,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       delete o.result;
       o.error = error;
     }
-    this.store.fold(t);
+    if (this.store.update(t)) this.opts.logger.error('even the failure cannot be stored', { taskId: t.id });
   }
 
-  /** The store reports that the server refused a journal record, which it replaced by `error`. */
-  private journalRefused(task: string, rev: number, error: WireError): void {
-    const t = this.tasks.get(task) ?? this.store.folder.pendingRecord(task);
-    if (!t || t.rev !== rev) return;
+  /** The server refused a task's new state when it was written; the failure replaces it. */
+  private stateRefused(t: TaskRecord, error: WireError): void {
     if (t.state === 'done') {
       this.stats.done--;
       this.stats.failed++;
@@ -626,7 +613,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         // Adopt: a recovered or requeued attempt that is in fact still running here.
         this.orphans.delete(t);
         t.who = entry.id;
-        this.change(t, 'running', { who: entry.id });
+        this.change(t, 'running');
       }
       keep.add(t.id);
       hold(entry, t.id, t.priority);
@@ -677,27 +664,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Rebuilds memory from the database after a start: `tasks` documents with their newer journal records. */
   async recover(): Promise<{ tasks: number; orphans: number; dropped: number }> {
     for (const a of await this.store.loadAllocations()) this.allocations.set(a.key, a.runner);
-    const { docs, journal, dropped } = await this.store.loadForRecovery();
+    const { docs, dropped } = await this.store.loadForRecovery();
     const open: TaskRecord[] = [];
     for (const d of docs) {
       const t = recordOf(d, this.opts.maxAttempts);
-      for (const e of journal.get(d._id) ?? []) {
-        t.rev = e.rev;
-        t.state = e.state;
-        t.attempts = e.attempt;
-        if (e.who !== undefined) t.who = e.who ?? null;
-        if ('result' in e) t.result = e.result;
-        if (e.error !== undefined) t.error = e.error ?? null;
-        if (e.moduleHash) t.moduleHash = e.moduleHash;
-        if (e.uncounted) t.uncounted = e.uncounted;
-      }
       this.tasks.set(t.id, t);
-      if (isFinal(t.state)) {
-        // Final in the journal, not yet in `tasks`: the folder writes it.
-        this.finish(t);
-        this.store.fold(t);
-        continue;
-      }
       open.push(t);
     }
     const outside = new Set<string>();
@@ -712,7 +683,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     for (const t of open) {
       if (t.deadline || t.assignTimeout) this.track(t);
-      if (t.state === 'waiting' && t.pending === 0) this.change(t, 'ready', {});
+      if (t.state === 'waiting' && t.pending === 0) this.change(t, 'ready');
       if (t.state === 'ready') this.enqueue(t);
       else if (t.state === 'assigned' || t.state === 'running') this.orphans.add(t);
     }
@@ -758,7 +729,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       if (leader.state === 'done') {
         t.result = leader.result;
         t.moduleHash = leader.moduleHash ?? null;
-        this.change(t, 'done', { result: t.result, moduleHash: t.moduleHash });
+        this.change(t, 'done');
         this.stats.done++;
         this.finish(t);
         for (const d of t.dependents) this.dependencySettled(d);
@@ -833,7 +804,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private requeueUncounted(t: TaskRecord): void {
     t.who = null;
     t.uncounted = (t.uncounted ?? 0) + 1;
-    this.change(t, 'ready', { uncounted: t.uncounted });
+    this.change(t, 'ready');
     this.enqueue(t);
   }
 

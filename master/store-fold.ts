@@ -1,77 +1,73 @@
 /**
- * Keeps `tasks` current: every change of a task is folded into its document soon after it is
- * durable, by a loop that runs beside the journal writer (never only when it is idle, so continuous
- * load cannot starve it).
+ * Writes the changes nobody waits for — a task started running — into `tasks`, a little later and
+ * coalesced: a record waits `foldDelayMs` (and until the writer made its earlier changes durable),
+ * and if a newer state was written meanwhile (the task finished) it is dropped, so fast tasks cost
+ * no extra statement. The filter holds the precondition `rev < new`, so this can never write over
+ * a newer state.
  *
- * Inputs: the live task records the scheduler changed, each with the writer's sequence number of its
- * latest change. Only records whose latest change is durable are written (a document must exist
- * before it is updated, and a journal record must not be deleted before it was written).
- * Coalescing: a record is kept once however often it changes, and the update writes its state at
- * the time of writing, so a task that went assigned → running → done between two rounds costs one
- * update. Ordering: the filter holds the precondition `rev < new`, so an older state never replaces
- * a newer one. Once a final state is in `tasks`, the task's journal records are deleted.
- * Bounded lag: when more records wait than `foldBacklogLimit`, `congested` tells the scheduler to
- * hold new assignments until the folder catches up.
+ * Bounded: when more records wait than `foldBacklogLimit`, `congested` tells the scheduler to hold
+ * new assignments until the folder catches up.
  */
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
-import { wireError } from '../protocol/errors';
 import { isFinal } from '../protocol/states';
 import { encodeValue } from '../models/codec';
-import { eventId } from '../models/task-event';
-import type { Store } from './store';
+import type { Collection } from 'mongoose';
+import type { TaskDoc } from '../models/task';
 import type { TaskRecord } from './task-record';
 import { classify } from './write-errors';
 
 export interface FoldOptions {
-  /** Updates per command (FerretDB groups them in few transactions). Default 500. */
+  /** Statements per update command. Default 500. */
   foldChunk?: number;
-  /** Records waiting to be folded above which new assignments wait. Default 20,000. */
+  /** How long a change waits, so a newer one can replace it. Default 200 ms. */
+  foldDelayMs?: number;
+  /** Records waiting above which new assignments wait. Default 20,000. */
   foldBacklogLimit?: number;
   logger: Logger;
 }
 
+/** What the folder needs of the store. */
+export interface FoldTarget {
+  readonly tasks: Collection<TaskDoc>;
+  /** Writer sequence number of the last durable change. */
+  readonly durable: number;
+  readonly isClosed: boolean;
+}
+
 interface Pending {
   t: TaskRecord;
-  /** Writer sequence of the latest change. */
+  rev: number;
+  /** Writer sequence when the change was made: written only once the writer is past it. */
   seq: number;
-  /** When the oldest change not yet folded was made. */
   since: number;
 }
 
 export class Folder {
   private pending = new Map<string, Pending>();
-  private running = false;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
   private closed = false;
-  private idle: (() => void)[] = [];
-  /** Recent lags of final states behind their outcome (ms), newest last; for status and benchmarks. */
-  readonly lags: number[] = [];
-  readonly counters = { commands: 0, documents: 0, folded: 0 };
+  readonly counters = { commands: 0, documents: 0 };
   /** Called when the backlog falls back under the limit. */
   onRelieved: () => void = () => {};
-  private wasCongested = false;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: FoldTarget,
     private readonly opts: FoldOptions,
   ) {}
 
   add(t: TaskRecord, seq: number): void {
+    if (this.closed) return;
     const p = this.pending.get(t.id);
-    if (p) {
-      p.t = t;
-      p.seq = seq;
-    } else this.pending.set(t.id, { t, seq, since: Date.now() });
-    if (this.congested) this.wasCongested = true;
+    if (p) Object.assign(p, { t, rev: t.rev, seq });
+    else this.pending.set(t.id, { t, rev: t.rev, seq, since: Date.now() });
+    this.schedule();
   }
 
+  /** The writer is writing a newer state of this task: nothing to fold. */
   drop(id: string): void {
     this.pending.delete(id);
-  }
-
-  /** The record of a task whose latest state is not in `tasks` yet. */
-  pendingRecord(id: string): TaskRecord | undefined {
-    return this.pending.get(id)?.t;
   }
 
   get backlog(): number {
@@ -88,135 +84,81 @@ export class Folder {
     return oldest === Infinity ? 0 : Date.now() - oldest;
   }
 
-  kick(): void {
-    if (this.running || this.closed) return;
-    this.running = true;
-    setImmediate(() => void this.loop());
-  }
-
-  /** Resolves when nothing durable is left to fold (tests, shutdown). */
-  settled(): Promise<void> {
-    if (!this.running && !this.hasWork()) return Promise.resolve();
-    return new Promise((r) => {
-      this.idle.push(r);
-      this.kick();
-    });
+  /** Writes everything waiting now, whatever its age (tests, shutdown). */
+  async settled(): Promise<void> {
+    await this.running;
+    if (this.pending.size > 0) await this.round(true);
   }
 
   async close(): Promise<void> {
     await this.settled();
     this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
   }
 
-  private hasWork(): boolean {
-    const durable = this.store.durable;
-    for (const p of this.pending.values()) if (p.seq <= durable) return true;
-    return false;
+  private schedule(): void {
+    if (this.timer || this.running || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.running = this.round(false).finally(() => {
+        this.running = null;
+        if (this.pending.size > 0) this.schedule();
+      });
+    }, this.opts.foldDelayMs ?? 200);
+    this.timer.unref();
   }
 
-  private async loop(): Promise<void> {
+  private async round(all: boolean): Promise<void> {
+    const wasCongested = this.congested;
+    const ripe = Date.now() - (this.opts.foldDelayMs ?? 200);
     let failures = 0;
-    try {
-      for (;;) {
-        const durable = this.store.durable;
-        const chunk: Pending[] = [];
-        for (const p of this.pending.values()) {
-          if (p.seq > durable) continue;
-          chunk.push(p);
-          if (chunk.length >= (this.opts.foldChunk ?? 500)) break;
-        }
-        if (chunk.length === 0) break;
-        try {
-          await this.write(chunk);
-          failures = 0;
-        } catch (err) {
-          if (this.closed || this.store.isClosed) break;
-          const f = classify(err);
-          const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
-          this.opts.logger.warn('folding into tasks failed; retrying', { error: f.message, retryInMs: wait });
-          await new Promise((r) => setTimeout(r, wait));
-        }
-        if (this.wasCongested && !this.congested) {
-          this.wasCongested = false;
-          this.onRelieved();
-        }
+    for (;;) {
+      const durable = this.store.durable;
+      const chunk: Pending[] = [];
+      for (const p of this.pending.values()) {
+        if (p.seq > durable || (!all && p.since > ripe)) continue;
+        chunk.push(p);
+        if (chunk.length >= (this.opts.foldChunk ?? 500)) break;
       }
-    } finally {
-      this.running = false;
-      const idle = this.idle;
-      this.idle = [];
-      for (const r of idle) r();
-    }
-  }
-
-  private async write(chunk: Pending[]): Promise<void> {
-    const now = Date.now();
-    const snaps = chunk.map((p) => ({ p, rev: p.t.rev, state: p.t.state }));
-    const ops = snaps.map(({ p }) => ({
-      updateOne: { filter: { _id: p.t.id, rev: { $lt: p.t.rev } }, update: { $set: fields(p.t, now) } },
-    }));
-    let refusedAt: Set<number> | null = null;
-    try {
-      await this.store.tasks.bulkWrite(ops as never[], { ordered: false });
-    } catch (err) {
-      const f = classify(err);
-      if (f.kind === 'transient') throw err;
-      // A value the server takes in the journal but not here: write the failure instead of it.
-      const errs = (err as { writeErrors?: { index: number }[] }).writeErrors ?? [];
-      refusedAt = new Set(errs.map((e) => e.index));
-      if (refusedAt.size === 0) refusedAt = new Set(ops.map((_, i) => i));
-      const retry = snaps
-        .filter((_, i) => refusedAt?.has(i))
-        .map(({ p }) => ({
-          updateOne: {
-            filter: { _id: p.t.id, rev: { $lt: p.t.rev } },
-            update: {
-              $set: {
-                state: 'failed',
-                rev: p.t.rev,
-                updated: now,
-                error: wireError(
-                  'EPERSIST',
-                  `task "${p.t.id}": the database refused its state: ${f.message}`,
-                ),
-              },
+      if (chunk.length === 0) break;
+      const now = Date.now();
+      try {
+        await this.store.tasks.bulkWrite(
+          chunk.map((p) => ({
+            updateOne: {
+              filter: { _id: p.t.id, rev: { $lt: p.rev } },
+              update: { $set: stateFields(p.t, now) },
             },
-          },
-        }));
-      this.opts.logger.error('tasks document refused an update; stored as EPERSIST', { tasks: retry.length });
-      await this.store.tasks.bulkWrite(retry as never[], { ordered: false }).catch(() => undefined);
-    }
-    this.counters.commands++;
-    this.counters.documents += ops.length;
-    const journal: string[] = [];
-    const done = Date.now();
-    for (const { p, rev, state } of snaps) {
-      if (this.pending.get(p.t.id) !== p || p.t.rev !== rev) {
-        // Changed while the write was in flight: fold again, counting from now.
-        if (this.pending.get(p.t.id) === p) p.since = now;
-        continue;
+          })) as never[],
+          { ordered: false },
+        );
+        failures = 0;
+      } catch (err) {
+        if (this.closed || this.store.isClosed) return;
+        const f = classify(err);
+        if (f.kind === 'transient') {
+          const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
+          this.opts.logger.warn('writing running states failed; retrying', {
+            error: f.message,
+            retryInMs: wait,
+          });
+          await new Promise((r) => setTimeout(r, wait));
+          continue;
+        }
+        // Nothing here holds user values; a refusal is not worth a retry.
+        this.opts.logger.warn('running states not written', { error: f.message });
       }
-      this.pending.delete(p.t.id);
-      this.counters.folded++;
-      if (isFinal(state)) {
-        if (p.t.finishedAt) this.recordLag(done - p.t.finishedAt);
-        for (let r = 1; r <= rev; r++) journal.push(eventId(p.t.id, r));
-      }
+      this.counters.commands++;
+      this.counters.documents += chunk.length;
+      for (const p of chunk)
+        if (this.pending.get(p.t.id) === p && p.t.rev === p.rev) this.pending.delete(p.t.id);
     }
-    if (journal.length > 0) {
-      await this.store.deleteEvents(journal);
-      this.counters.commands += Math.ceil(journal.length / 1000);
-    }
-  }
-
-  private recordLag(ms: number): void {
-    this.lags.push(ms);
-    if (this.lags.length > 100_000) this.lags.splice(0, this.lags.length - 50_000);
+    if (wasCongested && !this.congested) this.onRelieved();
   }
 }
 
 /** The `$set` that makes a `tasks` document show the record's current state. */
-function fields(t: TaskRecord, now: number): Record<string, unknown> {
+export function stateFields(t: TaskRecord, now: number): Record<string, unknown> {
   const set: Record<string, unknown> = {
     state: t.state,
     rev: t.rev,
@@ -225,13 +167,13 @@ function fields(t: TaskRecord, now: number): Record<string, unknown> {
     'assigned.who': t.who,
     'assigned.when': t.assignedAt,
   };
-  if (t.error) set.error = storable(t.error);
+  if (t.error) set.error = t.stored ? t.stored.error : storable(t.error);
   if (t.uncounted) set.uncounted = t.uncounted;
   if (isFinal(t.state)) {
     set['assigned.completed'] = t.finishedAt ?? now;
     if (t.moduleHash) set.moduleHash = t.moduleHash;
     if (t.state === 'done') {
-      set.result = encodeOrFail(t.result, set);
+      set.result = t.stored ? t.stored.result : null;
       set.error = null;
     }
   }
@@ -244,15 +186,5 @@ function storable(e: NonNullable<TaskRecord['error']>): unknown {
     return { ...e, details: encodeValue(e.details) };
   } catch {
     return { code: e.code, message: e.message };
-  }
-}
-
-function encodeOrFail(v: unknown, set: Record<string, unknown>): unknown {
-  try {
-    return encodeValue(v === undefined ? null : v);
-  } catch (err) {
-    set.state = 'failed';
-    set.error = wireError('EPERSIST', String(err));
-    return null;
   }
 }

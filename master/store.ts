@@ -1,32 +1,38 @@
 /**
  * Write-through persistence. Inputs, in the order the scheduler makes them: the task documents of an
- * add, journal records (one per change that must be durable before it takes effect), affinity
- * allocations. Outputs: a few bulk commands per tick, and `barrier()` promises that resolve once
- * everything enqueued before them is durable.
+ * add, task records whose state changed, affinity allocations. Outputs: a few bulk commands per tick,
+ * and `barrier()` promises that resolve once everything enqueued before them is durable.
+ *
+ * `tasks` is the one record of every task, and it is current: a change that must be durable before
+ * it takes effect (an assignment before it is sent, an outcome before it is delivered, a requeue) is
+ * written to the task's document before anyone hears of it. Changes nobody waits for (a task
+ * started running) are written a little later by the folder (master/store-fold.ts), which coalesces
+ * them away when a newer state comes first.
  *
  * Group commit: one writer loop takes everything queued while the previous write was in flight and
- * writes it together, one ordered insert per collection (chunked), so the cost per task falls as load
- * rises. Adds go first in a write: the journal never holds a record of a task the database lacks.
+ * writes it together: one ordered insert of new documents, then one update command with one
+ * statement per changed task (its state at the time of writing, so a task that was assigned and
+ * finished within one write costs one statement). The filter holds the precondition `rev < new`:
+ * an older state never replaces a newer one, a retried statement is a no-op, and a stale master
+ * writing behind a newer one changes nothing. Adds go first in a write, so no update ever misses
+ * its document.
  * All-or-nothing adds: the ids of multi-task adds are recorded in `task_adds` before their documents
  * and that record is deleted after them (models/pending-add.ts); an add is acknowledged only then.
- * Failures (master/write-errors.ts): a transient one is retried with backoff from the first document
- * not written, while the master keeps serving from memory; a refused document fails only its own
- * task with EPERSIST (its add is refused, or its journal record is replaced by the failure) and
- * every other write goes on. A duplicate key on a retry is our own earlier write whose answer was lost.
- * `tasks` is brought up to date by the folder (master/store-fold.ts); retention and purge live in
- * master/retention.ts.
+ * Failures (master/write-errors.ts): a transient one is retried with backoff, while the master keeps
+ * serving from memory and reports the backlog; a refused document fails only its own task with
+ * EPERSIST (its add is refused, or its state is replaced by the failure) and every other write goes
+ * on. Retention and purge live in master/retention.ts.
  */
 import type { Collection, Connection } from 'mongoose';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
 import { wireError, type WireError } from '../protocol/errors';
-import { FINAL_STATES, isFinal } from '../protocol/states';
+import { FINAL_STATES } from '../protocol/states';
 import { allocationModel, type AllocationDoc } from '../models/allocation';
 import { decodeValue, encodeValue, UnstorableValueError } from '../models/codec';
 import { pendingAddModel } from '../models/pending-add';
 import { taskModel, type TaskDoc } from '../models/task';
-import { eventId, taskEventModel, type TaskEventDoc } from '../models/task-event';
-import { Folder, type FoldOptions } from './store-fold';
+import { Folder, stateFields, type FoldOptions } from './store-fold';
 import type { TaskRecord } from './task-record';
 import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
 
@@ -45,8 +51,8 @@ export interface StoredState {
 
 export type AddWriteResult = { ok: true } | { ok: false; id: string; error: WireError };
 
-/** Called when the server refused a journal record: the record was replaced by an EPERSIST failure. */
-export type RefusalListener = (task: string, rev: number, error: WireError) => void;
+/** Called when the server refused a task's new state: it was replaced by an EPERSIST failure. */
+export type RefusalListener = (t: TaskRecord, error: WireError) => void;
 
 interface AddEntry {
   kind: 'add';
@@ -56,7 +62,7 @@ interface AddEntry {
 }
 type Entry =
   | AddEntry
-  | { kind: 'event'; doc: TaskEventDoc }
+  | { kind: 'state'; t: TaskRecord }
   | { kind: 'alloc'; doc: AllocationDoc }
   | { kind: 'dealloc'; key: string };
 
@@ -70,11 +76,10 @@ export const STORE_DEFAULTS = { writeChunk: 1000 };
 
 export class Store {
   readonly tasks: Collection<TaskDoc>;
-  readonly events: Collection<TaskEventDoc>;
   readonly allocations: Collection<AllocationDoc>;
   readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
   readonly folder: Folder;
-  /** Set by the scheduler: a journal record was refused and replaced by a failure. */
+  /** Set by the scheduler: a task's new state was refused and replaced by a failure. */
   onRefused: RefusalListener = () => {};
   private queue: Entry[] = [];
   private waiters: (() => void)[] = [];
@@ -91,7 +96,6 @@ export class Store {
     private readonly opts: StoreOptions,
   ) {
     this.tasks = taskModel(conn).collection as unknown as Collection<TaskDoc>;
-    this.events = taskEventModel(conn).collection as unknown as Collection<TaskEventDoc>;
     this.allocations = allocationModel(conn).collection as unknown as Collection<AllocationDoc>;
     this.pendingAdds = pendingAddModel(conn).collection as unknown as Collection<{
       _id: string;
@@ -125,18 +129,27 @@ export class Store {
   }
 
   /**
-   * Queues a journal record. Returns an EPERSIST error instead when its values cannot be stored: the
-   * record is then written as that failure, and the caller must apply it to the task.
+   * Queues a task's changed state; its document shows it once the write is done (`barrier()`).
+   * Returns an EPERSIST error instead when its values (a result) cannot be stored: the caller must
+   * fail the task with it, and that failure is what gets written.
    */
-  appendEvent(doc: TaskEventDoc): WireError | null {
-    try {
-      this.push({ kind: 'event', doc: encodeEvent(doc) });
-      return null;
-    } catch (err) {
-      const error = persistError(doc.task, err);
-      this.push({ kind: 'event', doc: failedRecord(doc, error) });
-      return error;
+  update(t: TaskRecord): WireError | null {
+    let refused: WireError | null = null;
+    if (t.state === 'done' || t.error?.details !== undefined) {
+      try {
+        t.stored = {
+          result: t.state === 'done' ? encodeValue(t.result ?? null) : undefined,
+          error: encodeError(t.error),
+        };
+      } catch (err) {
+        refused = persistError(t.id, err);
+      }
+    } else t.stored = undefined;
+    if (!refused) {
+      this.folder.drop(t.id);
+      this.push({ kind: 'state', t });
     }
+    return refused;
   }
 
   /** Records that an affinity key now belongs to a runner (ordered with everything else). */
@@ -148,7 +161,7 @@ export class Store {
     this.push({ kind: 'dealloc', key });
   }
 
-  /** Brings the task's `tasks` document up to its current state, soon (master/store-fold.ts). */
+  /** Brings the task's document up to its current state soon; nobody waits for it (master/store-fold.ts). */
   fold(t: TaskRecord): void {
     if (!this.closed) this.folder.add(t, this.seq);
   }
@@ -233,7 +246,6 @@ export class Store {
         this.waiters = [];
         await this.write(batch);
         this.durableSeq = upTo;
-        this.folder.kick();
         for (const w of waiters) w();
       }
       const waiters = this.waiters;
@@ -248,9 +260,9 @@ export class Store {
   private async write(batch: Entry[]): Promise<void> {
     const adds = batch.filter((e): e is AddEntry => e.kind === 'add');
     if (adds.length > 0) await this.writeAdds(adds);
-    const events: TaskEventDoc[] = [];
-    for (const e of batch) if (e.kind === 'event') events.push(e.doc);
-    if (events.length > 0) await this.writeEvents(events);
+    const changed = new Map<string, TaskRecord>();
+    for (const e of batch) if (e.kind === 'state') changed.set(e.t.id, e.t);
+    if (changed.size > 0) await this.writeStates([...changed.values()]);
     // Allocations in their own order: a key deallocated and allocated again in one tick.
     let i = 0;
     while (i < batch.length) {
@@ -317,30 +329,65 @@ export class Store {
     }
   }
 
-  private async writeEvents(events: TaskEventDoc[]): Promise<void> {
-    const refused: [TaskEventDoc, WireError][] = [];
-    await this.insertAll(this.events, events, {
-      refused: (doc, f) => {
-        if (f.code === DUPLICATE_KEY) {
-          // Not a retry of ours: another master recorded this revision first. Its record stands.
-          this.opts.logger.warn('journal revision already stored; skipped', { _id: doc._id });
-          return null;
+  /**
+   * One update command for the changed tasks, each at its state now. A statement the server refuses
+   * is replaced by the task's failure with EPERSIST, written in a second command.
+   */
+  private async writeStates(changed: TaskRecord[]): Promise<void> {
+    for (let i = 0; i < changed.length; i += this.opts.writeChunk) {
+      const chunk = changed.slice(i, i + this.opts.writeChunk);
+      const now = Date.now();
+      let ops = chunk.map((t) => statement(t, now));
+      let failures = 0;
+      let refusals = 0;
+      for (;;) {
+        try {
+          await this.tasks.bulkWrite(ops as never[], { ordered: false });
+          this.counters.commands++;
+          this.counters.documents += ops.length;
+          this.retrying = false;
+          break;
+        } catch (err) {
+          this.counters.commands++;
+          const f = classify(err);
+          if (f.kind === 'transient') {
+            await this.pause(++failures, f);
+            continue;
+          }
+          // Refused statements: by index when the server names them, else each alone in turn.
+          const named = ((err as { writeErrors?: { index: number }[] }).writeErrors ?? []).map(
+            (e) => e.index,
+          );
+          const bad = named.length > 0 ? named.map((k) => chunk[k]) : chunk.length === 1 ? chunk : [];
+          if (bad.length === 0 && chunk.length > 1) {
+            for (const t of chunk) await this.writeStates([t]);
+            break;
+          }
+          if (bad.length === 0 || ++refusals > 1) {
+            // Even the failure was refused: nothing more can be written for these tasks.
+            this.opts.logger.error('task state refused twice; left as it was', {
+              tasks: chunk.map((t) => t.id),
+            });
+            break;
+          }
+          for (const t of bad) {
+            const error = wireError(
+              'EPERSIST',
+              `task "${t.id}": the database refused its state: ${f.message}`,
+            );
+            this.counters.refused++;
+            this.opts.logger.error('task state refused; the task fails with EPERSIST', {
+              taskId: t.id,
+              reason: f.message,
+            });
+            this.onRefused(t, error);
+          }
+          const fails = new Set(bad);
+          ops = chunk.filter((t) => fails.has(t)).map((t) => statement(t, now));
+          chunk.splice(0, chunk.length, ...chunk.filter((t) => fails.has(t)));
         }
-        const error = wireError(
-          'EPERSIST',
-          `task "${doc.task}": the database refused its record: ${f.message}`,
-        );
-        refused.push([doc, error]);
-        this.counters.refused++;
-        this.opts.logger.error('journal record refused; the task fails with EPERSIST', {
-          taskId: doc.task,
-          rev: doc.rev,
-          reason: f.message,
-        });
-        return failedRecord(doc, error);
-      },
-    });
-    for (const [doc, error] of refused) this.onRefused(doc.task, doc.rev, error);
+      }
+    }
   }
 
   /**
@@ -447,15 +494,10 @@ export class Store {
   }
 
   /**
-   * What a starting master needs: every task not final in `tasks`, and the journal records newer
-   * than their documents. Adds that were never acknowledged are removed first, and journal records
-   * already folded into `tasks` are deleted.
+   * What a starting master needs: every task not final. Adds that were never acknowledged are
+   * removed first.
    */
-  async loadForRecovery(): Promise<{
-    docs: TaskDoc[];
-    journal: Map<string, TaskEventDoc[]>;
-    dropped: number;
-  }> {
+  async loadForRecovery(): Promise<{ docs: TaskDoc[]; dropped: number }> {
     let dropped = 0;
     for (const m of await this.pendingAdds.find({}).toArray()) {
       for (let i = 0; i < m.ids.length; i += 1000) {
@@ -467,22 +509,7 @@ export class Store {
     const docs = ((await this.tasks.find({ state: { $nin: [...FINAL_STATES] } }).toArray()) as TaskDoc[]).map(
       decodeTask,
     );
-    const open = new Map(docs.map((d) => [d._id, d]));
-    const journal = new Map<string, TaskEventDoc[]>();
-    const stale: string[] = [];
-    for (const e of (await this.events.find({}).toArray()) as TaskEventDoc[]) {
-      const d = open.get(e.task);
-      if (!d || e.rev <= d.rev) {
-        stale.push(e._id);
-        continue;
-      }
-      let list = journal.get(e.task);
-      if (!list) journal.set(e.task, (list = []));
-      list.push(decodeEvent(e));
-    }
-    for (const list of journal.values()) list.sort((a, b) => a.rev - b.rev);
-    await this.deleteEvents(stale);
-    return { docs, journal, dropped };
+    return { docs, dropped };
   }
 
   /** States of these tasks (final or not) as stored; unknown ids are absent. */
@@ -507,29 +534,7 @@ export class Store {
         });
       }
     }
-    // A final state the folder has not written yet is newer than the document.
-    for (const id of ids) {
-      const t = this.folder.pendingRecord(id);
-      const s = states.get(id);
-      if (t && s && isFinal(t.state) && t.rev > s.rev)
-        states.set(id, {
-          ...s,
-          state: t.state,
-          attempts: t.attempts,
-          rev: t.rev,
-          result: t.result,
-          error: t.error,
-        });
-    }
     return states;
-  }
-
-  /** Deletes journal records by `_id`. */
-  async deleteEvents(ids: string[]): Promise<void> {
-    for (let i = 0; i < ids.length; i += 1000) {
-      const chunk = ids.slice(i, i + 1000);
-      await this.retry(() => this.events.deleteMany({ _id: { $in: chunk } }));
-    }
   }
 }
 
@@ -538,17 +543,14 @@ export function persistError(task: string, err: unknown): WireError {
   return wireError('EPERSIST', `task "${task}": ${why}`);
 }
 
-function failedRecord(doc: TaskEventDoc, error: WireError): TaskEventDoc {
-  return {
-    _id: doc._id,
-    task: doc.task,
-    rev: doc.rev,
-    at: doc.at,
-    state: 'failed',
-    attempt: doc.attempt,
-    who: doc.who ?? null,
-    error,
-  };
+/** The update statement that makes a task's document show its state now. */
+function statement(t: TaskRecord, now: number): unknown {
+  return { updateOne: { filter: { _id: t.id, rev: { $lt: t.rev } }, update: { $set: stateFields(t, now) } } };
+}
+
+function encodeError(e: TaskRecord['error']): unknown {
+  if (!e || e.details === undefined) return e ?? null;
+  return { ...e, details: encodeValue(e.details) };
 }
 
 function encodeTask(d: TaskDoc): TaskDoc {
@@ -566,19 +568,3 @@ function decodeTask(d: TaskDoc): TaskDoc {
     error: d.error ? { ...d.error, details: decodeValue(d.error.details) } : d.error,
   };
 }
-
-function encodeEvent(doc: TaskEventDoc): TaskEventDoc {
-  const e = { ...doc };
-  if ('result' in e) e.result = encodeValue(e.result);
-  if (e.error?.details !== undefined) e.error = { ...e.error, details: encodeValue(e.error.details) };
-  return e;
-}
-
-function decodeEvent(e: TaskEventDoc): TaskEventDoc {
-  const out = { ...e };
-  if ('result' in out) out.result = decodeValue(out.result);
-  if (out.error?.details !== undefined) out.error = { ...out.error, details: decodeValue(out.error.details) };
-  return out;
-}
-
-export { eventId };

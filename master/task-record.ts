@@ -30,8 +30,10 @@ export interface TaskRecord {
   /** Runner holding the current attempt, if assigned or running. */
   who: string | null;
   assignedAt: number | null;
-  /** When it became final (epoch ms): the lag of `tasks` is measured from here. */
+  /** When it became final (epoch ms). */
   finishedAt?: number | null;
+  /** Result and error as stored (encoded once, when the change is recorded). */
+  stored?: { result?: unknown; error?: unknown };
   result?: unknown;
   error?: WireError | null;
   moduleHash?: string | null;

@@ -4,7 +4,6 @@
  */
 import mongoose, { type Connection } from 'mongoose';
 import { taskModel } from './task';
-import { taskEventModel } from './task-event';
 import { allocationModel } from './allocation';
 
 export interface ConnectOptions {
@@ -23,7 +22,6 @@ export async function connectDatabase(url: string, opts: ConnectOptions = {}): P
   });
   await conn.asPromise();
   await taskModel(conn).createIndexes();
-  await taskEventModel(conn).createIndexes();
   await allocationModel(conn).createIndexes();
   return conn;
 }
