@@ -1,10 +1,11 @@
 /**
  * Wire-level figures of the embedded FerretDB on a collection of `--docs` documents (default 100,000):
  * insertMany docs/s, bulk `updateOne({_id}, {$set})` ops/s, the median of single `updateOne({_id})`
- * round trips, `find({_id: {$in: 1000 ids}})` and `deleteMany({_id: {$in: 1000 ids}})` in ms.
+ * round trips, bulk updates beside a stream of inserts on another connection (`--concurrent-updates`,
+ * 0 to skip), `find({_id: {$in: 1000 ids}})` and `deleteMany({_id: {$in: 1000 ids}})` in ms.
  *
  *   npm run bench:db                                   the patched build (.cache/bin/ferretdb-…-pN)
- *   npm run bench:db -- --bin .cache/bin/ferretdb-1.24.2-stock --updates 20 --per-command 20
+ *   npm run bench:db -- --bin .cache/bin/ferretdb-1.24.2-stock --updates 20 --per-command 20 --concurrent-updates 0
  *   npm run bench:db -- --synchronous normal           SQLite synchronous=NORMAL (see README)
  *
  * The stock build scans the collection for every `_id` lookup and leaks a connection per statement
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     updates: { type: 'string', default: '20000' },
     'per-command': { type: 'string', default: '1000' },
     synchronous: { type: 'string', default: 'full' },
+    'concurrent-updates': { type: 'string', default: '10000' },
     'deadline-s': { type: 'string', default: '600' },
   },
 });
@@ -32,6 +34,7 @@ const DOCS = Number(values.docs);
 const UPDATES = Number(values.updates);
 const PER_COMMAND = Number(values['per-command']);
 const SYNCHRONOUS = values.synchronous as Synchronous;
+const CONCURRENT = Number(values['concurrent-updates']);
 const CHUNK = 1000;
 
 const idOf = (i: number): string => `task-${String(i).padStart(7, '0')}`;
@@ -145,6 +148,8 @@ async function main(): Promise<void> {
     singles.sort((a, b) => a - b);
     out(`updateOne({_id}) median of ${singles.length}`, `${singles[singles.length >> 1].toFixed(2)} ms`);
 
+    if (CONCURRENT > 0) await updatesBesideInserts(coll, client, step);
+
     const ids = Array.from({ length: 1000 }, (_, k) => idOf((k * 97) % DOCS));
     t = process.hrtime.bigint();
     const found = await coll.find({ _id: { $in: ids } }).toArray();
@@ -160,9 +165,66 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * The master's mix: bulk updates on one connection while another inserts batches of 100 into another
+ * collection. Prints the update rate and how long the inserts waited.
+ */
+async function updatesBesideInserts(
+  coll: mongoose.mongo.Collection<ReturnType<typeof doc>>,
+  client: InstanceType<typeof mongoose.mongo.MongoClient>,
+  step: number,
+): Promise<void> {
+  const other = new mongoose.mongo.MongoClient(
+    client.options.hosts.map((h) => `mongodb://${h.toString()}/`)[0],
+    {
+      directConnection: true,
+    },
+  );
+  await other.connect();
+  try {
+    const events = other.db('bench').collection('events');
+    let running = true;
+    const waits: number[] = [];
+    const inserter = (async () => {
+      for (let n = 0; running;) {
+        const s = process.hrtime.bigint();
+        await events.insertMany(
+          Array.from({ length: 100 }, () => ({ n: n++, at: new Date(), kind: 'completed' })),
+        );
+        waits.push(ms(s));
+      }
+    })();
+    const t = process.hrtime.bigint();
+    for (let done = 0; done < CONCURRENT; done += PER_COMMAND) {
+      const ops = [];
+      for (let k = done; k < Math.min(done + PER_COMMAND, CONCURRENT); k++) {
+        const filter = { _id: idOf((k * step + 1) % DOCS), rev: { $lt: 1_000_000 } };
+        ops.push({ updateOne: { filter, update: { $inc: { rev: 1 } } } });
+      }
+      await coll.bulkWrite(ops, { ordered: true });
+    }
+    const updateMs = ms(t);
+    running = false;
+    await inserter;
+    waits.sort((a, b) => a - b);
+    const at = (q: number) => waits[Math.min(waits.length - 1, Math.floor(q * waits.length))].toFixed(0);
+    out(
+      `the same, beside insertMany(100) on another connection`,
+      `${Math.round(CONCURRENT / (updateMs / 1000))} ops/s`,
+      updateMs,
+    );
+    out(
+      '  insertMany(100) meanwhile',
+      `${waits.length} calls, p50 ${at(0.5)} ms, p99 ${at(0.99)} ms, max ${at(1)} ms`,
+    );
+  } finally {
+    await other.close();
+  }
+}
+
 function out(what: string, figure: string, elapsedMs?: number): void {
   const took = elapsedMs === undefined ? '' : `  (${elapsedMs.toFixed(0)} ms)`;
-  process.stdout.write(`${what.padEnd(48)} ${figure}${took}\n`);
+  process.stdout.write(`${what.padEnd(56)} ${figure}${took}\n`);
 }
 
 runBench(main);

@@ -60,7 +60,7 @@ export interface EmbeddedDatabase extends Database {
 export type Synchronous = 'full' | 'normal';
 
 export interface EmbeddedOptions {
-  /** SQLite durability of the FerretDB backend; see {@link Synchronous}. Default `full`. */
+  /** SQLite durability of the FerretDB backend (mongod ignores it); see {@link Synchronous}. Default `full`. */
   synchronous?: Synchronous;
   /** The FerretDB binary to run instead of the patched build (e.g. the stock one, for comparisons). */
   ferretdbBin?: string;
@@ -68,9 +68,9 @@ export interface EmbeddedOptions {
   port?: number;
   /** Where the server keeps its files; created if missing. Default `<repo>/.cache/db`. */
   dataDir?: string;
-  /** Progress messages (building FerretDB). Default: lines on stderr. */
+  /** Where the outcome of a FerretDB build goes ("built FerretDB in 14 s"). Default: lines on stderr. */
   log?: (msg: string) => void;
-  /** Where the progress line of a FerretDB build goes. Default: stderr (see ProgressOptions). */
+  /** Where the progress line of a FerretDB build goes while it runs. Default: stderr (see ProgressOptions). */
   progress?: ProgressOptions;
   /** How long the server may take to accept a ping. Default 30000 ms. */
   startTimeoutMs?: number;

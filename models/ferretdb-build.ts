@@ -40,12 +40,9 @@ export const USUAL_BUILD_TIME = 'usually ~15 s with a warm Go module cache, 1–
 export interface BuildOptions {
   /** Which binary. Default `patched`. */
   variant?: FerretDBVariant;
-  /** Progress messages. Default: lines on stderr. */
+  /** Where the outcome ("built FerretDB in 14 s") goes. Default: a line on stderr. */
   log?: (msg: string) => void;
-  /**
-   * Where the progress line goes while the build runs: a TTY gets one line updated every second,
-   * anything else a line through `log` every `intervalMs`. Default: stderr.
-   */
+  /** The progress line while the build runs (see startProgress). Default: stderr. */
   progress?: ProgressOptions;
   /** Rebuild even if the binary exists. Default false. */
   force?: boolean;
@@ -56,9 +53,9 @@ export interface BuildOptions {
 export interface ProgressOptions {
   /** Default `process.stderr.isTTY`. */
   isTTY?: boolean;
-  /** Where a TTY's updating line is written. Default: stderr. */
+  /** Where the progress is written. Default: stderr. */
   write?: (text: string) => void;
-  /** Period of the progress lines when not on a TTY. Default 10000 ms (a TTY's line: every second). */
+  /** Period of the progress lines. Default 10000 ms, or 1000 on a TTY (where the line is rewritten). */
   intervalMs?: number;
 }
 
@@ -73,9 +70,10 @@ export async function buildFerretDB(opts: BuildOptions = {}): Promise<string> {
   const go = findOnPath('go');
   if (!go) throw new Error('cannot build FerretDB: `go` is not on PATH. Install Go (https://go.dev/dl/).');
 
-  const name = path.basename(bin);
-  log(`building FerretDB ${FERRETDB_VERSION} (${variant}) into .cache/bin/${name}; ${USUAL_BUILD_TIME}`);
-  const progress = startProgress(`building FerretDB into .cache/bin/${name}`, log, opts.progress);
+  const progress = startProgress(
+    `building FerretDB ${FERRETDB_VERSION} (${variant}) into .cache/bin/${path.basename(bin)}`,
+    opts.progress,
+  );
   const deadline = Date.now() + (opts.timeoutMs ?? 600_000);
   fs.mkdirSync(path.dirname(bin), { recursive: true });
   // Build beside the target and rename: two processes building at once never see a partial binary.
@@ -168,14 +166,11 @@ export interface Progress {
 }
 
 /**
- * Shows that a long step is running: on a TTY one line rewritten every second with the elapsed
- * time, else a line through `log` every `intervalMs`.
+ * Shows that the build is running, on stderr whatever the caller logs (the demo logs only warnings):
+ * on a TTY one line rewritten every second with the elapsed time, else a line now and one every
+ * `intervalMs`. Each says how long a build usually takes.
  */
-export function startProgress(
-  what: string,
-  log: (msg: string) => void,
-  opts: ProgressOptions = {},
-): Progress {
+export function startProgress(what: string, opts: ProgressOptions = {}): Progress {
   const started = Date.now();
   const elapsedS = (): number => Math.round((Date.now() - started) / 1000);
   const tty = opts.isTTY ?? process.stderr.isTTY === true;
@@ -183,9 +178,9 @@ export function startProgress(
   const line = (): string => `${what}: ${elapsedS()} s (${USUAL_BUILD_TIME})`;
   const timer = tty
     ? setInterval(() => write(`\r\x1b[K${line()}`), opts.intervalMs ?? 1000)
-    : setInterval(() => log(`still ${line()}`), opts.intervalMs ?? 10_000);
+    : setInterval(() => write(`${line()}\n`), opts.intervalMs ?? 10_000);
   timer.unref();
-  if (tty) write(line());
+  write(tty ? line() : `${line()}\n`);
   let stopped = false;
   return {
     elapsedS,
