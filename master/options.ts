@@ -28,7 +28,7 @@ export interface MasterOptions {
   /** Largest number of documents in one insert command. Default 1000. */
   writeChunk?: number;
   /**
-   * Remove final tasks (and what is left of their journal) this long after they finished; their ids
+   * Remove final tasks this long after they finished; their ids
    * can then be used again. `null` keeps them forever. Default 7 days.
    */
   retainMs?: number | null;

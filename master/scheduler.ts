@@ -1,7 +1,7 @@
 /**
  * The in-memory scheduler: every transition of a task is one method here (add, assign, start,
- * complete, fail, requeue, release dependents), each recorded in the journal through the store in
- * the same order it happens in memory.
+ * complete, fail, requeue, release dependents), each written through to the task's `tasks` document
+ * by the store (master/store.ts).
  *
  * Fencing: every assignment carries its attempt number; a report for any other attempt than the
  * task's current one is stale and ignored, so a late runner never overwrites a newer attempt.
@@ -661,7 +661,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   // ---- recovery --------------------------------------------------------------------------------
 
-  /** Rebuilds memory from the database after a start: `tasks` documents with their newer journal records. */
+  /** Rebuilds memory from the database after a start: every `tasks` document not final. */
   async recover(): Promise<{ tasks: number; orphans: number; dropped: number }> {
     for (const a of await this.store.loadAllocations()) this.allocations.set(a.key, a.runner);
     const { docs, dropped } = await this.store.loadForRecovery();

@@ -1,5 +1,5 @@
 /**
- * A task as the scheduler holds it in memory. The database holds the same facts (tasks + journal);
+ * A task as the scheduler holds it in memory. The database holds the same facts (`tasks`);
  * this is the copy the scheduler reads on the hot path.
  */
 import type { TaskState } from '../protocol/states';
