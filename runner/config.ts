@@ -57,6 +57,8 @@ const optionsSchema = z.object({
   maxTasksPerWorker: int(1).optional(),
   maxWorkerMemoryMb: int(1).optional(),
   allowExec: z.array(z.string().min(1, 'must not be empty')),
+  maxResultBytes: int(1024),
+  moduleStableMs: int(0, 60_000),
 });
 
 export function resolveRunnerOptions(opts: RunnerOptions): ResolvedRunnerOptions {
@@ -95,6 +97,7 @@ export interface RunnerFlags {
   answerThreshold?: string;
   maxTasksPerWorker?: string;
   maxWorkerMemory?: string;
+  maxResultBytes?: string;
   shutdownGraceMs?: string;
   allowExec?: string;
   logFormat?: string;
@@ -149,6 +152,7 @@ const settings = (cwd: string) => ({
   shutdownGraceMs: { flag: '--shutdown-grace-ms', schema: integer(0) },
   // Keyed as commander names the flag; it becomes the option `maxWorkerMemoryMb`.
   maxWorkerMemory: { flag: '--max-worker-memory', schema: integer(1) },
+  maxResultBytes: { flag: '--max-result-bytes', schema: integer(1024) },
   allowExec: {
     flag: '--allow-exec',
     schema: z
