@@ -4,7 +4,13 @@
  * tasks, or one issue per problem naming the task and field (`tasks[3].dependencies[0]: unknown task
  * id "x"`, cycles as `a -> b -> a`). Nothing is stored unless the whole batch is valid.
  */
-import { MAX_PARAMS_DEPTH, taskInputSchema, formatIssues, type ParsedTaskInput } from '../protocol/schemas';
+import {
+  MAX_DEPENDENCIES,
+  MAX_PARAMS_DEPTH,
+  taskInputSchema,
+  formatIssues,
+  type ParsedTaskInput,
+} from '../protocol/schemas';
 
 export interface Issue {
   path: string;
@@ -22,8 +28,14 @@ export type Lookup = (id: string) => 'taken' | undefined;
 export function checkLimits(raw: unknown[], maxTaskBytes: number): Issue[] {
   const issues: Issue[] = [];
   raw.forEach((t, i) => {
-    const params = t && typeof t === 'object' ? (t as { params?: unknown }).params : undefined;
-    if (params !== undefined && depthAbove(params, MAX_PARAMS_DEPTH))
+    const o = t && typeof t === 'object' ? (t as { params?: unknown; dependencies?: unknown }) : {};
+    // Before the ids are looked up in the database: a batch naming 100,000 of them is refused here.
+    if (Array.isArray(o.dependencies) && o.dependencies.length > MAX_DEPENDENCIES)
+      issues.push({
+        path: `tasks[${i}].dependencies`,
+        message: `more than ${MAX_DEPENDENCIES} dependencies`,
+      });
+    else if (o.params !== undefined && depthAbove(o.params, MAX_PARAMS_DEPTH))
       issues.push({ path: `tasks[${i}].params`, message: `nested deeper than ${MAX_PARAMS_DEPTH} levels` });
     else if (jsonBytesAbove(t, maxTaskBytes))
       issues.push({
