@@ -189,3 +189,31 @@ export function nextEvent<T = unknown>(socket: Socket, event: string, timeoutMs 
     socket.once(event, on);
   });
 }
+
+let rawAckId = 1_000_000;
+
+/**
+ * Emits `event` as a hand-written Socket.IO packet, bypassing the client's encoder (which recurses
+ * over the payload and cannot even send what an attacker can: a payload nested 10,000 deep).
+ * With `ack`, resolves with the acknowledgement.
+ */
+export function emitRaw(socket: Socket, event: string, payloadJson: string, ack = false): Promise<unknown> {
+  const nsp = (socket as unknown as { nsp: string }).nsp;
+  const id = ack ? ++rawAckId : undefined;
+  const reply = new Promise<unknown>((resolve, reject) => {
+    if (id === undefined) return resolve(undefined);
+    const timer = setTimeout(() => reject(new Error(`no acknowledgement of ${event} within 10 s`)), 10_000);
+    (socket as unknown as { acks: Record<number, (v: unknown) => void> }).acks[id] = (v) => {
+      clearTimeout(timer);
+      resolve(v);
+    };
+  });
+  const prefix = nsp === '/' ? '' : `${nsp},`;
+  socket.io.engine.write(`2${prefix}${id ?? ''}[${JSON.stringify(event)},${payloadJson}]`);
+  return reply;
+}
+
+/** JSON text of an array nested `depth` levels deep (JSON.stringify itself would overflow). */
+export function nestedJson(depth: number): string {
+  return `${'['.repeat(depth)}1${']'.repeat(depth)}`;
+}
