@@ -7,6 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { io, type Socket } from 'socket.io-client';
 import { Feeder } from '../../feeder/feeder';
+import type { FeederOptions } from '../../feeder/options';
 import type { Master } from '../../master/master';
 import type { MasterOptions } from '../../master/options';
 import { Runner } from '../../runner/runner';
@@ -24,7 +25,7 @@ export interface Cluster {
   /** Starts a runner on the fixtures (closed by `close`). */
   runner(opts?: Partial<RunnerOptions>): Promise<Runner>;
   /** Connects a feeder (closed by `close`). */
-  feeder(): Promise<Feeder>;
+  feeder(opts?: Partial<FeederOptions>): Promise<Feeder>;
   /** Health, then one honest task through a runner of its own; fails the test if either does not work. */
   assertAlive(): Promise<void>;
   close(): Promise<void>;
@@ -56,8 +57,8 @@ export async function startCluster(file: string, opts: Partial<MasterOptions> = 
       await r.start();
       return r;
     },
-    async feeder() {
-      const f = new Feeder({ master: master.url, token, logger: testLogger() });
+    async feeder(fopts = {}) {
+      const f = new Feeder({ master: master.url, token, logger: testLogger(), ...fopts });
       feeders.push(f);
       await f.ready(20_000);
       return f;
