@@ -120,6 +120,10 @@ export async function main(argv: string[]): Promise<number> {
         'replace a child process after it has finished n tasks (default: unlimited)',
       )
       .option(
+        '--module-stable-ms <ms>',
+        'a changed module file is loaded once unchanged this long (default 200)',
+      )
+      .option(
         '--max-result-bytes <n>',
         'largest result a task may report; larger fails with ETOOLARGE (default 4 MB, under the master message limit)',
       )

@@ -11,7 +11,7 @@ import type { Connection } from 'mongoose';
 import { Server, type Socket } from 'socket.io';
 import { silentLogger, type Logger } from '../common/logger';
 import { z } from 'zod';
-import { wireError, type WireError } from '../protocol/errors';
+import { TaskmasterError, wireError, type WireError } from '../protocol/errors';
 import {
   ACK_TIMEOUT_MS,
   NAMESPACES,
@@ -25,6 +25,7 @@ import {
   addRequestSchema,
   cancelRequestSchema,
   formatIssues,
+  MAX_TIMER_MS,
   sysmsgRequestSchema,
   helloSchema,
   modulesUpdateSchema,
@@ -69,6 +70,17 @@ export class Master extends EventEmitter {
     this.opts = { ...MASTER_DEFAULTS, ...stripUndefined(opts) } as MasterOptions & MasterDefaults;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
     checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
+    // Longer delays would fire at once (Node's timers hold 32 bits).
+    for (const key of [
+      'recoveryGraceMs',
+      'disconnectGraceMs',
+      'timeoutSweepMs',
+      'distributeDelayMs',
+    ] as const) {
+      const v = this.opts[key];
+      if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
+        throw new TaskmasterError('EVALIDATION', `${key}: must be an integer from 0 to ${MAX_TIMER_MS} ms`);
+    }
   }
 
   /** The shared secret, for the HTTP API's check. */

@@ -3,6 +3,9 @@
  * checked before anything changes, durations the timers can honour, cross-origin sockets.
  */
 import { Manager, type Socket } from 'socket.io-client';
+import { Master } from '../../master/master';
+import { resolveRunnerOptions } from '../../runner/config';
+import { mongoUrl } from '../helpers/cluster';
 import {
   httpRequest,
   connectError,
@@ -101,6 +104,15 @@ describe('adversarial: limits', () => {
     expect(o).toMatchObject({ state: 'done' });
     await runner.close();
     await c.assertAlive();
+  });
+
+  test('master and runner options beyond what timers honour are refused at start-up', () => {
+    expect(() => new Master({ mongoUrl: mongoUrl(), disconnectGraceMs: 2 ** 31 })).toThrow(
+      /disconnectGraceMs/,
+    );
+    expect(() => new Master({ mongoUrl: mongoUrl(), recoveryGraceMs: 2 ** 31 - 1 })).not.toThrow();
+    expect(() => resolveRunnerOptions({ shutdownGraceMs: 2 ** 31 })).toThrow(/shutdownGraceMs/);
+    expect(() => resolveRunnerOptions({ ackTimeoutMs: 2 ** 31 })).toThrow(/ackTimeoutMs/);
   });
 
   test('a connect packet over maxMessageBytes, with no valid token, closes that connection unread', async () => {
