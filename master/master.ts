@@ -374,9 +374,7 @@ export class Master extends EventEmitter {
       if (to !== null && targets.length === 0) {
         return { ok: false, error: wireError('EVALIDATION', `to: no connected client "${to}"`) };
       }
-      const acks = await Promise.allSettled(
-        targets.map((s) => s.timeout(ACK_TIMEOUT_MS).emitWithAck('sysmsg', message)),
-      );
+      const acks = await Promise.allSettled(targets.map((s) => deliverSysmsg(s, message)));
       delivered += acks.filter((a) => a.status === 'fulfilled').length;
       missed += acks.length - acks.filter((a) => a.status === 'fulfilled').length;
     }
@@ -474,6 +472,26 @@ export class Master extends EventEmitter {
     await this.conn?.close();
     this.logger.info('master closed');
   }
+}
+
+/**
+ * One system message, acknowledged by its recipient: rejects when the recipient disconnects or does
+ * not answer within the ack timeout. The timer does not keep the process alive, and a departed
+ * recipient counts as missed at once rather than holding the sender for the whole timeout.
+ */
+function deliverSysmsg(s: Socket, message: { msg: unknown; from: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      s.off('disconnect', gone);
+      if (err) reject(err);
+      else resolve();
+    };
+    const gone = () => done(new Error('the recipient disconnected'));
+    const timer = setTimeout(() => done(new Error('no acknowledgement')), ACK_TIMEOUT_MS).unref();
+    s.once('disconnect', gone);
+    s.emit('sysmsg', message, () => done());
+  });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -318,7 +318,7 @@ function request(
   return new Promise((resolve) => {
     let req: http.ClientRequest;
     try {
-      req = http.request({ host: u.hostname, port: u.port, method, path, headers }, (res) => {
+      req = http.request({ host: u.hostname, port: u.port, method, path, headers, agent: false }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
       });

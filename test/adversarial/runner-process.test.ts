@@ -103,12 +103,13 @@ describe('adversarial: runner process and loader', () => {
     });
     try {
       await runner.start();
+      let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         got,
-        new Promise((_, reject) =>
-          setTimeout(() => reject(new Error('no results for both assignments within 20 s')), 20_000),
-        ),
-      ]);
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no results for both assignments within 20 s')), 20_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
       const byId = new Map(results.map((r) => [r.id, r]));
       expect(byId.get('bad')).toMatchObject({ ok: false, unrecoverable: true, error: { code: 'EMODULE' } });
       expect(byId.get('good')).toMatchObject({ ok: true, result: [1] });
@@ -141,10 +142,12 @@ describe('adversarial: runner process and loader', () => {
     fs.writeFileSync(file, 'module.exports = () => "partial"; //');
     const refs = await f.add(Array.from({ length: 5 }, () => ({ module: 'edit', runner: 'half-r' })));
     // The write is still going on: no task may finish on the half that is there.
+    let waitTimer: NodeJS.Timeout | undefined;
     const early = await Promise.race([
       f.outcome(refs[0].id).then((o) => `finished with ${JSON.stringify(o.result)}`),
-      new Promise((r) => setTimeout(() => r('still waiting'), 700)),
+      new Promise((r) => (waitTimer = setTimeout(() => r('still waiting'), 700))),
     ]);
+    clearTimeout(waitTimer);
     expect(early).toBe('still waiting');
     fs.appendFileSync(file, '\nmodule.exports = () => "full";');
     const outcomes = await Promise.all(refs.map((r) => f.outcome(r.id)));
