@@ -474,22 +474,33 @@ export class Master extends EventEmitter {
   }
 }
 
+/** Deliveries waiting for each socket's acknowledgement, failed together when it disconnects. */
+const awaitingAck = new WeakMap<Socket, Set<(err: Error) => void>>();
+
 /**
  * One system message, acknowledged by its recipient: rejects when the recipient disconnects or does
  * not answer within the ack timeout. The timer does not keep the process alive, and a departed
  * recipient counts as missed at once rather than holding the sender for the whole timeout.
  */
 function deliverSysmsg(s: Socket, message: { msg: unknown; from: string }): Promise<void> {
+  let waiting = awaitingAck.get(s);
+  if (!waiting) {
+    const set = new Set<(err: Error) => void>();
+    awaitingAck.set(s, (waiting = set));
+    s.once('disconnect', () => {
+      for (const fail of [...set]) fail(new Error('the recipient disconnected'));
+    });
+  }
+  const pending = waiting;
   return new Promise((resolve, reject) => {
     const done = (err?: Error) => {
       clearTimeout(timer);
-      s.off('disconnect', gone);
+      pending.delete(done);
       if (err) reject(err);
       else resolve();
     };
-    const gone = () => done(new Error('the recipient disconnected'));
     const timer = setTimeout(() => done(new Error('no acknowledgement')), ACK_TIMEOUT_MS).unref();
-    s.once('disconnect', gone);
+    pending.add(done);
     s.emit('sysmsg', message, () => done());
   });
 }
