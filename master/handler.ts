@@ -104,3 +104,19 @@ export function errorText(err: unknown): string {
     return 'unprintable error';
   }
 }
+
+/** For the socket's own events (`disconnect`): no payload to parse, but the same catch and log. */
+export function onInternal(
+  socket: Socket,
+  log: Logger,
+  event: string,
+  handler: (...args: unknown[]) => void,
+): void {
+  socket.on(event, (...args: unknown[]) => {
+    try {
+      handler(...args);
+    } catch (err) {
+      log.error('handler failed', { event, socket: socket.id, error: errorText(err) });
+    }
+  });
+}

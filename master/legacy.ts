@@ -15,7 +15,7 @@ import {
   type LegacyMasterToClient,
 } from '../protocol/legacy';
 import { formatIssues } from '../protocol/schemas';
-import { on, parse } from './handler';
+import { on, onInternal, parse } from './handler';
 import { slotPlan, type RunnerEntry } from './runner-registry';
 import type { Scheduler } from './scheduler';
 import { summarize } from './validate';
@@ -167,7 +167,7 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
       );
     });
 
-    socket.on('disconnect', () => {
+    onInternal(sock, log, 'disconnect', () => {
       if (entry) scheduler.runnerDown(runnerId, 0);
     });
   });

@@ -39,7 +39,7 @@ import {
 import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
-import { errorText, on } from './handler';
+import { errorText, on, onInternal } from './handler';
 import { serveHttp } from './http';
 import { serveLegacy } from './legacy';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
@@ -299,7 +299,7 @@ export class Master extends EventEmitter {
       this.systemMessage(p, held()?.id ?? socket.id),
     );
 
-    socket.on('disconnect', (reason) => {
+    onInternal(sock, log, 'disconnect', (reason) => {
       if (!mine) return;
       // A newer connection of the same runner may already have replaced this one.
       if (runners().get(mine.id) !== mine) return;
@@ -338,7 +338,7 @@ export class Master extends EventEmitter {
 
     on(sock, log, 'sysmsg:send', { schema: z.unknown() }, (p) => this.systemMessage(p, socket.id));
 
-    socket.on('disconnect', () => {
+    onInternal(sock, log, 'disconnect', () => {
       for (const id of watched) this.unwatch(socket, id);
     });
   }

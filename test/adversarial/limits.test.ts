@@ -106,13 +106,14 @@ describe('adversarial: limits', () => {
     await c.assertAlive();
   });
 
-  test('master and runner options beyond what timers honour are refused at start-up', () => {
+  test('master and runner options beyond what timers honour are refused at start-up', async () => {
     expect(() => new Master({ mongoUrl: mongoUrl(), disconnectGraceMs: 2 ** 31 })).toThrow(
       /disconnectGraceMs/,
     );
     expect(() => new Master({ mongoUrl: mongoUrl(), recoveryGraceMs: 2 ** 31 - 1 })).not.toThrow();
     expect(() => resolveRunnerOptions({ shutdownGraceMs: 2 ** 31 })).toThrow(/shutdownGraceMs/);
     expect(() => resolveRunnerOptions({ ackTimeoutMs: 2 ** 31 })).toThrow(/ackTimeoutMs/);
+    await c.assertAlive();
   });
 
   test('a connect packet over maxMessageBytes, with no valid token, closes that connection unread', async () => {
