@@ -237,6 +237,7 @@ export class Master extends EventEmitter {
       } catch (err) {
         if (!(err instanceof RunnerIdConflict)) throw err;
         log.warn('hello refused: runner id held by another connection', { runnerId: h.runnerId });
+        this.emit('runner:refused', h.runnerId, 'ERUNNERID');
         return reply.refuse(wireError('ERUNNERID', err.message));
       }
       const drop = this.scheduler.runnerUp(entry, h.running);

@@ -71,6 +71,28 @@ describe('adversarial: runner identity', () => {
     await c.assertAlive();
   });
 
+  test('a runner whose id is still held (its old connection not yet seen closed) retries and gets it once that one is gone', async () => {
+    const old = await runnerSocket();
+    expect(await old.emitWithAck('runner:hello', hello('rejoin'))).toMatchObject({ ok: true });
+    const refused = nextEventOfMaster(c, 'runner:refused', (rid) => rid === 'rejoin');
+    let started = false;
+    const runner = c.runner({ runnerId: 'rejoin', reconnectDelayMs: 50, reconnectDelayMaxMs: 200 });
+    void runner.then(() => (started = true));
+    // Refused (twice: it retries) while the old connection holds the id…
+    await refused;
+    await nextEventOfMaster(c, 'runner:refused', (rid) => rid === 'rejoin');
+    expect(started).toBe(false);
+    old.close();
+    // …and accepted once it is gone.
+    const r = await runner;
+    const f = await c.feeder();
+    expect(await f.work([{ module: 'ok', params: ['back'], runner: 'rejoin' }])).toMatchObject([
+      { state: 'done', result: ['back'] },
+    ]);
+    await r.close();
+    await c.assertAlive();
+  });
+
   test('one connection is one runner: a second hello with another id is refused, and the first id goes away with the socket', async () => {
     const s = await runnerSocket();
     expect(await s.emitWithAck('runner:hello', hello('one-a', 1000))).toMatchObject({ ok: true });
