@@ -44,7 +44,21 @@ async function main(): Promise<void> {
   await master.start();
   const runner = spawn(
     process.execPath,
-    [CLI, 'runner', '--master', master.url, '--tasks', dir, '--workers', '1', '--runner-id', 'reload'],
+    // Each edit is complete when written: no need to wait for files to settle.
+    [
+      CLI,
+      'runner',
+      '--master',
+      master.url,
+      '--tasks',
+      dir,
+      '--workers',
+      '1',
+      '--runner-id',
+      'reload',
+      '--module-stable-ms',
+      '0',
+    ],
     {
       stdio: 'ignore',
       env: { ...process.env, TASKMASTER_LOG_LEVEL: 'warn' },

@@ -33,7 +33,12 @@ interface RunnerView {
 
 async function api(flags: AdminFlags, path: string, method = 'GET', payload?: unknown): Promise<unknown> {
   const base = flags.master ?? process.env.TASKMASTER_MASTER ?? DEFAULT_MASTER;
-  const token = flags.token ?? (process.env.TASKMASTER_TOKEN || undefined);
+  // `status` only reads: the read-only token (a dashboard's) is enough for it.
+  const token =
+    flags.token ??
+    (process.env.TASKMASTER_TOKEN ||
+      (method === 'GET' ? process.env.TASKMASTER_READ_TOKEN : undefined) ||
+      undefined);
   let res: Response;
   try {
     res = await fetch(new URL(path, base), {
@@ -65,7 +70,10 @@ export function registerAdminCommands(program: Command, setCode: (code: number) 
   const common = (c: Command) =>
     c
       .option('--master <url>', `master URL (env TASKMASTER_MASTER; default ${DEFAULT_MASTER})`)
-      .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)');
+      .option(
+        '--token <secret>',
+        'token for the master (env TASKMASTER_TOKEN; for status, TASKMASTER_READ_TOKEN also works)',
+      );
 
   common(program.command('status').description("show the master's runners and counters"))
     .option('--json', 'print JSON')

@@ -63,6 +63,13 @@ export async function main(argv: string[]): Promise<number> {
       .option('--port <n>', 'port, 0 picks a free one (env TASKMASTER_PORT; default 3232)')
       .option('--host <address>', 'address to listen on (env TASKMASTER_HOST; default 127.0.0.1)')
       .option('--token <secret>', 'token runners and feeders must present (env TASKMASTER_TOKEN)')
+      .option(
+        '--read-token <secret>',
+        'token for the HTTP API GET routes only: status, runners (env TASKMASTER_READ_TOKEN)',
+      )
+      .option('--allow-origin <origin>', 'browser origin allowed besides the master own; repeatable', collect)
+      .option('--max-message-bytes <n>', 'largest Socket.IO message, checked before the token (default 1 MB)')
+      .option('--max-task-bytes <n>', 'largest task an add accepts, as JSON (default 1 MB)')
       .option('--insecure', 'allow listening on a non-loopback address without a token')
       .option('--mongo-url <url>', 'MongoDB URL (env MONGO_URL; default: start the embedded database)')
       .option('--db <name>', "database name (default: the URL's, else taskmaster)")
@@ -118,8 +125,16 @@ export async function main(argv: string[]): Promise<number> {
         'replace a child process after it has finished n tasks (default: unlimited)',
       )
       .option(
+        '--module-stable-ms <ms>',
+        'a changed module file is loaded once unchanged this long (default 200)',
+      )
+      .option(
+        '--max-result-bytes <n>',
+        'largest result a task may report; larger fails with ETOOLARGE (default 4 MB, under the master message limit)',
+      )
+      .option(
         '--max-worker-memory <mb>',
-        'replace a child process whose resident memory is above mb after a task (default: unlimited)',
+        'replace a child process whose resident memory is above mb after a task (default 1024)',
       )
       .option(
         '--allow-exec <programs>',

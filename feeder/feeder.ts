@@ -8,6 +8,7 @@
  * Tasks are sent as given: the master is the only validator, so the CLI, this library and clients
  * of the original protocol all get the same messages.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
 import { backoffDelay } from '../common/backoff';
@@ -25,6 +26,7 @@ import {
   type TaskOutcome,
   type TaskRef,
 } from '../protocol/schemas';
+import { splitBatch } from './batch-split';
 import { FEEDER_DEFAULTS, type FeederDefaults, type FeederOptions } from './options';
 
 type FeederSocket = Socket<MasterToFeeder, FeederToMaster>;
@@ -215,13 +217,54 @@ export class Feeder extends EventEmitter<FeederEvents> {
 
   /** `add`, also returning the batch name (the master's when none was given). */
   async addBatch(tasks: TaskInput[], opts: AddOptions = {}): Promise<AddedBatch> {
-    const retries = opts.retries ?? Infinity;
     const calledAt = Date.now();
     const grouped = withGroupOptions(tasks, opts);
+    const split = Array.isArray(grouped) ? splitBatch(grouped, this.opts.maxMessageBytes) : null;
+    if (split && !split.ok)
+      throw new TaskmasterError(
+        'EVALIDATION',
+        `tasks[${split.index}]: ${split.bytes} bytes as JSON, over the master's message limit of ${this.opts.maxMessageBytes} bytes`,
+      );
+    if (!split || split.chunks.length === 1) return this.addChunk(grouped, opts.batch, calledAt, opts);
+    // Too large for one message: several adds under one batch name, dependencies first. Each is
+    // atomic on its own; a refusal names what the earlier ones stored.
+    const batch = opts.batch ?? randomBytes(12).toString('hex');
+    const refs: TaskRef[] = new Array<TaskRef>(grouped.length);
+    let stored = 0;
+    for (const chunk of split.chunks) {
+      let added: AddedBatch;
+      try {
+        added = await this.addChunk(
+          chunk.map((i) => grouped[i]),
+          batch,
+          calledAt,
+          opts,
+        );
+      } catch (err) {
+        if (stored === 0 || !(err instanceof TaskmasterError)) throw err;
+        throw new TaskmasterError(
+          err.code,
+          `${err.message} (the batch went in ${split.chunks.length} messages; ${stored} tasks of batch "${batch}" were already stored)`,
+          err.details,
+        );
+      }
+      chunk.forEach((i, k) => (refs[i] = added.tasks[k]));
+      stored += chunk.length;
+    }
+    return { batch, tasks: refs };
+  }
+
+  private async addChunk(
+    grouped: TaskInput[],
+    batch: string | undefined,
+    calledAt: number,
+    opts: AddOptions,
+  ): Promise<AddedBatch> {
+    const retries = opts.retries ?? Infinity;
     for (let attempt = 0; ; attempt++) {
       const raw = await this.request(
         'tasks:add',
-        { tasks: grouped, batch: opts.batch, calledAt },
+        { tasks: grouped, batch, calledAt },
         {
           ambiguous:
             'the tasks may or may not have been stored; add them again with the same ids to find out (a stored id is refused as taken)',

@@ -18,6 +18,11 @@ export interface FeederOptions {
   reconnectDelayMs?: number;
   /** Longest reconnect delay. Default 5000 ms. */
   reconnectDelayMaxMs?: number;
+  /**
+   * The master's message limit (its `maxMessageBytes`): a batch larger than this is sent in several
+   * `tasks:add` messages under one batch name. Default 1 MB, the master's default.
+   */
+  maxMessageBytes?: number;
   /** Default: a silent logger. */
   logger?: Logger;
 }
@@ -25,7 +30,12 @@ export interface FeederOptions {
 export type FeederDefaults = Required<
   Pick<
     FeederOptions,
-    'master' | 'connectTimeoutMs' | 'ackTimeoutMs' | 'reconnectDelayMs' | 'reconnectDelayMaxMs'
+    | 'master'
+    | 'connectTimeoutMs'
+    | 'ackTimeoutMs'
+    | 'reconnectDelayMs'
+    | 'reconnectDelayMaxMs'
+    | 'maxMessageBytes'
   >
 >;
 
@@ -35,4 +45,5 @@ export const FEEDER_DEFAULTS: Readonly<FeederDefaults> = Object.freeze({
   ackTimeoutMs: ACK_TIMEOUT_MS,
   reconnectDelayMs: 200,
   reconnectDelayMaxMs: 5000,
+  maxMessageBytes: 1024 * 1024,
 });

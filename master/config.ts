@@ -15,11 +15,18 @@ import {
 } from '../common/settings';
 import { MASTER_DEFAULTS, type MasterOptions } from './options';
 
+/** Shortest token accepted when the master listens beyond loopback (it could be guessed). */
+export const MIN_TOKEN_LENGTH = 16;
+
 /** The flags of `taskmaster master`, as commander gives them (text until validated). */
 export interface MasterFlags {
   port?: string;
   host?: string;
   token?: string;
+  readToken?: string;
+  allowOrigin?: string[];
+  maxMessageBytes?: string;
+  maxTaskBytes?: string;
   insecure?: boolean;
   mongoUrl?: string;
   db?: string;
@@ -44,6 +51,15 @@ const SETTINGS = {
   port: { flag: '--port', env: 'TASKMASTER_PORT', schema: integer(0, 65535) },
   host: { flag: '--host', env: 'TASKMASTER_HOST', schema: nonEmpty() },
   token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
+  readToken: { flag: '--read-token', env: 'TASKMASTER_READ_TOKEN', schema: nonEmpty() },
+  allowOrigin: {
+    flag: '--allow-origin',
+    schema: z.array(
+      z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be an origin such as https://dash.example:8443'),
+    ),
+  },
+  maxMessageBytes: { flag: '--max-message-bytes', schema: integer(64 * 1024, 256 * 1024 * 1024) },
+  maxTaskBytes: { flag: '--max-task-bytes', schema: integer(1024, 16 * 1024 * 1024) },
   mongoUrl: {
     flag: '--mongo-url',
     env: 'MONGO_URL',
@@ -86,6 +102,15 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       },
     ]);
   }
+  for (const [path, t] of [
+    ['--token', s.token],
+    ['--read-token', s.readToken],
+  ] as const) {
+    if (t !== undefined && !isLoopback(host) && t.length < MIN_TOKEN_LENGTH)
+      throw settingsError('master', [
+        { path, message: `must be at least ${MIN_TOKEN_LENGTH} characters when listening on ${host}` },
+      ]);
+  }
   return {
     options: {
       mongoUrl: s.mongoUrl,
@@ -93,6 +118,10 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       port: s.port ?? MASTER_DEFAULTS.port,
       host,
       token: s.token,
+      readToken: s.readToken,
+      allowOrigins: s.allowOrigin ?? [],
+      maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
+      maxTaskBytes: s.maxTaskBytes ?? MASTER_DEFAULTS.maxTaskBytes,
       insecure: s.insecure ?? false,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,

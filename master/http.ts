@@ -1,10 +1,18 @@
 /**
- * The HTTP side of the master: health and a JSON view of the runners. Everything else is 404.
+ * The HTTP side of the master: health, a JSON view of the runners and allocations, and drain.
+ *
+ * Every request goes through one wrapper: the URL and its percent-encoding are parsed inside it (a
+ * malformed one is a 400, never a crash), the handler's exceptions are caught, logged once and
+ * answered with 500 EINTERNAL. `/health` is open; a browser Origin other than the master's own (or
+ * an allowed one) is refused; with a token set, every other route needs `Authorization: Bearer
+ * <token>`, and GET routes also take the read-only token.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
 import { z } from 'zod';
+import type { Logger } from '../common/logger';
 import { formatIssues } from '../protocol/schemas';
+import { bearer, safeEqual } from './auth';
+import { errorText } from './handler';
 import type { PurgeFilter } from './retention';
 import type { Scheduler } from './scheduler';
 
@@ -12,6 +20,8 @@ import type { Scheduler } from './scheduler';
 export interface HttpView {
   readonly scheduler: Scheduler;
   readonly token?: string;
+  readonly readToken?: string;
+  originAllowed(origin: string | undefined): boolean;
   hostsAvailable(): unknown;
   listRunners(): Record<string, unknown>[];
   storeStatus(): unknown;
@@ -26,21 +36,52 @@ const purgeSchema = z
   })
   .strict();
 
-export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, master: HttpView): void {
+/** A refusal with its status and stable code, thrown by a route and answered by the wrapper. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function serveHttp(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  master: HttpView,
+  logger: Logger,
+): void {
+  try {
+    route(req, res, master);
+  } catch (err) {
+    if (err instanceof HttpError)
+      return json(res, err.status, { error: { code: err.code, message: err.message } });
+    logger.error('HTTP handler failed', { method: req.method, url: req.url, error: errorText(err) });
+    json(res, 500, {
+      error: { code: 'EINTERNAL', message: 'the master failed to handle the request; see its log' },
+    });
+  }
+}
+
+function route(req: http.IncomingMessage, res: http.ServerResponse, master: HttpView): void {
   // Socket.IO answers its own path before this handler runs.
-  const url = new URL(req.url ?? '/', 'http://localhost');
+  const url = parseUrl(req.url);
   if (req.method === 'GET' && url.pathname === '/health') {
     return json(res, 200, { ok: true, store: master.storeStatus() });
   }
-  // Everything else needs the token when one is set, as `Authorization: Bearer <token>`.
-  if (master.token && !bearerMatches(req.headers.authorization, master.token)) {
-    return json(res, 401, {
-      error: { code: 'EAUTH', message: 'missing or wrong token (Authorization: Bearer <token>)' },
-    });
-  }
+  if (!master.originAllowed(req.headers.origin))
+    throw new HttpError(
+      403,
+      'EORIGIN',
+      `origin ${req.headers.origin} may not call this master (allowOrigins)`,
+    );
+  authorize(req, master);
+
   const drain = /^\/api\/runners\/([^/]+)\/(drain|undrain)$/.exec(url.pathname);
   if (req.method === 'POST' && drain) {
-    const id = decodeURIComponent(drain[1]);
+    const id = decode(drain[1]);
     const ok = drain[2] === 'drain' ? master.scheduler.drain(id) : master.scheduler.undrain(id);
     if (!ok) return json(res, 404, { error: { code: 'EUNKNOWN', message: `no runner "${id}"` } });
     const runner = master.listRunners().find((r) => r.id === id);
@@ -56,7 +97,7 @@ export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, m
   }
   const alloc = /^\/api\/allocations\/(.+)$/.exec(url.pathname);
   if (alloc) {
-    const key = decodeURIComponent(alloc[1]);
+    const key = decode(alloc[1]);
     if (req.method === 'GET') {
       const runner = master.scheduler.allocations.get(key);
       return runner
@@ -96,16 +137,18 @@ export function serveHttp(req: http.IncomingMessage, res: http.ServerResponse, m
               },
             });
           }
-          const purged = await master.purge(parsed.data);
-          json(res, 200, { purged });
+          json(res, 200, { purged: await master.purge(parsed.data) });
         },
         (err: unknown) => json(res, 400, { error: { code: 'EVALIDATION', message: String(err) } }),
       )
-      .catch((err: unknown) => json(res, 500, { error: { code: 'EUNKNOWN', message: String(err) } }));
+      .catch((err: unknown) =>
+        json(res, 500, { error: { code: 'EINTERNAL', message: `purge failed: ${String(err)}` } }),
+      );
   }
   json(res, 404, { error: { code: 'ENOTFOUND', message: `no route ${req.method} ${url.pathname}` } });
 }
 
+/** The full token opens everything; the read-only one GET (and HEAD) routes only. */
 /** The request body as JSON, refused beyond `limit` bytes. */
 function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -130,13 +173,36 @@ function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
   });
 }
 
-function bearerMatches(header: string | undefined, token: string): boolean {
-  const given = header?.startsWith('Bearer ') ? Buffer.from(header.slice(7)) : Buffer.alloc(0);
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
+function authorize(req: http.IncomingMessage, master: HttpView): void {
+  if (!master.token) return;
+  const given = bearer(req.headers.authorization);
+  if (given !== undefined && safeEqual(given, master.token)) return;
+  const reading = req.method === 'GET' || req.method === 'HEAD';
+  if (given !== undefined && master.readToken && safeEqual(given, master.readToken)) {
+    if (reading) return;
+    throw new HttpError(403, 'EAUTH', 'the read-only token cannot change anything');
+  }
+  throw new HttpError(401, 'EAUTH', 'missing or wrong token (Authorization: Bearer <token>)');
+}
+
+function parseUrl(raw: string | undefined): URL {
+  try {
+    return new URL(raw ?? '/', 'http://localhost');
+  } catch {
+    throw new HttpError(400, 'EVALIDATION', 'malformed request URL');
+  }
+}
+
+function decode(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HttpError(400, 'EVALIDATION', `malformed percent-encoding in "${part.slice(0, 100)}"`);
+  }
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) return void res.end();
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
 }

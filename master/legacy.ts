@@ -6,7 +6,8 @@
  */
 import type { Namespace, Socket } from 'socket.io';
 import type { Logger } from '../common/logger';
-import { wireError } from '../protocol/errors';
+import { z } from 'zod';
+import { wireError, type WireError } from '../protocol/errors';
 import {
   legacyDoneSchema,
   legacyTaskSchema,
@@ -14,6 +15,7 @@ import {
   type LegacyMasterToClient,
 } from '../protocol/legacy';
 import { formatIssues } from '../protocol/schemas';
+import { on, onInternal, parse } from './handler';
 import { slotPlan, type RunnerEntry } from './runner-registry';
 import type { Scheduler } from './scheduler';
 import { summarize } from './validate';
@@ -23,17 +25,21 @@ type LegacySocket = Socket<LegacyClientToMaster, LegacyMasterToClient>;
 export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger): void {
   nsp.on('connection', (raw) => {
     const socket = raw as unknown as LegacySocket;
+    const sock = raw as Socket;
+    const log = logger.child({ socket: socket.id });
     const runnerId = `legacy-${socket.id}`;
     let entry: RunnerEntry | null = null;
     // Free slots of a legacy runner = its outstanding requests.
     let requests = 0;
     const sync = () => {
-      if (entry) entry.slots = entry.active.size + requests;
+      if (entry) scheduler.runners.setSlots(entry, entry.active.size + requests);
     };
+    // The original protocol has no acknowledgements: refusals go out as `task:error`.
+    const report = (error: WireError) => socket.emit('task:error', error);
 
     const ensureRunner = (): RunnerEntry => {
       if (entry && scheduler.runners.get(runnerId) === entry) return entry;
-      entry = {
+      const fresh: RunnerEntry = {
         id: runnerId,
         slots: 0,
         workers: 1,
@@ -44,6 +50,7 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
         ...slotPlan(Number.MAX_SAFE_INTEGER, undefined, false),
         connected: true,
         legacy: true,
+        conn: socket.id,
         since: Date.now(),
         lostTimer: null,
         send: (tasks) => {
@@ -65,115 +72,114 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
         },
         cancel: () => undefined,
       };
-      scheduler.runnerUp(entry, []);
-      return entry;
+      scheduler.runnerUp(fresh, []);
+      entry = fresh;
+      return fresh;
     };
 
-    socket.on('task:request', () => {
+    on(sock, log, 'task:request', { schema: z.unknown(), report }, () => {
       ensureRunner();
       requests++;
       sync();
       scheduler.scheduleDistribute();
     });
 
-    socket.on('task:done', (payload) => {
-      void (async () => {
-        let obj: unknown = payload;
-        if (typeof payload === 'string') {
-          try {
-            obj = JSON.parse(payload);
-          } catch {
-            socket.emit('task:error', wireError('EVALIDATION', 'task:done: not valid JSON'));
-            return;
-          }
+    on(sock, log, 'task:done', { schema: legacyDonePayload, report }, async (payload) => {
+      let obj: unknown = payload;
+      if (typeof payload === 'string') {
+        try {
+          obj = JSON.parse(payload);
+        } catch {
+          return report(wireError('EVALIDATION', 'task:done: not valid JSON'));
         }
-        const parsed = legacyDoneSchema.safeParse(obj);
-        if (!parsed.success) {
-          const issues = formatIssues(parsed.error.issues, 'task');
-          socket.emit('task:error', wireError('EVALIDATION', `task:done: ${summarize(issues)}`, { issues }));
-          return;
-        }
-        const d = parsed.data;
-        const t =
-          scheduler.tasks.get(d._id) ??
-          [...(entry?.active ?? [])].map((id) => scheduler.tasks.get(id)).find((x) => x?._id === d._id);
-        if (!t) {
-          logger.info('legacy result for an unknown or finished task ignored', { taskId: d._id, runnerId });
-          return;
-        }
-        const failed = d.error !== undefined && d.error !== null;
-        const error =
-          typeof d.error === 'object' && d.error !== null
-            ? {
-                code: String((d.error as { code?: unknown }).code ?? 'ETASK'),
-                message: String((d.error as { message?: unknown }).message ?? JSON.stringify(d.error)),
-              }
-            : { code: 'ETASK', message: String(d.error) };
-        const applied = scheduler.results(runnerId, [
-          failed
-            ? { id: t.id, attempt: t.attempts, ok: false, error }
-            : { id: t.id, attempt: t.attempts, ok: true, result: d.result },
-        ]);
-        sync(); // the finished attempt no longer holds a slot; only new requests open one
-        await applied;
-      })();
+      }
+      const parsed = parse(legacyDoneSchema, obj, 'task');
+      if (!parsed.ok) return report({ ...parsed.error, message: `task:done: ${parsed.error.message}` });
+      const d = parsed.data;
+      // Only a task sent to this very socket, for the attempt it was sent.
+      const mine = entry && scheduler.runners.heldBy(runnerId, socket.id) === entry ? entry : null;
+      const t = [...(mine?.active ?? [])]
+        .map((id) => scheduler.tasks.get(id))
+        .find((x) => x !== undefined && (x._id === d._id || x.id === d._id) && x.who === runnerId);
+      if (!t) {
+        log.info('legacy result for a task not running on this socket ignored', { taskId: d._id, runnerId });
+        return report(wireError('ESTALE', `task:done: task "${d._id}" is not running on this connection`));
+      }
+      const failed = d.error !== undefined && d.error !== null;
+      const error =
+        typeof d.error === 'object' && d.error !== null
+          ? {
+              code: String((d.error as { code?: unknown }).code ?? 'ETASK'),
+              message: String((d.error as { message?: unknown }).message ?? safeJson(d.error)),
+            }
+          : { code: 'ETASK', message: String(d.error) };
+      const applied = scheduler.results(runnerId, [
+        failed
+          ? { id: t.id, attempt: t.attempts, ok: false, error }
+          : { id: t.id, attempt: t.attempts, ok: true, result: d.result },
+      ]);
+      sync(); // the finished attempt no longer holds a slot; only new requests open one
+      await applied;
     });
 
-    socket.on('task:add', (payload) => {
-      void (async () => {
-        const list = Array.isArray(payload) ? payload : [payload];
-        const converted: unknown[] = [];
-        const issues: { path: string; message: string }[] = [];
-        list.forEach((item, i) => {
-          const r = legacyTaskSchema.safeParse(item);
-          if (!r.success) {
-            issues.push(...formatIssues(r.error.issues, `tasks[${i}]`));
-            return;
-          }
-          const p = r.data;
-          converted.push({
-            module: p.module,
-            priority: p.priority ?? 0,
-            // The original schema stored params as an array; a lone value is wrapped, as mongoose did.
-            params: p.params === undefined ? [] : Array.isArray(p.params) ? p.params : [p.params],
-            dependencies: (p.dependencies ?? []).map((d) => (typeof d === 'string' ? d : d._id)),
-          });
+    on(sock, log, 'task:add', { schema: z.unknown(), report }, async (payload) => {
+      const list = Array.isArray(payload) ? payload : [payload];
+      const converted: unknown[] = [];
+      const issues: { path: string; message: string }[] = [];
+      list.forEach((item, i) => {
+        const r = legacyTaskSchema.safeParse(item);
+        if (!r.success) {
+          issues.push(...formatIssues(r.error.issues, `tasks[${i}]`));
+          return;
+        }
+        const p = r.data;
+        converted.push({
+          module: p.module,
+          priority: p.priority ?? 0,
+          // The original schema stored params as an array; a lone value is wrapped, as mongoose did.
+          params: p.params === undefined ? [] : Array.isArray(p.params) ? p.params : [p.params],
+          dependencies: (p.dependencies ?? []).map((d) => (typeof d === 'string' ? d : d._id)),
         });
-        if (issues.length > 0) {
-          socket.emit('task:error', wireError('EVALIDATION', summarize(issues), { issues }));
-          return;
-        }
-        const reply = await scheduler.add(converted, undefined);
-        if (!reply.ok) {
-          socket.emit('task:error', reply.error);
-          return;
-        }
-        const now = Date.now();
-        socket.emit(
-          'task:added',
-          reply.tasks.map((ref, i) => {
-            const c = converted[i] as {
-              module: string;
-              params: unknown[];
-              priority: number;
-              dependencies: string[];
-            };
-            return {
-              _id: ref._id,
-              id: ref.id,
-              module: c.module,
-              params: c.params,
-              priority: c.priority,
-              dependencies: c.dependencies,
-              created: now,
-            };
-          }),
-        );
-      })();
+      });
+      if (issues.length > 0) return report(wireError('EVALIDATION', summarize(issues), { issues }));
+      const reply = await scheduler.add(converted, undefined);
+      if (!reply.ok) return report(reply.error);
+      const now = Date.now();
+      socket.emit(
+        'task:added',
+        reply.tasks.map((ref, i) => {
+          const c = converted[i] as {
+            module: string;
+            params: unknown[];
+            priority: number;
+            dependencies: string[];
+          };
+          return {
+            _id: ref._id,
+            id: ref.id,
+            module: c.module,
+            params: c.params,
+            priority: c.priority,
+            dependencies: c.dependencies,
+            created: now,
+          };
+        }),
+      );
     });
 
-    socket.on('disconnect', () => {
+    onInternal(sock, log, 'disconnect', () => {
       if (entry) scheduler.runnerDown(runnerId, 0);
     });
   });
+}
+
+/** `task:done` carries a JSON string or the object itself. */
+const legacyDonePayload = z.union([z.string(), z.record(z.string(), z.unknown())]);
+
+function safeJson(v: unknown): string {
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return String(v);
+  }
 }

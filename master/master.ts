@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 import type { Connection } from 'mongoose';
 import { Server, type Socket } from 'socket.io';
 import { silentLogger, type Logger } from '../common/logger';
-import { wireError } from '../protocol/errors';
+import { z } from 'zod';
+import { TaskmasterError, wireError, type WireError } from '../protocol/errors';
 import {
   ACK_TIMEOUT_MS,
   NAMESPACES,
@@ -24,6 +25,7 @@ import {
   addRequestSchema,
   cancelRequestSchema,
   formatIssues,
+  MAX_TIMER_MS,
   sysmsgRequestSchema,
   helloSchema,
   modulesUpdateSchema,
@@ -36,11 +38,12 @@ import {
 } from '../protocol/schemas';
 import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
-import { tokenMiddleware } from './auth';
+import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
+import { errorText, on, onInternal } from './handler';
 import { serveHttp } from './http';
 import { serveLegacy } from './legacy';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
-import { describeRunner, slotPlan, type RunnerEntry } from './runner-registry';
+import { describeRunner, RunnerIdConflict, slotPlan, type RunnerEntry } from './runner-registry';
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
@@ -68,11 +71,34 @@ export class Master extends EventEmitter {
     super();
     this.opts = { ...MASTER_DEFAULTS, ...stripUndefined(opts) } as MasterOptions & MasterDefaults;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
+    checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
+    // Longer delays would fire at once (Node's timers hold 32 bits).
+    for (const key of [
+      'recoveryGraceMs',
+      'disconnectGraceMs',
+      'timeoutSweepMs',
+      'distributeDelayMs',
+    ] as const) {
+      const v = this.opts[key];
+      if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
+        throw new TaskmasterError('EVALIDATION', `${key}: must be an integer from 0 to ${MAX_TIMER_MS} ms`);
+    }
   }
 
   /** The shared secret, for the HTTP API's check. */
   get token(): string | undefined {
     return this.opts.token;
+  }
+
+  /** The read-only secret: GET routes and status, nothing that acts. */
+  get readToken(): string | undefined {
+    return this.opts.readToken;
+  }
+
+  /** Origins a browser may call from besides the master's own (`allowOrigins`). */
+  originAllowed(origin: string | undefined): boolean {
+    if (origin === undefined) return true; // not a browser: Node clients send no Origin
+    return origin === new URL(this.url).origin || this.opts.allowOrigins.includes(origin);
   }
 
   get scheduler(): Scheduler {
@@ -108,6 +134,7 @@ export class Master extends EventEmitter {
       finalCacheSize: 100_000,
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
+      maxTaskBytes: this.opts.maxTaskBytes,
       holdSimilarWork: this.opts.holdSimilarWork,
       retryBackoff: this.opts.retryBackoff,
       timeoutSweepMs: this.opts.timeoutSweepMs,
@@ -133,13 +160,24 @@ export class Master extends EventEmitter {
     );
     this.retention.start();
 
-    this.server = http.createServer((req, res) => serveHttp(req, res, this));
+    this.server = http.createServer((req, res) => serveHttp(req, res, this, this.logger));
     this.io = new Server(this.server, {
       // Fast failure detection: a silent runner is noticed within ~10 s, a closed socket at once.
       pingInterval: 5000,
       pingTimeout: 5000,
-      maxHttpBufferSize: 64 * 1024 * 1024,
+      // Applies before any namespace's token check: keep it small, so unauthenticated clients cannot
+      // make the master buffer much. Feeders split batches and runners cap results under it.
+      maxHttpBufferSize: this.opts.maxMessageBytes,
+      // A connection that joins no namespace (no valid token) is closed after this long.
+      connectTimeout: 10_000,
       cors: { origin: false },
+      // Checked on the HTTP handshake, before the WebSocket upgrade: a foreign Origin, or a token
+      // given in the handshake that is wrong, is refused before a single packet is read.
+      allowRequest: (req, cb) => {
+        const refusal = handshakeCheck(req, this.opts.token, (o) => this.originAllowed(o));
+        if (refusal) this.logger.warn('handshake refused', { reason: refusal, origin: req.headers.origin });
+        cb(refusal ?? null, refusal === undefined);
+      },
     });
     const auth = tokenMiddleware(this.opts.token);
     const runners = this.io.of(NAMESPACES.runner);
@@ -172,18 +210,23 @@ export class Master extends EventEmitter {
   // ---- runners ---------------------------------------------------------------------------------
 
   private onRunner(socket: RunnerSocket): void {
-    let runnerId: string | null = null;
+    // One connection is one runner: the id of its first accepted hello.
     let mine: RunnerEntry | null = null;
     const log = this.logger.child({ socket: socket.id });
+    const sock = socket as unknown as Socket;
+    const runners = () => this.scheduler.runners;
+    /** This connection's runner entry, while it holds it. */
+    const held = () => (mine ? runners().heldBy(mine.id, socket.id) : undefined);
+    const noHello = wireError(
+      'EVALIDATION',
+      'say runner:hello first (or this connection lost its runner id)',
+    );
 
-    socket.on('runner:hello', (payload, ack) => {
-      const parsed = helloSchema.safeParse(payload);
-      if (!parsed.success) {
-        const issues = formatIssues(parsed.error.issues, 'hello');
-        return safeAck(ack, { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) });
-      }
-      const h = parsed.data;
-      runnerId = h.runnerId;
+    on(sock, log, 'runner:hello', { schema: helloSchema, prefix: 'hello' }, (h, reply) => {
+      if (mine && mine.id !== h.runnerId)
+        return reply.refuse(
+          wireError('ERUNNERID', `this connection is runner "${mine.id}"; one connection is one runner`),
+        );
       const entry: RunnerEntry = {
         id: h.runnerId,
         hostname: h.hostname,
@@ -197,86 +240,87 @@ export class Master extends EventEmitter {
         ...slotPlan(h.slots, h.prioritySlots, this.opts.sacredGuarantees === true),
         connected: true,
         legacy: false,
+        conn: socket.id,
         since: Date.now(),
         lostTimer: null,
         send: (tasks) => socket.emit('task:assign', { tasks }),
         cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason }),
       };
+      try {
+        runners().checkClaim(entry);
+      } catch (err) {
+        if (!(err instanceof RunnerIdConflict)) throw err;
+        log.warn('hello refused: runner id held by another connection', { runnerId: h.runnerId });
+        this.emit('runner:refused', h.runnerId, 'ERUNNERID');
+        return reply.refuse(wireError('ERUNNERID', err.message));
+      }
+      const drop = this.scheduler.runnerUp(entry, h.running);
       mine = entry;
       socket.data = { runnerId: h.runnerId };
-      const drop = this.scheduler.runnerUp(entry, h.running);
       log.info('runner ready', {
         runnerId: h.runnerId,
         slots: h.slots,
         workers: h.workers,
         holding: h.running.length,
       });
-      safeAck(ack, { ok: true, runnerId: h.runnerId, drop });
+      reply({ ok: true, runnerId: h.runnerId, drop, limits: { maxMessageBytes: this.opts.maxMessageBytes } });
       this.emit('runner:up', h.runnerId);
     });
 
-    socket.on('task:started', (payload) => {
-      const parsed = startedSchema.safeParse(payload);
-      if (!parsed.success || !runnerId) return void log.warn('malformed task:started ignored');
-      this.scheduler.started(runnerId, parsed.data.tasks);
-      this.emit('task:started', runnerId, parsed.data.tasks);
+    on(sock, log, 'task:started', { schema: startedSchema }, (p, reply) => {
+      const r = held();
+      if (!r) return reply.refuse(noHello);
+      this.scheduler.started(r.id, p.tasks);
+      this.emit('task:started', r.id, p.tasks);
     });
 
-    socket.on('task:results', (payload, ack) => {
-      const parsed = resultsSchema.safeParse(payload);
-      if (!parsed.success || !runnerId) {
-        log.warn('malformed task:results refused', {
-          issues: parsed.error ? formatIssues(parsed.error.issues) : 'no hello',
-        });
-        return safeAck(ack, { ok: false, accepted: 0, stale: 0 });
-      }
-      void this.scheduler.results(runnerId, parsed.data.results).then(
-        (r) => safeAck(ack, { ok: true, ...r }),
-        (err: unknown) => log.error('applying results failed', { error: String(err) }),
-      );
+    const refuseResults = (error: WireError) => ({ ok: false, accepted: 0, stale: 0, error });
+    on(sock, log, 'task:results', { schema: resultsSchema, refuse: refuseResults }, async (p, reply) => {
+      const r = held();
+      if (!r) return reply.refuse(noHello);
+      return { ok: true, ...(await this.scheduler.results(r.id, p.results)) };
     });
 
-    socket.on('task:progress', (payload) => {
-      const parsed = progressSchema.safeParse(payload);
-      if (!parsed.success) return;
-      for (const f of this.watchers.get(parsed.data.id) ?? []) f.emit('task:progress', parsed.data);
+    on(sock, log, 'task:progress', { schema: progressSchema }, (p) => {
+      if (!held()) return;
+      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', p);
     });
 
-    socket.on('runner:draining', () => {
-      const r = runnerId ? this.scheduler.runners.get(runnerId) : undefined;
-      if (r) r.draining = true;
-      log.info('runner draining', { runnerId });
+    on(sock, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {
+      const r = held();
+      if (!r) return reply.refuse(noHello);
+      runners().setDraining(r, true);
+      log.info('runner draining', { runnerId: r.id });
     });
 
-    socket.on('task:release', (payload, ack) => {
-      const parsed = startedSchema.safeParse(payload);
-      if (!parsed.success || !runnerId) return safeAck(ack, { ok: false, released: 0 });
-      const released = this.scheduler.release(runnerId, parsed.data.tasks);
-      log.info('attempts released by their runner', { runnerId, released });
-      void this.scheduler.flushed().then(() => safeAck(ack, { ok: true, released }));
+    const refuseRelease = (error: WireError) => ({ ok: false, released: 0, error });
+    on(sock, log, 'task:release', { schema: startedSchema, refuse: refuseRelease }, async (p, reply) => {
+      const r = held();
+      if (!r) return reply.refuse(noHello);
+      const released = this.scheduler.release(r.id, p.tasks);
+      log.info('attempts released by their runner', { runnerId: r.id, released });
+      await this.scheduler.flushed();
+      return { ok: true, released };
     });
 
-    socket.on('runner:modules', (payload) => {
-      const parsed = modulesUpdateSchema.safeParse(payload);
-      const r = runnerId ? this.scheduler.runners.get(runnerId) : undefined;
-      if (parsed.success && r) r.modules = parsed.data.modules;
+    on(sock, log, 'runner:modules', { schema: modulesUpdateSchema }, (p) => {
+      const r = held();
+      if (r) runners().setModules(r, p.modules);
     });
 
-    socket.on('tasks:add', (payload, ack) => {
-      void this.handleAdd(payload, null).then((reply) => safeAck(ack, reply));
-    });
+    on(sock, log, 'tasks:add', { schema: z.unknown() }, (p) => this.handleAdd(p, null));
 
-    socket.on('sysmsg:send', (payload, ack) => {
-      void this.systemMessage(payload, runnerId ?? socket.id).then((reply) => safeAck(ack, reply));
-    });
+    on(sock, log, 'sysmsg:send', { schema: z.unknown() }, (p) =>
+      this.systemMessage(p, held()?.id ?? socket.id),
+    );
 
-    socket.on('disconnect', (reason) => {
-      if (!runnerId) return;
+    onInternal(sock, log, 'disconnect', (reason) => {
+      if (!mine) return;
       // A newer connection of the same runner may already have replaced this one.
-      if (this.scheduler.runners.get(runnerId) !== mine) return;
-      log.info('runner disconnected', { runnerId, reason });
-      this.scheduler.runnerDown(runnerId);
-      this.emit('runner:down', runnerId);
+      if (runners().get(mine.id) !== mine) return;
+      log.info('runner disconnected', { runnerId: mine.id, reason });
+      this.scheduler.runnerDown(mine.id);
+      this.emit('runner:down', mine.id);
     });
   }
 
@@ -285,46 +329,31 @@ export class Master extends EventEmitter {
   private onFeeder(socket: FeederSocket): void {
     const watched = new Set<string>();
     socket.data = { watched };
+    const log = this.logger.child({ socket: socket.id });
+    const sock = socket as unknown as Socket;
 
-    socket.on('tasks:add', (payload, ack) => {
-      void this.handleAdd(payload, socket).then((reply) => {
-        safeAck(ack, reply);
-        this.sendEarly(socket, reply);
-      });
+    on(sock, log, 'tasks:add', { schema: z.unknown() }, async (p, reply) => {
+      const r = await this.handleAdd(p, socket);
+      reply(r);
+      this.sendEarly(socket, r);
     });
 
-    socket.on('tasks:watch', (payload, ack) => {
-      const parsed = watchRequestSchema.safeParse(payload);
-      if (!parsed.success) {
-        const issues = formatIssues(parsed.error.issues);
-        return safeAck(ack, { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) });
-      }
-      for (const id of parsed.data.ids) this.watch(socket, id);
-      void this.scheduler.lookup(parsed.data.ids).then(
-        (r) => {
-          for (const o of r.outcomes) this.unwatch(socket, o.id);
-          for (const id of r.unknown) this.unwatch(socket, id);
-          safeAck(ack, { ok: true, outcomes: r.outcomes, unknown: r.unknown });
-        },
-        (err: unknown) => safeAck(ack, { ok: false, error: wireError('EUNKNOWN', String(err)) }),
-      );
+    on(sock, log, 'tasks:watch', { schema: watchRequestSchema }, async (p) => {
+      for (const id of p.ids) this.watch(socket, id);
+      const r = await this.scheduler.lookup(p.ids);
+      for (const o of r.outcomes) this.unwatch(socket, o.id);
+      for (const id of r.unknown) this.unwatch(socket, id);
+      return { ok: true, outcomes: r.outcomes, unknown: r.unknown };
     });
 
-    socket.on('tasks:cancel', (payload, ack) => {
-      const parsed = cancelRequestSchema.safeParse(payload);
-      if (!parsed.success) {
-        const issues = formatIssues(parsed.error.issues);
-        return safeAck(ack, { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) });
-      }
-      const cancelled = this.scheduler.cancel(parsed.data.ids, parsed.data.batch);
-      safeAck(ack, { ok: true, cancelled });
-    });
+    on(sock, log, 'tasks:cancel', { schema: cancelRequestSchema }, (p) => ({
+      ok: true,
+      cancelled: this.scheduler.cancel(p.ids, p.batch),
+    }));
 
-    socket.on('sysmsg:send', (payload, ack) => {
-      void this.systemMessage(payload, socket.id).then((reply) => safeAck(ack, reply));
-    });
+    on(sock, log, 'sysmsg:send', { schema: z.unknown() }, (p) => this.systemMessage(p, socket.id));
 
-    socket.on('disconnect', () => {
+    onInternal(sock, log, 'disconnect', () => {
       for (const id of watched) this.unwatch(socket, id);
     });
   }
@@ -360,9 +389,7 @@ export class Master extends EventEmitter {
       if (to !== null && targets.length === 0) {
         return { ok: false, error: wireError('EVALIDATION', `to: no connected client "${to}"`) };
       }
-      const acks = await Promise.allSettled(
-        targets.map((s) => s.timeout(ACK_TIMEOUT_MS).emitWithAck('sysmsg', message)),
-      );
+      const acks = await Promise.allSettled(targets.map((s) => deliverSysmsg(s, message)));
       delivered += acks.filter((a) => a.status === 'fulfilled').length;
       missed += acks.length - acks.filter((a) => a.status === 'fulfilled').length;
     }
@@ -381,8 +408,8 @@ export class Master extends EventEmitter {
       if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
       return reply;
     } catch (err) {
-      this.logger.error('add failed', { error: String(err) });
-      return { ok: false, error: wireError('EUNKNOWN', `add failed: ${String(err)}`) };
+      this.logger.error('add failed', { error: errorText(err) });
+      return { ok: false, error: wireError('EINTERNAL', 'add failed on the master; see its log') };
     }
   }
 
@@ -480,8 +507,35 @@ export class Master extends EventEmitter {
   }
 }
 
-function safeAck<T>(ack: unknown, reply: T): void {
-  if (typeof ack === 'function') (ack as (r: T) => void)(reply);
+/** Deliveries waiting for each socket's acknowledgement, failed together when it disconnects. */
+const awaitingAck = new WeakMap<Socket, Set<(err: Error) => void>>();
+
+/**
+ * One system message, acknowledged by its recipient: rejects when the recipient disconnects or does
+ * not answer within the ack timeout. The timer does not keep the process alive, and a departed
+ * recipient counts as missed at once rather than holding the sender for the whole timeout.
+ */
+function deliverSysmsg(s: Socket, message: { msg: unknown; from: string }): Promise<void> {
+  let waiting = awaitingAck.get(s);
+  if (!waiting) {
+    const set = new Set<(err: Error) => void>();
+    awaitingAck.set(s, (waiting = set));
+    s.once('disconnect', () => {
+      for (const fail of [...set]) fail(new Error('the recipient disconnected'));
+    });
+  }
+  const pending = waiting;
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      pending.delete(done);
+      if (err) reject(err);
+      else resolve();
+    };
+    const timer = setTimeout(() => done(new Error('no acknowledgement')), ACK_TIMEOUT_MS).unref();
+    pending.add(done);
+    s.emit('sysmsg', message, () => done());
+  });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

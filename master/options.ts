@@ -17,6 +17,24 @@ export interface MasterOptions {
   host?: string;
   /** Shared secret runners and feeders must present in the handshake. Default: none. */
   token?: string;
+  /**
+   * A second secret that opens the HTTP API's GET routes (status, runners, allocations) and nothing
+   * that acts: for dashboards. Default: none.
+   */
+  readToken?: string;
+  /**
+   * Browser origins (`https://dash.example:8443`) allowed to call the HTTP API and open sockets,
+   * besides the master's own. Requests from any other Origin are refused, token or not. Default none.
+   */
+  allowOrigins?: string[];
+  /**
+   * Largest Socket.IO message in bytes. It applies before the token check, so it bounds what an
+   * unauthenticated client can make the master buffer; feeders split larger batches, runners fail
+   * larger results with ETOOLARGE. Default 1 MB.
+   */
+  maxMessageBytes?: number;
+  /** Largest task (its JSON) an add accepts; a larger one is refused with EVALIDATION naming it. Default 1 MB. */
+  maxTaskBytes?: number;
   /** Allow listening on a non-loopback address without a token. Default false. */
   insecure?: boolean;
   /** Attempts per task unless the task says otherwise. Default 3. */
@@ -94,6 +112,9 @@ export type MasterDefaults = Required<
     | 'retryBackoff'
     | 'timeoutSweepMs'
     | 'distributeDelayMs'
+    | 'allowOrigins'
+    | 'maxMessageBytes'
+    | 'maxTaskBytes'
   >
 >;
 
@@ -112,4 +133,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   retryBackoff: { type: 'exponential' as const, delay: 0 },
   timeoutSweepMs: 50,
   distributeDelayMs: 0,
+  allowOrigins: [],
+  maxMessageBytes: 1024 * 1024,
+  maxTaskBytes: 1024 * 1024,
 });

@@ -27,6 +27,8 @@ export interface RunnerEntry {
   /** Takes no new work (an operator's drain, or the runner shutting down). */
   draining?: boolean;
   legacy: boolean;
+  /** The connection (socket id) that holds this runner id; reports from any other are refused. */
+  conn: string;
   since: number;
   send(tasks: Assignment[]): void;
   cancel(tasks: AttemptRef[], reason: string): void;
@@ -135,4 +137,99 @@ export function describeRunner(r: RunnerEntry): Record<string, unknown> {
     modules: r.modules,
     since: r.since,
   };
+}
+
+/** Why a hello was refused: another live connection holds the id, or this connection is another runner. */
+export class RunnerIdConflict extends Error {
+  readonly code = 'ERUNNERID';
+}
+
+/**
+ * Every runner entry and every change to one. A runner id belongs to the connection that claimed it:
+ * a second connection claiming a held id is refused until the first one is gone, and reports are
+ * accepted only from the connection that holds the entry (`heldBy`). An entry whose connection closed
+ * stays for the scheduler's grace period (its work waits for it), and the next connection may claim it.
+ */
+export class RunnerRegistry {
+  private readonly entries = new Map<string, RunnerEntry>();
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(id: string): RunnerEntry | undefined {
+    return this.entries.get(id);
+  }
+
+  values(): IterableIterator<RunnerEntry> {
+    return this.entries.values();
+  }
+
+  /** The entry of runner `id` if connection `conn` holds it and is still connected. */
+  heldBy(id: string, conn: string): RunnerEntry | undefined {
+    const e = this.entries.get(id);
+    return e && e.connected && e.conn === conn ? e : undefined;
+  }
+
+  /** Throws `RunnerIdConflict` when another live connection holds `entry.id`. */
+  checkClaim(entry: RunnerEntry): RunnerEntry | undefined {
+    const prev = this.entries.get(entry.id);
+    if (prev && prev.connected && prev.conn !== entry.conn)
+      throw new RunnerIdConflict(
+        `runner id "${entry.id}" is held by another live connection; retry once it is gone`,
+      );
+    return prev;
+  }
+
+  /** Registers `entry` in place of whatever had its id (checked with `checkClaim` first). */
+  put(entry: RunnerEntry): void {
+    this.checkClaim(entry);
+    this.entries.set(entry.id, entry);
+  }
+
+  /** Removes the entry if it is still this one (a newer connection may have replaced it). */
+  remove(entry: RunnerEntry): boolean {
+    if (this.entries.get(entry.id) !== entry) return false;
+    this.entries.delete(entry.id);
+    return true;
+  }
+
+  markDown(entry: RunnerEntry): void {
+    entry.connected = false;
+  }
+
+  setDraining(entry: RunnerEntry, draining: boolean): void {
+    entry.draining = draining;
+  }
+
+  setModules(entry: RunnerEntry, modules: ModuleInfo[]): void {
+    entry.modules = modules;
+  }
+
+  setSlots(entry: RunnerEntry, slots: number): void {
+    entry.slots = slots;
+  }
+
+  hold(entry: RunnerEntry, taskId: string, priority: number): void {
+    hold(entry, taskId, priority);
+  }
+
+  unhold(entry: RunnerEntry, taskId: string, priority: number): void {
+    unhold(entry, taskId, priority);
+  }
+
+  recordRunTime(entry: RunnerEntry, module: string, ms: number): void {
+    recordRunTime(entry, module, ms);
+  }
+
+  setLostTimer(entry: RunnerEntry, timer: NodeJS.Timeout | null): void {
+    if (entry.lostTimer) clearTimeout(entry.lostTimer);
+    entry.lostTimer = timer;
+  }
+
+  /** Forgets the attempts an expired entry held. */
+  clearActive(entry: RunnerEntry): void {
+    entry.active.clear();
+    entry.held.fill(0);
+  }
 }

@@ -23,15 +23,13 @@ import {
   canTake,
   eligible,
   freeSlots,
-  hold,
   mostAvailable,
-  recordRunTime,
-  unhold,
+  RunnerRegistry,
   type RunnerEntry,
 } from './runner-registry';
 import type { Store, StoredState } from './store';
 import type { TaskRecord } from './task-record';
-import { collectRefs, summarize, validateBatch } from './validate';
+import { checkLimits, collectRefs, summarize, validateBatch } from './validate';
 
 export interface SchedulerOptions {
   maxAttempts: number;
@@ -40,6 +38,8 @@ export interface SchedulerOptions {
   /** Final outcomes kept in memory for watchers and dependency checks. */
   finalCacheSize: number;
   selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
+  /** Largest task, as JSON, an add accepts (EVALIDATION). Default: unlimited. */
+  maxTaskBytes?: number;
   /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
   queueLimit: number;
   /** Run one task per `key` at a time; the others get its outcome. */
@@ -69,7 +69,7 @@ export interface SchedulerEvents {
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly tasks = new Map<string, TaskRecord>();
   readonly finals = new Map<string, TaskOutcome>();
-  readonly runners = new Map<string, RunnerEntry>();
+  readonly runners = new RunnerRegistry();
   private readonly ready = new ReadyQueue<QueueEntry>();
   private seq = 0;
   private distributeScheduled = false;
@@ -104,6 +104,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   async add(raw: unknown[], batchName: string | undefined, calledAt?: number): Promise<AddReply> {
     if (this.closed) return { ok: false, error: wireError('EVALIDATION', 'the master is shutting down') };
+    // Size and depth first: a refused batch must change nothing, and must not reach the database.
+    const limited = checkLimits(raw, this.opts.maxTaskBytes ?? Number.MAX_SAFE_INTEGER);
+    if (limited.length > 0)
+      return { ok: false, error: wireError('EVALIDATION', summarize(limited), { issues: limited }) };
     // Ids the batch names that memory cannot answer for are looked up once, in one query.
     const missing = collectRefs(raw).filter((id) => !this.tasks.has(id) && !this.finals.has(id));
     const stored =
@@ -299,7 +303,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     t.attempts++;
     t.who = r.id;
     t.assignedAt = Date.now();
-    hold(r, t.id, t.priority);
+    this.runners.hold(r, t.id, t.priority);
     if (this.opts.holdSimilarWork && t.key) this.leaders.set(t.key, t);
     this.change(t, 'assigned');
     this.stats.assigned++;
@@ -363,7 +367,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
       accepted++;
       const r = this.runners.get(runnerId);
-      if (r && t.assignedAt) recordRunTime(r, t.module, Date.now() - t.assignedAt);
+      if (r && t.assignedAt) this.runners.recordRunTime(r, t.module, Date.now() - t.assignedAt);
       this.freeSlot(t);
       if (res.ok) this.complete(t, res.result, res.moduleHash);
       else this.attemptFailed(t, res.error, res.unrecoverable === true, res.moduleHash);
@@ -374,18 +378,20 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return { accepted, stale };
   }
 
-  /** The task this report is about, if the report is for its current attempt and it is still open. */
+  /**
+   * The task this report is about, if the report is for the attempt running now on this runner (the
+   * caller has checked that the reporting connection holds `runnerId`). A task that is ready again —
+   * requeued, or waiting out its retry backoff — runs nowhere, so nothing may finish it.
+   */
   private current(ref: AttemptRef, runnerId: string): TaskRecord | undefined {
     const t = this.tasks.get(ref.id);
-    if (!t || isFinal(t.state) || t.attempts !== ref.attempt) return undefined;
-    // A requeued attempt that no one else picked up yet may still finish where it ran.
-    if (t.state === 'ready' || t.who === runnerId || this.orphans.has(t)) return t;
-    return undefined;
+    if (!t || t.attempts !== ref.attempt || t.who !== runnerId) return undefined;
+    return t.state === 'assigned' || t.state === 'running' ? t : undefined;
   }
 
   private freeSlot(t: TaskRecord): void {
     const r = t.who ? this.runners.get(t.who) : undefined;
-    if (r) unhold(r, t.id, t.priority);
+    if (r) this.runners.unhold(r, t.id, t.priority);
     this.orphans.delete(t);
   }
 
@@ -594,29 +600,30 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    */
   runnerUp(entry: RunnerEntry, holding: AttemptRef[]): AttemptRef[] {
     const prev = this.runners.get(entry.id);
-    if (this.drained.has(entry.id)) entry.draining = true; // a drain outlives reconnects
-    if (prev?.lostTimer) clearTimeout(prev.lostTimer);
+    if (this.drained.has(entry.id)) this.runners.setDraining(entry, true); // a drain outlives reconnects
+    if (prev) this.runners.setLostTimer(prev, null);
     const drop: AttemptRef[] = [];
     const keep = new Set<string>();
     for (const ref of holding) {
       const t = this.tasks.get(ref.id);
+      // Only the attempt this runner was given: a task requeued since runs nowhere until reassigned.
       const mine =
         t &&
         t.attempts === ref.attempt &&
-        (t.who === entry.id || this.orphans.has(t) || t.state === 'ready') &&
-        !isFinal(t.state);
+        t.who === entry.id &&
+        (t.state === 'assigned' || t.state === 'running');
       if (!mine || !t) {
         drop.push(ref);
         continue;
       }
-      if (t.state === 'ready' || this.orphans.has(t)) {
-        // Adopt: a recovered or requeued attempt that is in fact still running here.
+      if (this.orphans.has(t)) {
+        // Adopt: a recovered attempt that is in fact still running here.
         this.orphans.delete(t);
         t.who = entry.id;
         this.change(t, 'running');
       }
       keep.add(t.id);
-      hold(entry, t.id, t.priority);
+      this.runners.hold(entry, t.id, t.priority);
     }
     if (prev) {
       for (const id of prev.active) {
@@ -624,7 +631,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         if (t && !keep.has(id)) this.lose(t, 'the runner came back without this attempt');
       }
     }
-    this.runners.set(entry.id, entry);
+    this.runners.put(entry);
     this.scheduleDistribute();
     this.scheduleFlush();
     return drop;
@@ -634,22 +641,20 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   runnerDown(runnerId: string, graceMs = this.opts.disconnectGraceMs): void {
     const r = this.runners.get(runnerId);
     if (!r) return;
-    r.connected = false;
+    this.runners.markDown(r);
     const expire = () => {
-      if (this.runners.get(runnerId) !== r || r.connected) return;
-      this.runners.delete(runnerId);
+      if (r.connected || !this.runners.remove(r)) return;
       for (const id of r.active) {
         const t = this.tasks.get(id);
         if (t) this.lose(t, `runner ${runnerId} went away`);
       }
-      r.active.clear();
+      this.runners.clearActive(r);
       this.scheduleDistribute();
       this.scheduleFlush();
     };
     if (graceMs <= 0 || this.closed) expire();
     else {
-      r.lostTimer = setTimeout(expire, graceMs);
-      r.lostTimer.unref();
+      this.runners.setLostTimer(r, setTimeout(expire, graceMs).unref());
     }
   }
 
@@ -820,7 +825,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const r = this.runners.get(runnerId);
     if (!r) return false;
     this.drained.add(runnerId);
-    r.draining = true;
+    this.runners.setDraining(r, true);
     return true;
   }
 
@@ -829,7 +834,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const r = this.runners.get(runnerId);
     this.drained.delete(runnerId);
     if (!r) return false;
-    r.draining = false;
+    this.runners.setDraining(r, false);
     this.scheduleDistribute();
     return true;
   }

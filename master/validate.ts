@@ -4,7 +4,13 @@
  * tasks, or one issue per problem naming the task and field (`tasks[3].dependencies[0]: unknown task
  * id "x"`, cycles as `a -> b -> a`). Nothing is stored unless the whole batch is valid.
  */
-import { taskInputSchema, formatIssues, type ParsedTaskInput } from '../protocol/schemas';
+import {
+  MAX_DEPENDENCIES,
+  MAX_PARAMS_DEPTH,
+  taskInputSchema,
+  formatIssues,
+  type ParsedTaskInput,
+} from '../protocol/schemas';
 
 export interface Issue {
   path: string;
@@ -13,6 +19,70 @@ export interface Issue {
 
 /** What the master knows of an id outside the batch: absent means unknown. */
 export type Lookup = (id: string) => 'taken' | undefined;
+
+/**
+ * The limits checked before anything else, so a refused batch changes nothing: each task's size as
+ * JSON (`maxTaskBytes`) and how deep its params nest. The walk keeps its own stack, so a payload
+ * nested 100,000 deep is measured without touching the call stack (and stops at the first limit).
+ */
+export function checkLimits(raw: unknown[], maxTaskBytes: number): Issue[] {
+  const issues: Issue[] = [];
+  raw.forEach((t, i) => {
+    const o = t && typeof t === 'object' ? (t as { params?: unknown; dependencies?: unknown }) : {};
+    // Before the ids are looked up in the database: a batch naming 100,000 of them is refused here.
+    if (Array.isArray(o.dependencies) && o.dependencies.length > MAX_DEPENDENCIES)
+      issues.push({
+        path: `tasks[${i}].dependencies`,
+        message: `more than ${MAX_DEPENDENCIES} dependencies`,
+      });
+    else if (o.params !== undefined && depthAbove(o.params, MAX_PARAMS_DEPTH))
+      issues.push({ path: `tasks[${i}].params`, message: `nested deeper than ${MAX_PARAMS_DEPTH} levels` });
+    else if (jsonBytesAbove(t, maxTaskBytes))
+      issues.push({
+        path: `tasks[${i}]`,
+        message: `larger than maxTaskBytes (${maxTaskBytes} bytes as JSON)`,
+      });
+  });
+  return issues;
+}
+
+/** Whether `value` nests more than `max` levels of arrays and objects. */
+export function depthAbove(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > max) return true;
+    for (const child of Object.values(v))
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/** Whether `value` as JSON is longer than `max` bytes (escapes aside), without building the text. */
+export function jsonBytesAbove(value: unknown, max: number): boolean {
+  let bytes = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') bytes += Buffer.byteLength(v) + 2;
+    else if (typeof v === 'number' || typeof v === 'boolean') bytes += String(v).length;
+    else if (v === null) bytes += 4;
+    else if (Array.isArray(v)) {
+      bytes += 1 + v.length;
+      for (const x of v) stack.push(x);
+    } else if (typeof v === 'object') {
+      const entries = Object.entries(v as object);
+      bytes += 1 + entries.length;
+      for (const [k, x] of entries) {
+        bytes += Buffer.byteLength(k) + 3;
+        stack.push(x);
+      }
+    }
+    if (bytes > max) return true;
+  }
+  return false;
+}
 
 export function collectRefs(raw: unknown[]): string[] {
   const refs = new Set<string>();

@@ -19,6 +19,12 @@ export const ERROR_CODES = Object.freeze({
   EUNKNOWN: 'unknown task',
   EEXEC: 'the runner does not allow this program for the exec task (--allow-exec)',
   EPERSIST: 'the database refused to store the task or its result; it failed and is not retried',
+  ETOOLARGE: 'the result is larger than the runner may send (maxResultBytes, under the master message limit)',
+  ERUNNERID:
+    'this runner id is held by another live connection, or this connection already is another runner',
+  EORIGIN: 'cross-origin browser request refused (allowOrigins)',
+  ENOTFOUND: 'no such route',
+  EINTERNAL: 'the master failed to handle the request (logged); the request changed nothing it reported',
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CODES;

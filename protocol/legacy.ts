@@ -6,7 +6,7 @@
  * Errors the original had no event for go out as `task:error` ({ code, message, details }).
  */
 import { z } from 'zod';
-import { moduleName, type wireErrorSchema } from './schemas';
+import { MAX_DEPENDENCIES, moduleName, type wireErrorSchema } from './schemas';
 
 export interface LegacyClientToMaster {
   'task:request': () => void;
@@ -35,7 +35,10 @@ export const legacyTaskSchema = z.object({
   priority: z.number().finite().optional(),
   // The original schema stored params as an array; a lone value is wrapped like mongoose did.
   params: z.unknown().optional(),
-  dependencies: z.array(z.union([z.string(), z.object({ _id: z.string() })])).optional(),
+  dependencies: z
+    .array(z.union([z.string(), z.object({ _id: z.string() })]))
+    .max(MAX_DEPENDENCIES)
+    .optional(),
 });
 
 export const legacyDoneSchema = z.object({

@@ -24,7 +24,19 @@ export const wireErrorSchema = z.object({
   details: z.unknown().optional(),
 });
 
-const ms = z.number().int('must be an integer').positive('must be positive');
+/** The longest delay Node's timers honour (a larger one fires at once). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const ms = z
+  .number()
+  .int('must be an integer')
+  .positive('must be positive')
+  .max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`);
+
+/** Dependencies one task may name. */
+export const MAX_DEPENDENCIES = 10_000;
+/** Nesting levels allowed in a task's params (MongoDB refuses documents nested beyond 100). */
+export const MAX_PARAMS_DEPTH = 64;
 
 /** What a feeder sends for one task. */
 export const taskInputSchema = z.strictObject({
@@ -36,7 +48,7 @@ export const taskInputSchema = z.strictObject({
   /** Higher runs first. */
   priority: z.number().finite().default(0),
   /** Ids of tasks (in this batch or already stored) that must be done first. */
-  dependencies: z.array(taskId).default([]),
+  dependencies: z.array(taskId).max(MAX_DEPENDENCIES).default([]),
   /** Attempts before the task fails for good (default: the master's `maxAttempts`). */
   maxAttempts: z.number().int().min(1).max(1000).optional(),
   /** Global timeout in ms, from the feeder's call to the result (ECSTO). */
@@ -144,7 +156,7 @@ export const assignmentSchema = z.object({
   params: z.array(z.unknown()),
   priority: z.number(),
   batch: z.string().optional(),
-  runTimeout: z.number().optional(),
+  runTimeout: ms.optional(),
 });
 export type Assignment = z.infer<typeof assignmentSchema>;
 export const assignSchema = z.object({ tasks: z.array(assignmentSchema).min(1) });
@@ -199,7 +211,13 @@ export const helloSchema = z.object({
 });
 export type Hello = z.input<typeof helloSchema>;
 export const helloReplySchema = z.union([
-  z.object({ ok: z.literal(true), runnerId: z.string(), drop: z.array(attemptRefSchema) }),
+  z.object({
+    ok: z.literal(true),
+    runnerId: z.string(),
+    drop: z.array(attemptRefSchema),
+    /** The master's limits the runner must respect (older masters send none). */
+    limits: z.object({ maxMessageBytes: z.number().int().positive() }).optional(),
+  }),
   z.object({ ok: z.literal(false), error: wireErrorSchema }),
 ]);
 export type HelloReply = z.infer<typeof helloReplySchema>;

@@ -71,6 +71,10 @@ export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [Chil
       execArgv: ['--require', TSX_CJS, ...opts.execArgv],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'json',
+      // A process group of its own: Ctrl-C in the runner's terminal signals the terminal's foreground
+      // group, and must not reach the children. The runner stops them itself on shutdown (and the
+      // orphan watchdog, or the closed IPC channel, if the runner dies).
+      detached: true,
     });
     this.log = opts.logger.child({ child: this.id, pid: this.proc.pid });
     liveChildren.add(this.proc);

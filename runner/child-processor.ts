@@ -180,9 +180,11 @@ export class ChildProcessor {
     try {
       result = jsonValue(value);
     } catch (err) {
+      // The same value would fail the same way on every attempt: not retried.
       return this.fail(
         key,
         wireError('ETASK', `the result is not JSON-serialisable: ${(err as Error).message}`),
+        true,
       );
     }
     if (this.settle(key)) this.send({ cmd: ParentCommand.Completed, key, result, rss: rss() });

@@ -18,7 +18,7 @@ import {
   readSettings,
   type LogSettings,
 } from '../common/settings';
-import { formatIssues } from '../protocol/schemas';
+import { formatIssues, MAX_TIMER_MS } from '../protocol/schemas';
 import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
 type Unset = 'token' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'logger';
@@ -43,20 +43,22 @@ const optionsSchema = z.object({
   data: z.record(z.string(), z.unknown()),
   runnerId: z.string().min(1).max(200),
   answerThreshold: int(1),
-  answerDelayMs: int(0),
+  answerDelayMs: int(0, MAX_TIMER_MS),
   watch: z.boolean(),
-  killGraceMs: int(0),
-  shutdownGraceMs: int(0),
-  ackTimeoutMs: int(1),
-  reconnectDelayMs: int(1),
-  reconnectDelayMaxMs: int(1),
-  startTimeoutMs: int(0),
-  closeTimeoutMs: int(0),
+  killGraceMs: int(0, MAX_TIMER_MS),
+  shutdownGraceMs: int(0, MAX_TIMER_MS),
+  ackTimeoutMs: int(1, MAX_TIMER_MS),
+  reconnectDelayMs: int(1, MAX_TIMER_MS),
+  reconnectDelayMaxMs: int(1, MAX_TIMER_MS),
+  startTimeoutMs: int(0, MAX_TIMER_MS),
+  closeTimeoutMs: int(0, MAX_TIMER_MS),
   execArgv: z.array(z.string()),
   orphanWatchdog: z.boolean(),
   maxTasksPerWorker: int(1).optional(),
   maxWorkerMemoryMb: int(1).optional(),
   allowExec: z.array(z.string().min(1, 'must not be empty')),
+  maxResultBytes: int(1024),
+  moduleStableMs: int(0, 60_000),
 });
 
 export function resolveRunnerOptions(opts: RunnerOptions): ResolvedRunnerOptions {
@@ -95,6 +97,8 @@ export interface RunnerFlags {
   answerThreshold?: string;
   maxTasksPerWorker?: string;
   maxWorkerMemory?: string;
+  maxResultBytes?: string;
+  moduleStableMs?: string;
   shutdownGraceMs?: string;
   allowExec?: string;
   logFormat?: string;
@@ -146,9 +150,11 @@ const settings = (cwd: string) => ({
   },
   answerThreshold: { flag: '--answer-threshold', schema: integer(1, 100_000) },
   maxTasksPerWorker: { flag: '--max-tasks-per-worker', schema: integer(1) },
-  shutdownGraceMs: { flag: '--shutdown-grace-ms', schema: integer(0) },
+  shutdownGraceMs: { flag: '--shutdown-grace-ms', schema: integer(0, MAX_TIMER_MS) },
   // Keyed as commander names the flag; it becomes the option `maxWorkerMemoryMb`.
   maxWorkerMemory: { flag: '--max-worker-memory', schema: integer(1) },
+  maxResultBytes: { flag: '--max-result-bytes', schema: integer(1024) },
+  moduleStableMs: { flag: '--module-stable-ms', schema: integer(0, 60_000) },
   allowExec: {
     flag: '--allow-exec',
     schema: z

@@ -71,6 +71,8 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
   private manualTimer: NodeJS.Timeout | null = null;
   private helloTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** The master's largest message, from its hello reply (older masters send none). */
+  maxMessageBytes: number | undefined;
 
   constructor(private readonly opts: ConnectionOptions) {
     super();
@@ -188,12 +190,19 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
           .emitWithAck('runner:hello', this.opts.hello());
         if (gen !== this.generation) return;
         const reply = helloReplySchema.parse(raw);
+        if (!reply.ok && reply.error.code === 'ERUNNERID') {
+          // Our id is still held by a connection the master has not seen close yet (ours, lost a
+          // moment ago, until its ping times out): not fatal, try again shortly.
+          log.warn('runner id still held on the master; retrying', { error: reply.error.message });
+          throw new Error(reply.error.message);
+        }
         if (!reply.ok) {
           log.error('the master refused the hello', { error: reply.error });
           this.emit('refused', toError(reply.error));
           return;
         }
         this.ready = true;
+        this.maxMessageBytes = reply.limits?.maxMessageBytes;
         log.info('connected to the master', { master: this.opts.master, drop: reply.drop.length });
         this.emit('ready', reply.drop);
         return;

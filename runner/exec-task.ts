@@ -15,6 +15,8 @@
  * grace, and closing the pool kills what is left.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { z } from 'zod';
 import { formatIssues } from '../protocol/schemas';
 import { wireError, type WireError } from '../protocol/errors';
@@ -23,6 +25,13 @@ export const EXEC_MODULE = 'exec';
 /** Refused by the runner's allow-list; unrecoverable, since another attempt would be refused the same way. */
 export const EEXEC = 'EEXEC';
 export const DEFAULT_MAX_OUTPUT = 1024 * 1024;
+/** Largest `maxOutput` per stream: both streams together stay under the runner's default result limit. */
+export const MAX_OUTPUT = 1024 * 1024;
+/**
+ * Variables a task may not set: they choose which program or library actually runs (`PATH` found
+ * another `echo`, `LD_PRELOAD` loads any library), which would bypass the allow-list.
+ */
+export const REFUSED_ENV = /^(PATH|LD_\w*|DYLD_\w*|NODE_OPTIONS|NODE_PATH|BASH_ENV|ENV|IFS|SHELLOPTS|PS4)$/i;
 
 export interface ExecSpec {
   program: string;
@@ -50,9 +59,14 @@ const paramsSchema = z.object({
   args: z.array(z.string()),
   options: z.strictObject({
     cwd: z.string().min(1).optional(),
-    env: z.record(z.string(), z.string()).optional(),
+    env: z
+      .record(z.string(), z.string())
+      .refine((env) => !Object.keys(env).some((k) => REFUSED_ENV.test(k)), {
+        message: 'may not set PATH, LD_*, DYLD_*, NODE_OPTIONS or other loader variables',
+      })
+      .optional(),
     shell: z.boolean().optional(),
-    maxOutput: z.number().int().min(0).optional(),
+    maxOutput: z.number().int().min(0).max(MAX_OUTPUT, `must be at most ${MAX_OUTPUT} bytes`).optional(),
   }),
 });
 
@@ -67,6 +81,7 @@ const paramsSchema = z.object({
 export function checkExec(
   params: unknown[],
   allowExec: readonly string[],
+  resolved: ReadonlyMap<string, string> = resolveAllowed(allowExec),
 ): { ok: true; spec: ExecSpec } | { ok: false; error: WireError } {
   const [program, args = [], options = {}] = params;
   const parsed = paramsSchema.safeParse({ program, args, options });
@@ -83,10 +98,13 @@ export function checkExec(
     return refuse(`exec of "${p.program}" is not allowed on this runner (allow it with --allow-exec)`);
   if (p.options.shell && !allowExec.includes('sh'))
     return refuse(`exec of "${p.program}" with shell: true needs "sh" in --allow-exec as well`);
+  // The path found when the runner started: nothing the task sends changes which file runs.
+  const file = p.options.shell ? p.program : resolved.get(p.program);
+  if (!file) return refuse(`exec of "${p.program}": no such program was found when the runner started`);
   return {
     ok: true,
     spec: {
-      program: p.program,
+      program: file,
       args: p.args,
       ...(p.options.cwd ? { cwd: p.options.cwd } : {}),
       ...(p.options.env ? { env: p.options.env } : {}),
@@ -94,6 +112,37 @@ export function checkExec(
       maxOutput: p.options.maxOutput ?? DEFAULT_MAX_OUTPUT,
     },
   };
+}
+
+/**
+ * Each allowed program's absolute path, looked up once on the runner's own PATH at start-up; a name
+ * that is not found is left out (its tasks are refused).
+ */
+export function resolveAllowed(
+  allowExec: readonly string[],
+  searchPath = process.env.PATH ?? '',
+): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const name of allowExec) {
+    const candidates = name.includes('/')
+      ? [path.resolve(name)]
+      : searchPath
+          .split(path.delimiter)
+          .filter((d) => path.isAbsolute(d))
+          .map((d) => path.join(d, name));
+    const found = candidates.find(isExecutable);
+    if (found) out.set(name, found);
+  }
+  return out;
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function refuse(message: string): { ok: false; error: WireError } {
@@ -114,6 +163,8 @@ export class ExecProcess {
       env: spec.env ? { ...process.env, ...spec.env } : process.env,
       shell: spec.shell,
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Out of the terminal's process group, like the pool's children: Ctrl-C is the runner's to handle.
+      detached: true,
     });
     const stdout = new Capture(spec.maxOutput);
     const stderr = new Capture(spec.maxOutput);

@@ -42,6 +42,11 @@ export interface LoaderOptions {
    * its mtime. A file modified less than this long before we looked at it is re-read every time.
    */
   racyWindowMs?: number;
+  /**
+   * A file changed less than this long ago is read only once it has stayed unchanged this long, so
+   * an editor's half-written file is not loaded even when it happens to compile. Default 200 ms.
+   */
+  stableMs?: number;
 }
 
 interface Version {
@@ -71,10 +76,12 @@ export class ModuleLoader extends EventEmitter<{ modules: [ModuleInfo[]] }> {
   private rescanTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly racyWindowMs: number;
+  private readonly stableMs: number;
 
   constructor(private readonly opts: LoaderOptions) {
     super();
     this.racyWindowMs = opts.racyWindowMs ?? 100;
+    this.stableMs = opts.stableMs ?? 200;
   }
 
   async start(): Promise<void> {
@@ -135,7 +142,7 @@ export class ModuleLoader extends EventEmitter<{ modules: [ModuleInfo[]] }> {
   }
 
   private async doLoad(real: string): Promise<Version> {
-    const st = await fs.stat(real).catch(() => null);
+    const st = await this.settled(real);
     if (!st) {
       this.files.delete(real);
       throw moduleError(`module file ${real} disappeared`);
@@ -167,6 +174,27 @@ export class ModuleLoader extends EventEmitter<{ modules: [ModuleInfo[]] }> {
     return current(f, real);
   }
 
+  /**
+   * The file's stat once it has not changed for `stableMs` (chokidar's awaitWriteFinish, for a file
+   * asked for before the watcher saw it settle): a write in progress keeps changing size and mtime.
+   * Gives up waiting after 50 periods, for a file rewritten all the time.
+   */
+  private async settled(real: string): Promise<Stats | null> {
+    let st = await fs.stat(real).catch(() => null);
+    for (let i = 0; st && i < 50 && !this.closed; i++) {
+      const age = Date.now() - Math.max(st.mtimeMs, st.ctimeMs);
+      if (age >= this.stableMs) return st;
+      await new Promise((r) => setTimeout(r, Math.max(10, this.stableMs - age)));
+      const again = await fs.stat(real).catch(() => null);
+      if (again && statKey(again) === statKey(st)) {
+        // Unchanged through the wait: settled if the wait covered the whole period.
+        if (Date.now() - Math.max(again.mtimeMs, again.ctimeMs) >= this.stableMs) return again;
+      }
+      st = again;
+    }
+    return st;
+  }
+
   /** Every module name in the task folders, resolved exactly as a task naming it would be. */
   private async scan(): Promise<ModuleInfo[]> {
     const names = new Set<string>();
@@ -192,6 +220,8 @@ export class ModuleLoader extends EventEmitter<{ modules: [ModuleInfo[]] }> {
     const dirs = this.roots.map((r) => r.dir);
     const watcher = watch(dirs, {
       ignoreInitial: true,
+      // Announce a changed file only once its writes have stopped.
+      awaitWriteFinish: this.stableMs > 0 ? { stabilityThreshold: this.stableMs, pollInterval: 50 } : false,
       // The same entries listFiles() skips; a task folder itself may well be called `.tasks`.
       ignored: (p: string) => {
         if (dirs.includes(p)) return false;

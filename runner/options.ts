@@ -47,13 +47,26 @@ export interface RunnerOptions {
   execArgv?: string[];
   /** Retire a child process after it has finished this many tasks (Argon's `-r`); a fresh one takes its place. Default: unlimited. */
   maxTasksPerWorker?: number;
-  /** Retire a child process whose resident memory, measured as each task finishes, is above this many MB. Default: unlimited. */
+  /**
+   * Retire a child process whose resident memory, measured as each task finishes, is above this many
+   * MB, so one task's large allocation does not stay with the child for good. Default 1024.
+   */
   maxWorkerMemoryMb?: number;
   /**
    * Programs the built-in `exec` task may run, matched exactly as a task names them (`node` does not
    * allow `/usr/bin/node`); `shell: true` also needs `sh`. Default none: exec is off.
    */
   allowExec?: string[];
+  /**
+   * Largest result (as JSON) a task may report; a larger one fails its attempt with ETOOLARGE, not
+   * retried. The master's message limit (told in its hello reply) lowers it further. Default 4 MB.
+   */
+  maxResultBytes?: number;
+  /**
+   * A module file changed less than this long ago is read only once it has stayed unchanged this
+   * long, so a file caught half-written is never loaded. Default 200 ms.
+   */
+  moduleStableMs?: number;
   /** A thread in each child that kills it if the runner dies without cleaning up (about 10 MB per child). Default true. */
   orphanWatchdog?: boolean;
   logger?: Logger;
@@ -76,4 +89,7 @@ export const RUNNER_DEFAULTS = Object.freeze({
   execArgv: [] as string[],
   orphanWatchdog: true,
   allowExec: [] as string[],
+  maxWorkerMemoryMb: 1024,
+  maxResultBytes: 4 * 1024 * 1024,
+  moduleStableMs: 200,
 });

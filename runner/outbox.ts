@@ -17,6 +17,8 @@ export interface OutboxOptions {
   delayMs: number;
   /** Largest number of results in one `task:results` message. */
   maxBatch?: number;
+  /** Largest `task:results` message in bytes (the master's message limit); a batch is cut below it. */
+  maxBytes?: () => number;
   logger: Logger;
   send(results: AttemptResult[]): Promise<ResultsAck>;
 }
@@ -93,9 +95,17 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
     this.timer = null;
     while (this.online && this.unsent.size > 0) {
       const batch: [string, AttemptResult][] = [];
+      const maxBytes = this.opts.maxBytes?.() ?? Infinity;
+      let bytes = 0;
       for (const k of this.unsent) {
         const r = this.pending.get(k);
-        if (r) batch.push([k, r]);
+        if (r) {
+          const size = jsonSize(r);
+          // A lone result always goes (the runner already capped it); a batch stops short of the limit.
+          if (batch.length > 0 && bytes + size > maxBytes) break;
+          batch.push([k, r]);
+          bytes += size;
+        }
         this.unsent.delete(k);
         if (batch.length >= this.maxBatch) break;
       }
@@ -138,5 +148,13 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
       },
       (err: unknown) => retry(err instanceof Error ? err.message : String(err)),
     );
+  }
+}
+
+function jsonSize(r: AttemptResult): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(r));
+  } catch {
+    return 0;
   }
 }

@@ -13,11 +13,12 @@
  */
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
+import { z } from 'zod';
 import type { Logger } from '../common/logger';
 import { fromThrown, wireError } from '../protocol/errors';
 import type { AttemptRef, SysmsgReply } from '../protocol/events';
 import {
-  assignSchema,
+  assignmentSchema,
   formatIssues,
   type Assignment,
   type AttemptResult,
@@ -26,7 +27,7 @@ import {
 } from '../protocol/schemas';
 import { resolveRunnerOptions, type ResolvedRunnerOptions } from './config';
 import { cancelSchema, MasterConnection } from './connection';
-import { checkExec, EXEC_MODULE } from './exec-task';
+import { checkExec, EXEC_MODULE, resolveAllowed } from './exec-task';
 import { ModuleLoader, type LoadedModule } from './loader';
 import type { RunnerOptions } from './options';
 import { ResultOutbox } from './outbox';
@@ -63,6 +64,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private readonly outbox: ResultOutbox;
   private readonly conn: MasterConnection;
   private readonly active = new Map<string, Active>();
+  /** Allowed exec programs, resolved to absolute paths at start-up. */
+  private readonly execPaths: Map<string, string>;
   /** Batches are handled one after the other, so tasks reach the pool in the order the master sent them. */
   private assignQueue: Promise<void> = Promise.resolve();
   private startedRefs: AttemptRef[] = [];
@@ -80,7 +83,16 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const o = this.options;
     this.runnerId = o.runnerId;
     this.log = o.logger.child({ role: 'runner', runnerId: this.runnerId });
-    this.loader = new ModuleLoader({ dirs: o.tasks, watch: o.watch, logger: this.log });
+    this.execPaths = resolveAllowed(o.allowExec);
+    for (const name of o.allowExec)
+      if (!this.execPaths.has(name))
+        this.log.warn('allowed exec program not found; its tasks are refused', { name });
+    this.loader = new ModuleLoader({
+      dirs: o.tasks,
+      watch: o.watch,
+      stableMs: o.moduleStableMs,
+      logger: this.log,
+    });
     this.pool = new ChildPool({
       workers: o.workers,
       killGraceMs: o.killGraceMs,
@@ -104,6 +116,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       delayMs: o.answerDelayMs,
       logger: this.log,
       send: (results) => this.conn.results(results),
+      maxBytes: () => (this.conn.maxMessageBytes ?? Infinity) - MESSAGE_MARGIN_BYTES,
     });
     this.wire();
   }
@@ -305,7 +318,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
   private onAssign(payload: unknown): void {
     if (this.closing) return;
-    const parsed = assignSchema.safeParse(payload);
+    const parsed = assignEnvelope.safeParse(payload);
     if (!parsed.success) {
       return void this.log.warn('malformed task:assign ignored', {
         issues: formatIssues(parsed.error.issues, 'assign'),
@@ -317,8 +330,25 @@ export class Runner extends EventEmitter<RunnerEvents> {
       return;
     }
     const fresh: [string, Assignment][] = [];
-    for (const a of parsed.data.tasks) {
-      const key = attemptKey(a.id, a.attempt);
+    for (const item of parsed.data.tasks) {
+      const key = attemptKey(item.id, item.attempt);
+      const checked = assignmentSchema.safeParse(item);
+      if (!checked.success) {
+        // One assignment this runner refuses (a module name a master let by) fails on its own,
+        // visibly, instead of the whole batch vanishing.
+        if (this.active.has(key) || this.outbox.has(key)) continue;
+        const issues = formatIssues(checked.error.issues, 'task');
+        const code = issues.some((i) => i.path === 'task.module') ? 'EMODULE' : 'EVALIDATION';
+        const message = issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+        this.active.set(key, { assignment: { ...item, module: '', params: [], priority: 0 } });
+        this.settle(key, {
+          ok: false,
+          error: wireError(code, `refused by the runner: ${message}`),
+          unrecoverable: true,
+        });
+        continue;
+      }
+      const a = checked.data;
       if (this.active.has(key) || this.outbox.has(key)) {
         this.log.warn('duplicate assignment ignored', { taskId: a.id, attempt: a.attempt });
         continue;
@@ -347,7 +377,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         batch: a.batch,
       };
       if (a.module === EXEC_MODULE) {
-        const checked = checkExec(a.params, this.options.allowExec);
+        const checked = checkExec(a.params, this.options.allowExec, this.execPaths);
         if (!checked.ok) this.settle(key, { ok: false, error: checked.error, unrecoverable: true });
         else this.pool.run({ key, task, exec: checked.spec, runTimeout: a.runTimeout });
         continue;
@@ -368,6 +398,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.active.delete(key);
     const { id, attempt } = entry.assignment;
     const moduleHash = entry.moduleHash ? { moduleHash: entry.moduleHash } : {};
+    if (outcome.ok) outcome = this.checkSize(outcome);
     const result: AttemptResult = outcome.ok
       ? { id, attempt, ok: true, result: outcome.result, ...moduleHash }
       : {
@@ -383,6 +414,34 @@ export class Runner extends EventEmitter<RunnerEvents> {
     else log.info('task failed', { code: result.error.code, error: result.error.message });
     this.emit('result', result);
     if (!this.closing) this.outbox.push(key, result);
+  }
+
+  /** Largest result this runner may send: its own limit, under the master's message limit. */
+  get maxResultBytes(): number {
+    const message = this.conn.maxMessageBytes;
+    const own = this.options.maxResultBytes;
+    return message === undefined ? own : Math.min(own, message - MESSAGE_MARGIN_BYTES);
+  }
+
+  /**
+   * A result over the limit would be refused by the transport, and the runner would reconnect and
+   * resend it forever: it fails its attempt instead (ETOOLARGE, not retried, as it would be as large).
+   */
+  private checkSize(outcome: JobOutcome & { ok: true }): JobOutcome {
+    const limit = this.maxResultBytes;
+    let bytes: number;
+    try {
+      bytes = Buffer.byteLength(JSON.stringify(outcome.result) ?? '');
+    } catch (err) {
+      const error = wireError('ETASK', `the result is not JSON-serialisable: ${(err as Error).message}`);
+      return { ok: false, error, unrecoverable: true };
+    }
+    if (bytes <= limit) return outcome;
+    const error = wireError('ETOOLARGE', `the result is ${bytes} bytes, over the limit of ${limit} bytes`, {
+      bytes,
+      limit,
+    });
+    return { ok: false, error, unrecoverable: true };
   }
 
   private checkDrained(): void {
@@ -401,6 +460,14 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.pool.cancel(key, reason);
   }
 }
+
+/** The envelope of `task:assign`; each assignment is checked on its own. */
+const assignEnvelope = z.object({
+  tasks: z.array(z.looseObject({ id: z.string(), attempt: z.number().int().positive() })).min(1),
+});
+
+/** Room kept in a message for the envelope around a result. */
+const MESSAGE_MARGIN_BYTES = 16 * 1024;
 
 function parseKey(key: string): AttemptRef {
   const at = key.lastIndexOf('#');

@@ -90,14 +90,25 @@ describe('master settings', () => {
   });
 
   test('a non-loopback host is accepted with a token (flag or environment) or with --insecure', () => {
-    expect(masterConfig({ host: '0.0.0.0', token: 's3cret' }, {}).options.host).toBe('0.0.0.0');
-    expect(masterConfig({}, { TASKMASTER_HOST: '10.1.2.3', TASKMASTER_TOKEN: 's3cret' }).options.token).toBe(
-      's3cret',
-    );
+    expect(masterConfig({ host: '0.0.0.0', token: 's3cret-s3cret-s3cret' }, {}).options.host).toBe('0.0.0.0');
+    expect(
+      masterConfig({}, { TASKMASTER_HOST: '10.1.2.3', TASKMASTER_TOKEN: 's3cret-s3cret-s3cret' }).options
+        .token,
+    ).toBe('s3cret-s3cret-s3cret');
     expect(masterConfig({ host: '::', insecure: true }, {}).options).toMatchObject({
       host: '::',
       insecure: true,
     });
+  });
+
+  test('beyond loopback a token (or read-only token) shorter than 16 characters is refused, naming the flag', () => {
+    expect(() => masterConfig({ host: '0.0.0.0', token: 's3cret' }, {})).toThrow(
+      /--token: must be at least 16/,
+    );
+    expect(() =>
+      masterConfig({ host: '0.0.0.0', token: 's3cret-s3cret-s3cret', readToken: 'short' }, {}),
+    ).toThrow(/--read-token: must be at least 16/);
+    expect(masterConfig({ token: 's3cret' }, {}).options.token).toBe('s3cret');
   });
 
   test('loopback addresses need no token', () => {

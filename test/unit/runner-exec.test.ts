@@ -14,7 +14,11 @@ const NODE = process.execPath;
 
 describe('built-in exec task: allow-list and params', () => {
   test('a program is allowed only as the allow-list spells it', () => {
-    expect(checkExec(['node'], ['node'])).toMatchObject({ ok: true, spec: { program: 'node', args: [] } });
+    // Resolved once, on the runner's PATH, to the file that runs.
+    expect(checkExec(['node'], ['node'])).toMatchObject({
+      ok: true,
+      spec: { program: expect.stringMatching(/^\/.*\/node$/), args: [] },
+    });
     expect(checkExec(['/usr/bin/node'], ['node'])).toEqual({
       ok: false,
       error: { code: EEXEC, message: expect.stringContaining('"/usr/bin/node" is not allowed') },
@@ -118,9 +122,15 @@ describe('built-in exec task in the pool', () => {
     });
   });
 
+  test('an allowed program that does not exist when the runner starts is refused with EEXEC', () => {
+    expect(checkExec(['/nonexistent/program'], ['/nonexistent/program'])).toMatchObject({
+      ok: false,
+      error: { code: EEXEC, message: expect.stringContaining('no such program') },
+    });
+  });
+
   test('a program that cannot start fails the attempt', async () => {
-    const checked = checkExec(['/nonexistent/program'], ['/nonexistent/program']);
-    if (!checked.ok) throw new Error('expected allowed');
+    const checked = { spec: { program: '/nonexistent/program', args: [], shell: false, maxOutput: 1000 } };
     const outcome = new Promise<JobOutcome>((resolve) =>
       pool.once('settled', (_k: string, o: JobOutcome) => resolve(o)),
     );

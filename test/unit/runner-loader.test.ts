@@ -65,6 +65,29 @@ describe('runner module loader', () => {
     }
   });
 
+  test('refuses traversal names whose targets exist outside the task folder, and loads nothing from there', async () => {
+    const root = dir('traversal');
+    const tasks = path.join(root, 'tasks');
+    fs.mkdirSync(path.join(tasks, 'sub'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'other'));
+    fs.writeFileSync(path.join(root, 'secret.js'), 'module.exports = () => "outside";');
+    fs.writeFileSync(path.join(root, 'other', 'x.js'), 'module.exports = () => "outside too";');
+    fs.writeFileSync(path.join(tasks, 'sub', 'inner.js'), 'module.exports = () => "inside";');
+    const { l } = await loader([tasks]);
+    // Each of these names a file that is there: only the loader's checks stand in the way.
+    for (const name of [
+      '../secret',
+      'sub/../../secret',
+      '../other/x',
+      'sub/../../other/x.js',
+      '..//secret',
+    ]) {
+      await expect(l.resolve(name)).rejects.toMatchObject({ code: 'EMODULE', unrecoverable: true });
+    }
+    expect((await l.resolve('sub/inner')).path).toBe(path.join(fs.realpathSync(tasks), 'sub', 'inner.js'));
+    expect(l.modules().map((m) => m.name)).toEqual(['sub/inner']);
+  });
+
   test('refuses a symlink that leads outside its task folder, but follows one that stays inside', async () => {
     const tasks = dir('tasks');
     const outside = dir('outside');

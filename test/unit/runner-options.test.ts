@@ -16,10 +16,11 @@ async function help(): Promise<string> {
 }
 
 describe('runner options: worker recycling', () => {
-  test('unset, recycling is off', () => {
+  test('unset, a child is recycled by memory only, above 1024 MB', () => {
     const resolved = resolveRunnerOptions({});
     expect(resolved.maxTasksPerWorker).toBeUndefined();
-    expect(resolved.maxWorkerMemoryMb).toBeUndefined();
+    // One task's large allocation must not stay with its child for good.
+    expect(resolved.maxWorkerMemoryMb).toBe(1024);
   });
 
   test('--max-tasks-per-worker and --max-worker-memory become maxTasksPerWorker and maxWorkerMemoryMb', () => {

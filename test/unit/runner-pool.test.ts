@@ -27,7 +27,8 @@ let seq = 0;
 async function harness(opts: Partial<PoolOptions> = {}): Promise<Harness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-pool-'));
   const { logger, lines } = capturingLogger();
-  const loader = new ModuleLoader({ dirs: [FIXTURES, dir], watch: false, logger });
+  // Files here are written whole before they are loaded: no wait for them to settle.
+  const loader = new ModuleLoader({ dirs: [FIXTURES, dir], watch: false, stableMs: 0, logger });
   await loader.start();
   const pool = new ChildPool({
     workers: 1,

@@ -12,6 +12,7 @@ function runner(id: string, slots: number, busy: number): RunnerEntry {
     ...slotPlan(slots, undefined, false),
     connected: true,
     legacy: false,
+    conn: id,
     since: 0,
     lostTimer: null,
     send: () => undefined,

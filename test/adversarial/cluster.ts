@@ -1,0 +1,220 @@
+/**
+ * What every adversarial test stands on: a real master (own database on the run's server, port 0,
+ * optionally with a token), a real runner on the fixtures, and the closing proof that the attack
+ * left the master alive and useful — `/health` answers and an honest add → result round trip works.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { io, type Socket } from 'socket.io-client';
+import { Feeder } from '../../feeder/feeder';
+import type { FeederOptions } from '../../feeder/options';
+import type { Master } from '../../master/master';
+import type { MasterOptions } from '../../master/options';
+import { Runner } from '../../runner/runner';
+import type { RunnerOptions } from '../../runner/options';
+import { FIXTURES, startMaster, testLogger } from '../helpers/cluster';
+import { dropTestDb, testDbName } from '../helpers/db';
+
+/** Long enough that tokens pass the beyond-loopback rule too. */
+export const TOKEN = 'adversarial-test-token-0123456789';
+
+export interface Cluster {
+  master: Master;
+  dbName: string;
+  token?: string;
+  /** Starts a runner on the fixtures (closed by `close`). */
+  runner(opts?: Partial<RunnerOptions>): Promise<Runner>;
+  /** Connects a feeder (closed by `close`). */
+  feeder(opts?: Partial<FeederOptions>): Promise<Feeder>;
+  /** Health, then one honest task through a runner of its own; fails the test if either does not work. */
+  assertAlive(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startCluster(file: string, opts: Partial<MasterOptions> = {}): Promise<Cluster> {
+  const dbName = testDbName(file);
+  const master = await startMaster(dbName, opts);
+  const token = opts.token;
+  const runners: Runner[] = [];
+  const feeders: Feeder[] = [];
+  let probes = 0;
+  const cluster: Cluster = {
+    master,
+    dbName,
+    token,
+    async runner(ropts = {}) {
+      const r = new Runner({
+        master: master.url,
+        token,
+        tasks: [FIXTURES],
+        workers: 1,
+        watch: false,
+        startTimeoutMs: 20_000,
+        logger: testLogger(),
+        ...ropts,
+      });
+      runners.push(r);
+      await r.start();
+      return r;
+    },
+    async feeder(fopts = {}) {
+      const f = new Feeder({ master: master.url, token, logger: testLogger(), ...fopts });
+      feeders.push(f);
+      await f.ready(20_000);
+      return f;
+    },
+    async assertAlive() {
+      const health = await httpRequest(master.url, { path: '/health' });
+      if (health.status !== 200)
+        throw new Error(`/health answered ${health.status}: the master is not alive`);
+      // A runner of its own, pinned by id: the test's own runners may be stopped or wedged on purpose.
+      const id = `honest-${process.pid}-${++probes}`;
+      const r = await cluster.runner({ runnerId: id });
+      const f = await cluster.feeder();
+      const [o] = await f.work([{ module: 'ok', params: ['alive', probes], runner: id, timeout: 20_000 }]);
+      if (o.state !== 'done' || JSON.stringify(o.result) !== JSON.stringify(['alive', probes]))
+        throw new Error(`honest round trip failed after the attack: ${JSON.stringify(o)}`);
+      await r.close();
+    },
+    async close() {
+      await Promise.all(feeders.map((f) => f.close()));
+      await Promise.all(runners.map((r) => r.close()));
+      await master.close();
+      await dropTestDb(dbName).catch(() => undefined);
+    },
+  };
+  return cluster;
+}
+
+export interface HttpAnswer {
+  status: number;
+  body: string;
+  json(): { error?: { code: string; message: string } } & Record<string, unknown>;
+}
+
+/** One HTTP request with node:http (the path is sent as given, unnormalised). */
+export function httpRequest(
+  base: string,
+  opts: { path: string; method?: string; headers?: Record<string, string>; body?: string },
+): Promise<HttpAnswer> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: opts.path,
+        method: opts.method ?? 'GET',
+        headers: opts.headers,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body, json: () => JSON.parse(body) as never }),
+        );
+      },
+    );
+    req.setTimeout(10_000, () => req.destroy(new Error(`no HTTP answer to ${opts.path} within 10 s`)));
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** Writes `text` on a raw TCP connection and resolves with everything the server sent before closing. */
+export function rawHttp(base: string, text: string): Promise<string> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(Number(u.port), u.hostname, () => sock.end(text));
+    let out = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => (out += d));
+    sock.on('close', () => resolve(out));
+    sock.on('error', reject);
+    sock.setTimeout(10_000, () => sock.destroy(new Error('no answer within 10 s')));
+  });
+}
+
+/** A raw Socket.IO client on `nsp`, resolved once connected (rejects with the connect error). */
+export async function rawSocket(
+  url: string,
+  nsp: string,
+  opts: { token?: string; query?: Record<string, string>; extraHeaders?: Record<string, string> } = {},
+): Promise<Socket> {
+  const s = io(new URL(nsp, url).href, {
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    auth: opts.token ? { token: opts.token } : {},
+    query: opts.query,
+    extraHeaders: opts.extraHeaders,
+    timeout: 10_000,
+  });
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', () => resolve());
+    s.once('connect_error', (err) => {
+      s.close();
+      reject(err);
+    });
+  });
+  return s;
+}
+
+/** The connect error a client gets on `nsp` (fails the test if it connects). */
+export async function connectError(
+  url: string,
+  nsp: string,
+  opts: Parameters<typeof rawSocket>[2] = {},
+): Promise<Error> {
+  try {
+    const s = await rawSocket(url, nsp, opts);
+    s.close();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error(`connected to ${nsp} although it should have been refused`);
+}
+
+/** Resolves with the first `event` on `socket` (bounded). */
+export function nextEvent<T = unknown>(socket: Socket, event: string, timeoutMs = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, on);
+      reject(new Error(`no "${event}" within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const on = (v: T) => {
+      clearTimeout(timer);
+      resolve(v);
+    };
+    socket.once(event, on);
+  });
+}
+
+let rawAckId = 1_000_000;
+
+/**
+ * Emits `event` as a hand-written Socket.IO packet, bypassing the client's encoder (which recurses
+ * over the payload and cannot even send what an attacker can: a payload nested 10,000 deep).
+ * With `ack`, resolves with the acknowledgement.
+ */
+export function emitRaw(socket: Socket, event: string, payloadJson: string, ack = false): Promise<unknown> {
+  const nsp = (socket as unknown as { nsp: string }).nsp;
+  const id = ack ? ++rawAckId : undefined;
+  const reply = new Promise<unknown>((resolve, reject) => {
+    if (id === undefined) return resolve(undefined);
+    const timer = setTimeout(() => reject(new Error(`no acknowledgement of ${event} within 10 s`)), 10_000);
+    (socket as unknown as { acks: Record<number, (v: unknown) => void> }).acks[id] = (v) => {
+      clearTimeout(timer);
+      resolve(v);
+    };
+  });
+  const prefix = nsp === '/' ? '' : `${nsp},`;
+  socket.io.engine.write(`2${prefix}${id ?? ''}[${JSON.stringify(event)},${payloadJson}]`);
+  return reply;
+}
+
+/** JSON text of an array nested `depth` levels deep (JSON.stringify itself would overflow). */
+export function nestedJson(depth: number): string {
+  return `${'['.repeat(depth)}1${']'.repeat(depth)}`;
+}

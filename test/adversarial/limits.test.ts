@@ -1,0 +1,201 @@
+/**
+ * Limits at the edge, on a real master: message size before authentication, task size and nesting
+ * checked before anything changes, durations the timers can honour, cross-origin sockets.
+ */
+import { Manager, type Socket } from 'socket.io-client';
+import { Master } from '../../master/master';
+import { resolveRunnerOptions } from '../../runner/config';
+import { mongoUrl } from '../helpers/cluster';
+import {
+  httpRequest,
+  connectError,
+  emitRaw,
+  nestedJson,
+  rawSocket,
+  startCluster,
+  TOKEN,
+  type Cluster,
+} from './cluster';
+
+interface AddReply {
+  ok: boolean;
+  error?: { code: string; message: string };
+  tasks?: { id: string }[];
+}
+
+const MESSAGE_LIMIT = 256 * 1024;
+
+describe('adversarial: limits', () => {
+  let c: Cluster;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    c = await startCluster(__filename, {
+      token: TOKEN,
+      maxMessageBytes: MESSAGE_LIMIT,
+      maxTaskBytes: 64 * 1024,
+      queueLimit: 10,
+    });
+  });
+  afterEach(() => {
+    for (const s of sockets.splice(0)) s.close();
+  });
+  afterAll(async () => {
+    await c?.close();
+  });
+
+  const feederSocket = async () => {
+    const s = await rawSocket(c.master.url, '/feeder', { token: TOKEN });
+    sockets.push(s);
+    return s;
+  };
+
+  test('tasks:add with params nested 10,000 deep is refused naming the task and field, and changes nothing', async () => {
+    const s = await feederSocket();
+    const queued = c.master.scheduler.queuedCount();
+    const reply = (await emitRaw(
+      s,
+      'tasks:add',
+      `{"tasks":[{"id":"deep-1","module":"ok","params":[${nestedJson(10_000)}]}]}`,
+      true,
+    )) as AddReply;
+    expect(reply).toMatchObject({
+      ok: false,
+      error: {
+        code: 'EVALIDATION',
+        message: expect.stringContaining('tasks[0].params: nested deeper than 64'),
+      },
+    });
+    // Nothing was kept: the id is free and the queue limit is not used up.
+    expect(c.master.scheduler.tasks.has('deep-1')).toBe(false);
+    expect(c.master.scheduler.queuedCount()).toBe(queued);
+    const f = await c.feeder();
+    const runner = await c.runner({ runnerId: 'limits-r' });
+    const [o] = await f.work([{ id: 'deep-1', module: 'ok', params: [[[1]]] }]);
+    expect(o).toMatchObject({ state: 'done', result: [[[1]]] });
+    await runner.close();
+    await c.assertAlive();
+  });
+
+  test('a task larger than maxTaskBytes is refused with EVALIDATION naming it', async () => {
+    const f = await c.feeder();
+    const big = 'y'.repeat(100 * 1024);
+    await expect(
+      f.add([{ module: 'ok' }, { id: 'too-big', module: 'ok', params: [big] }]),
+    ).rejects.toMatchObject({
+      code: 'EVALIDATION',
+      message: expect.stringContaining('tasks[1]: larger than maxTaskBytes'),
+    });
+    expect(c.master.scheduler.tasks.has('too-big')).toBe(false);
+    await c.assertAlive();
+  });
+
+  test('durations beyond what timers honour (2^31 ms) are refused; 2^31-1 is accepted', async () => {
+    const f = await c.feeder();
+    for (const field of ['runTimeout', 'timeout', 'assignTimeout'])
+      await expect(f.add([{ module: 'ok', [field]: 2 ** 31 }])).rejects.toMatchObject({
+        code: 'EVALIDATION',
+        message: expect.stringContaining(`tasks[0].${field}: must be at most 2147483647`),
+      });
+    const runner = await c.runner({ runnerId: 'long-timeout' });
+    const [o] = await f.work([
+      { module: 'slow', params: [50], runTimeout: 2 ** 31 - 1, runner: 'long-timeout' },
+    ]);
+    expect(o).toMatchObject({ state: 'done' });
+    await runner.close();
+    await c.assertAlive();
+  });
+
+  test('master and runner options beyond what timers honour are refused at start-up', async () => {
+    expect(() => new Master({ mongoUrl: mongoUrl(), disconnectGraceMs: 2 ** 31 })).toThrow(
+      /disconnectGraceMs/,
+    );
+    expect(() => new Master({ mongoUrl: mongoUrl(), recoveryGraceMs: 2 ** 31 - 1 })).not.toThrow();
+    expect(() => resolveRunnerOptions({ shutdownGraceMs: 2 ** 31 })).toThrow(/shutdownGraceMs/);
+    expect(() => resolveRunnerOptions({ ackTimeoutMs: 2 ** 31 })).toThrow(/ackTimeoutMs/);
+    await c.assertAlive();
+  });
+
+  test('a connect packet over maxMessageBytes, with no valid token, closes that connection unread', async () => {
+    const m = new Manager(c.master.url, {
+      transports: ['websocket'],
+      reconnection: false,
+      autoConnect: false,
+    });
+    await new Promise<void>((resolve, reject) => m.open((err) => (err ? reject(err) : resolve())));
+    const closed = new Promise<string>((resolve) =>
+      m.engine.once('close', (reason: string) => resolve(reason)),
+    );
+    // A namespace CONNECT whose auth is larger than the limit: the transport refuses it before any
+    // token check could run.
+    m.engine.write(`0/feeder,${JSON.stringify({ token: 'z'.repeat(MESSAGE_LIMIT + 1) })}`);
+    expect(await closed).toMatch(/transport (close|error)/);
+    // Under the limit, the same unauthenticated connect is refused by the token check.
+    expect((await connectError(c.master.url, '/feeder', { token: 'z'.repeat(1000) })).message).toMatch(
+      /EAUTH|websocket error/,
+    );
+    await c.assertAlive();
+  });
+
+  test('the feeder splits a batch larger than the message limit into several adds; every task runs', async () => {
+    const f = await c.feeder({ maxMessageBytes: MESSAGE_LIMIT });
+    const runner = await c.runner({ runnerId: 'split-r', slots: 4 });
+    const payload = 'p'.repeat(40 * 1024);
+    // 9 tasks of ~40 KB: about 360 KB, over one 256 KB message. The last depends on the first.
+    const tasks = Array.from({ length: 9 }, (_, i) => ({
+      id: `split-${i}`,
+      module: 'ok',
+      params: [i, payload],
+      runner: 'split-r',
+      dependencies: i === 0 ? ['split-8'] : [],
+    }));
+    const outcomes = await f.work(tasks);
+    expect(outcomes.map((o) => o.state)).toEqual(new Array(9).fill('done'));
+    expect(outcomes.map((o) => (o.result as unknown[])[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    await runner.close();
+    await c.assertAlive();
+  });
+
+  test('a token given in the handshake is checked before the upgrade: wrong is a 403', async () => {
+    const polling = await httpRequest(c.master.url, {
+      path: '/socket.io/?EIO=4&transport=polling',
+      headers: { authorization: 'Bearer wrong-token' },
+    });
+    expect(polling.status).toBe(403);
+    expect(polling.body).toContain('EAUTH');
+    const good = await httpRequest(c.master.url, {
+      path: '/socket.io/?EIO=4&transport=polling',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(good.status).toBe(200);
+    await c.assertAlive();
+  });
+});
+
+describe('adversarial: cross-origin sockets, no token', () => {
+  let c: Cluster;
+  beforeAll(async () => {
+    c = await startCluster(__filename, { allowOrigins: ['http://dash.example:8443'] });
+  });
+  afterAll(async () => {
+    await c?.close();
+  });
+
+  test('a WebSocket with a foreign Origin is refused by a master without a token; its own and allowed origins connect', async () => {
+    for (const nsp of ['/', '/feeder', '/runner']) {
+      const err = await connectError(c.master.url, nsp, { extraHeaders: { origin: 'http://evil.example' } });
+      expect(err.message).toMatch(/websocket error|EORIGIN/);
+    }
+    const polling = await httpRequest(c.master.url, {
+      path: '/socket.io/?EIO=4&transport=polling',
+      headers: { origin: 'http://evil.example' },
+    });
+    expect(polling.status).toBe(403);
+    expect(polling.body).toContain('EORIGIN');
+    for (const origin of [new URL(c.master.url).origin, 'http://dash.example:8443']) {
+      const s = await rawSocket(c.master.url, '/feeder', { extraHeaders: { origin } });
+      s.close();
+    }
+    await c.assertAlive();
+  });
+});
