@@ -16,9 +16,10 @@ import { Master } from '../master/master';
 import { resolveDatabase, type Database } from '../models/database';
 import type { TaskInput, TaskOutcome } from '../protocol/schemas';
 import { Runner } from '../runner/runner';
+import { packageRoot } from './package-root';
 import { shutdown, watchSignals } from './signals';
 
-const REPO = path.resolve(__dirname, '..');
+const REPO = packageRoot();
 
 export interface DemoOptions {
   logger: Logger;
