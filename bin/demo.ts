@@ -86,6 +86,8 @@ export async function runDemo({
     );
     const t0 = Date.now();
     const progress = batchProgress(tasks.length, err, { intervalMs: 1000 });
+    // Tasks report their own progress as a fraction; the bar moves with it.
+    feeder.on('progress', (p) => progress.task(p.id, p.progress));
     const finished: { outcome: TaskOutcome; ms: number }[] = [];
     let outcomes: TaskOutcome[] | null;
     try {
