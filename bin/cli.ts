@@ -135,7 +135,10 @@ export async function main(argv: string[]): Promise<number> {
       .argument('<file>', 'batch file, or - for stdin')
       .option('--master <url>', 'master URL (env TASKMASTER_MASTER; default http://127.0.0.1:3232)')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
-      .option('--batch <name>', "batch name; the file's ids are stored as <batch>/<id> (default: the file's name and a time stamp)")
+      .option(
+        '--batch <name>',
+        "batch name; the file's ids are stored as <batch>/<id> (default: the file's name and a time stamp)",
+      )
       .option('--wait', 'wait for every outcome, with progress on stderr; print the results, then a summary')
       .option('--json', 'print JSON on stdout: the stored refs, or with --wait the outcomes')
       .option('--out <file>', 'with --wait, write the results to this file instead of stdout')

@@ -57,6 +57,14 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
   /** The feeder compiles, started once the package is installed, while the other tests run. */
   let compiled: Promise<void>;
   const procs: Proc[] = [];
+  /** The installed command itself: `npx taskmaster` is checked once, and costs a second a call. */
+  const taskmaster: Run = (args, env = {}) =>
+    run(path.join(dir, 'node_modules', '.bin', 'taskmaster'), args, {
+      cwd: dir,
+      env: { ...process.env, ...env },
+      timeout: 60_000,
+      encoding: 'utf8',
+    });
   const npx: Run = (args, env = {}) =>
     run('npx', ['--no-install', ...args], {
       cwd: dir,
@@ -98,7 +106,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
       { cwd: dir, timeout: 90_000, encoding: 'utf8' },
     );
     // The example module the feeders import their types from.
-    await npx(['taskmaster', 'init', 'tasks']);
+    await taskmaster(['init', 'tasks']);
     compiled = compileFeeders(dir, npx);
     compiled.catch(() => undefined); // reported by the test that awaits it
   });
@@ -128,7 +136,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     expect(fs.readFileSync(path.join(dir, 'tasks', 'greet.ts'), 'utf8')).toContain(
       `import { defineTask } from '${PKG.name}/task'`,
     );
-    const again = await npx(['taskmaster', 'init', 'tasks']).then(
+    const again = await taskmaster(['init', 'tasks']).then(
       () => null,
       (e: { code: number; stderr: string }) => e,
     );
@@ -136,7 +144,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     expect(again?.stderr).toContain('already exist; nothing was written');
   });
 
-  test('a master and a runner from the package run the init batch, fed twice with npx taskmaster feed', async () => {
+  test('a master and a runner from the package run the init batch, fed twice with taskmaster feed', async () => {
     // Started through the installed bin rather than npx, which would not pass a signal on to them.
     const bin = path.join(dir, 'node_modules', '.bin', 'taskmaster');
     const master = spawnProc(bin, ['master', '--port', '0'], {
@@ -154,7 +162,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     await runner.waitFor(/"message":"runner ready"/, 60_000);
 
     for (let i = 0; i < 2; i++) {
-      const fed = await npx(['taskmaster', 'feed', 'tasks/batch.json', '--wait', '--master', masterUrl]);
+      const fed = await taskmaster(['feed', 'tasks/batch.json', '--wait', '--master', masterUrl]);
       expect(fed.stdout).toContain('greet-twice\tdone\t{"greeting":"Hello, again! Hello, again!"');
       expect(fed.stderr.trimEnd().split('\n').pop()).toMatch(/^2 tasks in \d+\.\d s: 2 done, 0 failed/);
     }
