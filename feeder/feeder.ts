@@ -109,6 +109,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
   private lastConnectError = '';
   private manualRetries = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  private watchQueued = false;
   private closed = false;
 
   constructor(opts: FeederOptions = {}) {
@@ -319,10 +320,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
     });
     if (!this.pending.has(id)) {
       this.pending.add(id);
-      this.ready().then(
-        () => this.rewatch(),
-        () => undefined, // close() or a refused handshake already failed the waiter
-      );
+      this.watchSoon();
     }
     return promise;
   }
@@ -435,6 +433,20 @@ export class Feeder extends EventEmitter<FeederEvents> {
         if (!registered) return;
         registered.call(this, o);
       }
+    });
+  }
+
+  /**
+   * One `tasks:watch` for every id that `outcome()` was asked about in this turn of the event loop
+   * (`wait` on 10,000 ids sends one request, not 10,000). If the connection is not there yet, the
+   * watch on (re)connect asks for them.
+   */
+  private watchSoon(): void {
+    if (this.watchQueued) return;
+    this.watchQueued = true;
+    setImmediate(() => {
+      this.watchQueued = false;
+      if (this.connected) void this.rewatch();
     });
   }
 
