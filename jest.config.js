@@ -8,6 +8,11 @@ module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  // The pack-and-install check runs on its own (`npm run test:package`, a step of .ci/run).
+  testPathIgnorePatterns: [
+    '/node_modules/',
+    ...(process.env.TASKMASTER_PACKAGE_TEST ? [] : ['<rootDir>/test/package/']),
+  ],
   transform: {
     // Transpile only (tsconfig's isolatedModules): types are checked by `npm run typecheck`, not here.
     '^.+\\.ts$': ['ts-jest', { diagnostics: false }],

@@ -19,6 +19,7 @@ import { Runner } from '../runner/runner';
 import { discoverMaster, masterFromTracker } from '../common/discovery';
 import { registerAdminCommands } from './admin';
 import { runDemo } from './demo';
+import { initTasks } from './init';
 import { shutdown, watchSignals } from './signals';
 
 const USAGE = 2;
@@ -154,17 +155,19 @@ export async function main(argv: string[]): Promise<number> {
       .argument('<file>', 'batch file, or - for stdin')
       .option('--master <url>', 'master URL (env TASKMASTER_MASTER; default http://127.0.0.1:3232)')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
-      .option('--batch <name>', 'batch name (default: one the master generates)')
       .option(
-        '--wait',
-        'wait for every outcome, with progress on stderr, then print a summary and the results',
+        '--batch <name>',
+        "batch name; the file's ids are stored as <batch>/<id> (default: the file's name and a time stamp)",
       )
+      .option('--wait', 'wait for every outcome, with progress on stderr; print the results, then a summary')
       .option('--json', 'print JSON on stdout: the stored refs, or with --wait the outcomes')
+      .option('--out <file>', 'with --wait, write the results to this file instead of stdout')
+      .option('--quiet', 'with --wait, print no results: only progress and the summary')
       .option('--connect-timeout <ms>', 'give up if the master cannot be reached in time (default 30000)')
       .option('--discover', "find the master from its UDP announcements (the master's --announce)")
       .option('--tracker <url>', 'find the master by asking this master (GET /hostsAvailable)')
       .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),
-  ).action(async (file: string, flags: FeederFlags & DiscoveryFlags & { wait?: boolean; json?: boolean }) => {
+  ).action(async (file: string, flags: FeederFlags & DiscoveryFlags & FeedOutputFlags) => {
     const cfg = feederConfig(flags);
     const master = await locateMaster(flags, cfg.options.master, cfg.options.token);
     code = await feed({
@@ -173,6 +176,8 @@ export async function main(argv: string[]): Promise<number> {
       batch: cfg.batch,
       wait: flags.wait,
       json: flags.json,
+      outFile: flags.out,
+      quiet: flags.quiet,
       // The feed command's own output says what happened; the log only adds warnings.
       logger: logger({ ...cfg.log, level: cfg.log.level ?? 'warn' }, 'feeder', true),
     });
@@ -201,6 +206,14 @@ export async function main(argv: string[]): Promise<number> {
       logger: logger({ format: s.logFormat, level: s.logLevel ?? 'warn' }, 'demo', true),
     });
   });
+
+  program
+    .command('init')
+    .description('write a tasks folder with an example task module (TypeScript) and a batch file to feed')
+    .argument('[dir]', 'the folder to write', 'tasks')
+    .action((dir: string) => {
+      code = initTasks(dir);
+    });
 
   registerAdminCommands(program, (c) => (code = c));
 
@@ -261,6 +274,13 @@ async function runMaster(
   }
   await signalled;
   return stop();
+}
+
+interface FeedOutputFlags {
+  wait?: boolean;
+  json?: boolean;
+  out?: string;
+  quiet?: boolean;
 }
 
 interface DiscoveryFlags {

@@ -16,9 +16,10 @@ import { Master } from '../master/master';
 import { resolveDatabase, type Database } from '../models/database';
 import type { TaskInput, TaskOutcome } from '../protocol/schemas';
 import { Runner } from '../runner/runner';
+import { packageRoot } from './package-root';
 import { shutdown, watchSignals } from './signals';
 
-const REPO = path.resolve(__dirname, '..');
+const REPO = packageRoot();
 
 export interface DemoOptions {
   logger: Logger;
@@ -85,6 +86,8 @@ export async function runDemo({
     );
     const t0 = Date.now();
     const progress = batchProgress(tasks.length, err, { intervalMs: 1000 });
+    // Tasks report their own progress as a fraction; the bar moves with it.
+    feeder.on('progress', (p) => progress.task(p.id, p.progress));
     const finished: { outcome: TaskOutcome; ms: number }[] = [];
     let outcomes: TaskOutcome[] | null;
     try {

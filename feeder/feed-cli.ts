@@ -1,10 +1,18 @@
 /**
  * `taskmaster feed FILE`: adds a batch and prints what was stored; with `--wait`, shows progress on
- * stderr, then a summary on stderr and the results on stdout (`--json`: one JSON array of outcomes).
+ * stderr, then the results on stdout (`--json`: one JSON array of outcomes; `--out FILE`: into a file;
+ * `--quiet`: none), and ends with a summary on stderr, so the last lines on a terminal say how it went.
+ *
+ * Ids in a batch file are local to it: they are stored as `<batch>/<id>`, dependencies on ids of the
+ * same file are rewritten to match, and results are printed under the file's ids. So one file can be
+ * fed any number of times; each feed is its own batch (named after the file unless `--batch` is given).
+ * A dependency on an id the file does not hold names a stored task and is left as it is.
  *
  * Exit codes: 0 every task done (or, without --wait, the batch stored); 1 a task failed or was
  * cancelled, or the master could not be reached; 2 the file or the batch is invalid (nothing stored).
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Logger } from '../common/logger';
 import { TaskmasterError } from '../protocol/errors';
 import type { TaskInput, TaskOutcome } from '../protocol/schemas';
@@ -17,16 +25,20 @@ export interface FeedOptions {
   /** A file, or `-` for stdin. */
   file: string;
   feeder: FeederOptions;
+  /** Batch name. Default: the file's name and a time stamp, e.g. `example-batch-m3k9x2a7`. */
   batch?: string;
   wait?: boolean;
   json?: boolean;
+  /** With `wait`: write the results to this file instead of stdout. */
+  outFile?: string;
+  /** With `wait`: print no results, only progress and the summary. */
+  quiet?: boolean;
   logger?: Logger;
   out?: NodeJS.WritableStream;
   err?: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
 export async function feed(opts: FeedOptions): Promise<number> {
-  const out = opts.out ?? process.stdout;
   const err = opts.err ?? process.stderr;
   const say = (s: string) => err.write(`${s}\n`);
 
@@ -37,73 +49,125 @@ export async function feed(opts: FeedOptions): Promise<number> {
     say(`taskmaster feed: ${(e as Error).message}`);
     return 2;
   }
+  const name = opts.batch ?? batchName(opts.file);
+  const scoped = scopeIds(batch.tasks, name);
+  const local = (id: string) => scoped.local.get(id) ?? id;
+  const unscope = (text: string) => text.split(`${name}/`).join('');
 
   const feeder = new Feeder({ ...opts.feeder, logger: opts.logger });
   const started = Date.now();
   try {
-    const added = await feeder.addBatch(batch.tasks as TaskInput[], {
-      batch: opts.batch,
+    const added = await feeder.addBatch(scoped.tasks as TaskInput[], {
+      batch: name,
       onQueueFull: ({ waitMs, attempt }) =>
         say(`the master's queue is full; retry ${attempt} in ${(waitMs / 1000).toFixed(1)} s`),
     });
     const n = added.tasks.length;
+    const stored = `stored ${n} task${n === 1 ? '' : 's'} in batch ${added.batch}`;
     if (!opts.wait) {
-      if (opts.json) out.write(`${JSON.stringify(added)}\n`);
-      else {
-        out.write(`stored ${n} task${n === 1 ? '' : 's'} in batch ${added.batch}\n`);
-        for (const t of added.tasks) out.write(`${t.id}\n`);
+      const out = opts.out ?? process.stdout;
+      if (opts.json) {
+        const tasks = added.tasks.map((t) => ({ id: local(t.id), taskId: t.id, _id: t._id }));
+        out.write(`${JSON.stringify({ batch: added.batch, tasks })}\n`);
+      } else {
+        out.write(`${stored}\n`);
+        for (const t of added.tasks) out.write(`${local(t.id)}\n`);
       }
       return 0;
     }
 
-    say(`stored ${n} task${n === 1 ? '' : 's'} in batch ${added.batch}; waiting for the outcomes`);
+    say(`${stored}; waiting for the outcomes`);
     const progress = batchProgress(n, err);
+    const onProgress = (p: { id: string; progress: number }) => progress.task(p.id, p.progress);
+    feeder.on('progress', onProgress);
     let outcomes: TaskOutcome[];
     try {
-      outcomes = await Promise.all(
-        added.tasks.map((t) =>
-          feeder.outcome(t.id).then((o) => {
-            progress.add(o);
-            return o;
-          }),
-        ),
-      );
+      outcomes = await feeder.wait(added.tasks, (o) => progress.add(o));
     } finally {
+      feeder.off('progress', onProgress);
       progress.stop();
     }
-    summarize(outcomes, Date.now() - started, say);
-    if (opts.json) out.write(`${JSON.stringify(outcomes)}\n`);
-    else for (const o of outcomes) out.write(`${resultLine(o)}\n`);
+    const shown = outcomes.map((o) => ({
+      ...o,
+      id: local(o.id),
+      taskId: o.id,
+      ...(o.error ? { error: { ...o.error, message: unscope(o.error.message) } } : {}),
+    }));
+    if (!opts.quiet) await writeResults(shown, opts);
+    summarize(shown, Date.now() - started, say);
+    if (opts.outFile && !opts.quiet) say(`results in ${opts.outFile}`);
     return outcomes.every((o) => o.state === 'done') ? 0 : 1;
   } catch (e) {
     if (e instanceof TaskmasterError && e.code === 'EVALIDATION') {
       const issues = issuesOf(e.details);
-      if (issues.length === 0) say(`taskmaster feed: the master refused the batch: ${e.message}`);
+      if (issues.length === 0) say(`taskmaster feed: the master refused the batch: ${unscope(e.message)}`);
       else {
         say(
           `taskmaster feed: the master refused the batch, nothing was stored (${issues.length} issue${issues.length === 1 ? '' : 's'}):`,
         );
-        for (const i of issues) say(`  ${i.path}: ${i.message}${lineOf(i.path, batch, opts.file)}`);
+        for (const i of issues) say(`  ${i.path}: ${unscope(i.message)}${lineOf(i.path, batch, opts.file)}`);
       }
       return 2;
     }
     const code = e instanceof TaskmasterError ? `${e.code}: ` : '';
-    say(`taskmaster feed: ${code}${(e as Error).message}`);
+    say(`taskmaster feed: ${code}${unscope((e as Error).message)}`);
     return 1;
   } finally {
     await feeder.close();
   }
 }
 
+/**
+ * Stores the file's ids under the batch: `id` becomes `<batch>/<id>`, and so does every dependency on
+ * an id of the same file. `local` maps a stored id back to the file's.
+ */
+export function scopeIds(tasks: unknown[], batch: string): { tasks: unknown[]; local: Map<string, string> } {
+  const ids = new Set<string>();
+  for (const t of tasks) {
+    const id = isObject(t) ? t.id : undefined;
+    if (typeof id === 'string') ids.add(id);
+  }
+  const local = new Map<string, string>();
+  const scope = (id: unknown) => (typeof id === 'string' && ids.has(id) ? `${batch}/${id}` : id);
+  const scoped = tasks.map((t) => {
+    if (!isObject(t)) return t;
+    const copy: Record<string, unknown> = { ...t };
+    if (typeof t.id === 'string') {
+      copy.id = scope(t.id);
+      local.set(copy.id as string, t.id);
+    }
+    if (Array.isArray(t.dependencies)) copy.dependencies = t.dependencies.map(scope);
+    return copy;
+  });
+  return { tasks: scoped, local };
+}
+
+/** `example-batch-m3k9x2a7`: the file's name and the time in base 36, unique per feed. */
+function batchName(file: string): string {
+  const base = file === '-' ? 'stdin' : path.basename(file).replace(/\.[^.]*$/, '');
+  const clean = base.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 60) || 'batch';
+  const rand = Math.floor(Math.random() * 36 ** 3).toString(36);
+  return `${clean}-${Date.now().toString(36)}${rand}`;
+}
+
+async function writeResults(outcomes: TaskOutcome[], opts: FeedOptions): Promise<void> {
+  const text = opts.json
+    ? `${JSON.stringify(outcomes)}\n`
+    : outcomes.map((o) => `${resultLine(o)}\n`).join('');
+  if (opts.outFile) await fs.promises.writeFile(opts.outFile, text);
+  else (opts.out ?? process.stdout).write(text);
+}
+
 function summarize(outcomes: TaskOutcome[], ms: number, say: (s: string) => void): void {
   const count = (s: TaskOutcome['state']) => outcomes.filter((o) => o.state === s).length;
+  const bad = outcomes.filter((o) => o.state !== 'done');
+  if (bad.length > 0) {
+    say(bad.some((o) => o.state === 'failed') ? 'not done:' : 'cancelled:');
+    for (const o of bad) say(`  ${o.id}  ${o.state}  ${o.error?.code ?? '-'}  ${o.error?.message ?? ''}`);
+  }
   say(
     `${outcomes.length} tasks in ${(ms / 1000).toFixed(1)} s: ${count('done')} done, ${count('failed')} failed, ${count('cancelled')} cancelled`,
   );
-  const bad = outcomes.filter((o) => o.state !== 'done');
-  if (bad.length === 0) return;
-  say(bad.some((o) => o.state === 'failed') ? 'not done:' : 'cancelled:');
-  for (const o of bad) say(`  ${o.id}  ${o.state}  ${o.error?.code ?? '-'}  ${o.error?.message ?? ''}`);
 }
 
 /** One result per line: `id  done  <result as JSON>` or `id  failed  CODE message`. */
@@ -117,4 +181,8 @@ function lineOf(path: string, batch: Batch, file: string): string {
   const m = /^tasks\[(\d+)\]/.exec(path);
   const line = m && batch.lines ? batch.lines[Number(m[1])] : undefined;
   return line === undefined ? '' : ` (${file === '-' ? 'stdin' : file}:${line})`;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -5,6 +5,10 @@
  * (re)connect, asks the master for them with `tasks:watch`; outcomes that became final while it was
  * away come back in the answer, the rest are pushed as they happen.
  *
+ * The obvious sequence is the right one: `work(tasks)` after `add(tasks)` waits for the tasks already
+ * added instead of adding them again, and a `result` listener registered late is first given the
+ * outcomes delivered before it (the last 100,000), so no order of calls loses a result.
+ *
  * Tasks are sent as given: the master is the only validator, so the CLI, this library and clients
  * of the original protocol all get the same messages.
  */
@@ -82,7 +86,7 @@ export interface FeederEvents {
   disconnect: [reason: string];
 }
 
-/** How many delivered ids (and early outcomes) are remembered to drop repeats. */
+/** How many delivered outcomes are remembered: to drop repeats, answer `outcome()` and replay `result`. */
 const MEMORY = 100_000;
 
 export class Feeder extends EventEmitter<FeederEvents> {
@@ -96,10 +100,10 @@ export class Feeder extends EventEmitter<FeederEvents> {
     string,
     { resolve: (o: TaskOutcome) => void; reject: (e: Error) => void }[]
   >();
-  /** Ids whose outcome was delivered (bounded), to drop repeats. */
-  private readonly seen = new Set<string>();
-  /** Outcomes that arrived before anyone asked, e.g. before the add's reply was read (bounded). */
-  private readonly unclaimed = new Map<string, TaskOutcome>();
+  /** Delivered outcomes by id, oldest first (bounded by MEMORY). */
+  private readonly finished = new Map<string, TaskOutcome>();
+  /** The id each task object passed to `add` was stored under, so `work` on it waits instead. */
+  private readonly addedAs = new WeakMap<object, string>();
   /** Set when the master refused the handshake: retrying cannot help. */
   private refused: TaskmasterError | null = null;
   /** Pending `ready()` calls, failed at once by EAUTH or close(). */
@@ -107,10 +111,18 @@ export class Feeder extends EventEmitter<FeederEvents> {
   private lastConnectError = '';
   private manualRetries = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  private watchQueued = false;
   private closed = false;
 
   constructor(opts: FeederOptions = {}) {
     super();
+    // `newListener` is not in FeederEvents: it is EventEmitter's own.
+    (this as EventEmitter).on(
+      'newListener',
+      (event: string | symbol, listener: (...a: never[]) => unknown) => {
+        if (event === 'result' && this.finished.size > 0) this.replay(listener, [...this.finished.values()]);
+      },
+    );
     const given = Object.fromEntries(
       Object.entries(opts).filter(([, v]) => v !== undefined),
     ) as FeederOptions;
@@ -225,7 +237,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
         'EVALIDATION',
         `tasks[${split.index}]: ${split.bytes} bytes as JSON, over the master's message limit of ${this.opts.maxMessageBytes} bytes`,
       );
-    if (!split || split.chunks.length === 1) return this.addChunk(grouped, opts.batch, calledAt, opts);
+    if (!split || split.chunks.length === 1) return this.addChunk(grouped, tasks, opts.batch, calledAt, opts);
     // Too large for one message: several adds under one batch name, dependencies first. Each is
     // atomic on its own; a refusal names what the earlier ones stored.
     const batch = opts.batch ?? randomBytes(12).toString('hex');
@@ -236,6 +248,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
       try {
         added = await this.addChunk(
           chunk.map((i) => grouped[i]),
+          chunk.map((i) => tasks[i]),
           batch,
           calledAt,
           opts,
@@ -256,6 +269,8 @@ export class Feeder extends EventEmitter<FeederEvents> {
 
   private async addChunk(
     grouped: TaskInput[],
+    /** The caller's task objects behind `grouped`, so `work()` knows them when they come again. */
+    tasks: TaskInput[],
     batch: string | undefined,
     calledAt: number,
     opts: AddOptions,
@@ -272,7 +287,11 @@ export class Feeder extends EventEmitter<FeederEvents> {
       );
       const reply = addReplySchema.parse(raw);
       if (reply.ok) {
-        for (const t of reply.tasks) if (!this.seen.has(t.id)) this.pending.add(t.id);
+        reply.tasks.forEach((t, i) => {
+          if (!this.finished.has(t.id)) this.pending.add(t.id);
+          const given = tasks[i];
+          if (given && typeof given === 'object') this.addedAs.set(given, t.id);
+        });
         return { batch: reply.batch, tasks: reply.tasks };
       }
       if (reply.error.code !== 'EQUEUEFULL' || attempt >= retries) throw refusal(reply.error, 'batch');
@@ -285,17 +304,38 @@ export class Feeder extends EventEmitter<FeederEvents> {
   }
 
   /**
-   * Adds tasks and resolves with their outcomes in input order, once every one is final. It does not
-   * reject because a task failed: a failed or cancelled task's outcome has `state: 'failed'` or
-   * `'cancelled'` and an `error` with its code (ETASK, ETO, EDEPFAILED, …). It rejects only when the
-   * add is refused (see `add`), or when the feeder is closed before every outcome arrived.
+   * Adds tasks and resolves with their outcomes in input order, once every one is final. Tasks this
+   * feeder already added (the same objects, or the same ids) are not added again: `work` waits for
+   * them. It does not reject because a task failed: a failed or cancelled task's outcome has
+   * `state: 'failed'` or `'cancelled'` and an `error` with its code (ETASK, ETO, EDEPFAILED, …). It
+   * rejects only when the add is refused (see `add`), or when the feeder is closed before every
+   * outcome arrived.
    */
   async work(tasks: TaskInput[], opts: WorkOptions = {}): Promise<TaskOutcome[]> {
-    const refs = await this.add(tasks, opts);
+    const ids: (string | undefined)[] = tasks.map((t) => this.knownId(t));
+    const fresh = tasks.filter((_, i) => ids[i] === undefined);
+    if (fresh.length > 0 || tasks.length === 0) {
+      const refs = await this.add(fresh, opts);
+      let next = 0;
+      ids.forEach((id, i) => {
+        if (id === undefined) ids[i] = refs[next++].id;
+      });
+    }
+    return this.wait(ids as string[], opts.onResult);
+  }
+
+  /**
+   * Waits for tasks added before (by this feeder, another one, or a `taskmaster feed`): resolves with
+   * their outcomes in the order given. `onResult` is called as each one is final.
+   */
+  wait(
+    refs: readonly (string | { id: string })[],
+    onResult?: (outcome: TaskOutcome, index: number) => void,
+  ): Promise<TaskOutcome[]> {
     return Promise.all(
       refs.map((r, i) =>
-        this.outcome(r.id).then((o) => {
-          opts.onResult?.(o, i);
+        this.outcome(typeof r === 'string' ? r : r.id).then((o) => {
+          onResult?.(o, i);
           return o;
         }),
       ),
@@ -311,24 +351,29 @@ export class Feeder extends EventEmitter<FeederEvents> {
     return this.work(tasks, { ...opts, onResult: onEach });
   }
 
-  /** Resolves with the outcome of a task this feeder added or watches. */
+  /**
+   * Resolves with the outcome of a task, by id: at once if it was delivered already, else when it is
+   * final. An id this feeder did not add is watched; one the master does not know rejects.
+   */
   outcome(id: string): Promise<TaskOutcome> {
-    const known = this.unclaimed.get(id);
-    if (known) {
-      this.unclaimed.delete(id);
-      return Promise.resolve(known);
-    }
+    const known = this.finished.get(id);
+    if (known) return Promise.resolve(known);
     if (this.closed) return Promise.reject(closedBefore(id));
-    return new Promise((resolve, reject) => {
+    const promise = new Promise<TaskOutcome>((resolve, reject) => {
       let list = this.waiters.get(id);
       if (!list) this.waiters.set(id, (list = []));
       list.push({ resolve, reject });
     });
+    if (!this.pending.has(id)) {
+      this.pending.add(id);
+      this.watchSoon();
+    }
+    return promise;
   }
 
   /** Follow tasks added elsewhere (or before a restart of this process); outcomes come as `result`. */
   async watch(ids: string[]): Promise<void> {
-    for (const id of ids) if (!this.seen.has(id)) this.pending.add(id);
+    for (const id of ids) if (!this.finished.has(id)) this.pending.add(id);
     await this.ready();
     await this.rewatch();
   }
@@ -401,17 +446,54 @@ export class Feeder extends EventEmitter<FeederEvents> {
 
   private settle(o: TaskOutcome): void {
     // An outcome can come twice (pushed, and again in a watch reply after a reconnect).
-    if (this.seen.has(o.id)) return;
-    remember(this.seen, o.id);
+    if (this.finished.has(o.id)) return;
+    this.finished.set(o.id, o);
+    if (this.finished.size > MEMORY) this.finished.delete(this.finished.keys().next().value as string);
     this.pending.delete(o.id);
     this.emit('result', o);
     const list = this.waiters.get(o.id);
     this.waiters.delete(o.id);
     if (list) for (const w of list) w.resolve(o);
-    else {
-      this.unclaimed.set(o.id, o);
-      if (this.unclaimed.size > MEMORY) this.unclaimed.delete(this.unclaimed.keys().next().value as string);
-    }
+  }
+
+  /** The id a task was already added under by this feeder, if it was. */
+  private knownId(t: TaskInput): string | undefined {
+    if (!t || typeof t !== 'object') return undefined;
+    const byObject = this.addedAs.get(t);
+    if (byObject !== undefined) return byObject;
+    const id = (t as { id?: unknown }).id;
+    return typeof id === 'string' && (this.pending.has(id) || this.finished.has(id)) ? id : undefined;
+  }
+
+  /**
+   * Gives a `result` listener added late the outcomes delivered before it, oldest first. Deferred to a
+   * microtask so the listener is registered by then: `once` listeners get one outcome, and a listener
+   * removed meanwhile gets none.
+   */
+  private replay(listener: (...args: never[]) => unknown, past: TaskOutcome[]): void {
+    queueMicrotask(() => {
+      for (const o of past) {
+        const registered = this.rawListeners('result').find(
+          (l) => l === listener || (l as { listener?: unknown }).listener === listener,
+        ) as ((o: TaskOutcome) => void) | undefined;
+        if (!registered) return;
+        registered.call(this, o);
+      }
+    });
+  }
+
+  /**
+   * One `tasks:watch` for every id that `outcome()` was asked about in this turn of the event loop
+   * (`wait` on 10,000 ids sends one request, not 10,000). If the connection is not there yet, the
+   * watch on (re)connect asks for them.
+   */
+  private watchSoon(): void {
+    if (this.watchQueued) return;
+    this.watchQueued = true;
+    setImmediate(() => {
+      this.watchQueued = false;
+      if (this.connected) void this.rewatch();
+    });
   }
 
   /** After a (re)connect: ask for every outcome still missing. */
@@ -422,8 +504,14 @@ export class Feeder extends EventEmitter<FeederEvents> {
       const reply = watchReplySchema.parse(await this.request('tasks:watch', { ids }));
       if (!reply.ok) return void this.logger.warn('watch refused', { error: reply.error });
       for (const o of reply.outcomes) this.settle(o);
-      for (const id of reply.unknown)
+      for (const id of reply.unknown) {
         this.logger.warn('the master does not know a task this feeder waits for', { taskId: id });
+        this.pending.delete(id);
+        const list = this.waiters.get(id);
+        this.waiters.delete(id);
+        for (const w of list ?? [])
+          w.reject(new Error(`the master at ${this.master} does not know task "${id}"`));
+      }
     } catch (err) {
       this.logger.warn('watch failed; will retry on the next connect', { error: String(err) });
     }
@@ -473,9 +561,4 @@ export function issuesOf(details: unknown): { path: string; message: string }[] 
 
 function closedBefore(id: string): Error {
   return new Error(`the feeder was closed before the outcome of task "${id}" arrived`);
-}
-
-function remember(set: Set<string>, id: string): void {
-  set.add(id);
-  if (set.size > MEMORY) set.delete(set.keys().next().value as string);
 }

@@ -23,7 +23,7 @@ export interface TaskContext {
   done(result?: unknown): void;
   /** Ends the attempt with an error; `{ unrecoverable: true }` on it stops retries. */
   error(err?: unknown): void;
-  /** Reports progress (any finite number, e.g. a percentage) to feeders watching the task. */
+  /** Reports progress, a fraction from 0 to 1, to feeders watching the task. */
   progress(n: number): void;
   /** Adds follow-up tasks through the master; resolves to their `{ id, _id }` references. */
   add(tasks: unknown, batch?: string): Promise<unknown>;

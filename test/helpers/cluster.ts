@@ -91,7 +91,17 @@ export interface Proc {
 
 /** Starts `taskmaster ARGS` as a child process with JSON logs. */
 export function spawnCli(args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  return spawnProc(process.execPath, [CLI, ...args], { env });
+}
+
+/** Starts a process with JSON taskmaster logs, e.g. `npx taskmaster …` in another folder. */
+export function spawnProc(
+  command: string,
+  args: string[],
+  { env = {}, cwd }: { env?: Record<string, string>; cwd?: string } = {},
+): Proc {
+  const child = spawn(command, args, {
+    cwd,
     env: { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

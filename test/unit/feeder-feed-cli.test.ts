@@ -76,8 +76,74 @@ describe('taskmaster feed', () => {
     expect(r.err).toMatch(/m-bad {2}failed {2}EBROKEN {2}it broke/);
     expect(r.err).toMatch(/m-dep {2}failed {2}EDEPFAILED/);
     // Progress as plain lines, since the stream is not a terminal.
-    expect(r.err).toMatch(/3\/3 finished: done 1, failed 2, cancelled 0/);
+    expect(r.err).toMatch(/3\/3 finished, 100%: done 1, failed 2, cancelled 0/);
     expect(r.out.split('\n')[0]).toBe('m-ok\tdone\t["fine"]');
+  });
+
+  test('--wait ends with its summary: result lines first, then the summary as the last line', async () => {
+    const f = file(
+      'order.json',
+      JSON.stringify([
+        { id: 'o-1', module: 'ok', params: [1] },
+        { id: 'o-2', module: 'ok' },
+      ]),
+    );
+    // One stream for both, as on a terminal: the order of the writes is the order the user sees.
+    const both = new Capture();
+    const code = await feed({
+      file: f,
+      feeder: { master: master.url },
+      logger: testLogger(),
+      wait: true,
+      out: both,
+      err: both,
+    });
+    expect(code).toBe(0);
+    const lines = both.text.trimEnd().split('\n');
+    expect(lines.at(-1)).toMatch(/^2 tasks in \d+\.\d s: 2 done, 0 failed, 0 cancelled$/);
+    expect(lines.indexOf('o-1\tdone\t[1]')).toBeGreaterThan(-1);
+    expect(lines.indexOf('o-1\tdone\t[1]')).toBeLessThan(lines.length - 1);
+  });
+
+  test('--wait --out FILE writes the results to the file and --quiet prints none; both end with the summary', async () => {
+    const f = file('quiet.json', JSON.stringify([{ id: 'q-1', module: 'ok', params: ['x'] }]));
+    const outFile = path.join(dir, 'results.txt');
+    const toFile = await run(f, { wait: true, outFile });
+    expect(toFile.code).toBe(0);
+    expect(toFile.out).toBe('');
+    expect(fs.readFileSync(outFile, 'utf8')).toBe('q-1\tdone\t["x"]\n');
+    expect(toFile.err.trimEnd().split('\n').slice(-2)).toEqual([
+      expect.stringMatching(/^1 tasks in .* 1 done/),
+      `results in ${outFile}`,
+    ]);
+    const quiet = await run(f, { wait: true, quiet: true });
+    expect(quiet.code).toBe(0);
+    expect(quiet.out).toBe('');
+    expect(quiet.err.trimEnd().split('\n').at(-1)).toMatch(/^1 tasks in .* 1 done/);
+  });
+
+  test('ids in a batch file are local to each feed: the same file is fed twice, dependencies follow, results keep its ids', async () => {
+    const f = file(
+      'again.json',
+      JSON.stringify([
+        { id: 'first', module: 'ok', params: ['one'] },
+        { id: 'second', module: 'ok', params: ['two'], dependencies: ['first'] },
+      ]),
+    );
+    const stored: string[][] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await run(f, { wait: true, json: true });
+      expect(r.code).toBe(0);
+      const outcomes = JSON.parse(r.out) as (TaskOutcome & { taskId: string })[];
+      expect(outcomes.map((o) => [o.id, o.state])).toEqual([
+        ['first', 'done'],
+        ['second', 'done'],
+      ]);
+      expect(outcomes[0].taskId).toBe(`${outcomes[0].batch}/first`);
+      expect(outcomes[0].batch).toMatch(/^again-/);
+      stored.push(outcomes.map((o) => o.taskId));
+    }
+    expect(stored[0]).not.toEqual(stored[1]);
   });
 
   test('--wait --json prints the outcomes as one JSON array in input order and exits 0 when all are done', async () => {

@@ -1,0 +1,118 @@
+/**
+ * The README against the code: every command's flags (its `--help`) against the README's table for
+ * it, the HTTP routes it lists against a running master, and the collections it describes against the
+ * ones the master creates.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import mongoose from 'mongoose';
+import { main } from '../../bin/cli';
+import type { Master } from '../../master/master';
+import { ROOT, mongoUrl, startMaster, uniqueDbName } from '../helpers/cluster';
+
+const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+
+/** `taskmaster COMMAND --help`, run in this process (commander writes it to stdout). */
+async function help(...command: string[]): Promise<string> {
+  let text = '';
+  const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    text += chunk.toString();
+    return true;
+  });
+  try {
+    expect(await main(['node', 'taskmaster', ...command, '--help'])).toBe(0);
+  } finally {
+    write.mockRestore();
+  }
+  return text;
+}
+
+/** The long flags a `--help` lists, without --help itself. */
+function helpFlags(text: string): string[] {
+  const flags = [...text.matchAll(/^ {2}(?:-\w, )?(--[a-z][a-z-]*)/gm)].map((m) => m[1]);
+  return flags.filter((f) => f !== '--help').sort();
+}
+
+/** The part of the README from a heading line to the next heading of the same or a higher level. */
+function section(heading: string): string {
+  const start = README.indexOf(`\n${heading}\n`);
+  if (start < 0) throw new Error(`README has no heading "${heading}"`);
+  const level = heading.split(' ')[0];
+  const rest = README.slice(start + heading.length + 2);
+  const next = rest.search(new RegExp(`^#{1,${level.length}} `, 'm'));
+  return next < 0 ? rest : rest.slice(0, next);
+}
+
+/** The flags in the first column of a section's table. */
+function tableFlags(text: string): string[] {
+  return [...text.matchAll(/^\| `(--[a-z][a-z-]*)/gm)].map((m) => m[1]).sort();
+}
+
+describe('the README matches the code', () => {
+  test('every command has a section under Configuration whose table lists exactly its --help flags', async () => {
+    const commands = [...(await help()).matchAll(/^ {2}([a-z]+)\b/gm)]
+      .map((m) => m[1])
+      .filter((c) => c !== 'help');
+    expect(commands).toEqual(
+      expect.arrayContaining(['master', 'runner', 'feed', 'init', 'db', 'demo', 'status', 'drain']),
+    );
+    const config = section('## Configuration');
+    const headings = [...config.matchAll(/^### (.+)$/gm)].map((m) => m[1]);
+    const mismatches: string[] = [];
+    // One at a time: each run captures stdout.
+    for (const h of headings) {
+      const named = [...h.matchAll(/`taskmaster ([a-z]+)/g)].map((m) => m[1]);
+      const fromHelp = [...new Set((await Promise.all(named.map((c) => help(c)))).flatMap(helpFlags))].sort();
+      const documented = tableFlags(section(`### ${h}`));
+      if (JSON.stringify(fromHelp) !== JSON.stringify(documented))
+        mismatches.push(`${h}: --help has ${fromHelp.join(' ')}; README has ${documented.join(' ')}`);
+    }
+    expect(mismatches).toEqual([]);
+    const documentedCommands = headings.flatMap((h) =>
+      [...h.matchAll(/`taskmaster ([a-z]+)/g)].map((m) => m[1]),
+    );
+    expect(commands.filter((c) => !documentedCommands.includes(c))).toEqual([]);
+  });
+
+  describe('against a running master', () => {
+    const dbName = uniqueDbName('readme-docs');
+    let master: Master;
+    beforeAll(async () => {
+      master = await startMaster(dbName);
+    });
+    afterAll(async () => {
+      await master?.close();
+    });
+
+    test('every HTTP route in the README has a handler', async () => {
+      const routes = [...README.matchAll(/^\| `(GET|POST|DELETE) (\/[^`?]*)(?:\?[^`]*)?`/gm)].map((m) => ({
+        method: m[1],
+        path: m[2].replace(/\b(ID|KEY)\b/g, 'nobody'),
+      }));
+      expect(routes.length).toBeGreaterThanOrEqual(9);
+      const unrouted: string[] = [];
+      for (const r of routes) {
+        const res = await fetch(new URL(r.path, master.url), { method: r.method });
+        const body = (await res.json()) as { error?: { code?: string } };
+        if (body.error?.code === 'ENOTFOUND') unrouted.push(`${r.method} ${r.path}`);
+      }
+      expect(unrouted).toEqual([]);
+    });
+
+    test('the collections the README describes are the ones the master creates', async () => {
+      const documented = [...section('## Architecture').matchAll(/^- `([a-z_]+)` —/gm)]
+        .map((m) => m[1])
+        .sort();
+      const conn = await mongoose.createConnection(mongoUrl(), { dbName }).asPromise();
+      try {
+        const created = (await conn.db!.listCollections().toArray()).map((c) => c.name).sort();
+        expect(documented).toEqual(created);
+        expect(section('## Architecture')).toContain(
+          `MongoDB: ${['tasks', 'task_adds', 'allocations'].join(', ')}`,
+        );
+      } finally {
+        await conn.close();
+      }
+    });
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * The README runs. Its code blocks marked ```ts runnable (feeder scripts) and ```ts task / ```js task
+ * (task modules) are written out under the paths their first line names (`// tasks/greet.ts`), with
+ * `taskmaster-distributed` resolving to this checkout; then they are type-checked with the project's
+ * compiler options, and each runnable one is run against a real master and a runner on their task
+ * folder (and the example tasks/). A snippet that does not compile, fails, or does not exit by itself
+ * (e.g. without `feeder.close()`) fails this test.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import ts from 'typescript';
+import type { Master } from '../../master/master';
+import type { Runner } from '../../runner/runner';
+import { startRunner } from '../helpers/clients';
+import { ROOT, startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+
+const run = promisify(execFile);
+
+interface Snippet {
+  kind: 'runnable' | 'task';
+  file: string;
+  code: string;
+}
+
+export function readmeSnippets(markdown: string): Snippet[] {
+  return [...markdown.matchAll(/^```(?:ts|js) (runnable|task)\n([\s\S]*?)^```$/gm)].map((m) => {
+    const file = /^\/\/ (\S+\.[cm]?[jt]s)\n/.exec(m[2])?.[1];
+    if (!file) throw new Error(`a README snippet marked ${m[1]} must start with "// <path>":\n${m[2]}`);
+    return { kind: m[1] as Snippet['kind'], file, code: m[2] };
+  });
+}
+
+/** `taskmaster-distributed` (and its `/task` entry) as a package in `dir`, pointing at this checkout. */
+function linkPackage(dir: string): void {
+  const pkg = path.join(dir, 'node_modules', 'taskmaster-distributed');
+  fs.mkdirSync(pkg, { recursive: true });
+  const entries = { index: path.join(ROOT, 'index'), task: path.join(ROOT, 'runner', 'define-task') };
+  for (const [name, target] of Object.entries(entries)) {
+    // Runs through tsx's hook, which the runner's children and run-ts.js register.
+    fs.writeFileSync(
+      path.join(pkg, `${name}.js`),
+      `module.exports = require(${JSON.stringify(`${target}.ts`)});\n`,
+    );
+    fs.writeFileSync(path.join(pkg, `${name}.d.ts`), `export * from ${JSON.stringify(target)};\n`);
+  }
+  fs.writeFileSync(
+    path.join(pkg, 'package.json'),
+    JSON.stringify({
+      name: 'taskmaster-distributed',
+      exports: {
+        '.': { types: './index.d.ts', default: './index.js' },
+        './task': { types: './task.d.ts', default: './task.js' },
+      },
+    }),
+  );
+}
+
+describe('the README runs', () => {
+  const snippets = readmeSnippets(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'));
+  const dbName = uniqueDbName('readme-snippets');
+  let dir: string;
+  let master: Master;
+  let runner: Runner;
+
+  beforeAll(async () => {
+    dir = tempDir('readme');
+    linkPackage(dir);
+    for (const s of snippets) {
+      fs.mkdirSync(path.dirname(path.join(dir, s.file)), { recursive: true });
+      fs.writeFileSync(path.join(dir, s.file), s.code);
+    }
+    master = await startMaster(dbName);
+    runner = await startRunner(master.url, {
+      tasks: [path.join(dir, 'tasks'), path.join(ROOT, 'tasks')],
+      workers: 1,
+      slots: 4,
+    });
+  });
+  afterAll(async () => {
+    await runner?.close();
+    await master?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('it has runnable feeder scripts and task modules, each named by its first line', () => {
+    expect(snippets.filter((s) => s.kind === 'runnable').length).toBeGreaterThanOrEqual(2);
+    expect(snippets.filter((s) => s.kind === 'task').length).toBeGreaterThanOrEqual(1);
+  });
+
+  test('its TypeScript snippets type-check with the project compiler options', () => {
+    const config = ts.readConfigFile(path.join(ROOT, 'tsconfig.json'), ts.sys.readFile);
+    const { options } = ts.parseJsonConfigFileContent(config.config, ts.sys, ROOT);
+    const files = snippets.filter((s) => s.file.endsWith('.ts')).map((s) => path.join(dir, s.file));
+    const program = ts.createProgram(files, {
+      ...options,
+      noEmit: true,
+      types: ['node'],
+      typeRoots: [path.join(ROOT, 'node_modules', '@types')],
+    });
+    const errors = ts
+      .getPreEmitDiagnostics(program)
+      .filter((d) => d.file && d.file.fileName.startsWith(dir))
+      .map(
+        (d) =>
+          `${path.relative(dir, d.file!.fileName)}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
+      );
+    expect(errors).toEqual([]);
+  });
+
+  test('each runnable snippet runs to completion against a real master, and exits by itself', async () => {
+    for (const s of snippets.filter((x) => x.kind === 'runnable')) {
+      const result = await run(process.execPath, [path.join(ROOT, 'bin', 'run-ts.js'), s.file], {
+        cwd: dir,
+        env: { ...process.env, TASKMASTER_MASTER: master.url },
+        timeout: 30_000,
+        encoding: 'utf8',
+      }).catch((e: Error & { stdout?: string; stderr?: string; signal?: string }) => {
+        throw new Error(
+          `README snippet ${s.file} failed (${e.signal ?? e.message}):\n${e.stdout}\n${e.stderr}`,
+        );
+      });
+      expect(result.stdout).toMatch(/done/);
+    }
+  });
+});

@@ -1,0 +1,184 @@
+/**
+ * The package as a user gets it: `npm pack` (which builds dist/), the tarball installed into a fresh
+ * folder, and there — with nothing of this repository on the path — the CLI, `taskmaster init`, a
+ * master and a runner started with `npx taskmaster`, and a TypeScript feeder compiled with `tsc` as
+ * CommonJS and as NodeNext ESM, each run to completion against them.
+ *
+ * Run by `npm run test:package` (a CI step of its own: it needs the npm registry or cache).
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ROOT, spawnProc, tempDir, type Proc } from '../helpers/cluster';
+import { dropTestDb, testDbName, testDbUrl } from '../helpers/db';
+
+const run = promisify(execFile);
+type Run = (args: string[], env?: Record<string, string>) => Promise<{ stdout: string; stderr: string }>;
+const PKG = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { name: string };
+const versionOf = (dep: string) =>
+  (
+    JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', dep, 'package.json'), 'utf8')) as {
+      version: string;
+    }
+  ).version;
+
+jest.setTimeout(120_000);
+
+/** The two ways a user's TypeScript project compiles a feeder script. */
+const MODES = {
+  // A classic CommonJS project; the package's own declarations are type-checked too.
+  cjs: { type: 'commonjs', compilerOptions: { module: 'commonjs', esModuleInterop: true } },
+  // An ES module project; skipLibCheck as `tsc --init` sets it.
+  esm: { type: 'module', compilerOptions: { module: 'nodenext', skipLibCheck: true } },
+};
+
+/** Writes the feeder fixture as a project per mode and compiles them all at once (each takes seconds). */
+async function compileFeeders(dir: string, run: Run): Promise<void> {
+  const source = fs.readFileSync(path.join(__dirname, 'fixture', 'feed.ts'), 'utf8');
+  for (const [mode, m] of Object.entries(MODES)) {
+    fs.mkdirSync(path.join(dir, mode));
+    fs.writeFileSync(path.join(dir, mode, 'feed.ts'), source);
+    fs.writeFileSync(path.join(dir, mode, 'package.json'), JSON.stringify({ type: m.type }));
+    const compilerOptions = { target: 'es2022', strict: true, outDir: 'out', rootDir: '..', types: ['node'] };
+    fs.writeFileSync(
+      path.join(dir, mode, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { ...compilerOptions, ...m.compilerOptions }, files: ['feed.ts'] }),
+    );
+  }
+  await Promise.all(Object.keys(MODES).map((mode) => run(['tsc', '-p', mode])));
+}
+
+describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
+  const dbName = testDbName(__filename);
+  let dir: string;
+  let tarball: string;
+  let masterUrl: string;
+  /** The feeder compiles, started once the package is installed, while the other tests run. */
+  let compiled: Promise<void>;
+  const procs: Proc[] = [];
+  /** The installed command itself: `npx taskmaster` is checked once, and costs a second a call. */
+  const taskmaster: Run = (args, env = {}) =>
+    run(path.join(dir, 'node_modules', '.bin', 'taskmaster'), args, {
+      cwd: dir,
+      env: { ...process.env, ...env },
+      timeout: 60_000,
+      encoding: 'utf8',
+    });
+  const npx: Run = (args, env = {}) =>
+    run('npx', ['--no-install', ...args], {
+      cwd: dir,
+      env: { ...process.env, ...env },
+      timeout: 60_000,
+      encoding: 'utf8',
+    });
+
+  beforeAll(async () => {
+    dir = tempDir('package');
+    const packed = await run('npm', ['pack', '--json', '--pack-destination', dir], {
+      cwd: ROOT,
+      timeout: 90_000,
+      encoding: 'utf8',
+    });
+    // The build's own lines come before the JSON report.
+    const report = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('\n[') + 1)) as {
+      filename: string;
+    }[];
+    tarball = path.join(dir, report[0].filename);
+    const project = path.join(dir, 'project');
+    fs.mkdirSync(project);
+    fs.writeFileSync(
+      path.join(project, 'package.json'),
+      JSON.stringify({ name: 'package-check', private: true, type: 'commonjs' }),
+    );
+    dir = project;
+    await run(
+      'npm',
+      [
+        'install',
+        '--prefer-offline',
+        '--no-audit',
+        '--no-fund',
+        tarball,
+        `typescript@${versionOf('typescript')}`,
+        `@types/node@${versionOf('@types/node')}`,
+      ],
+      { cwd: dir, timeout: 90_000, encoding: 'utf8' },
+    );
+    // The example module the feeders import their types from.
+    await taskmaster(['init', 'tasks']);
+    compiled = compileFeeders(dir, npx);
+    compiled.catch(() => undefined); // reported by the test that awaits it
+  });
+
+  afterAll(async () => {
+    for (const p of procs.reverse()) await p.kill();
+    await dropTestDb(dbName).catch(() => undefined);
+    if (dir) fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+  });
+
+  test('ships compiled JavaScript with declarations and no TypeScript sources', () => {
+    const root = path.join(dir, 'node_modules', PKG.name);
+    expect(fs.existsSync(path.join(root, 'dist', 'index.js'))).toBe(true);
+    expect(fs.existsSync(path.join(root, 'dist', 'index.d.ts'))).toBe(true);
+    expect(fs.existsSync(path.join(root, 'dist', 'runner', 'child-main.js'))).toBe(true);
+    expect(fs.existsSync(path.join(root, 'bin', 'cli.ts'))).toBe(false);
+    expect(fs.existsSync(path.join(root, 'test'))).toBe(false);
+  });
+
+  test('npx taskmaster --help lists the commands', async () => {
+    const { stdout } = await npx(['taskmaster', '--help']);
+    for (const c of ['master', 'runner', 'feed', 'init', 'db', 'demo'])
+      expect(stdout).toMatch(new RegExp(`\\n  ${c}\\b`));
+  });
+
+  test('taskmaster init wrote a tasks folder (in beforeAll), and refuses to overwrite it', async () => {
+    expect(fs.readFileSync(path.join(dir, 'tasks', 'greet.ts'), 'utf8')).toContain(
+      `import { defineTask } from '${PKG.name}/task'`,
+    );
+    const again = await taskmaster(['init', 'tasks']).then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(again?.code).toBe(1);
+    expect(again?.stderr).toContain('already exist; nothing was written');
+  });
+
+  test('a master and a runner from the package run the init batch, fed twice with taskmaster feed', async () => {
+    // Started through the installed bin rather than npx, which would not pass a signal on to them.
+    const bin = path.join(dir, 'node_modules', '.bin', 'taskmaster');
+    const master = spawnProc(bin, ['master', '--port', '0'], {
+      cwd: dir,
+      env: { MONGO_URL: testDbUrl(dbName) },
+    });
+    procs.push(master);
+    const line = await master.waitFor(/"message":"master listening"[^\n]*/, 60_000);
+    masterUrl = /"url":"([^"]+)"/.exec(line)?.[1] ?? '';
+    expect(masterUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const runner = spawnProc(bin, ['runner', '--master', masterUrl, '--tasks', 'tasks', '--workers', '1'], {
+      cwd: dir,
+    });
+    procs.push(runner);
+    await runner.waitFor(/"message":"runner ready"/, 60_000);
+
+    for (let i = 0; i < 2; i++) {
+      const fed = await taskmaster(['feed', 'tasks/batch.json', '--wait', '--master', masterUrl]);
+      expect(fed.stdout).toContain('greet-twice\tdone\t{"greeting":"Hello, again! Hello, again!"');
+      expect(fed.stderr.trimEnd().split('\n').pop()).toMatch(/^2 tasks in \d+\.\d s: 2 done, 0 failed/);
+    }
+  });
+
+  test('a TypeScript feeder compiles with tsc as CommonJS and as NodeNext ESM, and runs to completion', async () => {
+    expect(masterUrl).toBeTruthy();
+    await compiled;
+    for (const mode of Object.keys(MODES)) {
+      const { stdout } = await run(process.execPath, [path.join(mode, 'out', mode, 'feed.js'), mode], {
+        cwd: dir,
+        env: { ...process.env, TASKMASTER_MASTER: masterUrl },
+        timeout: 30_000,
+        encoding: 'utf8',
+      });
+      expect(stdout).toBe(`result Hello, ${mode}! Hello, ${mode}!\n`);
+    }
+  });
+});
