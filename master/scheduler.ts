@@ -669,11 +669,35 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Rebuilds memory from the database after a start: every `tasks` document not final. */
   async recover(): Promise<{ tasks: number; orphans: number; dropped: number }> {
     for (const a of await this.store.loadAllocations()) this.allocations.set(a.key, a.runner);
-    const { docs, dropped } = await this.store.loadForRecovery();
+    const { docs, journal, dropped } = await this.store.loadForRecovery();
     const open: TaskRecord[] = [];
     for (const d of docs) {
       const t = recordOf(d, this.opts.maxAttempts);
+      const j = journal.get(t.id);
+      if (j) {
+        // The journal holds a newer state than the document: take it, and write it into `tasks`.
+        const c = j.change;
+        Object.assign(t, {
+          rev: c.rev,
+          state: c.state,
+          attempts: c.attempts,
+          who: c.who ?? null,
+          assignedAt: c.when ?? null,
+          finishedAt: c.completed ?? null,
+          result: c.result,
+          error: (c.error as TaskRecord['error']) ?? null,
+          moduleHash: c.moduleHash ?? t.moduleHash ?? null,
+          uncounted: c.uncounted ?? t.uncounted,
+        });
+        this.store.adoptJournal(t, j.refs);
+      }
       this.tasks.set(t.id, t);
+      if (isFinal(t.state)) {
+        const finishedAt = t.finishedAt;
+        this.finish(t);
+        t.finishedAt = finishedAt ?? t.finishedAt;
+        continue;
+      }
       open.push(t);
     }
     const outside = new Set<string>();

@@ -1,18 +1,23 @@
 /**
- * Writes the changes nobody waits for — a task started running — into `tasks`, a little later and
- * coalesced: a record waits `foldDelayMs` (and until the writer made its earlier changes durable),
- * and if a newer state was written meanwhile (the task finished) it is dropped, so fast tasks cost
- * no extra statement. The filter holds the precondition `rev < new`, so this can never write over
- * a newer state.
+ * Keeps `tasks` current: writes each changed task's latest state into its document soon after the
+ * change is durable in the journal (master/store.ts), and, for changes nobody waits for (a task
+ * started running), a little later, so they are skipped when a newer state comes first.
  *
- * Bounded: when more records wait than `foldBacklogLimit`, `congested` tells the scheduler to hold
- * new assignments until the folder catches up.
+ * Inputs: live task records, each with the writer sequence of its latest change and the journal
+ * documents that hold its changes. Only records whose latest change is durable are written (a
+ * document must exist before it is updated). Coalescing: a record is written once however often it
+ * changed, at its state at the time of writing, so a task assigned and finished between two rounds
+ * costs one statement. Ordering: the filter holds the precondition `rev < new`, so an older state
+ * never replaces a newer one. Journal documents whose changes are all written are then deleted.
+ * The loop runs beside the writer whenever there is work (never only when it is idle, so steady load
+ * cannot starve it). Bounded: above `foldBacklogLimit` waiting records, `congested` tells the
+ * scheduler to hold new assignments until the folder catches up.
  */
+import type { Collection } from 'mongoose';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
 import { isFinal } from '../protocol/states';
 import { encodeValue } from '../models/codec';
-import type { Collection } from 'mongoose';
 import type { TaskDoc } from '../models/task';
 import type { TaskRecord } from './task-record';
 import { classify } from './write-errors';
@@ -20,9 +25,9 @@ import { classify } from './write-errors';
 export interface FoldOptions {
   /** Statements per update command. Default 500. */
   foldChunk?: number;
-  /** How long a change waits, so a newer one can replace it. Default 200 ms. */
+  /** How long a change nobody waits for (running) waits, so a newer one can replace it. Default 200 ms. */
   foldDelayMs?: number;
-  /** Records waiting above which new assignments wait. Default 20,000. */
+  /** Records waiting above which new assignments wait. Default 50,000. */
   foldBacklogLimit?: number;
   logger: Logger;
 }
@@ -33,21 +38,27 @@ export interface FoldTarget {
   /** Writer sequence number of the last durable change. */
   readonly durable: number;
   readonly isClosed: boolean;
+  releaseJournal(docs: string[]): void;
+  deleteFoldedJournal(): Promise<void>;
 }
 
 interface Pending {
   t: TaskRecord;
-  rev: number;
-  /** Writer sequence when the change was made: written only once the writer is past it. */
+  /** Writer sequence of the latest change: written only once the writer is past it. */
   seq: number;
+  /** When the oldest change not yet written was made. */
   since: number;
+  /** Journal documents holding its changes, with the revision of each. */
+  refs: [string, number][];
 }
 
 export class Folder {
   private pending = new Map<string, Pending>();
-  private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Recent lags of final states: from the outcome to its `tasks` document (ms). */
+  readonly lags: number[] = [];
   readonly counters = { commands: 0, documents: 0 };
   /** Called when the backlog falls back under the limit. */
   onRelieved: () => void = () => {};
@@ -57,17 +68,29 @@ export class Folder {
     private readonly opts: FoldOptions,
   ) {}
 
-  add(t: TaskRecord, seq: number): void {
+  /** A change of `t` (durable at writer sequence `seq`), held in journal document `ref` if any. */
+  add(t: TaskRecord, seq: number, ref?: [string, number]): void {
     if (this.closed) return;
-    const p = this.pending.get(t.id);
-    if (p) Object.assign(p, { t, rev: t.rev, seq });
-    else this.pending.set(t.id, { t, rev: t.rev, seq, since: Date.now() });
-    this.schedule();
+    let p = this.pending.get(t.id);
+    if (!p) this.pending.set(t.id, (p = { t, seq, since: Date.now(), refs: [] }));
+    else {
+      p.t = t;
+      p.seq = Math.max(p.seq, seq);
+    }
+    if (ref) p.refs.push(ref);
+    this.kick();
   }
 
-  /** The writer is writing a newer state of this task: nothing to fold. */
-  drop(id: string): void {
+  /** Forgets a task (its add was refused); returns the journal documents it held changes in. */
+  drop(id: string): string[] {
+    const p = this.pending.get(id);
     this.pending.delete(id);
+    return p ? p.refs.map(([doc]) => doc) : [];
+  }
+
+  /** The record of a task whose latest state is not in `tasks` yet. */
+  pendingRecord(id: string): TaskRecord | undefined {
+    return this.pending.get(id)?.t;
   }
 
   get backlog(): number {
@@ -75,7 +98,7 @@ export class Folder {
   }
 
   get congested(): boolean {
-    return this.pending.size > (this.opts.foldBacklogLimit ?? 20_000);
+    return this.pending.size > (this.opts.foldBacklogLimit ?? 50_000);
   }
 
   oldestAgeMs(): number {
@@ -84,10 +107,26 @@ export class Folder {
     return oldest === Infinity ? 0 : Date.now() - oldest;
   }
 
-  /** Writes everything waiting now, whatever its age (tests, shutdown). */
+  /** p50/p99/max of recent lags of final states behind their outcome. */
+  lagSummary(): { p50: number; p99: number; max: number } | null {
+    if (this.lags.length === 0) return null;
+    const s = [...this.lags].sort((a, b) => a - b);
+    const at = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+    return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] };
+  }
+
+  kick(): void {
+    if (this.running || this.closed) return;
+    this.running = this.loop(false).finally(() => {
+      this.running = null;
+      this.later();
+    });
+  }
+
+  /** Writes everything durable now, whatever its age (tests, shutdown). */
   async settled(): Promise<void> {
-    await this.running;
-    if (this.pending.size > 0) await this.round(true);
+    while (this.running) await this.running;
+    await this.loop(true);
   }
 
   async close(): Promise<void> {
@@ -96,64 +135,101 @@ export class Folder {
     if (this.timer) clearTimeout(this.timer);
   }
 
-  private schedule(): void {
-    if (this.timer || this.running || this.closed) return;
+  /** Changes that are not ripe yet (running states younger than the delay) get a later round. */
+  private later(): void {
+    if (this.timer || this.closed || this.pending.size === 0) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.running = this.round(false).finally(() => {
-        this.running = null;
-        if (this.pending.size > 0) this.schedule();
-      });
+      this.kick();
     }, this.opts.foldDelayMs ?? 200);
     this.timer.unref();
   }
 
-  private async round(all: boolean): Promise<void> {
-    const wasCongested = this.congested;
-    const ripe = Date.now() - (this.opts.foldDelayMs ?? 200);
+  private ripe(p: Pending, durable: number, all: boolean, before: number): boolean {
+    if (p.seq > durable) return false;
+    // A change in the journal is written at once; one nobody waits for, after the delay.
+    return all || p.refs.length > 0 || p.since <= before;
+  }
+
+  private async loop(all: boolean): Promise<void> {
     let failures = 0;
     for (;;) {
+      const wasCongested = this.congested;
       const durable = this.store.durable;
+      const before = Date.now() - (this.opts.foldDelayMs ?? 200);
       const chunk: Pending[] = [];
       for (const p of this.pending.values()) {
-        if (p.seq > durable || (!all && p.since > ripe)) continue;
+        if (!this.ripe(p, durable, all, before)) continue;
         chunk.push(p);
         if (chunk.length >= (this.opts.foldChunk ?? 500)) break;
       }
-      if (chunk.length === 0) break;
-      const now = Date.now();
+      if (chunk.length === 0) return;
       try {
-        await this.store.tasks.bulkWrite(
-          chunk.map((p) => ({
-            updateOne: {
-              filter: { _id: p.t.id, rev: { $lt: p.rev } },
-              update: { $set: stateFields(p.t, now) },
-            },
-          })) as never[],
-          { ordered: false },
-        );
+        await this.write(chunk);
         failures = 0;
       } catch (err) {
         if (this.closed || this.store.isClosed) return;
         const f = classify(err);
-        if (f.kind === 'transient') {
-          const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
-          this.opts.logger.warn('writing running states failed; retrying', {
-            error: f.message,
-            retryInMs: wait,
-          });
-          await new Promise((r) => setTimeout(r, wait));
-          continue;
-        }
-        // Nothing here holds user values; a refusal is not worth a retry.
-        this.opts.logger.warn('running states not written', { error: f.message });
+        const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
+        this.opts.logger.warn('writing states into tasks failed; retrying', {
+          error: f.message,
+          retryInMs: wait,
+        });
+        await new Promise((r) => setTimeout(r, wait));
       }
-      this.counters.commands++;
-      this.counters.documents += chunk.length;
-      for (const p of chunk)
-        if (this.pending.get(p.t.id) === p && p.t.rev === p.rev) this.pending.delete(p.t.id);
+      if (wasCongested && !this.congested) this.onRelieved();
     }
-    if (wasCongested && !this.congested) this.onRelieved();
+  }
+
+  private async write(chunk: Pending[]): Promise<void> {
+    const now = Date.now();
+    const snaps = chunk.map((p) => ({ p, rev: p.t.rev, state: p.t.state }));
+    const statements = (set: (t: TaskRecord) => Record<string, unknown>) =>
+      snaps.map(({ p, rev }) => ({
+        updateOne: { filter: { _id: p.t.id, rev: { $lt: rev } }, update: { $set: set(p.t) } },
+      }));
+    try {
+      await this.store.tasks.bulkWrite(statements((t) => stateFields(t, now)) as never[], { ordered: false });
+    } catch (err) {
+      if (classify(err).kind === 'transient') throw err;
+      // Values the journal took but `tasks` refuses: one by one, a refused one as a bare failure.
+      for (const [k, { p, rev }] of snaps.entries()) {
+        const one = statements((t) => stateFields(t, now))[k];
+        await this.store.tasks.bulkWrite([one] as never[]).catch(async (e: unknown) => {
+          if (classify(e).kind === 'transient') throw e;
+          this.opts.logger.error('tasks refused a state; stored as EPERSIST', { taskId: p.t.id });
+          await this.store.tasks.updateOne(
+            { _id: p.t.id, rev: { $lt: rev } },
+            { $set: { state: 'failed', rev, updated: now, error: { code: 'EPERSIST', message: String(e) } } },
+          );
+        });
+      }
+    }
+    this.counters.commands++;
+    this.counters.documents += snaps.length;
+    const done = Date.now();
+    const folded: string[] = [];
+    for (const { p, rev, state } of snaps) {
+      // Journal changes up to the written revision are in `tasks` now.
+      const left: [string, number][] = [];
+      for (const ref of p.refs) {
+        if (ref[1] <= rev) folded.push(ref[0]);
+        else left.push(ref);
+      }
+      p.refs = left;
+      if (this.pending.get(p.t.id) !== p) continue;
+      if (p.t.rev === rev) {
+        this.pending.delete(p.t.id);
+        if (isFinal(state) && p.t.finishedAt) this.recordLag(done - p.t.finishedAt);
+      } else p.since = now; // changed while the write was in flight: write again
+    }
+    this.store.releaseJournal(folded);
+    await this.store.deleteFoldedJournal();
+  }
+
+  private recordLag(ms: number): void {
+    this.lags.push(ms);
+    if (this.lags.length > 20_000) this.lags.splice(0, 10_000);
   }
 }
 
@@ -173,11 +249,19 @@ export function stateFields(t: TaskRecord, now: number): Record<string, unknown>
     set['assigned.completed'] = t.finishedAt ?? now;
     if (t.moduleHash) set.moduleHash = t.moduleHash;
     if (t.state === 'done') {
-      set.result = t.stored ? t.stored.result : null;
+      set.result = t.stored ? t.stored.result : encodeOrNull(t.result);
       set.error = null;
     }
   }
   return set;
+}
+
+function encodeOrNull(v: unknown): unknown {
+  try {
+    return encodeValue(v === undefined ? null : v);
+  } catch {
+    return null; // cannot happen for a value that came through the journal
+  }
 }
 
 function storable(e: NonNullable<TaskRecord['error']>): unknown {

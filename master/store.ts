@@ -3,27 +3,23 @@
  * add, task records whose state changed, affinity allocations. Outputs: a few bulk commands per tick,
  * and `barrier()` promises that resolve once everything enqueued before them is durable.
  *
- * `tasks` is the one record of every task, and it is current: a change that must be durable before
- * it takes effect (an assignment before it is sent, an outcome before it is delivered, a requeue) is
- * written to the task's document before anyone hears of it. Changes nobody waits for (a task
- * started running) are written a little later by the folder (master/store-fold.ts), which coalesces
- * them away when a newer state comes first.
- *
- * Group commit: one writer loop takes everything queued while the previous write was in flight and
- * writes it together: one ordered insert of new documents, then one update command with one
- * statement per changed task (its state at the time of writing, so a task that was assigned and
- * finished within one write costs one statement). The filter holds the precondition `rev < new`:
- * an older state never replaces a newer one, a retried statement is a no-op, and a stale master
- * writing behind a newer one changes nothing. Adds go first in a write, so no update ever misses
- * its document.
+ * Group commit: one writer loop takes everything queued while its previous write was in flight and
+ * writes it together: one ordered insert of the new tasks, then one journal document holding the
+ * new state of every task that changed (models/task-journal.ts), whatever their number. A change
+ * that must be durable before it takes effect (an assignment before it is sent, an outcome before it
+ * is delivered, a requeue) waits for that write, and nothing longer. Adds go first in a write, so the
+ * journal never holds a task the database lacks.
+ * `tasks` follows a moment later: the folder (master/store-fold.ts) writes each changed task's
+ * latest state, one statement per task however often it changed, with the precondition
+ * `rev < new`, and deletes journal documents once all their changes are in `tasks`.
  * All-or-nothing adds: the ids of multi-task adds are recorded in `task_adds` before their documents
  * and that record is deleted after them (models/pending-add.ts); an add is acknowledged only then.
  * Failures (master/write-errors.ts): a transient one is retried with backoff, while the master keeps
  * serving from memory and reports the backlog; a refused document fails only its own task with
- * EPERSIST (its add is refused, or its state is replaced by the failure) and every other write goes
+ * EPERSIST (its add is refused, or its change is replaced by the failure) and every other write goes
  * on. Retention and purge live in master/retention.ts.
  */
-import type { Collection, Connection } from 'mongoose';
+import { Types, type Collection, type Connection } from 'mongoose';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
 import { wireError, type WireError } from '../protocol/errors';
@@ -32,7 +28,8 @@ import { allocationModel, type AllocationDoc } from '../models/allocation';
 import { decodeValue, encodeValue, UnstorableValueError } from '../models/codec';
 import { pendingAddModel } from '../models/pending-add';
 import { taskModel, type TaskDoc } from '../models/task';
-import { Folder, stateFields, type FoldOptions } from './store-fold';
+import { journalModel, type JournalChange, type JournalDoc } from '../models/task-journal';
+import { Folder, type FoldOptions } from './store-fold';
 import type { TaskRecord } from './task-record';
 import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
 
@@ -76,6 +73,7 @@ export const STORE_DEFAULTS = { writeChunk: 1000 };
 
 export class Store {
   readonly tasks: Collection<TaskDoc>;
+  readonly journal: Collection<JournalDoc>;
   readonly allocations: Collection<AllocationDoc>;
   readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
   readonly folder: Folder;
@@ -88,6 +86,14 @@ export class Store {
   private seq = 0;
   private durableSeq = 0;
   private retrying = false;
+  /** Sequence of the write in progress: what its changes become durable as. */
+  private writing = 0;
+  private readonly journalPrefix = `${new Types.ObjectId().toHexString()}-`;
+  private journalSeq = 0;
+  /** Journal documents and how many of their changes are not in `tasks` yet. */
+  private journalRefs = new Map<string, number>();
+  private journalFolded: string[] = [];
+  private markers = 0;
   /** Database commands and documents written, for status and benchmarks. */
   readonly counters = { commands: 0, documents: 0, refused: 0, retries: 0 };
 
@@ -96,6 +102,7 @@ export class Store {
     private readonly opts: StoreOptions,
   ) {
     this.tasks = taskModel(conn).collection as unknown as Collection<TaskDoc>;
+    this.journal = journalModel(conn).collection as unknown as Collection<JournalDoc>;
     this.allocations = allocationModel(conn).collection as unknown as Collection<AllocationDoc>;
     this.pendingAdds = pendingAddModel(conn).collection as unknown as Collection<{
       _id: string;
@@ -145,10 +152,7 @@ export class Store {
         refused = persistError(t.id, err);
       }
     } else t.stored = undefined;
-    if (!refused) {
-      this.folder.drop(t.id);
-      this.push({ kind: 'state', t });
-    }
+    if (!refused) this.push({ kind: 'state', t });
     return refused;
   }
 
@@ -168,7 +172,34 @@ export class Store {
 
   /** Forgets a task whose add was refused: nothing of it is in the database. */
   forget(id: string): void {
-    this.folder.drop(id);
+    this.releaseJournal(this.folder.drop(id));
+  }
+
+  /** Journal changes now in `tasks`: a journal document whose changes all are can go. */
+  releaseJournal(docs: string[]): void {
+    for (const id of docs) {
+      const left = (this.journalRefs.get(id) ?? 1) - 1;
+      if (left > 0) this.journalRefs.set(id, left);
+      else {
+        this.journalRefs.delete(id);
+        this.journalFolded.push(id);
+      }
+    }
+  }
+
+  /** Deletes the journal documents whose changes are all in `tasks`. */
+  async deleteFoldedJournal(): Promise<void> {
+    const ids = this.journalFolded;
+    this.journalFolded = [];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
+      await this.retry(() => this.journal.deleteMany({ _id: { $in: chunk } }));
+    }
+  }
+
+  /** A recovered task's journal changes, to be folded into `tasks` like new ones. */
+  adoptJournal(t: TaskRecord, refs: [string, number][]): void {
+    for (const [doc, rev] of refs) this.folder.add(t, 0, [doc, rev]);
   }
 
   /** Resolves once everything enqueued so far is durably written. */
@@ -191,6 +222,7 @@ export class Store {
     retrying: boolean;
     foldBacklog: number;
     oldestUnfoldedMs: number;
+    lag: { p50: number; p99: number; max: number } | null;
     commands: number;
     documents: number;
   } {
@@ -199,6 +231,7 @@ export class Store {
       retrying: this.retrying,
       foldBacklog: this.folder.backlog,
       oldestUnfoldedMs: this.folder.oldestAgeMs(),
+      lag: this.folder.lagSummary(),
       commands: this.counters.commands + this.folder.counters.commands,
       documents: this.counters.documents + this.folder.counters.documents,
     };
@@ -244,8 +277,10 @@ export class Store {
         const upTo = this.seq;
         this.queue = [];
         this.waiters = [];
+        this.writing = upTo;
         await this.write(batch);
         this.durableSeq = upTo;
+        this.folder.kick();
         for (const w of waiters) w();
       }
       const waiters = this.waiters;
@@ -262,7 +297,7 @@ export class Store {
     if (adds.length > 0) await this.writeAdds(adds);
     const changed = new Map<string, TaskRecord>();
     for (const e of batch) if (e.kind === 'state') changed.set(e.t.id, e.t);
-    if (changed.size > 0) await this.writeStates([...changed.values()]);
+    if (changed.size > 0) await this.writeJournal([...changed.values()]);
     // Allocations in their own order: a key deallocated and allocated again in one tick.
     let i = 0;
     while (i < batch.length) {
@@ -291,7 +326,7 @@ export class Store {
 
   private async writeAdds(adds: AddEntry[]): Promise<void> {
     const multi = adds.filter((a) => a.docs.length > 1);
-    const marker = multi.length > 0 ? `${Date.now().toString(36)}-${++this.seq}` : null;
+    const marker = multi.length > 0 ? `${this.journalPrefix}${++this.markers}` : null;
     if (marker) {
       const ids = multi.flatMap((a) => a.docs.map((d) => d._id));
       await this.retry(() => this.pendingAdds.insertOne({ _id: marker, ids, at: Date.now() }));
@@ -330,64 +365,66 @@ export class Store {
   }
 
   /**
-   * One update command for the changed tasks, each at its state now. A statement the server refuses
-   * is replaced by the task's failure with EPERSIST, written in a second command.
+   * One journal document (or a few, for very many or very large changes) with the state of every
+   * changed task now. A document the server refuses is split into one per change; a change refused
+   * alone is replaced by its task's failure with EPERSIST.
    */
-  private async writeStates(changed: TaskRecord[]): Promise<void> {
-    for (let i = 0; i < changed.length; i += this.opts.writeChunk) {
-      const chunk = changed.slice(i, i + this.opts.writeChunk);
-      const now = Date.now();
-      let ops = chunk.map((t) => statement(t, now));
-      let failures = 0;
-      let refusals = 0;
-      for (;;) {
-        try {
-          await this.tasks.bulkWrite(ops as never[], { ordered: false });
-          this.counters.commands++;
-          this.counters.documents += ops.length;
-          this.retrying = false;
-          break;
-        } catch (err) {
-          this.counters.commands++;
-          const f = classify(err);
-          if (f.kind === 'transient') {
-            await this.pause(++failures, f);
-            continue;
-          }
-          // Refused statements: by index when the server names them, else each alone in turn.
-          const named = ((err as { writeErrors?: { index: number }[] }).writeErrors ?? []).map(
-            (e) => e.index,
-          );
-          const bad = named.length > 0 ? named.map((k) => chunk[k]) : chunk.length === 1 ? chunk : [];
-          if (bad.length === 0 && chunk.length > 1) {
-            for (const t of chunk) await this.writeStates([t]);
-            break;
-          }
-          if (bad.length === 0 || ++refusals > 1) {
-            // Even the failure was refused: nothing more can be written for these tasks.
-            this.opts.logger.error('task state refused twice; left as it was', {
-              tasks: chunk.map((t) => t.id),
-            });
-            break;
-          }
-          for (const t of bad) {
-            const error = wireError(
-              'EPERSIST',
-              `task "${t.id}": the database refused its state: ${f.message}`,
-            );
-            this.counters.refused++;
-            this.opts.logger.error('task state refused; the task fails with EPERSIST', {
-              taskId: t.id,
-              reason: f.message,
-            });
-            this.onRefused(t, error);
-          }
-          const fails = new Set(bad);
-          ops = chunk.filter((t) => fails.has(t)).map((t) => statement(t, now));
-          chunk.splice(0, chunk.length, ...chunk.filter((t) => fails.has(t)));
-        }
+  private async writeJournal(changed: TaskRecord[]): Promise<void> {
+    const now = Date.now();
+    const byId = new Map(changed.map((t) => [t.id, t]));
+    const docs: JournalDoc[] = [];
+    let bytes = Infinity;
+    for (const t of changed) {
+      const c = snapshot(t);
+      // Results and error details can be large; everything else is a couple of hundred bytes.
+      const size = t.stored ? JSON.stringify(c).length : 200;
+      if (bytes + size > 4 * 1024 * 1024 || docs[docs.length - 1].changes.length >= this.opts.writeChunk) {
+        docs.push({ _id: this.nextJournalId(), at: now, changes: [] });
+        bytes = 0;
+      }
+      docs[docs.length - 1].changes.push(c);
+      bytes += size;
+    }
+    const refused: [TaskRecord, WireError][] = [];
+    const split: JournalDoc[] = [];
+    const alone = (doc: JournalDoc, f: WriteFailure): JournalDoc | null => {
+      const c = doc.changes[0];
+      const t = byId.get(c.id) as TaskRecord;
+      const error = wireError('EPERSIST', `task "${c.id}": the database refused its state: ${f.message}`);
+      refused.push([t, error]);
+      this.counters.refused++;
+      this.opts.logger.error('task state refused; the task fails with EPERSIST', {
+        taskId: c.id,
+        reason: f.message,
+      });
+      return { ...doc, changes: [{ ...c, state: 'failed', result: undefined, error }] };
+    };
+    const written: JournalDoc[] = [];
+    const keep = (d: JournalDoc) => written.push(d);
+    await this.insertAll(this.journal, docs, {
+      refused: (doc, f) => {
+        if (doc.changes.length === 1) return alone(doc, f);
+        split.push(doc);
+        return null;
+      },
+      written: keep,
+    });
+    for (const doc of split) {
+      const singles = doc.changes.map((c) => ({ _id: this.nextJournalId(), at: now, changes: [c] }));
+      await this.insertAll(this.journal, singles, { refused: alone, written: keep });
+    }
+    for (const doc of written) {
+      this.journalRefs.set(doc._id, doc.changes.length);
+      for (const c of doc.changes) {
+        const t = byId.get(c.id);
+        if (t) this.folder.add(t, this.writing, [doc._id, c.rev]);
       }
     }
+    for (const [t, error] of refused) this.onRefused(t, error);
+  }
+
+  private nextJournalId(): string {
+    return `${this.journalPrefix}${(++this.journalSeq).toString(36).padStart(8, '0')}`;
   }
 
   /**
@@ -398,7 +435,12 @@ export class Store {
   private async insertAll<D extends { _id?: unknown }>(
     coll: Collection<D>,
     docs: D[],
-    how: { live?: (d: D) => boolean; refused: (d: D, f: WriteFailure) => D | null },
+    how: {
+      live?: (d: D) => boolean;
+      refused: (d: D, f: WriteFailure) => D | null;
+      /** Each document once it is written (or found written by an earlier try). */
+      written?: (d: D) => void;
+    },
   ): Promise<void> {
     const tried = new Set<D>();
     let limit = this.opts.writeChunk;
@@ -417,6 +459,7 @@ export class Store {
         await coll.insertMany(chunk as never[], { ordered: true });
         this.counters.commands++;
         this.counters.documents += chunk.length;
+        if (how.written) for (const d of chunk) how.written(d);
         i = end;
         failures = 0;
         limit = this.opts.writeChunk;
@@ -430,7 +473,9 @@ export class Store {
           const bad = chunk[at];
           const pos = docs.indexOf(bad, i);
           this.counters.documents += f.written;
+          if (how.written) for (let k = 0; k < at; k++) how.written(chunk[k]);
           if (f.code === DUPLICATE_KEY && tried.has(bad)) {
+            how.written?.(bad);
             i = pos + 1; // written by an earlier try whose answer was lost
             continue;
           }
@@ -446,7 +491,10 @@ export class Store {
         }
         for (const d of chunk) tried.add(d);
         // Skip what the failed command did write (an ordered insert stops at the failure).
-        for (let k = 0; k < f.written && i < docs.length; k++) i = docs.indexOf(chunk[k], i) + 1;
+        for (let k = 0; k < f.written && i < docs.length; k++) {
+          how.written?.(chunk[k]);
+          i = docs.indexOf(chunk[k], i) + 1;
+        }
         await this.pause(++failures, f);
       }
     }
@@ -494,10 +542,15 @@ export class Store {
   }
 
   /**
-   * What a starting master needs: every task not final. Adds that were never acknowledged are
-   * removed first.
+   * What a starting master needs: every task not final in `tasks`, with the latest journal change
+   * newer than its document. Adds that were never acknowledged are removed first; journal documents
+   * with nothing newer than `tasks` are deleted.
    */
-  async loadForRecovery(): Promise<{ docs: TaskDoc[]; dropped: number }> {
+  async loadForRecovery(): Promise<{
+    docs: TaskDoc[];
+    journal: Map<string, { change: JournalChange; refs: [string, number][] }>;
+    dropped: number;
+  }> {
     let dropped = 0;
     for (const m of await this.pendingAdds.find({}).toArray()) {
       for (let i = 0; i < m.ids.length; i += 1000) {
@@ -509,7 +562,27 @@ export class Store {
     const docs = ((await this.tasks.find({ state: { $nin: [...FINAL_STATES] } }).toArray()) as TaskDoc[]).map(
       decodeTask,
     );
-    return { docs, dropped };
+    const open = new Map(docs.map((d) => [d._id, d]));
+    const journal = new Map<string, { change: JournalChange; refs: [string, number][] }>();
+    for (const j of await this.journal.find({}).toArray()) {
+      let live = 0;
+      for (const c of j.changes) {
+        const d = open.get(c.id);
+        if (!d || c.rev <= d.rev) continue; // already in `tasks`, or a task that is gone
+        live++;
+        const cur = journal.get(c.id);
+        const change = { ...c, result: decodeValue(c.result), error: decodeError(c.error) };
+        if (!cur) journal.set(c.id, { change, refs: [[j._id, c.rev]] });
+        else {
+          if (c.rev > cur.change.rev) cur.change = change;
+          cur.refs.push([j._id, c.rev]);
+        }
+      }
+      if (live > 0) this.journalRefs.set(j._id, live);
+      else this.journalFolded.push(j._id);
+    }
+    await this.deleteFoldedJournal();
+    return { docs, journal, dropped };
   }
 
   /** States of these tasks (final or not) as stored; unknown ids are absent. */
@@ -534,6 +607,19 @@ export class Store {
         });
       }
     }
+    // A state `tasks` does not show yet is newer than the document.
+    for (const [id, s] of states) {
+      const t = this.folder.pendingRecord(id);
+      if (t && t.rev > s.rev)
+        states.set(id, {
+          ...s,
+          state: t.state,
+          attempts: t.attempts,
+          rev: t.rev,
+          result: t.result,
+          error: t.error,
+        });
+    }
     return states;
   }
 }
@@ -543,9 +629,22 @@ export function persistError(task: string, err: unknown): WireError {
   return wireError('EPERSIST', `task "${task}": ${why}`);
 }
 
-/** The update statement that makes a task's document show its state now. */
-function statement(t: TaskRecord, now: number): unknown {
-  return { updateOne: { filter: { _id: t.id, rev: { $lt: t.rev } }, update: { $set: stateFields(t, now) } } };
+/** A task's whole state now, as the journal holds it (values encoded when the change was recorded). */
+function snapshot(t: TaskRecord): JournalChange {
+  const c: JournalChange = { id: t.id, rev: t.rev, state: t.state, attempts: t.attempts };
+  if (t.who) c.who = t.who;
+  if (t.assignedAt) c.when = t.assignedAt;
+  if (t.finishedAt) c.completed = t.finishedAt;
+  if (t.state === 'done') c.result = t.stored ? t.stored.result : null;
+  if (t.error) c.error = t.stored ? t.stored.error : { code: t.error.code, message: t.error.message };
+  if (t.moduleHash) c.moduleHash = t.moduleHash;
+  if (t.uncounted) c.uncounted = t.uncounted;
+  return c;
+}
+
+function decodeError(e: unknown): JournalChange['error'] {
+  const err = e as { code: string; message: string; details?: unknown } | null | undefined;
+  return err && err.details !== undefined ? { ...err, details: decodeValue(err.details) } : err;
 }
 
 function encodeError(e: TaskRecord['error']): unknown {

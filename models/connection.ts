@@ -6,6 +6,7 @@ import mongoose, { type Connection } from 'mongoose';
 import { taskModel } from './task';
 import { allocationModel } from './allocation';
 import { pendingAddModel } from './pending-add';
+import { journalModel } from './task-journal';
 
 export interface ConnectOptions {
   /** Database name; overrides the one in the URL. */
@@ -24,10 +25,9 @@ export async function connectDatabase(url: string, opts: ConnectOptions = {}): P
   await conn.asPromise();
   await taskModel(conn).createIndexes();
   await allocationModel(conn).createIndexes();
-  // No index to create, but the collection should exist from the start, like the others.
-  await pendingAddModel(conn)
-    .createCollection()
-    .catch((err: { code?: number }) => {
+  // No index to create, but the collections should exist from the start, like the others.
+  for (const model of [pendingAddModel(conn), journalModel(conn)])
+    await model.createCollection().catch((err: { code?: number }) => {
       if (err.code !== 48) throw err; // NamespaceExists
     });
   return conn;

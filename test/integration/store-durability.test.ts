@@ -103,6 +103,7 @@ describe('the database fails under a running master', () => {
     const conn = await mongoose.createConnection(db.url(master.opts.dbName as string)).asPromise();
     try {
       expect(await conn.collection('tasks').countDocuments({ state: 'done' })).toBe(n);
+      expect(await conn.collection('task_journal').countDocuments({})).toBe(0);
     } finally {
       await conn.close();
     }
