@@ -1,7 +1,7 @@
 /**
  * Keeps `tasks` current: writes each changed task's latest state into its document soon after the
- * change is durable in the journal (master/store.ts), and, for changes nobody waits for (a task
- * started running), a little later, so they are skipped when a newer state comes first.
+ * change is durable in the journal (master/store.ts): a final state at once, any other state after
+ * `foldDelayMs`, so that a task finishing meanwhile costs one statement.
  *
  * Inputs: live task records, each with the writer sequence of its latest change and the journal
  * documents that hold its changes. Only records whose latest change is durable are written (a
@@ -25,7 +25,7 @@ import { classify } from './write-errors';
 export interface FoldOptions {
   /** Statements per update command. Default 500. */
   foldChunk?: number;
-  /** How long a change nobody waits for (running) waits, so a newer one can replace it. Default 200 ms. */
+  /** How long a state that is not final waits, so a newer one can replace it. Default 200 ms. */
   foldDelayMs?: number;
   /** Records waiting above which new assignments wait. Default 50,000. */
   foldBacklogLimit?: number;
@@ -147,8 +147,9 @@ export class Folder {
 
   private ripe(p: Pending, durable: number, all: boolean, before: number): boolean {
     if (p.seq > durable) return false;
-    // A change in the journal is written at once; one nobody waits for, after the delay.
-    return all || p.refs.length > 0 || p.since <= before;
+    // A final state is written at once; others (assigned, running, a requeue) after the delay, so a
+    // task that finishes meanwhile costs one statement.
+    return all || isFinal(p.t.state) || p.since <= before;
   }
 
   private async loop(all: boolean): Promise<void> {

@@ -372,52 +372,71 @@ export class Store {
   private async writeJournal(changed: TaskRecord[]): Promise<void> {
     const now = Date.now();
     const byId = new Map(changed.map((t) => [t.id, t]));
-    const docs: JournalDoc[] = [];
-    let bytes = Infinity;
-    for (const t of changed) {
-      const c = snapshot(t);
-      // Results and error details can be large; everything else is a couple of hundred bytes.
-      const size = t.stored ? JSON.stringify(c).length : 200;
-      if (bytes + size > 4 * 1024 * 1024 || docs[docs.length - 1].changes.length >= this.opts.writeChunk) {
-        docs.push({ _id: this.nextJournalId(), at: now, changes: [] });
-        bytes = 0;
-      }
-      docs[docs.length - 1].changes.push(c);
-      bytes += size;
-    }
     const refused: [TaskRecord, WireError][] = [];
-    const split: JournalDoc[] = [];
-    const alone = (doc: JournalDoc, f: WriteFailure): JournalDoc | null => {
-      const c = doc.changes[0];
-      const t = byId.get(c.id) as TaskRecord;
-      const error = wireError('EPERSIST', `task "${c.id}": the database refused its state: ${f.message}`);
-      refused.push([t, error]);
+    const fail = (c: JournalChange, why: string): string => {
+      const error = wireError('EPERSIST', `task "${c.id}": the database refused its state: ${why}`);
+      refused.push([byId.get(c.id) as TaskRecord, error]);
       this.counters.refused++;
       this.opts.logger.error('task state refused; the task fails with EPERSIST', {
         taskId: c.id,
-        reason: f.message,
+        reason: why,
       });
-      return { ...doc, changes: [{ ...c, state: 'failed', result: undefined, error }] };
+      return JSON.stringify({ ...c, state: 'failed', result: undefined, error });
     };
-    const written: JournalDoc[] = [];
-    const keep = (d: JournalDoc) => written.push(d);
-    await this.insertAll(this.journal, docs, {
+    // Each change as JSON text, in documents of at most 4 MB and `writeChunk` changes.
+    const docs: (JournalDoc & { parts: [JournalChange, string][] })[] = [];
+    let bytes = Infinity;
+    for (const t of changed) {
+      const c = snapshot(t);
+      let text: string;
+      try {
+        text = JSON.stringify(c);
+      } catch (err) {
+        text = fail(c, String(err)); // too deep for JSON
+      }
+      const last = docs[docs.length - 1];
+      if (!last || bytes + text.length > 4 * 1024 * 1024 || last.parts.length >= this.opts.writeChunk) {
+        docs.push({ _id: this.nextJournalId(), at: now, n: 0, changes: '', parts: [] });
+        bytes = 0;
+      }
+      docs[docs.length - 1].parts.push([c, text]);
+      bytes += text.length;
+    }
+    const seal = (d: JournalDoc & { parts: [JournalChange, string][] }) => {
+      d.n = d.parts.length;
+      d.changes = `[${d.parts.map(([, text]) => text).join(',')}]`;
+      return d;
+    };
+    const split: (JournalDoc & { parts: [JournalChange, string][] })[] = [];
+    const written: (JournalDoc & { parts: [JournalChange, string][] })[] = [];
+    const alone = (d: JournalDoc & { parts: [JournalChange, string][] }, f: WriteFailure) =>
+      seal({ ...d, parts: [[d.parts[0][0], fail(d.parts[0][0], f.message)]] });
+    const toWrite = docs.map(seal);
+    // The documents themselves are sent without their parts.
+    await this.insertAll(this.journal, toWrite.map(bare), {
       refused: (doc, f) => {
-        if (doc.changes.length === 1) return alone(doc, f);
-        split.push(doc);
+        const d = toWrite.find((x) => x._id === doc._id) as (typeof toWrite)[number];
+        if (d.parts.length === 1) return bare(alone(d, f));
+        split.push(d);
         return null;
       },
-      written: keep,
+      written: (doc) => written.push(toWrite.find((x) => x._id === doc._id) ?? (doc as never)),
     });
-    for (const doc of split) {
-      const singles = doc.changes.map((c) => ({ _id: this.nextJournalId(), at: now, changes: [c] }));
-      await this.insertAll(this.journal, singles, { refused: alone, written: keep });
+    for (const d of split) {
+      const singles = d.parts.map((part) =>
+        seal({ _id: this.nextJournalId(), at: now, n: 1, changes: '', parts: [part] }),
+      );
+      await this.insertAll(this.journal, singles.map(bare), {
+        refused: (doc, f) =>
+          bare(alone(singles.find((x) => x._id === doc._id) as (typeof singles)[number], f)),
+        written: (doc) => written.push(singles.find((x) => x._id === doc._id) as (typeof singles)[number]),
+      });
     }
-    for (const doc of written) {
-      this.journalRefs.set(doc._id, doc.changes.length);
-      for (const c of doc.changes) {
+    for (const d of written) {
+      this.journalRefs.set(d._id, d.parts.length);
+      for (const [c] of d.parts) {
         const t = byId.get(c.id);
-        if (t) this.folder.add(t, this.writing, [doc._id, c.rev]);
+        if (t) this.folder.add(t, this.writing, [d._id, c.rev]);
       }
     }
     for (const [t, error] of refused) this.onRefused(t, error);
@@ -566,12 +585,12 @@ export class Store {
     const journal = new Map<string, { change: JournalChange; refs: [string, number][] }>();
     for (const j of await this.journal.find({}).toArray()) {
       let live = 0;
-      for (const c of j.changes) {
+      for (const c of JSON.parse(j.changes) as JournalChange[]) {
         const d = open.get(c.id);
         if (!d || c.rev <= d.rev) continue; // already in `tasks`, or a task that is gone
         live++;
         const cur = journal.get(c.id);
-        const change = { ...c, result: decodeValue(c.result), error: decodeError(c.error) };
+        const change = c;
         if (!cur) journal.set(c.id, { change, refs: [[j._id, c.rev]] });
         else {
           if (c.rev > cur.change.rev) cur.change = change;
@@ -629,22 +648,21 @@ export function persistError(task: string, err: unknown): WireError {
   return wireError('EPERSIST', `task "${task}": ${why}`);
 }
 
-/** A task's whole state now, as the journal holds it (values encoded when the change was recorded). */
+/** A task's whole state now, as the journal holds it (as JSON text: values as they are). */
 function snapshot(t: TaskRecord): JournalChange {
   const c: JournalChange = { id: t.id, rev: t.rev, state: t.state, attempts: t.attempts };
   if (t.who) c.who = t.who;
   if (t.assignedAt) c.when = t.assignedAt;
   if (t.finishedAt) c.completed = t.finishedAt;
-  if (t.state === 'done') c.result = t.stored ? t.stored.result : null;
-  if (t.error) c.error = t.stored ? t.stored.error : { code: t.error.code, message: t.error.message };
+  if (t.state === 'done') c.result = t.result ?? null;
+  if (t.error) c.error = t.error;
   if (t.moduleHash) c.moduleHash = t.moduleHash;
   if (t.uncounted) c.uncounted = t.uncounted;
   return c;
 }
 
-function decodeError(e: unknown): JournalChange['error'] {
-  const err = e as { code: string; message: string; details?: unknown } | null | undefined;
-  return err && err.details !== undefined ? { ...err, details: decodeValue(err.details) } : err;
+function bare(d: JournalDoc): JournalDoc {
+  return { _id: d._id, at: d.at, n: d.n, changes: d.changes };
 }
 
 function encodeError(e: TaskRecord['error']): unknown {

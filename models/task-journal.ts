@@ -5,7 +5,7 @@
  * before it is delivered), and updating one `tasks` document per change costs the database several
  * times what inserting costs (FerretDB: ~0.3 ms of CPU per update against ~0.05 ms per inserted
  * document). So each write of the master inserts one journal document holding every change of that
- * write (each change a full snapshot of the task's state), and `tasks` follows a moment later
+ * write (each change a full snapshot of the task's state, as JSON text), and `tasks` follows a moment later
  * (master/store-fold.ts), one update per task however often it changed meanwhile. A journal
  * document is deleted once every change in it is in `tasks`, so the journal stays as small as the
  * changes in flight. A starting master applies what it finds here on top of `tasks`.
@@ -33,31 +33,21 @@ export interface JournalChange {
 export interface JournalDoc {
   _id: string;
   at: number;
-  changes: JournalChange[];
+  /** How many changes `changes` holds. */
+  n: number;
+  /**
+   * The changes as JSON text: one string is far cheaper for the database to store than an array of
+   * documents (FerretDB encodes every field of every element), and JSON text holds any value.
+   */
+  changes: string;
 }
 
 export const journalSchema = new Schema<JournalDoc>(
   {
     _id: { type: String, required: true },
     at: { type: Number, required: true },
-    changes: [
-      new Schema(
-        {
-          id: String,
-          rev: Number,
-          state: { type: String, enum: TASK_STATES },
-          attempts: Number,
-          who: String,
-          when: Number,
-          completed: Number,
-          result: Schema.Types.Mixed,
-          error: Schema.Types.Mixed,
-          moduleHash: String,
-          uncounted: Number,
-        },
-        { _id: false },
-      ),
-    ],
+    n: { type: Number, required: true },
+    changes: { type: String, required: true },
   },
   { collection: 'task_journal', versionKey: false },
 );
