@@ -85,6 +85,9 @@ async function main(): Promise<void> {
   const bullPackage = path.join(__dirname, '..', 'node_modules', 'bullmq', 'package.json');
   const bullVersion = (JSON.parse(fs.readFileSync(bullPackage, 'utf8')) as { version: string }).version;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-peer-db-'));
+  // On Ctrl-C or SIGTERM: the exit handlers kill every process started here, then the files go.
+  process.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
   let db: Database | undefined;
   try {
     if (systems.includes('taskmaster')) {

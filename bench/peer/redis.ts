@@ -21,8 +21,14 @@ export interface PrivateRedis {
   stop(): Promise<void>;
 }
 
+const dirs = new Set<string>();
+process.on('exit', () => {
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 export async function startRedis(persistence: RedisPersistence): Promise<PrivateRedis> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-peer-redis-'));
+  dirs.add(dir);
   // Another process can take the free port before Redis binds it: try a few.
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
@@ -53,6 +59,7 @@ export async function startRedis(persistence: RedisPersistence): Promise<Private
       await server.stop(1_000);
       if (attempt < 3 && /Address already in use/i.test(server.output())) continue;
       fs.rmSync(dir, { recursive: true, force: true });
+      dirs.delete(dir);
       throw err;
     }
     const version = /Redis version=([\d.]+)/.exec(server.output())?.[1] ?? '?';
@@ -63,6 +70,7 @@ export async function startRedis(persistence: RedisPersistence): Promise<Private
       stop: async () => {
         await server.stop(5_000);
         fs.rmSync(dir, { recursive: true, force: true });
+        dirs.delete(dir);
       },
     };
   }
