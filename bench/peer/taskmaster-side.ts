@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import mongoose from 'mongoose';
 import { Feeder } from '../../feeder/feeder';
 import { freePort } from '../../models/database';
 import type { TaskOutcome } from '../../protocol/schemas';
@@ -104,6 +105,20 @@ async function withMaster<T>(mongoUrl: string, w: Workload, fn: (m: Master) => P
     // Runners first, so the master does not spend the shutdown requeueing their tasks.
     for (const p of started.slice(1).reverse()) await p.stop(2_000);
     await started[0]?.stop(10_000);
+    await dropDatabase(url.toString());
+  }
+}
+
+/** Leaves nothing behind on a server the run does not own (MONGO_URL). */
+async function dropDatabase(url: string): Promise<void> {
+  const client = new mongoose.mongo.MongoClient(url, { serverSelectionTimeoutMS: 5_000 });
+  try {
+    await client.connect();
+    await client.db().dropDatabase();
+  } catch (err) {
+    process.stderr.write(`could not drop ${url}: ${String(err)}\n`);
+  } finally {
+    await client.close().catch(() => {});
   }
 }
 
