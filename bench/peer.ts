@@ -1,0 +1,136 @@
+/**
+ * taskmaster and BullMQ side by side, in one run, on the same workloads: each round runs every
+ * workload on taskmaster (master + runner processes on the embedded database, or MONGO_URL), on
+ * BullMQ with Redis without persistence, and on BullMQ with Redis AOF fsync'd on every write,
+ * alternating the order from round to round. Prints one JSON line per measurement as it is taken,
+ * then a table per workload: each system per round, the ratio taskmaster ÷ BullMQ, and the medians.
+ *
+ *   npm run bench:peer -- [--rounds 3] [--mode drain,light,scale] [--systems taskmaster,bullmq,bullmq-aof]
+ *                         [--tasks 50000] [--workers 2] [--slots 32] [--rate 500] [--adds 1000]
+ *                         [--feeder-ids] [--scale 100000] [--chunk 1000] [--timeout 300]
+ *
+ * Redis is the machine's `redis-server` (REDIS_SERVER overrides), started per measurement on a free
+ * 127.0.0.1 port with its own temporary directory and stopped after it.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { resolveDatabase, type Database } from '../models/database';
+import * as bull from './peer/bullmq-side';
+import { SYSTEMS, type Figures, type Mode, type System, type Workload } from './peer/measure';
+import { REDIS_SERVER } from './peer/redis';
+import { printTables, type Measurement } from './peer/report';
+import * as tm from './peer/taskmaster-side';
+import { runBench } from './run';
+
+const MODES: readonly Mode[] = ['drain', 'light', 'scale'];
+
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    mode: { type: 'string', multiple: true },
+    systems: { type: 'string', multiple: true },
+    tasks: { type: 'string', default: '50000' },
+    workers: { type: 'string', default: '2' },
+    slots: { type: 'string', default: '32' },
+    rate: { type: 'string', default: '500' },
+    adds: { type: 'string', default: '1000' },
+    'feeder-ids': { type: 'boolean', default: false },
+    scale: { type: 'string', default: '100000' },
+    chunk: { type: 'string', default: '1000' },
+    timeout: { type: 'string', default: '300' },
+  },
+});
+
+/** `--mode a,b --mode c` → [a, b, c], each checked against `allowed`; all of them when absent. */
+function list<T extends string>(given: string[] | undefined, allowed: readonly T[], flag: string): T[] {
+  if (!given) return [...allowed];
+  const items = given.flatMap((g) => g.split(',')).map((s) => s.trim());
+  for (const item of items) {
+    if (!allowed.includes(item as T))
+      throw new Error(`--${flag}: "${item}" is not one of ${allowed.join(', ')}`);
+  }
+  return allowed.filter((a) => items.includes(a));
+}
+
+function positive(flag: keyof typeof args): number {
+  const n = Number(args[flag]);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer`);
+  return n;
+}
+
+function measure(system: System, mode: Mode, db: Database | undefined, w: Workload): Promise<Figures> {
+  if (system === 'taskmaster') return tm[mode]((db as Database).url, w);
+  return bull[mode](system === 'bullmq' ? 'none' : 'always', w);
+}
+
+async function main(): Promise<void> {
+  const rounds = positive('rounds');
+  const modes = list(args.mode, MODES, 'mode');
+  const systems = list(args.systems, SYSTEMS, 'systems');
+  const w: Workload = {
+    tasks: positive('tasks'),
+    workers: positive('workers'),
+    slots: positive('slots'),
+    rate: positive('rate'),
+    adds: positive('adds'),
+    feederIds: args['feeder-ids'] ?? false,
+    scale: positive('scale'),
+    chunk: positive('chunk'),
+    timeoutMs: positive('timeout') * 1000,
+  };
+  const redisVersion = /v=([\d.]+)/.exec(execFileSync(REDIS_SERVER, ['--version']).toString())?.[1];
+  const bullPackage = path.join(__dirname, '..', 'node_modules', 'bullmq', 'package.json');
+  const bullVersion = (JSON.parse(fs.readFileSync(bullPackage, 'utf8')) as { version: string }).version;
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-peer-db-'));
+  // On Ctrl-C or SIGTERM: the exit handlers kill every process started here, then the files go.
+  process.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+  let db: Database | undefined;
+  try {
+    if (systems.includes('taskmaster')) {
+      db = await resolveDatabase({ dataDir, log: (m: string) => process.stderr.write(`${m}\n`) });
+    }
+    const setup = {
+      setup: {
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model,
+        node: process.version,
+        database: db?.kind,
+        bullmq: bullVersion,
+        redis: redisVersion,
+        ...w,
+      },
+    };
+    process.stdout.write(`${JSON.stringify(setup)}\n`);
+    const results: Measurement[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      // Rotate the order each round, so no system always runs first (or right after another).
+      const order = systems.map((_, i) => systems[(i + round - 1) % systems.length]);
+      for (const mode of modes) {
+        for (const system of order) {
+          process.stderr.write(`round ${round}/${rounds}: ${mode} on ${system}\n`);
+          let m: Measurement;
+          try {
+            m = { round, mode, system, ...(await measure(system, mode, db, w)) };
+          } catch (err) {
+            m = { round, mode, system, error: err instanceof Error ? err.message : String(err) };
+          }
+          results.push(m);
+          process.stdout.write(`${JSON.stringify(m)}\n`);
+        }
+      }
+    }
+    process.stdout.write('\n');
+    printTables(results, modes, systems, w, (line) => process.stdout.write(`${line}\n`));
+    const failed = results.filter((r) => r.error);
+    if (failed.length > 0) throw new Error(`${failed.length} measurement(s) failed; see "error" above`);
+  } finally {
+    await db?.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+runBench(main);
