@@ -29,7 +29,7 @@ import {
 } from './runner-registry';
 import type { Store, StoredState } from './store';
 import type { TaskRecord } from './task-record';
-import { checkLimits, collectRefs, summarize, validateBatch } from './validate';
+import { checkLimits, collectIds, collectRefs, summarize, validateBatch } from './validate';
 
 export interface SchedulerOptions {
   maxAttempts: number;
@@ -108,8 +108,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const limited = checkLimits(raw, this.opts.maxTaskBytes ?? Number.MAX_SAFE_INTEGER);
     if (limited.length > 0)
       return { ok: false, error: wireError('EVALIDATION', summarize(limited), { issues: limited }) };
-    // Ids the batch names that memory cannot answer for are looked up once, in one query.
-    const missing = collectRefs(raw).filter((id) => !this.tasks.has(id) && !this.finals.has(id));
+    // Dependencies that memory cannot answer for are looked up once, by `_id`. The batch's own ids
+    // are not: one stored earlier is refused by the `_id` index when the add is written, so an add
+    // with ids of its own costs no read.
+    const own = new Set(collectIds(raw));
+    const missing = collectRefs(raw).filter(
+      (id) => !own.has(id) && !this.tasks.has(id) && !this.finals.has(id),
+    );
     const stored =
       missing.length > 0 ? await this.store.fetchStates(missing) : new Map<string, StoredState>();
     const { tasks: parsed, issues } = validateBatch(raw, (id) =>
@@ -199,6 +204,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const w = await written;
     if (!w.ok) {
       this.discard(records, w.error);
+      const at = records.findIndex((t) => t.id === w.id);
+      const given = at >= 0 && !inputs[at].copy ? inputs.slice(0, at).filter((x) => !x.copy).length : -1;
+      if (w.error.code === 'EVALIDATION' && given >= 0) {
+        const issue = { path: `tasks[${given}].id`, message: `id "${w.id}" is already taken` };
+        return { ok: false, error: wireError('EVALIDATION', summarize([issue]), { issues: [issue] }) };
+      }
       return { ok: false, error: w.error };
     }
     await this.store.barrier();

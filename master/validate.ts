@@ -84,6 +84,16 @@ export function jsonBytesAbove(value: unknown, max: number): boolean {
   return false;
 }
 
+/** The ids a raw batch gives its own tasks. */
+export function collectIds(raw: unknown[]): string[] {
+  const ids: string[] = [];
+  for (const t of raw) {
+    const id = t && typeof t === 'object' ? (t as { id?: unknown }).id : undefined;
+    if (typeof id === 'string') ids.push(id);
+  }
+  return ids;
+}
+
 export function collectRefs(raw: unknown[]): string[] {
   const refs = new Set<string>();
   for (const t of raw) {

@@ -107,4 +107,31 @@ describe('recovery after a restart', () => {
       expect.objectContaining({ state: 'done', result: 'third time', attempts: 3 }),
     ]);
   });
+
+  test('an id stored before the restart is refused by the _id index, naming the task, with nothing else of the add kept', async () => {
+    const dbName = uniqueDbName('takenafter');
+    const first = await startMaster(dbName);
+    const f1 = await rawFeeder(first.url);
+    expect((await f1.add([{ id: 'persisted', module: 'ok' }])).ok).toBe(true);
+    f1.close();
+    await first.close();
+
+    const second = await startMaster(dbName);
+    cleanup.push(() => second.close());
+    const f2 = await rawFeeder(second.url);
+    cleanup.push(() => f2.close());
+    const reply = await f2.add([
+      { id: 'fresh', module: 'ok' },
+      { id: 'persisted', module: 'ok' },
+    ]);
+    expect(reply).toMatchObject({
+      ok: false,
+      error: {
+        code: 'EVALIDATION',
+        message: expect.stringContaining('tasks[1].id: id "persisted" is already taken'),
+      },
+    });
+    // Nothing of the refused add is kept: its other id is free.
+    expect((await f2.add([{ id: 'fresh', module: 'ok' }])).ok).toBe(true);
+  });
 });
