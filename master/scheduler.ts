@@ -133,7 +133,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return { ok: false, error: wireError('EVALIDATION', summarize([issue]), { issues: [issue] }) };
     }
 
-    const queued = this.queuedCount();
+    // Every task in memory counts as at most one queued one: below the limit that way, no need to count.
+    const queued =
+      this.tasks.size + parsed.length <= this.opts.queueLimit ? this.tasks.size : this.queuedCount();
     if (queued + parsed.length > this.opts.queueLimit) {
       const retryAfterMs = this.retryAfterHint();
       return {
