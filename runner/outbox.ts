@@ -32,6 +32,7 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
   /** Bumped on every disconnect: a failure reported by an older connection's emit changes nothing. */
   private generation = 0;
   private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
   private failures = 0;
   private readonly maxBatch: number;
 
@@ -55,7 +56,9 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
   push(key: string, result: AttemptResult): void {
     this.pending.set(key, result);
     this.unsent.add(key);
-    if (this.unsent.size >= this.opts.threshold) this.flush();
+    // At the threshold, results that come in the same tick (several children answering at once)
+    // still go together: one message, one database write on the master.
+    if (this.unsent.size >= this.opts.threshold) this.flushSoon();
     else this.schedule(this.opts.delayMs);
   }
 
@@ -111,6 +114,14 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
       }
       if (batch.length) this.sendBatch(batch);
     }
+  }
+
+  private flushSoon(): void {
+    if (this.immediate) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = null;
+      this.flush();
+    });
   }
 
   private schedule(ms: number): void {
