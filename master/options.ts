@@ -54,7 +54,7 @@ export interface MasterOptions {
   retainCount?: number | null;
   /**
    * Changes waiting to be folded into `tasks` above which new assignments wait for the folder to
-   * catch up, so `tasks` never falls far behind. Default 20,000.
+   * catch up, so `tasks` never falls far behind. Default 50,000.
    */
   foldBacklogLimit?: number;
   /**
@@ -127,7 +127,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   writeChunk: 1000,
   retainMs: 7 * 24 * 3600 * 1000,
   retainCount: null,
-  foldBacklogLimit: 20_000,
+  foldBacklogLimit: 50_000,
   queueLimit: 1_000_000,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },
