@@ -13,7 +13,7 @@
  * `_id` is `<writer start id>-<sequence>`, unique across restarts.
  */
 import { Schema, type Connection, type Model } from 'mongoose';
-import { TASK_STATES, type TaskState } from '../protocol/states';
+import type { TaskState } from '../protocol/states';
 
 /** A task's whole state after a change (the fields the `tasks` document shows). */
 export interface JournalChange {
