@@ -79,6 +79,8 @@ export class Store {
   readonly folder: Folder;
   /** Set by the scheduler: a task's new state was refused and replaced by a failure. */
   onRefused: RefusalListener = () => {};
+  /** Told how long each write took, in ms (metrics). */
+  onWritten: (ms: number) => void = () => {};
   private queue: Entry[] = [];
   private waiters: (() => void)[] = [];
   private running = false;
@@ -278,7 +280,9 @@ export class Store {
         this.queue = [];
         this.waiters = [];
         this.writing = upTo;
+        const began = performance.now();
         await this.write(batch);
+        this.onWritten(performance.now() - began);
         this.durableSeq = upTo;
         this.folder.kick();
         for (const w of waiters) w();
@@ -676,7 +680,7 @@ function encodeTask(d: TaskDoc): TaskDoc {
   return out;
 }
 
-function decodeTask(d: TaskDoc): TaskDoc {
+export function decodeTask(d: TaskDoc): TaskDoc {
   return {
     ...d,
     params: (decodeValue(d.params) as unknown[]) ?? [],
