@@ -33,9 +33,11 @@ async function see(page: Page, selector: string, what: string, state: 'visible' 
 /** Resolves when the text of `selector` is `expected`; otherwise fails with the last text seen. */
 async function text(page: Page, selector: string, expected: string, what: string) {
   try {
+    // A string runs in the page, where `document` is (this file is type-checked for Node).
+    const sel = JSON.stringify(selector);
     await page.waitForFunction(
-      ([sel, want]) => document.querySelector(sel)?.textContent?.trim() === want,
-      [selector, expected] as const,
+      `document.querySelector(${sel})?.textContent?.trim() === ${JSON.stringify(expected)}`,
+      undefined,
       { timeout: WAIT },
     );
   } catch {
