@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
@@ -53,7 +53,8 @@ describe('dashboard in the browser', () => {
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
-  let browser: Browser;
+  // One fresh profile; each test opens its own tab, and so its own sessionStorage.
+  let browser: BrowserContext;
   const dir = tempDir('dashboard');
 
   beforeAll(async () => {
@@ -65,8 +66,9 @@ describe('dashboard in the browser', () => {
     runner = await startRunner(master.url, { token: TOKEN, workers: 2, slots: 4, runnerId: 'runner-1' });
     feeder = new Feeder({ master: master.url, token: TOKEN, logger: testLogger() });
     await feeder.ready();
-    browser = await chromium.launch({
+    browser = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
       executablePath: CHROMIUM,
+      viewport: { width: 1280, height: 900 },
       args: [
         '--headless',
         '--no-sandbox',
@@ -75,7 +77,6 @@ describe('dashboard in the browser', () => {
         '--disable-component-update',
         '--disable-sync',
         '--no-first-run',
-        `--user-data-dir=${path.join(dir, 'profile')}`,
       ],
       timeout: WAIT,
     });
@@ -89,7 +90,7 @@ describe('dashboard in the browser', () => {
   });
 
   test('a batch with a failure: counts move live, the graph shows it, and retry from the page finishes the task and its dependents', async () => {
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    const page = await browser.newPage();
     await page.goto(master.url);
     await see(page, 'input[name=token]', 'the token prompt');
     await page.fill('input[name=token]', TOKEN);
@@ -175,7 +176,7 @@ describe('dashboard in the browser', () => {
         batch: 'b2',
       },
     );
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    const page = await browser.newPage();
     await page.goto(`${master.url}/#/tasks/${failed.id}`);
     await see(page, 'input[name=token]', 'the token prompt');
     await page.fill('input[name=token]', 'not-the-token-at-all');
