@@ -78,7 +78,8 @@ export interface RunnerView {
 
 export interface StoreStatus {
   writeBacklog: number;
-  retrying: number;
+  /** Whether writes are failing and being retried (a count on some masters). */
+  retrying: number | boolean;
   foldBacklog: number;
   oldestUnfoldedMs: number | null;
 }

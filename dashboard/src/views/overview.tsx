@@ -48,7 +48,9 @@ export function OverviewView() {
           <dt>write backlog</dt>
           <dd data-testid="write-backlog">{o.store.writeBacklog}</dd>
           <dt>retrying</dt>
-          <dd>{o.store.retrying}</dd>
+          <dd>
+            {typeof o.store.retrying === 'boolean' ? (o.store.retrying ? 'yes' : 'no') : o.store.retrying}
+          </dd>
           <dt>fold backlog</dt>
           <dd>{o.store.foldBacklog}</dd>
           <dt>oldest change not in tasks</dt>
