@@ -4,7 +4,8 @@
  *     that is not the master's own or allowed, or a token given there that is wrong, is refused;
  *   - each namespace's connect: with a token configured, a client must present it in `auth.token`
  *     (or, for clients of the original protocol, the `token` query parameter).
- * The read-only token opens the HTTP API's GET routes only; it never opens a namespace.
+ * The read-only token opens the HTTP API's GET routes and the read-only /dashboard namespace, nothing
+ * that acts.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type http from 'node:http';
@@ -12,12 +13,17 @@ import type { Socket } from 'socket.io';
 import { TaskmasterError } from '../protocol/errors';
 import { isLoopback, MIN_TOKEN_LENGTH } from './config';
 
-export function tokenMiddleware(token: string | undefined) {
+/** A namespace's check: the token, or for a read-only namespace also the read-only token. */
+export function tokenMiddleware(token: string | undefined, readToken?: string) {
   return (socket: Socket, next: (err?: Error) => void): void => {
     if (!token) return next();
     const auth = socket.handshake.auth as { token?: unknown } | undefined;
     const given = typeof auth?.token === 'string' ? auth.token : socket.handshake.query.token;
-    if (typeof given === 'string' && safeEqual(given, token)) return next();
+    if (
+      typeof given === 'string' &&
+      (safeEqual(given, token) || (readToken !== undefined && safeEqual(given, readToken)))
+    )
+      return next();
     const err = new Error('EAUTH: missing or wrong token') as Error & { data?: unknown };
     err.data = { code: 'EAUTH', message: 'missing or wrong token' };
     next(err);
@@ -32,12 +38,19 @@ export function handshakeCheck(
   req: http.IncomingMessage,
   token: string | undefined,
   originAllowed: (origin: string | undefined) => boolean,
+  readToken?: string,
 ): string | undefined {
   const origin = req.headers.origin;
   if (!originAllowed(origin)) return `EORIGIN: origin ${origin} may not connect (allowOrigins)`;
   if (!token) return undefined;
   const given = bearer(req.headers.authorization) ?? queryToken(req.url);
-  if (given !== undefined && !safeEqual(given, token)) return 'EAUTH: wrong token';
+  // The read-only token passes here; only the /dashboard namespace then accepts it.
+  if (
+    given !== undefined &&
+    !safeEqual(given, token) &&
+    !(readToken !== undefined && safeEqual(given, readToken))
+  )
+    return 'EAUTH: wrong token';
   return undefined;
 }
 

@@ -1,13 +1,17 @@
 /**
- * The HTTP side of the master: health, a JSON view of the runners and allocations, and drain.
+ * The HTTP side of the master: health and readiness, metrics, the JSON API (runners, allocations,
+ * tasks, batches, retry, cancel, drain, purge) and the dashboard's static files.
  *
- * Every request goes through one wrapper: the URL and its percent-encoding are parsed inside it (a
- * malformed one is a 400, never a crash), the handler's exceptions are caught, logged once and
- * answered with 500 EINTERNAL. `/health` is open; a browser Origin other than the master's own (or
- * an allowed one) is refused; with a token set, every other route needs `Authorization: Bearer
- * <token>`, and GET routes also take the read-only token.
+ * Routing is find-my-way's (a radix tree: parameters decoded, no hand-written URL matching). Every
+ * request goes through one wrapper: the URL and its percent-encoding are parsed inside it (a
+ * malformed one is a 400, never a crash), each route's input is parsed with its zod schema, and
+ * the handler's exceptions — thrown or rejected — are caught, logged once and answered with 500
+ * EINTERNAL. `/health`, `/ready` and the dashboard's files are open; a browser Origin other than the
+ * master's own (or an allowed one) is refused; with a token set, every other route needs
+ * `Authorization: Bearer <token>`, and GET routes also take the read-only token.
  */
 import type http from 'node:http';
+import Router from 'find-my-way';
 import { z } from 'zod';
 import type { Logger } from '../common/logger';
 import { formatIssues } from '../protocol/schemas';
@@ -26,6 +30,101 @@ export interface HttpView {
   listRunners(): Record<string, unknown>[];
   storeStatus(): unknown;
   purge(filter: PurgeFilter): Promise<number>;
+  /** Database reachable and recovery finished. */
+  readiness(): Promise<{ ready: boolean; database: boolean; recovered: boolean }>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+}
+
+/** One route's request: decoded path parameters and the query string. */
+export interface RouteContext<V extends HttpView = HttpView> {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  params: Record<string, string | undefined>;
+  query: URLSearchParams;
+  master: V;
+}
+
+type Handler<V extends HttpView> = (ctx: RouteContext<V>) => unknown;
+
+export interface RouteOptions {
+  /** No origin or token check (health, readiness, the dashboard's own files). */
+  open?: boolean;
+}
+
+/** A refusal with its status and stable code, thrown by a route and answered by the wrapper. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** Routes of one master; `handle` is the one entry point for every request. */
+export class HttpRoutes<V extends HttpView> {
+  private readonly router = Router({ ignoreTrailingSlash: true });
+
+  constructor(
+    private readonly master: V,
+    private readonly logger: Logger,
+  ) {}
+
+  on(method: 'GET' | 'POST' | 'DELETE', path: string, handler: Handler<V>, opts: RouteOptions = {}): this {
+    this.router.on(method, path, () => undefined, { handler, open: opts.open === true });
+    return this;
+  }
+
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const fail = (err: unknown) => {
+      if (err instanceof HttpError)
+        return json(res, err.status, {
+          error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) },
+        });
+      this.logger.error('HTTP handler failed', { method: req.method, url: req.url, error: errorText(err) });
+      json(res, 500, {
+        error: { code: 'EINTERNAL', message: 'the master failed to handle the request; see its log' },
+      });
+    };
+    try {
+      const out = this.route(req, res);
+      if (out instanceof Promise) out.catch(fail);
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse): unknown {
+    // Socket.IO answers its own path before this handler runs.
+    const url = parseUrl(req.url);
+    decode(url.pathname);
+    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
+    const found = this.router.find(method as 'GET', url.pathname);
+    const store = found?.store as { handler: Handler<V>; open: boolean } | undefined;
+    if (!store?.open) {
+      if (!this.master.originAllowed(req.headers.origin))
+        throw new HttpError(
+          403,
+          'EORIGIN',
+          `origin ${req.headers.origin} may not call this master (allowOrigins)`,
+        );
+      authorize(req, this.master);
+    }
+    if (!found || !store) throw noRoute(req.method, url.pathname);
+    return store.handler({
+      req,
+      res,
+      params: found.params,
+      query: url.searchParams,
+      master: this.master,
+    });
+  }
+}
+
+export function noRoute(method: string | undefined, path: string): HttpError {
+  return new HttpError(404, 'ENOTFOUND', `no route ${method} ${path}`);
 }
 
 const purgeSchema = z
@@ -36,128 +135,97 @@ const purgeSchema = z
   })
   .strict();
 
-/** A refusal with its status and stable code, thrown by a route and answered by the wrapper. */
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** A route parameter: an id, a key. */
+export const idSchema = z.string().min(1).max(1000);
 
-export function serveHttp(
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  master: HttpView,
-  logger: Logger,
-): void {
-  try {
-    route(req, res, master);
-  } catch (err) {
-    if (err instanceof HttpError)
-      return json(res, err.status, { error: { code: err.code, message: err.message } });
-    logger.error('HTTP handler failed', { method: req.method, url: req.url, error: errorText(err) });
-    json(res, 500, {
-      error: { code: 'EINTERNAL', message: 'the master failed to handle the request; see its log' },
-    });
-  }
-}
-
-function route(req: http.IncomingMessage, res: http.ServerResponse, master: HttpView): void {
-  // Socket.IO answers its own path before this handler runs.
-  const url = parseUrl(req.url);
-  if (req.method === 'GET' && url.pathname === '/health') {
-    return json(res, 200, { ok: true, store: master.storeStatus() });
-  }
-  if (!master.originAllowed(req.headers.origin))
-    throw new HttpError(
-      403,
-      'EORIGIN',
-      `origin ${req.headers.origin} may not call this master (allowOrigins)`,
-    );
-  authorize(req, master);
-
-  const drain = /^\/api\/runners\/([^/]+)\/(drain|undrain)$/.exec(url.pathname);
-  if (req.method === 'POST' && drain) {
-    const id = decode(drain[1]);
-    const ok = drain[2] === 'drain' ? master.scheduler.drain(id) : master.scheduler.undrain(id);
-    if (!ok) return json(res, 404, { error: { code: 'EUNKNOWN', message: `no runner "${id}"` } });
-    const runner = master.listRunners().find((r) => r.id === id);
-    return json(res, 200, { runner });
-  }
-  if (req.method === 'GET' && url.pathname === '/hostsAvailable') {
-    return json(res, 200, master.hostsAvailable());
-  }
-  if (req.method === 'GET' && url.pathname === '/api/allocations') {
-    return json(res, 200, {
-      allocations: master.scheduler.allocationsOf(url.searchParams.get('runner') ?? undefined),
-    });
-  }
-  const alloc = /^\/api\/allocations\/(.+)$/.exec(url.pathname);
-  if (alloc) {
-    const key = decode(alloc[1]);
-    if (req.method === 'GET') {
+/** The routes every master has: health, readiness, metrics, runners, allocations, status, purge. */
+export function baseRoutes<V extends HttpView>(routes: HttpRoutes<V>): HttpRoutes<V> {
+  return routes
+    .on('GET', '/health', ({ res, master }) => json(res, 200, { ok: true, store: master.storeStatus() }), {
+      open: true,
+    })
+    .on(
+      'GET',
+      '/ready',
+      async ({ res, master }) => {
+        const r = await master.readiness();
+        json(res, r.ready ? 200 : 503, r);
+      },
+      { open: true },
+    )
+    .on('GET', '/metrics', async ({ res, master }) => {
+      const m = await master.metrics();
+      res.writeHead(200, { 'content-type': m.contentType });
+      res.end(m.body);
+    })
+    .on('POST', '/api/runners/:id/drain', ({ res, params, master }) =>
+      drain(res, master, param(params.id), true),
+    )
+    .on('POST', '/api/runners/:id/undrain', ({ res, params, master }) =>
+      drain(res, master, param(params.id), false),
+    )
+    .on('GET', '/hostsAvailable', ({ res, master }) => json(res, 200, master.hostsAvailable()))
+    .on('GET', '/api/allocations', ({ res, query, master }) =>
+      json(res, 200, { allocations: master.scheduler.allocationsOf(query.get('runner') ?? undefined) }),
+    )
+    .on('GET', '/api/allocations/*', ({ res, params, master }) => {
+      const key = param(params['*']);
       const runner = master.scheduler.allocations.get(key);
-      return runner
-        ? json(res, 200, { key, runner })
-        : json(res, 404, { error: { code: 'EUNKNOWN', message: `no allocation for "${key}"` } });
-    }
-    if (req.method === 'DELETE') {
-      return master.scheduler.deallocate(key)
-        ? json(res, 200, { key, deallocated: true })
-        : json(res, 404, { error: { code: 'EUNKNOWN', message: `no allocation for "${key}"` } });
-    }
-  }
-  if (req.method === 'GET' && url.pathname === '/api/runners') {
-    return json(res, 200, { runners: master.listRunners() });
-  }
-  if (req.method === 'GET' && url.pathname === '/api/status') {
-    const s = master.scheduler;
-    return json(res, 200, {
-      tasks: s.tasks.size,
-      runners: s.runners.size,
-      stats: s.stats,
-      store: master.storeStatus(),
+      if (!runner) throw new HttpError(404, 'EUNKNOWN', `no allocation for "${key}"`);
+      json(res, 200, { key, runner });
+    })
+    .on('DELETE', '/api/allocations/*', ({ res, params, master }) => {
+      const key = param(params['*']);
+      if (!master.scheduler.deallocate(key))
+        throw new HttpError(404, 'EUNKNOWN', `no allocation for "${key}"`);
+      json(res, 200, { key, deallocated: true });
+    })
+    .on('GET', '/api/runners', ({ res, master }) => json(res, 200, { runners: master.listRunners() }))
+    .on('GET', '/api/status', ({ res, master }) => {
+      const s = master.scheduler;
+      json(res, 200, {
+        tasks: s.tasks.size,
+        runners: s.runners.size,
+        stats: s.stats,
+        store: master.storeStatus(),
+      });
+    })
+    .on('POST', '/api/purge', async ({ req, res, master }) => {
+      const body = await readJson(req, 64 * 1024);
+      json(res, 200, { purged: await master.purge(parse(purgeSchema, body)) });
     });
-  }
-  if (req.method === 'POST' && url.pathname === '/api/purge') {
-    return void readJson(req, 64 * 1024)
-      .then(
-        async (body) => {
-          const parsed = purgeSchema.safeParse(body);
-          if (!parsed.success) {
-            const issues = formatIssues(parsed.error.issues);
-            return json(res, 400, {
-              error: {
-                code: 'EVALIDATION',
-                message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
-                issues,
-              },
-            });
-          }
-          json(res, 200, { purged: await master.purge(parsed.data) });
-        },
-        (err: unknown) => json(res, 400, { error: { code: 'EVALIDATION', message: String(err) } }),
-      )
-      .catch((err: unknown) =>
-        json(res, 500, { error: { code: 'EINTERNAL', message: `purge failed: ${String(err)}` } }),
-      );
-  }
-  json(res, 404, { error: { code: 'ENOTFOUND', message: `no route ${req.method} ${url.pathname}` } });
 }
 
-/** The full token opens everything; the read-only one GET (and HEAD) routes only. */
+function drain(res: http.ServerResponse, master: HttpView, id: string, on: boolean): void {
+  const ok = on ? master.scheduler.drain(id) : master.scheduler.undrain(id);
+  if (!ok) throw new HttpError(404, 'EUNKNOWN', `no runner "${id}"`);
+  json(res, 200, { runner: master.listRunners().find((r) => r.id === id) });
+}
+
+/** A validated input, or a 400 EVALIDATION naming each field and what is wrong with it. */
+export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issues = formatIssues(parsed.error.issues);
+  throw new HttpError(400, 'EVALIDATION', issues.map((i) => `${i.path}: ${i.message}`).join('; '), {
+    issues,
+  });
+}
+
+/** A path parameter, validated (find-my-way has decoded it). */
+export function param(value: string | undefined): string {
+  return parse(idSchema, value);
+}
+
 /** The request body as JSON, refused beyond `limit` bytes. */
-function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
+export function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) {
-        reject(new Error(`body over ${limit} bytes`));
+        reject(new HttpError(400, 'EVALIDATION', `body over ${limit} bytes`));
         req.destroy();
       } else parts.push(c);
     });
@@ -166,13 +234,14 @@ function readJson(req: http.IncomingMessage, limit: number): Promise<unknown> {
         const text = Buffer.concat(parts).toString('utf8');
         resolve(text ? (JSON.parse(text) as unknown) : {});
       } catch {
-        reject(new Error('body is not JSON'));
+        reject(new HttpError(400, 'EVALIDATION', 'body is not JSON'));
       }
     });
     req.on('error', reject);
   });
 }
 
+/** The full token opens everything; the read-only one GET (and HEAD) routes only. */
 function authorize(req: http.IncomingMessage, master: HttpView): void {
   if (!master.token) return;
   const given = bearer(req.headers.authorization);
@@ -193,15 +262,18 @@ function parseUrl(raw: string | undefined): URL {
   }
 }
 
-function decode(part: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    throw new HttpError(400, 'EVALIDATION', `malformed percent-encoding in "${part.slice(0, 100)}"`);
+/** Refuses malformed percent-encoding before routing (the router would only see no match). */
+function decode(path: string): void {
+  for (const part of path.split('/')) {
+    try {
+      decodeURIComponent(part);
+    } catch {
+      throw new HttpError(400, 'EVALIDATION', `malformed percent-encoding in "${part.slice(0, 100)}"`);
+    }
   }
 }
 
-function json(res: http.ServerResponse, status: number, body: unknown): void {
+export function json(res: http.ServerResponse, status: number, body: unknown): void {
   if (res.headersSent) return void res.end();
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Connection } from 'mongoose';
+import type { Collection, Connection } from 'mongoose';
 import { Server, type Socket } from 'socket.io';
 import { silentLogger, type Logger } from '../common/logger';
 import { z } from 'zod';
@@ -40,19 +40,27 @@ import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
 import { errorText, on, onInternal } from './handler';
-import { serveHttp } from './http';
+import { apiRoutes, type ApiView } from './api';
+import { Dashboard } from './dashboard';
+import { baseRoutes, HttpRoutes } from './http';
+import { Metrics } from './metrics';
+import { Monitor } from './monitor';
+import { storedBatches } from './queries';
+import { rerun, rerunBatch, type RerunResult } from './rerun';
+import { staticRoutes } from './static';
 import { serveLegacy } from './legacy';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
 import { describeRunner, RunnerIdConflict, slotPlan, type RunnerEntry } from './runner-registry';
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
+import type { TaskDoc } from '../models/task';
 import { summarize } from './validate';
 
 type RunnerSocket = Socket<RunnerToMaster, MasterToRunner>;
 type FeederSocket = Socket<FeederToMaster, MasterToFeeder>;
 
-export class Master extends EventEmitter {
+export class Master extends EventEmitter implements ApiView {
   readonly opts: MasterOptions & MasterDefaults;
   readonly logger: Logger;
   private conn: Connection | null = null;
@@ -66,6 +74,11 @@ export class Master extends EventEmitter {
   private starting: Promise<void> | null = null;
   private announcer: { stop(): void } | null = null;
   private closing: Promise<void> | null = null;
+  private mon: Monitor | null = null;
+  private metricsOf: Metrics | null = null;
+  private dashboard: Dashboard | null = null;
+  /** Recovery finished: the master serves what the database held (readiness). */
+  private recovered = false;
 
   constructor(opts: MasterOptions) {
     super();
@@ -104,6 +117,46 @@ export class Master extends EventEmitter {
   get scheduler(): Scheduler {
     if (!this.sched) throw new Error('master not started');
     return this.sched;
+  }
+
+  /** Counts, batches and task timelines for the dashboard and the API. */
+  get monitor(): Monitor {
+    if (!this.mon) throw new Error('master not started');
+    return this.mon;
+  }
+
+  get tasksCollection(): Collection<TaskDoc> {
+    if (!this.store) throw new Error('master not started');
+    return this.store.tasks;
+  }
+
+  /** Operator retry: these tasks run again, and the tasks that failed only because they did. */
+  retry(ids: string[]): Promise<RerunResult> {
+    if (!this.store) throw new Error('master not started');
+    return rerun(this.scheduler, this.store, ids);
+  }
+
+  /** Operator retry of a batch's failures (and their dependents). */
+  retryBatch(batch: string): Promise<RerunResult> {
+    if (!this.store) throw new Error('master not started');
+    return rerunBatch(this.scheduler, this.store, batch);
+  }
+
+  /** Ready: recovery finished and the database answers a ping. */
+  async readiness(): Promise<{ ready: boolean; database: boolean; recovered: boolean }> {
+    let database = false;
+    try {
+      const ping = this.conn?.db?.command({ ping: 1 });
+      database = ping !== undefined && (await withTimeout(ping, 2000)) !== undefined;
+    } catch {
+      database = false;
+    }
+    return { ready: database && this.recovered, database, recovered: this.recovered };
+  }
+
+  metrics(): Promise<{ contentType: string; body: string }> {
+    if (!this.metricsOf) throw new Error('master not started');
+    return this.metricsOf.text();
   }
 
   get port(): number {
@@ -145,13 +198,23 @@ export class Master extends EventEmitter {
     this.sched = sched;
     sched.on('outcomes', (outcomes) => this.deliver(outcomes));
     sched.on('assigntimeout', (o) => this.emit('assigntimeout', o));
+    const began = Date.now();
     const recovered = await sched.recover();
-    if (recovered.tasks > 0 || recovered.dropped > 0)
-      this.logger.info('recovered tasks from the database', {
-        open: recovered.tasks,
-        orphans: recovered.orphans,
-        droppedUnacknowledged: recovered.dropped,
-      });
+    this.logger.info('recovery finished', {
+      open: recovered.tasks,
+      orphans: recovered.orphans,
+      droppedUnacknowledged: recovered.dropped,
+      ms: Date.now() - began,
+    });
+    // Observers start after recovery: they are seeded with what it left, then see every change.
+    const monitor = new Monitor({ logger: this.logger });
+    monitor.seed(await storedBatches(this.store.tasks, { limit: 200 }), sched.tasks.values());
+    const metrics = new Metrics(sched, this.store);
+    this.store.onWritten = (ms) => metrics.writeTime.observe(ms / 1000);
+    sched.observers.push(monitor, metrics);
+    this.mon = monitor;
+    this.metricsOf = metrics;
+    this.recovered = true;
     this.retention = new Retention(
       this.store,
       { retainMs: this.opts.retainMs, retainCount: this.opts.retainCount, logger: this.logger },
@@ -160,7 +223,8 @@ export class Master extends EventEmitter {
     );
     this.retention.start();
 
-    this.server = http.createServer((req, res) => serveHttp(req, res, this, this.logger));
+    const routes = staticRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger))));
+    this.server = http.createServer((req, res) => routes.handle(req, res));
     this.io = new Server(this.server, {
       // Fast failure detection: a silent runner is noticed within ~10 s, a closed socket at once.
       pingInterval: 5000,
@@ -174,7 +238,12 @@ export class Master extends EventEmitter {
       // Checked on the HTTP handshake, before the WebSocket upgrade: a foreign Origin, or a token
       // given in the handshake that is wrong, is refused before a single packet is read.
       allowRequest: (req, cb) => {
-        const refusal = handshakeCheck(req, this.opts.token, (o) => this.originAllowed(o));
+        const refusal = handshakeCheck(
+          req,
+          this.opts.token,
+          (o) => this.originAllowed(o),
+          this.opts.readToken,
+        );
         if (refusal) this.logger.warn('handshake refused', { reason: refusal, origin: req.headers.origin });
         cb(refusal ?? null, refusal === undefined);
       },
@@ -187,6 +256,9 @@ export class Master extends EventEmitter {
     runners.on('connection', (s) => this.onRunner(s as RunnerSocket));
     feeders.on('connection', (s) => this.onFeeder(s as FeederSocket));
     serveLegacy(legacy, sched, this.logger);
+    const dashboard = this.io.of(NAMESPACES.dashboard);
+    dashboard.use(tokenMiddleware(this.opts.token, this.opts.readToken));
+    this.dashboard = new Dashboard(dashboard, this, this.logger);
 
     await new Promise<void>((resolve, reject) => {
       const server = this.server as http.Server;
@@ -282,7 +354,10 @@ export class Master extends EventEmitter {
     });
 
     on(sock, log, 'task:progress', { schema: progressSchema }, (p) => {
-      if (!held()) return;
+      const r = held();
+      if (!r) return;
+      const t = this.scheduler.tasks.get(p.id);
+      if (t && t.who === r.id && t.attempts === p.attempt) t.progress = Math.min(1, Math.max(0, p.progress));
       for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', p);
     });
 
@@ -497,6 +572,7 @@ export class Master extends EventEmitter {
   private async doClose(): Promise<void> {
     await this.starting?.catch(() => undefined);
     this.announcer?.stop();
+    this.dashboard?.close();
     this.io?.disconnectSockets(true);
     await new Promise<void>((resolve) => (this.io ? this.io.close(() => resolve()) : resolve()));
     await this.retention?.stop();
@@ -536,6 +612,18 @@ function deliverSysmsg(s: Socket, message: { msg: unknown; from: string }): Prom
     pending.add(done);
     s.emit('sysmsg', message, () => done());
   });
+}
+
+/** The promise's value, or undefined if it takes longer than `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -66,6 +66,18 @@ export interface SchedulerEvents {
   assigntimeout: [TaskOutcome];
 }
 
+/**
+ * Sees every change of state as it is recorded (dashboard, metrics). Called synchronously on the hot
+ * path: an observer must be cheap and must not call back into the scheduler.
+ */
+export interface TaskObserver {
+  /** New tasks, in their first state (waiting or ready). */
+  added(tasks: readonly TaskRecord[]): void;
+  changed(t: TaskRecord, prev: TaskState): void;
+  /** Tasks of an add the database refused: as if never added. */
+  discarded(tasks: readonly TaskRecord[]): void;
+}
+
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly tasks = new Map<string, TaskRecord>();
   readonly finals = new Map<string, TaskOutcome>();
@@ -90,6 +102,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private closed = false;
   /** Counters for status and benchmarks. */
   readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0, held: 0, cancelled: 0 };
+  readonly observers: TaskObserver[] = [];
 
   constructor(
     private readonly store: Store,
@@ -189,6 +202,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       prepared.docs[i].state = t.state;
     });
     const written = this.store.insertTasks(prepared.docs);
+    for (const o of this.observers) o.added(records);
     for (const t of records) {
       if (t.state === 'ready') this.enqueue(t);
       if (t.deadline || t.assignTimeout) this.track(t);
@@ -213,6 +227,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    */
   private discard(records: TaskRecord[], error: WireError): void {
     const gone = new Set(records);
+    for (const o of this.observers) o.discarded(records);
     for (const t of records) {
       this.tasks.delete(t.id);
       this.finals.delete(t.id);
@@ -557,8 +572,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * and a restart does not need (it treats assigned and running alike): that one is written lazily.
    */
   private change(t: TaskRecord, state: TaskState): void {
+    const prev = t.state;
     t.state = state;
     t.rev++;
+    for (const o of this.observers) o.changed(t, prev);
     if (state === 'running') return this.store.fold(t);
     const refused = this.store.update(t);
     if (refused) this.persistFailed(t, refused);
@@ -570,7 +587,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * finds it failed, so it never runs again.
    */
   private persistFailed(t: TaskRecord, error: WireError): void {
+    const prev = t.state;
     t.state = 'failed';
+    for (const o of this.observers) o.changed(t, prev);
     t.result = undefined;
     t.error = error;
     const o = this.finals.get(t.id);
@@ -826,6 +845,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (!r) return false;
     this.drained.add(runnerId);
     this.runners.setDraining(r, true);
+    this.opts.logger.info('runner drained: no new work', { runnerId, running: r.active.size });
     return true;
   }
 
@@ -835,6 +855,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.drained.delete(runnerId);
     if (!r) return false;
     this.runners.setDraining(r, false);
+    this.opts.logger.info('runner undrained: takes work again', { runnerId });
     this.scheduleDistribute();
     return true;
   }
@@ -842,7 +863,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   // ---- cancelling ----------------------------------------------------------------------------
 
   /** Cancels tasks by id and/or batch; returns the ids cancelled (final ones are left alone). */
-  cancel(ids: string[] | undefined, batch: string | undefined): string[] {
+  cancel(ids: string[] | undefined, batch: string | undefined, by = 'a feeder'): string[] {
     const targets: TaskRecord[] = [];
     for (const id of ids ?? []) {
       const t = this.tasks.get(id);
@@ -852,12 +873,71 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const cancelled: string[] = [];
     for (const t of targets) {
       if (isFinal(t.state)) continue;
-      this.failForGood(t, wireError('ECANCELLED', 'cancelled by a feeder'), 'cancelled');
+      this.failForGood(t, wireError('ECANCELLED', `cancelled by ${by}`), 'cancelled');
       cancelled.push(t.id);
     }
     this.scheduleDistribute();
     this.scheduleFlush();
     return cancelled;
+  }
+
+  // ---- running again (operator retry) --------------------------------------------------------
+
+  /**
+   * Operator retry, "rerun from failed": final tasks run again.
+   * Precondition: `docs` are stored tasks, current (the caller awaited the barrier), in dependency
+   * order; `stored` holds the states of their dependencies that are neither in memory nor in `docs`.
+   * Effect: each failed or cancelled task whose dependencies are done, live, or revived before it
+   * goes back to waiting (or ready), with a fresh attempt budget: `uncounted` becomes the attempts so
+   * far, so attempt numbers keep growing and still fence late reports from older attempts.
+   * Record: the new state, written to its document with the next `rev` (a restart recovers it).
+   * Outcome: the ids revived, and the refused ones with the reason.
+   */
+  revive(
+    docs: TaskDoc[],
+    stored: Map<string, StoredState>,
+  ): { revived: string[]; refused: { id: string; error: WireError }[] } {
+    const revived: string[] = [];
+    const refused: { id: string; error: WireError }[] = [];
+    for (const d of docs) {
+      const refuse = (message: string) => refused.push({ id: d._id, error: wireError('ESTATE', message) });
+      if (this.tasks.has(d._id)) {
+        refuse(`task "${d._id}" is ${this.tasks.get(d._id)?.state}, not failed or cancelled`);
+        continue;
+      }
+      if (d.state !== 'failed' && d.state !== 'cancelled') {
+        refuse(`task "${d._id}" is ${d.state}, not failed or cancelled`);
+        continue;
+      }
+      if (d.broadcast) {
+        refuse(`task "${d._id}" is a broadcast: add it again instead`);
+        continue;
+      }
+      const blocked = (d.dependencies ?? []).find(
+        (dep) => !this.tasks.has(dep) && (this.finals.get(dep) ?? stored.get(dep))?.state !== 'done',
+      );
+      if (blocked) {
+        refuse(`dependency "${blocked}" did not succeed: retry it, and this task runs again after it`);
+        continue;
+      }
+      const t = recordOf(d, this.opts.maxAttempts);
+      t.error = null;
+      t.who = null;
+      t.uncounted = t.attempts;
+      // A call timeout belongs to the call that added the task, which is over.
+      t.deadline = null;
+      this.tasks.set(t.id, t);
+      this.finals.delete(t.id);
+      this.linkDependencies(t, stored);
+      this.change(t, t.pending > 0 ? 'waiting' : 'ready');
+      if (t.state === 'ready') this.enqueue(t);
+      if (t.assignTimeout) this.track(t);
+      this.stats.retried++;
+      revived.push(t.id);
+    }
+    this.scheduleDistribute();
+    this.scheduleFlush();
+    return { revived, refused };
   }
 
   // ---- timeouts and the queue ----------------------------------------------------------------

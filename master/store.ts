@@ -81,6 +81,8 @@ export class Store {
   readonly folder: Folder;
   /** Set by the scheduler: a task's new state was refused and replaced by a failure. */
   onRefused: RefusalListener = () => {};
+  /** Told how long each write took, in ms (metrics). */
+  onWritten: (ms: number) => void = () => {};
   private queue: Entry[] = [];
   private waiters: (() => void)[] = [];
   private running = false;
@@ -244,7 +246,9 @@ export class Store {
         const upTo = this.seq;
         this.queue = [];
         this.waiters = [];
+        const began = performance.now();
         await this.write(batch);
+        this.onWritten(performance.now() - began);
         this.durableSeq = upTo;
         for (const w of waiters) w();
       }
@@ -559,7 +563,7 @@ function encodeTask(d: TaskDoc): TaskDoc {
   return out;
 }
 
-function decodeTask(d: TaskDoc): TaskDoc {
+export function decodeTask(d: TaskDoc): TaskDoc {
   return {
     ...d,
     params: (decodeValue(d.params) as unknown[]) ?? [],

@@ -37,6 +37,8 @@ export interface TaskRecord {
   result?: unknown;
   error?: WireError | null;
   moduleHash?: string | null;
+  /** The running attempt's last reported progress (0–1), for the dashboard. */
+  progress?: number;
   runTimeout?: number | null;
   timeout?: number | null;
   assignTimeout?: number | null;

@@ -23,7 +23,8 @@ export const ERROR_CODES = Object.freeze({
   ERUNNERID:
     'this runner id is held by another live connection, or this connection already is another runner',
   EORIGIN: 'cross-origin browser request refused (allowOrigins)',
-  ENOTFOUND: 'no such route',
+  ENOTFOUND: 'no such route, task or batch',
+  ESTATE: 'the task is not in a state that allows this (retry needs a failed or cancelled task)',
   EINTERNAL: 'the master failed to handle the request (logged); the request changed nothing it reported',
 } as const);
 

@@ -6,6 +6,7 @@
  * Namespaces on the master's URL:
  *   /runner   runners (this protocol)
  *   /feeder   feeders (this protocol)
+ *   /dashboard  read-only live view for the dashboard (master/dashboard.ts): it only listens
  *   /         the original taskmaster events (legacy.ts), unchanged
  */
 import type { z } from 'zod';
@@ -25,7 +26,12 @@ import type {
   watchReplySchema,
 } from './schemas';
 
-export const NAMESPACES = Object.freeze({ runner: '/runner', feeder: '/feeder', legacy: '/' } as const);
+export const NAMESPACES = Object.freeze({
+  runner: '/runner',
+  feeder: '/feeder',
+  dashboard: '/dashboard',
+  legacy: '/',
+} as const);
 
 export type AttemptRef = z.infer<typeof attemptRefSchema>;
 export type ResultsAck = z.infer<typeof resultsAckSchema>;
