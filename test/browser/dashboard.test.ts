@@ -103,7 +103,7 @@ describe('dashboard in the browser', () => {
     // Twenty more tasks in chains of four succeed.
     const flag = path.join(dir, 'flag');
     const tasks = [
-      { id: 'gate', module: 'fails-until', params: [flag], maxAttempts: 1 },
+      { id: 'gate', module: 'needs-file', params: [flag], maxAttempts: 1 },
       { id: 'd1', module: 'ok', params: ['d1'], dependencies: ['gate'] },
       { id: 'd2', module: 'ok', params: ['d2'], dependencies: ['gate'] },
       { id: 'd3', module: 'ok', params: ['d3'], dependencies: ['d1', 'd2'] },

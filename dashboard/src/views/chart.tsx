@@ -6,7 +6,24 @@ import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import { STATE_COLOURS } from '../ui';
 
-type Point = { at: number; done: number; failed: number };
+export type Point = { at: number; done: number; failed: number };
+
+const SECONDS = 300;
+
+/**
+ * One point per second over the last five minutes up to `now`: the master sends only the seconds in
+ * which something finished, and a quiet second is a zero, not a gap.
+ */
+export function perSecond(points: Point[], now: number): Point[] {
+  const end = Math.floor(now / 1000);
+  const bySecond = new Map(points.map((p) => [Math.floor(p.at / 1000), p]));
+  const out: Point[] = [];
+  for (let s = end - SECONDS + 1; s <= end; s++) {
+    const p = bySecond.get(s);
+    out.push({ at: s * 1000, done: p?.done ?? 0, failed: p?.failed ?? 0 });
+  }
+  return out;
+}
 
 function columns(points: Point[]): uPlot.AlignedData {
   const xs = points.map((p) => p.at / 1000);
@@ -33,7 +50,11 @@ export function ThroughputChart({ points }: { points: Point[] }) {
         width: el.clientWidth || 600,
         height: 200,
         legend: { show: true },
-        scales: { x: { time: true }, pct: { range: [0, 100] } },
+        scales: {
+          x: { time: true },
+          y: { range: (_u, _min, max) => [0, Math.max(1, max)] },
+          pct: { range: [0, 100] },
+        },
         axes: [
           {},
           { label: 'tasks/s', size: 50 },

@@ -1,13 +1,14 @@
 /** Tasks by state, throughput and failure rate, queue depth by priority, the database's backlog. */
 import { useLive } from '../live';
 import { Card, CountsBar, CountsList, duration } from '../ui';
-import { ThroughputChart } from './chart';
+import { perSecond, ThroughputChart } from './chart';
 
 export function OverviewView() {
   const { overview: o } = useLive();
   if (!o) return <p class="muted">Waiting for the first snapshot…</p>;
   const maxReady = Math.max(1, ...o.queueByPriority.map((q) => q.ready));
-  const last = o.throughput.slice(-10);
+  const series = perSecond(o.throughput, o.at);
+  const last = series.slice(-10);
   const done = last.reduce((n, p) => n + p.done, 0);
   const failed = last.reduce((n, p) => n + p.failed, 0);
   return (
@@ -18,11 +19,11 @@ export function OverviewView() {
       </Card>
       <Card title="Throughput (last 5 minutes)" wide>
         <p class="muted">
-          last 10 s: <b data-testid="rate-done">{(done / Math.max(1, last.length)).toFixed(1)}</b> done/s,{' '}
-          <b>{(failed / Math.max(1, last.length)).toFixed(1)}</b> failed/s, failure rate{' '}
+          last 10 s: <b data-testid="rate-done">{(done / 10).toFixed(1)}</b> done/s,{' '}
+          <b>{(failed / 10).toFixed(1)}</b> failed/s, failure rate{' '}
           <b>{done + failed ? ((100 * failed) / (done + failed)).toFixed(1) : '0.0'} %</b>
         </p>
-        <ThroughputChart points={o.throughput} />
+        <ThroughputChart points={series} />
       </Card>
       <Card title="Ready queue by priority">
         {o.queueByPriority.length === 0 ? (
