@@ -21,7 +21,15 @@ const SERVER_SIDE = forbid(
 
 export default defineConfig(
   {
-    ignores: ['node_modules/', '.cache/', 'coverage/', 'dist/', 'tools/', 'test/fixtures/tasks/'],
+    ignores: [
+      'node_modules/',
+      '.cache/',
+      'coverage/',
+      'dist/',
+      'dashboard/dist/',
+      'tools/',
+      'test/fixtures/tasks/',
+    ],
   },
   js.configs.recommended,
   tseslint.configs.recommended,
@@ -44,6 +52,24 @@ export default defineConfig(
     files: ['**/*.js', '**/*.cjs'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    // The dashboard runs in the browser and talks to the master over HTTP and Socket.IO only.
+    files: ['dashboard/src/**'],
+    languageOptions: { globals: { ...globals.browser } },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            forbid(
+              ['master', 'models', 'runner', 'feeder', 'common'],
+              'the dashboard is a browser page: it may share protocol/ types, nothing that runs on a server.',
+            ),
+          ],
+        },
+      ],
+    },
   },
   {
     files: ['test/**'],

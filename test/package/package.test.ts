@@ -117,13 +117,19 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     if (dir) fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   });
 
-  test('ships compiled JavaScript with declarations and no TypeScript sources', () => {
+  test('ships compiled JavaScript with declarations, the built dashboard, and no TypeScript sources', () => {
     const root = path.join(dir, 'node_modules', PKG.name);
     expect(fs.existsSync(path.join(root, 'dist', 'index.js'))).toBe(true);
     expect(fs.existsSync(path.join(root, 'dist', 'index.d.ts'))).toBe(true);
     expect(fs.existsSync(path.join(root, 'dist', 'runner', 'child-main.js'))).toBe(true);
     expect(fs.existsSync(path.join(root, 'bin', 'cli.ts'))).toBe(false);
     expect(fs.existsSync(path.join(root, 'test'))).toBe(false);
+    // The dashboard as built static files, every script bundled in (no CDN), and not its sources.
+    const page = fs.readFileSync(path.join(root, 'dashboard', 'dist', 'index.html'), 'utf8');
+    const scripts = [...page.matchAll(/<script[^>]*src="([^"]+)"/g)].map((m) => m[1]);
+    expect(scripts.length).toBeGreaterThan(0);
+    for (const src of scripts) expect(fs.existsSync(path.join(root, 'dashboard', 'dist', src))).toBe(true);
+    expect(fs.existsSync(path.join(root, 'dashboard', 'src'))).toBe(false);
   });
 
   test('npx taskmaster --help lists the commands', async () => {
