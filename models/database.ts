@@ -28,10 +28,11 @@ import {
   isExecutable,
   type ProgressOptions,
 } from './ferretdb-build';
+import { CACHE_DIR, PACKAGE_ROOT } from './package-root';
 
 export { FERRETDB_BIN, buildFerretDB };
-export const REPO_ROOT = path.resolve(__dirname, '..');
-const DEFAULT_DATA_DIR = path.join(REPO_ROOT, '.cache', 'db');
+export const REPO_ROOT = PACKAGE_ROOT;
+const DEFAULT_DATA_DIR = path.join(CACHE_DIR, 'db');
 
 export type DatabaseKind = 'ferretdb' | 'mongod' | 'external';
 

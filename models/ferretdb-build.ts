@@ -13,22 +13,23 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { CACHE_DIR, PACKAGE_ROOT } from './package-root';
 
 export const FERRETDB_VERSION = '1.24.2';
 /** Bump when a file in tools/ferretdb/patches (or the wrapper) changes. */
 export const FERRETDB_PATCH_LEVEL = 2;
 
-const REPO_ROOT = path.resolve(__dirname, '..');
+const REPO_ROOT = PACKAGE_ROOT;
 const WRAPPER_DIR = path.join(REPO_ROOT, 'tools', 'ferretdb');
 const PATCH_DIR = path.join(WRAPPER_DIR, 'patches');
-const SOURCE_DIR = path.join(REPO_ROOT, '.cache', 'ferretdb-src');
+const SOURCE_DIR = path.join(CACHE_DIR, 'ferretdb-src');
 const MODULE = 'github.com/FerretDB/FerretDB';
 
 export type FerretDBVariant = 'patched' | 'stock';
 
 export function ferretdbBinPath(variant: FerretDBVariant = 'patched'): string {
   const suffix = variant === 'stock' ? 'stock' : `p${FERRETDB_PATCH_LEVEL}`;
-  return path.join(REPO_ROOT, '.cache', 'bin', `ferretdb-${FERRETDB_VERSION}-${suffix}`);
+  return path.join(CACHE_DIR, 'bin', `ferretdb-${FERRETDB_VERSION}-${suffix}`);
 }
 
 /** The patched binary the embedded database runs. */

@@ -10,6 +10,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import mongoose from 'mongoose';
 import { ROOT, spawnProc, tempDir, type Proc } from '../helpers/cluster';
 import { dropTestDb, testDbName, testDbUrl } from '../helpers/db';
 
@@ -173,6 +174,27 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
       expect(fed.stderr.trimEnd().split('\n').pop()).toMatch(/^2 tasks in \d+\.\d s: 2 done, 0 failed/);
     }
   });
+
+  test('taskmaster db from the package builds the embedded FerretDB from its own sources and serves it', async () => {
+    const bin = path.join(dir, 'node_modules', '.bin', 'taskmaster');
+    const db = spawnProc(bin, ['db', '--data', path.join(dir, 'db-files')], { cwd: dir });
+    procs.push(db);
+    const line = await db.waitFor(/MONGO_URL=mongodb:\/\/\S+/, 170_000);
+    const conn = await mongoose
+      .createConnection(line.slice('MONGO_URL='.length), { dbName: 'pkg' })
+      .asPromise();
+    try {
+      await conn.collection('t').insertOne({ _id: 'x' } as never);
+      expect(await conn.collection('t').countDocuments({})).toBe(1);
+    } finally {
+      await conn.close();
+    }
+    // Built inside the installed package, from the sources it ships.
+    const root = path.join(dir, 'node_modules', PKG.name);
+    expect(fs.readdirSync(path.join(root, '.cache', 'bin')).some((f) => f.startsWith('ferretdb-'))).toBe(
+      true,
+    );
+  }, 180_000);
 
   test('a TypeScript feeder compiles with tsc as CommonJS and as NodeNext ESM, and runs to completion', async () => {
     expect(masterUrl).toBeTruthy();
