@@ -3,13 +3,17 @@
  * (or MONGO_URL). Prints tasks/s, p50/p99 latency from add to result, and the master's peak RSS.
  *
  *   npm run bench -- [--tasks 10000] [--runners 2] [--workers 1] [--slots 32]
- *                    [--module noop|primes] [--param 20000] [--answer-threshold 1]
+ *                    [--module noop|primes] [--param 20000] [--answer-threshold 1] [--dashboard]
+ *
+ * `--dashboard` keeps one client connected to the master's /dashboard namespace throughout (what an
+ * open dashboard costs the master), and reports the events it received.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { io } from 'socket.io-client';
 import { Feeder } from '../feeder/feeder';
 import { freePort, resolveDatabase } from '../models/database';
 import type { TaskOutcome } from '../protocol/schemas';
@@ -29,6 +33,7 @@ const { values: args } = parseArgs({
     'answer-threshold': { type: 'string', default: '1' },
     chunk: { type: 'string', default: '1000' },
     'distribute-delay': { type: 'string', default: '0' },
+    dashboard: { type: 'boolean', default: false },
   },
 });
 
@@ -129,6 +134,19 @@ async function main(): Promise<void> {
       await waitForLine(r, /runner (ready|registered|connected)/i, `runner ${i}`);
     }
 
+    const dash = { snapshots: 0, ticks: 0, tasks: 0 };
+    const dashboard = args.dashboard
+      ? io(`${masterUrl}/dashboard`, { transports: ['websocket'], reconnection: false })
+      : null;
+    if (dashboard) {
+      dashboard.on('dash:snapshot', () => dash.snapshots++);
+      dashboard.on('dash:tick', () => dash.ticks++);
+      dashboard.on('dash:task', () => dash.tasks++);
+      await new Promise<void>((resolve, reject) => {
+        dashboard.once('dash:snapshot', () => resolve());
+        dashboard.once('connect_error', reject);
+      });
+    }
     const feeder = new Feeder({ master: masterUrl });
     await feeder.ready();
     const addedAt = new Map<string, number>();
@@ -178,9 +196,11 @@ async function main(): Promise<void> {
       dbCommandsPerTask: status.store ? Number((status.store.commands / n).toFixed(2)) : null,
       dbDocumentsPerTask: status.store ? Number((status.store.documents / n).toFixed(2)) : null,
       failed,
+      ...(dashboard ? { dashboard: dash } : {}),
     };
     process.stdout.write(`${JSON.stringify(line)}\n`);
     await feeder.close();
+    dashboard?.close();
   } finally {
     stop();
     await db.stop();

@@ -4,8 +4,8 @@
  * with `--wait`, returns once it has none left), `taskmaster purge` (remove final tasks now).
  */
 import type { Command } from 'commander';
-
-const DEFAULT_MASTER = 'http://127.0.0.1:3232';
+import { api, withMasterFlags } from './api-client';
+import { table } from './table';
 
 interface AdminFlags {
   batch?: string;
@@ -16,6 +16,12 @@ interface AdminFlags {
   json?: boolean;
   wait?: boolean;
   timeout?: string;
+}
+
+interface Status {
+  tasks: number;
+  stats: Record<'added' | 'assigned' | 'done' | 'failed' | 'cancelled' | 'retried', number>;
+  store: { writeBacklog: number; foldBacklog: number; oldestUnfoldedMs: number; retrying: boolean } | null;
 }
 
 interface RunnerView {
@@ -31,35 +37,6 @@ interface RunnerView {
   modules: { name: string; hash: string }[];
 }
 
-async function api(flags: AdminFlags, path: string, method = 'GET', payload?: unknown): Promise<unknown> {
-  const base = flags.master ?? process.env.TASKMASTER_MASTER ?? DEFAULT_MASTER;
-  // `status` only reads: the read-only token (a dashboard's) is enough for it.
-  const token =
-    flags.token ??
-    (process.env.TASKMASTER_TOKEN ||
-      (method === 'GET' ? process.env.TASKMASTER_READ_TOKEN : undefined) ||
-      undefined);
-  let res: Response;
-  try {
-    res = await fetch(new URL(path, base), {
-      method,
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: payload !== undefined ? JSON.stringify(payload) : undefined,
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (err) {
-    throw new Error(
-      `cannot reach the master at ${base}: ${err instanceof Error ? err.message : String(err)}`,
-    );
-  }
-  const body = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
-  if (!res.ok) throw new Error(`${res.status} ${body.error?.code ?? ''} ${body.error?.message ?? ''}`.trim());
-  return body;
-}
-
 function describe(r: RunnerView): string {
   const state = !r.connected ? 'disconnected' : r.draining ? (r.idle ? 'drained' : 'draining') : 'ready';
   const mods = r.modules.map((m) => `${m.name}@${m.hash.slice(0, 8)}`).join(' ') || '-';
@@ -67,25 +44,53 @@ function describe(r: RunnerView): string {
 }
 
 export function registerAdminCommands(program: Command, setCode: (code: number) => void): void {
-  const common = (c: Command) =>
-    c
-      .option('--master <url>', `master URL (env TASKMASTER_MASTER; default ${DEFAULT_MASTER})`)
-      .option(
-        '--token <secret>',
-        'token for the master (env TASKMASTER_TOKEN; for status, TASKMASTER_READ_TOKEN also works)',
-      );
+  const common = withMasterFlags;
 
-  common(program.command('status').description("show the master's runners and counters"))
+  common(
+    program.command('status').description("show the master's counters, its store's backlog and its runners"),
+  )
     .option('--json', 'print JSON')
     .action(async (flags: AdminFlags) => {
       const { runners } = (await api(flags, '/api/runners')) as { runners: RunnerView[] };
-      const status = await api(flags, '/api/status');
+      const status = (await api(flags, '/api/status')) as Status;
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ ...(status as object), runners })}\n`);
-      } else {
-        process.stdout.write(`${JSON.stringify(status)}\n`);
-        for (const r of runners) process.stdout.write(`${describe(r)}\n`);
+        process.stdout.write(`${JSON.stringify({ ...status, runners })}\n`);
+        return setCode(0);
       }
+      const st = status.stats;
+      const store = status.store;
+      process.stdout.write(
+        table(
+          ['TASKS IN MEMORY', 'ADDED', 'ASSIGNED', 'DONE', 'FAILED', 'CANCELLED', 'RETRIED'],
+          [[status.tasks, st.added, st.assigned, st.done, st.failed, st.cancelled, st.retried]],
+        ),
+      );
+      if (store)
+        process.stdout.write(
+          `\n${table(
+            ['WRITE BACKLOG', 'FOLD BACKLOG', 'OLDEST UNFOLDED', 'RETRYING'],
+            [
+              [
+                store.writeBacklog,
+                store.foldBacklog,
+                `${store.oldestUnfoldedMs} ms`,
+                store.retrying ? 'yes' : 'no',
+              ],
+            ],
+          )}`,
+        );
+      process.stdout.write('\n');
+      if (runners.length === 0) process.stdout.write('no runners\n');
+      else
+        process.stdout.write(
+          table(
+            ['RUNNER', 'STATE', 'SLOTS', 'WORKERS', 'DATA', 'MODULES'],
+            runners.map((r) => {
+              const [id, state, slots, workers, data, mods] = describe(r).split('\t');
+              return [id, state, slots.replace(' slots', ''), workers.replace(' workers', ''), data, mods];
+            }),
+          ),
+        );
       setCode(0);
     });
 

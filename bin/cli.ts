@@ -20,6 +20,7 @@ import { discoverMaster, masterFromTracker } from '../common/discovery';
 import { registerAdminCommands } from './admin';
 import { runDemo } from './demo';
 import { initTasks } from './init';
+import { registerTaskCommands } from './tasks-cli';
 import { shutdown, watchSignals } from './signals';
 
 const USAGE = 2;
@@ -48,6 +49,7 @@ const collect = (value: string, previous: string[] | undefined): string[] => [..
 
 export async function main(argv: string[]): Promise<number> {
   let code = 0;
+  quietOnClosedPipe();
   const program = new Command()
     .name('taskmaster')
     .description(
@@ -216,6 +218,7 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   registerAdminCommands(program, (c) => (code = c));
+  registerTaskCommands(program, (c) => (code = c));
 
   try {
     await program.parseAsync(argv);
@@ -227,6 +230,24 @@ export async function main(argv: string[]): Promise<number> {
     return err instanceof TaskmasterError && err.code === 'EVALIDATION' ? USAGE : 1;
   }
   return code;
+}
+
+/**
+ * Output piped into a reader that stops early (`taskmaster ls | head`): the write fails with EPIPE.
+ * That is the reader's choice, not an error: end quietly, as `cat` does.
+ */
+function quietOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    if (stream.listeners('error').some((l) => (l as { quietPipe?: boolean }).quietPipe)) continue;
+    const onError = Object.assign(
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(0);
+        throw err;
+      },
+      { quietPipe: true },
+    );
+    stream.on('error', onError);
+  }
 }
 
 async function runMaster(

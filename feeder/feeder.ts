@@ -12,6 +12,7 @@
  * Tasks are sent as given: the master is the only validator, so the CLI, this library and clients
  * of the original protocol all get the same messages.
  */
+import { connectCause } from '../common/connect-cause';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
@@ -111,6 +112,8 @@ export class Feeder extends EventEmitter<FeederEvents> {
   private lastConnectError = '';
   private manualRetries = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
+  /** A connection failure was logged since the last connect (one warning per outage). */
+  private unreachable = false;
   private watchQueued = false;
   private closed = false;
 
@@ -140,6 +143,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
     });
     this.socket.on('connect', () => {
       this.manualRetries = 0;
+      this.unreachable = false;
       this.logger.debug('connected to the master', { master: this.master });
       this.emit('connect');
       void this.rewatch();
@@ -161,6 +165,14 @@ export class Feeder extends EventEmitter<FeederEvents> {
         this.logger.error(this.refused.message);
         for (const fail of [...this.readyRejects]) fail(this.refused);
         return;
+      }
+      if (!this.unreachable) {
+        // Once per outage, at warn: the feeder keeps retrying, and says why it cannot get through.
+        this.unreachable = true;
+        this.logger.warn('cannot reach the master; retrying', {
+          master: this.master,
+          cause: connectCause(err),
+        });
       }
       // A middleware refusal other than EAUTH stops Socket.IO's reconnection; a transport error does not.
       if (!this.socket.active) this.reconnectLater();

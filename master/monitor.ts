@@ -114,6 +114,7 @@ export class Monitor implements TaskObserver {
       b.finishedAt = null;
     }
     for (const [batch, n] of fresh) this.opts.logger.info('batch added', { batch, tasks: n });
+    if (this.onTask) for (const t of tasks) this.onTask(t);
     this.trimBatches();
   }
 

@@ -663,6 +663,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.runners.markDown(r);
     const expire = () => {
       if (r.connected || !this.runners.remove(r)) return;
+      this.opts.logger.info('runner left: it did not come back in time', {
+        runnerId,
+        attemptsRetried: r.active.size,
+      });
       for (const id of r.active) {
         const t = this.tasks.get(id);
         if (t) this.lose(t, `runner ${runnerId} went away`);

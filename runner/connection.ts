@@ -4,6 +4,7 @@
  * `runner:hello` on every connect, retried until acknowledged, whose reply lists the attempts to drop.
  * Nothing but the hello goes out before that ack, so the master always knows who is talking.
  */
+import { connectCause } from '../common/connect-cause';
 import { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
 import { z } from 'zod';
@@ -69,6 +70,8 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
   private generation = 0;
   private manualRetries = 0;
   private manualTimer: NodeJS.Timeout | null = null;
+  /** A connection failure was logged since the last connect (one warning per outage). */
+  private unreachable = false;
   private helloTimer: NodeJS.Timeout | null = null;
   private closed = false;
   /** The master's largest message, from its hello reply (older masters send none). */
@@ -87,7 +90,10 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
       reconnectionDelayMax: opts.reconnectDelayMaxMs,
       randomizationFactor: 0.5,
     });
-    this.socket.on('connect', () => void this.handshake(++this.generation));
+    this.socket.on('connect', () => {
+      this.unreachable = false;
+      void this.handshake(++this.generation);
+    });
     this.socket.on('disconnect', (reason) => this.onDisconnect(reason));
     this.socket.on('connect_error', (err) => this.onConnectError(err));
     // Not gated on the hello ack: the master may send work before our side has read the ack.
@@ -237,6 +243,13 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
         'refused',
         new TaskmasterError('EAUTH', `the master at ${this.opts.master} refused the runner: ${err.message}`),
       );
+    } else if (!this.unreachable) {
+      // Once per outage, at warn: the runner keeps retrying, and says why it cannot get through.
+      this.unreachable = true;
+      this.opts.logger.warn('cannot reach the master; retrying', {
+        master: this.opts.master,
+        cause: connectCause(err),
+      });
     } else {
       this.opts.logger.debug('cannot reach the master', { master: this.opts.master, error: err.message });
     }

@@ -246,6 +246,7 @@ describe('HTTP API: a retried task outlives a master restart', () => {
         { id: 'survivor', module: 'needs-file', params: [flag], maxAttempts: 1 },
       ]);
       expect(o.state).toBe('failed');
+      await feeder.work([{ id: 'before-restart', module: 'ok' }]);
       await runner.close();
       const r = await call<{ task: TaskView }>(master, 'POST', '/api/tasks/survivor/retry');
       expect(r.body.task.state).toBe('ready');
@@ -256,6 +257,9 @@ describe('HTTP API: a retried task outlives a master restart', () => {
     master = await startMaster(dbName);
     try {
       expect(master.scheduler.tasks.get('survivor')?.state).toBe('ready');
+      // A task this master never saw change: its timeline comes from its document.
+      const old = await task(master, 'before-restart');
+      expect(old.timeline.map((e) => e.state)).toEqual(['waiting', 'assigned', 'done']);
       fs.writeFileSync(flag, 'x');
       runner = await startRunner(master.url);
       await settle(master, ['survivor'], 'done');
