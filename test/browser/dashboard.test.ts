@@ -195,4 +195,26 @@ describe('dashboard in the browser', () => {
     await see(page, '[data-testid=runner-row][data-runner=runner-1]', 'the runner');
     expect(await page.isDisabled('[data-testid=runner-row] [data-testid=drain]')).toBe(true);
   });
+
+  test('a batch beyond 500 tasks draws 500 nodes and says the counts cover the rest', async () => {
+    // Chains of 26: task i depends on task i - 20, so the graph has layers to lay out.
+    const tasks = Array.from({ length: 520 }, (_, i) => ({
+      id: `big-${i}`,
+      module: 'ok',
+      params: [i],
+      dependencies: i >= 20 ? [`big-${i - 20}`] : [],
+    }));
+    await feeder.work(tasks, { batch: 'big' });
+    const page = await browser.newPage();
+    await page.goto(master.url);
+    await page.fill('input[name=token]', TOKEN);
+    await page.click('button[type=submit]');
+    await page.click('[data-testid=tab-batches]');
+    await page.click('[data-testid=batch-row][data-batch=big] a');
+    await see(page, '[data-testid=graph-truncated]', 'the note that the graph is cut');
+    await text(page, '[data-testid=batch-count-done]', '520', "the big batch's done count");
+    expect(await page.$$('[data-testid=graph-node]')).toHaveLength(500);
+    expect(await page.textContent('[data-testid=graph-truncated]')).toContain('520 tasks');
+    await shot(page, 'graph-large');
+  });
 });

@@ -5,7 +5,7 @@
  * changes, not when a state does: state changes only recolour nodes.
  */
 import dagre from '@dagrejs/dagre';
-import { useMemo, useState } from 'preact/hooks';
+import { useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { GraphNode, TaskState } from '../types';
 import { STATE_COLOURS } from '../ui';
 
@@ -70,8 +70,13 @@ export function DependencyGraph({
   onSelect: (id: string) => void;
 }) {
   const laid = useMemo(() => layout(nodes, edges), [nodes, edges]);
-  const [zoom, setZoom] = useState<number | 'fit'>('fit');
-  const scale = zoom === 'fit' ? Math.min(1, Math.max(0.35, 1100 / Math.max(1, laid.width))) : zoom;
+  const box = useRef<HTMLDivElement>(null);
+  const [room, setRoom] = useState(1100);
+  useLayoutEffect(() => setRoom(box.current?.clientWidth || 1100), []);
+  const fit = Math.min(1, (room - 4) / Math.max(1, laid.width));
+  // At first the labels stay readable (scroll for the rest); "fit" shows the whole width.
+  const [zoom, setZoom] = useState<number | 'start' | 'fit'>('start');
+  const scale = zoom === 'fit' ? fit : zoom === 'start' ? Math.max(0.75, fit) : zoom;
   return (
     <div class="graph">
       <div class="graph-tools">
@@ -91,7 +96,7 @@ export function DependencyGraph({
           {nodes.length} tasks, {edges.length} dependencies
         </span>
       </div>
-      <div class="graph-scroll">
+      <div class="graph-scroll" ref={box}>
         <svg
           data-testid="graph"
           width={laid.width * scale}
