@@ -12,6 +12,7 @@ import { feederConfig, type FeederFlags } from '../feeder/config';
 import { feed } from '../feeder/feed-cli';
 import { databaseName, masterConfig, type MasterFlags } from '../master/config';
 import { Master } from '../master/master';
+import { z } from 'zod';
 import { resolveDatabase, startEmbeddedDatabase, type Database } from '../models/database';
 import { TaskmasterError } from '../protocol/errors';
 import { runnerConfig, type RunnerFlags } from '../runner/config';
@@ -28,6 +29,7 @@ const USAGE = 2;
 const DB_SETTINGS = {
   port: { flag: '--port', schema: integer(0, 65535) },
   data: { flag: '--data', schema: nonEmpty() },
+  synchronous: { flag: '--synchronous', schema: z.enum(['full', 'normal']) },
 };
 
 function logger(log: LogSettings, role: string, stderr = false): Logger {
@@ -192,7 +194,11 @@ export async function main(argv: string[]): Promise<number> {
     )
     .option('--port <n>', 'port on 127.0.0.1 (default: a free one)')
     .option('--data <dir>', 'data folder (default .cache/db)')
-    .action(async (flags: { port?: string; data?: string }) => {
+    .option(
+      '--synchronous <mode>',
+      'full (default): every commit synced, survives a power loss; normal: synced at checkpoints, survives a crash of any process but may lose the last commits on a power loss',
+    )
+    .action(async (flags: { port?: string; data?: string; synchronous?: string }) => {
       code = await runDb(flags);
     });
 
@@ -355,11 +361,11 @@ async function runRunner(flags: RunnerFlags & DiscoveryFlags): Promise<number> {
   return stop();
 }
 
-async function runDb(flags: { port?: string; data?: string }): Promise<number> {
-  const { port, data } = readSettings('db', DB_SETTINGS, flags, {});
+async function runDb(flags: { port?: string; data?: string; synchronous?: string }): Promise<number> {
+  const { port, data, synchronous } = readSettings('db', DB_SETTINGS, flags, {});
   const log = (m: string) => void process.stderr.write(`${m}\n`);
   const signalled = watchSignals(log);
-  const db = await startEmbeddedDatabase({ port, dataDir: data, log });
+  const db = await startEmbeddedDatabase({ port, dataDir: data, log, synchronous });
   // The only line on stdout, so a script can wait for it and take the URL.
   process.stdout.write(`MONGO_URL=${db.url}\n`);
   log(`${db.kind} running with its data in ${db.dataDir}; Ctrl-C stops it`);

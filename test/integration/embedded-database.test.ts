@@ -128,6 +128,28 @@ describe('one server per data directory', () => {
     }
   }, 120_000);
 
+  test('taskmaster db --synchronous normal runs FerretDB with that setting; an unknown mode is refused naming the flag', async () => {
+    const db = spawnCli(['db', '--data', dir, '--synchronous', 'normal']);
+    try {
+      await db.waitFor(/MONGO_URL=\S+/);
+      const holder = readHolder(path.join(dir, LOCK_FILE));
+      const args = fs.readFileSync(`/proc/${holder?.serverPid}/cmdline`, 'utf8').split('\0').join(' ');
+      expect(args).toContain('synchronous(normal)');
+    } finally {
+      await db.kill('SIGTERM');
+    }
+    const bad = spawnSync(
+      process.execPath,
+      ['bin/taskmaster.js', 'db', '--data', dir, '--synchronous', 'sometimes'],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain('--synchronous');
+  }, 120_000);
+
   test('a lock left by a process that is gone is taken over', async () => {
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
       encoding: 'utf8',
