@@ -5,7 +5,8 @@
  * The named tasks run again, and with them every task that failed only because one of them did
  * (EDEPFAILED, transitively): those go back to waiting and run when their dependency succeeds.
  * The transition itself is the scheduler's (`revive`); this reads what it needs first. Documents are
- * read after the barrier, so each shows its latest change and its `rev` is the one to continue.
+ * read once every change is durable and folded into `tasks`, so each shows its latest change and its
+ * `rev` is the one to continue.
  */
 import { wireError, type WireError } from '../protocol/errors';
 import type { TaskDoc } from '../models/task';
@@ -20,6 +21,7 @@ export interface RerunResult {
 
 export async function rerun(sched: Scheduler, store: Store, ids: string[]): Promise<RerunResult> {
   await store.barrier();
+  await store.folder.settled();
   const refused: RerunResult['refused'] = [];
   const stored = await loadTasks(
     store.tasks,
