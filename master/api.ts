@@ -174,11 +174,15 @@ async function taskDetail(master: ApiView, id: string): Promise<Record<string, u
   }
   const d = doc as TaskDoc;
   const v = overlay(s, d);
+  // A final state in memory may still be on its way into the document (within a fraction of a second).
+  const fin = s.finals.get(id);
+  const result = fin && fin.state === 'done' ? fin.result : d.result;
+  const error = fin && fin.state !== 'done' ? fin.error : d.error;
   return {
     ...v,
     params: d.params,
-    ...(d.state === 'done' ? { result: d.result } : {}),
-    ...(d.error && d.state !== 'done' ? { error: d.error } : {}),
+    ...(v.state === 'done' ? { result } : {}),
+    ...(error && v.state !== 'done' ? { error } : {}),
     timeline: remembered.length > 0 ? remembered : docTimeline(d),
   };
 }
