@@ -115,20 +115,28 @@ describe('runner with the real master', () => {
     expect(parent.state).toBe('done');
     const refs = parent.result as { id: string }[];
     expect(refs).toHaveLength(2);
+    // Listen before asking: an outcome can be sent while the master still answers the watch.
+    const known = new Map<string, TaskOutcome>();
+    let check: () => void = () => undefined;
+    const on = ({ outcomes }: { outcomes: TaskOutcome[] }) => {
+      for (const o of outcomes) known.set(o.id, o);
+      check();
+    };
+    feeder.on('task:outcomes', on);
     const watched = await feeder.timeout(10_000).emitWithAck('tasks:watch', { ids: refs.map((r) => r.id) });
     if (!watched.ok) throw new Error(watched.error.message);
-    const known = new Map<string, TaskOutcome>(watched.outcomes.map((o: TaskOutcome) => [o.id, o]));
-    await new Promise<void>((resolve) => {
-      const on = ({ outcomes }: { outcomes: TaskOutcome[] }) => {
-        for (const o of outcomes) known.set(o.id, o);
-        check();
-      };
-      const check = () => {
+    for (const o of watched.outcomes as TaskOutcome[]) known.set(o.id, o);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`follow-up outcomes missing: ${JSON.stringify([...known.keys()])}`)),
+        20_000,
+      );
+      check = () => {
         if (!refs.every((r) => known.has(r.id))) return;
+        clearTimeout(timer);
         feeder.off('task:outcomes', on);
         resolve();
       };
-      feeder.on('task:outcomes', on);
       check();
     });
     expect(refs.map((r) => known.get(r.id)?.result)).toEqual([['f1'], ['f2']]);
