@@ -29,6 +29,10 @@ export interface TaskView {
   state: TaskState;
   priority: number;
   attempts: number;
+  /**
+   * Attempts it may make in all: its `maxAttempts` plus the attempts that did not count (lost with
+   * a runner, given back, or made before an operator's retry), so `attempts` never reads above it.
+   */
   maxAttempts: number;
   runner: string | null;
   created: number;
@@ -252,7 +256,7 @@ export function recordView(t: TaskRecord): TaskView {
     state: t.state,
     priority: t.priority,
     attempts: t.attempts,
-    maxAttempts: t.maxAttempts,
+    maxAttempts: t.maxAttempts + (t.uncounted ?? 0),
     runner: t.who,
     created: t.created,
     assignedAt: t.assignedAt,
@@ -272,7 +276,7 @@ export function docView(d: TaskDoc): TaskView {
     state: d.state,
     priority: d.priority ?? 0,
     attempts: d.attempts ?? 0,
-    maxAttempts: d.maxAttempts,
+    maxAttempts: d.maxAttempts + (d.uncounted ?? 0),
     runner: d.assigned?.who ?? null,
     created: d.created,
     assignedAt: d.assigned?.when ?? null,

@@ -153,6 +153,8 @@ describe('HTTP API: tasks and batches', () => {
     await settle(master, ['root', 'child', 'grandchild'], 'done');
     const root = await task(master, 'root');
     expect(root.attempts).toBe(2);
+    // maxAttempts: 1, plus the attempt made before the retry, which does not count against it.
+    expect((root as unknown as { maxAttempts: number }).maxAttempts).toBe(2);
     expect(root.timeline.map((e) => e.state)).toEqual(
       expect.arrayContaining(['failed', 'ready', 'assigned', 'done']),
     );
