@@ -8,13 +8,13 @@
  *
  *   npm run bench:lag -- [--rate 500] [--seconds 60] [--docs 100000] [--runners 2] [--poll 50]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
 import { Feeder } from '../feeder/feeder';
 import { freePort, resolveDatabase } from '../models/database';
 import type { TaskOutcome } from '../protocol/schemas';
+import { spawnTethered, type Tethered } from './peer/processes';
 import { runBench } from './run';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -30,23 +30,6 @@ const { values: args } = parseArgs({
   },
 });
 
-function started(child: ChildProcess, pattern: RegExp, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${what} did not start:\n${buf}`)), 60_000);
-    const on = (d: Buffer) => {
-      buf += d.toString();
-      if (pattern.test(buf)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', on);
-    child.stderr?.on('data', on);
-    child.once('exit', (code) => reject(new Error(`${what} exited with ${code}:\n${buf}`)));
-  });
-}
-
 function pct(sorted: number[], p: number): number {
   return sorted.length === 0
     ? NaN
@@ -59,9 +42,7 @@ async function main(): Promise<void> {
   const docs = Number(args.docs);
   const pollMs = Number(args.poll);
   const db = await resolveDatabase({ log: (m: string) => process.stderr.write(`${m}\n`) });
-  const children: ChildProcess[] = [];
-  const stop = () => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL'));
-  process.on('exit', stop);
+  const children: Tethered[] = [];
   const dbName = `benchlag_${Date.now()}`;
   const conn = await mongoose.createConnection(db.url, { dbName }).asPromise();
   try {
@@ -91,16 +72,16 @@ async function main(): Promise<void> {
     const env = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
     const url = new URL(db.url);
     url.pathname = `/${dbName}`;
-    const master = spawn(
+    const master = await spawnTethered(
       process.execPath,
       [CLI, 'master', '--port', String(port), '--mongo-url', url.toString(), '--log-level', 'info'],
-      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+      env,
     );
     children.push(master);
-    await started(master, /master listening/, 'master');
+    await master.waitFor(/master listening/, 'master');
     const masterUrl = `http://127.0.0.1:${port}`;
     for (let i = 0; i < Number(args.runners); i++) {
-      const r = spawn(
+      const r = await spawnTethered(
         process.execPath,
         [
           CLI,
@@ -116,10 +97,10 @@ async function main(): Promise<void> {
           '--log-level',
           'info',
         ],
-        { env, stdio: ['ignore', 'pipe', 'pipe'] },
+        env,
       );
       children.push(r);
-      await started(r, /runner (ready|registered|connected)/i, `runner ${i}`);
+      await r.waitFor(/runner (ready|registered|connected)/i, `runner ${i}`);
     }
 
     const feeder = new Feeder({ master: masterUrl });
@@ -194,7 +175,7 @@ async function main(): Promise<void> {
     );
     await feeder.close();
   } finally {
-    stop();
+    await Promise.all(children.map((c) => c.stop()));
     await conn.dropDatabase().catch(() => undefined);
     await conn.close();
     await db.stop();

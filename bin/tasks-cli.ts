@@ -8,42 +8,10 @@ import type { Command } from 'commander';
 import { TaskmasterError } from '../protocol/errors';
 import type { TaskOutcome } from '../protocol/schemas';
 import { TASK_STATES } from '../protocol/states';
+import type { BatchView, TaskDetail, TaskView } from '../protocol/views';
 import { batchProgress } from '../feeder/progress';
 import { api, seg, withMasterFlags, type ApiFlags } from './api-client';
 import { duration, table, when } from './table';
-
-interface TaskView {
-  id: string;
-  batch: string;
-  module: string;
-  state: string;
-  priority: number;
-  attempts: number;
-  maxAttempts: number;
-  runner: string | null;
-  created: number;
-  assignedAt: number | null;
-  finishedAt: number | null;
-  error?: { code: string; message: string };
-  progress?: number;
-  dependencies: string[];
-}
-
-interface TaskDetail extends TaskView {
-  params: unknown;
-  result?: unknown;
-  why?: string;
-  timeline: { at: number; state: string; attempt: number; runner?: string; code?: string }[];
-}
-
-interface BatchView {
-  id: string;
-  total: number;
-  counts: Record<string, number>;
-  created: number;
-  finishedAt: number | null;
-  durationMs: number | null;
-}
 
 interface Flags extends ApiFlags {
   json?: boolean;

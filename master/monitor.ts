@@ -9,48 +9,13 @@
  */
 import type { Logger } from '../common/logger';
 import { isFinal, type TaskState } from '../protocol/states';
+import type { BatchView, TaskView, TimelineEntry } from '../protocol/views';
 import type { TaskDoc } from '../models/task';
 import { emptyCounts, type StoredBatch } from './queries';
 import type { TaskObserver } from './scheduler';
 import type { TaskRecord } from './task-record';
 
-export interface TimelineEntry {
-  at: number;
-  state: TaskState;
-  attempt: number;
-  runner?: string;
-  code?: string;
-}
-
-export interface TaskView {
-  id: string;
-  batch: string;
-  module: string;
-  state: TaskState;
-  priority: number;
-  attempts: number;
-  /**
-   * Attempts it may make in all: its `maxAttempts` plus the attempts that did not count (lost with
-   * a runner, given back, or made before an operator's retry), so `attempts` never reads above it.
-   */
-  maxAttempts: number;
-  runner: string | null;
-  created: number;
-  assignedAt: number | null;
-  finishedAt: number | null;
-  error?: { code: string; message: string };
-  progress?: number;
-  dependencies: string[];
-}
-
-export interface BatchView {
-  id: string;
-  total: number;
-  counts: Record<TaskState, number>;
-  created: number;
-  finishedAt: number | null;
-  durationMs: number | null;
-}
+export type { BatchView, TaskView, TimelineEntry };
 
 interface BatchState {
   id: string;

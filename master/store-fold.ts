@@ -189,13 +189,14 @@ export class Folder {
       snaps.map(({ p, rev }) => ({
         updateOne: { filter: { _id: p.t.id, rev: { $lt: rev } }, update: { $set: set(p.t) } },
       }));
+    const all = statements((t) => stateFields(t, now));
     try {
-      await this.store.tasks.bulkWrite(statements((t) => stateFields(t, now)) as never[], { ordered: false });
+      await this.store.tasks.bulkWrite(all as never[], { ordered: false });
     } catch (err) {
       if (classify(err).kind === 'transient') throw err;
       // Values the journal took but `tasks` refuses: one by one, a refused one as a bare failure.
       for (const [k, { p, rev }] of snaps.entries()) {
-        const one = statements((t) => stateFields(t, now))[k];
+        const one = all[k];
         await this.store.tasks.bulkWrite([one] as never[]).catch(async (e: unknown) => {
           if (classify(e).kind === 'transient') throw e;
           this.opts.logger.error('tasks refused a state; stored as EPERSIST', { taskId: p.t.id });

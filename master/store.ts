@@ -647,7 +647,7 @@ export class Store {
   }
 }
 
-export function persistError(task: string, err: unknown): WireError {
+function persistError(task: string, err: unknown): WireError {
   const why = err instanceof UnstorableValueError ? err.message : String(err);
   return wireError('EPERSIST', `task "${task}": ${why}`);
 }

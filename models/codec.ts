@@ -41,7 +41,7 @@ export function decodeValue(v: unknown): unknown {
     if (keys.length === 1 && keys[0] === TAG && typeof o[TAG] === 'string')
       return JSON.parse(o[TAG]) as unknown;
     // Values written before whole-value wrapping could hold a wrapped part anywhere inside.
-    if (keys.some((k) => isWrapped(o[k]) || (o[k] && typeof o[k] === 'object'))) {
+    if (keys.some((k) => o[k] && typeof o[k] === 'object')) {
       const out: Record<string, unknown> = {};
       for (const k of keys) out[k] = decodeValue(o[k]);
       return out;
@@ -50,15 +50,6 @@ export function decodeValue(v: unknown): unknown {
   }
   if (Array.isArray(v) && v.some((x) => x && typeof x === 'object')) return v.map(decodeValue);
   return v;
-}
-
-function isWrapped(v: unknown): boolean {
-  return (
-    !!v &&
-    typeof v === 'object' &&
-    !Array.isArray(v) &&
-    typeof (v as Record<string, unknown>)[TAG] === 'string'
-  );
 }
 
 /** Whether every server stores `v` natively and reads it back equal. */

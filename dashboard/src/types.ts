@@ -1,53 +1,13 @@
 /** The dashboard contract's shapes, as the master sends them (HTTP API and the `/dashboard` namespace). */
 import type { TaskState } from '../../protocol/states';
+import type { BatchView, TaskDetail, TaskView, TimelineEntry } from '../../protocol/views';
 
-export type { TaskState };
+export type { BatchView, TaskDetail, TaskState, TaskView, TimelineEntry };
 export type Counts = Record<TaskState, number>;
 
 export interface WireError {
   code: string;
   message: string;
-}
-
-export interface TaskView {
-  id: string;
-  batch: string;
-  module: string;
-  state: TaskState;
-  priority: number;
-  attempts: number;
-  maxAttempts: number;
-  runner: string | null;
-  created: number;
-  assignedAt: number | null;
-  finishedAt: number | null;
-  error?: WireError;
-  progress?: number;
-  dependencies: string[];
-}
-
-export interface TimelineEntry {
-  at: number;
-  state: TaskState;
-  attempt: number;
-  runner?: string;
-  code?: string;
-}
-
-export interface TaskDetail extends TaskView {
-  params: unknown;
-  result?: unknown;
-  timeline: TimelineEntry[];
-  why?: string;
-}
-
-export interface BatchView {
-  id: string;
-  total: number;
-  counts: Counts;
-  created: number;
-  finishedAt: number | null;
-  durationMs: number | null;
 }
 
 export interface GraphNode {

@@ -1,0 +1,52 @@
+/**
+ * What the master's HTTP API and `/dashboard` namespace show of tasks and batches: one definition for
+ * the master that builds them, the CLI and the dashboard that read them. Types only.
+ */
+import type { TaskState } from './states';
+
+export interface TimelineEntry {
+  at: number;
+  state: TaskState;
+  attempt: number;
+  runner?: string;
+  code?: string;
+}
+
+export interface TaskView {
+  id: string;
+  batch: string;
+  module: string;
+  state: TaskState;
+  priority: number;
+  attempts: number;
+  /**
+   * Attempts it may make in all: its `maxAttempts` plus the attempts that did not count (lost with
+   * a runner, given back, or made before an operator's retry), so `attempts` never reads above it.
+   */
+  maxAttempts: number;
+  runner: string | null;
+  created: number;
+  assignedAt: number | null;
+  finishedAt: number | null;
+  error?: { code: string; message: string };
+  /** 0–1, while it runs. */
+  progress?: number;
+  dependencies: string[];
+}
+
+export interface TaskDetail extends TaskView {
+  params: unknown;
+  result?: unknown;
+  timeline: TimelineEntry[];
+  /** Why a waiting or ready task is not running yet. */
+  why?: string;
+}
+
+export interface BatchView {
+  id: string;
+  total: number;
+  counts: Record<TaskState, number>;
+  created: number;
+  finishedAt: number | null;
+  durationMs: number | null;
+}
