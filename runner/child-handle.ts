@@ -212,7 +212,7 @@ export class ChildHandle
       case ParentCommand.Completed:
       case ParentCommand.Failed:
         if (this.keys.delete(msg.key)) this.finishedCount++;
-        this.cancelled.delete(msg.key);
+        if (this.cancelled.size > 0) this.cancelled.delete(msg.key);
         break;
     }
     this.emit('message', msg);
