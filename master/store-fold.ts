@@ -20,13 +20,18 @@ import { isFinal } from '../protocol/states';
 import { encodeValue } from '../models/codec';
 import type { TaskDoc } from '../models/task';
 import type { TaskRecord } from './task-record';
-import { classify } from './write-errors';
+import { classify, DUPLICATE_KEY } from './write-errors';
 
 export interface FoldOptions {
   /** Statements per update command. Default 500. */
   foldChunk?: number;
   /** How long a state that is not final waits, so a newer one can replace it. Default 200 ms. */
   foldDelayMs?: number;
+  /**
+   * How long a new task that is not final waits before its document is inserted into `tasks`, so
+   * that a task finishing meanwhile is inserted final and never updated. Default 1,000 ms.
+   */
+  insertDelayMs?: number;
   /** Records waiting above which new assignments wait. Default 50,000. */
   foldBacklogLimit?: number;
   logger: Logger;
@@ -43,7 +48,10 @@ export interface FoldTarget {
 }
 
 interface Pending {
-  t: TaskRecord;
+  /** The task's record, once it changed after its add (a new task may have none yet). */
+  t?: TaskRecord;
+  /** A new task's document, as added, while `tasks` does not have it yet: inserted, not updated. */
+  base?: TaskDoc;
   /** Writer sequence of the latest change: written only once the writer is past it. */
   seq: number;
   /** When the oldest change not yet written was made. */
@@ -54,6 +62,8 @@ interface Pending {
 
 export class Folder {
   private pending = new Map<string, Pending>();
+  /** How many of `pending` are new tasks not in `tasks` yet (they do not count as congestion). */
+  private unbornCount = 0;
   private running: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -81,10 +91,33 @@ export class Folder {
     this.kick();
   }
 
+  /** A new task, durable in journal document `journalDoc` at writer sequence `seq`. */
+  addUnborn(doc: TaskDoc, seq: number, journalDoc: string): void {
+    if (this.closed) return;
+    let p = this.pending.get(doc._id);
+    if (!p) this.pending.set(doc._id, (p = { seq, since: Date.now(), refs: [] }));
+    else p.seq = Math.max(p.seq, seq);
+    if (!p.base) this.unbornCount++;
+    p.base = doc;
+    p.refs.push([journalDoc, 0]);
+    this.kick();
+  }
+
+  /** A new task's document, as added, while `tasks` does not have it yet. */
+  unbornDoc(id: string): TaskDoc | undefined {
+    return this.pending.get(id)?.base;
+  }
+
+  /** Whether a task of this id is durable but not in `tasks` yet. */
+  unborn(id: string): boolean {
+    return this.pending.get(id)?.base !== undefined;
+  }
+
   /** Forgets a task (its add was refused); returns the journal documents it held changes in. */
   drop(id: string): string[] {
     const p = this.pending.get(id);
     this.pending.delete(id);
+    if (p?.base) this.unbornCount--;
     return p ? p.refs.map(([doc]) => doc) : [];
   }
 
@@ -98,7 +131,7 @@ export class Folder {
   }
 
   get congested(): boolean {
-    return this.pending.size > (this.opts.foldBacklogLimit ?? 50_000);
+    return this.pending.size - this.unbornCount > (this.opts.foldBacklogLimit ?? 50_000);
   }
 
   oldestAgeMs(): number {
@@ -145,11 +178,13 @@ export class Folder {
     this.timer.unref();
   }
 
-  private ripe(p: Pending, durable: number, all: boolean, before: number): boolean {
+  private ripe(p: Pending, durable: number, all: boolean, before: number, beforeInsert: number): boolean {
     if (p.seq > durable) return false;
     // A final state is written at once; others (assigned, running, a requeue) after the delay, so a
-    // task that finishes meanwhile costs one statement.
-    return all || isFinal(p.t.state) || p.since <= before;
+    // task that finishes meanwhile costs one statement; a new task's first state after a longer one,
+    // so that one that finishes soon is inserted final.
+    if (all || (p.t && isFinal(p.t.state))) return true;
+    return p.since <= (p.base ? beforeInsert : before);
   }
 
   private async loop(all: boolean): Promise<void> {
@@ -158,9 +193,10 @@ export class Folder {
       const wasCongested = this.congested;
       const durable = this.store.durable;
       const before = Date.now() - (this.opts.foldDelayMs ?? 200);
+      const beforeInsert = Date.now() - (this.opts.insertDelayMs ?? 1000);
       const chunk: Pending[] = [];
       for (const p of this.pending.values()) {
-        if (!this.ripe(p, durable, all, before)) continue;
+        if (!this.ripe(p, durable, all, before, beforeInsert)) continue;
         chunk.push(p);
         if (chunk.length >= (this.opts.foldChunk ?? 500)) break;
       }
@@ -184,55 +220,116 @@ export class Folder {
 
   private async write(chunk: Pending[]): Promise<void> {
     const now = Date.now();
-    const snaps = chunk.map((p) => ({ p, rev: p.t.rev, state: p.t.state }));
-    const statements = (set: (t: TaskRecord) => Record<string, unknown>) =>
-      snaps.map(({ p, rev }) => ({
-        updateOne: { filter: { _id: p.t.id, rev: { $lt: rev } }, update: { $set: set(p.t) } },
-      }));
-    const all = statements((t) => stateFields(t, now));
-    try {
-      await this.store.tasks.bulkWrite(all as never[], { ordered: false });
-    } catch (err) {
-      if (classify(err).kind === 'transient') throw err;
-      // Values the journal took but `tasks` refuses: one by one, a refused one as a bare failure.
-      for (const [k, { p, rev }] of snaps.entries()) {
-        const one = all[k];
-        await this.store.tasks.bulkWrite([one] as never[]).catch(async (e: unknown) => {
-          if (classify(e).kind === 'transient') throw e;
-          this.opts.logger.error('tasks refused a state; stored as EPERSIST', { taskId: p.t.id });
-          await this.store.tasks.updateOne(
-            { _id: p.t.id, rev: { $lt: rev } },
-            { $set: { state: 'failed', rev, updated: now, error: { code: 'EPERSIST', message: String(e) } } },
-          );
-        });
-      }
-    }
-    this.counters.commands++;
+    const snaps = chunk.map((p) => ({ p, t: p.t, base: p.base, rev: p.t?.rev ?? 0 }));
+    const born = snaps.filter((x) => x.base);
+    const changed = snaps.filter((x) => !x.base) as { p: Pending; t: TaskRecord; rev: number }[];
+    if (born.length > 0)
+      await this.insert(born.map(({ base, t }) => bornDoc(base as TaskDoc, t, now)));
+    if (changed.length > 0) await this.update(changed, now);
+    this.counters.commands += (born.length > 0 ? 1 : 0) + (changed.length > 0 ? 1 : 0);
     this.counters.documents += snaps.length;
     const done = Date.now();
     const folded: string[] = [];
-    for (const { p, rev, state } of snaps) {
-      // Journal changes up to the written revision are in `tasks` now.
+    for (const { p, t, base, rev } of snaps) {
+      // Journal parts up to the written revision are in `tasks` now.
       const left: [string, number][] = [];
       for (const ref of p.refs) {
         if (ref[1] <= rev) folded.push(ref[0]);
         else left.push(ref);
       }
       p.refs = left;
-      if (this.pending.get(p.t.id) !== p) continue;
-      if (p.t.rev === rev) {
-        this.pending.delete(p.t.id);
-        if (isFinal(state) && p.t.finishedAt) this.recordLag(done - p.t.finishedAt);
+      if (base && p.base === base) {
+        p.base = undefined;
+        this.unbornCount--;
+      }
+      if (this.pending.get(p.t?.id ?? base?._id ?? '') !== p) continue;
+      if (p.t === t && (t?.rev ?? 0) === rev) {
+        this.pending.delete(t?.id ?? (base as TaskDoc)._id);
+        if (t && isFinal(t.state) && t.finishedAt) this.recordLag(done - t.finishedAt);
       } else p.since = now; // changed while the write was in flight: write again
     }
     this.store.releaseJournal(folded);
     await this.store.deleteFoldedJournal();
   }
 
+  /**
+   * Inserts new tasks' documents. One the server refuses: an id already taken (which the add's check
+   * makes all but impossible) is logged and left; any other refusal is stored as an EPERSIST failure.
+   */
+  private async insert(docs: TaskDoc[]): Promise<void> {
+    try {
+      await this.store.tasks.insertMany(docs as never[], { ordered: false });
+      return;
+    } catch (err) {
+      if (classify(err).kind === 'transient') throw err;
+    }
+    for (const d of docs) {
+      await this.store.tasks.insertOne(d as never).catch(async (e: unknown) => {
+        const f = classify(e);
+        if (f.kind === 'transient') throw e;
+        if (f.code === DUPLICATE_KEY) {
+          this.opts.logger.error('a new task\'s id was taken in tasks meanwhile; its document is not stored', {
+            taskId: d._id,
+          });
+          return;
+        }
+        this.opts.logger.error('tasks refused a new task; stored as EPERSIST', { taskId: d._id });
+        await this.store.tasks
+          .insertOne({
+            ...d,
+            params: [],
+            result: null,
+            requires: null,
+            state: 'failed',
+            error: { code: 'EPERSIST', message: f.message },
+          } as never)
+          .catch((again: unknown) => {
+            if (classify(again).kind === 'transient') throw again;
+          });
+      });
+    }
+  }
+
+  private async update(snaps: { p: Pending; t: TaskRecord; rev: number }[], now: number): Promise<void> {
+    const all = snaps.map(({ t, rev }) => ({
+      updateOne: { filter: { _id: t.id, rev: { $lt: rev } }, update: { $set: stateFields(t, now) } },
+    }));
+    try {
+      await this.store.tasks.bulkWrite(all as never[], { ordered: false });
+    } catch (err) {
+      if (classify(err).kind === 'transient') throw err;
+      // Values the journal took but `tasks` refuses: one by one, a refused one as a bare failure.
+      for (const [k, { t, rev }] of snaps.entries()) {
+        const one = all[k];
+        await this.store.tasks.bulkWrite([one] as never[]).catch(async (e: unknown) => {
+          if (classify(e).kind === 'transient') throw e;
+          this.opts.logger.error('tasks refused a state; stored as EPERSIST', { taskId: t.id });
+          await this.store.tasks.updateOne(
+            { _id: t.id, rev: { $lt: rev } },
+            { $set: { state: 'failed', rev, updated: now, error: { code: 'EPERSIST', message: String(e) } } },
+          );
+        });
+      }
+    }
+  }
+
   private recordLag(ms: number): void {
     this.lags.push(ms);
     if (this.lags.length > 20_000) this.lags.splice(0, 10_000);
   }
+}
+
+/** A new task's document as `tasks` first gets it: as added, with its state now. */
+export function bornDoc(base: TaskDoc, t: TaskRecord | undefined, now: number): TaskDoc {
+  if (!t) return base;
+  const d: Record<string, unknown> = { ...base };
+  const assigned: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(stateFields(t, now))) {
+    if (!k.startsWith('assigned.')) d[k] = v;
+    else if (v !== null && v !== undefined) assigned[k.slice('assigned.'.length)] = v;
+  }
+  if (Object.keys(assigned).length > 0) d.assigned = assigned;
+  return d as unknown as TaskDoc;
 }
 
 /** The `$set` that makes a `tasks` document show the record's current state. */

@@ -4,16 +4,17 @@
  * and `barrier()` promises that resolve once everything enqueued before them is durable.
  *
  * Group commit: one writer loop takes everything queued while its previous write was in flight and
- * writes it together: one ordered insert of the new tasks, then one journal document holding the
- * new state of every task that changed (models/task-journal.ts), whatever their number. A change
- * that must be durable before it takes effect (an assignment before it is sent, an outcome before it
- * is delivered, a requeue) waits for that write, and nothing longer. Adds go first in a write, so the
- * journal never holds a task the database lacks.
- * `tasks` follows a moment later: the folder (master/store-fold.ts) writes each changed task's
- * latest state, one statement per task however often it changed, with the precondition
- * `rev < new`, and deletes journal documents once all their changes are in `tasks`.
- * All-or-nothing adds: the ids of multi-task adds are recorded in `task_adds` before their documents
- * and that record is deleted after them (models/pending-add.ts); an add is acknowledged only then.
+ * writes it together as one journal document (models/task-journal.ts): the documents of every add
+ * and the new state of every task that changed, whatever their number; one command, one commit.
+ * An add lives whole in one journal document, so it is durable all or nothing. Before that, one
+ * `_id $in` read refuses adds whose ids a stored task has (new ids find nothing, which costs the
+ * database no document to decode). A change that must be durable before it takes effect (an
+ * assignment before it is sent, an outcome before it is delivered, a requeue) waits for that write,
+ * and nothing longer.
+ * `tasks` follows a moment later: the folder (master/store-fold.ts) inserts a new task's document
+ * once it is final or after `insertDelayMs`, and writes each other change's latest state, one
+ * statement per task however often it changed, with the precondition `rev < new`; it deletes
+ * journal documents once all they hold is in `tasks`.
  * Failures (master/write-errors.ts): a transient one is retried with backoff, while the master keeps
  * serving from memory and reports the backlog; a refused document fails only its own task with
  * EPERSIST (its add is refused, or its change is replaced by the failure) and every other write goes
@@ -95,7 +96,6 @@ export class Store {
   /** Journal documents and how many of their changes are not in `tasks` yet. */
   private journalRefs = new Map<string, number>();
   private journalFolded: string[] = [];
-  private markers = 0;
   /** Database commands and documents written, for status and benchmarks. */
   readonly counters = { commands: 0, documents: 0, refused: 0, retries: 0 };
 
@@ -298,10 +298,16 @@ export class Store {
 
   private async write(batch: Entry[]): Promise<void> {
     const adds = batch.filter((e): e is AddEntry => e.kind === 'add');
-    if (adds.length > 0) await this.writeAdds(adds);
+    if (adds.length > 0) await this.checkIds(adds);
+    const live = adds.filter((a) => !a.refusal);
+    const gone = new Set(adds.filter((a) => a.refusal).flatMap((a) => a.docs.map((d) => d._id)));
     const changed = new Map<string, TaskRecord>();
-    for (const e of batch) if (e.kind === 'state') changed.set(e.t.id, e.t);
-    if (changed.size > 0) await this.writeJournal([...changed.values()]);
+    for (const e of batch) if (e.kind === 'state' && !gone.has(e.t.id)) changed.set(e.t.id, e.t);
+    if (live.length > 0 || changed.size > 0) await this.writeJournal(live, [...changed.values()]);
+    for (const a of adds) {
+      if (a.refusal) this.counters.refused++;
+      a.done(a.refusal ? { ok: false, ...a.refusal } : { ok: true });
+    }
     // Allocations in their own order: a key deallocated and allocated again in one tick.
     let i = 0;
     while (i < batch.length) {
@@ -328,52 +334,38 @@ export class Store {
     }
   }
 
-  private async writeAdds(adds: AddEntry[]): Promise<void> {
-    const multi = adds.filter((a) => a.docs.length > 1);
-    const marker = multi.length > 0 ? `${this.journalPrefix}${++this.markers}` : null;
-    if (marker) {
-      const ids = multi.flatMap((a) => a.docs.map((d) => d._id));
-      await this.retry(() => this.pendingAdds.insertOne({ _id: marker, ids, at: Date.now() }));
-    }
-    const owner = new Map<TaskDoc, AddEntry>();
-    for (const a of adds) for (const d of a.docs) owner.set(d, a);
-    await this.insertAll(
-      this.tasks,
-      adds.flatMap((a) => a.docs),
-      {
-        live: (d) => !owner.get(d)?.refusal,
-        refused: (d, f) => {
-          const a = owner.get(d) as AddEntry;
-          a.refusal = {
-            id: d._id,
-            error:
-              f.code === DUPLICATE_KEY
-                ? wireError('EVALIDATION', `id "${d._id}" is already taken`)
-                : wireError('EPERSIST', `task "${d._id}": the database refused it: ${f.message}`),
-          };
-          return null;
-        },
-      },
-    );
-    // A refused add leaves nothing: remove what of it was written.
-    const undo = adds.filter((a) => a.refusal && a.docs.length > 1).flatMap((a) => a.docs.map((d) => d._id));
-    for (let i = 0; i < undo.length; i += 1000) {
-      const ids = undo.slice(i, i + 1000);
-      await this.retry(() => this.tasks.deleteMany({ _id: { $in: ids } }));
-    }
-    if (marker) await this.retry(() => this.pendingAdds.deleteOne({ _id: marker }));
-    for (const a of adds) {
-      if (a.refusal) this.counters.refused++;
-      a.done(a.refusal ? { ok: false, ...a.refusal } : { ok: true });
+  /**
+   * Refuses the adds whose ids are taken: by a stored task (one `_id $in` read, which finds nothing
+   * for new ids, so the database decodes no document) or by one whose document the folder has yet to
+   * insert. Ids in memory were refused by the scheduler already.
+   */
+  private async checkIds(adds: AddEntry[]): Promise<void> {
+    const owner = new Map<string, AddEntry>();
+    for (const a of adds) for (const d of a.docs) owner.set(d._id, a);
+    const taken = (id: string) => {
+      const a = owner.get(id);
+      if (a && !a.refusal)
+        a.refusal = { id, error: wireError('EVALIDATION', `id "${id}" is already taken`) };
+    };
+    const ids = [...owner.keys()];
+    for (const id of ids) if (this.folder.unborn(id)) taken(id);
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
+      const found = await this.retry(() =>
+        this.tasks.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray(),
+      );
+      for (const d of found ?? []) taken(d._id);
     }
   }
 
   /**
-   * One journal document (or a few, for very many or very large changes) with the state of every
-   * changed task now. A document the server refuses is split into one per change; a change refused
-   * alone is replaced by its task's failure with EPERSIST.
+   * One journal document (or a few, for very many or very large parts) holding the documents of
+   * every add of this write and the state of every changed task now. An add is never split across
+   * documents, so it is written whole or not at all. A document the server refuses is split into one
+   * per part; an add refused alone is refused with EPERSIST, a change refused alone is replaced by
+   * its task's failure with EPERSIST.
    */
-  private async writeJournal(changed: TaskRecord[]): Promise<void> {
+  private async writeJournal(adds: AddEntry[], changed: TaskRecord[]): Promise<void> {
     const now = Date.now();
     const byId = new Map(changed.map((t) => [t.id, t]));
     const refused: [TaskRecord, WireError][] = [];
@@ -387,9 +379,24 @@ export class Store {
       });
       return JSON.stringify({ ...c, state: 'failed', result: undefined, error });
     };
-    // Each change as JSON text, in documents of at most 4 MB and `writeChunk` changes.
-    const docs: (JournalDoc & { parts: [JournalChange, string][] })[] = [];
-    let bytes = Infinity;
+    const refuseAdd = (a: AddEntry, why: string) => {
+      // Named by its largest document: the likeliest reason the server refused it.
+      let id = a.docs[0]?._id ?? '';
+      let most = -1;
+      for (const d of a.docs) {
+        const size = jsonSize(d);
+        if (size > most) [id, most] = [d._id, size];
+      }
+      a.refusal = { id, error: wireError('EPERSIST', `task "${id}": the database refused it: ${why}`) };
+    };
+    const parts: Part[] = [];
+    for (const a of adds) {
+      try {
+        parts.push({ add: a, text: a.docs.map((d) => JSON.stringify(d)).join(',') });
+      } catch (err) {
+        refuseAdd(a, String(err));
+      }
+    }
     for (const t of changed) {
       const c = snapshot(t);
       let text: string;
@@ -398,50 +405,72 @@ export class Store {
       } catch (err) {
         text = fail(c, String(err)); // too deep for JSON
       }
+      parts.push({ change: c, text });
+    }
+    // In documents of at most 4 MB and `writeChunk` parts (an add larger than that alone in one).
+    const docs: Sheet[] = [];
+    let bytes = Infinity;
+    for (const part of parts) {
       const last = docs[docs.length - 1];
-      if (!last || bytes + text.length > 4 * 1024 * 1024 || last.parts.length >= this.opts.writeChunk) {
-        docs.push({ _id: this.nextJournalId(), at: now, n: 0, changes: '', parts: [] });
+      if (!last || bytes + part.text.length > 4 * 1024 * 1024 || last.parts.length >= this.opts.writeChunk) {
+        docs.push(sheet(this.nextJournalId(), now, []));
         bytes = 0;
       }
-      docs[docs.length - 1].parts.push([c, text]);
-      bytes += text.length;
+      docs[docs.length - 1].parts.push(part);
+      bytes += part.text.length;
     }
-    const seal = (d: JournalDoc & { parts: [JournalChange, string][] }) => {
-      d.n = d.parts.length;
-      d.changes = `[${d.parts.map(([, text]) => text).join(',')}]`;
-      return d;
+    const split: Sheet[] = [];
+    const written: Sheet[] = [];
+    const alone = (d: Sheet, f: WriteFailure): Sheet | null => {
+      const part = d.parts[0];
+      if (part.add) {
+        refuseAdd(part.add, f.message);
+        return null;
+      }
+      const c = part.change as JournalChange;
+      return sheet(d._id, now, [{ change: c, text: fail(c, f.message) }]);
     };
-    const split: (JournalDoc & { parts: [JournalChange, string][] })[] = [];
-    const written: (JournalDoc & { parts: [JournalChange, string][] })[] = [];
-    const alone = (d: JournalDoc & { parts: [JournalChange, string][] }, f: WriteFailure) =>
-      seal({ ...d, parts: [[d.parts[0][0], fail(d.parts[0][0], f.message)]] });
     const toWrite = docs.map(seal);
-    // The documents themselves are sent without their parts.
     await this.insertAll(this.journal, toWrite.map(bare), {
       refused: (doc, f) => {
-        const d = toWrite.find((x) => x._id === doc._id) as (typeof toWrite)[number];
-        if (d.parts.length === 1) return bare(alone(d, f));
-        split.push(d);
-        return null;
+        const d = toWrite.find((x) => x._id === doc._id) as Sheet;
+        if (d.parts.length > 1) {
+          split.push(d);
+          return null;
+        }
+        const instead = alone(d, f);
+        if (!instead) return null;
+        toWrite[toWrite.indexOf(d)] = instead;
+        return bare(instead);
       },
-      written: (doc) => written.push(toWrite.find((x) => x._id === doc._id) ?? (doc as never)),
+      written: (doc) => written.push(toWrite.find((x) => x._id === doc._id) as Sheet),
     });
     for (const d of split) {
-      const singles = d.parts.map((part) =>
-        seal({ _id: this.nextJournalId(), at: now, n: 1, changes: '', parts: [part] }),
-      );
+      const singles = d.parts.map((part) => sheet(this.nextJournalId(), now, [part]));
       await this.insertAll(this.journal, singles.map(bare), {
-        refused: (doc, f) =>
-          bare(alone(singles.find((x) => x._id === doc._id) as (typeof singles)[number], f)),
-        written: (doc) => written.push(singles.find((x) => x._id === doc._id) as (typeof singles)[number]),
+        refused: (doc, f) => {
+          const i = singles.findIndex((x) => x._id === doc._id);
+          const instead = alone(singles[i], f);
+          if (!instead) return null;
+          singles[i] = instead;
+          return bare(instead);
+        },
+        written: (doc) => written.push(singles.find((x) => x._id === doc._id) as Sheet),
       });
     }
     for (const d of written) {
-      this.journalRefs.set(d._id, d.parts.length);
-      for (const [c] of d.parts) {
-        const t = byId.get(c.id);
-        if (t) this.folder.add(t, this.writing, [d._id, c.rev]);
+      let refs = 0;
+      for (const part of d.parts) {
+        if (part.add) {
+          for (const doc of part.add.docs) this.folder.addUnborn(doc, this.writing, d._id);
+          refs += part.add.docs.length;
+        } else if (part.change) {
+          const t = byId.get(part.change.id);
+          if (t) this.folder.add(t, this.writing, [d._id, part.change.rev]);
+          refs++;
+        }
       }
+      this.journalRefs.set(d._id, refs);
     }
     for (const [t, error] of refused) this.onRefused(t, error);
   }
@@ -574,6 +603,8 @@ export class Store {
     journal: Map<string, { change: JournalChange; refs: [string, number][] }>;
     dropped: number;
   }> {
+    // Commit records of multi-task adds, written by earlier versions of the store (an add now lives
+    // whole in one journal document): their tasks were never acknowledged.
     let dropped = 0;
     for (const m of await this.pendingAdds.find({}).toArray()) {
       for (let i = 0; i < m.ids.length; i += 1000) {
@@ -582,12 +613,14 @@ export class Store {
       }
       await this.pendingAdds.deleteOne({ _id: m._id });
     }
+    const journalDocs = await this.journal.find({}).toArray();
+    await this.insertUnborn(journalDocs);
     const docs = ((await this.tasks.find({ state: { $nin: [...FINAL_STATES] } }).toArray()) as TaskDoc[]).map(
       decodeTask,
     );
     const open = new Map(docs.map((d) => [d._id, d]));
     const journal = new Map<string, { change: JournalChange; refs: [string, number][] }>();
-    for (const j of await this.journal.find({}).toArray()) {
+    for (const j of journalDocs) {
       let live = 0;
       for (const c of JSON.parse(j.changes) as JournalChange[]) {
         const d = open.get(c.id);
@@ -606,6 +639,40 @@ export class Store {
     }
     await this.deleteFoldedJournal();
     return { docs, journal, dropped };
+  }
+
+  /**
+   * Inserts the tasks the journal holds as added but `tasks` lacks (the master stopped before its
+   * folder inserted them), each with its latest state in the journal.
+   */
+  private async insertUnborn(journalDocs: JournalDoc[]): Promise<void> {
+    const added = new Map<string, TaskDoc>();
+    for (const j of journalDocs)
+      if (j.adds) for (const d of JSON.parse(j.adds) as TaskDoc[]) added.set(d._id, d);
+    if (added.size === 0) return;
+    const ids = [...added.keys()];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const found = await this.tasks
+        .find({ _id: { $in: ids.slice(i, i + 1000) } }, { projection: { _id: 1 } })
+        .toArray();
+      for (const d of found) added.delete(d._id);
+    }
+    const latest = new Map<string, JournalChange>();
+    for (const j of journalDocs)
+      for (const c of JSON.parse(j.changes) as JournalChange[]) {
+        const cur = latest.get(c.id);
+        if (added.has(c.id) && (!cur || c.rev > cur.rev)) latest.set(c.id, c);
+      }
+    const docs = [...added.values()].map((d) => withChange(d, latest.get(d._id)));
+    for (let i = 0; i < docs.length; i += 1000) {
+      await this.tasks.insertMany(docs.slice(i, i + 1000) as never[], { ordered: false }).catch((err: unknown) => {
+        // Documents refused (a taken id cannot be, after the check above) are logged, not fatal.
+        this.opts.logger.error('recovery: a new task could not be inserted into tasks', {
+          error: classify(err).message,
+        });
+      });
+    }
+    this.opts.logger.info('recovery: inserted tasks the journal held as added', { tasks: docs.length });
   }
 
   /** States of these tasks (final or not) as stored; unknown ids are absent. */
@@ -630,6 +697,20 @@ export class Store {
         });
       }
     }
+    // Tasks durable in the journal whose documents the folder has yet to insert.
+    for (const id of ids) {
+      const base = states.has(id) ? undefined : this.folder.unbornDoc(id);
+      if (base)
+        states.set(id, {
+          id,
+          batch: base.batch,
+          state: base.state,
+          attempts: 0,
+          rev: 0,
+          who: null,
+          moduleHash: null,
+        });
+    }
     // A state `tasks` does not show yet is newer than the document.
     for (const [id, s] of states) {
       const t = this.folder.pendingRecord(id);
@@ -645,6 +726,33 @@ export class Store {
     }
     return states;
   }
+}
+
+function jsonSize(v: unknown): number {
+  try {
+    return JSON.stringify(v)?.length ?? 0;
+  } catch {
+    return Infinity; // the value JSON refused
+  }
+}
+
+/** A stored document with a journal change applied (recovery of a task `tasks` did not have yet). */
+function withChange(d: TaskDoc, c: JournalChange | undefined): TaskDoc {
+  if (!c) return d;
+  const out: TaskDoc = { ...d, state: c.state, rev: c.rev, attempts: c.attempts, updated: Date.now() };
+  if (c.who || c.when || c.completed)
+    out.assigned = { who: c.who ?? null, when: c.when ?? null, completed: c.completed ?? null };
+  if (c.moduleHash) out.moduleHash = c.moduleHash;
+  if (c.uncounted) out.uncounted = c.uncounted;
+  try {
+    if (c.state === 'done') out.result = encodeValue(c.result ?? null);
+    if (c.error) out.error = encodeError(c.error as TaskRecord['error']) as TaskDoc['error'];
+  } catch (err) {
+    out.state = 'failed';
+    out.result = null;
+    out.error = { code: 'EPERSIST', message: String(err) };
+  }
+  return out;
 }
 
 function persistError(task: string, err: unknown): WireError {
@@ -665,8 +773,33 @@ function snapshot(t: TaskRecord): JournalChange {
   return c;
 }
 
+/** What one journal document holds before it is written: adds (their documents) and changes. */
+interface Part {
+  add?: AddEntry;
+  change?: JournalChange;
+  /** JSON text: a change, or an add's documents separated by commas. */
+  text: string;
+}
+type Sheet = JournalDoc & { parts: Part[] };
+
+function sheet(id: string, at: number, parts: Part[]): Sheet {
+  return seal({ _id: id, at, n: 0, changes: '', parts });
+}
+
+function seal(d: Sheet): Sheet {
+  const changes = d.parts.filter((p) => p.change);
+  const adds = d.parts.filter((p) => p.add && p.text.length > 0);
+  d.n = changes.length;
+  d.changes = `[${changes.map((p) => p.text).join(',')}]`;
+  if (adds.length > 0) d.adds = `[${adds.map((p) => p.text).join(',')}]`;
+  else delete d.adds;
+  return d;
+}
+
 function bare(d: JournalDoc): JournalDoc {
-  return { _id: d._id, at: d.at, n: d.n, changes: d.changes };
+  const out: JournalDoc = { _id: d._id, at: d.at, n: d.n, changes: d.changes };
+  if (d.adds) out.adds = d.adds;
+  return out;
 }
 
 function encodeError(e: TaskRecord['error']): unknown {

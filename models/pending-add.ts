@@ -1,11 +1,8 @@
 /**
- * The `task_adds` collection: the commit record of multi-task adds.
- *
- * Before the documents of an add of several tasks are inserted, one document listing their ids is
- * inserted here; once all of them are written it is deleted, and only then is the add acknowledged.
- * A master that starts and finds one of these deletes the tasks it lists: their add was never
- * acknowledged, so none of them may run. One record covers every add of a write (a tick), so a
- * steady stream of adds costs two small commands per write, not per add.
+ * The `task_adds` collection: commit records of multi-task adds, as the store wrote them before an
+ * add came to live whole in one journal document (models/task-journal.ts). Nothing writes here any
+ * more; a master that starts and finds one deletes the tasks it lists (their add was never
+ * acknowledged), so a database written by an earlier version is recovered correctly.
  */
 import { Schema, type Connection, type Model } from 'mongoose';
 

@@ -201,6 +201,7 @@ describe('scheduling semantics', () => {
     expect(refused.error.code).toBe('EQUEUEFULL');
     expect((refused.error.details as { retryAfterMs: number }).retryAfterMs).toBeGreaterThan(0);
     expect(master.scheduler.queuedCount()).toBe(8);
+    await master.flushed(); // `tasks` shows every durable task
     const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
     try {
       expect(await conn.collection('tasks').countDocuments({})).toBe(8);
