@@ -1060,8 +1060,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     if (isFinal(t.state)) return reason('FINAL', `task ${taskId} is ${t.state}`);
     const now = Date.now();
-    const held = this.parking.explain(t) ?? this.retries.explain(t, now);
-    if (held) return held;
+    const blocked = this.parking.explain(t) ?? this.retries.explain(t, now);
+    if (blocked) return blocked;
     if (this.store.folder.congested)
       return reason('STORE_BEHIND', 'the database is behind: new work waits until it catches up');
     if (runnerId !== undefined) {

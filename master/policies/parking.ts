@@ -15,8 +15,6 @@ const NONE: readonly TaskRecord[] = Object.freeze([]);
 export class Parking {
   /** The leader per key: assigned or running, not final. */
   private readonly leaders = new Map<string, TaskRecord>();
-  /** Tasks parked so far (status counter). */
-  parkedCount = 0;
 
   constructor(readonly enabled: boolean) {}
 
@@ -30,7 +28,6 @@ export class Parking {
   park(t: TaskRecord, leader: TaskRecord): void {
     (leader.parked ??= []).push(t);
     t.parkedBehind = leader;
-    this.parkedCount++;
   }
 
   /** `t` leaves its leader's line (it became final on its own). */
