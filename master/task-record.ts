@@ -1,10 +1,12 @@
 /**
  * A task as the scheduler holds it in memory. The database holds the same facts (`tasks`);
  * this is the copy the scheduler reads on the hot path. `newTaskRecord` is the one place a record is
- * built, from an add (master/scheduler.ts) or from a stored document (master/policies/recovery.ts).
+ * built, from an add (master/scheduler.ts) or from a stored document (master/policies/recovery.ts);
+ * `firstDocOf` is the document an add writes for it.
  */
 import type { TaskState } from '../protocol/states';
 import type { WireError } from '../protocol/errors';
+import type { TaskDoc } from '../models/task';
 
 export type Backoff = { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
 
@@ -129,4 +131,33 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     runner: i.runner ?? null,
     fanout: i.fanout === true,
   };
+}
+
+/** The document an add writes: only what differs from the defaults. */
+export function firstDocOf(t: TaskRecord): TaskDoc {
+  const d: TaskDoc = {
+    _id: t.id,
+    batch: t.batch,
+    module: t.module,
+    params: t.params,
+    state: t.state,
+    attempts: 0,
+    maxAttempts: t.maxAttempts,
+    created: t.created,
+    updated: t.created,
+    rev: 0,
+  };
+  if (t.priority) d.priority = t.priority;
+  if (t.dependencies.length > 0) d.dependencies = t.dependencies;
+  if (t.timeout) d.timeout = t.timeout;
+  if (t.runTimeout) d.runTimeout = t.runTimeout;
+  if (t.assignTimeout) d.assignTimeout = t.assignTimeout;
+  if (t.deadline) d.deadline = t.deadline;
+  if (t.key) d.key = t.key;
+  if (t.affinity) d.affinity = t.affinity;
+  if (t.backoff) d.backoff = t.backoff;
+  if (t.requires) d.requires = t.requires;
+  if (t.runner) d.runner = t.runner;
+  if (t.fanout) d.broadcast = true;
+  return d;
 }
