@@ -30,19 +30,22 @@ export function isFinal(state: TaskState): boolean {
 }
 
 /**
- * `from → allowed to`. Each edge, and the transition (master/scheduler.ts) that takes it:
+ * `from → allowed to`. Each edge, and the transition of the scheduler (master/scheduler-core.ts)
+ * that takes it:
  *
- *   waiting  → ready       markReady: the last dependency is done
- *   waiting  → done        completeBroadcast: every copy of a broadcast is final
- *   ready    → assigned    assign: a runner was chosen
- *   ready    → done        shareOutcome: the task was parked behind a leader with its key, which succeeded
- *   assigned → running     markRunning: the runner reported the start (or kept it across a restart)
- *   assigned, running → done   complete
- *   assigned, running → ready  retry (counts against maxAttempts), requeueUncounted (does not)
- *   any open → failed      failForGood (attempts exhausted, unrecoverable, ECSTO, EATO, EDEPFAILED)
- *   any open → cancelled   failForGood with ECANCELLED
- *   done, cancelled → failed   persistFailed: the database refused the final record (EPERSIST)
+ *   waiting  → ready            markReady: the last dependency is done
+ *   waiting  → done             complete: every copy of a broadcast is final
+ *   ready    → assigned         assign: a runner was chosen
+ *   ready    → done             shareOutcome: parked behind a leader with its key, which succeeded
+ *   assigned → running          markRunning: the runner reported the start (or kept it across a restart)
+ *   assigned, running → done    complete: the result of the current attempt
+ *   assigned, running → ready   retry (counts against maxAttempts), requeueUncounted (does not)
+ *   open     → failed           failForGood: attempts exhausted, unrecoverable, ECSTO, EATO, EDEPFAILED
+ *   open     → cancelled        failForGood with ECANCELLED
+ *   open, done, cancelled → failed   persistFailed: the database refused the record (EPERSIST)
  *   failed, cancelled → waiting, ready   revive: an operator's retry
+ *
+ * (open: waiting, ready, assigned, running.)
  */
 export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = Object.freeze({
   waiting: Object.freeze(['ready', 'done', 'failed', 'cancelled'] as const),

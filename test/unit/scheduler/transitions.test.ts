@@ -44,13 +44,19 @@ describe('the transition table', () => {
   });
 });
 
+/** A scheduler with runner r1 (one slot) and task `a` of batch `b` assigned to it as attempt 1. */
+async function oneAssigned(opts: Parameters<typeof makeScheduler>[0] = {}) {
+  const made = makeScheduler(opts);
+  const r = makeRunner('r1');
+  made.sched.runnerUp(r, []);
+  await made.sched.add([{ id: 'a', module: 'm' }], 'b');
+  await settle();
+  return { ...made, r };
+}
+
 describe('transitions', () => {
   test('assign: ready → assigned, attempt 1, slot reserved; sent once the record is durable', async () => {
-    const { sched, store } = makeScheduler();
-    const r = makeRunner('r1');
-    sched.runnerUp(r, []);
-    await sched.add([{ id: 'a', module: 'm' }], 'b');
-    await settle();
+    const { sched, store, r } = await oneAssigned();
     const t = sched.tasks.get('a');
     expect(t).toMatchObject({ state: 'assigned', attempts: 1, who: 'r1' });
     expect(r.active.has('a')).toBe(true);
@@ -59,10 +65,7 @@ describe('transitions', () => {
   });
 
   test('markRunning: assigned → running on the runner report, folded lazily', async () => {
-    const { sched, store } = makeScheduler();
-    sched.runnerUp(makeRunner('r1'), []);
-    await sched.add([{ id: 'a', module: 'm' }], 'b');
-    await settle();
+    const { sched, store } = await oneAssigned();
     sched.started('r1', [{ id: 'a', attempt: 1 }]);
     expect(sched.tasks.get('a')?.state).toBe('running');
     expect(store.records.at(-1)).toMatchObject({ id: 'a', state: 'running', how: 'fold' });
@@ -72,11 +75,7 @@ describe('transitions', () => {
   });
 
   test('complete: done with the result, slot released, outcome delivered', async () => {
-    const { sched, store, outcomes } = makeScheduler();
-    const r = makeRunner('r1');
-    sched.runnerUp(r, []);
-    await sched.add([{ id: 'a', module: 'm' }], 'b');
-    await settle();
+    const { sched, store, outcomes, r } = await oneAssigned();
     const acked = await sched.results('r1', [{ id: 'a', attempt: 1, ok: true, result: 42 }]);
     await settle();
     expect(acked).toEqual({ accepted: 1, stale: 0 });
@@ -130,11 +129,7 @@ describe('transitions', () => {
   });
 
   test('retry: a failed attempt goes back to ready, counted, and runs again as attempt 2', async () => {
-    const { sched, store } = makeScheduler({ maxAttempts: 2 });
-    const r = makeRunner('r1');
-    sched.runnerUp(r, []);
-    await sched.add([{ id: 'a', module: 'm' }], 'b');
-    await settle();
+    const { sched, store, r } = await oneAssigned({ maxAttempts: 2 });
     await sched.results('r1', [{ id: 'a', attempt: 1, ok: false, error: wireError('ETASK', 'boom') }]);
     expect(store.records.find((x) => x.id === 'a' && x.state === 'ready')).toBeDefined();
     await settle();
@@ -143,10 +138,7 @@ describe('transitions', () => {
   });
 
   test('requeueUncounted: an attempt given back runs again without counting against maxAttempts', async () => {
-    const { sched, store } = makeScheduler({ maxAttempts: 1 });
-    sched.runnerUp(makeRunner('r1'), []);
-    await sched.add([{ id: 'a', module: 'm' }], 'b');
-    await settle();
+    const { sched, store } = await oneAssigned({ maxAttempts: 1 });
     expect(sched.release('r1', [{ id: 'a', attempt: 1 }])).toBe(1);
     expect(sched.tasks.get('a')).toMatchObject({ state: 'ready', uncounted: 1 });
     expect(store.statesOf('a')).toEqual(['assigned', 'ready']);
@@ -179,11 +171,7 @@ describe('transitions', () => {
   });
 
   test('failForGood (cancelled): a running attempt is cancelled where it runs and its slot freed', async () => {
-    const { sched, store } = makeScheduler();
-    const r = makeRunner('r1');
-    sched.runnerUp(r, []);
-    await sched.add([{ id: 'a', module: 'm' }], 'b');
-    await settle();
+    const { sched, store, r } = await oneAssigned();
     expect(sched.cancel(['a'], undefined)).toEqual(['a']);
     expect(r.cancelled).toEqual([{ id: 'a', attempt: 1 }]);
     expect(r.active.size).toBe(0);
@@ -193,10 +181,7 @@ describe('transitions', () => {
   });
 
   test('persistFailed: a result the store refuses fails the task with EPERSIST, in the outcome too', async () => {
-    const { sched, store, outcomes } = makeScheduler();
-    sched.runnerUp(makeRunner('r1'), []);
-    await sched.add([{ id: 'a', module: 'm' }], 'b');
-    await settle();
+    const { sched, store, outcomes } = await oneAssigned();
     store.refuse('a');
     await sched.results('r1', [{ id: 'a', attempt: 1, ok: true, result: 'too big' }]);
     await settle();
@@ -212,11 +197,7 @@ describe('transitions', () => {
   });
 
   test('revive: a failed task is ready again with a fresh budget; its attempt numbers keep growing', async () => {
-    const { sched, store } = makeScheduler();
-    const r = makeRunner('r1');
-    sched.runnerUp(r, []);
-    await sched.add([{ id: 'a', module: 'm' }], 'b');
-    await settle();
+    const { sched, store } = await oneAssigned();
     await sched.results('r1', [{ id: 'a', attempt: 1, ok: false, error: wireError('ETASK', 'x') }]);
     const doc = store.docs.get('a');
     if (!doc) throw new Error('no document for a');
