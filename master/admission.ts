@@ -2,8 +2,8 @@
  * Admission of an add: everything that can refuse it before memory changes, in this order — size and
  * depth limits (checked before anything else, so a refused batch never reaches the database), the
  * batch's own validation (ids taken, dependencies known: those memory cannot answer for are looked
- * up once, by `_id`), ids another add took while the lookup was awaited, and the queue limit
- * (EQUEUEFULL, with a hint of when to retry).
+ * up once, by `_id`, by the caller between `precheck` and `admit`), ids another add took while that
+ * lookup was awaited, and the queue limit (EQUEUEFULL, with a hint of when to retry).
  */
 import { wireError, type WireError } from '../protocol/errors';
 import type { ParsedTaskInput, TaskOutcome } from '../protocol/schemas';
@@ -16,30 +16,39 @@ export interface AdmissionContext {
   tasks: ReadonlyMap<string, TaskRecord>;
   finals: ReadonlyMap<string, TaskOutcome>;
   runners: RunnerSet;
-  fetchStates(ids: string[]): Promise<Map<string, StoredState>>;
   /** Waiting and ready tasks now. */
   queuedCount(): number;
   maxTaskBytes?: number;
   queueLimit: number;
 }
 
-export type Admission =
-  { ok: true; parsed: ParsedTaskInput[]; stored: Map<string, StoredState> } | { ok: false; error: WireError };
+export type Admission = { ok: true; parsed: ParsedTaskInput[] } | { ok: false; error: WireError };
 
-export async function admit(raw: unknown[], c: AdmissionContext): Promise<Admission> {
+/**
+ * The checks that need no database: size and depth limits, then the dependencies to look up (neither
+ * in memory nor in the batch). The batch's own ids are not looked up: one stored earlier is refused
+ * by the `_id` index when the add is written, so an add with ids of its own costs no read.
+ */
+export function precheck(raw: unknown[], c: AdmissionContext): { error: WireError } | { missing: string[] } {
   const limited = checkLimits(raw, c.maxTaskBytes ?? Number.MAX_SAFE_INTEGER);
-  if (limited.length > 0)
-    return { ok: false, error: wireError('EVALIDATION', summarize(limited), { issues: limited }) };
-  // The batch's own ids are not looked up: one stored earlier is refused by the `_id` index when the
-  // add is written, so an add with ids of its own costs no read.
+  if (limited.length > 0) return { error: wireError('EVALIDATION', summarize(limited), { issues: limited }) };
   const own = new Set(collectIds(raw));
-  const missing = collectRefs(raw).filter((id) => !own.has(id) && !c.tasks.has(id) && !c.finals.has(id));
-  const stored = missing.length > 0 ? await c.fetchStates(missing) : new Map<string, StoredState>();
+  return {
+    missing: collectRefs(raw).filter((id) => !own.has(id) && !c.tasks.has(id) && !c.finals.has(id)),
+  };
+}
+
+/**
+ * Admits an add or refuses it, given the stored states of its missing dependencies. Synchronous, and
+ * so must be what the caller does with an admitted add until its tasks are in memory: concurrent adds
+ * are then checked against the queue limit one after the other, never all against the same count.
+ */
+export function admit(raw: unknown[], stored: Map<string, StoredState>, c: AdmissionContext): Admission {
   const { tasks: parsed, issues } = validateBatch(raw, (id) =>
     c.tasks.has(id) || c.finals.has(id) || stored.has(id) ? 'taken' : undefined,
   );
   if (issues.length > 0) return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
-  // Validation awaited the database: ids may have been taken meanwhile by another add.
+  // The lookup of missing dependencies awaited the database: ids may have been taken meanwhile.
   const raced = parsed.find((t) => t.id !== undefined && (c.tasks.has(t.id) || c.finals.has(t.id)));
   if (raced) return { ok: false, error: idTaken(parsed.indexOf(raced), raced.id as string) };
 
@@ -56,7 +65,7 @@ export async function admit(raw: unknown[], c: AdmissionContext): Promise<Admiss
       ),
     };
   }
-  return { ok: true, parsed, stored };
+  return { ok: true, parsed };
 }
 
 /** EVALIDATION for the task at `index` of the batch as given, whose id is already taken. */

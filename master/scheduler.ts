@@ -12,7 +12,7 @@ import type { AttemptRef } from '../protocol/events';
 import type { AddReply, AttemptResult, TaskOutcome } from '../protocol/schemas';
 import { isFinal } from '../protocol/states';
 import type { TaskDoc } from '../models/task';
-import { admit, idTaken, type AdmissionContext } from './admission';
+import { admit, idTaken, precheck, type AdmissionContext } from './admission';
 import { expandBroadcasts } from './policies/broadcast';
 import { explainOnAny, explainOnRunner, queued } from './policies/chain';
 import { reason, type Reason } from './policies/reason';
@@ -31,7 +31,6 @@ export class Scheduler extends SchedulerCore {
     tasks: this.tasks,
     finals: this.finals,
     runners: this.runners,
-    fetchStates: (ids) => this.store.fetchStates(ids),
     queuedCount: () => this.queuedCount(),
     maxTaskBytes: this.opts.maxTaskBytes,
     queueLimit: this.opts.queueLimit,
@@ -41,9 +40,15 @@ export class Scheduler extends SchedulerCore {
 
   async add(raw: unknown[], batchName: string | undefined, calledAt?: number): Promise<AddReply> {
     if (this.closed) return { ok: false, error: wireError('EVALIDATION', 'the master is shutting down') };
-    const admitted = await admit(raw, this.admission);
+    const pre = precheck(raw, this.admission);
+    if ('error' in pre) return { ok: false, error: pre.error };
+    // Only dependencies memory cannot answer for are looked up: an add that needs none runs without
+    // a pause until its tasks are in memory (see admit).
+    const stored =
+      pre.missing.length > 0 ? await this.store.fetchStates(pre.missing) : new Map<string, StoredState>();
+    const admitted = admit(raw, stored, this.admission);
     if (!admitted.ok) return admitted;
-    const { parsed, stored } = admitted;
+    const { parsed } = admitted;
     const batch = batchName ?? newId();
     const now = Date.now();
     const inputs = expandBroadcasts(parsed, this.runners);
