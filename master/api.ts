@@ -20,7 +20,7 @@ import {
 } from './monitor';
 import { batchNodes, decodeCursor, encodeCursor, listTasks, loadTasks, storedBatches } from './queries';
 import type { RerunResult } from './rerun';
-import { freeSlots } from './runner-registry';
+import type { Reason } from './policies/reason';
 import type { Scheduler } from './scheduler';
 import type { TaskRecord } from './task-record';
 
@@ -47,6 +47,8 @@ const listSchema = z
   })
   .strict();
 
+const whySchema = z.object({ runner: text.optional() }).strict();
+
 export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<V> {
   return routes
     .on('GET', '/api/tasks', async ({ res, query, master }) => {
@@ -65,6 +67,12 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     .on('GET', '/api/tasks/:id', async ({ res, params, master }) => {
       const id = param(params.id);
       json(res, 200, { task: await taskDetail(master, id) });
+    })
+    .on('GET', '/api/tasks/:id/why', async ({ res, params, query, master }) => {
+      const id = param(params.id);
+      const { runner } = parse(whySchema, Object.fromEntries(query.entries()));
+      const why = await explainTask(master, id, runner);
+      json(res, 200, { task: id, ...(runner ? { runner } : {}), ...why });
     })
     .on('POST', '/api/tasks/:id/retry', async ({ res, params, master }) => {
       const id = param(params.id);
@@ -187,29 +195,18 @@ async function taskDetail(master: ApiView, id: string): Promise<Record<string, u
   };
 }
 
-/** Why a waiting or ready task is not running yet, in words. */
-function whyNot(s: Scheduler, t: TaskRecord): { why?: string } {
-  if (t.state === 'waiting') {
-    const open = t.dependencies.filter((d) => s.tasks.has(d));
-    const named = open
-      .slice(0, 5)
-      .map((d) => `${d} (${s.tasks.get(d)?.state})`)
-      .join(', ');
-    return {
-      why:
-        open.length > 0
-          ? `waiting for ${open.length === 1 ? 'dependency' : 'dependencies'} ${named}${open.length > 5 ? ', …' : ''}`
-          : 'waiting',
-    };
-  }
-  if (t.state !== 'ready') return {};
-  if (t.heldBy) return { why: `held behind task ${t.heldBy.id}, which has the same key` };
-  const runners = [...s.runners.values()].filter((r) => r.connected && !r.draining);
-  if (runners.length === 0) return { why: 'no runner is connected (or every one is draining)' };
-  if (t.runner && !runners.some((r) => r.id === t.runner))
-    return { why: `pinned to runner ${t.runner}, which is not connected` };
-  const free = runners.reduce((n, r) => n + Math.max(0, freeSlots(r)), 0);
-  if (free === 0) return { why: 'every runner slot is in use' };
-  if (t.error && t.attempts > 0) return { why: `waiting out the retry backoff after ${t.error.code}` };
-  return { why: `queued at priority ${t.priority}` };
+/** Why a waiting or ready task is not running yet: the scheduler's first reason. */
+function whyNot(s: Scheduler, t: TaskRecord): { why?: string; whyCode?: string } {
+  if (t.state !== 'waiting' && t.state !== 'ready') return {};
+  const r = s.explain(t.id);
+  return { why: r.message, whyCode: r.code };
+}
+
+/** Why a task does not run (yet), or not on one runner; a task neither in memory nor stored is 404. */
+async function explainTask(master: ApiView, id: string, runner: string | undefined): Promise<Reason> {
+  const r = master.scheduler.explain(id, runner);
+  if (r.code !== 'UNKNOWN_TASK') return r;
+  const doc = (await loadTasks(master.tasksCollection, [id])).get(id);
+  if (!doc) throw new HttpError(404, 'ENOTFOUND', `no task "${id}"`);
+  return { code: 'FINAL', message: `task ${id} is ${doc.state}` };
 }

@@ -28,10 +28,6 @@ export class ReadyQueue<T extends Queued> {
     }
   }
 
-  peek(): T | undefined {
-    return this.heap[0];
-  }
-
   pop(): T | undefined {
     const h = this.heap;
     if (h.length === 0) return undefined;

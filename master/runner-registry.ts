@@ -5,7 +5,7 @@
 import type { Assignment } from '../protocol/schemas';
 import type { AttemptRef } from '../protocol/events';
 import type { ModuleInfo } from '../protocol/schemas';
-import { fits, planSlots, rangeOf, type SlotPlan } from './priority-slots';
+import { planSlots, rangeOf, type SlotPlan } from './priority-slots';
 
 export interface RunnerEntry {
   id: string;
@@ -18,9 +18,9 @@ export interface RunnerEntry {
   /** Task ids of the attempts this runner holds. */
   active: Set<string>;
   prioritySlots?: Record<string, number>;
-  /** Slot limits per priority range, and how many attempts of each range it holds. */
+  /** Slot limits per priority range, and how many slots the attempts of each range take. */
   plan: SlotPlan;
-  held: number[];
+  perRange: number[];
   /** Average run time in ms per module on this runner (moving average of the last results). */
   runTimes?: Map<string, number>;
   connected: boolean;
@@ -41,53 +41,20 @@ export function freeSlots(r: RunnerEntry): number {
 
 export function slotPlan(slots: number, prioritySlots: Record<string, number> | undefined, sacred: boolean) {
   const plan = planSlots(slots, prioritySlots, sacred);
-  return { plan, held: new Array(plan.cumulative.length).fill(0) as number[] };
+  return { plan, perRange: new Array(plan.cumulative.length).fill(0) as number[] };
 }
 
-/** Whether the runner can take one more attempt of this priority now. */
-export function canTake(r: RunnerEntry, priority: number): boolean {
-  return (
-    r.connected && !r.draining && r.active.size < r.slots && fits(r.plan, r.held, rangeOf(r.plan, priority))
-  );
-}
-
-/** Whether a task may run on this runner at all: its `runner` and `requires`, against the runner's id and data. */
-export function eligible(
-  r: RunnerEntry,
-  t: { runner?: string | null; requires?: Record<string, unknown> | null },
-): boolean {
-  if (t.runner && t.runner !== r.id) return false;
-  if (!t.requires) return true;
-  for (const [k, want] of Object.entries(t.requires)) {
-    const have = r.data[k];
-    if (Array.isArray(have) ? !have.includes(want) : have !== want) return false;
-  }
-  return true;
-}
-
-export function hold(r: RunnerEntry, taskId: string, priority: number): void {
+/** The attempt of `taskId` takes one of the runner's slots (once). */
+export function reserveSlot(r: RunnerEntry, taskId: string, priority: number): void {
   if (r.active.has(taskId)) return;
   r.active.add(taskId);
-  r.held[rangeOf(r.plan, priority)]++;
+  r.perRange[rangeOf(r.plan, priority)]++;
 }
 
-export function unhold(r: RunnerEntry, taskId: string, priority: number): void {
+/** The attempt of `taskId` gives its slot back. */
+export function releaseSlot(r: RunnerEntry, taskId: string, priority: number): void {
   if (!r.active.delete(taskId)) return;
-  r.held[rangeOf(r.plan, priority)]--;
-}
-
-/** Default choice: the runner with the most free slots (ties: the first registered). */
-export function mostFreeSlots(runners: RunnerEntry[]): RunnerEntry | undefined {
-  let best: RunnerEntry | undefined;
-  let bestFree = 0;
-  for (const r of runners) {
-    const f = freeSlots(r);
-    if (f > bestFree) {
-      best = r;
-      bestFree = f;
-    }
-  }
-  return best;
+  r.perRange[rangeOf(r.plan, priority)]--;
 }
 
 /** Folds one measured run time into the runner's moving average for the module. */
@@ -95,29 +62,6 @@ export function recordRunTime(r: RunnerEntry, module: string, ms: number): void 
   r.runTimes ??= new Map();
   const prev = r.runTimes.get(module);
   r.runTimes.set(module, prev === undefined ? ms : prev * 0.8 + ms * 0.2);
-}
-
-/**
- * Default choice (Argon routes to the most available node): free slots weighted by how fast each
- * runner has run this module — a runner twice as fast counts its free slots twice. Runners with no
- * measurement yet count at the average of those that have one.
- */
-export function mostAvailable(module: string, runners: RunnerEntry[]): RunnerEntry | undefined {
-  const known = runners.map((r) => r.runTimes?.get(module)).filter((v): v is number => v !== undefined);
-  const ref = known.length > 0 ? known.reduce((a, b) => a + b, 0) / known.length : 1;
-  let best: RunnerEntry | undefined;
-  let bestScore = 0;
-  for (const r of runners) {
-    const free = freeSlots(r);
-    if (free <= 0) continue;
-    const avg = r.runTimes?.get(module) ?? ref;
-    const score = free * (Math.max(ref, 1) / Math.max(avg, 1));
-    if (score > bestScore) {
-      best = r;
-      bestScore = score;
-    }
-  }
-  return best;
 }
 
 export function describeRunner(r: RunnerEntry): Record<string, unknown> {
@@ -210,12 +154,12 @@ export class RunnerRegistry {
     entry.slots = slots;
   }
 
-  hold(entry: RunnerEntry, taskId: string, priority: number): void {
-    hold(entry, taskId, priority);
+  reserveSlot(entry: RunnerEntry, taskId: string, priority: number): void {
+    reserveSlot(entry, taskId, priority);
   }
 
-  unhold(entry: RunnerEntry, taskId: string, priority: number): void {
-    unhold(entry, taskId, priority);
+  releaseSlot(entry: RunnerEntry, taskId: string, priority: number): void {
+    releaseSlot(entry, taskId, priority);
   }
 
   recordRunTime(entry: RunnerEntry, module: string, ms: number): void {
@@ -230,6 +174,6 @@ export class RunnerRegistry {
   /** Forgets the attempts an expired entry held. */
   clearActive(entry: RunnerEntry): void {
     entry.active.clear();
-    entry.held.fill(0);
+    entry.perRange.fill(0);
   }
 }

@@ -1,173 +1,60 @@
 /**
- * The in-memory scheduler: every transition of a task is one method here (add, assign, start,
- * complete, fail, requeue, release dependents), each written through to the task's `tasks` document
- * by the store (master/store.ts).
+ * The scheduler: its core (master/scheduler-core.ts: queue, distribution, transitions) with the entry
+ * points — adds, runners' reports and comings and goings, recovery after a start, and an operator's
+ * requests (cancel, retry, drain, deallocate, "why does this task not run?").
  *
- * Fencing: every assignment carries its attempt number; a report for any other attempt than the
- * task's current one is stale and ignored, so a late runner never overwrites a newer attempt.
- * Durability before effect: assignments are sent, add replies and outcomes delivered, and runners'
- * results acknowledged only after the store's barrier, i.e. once the change is in the database.
+ * Durability before effect: add replies and runners' result acknowledgements resolve only after the
+ * store's barrier, i.e. once the change is in the database.
  */
-import { createHash } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import mongoose from 'mongoose';
-import { backoffDelay } from '../common/backoff';
-import type { Logger } from '../common/logger';
+import { newId } from '../common/ids';
 import { wireError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
-import type { AddReply, Assignment, AttemptResult, ParsedTaskInput, TaskOutcome } from '../protocol/schemas';
-import { isFinal, type TaskState } from '../protocol/states';
+import type { AddReply, AttemptResult, TaskOutcome } from '../protocol/schemas';
+import { isFinal } from '../protocol/states';
 import type { TaskDoc } from '../models/task';
-import { ReadyQueue } from './ready-queue';
-import {
-  canTake,
-  eligible,
-  freeSlots,
-  mostAvailable,
-  RunnerRegistry,
-  type RunnerEntry,
-} from './runner-registry';
-import type { Store, StoredState } from './store';
-import type { TaskRecord } from './task-record';
-import { checkLimits, collectIds, collectRefs, summarize, validateBatch } from './validate';
+import { admit, idTaken, precheck, type AdmissionContext } from './admission';
+import { expandBroadcasts } from './policies/broadcast';
+import { explainOnAny, explainOnRunner, queued } from './policies/chain';
+import { reason, type Reason } from './policies/reason';
+import { applyJournal, recordFromDoc } from './policies/recovery';
+import type { RunnerEntry } from './runner-registry';
+import { depError, holdsAttempt, outcomeOf, SchedulerCore } from './scheduler-core';
+import type { StoredState } from './store';
+import { firstDocOf, newTaskRecord, type TaskRecord } from './task-record';
 
-export interface SchedulerOptions {
-  maxAttempts: number;
-  recoveryGraceMs: number;
-  disconnectGraceMs: number;
-  /** Final outcomes kept in memory for watchers and dependency checks. */
-  finalCacheSize: number;
-  selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
-  /** Largest task, as JSON, an add accepts (EVALIDATION). Default: unlimited. */
-  maxTaskBytes?: number;
-  /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
-  queueLimit: number;
-  /** Run one task per `key` at a time; the others get its outcome. */
-  holdSimilarWork: boolean;
-  /** Chooses the runner for a new affinity key among the available ones (sorted ids). Default: hash of the key. */
-  allocate?: (key: string, runnerIds: string[]) => string | undefined;
-  /** Delay before a retry unless the task says otherwise. */
-  retryBackoff: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
-  /** How often timeouts are checked. */
-  timeoutSweepMs: number;
-  /** Wait before distributing after a change, to gather more changes into one pass (0: next tick). */
-  distributeDelayMs: number;
-  logger: Logger;
-}
+export type { SchedulerOptions, TaskObserver } from './scheduler-core';
 
-interface QueueEntry {
-  priority: number;
-  seq: number;
-  task: TaskRecord;
-}
-
-export interface SchedulerEvents {
-  outcomes: [TaskOutcome[]];
-  assigntimeout: [TaskOutcome];
-}
-
-/**
- * Sees every change of state as it is recorded (dashboard, metrics). Called synchronously on the hot
- * path: an observer must be cheap and must not call back into the scheduler.
- */
-export interface TaskObserver {
-  /** New tasks, in their first state (waiting or ready). */
-  added(tasks: readonly TaskRecord[]): void;
-  changed(t: TaskRecord, prev: TaskState): void;
-  /** Tasks of an add the database refused: as if never added. */
-  discarded(tasks: readonly TaskRecord[]): void;
-}
-
-export class Scheduler extends EventEmitter<SchedulerEvents> {
-  readonly tasks = new Map<string, TaskRecord>();
-  readonly finals = new Map<string, TaskOutcome>();
-  readonly runners = new RunnerRegistry();
-  private readonly ready = new ReadyQueue<QueueEntry>();
-  private seq = 0;
-  private distributeScheduled = false;
-  private pendingAssign = new Map<RunnerEntry, Assignment[]>();
-  private pendingOutcomes: TaskOutcome[] = [];
-  private flushScheduled = false;
-  private orphans = new Set<TaskRecord>();
-  /** Tasks with a global or assign timeout, checked by the sweep. */
-  private timed = new Set<TaskRecord>();
-  private sweepTimer: NodeJS.Timeout | null = null;
-  /** Running leader per key (holdSimilarWork). */
-  private leaders = new Map<string, TaskRecord>();
-  private retryTimers = new Set<NodeJS.Timeout>();
-  /** Sticky allocations: affinity key → runner id (persisted in `allocations`). */
-  readonly allocations = new Map<string, string>();
+export class Scheduler extends SchedulerCore {
   /** Runner ids an operator drained: they get no new work, across reconnects. */
-  private drained = new Set<string>();
-  private closed = false;
-  /** Counters for status and benchmarks. */
-  readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0, held: 0, cancelled: 0 };
-  readonly observers: TaskObserver[] = [];
-
-  constructor(
-    private readonly store: Store,
-    private readonly opts: SchedulerOptions,
-  ) {
-    super();
-    store.onRefused = (t, error) => this.stateRefused(t, error);
-    store.folder.onRelieved = () => this.scheduleDistribute();
-  }
+  private drainedByOperator = new Set<string>();
+  private readonly admission: AdmissionContext = {
+    tasks: this.tasks,
+    finals: this.finals,
+    runners: this.runners,
+    queuedCount: () => this.queuedCount(),
+    maxTaskBytes: this.opts.maxTaskBytes,
+    queueLimit: this.opts.queueLimit,
+  };
 
   // ---- adding ----------------------------------------------------------------------------------
 
   async add(raw: unknown[], batchName: string | undefined, calledAt?: number): Promise<AddReply> {
     if (this.closed) return { ok: false, error: wireError('EVALIDATION', 'the master is shutting down') };
-    // Size and depth first: a refused batch must change nothing, and must not reach the database.
-    const limited = checkLimits(raw, this.opts.maxTaskBytes ?? Number.MAX_SAFE_INTEGER);
-    if (limited.length > 0)
-      return { ok: false, error: wireError('EVALIDATION', summarize(limited), { issues: limited }) };
-    // Dependencies that memory cannot answer for are looked up once, by `_id`. The batch's own ids
-    // are not: one stored earlier is refused by the `_id` index when the add is written, so an add
-    // with ids of its own costs no read.
-    const own = new Set(collectIds(raw));
-    const missing = collectRefs(raw).filter(
-      (id) => !own.has(id) && !this.tasks.has(id) && !this.finals.has(id),
-    );
+    const pre = precheck(raw, this.admission);
+    if ('error' in pre) return { ok: false, error: pre.error };
+    // Only dependencies memory cannot answer for are looked up: an add that needs none runs without
+    // a pause until its tasks are in memory (see admit).
     const stored =
-      missing.length > 0 ? await this.store.fetchStates(missing) : new Map<string, StoredState>();
-    const { tasks: parsed, issues } = validateBatch(raw, (id) =>
-      this.tasks.has(id) || this.finals.has(id) || stored.has(id) ? 'taken' : undefined,
-    );
-    if (issues.length > 0) {
-      return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
-    }
-    // Validation awaited the database: ids may have been taken meanwhile by another add.
-    const raced = parsed.find((t) => t.id !== undefined && (this.tasks.has(t.id) || this.finals.has(t.id)));
-    if (raced) {
-      const issue = {
-        path: `tasks[${parsed.indexOf(raced)}].id`,
-        message: `id "${raced.id}" is already taken`,
-      };
-      return { ok: false, error: wireError('EVALIDATION', summarize([issue]), { issues: [issue] }) };
-    }
-
-    // Every task in memory counts as at most one queued one: below the limit that way, no need to count.
-    const queued =
-      this.tasks.size + parsed.length <= this.opts.queueLimit ? this.tasks.size : this.queuedCount();
-    if (queued + parsed.length > this.opts.queueLimit) {
-      const retryAfterMs = this.retryAfterHint();
-      return {
-        ok: false,
-        error: wireError(
-          'EQUEUEFULL',
-          `the queue is full: ${queued} tasks waiting, limit ${this.opts.queueLimit}, this batch has ${parsed.length}; retry in ~${retryAfterMs} ms`,
-          { queued, limit: this.opts.queueLimit, retryAfterMs },
-        ),
-      };
-    }
-    const batch = batchName ?? new mongoose.Types.ObjectId().toHexString();
+      pre.missing.length > 0 ? await this.store.fetchStates(pre.missing) : new Map<string, StoredState>();
+    const admitted = admit(raw, stored, this.admission);
+    if (!admitted.ok) return admitted;
+    const { parsed } = admitted;
+    const batch = batchName ?? newId();
     const now = Date.now();
-    const inputs = this.expandBroadcasts(parsed);
-    const records: TaskRecord[] = inputs.map((p) => {
-      const id = p.id ?? p.presetId ?? new mongoose.Types.ObjectId().toHexString();
-      return {
-        _id: id,
-        id,
+    const inputs = expandBroadcasts(parsed, this.runners);
+    const records: TaskRecord[] = inputs.map((p) =>
+      newTaskRecord({
+        id: p.id ?? p.presetId ?? newId(),
         module: p.module,
         params: p.params,
         priority: p.priority,
@@ -175,44 +62,38 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         batch,
         created: now,
         state: 'waiting',
-        attempts: 0,
         maxAttempts: p.maxAttempts ?? this.opts.maxAttempts,
-        rev: 0,
-        pending: 0,
-        dependents: [],
-        who: null,
-        assignedAt: null,
-        runTimeout: p.runTimeout ?? null,
-        timeout: p.timeout ?? null,
-        assignTimeout: p.assignTimeout ?? null,
+        runTimeout: p.runTimeout,
+        timeout: p.timeout,
+        assignTimeout: p.assignTimeout,
         deadline: p.timeout ? (calledAt ?? now) + p.timeout : null,
-        seq: 0,
-        key: p.key ?? null,
-        affinity: p.affinity ?? null,
-        backoff: p.backoff ?? null,
-        requires: p.requires ?? null,
-        runner: p.runner ?? null,
-        fanout: p.fanout === true,
-      };
-    });
+        key: p.key,
+        affinity: p.affinity,
+        backoff: p.backoff,
+        requires: p.requires,
+        runner: p.runner,
+        fanout: p.fanout,
+      }),
+    );
     // Everything that can refuse the add does so before memory changes.
-    const prepared = this.store.prepareTasks(records.map(taskDoc));
+    const prepared = this.store.prepareTasks(records.map(firstDocOf));
     if ('error' in prepared) return { ok: false, error: prepared.error };
     for (const t of records) this.tasks.set(t.id, t);
     const depFailed: [TaskRecord, WireError][] = [];
     records.forEach((t, i) => {
       const failedDep = this.linkDependencies(t, stored);
       if (failedDep) depFailed.push([t, failedDep]);
-      else if (t.fanout && t.pending === 0)
+      else if (t.fanout && t.unmet === 0)
         depFailed.push([t, wireError('EATO', 'no connected runner to broadcast to')]);
-      else if (t.pending === 0) t.state = 'ready';
+      // The first state, not a change: the insert below writes it.
+      else if (t.unmet === 0) t.state = 'ready';
       prepared.docs[i].state = t.state;
     });
     const written = this.store.insertTasks(prepared.docs);
     for (const o of this.observers) o.added(records);
     for (const t of records) {
       if (t.state === 'ready') this.enqueue(t);
-      if (t.deadline || t.assignTimeout) this.track(t);
+      this.timeouts.track(t);
     }
     for (const [t, err] of depFailed) this.failForGood(t, err);
     this.stats.added += records.length;
@@ -222,10 +103,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.discard(records, w.error);
       const at = records.findIndex((t) => t.id === w.id);
       const given = at >= 0 && !inputs[at].copy ? inputs.slice(0, at).filter((x) => !x.copy).length : -1;
-      if (w.error.code === 'EVALIDATION' && given >= 0) {
-        const issue = { path: `tasks[${given}].id`, message: `id "${w.id}" is already taken` };
-        return { ok: false, error: wireError('EVALIDATION', summarize([issue]), { issues: [issue] }) };
-      }
+      if (w.error.code === 'EVALIDATION' && given >= 0) return { ok: false, error: idTaken(given, w.id) };
       return { ok: false, error: w.error };
     }
     await this.store.barrier();
@@ -236,7 +114,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   /**
    * An add the database refused: its tasks leave memory as if never added (nothing of them is
-   * stored), and tasks of other adds that depend on them fail with EDEPFAILED.
+   * stored), and tasks of other adds that depend on them fail with EDEPFAILED. Not a transition:
+   * the records cease to exist; `failed` only marks them final for anything still holding one.
    */
   private discard(records: TaskRecord[], error: WireError): void {
     const gone = new Set(records);
@@ -244,132 +123,20 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     for (const t of records) {
       this.tasks.delete(t.id);
       this.finals.delete(t.id);
-      this.timed.delete(t);
+      this.timeouts.forget(t);
       this.store.forget(t.id);
-      if (t.state === 'assigned' || t.state === 'running') this.freeSlot(t);
-      if (t.key && this.leaders.get(t.key) === t) this.leaders.delete(t.key);
-      if (t.heldBy) this.unholdFrom(t);
+      if (t.state === 'assigned' || t.state === 'running') this.releaseSlotOf(t);
+      this.parking.resign(t);
+      if (t.parkedBehind) this.parking.unpark(t);
       t.state = 'failed';
       this.stats.added--;
     }
-    this.pendingOutcomes = this.pendingOutcomes.filter((o) => !records.some((t) => t.id === o.id));
+    this.undelivered = this.undelivered.filter((o) => !records.some((t) => t.id === o.id));
     for (const t of records) {
-      for (const h of t.held ?? []) if (!gone.has(h)) this.enqueue(h);
+      for (const h of t.parked ?? []) if (!gone.has(h)) this.enqueue(h);
       for (const d of t.dependents) if (!gone.has(d)) this.failForGood(d, depError(t.id, error));
     }
     this.scheduleDistribute();
-  }
-
-  /**
-   * Counts a task's pending dependencies and registers it as their dependent. Dependencies no longer
-   * in memory are looked up in `stored`; returns the error to fail the task with if one of them
-   * failed, was cancelled, or cannot be found.
-   */
-  private linkDependencies(t: TaskRecord, stored: Map<string, StoredState>): WireError | null {
-    let failed: WireError | null = null;
-    for (const d of t.dependencies) {
-      const live = this.tasks.get(d);
-      if (live) {
-        t.pending++;
-        live.dependents.push(t);
-        continue;
-      }
-      const fin = this.finals.get(d) ?? stored.get(d);
-      if (!fin) failed ??= wireError('EDEPFAILED', `dependency "${d}" is not in the database`);
-      else if (fin.state !== 'done' && !t.fanout) failed ??= depError(d, fin.error);
-    }
-    return failed;
-  }
-
-  // ---- distributing ----------------------------------------------------------------------------
-
-  scheduleDistribute(): void {
-    if (this.distributeScheduled || this.closed) return;
-    this.distributeScheduled = true;
-    const run = () => {
-      this.distributeScheduled = false;
-      this.distribute();
-    };
-    if (this.opts.distributeDelayMs > 0) setTimeout(run, this.opts.distributeDelayMs).unref();
-    else setImmediate(run);
-  }
-
-  private distribute(): void {
-    // `tasks` is too far behind: new work waits until the folder catches up (it calls back).
-    if (this.store.folder.congested) return;
-    let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
-    const select =
-      this.opts.selectRunner ?? ((t: TaskRecord, rs: RunnerEntry[]) => mostAvailable(t.module, rs));
-    const skipped: QueueEntry[] = [];
-    while (candidates.length > 0 && this.ready.size > 0) {
-      const e = this.ready.pop() as QueueEntry;
-      if (e.task.state !== 'ready' || e.task.seq !== e.seq) continue; // left the queue meanwhile
-      if (this.opts.holdSimilarWork && e.task.key) {
-        const leader = this.leaders.get(e.task.key);
-        if (leader && leader !== e.task) {
-          this.holdBehind(e.task, leader);
-          continue;
-        }
-      }
-      const sticky = e.task.affinity ? this.allocationFor(e.task) : null;
-      const able = candidates.filter(
-        (c) => canTake(c, e.task.priority) && eligible(c, e.task) && (!e.task.affinity || c.id === sticky),
-      );
-      const r = able.length > 0 ? select(e.task, able) : undefined;
-      if (!r || !canTake(r, e.task.priority)) {
-        skipped.push(e);
-        continue;
-      }
-      this.assign(e.task, r);
-      if (freeSlots(r) <= 0) candidates = candidates.filter((c) => c !== r);
-    }
-    for (const e of skipped) this.ready.push(e);
-    this.scheduleFlush();
-  }
-
-  private assign(t: TaskRecord, r: RunnerEntry): void {
-    t.attempts++;
-    t.who = r.id;
-    t.assignedAt = Date.now();
-    this.runners.hold(r, t.id, t.priority);
-    if (this.opts.holdSimilarWork && t.key) this.leaders.set(t.key, t);
-    this.change(t, 'assigned');
-    this.stats.assigned++;
-    let list = this.pendingAssign.get(r);
-    if (!list) this.pendingAssign.set(r, (list = []));
-    list.push({
-      id: t.id,
-      attempt: t.attempts,
-      module: t.module,
-      params: t.params,
-      priority: t.priority,
-      batch: t.batch,
-      ...(t.runTimeout ? { runTimeout: t.runTimeout } : {}),
-    });
-  }
-
-  /** After the changes of this tick are durable: send assignments, deliver outcomes. */
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    if (this.pendingAssign.size === 0 && this.pendingOutcomes.length === 0) return;
-    this.flushScheduled = true;
-    const assign = this.pendingAssign;
-    const outcomes = this.pendingOutcomes;
-    this.pendingAssign = new Map();
-    this.pendingOutcomes = [];
-    void this.store.barrier().then(() => {
-      this.flushScheduled = false;
-      for (const [r, list] of assign) {
-        // The runner may have gone, or a task been cancelled, while the write was in flight.
-        const still = list.filter((a) => {
-          const t = this.tasks.get(a.id);
-          return t && t.who === r.id && t.attempts === a.attempt && t.state === 'assigned';
-        });
-        if (still.length > 0 && r.connected) r.send(still);
-      }
-      if (outcomes.length > 0) this.emit('outcomes', outcomes);
-      this.scheduleFlush();
-    });
   }
 
   // ---- reports from runners --------------------------------------------------------------------
@@ -377,7 +144,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   started(runnerId: string, refs: AttemptRef[]): void {
     for (const ref of refs) {
       const t = this.current(ref, runnerId);
-      if (t && t.state === 'assigned') this.change(t, 'running');
+      if (t && t.state === 'assigned') this.markRunning(t);
     }
   }
 
@@ -396,7 +163,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       accepted++;
       const r = this.runners.get(runnerId);
       if (r && t.assignedAt) this.runners.recordRunTime(r, t.module, Date.now() - t.assignedAt);
-      this.freeSlot(t);
+      this.releaseSlotOf(t);
       if (res.ok) this.complete(t, res.result, res.moduleHash);
       else this.attemptFailed(t, res.error, res.unrecoverable === true, res.moduleHash);
     }
@@ -413,214 +180,29 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    */
   private current(ref: AttemptRef, runnerId: string): TaskRecord | undefined {
     const t = this.tasks.get(ref.id);
-    if (!t || t.attempts !== ref.attempt || t.who !== runnerId) return undefined;
-    return t.state === 'assigned' || t.state === 'running' ? t : undefined;
-  }
-
-  private freeSlot(t: TaskRecord): void {
-    const r = t.who ? this.runners.get(t.who) : undefined;
-    if (r) this.runners.unhold(r, t.id, t.priority);
-    this.orphans.delete(t);
-  }
-
-  private complete(t: TaskRecord, result: unknown, moduleHash?: string): void {
-    t.result = result === undefined ? null : result;
-    t.moduleHash = moduleHash ?? null;
-    t.error = null;
-    this.change(t, 'done');
-    if (t.state !== 'done') {
-      // The result cannot be stored (EPERSIST): the task failed after all, and so do its dependents.
-      this.stats.failed++;
-      this.finish(t);
-      this.releaseHeld(t);
-      for (const d of t.dependents) this.failForGood(d, depError(t.id, t.error));
-      return;
-    }
-    this.stats.done++;
-    this.finish(t);
-    this.releaseHeld(t);
-    for (const d of t.dependents) this.dependencySettled(d);
-  }
-
-  /** One of `d`'s dependencies is done (or, for a broadcast, any of its copies is final). */
-  private dependencySettled(d: TaskRecord): void {
-    if (d.state !== 'waiting') return;
-    if (--d.pending > 0) return;
-    if (d.fanout) return this.completeBroadcast(d);
-    this.change(d, 'ready');
-    this.enqueue(d);
-  }
-
-  /** Every copy of a broadcast is final: it is done, its result one outcome per runner. */
-  private completeBroadcast(p: TaskRecord, stored?: Map<string, StoredState>): void {
-    const result: Record<string, unknown> = {};
-    for (const id of p.dependencies) {
-      const o = this.finals.get(id) ?? stored?.get(id);
-      const runner = id.slice(id.lastIndexOf('@') + 1);
-      if (o)
-        result[runner] =
-          o.state === 'done' ? { state: o.state, result: o.result } : { state: o.state, error: o.error };
-    }
-    this.complete(p, result);
-  }
-
-  /** A broadcast becomes one copy per connected runner that may run it, pinned there, and itself waits for them. */
-  private expandBroadcasts(
-    parsed: ParsedTaskInput[],
-  ): (ParsedTaskInput & { presetId?: string; copy?: boolean; fanout?: boolean })[] {
-    if (!parsed.some((p) => p.broadcast)) return parsed;
-    const out: (ParsedTaskInput & { presetId?: string; copy?: boolean; fanout?: boolean })[] = [];
-    for (const p of parsed) {
-      if (!p.broadcast) {
-        out.push(p);
-        continue;
-      }
-      const presetId = new mongoose.Types.ObjectId().toHexString();
-      const id = p.id ?? presetId;
-      const runners = [...this.runners.values()].filter(
-        (r) => r.connected && !r.legacy && !r.draining && eligible(r, { requires: p.requires ?? null }),
-      );
-      const copies = runners.map((r) => ({
-        ...p,
-        id: `${id}@${r.id}`,
-        runner: r.id,
-        broadcast: false,
-        copy: true,
-      }));
-      out.push(...copies);
-      out.push({ ...p, id, presetId, dependencies: copies.map((c) => c.id), fanout: true });
-    }
-    return out;
-  }
-
-  private attemptFailed(t: TaskRecord, error: WireError, unrecoverable: boolean, moduleHash?: string): void {
-    t.moduleHash = moduleHash ?? t.moduleHash ?? null;
-    if (!unrecoverable && t.attempts - (t.uncounted ?? 0) < t.maxAttempts) {
-      t.who = null;
-      t.error = error;
-      this.change(t, 'ready');
-      this.stats.retried++;
-      const b = t.backoff ?? this.opts.retryBackoff;
-      const wait =
-        b.delay > 0
-          ? backoffDelay(t.attempts - 1, {
-              base: b.delay,
-              cap: b.maxDelay ?? 60_000,
-              factor: b.type === 'fixed' ? 1 : 2,
-              jitter: b.jitter ?? true,
-            })
-          : 0;
-      if (wait <= 0) this.enqueue(t);
-      else {
-        const timer = setTimeout(() => {
-          this.retryTimers.delete(timer);
-          if (t.state === 'ready' && this.tasks.get(t.id) === t) this.enqueue(t);
-        }, wait);
-        timer.unref();
-        this.retryTimers.add(timer);
-      }
-      return;
-    }
-    this.failForGood(t, error);
-  }
-
-  /** Final failure, and every task that depends on it (transitively) fails with EDEPFAILED. */
-  private failForGood(t: TaskRecord, error: WireError, state: 'failed' | 'cancelled' = 'failed'): void {
-    const stack: [TaskRecord, WireError, 'failed' | 'cancelled'][] = [[t, error, state]];
-    while (stack.length > 0) {
-      const [x, err, st] = stack.pop() as [TaskRecord, WireError, 'failed' | 'cancelled'];
-      if (isFinal(x.state)) continue;
-      const runner = x.who ? this.runners.get(x.who) : undefined;
-      if (runner && (x.state === 'assigned' || x.state === 'running')) {
-        // Stop the attempt where it runs; whatever it reports later is stale.
-        runner.cancel([{ id: x.id, attempt: x.attempts }], err.code);
-      }
-      this.freeSlot(x);
-      if (x.heldBy) this.unholdFrom(x);
-      x.error = err;
-      this.change(x, st);
-      if (st === 'cancelled') this.stats.cancelled++;
-      else this.stats.failed++;
-      this.finish(x);
-      this.releaseHeld(x);
-      for (const d of x.dependents) {
-        // A broadcast reports each copy's outcome, failed ones included.
-        if (d.fanout) this.dependencySettled(d);
-        else stack.push([d, depError(x.id, err), 'failed']);
-      }
-    }
-  }
-
-  private finish(t: TaskRecord): void {
-    t.finishedAt = Date.now();
-    this.tasks.delete(t.id);
-    this.timed.delete(t);
-    if (t.key && this.leaders.get(t.key) === t) this.leaders.delete(t.key);
-    const outcome: TaskOutcome = {
-      id: t.id,
-      batch: t.batch,
-      state: t.state as TaskOutcome['state'],
-      attempts: t.attempts,
-      ...(t.state === 'done' ? { result: t.result } : { error: t.error ?? undefined }),
-      ...(t.moduleHash ? { moduleHash: t.moduleHash } : {}),
-    };
-    this.finals.set(t.id, outcome);
-    if (this.finals.size > this.opts.finalCacheSize) {
-      const oldest = this.finals.keys().next().value as string;
-      this.finals.delete(oldest);
-    }
-    this.pendingOutcomes.push(outcome);
-  }
-
-  private enqueue(t: TaskRecord): void {
-    t.seq = ++this.seq;
-    t.readyAt = Date.now();
-    this.ready.push({ priority: t.priority, seq: t.seq, task: t });
-    this.scheduleDistribute();
+    return t && holdsAttempt(t, ref.attempt, runnerId) ? t : undefined;
   }
 
   /**
-   * Records a change. Its document shows it before it takes effect (the writer's next write, which
-   * assignments, outcomes and acknowledgements wait for) — except `running`, which nobody waits for
-   * and a restart does not need (it treats assigned and running alike): that one is written lazily.
+   * A runner gives back attempts it will not finish (it is shutting down): they are requeued at once,
+   * without counting as a failure. Returns how many were still its own.
    */
-  private change(t: TaskRecord, state: TaskState): void {
-    const prev = t.state;
-    t.state = state;
-    t.rev++;
-    for (const o of this.observers) o.changed(t, prev);
-    if (state === 'running') return this.store.fold(t);
-    const refused = this.store.update(t);
-    if (refused) this.persistFailed(t, refused);
+  release(runnerId: string, refs: AttemptRef[]): number {
+    let n = 0;
+    for (const ref of refs) {
+      const t = this.current(ref, runnerId);
+      if (!t) continue;
+      this.releaseSlotOf(t);
+      this.requeueUncounted(t);
+      n++;
+    }
+    this.scheduleFlush();
+    return n;
   }
 
-  /**
-   * The database cannot store this task's latest change (its result, say): the task fails with
-   * EPERSIST instead, in memory, in the outcome about to be delivered, and in `tasks`. A restart
-   * finds it failed, so it never runs again.
-   */
-  private persistFailed(t: TaskRecord, error: WireError): void {
-    const prev = t.state;
-    t.state = 'failed';
-    for (const o of this.observers) o.changed(t, prev);
-    t.result = undefined;
-    t.error = error;
-    const o = this.finals.get(t.id);
-    if (o) {
-      o.state = 'failed';
-      delete o.result;
-      o.error = error;
-    }
-    if (this.store.update(t)) this.opts.logger.error('even the failure cannot be stored', { taskId: t.id });
-  }
-
-  /** The server refused a task's new state when it was written; the failure replaces it. */
-  private stateRefused(t: TaskRecord, error: WireError): void {
-    if (t.state === 'done') {
-      this.stats.done--;
-      this.stats.failed++;
-    }
-    this.persistFailed(t, error);
+  /** Resolves once every change made so far is durable. */
+  flushed(): Promise<void> {
+    return this.store.barrier();
   }
 
   // ---- runners coming and going ----------------------------------------------------------------
@@ -632,30 +214,24 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    */
   runnerUp(entry: RunnerEntry, holding: AttemptRef[]): AttemptRef[] {
     const prev = this.runners.get(entry.id);
-    if (this.drained.has(entry.id)) this.runners.setDraining(entry, true); // a drain outlives reconnects
+    if (this.drainedByOperator.has(entry.id)) this.runners.setDraining(entry, true); // a drain outlives reconnects
     if (prev) this.runners.setLostTimer(prev, null);
     const drop: AttemptRef[] = [];
     const keep = new Set<string>();
     for (const ref of holding) {
-      const t = this.tasks.get(ref.id);
       // Only the attempt this runner was given: a task requeued since runs nowhere until reassigned.
-      const mine =
-        t &&
-        t.attempts === ref.attempt &&
-        t.who === entry.id &&
-        (t.state === 'assigned' || t.state === 'running');
-      if (!mine || !t) {
+      const t = this.current(ref, entry.id);
+      if (!t) {
         drop.push(ref);
         continue;
       }
       if (this.orphans.has(t)) {
         // Adopt: a recovered attempt that is in fact still running here.
         this.orphans.delete(t);
-        t.who = entry.id;
-        this.change(t, 'running');
+        if (t.state === 'assigned') this.markRunning(t);
       }
       keep.add(t.id);
-      this.runners.hold(entry, t.id, t.priority);
+      this.runners.reserveSlot(entry, t.id, t.priority);
     }
     if (prev) {
       for (const id of prev.active) {
@@ -694,9 +270,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
   }
 
+  /** An attempt's runner is gone without it: a failure of the attempt (ERUNNERLOST), retried by the policy. */
   private lose(t: TaskRecord, why: string): void {
-    if (isFinal(t.state) || t.state === 'ready' || t.state === 'waiting') return;
-    this.freeSlot(t);
+    if (t.state !== 'assigned' && t.state !== 'running') return;
+    this.releaseSlotOf(t);
     this.attemptFailed(t, wireError('ERUNNERLOST', why), false);
   }
 
@@ -704,27 +281,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   /** Rebuilds memory from the database after a start: every `tasks` document not final. */
   async recover(): Promise<{ tasks: number; orphans: number; dropped: number }> {
-    for (const a of await this.store.loadAllocations()) this.allocations.set(a.key, a.runner);
+    this.affinity.load(await this.store.loadAllocations());
     const { docs, journal, dropped } = await this.store.loadForRecovery();
     const open: TaskRecord[] = [];
     for (const d of docs) {
-      const t = recordOf(d, this.opts.maxAttempts);
+      const t = recordFromDoc(d, this.opts.maxAttempts);
       const j = journal.get(t.id);
       if (j) {
         // The journal holds a newer state than the document: take it, and write it into `tasks`.
-        const c = j.change;
-        Object.assign(t, {
-          rev: c.rev,
-          state: c.state,
-          attempts: c.attempts,
-          who: c.who ?? null,
-          assignedAt: c.when ?? null,
-          finishedAt: c.completed ?? null,
-          result: c.result,
-          error: (c.error as TaskRecord['error']) ?? null,
-          moduleHash: c.moduleHash ?? t.moduleHash ?? null,
-          uncounted: c.uncounted ?? t.uncounted,
-        });
+        applyJournal(t, j.change);
         this.store.adoptJournal(t, j.refs);
       }
       this.tasks.set(t.id, t);
@@ -744,12 +309,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const failedDep = this.linkDependencies(t, outsideStates);
       if (failedDep) failed.push([t, failedDep]);
       // A broadcast whose copies all finished before the restart.
-      else if (t.fanout && t.pending === 0 && t.state === 'waiting') this.completeBroadcast(t, outsideStates);
+      else if (t.fanout && t.unmet === 0 && t.state === 'waiting') this.completeBroadcast(t, outsideStates);
     }
     for (const t of open) {
-      if (t.deadline || t.assignTimeout) this.track(t);
-      if (t.state === 'waiting' && t.pending === 0) this.change(t, 'ready');
-      if (t.state === 'ready') this.enqueue(t);
+      this.timeouts.track(t);
+      if (t.state === 'waiting' && t.unmet === 0) this.markReady(t);
+      else if (t.state === 'ready') this.enqueue(t);
       else if (t.state === 'assigned' || t.state === 'running') this.orphans.add(t);
     }
     for (const [t, err] of failed) this.failForGood(t, err);
@@ -770,121 +335,31 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return { tasks: open.length, orphans, dropped };
   }
 
-  // ---- holding similar work (holdSimilarWork) -------------------------------------------------
+  // ---- affinity (API) ----------------------------------------------------------------------------
 
-  private holdBehind(t: TaskRecord, leader: TaskRecord): void {
-    (leader.held ??= []).push(t);
-    t.heldBy = leader;
-    this.stats.held++;
-  }
-
-  private unholdFrom(t: TaskRecord): void {
-    const list = t.heldBy?.held;
-    if (list) list.splice(list.indexOf(t), 1);
-    t.heldBy = null;
-  }
-
-  /** The leader reached a final state: its held tasks share its outcome, or run on their own if it was cancelled. */
-  private releaseHeld(leader: TaskRecord): void {
-    const held = leader.held ?? [];
-    leader.held = [];
-    for (const t of held) {
-      t.heldBy = null;
-      if (isFinal(t.state)) continue;
-      if (leader.state === 'done') {
-        t.result = leader.result;
-        t.moduleHash = leader.moduleHash ?? null;
-        this.change(t, 'done');
-        this.stats.done++;
-        this.finish(t);
-        for (const d of t.dependents) this.dependencySettled(d);
-      } else if (leader.state === 'failed') {
-        this.failForGood(t, leader.error ?? wireError('ETASK'));
-      } else {
-        this.enqueue(t);
-      }
-    }
-  }
-
-  // ---- sticky allocation (affinity) ---------------------------------------------------------
-
-  /**
-   * The runner a task's affinity key belongs to, allocating it now if it has none: among the
-   * available runners (connected, not drained, matching the task), by the allocator. A key stays
-   * with its runner while that runner is drained or away, until it is deallocated.
-   */
-  private allocationFor(t: TaskRecord): string | null {
-    const key = t.affinity as string;
-    const known = this.allocations.get(key);
-    if (known) return known;
-    const ids = [...this.runners.values()]
-      .filter((r) => r.connected && !r.draining && !r.legacy && eligible(r, t))
-      .map((r) => r.id)
-      .sort();
-    if (ids.length === 0) return null;
-    const chosen = (this.opts.allocate ?? hashAllocate)(key, ids);
-    if (!chosen || !ids.includes(chosen)) return null;
-    this.allocations.set(key, chosen);
-    this.store.allocate({ key, runner: chosen, at: Date.now() });
-    return chosen;
+  /** Affinity key → runner id. */
+  get allocations(): ReadonlyMap<string, string> {
+    return this.affinity.allocations;
   }
 
   /** Forgets a key's runner; its next task is allocated afresh. */
   deallocate(key: string): boolean {
-    if (!this.allocations.delete(key)) return false;
-    this.store.deallocate(key);
+    if (!this.affinity.deallocate(key)) return false;
     this.scheduleDistribute();
     return true;
   }
 
   allocationsOf(runnerId?: string): { key: string; runner: string }[] {
-    const out: { key: string; runner: string }[] = [];
-    for (const [key, runner] of this.allocations)
-      if (!runnerId || runner === runnerId) out.push({ key, runner });
-    return out;
+    return this.affinity.allocationsOf(runnerId);
   }
 
-  /**
-   * A runner gives back attempts it will not finish (it is shutting down): they are requeued at once,
-   * without counting as a failure. Returns how many were still its own.
-   */
-  release(runnerId: string, refs: AttemptRef[]): number {
-    let n = 0;
-    for (const ref of refs) {
-      const t = this.current(ref, runnerId);
-      if (!t || (t.state !== 'assigned' && t.state !== 'running')) continue;
-      this.freeSlot(t);
-      this.requeueUncounted(t);
-      n++;
-    }
-    this.scheduleFlush();
-    return n;
-  }
-
-  /**
-   * Requeue without counting a failure: the attempt was lost through no fault of the task (its
-   * runner gave it back, or never came back after a master restart). Attempt numbers keep growing
-   * (they fence late reports); `uncounted` keeps this one out of `maxAttempts`.
-   */
-  private requeueUncounted(t: TaskRecord): void {
-    t.who = null;
-    t.uncounted = (t.uncounted ?? 0) + 1;
-    this.change(t, 'ready');
-    this.enqueue(t);
-  }
-
-  /** Resolves once every change made so far is durable. */
-  flushed(): Promise<void> {
-    return this.store.barrier();
-  }
-
-  // ---- draining ----------------------------------------------------------------------------
+  // ---- an operator's drain -------------------------------------------------------------------------
 
   /** Stops giving the runner new work; its running attempts finish. Returns false for an unknown runner. */
   drain(runnerId: string): boolean {
     const r = this.runners.get(runnerId);
     if (!r) return false;
-    this.drained.add(runnerId);
+    this.drainedByOperator.add(runnerId);
     this.runners.setDraining(r, true);
     this.opts.logger.info('runner drained: no new work', { runnerId, running: r.active.size });
     return true;
@@ -893,7 +368,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Lets a drained runner take work again. */
   undrain(runnerId: string): boolean {
     const r = this.runners.get(runnerId);
-    this.drained.delete(runnerId);
+    this.drainedByOperator.delete(runnerId);
     if (!r) return false;
     this.runners.setDraining(r, false);
     this.opts.logger.info('runner undrained: takes work again', { runnerId });
@@ -925,7 +400,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   // ---- running again (operator retry) --------------------------------------------------------
 
   /**
-   * Operator retry, "rerun from failed": final tasks run again.
+   * revive: an operator's retry, "rerun from failed": final tasks run again.
    * Precondition: `docs` are stored tasks, current (the caller awaited the barrier), in dependency
    * order; `stored` holds the states of their dependencies that are neither in memory nor in `docs`.
    * Effect: each failed or cancelled task whose dependencies are done, live, or revived before it
@@ -961,7 +436,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         refuse(`dependency "${blocked}" did not succeed: retry it, and this task runs again after it`);
         continue;
       }
-      const t = recordOf(d, this.opts.maxAttempts);
+      const t = recordFromDoc(d, this.opts.maxAttempts);
       t.error = null;
       t.who = null;
       t.uncounted = t.attempts;
@@ -970,9 +445,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.tasks.set(t.id, t);
       this.finals.delete(t.id);
       this.linkDependencies(t, stored);
-      this.change(t, t.pending > 0 ? 'waiting' : 'ready');
-      if (t.state === 'ready') this.enqueue(t);
-      if (t.assignTimeout) this.track(t);
+      if (t.unmet > 0) this.record(t, 'waiting');
+      else this.markReady(t);
+      this.timeouts.track(t);
       this.stats.retried++;
       revived.push(t.id);
     }
@@ -981,43 +456,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return { revived, refused };
   }
 
-  // ---- timeouts and the queue ----------------------------------------------------------------
-
-  private track(t: TaskRecord): void {
-    this.timed.add(t);
-    if (this.sweepTimer) return;
-    this.sweepTimer = setInterval(() => this.sweep(), this.opts.timeoutSweepMs);
-    this.sweepTimer.unref();
-  }
-
-  private sweep(): void {
-    const now = Date.now();
-    for (const t of this.timed) {
-      if (isFinal(t.state)) {
-        this.timed.delete(t);
-        continue;
-      }
-      if (t.deadline && now >= t.deadline) {
-        this.failForGood(t, wireError('ECSTO', `no result within ${t.timeout} ms of the call`));
-      } else if (
-        t.assignTimeout &&
-        t.state === 'ready' &&
-        !t.heldBy &&
-        t.readyAt &&
-        now - t.readyAt >= t.assignTimeout
-      ) {
-        this.failForGood(t, wireError('EATO', `no runner took the task within ${t.assignTimeout} ms`));
-        const o = this.finals.get(t.id);
-        if (o) this.emit('assigntimeout', o);
-      }
-    }
-    if (this.timed.size === 0 && this.sweepTimer) {
-      clearInterval(this.sweepTimer);
-      this.sweepTimer = null;
-    }
-    this.scheduleDistribute();
-    this.scheduleFlush();
-  }
+  // ---- the queue -----------------------------------------------------------------------------------
 
   /** Tasks stored but not running: what `queueLimit` bounds. */
   queuedCount(): number {
@@ -1026,13 +465,47 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return n;
   }
 
-  /** A hint for a refused add: about the time the runners need to free a tenth of the limit, at least 100 ms. */
-  private retryAfterHint(): number {
-    let slots = 0;
-    for (const r of this.runners.values()) if (r.connected) slots += r.slots;
-    return slots === 0
-      ? 1000
-      : Math.min(10_000, Math.max(100, Math.round((this.opts.queueLimit / 10 / slots) * 100)));
+  // ---- why not ------------------------------------------------------------------------------------
+
+  /**
+   * Why task `taskId` does not run (yet), or not on runner `runnerId`: the first reason the policies
+   * give, asked in the order `distribute` applies them. Slow (it walks the runners); never on the
+   * hot path.
+   */
+  explain(taskId: string, runnerId?: string): Reason {
+    const t = this.tasks.get(taskId);
+    if (!t) {
+      const fin = this.finals.get(taskId);
+      return fin
+        ? reason('FINAL', `task ${taskId} is ${fin.state}`)
+        : reason('UNKNOWN_TASK', `task ${taskId} is not in memory (final, purged, or never added)`);
+    }
+    if (t.state === 'assigned' || t.state === 'running')
+      return reason('ASSIGNED', `${t.state} on runner ${t.who} (attempt ${t.attempts})`);
+    if (t.state === 'waiting') return this.waitingFor(t);
+    if (isFinal(t.state)) return reason('FINAL', `task ${taskId} is ${t.state}`);
+    const blocked = this.parking.explain(t) ?? this.retries.explain(t, Date.now());
+    if (blocked) return blocked;
+    if (this.store.folder.congested)
+      return reason('STORE_BEHIND', 'the database is behind: new work waits until it catches up');
+    if (runnerId === undefined) return explainOnAny(t, this.affinity, this.runners);
+    const r = this.runners.get(runnerId);
+    if (!r) return reason('UNKNOWN_RUNNER', `no runner ${runnerId}`);
+    return explainOnRunner(t, r, this.affinity, this.runners) ?? queued(t, r);
+  }
+
+  private waitingFor(t: TaskRecord): Reason {
+    const open = t.dependencies.filter((d) => this.tasks.has(d));
+    if (open.length === 0) return reason('DEPENDENCY', 'waiting');
+    const named = open
+      .slice(0, 5)
+      .map((d) => `${d} (${this.tasks.get(d)?.state})`)
+      .join(', ');
+    const more = open.length > 5 ? ', …' : '';
+    return reason(
+      'DEPENDENCY',
+      `waiting for ${open.length === 1 ? 'dependency' : 'dependencies'} ${named}${more} not done`,
+    );
   }
 
   // ---- watching --------------------------------------------------------------------------------
@@ -1050,15 +523,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const unknown: string[] = [];
     for (const id of ask) {
       const s = stored.get(id);
-      if (s && isFinal(s.state)) {
-        outcomes.push({
-          id,
-          batch: s.batch,
-          state: s.state as TaskOutcome['state'],
-          attempts: s.attempts,
-          ...(s.state === 'done' ? { result: s.result } : { error: s.error ?? undefined }),
-        });
-      } else unknown.push(id);
+      if (s && isFinal(s.state)) outcomes.push(outcomeOf(s));
+      else unknown.push(id);
     }
     return { outcomes, unknown };
   }
@@ -1071,85 +537,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   async close(): Promise<void> {
     this.closed = true;
     for (const r of this.runners.values()) if (r.lostTimer) clearTimeout(r.lostTimer);
-    for (const t of this.retryTimers) clearTimeout(t);
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.retries.close();
+    this.timeouts.close();
     await this.store.barrier();
   }
-}
-
-/** atributo's default: the key's hash, as a 32-bit integer, indexes the available runners. */
-export function hashAllocate(key: string, runnerIds: string[]): string | undefined {
-  if (runnerIds.length === 0) return undefined;
-  const n = createHash('sha256').update(key).digest().readUInt32BE(0);
-  return runnerIds[n % runnerIds.length];
-}
-
-function depError(dep: string, err: WireError | null | undefined): WireError {
-  return wireError('EDEPFAILED', `dependency "${dep}" failed${err ? `: ${err.code} ${err.message}` : ''}`);
-}
-
-/** The document an add writes: only what differs from the defaults. */
-function taskDoc(t: TaskRecord): TaskDoc {
-  const d: TaskDoc = {
-    _id: t.id,
-    batch: t.batch,
-    module: t.module,
-    params: t.params,
-    state: t.state,
-    attempts: 0,
-    maxAttempts: t.maxAttempts,
-    created: t.created,
-    updated: t.created,
-    rev: 0,
-  };
-  if (t.priority) d.priority = t.priority;
-  if (t.dependencies.length > 0) d.dependencies = t.dependencies;
-  if (t.timeout) d.timeout = t.timeout;
-  if (t.runTimeout) d.runTimeout = t.runTimeout;
-  if (t.assignTimeout) d.assignTimeout = t.assignTimeout;
-  if (t.deadline) d.deadline = t.deadline;
-  if (t.key) d.key = t.key;
-  if (t.affinity) d.affinity = t.affinity;
-  if (t.backoff) d.backoff = t.backoff;
-  if (t.requires) d.requires = t.requires;
-  if (t.runner) d.runner = t.runner;
-  if (t.fanout) d.broadcast = true;
-  return d;
-}
-
-/** A task record from its stored document (recovery). */
-function recordOf(d: TaskDoc, maxAttempts: number): TaskRecord {
-  return {
-    _id: d._id,
-    id: d._id,
-    module: d.module,
-    params: d.params ?? [],
-    priority: d.priority ?? 0,
-    dependencies: d.dependencies ?? [],
-    batch: d.batch,
-    created: d.created,
-    state: d.state,
-    attempts: d.attempts ?? 0,
-    maxAttempts: d.maxAttempts ?? maxAttempts,
-    rev: d.rev ?? 0,
-    pending: 0,
-    dependents: [],
-    who: d.assigned?.who ?? null,
-    assignedAt: d.assigned?.when ?? null,
-    result: d.result,
-    error: d.error ?? null,
-    moduleHash: d.moduleHash ?? null,
-    runTimeout: d.runTimeout ?? null,
-    timeout: d.timeout ?? null,
-    assignTimeout: d.assignTimeout ?? null,
-    deadline: d.deadline ?? null,
-    seq: 0,
-    key: d.key ?? null,
-    affinity: d.affinity ?? null,
-    backoff: d.backoff ?? null,
-    requires: (d.requires as TaskRecord['requires']) ?? null,
-    runner: d.runner ?? null,
-    fanout: d.broadcast === true,
-    uncounted: d.uncounted ?? 0,
-  };
 }

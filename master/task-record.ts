@@ -1,9 +1,14 @@
 /**
  * A task as the scheduler holds it in memory. The database holds the same facts (`tasks`);
- * this is the copy the scheduler reads on the hot path.
+ * this is the copy the scheduler reads on the hot path. `newTaskRecord` is the one place a record is
+ * built, from an add (master/scheduler.ts) or from a stored document (master/policies/recovery.ts);
+ * `firstDocOf` is the document an add writes for it.
  */
 import type { TaskState } from '../protocol/states';
 import type { WireError } from '../protocol/errors';
+import type { TaskDoc } from '../models/task';
+
+export type Backoff = { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
 
 export interface TaskRecord {
   /** The same as `id` (the `tasks` document's `_id`); the original protocol's name for it. */
@@ -24,7 +29,7 @@ export interface TaskRecord {
   /** Journal revision of the last change recorded for this task. */
   rev: number;
   /** Dependencies not done yet. */
-  pending: number;
+  unmet: number;
   /** Tasks that depend on this one. */
   dependents: TaskRecord[];
   /** Runner holding the current attempt, if assigned or running. */
@@ -47,6 +52,8 @@ export interface TaskRecord {
   seq: number;
   /** When it last became ready (start of its assignTimeout). */
   readyAt?: number | null;
+  /** Ready but out of the queue until then: waiting out a retry backoff (epoch ms). */
+  retryAt?: number | null;
   key?: string | null;
   affinity?: string | null;
   /** A broadcast: its dependencies are its per-runner copies; it never runs itself. */
@@ -54,9 +61,103 @@ export interface TaskRecord {
   requires?: Record<string, string | number | boolean | null> | null;
   /** Runner id the task must run on. */
   runner?: string | null;
-  backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
-  /** Tasks with the same key waiting for this one's outcome (holdSimilarWork). */
-  held?: TaskRecord[];
-  /** The task whose outcome this one waits for (holdSimilarWork). */
-  heldBy?: TaskRecord | null;
+  backoff?: Backoff | null;
+  /** Tasks with the same key parked behind this one, waiting for its outcome (holdSimilarWork). */
+  parked?: TaskRecord[];
+  /** The task this one is parked behind (holdSimilarWork). */
+  parkedBehind?: TaskRecord | null;
+}
+
+/** What a record is built from: the facts given or stored; everything else starts empty. */
+export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 'state' | 'maxAttempts'> &
+  Partial<
+    Pick<
+      TaskRecord,
+      | 'params'
+      | 'priority'
+      | 'dependencies'
+      | 'attempts'
+      | 'uncounted'
+      | 'rev'
+      | 'who'
+      | 'assignedAt'
+      | 'result'
+      | 'error'
+      | 'moduleHash'
+      | 'runTimeout'
+      | 'timeout'
+      | 'assignTimeout'
+      | 'deadline'
+      | 'key'
+      | 'affinity'
+      | 'backoff'
+      | 'requires'
+      | 'runner'
+      | 'fanout'
+    >
+  >;
+
+export function newTaskRecord(i: TaskInit): TaskRecord {
+  return {
+    _id: i.id,
+    id: i.id,
+    module: i.module,
+    params: i.params ?? [],
+    priority: i.priority ?? 0,
+    dependencies: i.dependencies ?? [],
+    batch: i.batch,
+    created: i.created,
+    state: i.state,
+    attempts: i.attempts ?? 0,
+    maxAttempts: i.maxAttempts,
+    uncounted: i.uncounted ?? 0,
+    rev: i.rev ?? 0,
+    unmet: 0,
+    dependents: [],
+    who: i.who ?? null,
+    assignedAt: i.assignedAt ?? null,
+    result: i.result,
+    error: i.error ?? null,
+    moduleHash: i.moduleHash ?? null,
+    runTimeout: i.runTimeout ?? null,
+    timeout: i.timeout ?? null,
+    assignTimeout: i.assignTimeout ?? null,
+    deadline: i.deadline ?? null,
+    seq: 0,
+    key: i.key ?? null,
+    affinity: i.affinity ?? null,
+    backoff: i.backoff ?? null,
+    requires: i.requires ?? null,
+    runner: i.runner ?? null,
+    fanout: i.fanout === true,
+  };
+}
+
+/** The document an add writes: only what differs from the defaults. */
+export function firstDocOf(t: TaskRecord): TaskDoc {
+  const d: TaskDoc = {
+    _id: t.id,
+    batch: t.batch,
+    module: t.module,
+    params: t.params,
+    state: t.state,
+    attempts: 0,
+    maxAttempts: t.maxAttempts,
+    created: t.created,
+    updated: t.created,
+    rev: 0,
+  };
+  if (t.priority) d.priority = t.priority;
+  if (t.dependencies.length > 0) d.dependencies = t.dependencies;
+  if (t.timeout) d.timeout = t.timeout;
+  if (t.runTimeout) d.runTimeout = t.runTimeout;
+  if (t.assignTimeout) d.assignTimeout = t.assignTimeout;
+  if (t.deadline) d.deadline = t.deadline;
+  if (t.key) d.key = t.key;
+  if (t.affinity) d.affinity = t.affinity;
+  if (t.backoff) d.backoff = t.backoff;
+  if (t.requires) d.requires = t.requires;
+  if (t.runner) d.runner = t.runner;
+  if (t.fanout) d.broadcast = true;
+  return d;
 }

@@ -3,7 +3,6 @@
  * the TypeScript types of the event maps are inferred from them, so the two cannot drift apart.
  */
 import { z } from 'zod';
-import { TASK_STATES } from './states';
 
 /** Module names: `name` or `folder/name`, letters, digits, `_`, `-`, `.`; no `..`, no leading `/` or `.`. */
 export const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/;
@@ -118,8 +117,6 @@ export const addReplySchema = z.union([
   z.object({ ok: z.literal(false), error: wireErrorSchema }),
 ]);
 export type AddReply = z.infer<typeof addReplySchema>;
-
-export const taskStateSchema = z.enum(TASK_STATES);
 
 /** A final outcome, as sent to feeders. */
 export const taskOutcomeSchema = z.object({

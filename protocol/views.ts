@@ -38,8 +38,9 @@ export interface TaskDetail extends TaskView {
   params: unknown;
   result?: unknown;
   timeline: TimelineEntry[];
-  /** Why a waiting or ready task is not running yet. */
+  /** Why a waiting or ready task is not running yet, and that reason's stable code (`GET /api/tasks/ID/why`). */
   why?: string;
+  whyCode?: string;
 }
 
 export interface BatchView {

@@ -61,6 +61,8 @@ export const api = {
     return call<{ tasks: TaskView[]; next: string | null }>('GET', `/api/tasks?${qs}`);
   },
   task: (id: string) => call<{ task: TaskDetail }>('GET', `/api/tasks/${enc(id)}`),
+  why: (id: string, runner: string) =>
+    call<{ code: string; message: string }>('GET', `/api/tasks/${enc(id)}/why?runner=${enc(runner)}`),
   retry: (id: string) => call<{ task: TaskView }>('POST', `/api/tasks/${enc(id)}/retry`),
   cancel: (id: string) => call<{ cancelled: string[] }>('POST', `/api/tasks/${enc(id)}/cancel`),
   batches: () => call<{ batches: BatchView[] }>('GET', '/api/batches'),

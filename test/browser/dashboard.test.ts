@@ -217,4 +217,22 @@ describe('dashboard in the browser', () => {
     expect(await page.textContent('[data-testid=graph-truncated]')).toContain('520 tasks');
     await shot(page, 'graph-large');
   });
+
+  test('a queued task says why it does not run, and why not on a runner picked from the list', async () => {
+    await feeder.add([{ id: 'needs-gpu', module: 'ok', requires: { gpu: true } }], { batch: 'why' });
+    const page = await browser.newPage();
+    await page.goto(`${master.url}/#/tasks/needs-gpu`);
+    await page.fill('input[name=token]', TOKEN);
+    await page.click('button[type=submit]');
+    await text(page, '[data-testid=why]', 'NOT_ELIGIBLE not eligible: requires gpu=true', 'the reason');
+    await page.selectOption('[data-testid=why-runner] select', 'runner-1');
+    await text(
+      page,
+      '[data-testid=why-runner-answer]',
+      'NOT_ELIGIBLE: not eligible: requires gpu=true',
+      "runner-1's reason",
+    );
+    await shot(page, 'task-why');
+    master.scheduler.cancel(['needs-gpu'], undefined);
+  });
 });

@@ -7,6 +7,7 @@ import { useTaskEvents } from '../live';
 import { href } from '../router';
 import type { TaskDetail } from '../types';
 import { Json, StateBadge, duration, time } from '../ui';
+import { WhyNotRunner } from './why-not-runner';
 
 export function TaskPage({ id }: { id: string }) {
   const [task, setTask] = useState<TaskDetail | null>(null);
@@ -65,7 +66,12 @@ export function TaskPage({ id }: { id: string }) {
         </button>
       </div>
       {action.note}
-      {task.why && <p class="note">{task.why}</p>}
+      {task.why && (
+        <p class="note" data-testid="why">
+          {task.whyCode && <b>{task.whyCode}</b>} {task.why}
+        </p>
+      )}
+      {(task.state === 'ready' || task.state === 'waiting') && <WhyNotRunner taskId={task.id} />}
       <dl class="kv">
         <dt>module</dt>
         <dd>

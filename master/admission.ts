@@ -1,0 +1,82 @@
+/**
+ * Admission of an add: everything that can refuse it before memory changes, in this order — size and
+ * depth limits (checked before anything else, so a refused batch never reaches the database), the
+ * batch's own validation (ids taken, dependencies known: those memory cannot answer for are looked
+ * up once, by `_id`, by the caller between `precheck` and `admit`), ids another add took while that
+ * lookup was awaited, and the queue limit (EQUEUEFULL, with a hint of when to retry).
+ */
+import { wireError, type WireError } from '../protocol/errors';
+import type { ParsedTaskInput, TaskOutcome } from '../protocol/schemas';
+import type { RunnerSet } from './policies/affinity';
+import type { StoredState } from './store';
+import type { TaskRecord } from './task-record';
+import { checkLimits, collectIds, collectRefs, summarize, validateBatch } from './validate';
+
+export interface AdmissionContext {
+  tasks: ReadonlyMap<string, TaskRecord>;
+  finals: ReadonlyMap<string, TaskOutcome>;
+  runners: RunnerSet;
+  /** Waiting and ready tasks now. */
+  queuedCount(): number;
+  maxTaskBytes?: number;
+  queueLimit: number;
+}
+
+export type Admission = { ok: true; parsed: ParsedTaskInput[] } | { ok: false; error: WireError };
+
+/**
+ * The checks that need no database: size and depth limits, then the dependencies to look up (neither
+ * in memory nor in the batch). The batch's own ids are not looked up: one stored earlier is refused
+ * by the `_id` index when the add is written, so an add with ids of its own costs no read.
+ */
+export function precheck(raw: unknown[], c: AdmissionContext): { error: WireError } | { missing: string[] } {
+  const limited = checkLimits(raw, c.maxTaskBytes ?? Number.MAX_SAFE_INTEGER);
+  if (limited.length > 0) return { error: wireError('EVALIDATION', summarize(limited), { issues: limited }) };
+  const own = new Set(collectIds(raw));
+  return {
+    missing: collectRefs(raw).filter((id) => !own.has(id) && !c.tasks.has(id) && !c.finals.has(id)),
+  };
+}
+
+/**
+ * Admits an add or refuses it, given the stored states of its missing dependencies. Synchronous, and
+ * so must be what the caller does with an admitted add until its tasks are in memory: concurrent adds
+ * are then checked against the queue limit one after the other, never all against the same count.
+ */
+export function admit(raw: unknown[], stored: Map<string, StoredState>, c: AdmissionContext): Admission {
+  const { tasks: parsed, issues } = validateBatch(raw, (id) =>
+    c.tasks.has(id) || c.finals.has(id) || stored.has(id) ? 'taken' : undefined,
+  );
+  if (issues.length > 0) return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
+  // The lookup of missing dependencies awaited the database: ids may have been taken meanwhile.
+  const raced = parsed.find((t) => t.id !== undefined && (c.tasks.has(t.id) || c.finals.has(t.id)));
+  if (raced) return { ok: false, error: idTaken(parsed.indexOf(raced), raced.id as string) };
+
+  // Every task in memory counts as at most one queued one: below the limit that way, no need to count.
+  const queued = c.tasks.size + parsed.length <= c.queueLimit ? c.tasks.size : c.queuedCount();
+  if (queued + parsed.length > c.queueLimit) {
+    const retryAfterMs = retryAfterHint(c.runners, c.queueLimit);
+    return {
+      ok: false,
+      error: wireError(
+        'EQUEUEFULL',
+        `the queue is full: ${queued} tasks waiting, limit ${c.queueLimit}, this batch has ${parsed.length}; retry in ~${retryAfterMs} ms`,
+        { queued, limit: c.queueLimit, retryAfterMs },
+      ),
+    };
+  }
+  return { ok: true, parsed };
+}
+
+/** EVALIDATION for the task at `index` of the batch as given, whose id is already taken. */
+export function idTaken(index: number, id: string): WireError {
+  const issue = { path: `tasks[${index}].id`, message: `id "${id}" is already taken` };
+  return wireError('EVALIDATION', summarize([issue]), { issues: [issue] });
+}
+
+/** A hint for a refused add: about the time the runners need to free a tenth of the limit, at least 100 ms. */
+function retryAfterHint(runners: RunnerSet, queueLimit: number): number {
+  let slots = 0;
+  for (const r of runners.values()) if (r.connected) slots += r.slots;
+  return slots === 0 ? 1000 : Math.min(10_000, Math.max(100, Math.round((queueLimit / 10 / slots) * 100)));
+}

@@ -1,0 +1,84 @@
+/**
+ * The three timeouts a task can carry, defined in one place:
+ *
+ *   ECSTO  `timeout`        from the add call: no final outcome within it → the task fails for good,
+ *                           whatever it is doing (`deadline` = call time + timeout). Swept here.
+ *   EATO   `assignTimeout`  ready, not parked, and no runner took it within it (since `readyAt`) →
+ *                           the task fails for good. Swept here.
+ *   ETO    `runTimeout`     one attempt's run time. Enforced by the runner, not the master: the
+ *                           assignment carries it, runner/pool.ts cancels then kills the child and
+ *                           reports ETO as the attempt's failure, which the retry policy handles
+ *                           like any other.
+ *
+ * The sweep runs every `timeoutSweepMs` while some tracked task is open; tasks with neither a deadline
+ * nor an assign timeout are never tracked.
+ */
+import { wireError, type WireError } from '../../protocol/errors';
+import { isFinal } from '../../protocol/states';
+import type { TaskRecord } from '../task-record';
+
+/** What a sweep does to a task whose timeout expired. */
+export interface TimeoutSink {
+  expired(t: TaskRecord, error: WireError): void;
+  /** After every sweep (whether or not a task expired). */
+  swept(): void;
+}
+
+export class Timeouts {
+  private readonly timed = new Set<TaskRecord>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly sweepMs: number,
+    private readonly sink: TimeoutSink,
+  ) {}
+
+  /** Watches `t` if it has a call deadline or an assign timeout. */
+  track(t: TaskRecord): void {
+    if (!t.deadline && !t.assignTimeout) return;
+    this.timed.add(t);
+    if (this.timer) return;
+    this.timer = setInterval(() => this.sweep(Date.now()), this.sweepMs);
+    this.timer.unref();
+  }
+
+  forget(t: TaskRecord): void {
+    this.timed.delete(t);
+  }
+
+  /** The master's timeout `t` has run out of at `now` (ECSTO first), or null. */
+  expired(t: TaskRecord, now: number): WireError | null {
+    if (t.deadline && now >= t.deadline)
+      return wireError('ECSTO', `no result within ${t.timeout} ms of the call`);
+    if (
+      t.assignTimeout &&
+      t.state === 'ready' &&
+      !t.parkedBehind &&
+      t.readyAt &&
+      now - t.readyAt >= t.assignTimeout
+    )
+      return wireError('EATO', `no runner took the task within ${t.assignTimeout} ms`);
+    return null;
+  }
+
+  sweep(now: number): void {
+    for (const t of this.timed) {
+      if (isFinal(t.state)) {
+        this.timed.delete(t);
+        continue;
+      }
+      const error = this.expired(t, now);
+      if (error) this.sink.expired(t, error);
+    }
+    if (this.timed.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+    this.sink.swept();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,526 @@
+/**
+ * The scheduler's core: the ready queue, distribution, the flush after each durable write, and the
+ * transitions of a task — one named method each, asserted against the table in protocol/states.ts
+ * and recorded through the store (master/task-store.ts). The policies it composes own their state
+ * (master/policies/): eligibility, slots, parking (hold-similar-work), affinity, runner selection,
+ * retries, timeouts. The entry points (adds, runners' reports, recovery, an operator's requests)
+ * are the Scheduler's (master/scheduler.ts).
+ *
+ * Fencing: every assignment carries its attempt number; a report for any other attempt than the
+ * task's current one is stale and ignored (`holdsAttempt`), so a late runner never overwrites a newer
+ * attempt. Durability before effect: assignments are sent and outcomes delivered only after the
+ * store's barrier, i.e. once the change is in the database.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../common/logger';
+import { wireError, type WireError } from '../protocol/errors';
+import type { Assignment, TaskOutcome } from '../protocol/schemas';
+import { assertTransition, isFinal, type TaskState } from '../protocol/states';
+import { Affinity, type Allocator } from './policies/affinity';
+import { eligible } from './policies/eligibility';
+import { Parking } from './policies/parking';
+import { RetryPolicy } from './policies/retry';
+import { selectMostAvailable, type RunnerSelector } from './policies/selection';
+import { canTake } from './policies/slots';
+import { Timeouts } from './policies/timeouts';
+import { ReadyQueue } from './ready-queue';
+import { freeSlots, RunnerRegistry, type RunnerEntry } from './runner-registry';
+import type { StoredState } from './store';
+import type { Backoff, TaskRecord } from './task-record';
+import type { TaskStore } from './task-store';
+
+export interface SchedulerOptions {
+  maxAttempts: number;
+  recoveryGraceMs: number;
+  disconnectGraceMs: number;
+  /** Final outcomes kept in memory for watchers and dependency checks. */
+  finalCacheSize: number;
+  selectRunner?: RunnerSelector;
+  /** Largest task, as JSON, an add accepts (EVALIDATION). Default: unlimited. */
+  maxTaskBytes?: number;
+  /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
+  queueLimit: number;
+  /** Run one task per `key` at a time; the others are parked behind it and get its outcome. */
+  holdSimilarWork: boolean;
+  /** Chooses the runner for a new affinity key among the available ones (sorted ids). Default: hash of the key. */
+  allocate?: Allocator;
+  /** Delay before a retry unless the task says otherwise. */
+  retryBackoff: Backoff;
+  /** How often timeouts are checked. */
+  timeoutSweepMs: number;
+  /** Wait before distributing after a change, to gather more changes into one pass (0: next tick). */
+  distributeDelayMs: number;
+  logger: Logger;
+}
+
+interface QueueEntry {
+  priority: number;
+  seq: number;
+  task: TaskRecord;
+}
+
+export interface SchedulerEvents {
+  outcomes: [TaskOutcome[]];
+  assigntimeout: [TaskOutcome];
+}
+
+/**
+ * Sees every change of state as it is recorded (dashboard, metrics). Called synchronously on the hot
+ * path: an observer must be cheap and must not call back into the scheduler.
+ */
+export interface TaskObserver {
+  /** New tasks, in their first state (waiting or ready). */
+  added(tasks: readonly TaskRecord[]): void;
+  changed(t: TaskRecord, prev: TaskState): void;
+  /** Tasks of an add the database refused: as if never added. */
+  discarded(tasks: readonly TaskRecord[]): void;
+}
+
+/** Whether `t`'s current attempt is `attempt`, held by `runnerId`: the fence every report passes. */
+export function holdsAttempt(t: TaskRecord, attempt: number, runnerId: string): boolean {
+  return t.attempts === attempt && t.who === runnerId && (t.state === 'assigned' || t.state === 'running');
+}
+
+/** The final outcome delivered to feeders, from a record or a stored state. */
+export function outcomeOf(s: {
+  id: string;
+  batch: string;
+  state: TaskState;
+  attempts: number;
+  result?: unknown;
+  error?: WireError | null;
+  moduleHash?: string | null;
+}): TaskOutcome {
+  return {
+    id: s.id,
+    batch: s.batch,
+    state: s.state as TaskOutcome['state'],
+    attempts: s.attempts,
+    ...(s.state === 'done' ? { result: s.result } : { error: s.error ?? undefined }),
+    ...(s.moduleHash ? { moduleHash: s.moduleHash } : {}),
+  };
+}
+
+export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
+  readonly tasks = new Map<string, TaskRecord>();
+  readonly finals = new Map<string, TaskOutcome>();
+  readonly runners = new RunnerRegistry();
+  protected readonly ready = new ReadyQueue<QueueEntry>();
+  protected seq = 0;
+  protected distributeScheduled = false;
+  /** Assignments made since the last flush, sent once they are durable. */
+  protected unsent = new Map<RunnerEntry, Assignment[]>();
+  /** Outcomes made final since the last flush, delivered once they are durable. */
+  protected undelivered: TaskOutcome[] = [];
+  protected flushScheduled = false;
+  /** Recovered attempts waiting for their runner to come back and keep them. */
+  protected orphans = new Set<TaskRecord>();
+  protected readonly parking: Parking;
+  protected readonly affinity: Affinity;
+  protected readonly retries: RetryPolicy;
+  protected readonly timeouts: Timeouts;
+  protected readonly select: RunnerSelector;
+  protected closed = false;
+  /** Counters for status and benchmarks (`held`: tasks parked behind a leader with their key). */
+  readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0, held: 0, cancelled: 0 };
+  readonly observers: TaskObserver[] = [];
+
+  constructor(
+    protected readonly store: TaskStore,
+    protected readonly opts: SchedulerOptions,
+  ) {
+    super();
+    this.parking = new Parking(opts.holdSimilarWork);
+    this.affinity = new Affinity(store, opts.allocate);
+    this.retries = new RetryPolicy(opts.retryBackoff);
+    this.timeouts = new Timeouts(opts.timeoutSweepMs, {
+      expired: (t, error) => this.timedOut(t, error),
+      swept: () => {
+        this.scheduleDistribute();
+        this.scheduleFlush();
+      },
+    });
+    this.select = opts.selectRunner ?? selectMostAvailable;
+    store.onRefused = (t, error) => this.stateRefused(t, error);
+    store.folder.onRelieved = () => this.scheduleDistribute();
+  }
+
+  /**
+   * Counts a task's unmet dependencies and registers it as their dependent. Dependencies no longer
+   * in memory are looked up in `stored`; returns the error to fail the task with if one of them
+   * failed, was cancelled, or cannot be found.
+   */
+  protected linkDependencies(t: TaskRecord, stored: Map<string, StoredState>): WireError | null {
+    let failed: WireError | null = null;
+    for (const d of t.dependencies) {
+      const live = this.tasks.get(d);
+      if (live) {
+        t.unmet++;
+        live.dependents.push(t);
+        continue;
+      }
+      const fin = this.finals.get(d) ?? stored.get(d);
+      if (!fin) failed ??= wireError('EDEPFAILED', `dependency "${d}" is not in the database`);
+      else if (fin.state !== 'done' && !t.fanout) failed ??= depError(d, fin.error);
+    }
+    return failed;
+  }
+
+  // ---- distributing ----------------------------------------------------------------------------
+
+  scheduleDistribute(): void {
+    if (this.distributeScheduled || this.closed) return;
+    this.distributeScheduled = true;
+    const run = () => {
+      this.distributeScheduled = false;
+      this.distribute();
+    };
+    if (this.opts.distributeDelayMs > 0) setTimeout(run, this.opts.distributeDelayMs).unref();
+    else setImmediate(run);
+  }
+
+  /**
+   * Hands ready tasks to runners, highest priority first. The policies in the order they apply (and
+   * `explain` asks them): the store not congested, parking, affinity, then per runner its state and
+   * slots (`canTake`), eligibility, the key's runner; the selector picks among the runners left.
+   */
+  protected distribute(): void {
+    // `tasks` is too far behind: new work waits until the folder catches up (it calls back).
+    if (this.store.folder.congested) return;
+    let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
+    const skipped: QueueEntry[] = [];
+    while (candidates.length > 0 && this.ready.size > 0) {
+      const e = this.ready.pop() as QueueEntry;
+      const t = e.task;
+      if (t.state !== 'ready' || t.seq !== e.seq) continue; // left the queue meanwhile
+      const leader = this.parking.leaderOf(t);
+      if (leader) {
+        this.parking.park(t, leader);
+        this.stats.held++;
+        continue;
+      }
+      const owner = t.affinity ? this.affinity.runnerFor(t, this.runners) : null;
+      const able = candidates.filter(
+        (c) => canTake(c, t.priority) && eligible(c, t) && (!t.affinity || c.id === owner),
+      );
+      const r = able.length > 0 ? this.select(t, able) : undefined;
+      if (!r || !canTake(r, t.priority)) {
+        skipped.push(e);
+        continue;
+      }
+      this.assign(t, r);
+      if (freeSlots(r) <= 0) candidates = candidates.filter((c) => c !== r);
+    }
+    for (const e of skipped) this.ready.push(e);
+    this.scheduleFlush();
+  }
+
+  /** After the changes of this tick are durable: send assignments, deliver outcomes. */
+  protected scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    if (this.unsent.size === 0 && this.undelivered.length === 0) return;
+    this.flushScheduled = true;
+    const assign = this.unsent;
+    const outcomes = this.undelivered;
+    this.unsent = new Map();
+    this.undelivered = [];
+    void this.store.barrier().then(() => {
+      this.flushScheduled = false;
+      for (const [r, list] of assign) {
+        // The runner may have gone, or a task been cancelled, while the write was in flight.
+        const still = list.filter((a) => {
+          const t = this.tasks.get(a.id);
+          return t !== undefined && t.state === 'assigned' && holdsAttempt(t, a.attempt, r.id);
+        });
+        if (still.length > 0 && r.connected) r.send(still);
+      }
+      if (outcomes.length > 0) this.emit('outcomes', outcomes);
+      this.scheduleFlush();
+    });
+  }
+
+  // ---- transitions -------------------------------------------------------------------------------
+  // Each one: precondition (the `from` states, asserted by `record`), effect, the record the store
+  // writes, and the outcome. `record` writes the task's document through the journal (`update`,
+  // awaited by the next barrier), except `running`, folded lazily (`fold`): nobody waits for it, and a
+  // restart treats assigned and running alike.
+
+  /**
+   * Records `t`'s change to `to`: asserts the table, bumps `rev`, tells the observers, writes.
+   * Throws IllegalTransition (EINTERNAL) for a change the table does not allow.
+   */
+  protected record(t: TaskRecord, to: TaskState): void {
+    const prev = t.state;
+    assertTransition(t.id, prev, to);
+    t.state = to;
+    t.rev++;
+    for (const o of this.observers) o.changed(t, prev);
+    if (to === 'running') return this.store.fold(t);
+    const refused = this.store.update(t);
+    if (refused) this.persistFailed(t, refused);
+  }
+
+  /**
+   * markReady. Precondition: waiting, no unmet dependency. Effect: queued by priority.
+   * Record: state ready. Outcome: distributed on the next pass.
+   */
+  protected markReady(t: TaskRecord): void {
+    this.record(t, 'ready');
+    this.enqueue(t);
+  }
+
+  /**
+   * assign. Precondition: ready, chosen by `distribute` for `r`. Effect: a new attempt (attempts+1)
+   * held by `r`, which reserves a slot; the task leads its key (parking). Record: state assigned,
+   * attempts, who, when. Outcome: the assignment goes out at the next flush, after the record is durable.
+   */
+  protected assign(t: TaskRecord, r: RunnerEntry): void {
+    t.attempts++;
+    t.who = r.id;
+    t.assignedAt = Date.now();
+    this.runners.reserveSlot(r, t.id, t.priority);
+    this.parking.lead(t);
+    this.record(t, 'assigned');
+    this.stats.assigned++;
+    let list = this.unsent.get(r);
+    if (!list) this.unsent.set(r, (list = []));
+    const a: Assignment = {
+      id: t.id,
+      attempt: t.attempts,
+      module: t.module,
+      params: t.params,
+      priority: t.priority,
+      batch: t.batch,
+    };
+    // The runner enforces the run timeout (ETO; master/policies/timeouts.ts).
+    if (t.runTimeout) a.runTimeout = t.runTimeout;
+    list.push(a);
+  }
+
+  /**
+   * markRunning. Precondition: assigned, the report for its current attempt from its runner.
+   * Effect: none beyond the state. Record: state running, folded lazily. Outcome: none.
+   */
+  protected markRunning(t: TaskRecord): void {
+    this.record(t, 'running');
+  }
+
+  /**
+   * complete. Precondition: assigned or running (the fenced result of its current attempt), or a
+   * waiting broadcast whose copies are all final. Effect: done with its result; its slot is already
+   * released by the caller; parked tasks share the result; dependents count one dependency less.
+   * Record: state done, result, moduleHash, completed. Outcome: delivered at the next flush. If the
+   * result cannot be stored (EPERSIST, see `persistFailed`) the task fails, and its dependents too.
+   */
+  protected complete(t: TaskRecord, result: unknown, moduleHash?: string): void {
+    t.result = result === undefined ? null : result;
+    t.moduleHash = moduleHash ?? null;
+    t.error = null;
+    this.record(t, 'done');
+    if (t.state !== 'done') {
+      this.stats.failed++;
+      this.finish(t);
+      this.settleParked(t);
+      for (const d of t.dependents) this.failForGood(d, depError(t.id, t.error));
+      return;
+    }
+    this.stats.done++;
+    this.finish(t);
+    this.settleParked(t);
+    for (const d of t.dependents) this.dependencySettled(d);
+  }
+
+  /**
+   * shareOutcome. Precondition: ready, parked behind `leader`, which is done. Effect: done with the
+   * leader's result, without running. Record: state done, result. Outcome: delivered at the next flush.
+   */
+  protected shareOutcome(t: TaskRecord, leader: TaskRecord): void {
+    t.result = leader.result;
+    t.moduleHash = leader.moduleHash ?? null;
+    this.record(t, 'done');
+    this.stats.done++;
+    this.finish(t);
+    for (const d of t.dependents) this.dependencySettled(d);
+  }
+
+  /**
+   * retry. Precondition: assigned or running; the attempt failed and the retry policy allows another.
+   * Effect: ready again, counting the attempt; queued now or after the backoff. Record: state ready,
+   * error. Outcome: none until a later attempt ends.
+   */
+  protected retry(t: TaskRecord, error: WireError): void {
+    t.who = null;
+    t.error = error;
+    this.record(t, 'ready');
+    this.stats.retried++;
+    const wait = this.retries.delay(t);
+    if (wait <= 0) this.enqueue(t);
+    else this.retries.later(t, wait, this.requeueAfterBackoff);
+  }
+
+  protected readonly requeueAfterBackoff = (t: TaskRecord): void => {
+    if (t.state === 'ready' && this.tasks.get(t.id) === t) this.enqueue(t);
+  };
+
+  /**
+   * requeueUncounted. Precondition: assigned or running; the attempt was lost through no fault of the
+   * task (its runner gave it back, or never came back after a master restart). Effect: ready and
+   * queued; attempt numbers keep growing (they fence late reports) and `uncounted` keeps this one out
+   * of `maxAttempts`. Record: state ready, uncounted. Outcome: none.
+   */
+  protected requeueUncounted(t: TaskRecord): void {
+    t.who = null;
+    t.uncounted = (t.uncounted ?? 0) + 1;
+    this.record(t, 'ready');
+    this.enqueue(t);
+  }
+
+  /**
+   * failForGood. Precondition: not final. Effect: failed (or cancelled); an attempt in flight is
+   * cancelled where it runs and its slot released; parked tasks share the failure (or run on their
+   * own after a cancel); every task that depends on it fails with EDEPFAILED, transitively (a
+   * broadcast counts a failed copy as settled). Record: state, error, for each. Outcome: delivered at
+   * the next flush, for each.
+   */
+  protected failForGood(t: TaskRecord, error: WireError, state: 'failed' | 'cancelled' = 'failed'): void {
+    const stack: [TaskRecord, WireError, 'failed' | 'cancelled'][] = [[t, error, state]];
+    while (stack.length > 0) {
+      const [x, err, st] = stack.pop() as [TaskRecord, WireError, 'failed' | 'cancelled'];
+      if (isFinal(x.state)) continue;
+      const runner = x.who ? this.runners.get(x.who) : undefined;
+      if (runner && (x.state === 'assigned' || x.state === 'running')) {
+        // Stop the attempt where it runs; whatever it reports later is stale.
+        runner.cancel([{ id: x.id, attempt: x.attempts }], err.code);
+      }
+      this.releaseSlotOf(x);
+      if (x.parkedBehind) this.parking.unpark(x);
+      x.error = err;
+      this.record(x, st);
+      if (st === 'cancelled') this.stats.cancelled++;
+      else this.stats.failed++;
+      this.finish(x);
+      this.settleParked(x);
+      for (const d of x.dependents) {
+        // A broadcast reports each copy's outcome, failed ones included.
+        if (d.fanout) this.dependencySettled(d);
+        else stack.push([d, depError(x.id, err), 'failed']);
+      }
+    }
+  }
+
+  /**
+   * persistFailed. Precondition: the database cannot store `t`'s latest change (its result, say).
+   * Effect: failed with EPERSIST instead, in memory and in the outcome about to be delivered.
+   * Record: state failed, error (a restart finds it failed, so it never runs again). Outcome: the
+   * delivered outcome says failed.
+   */
+  protected persistFailed(t: TaskRecord, error: WireError): void {
+    const prev = t.state;
+    if (prev !== 'failed') assertTransition(t.id, prev, 'failed');
+    t.state = 'failed';
+    for (const o of this.observers) o.changed(t, prev);
+    t.result = undefined;
+    t.error = error;
+    const o = this.finals.get(t.id);
+    if (o) {
+      o.state = 'failed';
+      delete o.result;
+      o.error = error;
+    }
+    if (this.store.update(t)) this.opts.logger.error('even the failure cannot be stored', { taskId: t.id });
+  }
+
+  /** The server refused a task's new state when it was written; the failure replaces it. */
+  protected stateRefused(t: TaskRecord, error: WireError): void {
+    if (t.state === 'done') {
+      this.stats.done--;
+      this.stats.failed++;
+    }
+    this.persistFailed(t, error);
+  }
+
+  // ---- around the transitions ----------------------------------------------------------------------
+
+  /** The leader reached a final state: its parked tasks share its outcome, or run on their own if it was cancelled. */
+  protected settleParked(leader: TaskRecord): void {
+    for (const t of this.parking.takeParked(leader)) {
+      if (isFinal(t.state)) continue;
+      if (leader.state === 'done') this.shareOutcome(t, leader);
+      else if (leader.state === 'failed') this.failForGood(t, leader.error ?? wireError('ETASK'));
+      else this.enqueue(t);
+    }
+  }
+
+  /** One of `d`'s dependencies is done (or, for a broadcast, any of its copies is final). */
+  protected dependencySettled(d: TaskRecord): void {
+    if (d.state !== 'waiting') return;
+    if (--d.unmet > 0) return;
+    if (d.fanout) return this.completeBroadcast(d);
+    this.markReady(d);
+  }
+
+  /** Every copy of a broadcast is final: it is done, its result one outcome per runner. */
+  protected completeBroadcast(p: TaskRecord, stored?: Map<string, StoredState>): void {
+    const result: Record<string, unknown> = {};
+    for (const id of p.dependencies) {
+      const o = this.finals.get(id) ?? stored?.get(id);
+      const runner = id.slice(id.lastIndexOf('@') + 1);
+      if (o)
+        result[runner] =
+          o.state === 'done' ? { state: o.state, result: o.result } : { state: o.state, error: o.error };
+    }
+    this.complete(p, result);
+  }
+
+  /** An attempt failed (reported, or its runner lost): retried if the policy allows, else failed for good. */
+  protected attemptFailed(
+    t: TaskRecord,
+    error: WireError,
+    unrecoverable: boolean,
+    moduleHash?: string,
+  ): void {
+    t.moduleHash = moduleHash ?? t.moduleHash ?? null;
+    if (this.retries.mayRetry(t, unrecoverable)) this.retry(t, error);
+    else this.failForGood(t, error);
+  }
+
+  /** A task's timeout expired (master/policies/timeouts.ts): it fails for good. */
+  protected timedOut(t: TaskRecord, error: WireError): void {
+    this.failForGood(t, error);
+    if (error.code !== 'EATO') return;
+    const o = this.finals.get(t.id);
+    if (o) this.emit('assigntimeout', o);
+  }
+
+  /** A final task leaves memory; its outcome is kept (bounded) and queued for delivery. */
+  protected finish(t: TaskRecord): void {
+    t.finishedAt = Date.now();
+    this.tasks.delete(t.id);
+    this.timeouts.forget(t);
+    this.parking.resign(t);
+    const outcome = outcomeOf(t);
+    this.finals.set(t.id, outcome);
+    if (this.finals.size > this.opts.finalCacheSize) {
+      const oldest = this.finals.keys().next().value as string;
+      this.finals.delete(oldest);
+    }
+    this.undelivered.push(outcome);
+  }
+
+  protected enqueue(t: TaskRecord): void {
+    t.seq = ++this.seq;
+    t.readyAt = Date.now();
+    this.ready.push({ priority: t.priority, seq: t.seq, task: t });
+    this.scheduleDistribute();
+  }
+
+  protected releaseSlotOf(t: TaskRecord): void {
+    const r = t.who ? this.runners.get(t.who) : undefined;
+    if (r) this.runners.releaseSlot(r, t.id, t.priority);
+    this.orphans.delete(t);
+  }
+}
+
+export function depError(dep: string, err: WireError | null | undefined): WireError {
+  return wireError('EDEPFAILED', `dependency "${dep}" failed${err ? `: ${err.code} ${err.message}` : ''}`);
+}

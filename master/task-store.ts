@@ -1,0 +1,46 @@
+/**
+ * What the scheduler needs of persistence, and nothing more: master/store.ts implements it against
+ * the database; unit tests implement it in memory. Writes are queued and ordered; `barrier()` resolves
+ * once every write queued before it is durable (assignments, add replies, outcomes and result
+ * acknowledgements wait for it). A write the database refuses for good is reported to `onRefused`.
+ */
+import type { WireError } from '../protocol/errors';
+import type { AllocationDoc } from '../models/allocation';
+import type { JournalChange } from '../models/task-journal';
+import type { TaskDoc } from '../models/task';
+import type { AddWriteResult, RefusalListener, StoredState } from './store';
+import type { TaskRecord } from './task-record';
+
+export interface TaskStore {
+  /** Called when the database refused a task's recorded change for good. */
+  onRefused: RefusalListener;
+  /** The journal's folder: while `congested`, no new work is distributed; `onRelieved` says it caught up. */
+  readonly folder: { readonly congested: boolean; onRelieved: () => void };
+
+  /** Encodes an add's documents, refusing the add (EPERSIST) if one cannot be stored. Changes nothing. */
+  prepareTasks(docs: TaskDoc[]): { docs: TaskDoc[] } | { id: string; error: WireError };
+  /** Writes an add's documents; refused as a whole (e.g. an id already taken). */
+  insertTasks(docs: TaskDoc[]): Promise<AddWriteResult>;
+  /** Records a task's new state (written before anything waits on the barrier); an error if it cannot be encoded. */
+  update(t: TaskRecord): WireError | null;
+  /** Records a task's new state lazily (nobody waits for it: `running`). */
+  fold(t: TaskRecord): void;
+  /** A task that left memory without a final record (its add was refused). */
+  forget(id: string): void;
+  barrier(): Promise<void>;
+
+  allocate(doc: AllocationDoc): void;
+  deallocate(key: string): void;
+  loadAllocations(): Promise<AllocationDoc[]>;
+
+  /** Open task documents, newer journal changes per task, and how many half-added tasks were dropped. */
+  loadForRecovery(): Promise<{
+    docs: TaskDoc[];
+    journal: Map<string, { change: JournalChange; refs: [string, number][] }>;
+    dropped: number;
+  }>;
+  /** A recovered task whose latest state came from these journal documents. */
+  adoptJournal(t: TaskRecord, refs: [string, number][]): void;
+  /** States of these tasks (final or not) as stored; unknown ids are absent. */
+  fetchStates(ids: string[]): Promise<Map<string, StoredState>>;
+}

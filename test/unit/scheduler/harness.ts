@@ -1,0 +1,76 @@
+/**
+ * A scheduler on the in-memory store, runners that record what they are sent, and waits for the
+ * scheduler's deferred passes (distribution and flush run on the next tick).
+ */
+import { silentLogger } from '../../../common/logger';
+import type { AttemptRef } from '../../../protocol/events';
+import type { Assignment, TaskOutcome } from '../../../protocol/schemas';
+import { slotPlan, type RunnerEntry } from '../../../master/runner-registry';
+import { Scheduler, type SchedulerOptions } from '../../../master/scheduler';
+import { FakeTaskStore } from './fake-store';
+
+export interface TestRunner extends RunnerEntry {
+  sent: Assignment[];
+  cancelled: AttemptRef[];
+}
+
+export function makeRunner(
+  id: string,
+  opts: {
+    slots?: number;
+    data?: Record<string, unknown>;
+    prioritySlots?: Record<string, number>;
+    legacy?: boolean;
+  } = {},
+): TestRunner {
+  const slots = opts.slots ?? 1;
+  const r: TestRunner = {
+    id,
+    slots,
+    workers: slots,
+    data: opts.data ?? {},
+    modules: [],
+    active: new Set(),
+    prioritySlots: opts.prioritySlots,
+    ...slotPlan(slots, opts.prioritySlots, false),
+    connected: true,
+    legacy: opts.legacy === true,
+    conn: `conn-${id}`,
+    since: 0,
+    lostTimer: null,
+    sent: [],
+    cancelled: [],
+    send: (tasks) => r.sent.push(...tasks),
+    cancel: (tasks) => r.cancelled.push(...tasks),
+  };
+  return r;
+}
+
+export function makeScheduler(opts: Partial<SchedulerOptions> = {}): {
+  sched: Scheduler;
+  store: FakeTaskStore;
+  outcomes: TaskOutcome[];
+} {
+  const store = new FakeTaskStore();
+  const sched = new Scheduler(store, {
+    maxAttempts: 1,
+    recoveryGraceMs: 60_000,
+    disconnectGraceMs: 60_000,
+    finalCacheSize: 1000,
+    queueLimit: 10_000,
+    holdSimilarWork: false,
+    retryBackoff: { type: 'fixed', delay: 0 },
+    timeoutSweepMs: 10,
+    distributeDelayMs: 0,
+    logger: silentLogger(),
+    ...opts,
+  });
+  const outcomes: TaskOutcome[] = [];
+  sched.on('outcomes', (os) => outcomes.push(...os));
+  return { sched, store, outcomes };
+}
+
+/** Lets the scheduler's deferred distribution and flush run (a few turns of the event loop). */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}

@@ -1,0 +1,245 @@
+/**
+ * One test per policy the scheduler composes (master/policies/), each on its own and, where the
+ * policy shapes distribution, through a scheduler on the in-memory store.
+ */
+import { wireError } from '../../../protocol/errors';
+import type { TaskDoc } from '../../../models/task';
+import { Affinity, hashAllocate } from '../../../master/policies/affinity';
+import { eligible, explainEligibility, placeable } from '../../../master/policies/eligibility';
+import { Parking } from '../../../master/policies/parking';
+import { applyJournal, recordFromDoc } from '../../../master/policies/recovery';
+import { RetryPolicy } from '../../../master/policies/retry';
+import { selectMostAvailable } from '../../../master/policies/selection';
+import { canTake, explainCapacity, explainRunnerState } from '../../../master/policies/slots';
+import { Timeouts } from '../../../master/policies/timeouts';
+import { newTaskRecord, type TaskRecord } from '../../../master/task-record';
+import { makeRunner, makeScheduler, settle } from './harness';
+
+function task(id: string, extra: Partial<TaskRecord> = {}): TaskRecord {
+  return Object.assign(
+    newTaskRecord({ id, module: 'm', batch: 'b', created: 0, state: 'ready', maxAttempts: 1 }),
+    extra,
+  );
+}
+
+describe('eligibility (routing)', () => {
+  test('a pin and requires decide where a task may run; new placements skip original-protocol runners', async () => {
+    const gpu = makeRunner('gpu', { data: { gpu: true, zones: ['eu', 'us'] } });
+    const plain = makeRunner('plain');
+    const legacy = makeRunner('legacy-1', { legacy: true });
+    expect(eligible(gpu, { requires: { gpu: true, zones: 'eu' } })).toBe(true);
+    expect(eligible(plain, { requires: { gpu: true } })).toBe(false);
+    expect(explainEligibility(plain, { requires: { gpu: true } })).toEqual({
+      code: 'NOT_ELIGIBLE',
+      message: 'not eligible: requires gpu=true',
+    });
+    expect(explainEligibility(gpu, { runner: 'plain' })?.message).toBe(
+      'not eligible: pinned to runner plain',
+    );
+    expect([gpu, plain, legacy].map(placeable)).toEqual([true, true, false]);
+
+    // Through the scheduler: the gpu task waits for the gpu runner; a broadcast skips the legacy one.
+    const { sched } = makeScheduler();
+    sched.runnerUp(plain, []);
+    sched.runnerUp(legacy, []);
+    await sched.add([{ id: 'g', module: 'm', requires: { gpu: true } }], 'b');
+    await settle();
+    expect(sched.tasks.get('g')?.state).toBe('ready');
+    expect(sched.explain('g', 'plain').code).toBe('NOT_ELIGIBLE');
+    sched.runnerUp(gpu, []);
+    await settle();
+    expect(sched.tasks.get('g')).toMatchObject({ state: 'assigned', who: 'gpu' });
+    await sched.add([{ id: 'all', module: 'm', broadcast: true }], 'b');
+    expect([...sched.tasks.keys()].filter((id) => id.startsWith('all@')).sort()).toEqual([
+      'all@gpu',
+      'all@plain',
+    ]);
+  });
+});
+
+describe('slots and priority slots', () => {
+  test('a runner with priority slots keeps them for higher priorities, and says so', () => {
+    const r = makeRunner('r', { slots: 2, prioritySlots: { 5: 1 } });
+    expect(canTake(r, 0)).toBe(true);
+    r.active.add('low');
+    r.perRange[0]++;
+    expect(canTake(r, 0)).toBe(false);
+    expect(explainCapacity(r, 0)?.code).toBe('PRIORITY_SLOTS');
+    expect(canTake(r, 5)).toBe(true);
+    r.active.add('high');
+    r.perRange[1]++;
+    expect(explainCapacity(r, 5)?.code).toBe('NO_FREE_SLOT');
+    r.draining = true;
+    expect(explainRunnerState(r)).toEqual({
+      code: 'DRAINING',
+      message: 'runner r is draining: it takes no new work',
+    });
+  });
+});
+
+describe('parking (hold-similar-work)', () => {
+  test('one leader per key; the others park behind it and are handed back when it is final', () => {
+    const p = new Parking(true);
+    const lead = task('lead', { key: 'k' });
+    const twin = task('twin', { key: 'k' });
+    expect(p.leaderOf(twin)).toBeUndefined();
+    p.lead(lead);
+    expect(p.leaderOf(lead)).toBeUndefined();
+    expect(p.leaderOf(twin)).toBe(lead);
+    p.park(twin, lead);
+    expect(p.explain(twin)?.code).toBe('PARKED');
+    expect(p.takeParked(lead)).toEqual([twin]);
+    expect(twin.parkedBehind).toBeNull();
+    p.resign(lead);
+    expect(p.leaderOf(twin)).toBeUndefined();
+    // Off: nothing parks.
+    const off = new Parking(false);
+    off.lead(lead);
+    expect(off.leaderOf(twin)).toBeUndefined();
+  });
+});
+
+describe('affinity', () => {
+  test('a key is allocated once among placeable eligible runners, written, explained, and deallocated', () => {
+    const written = new Map<string, string>();
+    const a = new Affinity({
+      allocate: (d) => written.set(d.key, d.runner),
+      deallocate: (k) => written.delete(k),
+    });
+    const runners = new Map([
+      ['x', makeRunner('x')],
+      ['y', makeRunner('y')],
+      ['legacy-z', makeRunner('legacy-z', { legacy: true })],
+    ]);
+    const t = task('t', { affinity: 'acct-1' });
+    const owner = a.runnerFor(t, runners);
+    expect(owner).toBe(hashAllocate('acct-1', ['x', 'y']));
+    expect(written.get('acct-1')).toBe(owner);
+    runners.get(owner as string)!.draining = true; // a key stays with its runner while drained
+    expect(a.runnerFor(t, runners)).toBe(owner);
+    const other = owner === 'x' ? 'y' : 'x';
+    expect(a.explain(t, runners.get(other)!, runners)).toEqual({
+      code: 'AFFINITY',
+      message: `affinity key "acct-1" held by runner ${owner}`,
+    });
+    expect(a.allocationsOf(owner as string)).toEqual([{ key: 'acct-1', runner: owner }]);
+    expect(a.deallocate('acct-1')).toBe(true);
+    expect(written.size).toBe(0);
+    expect(a.runnerFor(t, runners)).toBe(other); // only the other one is placeable now
+  });
+});
+
+describe('runner selection', () => {
+  test('the most available runner: free slots weighed by how fast it ran the module', () => {
+    const slow = makeRunner('slow', { slots: 4 });
+    const fast = makeRunner('fast', { slots: 2 });
+    slow.runTimes = new Map([['m', 400]]);
+    fast.runTimes = new Map([['m', 100]]);
+    expect(selectMostAvailable(task('t'), [slow, fast])?.id).toBe('fast');
+    expect(selectMostAvailable(task('t', { module: 'other' }), [slow, fast])?.id).toBe('slow');
+  });
+});
+
+describe('retry policy', () => {
+  test('counted attempts against maxAttempts, unrecoverable never retried, backoff fixed or exponential', () => {
+    const p = new RetryPolicy({ type: 'exponential', delay: 100, jitter: false });
+    const t = task('t', { attempts: 2, maxAttempts: 2 });
+    expect(p.mayRetry(t, false)).toBe(false);
+    t.uncounted = 1;
+    expect(p.mayRetry(t, false)).toBe(true);
+    expect(p.mayRetry(t, true)).toBe(false);
+    expect(p.delay(task('a', { attempts: 1 }))).toBe(100);
+    expect(p.delay(task('a', { attempts: 3 }))).toBe(400);
+    expect(p.delay(task('a', { attempts: 20 }))).toBe(60_000);
+    expect(p.delay(task('a', { attempts: 3, backoff: { type: 'fixed', delay: 50, jitter: false } }))).toBe(
+      50,
+    );
+    t.retryAt = Date.now() + 1000;
+    t.error = wireError('ETASK', 'x');
+    expect(p.explain(t, Date.now())?.code).toBe('BACKOFF');
+  });
+});
+
+describe('timeouts', () => {
+  test('ECSTO before EATO; a parked task never times out waiting for a runner', () => {
+    const expired: [string, string][] = [];
+    const to = new Timeouts(1000, {
+      expired: (t, e) => expired.push([t.id, e.code]),
+      swept: () => undefined,
+    });
+    const now = 10_000;
+    const both = task('both', { deadline: now - 1, timeout: 5, assignTimeout: 1, readyAt: 0 });
+    const assign = task('assign', { assignTimeout: 100, readyAt: now - 100 });
+    const parked = task('parked', { assignTimeout: 100, readyAt: 0, parkedBehind: task('leader') });
+    const fresh = task('fresh', { assignTimeout: 100, readyAt: now });
+    for (const t of [both, assign, parked, fresh]) to.track(t);
+    to.sweep(now);
+    to.close();
+    expect(expired).toEqual([
+      ['both', 'ECSTO'],
+      ['assign', 'EATO'],
+    ]);
+  });
+
+  test('through the scheduler: no runner within assignTimeout fails the task with EATO and says so', async () => {
+    const { sched } = makeScheduler({ timeoutSweepMs: 5 });
+    const timedOut = new Promise((resolve) => sched.once('assigntimeout', resolve));
+    await sched.add([{ id: 'lonely', module: 'm', assignTimeout: 20 }], 'b');
+    expect(await timedOut).toMatchObject({ id: 'lonely', state: 'failed', error: { code: 'EATO' } });
+    await sched.close();
+  });
+});
+
+describe('recovery', () => {
+  const doc = (id: string, state: TaskDoc['state'], extra: Partial<TaskDoc> = {}): TaskDoc => ({
+    _id: id,
+    batch: 'b',
+    module: 'm',
+    params: [],
+    state,
+    attempts: 0,
+    maxAttempts: 1,
+    created: 0,
+    updated: 0,
+    rev: 0,
+    ...extra,
+  });
+
+  test('a record from its document, with a newer journal change on top', () => {
+    const t = recordFromDoc(doc('a', 'assigned', { attempts: 1, assigned: { who: 'r1', when: 5 } }), 3);
+    expect(t).toMatchObject({
+      id: 'a',
+      _id: 'a',
+      state: 'assigned',
+      attempts: 1,
+      who: 'r1',
+      assignedAt: 5,
+      maxAttempts: 1,
+    });
+    applyJournal(t, { id: 'a', rev: 3, state: 'done', attempts: 1, result: 7, completed: 9 });
+    expect(t).toMatchObject({ state: 'done', rev: 3, result: 7, finishedAt: 9, who: null });
+  });
+
+  test('through the scheduler: ready tasks are queued, waiting ones with done dependencies become ready, orphans are requeued uncounted', async () => {
+    const { sched, store } = makeScheduler({ recoveryGraceMs: 10 });
+    store.docs.set('dep', doc('dep', 'done'));
+    store.docs.set('w', doc('w', 'waiting', { dependencies: ['dep'] }));
+    store.docs.set('r', doc('r', 'ready'));
+    store.docs.set('o', doc('o', 'running', { attempts: 1, assigned: { who: 'gone' } }));
+    expect(await sched.recover()).toEqual({ tasks: 3, orphans: 1, dropped: 0 });
+    expect(sched.tasks.get('w')?.state).toBe('ready');
+    const requeued = new Promise<void>((resolve) => {
+      sched.observers.push({
+        added: () => undefined,
+        discarded: () => undefined,
+        changed: (t) => t.id === 'o' && t.state === 'ready' && resolve(),
+      });
+    });
+    await requeued;
+    expect(sched.tasks.get('o')).toMatchObject({ state: 'ready', uncounted: 1 });
+    const r = makeRunner('r1', { slots: 3 });
+    sched.runnerUp(r, []);
+    await settle();
+    expect(r.sent.map((a) => a.id).sort()).toEqual(['o', 'r', 'w']);
+  });
+});
