@@ -6,9 +6,9 @@
  *   EATO   `assignTimeout`  ready, not parked, and no runner took it within it (since `readyAt`) →
  *                           the task fails for good. Swept here.
  *   ETO    `runTimeout`     one attempt's run time. Enforced by the runner, not the master: the
- *                           assignment carries it, runner/pool.ts cancels then kills the child and
- *                           reports ETO as the attempt's failure, which the retry policy handles
- *                           like any other.
+ *                           assignment carries it, runner/attempt-supervisor.ts cancels then
+ *                           kills the child and reports ETO as the attempt's failure, which the
+ *                           retry policy handles like any other.
  *
  * The sweep runs every `timeoutSweepMs` while some tracked task is open; tasks with neither a deadline
  * nor an assign timeout are never tracked.
