@@ -1,7 +1,6 @@
 import mongoose from 'mongoose';
 import { io } from 'socket.io-client';
 import type { Master } from '../../master/master';
-import type { AddReply } from '../../protocol/schemas';
 import { dbUrl, freePort, spawnCli, startMaster, uniqueDbName, type Proc } from '../helpers/cluster';
 import { rawFeeder, rawRunner } from '../helpers/raw-clients';
 
