@@ -16,7 +16,7 @@ import {
 } from '../protocol/legacy';
 import { formatIssues } from '../protocol/schemas';
 import { on, onInternal, parse } from './handler';
-import { slotPlan, type RunnerEntry } from './runner-registry';
+import { runnerEntry, slotPlan, type RunnerEntry } from './runner-registry';
 import type { Scheduler } from './scheduler';
 import { summarize } from './validate';
 
@@ -39,39 +39,38 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
 
     const ensureRunner = (): RunnerEntry => {
       if (entry && scheduler.runners.get(runnerId) === entry) return entry;
-      const fresh: RunnerEntry = {
+      const fresh = runnerEntry({
         id: runnerId,
         slots: 0,
         workers: 1,
         data: { legacy: true },
         modules: [],
-        active: new Set(),
         // Its only limit is the number of outstanding requests (`slots`), kept in sync below.
-        ...slotPlan(Number.MAX_SAFE_INTEGER, undefined, false),
-        connected: true,
+        planned: slotPlan(Number.MAX_SAFE_INTEGER, undefined, false),
         legacy: true,
         conn: socket.id,
-        since: Date.now(),
-        lostTimer: null,
-        send: (tasks) => {
-          for (const a of tasks) {
-            requests = Math.max(0, requests - 1);
-            socket.emit(
-              'task:send',
-              JSON.stringify({
-                _id: scheduler.tasks.get(a.id)?._id ?? a.id,
-                id: a.id,
-                module: a.module,
-                params: a.params,
-                priority: a.priority,
-                attempt: a.attempt,
-              }),
-            );
-          }
-          sync();
+        link: {
+          assign: (tasks) => {
+            for (const a of tasks) {
+              requests = Math.max(0, requests - 1);
+              socket.emit(
+                'task:send',
+                JSON.stringify({
+                  _id: scheduler.tasks.get(a.id)?._id ?? a.id,
+                  id: a.id,
+                  module: a.module,
+                  params: a.params,
+                  priority: a.priority,
+                  attempt: a.attempt,
+                }),
+              );
+            }
+            sync();
+          },
+          // The original protocol has no way to stop an attempt; its result is refused as stale.
+          cancel: () => undefined,
         },
-        cancel: () => undefined,
-      };
+      });
       scheduler.runnerUp(fresh, []);
       entry = fresh;
       return fresh;

@@ -50,7 +50,7 @@ import { rerun, rerunBatch, type RerunResult } from './rerun';
 import { staticRoutes } from './static';
 import { serveLegacy } from './legacy';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
-import { describeRunner, RunnerIdConflict, slotPlan, type RunnerEntry } from './runner-registry';
+import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-registry';
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
@@ -299,7 +299,7 @@ export class Master extends EventEmitter implements ApiView {
         return reply.refuse(
           wireError('ERUNNERID', `this connection is runner "${mine.id}"; one connection is one runner`),
         );
-      const entry: RunnerEntry = {
+      const entry = runnerEntry({
         id: h.runnerId,
         hostname: h.hostname,
         pid: h.pid,
@@ -307,17 +307,15 @@ export class Master extends EventEmitter implements ApiView {
         workers: h.workers,
         data: h.data,
         modules: h.modules,
-        active: new Set(),
         prioritySlots: h.prioritySlots,
-        ...slotPlan(h.slots, h.prioritySlots, this.opts.sacredGuarantees === true),
-        connected: true,
+        sacred: this.opts.sacredGuarantees === true,
         legacy: false,
         conn: socket.id,
-        since: Date.now(),
-        lostTimer: null,
-        send: (tasks) => socket.emit('task:assign', { tasks }),
-        cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason }),
-      };
+        link: {
+          assign: (tasks) => socket.emit('task:assign', { tasks }),
+          cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason }),
+        },
+      });
       try {
         runners().checkClaim(entry);
       } catch (err) {
@@ -561,7 +559,7 @@ export class Master extends EventEmitter implements ApiView {
 
   /** Runners as the status API shows them. */
   listRunners(): Record<string, unknown>[] {
-    return this.sched ? [...this.sched.runners.values()].map(describeRunner) : [];
+    return this.sched?.runners.describe() ?? [];
   }
 
   close(): Promise<void> {

@@ -365,7 +365,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
           const t = this.tasks.get(a.id);
           return t && t.who === r.id && t.attempts === a.attempt && t.state === 'assigned';
         });
-        if (still.length > 0 && r.connected) r.send(still);
+        this.runners.send(r, still);
       }
       if (outcomes.length > 0) this.emit('outcomes', outcomes);
       this.scheduleFlush();
@@ -533,7 +533,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const runner = x.who ? this.runners.get(x.who) : undefined;
       if (runner && (x.state === 'assigned' || x.state === 'running')) {
         // Stop the attempt where it runs; whatever it reports later is stale.
-        runner.cancel([{ id: x.id, attempt: x.attempts }], err.code);
+        this.runners.cancel(runner, [{ id: x.id, attempt: x.attempts }], err.code);
       }
       this.freeSlot(x);
       if (x.heldBy) this.unholdFrom(x);
