@@ -111,20 +111,6 @@ export function unhold(r: RunnerEntry, taskId: string, priority: number): void {
   r.held[rangeOf(r.plan, priority)]--;
 }
 
-/** Default choice: the runner with the most free slots (ties: the first registered). */
-export function mostFreeSlots(runners: RunnerEntry[]): RunnerEntry | undefined {
-  let best: RunnerEntry | undefined;
-  let bestFree = 0;
-  for (const r of runners) {
-    const f = freeSlots(r);
-    if (f > bestFree) {
-      best = r;
-      bestFree = f;
-    }
-  }
-  return best;
-}
-
 /** Folds one measured run time into the runner's moving average for the module. */
 export function recordRunTime(r: RunnerEntry, module: string, ms: number): void {
   r.runTimes ??= new Map();

@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import mongoose from 'mongoose';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
-import { wireError, type WireError } from '../protocol/errors';
+import { wireError, type ReportedError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
 import type { AddReply, Assignment, AttemptResult, ParsedTaskInput, TaskOutcome } from '../protocol/schemas';
 import { isFinal, type TaskState } from '../protocol/states';
@@ -493,7 +493,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return out;
   }
 
-  private attemptFailed(t: TaskRecord, error: WireError, unrecoverable: boolean, moduleHash?: string): void {
+  private attemptFailed(
+    t: TaskRecord,
+    error: ReportedError,
+    unrecoverable: boolean,
+    moduleHash?: string,
+  ): void {
     t.moduleHash = moduleHash ?? t.moduleHash ?? null;
     if (!unrecoverable && t.attempts - (t.uncounted ?? 0) < t.maxAttempts) {
       t.who = null;
@@ -525,10 +530,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /** Final failure, and every task that depends on it (transitively) fails with EDEPFAILED. */
-  private failForGood(t: TaskRecord, error: WireError, state: 'failed' | 'cancelled' = 'failed'): void {
-    const stack: [TaskRecord, WireError, 'failed' | 'cancelled'][] = [[t, error, state]];
+  private failForGood(t: TaskRecord, error: ReportedError, state: 'failed' | 'cancelled' = 'failed'): void {
+    const stack: [TaskRecord, ReportedError, 'failed' | 'cancelled'][] = [[t, error, state]];
     while (stack.length > 0) {
-      const [x, err, st] = stack.pop() as [TaskRecord, WireError, 'failed' | 'cancelled'];
+      const [x, err, st] = stack.pop() as [TaskRecord, ReportedError, 'failed' | 'cancelled'];
       if (isFinal(x.state)) continue;
       const runner = x.who ? this.runners.get(x.who) : undefined;
       if (runner && (x.state === 'assigned' || x.state === 'running')) {
@@ -1084,7 +1089,7 @@ export function hashAllocate(key: string, runnerIds: string[]): string | undefin
   return runnerIds[n % runnerIds.length];
 }
 
-function depError(dep: string, err: WireError | null | undefined): WireError {
+function depError(dep: string, err: ReportedError | null | undefined): WireError {
   return wireError('EDEPFAILED', `dependency "${dep}" failed${err ? `: ${err.code} ${err.message}` : ''}`);
 }
 

@@ -3,7 +3,7 @@
  * this is the copy the scheduler reads on the hot path.
  */
 import type { TaskState } from '../protocol/states';
-import type { WireError } from '../protocol/errors';
+import type { ReportedError } from '../protocol/errors';
 
 export interface TaskRecord {
   /** The same as `id` (the `tasks` document's `_id`); the original protocol's name for it. */
@@ -35,7 +35,7 @@ export interface TaskRecord {
   /** Result and error as stored (encoded once, when the change is recorded). */
   stored?: { result?: unknown; error?: unknown };
   result?: unknown;
-  error?: WireError | null;
+  error?: ReportedError | null;
   moduleHash?: string | null;
   /** The running attempt's last reported progress (0–1), for the dashboard. */
   progress?: number;

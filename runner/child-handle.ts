@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Logger } from '../common/logger';
-import type { WireError } from '../protocol/errors';
+import type { ReportedError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 import type { LoadedModule } from './loader';
 import {
@@ -32,7 +32,7 @@ export interface ChildExit {
   /** Attempts the child still held when it died. */
   keys: string[];
   /** The uncaught error the child reported just before dying, if any. */
-  fatal?: WireError;
+  fatal?: ReportedError;
   /** Died before it ever reported ready (a broken install rather than a broken task). */
   early: boolean;
 }
@@ -58,7 +58,7 @@ export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [Chil
   private readonly proc: ChildProcess;
   /** Module name → the one version the child holds (it keeps only the newest per name). */
   private readonly holds = new Map<string, string>();
-  private fatal: WireError | undefined;
+  private fatal: ReportedError | undefined;
   private isReady = false;
   private exited = false;
   private readonly exitedPromise: Promise<void>;
@@ -133,7 +133,7 @@ export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [Chil
     this.send({ cmd: ChildCommand.Start, key, hash: mod.hash, task });
   }
 
-  cancel(key: string, error: WireError): void {
+  cancel(key: string, error: ReportedError): void {
     if (this.keys.has(key)) this.send({ cmd: ChildCommand.Cancel, key, error });
   }
 

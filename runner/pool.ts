@@ -17,7 +17,7 @@
 import { EventEmitter } from 'node:events';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
-import { wireError, type WireError } from '../protocol/errors';
+import { wireError, type ReportedError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 import { ChildHandle, type ChildExit } from './child-handle';
 import { ExecProcess, type ExecSpec } from './exec-task';
@@ -33,7 +33,7 @@ export type PoolJob = {
 } & ({ module: LoadedModule } | { exec: ExecSpec });
 
 export type JobOutcome =
-  { ok: true; result: unknown } | { ok: false; error: WireError; unrecoverable?: boolean };
+  { ok: true; result: unknown } | { ok: false; error: ReportedError; unrecoverable?: boolean };
 
 export interface PoolOptions {
   workers: number;
@@ -195,7 +195,7 @@ export class ChildPool extends EventEmitter<PoolEvents> {
     void state.proc?.stop(this.opts.killGraceMs);
   }
 
-  private abandon(key: string, error: WireError): void {
+  private abandon(key: string, error: ReportedError): void {
     const s = this.jobs.get(key);
     if (!s || s.abandoned) return;
     s.abandoned = true;
