@@ -40,7 +40,7 @@ import {
 import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
-import { errorText, on, onInternal } from './handler';
+import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './api';
 import { Dashboard } from './dashboard';
 import { baseRoutes, HttpRoutes } from './http';
@@ -485,14 +485,10 @@ export class Master extends EventEmitter implements ApiView {
     { tasks, batch, calledAt }: ParsedAddRequest,
     feeder: FeederSocket | null,
   ): Promise<AddReply> {
-    try {
-      const reply = await this.scheduler.add(tasks, batch, calledAt);
-      if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
-      return reply;
-    } catch (err) {
-      this.logger.error('add failed', { error: errorText(err) });
-      return { ok: false, error: wireError('EINTERNAL', 'add failed on the master; see its log') };
-    }
+    // A failure here is the handler wrapper's to log and answer (EINTERNAL).
+    const reply = await this.scheduler.add(tasks, batch, calledAt);
+    if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
+    return reply;
   }
 
   /** Outcomes that became final before the feeder was watching (a dependency that had already failed). */
