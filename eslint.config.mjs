@@ -1,6 +1,7 @@
 // Flat config. Beyond typescript-eslint's recommended rules, it guards the architecture: runner/ and
-// feeder/ run on other machines and must never import master/ or models/ (nor may common/, which they
-// share), and protocol/ depends on none of the roles.
+// feeder/ run on other machines and must never import master/, models/ or db/ (the database server
+// the master and the tools start), nor may common/, which they share; protocol/ depends on none of the
+// roles.
 import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import globals from 'globals';
@@ -15,7 +16,7 @@ function forbid(folders, message) {
 }
 
 const SERVER_SIDE = forbid(
-  ['master', 'models'],
+  ['master', 'models', 'db'],
   'runner/, feeder/ and common/ run on machines without the master: import protocol/ or common/ instead.',
 );
 
@@ -63,7 +64,7 @@ export default defineConfig(
         {
           patterns: [
             forbid(
-              ['master', 'models', 'runner', 'feeder', 'common'],
+              ['master', 'models', 'db', 'runner', 'feeder', 'common'],
               'the dashboard is a browser page: it may share protocol/ types, nothing that runs on a server.',
             ),
           ],
@@ -91,7 +92,7 @@ export default defineConfig(
         {
           patterns: [
             forbid(
-              ['master', 'models', 'runner', 'feeder', 'common'],
+              ['master', 'models', 'db', 'runner', 'feeder', 'common'],
               'protocol/ is the contract every role imports: types and pure functions, nothing of theirs.',
             ),
           ],

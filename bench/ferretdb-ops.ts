@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
-import { startEmbeddedDatabase, type Synchronous } from '../models/database';
+import { startEmbeddedDatabase, type Synchronous } from '../db/server';
 import { runBench } from './run';
 
 const { values } = parseArgs({

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
 import { Feeder } from '../feeder/feeder';
-import { freePort, resolveDatabase } from '../models/database';
+import { freePort, resolveDatabase } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
 import { spawnTethered, type Tethered } from './peer/processes';
 import { runBench } from './run';

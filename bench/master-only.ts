@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
 import { silentLogger } from '../common/logger';
 import { Master } from '../master/master';
-import { resolveDatabase } from '../models/database';
+import { resolveDatabase } from '../db/server';
 import type { Assignment } from '../protocol/schemas';
 import { runBench } from './run';
 

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolveDatabase, type Database } from '../models/database';
+import { resolveDatabase, type Database } from '../db/server';
 import * as bull from './peer/bullmq-side';
 import { SYSTEMS, type Figures, type Mode, type System, type Workload } from './peer/measure';
 import { REDIS_SERVER } from './peer/redis';

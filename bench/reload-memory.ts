@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { silentLogger } from '../common/logger';
 import { Feeder } from '../feeder/feeder';
 import { Master } from '../master/master';
-import { resolveDatabase } from '../models/database';
+import { resolveDatabase } from '../db/server';
 import { runBench } from './run';
 
 const { values: args } = parseArgs({ options: { edits: { type: 'string', default: '1000' } } });

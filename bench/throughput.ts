@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
 import { Feeder } from '../feeder/feeder';
-import { freePort, resolveDatabase } from '../models/database';
+import { freePort, resolveDatabase } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
 import { runBench } from './run';
 

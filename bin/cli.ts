@@ -13,7 +13,7 @@ import { feed } from '../feeder/feed-cli';
 import { databaseName, masterConfig, type MasterFlags } from '../master/config';
 import { Master } from '../master/master';
 import { z } from 'zod';
-import { resolveDatabase, startEmbeddedDatabase, type Database } from '../models/database';
+import { resolveDatabase, startEmbeddedDatabase, type Database } from '../db/server';
 import { TaskmasterError } from '../protocol/errors';
 import { runnerConfig, type RunnerFlags } from '../runner/config';
 import { Runner } from '../runner/runner';

@@ -13,7 +13,7 @@ import { readBatch } from '../feeder/batch-file';
 import { Feeder } from '../feeder/feeder';
 import { batchProgress } from '../feeder/progress';
 import { Master } from '../master/master';
-import { resolveDatabase, type Database } from '../models/database';
+import { resolveDatabase, type Database } from '../db/server';
 import type { TaskInput, TaskOutcome } from '../protocol/schemas';
 import { Runner } from '../runner/runner';
 import { packageRoot } from './package-root';

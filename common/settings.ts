@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { TaskmasterError } from '../protocol/errors';
+import { issueText, type Issue } from '../protocol/issues';
 import type { LogFormat } from './logger';
 
 export interface Setting<T> {
@@ -27,11 +28,8 @@ export type SettingsOf<S extends Record<string, Setting<unknown>>> = {
   [K in keyof S]?: S[K] extends Setting<infer T> ? T : never;
 };
 
-export interface SettingIssue {
-  /** Where the value came from: the flag or the variable. */
-  path: string;
-  message: string;
-}
+/** `path` is where the value came from: the flag or the variable. */
+export type SettingIssue = Issue;
 
 /**
  * Reads every setting in `specs` from `flags` (keyed like `specs`, as commander gives them) and
@@ -72,8 +70,13 @@ export function readSettings<S extends Record<string, Setting<unknown>>>(
 
 /** The error thrown for bad settings: one line per issue. */
 export function settingsError(what: string, issues: SettingIssue[]): TaskmasterError {
-  const lines = issues.map((i) => `  ${i.path}: ${i.message}`).join('\n');
-  return new TaskmasterError('EVALIDATION', `invalid ${what} settings:\n${lines}`, { issues });
+  return new TaskmasterError(
+    'EVALIDATION',
+    `invalid ${what} settings:\n${issueText(issues, { lines: true })}`,
+    {
+      issues,
+    },
+  );
 }
 
 function shown(raw: unknown): string {

@@ -21,7 +21,7 @@ import { type Socket } from 'socket.io-client';
 import { backoffDelay } from '../common/backoff';
 import { ClientLink } from '../common/client-link';
 import { silentLogger, type Logger } from '../common/logger';
-import { TaskmasterError, toError, type WireError } from '../protocol/errors';
+import { TaskmasterError, toError, type ReportedError } from '../protocol/errors';
 import { NAMESPACES, type FeederToMaster, type MasterToFeeder, type Progress } from '../protocol/events';
 import {
   addReplySchema,
@@ -29,11 +29,13 @@ import {
   outcomesSchema,
   progressSchema,
   sysmsgReplySchema,
+  sysmsgSchema,
   watchReplySchema,
   type TaskInput,
   type TaskOutcome,
   type TaskRef,
 } from '../protocol/schemas';
+import { issueCount, issueText } from '../protocol/issues';
 import { splitBatch } from './batch-split';
 import { FEEDER_DEFAULTS, type FeederDefaults, type FeederOptions } from './options';
 
@@ -156,7 +158,8 @@ export class Feeder extends EventEmitter<FeederEvents> {
     });
     this.socket.on('sysmsg', (m, ack) => {
       if (typeof ack === 'function') ack();
-      this.emit('sysmsg', m?.msg, String(m?.from ?? ''));
+      const parsed = sysmsgSchema.safeParse(m);
+      if (parsed.success) this.emit('sysmsg', parsed.data.msg, parsed.data.from);
     });
   }
 
@@ -477,15 +480,13 @@ export class Feeder extends EventEmitter<FeederEvents> {
  * The error for a refused request. For EVALIDATION the message lists every issue, one per line,
  * rather than the master's summary (which stops at 20), so users see every bad field.
  */
-export function refusal(e: WireError, what = 'request'): TaskmasterError {
+export function refusal(e: ReportedError, what = 'request'): TaskmasterError {
   const issues = issuesOf(e.details);
   if (issues.length === 0) return toError(e);
-  const n = issues.length;
-  const lines = issues.map((i) => `  ${i.path}: ${i.message}`).join('\n');
   const stored = what === 'batch' ? ', nothing was stored' : '';
   return new TaskmasterError(
     e.code,
-    `invalid ${what}${stored} (${n} issue${n === 1 ? '' : 's'}):\n${lines}`,
+    `invalid ${what}${stored} (${issueCount(issues)}):\n${issueText(issues, { lines: true })}`,
     e.details,
   );
 }

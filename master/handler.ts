@@ -6,12 +6,15 @@
  *
  * Inputs: the socket, the event, its schema and the handler. Output: a listener registered on the
  * socket. The acknowledgement, when the client asked for one, is called at most once.
+ *
+ * The HTTP routes (http.ts) take the same two steps from here: `validate` for the input and
+ * `internalError` for a failure, so a refusal or a crash reads the same on either side.
  */
 import type { Socket } from 'socket.io';
 import type { z } from 'zod';
 import type { Logger } from '../common/logger';
 import { wireError, type WireError } from '../protocol/errors';
-import { formatIssues } from '../protocol/schemas';
+import { formatIssues, type Issue } from '../protocol/issues';
 import { summarize } from './validate';
 
 /** How a refusal is shaped for this event's acknowledgement (most use `{ ok: false, error }`). */
@@ -34,16 +37,39 @@ export interface Reply {
   refuse(error: WireError): void;
 }
 
+/** Parses with `schema`, or names each field that is wrong (paths under `prefix`). */
+export function validate<S extends z.ZodType>(
+  schema: S,
+  payload: unknown,
+  prefix = '',
+): { ok: true; data: z.output<S> } | { ok: false; issues: Issue[] } {
+  const r = schema.safeParse(payload);
+  return r.success ? { ok: true, data: r.data } : { ok: false, issues: formatIssues(r.error.issues, prefix) };
+}
+
 /** Parses with `schema`, or returns the EVALIDATION error naming each field. */
 export function parse<S extends z.ZodType>(
   schema: S,
   payload: unknown,
   prefix = '',
 ): { ok: true; data: z.output<S> } | { ok: false; error: WireError } {
-  const r = schema.safeParse(payload);
-  if (r.success) return { ok: true, data: r.data };
-  const issues = formatIssues(r.error.issues, prefix);
-  return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
+  const r = validate(schema, payload, prefix);
+  if (r.ok) return r;
+  return { ok: false, error: wireError('EVALIDATION', summarize(r.issues), { issues: r.issues }) };
+}
+
+/**
+ * A handler failed in a way no client caused: logged here, once, with what was being handled; the
+ * client gets EINTERNAL and `message`, nothing of the error itself.
+ */
+export function internalError(
+  log: Logger,
+  message: string,
+  context: Record<string, unknown>,
+  err: unknown,
+): WireError {
+  log.error('handler failed', { ...context, error: errorText(err) });
+  return wireError('EINTERNAL', message);
 }
 
 /**
@@ -72,11 +98,10 @@ export function on<S extends z.ZodType>(
       if (ack) reply(refuse(error));
       else spec.report?.(error);
     };
-    const fail = (err: unknown) => {
-      // Logged once, here; the client learns only the code and that nothing it was told happened.
-      log.error('handler failed', { event, socket: socket.id, error: errorText(err) });
-      reply.refuse(wireError('EINTERNAL', `${event} failed on the master; see its log`));
-    };
+    const fail = (err: unknown) =>
+      reply.refuse(
+        internalError(log, `${event} failed on the master; see its log`, { event, socket: socket.id }, err),
+      );
     try {
       const parsed = parse(spec.schema, payload, spec.prefix);
       if (!parsed.ok) {

@@ -14,9 +14,10 @@ import type http from 'node:http';
 import Router from 'find-my-way';
 import { z } from 'zod';
 import type { Logger } from '../common/logger';
-import { formatIssues } from '../protocol/schemas';
+import type { ErrorCode } from '../protocol/errors';
+import { issueText } from '../protocol/issues';
 import { bearer, safeEqual } from './auth';
-import { errorText } from './handler';
+import { internalError, validate } from './handler';
 import type { PurgeFilter } from './retention';
 import type { Scheduler } from './scheduler';
 
@@ -55,7 +56,7 @@ export interface RouteOptions {
 export class HttpError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly details?: unknown,
   ) {
@@ -83,10 +84,13 @@ export class HttpRoutes<V extends HttpView> {
         return json(res, err.status, {
           error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) },
         });
-      this.logger.error('HTTP handler failed', { method: req.method, url: req.url, error: errorText(err) });
-      json(res, 500, {
-        error: { code: 'EINTERNAL', message: 'the master failed to handle the request; see its log' },
-      });
+      const error = internalError(
+        this.logger,
+        'the master failed to handle the request; see its log',
+        { method: req.method, url: req.url },
+        err,
+      );
+      json(res, 500, { error });
     };
     try {
       const out = this.route(req, res);
@@ -171,13 +175,13 @@ export function baseRoutes<V extends HttpView>(routes: HttpRoutes<V>): HttpRoute
     .on('GET', '/api/allocations/*', ({ res, params, master }) => {
       const key = param(params['*']);
       const runner = master.scheduler.allocations.get(key);
-      if (!runner) throw new HttpError(404, 'EUNKNOWN', `no allocation for "${key}"`);
+      if (!runner) throw new HttpError(404, 'ENOALLOCATION', `no allocation for "${key}"`);
       json(res, 200, { key, runner });
     })
     .on('DELETE', '/api/allocations/*', ({ res, params, master }) => {
       const key = param(params['*']);
       if (!master.scheduler.deallocate(key))
-        throw new HttpError(404, 'EUNKNOWN', `no allocation for "${key}"`);
+        throw new HttpError(404, 'ENOALLOCATION', `no allocation for "${key}"`);
       json(res, 200, { key, deallocated: true });
     })
     .on('GET', '/api/runners', ({ res, master }) => json(res, 200, { runners: master.listRunners() }))
@@ -198,18 +202,15 @@ export function baseRoutes<V extends HttpView>(routes: HttpRoutes<V>): HttpRoute
 
 function drain(res: http.ServerResponse, master: HttpView, id: string, on: boolean): void {
   const ok = on ? master.scheduler.drain(id) : master.scheduler.undrain(id);
-  if (!ok) throw new HttpError(404, 'EUNKNOWN', `no runner "${id}"`);
+  if (!ok) throw new HttpError(404, 'ENORUNNER', `no runner "${id}"`);
   json(res, 200, { runner: master.listRunners().find((r) => r.id === id) });
 }
 
 /** A validated input, or a 400 EVALIDATION naming each field and what is wrong with it. */
 export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issues = formatIssues(parsed.error.issues);
-  throw new HttpError(400, 'EVALIDATION', issues.map((i) => `${i.path}: ${i.message}`).join('; '), {
-    issues,
-  });
+  const r = validate(schema, value);
+  if (r.ok) return r.data;
+  throw new HttpError(400, 'EVALIDATION', issueText(r.issues), { issues: r.issues });
 }
 
 /** A path parameter, validated (find-my-way has decoded it). */

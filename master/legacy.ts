@@ -7,18 +7,17 @@
 import type { Namespace, Socket } from 'socket.io';
 import type { Logger } from '../common/logger';
 import { z } from 'zod';
-import { wireError, type WireError } from '../protocol/errors';
+import { wireError, type ReportedError } from '../protocol/errors';
 import {
+  legacyAddSchema,
+  legacyDonePayloadSchema,
   legacyDoneSchema,
-  legacyTaskSchema,
   type LegacyClientToMaster,
   type LegacyMasterToClient,
 } from '../protocol/legacy';
-import { formatIssues } from '../protocol/schemas';
 import { on, onInternal, parse } from './handler';
-import { slotPlan, type RunnerEntry } from './runner-registry';
+import { runnerEntry, slotPlan, type RunnerEntry } from './runner-registry';
 import type { Scheduler } from './scheduler';
-import { summarize } from './validate';
 
 type LegacySocket = Socket<LegacyClientToMaster, LegacyMasterToClient>;
 
@@ -35,43 +34,42 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
       if (entry) scheduler.runners.setSlots(entry, entry.active.size + requests);
     };
     // The original protocol has no acknowledgements: refusals go out as `task:error`.
-    const report = (error: WireError) => socket.emit('task:error', error);
+    const report = (error: ReportedError) => socket.emit('task:error', error);
 
     const ensureRunner = (): RunnerEntry => {
       if (entry && scheduler.runners.get(runnerId) === entry) return entry;
-      const fresh: RunnerEntry = {
+      const fresh = runnerEntry({
         id: runnerId,
         slots: 0,
         workers: 1,
         data: { legacy: true },
         modules: [],
-        active: new Set(),
         // Its only limit is the number of outstanding requests (`slots`), kept in sync below.
-        ...slotPlan(Number.MAX_SAFE_INTEGER, undefined, false),
-        connected: true,
+        planned: slotPlan(Number.MAX_SAFE_INTEGER, undefined, false),
         legacy: true,
         conn: socket.id,
-        since: Date.now(),
-        lostTimer: null,
-        send: (tasks) => {
-          for (const a of tasks) {
-            requests = Math.max(0, requests - 1);
-            socket.emit(
-              'task:send',
-              JSON.stringify({
-                _id: scheduler.tasks.get(a.id)?._id ?? a.id,
-                id: a.id,
-                module: a.module,
-                params: a.params,
-                priority: a.priority,
-                attempt: a.attempt,
-              }),
-            );
-          }
-          sync();
+        link: {
+          assign: (tasks) => {
+            for (const a of tasks) {
+              requests = Math.max(0, requests - 1);
+              socket.emit(
+                'task:send',
+                JSON.stringify({
+                  _id: scheduler.tasks.get(a.id)?._id ?? a.id,
+                  id: a.id,
+                  module: a.module,
+                  params: a.params,
+                  priority: a.priority,
+                  attempt: a.attempt,
+                }),
+              );
+            }
+            sync();
+          },
+          // The original protocol has no way to stop an attempt; its result is refused as stale.
+          cancel: () => undefined,
         },
-        cancel: () => undefined,
-      };
+      });
       scheduler.runnerUp(fresh, []);
       entry = fresh;
       return fresh;
@@ -84,7 +82,7 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
       scheduler.scheduleDistribute();
     });
 
-    on(sock, log, 'task:done', { schema: legacyDonePayload, report }, async (payload) => {
+    on(sock, log, 'task:done', { schema: legacyDonePayloadSchema, report }, async (payload) => {
       let obj: unknown = payload;
       if (typeof payload === 'string') {
         try {
@@ -122,38 +120,21 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
       await applied;
     });
 
-    on(sock, log, 'task:add', { schema: z.unknown(), report }, async (payload) => {
-      const list = Array.isArray(payload) ? payload : [payload];
-      const converted: unknown[] = [];
-      const issues: { path: string; message: string }[] = [];
-      list.forEach((item, i) => {
-        const r = legacyTaskSchema.safeParse(item);
-        if (!r.success) {
-          issues.push(...formatIssues(r.error.issues, `tasks[${i}]`));
-          return;
-        }
-        const p = r.data;
-        converted.push({
-          module: p.module,
-          priority: p.priority ?? 0,
-          // The original schema stored params as an array; a lone value is wrapped, as mongoose did.
-          params: p.params === undefined ? [] : Array.isArray(p.params) ? p.params : [p.params],
-          dependencies: (p.dependencies ?? []).map((d) => (typeof d === 'string' ? d : d._id)),
-        });
-      });
-      if (issues.length > 0) return report(wireError('EVALIDATION', summarize(issues), { issues }));
+    on(sock, log, 'task:add', { schema: legacyAddSchema, prefix: 'tasks', report }, async (list) => {
+      const converted = list.map((p) => ({
+        module: p.module,
+        priority: p.priority ?? 0,
+        // The original schema stored params as an array; a lone value is wrapped, as mongoose did.
+        params: p.params === undefined ? [] : Array.isArray(p.params) ? p.params : [p.params],
+        dependencies: (p.dependencies ?? []).map((d) => (typeof d === 'string' ? d : d._id)),
+      }));
       const reply = await scheduler.add(converted, undefined);
       if (!reply.ok) return report(reply.error);
       const now = Date.now();
       socket.emit(
         'task:added',
         reply.tasks.map((ref, i) => {
-          const c = converted[i] as {
-            module: string;
-            params: unknown[];
-            priority: number;
-            dependencies: string[];
-          };
+          const c = converted[i];
           return {
             _id: ref._id,
             id: ref.id,
@@ -172,9 +153,6 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
     });
   });
 }
-
-/** `task:done` carries a JSON string or the object itself. */
-const legacyDonePayload = z.union([z.string(), z.record(z.string(), z.unknown())]);
 
 function safeJson(v: unknown): string {
   try {

@@ -8,13 +8,14 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Collection, Connection } from 'mongoose';
-import { Server, type Socket } from 'socket.io';
+import { Server, type DefaultEventsMap, type Namespace, type Socket } from 'socket.io';
 import { silentLogger, type Logger } from '../common/logger';
 import { z } from 'zod';
 import { TaskmasterError, wireError, type WireError } from '../protocol/errors';
 import {
   ACK_TIMEOUT_MS,
   NAMESPACES,
+  type Sysmsg,
   type SysmsgReply,
   type FeederToMaster,
   type MasterToFeeder,
@@ -24,7 +25,6 @@ import {
 import {
   addRequestSchema,
   cancelRequestSchema,
-  formatIssues,
   MAX_TIMER_MS,
   sysmsgRequestSchema,
   helloSchema,
@@ -34,12 +34,13 @@ import {
   startedSchema,
   watchRequestSchema,
   type AddReply,
+  type ParsedAddRequest,
   type TaskOutcome,
 } from '../protocol/schemas';
 import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
-import { errorText, on, onInternal } from './handler';
+import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './api';
 import { Dashboard } from './dashboard';
 import { baseRoutes, HttpRoutes } from './http';
@@ -50,15 +51,24 @@ import { rerun, rerunBatch, type RerunResult } from './rerun';
 import { staticRoutes } from './static';
 import { serveLegacy } from './legacy';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
-import { describeRunner, RunnerIdConflict, slotPlan, type RunnerEntry } from './runner-registry';
+import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-registry';
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import type { TaskDoc } from '../models/task';
-import { summarize } from './validate';
 
-type RunnerSocket = Socket<RunnerToMaster, MasterToRunner>;
-type FeederSocket = Socket<FeederToMaster, MasterToFeeder>;
+/** What the master keeps on a runner's connection (Socket.IO's `socket.data`): the id it holds. */
+interface RunnerSocketData {
+  runnerId?: string;
+}
+/** What the master keeps on a feeder's connection: the task ids it watches. */
+interface FeederSocketData {
+  watched: Set<string>;
+}
+type RunnerNamespace = Namespace<RunnerToMaster, MasterToRunner, DefaultEventsMap, RunnerSocketData>;
+type FeederNamespace = Namespace<FeederToMaster, MasterToFeeder, DefaultEventsMap, FeederSocketData>;
+type RunnerSocket = Socket<RunnerToMaster, MasterToRunner, DefaultEventsMap, RunnerSocketData>;
+type FeederSocket = Socket<FeederToMaster, MasterToFeeder, DefaultEventsMap, FeederSocketData>;
 
 export class Master extends EventEmitter implements ApiView {
   readonly opts: MasterOptions & MasterDefaults;
@@ -69,6 +79,8 @@ export class Master extends EventEmitter implements ApiView {
   private sched: Scheduler | null = null;
   private server: http.Server | null = null;
   private io: Server | null = null;
+  private runnerNsp: RunnerNamespace | null = null;
+  private feederNsp: FeederNamespace | null = null;
   /** Feeder sockets watching each task id. */
   private watchers = new Map<string, Set<FeederSocket>>();
   private starting: Promise<void> | null = null;
@@ -249,12 +261,17 @@ export class Master extends EventEmitter implements ApiView {
       },
     });
     const auth = tokenMiddleware(this.opts.token);
-    const runners = this.io.of(NAMESPACES.runner);
-    const feeders = this.io.of(NAMESPACES.feeder);
+    // The event maps and socket data of each namespace (Socket.IO's generics apply per server).
+    const runners = this.io.of(NAMESPACES.runner) as unknown as RunnerNamespace;
+    const feeders = this.io.of(NAMESPACES.feeder) as unknown as FeederNamespace;
     const legacy = this.io.of(NAMESPACES.legacy);
-    for (const nsp of [runners, feeders, legacy]) nsp.use(auth);
-    runners.on('connection', (s) => this.onRunner(s as RunnerSocket));
-    feeders.on('connection', (s) => this.onFeeder(s as FeederSocket));
+    runners.use(auth);
+    feeders.use(auth);
+    legacy.use(auth);
+    this.runnerNsp = runners;
+    this.feederNsp = feeders;
+    runners.on('connection', (s) => this.onRunner(s));
+    feeders.on('connection', (s) => this.onFeeder(s));
     serveLegacy(legacy, sched, this.logger);
     const dashboard = this.io.of(NAMESPACES.dashboard);
     dashboard.use(tokenMiddleware(this.opts.token, this.opts.readToken));
@@ -299,7 +316,7 @@ export class Master extends EventEmitter implements ApiView {
         return reply.refuse(
           wireError('ERUNNERID', `this connection is runner "${mine.id}"; one connection is one runner`),
         );
-      const entry: RunnerEntry = {
+      const entry = runnerEntry({
         id: h.runnerId,
         hostname: h.hostname,
         pid: h.pid,
@@ -307,17 +324,15 @@ export class Master extends EventEmitter implements ApiView {
         workers: h.workers,
         data: h.data,
         modules: h.modules,
-        active: new Set(),
         prioritySlots: h.prioritySlots,
-        ...slotPlan(h.slots, h.prioritySlots, this.opts.sacredGuarantees === true),
-        connected: true,
+        sacred: this.opts.sacredGuarantees === true,
         legacy: false,
         conn: socket.id,
-        since: Date.now(),
-        lostTimer: null,
-        send: (tasks) => socket.emit('task:assign', { tasks }),
-        cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason }),
-      };
+        link: {
+          assign: (tasks) => socket.emit('task:assign', { tasks }),
+          cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason }),
+        },
+      });
       try {
         runners().checkClaim(entry);
       } catch (err) {
@@ -383,9 +398,9 @@ export class Master extends EventEmitter implements ApiView {
       if (r) runners().setModules(r, p.modules);
     });
 
-    on(sock, log, 'tasks:add', { schema: z.unknown() }, (p) => this.handleAdd(p, null));
+    on(sock, log, 'tasks:add', { schema: addRequestSchema }, (p) => this.handleAdd(p, null));
 
-    on(sock, log, 'sysmsg:send', { schema: z.unknown() }, (p) =>
+    on(sock, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) =>
       this.systemMessage(p, held()?.id ?? socket.id),
     );
 
@@ -407,7 +422,7 @@ export class Master extends EventEmitter implements ApiView {
     const log = this.logger.child({ socket: socket.id });
     const sock = socket as unknown as Socket;
 
-    on(sock, log, 'tasks:add', { schema: z.unknown() }, async (p, reply) => {
+    on(sock, log, 'tasks:add', { schema: addRequestSchema }, async (p, reply) => {
       const r = await this.handleAdd(p, socket);
       reply(r);
       this.sendEarly(socket, r);
@@ -426,7 +441,7 @@ export class Master extends EventEmitter implements ApiView {
       cancelled: this.scheduler.cancel(p.ids, p.batch),
     }));
 
-    on(sock, log, 'sysmsg:send', { schema: z.unknown() }, (p) => this.systemMessage(p, socket.id));
+    on(sock, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) => this.systemMessage(p, socket.id));
 
     onInternal(sock, log, 'disconnect', () => {
       for (const id of watched) this.unwatch(socket, id);
@@ -438,13 +453,7 @@ export class Master extends EventEmitter implements ApiView {
    * or a socket id), and answers once every recipient acknowledged it (or did not within the ack
    * timeout: those are counted as missed).
    */
-  async systemMessage(payload: unknown, from: string): Promise<SysmsgReply> {
-    const parsed = sysmsgRequestSchema.safeParse(payload);
-    if (!parsed.success) {
-      const issues = formatIssues(parsed.error.issues);
-      return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
-    }
-    const { msg, to } = parsed.data;
+  async systemMessage({ msg, to }: z.output<typeof sysmsgRequestSchema>, from: string): Promise<SysmsgReply> {
     const message = { msg, from };
     let delivered = 0;
     let missed = 0;
@@ -453,13 +462,14 @@ export class Master extends EventEmitter implements ApiView {
       delivered++;
     }
     if (to !== 'MASTER' && this.io) {
-      const targets: Socket[] = [];
-      for (const nsp of [NAMESPACES.runner, NAMESPACES.feeder]) {
-        for (const s of this.io.of(nsp).sockets.values()) {
-          const rid = (s.data as { runnerId?: string } | undefined)?.runnerId;
-          if (s.id === from || rid === from) continue; // not back to the sender
-          if (to === null || s.id === to || rid === to) targets.push(s);
-        }
+      const clients: (readonly [SysmsgRecipient, string | undefined])[] = [
+        ...[...(this.runnerNsp?.sockets.values() ?? [])].map((s) => [s, s.data.runnerId] as const),
+        ...[...(this.feederNsp?.sockets.values() ?? [])].map((s) => [s, undefined] as const),
+      ];
+      const targets: SysmsgRecipient[] = [];
+      for (const [s, rid] of clients) {
+        if (s.id === from || rid === from) continue; // not back to the sender
+        if (to === null || s.id === to || rid === to) targets.push(s);
       }
       if (to !== null && targets.length === 0) {
         return { ok: false, error: wireError('EVALIDATION', `to: no connected client "${to}"`) };
@@ -471,21 +481,14 @@ export class Master extends EventEmitter implements ApiView {
     return { ok: true, delivered, missed };
   }
 
-  private async handleAdd(payload: unknown, feeder: FeederSocket | null): Promise<AddReply> {
-    const parsed = addRequestSchema.safeParse(payload);
-    if (!parsed.success) {
-      const issues = formatIssues(parsed.error.issues);
-      return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
-    }
-    const { tasks, batch, calledAt } = parsed.data;
-    try {
-      const reply = await this.scheduler.add(tasks, batch, calledAt);
-      if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
-      return reply;
-    } catch (err) {
-      this.logger.error('add failed', { error: errorText(err) });
-      return { ok: false, error: wireError('EINTERNAL', 'add failed on the master; see its log') };
-    }
+  private async handleAdd(
+    { tasks, batch, calledAt }: ParsedAddRequest,
+    feeder: FeederSocket | null,
+  ): Promise<AddReply> {
+    // A failure here is the handler wrapper's to log and answer (EINTERNAL).
+    const reply = await this.scheduler.add(tasks, batch, calledAt);
+    if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
+    return reply;
   }
 
   /** Outcomes that became final before the feeder was watching (a dependency that had already failed). */
@@ -503,7 +506,7 @@ export class Master extends EventEmitter implements ApiView {
     let set = this.watchers.get(id);
     if (!set) this.watchers.set(id, (set = new Set()));
     set.add(socket);
-    (socket.data as { watched: Set<string> }).watched.add(id);
+    socket.data.watched.add(id);
   }
 
   private unwatch(socket: FeederSocket, id: string): void {
@@ -512,7 +515,7 @@ export class Master extends EventEmitter implements ApiView {
       set.delete(socket);
       if (set.size === 0) this.watchers.delete(id);
     }
-    (socket.data as { watched: Set<string> }).watched.delete(id);
+    socket.data.watched.delete(id);
   }
 
   /** Sends final outcomes (already durable) to the feeders watching them, one message per feeder. */
@@ -525,7 +528,7 @@ export class Master extends EventEmitter implements ApiView {
         let list = per.get(s);
         if (!list) per.set(s, (list = []));
         list.push(o);
-        (s.data as { watched: Set<string> }).watched.delete(o.id);
+        s.data.watched.delete(o.id);
       }
       this.watchers.delete(o.id);
     }
@@ -561,7 +564,7 @@ export class Master extends EventEmitter implements ApiView {
 
   /** Runners as the status API shows them. */
   listRunners(): Record<string, unknown>[] {
-    return this.sched ? [...this.sched.runners.values()].map(describeRunner) : [];
+    return this.sched?.runners.describe() ?? [];
   }
 
   close(): Promise<void> {
@@ -584,14 +587,21 @@ export class Master extends EventEmitter implements ApiView {
 }
 
 /** Deliveries waiting for each socket's acknowledgement, failed together when it disconnects. */
-const awaitingAck = new WeakMap<Socket, Set<(err: Error) => void>>();
+/** A runner's or a feeder's connection, as a system message reaches it. */
+interface SysmsgRecipient {
+  readonly id: string;
+  emit(ev: 'sysmsg', m: Sysmsg, ack: () => void): boolean;
+  once(ev: 'disconnect', listener: () => void): unknown;
+}
+
+const awaitingAck = new WeakMap<SysmsgRecipient, Set<(err: Error) => void>>();
 
 /**
  * One system message, acknowledged by its recipient: rejects when the recipient disconnects or does
  * not answer within the ack timeout. The timer does not keep the process alive, and a departed
  * recipient counts as missed at once rather than holding the sender for the whole timeout.
  */
-function deliverSysmsg(s: Socket, message: { msg: unknown; from: string }): Promise<void> {
+function deliverSysmsg(s: SysmsgRecipient, message: Sysmsg): Promise<void> {
   let waiting = awaitingAck.get(s);
   if (!waiting) {
     const set = new Set<(err: Error) => void>();

@@ -1,11 +1,23 @@
 /**
  * Runners the master knows: their slots, the attempts they hold and how to reach them. A runner keeps
  * its entry across a disconnect for the grace period, so a quick reconnect keeps its work.
+ *
+ * Every change to an entry goes through `RunnerRegistry`; the scheduler reaches a runner only through
+ * the `RunnerLink` its connection registered (the Socket.IO namespace and the original protocol each
+ * provide one), so nothing outside this file calls into a socket on the scheduler's behalf.
  */
 import type { Assignment } from '../protocol/schemas';
 import type { AttemptRef } from '../protocol/events';
 import type { ModuleInfo } from '../protocol/schemas';
 import { planSlots, rangeOf, type SlotPlan } from './priority-slots';
+
+/** How the master reaches one runner; each protocol (runner namespace, original protocol) implements it. */
+export interface RunnerLink {
+  /** Hands over attempts (already durable as assigned). */
+  assign(tasks: Assignment[]): void;
+  /** Asks the runner to stop these attempts; whatever they report later is stale. */
+  cancel(tasks: AttemptRef[], reason: string): void;
+}
 
 export interface RunnerEntry {
   id: string;
@@ -30,9 +42,32 @@ export interface RunnerEntry {
   /** The connection (socket id) that holds this runner id; reports from any other are refused. */
   conn: string;
   since: number;
-  send(tasks: Assignment[]): void;
-  cancel(tasks: AttemptRef[], reason: string): void;
+  link: RunnerLink;
   lostTimer: NodeJS.Timeout | null;
+}
+
+/** What a connection tells about its runner; the rest of the entry starts empty. */
+export type RunnerHello = Pick<
+  RunnerEntry,
+  'id' | 'slots' | 'workers' | 'data' | 'modules' | 'legacy' | 'conn' | 'link'
+> &
+  Partial<Pick<RunnerEntry, 'hostname' | 'pid' | 'prioritySlots'>> & {
+    /** Slot limits per priority range (`slotPlan`); default: the hello's `slots` and `prioritySlots`. */
+    planned?: { plan: SlotPlan; perRange: number[] };
+    sacred?: boolean;
+  };
+
+/** A connected runner's entry, holding no attempt yet. */
+export function runnerEntry(h: RunnerHello): RunnerEntry {
+  const { planned, sacred, ...fields } = h;
+  return {
+    ...fields,
+    active: new Set(),
+    ...(planned ?? slotPlan(h.slots, h.prioritySlots, sacred === true)),
+    connected: true,
+    since: Date.now(),
+    lostTimer: null,
+  };
 }
 
 export function freeSlots(r: RunnerEntry): number {
@@ -136,6 +171,20 @@ export class RunnerRegistry {
     if (this.entries.get(entry.id) !== entry) return false;
     this.entries.delete(entry.id);
     return true;
+  }
+
+  /** Runners as the status API shows them. */
+  describe(): Record<string, unknown>[] {
+    return [...this.entries.values()].map(describeRunner);
+  }
+
+  /** Hands attempts to the runner, if its connection is still up (a closed one gets them back on hello). */
+  send(entry: RunnerEntry, tasks: Assignment[]): void {
+    if (entry.connected && tasks.length > 0) entry.link.assign(tasks);
+  }
+
+  cancel(entry: RunnerEntry, tasks: AttemptRef[], reason: string): void {
+    entry.link.cancel(tasks, reason);
   }
 
   markDown(entry: RunnerEntry): void {

@@ -13,7 +13,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../common/logger';
-import { wireError, type WireError } from '../protocol/errors';
+import { wireError, type ReportedError, type WireError } from '../protocol/errors';
 import type { Assignment, TaskOutcome } from '../protocol/schemas';
 import { assertTransition, isFinal, type TaskState } from '../protocol/states';
 import { Affinity, type Allocator } from './policies/affinity';
@@ -88,7 +88,7 @@ export function outcomeOf(s: {
   state: TaskState;
   attempts: number;
   result?: unknown;
-  error?: WireError | null;
+  error?: ReportedError | null;
   moduleHash?: string | null;
 }): TaskOutcome {
   return {
@@ -232,7 +232,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
           const t = this.tasks.get(a.id);
           return t !== undefined && t.state === 'assigned' && holdsAttempt(t, a.attempt, r.id);
         });
-        if (still.length > 0 && r.connected) r.send(still);
+        this.runners.send(r, still);
       }
       if (outcomes.length > 0) this.emit('outcomes', outcomes);
       this.scheduleFlush();
@@ -348,7 +348,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
    * Effect: ready again, counting the attempt; queued now or after the backoff. Record: state ready,
    * error. Outcome: none until a later attempt ends.
    */
-  protected retry(t: TaskRecord, error: WireError): void {
+  protected retry(t: TaskRecord, error: ReportedError): void {
     t.who = null;
     t.error = error;
     this.record(t, 'ready');
@@ -382,15 +382,15 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
    * broadcast counts a failed copy as settled). Record: state, error, for each. Outcome: delivered at
    * the next flush, for each.
    */
-  protected failForGood(t: TaskRecord, error: WireError, state: 'failed' | 'cancelled' = 'failed'): void {
-    const stack: [TaskRecord, WireError, 'failed' | 'cancelled'][] = [[t, error, state]];
+  protected failForGood(t: TaskRecord, error: ReportedError, state: 'failed' | 'cancelled' = 'failed'): void {
+    const stack: [TaskRecord, ReportedError, 'failed' | 'cancelled'][] = [[t, error, state]];
     while (stack.length > 0) {
-      const [x, err, st] = stack.pop() as [TaskRecord, WireError, 'failed' | 'cancelled'];
+      const [x, err, st] = stack.pop() as [TaskRecord, ReportedError, 'failed' | 'cancelled'];
       if (isFinal(x.state)) continue;
       const runner = x.who ? this.runners.get(x.who) : undefined;
       if (runner && (x.state === 'assigned' || x.state === 'running')) {
         // Stop the attempt where it runs; whatever it reports later is stale.
-        runner.cancel([{ id: x.id, attempt: x.attempts }], err.code);
+        this.runners.cancel(runner, [{ id: x.id, attempt: x.attempts }], err.code);
       }
       this.releaseSlotOf(x);
       if (x.parkedBehind) this.parking.unpark(x);
@@ -475,7 +475,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   /** An attempt failed (reported, or its runner lost): retried if the policy allows, else failed for good. */
   protected attemptFailed(
     t: TaskRecord,
-    error: WireError,
+    error: ReportedError,
     unrecoverable: boolean,
     moduleHash?: string,
   ): void {
@@ -521,6 +521,6 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   }
 }
 
-export function depError(dep: string, err: WireError | null | undefined): WireError {
+export function depError(dep: string, err: ReportedError | null | undefined): WireError {
   return wireError('EDEPFAILED', `dependency "${dep}" failed${err ? `: ${err.code} ${err.message}` : ''}`);
 }

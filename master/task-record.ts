@@ -5,7 +5,7 @@
  * `firstDocOf` is the document an add writes for it.
  */
 import type { TaskState } from '../protocol/states';
-import type { WireError } from '../protocol/errors';
+import type { ReportedError } from '../protocol/errors';
 import type { TaskDoc } from '../models/task';
 
 export type Backoff = { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
@@ -40,7 +40,7 @@ export interface TaskRecord {
   /** Result and error as stored (encoded once, when the change is recorded). */
   stored?: { result?: unknown; error?: unknown };
   result?: unknown;
-  error?: WireError | null;
+  error?: ReportedError | null;
   moduleHash?: string | null;
   /** The running attempt's last reported progress (0–1), for the dashboard. */
   progress?: number;

@@ -8,14 +8,11 @@ import {
   MAX_DEPENDENCIES,
   MAX_PARAMS_DEPTH,
   taskInputSchema,
-  formatIssues,
   type ParsedTaskInput,
 } from '../protocol/schemas';
+import { formatIssues, issueCount, issueText, type Issue } from '../protocol/issues';
 
-export interface Issue {
-  path: string;
-  message: string;
-}
+export type { Issue };
 
 /** What the master knows of an id outside the batch: absent means unknown. */
 export type Lookup = (id: string) => 'taken' | undefined;
@@ -175,8 +172,7 @@ function findCycle(tasks: ParsedTaskInput[], index: Map<string, number>): string
   return null;
 }
 
+/** The message of an EVALIDATION refusal: the first 20 issues on one line (all are in `details`). */
 export function summarize(issues: Issue[]): string {
-  const head = issues.slice(0, 20).map((i) => `${i.path}: ${i.message}`);
-  if (issues.length > 20) head.push(`… and ${issues.length - 20} more`);
-  return `invalid batch (${issues.length} issue${issues.length === 1 ? '' : 's'}): ${head.join('; ')}`;
+  return `invalid batch (${issueCount(issues)}): ${issueText(issues, { limit: 20 })}`;
 }

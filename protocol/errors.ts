@@ -16,7 +16,6 @@ export const ERROR_CODES = Object.freeze({
   ETASK: 'the task threw or reported an error',
   ECRASH: 'the worker process running the task died',
   ERUNNERLOST: 'the runner running the task went away',
-  EUNKNOWN: 'unknown task',
   EEXEC: 'the runner does not allow this program for the exec task (--allow-exec)',
   EPERSIST: 'the database refused to store the task or its result; it failed and is not retried',
   ETOOLARGE: 'the result is larger than the runner may send (maxResultBytes, under the master message limit)',
@@ -24,13 +23,27 @@ export const ERROR_CODES = Object.freeze({
     'this runner id is held by another live connection, or this connection already is another runner',
   EORIGIN: 'cross-origin browser request refused (allowOrigins)',
   ENOTFOUND: 'no such route, task or batch',
+  ENORUNNER: 'no runner with this id is known to the master (drain, undrain)',
+  ENOALLOCATION: 'no runner is allocated to this affinity key',
   ESTATE: 'the task is not in a state that allows this (retry needs a failed or cancelled task)',
   EINTERNAL: 'the master failed to handle the request (logged); the request changed nothing it reported',
 } as const);
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** An error this code base builds (`wireError`): its code is a registered one. */
 export interface WireError {
+  code: ErrorCode;
+  message: string;
+  details?: unknown;
+}
+
+/**
+ * An error as it was reported: a task's failure or a peer's refusal. Its code is a registered one or
+ * the task's own (`fromThrown` keeps the `code` a task's error carries, e.g. `EPAYMENT`), so on this
+ * side it is only a string; every `WireError` is one. The wire's `wireErrorSchema` parses this shape.
+ */
+export interface ReportedError {
   code: string;
   message: string;
   details?: unknown;
@@ -53,17 +66,17 @@ export function wireError(code: ErrorCode, message?: string, details?: unknown):
   return e;
 }
 
-export function toError(e: WireError): TaskmasterError {
+export function toError(e: ReportedError): TaskmasterError {
   return new TaskmasterError(e.code, e.message, e.details);
 }
 
 /** Turns whatever a task threw into a wire error, keeping a `code` it carries. */
-export function fromThrown(err: unknown, fallback: ErrorCode = 'ETASK'): WireError {
+export function fromThrown(err: unknown, fallback: ErrorCode = 'ETASK'): ReportedError {
   if (err && typeof err === 'object') {
     const o = err as { code?: unknown; message?: unknown; details?: unknown };
     const code = typeof o.code === 'string' && o.code ? o.code : fallback;
     const message = typeof o.message === 'string' ? o.message : String(err);
-    const w: WireError = { code, message };
+    const w: ReportedError = { code, message };
     if (o.details !== undefined) w.details = o.details;
     return w;
   }

@@ -1,7 +1,9 @@
 /**
  * The wire contract: one event map per direction, used as Socket.IO's generics on both ends so a
- * renamed field fails to compile everywhere. Every payload is still parsed with its zod schema on
- * receipt (see schemas.ts): the types say what a well-behaved peer sends, the schemas check it.
+ * renamed field fails to compile everywhere. Every payload type is inferred from its zod schema in
+ * schemas.ts (what a sender may send: `z.input`; what an acknowledgement carries: `z.output`), and
+ * every payload is still parsed with that schema on receipt: the types say what a well-behaved peer
+ * sends, the schemas check it. test/types/event-maps.ts pins each event to its schema.
  *
  * Namespaces on the master's URL:
  *   /runner   runners (this protocol)
@@ -11,19 +13,27 @@
  */
 import type { z } from 'zod';
 import type {
-  AddReply,
-  cancelReplySchema,
-  sysmsgReplySchema,
-  AddRequest,
-  Assignment,
-  AttemptResult,
-  Hello,
-  HelloReply,
-  ModuleInfo,
-  TaskOutcome,
+  addReplySchema,
+  addRequestSchema,
+  assignSchema,
   attemptRefSchema,
+  cancelReplySchema,
+  cancelRequestSchema,
+  cancelSchema,
+  helloReplySchema,
+  helloSchema,
+  modulesUpdateSchema,
+  outcomesSchema,
+  progressSchema,
+  releaseReplySchema,
   resultsAckSchema,
+  resultsSchema,
+  startedSchema,
+  sysmsgReplySchema,
+  sysmsgRequestSchema,
+  sysmsgSchema,
   watchReplySchema,
+  watchRequestSchema,
 } from './schemas';
 
 export const NAMESPACES = Object.freeze({
@@ -33,73 +43,62 @@ export const NAMESPACES = Object.freeze({
   legacy: '/',
 } as const);
 
-export type AttemptRef = z.infer<typeof attemptRefSchema>;
-export type ResultsAck = z.infer<typeof resultsAckSchema>;
-export type WatchReply = z.infer<typeof watchReplySchema>;
-export type CancelReply = z.infer<typeof cancelReplySchema>;
-export type SysmsgReply = z.infer<typeof sysmsgReplySchema>;
-export interface SysmsgRequest {
-  msg: unknown;
-  to?: 'MASTER' | string | null;
-}
-/** A system message as recipients get it; they acknowledge it so the sender knows it arrived. */
-export interface Sysmsg {
-  msg: unknown;
-  from: string;
-}
+/** What a sender may put in a payload. */
+type Sent<S extends z.ZodType> = z.input<S>;
+/** What a receiver has after parsing (defaults filled in). */
+type Got<S extends z.ZodType> = z.output<S>;
 
-export interface Progress {
-  id: string;
-  attempt: number;
-  progress: number;
-}
+export type AttemptRef = Got<typeof attemptRefSchema>;
+export type ResultsAck = Got<typeof resultsAckSchema>;
+export type WatchReply = Got<typeof watchReplySchema>;
+export type CancelReply = Got<typeof cancelReplySchema>;
+export type SysmsgReply = Got<typeof sysmsgReplySchema>;
+export type ReleaseReply = Got<typeof releaseReplySchema>;
+export type SysmsgRequest = Sent<typeof sysmsgRequestSchema>;
+/** A system message as recipients get it; they acknowledge it so the sender knows it arrived. */
+export type Sysmsg = Got<typeof sysmsgSchema>;
+export type Progress = Got<typeof progressSchema>;
 
 export interface RunnerToMaster {
   /** First message after every (re)connect; the master answers with attempts the runner must drop. */
-  'runner:hello': (hello: Hello, ack: (reply: HelloReply) => void) => void;
-  'task:started': (payload: { tasks: AttemptRef[] }) => void;
+  'runner:hello': (
+    hello: Sent<typeof helloSchema>,
+    ack: (reply: Got<typeof helloReplySchema>) => void,
+  ) => void;
+  'task:started': (payload: Sent<typeof startedSchema>) => void;
   /** Batched results; the runner keeps each until it is acknowledged (durably written). */
-  'task:results': (payload: { results: AttemptResult[] }, ack: (reply: ResultsAck) => void) => void;
-  'task:progress': (payload: Progress) => void;
-  'runner:modules': (payload: { modules: ModuleInfo[] }) => void;
+  'task:results': (payload: Sent<typeof resultsSchema>, ack: (reply: ResultsAck) => void) => void;
+  'task:progress': (payload: Sent<typeof progressSchema>) => void;
+  'runner:modules': (payload: Sent<typeof modulesUpdateSchema>) => void;
   /** The runner is shutting down: send it no new work. */
   'runner:draining': () => void;
   /** Attempts the runner gives back unfinished (shutdown grace ran out): requeue them at once. */
-  'task:release': (
-    payload: { tasks: AttemptRef[] },
-    ack: (reply: { ok: boolean; released: number }) => void,
-  ) => void;
+  'task:release': (payload: Sent<typeof startedSchema>, ack: (reply: ReleaseReply) => void) => void;
   /** Follow-up tasks added by a running task through `this.add(tasks)`. */
-  'tasks:add': (req: AddRequest, ack: (reply: AddReply) => void) => void;
+  'tasks:add': (req: Sent<typeof addRequestSchema>, ack: (reply: Got<typeof addReplySchema>) => void) => void;
   'sysmsg:send': (req: SysmsgRequest, ack: (reply: SysmsgReply) => void) => void;
 }
 
 export interface MasterToRunner {
-  'task:assign': (payload: { tasks: Assignment[] }) => void;
-  sysmsg: (m: Sysmsg, ack: () => void) => void;
+  'task:assign': (payload: Sent<typeof assignSchema>) => void;
+  sysmsg: (m: Sent<typeof sysmsgSchema>, ack: () => void) => void;
   /** Stop these attempts (cancelled, timed out, or reassigned); no result is expected. */
-  'task:cancel': (payload: { tasks: AttemptRef[]; reason: string }) => void;
+  'task:cancel': (payload: Sent<typeof cancelSchema>) => void;
 }
 
 export interface FeederToMaster {
-  'tasks:add': (req: AddRequest, ack: (reply: AddReply) => void) => void;
+  'tasks:add': (req: Sent<typeof addRequestSchema>, ack: (reply: Got<typeof addReplySchema>) => void) => void;
   /** Subscribe to outcomes; final ones already known are returned at once. */
-  'tasks:watch': (req: { ids: string[] }, ack: (reply: WatchReply) => void) => void;
+  'tasks:watch': (req: Sent<typeof watchRequestSchema>, ack: (reply: WatchReply) => void) => void;
   /** Cancel tasks by id or a whole batch; running attempts are aborted, dependents fail. */
-  'tasks:cancel': (req: { ids?: string[]; batch?: string }, ack: (reply: CancelReply) => void) => void;
+  'tasks:cancel': (req: Sent<typeof cancelRequestSchema>, ack: (reply: CancelReply) => void) => void;
   'sysmsg:send': (req: SysmsgRequest, ack: (reply: SysmsgReply) => void) => void;
 }
 
 export interface MasterToFeeder {
-  'task:outcomes': (payload: { outcomes: TaskOutcome[] }) => void;
-  'task:progress': (payload: Progress) => void;
-  sysmsg: (m: Sysmsg, ack: () => void) => void;
-}
-
-/** Handshake `auth` object for every namespace. */
-export interface HandshakeAuth {
-  token?: string;
-  role?: 'runner' | 'feeder';
+  'task:outcomes': (payload: Sent<typeof outcomesSchema>) => void;
+  'task:progress': (payload: Sent<typeof progressSchema>) => void;
+  sysmsg: (m: Sent<typeof sysmsgSchema>, ack: () => void) => void;
 }
 
 /** Milliseconds a client waits for an acknowledgement before giving up on that emit. */

@@ -10,8 +10,8 @@ import { MAX_DEPENDENCIES, moduleName, type wireErrorSchema } from './schemas';
 
 export interface LegacyClientToMaster {
   'task:request': () => void;
-  'task:done': (task: string | Record<string, unknown>) => void;
-  'task:add': (tasks: unknown) => void;
+  'task:done': (task: z.input<typeof legacyDonePayloadSchema>) => void;
+  'task:add': (tasks: z.input<typeof legacyAddSchema>) => void;
 }
 
 export interface LegacyMasterToClient {
@@ -40,6 +40,12 @@ export const legacyTaskSchema = z.object({
     .max(MAX_DEPENDENCIES)
     .optional(),
 });
+
+/** `task:add` carries one task or an array of them; issues are named `tasks[i]` either way. */
+export const legacyAddSchema = z.preprocess((v) => (Array.isArray(v) ? v : [v]), z.array(legacyTaskSchema));
+
+/** `task:done` carries a JSON string or the object itself (then parsed with `legacyDoneSchema`). */
+export const legacyDonePayloadSchema = z.union([z.string(), z.record(z.string(), z.unknown())]);
 
 export const legacyDoneSchema = z.object({
   _id: z.string(),

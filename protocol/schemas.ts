@@ -90,6 +90,7 @@ export const addRequestSchema = z.strictObject({
   calledAt: z.number().optional(),
 });
 export type AddRequest = z.input<typeof addRequestSchema>;
+export type ParsedAddRequest = z.output<typeof addRequestSchema>;
 
 export const cancelRequestSchema = z
   .strictObject({ ids: z.array(taskId).max(1_000_000).optional(), batch: z.string().min(1).optional() })
@@ -104,6 +105,8 @@ export const sysmsgRequestSchema = z.object({
   msg: z.unknown(),
   to: z.union([z.literal('MASTER'), z.null(), z.string().min(1)]).default(null),
 });
+/** As a client sends it (`to` may be left out: everybody). */
+export type SysmsgRequest = z.input<typeof sysmsgRequestSchema>;
 export const sysmsgReplySchema = z.union([
   z.object({ ok: z.literal(true), delivered: z.number().int(), missed: z.number().int() }),
   z.object({ ok: z.literal(false), error: wireErrorSchema }),
@@ -188,6 +191,22 @@ export const resultsAckSchema = z.object({
 export const attemptRefSchema = z.object({ id: z.string(), attempt: z.number().int().positive() });
 export const startedSchema = z.object({ tasks: z.array(attemptRefSchema).min(1) });
 
+/** The master's answer to `task:release`: how many of the attempts it took back. */
+export const releaseReplySchema = z.object({
+  ok: z.boolean(),
+  released: z.number().int().nonnegative().default(0),
+  error: wireErrorSchema.optional(),
+});
+
+/** `task:cancel`: stop these attempts (cancelled, timed out, or reassigned); no result is expected. */
+export const cancelSchema = z.object({
+  tasks: z.array(attemptRefSchema),
+  reason: z.string().default('cancelled'),
+});
+
+/** A system message as its recipients get it; they acknowledge it so the sender knows it arrived. */
+export const sysmsgSchema = z.object({ msg: z.unknown(), from: z.string() });
+
 export const moduleInfoSchema = z.object({ name: z.string(), hash: z.string() });
 export type ModuleInfo = z.infer<typeof moduleInfoSchema>;
 
@@ -220,17 +239,3 @@ export const helloReplySchema = z.union([
 export type HelloReply = z.infer<typeof helloReplySchema>;
 
 export const modulesUpdateSchema = z.object({ modules: z.array(moduleInfoSchema) });
-
-/** Formats zod issues as `path: reason` lines, with a prefix such as `tasks[3]`. */
-export function formatIssues(
-  issues: readonly z.core.$ZodIssue[],
-  prefix = '',
-): { path: string; message: string }[] {
-  return issues.map((i) => ({ path: joinPath(prefix, i.path), message: i.message }));
-}
-
-export function joinPath(prefix: string, path: readonly PropertyKey[]): string {
-  let out = prefix;
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
-  return out || '(root)';
-}

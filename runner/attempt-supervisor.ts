@@ -18,7 +18,7 @@
  * cleared by `finish`, so an attempt that let go in time leaves none behind.
  */
 import type { Logger } from '../common/logger';
-import { wireError, type WireError } from '../protocol/errors';
+import { wireError, type ReportedError, type WireError } from '../protocol/errors';
 import type { ExecSpec } from './exec-task';
 import type { LoadedModule } from './loader';
 import type { TaskPayload } from './sandbox-messages';
@@ -32,7 +32,7 @@ export type PoolJob = {
 } & ({ module: LoadedModule } | { exec: ExecSpec });
 
 export type JobOutcome =
-  { ok: true; result: unknown } | { ok: false; error: WireError; unrecoverable?: boolean };
+  { ok: true; result: unknown } | { ok: false; error: ReportedError; unrecoverable?: boolean };
 
 /** What runs an attempt: a pool child (ChildHandle) or a program (ExecProcess). */
 export interface AttemptHost {

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Logger } from '../common/logger';
-import type { WireError } from '../protocol/errors';
+import type { ReportedError, WireError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 import type { AttemptHost } from './attempt-supervisor';
 import type { LoadedModule } from './loader';
@@ -35,7 +35,7 @@ export interface ChildExit {
   /** Attempts the child still held when it died. */
   keys: string[];
   /** The uncaught error the child reported just before dying, if any. */
-  fatal?: WireError;
+  fatal?: ReportedError;
   /** Died before it ever reported ready (a broken install rather than a broken task). */
   early: boolean;
 }
@@ -62,7 +62,7 @@ export class ChildHandle
   private readonly proc: ChildProcess;
   /** Module name → the one version the child holds (it keeps only the newest per name). */
   private readonly versions = new Map<string, string>();
-  private fatal: WireError | undefined;
+  private fatal: ReportedError | undefined;
   private isReady = false;
   private exited = false;
   private readonly exitedPromise: Promise<void>;

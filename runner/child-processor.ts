@@ -10,7 +10,7 @@
  */
 import Module from 'node:module';
 import path from 'node:path';
-import { fromThrown, TaskmasterError, wireError, type WireError } from '../protocol/errors';
+import { fromThrown, TaskmasterError, wireError, type ReportedError } from '../protocol/errors';
 import {
   ChildCommand,
   ParentCommand,
@@ -25,7 +25,7 @@ import type { TaskContext, TaskFunction, TaskLog } from './task-context';
 interface CompiledModule {
   hash: string;
   fn?: TaskFunction;
-  error?: WireError;
+  error?: ReportedError;
 }
 
 interface Running {
@@ -206,7 +206,7 @@ export class ChildProcessor {
     this.fail(key, wire, unrecoverable);
   }
 
-  private fail(key: string, error: WireError, unrecoverable = false): void {
+  private fail(key: string, error: ReportedError, unrecoverable = false): void {
     if (error.details !== undefined) {
       const details = jsonSafe(error.details);
       error = details === undefined ? { code: error.code, message: error.message } : { ...error, details };

@@ -18,7 +18,8 @@ import {
   readSettings,
   type LogSettings,
 } from '../common/settings';
-import { formatIssues, MAX_TIMER_MS } from '../protocol/schemas';
+import { formatIssues, issueText } from '../protocol/issues';
+import { MAX_TIMER_MS } from '../protocol/schemas';
 import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
 type Unset = 'token' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'logger';
@@ -73,8 +74,7 @@ export function resolveRunnerOptions(opts: RunnerOptions): ResolvedRunnerOptions
   const withSlots = { ...merged, slots: merged.slots ?? merged.workers };
   const parsed = optionsSchema.safeParse(withSlots);
   if (!parsed.success) {
-    const lines = formatIssues(parsed.error.issues).map((i) => `${i.path}: ${i.message}`);
-    throw new Error(`invalid runner options: ${lines.join('; ')}`);
+    throw new Error(`invalid runner options: ${issueText(formatIssues(parsed.error.issues))}`);
   }
   return { ...parsed.data, logger: logger ?? silentLogger() };
 }

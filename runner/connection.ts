@@ -7,7 +7,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { type Socket } from 'socket.io-client';
-import { z } from 'zod';
 import { backoffDelay } from '../common/backoff';
 import { ClientLink } from '../common/client-link';
 import type { Logger } from '../common/logger';
@@ -23,10 +22,11 @@ import {
 } from '../protocol/events';
 import {
   addReplySchema,
-  attemptRefSchema,
   helloReplySchema,
+  releaseReplySchema,
   resultsAckSchema,
   sysmsgReplySchema,
+  sysmsgSchema,
   type AddReply,
   type AddRequest,
   type AttemptResult,
@@ -35,12 +35,6 @@ import {
 } from '../protocol/schemas';
 
 type RunnerSocket = Socket<MasterToRunner, RunnerToMaster>;
-
-export const cancelSchema = z.object({
-  tasks: z.array(attemptRefSchema),
-  reason: z.string().default('cancelled'),
-});
-const sysmsgSchema = z.object({ msg: z.unknown(), from: z.string() });
 
 export interface ConnectionOptions {
   master: string;
@@ -127,12 +121,8 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
   /** Gives attempts back to the master unfinished, so it requeues them at once. */
   async release(tasks: AttemptRef[]): Promise<number> {
     if (!this.ready || tasks.length === 0) return 0;
-    const reply = (await this.socket
-      .timeout(this.opts.ackTimeoutMs)
-      .emitWithAck('task:release', { tasks })) as {
-      released?: number;
-    };
-    return reply.released ?? 0;
+    const reply = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('task:release', { tasks });
+    return releaseReplySchema.parse(reply).released;
   }
 
   started(tasks: AttemptRef[]): void {

@@ -19,7 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { formatIssues } from '../protocol/schemas';
+import { formatIssues, issueText } from '../protocol/issues';
 import { wireError, type WireError } from '../protocol/errors';
 
 export const EXEC_MODULE = 'exec';
@@ -88,11 +88,14 @@ export function checkExec(
   const parsed = paramsSchema.safeParse({ program, args, options });
   if (!parsed.success) {
     const at = { program: 0, args: 1, options: 2 };
-    const lines = formatIssues(parsed.error.issues).map(
-      (i) =>
-        `${i.path.replace(/^(program|args|options)\.?/, (m, name: keyof typeof at) => `params[${at[name]}]${m.endsWith('.') ? '.' : ''}`)}: ${i.message}`,
-    );
-    return { ok: false, error: wireError('EVALIDATION', `exec: ${lines.join('; ')}`) };
+    const issues = formatIssues(parsed.error.issues).map((i) => ({
+      ...i,
+      path: i.path.replace(
+        /^(program|args|options)\.?/,
+        (m, name: keyof typeof at) => `params[${at[name]}]${m.endsWith('.') ? '.' : ''}`,
+      ),
+    }));
+    return { ok: false, error: wireError('EVALIDATION', `exec: ${issueText(issues)}`) };
   }
   const p = parsed.data;
   if (!allowExec.includes(p.program))

@@ -19,14 +19,15 @@ import { fromThrown, wireError } from '../protocol/errors';
 import type { AttemptRef, SysmsgReply } from '../protocol/events';
 import {
   assignmentSchema,
-  formatIssues,
+  cancelSchema,
   type Assignment,
   type AttemptResult,
   type Hello,
   type ModuleInfo,
 } from '../protocol/schemas';
+import { formatIssues, issueText } from '../protocol/issues';
 import { resolveRunnerOptions, type ResolvedRunnerOptions } from './config';
-import { cancelSchema, MasterConnection } from './connection';
+import { MasterConnection } from './connection';
 import { checkExec, EXEC_MODULE, resolveAllowed } from './exec-task';
 import { ModuleLoader, type LoadedModule } from './loader';
 import type { RunnerOptions } from './options';
@@ -339,7 +340,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         if (this.active.has(key) || this.outbox.has(key)) continue;
         const issues = formatIssues(checked.error.issues, 'task');
         const code = issues.some((i) => i.path === 'task.module') ? 'EMODULE' : 'EVALIDATION';
-        const message = issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+        const message = issueText(issues);
         this.active.set(key, { assignment: { ...item, module: '', params: [], priority: 0 } });
         this.settle(key, {
           ok: false,

@@ -6,7 +6,7 @@
  * An attempt is named by its `key` (`<id>#<attempt>`), so a late message about attempt 3 can never
  * be mistaken for attempt 4 of the same task.
  */
-import type { WireError } from '../protocol/errors';
+import type { ReportedError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 
 /** Parent → child. */
@@ -63,7 +63,7 @@ export interface StartMessage {
 export interface CancelMessage {
   cmd: ChildCommand.Cancel;
   key: string;
-  error: WireError;
+  error: ReportedError;
 }
 export interface AddReplyMessage {
   cmd: ChildCommand.AddReply;
@@ -78,11 +78,11 @@ export type ToParent =
   | { cmd: ParentCommand.Ready }
   | { cmd: ParentCommand.Started; key: string }
   | { cmd: ParentCommand.Completed; key: string; result: unknown; rss?: number }
-  | { cmd: ParentCommand.Failed; key: string; error: WireError; unrecoverable?: boolean; rss?: number }
+  | { cmd: ParentCommand.Failed; key: string; error: ReportedError; unrecoverable?: boolean; rss?: number }
   | { cmd: ParentCommand.Progress; key: string; progress: number }
   | { cmd: ParentCommand.Log; key?: string; level: LogLevel; message: string; meta?: Record<string, unknown> }
   | { cmd: ParentCommand.Add; key: string; reqId: number; tasks: unknown[]; batch?: string }
-  | { cmd: ParentCommand.Fatal; error: WireError };
+  | { cmd: ParentCommand.Fatal; error: ReportedError };
 
 export function attemptKey(id: string, attempt: number): string {
   return `${id}#${attempt}`;

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose from 'mongoose';
 import { Feeder } from '../../feeder/feeder';
-import { freePort } from '../../models/database';
+import { freePort } from '../../db/server';
 import type { TaskOutcome } from '../../protocol/schemas';
 import {
   deadline,

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createLogger } from '../../common/logger';
 import { Feeder } from '../../feeder/feeder';
 import { Master } from '../../master/master';
-import { resolveDatabase } from '../../models/database';
+import { resolveDatabase } from '../../db/server';
 import { Runner } from '../../runner/runner';
 import { fuzz } from './fuzz';
 

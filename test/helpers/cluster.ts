@@ -75,7 +75,7 @@ export async function eventually<T>(
   }
 }
 
-export { freePort } from '../../models/database';
+export { freePort } from '../../db/server';
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `taskmaster-${prefix}-`));

@@ -1,13 +1,13 @@
 /**
  * Starts the one database server of a test run: `MONGO_URL` if set, else mongod, else FerretDB (see
- * models/database.ts), with a fresh data directory. Test files find its URL in
+ * db/server.ts), with a fresh data directory. Test files find its URL in
  * `TASKMASTER_TEST_MONGO_URL` and create their own databases on it (test/helpers/db.ts).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveDatabase, type Database } from '../../models/database';
+import { resolveDatabase, type Database } from '../../db/server';
 import { TEST_MONGO_URL_ENV, TEST_RUN_ID_ENV } from './db';
 
 export interface TestRun {

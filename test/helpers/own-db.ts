@@ -3,7 +3,7 @@
  * the database under a running master and start it again on the same files and port.
  */
 import { execFileSync } from 'node:child_process';
-import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../models/database';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../db/server';
 import { tempDir } from './cluster';
 
 export interface OwnDatabase {

@@ -45,6 +45,10 @@ describe('sticky allocation', () => {
     const ofA = keys.filter((k) => first.get(k) === a.socket);
     expect(listed.allocations.map((x) => x.key).sort()).toEqual(ofA.sort());
     expect(await api('/api/allocations/acct-1')).toMatchObject({ key: 'acct-1' });
+    for (const method of ['GET', 'DELETE'])
+      expect(await api('/api/allocations/never-allocated', method)).toMatchObject({
+        error: { code: 'ENOALLOCATION' },
+      });
     const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
     try {
       expect(await conn.collection('allocations').countDocuments({})).toBe(keys.length);

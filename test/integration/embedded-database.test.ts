@@ -1,13 +1,13 @@
 /**
  * The embedded database as a user meets it first: building FerretDB says what it does and how long it
- * takes, and one data directory serves one server at a time (models/data-dir-lock.ts).
+ * takes, and one data directory serves one server at a time (db/data-dir-lock.ts).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DataDirInUseError, LOCK_FILE, readHolder } from '../../models/data-dir-lock';
-import { startEmbeddedDatabase } from '../../models/database';
-import { USUAL_BUILD_TIME, buildFerretDB, findOnPath, startProgress } from '../../models/ferretdb-build';
+import { DataDirInUseError, LOCK_FILE, readHolder } from '../../db/data-dir-lock';
+import { startEmbeddedDatabase } from '../../db/server';
+import { USUAL_BUILD_TIME, buildFerretDB, findOnPath, startProgress } from '../../db/ferretdb-build';
 import { eventually, spawnCli, tempDir } from '../helpers/cluster';
 
 const isAlive = (pid: number): boolean => {

@@ -9,8 +9,8 @@
  */
 import fs from 'node:fs';
 import mongoose from 'mongoose';
-import { buildFerretDB, startEmbeddedDatabase } from '../../models/database';
-import { ferretdbBinPath, findOnPath, isExecutable } from '../../models/ferretdb-build';
+import { buildFerretDB, startEmbeddedDatabase } from '../../db/server';
+import { ferretdbBinPath, findOnPath, isExecutable } from '../../db/ferretdb-build';
 import { tempDir } from '../helpers/cluster';
 import { testDbName, testMongoUrl } from '../helpers/db';
 

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import mongoose from 'mongoose';
 import { main } from '../../bin/cli';
+import { ERROR_CODES } from '../../protocol/errors';
 import type { Master } from '../../master/master';
 import { ROOT, mongoUrl, startMaster, uniqueDbName } from '../helpers/cluster';
 
@@ -49,6 +50,14 @@ function tableFlags(text: string): string[] {
 }
 
 describe('the README matches the code', () => {
+  test('the error codes the README lists are exactly the registered ones', () => {
+    const start = README.indexOf('Codes (`protocol/errors.ts`):');
+    expect(start).toBeGreaterThan(0);
+    const paragraph = README.slice(start, README.indexOf('\n\n', start));
+    const listed = [...new Set([...paragraph.matchAll(/`(E[A-Z]+)`/g)].map((m) => m[1]))].sort();
+    expect(listed).toEqual(Object.keys(ERROR_CODES).sort());
+  });
+
   test('every command has a section under Configuration whose table lists exactly its --help flags', async () => {
     const commands = [...(await help()).matchAll(/^ {2}([a-z]+)\b/gm)]
       .map((m) => m[1])

@@ -101,7 +101,14 @@ describe('routing and draining', () => {
       idle: true,
       inUse: 0,
     });
-    expect((await api('/api/runners/nobody/drain', { method: 'POST' })).status).toBe(404);
+    const unknown = await api('/api/runners/nobody/drain', { method: 'POST' });
+    expect({
+      status: unknown.status,
+      code: ((await unknown.json()) as { error: { code: string } }).error.code,
+    }).toEqual({
+      status: 404,
+      code: 'ENORUNNER',
+    });
   });
 
   test('taskmaster status lists the runners; taskmaster drain --wait returns once the runner has no work left', async () => {

@@ -16,8 +16,7 @@ function runner(id: string, slots: number, busy: number): RunnerEntry {
     conn: id,
     since: 0,
     lostTimer: null,
-    send: () => undefined,
-    cancel: () => undefined,
+    link: { assign: () => undefined, cancel: () => undefined },
   };
 }
 

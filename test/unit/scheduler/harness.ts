@@ -40,8 +40,10 @@ export function makeRunner(
     lostTimer: null,
     sent: [],
     cancelled: [],
-    send: (tasks) => r.sent.push(...tasks),
-    cancel: (tasks) => r.cancelled.push(...tasks),
+    link: {
+      assign: (tasks) => r.sent.push(...tasks),
+      cancel: (tasks) => r.cancelled.push(...tasks),
+    },
   };
   return r;
 }

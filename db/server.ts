@@ -4,9 +4,9 @@
  *   1. `MONGO_URL`, used as given (kind `external`; nothing to stop);
  *   2. a `mongod` on PATH, started on 127.0.0.1 with its data in `dataDir`;
  *   3. FerretDB with its SQLite backend, built from the Go module proxy with the project's patches
- *      into `.cache/bin/ferretdb-<version>-p<level>` the first time (models/ferretdb-build.ts).
+ *      into `.cache/bin/ferretdb-<version>-p<level>` the first time (db/ferretdb-build.ts).
  *
- * A server started here holds a lock in its data directory (models/data-dir-lock.ts): a second
+ * A server started here holds a lock in its data directory (db/data-dir-lock.ts): a second
  * server on the same files is refused with a message naming the running one.
  *
  * A server started here runs under a small watchdog process that holds a pipe from this process and

@@ -1,5 +1,5 @@
 /**
- * One database server per data directory. A server started by models/database.ts holds
+ * One database server per data directory. A server started by db/server.ts holds
  * `<dataDir>/taskmaster-db.lock`, a small JSON file naming the process that started it, the server's
  * process and its URL. A second start on the same directory (another `taskmaster db`, a master without
  * `MONGO_URL`) is refused with a message naming the running one; a lock whose processes are all gone

@@ -1,6 +1,6 @@
 /**
- * Where the package's own files are, from a clone (sources under `<root>/models`) or an installed
- * package (compiled under `<root>/dist/models`): the nearest folder above this file holding a
+ * Where the package's own files are, from a clone (sources under `<root>/db`) or an installed
+ * package (compiled under `<root>/dist/db`): the nearest folder above this file holding a
  * `package.json`. The embedded database's sources (`tools/ferretdb`) and its build cache (`.cache`)
  * are found from there; `TASKMASTER_CACHE_DIR` moves the cache elsewhere.
  */

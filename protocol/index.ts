@@ -1,5 +1,0 @@
-export * from './states';
-export * from './errors';
-export * from './schemas';
-export * from './events';
-export * from './legacy';
