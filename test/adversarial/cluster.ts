@@ -13,7 +13,7 @@ import type { MasterOptions } from '../../master/options';
 import { Runner } from '../../runner/runner';
 import type { RunnerOptions } from '../../runner/options';
 import { FIXTURES, startMaster, testLogger } from '../helpers/cluster';
-import { dropTestDb, testDbName } from '../helpers/db';
+import { testDbName } from '../helpers/db';
 
 /** Long enough that tokens pass the beyond-loopback rule too. */
 export const TOKEN = 'adversarial-test-token-0123456789';
@@ -80,7 +80,6 @@ export async function startCluster(file: string, opts: Partial<MasterOptions> = 
       await Promise.all(feeders.map((f) => f.close()));
       await Promise.all(runners.map((r) => r.close()));
       await master.close();
-      await dropTestDb(dbName).catch(() => undefined);
     },
   };
   return cluster;

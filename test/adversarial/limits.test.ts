@@ -5,7 +5,7 @@
 import { Manager, type Socket } from 'socket.io-client';
 import { Master } from '../../master/master';
 import { resolveRunnerOptions } from '../../runner/config';
-import { mongoUrl } from '../helpers/cluster';
+import { testMongoUrl } from '../helpers/db';
 import {
   httpRequest,
   connectError,
@@ -107,10 +107,10 @@ describe('adversarial: limits', () => {
   });
 
   test('master and runner options beyond what timers honour are refused at start-up', async () => {
-    expect(() => new Master({ mongoUrl: mongoUrl(), disconnectGraceMs: 2 ** 31 })).toThrow(
+    expect(() => new Master({ mongoUrl: testMongoUrl(), disconnectGraceMs: 2 ** 31 })).toThrow(
       /disconnectGraceMs/,
     );
-    expect(() => new Master({ mongoUrl: mongoUrl(), recoveryGraceMs: 2 ** 31 - 1 })).not.toThrow();
+    expect(() => new Master({ mongoUrl: testMongoUrl(), recoveryGraceMs: 2 ** 31 - 1 })).not.toThrow();
     expect(() => resolveRunnerOptions({ shutdownGraceMs: 2 ** 31 })).toThrow(/shutdownGraceMs/);
     expect(() => resolveRunnerOptions({ ackTimeoutMs: 2 ** 31 })).toThrow(/ackTimeoutMs/);
     await c.assertAlive();

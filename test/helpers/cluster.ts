@@ -1,5 +1,5 @@
 /**
- * Test helpers for real clusters on loopback: a master on port 0 with its own database, runners and
+ * Test helpers for real clusters on loopback: a master on port 0 on a database of db.ts, runners and
  * feeders in-process, and master/runner processes started through the CLI for the kill tests.
  * Helpers wait for events (with a bounded timeout) instead of sleeping.
  */
@@ -11,28 +11,17 @@ import path from 'node:path';
 import { createLogger } from '../../common/logger';
 import { Master } from '../../master/master';
 import type { MasterOptions } from '../../master/options';
+import { testMongoUrl } from './db';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'tasks');
 const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
 
-export function mongoUrl(): string {
-  const url = process.env.TASKMASTER_TEST_MONGO_URL ?? process.env.MONGO_URL;
-  if (!url) throw new Error('no test database: run the tests through jest (globalSetup starts one)');
-  return url;
-}
-
-/** A database name of its own for each test file and call. */
-export function uniqueDbName(label: string): string {
-  const clean = label.replace(/[^A-Za-z0-9]/g, '_').slice(0, 30);
-  return `t_${clean}_${process.pid}_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`;
-}
-
 export const testLogger = () =>
   createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'error', format: 'json', stderr: true });
 
 export async function startMaster(dbName: string, opts: Partial<MasterOptions> = {}): Promise<Master> {
-  const m = new Master({ mongoUrl: mongoUrl(), dbName, port: 0, logger: testLogger(), ...opts });
+  const m = new Master({ mongoUrl: testMongoUrl(), dbName, port: 0, logger: testLogger(), ...opts });
   await m.start();
   return m;
 }
@@ -147,13 +136,6 @@ export function spawnProc(
       return exited;
     },
   };
-}
-
-/** A mongodb URL for `dbName` on the test server (for processes that take --mongo-url). */
-export function dbUrl(dbName: string): string {
-  const u = new URL(mongoUrl());
-  u.pathname = `/${dbName}`;
-  return u.toString();
 }
 
 /**

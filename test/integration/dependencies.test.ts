@@ -3,11 +3,12 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import { taskModel } from '../../models/task';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('dependencies', () => {
-  const dbName = uniqueDbName('deps');
+  const dbName = testDbName('deps');
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
@@ -17,7 +18,7 @@ describe('dependencies', () => {
     master = await startMaster(dbName);
     runner = await startRunner(master.url, { workers: 2, slots: 4 });
     feeder = await startFeeder(master.url);
-    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
   });
   afterAll(async () => {
     await feeder?.close();

@@ -1,6 +1,7 @@
 import { discoverMaster, masterFromTracker } from '../../common/discovery';
 import type { Master } from '../../master/master';
-import { FIXTURES, spawnCli, startMaster, uniqueDbName, waitForEvent, type Proc } from '../helpers/cluster';
+import { FIXTURES, spawnCli, startMaster, waitForEvent, type Proc } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 /** Discovery on loopback only: announcements go to 127.255.255.255. */
 describe('discovery', () => {
@@ -9,7 +10,7 @@ describe('discovery', () => {
   const procs: Proc[] = [];
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('discovery'), {
+    master = await startMaster(testDbName('discovery'), {
       announce: { address: '127.255.255.255', port, intervalMs: 200, data: { dc: 'local' } },
     });
   });

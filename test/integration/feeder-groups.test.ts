@@ -3,7 +3,8 @@ import type { Master } from '../../master/master';
 import type { TaskInput } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { startMaster, waitForEvent } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 /** Groups, timeouts, cancel, system messages and the bounded queue, through the Feeder library and a real runner. */
 describe('feeder groups and flow control', () => {
@@ -12,7 +13,7 @@ describe('feeder groups and flow control', () => {
   let feeder: Feeder;
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('groups'), { queueLimit: 30 });
+    master = await startMaster(testDbName('groups'), { queueLimit: 30 });
     runner = await startRunner(master.url, { workers: 2, slots: 4, runnerId: 'group-runner' });
     feeder = await startFeeder(master.url);
   });

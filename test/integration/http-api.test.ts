@@ -8,7 +8,8 @@ import path from 'node:path';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
-import { eventually, startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+import { eventually, startMaster, tempDir } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 interface TaskView {
@@ -52,7 +53,7 @@ function settle(master: Master, ids: string[], state: string): Promise<true> {
 }
 
 describe('HTTP API: tasks and batches', () => {
-  const dbName = uniqueDbName('http-api');
+  const dbName = testDbName('http-api');
   const dir = tempDir('http-api');
   let master: Master;
   let runner: Runner;
@@ -234,7 +235,7 @@ describe('HTTP API: tasks and batches', () => {
 });
 
 describe('HTTP API: a retried task outlives a master restart', () => {
-  const dbName = uniqueDbName('http-api-restart');
+  const dbName = testDbName('http-api-restart');
   const dir = tempDir('http-api-restart');
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

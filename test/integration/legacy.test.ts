@@ -1,7 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
 import type { Master } from '../../master/master';
-import { startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { startMaster, waitForEvent } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 /** A client that speaks only the original taskmaster events, as the slides' runner and feeder did. */
 describe('original protocol on the default namespace', () => {
@@ -14,7 +15,7 @@ describe('original protocol on the default namespace', () => {
   };
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('legacy'));
+    master = await startMaster(testDbName('legacy'));
   });
   afterEach(() => {
     // Each test brings its own clients; a runner left requesting would take the next test's work.

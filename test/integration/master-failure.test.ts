@@ -2,11 +2,12 @@ import mongoose from 'mongoose';
 import type { Feeder } from '../../feeder/feeder';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, eventually, freePort, spawnCli, uniqueDbName, type Proc } from '../helpers/cluster';
+import { eventually, freePort, spawnCli, type Proc } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('the master killed with SIGKILL mid-batch and restarted', () => {
-  const dbName = uniqueDbName('masterkill');
+  const dbName = testDbName('masterkill');
   let port: number;
   let url: string;
   const masters: Proc[] = [];
@@ -15,7 +16,7 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
   let conn: mongoose.Connection;
 
   const startMasterProcess = async () => {
-    const p = spawnCli(['master', '--port', String(port), '--mongo-url', dbUrl(dbName)]);
+    const p = spawnCli(['master', '--port', String(port), '--mongo-url', testDbUrl(dbName)]);
     masters.push(p);
     await p.waitFor(/master listening/);
     return p;
@@ -24,7 +25,7 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
   beforeAll(async () => {
     port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
   });
   afterAll(async () => {
     await feeder?.close();

@@ -13,7 +13,8 @@ import { HttpRoutes, type HttpView } from '../../master/http';
 import type { Master } from '../../master/master';
 import { staticRoutes } from '../../master/static';
 import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, testLogger, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { startMaster, tempDir, testLogger, waitForEvent } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 /** A metric's value in Prometheus text, 0 when absent. */
@@ -23,7 +24,7 @@ function metric(text: string, name: string, labels = ''): number {
 }
 
 describe('metrics and readiness', () => {
-  const dbName = uniqueDbName('metrics');
+  const dbName = testDbName('metrics');
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
@@ -99,7 +100,7 @@ describe('metrics and readiness', () => {
 });
 
 describe('the /dashboard namespace', () => {
-  const dbName = uniqueDbName('dashboard-nsp');
+  const dbName = testDbName('dashboard-nsp');
   const TOKEN = 'dashboard-test-token-0123456789';
   const READ = 'dashboard-read-token-0123456789';
   let master: Master;

@@ -2,14 +2,15 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 describe('a task that kills its child every time', () => {
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('poison'));
+    master = await startMaster(testDbName('poison'));
     runner = await startRunner(master.url, { workers: 2, slots: 2 });
     feeder = await startFeeder(master.url);
   });

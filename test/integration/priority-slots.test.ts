@@ -1,7 +1,8 @@
 import { io, type Socket } from 'socket.io-client';
 import type { Master } from '../../master/master';
 import type { Assignment } from '../../protocol/schemas';
-import { startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 /**
  * A runner that announces 100 slots with { 1: 30, 2: 20 } and never finishes anything, so the master
@@ -18,7 +19,7 @@ describe('slots and priority guarantees under saturation', () => {
   });
 
   async function saturate(sacred: boolean, priority: number, probePriority: number | null) {
-    const master = await startMaster(uniqueDbName('slots'), { sacredGuarantees: sacred });
+    const master = await startMaster(testDbName('slots'), { sacredGuarantees: sacred });
     const runner = io(`${master.url}/runner`, { transports: ['websocket'], reconnection: false });
     const feeder = io(`${master.url}/feeder`, { transports: ['websocket'], reconnection: false });
     open.push({ master, sockets: [runner, feeder] });

@@ -2,7 +2,8 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('priority', () => {
@@ -11,7 +12,7 @@ describe('priority', () => {
   let runner: Runner | undefined;
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('prio'));
+    master = await startMaster(testDbName('prio'));
     feeder = await startFeeder(master.url);
   });
   afterAll(async () => {

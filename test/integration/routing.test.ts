@@ -1,5 +1,6 @@
 import type { Master } from '../../master/master';
-import { eventually, spawnCli, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { eventually, spawnCli, startMaster, waitForEvent } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
 
 /** Runner data and `requires`, targeting one runner, and an operator's drain through the HTTP API. */
@@ -10,7 +11,7 @@ describe('routing and draining', () => {
   let plain: RawRunner;
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('routing'), { token: 'routing-secret-token' });
+    master = await startMaster(testDbName('routing'), { token: 'routing-secret-token' });
     const auth = { token: 'routing-secret-token' };
     feeder = await rawFeeder(master.url, auth);
     gpu = await rawRunner(

@@ -1,7 +1,8 @@
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import { type Proc, spawnRunner, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { type Proc, spawnRunner, startMaster, waitForEvent } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { startFeeder } from '../helpers/clients';
 
 describe('a runner killed mid-task', () => {
@@ -10,7 +11,7 @@ describe('a runner killed mid-task', () => {
   const procs: Proc[] = [];
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('runnerkill'), { disconnectGraceMs: 200 });
+    master = await startMaster(testDbName('runnerkill'), { disconnectGraceMs: 200 });
     feeder = await startFeeder(master.url);
   });
   afterAll(async () => {

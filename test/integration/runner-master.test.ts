@@ -9,7 +9,7 @@ import { Master } from '../../master/master';
 import { NAMESPACES, type FeederToMaster, type MasterToFeeder } from '../../protocol/events';
 import type { TaskInput, TaskOutcome } from '../../protocol/schemas';
 import { Runner } from '../../runner/runner';
-import { dropTestDb, testDbName, testMongoUrl } from '../helpers/db';
+import { testDbName, testMongoUrl } from '../helpers/db';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'tasks');
 
@@ -46,7 +46,6 @@ describe('runner with the real master', () => {
     feeder?.disconnect();
     await runner?.close();
     await master?.close();
-    await dropTestDb(dbName);
   });
 
   /** Adds a batch and resolves with the final outcome of each task, in the order given. */

@@ -2,7 +2,8 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import { startFeeder } from '../helpers/clients';
-import { type Proc, spawnRunner, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { type Proc, spawnRunner, startMaster, waitForEvent } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 describe('a runner stopped with SIGTERM', () => {
   let master: Master;
@@ -11,7 +12,7 @@ describe('a runner stopped with SIGTERM', () => {
 
   beforeAll(async () => {
     // A long disconnect grace: a requeue that happens at once can only come from the explicit release.
-    master = await startMaster(uniqueDbName('shutdown'), { disconnectGraceMs: 60_000 });
+    master = await startMaster(testDbName('shutdown'), { disconnectGraceMs: 60_000 });
     feeder = await startFeeder(master.url);
   });
   afterAll(async () => {

@@ -3,7 +3,8 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, spawnCli, startMaster, uniqueDbName } from '../helpers/cluster';
+import { spawnCli, startMaster } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 /** `tasks` follows the outcomes while load goes on; journal, retention and purge keep growth bounded. */
@@ -14,14 +15,14 @@ describe('tasks current and bounded', () => {
   });
 
   async function cluster(label: string, opts: Parameters<typeof startMaster>[1] = {}) {
-    const dbName = uniqueDbName(label);
+    const dbName = testDbName(label);
     const master: Master = await startMaster(dbName, opts);
     cleanup.push(() => master.close());
     const runner: Runner = await startRunner(master.url, { workers: 2, slots: 16 });
     cleanup.push(() => runner.close());
     const feeder: Feeder = await startFeeder(master.url);
     cleanup.push(() => feeder.close());
-    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
     cleanup.push(() => conn.close());
     return { master, runner, feeder, conn, tasks: conn.collection<{ _id: string; state: string }>('tasks') };
   }

@@ -5,7 +5,7 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+import { startMaster, tempDir } from '../helpers/cluster';
 import { startFeeder, startRunner } from '../helpers/clients';
 import { ownDatabase, type OwnDatabase } from '../helpers/own-db';
 
@@ -31,7 +31,7 @@ describe('the database fails under a running master', () => {
   });
 
   async function cluster(label: string): Promise<{ master: Master; runner: Runner; feeder: Feeder }> {
-    const master = await startMaster(uniqueDbName(label), { mongoUrl: db.url(uniqueDbName(label)) });
+    const master = await startMaster(label, { mongoUrl: db.url(label) });
     cleanup.push(() => master.close());
     const runner = await startRunner(master.url, { workers: 2, slots: 8 });
     cleanup.push(() => runner.close());

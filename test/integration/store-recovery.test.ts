@@ -2,7 +2,8 @@ import mongoose from 'mongoose';
 import { io } from 'socket.io-client';
 import type { Master } from '../../master/master';
 import type { AddReply } from '../../protocol/schemas';
-import { dbUrl, freePort, spawnCli, startMaster, uniqueDbName, type Proc } from '../helpers/cluster';
+import { freePort, spawnCli, startMaster, type Proc } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { rawFeeder, rawRunner } from '../helpers/raw-clients';
 
 /** What a restarted master makes of what it finds in the database. */
@@ -13,10 +14,10 @@ describe('recovery after a restart', () => {
   });
 
   test('SIGKILL while a 10,000-task add is being written: after the restart its tasks are absent, and an acknowledged add completes', async () => {
-    const dbName = uniqueDbName('addkill');
+    const dbName = testDbName('addkill');
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
     cleanup.push(() => conn.close());
     const tasks = conn.collection<{ _id: string }>('tasks');
     const masters: Proc[] = [];
@@ -24,7 +25,7 @@ describe('recovery after a restart', () => {
       for (const m of masters) await m.kill('SIGKILL');
     });
     const start = async () => {
-      const p = spawnCli(['master', '--port', String(port), '--mongo-url', dbUrl(dbName)]);
+      const p = spawnCli(['master', '--port', String(port), '--mongo-url', testDbUrl(dbName)]);
       masters.push(p);
       await p.waitFor(/master listening/);
       return p;
@@ -76,7 +77,7 @@ describe('recovery after a restart', () => {
   });
 
   test('a task assigned to a runner that never comes back is requeued after the grace period, and the lost attempt does not count against maxAttempts', async () => {
-    const dbName = uniqueDbName('lostrunner');
+    const dbName = testDbName('lostrunner');
     const first: Master = await startMaster(dbName);
     const gone = await rawRunner(first.url, { runnerId: 'gone', slots: 1 });
     const feeder = await rawFeeder(first.url);
@@ -109,7 +110,7 @@ describe('recovery after a restart', () => {
   });
 
   test('an id stored before the restart is refused by the _id index, naming the task, with nothing else of the add kept', async () => {
-    const dbName = uniqueDbName('takenafter');
+    const dbName = testDbName('takenafter');
     const first = await startMaster(dbName);
     const f1 = await rawFeeder(first.url);
     expect((await f1.add([{ id: 'persisted', module: 'ok' }])).ok).toBe(true);

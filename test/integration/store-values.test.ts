@@ -4,7 +4,8 @@ import type { Master } from '../../master/master';
 import { decodeValue } from '../../models/codec';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, startMaster, testLogger, uniqueDbName } from '../helpers/cluster';
+import { startMaster, testLogger } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 import { rawRunner, type RawRunner } from '../helpers/raw-clients';
 
@@ -14,7 +15,7 @@ import { rawRunner, type RawRunner } from '../helpers/raw-clients';
  * with a clear error, and an honest add → result round trip works right after.
  */
 describe('no value can wedge the writer', () => {
-  const dbName = uniqueDbName('wedge');
+  const dbName = testDbName('wedge');
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
@@ -28,7 +29,7 @@ describe('no value can wedge the writer', () => {
     runner = await startRunner(master.url, { workers: 1, slots: 4, runnerId: 'r1' });
     feeder = new Feeder({ master: master.url, logger: testLogger(), maxMessageBytes: roomy.maxMessageBytes });
     await feeder.ready();
-    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
   });
   afterAll(async () => {
     await feeder?.close();
@@ -112,7 +113,7 @@ describe('no value can wedge the writer', () => {
 
 describe('a result the database refuses', () => {
   test('fails its task with EPERSIST, reaches the feeder so, and is not run again after a restart', async () => {
-    const dbName = uniqueDbName('refused');
+    const dbName = testDbName('refused');
     const first = await startMaster(dbName, { maxMessageBytes: 64 * 1024 * 1024 });
     const raw: RawRunner = await rawRunner(first.url, { runnerId: 'big', slots: 2 });
     const feeder = await startFeeder(first.url);
@@ -144,7 +145,7 @@ describe('a result the database refuses', () => {
       await again.until(() => again.assigned.some((a) => a.id === 'probe'));
       expect(again.assigned.map((a) => a.id)).toEqual(['probe']); // 'huge' is not run again
       await second.flushed();
-      const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+      const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
       const doc = await conn.collection<{ _id: string }>('tasks').findOne({ _id: 'huge' });
       await conn.close();
       expect(doc).toMatchObject({ state: 'failed', error: { code: 'EPERSIST' } });

@@ -5,7 +5,8 @@ import type { Master } from '../../master/master';
 import { checkExec, EEXEC } from '../../runner/exec-task';
 import { ChildPool, type JobOutcome } from '../../runner/pool';
 import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, testLogger, uniqueDbName } from '../helpers/cluster';
+import { startMaster, tempDir, testLogger } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 jest.setTimeout(30_000);
@@ -205,7 +206,7 @@ describe('built-in exec task: cancel', () => {
 });
 
 describe('built-in exec task through a master', () => {
-  const dbName = uniqueDbName('exec');
+  const dbName = testDbName('exec');
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
