@@ -78,11 +78,14 @@ describe('dependencies', () => {
   });
 
   test('a new task may depend on a task stored earlier, done or failed', async () => {
-    const [first] = await feeder.work([{ id: 'earlier', module: 'ok', params: ['x'] }]);
-    expect(first.state).toBe('done');
+    const earlier = await feeder.work([
+      { id: 'earlier', module: 'ok', params: ['x'] },
+      { id: 'earlier-bad', module: 'throws', params: ['boom'], maxAttempts: 1 },
+    ]);
+    expect(earlier.map((o) => o.state)).toEqual(['done', 'failed']);
     const [later, doomed] = await feeder.work([
       { module: 'ok', params: ['y'], dependencies: ['earlier'] },
-      { module: 'ok', params: ['z'], dependencies: ['bad'] },
+      { module: 'ok', params: ['z'], dependencies: ['earlier-bad'] },
     ]);
     expect(later.state).toBe('done');
     expect(doomed.state).toBe('failed');

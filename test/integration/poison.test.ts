@@ -21,15 +21,22 @@ describe('a task that kills its child every time', () => {
   });
 
   test('ends failed with ECRASH after its attempts, while every other task keeps flowing', async () => {
-    const pidsBefore = new Set(runner.pids);
+    const pidsBefore = runner.pids;
+    const respawned: number[] = [];
+    runner.on('respawn', (pid) => pid !== undefined && respawned.push(pid));
     const outcomes = await feeder.work([
       { id: 'poison', module: 'crash', maxAttempts: 3 },
       ...Array.from({ length: 20 }, (_, i) => ({ id: `fine-${i}`, module: 'timed', params: [20, i] })),
     ]);
     expect(outcomes[0]).toMatchObject({ state: 'failed', attempts: 3, error: { code: 'ECRASH' } });
     expect(outcomes.slice(1).every((o) => o.state === 'done')).toBe(true);
-    // Each crash replaced a child; none was reused.
-    expect(runner.pids.some((p) => !pidsBefore.has(p))).toBe(true);
+    // Each crash replaced its child with a new process, and no crashed child is in the pool again.
+    expect(respawned).toHaveLength(3);
+    const everUsed = new Set([...pidsBefore, ...respawned]);
+    expect(everUsed.size).toBe(pidsBefore.length + respawned.length);
     expect(runner.pids).toHaveLength(2);
+    const crashed = [...everUsed].filter((p) => !runner.pids.includes(p));
+    expect(crashed).toHaveLength(3);
+    for (const pid of crashed) expect(() => process.kill(pid, 0)).toThrow(); // gone, not parked
   });
 });

@@ -97,9 +97,10 @@ describe('the Feeder against a real master', () => {
 
   test('close() rejects waiting work() calls and can be called twice', async () => {
     const feeder = await feederFor(master.url);
-    // No runner: the task stays queued.
-    const pending = feeder.work([{ id: 'c-waiting', module: 'ok' }]);
-    await waitForEvent(master, 'outcomes', () => true, 300).catch(() => undefined);
+    // No runner: the task stays queued. Added first, so that work() is past its add and waiting.
+    const task = { id: 'c-waiting', module: 'ok' };
+    await feeder.add([task]);
+    const pending = feeder.work([task]);
     await feeder.close();
     await feeder.close();
     await expect(pending).rejects.toThrow(
