@@ -16,6 +16,7 @@ import {
   TOKEN,
   type Cluster,
 } from './cluster';
+import { within, WAIT_MS } from '../helpers/wait';
 
 interface AddReply {
   ok: boolean;
@@ -129,7 +130,9 @@ describe('adversarial: limits', () => {
     // A namespace CONNECT whose auth is larger than the limit: the transport refuses it before any
     // token check could run.
     m.engine.write(`0/feeder,${JSON.stringify({ token: 'z'.repeat(MESSAGE_LIMIT + 1) })}`);
-    expect(await closed).toMatch(/transport (close|error)/);
+    expect(await within(WAIT_MS, closed, 'the transport closed on an oversized CONNECT')).toMatch(
+      /transport (close|error)/,
+    );
     // Under the limit, the same unauthenticated connect is refused by the token check.
     expect((await connectError(c.master.url, '/feeder', { token: 'z'.repeat(1000) })).message).toMatch(
       /EAUTH|websocket error/,

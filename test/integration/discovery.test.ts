@@ -1,6 +1,7 @@
 import { discoverMaster, masterFromTracker } from '../../common/discovery';
 import type { Master } from '../../master/master';
-import { FIXTURES, spawnCli, startMaster, waitForEvent, type Proc } from '../helpers/cluster';
+import { FIXTURES, spawnCli, startMaster, type Proc } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 
 /** Discovery on loopback only: announcements go to 127.255.255.255. */

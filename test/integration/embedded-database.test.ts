@@ -8,7 +8,8 @@ import path from 'node:path';
 import { DataDirInUseError, LOCK_FILE, readHolder } from '../../models/data-dir-lock';
 import { startEmbeddedDatabase } from '../../models/database';
 import { USUAL_BUILD_TIME, buildFerretDB, findOnPath, startProgress } from '../../models/ferretdb-build';
-import { eventually, spawnCli, tempDir } from '../helpers/cluster';
+import { spawnCli, tempDir } from '../helpers/cluster';
+import { eventually } from '../helpers/wait';
 
 const isAlive = (pid: number): boolean => {
   try {

@@ -8,7 +8,8 @@ import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster, waitForEvent } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
 import { testDbName, testMongoUrl } from '../helpers/db';
 
 describe('the Feeder API', () => {

@@ -3,7 +3,8 @@ import type { Master } from '../../master/master';
 import type { TaskInput } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster, waitForEvent } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 
 /**

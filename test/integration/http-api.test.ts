@@ -8,7 +8,8 @@ import path from 'node:path';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
-import { eventually, startMaster, tempDir } from '../helpers/cluster';
+import { startMaster, tempDir } from '../helpers/cluster';
+import { eventually } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 

@@ -1,7 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
 import type { Master } from '../../master/master';
-import { startMaster, waitForEvent } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 
 /** A client that speaks only the original taskmaster events, as the slides' runner and feeder did. */

@@ -2,7 +2,8 @@ import mongoose from 'mongoose';
 import type { Feeder } from '../../feeder/feeder';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { eventually, freePort, spawnCli, type Proc } from '../helpers/cluster';
+import { freePort, spawnCli, type Proc } from '../helpers/cluster';
+import { eventually, WAIT_MS, within } from '../helpers/wait';
 import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
@@ -59,11 +60,11 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
       })),
     );
     expect(refs).toHaveLength(n);
-    await some;
+    await within(WAIT_MS, some, () => `outcomes of 5 tasks (got ${outcomes.size})`);
     await first.kill('SIGKILL');
     expect(outcomes.size).toBeLessThan(n); // really mid-batch
     await startMasterProcess();
-    await all;
+    await within(WAIT_MS, all, () => `outcomes of all ${n} tasks (got ${outcomes.size})`);
 
     for (const r of refs) expect(outcomes.get(r.id)).toMatchObject({ state: 'done' });
     for (const r of refs)

@@ -8,12 +8,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { io as connect, type Socket } from 'socket.io-client';
-import { Feeder } from '../../feeder/feeder';
+import type { Feeder } from '../../feeder/feeder';
 import { HttpRoutes, type HttpView } from '../../master/http';
 import type { Master } from '../../master/master';
 import { staticRoutes } from '../../master/static';
 import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, testLogger, waitForEvent } from '../helpers/cluster';
+import { startMaster, tempDir, testLogger } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
@@ -186,10 +187,8 @@ describe('the /dashboard namespace', () => {
   });
 });
 
-async function startTokenFeeder(url: string, token: string): Promise<Feeder> {
-  const f = new Feeder({ master: url, token, logger: testLogger() });
-  await f.ready();
-  return f;
+function startTokenFeeder(url: string, token: string): Promise<Feeder> {
+  return startFeeder(url, { token });
 }
 
 describe('the dashboard files', () => {

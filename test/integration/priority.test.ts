@@ -5,6 +5,7 @@ import type { Runner } from '../../runner/runner';
 import { startMaster } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
+import { within, WAIT_MS } from '../helpers/wait';
 
 describe('priority', () => {
   let master: Master;
@@ -41,7 +42,7 @@ describe('priority', () => {
     );
     await feeder.add(batch); // stored and queued before any runner exists
     runner = await startRunner(master.url, { workers: 1, slots: 1 });
-    await all;
+    await within(WAIT_MS, all, () => `outcomes of all ${batch.length} tasks (got ${outcomes.length})`);
     expect(outcomes.every((o) => o.state === 'done')).toBe(true);
     const order = outcomes
       .map((o) => o.result as { start: number; label: string })

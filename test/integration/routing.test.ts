@@ -1,5 +1,6 @@
 import type { Master } from '../../master/master';
-import { eventually, spawnCli, startMaster, waitForEvent } from '../helpers/cluster';
+import { spawnCli, startMaster } from '../helpers/cluster';
+import { eventually, waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
 
@@ -128,7 +129,7 @@ describe('routing and draining', () => {
   test('taskmaster status lists the runners; taskmaster drain --wait returns once the runner has no work left', async () => {
     const run = async (args: string[]) => {
       const p = spawnCli([...args, '--master', master.url, '--token', 'routing-secret-token']);
-      const code = await new Promise<number | null>((resolve) => p.child.once('exit', (c) => resolve(c)));
+      const code = await p.exit();
       return { code, out: p.output() };
     };
     const status = await run(['status', '--json']);

@@ -2,7 +2,8 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import { startFeeder } from '../helpers/clients';
-import { type Proc, spawnRunner, startMaster, waitForEvent } from '../helpers/cluster';
+import { type Proc, spawnRunner, startMaster } from '../helpers/cluster';
+import { WAIT_MS, waitForEvent, within } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 
 describe('a runner stopped with SIGTERM', () => {
@@ -49,7 +50,11 @@ describe('a runner stopped with SIGTERM', () => {
     const exit = stopping.kill('SIGTERM');
     await runner('taker');
     expect(await exit).toBe(0);
-    await all;
+    await within(
+      WAIT_MS,
+      all,
+      () => `outcomes of both tasks (got ${[...outcomes.keys()].join(', ') || 'none'})`,
+    );
     expect(outcomes.get('short')).toMatchObject({ state: 'done', attempts: 1 }); // finished within the grace
     expect(outcomes.get('long')).toMatchObject({ state: 'done', attempts: 2 }); // released, ran elsewhere
     expect(stopping.output()).toContain('released unfinished attempts');

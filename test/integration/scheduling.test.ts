@@ -1,6 +1,7 @@
 import mongoose from 'mongoose';
 import type { MasterOptions } from '../../master/options';
-import { eventually, startMaster, waitForEvent } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { eventually, waitForEvent } from '../helpers/wait';
 import { testDbName, testDbUrl } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
 

@@ -8,6 +8,7 @@ import type { Runner } from '../../runner/runner';
 import { startMaster, tempDir } from '../helpers/cluster';
 import { startFeeder, startRunner } from '../helpers/clients';
 import { ownDatabase, type OwnDatabase } from '../helpers/own-db';
+import { waitForEvent, within, WAIT_MS } from '../helpers/wait';
 
 /**
  * The database under a running master: frozen, killed and restarted. Each test has a server of its
@@ -43,9 +44,9 @@ describe('the database fails under a running master', () => {
   test('an add is not acknowledged while the database is frozen (SIGSTOP), and is once it runs again', async () => {
     const { feeder } = await cluster('sigstop');
     expect(await feeder.work([{ module: 'ok', params: ['before'] }])).toMatchObject([{ state: 'done' }]);
-    const done = new Promise<TaskOutcome>((resolve) =>
-      feeder.on('result', (o: TaskOutcome) => o.id === 'frozen' && resolve(o)),
-    );
+    const done = waitForEvent<[TaskOutcome]>(feeder, 'result', (o) => o.id === 'frozen', {
+      what: 'the outcome of task "frozen"',
+    }).then(([o]) => o);
     db.signal('SIGSTOP');
     let acked = false;
     const add = feeder.add([{ id: 'frozen', module: 'ok', params: ['during'] }]).then((r) => {
@@ -73,10 +74,14 @@ describe('the database fails under a running master', () => {
       onOutcome();
     });
     const until = (count: number) =>
-      new Promise<void>((resolve) => {
-        onOutcome = () => outcomes.size >= count && resolve();
-        onOutcome();
-      });
+      within(
+        WAIT_MS,
+        new Promise<void>((resolve) => {
+          onOutcome = () => outcomes.size >= count && resolve();
+          onOutcome();
+        }),
+        () => `${count} outcomes (got ${outcomes.size})`,
+      );
     const refs = await feeder.add(
       Array.from({ length: n }, (_, i) => ({ id: `k${i}`, module: 'record', params: [runs, `k${i}`, 20] })),
     );

@@ -1,13 +1,14 @@
 import mongoose from 'mongoose';
-import { Feeder } from '../../feeder/feeder';
+import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import { decodeValue } from '../../models/codec';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { startMaster, testLogger } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 import { rawRunner, type RawRunner } from '../helpers/raw-clients';
+import { waitForEvent } from '../helpers/wait';
 
 /**
  * Values a database refuses for their keys or shape, sent by feeders and returned by task modules.
@@ -27,8 +28,7 @@ describe('no value can wedge the writer', () => {
   beforeAll(async () => {
     master = await startMaster(dbName, roomy);
     runner = await startRunner(master.url, { workers: 1, slots: 4, runnerId: 'r1' });
-    feeder = new Feeder({ master: master.url, logger: testLogger(), maxMessageBytes: roomy.maxMessageBytes });
-    await feeder.ready();
+    feeder = await startFeeder(master.url, { maxMessageBytes: roomy.maxMessageBytes });
     conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
   });
   afterAll(async () => {
@@ -117,9 +117,9 @@ describe('a result the database refuses', () => {
     const first = await startMaster(dbName, { maxMessageBytes: 64 * 1024 * 1024 });
     const raw: RawRunner = await rawRunner(first.url, { runnerId: 'big', slots: 2 });
     const feeder = await startFeeder(first.url);
-    const outcome = new Promise<TaskOutcome>((resolve) =>
-      feeder.on('result', (o: TaskOutcome) => o.id === 'huge' && resolve(o)),
-    );
+    const outcome = waitForEvent<[TaskOutcome]>(feeder, 'result', (o) => o.id === 'huge', {
+      what: 'the outcome of task "huge"',
+    }).then(([o]) => o);
     await feeder.add([{ id: 'huge', module: 'ok' }]);
     await raw.until(() => raw.assigned.length === 1);
     // 17 MB: more than any MongoDB-wire server stores in one document.

@@ -4,7 +4,8 @@ import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { freePort, startMaster, testLogger, waitForEvent } from '../helpers/cluster';
+import { freePort, startMaster, testLogger } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 
 const EXAMPLE_TASKS = path.join(__dirname, '..', '..', 'tasks');
