@@ -18,17 +18,34 @@ export interface WaitOptions {
   what?: string | (() => string);
 }
 
-export class WaitTimeout extends Error {}
-
-function timeoutError(ms: number, what: string | (() => string)): WaitTimeout {
-  return new WaitTimeout(`waited ${ms} ms for: ${typeof what === 'function' ? what() : what}`);
+export class WaitTimeout extends Error {
+  override name = 'WaitTimeout';
 }
+
+/**
+ * The error a wait fails with, made when the wait begins so that its stack (and jest's code frame)
+ * shows the test line that waited rather than a timer; frames of the helpers are left out.
+ */
+function timeoutError(ms: number, what: string | (() => string)): () => WaitTimeout {
+  const site = new Error().stack ?? '';
+  return () => {
+    const err = new WaitTimeout(`waited ${ms} ms for: ${typeof what === 'function' ? what() : what}`);
+    const frames = site
+      .split('\n')
+      .slice(1)
+      .filter((line) => !HELPERS.test(line));
+    err.stack = [`${err.name}: ${err.message}`, ...frames].join('\n');
+    return err;
+  };
+}
+const HELPERS = /[/\\]test[/\\]helpers[/\\]/;
 
 /** Settles as `promise` does, or rejects after `ms` saying that `what` did not happen. */
 export function within<T>(ms: number, promise: Promise<T>, what: string | (() => string)): Promise<T> {
+  const error = timeoutError(ms, what);
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timeoutError(ms, what)), ms);
+    timer = setTimeout(() => reject(error()), ms);
   });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
@@ -71,12 +88,13 @@ export async function eventually<T>(
   opts: number | WaitOptions = {},
 ): Promise<T> {
   const { timeout = WAIT_MS, what } = typeof opts === 'number' ? { timeout: opts } : opts;
+  const error = timeoutError(timeout, what ?? `${check.toString()} to hold`);
   const until = Date.now() + timeout;
   let delay = 20;
   for (;;) {
     const v = await check();
     if (v) return v;
-    if (Date.now() > until) throw timeoutError(timeout, what ?? `${check.toString()} to hold`);
+    if (Date.now() > until) throw error();
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 250);
   }

@@ -147,6 +147,10 @@ describe('HTTP API: tasks and batches', () => {
     const early = await call(master, 'POST', '/api/tasks/child/retry');
     expect({ status: early.status, code: early.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
 
+    await master.flushed();
+    const failedDoc = await master.tasksCollection.findOne({ _id: 'grandchild' });
+    expect(failedDoc?.state).toBe('failed');
+
     fs.writeFileSync(flag, 'now it exists');
     const r = await call<{ task: TaskView; retried: string[] }>(master, 'POST', '/api/tasks/root/retry');
     expect(r.status).toBe(200);
@@ -164,6 +168,7 @@ describe('HTTP API: tasks and batches', () => {
     await master.flushed();
     const doc = await master.tasksCollection.findOne({ _id: 'grandchild' });
     expect(doc?.state).toBe('done');
+    expect(doc?.rev).toBeGreaterThan(failedDoc?.rev as number);
     const again = await call(master, 'POST', '/api/tasks/root/retry');
     expect({ status: again.status, code: again.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
   });

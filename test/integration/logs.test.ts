@@ -10,21 +10,16 @@ import { capturingLogger } from '../helpers/capture';
 import { FIXTURES, freePort } from '../helpers/cluster';
 import { testDbName, testMongoUrl } from '../helpers/db';
 import { startRunner } from '../helpers/clients';
+import { eventually } from '../helpers/wait';
 
 /** Resolves with the first line matching, polling the captured lines (bounded). */
-async function line(
+function line(
   lines: Record<string, unknown>[],
   test: (l: Record<string, unknown>) => boolean,
   what: string,
-  timeoutMs = 15_000,
+  timeout = 15_000,
 ): Promise<Record<string, unknown>> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const found = lines.find(test);
-    if (found) return found;
-    if (Date.now() > until) throw new Error(`no log line: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  return eventually(() => lines.find(test), { timeout, what: `a log line: ${what}` });
 }
 
 describe('logs', () => {

@@ -92,7 +92,9 @@ describe('recovery after a restart', () => {
     cleanup.push(() => second.close());
     const other = await rawRunner(second.url, { runnerId: 'other', slots: 1 });
     cleanup.push(() => other.close());
-    await other.until(() => other.assigned.length === 1);
+    await other.until(() => other.assigned.length === 1, {
+      what: 'the orphaned task requeued after the recovery grace and assigned to runner "other"',
+    });
     expect(other.assigned[0]).toMatchObject({ id: 'orphan', attempt: 2 });
     // Attempt 2 fails: with the lost attempt counted this would be the last of maxAttempts: 2.
     await other.finish([{ id: 'orphan', attempt: 2, ok: false, error: { code: 'ETASK', message: 'flaky' } }]);
