@@ -11,12 +11,15 @@
  *
  * Tasks are sent as given: the master is the only validator, so the CLI, this library and clients
  * of the original protocol all get the same messages.
+ *
+ * Connecting, reconnecting and a refused token are the client link's (common/client-link.ts, shared
+ * with the runner); a refused token is final for a feeder, and fails `ready()` at once.
  */
-import { connectCause } from '../common/connect-cause';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { io, type Socket } from 'socket.io-client';
+import { type Socket } from 'socket.io-client';
 import { backoffDelay } from '../common/backoff';
+import { ClientLink } from '../common/client-link';
 import { silentLogger, type Logger } from '../common/logger';
 import { TaskmasterError, toError, type WireError } from '../protocol/errors';
 import { NAMESPACES, type FeederToMaster, type MasterToFeeder, type Progress } from '../protocol/events';
@@ -93,6 +96,7 @@ const MEMORY = 100_000;
 export class Feeder extends EventEmitter<FeederEvents> {
   readonly master: string;
   private readonly opts: FeederOptions & FeederDefaults;
+  private readonly link: ClientLink<MasterToFeeder, FeederToMaster>;
   private readonly socket: FeederSocket;
   private readonly logger: Logger;
   /** Ids added (or watched) whose outcome has not arrived yet. */
@@ -105,15 +109,6 @@ export class Feeder extends EventEmitter<FeederEvents> {
   private readonly finished = new Map<string, TaskOutcome>();
   /** The id each task object passed to `add` was stored under, so `work` on it waits instead. */
   private readonly addedAs = new WeakMap<object, string>();
-  /** Set when the master refused the handshake: retrying cannot help. */
-  private refused: TaskmasterError | null = null;
-  /** Pending `ready()` calls, failed at once by EAUTH or close(). */
-  private readonly readyRejects = new Set<(err: Error) => void>();
-  private lastConnectError = '';
-  private manualRetries = 0;
-  private reconnectTimer: NodeJS.Timeout | null = null;
-  /** A connection failure was logged since the last connect (one warning per outage). */
-  private unreachable = false;
   private watchQueued = false;
   private closed = false;
 
@@ -132,51 +127,24 @@ export class Feeder extends EventEmitter<FeederEvents> {
     this.opts = { ...FEEDER_DEFAULTS, ...given };
     this.master = this.opts.master;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'feeder' });
-    this.socket = io(new URL(NAMESPACES.feeder, this.master).href, {
-      auth: { token: this.opts.token, role: 'feeder' },
-      transports: ['websocket'],
-      // Each feeder has its own connection, even several in one process (tests, the demo).
-      forceNew: true,
-      reconnectionDelay: this.opts.reconnectDelayMs,
-      reconnectionDelayMax: this.opts.reconnectDelayMaxMs,
-      randomizationFactor: 0.5,
+    this.link = new ClientLink({
+      master: this.master,
+      namespace: NAMESPACES.feeder,
+      role: 'feeder',
+      token: this.opts.token,
+      reconnectDelayMs: this.opts.reconnectDelayMs,
+      reconnectDelayMaxMs: this.opts.reconnectDelayMaxMs,
+      autoConnect: true,
+      retryRefused: false,
+      logger: this.logger,
     });
-    this.socket.on('connect', () => {
-      this.manualRetries = 0;
-      this.unreachable = false;
+    this.socket = this.link.socket;
+    this.link.on('connect', () => {
       this.logger.debug('connected to the master', { master: this.master });
       this.emit('connect');
       void this.rewatch();
     });
-    this.socket.on('disconnect', (reason) => {
-      if (reason !== 'io client disconnect') this.logger.warn('disconnected from the master', { reason });
-      this.emit('disconnect', reason);
-      // Socket.IO leaves reconnecting to us when the master disconnected this socket on purpose;
-      // its own reconnection covers lost transports (a master that restarts or dies).
-      if (reason === 'io server disconnect') this.reconnectLater();
-    });
-    this.socket.on('connect_error', (err: Error & { data?: { code?: string; message?: string } }) => {
-      this.lastConnectError = err.message;
-      if (err.data?.code === 'EAUTH') {
-        this.refused = new TaskmasterError(
-          'EAUTH',
-          `the master at ${this.master} refused the connection: missing or wrong token`,
-        );
-        this.logger.error(this.refused.message);
-        for (const fail of [...this.readyRejects]) fail(this.refused);
-        return;
-      }
-      if (!this.unreachable) {
-        // Once per outage, at warn: the feeder keeps retrying, and says why it cannot get through.
-        this.unreachable = true;
-        this.logger.warn('cannot reach the master; retrying', {
-          master: this.master,
-          cause: connectCause(err),
-        });
-      }
-      // A middleware refusal other than EAUTH stops Socket.IO's reconnection; a transport error does not.
-      if (!this.socket.active) this.reconnectLater();
-    });
+    this.link.on('disconnect', (reason) => this.emit('disconnect', reason));
     this.socket.on('task:outcomes', (payload) => {
       const parsed = outcomesSchema.safeParse(payload);
       if (!parsed.success) return void this.logger.warn('malformed task:outcomes ignored');
@@ -203,30 +171,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
 
   /** Resolves once connected; rejects after `timeoutMs` (default `connectTimeoutMs`), on EAUTH, or if closed. */
   ready(timeoutMs: number = this.opts.connectTimeoutMs): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('the feeder is closed'));
-    if (this.refused) return Promise.reject(this.refused);
-    if (this.socket.connected) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.socket.off('connect', onConnect);
-        this.readyRejects.delete(fail);
-      };
-      const fail = (err: Error) => {
-        cleanup();
-        reject(err);
-      };
-      const timer = setTimeout(() => {
-        const last = this.lastConnectError ? ` (last error: ${this.lastConnectError})` : '';
-        fail(new Error(`cannot reach the master at ${this.master} within ${timeoutMs} ms${last}`));
-      }, timeoutMs);
-      const onConnect = () => {
-        cleanup();
-        resolve();
-      };
-      this.socket.on('connect', onConnect);
-      this.readyRejects.add(fail);
-    });
+    return this.link.whenConnected(timeoutMs);
   }
 
   /**
@@ -425,9 +370,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.socket.disconnect();
-    for (const fail of [...this.readyRejects]) fail(new Error('the feeder was closed'));
+    this.link.close();
     for (const [id, list] of this.waiters) for (const w of list) w.reject(closedBefore(id));
     this.waiters.clear();
   }
@@ -527,18 +470,6 @@ export class Feeder extends EventEmitter<FeederEvents> {
     } catch (err) {
       this.logger.warn('watch failed; will retry on the next connect', { error: String(err) });
     }
-  }
-
-  private reconnectLater(): void {
-    if (this.closed || this.refused || this.reconnectTimer) return;
-    const delay = backoffDelay(this.manualRetries++, {
-      base: this.opts.reconnectDelayMs,
-      cap: this.opts.reconnectDelayMaxMs,
-    });
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      if (!this.closed && !this.socket.connected) this.socket.connect();
-    }, delay);
   }
 }
 

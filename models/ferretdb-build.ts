@@ -17,7 +17,7 @@ import { CACHE_DIR, PACKAGE_ROOT } from './package-root';
 
 export const FERRETDB_VERSION = '1.24.2';
 /** Bump when a file in tools/ferretdb/patches (or the wrapper) changes. */
-export const FERRETDB_PATCH_LEVEL = 2;
+export const FERRETDB_PATCH_LEVEL = 3;
 
 const REPO_ROOT = PACKAGE_ROOT;
 const WRAPPER_DIR = path.join(REPO_ROOT, 'tools', 'ferretdb');

@@ -1,7 +1,9 @@
 /**
  * The parent's handle on one child process: forks it, feeds it module code and attempts, and reports
- * what it says and how it died. Scheduling decisions (which child, timeouts, replacement) belong to
- * the pool; a handle whose process exited is never reused.
+ * what it says and how it died. It owns the counts the pool chooses by (attempts held, abandoned,
+ * finished) and the reasons it was retired or killed; the choices themselves (which child, when to
+ * retire, when to replace) belong to the pool, and an attempt's timeout and escalation to its
+ * supervisor. A handle whose process exited is never reused.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -10,6 +12,7 @@ import readline from 'node:readline';
 import type { Logger } from '../common/logger';
 import type { WireError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
+import type { AttemptHost } from './attempt-supervisor';
 import type { LoadedModule } from './loader';
 import {
   ChildCommand,
@@ -43,21 +46,22 @@ const TSX_CJS = require.resolve('tsx/cjs');
 
 let nextId = 1;
 
-export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [ChildExit]; ready: [] }> {
+export class ChildHandle
+  extends EventEmitter<{ message: [ToParent]; exit: [ChildExit]; ready: [] }>
+  implements AttemptHost
+{
   readonly id = nextId++;
+  readonly killWarning = 'task did not stop after its abort signal; killing its worker process';
   /** Attempts the child is running, including cancelled ones that have not settled yet. */
   readonly keys = new Set<string>();
-  /** Attempts the pool abandoned (cancelled, timed out) that this child has not let go of yet. */
-  abandoned = 0;
-  /** Why the pool killed this child on purpose, for the ECRASH message of the attempts it took along. */
-  killedFor: string | undefined;
-  /** Attempts the child has reported settled (completed or failed), for recycling after N tasks. */
-  finished = 0;
-  /** Why the pool is retiring this child: it takes no new attempt and is stopped once it holds none. */
-  retiring: string | undefined;
+  /** Of those, the ones cancelled or timed out that the child has not let go of yet. */
+  private readonly cancelled = new Set<string>();
+  private finishedCount = 0;
+  private retiredFor: string | undefined;
+  private killReason: string | undefined;
   private readonly proc: ChildProcess;
   /** Module name → the one version the child holds (it keeps only the newest per name). */
-  private readonly holds = new Map<string, string>();
+  private readonly versions = new Map<string, string>();
   private fatal: WireError | undefined;
   private isReady = false;
   private exited = false;
@@ -123,25 +127,62 @@ export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [Chil
     return this.keys.size;
   }
 
+  /** Cancelled or timed-out attempts the child has not let go of: it may be stuck in one until the kill. */
+  get abandoned(): number {
+    return this.cancelled.size;
+  }
+
+  /** Attempts the child has reported settled (completed or failed), for recycling after N tasks. */
+  get finished(): number {
+    return this.finishedCount;
+  }
+
+  /** Why the pool is retiring this child: it takes no new attempt and is stopped once it holds none. */
+  get retiring(): string | undefined {
+    return this.retiredFor;
+  }
+
+  /** Why the child was killed on purpose, for the ECRASH message of the attempts it took along. */
+  get killedFor(): string | undefined {
+    return this.killReason;
+  }
+
+  retire(reason: string): void {
+    this.retiredFor ??= reason;
+  }
+
+  holds(key: string): boolean {
+    return this.keys.has(key);
+  }
+
   /** Starts an attempt; sends the module's code first unless the child already holds this version. */
   start(key: string, task: TaskPayload, mod: LoadedModule): void {
-    if (this.holds.get(mod.name) !== mod.hash) {
+    if (this.versions.get(mod.name) !== mod.hash) {
       this.send({ cmd: ChildCommand.Load, module: mod.name, hash: mod.hash, path: mod.path, code: mod.code });
-      this.holds.set(mod.name, mod.hash);
+      this.versions.set(mod.name, mod.hash);
     }
     this.keys.add(key);
     this.send({ cmd: ChildCommand.Start, key, hash: mod.hash, task });
   }
 
+  /** Fires the attempt's AbortSignal in the child; it counts as abandoned until the child lets go. */
   cancel(key: string, error: WireError): void {
-    if (this.keys.has(key)) this.send({ cmd: ChildCommand.Cancel, key, error });
+    if (!this.keys.has(key)) return;
+    this.cancelled.add(key);
+    this.send({ cmd: ChildCommand.Cancel, key, error });
   }
 
   replyAdd(reqId: number, reply: AddReply): void {
     this.send({ cmd: ChildCommand.AddReply, reqId, reply });
   }
 
-  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+  /** SIGKILL on purpose; the first reason is kept for the ECRASH of every attempt it held. */
+  killFor(reason: string): void {
+    this.killReason ??= reason;
+    this.kill('SIGKILL');
+  }
+
+  private kill(signal: NodeJS.Signals): void {
     if (!this.exited) this.proc.kill(signal);
   }
 
@@ -170,7 +211,8 @@ export class ChildHandle extends EventEmitter<{ message: [ToParent]; exit: [Chil
         return;
       case ParentCommand.Completed:
       case ParentCommand.Failed:
-        if (this.keys.delete(msg.key)) this.finished++;
+        if (this.keys.delete(msg.key)) this.finishedCount++;
+        if (this.cancelled.size > 0) this.cancelled.delete(msg.key);
         break;
     }
     this.emit('message', msg);

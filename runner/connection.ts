@@ -1,16 +1,17 @@
 /**
- * The runner's Socket.IO connection to the master's /runner namespace. Socket.IO reconnects on its
- * own (jittered exponential delay); this class adds the handshake that makes a connection usable:
- * `runner:hello` on every connect, retried until acknowledged, whose reply lists the attempts to drop.
- * Nothing but the hello goes out before that ack, so the master always knows who is talking.
+ * The runner's connection to the master's /runner namespace. Connecting, reconnecting with backoff,
+ * a refused token and the warnings while the master is away are the client link's (common/
+ * client-link.ts, shared with the feeder); this class adds the handshake that makes a connection
+ * usable: `runner:hello` on every connect, retried until acknowledged, whose reply lists the attempts
+ * to drop. Nothing but the hello goes out before that ack, so the master always knows who is talking.
  */
-import { connectCause } from '../common/connect-cause';
 import { EventEmitter } from 'node:events';
-import { io, type Socket } from 'socket.io-client';
+import { type Socket } from 'socket.io-client';
 import { z } from 'zod';
 import { backoffDelay } from '../common/backoff';
+import { ClientLink } from '../common/client-link';
 import type { Logger } from '../common/logger';
-import { TaskmasterError, toError } from '../protocol/errors';
+import { type TaskmasterError, toError } from '../protocol/errors';
 import {
   NAMESPACES,
   type AttemptRef,
@@ -64,38 +65,34 @@ export interface ConnectionEvents {
 }
 
 export class MasterConnection extends EventEmitter<ConnectionEvents> {
+  private readonly link: ClientLink<MasterToRunner, RunnerToMaster>;
   private readonly socket: RunnerSocket;
   private ready = false;
   /** Bumped on every connect and disconnect, so a hello loop of an older connection stops. */
   private generation = 0;
-  private manualRetries = 0;
-  private manualTimer: NodeJS.Timeout | null = null;
-  /** A connection failure was logged since the last connect (one warning per outage). */
-  private unreachable = false;
   private helloTimer: NodeJS.Timeout | null = null;
-  private closed = false;
   /** The master's largest message, from its hello reply (older masters send none). */
   maxMessageBytes: number | undefined;
 
   constructor(private readonly opts: ConnectionOptions) {
     super();
-    this.socket = io(new URL(NAMESPACES.runner, opts.master).href, {
-      auth: { token: opts.token, role: 'runner' },
+    this.link = new ClientLink({
+      master: opts.master,
+      namespace: NAMESPACES.runner,
+      role: 'runner',
+      token: opts.token,
+      reconnectDelayMs: opts.reconnectDelayMs,
+      reconnectDelayMaxMs: opts.reconnectDelayMaxMs,
+      // Connected by open(), once the children are up.
       autoConnect: false,
-      // Every runner needs its own connection, even several in one process.
-      forceNew: true,
-      transports: ['websocket'],
-      reconnection: true,
-      reconnectionDelay: opts.reconnectDelayMs,
-      reconnectionDelayMax: opts.reconnectDelayMaxMs,
-      randomizationFactor: 0.5,
+      // A runner is long-lived: it keeps trying after a refusal; start() gives up on the first one.
+      retryRefused: true,
+      logger: opts.logger,
     });
-    this.socket.on('connect', () => {
-      this.unreachable = false;
-      void this.handshake(++this.generation);
-    });
-    this.socket.on('disconnect', (reason) => this.onDisconnect(reason));
-    this.socket.on('connect_error', (err) => this.onConnectError(err));
+    this.socket = this.link.socket;
+    this.link.on('connect', () => void this.handshake(++this.generation));
+    this.link.on('disconnect', (reason) => this.onDisconnect(reason));
+    this.link.on('refused', (err) => this.emit('refused', err));
     // Not gated on the hello ack: the master may send work before our side has read the ack.
     this.socket.on('task:assign', (payload) => this.emit('assign', payload));
     this.socket.on('task:cancel', (payload) => this.emit('cancel', payload));
@@ -112,16 +109,14 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
   }
 
   open(): void {
-    this.socket.connect();
+    this.link.open();
   }
 
   close(): void {
-    this.closed = true;
     this.ready = false;
     this.generation++;
-    if (this.manualTimer) clearTimeout(this.manualTimer);
     if (this.helloTimer) clearTimeout(this.helloTimer);
-    this.socket.disconnect();
+    this.link.close();
   }
 
   /** Tells the master to send no new work (shutdown). */
@@ -187,7 +182,6 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
   }
 
   private async handshake(gen: number): Promise<void> {
-    this.manualRetries = 0;
     const log = this.opts.logger;
     for (let attempt = 0; gen === this.generation && this.socket.connected; attempt++) {
       try {
@@ -227,45 +221,7 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
 
   private onDisconnect(reason: string): void {
     this.generation++;
-    const wasReady = this.ready;
     this.ready = false;
-    if (wasReady) this.opts.logger.warn('disconnected from the master', { reason });
     this.emit('down', reason);
-    // Socket.IO leaves reconnecting to us when the server closed the socket on purpose.
-    if (reason === 'io server disconnect') this.reconnectLater();
-  }
-
-  private onConnectError(err: Error & { data?: unknown }): void {
-    if (this.closed) return;
-    if (/EAUTH/.test(err.message)) {
-      this.opts.logger.error('the master refused the handshake', { error: err.message });
-      this.emit(
-        'refused',
-        new TaskmasterError('EAUTH', `the master at ${this.opts.master} refused the runner: ${err.message}`),
-      );
-    } else if (!this.unreachable) {
-      // Once per outage, at warn: the runner keeps retrying, and says why it cannot get through.
-      this.unreachable = true;
-      this.opts.logger.warn('cannot reach the master; retrying', {
-        master: this.opts.master,
-        cause: connectCause(err),
-      });
-    } else {
-      this.opts.logger.debug('cannot reach the master', { master: this.opts.master, error: err.message });
-    }
-    // A middleware refusal stops Socket.IO's own reconnection; a transport error does not.
-    if (!this.socket.active) this.reconnectLater();
-  }
-
-  private reconnectLater(): void {
-    if (this.closed || this.manualTimer) return;
-    const delay = backoffDelay(this.manualRetries++, {
-      base: this.opts.reconnectDelayMs,
-      cap: this.opts.reconnectDelayMaxMs,
-    });
-    this.manualTimer = setTimeout(() => {
-      this.manualTimer = null;
-      if (!this.closed && !this.socket.connected) this.socket.connect();
-    }, delay);
   }
 }

@@ -11,8 +11,9 @@
  * It runs in the runner process, not in a pool child. The program is a process of its own already, so
  * a child would only add a hop and copy the output once more over IPC; and when a child is killed
  * after a timeout, a program it started would be left running with nobody to kill it. Here the pool
- * holds the program's process directly: cancel and run timeout send SIGTERM, then SIGKILL after the
- * grace, and closing the pool kills what is left.
+ * holds the program's process directly, as the host of its attempt (runner/attempt-supervisor.ts):
+ * cancel and run timeout send SIGTERM, then SIGKILL after the grace, and closing the pool kills what
+ * is left.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -149,8 +150,12 @@ function refuse(message: string): { ok: false; error: WireError } {
   return { ok: false, error: { code: EEXEC, message } };
 }
 
-/** One running program. `done` is called once, when it has exited (or could not be started). */
+/**
+ * One running program, the host of one attempt. `done` is called once, when it has exited (or could
+ * not be started).
+ */
 export class ExecProcess {
+  readonly killWarning = 'program did not stop after SIGTERM; killing it';
   private readonly proc: ChildProcess;
   private exited = false;
   private killTimer: NodeJS.Timeout | null = null;
@@ -200,6 +205,19 @@ export class ExecProcess {
 
   get pid(): number | undefined {
     return this.proc.pid;
+  }
+
+  /** SIGTERM: the program's chance to stop on its own. */
+  cancel(_key: string, _error: WireError): void {
+    if (!this.exited) this.proc.kill('SIGTERM');
+  }
+
+  holds(_key: string): boolean {
+    return !this.exited;
+  }
+
+  killFor(_reason: string): void {
+    if (!this.exited) this.proc.kill('SIGKILL');
   }
 
   /** SIGTERM now, SIGKILL if the program is still there after `graceMs`; resolves once it has exited. */

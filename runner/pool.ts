@@ -1,39 +1,39 @@
 /**
- * The child-process pool (after BullMQ's sandbox pool): `workers` children, each running as many
- * attempts as it is given. An attempt goes to the child with the fewest attempts in hand, so async
- * tasks overlap while CPU-bound ones spread over the processes.
+ * The child pool (after BullMQ's child-pool.ts): `workers` children, each running as many attempts as
+ * it is given. It forks them, chooses one per attempt, recycles and replaces them, and routes what
+ * they say to the attempt it concerns; each attempt's timeout, cancel-then-kill escalation and single
+ * report belong to its supervisor (attempt-supervisor.ts), and the counts a child is chosen by to the
+ * child's handle (child-handle.ts).
+ *
+ * Choosing: the live, non-retiring child with the fewest abandoned attempts (one may be stuck in an
+ * attempt until it is killed), then the fewest attempts in hand, so async tasks overlap while
+ * CPU-bound ones spread over the processes. With no child alive (all died at once and the respawns
+ * are backing off), attempts wait and go to the next child forked.
  *
  * A child that dies is replaced, never reused, and every attempt it held fails with ECRASH (the
- * master retries it). A cancelled or timed-out attempt gets its AbortSignal fired; if it has not let
- * go after `killGraceMs` the whole child is killed, because a spinning task cannot be stopped any
- * other way. Its neighbours then fail with ECRASH too: a retry is cheaper than a stuck slot.
+ * master retries it); a child that dies before it is even ready is replaced with backoff. Recycling
+ * (`maxTasksPerWorker`, `maxWorkerMemoryMb`): a child past either limit is retired as an attempt
+ * settles. Its replacement is forked at once; it takes no new attempt, finishes those it holds, and is
+ * then stopped; nothing it runs fails because of it.
  *
- * Recycling (`maxTasksPerWorker`, `maxWorkerMemoryMb`): a child past either limit is retired. It takes
- * no new attempt, finishes those it holds, and is then stopped; nothing it runs fails because of it.
+ * Built-in `exec` attempts run a program straight from here, not in a child (see exec-task.ts); the
+ * program is their host, with the same supervisor.
  *
- * Built-in `exec` attempts run a program straight from here, not in a child (see exec-task.ts); they
- * share the timeout, cancel and settled reporting of the others.
+ * Ordering: a child's Completed/Failed first updates the child (its counts, a retirement, and so a
+ * replacement that takes the waiting attempts), then reports the outcome, so an attempt queued by a
+ * `settled` listener avoids a retiring child.
  */
 import { EventEmitter } from 'node:events';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
-import { wireError, type WireError } from '../protocol/errors';
+import { wireError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
+import { AttemptSupervisor, type AttemptOwner, type JobOutcome, type PoolJob } from './attempt-supervisor';
 import { ChildHandle, type ChildExit } from './child-handle';
 import { ExecProcess, type ExecSpec } from './exec-task';
-import type { LoadedModule } from './loader';
-import { ParentCommand, type TaskPayload, type ToParent } from './sandbox-messages';
+import { ParentCommand, type ToParent } from './sandbox-messages';
 
-/** An attempt of a task module (run in a child), or of the built-in `exec` (run here). */
-export type PoolJob = {
-  key: string;
-  task: TaskPayload;
-  /** Milliseconds from dispatch before the attempt fails with ETO. */
-  runTimeout?: number;
-} & ({ module: LoadedModule } | { exec: ExecSpec });
-
-export type JobOutcome =
-  { ok: true; result: unknown } | { ok: false; error: WireError; unrecoverable?: boolean };
+export type { JobOutcome, PoolJob } from './attempt-supervisor';
 
 export interface PoolOptions {
   workers: number;
@@ -58,25 +58,10 @@ export interface PoolEvents {
   recycle: [retired: number | undefined, pid: number | undefined, reason: string];
 }
 
-interface JobState {
-  job: PoolJob;
-  child: ChildHandle;
-  /** Cancelled or timed out: nothing more is reported, we only wait for the child to let go. */
-  abandoned: boolean;
-  timer: NodeJS.Timeout | null;
-}
-
-interface ExecState {
-  job: PoolJob;
-  proc: ExecProcess | null;
-  abandoned: boolean;
-  timer: NodeJS.Timeout | null;
-}
-
-export class ChildPool extends EventEmitter<PoolEvents> {
+export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner {
   private children: ChildHandle[] = [];
-  private jobs = new Map<string, JobState>();
-  private execs = new Map<string, ExecState>();
+  /** Every attempt handed to a host and not let go of yet, cancelled ones included. */
+  private attempts = new Map<string, AttemptSupervisor>();
   /** Jobs that arrived while no child was alive (all crashed at once and respawns are backing off). */
   private waiting: PoolJob[] = [];
   private earlyDeaths = 0;
@@ -84,11 +69,13 @@ export class ChildPool extends EventEmitter<PoolEvents> {
   /** Children that died and are not replaced yet. */
   private missing = 0;
   private closed = false;
-  private readonly log: Logger;
+  readonly log: Logger;
+  readonly killGraceMs: number;
 
   constructor(private readonly opts: PoolOptions) {
     super();
     this.log = opts.logger;
+    this.killGraceMs = opts.killGraceMs;
   }
 
   /** Forks the children and waits until each reports ready, so a broken install fails start-up. */
@@ -97,50 +84,35 @@ export class ChildPool extends EventEmitter<PoolEvents> {
     await Promise.all(spawned.map((c) => whenReady(c)));
   }
 
-  /** Attempts being run (not counting cancelled ones still winding down). */
-  runningKeys(): string[] {
-    return [...this.jobs, ...this.execs].filter(([, s]) => !s.abandoned).map(([k]) => k);
-  }
-
   /** Pids of the live children, for tests and diagnostics. */
   pids(): number[] {
     return this.children.filter((c) => c.alive && c.pid !== undefined).map((c) => c.pid as number);
   }
 
+  /** Whether the attempt is being run (not counting a cancelled one still winding down). */
   has(key: string): boolean {
-    const s = this.jobs.get(key) ?? this.execs.get(key);
-    return !!s && !s.abandoned;
+    return this.attempts.get(key)?.live ?? false;
   }
 
   run(job: PoolJob): void {
-    if (this.closed || this.jobs.has(job.key) || this.execs.has(job.key)) return;
+    if (this.closed || this.attempts.has(job.key)) return;
     if ('exec' in job) return this.runExec(job, job.exec);
-    let best: ChildHandle | undefined;
-    // A child still holding an abandoned attempt may be stuck in it until the kill: avoid it if possible.
-    for (const c of this.children) {
-      if (!c.alive || c.retiring) continue;
-      if (!best || c.abandoned < best.abandoned || (c.abandoned === best.abandoned && c.load < best.load))
-        best = c;
-    }
-    if (!best) {
+    const child = this.choose();
+    if (!child) {
       this.waiting.push(job);
       return;
     }
-    const state: JobState = { job, child: best, abandoned: false, timer: null };
-    this.jobs.set(job.key, state);
-    if (job.runTimeout && job.runTimeout > 0) {
-      state.timer = setTimeout(() => this.timeout(job.key), job.runTimeout);
-    }
-    best.start(job.key, job.task, job.module);
+    const attempt = new AttemptSupervisor(job, this);
+    this.attempts.set(job.key, attempt);
+    attempt.started(child);
+    child.start(job.key, job.task, job.module);
   }
 
   /** Stops an attempt without reporting it (the master cancelled or reassigned it). */
   cancel(key: string, reason = 'cancelled'): void {
     const waitingAt = this.waiting.findIndex((j) => j.key === key);
     if (waitingAt >= 0) this.waiting.splice(waitingAt, 1);
-    const e = this.execs.get(key);
-    if (e) return this.stopExec(e);
-    this.abandon(key, wireError('ECANCELLED', reason));
+    this.attempts.get(key)?.cancel(wireError('ECANCELLED', reason));
   }
 
   async close(): Promise<void> {
@@ -148,70 +120,44 @@ export class ChildPool extends EventEmitter<PoolEvents> {
     this.closed = true;
     this.waiting = [];
     if (this.respawnTimer) clearTimeout(this.respawnTimer);
-    for (const s of this.jobs.values()) if (s.timer) clearTimeout(s.timer);
-    this.jobs.clear();
-    const execs = [...this.execs.values()];
-    for (const e of execs) this.stopExec(e);
+    const programs: ExecProcess[] = [];
+    for (const a of this.attempts.values()) {
+      a.drop();
+      if (a.host instanceof ExecProcess) programs.push(a.host);
+    }
+    this.attempts.clear();
     await Promise.all([
       ...this.children.map((c) => c.stop(this.opts.killGraceMs)),
-      ...execs.map((e) => e.proc?.stop(this.opts.killGraceMs)),
+      ...programs.map((p) => p.stop(this.opts.killGraceMs)),
     ]);
     this.children = [];
   }
 
-  private timeout(key: string): void {
-    const s = this.jobs.get(key) ?? this.execs.get(key);
-    if (!s || s.abandoned) return;
-    const error = wireError('ETO', `run timeout: the task ran longer than ${s.job.runTimeout} ms`);
-    this.log.warn('task timed out', {
-      taskId: s.job.task.id,
-      attempt: s.job.task.attempt,
-      runTimeout: s.job.runTimeout,
-    });
-    this.emit('settled', key, { ok: false, error });
-    const e = this.execs.get(key);
-    if (e) this.stopExec(e);
-    else this.abandon(key, error);
+  /** AttemptOwner: an attempt's one report. */
+  report(key: string, outcome: JobOutcome): void {
+    this.emit('settled', key, outcome);
+  }
+
+  /** A child still holding an abandoned attempt may be stuck in it until the kill: avoid it if possible. */
+  private choose(): ChildHandle | undefined {
+    let best: ChildHandle | undefined;
+    for (const c of this.children) {
+      if (!c.alive || c.retiring) continue;
+      if (!best || c.abandoned < best.abandoned || (c.abandoned === best.abandoned && c.load < best.load))
+        best = c;
+    }
+    return best;
   }
 
   private runExec(job: PoolJob, spec: ExecSpec): void {
-    const state: ExecState = { job, proc: null, abandoned: false, timer: null };
-    this.execs.set(job.key, state);
-    state.proc = new ExecProcess(spec, (outcome) => {
-      if (this.execs.get(job.key) === state) this.execs.delete(job.key);
-      if (state.timer) clearTimeout(state.timer);
-      if (!state.abandoned) this.emit('settled', job.key, outcome);
+    const attempt = new AttemptSupervisor(job, this);
+    this.attempts.set(job.key, attempt);
+    const proc = new ExecProcess(spec, (outcome) => {
+      if (this.attempts.get(job.key) === attempt) this.attempts.delete(job.key);
+      attempt.finish(outcome);
     });
-    if (job.runTimeout && job.runTimeout > 0)
-      state.timer = setTimeout(() => this.timeout(job.key), job.runTimeout);
+    attempt.started(proc);
     this.emit('started', job.key);
-  }
-
-  /** Nothing more is reported for the attempt; its program gets SIGTERM, then SIGKILL after the grace. */
-  private stopExec(state: ExecState): void {
-    state.abandoned = true;
-    if (state.timer) clearTimeout(state.timer);
-    state.timer = null;
-    void state.proc?.stop(this.opts.killGraceMs);
-  }
-
-  private abandon(key: string, error: WireError): void {
-    const s = this.jobs.get(key);
-    if (!s || s.abandoned) return;
-    s.abandoned = true;
-    s.child.abandoned++;
-    if (s.timer) clearTimeout(s.timer);
-    s.child.cancel(key, error);
-    s.timer = setTimeout(() => {
-      if (!s.child.keys.has(key)) return;
-      this.log.warn('task did not stop after its abort signal; killing its worker process', {
-        taskId: s.job.task.id,
-        attempt: s.job.task.attempt,
-        pid: s.child.pid,
-      });
-      s.child.killedFor ??= `task ${s.job.task.id} (attempt ${s.job.task.attempt}) did not stop after ${error.code}`;
-      s.child.kill('SIGKILL');
-    }, this.opts.killGraceMs);
   }
 
   private spawn(): ChildHandle {
@@ -234,17 +180,18 @@ export class ChildPool extends EventEmitter<PoolEvents> {
 
   private onMessage(child: ChildHandle, msg: ToParent): void {
     if (msg.cmd === ParentCommand.Ready || msg.cmd === ParentCommand.Fatal) return;
-    const s = msg.key === undefined ? undefined : this.jobs.get(msg.key);
-    const log = s ? this.log.child({ taskId: s.job.task.id, attempt: s.job.task.attempt }) : this.log;
+    const a = msg.key === undefined ? undefined : this.attempts.get(msg.key);
     switch (msg.cmd) {
-      case ParentCommand.Log:
+      case ParentCommand.Log: {
+        const log = a ? this.log.child({ taskId: a.job.task.id, attempt: a.job.task.attempt }) : this.log;
         log.log(msg.level, msg.message, { ...msg.meta, pid: child.pid });
         return;
+      }
       case ParentCommand.Started:
-        if (s && !s.abandoned) this.emit('started', msg.key);
+        if (a?.live) this.emit('started', msg.key);
         return;
       case ParentCommand.Progress:
-        if (s && !s.abandoned) this.emit('progress', msg.key, msg.progress);
+        if (a?.live) this.emit('progress', msg.key, msg.progress);
         return;
       case ParentCommand.Add: {
         const req = msg.batch ? { tasks: msg.tasks, batch: msg.batch } : { tasks: msg.tasks };
@@ -253,19 +200,14 @@ export class ChildPool extends EventEmitter<PoolEvents> {
       }
       case ParentCommand.Completed:
       case ParentCommand.Failed: {
-        // The verdict on the child comes first, so a job queued by a 'settled' listener avoids it.
         this.checkLimits(child, msg.rss);
-        if (!s) return;
-        this.jobs.delete(msg.key);
-        if (s.timer) clearTimeout(s.timer);
-        if (s.abandoned) s.child.abandoned--;
-        else {
-          const outcome: JobOutcome =
-            msg.cmd === ParentCommand.Completed
-              ? { ok: true, result: msg.result }
-              : { ok: false, error: msg.error, ...(msg.unrecoverable ? { unrecoverable: true } : {}) };
-          this.emit('settled', msg.key, outcome);
-        }
+        if (!a) return;
+        this.attempts.delete(msg.key);
+        a.finish(
+          msg.cmd === ParentCommand.Completed
+            ? { ok: true, result: msg.result }
+            : { ok: false, error: msg.error, ...(msg.unrecoverable ? { unrecoverable: true } : {}) },
+        );
         if (child.retiring && child.load === 0) void child.stop(this.opts.killGraceMs);
         return;
       }
@@ -281,7 +223,7 @@ export class ChildPool extends EventEmitter<PoolEvents> {
     else if (maxMb && rss !== undefined && rss > maxMb * 1024 * 1024)
       reason = `resident memory ${Math.round(rss / (1024 * 1024))} MB is over ${maxMb} MB`;
     if (!reason) return;
-    child.retiring = reason;
+    child.retire(reason);
     // The replacement is forked now rather than when the old child exits: a retiring child may still
     // be finishing a long attempt, and the pool should not run a worker short meanwhile.
     const fresh = this.spawn();
@@ -299,11 +241,10 @@ export class ChildPool extends EventEmitter<PoolEvents> {
         ? `worker process died: ${exit.fatal.message}`
         : `worker process exited (${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}) while running the task`;
     for (const key of exit.keys) {
-      const s = this.jobs.get(key);
-      if (!s) continue;
-      this.jobs.delete(key);
-      if (s.timer) clearTimeout(s.timer);
-      if (!s.abandoned) this.emit('settled', key, { ok: false, error: wireError('ECRASH', how) });
+      const a = this.attempts.get(key);
+      if (!a) continue;
+      this.attempts.delete(key);
+      a.finish({ ok: false, error: wireError('ECRASH', how) });
     }
     if (this.closed || child.retiring) return;
     this.log.warn('worker process died; replacing it', {

@@ -43,11 +43,13 @@ class ScriptedMaster extends EventEmitter {
     super();
     const nsp = this.io.of(NAMESPACES.runner);
     if (token) {
-      nsp.use((s, next) =>
-        (s.handshake.auth as { token?: string }).token === token
-          ? next()
-          : next(new Error('EAUTH: missing or wrong token')),
-      );
+      // Refuses as master/auth.ts does: the stable code travels in the error's data.
+      nsp.use((s, next) => {
+        if ((s.handshake.auth as { token?: string }).token === token) return next();
+        const err = new Error('EAUTH: missing or wrong token') as Error & { data?: unknown };
+        err.data = { code: 'EAUTH', message: 'missing or wrong token' };
+        next(err);
+      });
     }
     nsp.on('connection', (raw) => {
       const socket = raw as unknown as PeerSocket;

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -26,6 +27,12 @@ func main() {
 	flag.String("telemetry", "disable", "accepted for compatibility with the v1 command; always disabled")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
+
+	// The heap of a busy server is small (tens of MB) and collected often: at Go's default (100) the
+	// collector took ~15% of the CPU of bulk updates; at 400, ~4%. GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

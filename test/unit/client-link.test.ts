@@ -1,0 +1,166 @@
+/**
+ * The client link shared by the runner and the feeder, against a real Socket.IO server on port 0:
+ * a refused token is recognised by the code the master sends (not by the words of its message), a
+ * feeder-style link stops while a runner-style one keeps retrying, and a master that closes the
+ * socket on purpose is reconnected to.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server } from 'socket.io';
+import { ClientLink, type ClientLinkOptions } from '../../common/client-link';
+import { capturingLogger } from '../helpers/capture';
+
+jest.setTimeout(20_000);
+
+/** A server whose /ns middleware refuses as `refuse` says while it is set. */
+async function server(): Promise<{
+  url: string;
+  io: Server;
+  refuse: { with: ((next: (err?: Error) => void) => void) | null };
+  close(): Promise<void>;
+}> {
+  const httpServer = http.createServer();
+  const io = new Server(httpServer);
+  const refuse: { with: ((next: (err?: Error) => void) => void) | null } = { with: null };
+  io.of('/ns').use((_s, next) => (refuse.with ? refuse.with(next) : next()));
+  await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r));
+  const { port } = httpServer.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    io,
+    refuse,
+    close: () => new Promise((r) => io.close(() => r())),
+  };
+}
+
+/** As master/auth.ts refuses: the message, and the stable code in `data`. */
+function eauth(next: (err?: Error) => void): void {
+  const err = new Error('EAUTH: missing or wrong token') as Error & { data?: unknown };
+  err.data = { code: 'EAUTH', message: 'missing or wrong token' };
+  next(err);
+}
+
+function link(url: string, opts: Partial<ClientLinkOptions> = {}) {
+  const { logger, lines } = capturingLogger();
+  const l = new ClientLink({
+    master: url,
+    namespace: '/ns',
+    role: 'feeder',
+    reconnectDelayMs: 20,
+    reconnectDelayMaxMs: 50,
+    autoConnect: true,
+    retryRefused: false,
+    logger,
+    ...opts,
+  });
+  return { link: l, lines };
+}
+
+/** Resolves on the link's next `event`, or rejects naming it after `ms`. */
+function next(l: ClientLink, event: 'connect' | 'refused' | 'disconnect', ms = 5000): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no '${event}' from the link within ${ms} ms`)), ms);
+    l.once(event, (...args: unknown[]) => {
+      clearTimeout(timer);
+      resolve(args);
+    });
+  });
+}
+
+describe('client link', () => {
+  test('a refusal carrying code EAUTH fails whenConnected at once, names the role, and stops the link', async () => {
+    const s = await server();
+    s.refuse.with = eauth;
+    const { link: l, lines } = link(s.url);
+    try {
+      const started = Date.now();
+      await expect(l.whenConnected(10_000)).rejects.toMatchObject({
+        code: 'EAUTH',
+        message: `the master at ${s.url} refused the feeder: missing or wrong token`,
+      });
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(lines).toContainEqual(
+        expect.objectContaining({ level: 'error', message: 'the master refused the handshake' }),
+      );
+      // Stopped for good: the server would now accept, but no retry comes.
+      s.refuse.with = null;
+      await expect(next(l, 'connect', 300)).rejects.toThrow("no 'connect'");
+      await expect(l.whenConnected(10_000)).rejects.toMatchObject({ code: 'EAUTH' });
+    } finally {
+      l.close();
+      await s.close();
+    }
+  });
+
+  test('a refusal that only mentions EAUTH in its message is not a refused token: the link keeps retrying', async () => {
+    const s = await server();
+    let refusals = 0;
+    s.refuse.with = (n) => {
+      if (++refusals === 3) s.refuse.with = null;
+      n(new Error('EAUTH: missing or wrong token'));
+    };
+    const { link: l } = link(s.url);
+    const refused = jest.fn();
+    l.on('refused', refused);
+    try {
+      await l.whenConnected(5000);
+      expect(refusals).toBe(3);
+      expect(refused).not.toHaveBeenCalled();
+    } finally {
+      l.close();
+      await s.close();
+    }
+  });
+
+  test('with retryRefused, each refusal is reported and the link connects once the token is accepted', async () => {
+    const s = await server();
+    s.refuse.with = eauth;
+    const { link: l } = link(s.url, { role: 'runner', autoConnect: false, retryRefused: true });
+    try {
+      const refused = next(l, 'refused');
+      l.open();
+      const [err] = (await refused) as [Error];
+      expect(err.message).toBe(`the master at ${s.url} refused the runner: missing or wrong token`);
+      await next(l, 'refused');
+      const connected = next(l, 'connect');
+      s.refuse.with = null;
+      await connected;
+      expect(l.refusal).toBeNull();
+    } finally {
+      l.close();
+      await s.close();
+    }
+  });
+
+  test('a socket the master disconnects on purpose is reconnected, with a warning', async () => {
+    const s = await server();
+    const { link: l, lines } = link(s.url);
+    try {
+      await l.whenConnected(5000);
+      const down = next(l, 'disconnect');
+      const again = next(l, 'connect');
+      for (const socket of await s.io.of('/ns').fetchSockets()) socket.disconnect(true);
+      expect(await down).toEqual(['io server disconnect']);
+      await again;
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          level: 'warn',
+          message: 'disconnected from the master',
+          reason: 'io server disconnect',
+        }),
+      );
+    } finally {
+      l.close();
+      await s.close();
+    }
+  });
+
+  test('close() fails a pending whenConnected and is safe twice', async () => {
+    const { link: l } = link('http://127.0.0.1:9', { autoConnect: false });
+    const pending = l.whenConnected(10_000);
+    l.close();
+    l.close();
+    await expect(pending).rejects.toThrow('the feeder was closed');
+    await expect(l.whenConnected(10)).rejects.toThrow('the feeder is closed');
+  });
+});
