@@ -46,8 +46,12 @@ export function within<T>(ms: number, promise: Promise<T>, what: string | (() =>
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(error()), ms);
+    // A wait nobody awaits any more (its test ended) must not keep the process up or fail another test.
+    timer.unref();
   });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  const bounded = Promise.race([promise, late]).finally(() => clearTimeout(timer));
+  bounded.catch(() => undefined);
+  return bounded;
 }
 
 /** What `waitForEvent` listens to: Node's EventEmitter (masters, runners, feeders) or a client socket. */
