@@ -1,11 +1,12 @@
 // Jest runs the TypeScript sources through ts-jest, transpiling only.
-// One database server serves the whole run: globalSetup starts it, every test file uses its own
-// database on it (test/helpers/db.ts).
+// One database server serves the whole run: globalSetup starts it, every test file uses databases
+// of its own on it (test/helpers/db.ts), which its environment drops when the file ends, except those
+// of failed tests (test/helpers/environment.ts); globalTeardown checks nothing else is left.
 'use strict';
 
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/test/helpers/environment.ts',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   // The pack-and-install check runs on its own (`npm run test:package`, a step of .ci/run).

@@ -6,14 +6,15 @@
 import http from 'node:http';
 import net from 'node:net';
 import { io, type Socket } from 'socket.io-client';
-import { Feeder } from '../../feeder/feeder';
+import type { Feeder } from '../../feeder/feeder';
 import type { FeederOptions } from '../../feeder/options';
 import type { Master } from '../../master/master';
 import type { MasterOptions } from '../../master/options';
-import { Runner } from '../../runner/runner';
+import type { Runner } from '../../runner/runner';
 import type { RunnerOptions } from '../../runner/options';
-import { FIXTURES, startMaster, testLogger } from '../helpers/cluster';
-import { dropTestDb, testDbName } from '../helpers/db';
+import { startFeeder, startRunner } from '../helpers/clients';
+import { startMaster } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 /** Long enough that tokens pass the beyond-loopback rule too. */
 export const TOKEN = 'adversarial-test-token-0123456789';
@@ -43,24 +44,13 @@ export async function startCluster(file: string, opts: Partial<MasterOptions> = 
     dbName,
     token,
     async runner(ropts = {}) {
-      const r = new Runner({
-        master: master.url,
-        token,
-        tasks: [FIXTURES],
-        workers: 1,
-        watch: false,
-        startTimeoutMs: 20_000,
-        logger: testLogger(),
-        ...ropts,
-      });
+      const r = await startRunner(master.url, { token, watch: false, startTimeoutMs: 20_000, ...ropts });
       runners.push(r);
-      await r.start();
       return r;
     },
     async feeder(fopts = {}) {
-      const f = new Feeder({ master: master.url, token, logger: testLogger(), ...fopts });
+      const f = await startFeeder(master.url, { token, connectTimeoutMs: 20_000, ...fopts });
       feeders.push(f);
-      await f.ready(20_000);
       return f;
     },
     async assertAlive() {
@@ -80,7 +70,6 @@ export async function startCluster(file: string, opts: Partial<MasterOptions> = 
       await Promise.all(feeders.map((f) => f.close()));
       await Promise.all(runners.map((r) => r.close()));
       await master.close();
-      await dropTestDb(dbName).catch(() => undefined);
     },
   };
   return cluster;
@@ -174,21 +163,6 @@ export async function connectError(
     return err as Error;
   }
   throw new Error(`connected to ${nsp} although it should have been refused`);
-}
-
-/** Resolves with the first `event` on `socket` (bounded). */
-export function nextEvent<T = unknown>(socket: Socket, event: string, timeoutMs = 10_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.off(event, on);
-      reject(new Error(`no "${event}" within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const on = (v: T) => {
-      clearTimeout(timer);
-      resolve(v);
-    };
-    socket.once(event, on);
-  });
 }
 
 let rawAckId = 1_000_000;

@@ -3,7 +3,7 @@
  * kills it, every refusal carries a stable code, and it stays useful afterwards.
  */
 import { Master } from '../../master/master';
-import { mongoUrl } from '../helpers/cluster';
+import { testMongoUrl } from '../helpers/db';
 import { httpRequest, rawHttp, startCluster, TOKEN, type Cluster } from './cluster';
 
 const READ_TOKEN = 'adversarial-read-only-token-987654';
@@ -100,12 +100,12 @@ describe('adversarial: HTTP', () => {
   });
 
   test('a token shorter than 16 characters is refused when the master listens beyond loopback', async () => {
-    expect(() => new Master({ mongoUrl: mongoUrl(), host: '0.0.0.0', token: 'short' })).toThrow(
+    expect(() => new Master({ mongoUrl: testMongoUrl(), host: '0.0.0.0', token: 'short' })).toThrow(
       /at least 16/,
     );
-    expect(() => new Master({ mongoUrl: mongoUrl(), host: '0.0.0.0', token: TOKEN })).not.toThrow();
+    expect(() => new Master({ mongoUrl: testMongoUrl(), host: '0.0.0.0', token: TOKEN })).not.toThrow();
     // On loopback, a short token is the operator's business.
-    expect(() => new Master({ mongoUrl: mongoUrl(), host: '127.0.0.1', token: 'short' })).not.toThrow();
+    expect(() => new Master({ mongoUrl: testMongoUrl(), host: '127.0.0.1', token: 'short' })).not.toThrow();
     await c.assertAlive();
   });
 });

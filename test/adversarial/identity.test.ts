@@ -5,6 +5,7 @@
 import type { Socket } from 'socket.io-client';
 import { connectError, rawSocket, startCluster, TOKEN, type Cluster } from './cluster';
 import { rawFeeder, rawRunner, type RawRunner } from '../helpers/raw-clients';
+import { waitForEvent } from '../helpers/wait';
 
 interface HelloReply {
   ok: boolean;
@@ -160,18 +161,7 @@ describe('adversarial: runner identity', () => {
   });
 });
 
-function nextEventOfMaster(c: Cluster, event: string, test: (rid: string) => boolean): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      c.master.off(event, on);
-      reject(new Error(`the master emitted no matching "${event}" within 20 s`));
-    }, 20_000);
-    const on = (rid: string) => {
-      if (!test(rid)) return;
-      clearTimeout(timer);
-      c.master.off(event, on);
-      resolve(rid);
-    };
-    c.master.on(event, on);
-  });
+async function nextEventOfMaster(c: Cluster, event: string, test: (rid: string) => boolean): Promise<string> {
+  const [rid] = await waitForEvent<[string]>(c.master, event, test);
+  return rid;
 }

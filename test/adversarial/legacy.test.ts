@@ -4,16 +4,8 @@
  * task sent to that very socket.
  */
 import type { Socket } from 'socket.io-client';
-import {
-  connectError,
-  emitRaw,
-  nestedJson,
-  nextEvent,
-  rawSocket,
-  startCluster,
-  TOKEN,
-  type Cluster,
-} from './cluster';
+import { connectError, emitRaw, nestedJson, rawSocket, startCluster, TOKEN, type Cluster } from './cluster';
+import { nextEvent } from '../helpers/wait';
 
 interface WireErr {
   code: string;

@@ -5,7 +5,7 @@
 import { Manager, type Socket } from 'socket.io-client';
 import { Master } from '../../master/master';
 import { resolveRunnerOptions } from '../../runner/config';
-import { mongoUrl } from '../helpers/cluster';
+import { testMongoUrl } from '../helpers/db';
 import {
   httpRequest,
   connectError,
@@ -16,6 +16,7 @@ import {
   TOKEN,
   type Cluster,
 } from './cluster';
+import { within, WAIT_MS } from '../helpers/wait';
 
 interface AddReply {
   ok: boolean;
@@ -107,10 +108,10 @@ describe('adversarial: limits', () => {
   });
 
   test('master and runner options beyond what timers honour are refused at start-up', async () => {
-    expect(() => new Master({ mongoUrl: mongoUrl(), disconnectGraceMs: 2 ** 31 })).toThrow(
+    expect(() => new Master({ mongoUrl: testMongoUrl(), disconnectGraceMs: 2 ** 31 })).toThrow(
       /disconnectGraceMs/,
     );
-    expect(() => new Master({ mongoUrl: mongoUrl(), recoveryGraceMs: 2 ** 31 - 1 })).not.toThrow();
+    expect(() => new Master({ mongoUrl: testMongoUrl(), recoveryGraceMs: 2 ** 31 - 1 })).not.toThrow();
     expect(() => resolveRunnerOptions({ shutdownGraceMs: 2 ** 31 })).toThrow(/shutdownGraceMs/);
     expect(() => resolveRunnerOptions({ ackTimeoutMs: 2 ** 31 })).toThrow(/ackTimeoutMs/);
     await c.assertAlive();
@@ -129,7 +130,9 @@ describe('adversarial: limits', () => {
     // A namespace CONNECT whose auth is larger than the limit: the transport refuses it before any
     // token check could run.
     m.engine.write(`0/feeder,${JSON.stringify({ token: 'z'.repeat(MESSAGE_LIMIT + 1) })}`);
-    expect(await closed).toMatch(/transport (close|error)/);
+    expect(await within(WAIT_MS, closed, 'the transport closed on an oversized CONNECT')).toMatch(
+      /transport (close|error)/,
+    );
     // Under the limit, the same unauthenticated connect is refused by the token check.
     expect((await connectError(c.master.url, '/feeder', { token: 'z'.repeat(1000) })).message).toMatch(
       /EAUTH|websocket error/,

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { Server } from 'socket.io';
 import type { AttemptResult } from '../../protocol/schemas';
 import { Runner } from '../../runner/runner';
-import { eventually, FIXTURES, ROOT, tempDir, testLogger, waitForEvent } from '../helpers/cluster';
+import { FIXTURES, ROOT, tempDir, testLogger } from '../helpers/cluster';
+import { eventually, waitForEvent, within, WAIT_MS } from '../helpers/wait';
 import { startCluster, TOKEN, type Cluster } from './cluster';
 
 describe('adversarial: runner process and loader', () => {
@@ -59,9 +60,9 @@ describe('adversarial: runner process and loader', () => {
         refs.every((r) => c.master.scheduler.tasks.get(r.id)?.state === 'running'),
       );
       process.kill(-(child.pid as number), 'SIGINT');
-      const outcomes = await Promise.all(refs.map((r) => f.outcome(r.id)));
+      const outcomes = await f.wait(refs);
       expect(outcomes.map((o) => o.state)).toEqual(['done', 'done', 'done', 'done']);
-      expect(await exited).toBe(0);
+      expect(await within(WAIT_MS, exited, 'the runner to exit after SIGINT')).toBe(0);
     } finally {
       if (child.exitCode === null) process.kill(-(child.pid as number), 'SIGKILL');
     }
@@ -103,13 +104,7 @@ describe('adversarial: runner process and loader', () => {
     });
     try {
       await runner.start();
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        got,
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('no results for both assignments within 20 s')), 20_000);
-        }),
-      ]).finally(() => clearTimeout(timer));
+      await within(20_000, got, 'results for both assignments');
       const byId = new Map(results.map((r) => [r.id, r]));
       expect(byId.get('bad')).toMatchObject({ ok: false, unrecoverable: true, error: { code: 'EMODULE' } });
       expect(byId.get('good')).toMatchObject({ ok: true, result: [1] });

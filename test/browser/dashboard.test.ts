@@ -11,7 +11,8 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
-import { ROOT, startMaster, tempDir, testLogger, uniqueDbName } from '../helpers/cluster';
+import { ROOT, startMaster, tempDir, testLogger } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { startRunner } from '../helpers/clients';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -62,7 +63,7 @@ describe('dashboard in the browser', () => {
     // `.ci/run` builds the dashboard before the tests; a run on its own builds it here.
     if (!fs.existsSync(DIST)) execFileSync('npm', ['run', 'build:dashboard'], { cwd: ROOT, stdio: 'ignore' });
     fs.mkdirSync(OUT, { recursive: true });
-    master = await startMaster(uniqueDbName('dashboard'), { token: TOKEN, readToken: READ_TOKEN });
+    master = await startMaster(testDbName('dashboard'), { token: TOKEN, readToken: READ_TOKEN });
     runner = await startRunner(master.url, { token: TOKEN, workers: 2, slots: 4, runnerId: 'runner-1' });
     feeder = new Feeder({ master: master.url, token: TOKEN, logger: testLogger() });
     await feeder.ready();

@@ -1,78 +1,29 @@
 /**
- * Test helpers for real clusters on loopback: a master on port 0 with its own database, runners and
+ * Test helpers for real clusters on loopback: a master on port 0 on a database of db.ts, runners and
  * feeders in-process, and master/runner processes started through the CLI for the kill tests.
- * Helpers wait for events (with a bounded timeout) instead of sleeping.
+ * Waits are wait.ts's: on events, bounded, naming what did not happen.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../../common/logger';
 import { Master } from '../../master/master';
 import type { MasterOptions } from '../../master/options';
+import { testMongoUrl } from './db';
+import { waitForEvent, within, WAIT_MS } from './wait';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'tasks');
 const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
 
-export function mongoUrl(): string {
-  const url = process.env.TASKMASTER_TEST_MONGO_URL ?? process.env.MONGO_URL;
-  if (!url) throw new Error('no test database: run the tests through jest (globalSetup starts one)');
-  return url;
-}
-
-/** A database name of its own for each test file and call. */
-export function uniqueDbName(label: string): string {
-  const clean = label.replace(/[^A-Za-z0-9]/g, '_').slice(0, 30);
-  return `t_${clean}_${process.pid}_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6).toString(36)}`;
-}
-
 export const testLogger = () =>
   createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'error', format: 'json', stderr: true });
 
 export async function startMaster(dbName: string, opts: Partial<MasterOptions> = {}): Promise<Master> {
-  const m = new Master({ mongoUrl: mongoUrl(), dbName, port: 0, logger: testLogger(), ...opts });
+  const m = new Master({ mongoUrl: testMongoUrl(), dbName, port: 0, logger: testLogger(), ...opts });
   await m.start();
   return m;
-}
-
-/** Resolves with the arguments of the first `event` for which `test` holds. */
-export function waitForEvent<T extends unknown[]>(
-  emitter: EventEmitter,
-  event: string,
-  test: (...args: T) => boolean = () => true,
-  timeoutMs = 30_000,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.off(event, on);
-      reject(new Error(`timed out after ${timeoutMs} ms waiting for "${event}"`));
-    }, timeoutMs);
-    const on = (...args: unknown[]) => {
-      if (!test(...(args as T))) return;
-      clearTimeout(timer);
-      emitter.off(event, on);
-      resolve(args as T);
-    };
-    emitter.on(event, on);
-  });
-}
-
-/** Polls `check` until it returns a truthy value; for state that has no event (rows in a database). */
-export async function eventually<T>(
-  check: () => Promise<T | undefined | null | false>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let delay = 20;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(delay * 2, 250);
-  }
 }
 
 export { freePort } from '../../db/server';
@@ -86,6 +37,8 @@ export interface Proc {
   output: () => string;
   /** Resolves when a line matching `pattern` appears on stdout or stderr (already seen lines count). */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves with the exit code once the process exits by itself (bounded, naming the command). */
+  exit(timeoutMs?: number): Promise<number | null>;
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
@@ -141,19 +94,17 @@ export function spawnProc(
         check();
       });
     },
+    exit(timeoutMs = WAIT_MS) {
+      const what = () =>
+        `${path.basename(args[0] ?? command)} ${args.slice(1).join(' ')} to exit; its output:\n${out.slice(-3000)}`;
+      return within(timeoutMs, exited, what);
+    },
     async kill(signal = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
       return exited;
     },
   };
-}
-
-/** A mongodb URL for `dbName` on the test server (for processes that take --mongo-url). */
-export function dbUrl(dbName: string): string {
-  const u = new URL(mongoUrl());
-  u.pathname = `/${dbName}`;
-  return u.toString();
 }
 
 /**

@@ -1,19 +1,16 @@
 /**
- * Each test file works in a database of its own on the run's server (started by globalSetup), so
- * files run in parallel without seeing each other's tasks.
+ * The one place test databases come from. Each test file works in databases of its own on the run's
+ * server (started by globalSetup), so files run in parallel without seeing each other's tasks.
+ *
+ * Every name carries the run id and is recorded with the test that made it: the file's environment
+ * (environment.ts) drops it when the file ends, or keeps it if that test failed (if the file's hooks
+ * made it: if any test failed), and globalTeardown names what was kept. So nothing here drops.
  */
 import crypto from 'node:crypto';
 import path from 'node:path';
-import mongoose, { type Connection } from 'mongoose';
+import type { Connection } from 'mongoose';
 import { connectDatabase } from '../../models/connection';
-
-/**
- * Where globalSetup hands the server to test files. Jest starts its workers after globalSetup, from
- * the process globalSetup ran in, so they inherit these variables (and files run in-band read the
- * same `process.env`).
- */
-export const TEST_MONGO_URL_ENV = 'TASKMASTER_TEST_MONGO_URL';
-export const TEST_RUN_ID_ENV = 'TASKMASTER_TEST_RUN_ID';
+import { FILE_STATE_KEY, TEST_MONGO_URL_ENV, TEST_RUN_ID_ENV, type FileState } from './run-state';
 
 /** The URL of the run's database server, without a database name. */
 export function testMongoUrl(): string {
@@ -26,9 +23,9 @@ export function testMongoUrl(): string {
 }
 
 /**
- * A database name unique to this call and run: `t_<label>_<run>_<random>`, from a test file's path
- * (`__filename`) or a label. Kept to `[A-Za-z0-9_]` and well under the 63 characters that both
- * MongoDB and FerretDB accept. globalTeardown finds a run's databases by the `_<run>_` part.
+ * A new database name of this run, `t_<label>_<run>_<random>`, from a label or a test file's path
+ * (`__filename`), recorded for the file's environment to drop or keep. Kept to `[A-Za-z0-9_]` and
+ * well under the 63 characters that both MongoDB and FerretDB accept.
  */
 export function testDbName(fileOrLabel: string): string {
   const label = path
@@ -37,7 +34,14 @@ export function testDbName(fileOrLabel: string): string {
     .replace(/[^A-Za-z0-9]+/g, '_')
     .slice(0, 24);
   const run = process.env[TEST_RUN_ID_ENV] ?? 'norun';
-  return `t_${label}_${run}_${crypto.randomBytes(3).toString('hex')}`;
+  const name = `t_${label}_${run}_${crypto.randomBytes(3).toString('hex')}`;
+  const state = (globalThis as unknown as Record<string, FileState | undefined>)[FILE_STATE_KEY];
+  if (!state)
+    throw new Error(
+      'no test environment: jest.config.js sets test/helpers/environment.ts, which drops databases',
+    );
+  state.databases.push({ name, madeBy: state.current });
+  return name;
 }
 
 /** The run's server URL with `name` as its database, for processes that take a URL (the CLI). */
@@ -50,17 +54,4 @@ export function testDbUrl(name: string): string {
 /** A mongoose connection to database `name`, with the task indexes created (models/connection.ts). */
 export function connectTestDb(name: string): Promise<Connection> {
   return connectDatabase(testMongoUrl(), { dbName: name });
-}
-
-/** Drops a test database: by name, or through an open connection, which is then closed. */
-export async function dropTestDb(target: string | Connection): Promise<void> {
-  const conn =
-    typeof target === 'string'
-      ? await mongoose.createConnection(testMongoUrl(), { dbName: target }).asPromise()
-      : target;
-  try {
-    await conn.dropDatabase();
-  } finally {
-    await conn.close();
-  }
 }

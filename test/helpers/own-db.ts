@@ -1,8 +1,10 @@
 /**
  * A database server of a test's own (not the run's shared one), for tests that stop, freeze or kill
- * the database under a running master and start it again on the same files and port.
+ * the database under a running master and start it again on the same files and port. Its files go
+ * when it stops, so the databases on it need no names of the run (db.ts is for the run's server).
  */
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../db/server';
 import { tempDir } from './cluster';
 
@@ -38,6 +40,9 @@ export async function ownDatabase(): Promise<OwnDatabase> {
       await db.stop().catch(() => undefined);
       db = await startEmbeddedDatabase({ dataDir, port, log: () => undefined });
     },
-    stop: () => db.stop(),
+    async stop() {
+      await db.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
   };
 }

@@ -4,6 +4,7 @@
  */
 import { io, type Socket } from 'socket.io-client';
 import type { AddReply, Assignment, AttemptResult, TaskOutcome } from '../../protocol/schemas';
+import { within, WAIT_MS, type WaitOptions } from './wait';
 
 /** Conditions waited on, re-checked after any raw client receives anything (a condition may span several). */
 const checks = new Set<() => void>();
@@ -12,8 +13,8 @@ export interface RawRunner {
   socket: Socket;
   assigned: Assignment[];
   cancelled: { id: string; attempt: number }[];
-  /** Resolves once `pred` holds after some assignment or cancel (checked at once too). */
-  until(pred: () => boolean, timeoutMs?: number): Promise<void>;
+  /** Resolves once `pred` holds after some assignment or cancel (checked at once too); bounded. */
+  until(pred: () => boolean, opts?: number | WaitOptions): Promise<void>;
   finish(results: AttemptResult[]): Promise<unknown>;
   close(): void;
 }
@@ -51,7 +52,7 @@ export async function rawRunner(
     socket,
     assigned,
     cancelled,
-    until: (pred, timeoutMs = 20_000) => untilTrue(checks, pred, timeoutMs),
+    until: (pred, opts) => untilTrue(pred, opts),
     finish: (results) => socket.emitWithAck('task:results', { results }),
     close: () => socket.close(),
   };
@@ -61,7 +62,7 @@ export interface RawFeeder {
   socket: Socket;
   outcomes: Map<string, TaskOutcome>;
   add(tasks: unknown[], extra?: Record<string, unknown>): Promise<AddReply>;
-  until(pred: () => boolean, timeoutMs?: number): Promise<void>;
+  until(pred: () => boolean, opts?: number | WaitOptions): Promise<void>;
   close(): void;
 }
 
@@ -85,24 +86,21 @@ export async function rawFeeder(url: string, auth: { token?: string } = {}): Pro
     socket,
     outcomes,
     add: (tasks, extra = {}) => socket.emitWithAck('tasks:add', { tasks, ...extra }) as Promise<AddReply>,
-    until: (pred, timeoutMs = 20_000) => untilTrue(checks, pred, timeoutMs),
+    until: (pred, opts) => untilTrue(pred, opts),
     close: () => socket.close(),
   };
 }
 
-function untilTrue(checks: Set<() => void>, pred: () => boolean, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      checks.delete(check);
-      reject(new Error(`condition not met within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const check = () => {
-      if (!pred()) return;
-      clearTimeout(timer);
-      checks.delete(check);
-      resolve();
+/** Without `what`, the error quotes `pred`. */
+function untilTrue(pred: () => boolean, opts: number | WaitOptions = {}): Promise<void> {
+  const { timeout = WAIT_MS, what } = typeof opts === 'number' ? { timeout: opts } : opts;
+  let check!: () => void;
+  const held = new Promise<void>((resolve) => {
+    check = () => {
+      if (pred()) resolve();
     };
     checks.add(check);
     check();
   });
+  return within(timeout, held, what ?? `${pred.toString()} to hold`).finally(() => checks.delete(check));
 }

@@ -1,11 +1,12 @@
 import mongoose from 'mongoose';
 import type { Master } from '../../master/master';
-import { dbUrl, startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawRunner } from '../helpers/raw-clients';
 
 /** Sticky allocation of affinity keys to runners (atributo), stored in MongoDB. */
 describe('sticky allocation', () => {
-  const dbName = uniqueDbName('affinity');
+  const dbName = testDbName('affinity');
   const open: { close(): unknown }[] = [];
   let master: Master;
   afterAll(async () => {
@@ -49,7 +50,7 @@ describe('sticky allocation', () => {
       expect(await api('/api/allocations/never-allocated', method)).toMatchObject({
         error: { code: 'ENOALLOCATION' },
       });
-    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
     try {
       expect(await conn.collection('allocations').countDocuments({})).toBe(keys.length);
     } finally {
@@ -88,7 +89,7 @@ describe('sticky allocation', () => {
   });
 
   test('the allocator can be replaced', async () => {
-    const m = await startMaster(uniqueDbName('affinity2'), { allocate: (_key, ids) => ids[ids.length - 1] });
+    const m = await startMaster(testDbName('affinity2'), { allocate: (_key, ids) => ids[ids.length - 1] });
     const f = await rawFeeder(m.url);
     const r1 = await rawRunner(m.url, { runnerId: 'r1', slots: 10 });
     const r2 = await rawRunner(m.url, { runnerId: 'r2', slots: 10 });

@@ -1,5 +1,6 @@
 import type { Master } from '../../master/master';
-import { startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
 
 describe('broadcast', () => {
@@ -9,7 +10,7 @@ describe('broadcast', () => {
   let b: RawRunner;
   let c: RawRunner;
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('broadcast'));
+    master = await startMaster(testDbName('broadcast'));
     feeder = await rawFeeder(master.url);
     a = await rawRunner(master.url, { runnerId: 'bc-a', slots: 5, data: { role: 'web' } });
     b = await rawRunner(master.url, { runnerId: 'bc-b', slots: 5, data: { role: 'web' } });

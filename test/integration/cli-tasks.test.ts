@@ -9,7 +9,9 @@ import path from 'node:path';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
-import { eventually, freePort, ROOT, startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+import { freePort, ROOT, startMaster, tempDir } from '../helpers/cluster';
+import { eventually } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
@@ -35,7 +37,7 @@ function run(file: string, args: string[], env: Record<string, string> = {}): Pr
 }
 
 describe('taskmaster get, ls, retry, cancel, watch, status', () => {
-  const dbName = uniqueDbName('cli-tasks');
+  const dbName = testDbName('cli-tasks');
   const dir = tempDir('cli-tasks');
   let master: Master;
   let runner: Runner;

@@ -3,11 +3,12 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import { taskModel } from '../../models/task';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('dependencies', () => {
-  const dbName = uniqueDbName('deps');
+  const dbName = testDbName('deps');
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
@@ -17,7 +18,7 @@ describe('dependencies', () => {
     master = await startMaster(dbName);
     runner = await startRunner(master.url, { workers: 2, slots: 4 });
     feeder = await startFeeder(master.url);
-    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
   });
   afterAll(async () => {
     await feeder?.close();
@@ -77,11 +78,14 @@ describe('dependencies', () => {
   });
 
   test('a new task may depend on a task stored earlier, done or failed', async () => {
-    const [first] = await feeder.work([{ id: 'earlier', module: 'ok', params: ['x'] }]);
-    expect(first.state).toBe('done');
+    const earlier = await feeder.work([
+      { id: 'earlier', module: 'ok', params: ['x'] },
+      { id: 'earlier-bad', module: 'throws', params: ['boom'], maxAttempts: 1 },
+    ]);
+    expect(earlier.map((o) => o.state)).toEqual(['done', 'failed']);
     const [later, doomed] = await feeder.work([
       { module: 'ok', params: ['y'], dependencies: ['earlier'] },
-      { module: 'ok', params: ['z'], dependencies: ['bad'] },
+      { module: 'ok', params: ['z'], dependencies: ['earlier-bad'] },
     ]);
     expect(later.state).toBe('done');
     expect(doomed.state).toBe('failed');

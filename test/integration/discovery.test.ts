@@ -1,6 +1,8 @@
 import { discoverMaster, masterFromTracker } from '../../common/discovery';
 import type { Master } from '../../master/master';
-import { FIXTURES, spawnCli, startMaster, uniqueDbName, waitForEvent, type Proc } from '../helpers/cluster';
+import { FIXTURES, spawnCli, startMaster, type Proc } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 
 /** Discovery on loopback only: announcements go to 127.255.255.255. */
 describe('discovery', () => {
@@ -9,7 +11,7 @@ describe('discovery', () => {
   const procs: Proc[] = [];
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('discovery'), {
+    master = await startMaster(testDbName('discovery'), {
       announce: { address: '127.255.255.255', port, intervalMs: 200, data: { dc: 'local' } },
     });
   });

@@ -8,7 +8,8 @@ import path from 'node:path';
 import { DataDirInUseError, LOCK_FILE, readHolder } from '../../db/data-dir-lock';
 import { startEmbeddedDatabase } from '../../db/server';
 import { USUAL_BUILD_TIME, buildFerretDB, findOnPath, startProgress } from '../../db/ferretdb-build';
-import { eventually, spawnCli, tempDir } from '../helpers/cluster';
+import { spawnCli, tempDir } from '../helpers/cluster';
+import { eventually } from '../helpers/wait';
 
 const isAlive = (pid: number): boolean => {
   try {

@@ -8,10 +8,12 @@ import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { mongoUrl, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
+import { testDbName, testMongoUrl } from '../helpers/db';
 
 describe('the Feeder API', () => {
-  const dbName = uniqueDbName('feeder-api');
+  const dbName = testDbName('feeder-api');
   let master: Master;
   let runner: Runner;
   const feeders: Feeder[] = [];
@@ -25,7 +27,7 @@ describe('the Feeder API', () => {
 
   beforeAll(async () => {
     master = await startMaster(dbName);
-    db = await mongoose.createConnection(mongoUrl(), { dbName }).asPromise();
+    db = await mongoose.createConnection(testMongoUrl(), { dbName }).asPromise();
     runner = await startRunner(master.url, { workers: 1, slots: 4 });
   });
   afterAll(async () => {

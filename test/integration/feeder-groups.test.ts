@@ -3,20 +3,26 @@ import type { Master } from '../../master/master';
 import type { TaskInput } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 
-/** Groups, timeouts, cancel, system messages and the bounded queue, through the Feeder library and a real runner. */
+/**
+ * Groups, timeouts, cancel, system messages and the bounded queue, through the Feeder library and a
+ * real runner. Each test has a cluster of its own: a child still being killed for one test's timeout
+ * cannot slow the next one down.
+ */
 describe('feeder groups and flow control', () => {
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
 
-  beforeAll(async () => {
-    master = await startMaster(uniqueDbName('groups'), { queueLimit: 30 });
+  beforeEach(async () => {
+    master = await startMaster(testDbName('groups'), { queueLimit: 30 });
     runner = await startRunner(master.url, { workers: 2, slots: 4, runnerId: 'group-runner' });
     feeder = await startFeeder(master.url);
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await feeder?.close();
     await runner?.close();
     await master?.close();

@@ -188,7 +188,6 @@ describe("patched FerretDB fixes, on the run's database", () => {
     await seed(client, dbName);
   });
   afterAll(async () => {
-    await client?.db(dbName).dropDatabase();
     await client?.close();
   });
 

@@ -8,7 +8,9 @@ import path from 'node:path';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
-import { eventually, startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+import { startMaster, tempDir } from '../helpers/cluster';
+import { eventually } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 interface TaskView {
@@ -52,7 +54,7 @@ function settle(master: Master, ids: string[], state: string): Promise<true> {
 }
 
 describe('HTTP API: tasks and batches', () => {
-  const dbName = uniqueDbName('http-api');
+  const dbName = testDbName('http-api');
   const dir = tempDir('http-api');
   let master: Master;
   let runner: Runner;
@@ -145,6 +147,10 @@ describe('HTTP API: tasks and batches', () => {
     const early = await call(master, 'POST', '/api/tasks/child/retry');
     expect({ status: early.status, code: early.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
 
+    await master.flushed();
+    const failedDoc = await master.tasksCollection.findOne({ _id: 'grandchild' });
+    expect(failedDoc?.state).toBe('failed');
+
     fs.writeFileSync(flag, 'now it exists');
     const r = await call<{ task: TaskView; retried: string[] }>(master, 'POST', '/api/tasks/root/retry');
     expect(r.status).toBe(200);
@@ -162,6 +168,7 @@ describe('HTTP API: tasks and batches', () => {
     await master.flushed();
     const doc = await master.tasksCollection.findOne({ _id: 'grandchild' });
     expect(doc?.state).toBe('done');
+    expect(doc?.rev).toBeGreaterThan(failedDoc?.rev as number);
     const again = await call(master, 'POST', '/api/tasks/root/retry');
     expect({ status: again.status, code: again.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
   });
@@ -234,7 +241,7 @@ describe('HTTP API: tasks and batches', () => {
 });
 
 describe('HTTP API: a retried task outlives a master restart', () => {
-  const dbName = uniqueDbName('http-api-restart');
+  const dbName = testDbName('http-api-restart');
   const dir = tempDir('http-api-restart');
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

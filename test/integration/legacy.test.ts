@@ -1,7 +1,9 @@
 import type { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
 import type { Master } from '../../master/master';
-import { startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 
 /** A client that speaks only the original taskmaster events, as the slides' runner and feeder did. */
 describe('original protocol on the default namespace', () => {
@@ -14,7 +16,7 @@ describe('original protocol on the default namespace', () => {
   };
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('legacy'));
+    master = await startMaster(testDbName('legacy'));
   });
   afterEach(() => {
     // Each test brings its own clients; a runner left requesting would take the next test's work.

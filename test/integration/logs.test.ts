@@ -7,29 +7,25 @@ import { Feeder } from '../../feeder/feeder';
 import { Master } from '../../master/master';
 import { Runner } from '../../runner/runner';
 import { capturingLogger } from '../helpers/capture';
-import { FIXTURES, freePort, mongoUrl, uniqueDbName } from '../helpers/cluster';
+import { FIXTURES, freePort } from '../helpers/cluster';
+import { testDbName, testMongoUrl } from '../helpers/db';
 import { startRunner } from '../helpers/clients';
+import { eventually } from '../helpers/wait';
 
 /** Resolves with the first line matching, polling the captured lines (bounded). */
-async function line(
+function line(
   lines: Record<string, unknown>[],
   test: (l: Record<string, unknown>) => boolean,
   what: string,
-  timeoutMs = 15_000,
+  timeout = 15_000,
 ): Promise<Record<string, unknown>> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const found = lines.find(test);
-    if (found) return found;
-    if (Date.now() > until) throw new Error(`no log line: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  return eventually(() => lines.find(test), { timeout, what: `a log line: ${what}` });
 }
 
 describe('logs', () => {
   test('the master logs recovery, each batch added and finished with its counts and duration, and a drain', async () => {
     const { logger, lines } = capturingLogger();
-    const master = new Master({ mongoUrl: mongoUrl(), dbName: uniqueDbName('logs'), port: 0, logger });
+    const master = new Master({ mongoUrl: testMongoUrl(), dbName: testDbName('logs'), port: 0, logger });
     await master.start();
     const runner = await startRunner(master.url);
     const feeder = new Feeder({ master: master.url });
@@ -100,8 +96,8 @@ describe('logs', () => {
       );
       expect(r.lines.filter((l) => l.message === 'cannot reach the master; retrying')).toHaveLength(1);
       master = new Master({
-        mongoUrl: mongoUrl(),
-        dbName: uniqueDbName('logs-late'),
+        mongoUrl: testMongoUrl(),
+        dbName: testDbName('logs-late'),
         port,
         logger: capturingLogger().logger,
       });

@@ -2,11 +2,13 @@ import mongoose from 'mongoose';
 import type { Feeder } from '../../feeder/feeder';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, eventually, freePort, spawnCli, uniqueDbName, type Proc } from '../helpers/cluster';
+import { freePort, spawnCli, type Proc } from '../helpers/cluster';
+import { eventually, WAIT_MS, within } from '../helpers/wait';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('the master killed with SIGKILL mid-batch and restarted', () => {
-  const dbName = uniqueDbName('masterkill');
+  const dbName = testDbName('masterkill');
   let port: number;
   let url: string;
   const masters: Proc[] = [];
@@ -15,7 +17,7 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
   let conn: mongoose.Connection;
 
   const startMasterProcess = async () => {
-    const p = spawnCli(['master', '--port', String(port), '--mongo-url', dbUrl(dbName)]);
+    const p = spawnCli(['master', '--port', String(port), '--mongo-url', testDbUrl(dbName)]);
     masters.push(p);
     await p.waitFor(/master listening/);
     return p;
@@ -24,7 +26,7 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
   beforeAll(async () => {
     port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
   });
   afterAll(async () => {
     await feeder?.close();
@@ -58,11 +60,11 @@ describe('the master killed with SIGKILL mid-batch and restarted', () => {
       })),
     );
     expect(refs).toHaveLength(n);
-    await some;
+    await within(WAIT_MS, some, () => `outcomes of 5 tasks (got ${outcomes.size})`);
     await first.kill('SIGKILL');
     expect(outcomes.size).toBeLessThan(n); // really mid-batch
     await startMasterProcess();
-    await all;
+    await within(WAIT_MS, all, () => `outcomes of all ${n} tasks (got ${outcomes.size})`);
 
     for (const r of refs) expect(outcomes.get(r.id)).toMatchObject({ state: 'done' });
     for (const r of refs)

@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+import { startMaster, tempDir } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 describe('task modules on a runner', () => {
@@ -23,7 +24,7 @@ describe('task modules on a runner', () => {
       'module.exports = function () { return "outside code ran"; };\n',
     );
     fs.symlinkSync(path.join(outside, 'secret.js'), path.join(tasksDir, 'sneaky.js'));
-    master = await startMaster(uniqueDbName('modules'));
+    master = await startMaster(testDbName('modules'));
     runner = await startRunner(master.url, { tasks: [tasksDir], workers: 1, slots: 1 });
     feeder = await startFeeder(master.url);
   });

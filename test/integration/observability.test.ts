@@ -8,12 +8,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { io as connect, type Socket } from 'socket.io-client';
-import { Feeder } from '../../feeder/feeder';
+import type { Feeder } from '../../feeder/feeder';
 import { HttpRoutes, type HttpView } from '../../master/http';
 import type { Master } from '../../master/master';
 import { staticRoutes } from '../../master/static';
 import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, testLogger, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { startMaster, tempDir, testLogger } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 
 /** A metric's value in Prometheus text, 0 when absent. */
@@ -23,7 +25,7 @@ function metric(text: string, name: string, labels = ''): number {
 }
 
 describe('metrics and readiness', () => {
-  const dbName = uniqueDbName('metrics');
+  const dbName = testDbName('metrics');
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
@@ -99,7 +101,7 @@ describe('metrics and readiness', () => {
 });
 
 describe('the /dashboard namespace', () => {
-  const dbName = uniqueDbName('dashboard-nsp');
+  const dbName = testDbName('dashboard-nsp');
   const TOKEN = 'dashboard-test-token-0123456789';
   const READ = 'dashboard-read-token-0123456789';
   let master: Master;
@@ -185,10 +187,8 @@ describe('the /dashboard namespace', () => {
   });
 });
 
-async function startTokenFeeder(url: string, token: string): Promise<Feeder> {
-  const f = new Feeder({ master: url, token, logger: testLogger() });
-  await f.ready();
-  return f;
+function startTokenFeeder(url: string, token: string): Promise<Feeder> {
+  return startFeeder(url, { token });
 }
 
 describe('the dashboard files', () => {

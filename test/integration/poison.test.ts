@@ -2,14 +2,15 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 describe('a task that kills its child every time', () => {
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('poison'));
+    master = await startMaster(testDbName('poison'));
     runner = await startRunner(master.url, { workers: 2, slots: 2 });
     feeder = await startFeeder(master.url);
   });
@@ -20,15 +21,22 @@ describe('a task that kills its child every time', () => {
   });
 
   test('ends failed with ECRASH after its attempts, while every other task keeps flowing', async () => {
-    const pidsBefore = new Set(runner.pids);
+    const pidsBefore = runner.pids;
+    const respawned: number[] = [];
+    runner.on('respawn', (pid) => pid !== undefined && respawned.push(pid));
     const outcomes = await feeder.work([
       { id: 'poison', module: 'crash', maxAttempts: 3 },
       ...Array.from({ length: 20 }, (_, i) => ({ id: `fine-${i}`, module: 'timed', params: [20, i] })),
     ]);
     expect(outcomes[0]).toMatchObject({ state: 'failed', attempts: 3, error: { code: 'ECRASH' } });
     expect(outcomes.slice(1).every((o) => o.state === 'done')).toBe(true);
-    // Each crash replaced a child; none was reused.
-    expect(runner.pids.some((p) => !pidsBefore.has(p))).toBe(true);
+    // Each crash replaced its child with a new process, and no crashed child is in the pool again.
+    expect(respawned).toHaveLength(3);
+    const everUsed = new Set([...pidsBefore, ...respawned]);
+    expect(everUsed.size).toBe(pidsBefore.length + respawned.length);
     expect(runner.pids).toHaveLength(2);
+    const crashed = [...everUsed].filter((p) => !runner.pids.includes(p));
+    expect(crashed).toHaveLength(3);
+    for (const pid of crashed) expect(() => process.kill(pid, 0)).toThrow(); // gone, not parked
   });
 });

@@ -1,7 +1,9 @@
 import { io, type Socket } from 'socket.io-client';
 import type { Master } from '../../master/master';
 import type { Assignment } from '../../protocol/schemas';
-import { startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
+import { within, WAIT_MS } from '../helpers/wait';
 
 /**
  * A runner that announces 100 slots with { 1: 30, 2: 20 } and never finishes anything, so the master
@@ -18,7 +20,7 @@ describe('slots and priority guarantees under saturation', () => {
   });
 
   async function saturate(sacred: boolean, priority: number, probePriority: number | null) {
-    const master = await startMaster(uniqueDbName('slots'), { sacredGuarantees: sacred });
+    const master = await startMaster(testDbName('slots'), { sacredGuarantees: sacred });
     const runner = io(`${master.url}/runner`, { transports: ['websocket'], reconnection: false });
     const feeder = io(`${master.url}/feeder`, { transports: ['websocket'], reconnection: false });
     open.push({ master, sockets: [runner, feeder] });
@@ -36,10 +38,14 @@ describe('slots and priority guarantees under saturation', () => {
     });
     expect(hello.ok).toBe(true);
     const until = (pred: () => boolean) =>
-      new Promise<void>((resolve) => {
-        onAssign = () => pred() && resolve();
-        onAssign();
-      });
+      within(
+        WAIT_MS,
+        new Promise<void>((resolve) => {
+          onAssign = () => pred() && resolve();
+          onAssign();
+        }),
+        () => `${pred.toString()} (assigned: ${assigned.length})`,
+      );
     const add = await feeder.emitWithAck('tasks:add', {
       tasks: Array.from({ length: 150 }, (_, i) => ({ id: `w${i}`, module: 'ok', priority })),
     });

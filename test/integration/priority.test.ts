@@ -2,8 +2,10 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
+import { within, WAIT_MS } from '../helpers/wait';
 
 describe('priority', () => {
   let master: Master;
@@ -11,7 +13,7 @@ describe('priority', () => {
   let runner: Runner | undefined;
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('prio'));
+    master = await startMaster(testDbName('prio'));
     feeder = await startFeeder(master.url);
   });
   afterAll(async () => {
@@ -40,7 +42,7 @@ describe('priority', () => {
     );
     await feeder.add(batch); // stored and queued before any runner exists
     runner = await startRunner(master.url, { workers: 1, slots: 1 });
-    await all;
+    await within(WAIT_MS, all, () => `outcomes of all ${batch.length} tasks (got ${outcomes.length})`);
     expect(outcomes.every((o) => o.state === 'done')).toBe(true);
     const order = outcomes
       .map((o) => o.result as { start: number; label: string })

@@ -9,7 +9,8 @@ import mongoose from 'mongoose';
 import { main } from '../../bin/cli';
 import { ERROR_CODES } from '../../protocol/errors';
 import type { Master } from '../../master/master';
-import { ROOT, mongoUrl, startMaster, uniqueDbName } from '../helpers/cluster';
+import { ROOT, startMaster } from '../helpers/cluster';
+import { testDbName, testMongoUrl } from '../helpers/db';
 
 const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 
@@ -98,7 +99,7 @@ describe('the README matches the code', () => {
   });
 
   describe('against a running master', () => {
-    const dbName = uniqueDbName('readme-docs');
+    const dbName = testDbName('readme-docs');
     let master: Master;
     beforeAll(async () => {
       master = await startMaster(dbName);
@@ -131,7 +132,7 @@ describe('the README matches the code', () => {
       const documented = [...section('## Architecture').matchAll(/^- `([a-z_]+)` —/gm)]
         .map((m) => m[1])
         .sort();
-      const conn = await mongoose.createConnection(mongoUrl(), { dbName }).asPromise();
+      const conn = await mongoose.createConnection(testMongoUrl(), { dbName }).asPromise();
       try {
         const created = (await conn.db!.listCollections().toArray()).map((c) => c.name).sort();
         expect(documented).toEqual(created);

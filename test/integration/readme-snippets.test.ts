@@ -14,7 +14,8 @@ import ts from 'typescript';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
 import { startRunner } from '../helpers/clients';
-import { ROOT, startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+import { ROOT, startMaster, tempDir } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 const run = promisify(execFile);
 
@@ -59,7 +60,7 @@ function linkPackage(dir: string): void {
 
 describe('the README runs', () => {
   const snippets = readmeSnippets(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'));
-  const dbName = uniqueDbName('readme-snippets');
+  const dbName = testDbName('readme-snippets');
   let dir: string;
   let master: Master;
   let runner: Runner;

@@ -1,16 +1,21 @@
 import type { Master } from '../../master/master';
-import { eventually, spawnCli, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { spawnCli, startMaster } from '../helpers/cluster';
+import { eventually, waitForEvent } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
 
-/** Runner data and `requires`, targeting one runner, and an operator's drain through the HTTP API. */
+/**
+ * Runner data and `requires`, targeting one runner, and an operator's drain through the HTTP API.
+ * Each test has a master and runners of its own: what one test leaves assigned cannot show in another.
+ */
 describe('routing and draining', () => {
   let master: Master;
   let feeder: RawFeeder;
   let gpu: RawRunner;
   let plain: RawRunner;
 
-  beforeAll(async () => {
-    master = await startMaster(uniqueDbName('routing'), { token: 'routing-secret-token' });
+  beforeEach(async () => {
+    master = await startMaster(testDbName('routing'), { token: 'routing-secret-token' });
     const auth = { token: 'routing-secret-token' };
     feeder = await rawFeeder(master.url, auth);
     gpu = await rawRunner(
@@ -24,7 +29,7 @@ describe('routing and draining', () => {
       auth,
     );
   });
-  afterAll(async () => {
+  afterEach(async () => {
     feeder?.close();
     gpu?.close();
     plain?.close();
@@ -68,7 +73,23 @@ describe('routing and draining', () => {
     expect(gpu.assigned.some((a) => a.id.startsWith('for-plain'))).toBe(false);
   });
 
+  /** Adds `count` tasks for `runner` and resolves once it holds them all. */
+  async function busy(runner: RawRunner, runnerId: string, count: number): Promise<void> {
+    await feeder.add(
+      Array.from({ length: count }, (_, i) => ({
+        id: `busy-${runnerId}-${i}`,
+        module: 'ok',
+        runner: runnerId,
+      })),
+    );
+    await runner.until(
+      () => runner.assigned.filter((a) => a.id.startsWith(`busy-${runnerId}-`)).length === count,
+    );
+  }
+
   test('GET /api/runners lists runners with their data, slots in use and drain state; it needs the token', async () => {
+    await busy(gpu, 'gpu-box', 5);
+    await busy(plain, 'plain-box', 9);
     expect((await api('/api/runners', {}, 'wrong-token')).status).toBe(401);
     const body = (await (await api('/api/runners')).json()) as { runners: Record<string, unknown>[] };
     const byId = new Map(body.runners.map((r) => [r.id, r]));
@@ -82,6 +103,7 @@ describe('routing and draining', () => {
   });
 
   test('a drained runner gets no new work, keeps what it runs, and shows idle once it is done', async () => {
+    await busy(gpu, 'gpu-box', 3);
     const drained = (await (await api('/api/runners/gpu-box/drain', { method: 'POST' })).json()) as {
       runner: Record<string, unknown>;
     };
@@ -90,7 +112,7 @@ describe('routing and draining', () => {
     await feeder.add([{ id: 'after-drain', module: 'ok' }]);
     await plain.until(() => plain.assigned.some((a) => a.id === 'after-drain'));
     expect(gpu.assigned.length).toBe(before);
-    const done = waitForEvent(master, 'outcomes', () => master.scheduler.finals.has('needs-gpu-4'));
+    const done = waitForEvent(master, 'outcomes', () => master.scheduler.finals.has('busy-gpu-box-2'));
     await gpu.finish(
       gpu.assigned.map((a) => ({ id: a.id, attempt: a.attempt, ok: true as const, result: null })),
     );
@@ -114,7 +136,7 @@ describe('routing and draining', () => {
   test('taskmaster status lists the runners; taskmaster drain --wait returns once the runner has no work left', async () => {
     const run = async (args: string[]) => {
       const p = spawnCli([...args, '--master', master.url, '--token', 'routing-secret-token']);
-      const code = await new Promise<number | null>((resolve) => p.child.once('exit', (c) => resolve(c)));
+      const code = await p.exit();
       return { code, out: p.output() };
     };
     const status = await run(['status', '--json']);
@@ -122,6 +144,7 @@ describe('routing and draining', () => {
     const parsed = JSON.parse(status.out.trim().split('\n').pop() as string) as { runners: { id: string }[] };
     expect(parsed.runners.map((r) => r.id).sort()).toEqual(['gpu-box', 'plain-box']);
 
+    await busy(plain, 'plain-box', 2);
     const draining = run(['drain', 'plain-box', '--wait']);
     await eventually(async () => master.scheduler.runners.get('plain-box')?.draining); // its POST arrived
     expect(plain.assigned.length).toBeGreaterThan(0);

@@ -1,7 +1,9 @@
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import { type Proc, spawnRunner, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { type Proc, spawnRunner, startMaster } from '../helpers/cluster';
+import { WAIT_MS, waitForEvent, within } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 import { startFeeder } from '../helpers/clients';
 
 describe('a runner killed mid-task', () => {
@@ -10,7 +12,7 @@ describe('a runner killed mid-task', () => {
   const procs: Proc[] = [];
 
   beforeAll(async () => {
-    master = await startMaster(uniqueDbName('runnerkill'), { disconnectGraceMs: 200 });
+    master = await startMaster(testDbName('runnerkill'), { disconnectGraceMs: 200 });
     feeder = await startFeeder(master.url);
   });
   afterAll(async () => {
@@ -42,7 +44,7 @@ describe('a runner killed mid-task', () => {
     );
     const [, running] = (await startedOnDoomed) as unknown as [string, { id: string }[]];
     await doomed.kill('SIGKILL');
-    await all;
+    await within(WAIT_MS, all, () => `outcomes of all ${n} tasks (got ${outcomes.size})`);
     expect([...outcomes.keys()].sort()).toEqual(refs.map((r) => r.id).sort());
     for (const o of outcomes.values()) expect(o.state).toBe('done');
     // What the doomed runner was running when it died ran again, as a second attempt.

@@ -9,7 +9,8 @@ import { Master } from '../../master/master';
 import { NAMESPACES, type FeederToMaster, type MasterToFeeder } from '../../protocol/events';
 import type { TaskInput, TaskOutcome } from '../../protocol/schemas';
 import { Runner } from '../../runner/runner';
-import { dropTestDb, testDbName, testMongoUrl } from '../helpers/db';
+import { testDbName, testMongoUrl } from '../helpers/db';
+import { nextEvent, waitForEvent, within, WAIT_MS } from '../helpers/wait';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'tasks');
 
@@ -40,13 +41,12 @@ describe('runner with the real master', () => {
     });
     await runner.start();
     feeder = io(new URL(NAMESPACES.feeder, master.url).href, { transports: ['websocket'], forceNew: true });
-    await new Promise((r) => feeder.once('connect', () => r(undefined)));
+    await nextEvent(feeder, 'connect', { what: 'the raw feeder connected' });
   });
   afterAll(async () => {
     feeder?.disconnect();
     await runner?.close();
     await master?.close();
-    await dropTestDb(dbName);
   });
 
   /** Adds a batch and resolves with the final outcome of each task, in the order given. */
@@ -64,8 +64,9 @@ describe('runner with the real master', () => {
     if (!reply.ok) throw new Error(reply.error.message);
     ids = reply.tasks.map((t: { id: string }) => t.id);
     if (ids.every((id) => got.has(id))) finish();
-    await all;
-    feeder.off('task:outcomes', on);
+    await within(WAIT_MS, all, () => `outcomes of ${ids.filter((id) => !got.has(id)).join(', ')}`).finally(
+      () => feeder.off('task:outcomes', on),
+    );
     return ids.map((id) => got.get(id) as TaskOutcome);
   }
 
@@ -146,15 +147,15 @@ describe('runner with the real master', () => {
     expect(master.listRunners()).toContainEqual(
       expect.objectContaining({ id: 'rm-1', prioritySlots: { '5': 1 } }),
     );
-    const atRunner = new Promise<[unknown, string]>((r) =>
-      runner.once('sysmsg', (msg, from) => r([msg, from])),
-    );
+    const atRunner = waitForEvent<[unknown, string]>(runner, 'sysmsg', undefined, {
+      what: 'the system message reached runner rm-1',
+    });
     const sent = await feeder
       .timeout(10_000)
       .emitWithAck('sysmsg:send', { msg: { hi: 'runner' }, to: 'rm-1' });
     expect(sent).toMatchObject({ ok: true, delivered: 1 });
     expect(await atRunner).toEqual([{ hi: 'runner' }, expect.any(String)]);
-    const atMaster = new Promise<unknown>((r) => master.once('sysmsg', r));
+    const atMaster = nextEvent(master, 'sysmsg', { what: "the runner's system message reached the master" });
     expect(await runner.systemMessage('to master', 'MASTER')).toMatchObject({ ok: true, delivered: 1 });
     expect(await atMaster).toBe('to master');
   });

@@ -16,6 +16,7 @@ import { NAMESPACES, type MasterToRunner, type RunnerToMaster } from '../../prot
 import type { AttemptResult, Hello, HelloReply } from '../../protocol/schemas';
 import { Runner } from '../../runner/runner';
 import type { RunnerOptions } from '../../runner/options';
+import { nextEvent, within, WAIT_MS } from '../helpers/wait';
 
 jest.setTimeout(30_000);
 
@@ -90,14 +91,15 @@ class ScriptedMaster extends EventEmitter {
   next<T>(event: keyof RunnerToMaster, test: (p: T) => boolean = () => true, from = 0): Promise<T> {
     const hit = this.log.slice(from).find((r) => r.event === event && test(r.payload as T));
     if (hit) return Promise.resolve(hit.payload as T);
-    return new Promise((resolve) => {
-      const on = (r: Received) => {
-        if (r.event !== event || !test(r.payload as T)) return;
-        this.off('received', on);
-        resolve(r.payload as T);
+    let on!: (r: Received) => void;
+    const seen = new Promise<T>((resolve) => {
+      on = (r: Received) => {
+        if (r.event === event && test(r.payload as T)) resolve(r.payload as T);
       };
       this.on('received', on);
     });
+    const what = `"${event}" from the runner${test.length > 0 ? ` for which ${test.toString()}` : ''}`;
+    return within(WAIT_MS, seen, what).finally(() => this.off('received', on));
   }
 
   assign(tasks: unknown[]): void {
@@ -224,7 +226,9 @@ describe('runner ↔ master protocol', () => {
 
   test('a partial batch goes out after answerDelayMs', async () => {
     const runner = await start({ answerThreshold: 10, answerDelayMs: 50 });
-    const delivered = new Promise<AttemptResult[]>((r) => runner.once('delivered', r));
+    const delivered = nextEvent<AttemptResult[]>(runner, 'delivered', {
+      what: 'the runner delivered p1 and p2',
+    });
     master.assign([task('p1', 'ok'), task('p2', 'ok')]);
     expect((await delivered).map((r) => r.id).sort()).toEqual(['p1', 'p2']);
     expect(master.log.filter((r) => r.event === 'task:results')).toHaveLength(1);
@@ -234,8 +238,10 @@ describe('runner ↔ master protocol', () => {
     const runner = await start({ reconnectDelayMs: 300, reconnectDelayMaxMs: 300 });
     master.assign([task('late', 'slow', [100])]);
     await master.next('task:started');
-    const down = new Promise((r) => runner.once('disconnect', r));
-    const finished = new Promise<AttemptResult>((r) => runner.once('result', r));
+    const down = nextEvent(runner, 'disconnect', { what: 'the runner saw its connection cut' });
+    const finished = nextEvent<AttemptResult>(runner, 'result', {
+      what: 'task "late" finished while disconnected',
+    });
     master.cut();
     await down;
     expect(await finished).toMatchObject({ id: 'late', ok: true });
@@ -253,7 +259,9 @@ describe('runner ↔ master protocol', () => {
     master.assign([task('unacked', 'ok', ['v'])]);
     await master.next('task:results', hasResult('unacked'));
     master.ackResults = true;
-    const delivered = new Promise<AttemptResult[]>((r) => runner.once('delivered', r));
+    const delivered = nextEvent<AttemptResult[]>(runner, 'delivered', {
+      what: 'the unacknowledged result delivered after the next hello',
+    });
     const mark = master.log.length;
     master.cut();
     expect((await delivered).map((r) => r.id)).toEqual(['unacked']);
@@ -271,7 +279,7 @@ describe('runner ↔ master protocol', () => {
       master.next('task:started', startedOne('keep')),
     ]);
     master.helloReply = (h) => ({ ok: true, runnerId: h.runnerId, drop: [{ id: 'dropme', attempt: 1 }] });
-    const ready = new Promise((r) => runner.once('ready', r));
+    const ready = nextEvent(runner, 'ready', { what: 'the runner ready again after the cut' });
     master.cut();
     await ready;
     expect(runner.running).toEqual([{ id: 'keep', attempt: 1 }]);

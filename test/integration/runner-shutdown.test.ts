@@ -2,7 +2,9 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import { startFeeder } from '../helpers/clients';
-import { type Proc, spawnRunner, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { type Proc, spawnRunner, startMaster } from '../helpers/cluster';
+import { WAIT_MS, waitForEvent, within } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 
 describe('a runner stopped with SIGTERM', () => {
   let master: Master;
@@ -11,7 +13,7 @@ describe('a runner stopped with SIGTERM', () => {
 
   beforeAll(async () => {
     // A long disconnect grace: a requeue that happens at once can only come from the explicit release.
-    master = await startMaster(uniqueDbName('shutdown'), { disconnectGraceMs: 60_000 });
+    master = await startMaster(testDbName('shutdown'), { disconnectGraceMs: 60_000 });
     feeder = await startFeeder(master.url);
   });
   afterAll(async () => {
@@ -48,7 +50,11 @@ describe('a runner stopped with SIGTERM', () => {
     const exit = stopping.kill('SIGTERM');
     await runner('taker');
     expect(await exit).toBe(0);
-    await all;
+    await within(
+      WAIT_MS,
+      all,
+      () => `outcomes of both tasks (got ${[...outcomes.keys()].join(', ') || 'none'})`,
+    );
     expect(outcomes.get('short')).toMatchObject({ state: 'done', attempts: 1 }); // finished within the grace
     expect(outcomes.get('long')).toMatchObject({ state: 'done', attempts: 2 }); // released, ran elsewhere
     expect(stopping.output()).toContain('released unfinished attempts');

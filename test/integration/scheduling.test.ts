@@ -1,6 +1,8 @@
 import mongoose from 'mongoose';
 import type { MasterOptions } from '../../master/options';
-import { dbUrl, eventually, startMaster, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { eventually, waitForEvent } from '../helpers/wait';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
 
 /** Scheduling semantics driven at the protocol level: the runner here answers only when told to. */
@@ -11,7 +13,7 @@ describe('scheduling semantics', () => {
   });
 
   async function setup(opts: Partial<MasterOptions> = {}, runner: { slots?: number } | null = { slots: 10 }) {
-    const dbName = uniqueDbName('sched');
+    const dbName = testDbName('sched');
     const master = await startMaster(dbName, opts);
     cleanup.push(() => master.close());
     const feeder = await rawFeeder(master.url);
@@ -128,7 +130,7 @@ describe('scheduling semantics', () => {
       expect(await outcome(feeder, id)).toMatchObject({ state: 'done', result: { price: 42 } });
     expect(runner.assigned.filter((a) => a.id.startsWith('k'))).toHaveLength(1);
     // In the database too: one attempt for the key; the held ones were done without one.
-    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
     try {
       const coll = conn.collection<{ _id: string; attempts: number; state: string }>('tasks');
       await eventually(
@@ -202,7 +204,7 @@ describe('scheduling semantics', () => {
     expect((refused.error.details as { retryAfterMs: number }).retryAfterMs).toBeGreaterThan(0);
     expect(master.scheduler.queuedCount()).toBe(8);
     await master.flushed(); // `tasks` shows every durable task
-    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
     try {
       expect(await conn.collection('tasks').countDocuments({})).toBe(8);
     } finally {

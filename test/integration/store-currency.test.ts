@@ -3,8 +3,10 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, spawnCli, startMaster, uniqueDbName } from '../helpers/cluster';
+import { spawnCli, startMaster } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
+import { eventually } from '../helpers/wait';
 
 /** `tasks` follows the outcomes while load goes on; journal, retention and purge keep growth bounded. */
 describe('tasks current and bounded', () => {
@@ -14,14 +16,14 @@ describe('tasks current and bounded', () => {
   });
 
   async function cluster(label: string, opts: Parameters<typeof startMaster>[1] = {}) {
-    const dbName = uniqueDbName(label);
+    const dbName = testDbName(label);
     const master: Master = await startMaster(dbName, opts);
     cleanup.push(() => master.close());
     const runner: Runner = await startRunner(master.url, { workers: 2, slots: 16 });
     cleanup.push(() => runner.close());
     const feeder: Feeder = await startFeeder(master.url);
     cleanup.push(() => feeder.close());
-    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
     cleanup.push(() => conn.close());
     return { master, runner, feeder, conn, tasks: conn.collection<{ _id: string; state: string }>('tasks') };
   }
@@ -70,11 +72,10 @@ describe('tasks current and bounded', () => {
     ]);
     await expect(feeder.add([{ id: 'again', module: 'ok' }])).rejects.toMatchObject({ code: 'EVALIDATION' });
     // The first pass runs within ~5 s of the start; the next ones every second.
-    const deadline = Date.now() + 15_000;
-    while ((await tasks.countDocuments({ _id: 'again' })) > 0) {
-      if (Date.now() > deadline) throw new Error('retention did not remove the final task within 15 s');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await eventually(async () => (await tasks.countDocuments({ _id: 'again' })) === 0, {
+      timeout: 15_000,
+      what: 'retention removed the final task "again"',
+    });
     const fresh = await startFeeder(master.url);
     cleanup.push(() => fresh.close());
     expect(await fresh.work([{ id: 'again', module: 'ok', params: [2] }])).toMatchObject([
@@ -111,6 +112,6 @@ describe('tasks current and bounded', () => {
 /** Runs the CLI without blocking this process (the master under test runs in it). */
 async function runCli(args: string[]): Promise<{ code: number | null; output: string }> {
   const p = spawnCli(args);
-  const code = await new Promise<number | null>((resolve) => p.child.once('exit', (c) => resolve(c)));
+  const code = await p.exit();
   return { code, output: p.output() };
 }

@@ -5,9 +5,10 @@ import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, uniqueDbName } from '../helpers/cluster';
+import { startMaster, tempDir } from '../helpers/cluster';
 import { startFeeder, startRunner } from '../helpers/clients';
 import { ownDatabase, type OwnDatabase } from '../helpers/own-db';
+import { waitForEvent, within, WAIT_MS } from '../helpers/wait';
 
 /**
  * The database under a running master: frozen, killed and restarted. Each test has a server of its
@@ -31,7 +32,7 @@ describe('the database fails under a running master', () => {
   });
 
   async function cluster(label: string): Promise<{ master: Master; runner: Runner; feeder: Feeder }> {
-    const master = await startMaster(uniqueDbName(label), { mongoUrl: db.url(uniqueDbName(label)) });
+    const master = await startMaster(label, { mongoUrl: db.url(label) });
     cleanup.push(() => master.close());
     const runner = await startRunner(master.url, { workers: 2, slots: 8 });
     cleanup.push(() => runner.close());
@@ -43,9 +44,9 @@ describe('the database fails under a running master', () => {
   test('an add is not acknowledged while the database is frozen (SIGSTOP), and is once it runs again', async () => {
     const { feeder } = await cluster('sigstop');
     expect(await feeder.work([{ module: 'ok', params: ['before'] }])).toMatchObject([{ state: 'done' }]);
-    const done = new Promise<TaskOutcome>((resolve) =>
-      feeder.on('result', (o: TaskOutcome) => o.id === 'frozen' && resolve(o)),
-    );
+    const done = waitForEvent<[TaskOutcome]>(feeder, 'result', (o) => o.id === 'frozen', {
+      what: 'the outcome of task "frozen"',
+    }).then(([o]) => o);
     db.signal('SIGSTOP');
     let acked = false;
     const add = feeder.add([{ id: 'frozen', module: 'ok', params: ['during'] }]).then((r) => {
@@ -73,10 +74,14 @@ describe('the database fails under a running master', () => {
       onOutcome();
     });
     const until = (count: number) =>
-      new Promise<void>((resolve) => {
-        onOutcome = () => outcomes.size >= count && resolve();
-        onOutcome();
-      });
+      within(
+        WAIT_MS,
+        new Promise<void>((resolve) => {
+          onOutcome = () => outcomes.size >= count && resolve();
+          onOutcome();
+        }),
+        () => `${count} outcomes (got ${outcomes.size})`,
+      );
     const refs = await feeder.add(
       Array.from({ length: n }, (_, i) => ({ id: `k${i}`, module: 'record', params: [runs, `k${i}`, 20] })),
     );

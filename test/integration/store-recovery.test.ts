@@ -1,7 +1,8 @@
 import mongoose from 'mongoose';
 import { io } from 'socket.io-client';
 import type { Master } from '../../master/master';
-import { dbUrl, freePort, spawnCli, startMaster, uniqueDbName, type Proc } from '../helpers/cluster';
+import { freePort, spawnCli, startMaster, type Proc } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { rawFeeder, rawRunner } from '../helpers/raw-clients';
 
 /** What a restarted master makes of what it finds in the database. */
@@ -12,10 +13,10 @@ describe('recovery after a restart', () => {
   });
 
   test('SIGKILL right after a 10,000-task add is durable, before its tasks are in `tasks`: the restarted master has all of it, and an acknowledged add completes', async () => {
-    const dbName = uniqueDbName('addkill');
+    const dbName = testDbName('addkill');
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
     cleanup.push(() => conn.close());
     const tasks = conn.collection<{ _id: string; state: string }>('tasks');
     const journal = conn.collection<{ _id: string; adds?: string }>('task_journal');
@@ -24,7 +25,7 @@ describe('recovery after a restart', () => {
       for (const m of masters) await m.kill('SIGKILL');
     });
     const start = async () => {
-      const p = spawnCli(['master', '--port', String(port), '--mongo-url', dbUrl(dbName)]);
+      const p = spawnCli(['master', '--port', String(port), '--mongo-url', testDbUrl(dbName)]);
       masters.push(p);
       await p.waitFor(/master listening/);
       return p;
@@ -73,7 +74,7 @@ describe('recovery after a restart', () => {
   });
 
   test('a task assigned to a runner that never comes back is requeued after the grace period, and the lost attempt does not count against maxAttempts', async () => {
-    const dbName = uniqueDbName('lostrunner');
+    const dbName = testDbName('lostrunner');
     const first: Master = await startMaster(dbName);
     const gone = await rawRunner(first.url, { runnerId: 'gone', slots: 1 });
     const feeder = await rawFeeder(first.url);
@@ -88,7 +89,9 @@ describe('recovery after a restart', () => {
     cleanup.push(() => second.close());
     const other = await rawRunner(second.url, { runnerId: 'other', slots: 1 });
     cleanup.push(() => other.close());
-    await other.until(() => other.assigned.length === 1);
+    await other.until(() => other.assigned.length === 1, {
+      what: 'the orphaned task requeued after the recovery grace and assigned to runner "other"',
+    });
     expect(other.assigned[0]).toMatchObject({ id: 'orphan', attempt: 2 });
     // Attempt 2 fails: with the lost attempt counted this would be the last of maxAttempts: 2.
     await other.finish([{ id: 'orphan', attempt: 2, ok: false, error: { code: 'ETASK', message: 'flaky' } }]);
@@ -106,7 +109,7 @@ describe('recovery after a restart', () => {
   });
 
   test('an id stored before the restart is refused by the _id index, naming the task, with nothing else of the add kept', async () => {
-    const dbName = uniqueDbName('takenafter');
+    const dbName = testDbName('takenafter');
     const first = await startMaster(dbName);
     const f1 = await rawFeeder(first.url);
     expect((await f1.add([{ id: 'persisted', module: 'ok' }])).ok).toBe(true);

@@ -1,12 +1,14 @@
 import mongoose from 'mongoose';
-import { Feeder } from '../../feeder/feeder';
+import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import { decodeValue } from '../../models/codec';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { dbUrl, startMaster, testLogger, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
 import { rawRunner, type RawRunner } from '../helpers/raw-clients';
+import { waitForEvent } from '../helpers/wait';
 
 /**
  * Values a database refuses for their keys or shape, sent by feeders and returned by task modules.
@@ -14,7 +16,7 @@ import { rawRunner, type RawRunner } from '../helpers/raw-clients';
  * with a clear error, and an honest add → result round trip works right after.
  */
 describe('no value can wedge the writer', () => {
-  const dbName = uniqueDbName('wedge');
+  const dbName = testDbName('wedge');
   let master: Master;
   let runner: Runner;
   let feeder: Feeder;
@@ -26,9 +28,8 @@ describe('no value can wedge the writer', () => {
   beforeAll(async () => {
     master = await startMaster(dbName, roomy);
     runner = await startRunner(master.url, { workers: 1, slots: 4, runnerId: 'r1' });
-    feeder = new Feeder({ master: master.url, logger: testLogger(), maxMessageBytes: roomy.maxMessageBytes });
-    await feeder.ready();
-    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    feeder = await startFeeder(master.url, { maxMessageBytes: roomy.maxMessageBytes });
+    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
   });
   afterAll(async () => {
     await feeder?.close();
@@ -112,13 +113,13 @@ describe('no value can wedge the writer', () => {
 
 describe('a result the database refuses', () => {
   test('fails its task with EPERSIST, reaches the feeder so, and is not run again after a restart', async () => {
-    const dbName = uniqueDbName('refused');
+    const dbName = testDbName('refused');
     const first = await startMaster(dbName, { maxMessageBytes: 64 * 1024 * 1024 });
     const raw: RawRunner = await rawRunner(first.url, { runnerId: 'big', slots: 2 });
     const feeder = await startFeeder(first.url);
-    const outcome = new Promise<TaskOutcome>((resolve) =>
-      feeder.on('result', (o: TaskOutcome) => o.id === 'huge' && resolve(o)),
-    );
+    const outcome = waitForEvent<[TaskOutcome]>(feeder, 'result', (o) => o.id === 'huge', {
+      what: 'the outcome of task "huge"',
+    }).then(([o]) => o);
     await feeder.add([{ id: 'huge', module: 'ok' }]);
     await raw.until(() => raw.assigned.length === 1);
     // 17 MB: more than any MongoDB-wire server stores in one document.
@@ -144,7 +145,7 @@ describe('a result the database refuses', () => {
       await again.until(() => again.assigned.some((a) => a.id === 'probe'));
       expect(again.assigned.map((a) => a.id)).toEqual(['probe']); // 'huge' is not run again
       await second.flushed();
-      const conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+      const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
       const doc = await conn.collection<{ _id: string }>('tasks').findOne({ _id: 'huge' });
       await conn.close();
       expect(doc).toMatchObject({ state: 'failed', error: { code: 'EPERSIST' } });

@@ -1,11 +1,12 @@
 import mongoose from 'mongoose';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
-import { dbUrl, startMaster, uniqueDbName } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder } from '../helpers/clients';
 
 describe('validation of batches', () => {
-  const dbName = uniqueDbName('valid');
+  const dbName = testDbName('valid');
   let master: Master;
   let feeder: Feeder;
   let conn: mongoose.Connection;
@@ -13,7 +14,7 @@ describe('validation of batches', () => {
   beforeAll(async () => {
     master = await startMaster(dbName);
     feeder = await startFeeder(master.url);
-    conn = await mongoose.createConnection(dbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
   });
   afterAll(async () => {
     await feeder?.close();

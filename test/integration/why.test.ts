@@ -4,7 +4,7 @@
  */
 import type { Master } from '../../master/master';
 import { startMaster } from '../helpers/cluster';
-import { dropTestDb, testDbName } from '../helpers/db';
+import { testDbName } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
 
 describe('why a task does not run', () => {
@@ -22,7 +22,6 @@ describe('why a task does not run', () => {
     feeder?.close();
     plain?.close();
     await master?.close();
-    await dropTestDb(dbName);
   });
 
   const why = async (path: string) => {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import mongoose from 'mongoose';
 import { ROOT, spawnProc, tempDir, type Proc } from '../helpers/cluster';
-import { dropTestDb, testDbName, testDbUrl } from '../helpers/db';
+import { testDbName, testDbUrl } from '../helpers/db';
 
 const run = promisify(execFile);
 type Run = (args: string[], env?: Record<string, string>) => Promise<{ stdout: string; stderr: string }>;
@@ -114,7 +114,6 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
 
   afterAll(async () => {
     for (const p of procs.reverse()) await p.kill();
-    await dropTestDb(dbName).catch(() => undefined);
     if (dir) fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   });
 

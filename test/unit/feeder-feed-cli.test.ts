@@ -7,7 +7,8 @@ import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
 import { startRunner } from '../helpers/clients';
-import { ROOT, freePort, startMaster, tempDir, testLogger, uniqueDbName } from '../helpers/cluster';
+import { ROOT, freePort, startMaster, tempDir, testLogger } from '../helpers/cluster';
+import { testDbName } from '../helpers/db';
 
 /** A stream that keeps what is written to it. */
 class Capture extends Writable {
@@ -20,7 +21,7 @@ class Capture extends Writable {
 }
 
 describe('taskmaster feed', () => {
-  const dbName = uniqueDbName('feed-cli');
+  const dbName = testDbName('feed-cli');
   let master: Master;
   let runner: Runner;
   let dir: string;

@@ -4,12 +4,14 @@ import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { freePort, startMaster, testLogger, uniqueDbName, waitForEvent } from '../helpers/cluster';
+import { freePort, startMaster, testLogger } from '../helpers/cluster';
+import { waitForEvent } from '../helpers/wait';
+import { testDbName } from '../helpers/db';
 
 const EXAMPLE_TASKS = path.join(__dirname, '..', '..', 'tasks');
 
 describe('the Feeder against a real master', () => {
-  const dbName = uniqueDbName('feeder-master');
+  const dbName = testDbName('feeder-master');
   let master: Master;
   let runner: Runner | null = null;
   const feeders: Feeder[] = [];
@@ -96,9 +98,10 @@ describe('the Feeder against a real master', () => {
 
   test('close() rejects waiting work() calls and can be called twice', async () => {
     const feeder = await feederFor(master.url);
-    // No runner: the task stays queued.
-    const pending = feeder.work([{ id: 'c-waiting', module: 'ok' }]);
-    await waitForEvent(master, 'outcomes', () => true, 300).catch(() => undefined);
+    // No runner: the task stays queued. Added first, so that work() is past its add and waiting.
+    const task = { id: 'c-waiting', module: 'ok' };
+    await feeder.add([task]);
+    const pending = feeder.work([task]);
     await feeder.close();
     await feeder.close();
     await expect(pending).rejects.toThrow(
@@ -109,7 +112,7 @@ describe('the Feeder against a real master', () => {
 });
 
 describe('the Feeder across a graceful master restart', () => {
-  const dbName = uniqueDbName('feeder-restart');
+  const dbName = testDbName('feeder-restart');
   let port: number;
   let master: Master | null = null;
   let runner: Runner | null = null;
@@ -149,7 +152,7 @@ describe('the Feeder across a graceful master restart', () => {
 });
 
 describe('the Feeder dropped by the master on purpose', () => {
-  const dbName = uniqueDbName('feeder-dropped');
+  const dbName = testDbName('feeder-dropped');
   let master: Master;
   beforeAll(async () => {
     master = await startMaster(dbName);
@@ -198,7 +201,7 @@ describe('the Feeder without a master', () => {
 });
 
 describe('the Feeder with a wrong token', () => {
-  const dbName = uniqueDbName('feeder-token');
+  const dbName = testDbName('feeder-token');
   let master: Master;
   beforeAll(async () => {
     master = await startMaster(dbName, { token: 'right-token' });

@@ -6,6 +6,7 @@ import readline from 'node:readline';
 import { ModuleLoader } from '../../runner/loader';
 import { capturingLogger } from '../helpers/capture';
 import { ChildPool, type JobOutcome, type PoolOptions } from '../../runner/pool';
+import { waitForEvent, within, WAIT_MS } from '../helpers/wait';
 
 jest.setTimeout(60_000);
 
@@ -57,7 +58,7 @@ async function harness(opts: Partial<PoolOptions> = {}): Promise<Harness> {
           reject,
         );
     });
-    return { key, outcome };
+    return { key, outcome: within(WAIT_MS, outcome, `the outcome of ${module} (${key})`) };
   };
   return {
     pool,
@@ -75,7 +76,7 @@ async function harness(opts: Partial<PoolOptions> = {}): Promise<Harness> {
 }
 
 const once = <T extends unknown[]>(pool: ChildPool, event: 'respawn' | 'started' | 'recycle'): Promise<T> =>
-  new Promise((resolve) => pool.once(event, (...args: unknown[]) => resolve(args as T)));
+  waitForEvent<T>(pool, event, undefined, { what: `the pool's "${event}"` });
 
 describe('runner child pool', () => {
   let h: Harness;
@@ -315,10 +316,8 @@ describe('runner child pool: balance and lifetime', () => {
     }
   });
 
-  (process.platform === 'linux' ? test : test.skip)(
-    'a child spinning on the CPU dies when its runner is killed with SIGKILL',
-    async () => {
-      const script = `
+  test('a child spinning on the CPU dies when its runner is killed with SIGKILL', async () => {
+    const script = `
       const { ChildPool } = require(${JSON.stringify(path.join(ROOT, 'runner', 'pool.ts'))});
       const { ModuleLoader } = require(${JSON.stringify(path.join(ROOT, 'runner', 'loader.ts'))});
       const { silentLogger } = require(${JSON.stringify(path.join(ROOT, 'common', 'logger.ts'))});
@@ -331,22 +330,25 @@ describe('runner child pool: balance and lifetime', () => {
         pool.on('started', () => process.stdout.write(pool.pids()[0] + '\\n'));
         pool.run({ key: 'spin#1', task: { id: 'spin', attempt: 1, module: 'cpu-loop', params: [], priority: 0 }, module: await loader.resolve('cpu-loop') });
       })();`;
-      const runner = spawn(
-        process.execPath,
-        ['--require', require.resolve('tsx/cjs', { paths: [ROOT] }), '-e', script],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
-      );
-      const childPid = await new Promise<number>((resolve) =>
+    const runner = spawn(
+      process.execPath,
+      ['--require', require.resolve('tsx/cjs', { paths: [ROOT] }), '-e', script],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const childPid = await within(
+      WAIT_MS,
+      new Promise<number>((resolve) =>
         readline.createInterface({ input: runner.stdout! }).once('line', (l) => resolve(Number(l))),
-      );
-      expect(isAlive(childPid)).toBe(true);
-      runner.kill('SIGKILL');
-      // Nothing signals the death of a process that is not ours: poll, bounded.
-      const until = Date.now() + 10_000;
-      while (isAlive(childPid) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-      expect(isAlive(childPid)).toBe(false);
-    },
-  );
+      ),
+      'the pid of the spinning child from the runner process',
+    );
+    expect(isAlive(childPid)).toBe(true);
+    runner.kill('SIGKILL');
+    // Nothing signals the death of a process that is not ours: poll, bounded.
+    const until = Date.now() + 10_000;
+    while (isAlive(childPid) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect(isAlive(childPid)).toBe(false);
+  });
 });
 
 describe('runner child pool: recycling', () => {
