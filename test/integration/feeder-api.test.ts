@@ -23,7 +23,11 @@ describe('the Feeder API', () => {
     return f;
   };
   let db: Connection;
-  const storedTasks = () => db.collection('tasks').countDocuments({});
+  /** Tasks in `tasks` once everything durable is written there. */
+  const storedTasks = async () => {
+    await master.flushed();
+    return db.collection('tasks').countDocuments({});
+  };
 
   beforeAll(async () => {
     master = await startMaster(dbName);
