@@ -89,7 +89,14 @@ export class Scheduler extends SchedulerCore {
       else if (t.unmet === 0) t.state = 'ready';
       prepared.docs[i].state = t.state;
     });
-    const written = this.store.insertTasks(prepared.docs);
+    // Ids generated here are new: only the feeder's (and broadcast copies') need a look-up.
+    const chosen = records.filter(
+      (_, i) => inputs[i].id !== undefined && inputs[i].id !== inputs[i].presetId,
+    );
+    const written = this.store.insertTasks(
+      prepared.docs,
+      chosen.map((t) => t.id),
+    );
     for (const o of this.observers) o.added(records);
     for (const t of records) {
       if (t.state === 'ready') this.enqueue(t);

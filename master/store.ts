@@ -55,6 +55,8 @@ export type RefusalListener = (t: TaskRecord, error: WireError) => void;
 interface AddEntry {
   kind: 'add';
   docs: TaskDoc[];
+  /** The ids to look up (chosen by the feeder); undefined: all of them. */
+  given?: string[];
   refusal?: { id: string; error: WireError };
   done: (r: AddWriteResult) => void;
 }
@@ -132,9 +134,12 @@ export class Store {
     return { docs: out };
   }
 
-  /** Queues an add's documents (from `prepareTasks`); resolves once they are all durable, or refused. */
-  insertTasks(docs: TaskDoc[]): Promise<AddWriteResult> {
-    return new Promise((done) => this.push({ kind: 'add', docs, done }));
+  /**
+   * Queues an add's documents (from `prepareTasks`); resolves once they are all durable, or refused.
+   * `given`: the ids to look up in `tasks` (the feeder's; generated ones are new); all when absent.
+   */
+  insertTasks(docs: TaskDoc[], given?: string[]): Promise<AddWriteResult> {
+    return new Promise((done) => this.push({ kind: 'add', docs, given, done }));
   }
 
   /**
@@ -335,20 +340,20 @@ export class Store {
   }
 
   /**
-   * Refuses the adds whose ids are taken: by a stored task (one `_id $in` read, which finds nothing
-   * for new ids, so the database decodes no document) or by one whose document the folder has yet to
-   * insert. Ids in memory were refused by the scheduler already.
+   * Refuses the adds whose ids are taken: by a stored task (one `_id $in` read of the ids the feeder
+   * chose, which finds nothing for new ids, so the database decodes no document; none when every id
+   * was generated here) or by one whose document the folder has yet to insert. Ids in memory were
+   * refused by the scheduler already.
    */
   private async checkIds(adds: AddEntry[]): Promise<void> {
     const owner = new Map<string, AddEntry>();
     for (const a of adds) for (const d of a.docs) owner.set(d._id, a);
     const taken = (id: string) => {
       const a = owner.get(id);
-      if (a && !a.refusal)
-        a.refusal = { id, error: wireError('EVALIDATION', `id "${id}" is already taken`) };
+      if (a && !a.refusal) a.refusal = { id, error: wireError('EVALIDATION', `id "${id}" is already taken`) };
     };
-    const ids = [...owner.keys()];
-    for (const id of ids) if (this.folder.unborn(id)) taken(id);
+    for (const id of owner.keys()) if (this.folder.unborn(id)) taken(id);
+    const ids = adds.flatMap((a) => a.given ?? a.docs.map((d) => d._id));
     for (let i = 0; i < ids.length; i += 1000) {
       const chunk = ids.slice(i, i + 1000);
       const found = await this.retry(() =>
@@ -665,12 +670,14 @@ export class Store {
       }
     const docs = [...added.values()].map((d) => withChange(d, latest.get(d._id)));
     for (let i = 0; i < docs.length; i += 1000) {
-      await this.tasks.insertMany(docs.slice(i, i + 1000) as never[], { ordered: false }).catch((err: unknown) => {
-        // Documents refused (a taken id cannot be, after the check above) are logged, not fatal.
-        this.opts.logger.error('recovery: a new task could not be inserted into tasks', {
-          error: classify(err).message,
+      await this.tasks
+        .insertMany(docs.slice(i, i + 1000) as never[], { ordered: false })
+        .catch((err: unknown) => {
+          // Documents refused (a taken id cannot be, after the check above) are logged, not fatal.
+          this.opts.logger.error('recovery: a new task could not be inserted into tasks', {
+            error: classify(err).message,
+          });
         });
-      });
     }
     this.opts.logger.info('recovery: inserted tasks the journal held as added', { tasks: docs.length });
   }

@@ -20,7 +20,11 @@ export interface TaskStore {
   /** Encodes an add's documents, refusing the add (EPERSIST) if one cannot be stored. Changes nothing. */
   prepareTasks(docs: TaskDoc[]): { docs: TaskDoc[] } | { id: string; error: WireError };
   /** Writes an add's documents; refused as a whole (e.g. an id already taken). */
-  insertTasks(docs: TaskDoc[]): Promise<AddWriteResult>;
+  /**
+   * `given`: the ids the feeder chose (the others were generated here, so no stored task can have
+   * them and the store does not look them up); all of them when absent.
+   */
+  insertTasks(docs: TaskDoc[], given?: string[]): Promise<AddWriteResult>;
   /** Records a task's new state (written before anything waits on the barrier); an error if it cannot be encoded. */
   update(t: TaskRecord): WireError | null;
   /** Records a task's new state lazily (nobody waits for it: `running`). */
