@@ -8,7 +8,7 @@
 import type { Collection, mongo } from 'mongoose';
 import type { TaskState } from '../protocol/states';
 import type { TaskDoc } from '../models/task';
-import { decodeTask } from './store';
+import { decodeTask } from './store-recovery';
 
 export interface TaskFilter {
   state?: TaskState;

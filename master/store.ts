@@ -18,34 +18,31 @@
  * Failures (master/write-errors.ts): a transient one is retried with backoff, while the master keeps
  * serving from memory and reports the backlog; a refused document fails only its own task with
  * EPERSIST (its add is refused, or its change is replaced by the failure) and every other write goes
- * on. Retention and purge live in master/retention.ts.
+ * on. Retention and purge live in master/retention.ts; recovery and look-ups in
+ * master/store-recovery.ts.
  */
 import { Types, type Collection, type Connection } from 'mongoose';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
 import { wireError, type WireError } from '../protocol/errors';
-import { FINAL_STATES } from '../protocol/states';
 import { allocationModel, type AllocationDoc } from '../models/allocation';
-import { decodeValue, encodeValue, UnstorableValueError } from '../models/codec';
+import { encodeValue, UnstorableValueError } from '../models/codec';
 import { pendingAddModel } from '../models/pending-add';
 import { taskModel, type TaskDoc } from '../models/task';
 import { journalModel, type JournalChange, type JournalDoc } from '../models/task-journal';
 import { Folder, type FoldOptions } from './store-fold';
+import {
+  encodeError,
+  fetchStates,
+  loadForRecovery,
+  type ReadTarget,
+  type Recovered,
+  type StoredState,
+} from './store-recovery';
 import type { TaskRecord } from './task-record';
 import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
 
-/** A task's state as the database knows it (look-ups of tasks not in memory). */
-export interface StoredState {
-  id: string;
-  batch: string;
-  state: TaskDoc['state'];
-  attempts: number;
-  rev: number;
-  result?: unknown;
-  error?: TaskDoc['error'];
-  who?: string | null;
-  moduleHash?: string | null;
-}
+export type { StoredState } from './store-recovery';
 
 export type AddWriteResult = { ok: true } | { ok: false; id: string; error: WireError };
 
@@ -600,138 +597,30 @@ export class Store {
 
   /**
    * What a starting master needs: every task not final in `tasks`, with the latest journal change
-   * newer than its document. Adds that were never acknowledged are removed first; journal documents
-   * with nothing newer than `tasks` are deleted.
+   * newer than its document (master/store-recovery.ts).
    */
-  async loadForRecovery(): Promise<{
-    docs: TaskDoc[];
-    journal: Map<string, { change: JournalChange; refs: [string, number][] }>;
-    dropped: number;
-  }> {
-    // Commit records of multi-task adds, written by earlier versions of the store (an add now lives
-    // whole in one journal document): their tasks were never acknowledged.
-    let dropped = 0;
-    for (const m of await this.pendingAdds.find({}).toArray()) {
-      for (let i = 0; i < m.ids.length; i += 1000) {
-        const r = await this.tasks.deleteMany({ _id: { $in: m.ids.slice(i, i + 1000) } });
-        dropped += r.deletedCount;
-      }
-      await this.pendingAdds.deleteOne({ _id: m._id });
-    }
-    const journalDocs = await this.journal.find({}).toArray();
-    await this.insertUnborn(journalDocs);
-    const docs = ((await this.tasks.find({ state: { $nin: [...FINAL_STATES] } }).toArray()) as TaskDoc[]).map(
-      decodeTask,
-    );
-    const open = new Map(docs.map((d) => [d._id, d]));
-    const journal = new Map<string, { change: JournalChange; refs: [string, number][] }>();
-    for (const j of journalDocs) {
-      let live = 0;
-      for (const c of JSON.parse(j.changes) as JournalChange[]) {
-        const d = open.get(c.id);
-        if (!d || c.rev <= d.rev) continue; // already in `tasks`, or a task that is gone
-        live++;
-        const cur = journal.get(c.id);
-        const change = c;
-        if (!cur) journal.set(c.id, { change, refs: [[j._id, c.rev]] });
-        else {
-          if (c.rev > cur.change.rev) cur.change = change;
-          cur.refs.push([j._id, c.rev]);
-        }
-      }
-      if (live > 0) this.journalRefs.set(j._id, live);
-      else this.journalFolded.push(j._id);
-    }
-    await this.deleteFoldedJournal();
-    return { docs, journal, dropped };
-  }
-
-  /**
-   * Inserts the tasks the journal holds as added but `tasks` lacks (the master stopped before its
-   * folder inserted them), each with its latest state in the journal.
-   */
-  private async insertUnborn(journalDocs: JournalDoc[]): Promise<void> {
-    const added = new Map<string, TaskDoc>();
-    for (const j of journalDocs)
-      if (j.adds) for (const d of JSON.parse(j.adds) as TaskDoc[]) added.set(d._id, d);
-    if (added.size === 0) return;
-    const ids = [...added.keys()];
-    for (let i = 0; i < ids.length; i += 1000) {
-      const found = await this.tasks
-        .find({ _id: { $in: ids.slice(i, i + 1000) } }, { projection: { _id: 1 } })
-        .toArray();
-      for (const d of found) added.delete(d._id);
-    }
-    const latest = new Map<string, JournalChange>();
-    for (const j of journalDocs)
-      for (const c of JSON.parse(j.changes) as JournalChange[]) {
-        const cur = latest.get(c.id);
-        if (added.has(c.id) && (!cur || c.rev > cur.rev)) latest.set(c.id, c);
-      }
-    const docs = [...added.values()].map((d) => withChange(d, latest.get(d._id)));
-    for (let i = 0; i < docs.length; i += 1000) {
-      await this.tasks
-        .insertMany(docs.slice(i, i + 1000) as never[], { ordered: false })
-        .catch((err: unknown) => {
-          // Documents refused (a taken id cannot be, after the check above) are logged, not fatal.
-          this.opts.logger.error('recovery: a new task could not be inserted into tasks', {
-            error: classify(err).message,
-          });
-        });
-    }
-    this.opts.logger.info('recovery: inserted tasks the journal held as added', { tasks: docs.length });
+  loadForRecovery(): Promise<Recovered> {
+    return loadForRecovery(this.reads());
   }
 
   /** States of these tasks (final or not) as stored; unknown ids are absent. */
-  async fetchStates(ids: string[]): Promise<Map<string, StoredState>> {
-    const states = new Map<string, StoredState>();
-    for (let i = 0; i < ids.length; i += 1000) {
-      const docs = (await this.tasks
-        .find({ _id: { $in: ids.slice(i, i + 1000) } }, { projection: { params: 0 } })
-        .toArray()) as TaskDoc[];
-      for (const raw of docs) {
-        const d = decodeTask(raw);
-        states.set(d._id, {
-          id: d._id,
-          batch: d.batch,
-          state: d.state,
-          attempts: d.attempts ?? 0,
-          rev: d.rev ?? 0,
-          result: d.result,
-          error: d.error ?? null,
-          who: d.assigned?.who ?? null,
-          moduleHash: d.moduleHash ?? null,
-        });
-      }
-    }
-    // Tasks durable in the journal whose documents the folder has yet to insert.
-    for (const id of ids) {
-      const base = states.has(id) ? undefined : this.folder.unbornDoc(id);
-      if (base)
-        states.set(id, {
-          id,
-          batch: base.batch,
-          state: base.state,
-          attempts: 0,
-          rev: 0,
-          who: null,
-          moduleHash: null,
-        });
-    }
-    // A state `tasks` does not show yet is newer than the document.
-    for (const [id, s] of states) {
-      const t = this.folder.pendingRecord(id);
-      if (t && t.rev > s.rev)
-        states.set(id, {
-          ...s,
-          state: t.state,
-          attempts: t.attempts,
-          rev: t.rev,
-          result: t.result,
-          error: t.error,
-        });
-    }
-    return states;
+  fetchStates(ids: string[]): Promise<Map<string, StoredState>> {
+    return fetchStates(this.reads(), ids);
+  }
+
+  private reads(): ReadTarget {
+    return {
+      tasks: this.tasks,
+      journal: this.journal,
+      pendingAdds: this.pendingAdds,
+      folder: this.folder,
+      logger: this.opts.logger,
+      keepJournal: (id, live) => {
+        if (live > 0) this.journalRefs.set(id, live);
+        else this.journalFolded.push(id);
+      },
+      deleteFoldedJournal: () => this.deleteFoldedJournal(),
+    };
   }
 }
 
@@ -741,25 +630,6 @@ function jsonSize(v: unknown): number {
   } catch {
     return Infinity; // the value JSON refused
   }
-}
-
-/** A stored document with a journal change applied (recovery of a task `tasks` did not have yet). */
-function withChange(d: TaskDoc, c: JournalChange | undefined): TaskDoc {
-  if (!c) return d;
-  const out: TaskDoc = { ...d, state: c.state, rev: c.rev, attempts: c.attempts, updated: Date.now() };
-  if (c.who || c.when || c.completed)
-    out.assigned = { who: c.who ?? null, when: c.when ?? null, completed: c.completed ?? null };
-  if (c.moduleHash) out.moduleHash = c.moduleHash;
-  if (c.uncounted) out.uncounted = c.uncounted;
-  try {
-    if (c.state === 'done') out.result = encodeValue(c.result ?? null);
-    if (c.error) out.error = encodeError(c.error as TaskRecord['error']) as TaskDoc['error'];
-  } catch (err) {
-    out.state = 'failed';
-    out.result = null;
-    out.error = { code: 'EPERSIST', message: String(err) };
-  }
-  return out;
 }
 
 function persistError(task: string, err: unknown): WireError {
@@ -809,23 +679,8 @@ function bare(d: JournalDoc): JournalDoc {
   return out;
 }
 
-function encodeError(e: TaskRecord['error']): unknown {
-  if (!e || e.details === undefined) return e ?? null;
-  return { ...e, details: encodeValue(e.details) };
-}
-
 function encodeTask(d: TaskDoc): TaskDoc {
   const out: TaskDoc = { ...d, params: encodeValue(d.params) as unknown[] };
   if (d.requires) out.requires = encodeValue(d.requires) as Record<string, unknown>;
   return out;
-}
-
-export function decodeTask(d: TaskDoc): TaskDoc {
-  return {
-    ...d,
-    params: (decodeValue(d.params) as unknown[]) ?? [],
-    result: decodeValue(d.result),
-    requires: d.requires ? (decodeValue(d.requires) as Record<string, unknown>) : d.requires,
-    error: d.error ? { ...d.error, details: decodeValue(d.error.details) } : d.error,
-  };
 }
