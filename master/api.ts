@@ -26,7 +26,8 @@ import type { TaskRecord } from './task-record';
 
 export interface ApiView extends HttpView {
   readonly monitor: Monitor;
-  readonly tasksCollection: Collection<TaskDoc>;
+  /** `tasks`, holding every acknowledged task. */
+  readTasks(): Promise<Collection<TaskDoc>>;
   retry(ids: string[]): Promise<RerunResult>;
   retryBatch(batch: string): Promise<RerunResult>;
 }
@@ -58,7 +59,7 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
       const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
       if (q.cursor !== undefined && !cursor)
         throw new HttpError(400, 'EVALIDATION', 'cursor: not a cursor this API returned');
-      const page = await listTasks(master.tasksCollection, q, cursor, q.limit);
+      const page = await listTasks(await master.readTasks(), q, cursor, q.limit);
       json(res, 200, {
         tasks: page.docs.map((d) => overlay(master.scheduler, d)),
         next: page.next ? encodeCursor(page.next) : null,
@@ -90,7 +91,7 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     .on('POST', '/api/tasks/:id/cancel', async ({ res, params, master }) => {
       const id = param(params.id);
       if (!master.scheduler.tasks.has(id)) {
-        const doc = (await loadTasks(master.tasksCollection, [id])).get(id);
+        const doc = (await loadTasks(await master.readTasks(), [id])).get(id);
         if (!doc) throw new HttpError(404, 'ENOTFOUND', `no task "${id}"`);
         throw new HttpError(409, 'ESTATE', `task "${id}" is ${doc.state} already`);
       }
@@ -104,7 +105,7 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     .on('GET', '/api/batches/:id', async ({ res, params, master }) => {
       const id = param(params.id);
       const batch = await findBatch(master, id);
-      const { docs, truncated } = await batchNodes(master.tasksCollection, id, GRAPH_LIMIT);
+      const { docs, truncated } = await batchNodes(await master.readTasks(), id, GRAPH_LIMIT);
       const ids = new Set(docs.map((d) => d._id));
       const nodes = docs.map((d) => ({
         id: d._id,
@@ -134,7 +135,7 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
 async function findBatch(master: ApiView, id: string): Promise<BatchView> {
   const known = master.monitor.batch(id);
   if (known) return known;
-  const [stored] = await storedBatches(master.tasksCollection, { ids: [id] });
+  const [stored] = await storedBatches(await master.readTasks(), { ids: [id] });
   if (!stored) throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
   return storedBatchView(stored);
 }
@@ -157,7 +158,7 @@ function overlay(s: Scheduler, d: TaskDoc): TaskView {
 }
 
 async function storedView(master: ApiView, id: string): Promise<TaskView> {
-  const doc = (await loadTasks(master.tasksCollection, [id])).get(id);
+  const doc = (await loadTasks(await master.readTasks(), [id])).get(id);
   if (!doc) throw new HttpError(404, 'ENOTFOUND', `no task "${id}"`);
   return overlay(master.scheduler, doc);
 }
@@ -165,7 +166,7 @@ async function storedView(master: ApiView, id: string): Promise<TaskView> {
 async function taskDetail(master: ApiView, id: string): Promise<Record<string, unknown>> {
   const s = master.scheduler;
   const live = s.tasks.get(id);
-  const doc = live ? undefined : (await loadTasks(master.tasksCollection, [id])).get(id);
+  const doc = live ? undefined : (await loadTasks(await master.readTasks(), [id])).get(id);
   if (!live && !doc) throw new HttpError(404, 'ENOTFOUND', `no task "${id}"`);
   const remembered = master.monitor.timeline(id);
   if (live) {
@@ -206,7 +207,7 @@ function whyNot(s: Scheduler, t: TaskRecord): { why?: string; whyCode?: string }
 async function explainTask(master: ApiView, id: string, runner: string | undefined): Promise<Reason> {
   const r = master.scheduler.explain(id, runner);
   if (r.code !== 'UNKNOWN_TASK') return r;
-  const doc = (await loadTasks(master.tasksCollection, [id])).get(id);
+  const doc = (await loadTasks(await master.readTasks(), [id])).get(id);
   if (!doc) throw new HttpError(404, 'ENOTFOUND', `no task "${id}"`);
   return { code: 'FINAL', message: `task ${id} is ${doc.state}` };
 }

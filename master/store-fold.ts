@@ -64,6 +64,8 @@ export class Folder {
   private pending = new Map<string, Pending>();
   /** How many of `pending` are new tasks not in `tasks` yet (they do not count as congestion). */
   private unbornCount = 0;
+  /** Set during a pass that inserts new tasks only (`insertUnbornNow`). */
+  private onlyUnborn = false;
   private running: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -162,6 +164,22 @@ export class Folder {
     await this.loop(true);
   }
 
+  /** Inserts now the new tasks durable but not in `tasks` yet, whatever their age (reads). */
+  async insertUnbornNow(): Promise<void> {
+    while (this.unbornCount > 0 && !this.closed) {
+      if (this.running) {
+        await this.running;
+        continue;
+      }
+      this.running = this.loop(true, true).finally(() => {
+        this.running = null;
+        this.later();
+      });
+      await this.running;
+      return;
+    }
+  }
+
   async close(): Promise<void> {
     await this.settled();
     this.closed = true;
@@ -180,6 +198,7 @@ export class Folder {
 
   private ripe(p: Pending, durable: number, all: boolean, before: number, beforeInsert: number): boolean {
     if (p.seq > durable) return false;
+    if (this.onlyUnborn && !p.base) return false;
     // A final state is written at once; others (assigned, running, a requeue) after the delay, so a
     // task that finishes meanwhile costs one statement; a new task's first state after a longer one,
     // so that one that finishes soon is inserted final.
@@ -187,7 +206,16 @@ export class Folder {
     return p.since <= (p.base ? beforeInsert : before);
   }
 
-  private async loop(all: boolean): Promise<void> {
+  private async loop(all: boolean, onlyUnborn = false): Promise<void> {
+    this.onlyUnborn = onlyUnborn;
+    try {
+      await this.rounds(all);
+    } finally {
+      this.onlyUnborn = false;
+    }
+  }
+
+  private async rounds(all: boolean): Promise<void> {
     let failures = 0;
     for (;;) {
       const wasCongested = this.congested;
@@ -223,8 +251,7 @@ export class Folder {
     const snaps = chunk.map((p) => ({ p, t: p.t, base: p.base, rev: p.t?.rev ?? 0 }));
     const born = snaps.filter((x) => x.base);
     const changed = snaps.filter((x) => !x.base) as { p: Pending; t: TaskRecord; rev: number }[];
-    if (born.length > 0)
-      await this.insert(born.map(({ base, t }) => bornDoc(base as TaskDoc, t, now)));
+    if (born.length > 0) await this.insert(born.map(({ base, t }) => bornDoc(base as TaskDoc, t, now)));
     if (changed.length > 0) await this.update(changed, now);
     this.counters.commands += (born.length > 0 ? 1 : 0) + (changed.length > 0 ? 1 : 0);
     this.counters.documents += snaps.length;
@@ -268,7 +295,7 @@ export class Folder {
         const f = classify(e);
         if (f.kind === 'transient') throw e;
         if (f.code === DUPLICATE_KEY) {
-          this.opts.logger.error('a new task\'s id was taken in tasks meanwhile; its document is not stored', {
+          this.opts.logger.error("a new task's id was taken in tasks meanwhile; its document is not stored", {
             taskId: d._id,
           });
           return;

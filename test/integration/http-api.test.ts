@@ -173,6 +173,18 @@ describe('HTTP API: tasks and batches', () => {
     expect({ status: again.status, code: again.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
   });
 
+  test('a task is listed and shown as soon as its add is acknowledged, before the folder would insert its document', async () => {
+    // Pinned to a runner that does not exist: they stay ready.
+    const refs = await feeder.add(
+      ['fresh-1', 'fresh-2'].map((id) => ({ id, module: 'ok', runner: 'nobody' })),
+      { batch: 'fresh' },
+    );
+    expect(refs.map((r) => r.id)).toEqual(['fresh-1', 'fresh-2']);
+    expect((await task(master, 'fresh-1')).state).toBe('ready');
+    const list = await call<{ tasks: { id: string }[] }>(master, 'GET', '/api/tasks?batch=fresh');
+    expect(list.body.tasks.map((t) => t.id).sort()).toEqual(['fresh-1', 'fresh-2']);
+  });
+
   test('POST /api/tasks/:id/cancel cancels a running task; a final one is a 409 ESTATE', async () => {
     const ref = (
       await feeder.add([{ id: 'to-cancel', module: 'slow', params: [30_000] }], { batch: 'cancel' })
