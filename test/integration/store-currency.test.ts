@@ -71,6 +71,8 @@ describe('tasks current and bounded', () => {
       { state: 'done' },
     ]);
     await expect(feeder.add([{ id: 'again', module: 'ok' }])).rejects.toMatchObject({ code: 'EVALIDATION' });
+    await master.flushed(); // its document is in `tasks` (the folder inserts it just after the outcome)
+    expect(await tasks.countDocuments({ _id: 'again' })).toBe(1);
     // The first pass runs within ~5 s of the start; the next ones every second.
     await eventually(async () => (await tasks.countDocuments({ _id: 'again' })) === 0, {
       timeout: 15_000,

@@ -54,7 +54,9 @@ describe('validation of batches', () => {
     expect(paths.some((p) => p.startsWith('tasks[0]'))).toBe(false);
     expect(err!.message).toContain('tasks[1].module: must not contain ".."');
     expect(err!.message).toContain('tasks[5].module: must not be an absolute path');
+    await master.flushed(); // anything durable would be in `tasks` now
     expect(await conn.collection('tasks').countDocuments({})).toBe(0);
+    expect(await conn.collection('task_journal').countDocuments({})).toBe(0);
   });
 
   test('ids are unique within the master: a duplicate in the batch or a taken id is refused', async () => {
