@@ -110,6 +110,7 @@ describe('dependencies', () => {
     await expect(feeder.add([{ id: 'self', module: 'ok', dependencies: ['self'] }])).rejects.toMatchObject({
       message: expect.stringContaining('self -> self'),
     });
+    await master.flushed(); // anything durable would be in `tasks` now
     const stored = await conn
       .collection<{ _id: string }>('tasks')
       .countDocuments({ _id: { $in: ['x1', 'p', 'q', 'r', 'self'] } });

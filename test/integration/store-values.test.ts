@@ -87,6 +87,7 @@ describe('no value can wedge the writer', () => {
     await expect(feeder.add([{ id: 'cast', module: 'ok', broadcast: true }])).rejects.toMatchObject({
       message: expect.stringContaining('"cast@r1" is already taken'),
     });
+    await master.flushed(); // anything durable would be in `tasks` now
     expect(await conn.collection<{ _id: string }>('tasks').countDocuments({ _id: 'cast' })).toBe(0);
   });
 
