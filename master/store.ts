@@ -54,6 +54,8 @@ interface AddEntry {
   docs: TaskDoc[];
   /** The ids to look up (chosen by the feeder); undefined: all of them. */
   given?: string[];
+  /** The look-up of `given` in `tasks`, started when the add was queued: the stored ids among them. */
+  stored?: Promise<string[]>;
   refusal?: { id: string; error: WireError };
   done: (r: AddWriteResult) => void;
 }
@@ -95,6 +97,8 @@ export class Store {
   /** Journal documents and how many of their changes are not in `tasks` yet. */
   private journalRefs = new Map<string, number>();
   private journalFolded: string[] = [];
+  /** Id look-ups of adds queued this tick (`lookUp`). */
+  private lookups: { ids: string[]; resolve: (ids: string[]) => void; reject: (err: unknown) => void }[] = [];
   /** Database commands and documents written, for status and benchmarks. */
   readonly counters = { commands: 0, documents: 0, refused: 0, retries: 0 };
 
@@ -136,7 +140,11 @@ export class Store {
    * `given`: the ids to look up in `tasks` (the feeder's; generated ones are new); all when absent.
    */
   insertTasks(docs: TaskDoc[], given?: string[]): Promise<AddWriteResult> {
-    return new Promise((done) => this.push({ kind: 'add', docs, given, done }));
+    // The look-up starts now, beside the write in flight, so the add's own write rarely waits for it.
+    const ids = given ?? docs.map((d) => d._id);
+    // It only fails once the store is closed, when the add cannot be written either.
+    const stored = ids.length > 0 ? this.lookUp(ids).catch(() => [] as string[]) : undefined;
+    return new Promise((done) => this.push({ kind: 'add', docs, given, stored, done }));
   }
 
   /**
@@ -338,9 +346,9 @@ export class Store {
 
   /**
    * Refuses the adds whose ids are taken: by a stored task (one `_id $in` read of the ids the feeder
-   * chose, which finds nothing for new ids, so the database decodes no document; none when every id
-   * was generated here) or by one whose document the folder has yet to insert. Ids in memory were
-   * refused by the scheduler already.
+   * chose, started when the add was queued, which finds nothing for new ids, so the database decodes
+   * no document; none when every id was generated here) or by one whose document the folder has yet
+   * to insert. Ids in memory were refused by the scheduler already.
    */
   private async checkIds(adds: AddEntry[]): Promise<void> {
     const owner = new Map<string, AddEntry>();
@@ -350,13 +358,36 @@ export class Store {
       if (a && !a.refusal) a.refusal = { id, error: wireError('EVALIDATION', `id "${id}" is already taken`) };
     };
     for (const id of owner.keys()) if (this.folder.unborn(id)) taken(id);
-    const ids = adds.flatMap((a) => a.given ?? a.docs.map((d) => d._id));
-    for (let i = 0; i < ids.length; i += 1000) {
-      const chunk = ids.slice(i, i + 1000);
-      const found = await this.retry(() =>
-        this.tasks.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray(),
-      );
-      for (const d of found ?? []) taken(d._id);
+    for (const a of adds) for (const id of (await a.stored) ?? []) taken(id);
+  }
+
+  /**
+   * Which of these ids `tasks` holds. The look-ups of one tick go out together: one `_id $in` read
+   * per 1,000 ids, through transient failures.
+   */
+  private lookUp(ids: string[]): Promise<string[]> {
+    return new Promise((resolve, reject) => {
+      this.lookups.push({ ids, resolve, reject });
+      if (this.lookups.length === 1) setImmediate(() => void this.runLookups());
+    });
+  }
+
+  private async runLookups(): Promise<void> {
+    const batch = this.lookups;
+    this.lookups = [];
+    try {
+      const found = new Set<string>();
+      const ids = batch.flatMap((l) => l.ids);
+      for (let i = 0; i < ids.length; i += 1000) {
+        const chunk = ids.slice(i, i + 1000);
+        const docs = await this.retry(() =>
+          this.tasks.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray(),
+        );
+        for (const d of docs ?? []) found.add(d._id);
+      }
+      for (const l of batch) l.resolve(l.ids.filter((id) => found.has(id)));
+    } catch (err) {
+      for (const l of batch) l.reject(err);
     }
   }
 
