@@ -64,8 +64,8 @@ export class Folder {
   private pending = new Map<string, Pending>();
   /** How many of `pending` are new tasks not in `tasks` yet (they do not count as congestion). */
   private unbornCount = 0;
-  /** Set during a pass that inserts new tasks only (`insertUnbornNow`). */
-  private onlyUnborn = false;
+  /** Reads waiting for the new tasks to be in `tasks` (`insertUnbornNow`). */
+  private unbornWaiters: (() => void)[] = [];
   private running: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -154,7 +154,9 @@ export class Folder {
     if (this.running || this.closed) return;
     this.running = this.loop(false).finally(() => {
       this.running = null;
-      this.later();
+      // A read that asked while the last round was deciding to stop: answer it now.
+      if (this.unbornWaiters.length > 0) this.kick();
+      else this.later();
     });
   }
 
@@ -164,25 +166,23 @@ export class Folder {
     await this.loop(true);
   }
 
-  /** Inserts now the new tasks durable but not in `tasks` yet, whatever their age (reads). */
-  async insertUnbornNow(): Promise<void> {
-    while (this.unbornCount > 0 && !this.closed) {
-      if (this.running) {
-        await this.running;
-        continue;
-      }
-      this.running = this.loop(true, true).finally(() => {
-        this.running = null;
-        this.later();
-      });
-      await this.running;
-      return;
-    }
+  /**
+   * Inserts now the new tasks durable but not in `tasks` yet, whatever their age (reads through the
+   * master). The loop takes them first in its next round, so a read waits for at most the round in
+   * flight and this one, never for the loop to run out of work under load.
+   */
+  insertUnbornNow(): Promise<void> {
+    if (this.unbornCount === 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.unbornWaiters.push(resolve);
+      this.kick();
+    });
   }
 
   async close(): Promise<void> {
     await this.settled();
     this.closed = true;
+    for (const w of this.unbornWaiters.splice(0)) w();
     if (this.timer) clearTimeout(this.timer);
   }
 
@@ -198,7 +198,6 @@ export class Folder {
 
   private ripe(p: Pending, durable: number, all: boolean, before: number, beforeInsert: number): boolean {
     if (p.seq > durable) return false;
-    if (this.onlyUnborn && !p.base) return false;
     // A final state is written at once; others (assigned, running, a requeue) after the delay, so a
     // task that finishes meanwhile costs one statement; a new task's first state after a longer one,
     // so that one that finishes soon is inserted final.
@@ -206,34 +205,44 @@ export class Folder {
     return p.since <= (p.base ? beforeInsert : before);
   }
 
-  private async loop(all: boolean, onlyUnborn = false): Promise<void> {
-    this.onlyUnborn = onlyUnborn;
-    try {
-      await this.rounds(all);
-    } finally {
-      this.onlyUnborn = false;
-    }
-  }
-
-  private async rounds(all: boolean): Promise<void> {
+  private async loop(all: boolean): Promise<void> {
     let failures = 0;
     for (;;) {
       const wasCongested = this.congested;
       const durable = this.store.durable;
       const before = Date.now() - (this.opts.foldDelayMs ?? 200);
       const beforeInsert = Date.now() - (this.opts.insertDelayMs ?? 1000);
+      const limit = this.opts.foldChunk ?? 500;
       const chunk: Pending[] = [];
-      for (const p of this.pending.values()) {
-        if (!this.ripe(p, durable, all, before, beforeInsert)) continue;
-        chunk.push(p);
-        if (chunk.length >= (this.opts.foldChunk ?? 500)) break;
+      // Reads are waiting (insertUnbornNow): every durable new task first, whatever its age. They are
+      // answered after the round that writes the last of them.
+      let answered: (() => void)[] = [];
+      if (this.unbornWaiters.length > 0) {
+        for (const p of this.pending.values()) {
+          if (chunk.length >= limit) break;
+          if (p.base && p.seq <= durable) chunk.push(p);
+        }
+        if (chunk.length < limit) answered = this.unbornWaiters.splice(0);
       }
-      if (chunk.length === 0) return;
+      const taken = new Set(chunk);
+      for (const p of this.pending.values()) {
+        if (chunk.length >= limit) break;
+        if (!taken.has(p) && this.ripe(p, durable, all, before, beforeInsert)) chunk.push(p);
+      }
+      if (chunk.length === 0) {
+        for (const w of answered) w();
+        return;
+      }
       try {
         await this.write(chunk);
         failures = 0;
+        for (const w of answered) w();
       } catch (err) {
-        if (this.closed || this.store.isClosed) return;
+        if (this.closed || this.store.isClosed) {
+          for (const w of answered) w(); // nothing more will be written
+          return;
+        }
+        this.unbornWaiters.push(...answered); // asked again next round
         const f = classify(err);
         const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
         this.opts.logger.warn('writing states into tasks failed; retrying', {
