@@ -8,17 +8,13 @@
  *
  *   npm run bench:lag -- [--rate 500] [--seconds 60] [--docs 100000] [--runners 2] [--poll 50]
  */
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
 import { Feeder } from '../feeder/feeder';
 import { freePort, resolveDatabase } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
 import { spawnTethered, type Tethered } from './peer/processes';
-import { runBench } from './run';
-
-const ROOT = path.resolve(__dirname, '..');
-const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
+import { masterArgs, runBench, runnerArgs } from './run';
 
 const { values: args } = parseArgs({
   options: {
@@ -72,33 +68,12 @@ async function main(): Promise<void> {
     const env = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
     const url = new URL(db.url);
     url.pathname = `/${dbName}`;
-    const master = await spawnTethered(
-      process.execPath,
-      [CLI, 'master', '--port', String(port), '--mongo-url', url.toString(), '--log-level', 'info'],
-      env,
-    );
+    const master = await spawnTethered(process.execPath, masterArgs(port, url.toString()), env);
     children.push(master);
     await master.waitFor(/master listening/, 'master');
     const masterUrl = `http://127.0.0.1:${port}`;
     for (let i = 0; i < Number(args.runners); i++) {
-      const r = await spawnTethered(
-        process.execPath,
-        [
-          CLI,
-          'runner',
-          '--master',
-          masterUrl,
-          '--tasks',
-          path.join(ROOT, 'bench', 'tasks'),
-          '--workers',
-          '1',
-          '--slots',
-          '32',
-          '--log-level',
-          'info',
-        ],
-        env,
-      );
+      const r = await spawnTethered(process.execPath, runnerArgs(masterUrl, 1, 32), env);
       children.push(r);
       await r.waitFor(/runner (ready|registered|connected)/i, `runner ${i}`);
     }

@@ -11,16 +11,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
 import { Feeder } from '../feeder/feeder';
 import { freePort, resolveDatabase } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
-import { runBench } from './run';
-
-const ROOT = path.resolve(__dirname, '..');
-const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
+import { masterArgs, runBench, runnerArgs } from './run';
 
 const { values: args } = parseArgs({
   options: {
@@ -89,18 +85,7 @@ async function main(): Promise<void> {
     url.pathname = `/${dbName}`;
     const master = spawn(
       process.execPath,
-      [
-        CLI,
-        'master',
-        '--port',
-        String(port),
-        '--mongo-url',
-        url.toString(),
-        '--log-level',
-        'info',
-        '--distribute-delay',
-        String(args['distribute-delay']),
-      ],
+      masterArgs(port, url.toString(), ['--distribute-delay', String(args['distribute-delay'])]),
       {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -112,22 +97,10 @@ async function main(): Promise<void> {
     for (let i = 0; i < Number(args.runners); i++) {
       const r = spawn(
         process.execPath,
-        [
-          CLI,
-          'runner',
-          '--master',
-          masterUrl,
-          '--tasks',
-          path.join(ROOT, 'bench', 'tasks'),
-          '--workers',
-          String(args.workers),
-          '--slots',
-          String(args.slots),
+        runnerArgs(masterUrl, Number(args.workers), Number(args.slots), [
           '--answer-threshold',
           String(args['answer-threshold']),
-          '--log-level',
-          'info',
-        ],
+        ]),
         { env, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       children.push(r);

@@ -3,7 +3,6 @@
  * database the run shares, a fresh database name per measurement, runner processes with the
  * bench/tasks modules, and an in-process Feeder, as in bench/throughput.ts.
  */
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose from 'mongoose';
@@ -20,9 +19,8 @@ import {
   type Workload,
 } from './measure';
 import { rssMb, spawnTethered, type Tethered } from './processes';
+import { masterArgs, runnerArgs } from '../run';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
 const ENV = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
 
 interface Master {
@@ -44,11 +42,7 @@ async function withMaster<T>(mongoUrl: string, w: Workload, fn: (m: Master) => P
   const started: Tethered[] = [];
   let feeder: Feeder | undefined;
   try {
-    const master = await spawnTethered(
-      process.execPath,
-      [CLI, 'master', '--port', String(port), '--mongo-url', url.toString(), '--log-level', 'info'],
-      ENV,
-    );
+    const master = await spawnTethered(process.execPath, masterArgs(port, url.toString()), ENV);
     started.push(master);
     await master.waitFor(/master listening/, 'master');
     const masterUrl = `http://127.0.0.1:${port}`;
@@ -57,24 +51,7 @@ async function withMaster<T>(mongoUrl: string, w: Workload, fn: (m: Master) => P
     const startRunners = async (count: number) => {
       const runners = await Promise.all(
         Array.from({ length: count }, () =>
-          spawnTethered(
-            process.execPath,
-            [
-              CLI,
-              'runner',
-              '--master',
-              masterUrl,
-              '--tasks',
-              path.join(ROOT, 'bench', 'tasks'),
-              '--workers',
-              '1',
-              '--slots',
-              String(w.slots),
-              '--log-level',
-              'info',
-            ],
-            ENV,
-          ),
+          spawnTethered(process.execPath, runnerArgs(masterUrl, 1, w.slots), ENV),
         ),
       );
       started.push(...runners);
