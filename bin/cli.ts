@@ -84,6 +84,14 @@ export async function main(argv: string[]): Promise<number> {
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
       )
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
+      .option(
+        '--recovery-grace <ms>',
+        'after a start, how long attempts found running wait for their runner to report them (default 10000)',
+      )
+      .option(
+        '--disconnect-grace <ms>',
+        "how long a disconnected runner's attempts wait for it to come back (default 2000)",
+      )
       .option('--sacred-guarantees', 'keep priority slot guarantees strictly')
       .option('--hold-similar-work', 'run one task per key at a time; the others get its outcome')
       .option(

@@ -33,6 +33,8 @@ export interface MasterFlags {
   maxAttempts?: string;
   queueLimit?: string;
   distributeDelay?: string;
+  recoveryGrace?: string;
+  disconnectGrace?: string;
   sacredGuarantees?: boolean;
   holdSimilarWork?: boolean;
   retain?: string;
@@ -79,6 +81,8 @@ const SETTINGS = {
   maxAttempts: { flag: '--max-attempts', schema: integer(1, 1000) },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
+  recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
+  disconnectGrace: { flag: '--disconnect-grace', schema: integer(0, 3_600_000) },
   insecure: { flag: '--insecure', schema: z.boolean() },
   sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
   holdSimilarWork: { flag: '--hold-similar-work', schema: z.boolean() },
@@ -128,6 +132,8 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
       distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,
+      recoveryGraceMs: s.recoveryGrace ?? MASTER_DEFAULTS.recoveryGraceMs,
+      disconnectGraceMs: s.disconnectGrace ?? MASTER_DEFAULTS.disconnectGraceMs,
       retainMs: s.retain === undefined ? MASTER_DEFAULTS.retainMs : s.retain,
       retainCount: s.retainCount ?? MASTER_DEFAULTS.retainCount,
     },

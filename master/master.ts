@@ -296,6 +296,8 @@ export class Master extends EventEmitter implements ApiView {
       });
     });
     this.logger.info('master listening', { url: this.url });
+    // Runners can reconnect only from now on: the wait for their recovered attempts starts here.
+    sched.startRecoveryGrace();
     if (this.opts.announce) {
       this.announcer = startAnnouncer({
         ...this.opts.announce,

@@ -39,7 +39,12 @@ export interface MasterOptions {
   insecure?: boolean;
   /** Attempts per task unless the task says otherwise. Default 3. */
   maxAttempts?: number;
-  /** After a restart, how long tasks found assigned/running wait for their runner to report them before they are requeued. Default 5000 ms. */
+  /**
+   * After a start, how long tasks found assigned or running wait for their runner to report them
+   * before they are requeued (uncounted), counted from when the master accepts connections; the wait
+   * ends early once every runner that held one has reconnected. Longer than a runner's longest
+   * reconnect delay (5 s by default). Default 10000 ms.
+   */
   recoveryGraceMs?: number;
   /** How long a disconnected runner's tasks wait for it to come back before they are requeued. Default 2000 ms. */
   disconnectGraceMs?: number;
@@ -122,7 +127,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   port: 3232,
   host: '127.0.0.1',
   maxAttempts: 3,
-  recoveryGraceMs: 5000,
+  recoveryGraceMs: 10_000,
   disconnectGraceMs: 2000,
   writeChunk: 1000,
   retainMs: 7 * 24 * 3600 * 1000,

@@ -277,6 +277,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected assign(t: TaskRecord, r: RunnerEntry): void {
     t.attempts++;
     t.who = r.id;
+    t.lostFrom = null;
     t.assignedAt = Date.now();
     this.runners.reserveSlot(r, t.id, t.priority);
     this.parking.lead(t);
@@ -368,11 +369,31 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
    * queued; attempt numbers keep growing (they fence late reports) and `uncounted` keeps this one out
    * of `maxAttempts`. Record: state ready, uncounted. Outcome: none.
    */
-  protected requeueUncounted(t: TaskRecord): void {
+  protected requeueUncounted(t: TaskRecord, lostFrom?: string): void {
     t.who = null;
     t.uncounted = (t.uncounted ?? 0) + 1;
+    t.lostFrom = lostFrom ?? null;
     this.record(t, 'ready');
     this.enqueue(t);
+  }
+
+  /**
+   * reclaim. Precondition: ready, its attempt lost from runner `r` (`lostFrom`) and not reassigned
+   * since; `r` reports that it still holds this very attempt (running, or finished with a result it
+   * has not had acknowledged). Effect: assigned to `r` again, the same attempt, its slot reserved,
+   * the loss's error cleared (a loss that was not counted stays uncounted: at worst one attempt more).
+   * Record: state assigned, who. Outcome: the runner's result for the attempt is accepted, so finished
+   * work never runs twice because its runner came back late.
+   */
+  protected reclaim(t: TaskRecord, r: RunnerEntry): void {
+    if (t.lostFrom !== r.id || t.state !== 'ready') return;
+    t.error = null;
+    t.lostFrom = null;
+    t.retryAt = null;
+    t.who = r.id;
+    this.runners.reserveSlot(r, t.id, t.priority);
+    this.parking.lead(t);
+    this.record(t, 'assigned');
   }
 
   /**

@@ -10,7 +10,7 @@ import { newId } from '../common/ids';
 import { wireError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
 import type { AddReply, AttemptResult, TaskOutcome } from '../protocol/schemas';
-import { isFinal } from '../protocol/states';
+import { isFinal, type TaskState } from '../protocol/states';
 import type { TaskDoc } from '../models/task';
 import { admit, idTaken, precheck, type AdmissionContext } from './admission';
 import { expandBroadcasts } from './policies/broadcast';
@@ -27,6 +27,8 @@ export type { SchedulerOptions, TaskObserver } from './scheduler-core';
 export class Scheduler extends SchedulerCore {
   /** Runner ids an operator drained: they get no new work, across reconnects. */
   private drainedByOperator = new Set<string>();
+  /** Runs out the recovery grace (`startRecoveryGrace`). */
+  private graceTimer: NodeJS.Timeout | null = null;
   private readonly admission: AdmissionContext = {
     tasks: this.tasks,
     finals: this.finals,
@@ -216,8 +218,10 @@ export class Scheduler extends SchedulerCore {
 
   /**
    * A runner said hello (first time or after a reconnect). It keeps the attempts it reports that are
-   * still its own; the rest of what it reports must be dropped. Attempts the master thought it held
-   * but it does not report are lost: they are retried.
+   * still its own, and takes back the ones lost from it that nobody has taken since (`reclaim`): a
+   * finished result it holds is accepted rather than the task run again. The rest of what it reports
+   * must be dropped. Attempts the master thought it held but it does not report are lost: they are
+   * retried, and recovered ones (after a master restart) requeued at once, uncounted.
    */
   runnerUp(entry: RunnerEntry, holding: AttemptRef[]): AttemptRef[] {
     const prev = this.runners.get(entry.id);
@@ -226,17 +230,22 @@ export class Scheduler extends SchedulerCore {
     const drop: AttemptRef[] = [];
     const keep = new Set<string>();
     for (const ref of holding) {
-      // Only the attempt this runner was given: a task requeued since runs nowhere until reassigned.
-      const t = this.current(ref, entry.id);
+      // Only the attempt this runner was given: a task reassigned since runs elsewhere.
+      let t = this.current(ref, entry.id);
+      let adopted = t !== undefined && this.orphans.delete(t);
+      if (!t) {
+        const lost = this.tasks.get(ref.id);
+        if (lost && lost.attempts === ref.attempt && lost.lostFrom === entry.id) {
+          this.reclaim(lost, entry);
+          if (lost.state === 'assigned') [t, adopted] = [lost, true];
+        }
+      }
       if (!t) {
         drop.push(ref);
         continue;
       }
-      if (this.orphans.has(t)) {
-        // Adopt: a recovered attempt that is in fact still running here.
-        this.orphans.delete(t);
-        if (t.state === 'assigned') this.markRunning(t);
-      }
+      // Adopted: a recovered or lost attempt that is in fact still running here.
+      if (adopted && t.state === 'assigned') this.markRunning(t);
       keep.add(t.id);
       this.runners.reserveSlot(entry, t.id, t.priority);
     }
@@ -247,6 +256,7 @@ export class Scheduler extends SchedulerCore {
       }
     }
     this.runners.put(entry);
+    this.releaseOrphansOf(entry.id, keep);
     this.scheduleDistribute();
     this.scheduleFlush();
     return drop;
@@ -280,8 +290,11 @@ export class Scheduler extends SchedulerCore {
   /** An attempt's runner is gone without it: a failure of the attempt (ERUNNERLOST), retried by the policy. */
   private lose(t: TaskRecord, why: string): void {
     if (t.state !== 'assigned' && t.state !== 'running') return;
+    const from = t.who;
     this.releaseSlotOf(t);
     this.attemptFailed(t, wireError('ERUNNERLOST', why), false);
+    // Its runner may come back with the attempt (finished, even) before anyone else takes it.
+    if (from && (t.state as TaskState) === 'ready') t.lostFrom = from;
   }
 
   // ---- recovery --------------------------------------------------------------------------------
@@ -326,20 +339,63 @@ export class Scheduler extends SchedulerCore {
     }
     for (const [t, err] of failed) this.failForGood(t, err);
     const orphans = this.orphans.size;
-    if (orphans > 0) {
-      const timer = setTimeout(() => {
-        for (const t of [...this.orphans]) {
-          this.orphans.delete(t);
-          if (t.state !== 'assigned' && t.state !== 'running') continue;
-          this.requeueUncounted(t);
-        }
-        this.scheduleFlush();
-      }, this.opts.recoveryGraceMs);
-      timer.unref();
-    }
     this.scheduleFlush();
     await this.store.barrier();
     return { tasks: open.length, orphans, dropped };
+  }
+
+  /**
+   * The master accepts connections: the recovered attempts wait `recoveryGraceMs` from now (not from
+   * the end of recovery, which can be long before the master listens) for their runners to report
+   * them. The wait ends early once every runner that held one has said hello (`releaseOrphansOf`).
+   * What is left then is requeued uncounted; its runner can still take it back until it is reassigned.
+   */
+  startRecoveryGrace(): void {
+    if (this.orphans.size === 0 || this.graceTimer || this.closed) return;
+    const holders = new Set([...this.orphans].map((t) => t.who));
+    this.opts.logger.info('recovered attempts wait for their runners', {
+      attempts: this.orphans.size,
+      runners: holders.size,
+      graceMs: this.opts.recoveryGraceMs,
+    });
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = null;
+      const late = [...this.orphans];
+      for (const t of late) this.requeueOrphan(t);
+      if (late.length > 0)
+        this.opts.logger.warn('recovered attempts requeued: their runners did not report them in time', {
+          attempts: late.length,
+          runners: [...new Set(late.map((t) => t.lostFrom))].slice(0, 20),
+          graceMs: this.opts.recoveryGraceMs,
+        });
+      this.scheduleFlush();
+    }, this.opts.recoveryGraceMs);
+    this.graceTimer.unref();
+  }
+
+  /**
+   * Runner `runnerId` said hello: the recovered attempts it did not report (`kept` are the ones it
+   * did) are not running anywhere; they are requeued now rather than after the grace.
+   */
+  private releaseOrphansOf(runnerId: string, kept: Set<string>): void {
+    for (const t of this.orphans.size > 0 ? [...this.orphans] : [])
+      if (t.who === runnerId && !kept.has(t.id)) {
+        this.orphans.delete(t);
+        if (t.state === 'assigned' || t.state === 'running') this.requeueUncounted(t);
+      }
+    if (this.orphans.size === 0 && this.graceTimer) {
+      clearTimeout(this.graceTimer);
+      this.graceTimer = null;
+      this.opts.logger.info('every runner holding recovered attempts has reported');
+    }
+  }
+
+  private requeueOrphan(t: TaskRecord): void {
+    this.orphans.delete(t);
+    if (t.state !== 'assigned' && t.state !== 'running') return;
+    const from = t.who ?? undefined;
+    this.releaseSlotOf(t);
+    this.requeueUncounted(t, from);
   }
 
   // ---- affinity (API) ----------------------------------------------------------------------------
@@ -543,6 +599,7 @@ export class Scheduler extends SchedulerCore {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
     for (const r of this.runners.values()) if (r.lostTimer) clearTimeout(r.lostTimer);
     this.retries.close();
     this.timeouts.close();

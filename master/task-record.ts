@@ -34,6 +34,11 @@ export interface TaskRecord {
   dependents: TaskRecord[];
   /** Runner holding the current attempt, if assigned or running. */
   who: string | null;
+  /**
+   * Ready again because its attempt's runner was lost (or did not come back after a master restart),
+   * and not reassigned since: that runner may still hold the attempt and take it back (`reclaim`).
+   */
+  lostFrom?: string | null;
   assignedAt: number | null;
   /** When it became final (epoch ms). */
   finishedAt?: number | null;

@@ -35,7 +35,8 @@ export function isFinal(state: TaskState): boolean {
  *
  *   waiting  → ready            markReady: the last dependency is done
  *   waiting  → done             complete: every copy of a broadcast is final
- *   ready    → assigned         assign: a runner was chosen
+ *   ready    → assigned         assign: a runner was chosen; reclaim: the runner an attempt was lost
+ *                               from reports it still holds it, and nobody took it since
  *   ready    → done             shareOutcome: parked behind a leader with its key, which succeeded
  *   assigned → running          markRunning: the runner reported the start (or kept it across a restart)
  *   assigned, running → done    complete: the result of the current attempt

@@ -228,6 +228,7 @@ describe('recovery', () => {
     store.docs.set('o', doc('o', 'running', { attempts: 1, assigned: { who: 'gone' } }));
     expect(await sched.recover()).toEqual({ tasks: 3, orphans: 1, dropped: 0 });
     expect(sched.tasks.get('w')?.state).toBe('ready');
+    sched.startRecoveryGrace(); // the master listens
     const requeued = new Promise<void>((resolve) => {
       sched.observers.push({
         added: () => undefined,
