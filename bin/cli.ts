@@ -73,8 +73,14 @@ export async function main(argv: string[]): Promise<number> {
         'token for the HTTP API GET routes only: status, runners (env TASKMASTER_READ_TOKEN)',
       )
       .option('--allow-origin <origin>', 'browser origin allowed besides the master own; repeatable', collect)
-      .option('--max-message-bytes <n>', 'largest Socket.IO message, checked before the token (default 1 MB)')
-      .option('--max-task-bytes <n>', 'largest task an add accepts, as JSON (default 1 MB)')
+      .option(
+        '--max-message-bytes <n>',
+        'largest Socket.IO message, checked before the token (default 1 MiB)',
+      )
+      .option(
+        '--max-task-bytes <n>',
+        'largest task an add accepts, as JSON (default: one message less 16 KiB, 1,032,192 bytes)',
+      )
       .option('--insecure', 'allow listening on a non-loopback address without a token')
       .option('--mongo-url <url>', 'MongoDB URL (env MONGO_URL; default: start the embedded database)')
       .option('--db <name>', "database name (default: the URL's, else taskmaster)")
@@ -143,7 +149,7 @@ export async function main(argv: string[]): Promise<number> {
       )
       .option(
         '--max-result-bytes <n>',
-        'largest result a task may report; larger fails with ETOOLARGE (default 4 MB, under the master message limit)',
+        'largest result a task may report; larger fails with ETOOLARGE (default: what one message to the master carries, its --max-message-bytes less 16 KiB)',
       )
       .option(
         '--max-worker-memory <mb>',

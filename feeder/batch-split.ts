@@ -7,18 +7,18 @@
  * refuses a dependency on an id it does not know yet); or the index of a task too large to send at all.
  */
 
-/** Room kept in each message for the envelope (`{ tasks, batch, calledAt }` and Socket.IO's framing). */
-const ENVELOPE_BYTES = 4096;
+import { messageRoom } from '../protocol/limits';
 
 export type Split = { ok: true; chunks: number[][] } | { ok: false; index: number; bytes: number };
 
 export function splitBatch(tasks: unknown[], maxMessageBytes: number): Split {
-  const room = maxMessageBytes - ENVELOPE_BYTES;
+  const room = messageRoom(maxMessageBytes);
   const sizes = tasks.map((t) => Buffer.byteLength(JSON.stringify(t) ?? '') + 1);
   const total = sizes.reduce((a, b) => a + b, 0);
   if (total <= room) return { ok: true, chunks: [tasks.map((_, i) => i)] };
-  const tooLarge = sizes.findIndex((s) => s > room);
-  if (tooLarge >= 0) return { ok: false, index: tooLarge, bytes: sizes[tooLarge] };
+  // Alone in a message, a task needs no separator.
+  const tooLarge = sizes.findIndex((s) => s - 1 > room);
+  if (tooLarge >= 0) return { ok: false, index: tooLarge, bytes: sizes[tooLarge] - 1 };
 
   const chunks: number[][] = [];
   let chunk: number[] = [];

@@ -36,6 +36,7 @@ import {
   type TaskRef,
 } from '../protocol/schemas';
 import { issueCount, issueText } from '../protocol/issues';
+import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
 import { splitBatch } from './batch-split';
 import { FEEDER_DEFAULTS, type FeederDefaults, type FeederOptions } from './options';
 
@@ -195,7 +196,11 @@ export class Feeder extends EventEmitter<FeederEvents> {
     if (split && !split.ok)
       throw new TaskmasterError(
         'EVALIDATION',
-        `tasks[${split.index}]: ${split.bytes} bytes as JSON, over the master's message limit of ${this.opts.maxMessageBytes} bytes`,
+        `tasks[${split.index}]: ${split.bytes} bytes as JSON, more than one message to the master carries: ` +
+          `${messageRoom(this.opts.maxMessageBytes)} bytes, its --max-message-bytes ${this.opts.maxMessageBytes} ` +
+          `less ${ENVELOPE_BYTES} bytes of envelope (and a task may not exceed the master's --max-task-bytes). ` +
+          'Pass a reference to the data (a file, an object store key) instead, or raise both on the master ' +
+          "and the feeder's maxMessageBytes",
       );
     if (!split || split.chunks.length === 1) return this.addChunk(grouped, tasks, opts.batch, calledAt, opts);
     // Too large for one message: several adds under one batch name, dependencies first. Each is

@@ -125,7 +125,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       readToken: s.readToken,
       allowOrigins: s.allowOrigin ?? [],
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
-      maxTaskBytes: s.maxTaskBytes ?? MASTER_DEFAULTS.maxTaskBytes,
+      maxTaskBytes: s.maxTaskBytes,
       insecure: s.insecure ?? false,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,

@@ -37,6 +37,7 @@ import {
   type ParsedAddRequest,
   type TaskOutcome,
 } from '../protocol/schemas';
+import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
 import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
@@ -97,6 +98,7 @@ export class Master extends EventEmitter implements ApiView {
     this.opts = { ...MASTER_DEFAULTS, ...stripUndefined(opts) } as MasterOptions & MasterDefaults;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
     checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
+    checkMessageLimits(this.opts);
     // Longer delays would fire at once (Node's timers hold 32 bits).
     for (const key of [
       'recoveryGraceMs',
@@ -646,6 +648,27 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
       timer.unref();
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A task must fit in one message: `maxTaskBytes` defaults to what one carries, and a larger one is
+ * refused at start rather than by the transport later (which closes the feeder's connection).
+ */
+function checkMessageLimits(o: MasterOptions & MasterDefaults): void {
+  const room = messageRoom(o.maxMessageBytes);
+  if (!Number.isInteger(o.maxMessageBytes) || room < 1024)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `maxMessageBytes: must be an integer of at least ${ENVELOPE_BYTES + 1024}`,
+    );
+  o.maxTaskBytes ??= room;
+  if (o.maxTaskBytes > room)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `maxTaskBytes (--max-task-bytes) ${o.maxTaskBytes} does not fit in one message: at most ` +
+        `maxMessageBytes (--max-message-bytes) ${o.maxMessageBytes} less ${ENVELOPE_BYTES} bytes of envelope, ${room}. ` +
+        'Raise --max-message-bytes with it',
+    );
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

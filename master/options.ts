@@ -33,7 +33,10 @@ export interface MasterOptions {
    * larger results with ETOOLARGE. Default 1 MB.
    */
   maxMessageBytes?: number;
-  /** Largest task (its JSON) an add accepts; a larger one is refused with EVALIDATION naming it. Default 1 MB. */
+  /**
+   * Largest task (its JSON) an add accepts; a larger one is refused with EVALIDATION naming it. At
+   * most what one message carries. Default: `maxMessageBytes` less 16 KiB of envelope (1,032,192 bytes).
+   */
   maxTaskBytes?: number;
   /** Allow listening on a non-loopback address without a token. Default false. */
   insecure?: boolean;
@@ -119,7 +122,6 @@ export type MasterDefaults = Required<
     | 'distributeDelayMs'
     | 'allowOrigins'
     | 'maxMessageBytes'
-    | 'maxTaskBytes'
   >
 >;
 
@@ -140,5 +142,4 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   distributeDelayMs: 0,
   allowOrigins: [],
   maxMessageBytes: 1024 * 1024,
-  maxTaskBytes: 1024 * 1024,
 });

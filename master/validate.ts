@@ -37,7 +37,7 @@ export function checkLimits(raw: unknown[], maxTaskBytes: number): Issue[] {
     else if (jsonBytesAbove(t, maxTaskBytes))
       issues.push({
         path: `tasks[${i}]`,
-        message: `larger than maxTaskBytes (${maxTaskBytes} bytes as JSON)`,
+        message: `larger than the master's --max-task-bytes (${maxTaskBytes} bytes as JSON)`,
       });
   });
   return issues;

@@ -22,12 +22,14 @@ import { formatIssues, issueText } from '../protocol/issues';
 import { MAX_TIMER_MS } from '../protocol/schemas';
 import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
-type Unset = 'token' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'logger';
+type Unset =
+  'token' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'maxResultBytes' | 'logger';
 export type ResolvedRunnerOptions = Required<Omit<RunnerOptions, Unset>> & {
   token?: string;
   prioritySlots?: Record<string, number>;
   maxTasksPerWorker?: number;
   maxWorkerMemoryMb?: number;
+  maxResultBytes?: number;
   logger: Logger;
 };
 
@@ -58,7 +60,7 @@ const optionsSchema = z.object({
   maxTasksPerWorker: int(1).optional(),
   maxWorkerMemoryMb: int(1).optional(),
   allowExec: z.array(z.string().min(1, 'must not be empty')),
-  maxResultBytes: int(1024),
+  maxResultBytes: int(1024).optional(),
   moduleStableMs: int(0, 60_000),
 });
 

@@ -59,7 +59,9 @@ export interface RunnerOptions {
   allowExec?: string[];
   /**
    * Largest result (as JSON) a task may report; a larger one fails its attempt with ETOOLARGE, not
-   * retried. The master's message limit (told in its hello reply) lowers it further. Default 4 MB.
+   * retried. A result must fit in one message to the master: its `maxMessageBytes` (told in its hello
+   * reply) less 16 KiB of envelope caps this. Default: that cap (1,032,192 bytes with the master's
+   * default message limit).
    */
   maxResultBytes?: number;
   /**
@@ -90,6 +92,5 @@ export const RUNNER_DEFAULTS = Object.freeze({
   orphanWatchdog: true,
   allowExec: [] as string[],
   maxWorkerMemoryMb: 1024,
-  maxResultBytes: 4 * 1024 * 1024,
   moduleStableMs: 200,
 });

@@ -26,6 +26,7 @@ import {
   type ModuleInfo,
 } from '../protocol/schemas';
 import { formatIssues, issueText } from '../protocol/issues';
+import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
 import { resolveRunnerOptions, type ResolvedRunnerOptions } from './config';
 import { MasterConnection } from './connection';
 import { checkExec, EXEC_MODULE, resolveAllowed } from './exec-task';
@@ -75,6 +76,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
   private drainWaiters = new Set<() => void>();
   /** Shutting down: no new work is taken. */
   private stopping = false;
+  /** The warning that --max-result-bytes cannot be honoured was logged (once per runner). */
+  private warnedLimit = false;
   /** Fails a start() still waiting for the master when close() is called. */
   private abortStart: ((err: Error) => void) | null = null;
 
@@ -117,7 +120,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       delayMs: o.answerDelayMs,
       logger: this.log,
       send: (results) => this.conn.results(results),
-      maxBytes: () => (this.conn.maxMessageBytes ?? Infinity) - MESSAGE_MARGIN_BYTES,
+      maxBytes: () => messageRoom(this.conn.maxMessageBytes ?? Infinity),
     });
     this.wire();
   }
@@ -261,6 +264,19 @@ export class Runner extends EventEmitter<RunnerEvents> {
       for (const key of keys) this.abandon(key, 'the master gave this attempt to another runner');
       this.outbox.drop(keys);
       if (drop.length) this.log.warn('master dropped attempts held here', { drop });
+      const own = this.options.maxResultBytes;
+      const message = this.conn.maxMessageBytes;
+      if (own !== undefined && message !== undefined && own > messageRoom(message) && !this.warnedLimit) {
+        this.warnedLimit = true;
+        this.log.warn(
+          '--max-result-bytes is more than one message to the master carries: larger results fail with ETOOLARGE',
+          {
+            maxResultBytes: own,
+            masterMaxMessageBytes: message,
+            largestResult: messageRoom(message),
+          },
+        );
+      }
       this.outbox.setOnline(true);
       this.conn.modules(this.loader.modules());
       this.emit('ready', drop);
@@ -417,16 +433,17 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (!this.closing) this.outbox.push(key, result);
   }
 
-  /** Largest result this runner may send: its own limit, under the master's message limit. */
+  /** Largest result this runner may send: its own limit if set, at most what one message carries. */
   get maxResultBytes(): number {
     const message = this.conn.maxMessageBytes;
-    const own = this.options.maxResultBytes;
-    return message === undefined ? own : Math.min(own, message - MESSAGE_MARGIN_BYTES);
+    const own = this.options.maxResultBytes ?? Infinity;
+    return message === undefined ? own : Math.min(own, messageRoom(message));
   }
 
   /**
    * A result over the limit would be refused by the transport, and the runner would reconnect and
    * resend it forever: it fails its attempt instead (ETOOLARGE, not retried, as it would be as large).
+   * The message names the setting that limits it.
    */
   private checkSize(outcome: JobOutcome & { ok: true }): JobOutcome {
     const limit = this.maxResultBytes;
@@ -438,11 +455,26 @@ export class Runner extends EventEmitter<RunnerEvents> {
       return { ok: false, error, unrecoverable: true };
     }
     if (bytes <= limit) return outcome;
-    const error = wireError('ETOOLARGE', `the result is ${bytes} bytes, over the limit of ${limit} bytes`, {
+    const error = wireError('ETOOLARGE', `the result is ${bytes} bytes, over ${this.limitText()}`, {
       bytes,
       limit,
     });
     return { ok: false, error, unrecoverable: true };
+  }
+
+  /** Which setting bounds a result, in words: the runner's own, or the master's message limit. */
+  private limitText(): string {
+    const own = this.options.maxResultBytes;
+    const message = this.conn.maxMessageBytes;
+    if (message === undefined || (own !== undefined && own <= messageRoom(message)))
+      return `the runner's --max-result-bytes of ${own} bytes`;
+    const which =
+      own === undefined ? '' : ` (the runner's --max-result-bytes ${own} is larger, but cannot pass)`;
+    return (
+      `the ${messageRoom(message)} bytes one message to the master carries: its --max-message-bytes ` +
+      `${message} less ${ENVELOPE_BYTES} bytes of envelope${which}. Raise the master's --max-message-bytes, ` +
+      'or return a reference to the data (a file, an object store key) instead'
+    );
   }
 
   private checkDrained(): void {
@@ -466,9 +498,6 @@ export class Runner extends EventEmitter<RunnerEvents> {
 const assignEnvelope = z.object({
   tasks: z.array(z.looseObject({ id: z.string(), attempt: z.number().int().positive() })).min(1),
 });
-
-/** Room kept in a message for the envelope around a result. */
-const MESSAGE_MARGIN_BYTES = 16 * 1024;
 
 function parseKey(key: string): AttemptRef {
   const at = key.lastIndexOf('#');

@@ -85,7 +85,7 @@ describe('adversarial: limits', () => {
       f.add([{ module: 'ok' }, { id: 'too-big', module: 'ok', params: [big] }]),
     ).rejects.toMatchObject({
       code: 'EVALIDATION',
-      message: expect.stringContaining('tasks[1]: larger than maxTaskBytes'),
+      message: expect.stringContaining("tasks[1]: larger than the master's --max-task-bytes"),
     });
     expect(c.master.scheduler.tasks.has('too-big')).toBe(false);
     await c.assertAlive();

@@ -21,7 +21,11 @@ const FINISHED = 16;
 describe.each([
   [
     'within the recovery grace',
-    { grace: 10_000, reconnectDelayMs: 250, expectLog: /every runner holding recovered attempts has reported/ },
+    {
+      grace: 10_000,
+      reconnectDelayMs: 250,
+      expectLog: /every runner holding recovered attempts has reported/,
+    },
   ],
   [
     'after the recovery grace',
