@@ -95,6 +95,10 @@ export async function main(argv: string[]): Promise<number> {
         'after a start, how long attempts found running wait for their runner to report them (default 10000)',
       )
       .option(
+        '--lease-ms <ms>',
+        'one master per database: a master silent this long is taken over by the next one started (default 10000)',
+      )
+      .option(
         '--disconnect-grace <ms>',
         "how long a disconnected runner's attempts wait for it to come back (default 2000)",
       )
@@ -313,7 +317,14 @@ async function runMaster(
     await stop();
     throw err;
   }
-  await signalled;
+  // Another master took this database over (this one was paused longer than its lease): stop, and
+  // say so with the exit status.
+  const running = master as Master | null;
+  const lost = new Promise<'lost'>((resolve) => running?.once('lost', () => resolve('lost')));
+  if ((await Promise.race([signalled, lost])) === 'lost') {
+    await stop();
+    return 1;
+  }
   return stop();
 }
 

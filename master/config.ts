@@ -34,6 +34,7 @@ export interface MasterFlags {
   queueLimit?: string;
   distributeDelay?: string;
   recoveryGrace?: string;
+  leaseMs?: string;
   disconnectGrace?: string;
   sacredGuarantees?: boolean;
   holdSimilarWork?: boolean;
@@ -82,6 +83,7 @@ const SETTINGS = {
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
+  leaseMs: { flag: '--lease-ms', schema: integer(100, 3_600_000) },
   disconnectGrace: { flag: '--disconnect-grace', schema: integer(0, 3_600_000) },
   insecure: { flag: '--insecure', schema: z.boolean() },
   sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
@@ -133,6 +135,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
       distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,
       recoveryGraceMs: s.recoveryGrace ?? MASTER_DEFAULTS.recoveryGraceMs,
+      leaseMs: s.leaseMs ?? MASTER_DEFAULTS.leaseMs,
       disconnectGraceMs: s.disconnectGrace ?? MASTER_DEFAULTS.disconnectGraceMs,
       retainMs: s.retain === undefined ? MASTER_DEFAULTS.retainMs : s.retain,
       retainCount: s.retainCount ?? MASTER_DEFAULTS.retainCount,

@@ -51,6 +51,7 @@ import { storedBatches } from './queries';
 import { rerun, rerunBatch, type RerunResult } from './rerun';
 import { staticRoutes } from './static';
 import { serveLegacy } from './legacy';
+import { MasterLease, type LeaseDoc } from './lease';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
 import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-registry';
 import { Scheduler } from './scheduler';
@@ -75,6 +76,7 @@ export class Master extends EventEmitter implements ApiView {
   readonly opts: MasterOptions & MasterDefaults;
   readonly logger: Logger;
   private conn: Connection | null = null;
+  private lease: MasterLease | null = null;
   private store: Store | null = null;
   private retention: Retention | null = null;
   private sched: Scheduler | null = null;
@@ -105,6 +107,7 @@ export class Master extends EventEmitter implements ApiView {
       'disconnectGraceMs',
       'timeoutSweepMs',
       'distributeDelayMs',
+      'leaseMs',
     ] as const) {
       const v = this.opts[key];
       if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
@@ -199,6 +202,18 @@ export class Master extends EventEmitter implements ApiView {
 
   private async doStart(): Promise<void> {
     this.conn = await connectDatabase(this.opts.mongoUrl, { dbName: this.opts.dbName });
+    // One master per database: a second one refuses to start here, before it reads or writes a task.
+    const lease = new MasterLease(this.conn.collection<LeaseDoc>('leases'), {
+      leaseMs: this.opts.leaseMs,
+      url: this.url,
+      logger: this.logger,
+    });
+    await lease.acquire();
+    this.lease = lease;
+    lease.on('lost', (holder) => {
+      this.emit('lost', holder);
+      void this.close();
+    });
     this.store = new Store(this.conn, {
       writeChunk: this.opts.writeChunk,
       foldBacklogLimit: this.opts.foldBacklogLimit,
@@ -298,6 +313,7 @@ export class Master extends EventEmitter implements ApiView {
       });
     });
     this.logger.info('master listening', { url: this.url });
+    await lease.advertise(this.url);
     // Runners can reconnect only from now on: the wait for their recovered attempts starts here.
     sched.startRecoveryGrace();
     if (this.opts.announce) {
@@ -595,6 +611,7 @@ export class Master extends EventEmitter implements ApiView {
     await this.retention?.stop();
     await this.sched?.close();
     await this.store?.close();
+    await this.lease?.release();
     await this.conn?.close();
     this.logger.info('master closed');
   }

@@ -100,6 +100,12 @@ export interface MasterOptions {
    * only): set your subnet's broadcast address to reach other machines.
    */
   announce?: { address?: string; port?: number; intervalMs?: number; data?: Record<string, unknown> };
+  /**
+   * One master per database: the running one beats on a lease document; a second master started on
+   * the same database refuses to start (EMASTERHELD). A master that stopped beating this long ago
+   * (killed on another machine) is taken over. Default 10000 ms.
+   */
+  leaseMs?: number;
   logger?: Logger;
 }
 
@@ -122,6 +128,7 @@ export type MasterDefaults = Required<
     | 'distributeDelayMs'
     | 'allowOrigins'
     | 'maxMessageBytes'
+    | 'leaseMs'
   >
 >;
 
@@ -142,4 +149,5 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   distributeDelayMs: 0,
   allowOrigins: [],
   maxMessageBytes: 1024 * 1024,
+  leaseMs: 10_000,
 });

@@ -137,7 +137,7 @@ describe('the README matches the code', () => {
         const created = (await conn.db!.listCollections().toArray()).map((c) => c.name).sort();
         expect(documented).toEqual(created);
         expect(section('## Architecture')).toContain(
-          `MongoDB: ${['tasks', 'task_journal', 'task_adds', 'allocations'].join(', ')}`,
+          `MongoDB: ${['tasks', 'task_journal', 'task_adds', 'allocations', 'leases'].join(', ')}`,
         );
       } finally {
         await conn.close();
