@@ -23,7 +23,7 @@ describe('no value can wedge the writer', () => {
   let conn: mongoose.Connection;
 
   // Limits raised past what a database stores, so the writer itself meets the oversized values.
-  const roomy = { maxMessageBytes: 64 * 1024 * 1024, maxTaskBytes: 64 * 1024 * 1024 };
+  const roomy = { maxMessageBytes: 64 * 1024 * 1024 };
 
   beforeAll(async () => {
     master = await startMaster(dbName, roomy);
