@@ -13,7 +13,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../common/logger';
-import { wireError, type ReportedError, type WireError } from '../protocol/errors';
+import { depError, wireError, type ReportedError, type WireError } from '../protocol/errors';
 import type { Assignment, TaskOutcome } from '../protocol/schemas';
 import { assertTransition, isFinal, type TaskState } from '../protocol/states';
 import { Affinity, type Allocator } from './policies/affinity';
@@ -542,6 +542,4 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   }
 }
 
-export function depError(dep: string, err: ReportedError | null | undefined): WireError {
-  return wireError('EDEPFAILED', `dependency "${dep}" failed${err ? `: ${err.code} ${err.message}` : ''}`);
-}
+export { depError } from '../protocol/errors';

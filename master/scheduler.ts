@@ -7,7 +7,7 @@
  * store's barrier, i.e. once the change is in the database.
  */
 import { newId } from '../common/ids';
-import { wireError, type WireError } from '../protocol/errors';
+import { capError, wireError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
 import type { AddReply, AttemptResult, TaskOutcome } from '../protocol/schemas';
 import { isFinal, type TaskState } from '../protocol/states';
@@ -174,7 +174,7 @@ export class Scheduler extends SchedulerCore {
       if (r && t.assignedAt) this.runners.recordRunTime(r, t.module, Date.now() - t.assignedAt);
       this.releaseSlotOf(t);
       if (res.ok) this.complete(t, res.result, res.moduleHash);
-      else this.attemptFailed(t, res.error, res.unrecoverable === true, res.moduleHash);
+      else this.attemptFailed(t, capError(res.error), res.unrecoverable === true, res.moduleHash);
     }
     this.scheduleDistribute();
     this.scheduleFlush();

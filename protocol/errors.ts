@@ -1,3 +1,5 @@
+import { MAX_ERROR_CODE_CHARS, MAX_ERROR_DETAILS_BYTES, MAX_ERROR_MESSAGE_CHARS } from './limits';
+
 /**
  * Stable error codes. Only `{ code, message, details? }` travels on the wire; `toError` turns one back
  * into an Error on the receiving side.
@@ -82,4 +84,84 @@ export function fromThrown(err: unknown, fallback: ErrorCode = 'ETASK'): Reporte
     return w;
   }
   return { code: fallback, message: String(err) };
+}
+
+/**
+ * A task's error as an outcome carries it: message, code and details cut to their limits
+ * (protocol/limits.ts) with a marker, so one huge error is stored, delivered and shown at a bounded
+ * size, and never makes a message too large to send. Returns the same object when it is within them.
+ */
+export function capError<E extends ReportedError>(e: E): E {
+  const over =
+    e.message.length > MAX_ERROR_MESSAGE_CHARS ||
+    e.code.length > MAX_ERROR_CODE_CHARS ||
+    (e.details !== undefined && jsonBytesOver(e.details, MAX_ERROR_DETAILS_BYTES));
+  if (!over) return e;
+  const capped: E = {
+    ...e,
+    code: cut(e.code, MAX_ERROR_CODE_CHARS),
+    message: cut(e.message, MAX_ERROR_MESSAGE_CHARS),
+  };
+  if (e.details !== undefined && jsonBytesOver(e.details, MAX_ERROR_DETAILS_BYTES))
+    capped.details = { truncated: true, bytes: jsonBytes(e.details), limit: MAX_ERROR_DETAILS_BYTES };
+  return capped;
+}
+
+function cut(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const marker = ` … [truncated: ${text.length - max} more characters]`;
+  return text.slice(0, Math.max(0, max - marker.length)) + marker;
+}
+
+function jsonBytes(v: unknown): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(v) ?? '');
+  } catch {
+    return Infinity;
+  }
+}
+
+function jsonBytesOver(v: unknown, max: number): boolean {
+  return jsonBytes(v) > max;
+}
+
+/**
+ * EDEPFAILED for a task whose dependency `dep` did not succeed. It names the root cause — the task
+ * whose own failure started the chain, its code and the start of its message — instead of embedding
+ * the dependency's whole message, so along a chain of N tasks each outcome stays the same size
+ * (their total is linear in N, not quadratic).
+ */
+export function depError(dep: string, err: ReportedError | null | undefined): WireError {
+  const inherited = err?.code === 'EDEPFAILED' ? rootOf(err.details) : null;
+  const root: DepRoot = inherited ?? {
+    id: dep,
+    code: cut(err?.code ?? 'ETASK', MAX_ERROR_CODE_CHARS),
+    message: cut(err?.message ?? '', ROOT_MESSAGE_CHARS),
+  };
+  const via = root.id === dep ? '' : ` of task "${root.id}"`;
+  const said = root.message ? `: ${root.message}` : '';
+  return wireError('EDEPFAILED', `dependency "${dep}" failed (root cause: ${root.code}${via}${said})`, {
+    dependency: dep,
+    root,
+  });
+}
+
+/** The task a chain of EDEPFAILED started from, as its outcomes name it. */
+export interface DepRoot {
+  id: string;
+  code: string;
+  message: string;
+}
+
+/** How much of the root cause's message every outcome of its chain repeats. */
+const ROOT_MESSAGE_CHARS = 200;
+
+function rootOf(details: unknown): DepRoot | null {
+  const r = (details as { root?: Partial<DepRoot> } | null | undefined)?.root;
+  if (!r || typeof r.id !== 'string' || typeof r.code !== 'string') return null;
+  return {
+    id: r.id,
+    code: r.code,
+    message: typeof r.message === 'string' ? cut(r.message, ROOT_MESSAGE_CHARS) : '',
+  };
 }

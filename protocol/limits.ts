@@ -11,3 +11,12 @@ export const ENVELOPE_BYTES = 16 * 1024;
 export function messageRoom(maxMessageBytes: number): number {
   return maxMessageBytes - ENVELOPE_BYTES;
 }
+
+/** Longest error message a task's outcome carries; the rest is cut, with a marker saying how much. */
+export const MAX_ERROR_MESSAGE_CHARS = 16 * 1024;
+
+/** Largest error `details` (as JSON) an outcome carries; larger ones are replaced by their size. */
+export const MAX_ERROR_DETAILS_BYTES = 64 * 1024;
+
+/** Longest error code: codes are short words (`ETASK`, a task's own `EPAYMENT`). */
+export const MAX_ERROR_CODE_CHARS = 64;

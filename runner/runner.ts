@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { z } from 'zod';
 import type { Logger } from '../common/logger';
-import { fromThrown, wireError } from '../protocol/errors';
+import { capError, fromThrown, wireError } from '../protocol/errors';
 import type { AttemptRef, SysmsgReply } from '../protocol/events';
 import {
   assignmentSchema,
@@ -422,7 +422,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
           id,
           attempt,
           ok: false,
-          error: outcome.error,
+          // Cut to what an outcome carries: a huge error must not make the message too large to send.
+          error: capError(outcome.error),
           ...(outcome.unrecoverable ? { unrecoverable: true } : {}),
           ...moduleHash,
         };

@@ -53,19 +53,7 @@ export async function startCluster(file: string, opts: Partial<MasterOptions> = 
       feeders.push(f);
       return f;
     },
-    async assertAlive() {
-      const health = await httpRequest(master.url, { path: '/health' });
-      if (health.status !== 200)
-        throw new Error(`/health answered ${health.status}: the master is not alive`);
-      // A runner of its own, pinned by id: the test's own runners may be stopped or wedged on purpose.
-      const id = `honest-${process.pid}-${++probes}`;
-      const r = await cluster.runner({ runnerId: id });
-      const f = await cluster.feeder();
-      const [o] = await f.work([{ module: 'ok', params: ['alive', probes], runner: id, timeout: 20_000 }]);
-      if (o.state !== 'done' || JSON.stringify(o.result) !== JSON.stringify(['alive', probes]))
-        throw new Error(`honest round trip failed after the attack: ${JSON.stringify(o)}`);
-      await r.close();
-    },
+    assertAlive: () => assertMasterAlive(master.url, token, ++probes),
     async close() {
       await Promise.all(feeders.map((f) => f.close()));
       await Promise.all(runners.map((r) => r.close()));
@@ -73,6 +61,27 @@ export async function startCluster(file: string, opts: Partial<MasterOptions> = 
     },
   };
   return cluster;
+}
+
+/**
+ * The closing proof of an attack on the master at `url` (in-process or its own process): `/health`
+ * answers 200, and one honest task goes through a runner and a feeder of its own.
+ */
+export async function assertMasterAlive(url: string, token?: string, probe = 1): Promise<void> {
+  const health = await httpRequest(url, { path: '/health' });
+  if (health.status !== 200) throw new Error(`/health answered ${health.status}: the master is not alive`);
+  // A runner of its own, pinned by id: the test's own runners may be stopped or wedged on purpose.
+  const id = `honest-${process.pid}-${probe}-${Date.now().toString(36)}`;
+  const r = await startRunner(url, { token, watch: false, startTimeoutMs: 20_000, runnerId: id });
+  const f = await startFeeder(url, { token, connectTimeoutMs: 20_000 });
+  try {
+    const [o] = await f.work([{ module: 'ok', params: ['alive', probe], runner: id, timeout: 20_000 }]);
+    if (o.state !== 'done' || JSON.stringify(o.result) !== JSON.stringify(['alive', probe]))
+      throw new Error(`honest round trip failed after the attack: ${JSON.stringify(o)}`);
+  } finally {
+    await f.close();
+    await r.close();
+  }
 }
 
 export interface HttpAnswer {

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { createLogger } from '../../common/logger';
 import { Master } from '../../master/master';
 import type { MasterOptions } from '../../master/options';
-import { testMongoUrl } from './db';
+import { freePort } from '../../db/server';
+import { testDbUrl, testMongoUrl } from './db';
 import { waitForEvent, within, WAIT_MS } from './wait';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -26,7 +27,7 @@ export async function startMaster(dbName: string, opts: Partial<MasterOptions> =
   return m;
 }
 
-export { freePort } from '../../db/server';
+export { freePort };
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `taskmaster-${prefix}-`));
@@ -129,4 +130,32 @@ export async function spawnRunner(master: Master, id: string, extra: string[] = 
   ]);
   await up;
   return p;
+}
+
+/** A master started as its own process (`taskmaster master`) on a database of db.ts. */
+export interface MasterProcess extends Proc {
+  url: string;
+  port: number;
+  /** Its resident memory now and at its peak (`VmRSS`, `VmHWM` of /proc/<pid>/status), in MB. */
+  memory(): { rssMb: number; peakMb: number };
+}
+
+/**
+ * Starts `taskmaster master` on `dbName` (port free on loopback) and resolves once it listens: for
+ * tests that measure the master's own memory, or kill, stop or restart it.
+ */
+export async function spawnMaster(dbName: string, extra: string[] = []): Promise<MasterProcess> {
+  const port = await freePort();
+  const p = spawnCli(['master', '--port', String(port), '--mongo-url', testDbUrl(dbName), ...extra]);
+  await p.waitFor(/master listening/);
+  return {
+    ...p,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    memory() {
+      const status = fs.readFileSync(`/proc/${p.child.pid}/status`, 'utf8');
+      const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+      return { rssMb: Math.round(kb('VmRSS') / 1024), peakMb: Math.round(kb('VmHWM') / 1024) };
+    },
+  };
 }
