@@ -12,6 +12,7 @@
  */
 import type { Socket } from 'socket.io';
 import type { z } from 'zod';
+import { limitLog } from '../common/log-limit';
 import type { Logger } from '../common/logger';
 import { wireError, type WireError } from '../protocol/errors';
 import { formatIssues, type Issue } from '../protocol/issues';
@@ -105,7 +106,11 @@ export function on<S extends z.ZodType>(
     try {
       const parsed = parse(spec.schema, payload, spec.prefix);
       if (!parsed.ok) {
-        log.warn('malformed payload refused', { event, socket: socket.id, error: parsed.error.message });
+        limitLog(log, 'warn', `refused:${socket.id}`, 'malformed payload refused', {
+          event,
+          socket: socket.id,
+          error: parsed.error.message,
+        });
         return reply.refuse(parsed.error);
       }
       const out = handler(parsed.data, reply);

@@ -5,6 +5,7 @@
  * back with, so its attempts are retried as soon as it disconnects.
  */
 import type { Namespace, Socket } from 'socket.io';
+import { limitLog } from '../common/log-limit';
 import type { Logger } from '../common/logger';
 import { z } from 'zod';
 import { wireError, type ReportedError } from '../protocol/errors';
@@ -100,7 +101,16 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
         .map((id) => scheduler.tasks.get(id))
         .find((x) => x !== undefined && (x._id === d._id || x.id === d._id) && x.who === runnerId);
       if (!t) {
-        log.info('legacy result for a task not running on this socket ignored', { taskId: d._id, runnerId });
+        limitLog(
+          log,
+          'info',
+          `stale:${socket.id}`,
+          'legacy result for a task not running on this socket ignored',
+          {
+            taskId: d._id,
+            runnerId,
+          },
+        );
         return report(wireError('ESTALE', `task:done: task "${d._id}" is not running on this connection`));
       }
       const failed = d.error !== undefined && d.error !== null;

@@ -9,6 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Collection, Connection } from 'mongoose';
 import { Server, type DefaultEventsMap, type Namespace, type Socket } from 'socket.io';
+import { limitLog, logLimiter } from '../common/log-limit';
 import { silentLogger, type Logger } from '../common/logger';
 import { z } from 'zod';
 import { TaskmasterError, wireError, type WireError } from '../protocol/errors';
@@ -283,7 +284,12 @@ export class Master extends EventEmitter implements ApiView {
           (o) => this.originAllowed(o),
           this.opts.readToken,
         );
-        if (refusal) this.logger.warn('handshake refused', { reason: refusal, origin: req.headers.origin });
+        if (refusal)
+          limitLog(this.logger, 'warn', `handshake:${req.socket.remoteAddress}`, 'handshake refused', {
+            reason: refusal,
+            origin: req.headers.origin,
+            address: req.socket.remoteAddress,
+          });
         cb(refusal ?? null, refusal === undefined);
       },
     });
@@ -367,14 +373,16 @@ export class Master extends EventEmitter implements ApiView {
         runners().checkClaim(entry);
       } catch (err) {
         if (!(err instanceof RunnerIdConflict)) throw err;
-        log.warn('hello refused: runner id held by another connection', { runnerId: h.runnerId });
+        limitLog(log, 'warn', `claim:${h.runnerId}`, 'hello refused: runner id held by another connection', {
+          runnerId: h.runnerId,
+        });
         this.emit('runner:refused', h.runnerId, 'ERUNNERID');
         return reply.refuse(wireError('ERUNNERID', err.message));
       }
       const drop = this.scheduler.runnerUp(entry, h.running);
       mine = entry;
       socket.data = { runnerId: h.runnerId };
-      log.info('runner ready', {
+      limitLog(log, 'info', `up:${h.runnerId}`, 'runner ready', {
         runnerId: h.runnerId,
         slots: h.slots,
         workers: h.workers,
@@ -438,7 +446,7 @@ export class Master extends EventEmitter implements ApiView {
       if (!mine) return;
       // A newer connection of the same runner may already have replaced this one.
       if (runners().get(mine.id) !== mine) return;
-      log.info('runner disconnected', { runnerId: mine.id, reason });
+      limitLog(log, 'info', `down:${mine.id}`, 'runner disconnected', { runnerId: mine.id, reason });
       this.scheduler.runnerDown(mine.id);
       this.emit('runner:down', mine.id);
     });
@@ -613,6 +621,7 @@ export class Master extends EventEmitter implements ApiView {
     await this.store?.close();
     await this.lease?.release();
     await this.conn?.close();
+    logLimiter.flush();
     this.logger.info('master closed');
   }
 }

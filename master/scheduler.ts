@@ -7,6 +7,7 @@
  * store's barrier, i.e. once the change is in the database.
  */
 import { newId } from '../common/ids';
+import { limitLog } from '../common/log-limit';
 import { capError, wireError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
 import type { AddReply, AttemptResult, TaskOutcome } from '../protocol/schemas';
@@ -166,7 +167,11 @@ export class Scheduler extends SchedulerCore {
       if (!t) {
         stale++;
         this.stats.stale++;
-        this.opts.logger.info('stale result ignored', { taskId: res.id, attempt: res.attempt, runnerId });
+        limitLog(this.opts.logger, 'info', `stale:${runnerId}`, 'stale result ignored', {
+          taskId: res.id,
+          attempt: res.attempt,
+          runnerId,
+        });
         continue;
       }
       accepted++;
