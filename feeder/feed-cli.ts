@@ -56,6 +56,8 @@ export async function feed(opts: FeedOptions): Promise<number> {
 
   const feeder = new Feeder({ ...opts.feeder, logger: opts.logger });
   const started = Date.now();
+  // E.g. tasks stored whose module no connected runner has: a mistyped name shows before any wait.
+  feeder.on('warning', (w) => say(`warning: ${unscope(w)}`));
   try {
     const added = await feeder.addBatch(scoped.tasks as TaskInput[], {
       batch: name,

@@ -81,12 +81,19 @@ export interface WorkOptions extends AddOptions {
 export interface AddedBatch {
   batch: string;
   tasks: TaskRef[];
+  /** What the master warned of, e.g. tasks that wait because no connected runner has their module. */
+  warnings?: string[];
 }
 
 export interface FeederEvents {
   /** A task this feeder added or watches reached its final state. */
   result: [TaskOutcome];
   progress: [Progress];
+  /**
+   * The master stored an add but warned of something, e.g. no connected runner has a task's module.
+   * Without a listener, warnings go to the feeder's logger.
+   */
+  warning: [message: string];
   sysmsg: [msg: unknown, from: string];
   connect: [];
   disconnect: [reason: string];
@@ -202,6 +209,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
     // atomic on its own; a refusal names what the earlier ones stored.
     const batch = opts.batch ?? randomBytes(12).toString('hex');
     const refs: TaskRef[] = new Array<TaskRef>(grouped.length);
+    const warnings: string[] = [];
     let stored = 0;
     for (const chunk of split.chunks) {
       let added: AddedBatch;
@@ -222,9 +230,10 @@ export class Feeder extends EventEmitter<FeederEvents> {
         );
       }
       chunk.forEach((i, k) => (refs[i] = added.tasks[k]));
+      warnings.push(...(added.warnings ?? []));
       stored += chunk.length;
     }
-    return { batch, tasks: refs };
+    return { batch, tasks: refs, ...(warnings.length > 0 ? { warnings } : {}) };
   }
 
   private async addChunk(
@@ -252,7 +261,16 @@ export class Feeder extends EventEmitter<FeederEvents> {
           const given = tasks[i];
           if (given && typeof given === 'object') this.addedAs.set(given, t.id);
         });
-        return { batch: reply.batch, tasks: reply.tasks };
+        // Said once: to the `warning` listeners if there are any, else in the log.
+        for (const w of reply.warnings ?? []) {
+          if (this.listenerCount('warning') > 0) this.emit('warning', w);
+          else this.logger.warn(w, { batch: reply.batch });
+        }
+        return {
+          batch: reply.batch,
+          tasks: reply.tasks,
+          ...(reply.warnings ? { warnings: reply.warnings } : {}),
+        };
       }
       if (reply.error.code !== 'EQUEUEFULL' || attempt >= retries) throw refusal(reply.error, 'batch');
       const hint = (reply.error.details as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 500;

@@ -43,7 +43,7 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
         slots: 0,
         workers: 1,
         data: { legacy: true },
-        modules: [],
+        // It announces no modules: any module is sent to it, unless it reports EMODULE for it.
         // Its only limit is the number of outstanding requests (`slots`), kept in sync below.
         planned: slotPlan(Number.MAX_SAFE_INTEGER, undefined, false),
         legacy: true,

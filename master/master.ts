@@ -405,7 +405,7 @@ export class Master extends EventEmitter implements ApiView {
 
     on(sock, log, 'runner:modules', { schema: modulesUpdateSchema }, (p) => {
       const r = held();
-      if (r) runners().setModules(r, p.modules);
+      if (r) this.scheduler.modulesChanged(r, p.modules);
     });
 
     on(sock, log, 'tasks:add', { schema: addRequestSchema }, (p) => this.handleAdd(p, null));

@@ -17,6 +17,7 @@ import { wireError, type ReportedError, type WireError } from '../protocol/error
 import type { Assignment, TaskOutcome } from '../protocol/schemas';
 import { assertTransition, isFinal, type TaskState } from '../protocol/states';
 import { Affinity, type Allocator } from './policies/affinity';
+import { explainMissingModule } from './policies/chain';
 import { eligible } from './policies/eligibility';
 import { Parking } from './policies/parking';
 import { RetryPolicy } from './policies/retry';
@@ -115,6 +116,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected flushScheduled = false;
   /** Recovered attempts waiting for their runner to come back and keep them. */
   protected orphans = new Set<TaskRecord>();
+  /** Modules no connected runner can run, with what the log said about each (`noteUnrunnable`). */
+  protected readonly unrunnable = new Map<string, string>();
   protected readonly parking: Parking;
   protected readonly affinity: Affinity;
   protected readonly retries: RetryPolicy;
@@ -189,6 +192,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     if (this.store.folder.congested) return;
     let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
     const skipped: QueueEntry[] = [];
+    const checked = new Set<string>();
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;
       const t = e.task;
@@ -206,13 +210,29 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       const r = able.length > 0 ? this.select(t, able) : undefined;
       if (!r || !canTake(r, t.priority)) {
         skipped.push(e);
+        if (able.length === 0) this.noteUnrunnable(t.module, checked);
         continue;
       }
+      if (this.unrunnable.size > 0) this.unrunnable.delete(t.module);
       this.assign(t, r);
       if (freeSlots(r) <= 0) candidates = candidates.filter((c) => c !== r);
     }
     for (const e of skipped) this.ready.push(e);
     this.scheduleFlush();
+  }
+
+  /**
+   * A task no runner with a free slot could take: if that is because no connected runner can run its
+   * module, say so in the log once (a mistyped name, a runner not started yet, a module that fails to
+   * load everywhere), until a task of that module is assigned again. Checked once per module and pass.
+   */
+  private noteUnrunnable(module: string, checked: Set<string>): void {
+    if (checked.has(module)) return;
+    checked.add(module);
+    const why = explainMissingModule(module, this.runners);
+    if (!why || this.unrunnable.get(module) === why.message) return;
+    this.unrunnable.set(module, why.message);
+    this.opts.logger.warn(`tasks wait: ${why.message}`, { module });
   }
 
   /** After the changes of this tick are durable: send assignments, deliver outcomes. */
@@ -364,7 +384,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
 
   /**
    * requeueUncounted. Precondition: assigned or running; the attempt was lost through no fault of the
-   * task (its runner gave it back, or never came back after a master restart). Effect: ready and
+   * task (its runner gave it back, never came back after a master restart, or could not load its
+   * module: EMODULE, see `Scheduler.results`). Effect: ready and
    * queued; attempt numbers keep growing (they fence late reports) and `uncounted` keeps this one out
    * of `maxAttempts`. Record: state ready, uncounted. Outcome: none.
    */
@@ -486,6 +507,9 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
 
   /** A task's timeout expired (master/policies/timeouts.ts): it fails for good. */
   protected timedOut(t: TaskRecord, error: WireError): void {
+    // A task that never found a runner with its module says so: a mistyped name is plain to see.
+    const missing = t.state === 'ready' ? explainMissingModule(t.module, this.runners) : null;
+    if (missing) error = { ...error, message: `${error.message}: ${missing.message}` };
     this.failForGood(t, error);
     if (error.code !== 'EATO') return;
     const o = this.finals.get(t.id);

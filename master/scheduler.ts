@@ -7,14 +7,15 @@
  * store's barrier, i.e. once the change is in the database.
  */
 import { newId } from '../common/ids';
-import { wireError, type WireError } from '../protocol/errors';
+import { wireError, type ReportedError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
-import type { AddReply, AttemptResult, TaskOutcome } from '../protocol/schemas';
+import type { AddReply, AttemptResult, ModuleInfo, TaskOutcome } from '../protocol/schemas';
 import { isFinal } from '../protocol/states';
 import type { TaskDoc } from '../models/task';
 import { admit, idTaken, precheck, type AdmissionContext } from './admission';
 import { expandBroadcasts } from './policies/broadcast';
-import { explainOnAny, explainOnRunner, queued } from './policies/chain';
+import { explainMissingModule, explainOnAny, explainOnRunner, queued } from './policies/chain';
+import { announcedVersion } from './policies/eligibility';
 import { reason, type Reason } from './policies/reason';
 import { applyJournal, recordFromDoc } from './policies/recovery';
 import type { RunnerEntry } from './runner-registry';
@@ -116,7 +117,28 @@ export class Scheduler extends SchedulerCore {
     await this.store.barrier();
     // Refs of the tasks as given, in input order (a broadcast's copies are not among them).
     const given = records.filter((_, i) => !inputs[i].copy);
-    return { ok: true, batch, tasks: given.map((t) => ({ id: t.id, _id: t._id })) };
+    const warnings = this.unrunnableIn(parsed);
+    return {
+      ok: true,
+      batch,
+      tasks: given.map((t) => ({ id: t.id, _id: t._id })),
+      ...(warnings.length > 0 ? { warnings } : {}),
+    };
+  }
+
+  /**
+   * What an add's reply warns of: its tasks whose module no connected runner can run. They are
+   * stored all the same (the runner that has the module may connect later); a mistyped name shows.
+   */
+  private unrunnableIn(parsed: { module: string; broadcast?: boolean }[]): string[] {
+    const counts = new Map<string, number>();
+    for (const p of parsed) if (!p.broadcast) counts.set(p.module, (counts.get(p.module) ?? 0) + 1);
+    const warnings: string[] = [];
+    for (const [module, n] of counts) {
+      const why = explainMissingModule(module, this.runners);
+      if (why) warnings.push(`${n} task${n === 1 ? '' : 's'} of this add wait: ${why.message}`);
+    }
+    return warnings;
   }
 
   /**
@@ -172,12 +194,45 @@ export class Scheduler extends SchedulerCore {
       if (r && t.assignedAt) this.runners.recordRunTime(r, t.module, Date.now() - t.assignedAt);
       this.releaseSlotOf(t);
       if (res.ok) this.complete(t, res.result, res.moduleHash);
+      else if (res.error.code === 'EMODULE' && r) this.moduleFailed(t, r, res.error, res.moduleHash);
       else this.attemptFailed(t, res.error, res.unrecoverable === true, res.moduleHash);
     }
     this.scheduleDistribute();
     this.scheduleFlush();
     await this.store.barrier();
     return { accepted, stale };
+  }
+
+  /**
+   * A runner could not load the task's module (EMODULE): the runner's problem, not the task's, as
+   * another runner may well have the module. The runner is marked as lacking the module at the
+   * version it failed on (the result's hash, else the one it announces) until it announces another,
+   * and the attempt is requeued without counting. With no connected runner left that can run the
+   * module, the task waits, and `explain` and the log say why — it never bounces between runners.
+   */
+  private moduleFailed(
+    t: TaskRecord,
+    r: RunnerEntry,
+    error: ReportedError,
+    moduleHash: string | undefined,
+  ): void {
+    const version = moduleHash ?? announcedVersion(r, t.module) ?? null;
+    if (r.unloadable?.get(t.module) !== version) {
+      this.runners.markUnloadable(r, t.module, version);
+      this.opts.logger.warn('runner cannot load a module: its tasks go to other runners that have it', {
+        runnerId: r.id,
+        module: t.module,
+        version,
+        error: error.message,
+      });
+    }
+    this.requeueUncounted(t);
+  }
+
+  /** A runner announced its modules anew: tasks waiting for one of them may run now. */
+  modulesChanged(r: RunnerEntry, modules: ModuleInfo[]): void {
+    this.runners.setModules(r, modules);
+    this.scheduleDistribute();
   }
 
   /**
@@ -499,6 +554,25 @@ export class Scheduler extends SchedulerCore {
     const r = this.runners.get(runnerId);
     if (!r) return reason('UNKNOWN_RUNNER', `no runner ${runnerId}`);
     return explainOnRunner(t, r, this.affinity, this.runners) ?? queued(t, r);
+  }
+
+  /**
+   * Modules that ready tasks wait for because no connected runner can run them (status): how many
+   * tasks wait for each, and why. Walks the tasks in memory, and only when some module is missing.
+   */
+  waitingForModules(): { module: string; tasks: number; why: string }[] {
+    if (this.unrunnable.size === 0) return [];
+    const counts = new Map<string, number>([...this.unrunnable.keys()].map((m) => [m, 0]));
+    for (const t of this.tasks.values()) {
+      const n = t.state === 'ready' ? counts.get(t.module) : undefined;
+      if (n !== undefined) counts.set(t.module, n + 1);
+    }
+    const out: { module: string; tasks: number; why: string }[] = [];
+    for (const [module, tasks] of counts) {
+      const why = tasks > 0 ? explainMissingModule(module, this.runners) : null;
+      if (why) out.push({ module, tasks, why: why.message });
+    }
+    return out;
   }
 
   private waitingFor(t: TaskRecord): Reason {

@@ -15,6 +15,19 @@ export const moduleName = z
   .refine((s) => !s.startsWith('/') && !/^[A-Za-z]:/.test(s), 'must not be an absolute path')
   .refine((s) => MODULE_NAME.test(s), 'may only hold letters, digits, "_", "-", "." and "/" between names');
 
+/** Extensions a runner tries, in order, after a module name without one (runner/loader.ts). */
+export const TASK_EXTENSIONS: readonly string[] = Object.freeze(['.js', '.cjs', '.mjs', '.ts']);
+
+/**
+ * The name a runner announces a module under: a task may name its file with the extension
+ * (`greet.js`), the runner announces `greet`.
+ */
+export function announcedName(module: string): string {
+  const dot = module.lastIndexOf('.');
+  if (dot <= module.lastIndexOf('/')) return module;
+  return TASK_EXTENSIONS.includes(module.slice(dot)) ? module.slice(0, dot) : module;
+}
+
 export const taskId = z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 
 export const wireErrorSchema = z.object({
@@ -116,7 +129,13 @@ export const taskRefSchema = z.object({ id: z.string(), _id: z.string() });
 export type TaskRef = z.infer<typeof taskRefSchema>;
 
 export const addReplySchema = z.union([
-  z.object({ ok: z.literal(true), batch: z.string(), tasks: z.array(taskRefSchema) }),
+  z.object({
+    ok: z.literal(true),
+    batch: z.string(),
+    tasks: z.array(taskRefSchema),
+    /** Stored, but worth knowing: e.g. tasks that wait because no connected runner has their module. */
+    warnings: z.array(z.string()).optional(),
+  }),
   z.object({ ok: z.literal(false), error: wireErrorSchema }),
 ]);
 export type AddReply = z.infer<typeof addReplySchema>;
@@ -221,7 +240,12 @@ export const helloSchema = z.object({
     .optional(),
   workers: z.number().int().min(1).max(1024),
   data: z.record(z.string(), z.unknown()).default({}),
-  modules: z.array(moduleInfoSchema).default([]),
+  /**
+   * The modules this runner can run (`runner:modules` updates them): tasks of other modules are not
+   * sent to it. A hello without `modules` announces none: any module is sent to it, as to a runner of
+   * the original protocol.
+   */
+  modules: z.array(moduleInfoSchema).optional(),
   /** Attempts this runner is still running (after a reconnect). */
   running: z.array(attemptRefSchema).default([]),
 });

@@ -62,6 +62,14 @@ describe('taskmaster feed', () => {
     expect(r.out).toBe('stored 2 tasks in batch stored-batch\ns-1\ns-2\n');
   });
 
+  test('a module no connected runner has (a typo): the batch is stored, and a warning names the module', async () => {
+    const f = file('typo.ndjson', '{"id":"t-1","module":"gret"}\n{"id":"t-2","module":"ok"}\n');
+    const r = await run(f, { batch: 'typo-batch' });
+    expect(r.code).toBe(0);
+    expect(r.err).toBe('warning: 1 task of this add wait: no connected runner has module gret\n');
+    expect(r.out).toBe('stored 2 tasks in batch typo-batch\nt-1\nt-2\n');
+  });
+
   test('--wait prints a summary naming each failed task with its code and message, and exits 1', async () => {
     const f = file(
       'mixed.json',

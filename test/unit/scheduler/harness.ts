@@ -21,15 +21,22 @@ export function makeRunner(
     data?: Record<string, unknown>;
     prioritySlots?: Record<string, number>;
     legacy?: boolean;
+    /** Modules it announces (`name` or `name@hash`); absent: it announces none and takes any module. */
+    modules?: string[];
   } = {},
 ): TestRunner {
+  const modules = opts.modules?.map((m) => {
+    const [name, hash = 'h1'] = m.split('@');
+    return { name, hash };
+  });
   const slots = opts.slots ?? 1;
   const r: TestRunner = {
     id,
     slots,
     workers: slots,
     data: opts.data ?? {},
-    modules: [],
+    modules: modules ?? [],
+    ...(modules ? { moduleIndex: new Map(modules.map((m) => [m.name, m.hash])) } : {}),
     active: new Set(),
     prioritySlots: opts.prioritySlots,
     ...slotPlan(slots, opts.prioritySlots, false),

@@ -149,6 +149,44 @@ describe('transitions', () => {
     expect(sched.finals.get('a')).toMatchObject({ state: 'failed', attempts: 2 });
   });
 
+  test('requeueUncounted on EMODULE: the runner lacks the module from then on, another runner gets the attempt', async () => {
+    const { sched, store, outcomes, r } = await oneAssigned({ maxAttempts: 1 });
+    r.moduleIndex = new Map([['m', 'v1']]);
+    const other = makeRunner('r2', { modules: ['m@v1'] });
+    sched.runnerUp(other, []);
+    const emodule = wireError('EMODULE', 'module m failed to load: SyntaxError');
+    await sched.results('r1', [{ id: 'a', attempt: 1, ok: false, error: emodule, moduleHash: 'v1' }]);
+    expect(sched.tasks.get('a')).toMatchObject({ state: 'ready', uncounted: 1 });
+    expect(store.statesOf('a')).toEqual(['assigned', 'ready']);
+    await settle();
+    // r1 has a free slot again, but not the module: the attempt goes to r2, and is not counted.
+    expect(sched.tasks.get('a')).toMatchObject({ state: 'assigned', who: 'r2', attempts: 2 });
+    expect(r.sent.map((a) => a.attempt)).toEqual([1]);
+    await sched.results('r2', [{ id: 'a', attempt: 2, ok: true, result: 'hi' }]);
+    await settle();
+    expect(outcomes).toEqual([expect.objectContaining({ id: 'a', state: 'done', attempts: 2 })]);
+  });
+
+  test('EMODULE from every runner: the task waits, says why, and runs once a runner announces another version', async () => {
+    const { sched, outcomes, r } = await oneAssigned({ maxAttempts: 1 });
+    sched.modulesChanged(r, [{ name: 'm', hash: 'v1' }]);
+    const emodule = wireError('EMODULE', 'module m exports no function');
+    await sched.results('r1', [{ id: 'a', attempt: 1, ok: false, error: emodule, moduleHash: 'v1' }]);
+    await settle();
+    expect(sched.tasks.get('a')).toMatchObject({ state: 'ready', attempts: 1, uncounted: 1 });
+    expect(sched.explain('a')).toEqual({
+      code: 'NO_MODULE',
+      message:
+        'no connected runner can load module m: r1 reported EMODULE for the version it announces; it runs once a runner announces another version, or one that has it connects',
+    });
+    expect(sched.waitingForModules()).toEqual([{ module: 'm', tasks: 1, why: sched.explain('a').message }]);
+    expect(outcomes).toEqual([]);
+    sched.modulesChanged(r, [{ name: 'm', hash: 'v2' }]);
+    await settle();
+    expect(sched.tasks.get('a')).toMatchObject({ state: 'assigned', who: 'r1', attempts: 2 });
+    expect(sched.waitingForModules()).toEqual([]);
+  });
+
   test('failForGood: attempts exhausted fail the task, and its dependents transitively with EDEPFAILED', async () => {
     const { sched, outcomes } = makeScheduler();
     sched.runnerUp(makeRunner('r1'), []);
