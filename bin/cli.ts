@@ -163,6 +163,10 @@ export async function main(argv: string[]): Promise<number> {
         '--batch <name>',
         "batch name; the file's ids are stored as <batch>/<id> (default: the file's name and a time stamp)",
       )
+      .option(
+        '--on-existing <mode>',
+        'a task whose id is already stored (the same --batch fed again): error (default) refuses the batch, skip keeps the stored task and waits for its outcome',
+      )
       .option('--wait', 'wait for every outcome, with progress on stderr; print the results, then a summary')
       .option('--json', 'print JSON on stdout: the stored refs, or with --wait the outcomes')
       .option('--out <file>', 'with --wait, write the results to this file instead of stdout')
@@ -178,6 +182,7 @@ export async function main(argv: string[]): Promise<number> {
       file,
       feeder: { ...cfg.options, master },
       batch: cfg.batch,
+      onExisting: cfg.onExisting,
       wait: flags.wait,
       json: flags.json,
       outFile: flags.out,

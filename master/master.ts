@@ -492,11 +492,11 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   private async handleAdd(
-    { tasks, batch, calledAt }: ParsedAddRequest,
+    { tasks, batch, calledAt, onExisting }: ParsedAddRequest,
     feeder: FeederSocket | null,
   ): Promise<AddReply> {
     // A failure here is the handler wrapper's to log and answer (EINTERNAL).
-    const reply = await this.scheduler.add(tasks, batch, calledAt);
+    const reply = await this.scheduler.add(tasks, batch, calledAt, onExisting);
     if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
     return reply;
   }

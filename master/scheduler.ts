@@ -9,10 +9,17 @@
 import { newId } from '../common/ids';
 import { wireError, type ReportedError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
-import type { AddReply, AttemptResult, ModuleInfo, TaskOutcome } from '../protocol/schemas';
+import type { AddReply, AttemptResult, ModuleInfo, TaskOutcome, TaskRef } from '../protocol/schemas';
 import { isFinal } from '../protocol/states';
 import type { TaskDoc } from '../models/task';
-import { admit, idTaken, precheck, type AdmissionContext } from './admission';
+import {
+  admit,
+  idTaken,
+  precheck,
+  type AdmissionContext,
+  type ExistingTask,
+  type OnExisting,
+} from './admission';
 import { expandBroadcasts } from './policies/broadcast';
 import { explainMissingModule, explainOnAny, explainOnRunner, queued } from './policies/chain';
 import { announcedVersion } from './policies/eligibility';
@@ -24,6 +31,15 @@ import type { StoredState } from './store';
 import { firstDocOf, newTaskRecord, type TaskRecord } from './task-record';
 
 export type { SchedulerOptions, TaskObserver } from './scheduler-core';
+
+/** The refs of an add in the order its tasks were given: the added ones, and the existing ones skipped. */
+function refsInOrder(added: TaskRecord[], existing: ExistingTask[]): TaskRef[] {
+  const refs: TaskRef[] = added.map((t) => ({ id: t.id, _id: t._id }));
+  // `existing` is in batch order: each goes back to its place among the added ones.
+  for (const e of existing)
+    refs.splice(e.index, 0, { id: e.id, _id: e.id, existing: { state: e.state, batch: e.batch } });
+  return refs;
+}
 
 export class Scheduler extends SchedulerCore {
   /** Runner ids an operator drained: they get no new work, across reconnects. */
@@ -39,18 +55,24 @@ export class Scheduler extends SchedulerCore {
 
   // ---- adding ----------------------------------------------------------------------------------
 
-  async add(raw: unknown[], batchName: string | undefined, calledAt?: number): Promise<AddReply> {
+  async add(
+    raw: unknown[],
+    batchName: string | undefined,
+    calledAt?: number,
+    onExisting: OnExisting = 'error',
+  ): Promise<AddReply> {
     if (this.closed) return { ok: false, error: wireError('EVALIDATION', 'the master is shutting down') };
-    const pre = precheck(raw, this.admission);
+    const pre = precheck(raw, this.admission, onExisting);
     if ('error' in pre) return { ok: false, error: pre.error };
     // Only dependencies memory cannot answer for are looked up: an add that needs none runs without
     // a pause until its tasks are in memory (see admit).
     const stored =
       pre.missing.length > 0 ? await this.store.fetchStates(pre.missing) : new Map<string, StoredState>();
-    const admitted = admit(raw, stored, this.admission);
+    const admitted = admit(raw, stored, this.admission, onExisting);
     if (!admitted.ok) return admitted;
-    const { parsed } = admitted;
+    const { parsed, existing } = admitted;
     const batch = batchName ?? newId();
+    if (parsed.length === 0) return { ok: true, batch, tasks: refsInOrder([], existing) };
     const now = Date.now();
     const inputs = expandBroadcasts(parsed, this.runners);
     const records: TaskRecord[] = inputs.map((p) =>
@@ -110,7 +132,9 @@ export class Scheduler extends SchedulerCore {
     if (!w.ok) {
       this.discard(records, w.error);
       const at = records.findIndex((t) => t.id === w.id);
-      const given = at >= 0 && !inputs[at].copy ? inputs.slice(0, at).filter((x) => !x.copy).length : -1;
+      let given = at >= 0 && !inputs[at].copy ? inputs.slice(0, at).filter((x) => !x.copy).length : -1;
+      // Back to its index in the batch as given, counting the tasks skipped before it.
+      for (const e of existing) if (given >= 0 && e.index <= given) given++;
       if (w.error.code === 'EVALIDATION' && given >= 0) return { ok: false, error: idTaken(given, w.id) };
       return { ok: false, error: w.error };
     }
@@ -121,7 +145,7 @@ export class Scheduler extends SchedulerCore {
     return {
       ok: true,
       batch,
-      tasks: given.map((t) => ({ id: t.id, _id: t._id })),
+      tasks: refsInOrder(given, existing),
       ...(warnings.length > 0 ? { warnings } : {}),
     };
   }

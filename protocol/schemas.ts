@@ -3,6 +3,7 @@
  * the TypeScript types of the event maps are inferred from them, so the two cannot drift apart.
  */
 import { z } from 'zod';
+import { TASK_STATES } from './states';
 
 /** Module names: `name` or `folder/name`, letters, digits, `_`, `-`, `.`; no `..`, no leading `/` or `.`. */
 export const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/;
@@ -101,6 +102,12 @@ export const addRequestSchema = z.strictObject({
   batch: z.string().min(1).max(200).optional(),
   /** Feeder's call time (epoch ms), the start of a task's global `timeout`. */
   calledAt: z.number().optional(),
+  /**
+   * A task whose id a stored task already has: `error` refuses the whole add (EVALIDATION naming the
+   * id); `skip` leaves it out and answers with the existing task (`existing` in its ref), adding the
+   * rest. Skip does not compare definitions: the existing task is kept whatever its module and params.
+   */
+  onExisting: z.enum(['error', 'skip']).default('error'),
 });
 export type AddRequest = z.input<typeof addRequestSchema>;
 export type ParsedAddRequest = z.output<typeof addRequestSchema>;
@@ -125,7 +132,12 @@ export const sysmsgReplySchema = z.union([
   z.object({ ok: z.literal(false), error: wireErrorSchema }),
 ]);
 
-export const taskRefSchema = z.object({ id: z.string(), _id: z.string() });
+export const taskRefSchema = z.object({
+  id: z.string(),
+  _id: z.string(),
+  /** With `onExisting: 'skip'`: this task was not added, a task with its id exists (its state now and batch). */
+  existing: z.object({ state: z.enum(TASK_STATES), batch: z.string() }).optional(),
+});
 export type TaskRef = z.infer<typeof taskRefSchema>;
 
 export const addReplySchema = z.union([

@@ -155,6 +155,29 @@ describe('taskmaster feed', () => {
     expect(stored[0]).not.toEqual(stored[1]);
   });
 
+  test('the same file fed again under the same --batch: refused naming the id, or with --on-existing skip only the new tasks are added', async () => {
+    const f = file('orders.ndjson', '{"id":"o-1","module":"ok","params":[1]}\n');
+    expect((await run(f, { batch: 'orders', wait: true })).code).toBe(0);
+    const refused = await run(f, { batch: 'orders' });
+    expect(refused.code).toBe(2);
+    expect(refused.err).toContain('tasks[0].id: id "o-1" is already taken');
+    const more = file(
+      'more-orders.ndjson',
+      '{"id":"o-1","module":"ok","params":[1]}\n{"id":"o-2","module":"ok","params":[2]}\n',
+    );
+    const listed = await run(more, { batch: 'orders', onExisting: 'skip' });
+    expect(listed.code).toBe(0);
+    expect(listed.out).toBe(
+      'stored 1 task in batch orders; 1 already stored, skipped\no-1\texisting\tdone\no-2\n',
+    );
+    const waited = await run(more, { batch: 'orders', onExisting: 'skip', wait: true });
+    expect(waited.code).toBe(0);
+    expect(waited.out).toBe('o-1\tdone\t[1]\no-2\tdone\t[2]\n');
+    expect(waited.err).toContain(
+      'stored 0 tasks in batch orders; 2 already stored, skipped; waiting for the outcomes',
+    );
+  });
+
   test('--wait --json prints the outcomes as one JSON array in input order and exits 0 when all are done', async () => {
     const f = file(
       'ok.ndjson',
