@@ -75,6 +75,10 @@ export async function main(argv: string[]): Promise<number> {
       .option('--allow-origin <origin>', 'browser origin allowed besides the master own; repeatable', collect)
       .option('--max-message-bytes <n>', 'largest Socket.IO message, checked before the token (default 1 MB)')
       .option('--max-task-bytes <n>', 'largest task an add accepts, as JSON (default 1 MB)')
+      .option(
+        '--max-dependency-bytes <n>',
+        "largest payload of dependencies' results a task is given, as JSON (default 256 KB; at most --max-message-bytes)",
+      )
       .option('--insecure', 'allow listening on a non-loopback address without a token')
       .option('--mongo-url <url>', 'MongoDB URL (env MONGO_URL; default: start the embedded database)')
       .option('--db <name>', "database name (default: the URL's, else taskmaster)")

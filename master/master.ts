@@ -108,6 +108,13 @@ export class Master extends EventEmitter implements ApiView {
       if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
         throw new TaskmasterError('EVALIDATION', `${key}: must be an integer from 0 to ${MAX_TIMER_MS} ms`);
     }
+    // Dependencies' results travel in assignments: the message limit bounds what one may carry.
+    const { maxDependencyBytes: deps, maxMessageBytes: message } = this.opts;
+    if (!Number.isInteger(deps) || deps < 0 || deps > message)
+      throw new TaskmasterError(
+        'EVALIDATION',
+        `maxDependencyBytes: must be an integer from 0 to maxMessageBytes (${message} bytes); got ${deps}`,
+      );
   }
 
   /** The shared secret, for the HTTP API's check. */
@@ -210,6 +217,7 @@ export class Master extends EventEmitter implements ApiView {
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
       maxTaskBytes: this.opts.maxTaskBytes,
+      maxDependencyBytes: this.opts.maxDependencyBytes,
       holdSimilarWork: this.opts.holdSimilarWork,
       retryBackoff: this.opts.retryBackoff,
       timeoutSweepMs: this.opts.timeoutSweepMs,

@@ -3,6 +3,7 @@
  * (master/config.ts turns flags and environment into these).
  */
 import type { Logger } from '../common/logger';
+import { DEFAULT_MAX_DEPENDENCY_BYTES } from './dependency-results';
 import type { RunnerEntry } from './runner-registry';
 import type { TaskRecord } from './task-record';
 
@@ -35,6 +36,12 @@ export interface MasterOptions {
   maxMessageBytes?: number;
   /** Largest task (its JSON) an add accepts; a larger one is refused with EVALIDATION naming it. Default 1 MB. */
   maxTaskBytes?: number;
+  /**
+   * Largest payload of dependency results a task is given (`this.dependencies`, as JSON): results are
+   * taken in the order the task names its dependencies, and one that does not fit is left out — the
+   * task gets ETOOLARGE naming this setting if it reads it. At most `maxMessageBytes`. Default 256 KB.
+   */
+  maxDependencyBytes?: number;
   /** Allow listening on a non-loopback address without a token. Default false. */
   insecure?: boolean;
   /** Attempts per task unless the task says otherwise. Default 3. */
@@ -115,6 +122,7 @@ export type MasterDefaults = Required<
     | 'allowOrigins'
     | 'maxMessageBytes'
     | 'maxTaskBytes'
+    | 'maxDependencyBytes'
   >
 >;
 
@@ -136,4 +144,5 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   allowOrigins: [],
   maxMessageBytes: 1024 * 1024,
   maxTaskBytes: 1024 * 1024,
+  maxDependencyBytes: DEFAULT_MAX_DEPENDENCY_BYTES,
 });

@@ -179,6 +179,18 @@ export const progressSchema = z.object({
   progress: z.number().finite(),
 });
 
+/**
+ * One dependency of an assigned task: its result, or why it is left out — `leftOut` is the size of
+ * its result as JSON, over what was left of the master's `maxDependencyBytes`, or 0 when the result
+ * could not be found (purged). A list rather than an object: any string is a task id.
+ */
+export const dependencyResultSchema = z.object({
+  id: z.string(),
+  result: z.unknown().optional(),
+  leftOut: z.number().int().nonnegative().optional(),
+});
+export type DependencyResult = z.infer<typeof dependencyResultSchema>;
+
 /** One attempt of a task, as sent to a runner. */
 export const assignmentSchema = z.object({
   id: z.string(),
@@ -188,6 +200,10 @@ export const assignmentSchema = z.object({
   priority: z.number(),
   batch: z.string().optional(),
   runTimeout: ms.optional(),
+  /** Its dependencies' results (the task's `this.dependencies`), in the order it names them. */
+  dependencies: z.array(dependencyResultSchema).optional(),
+  /** The master's `maxDependencyBytes`, when some result is left out (the task's error names it). */
+  maxDependencyBytes: z.number().int().nonnegative().optional(),
 });
 export type Assignment = z.infer<typeof assignmentSchema>;
 export const assignSchema = z.object({ tasks: z.array(assignmentSchema).min(1) });

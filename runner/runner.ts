@@ -387,6 +387,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
         params: a.params,
         priority: a.priority,
         batch: a.batch,
+        ...(a.dependencies ? { dependencies: a.dependencies } : {}),
+        ...(a.maxDependencyBytes !== undefined ? { maxDependencyBytes: a.maxDependencyBytes } : {}),
       };
       if (a.module === EXEC_MODULE) {
         const checked = checkExec(a.params, this.options.allowExec, this.execPaths);

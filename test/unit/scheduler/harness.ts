@@ -11,6 +11,8 @@ import { FakeTaskStore } from './fake-store';
 
 export interface TestRunner extends RunnerEntry {
   sent: Assignment[];
+  /** Each message of assignments as it was sent. */
+  messages: Assignment[][];
   cancelled: AttemptRef[];
 }
 
@@ -46,9 +48,13 @@ export function makeRunner(
     since: 0,
     lostTimer: null,
     sent: [],
+    messages: [],
     cancelled: [],
     link: {
-      assign: (tasks) => r.sent.push(...tasks),
+      assign: (tasks) => {
+        r.messages.push(tasks);
+        r.sent.push(...tasks);
+      },
       cancel: (tasks) => r.cancelled.push(...tasks),
     },
   };

@@ -64,6 +64,43 @@ describe('transitions', () => {
     expect(r.sent).toEqual([{ id: 'a', attempt: 1, module: 'm', params: [], priority: 0, batch: 'b' }]);
   });
 
+  test("assign: a dependent carries its dependencies' results, read from the store once memory evicted them", async () => {
+    const { sched } = makeScheduler({ finalCacheSize: 1, maxDependencyBytes: 100 });
+    const r = makeRunner('r1', { slots: 3 });
+    sched.runnerUp(r, []);
+    await sched.add(
+      [
+        { id: 'a', module: 'm' },
+        { id: 'b', module: 'm' },
+      ],
+      'b',
+    );
+    await settle();
+    await sched.results('r1', [{ id: 'a', attempt: 1, ok: true, result: 'x'.repeat(60) }]);
+    await sched.results('r1', [{ id: 'b', attempt: 1, ok: true, result: 1 }]);
+    expect(sched.finals.has('a')).toBe(false); // evicted: only b's outcome is kept
+    await sched.add(
+      [
+        { id: 'd1', module: 'm', dependencies: ['a', 'b'] },
+        { id: 'd2', module: 'm', dependencies: ['b', 'a', 'b'] },
+      ],
+      'b',
+    );
+    await settle();
+    const deps = (id: string) => r.sent.find((a) => a.id === id)?.dependencies;
+    expect(deps('d1')).toEqual([
+      { id: 'a', result: 'x'.repeat(60) },
+      { id: 'b', result: 1 },
+    ]);
+    expect(deps('d2')).toEqual([
+      { id: 'b', result: 1 },
+      { id: 'a', result: 'x'.repeat(60) },
+    ]);
+    // 63 bytes of results each: two messages, so none carries more than maxDependencyBytes.
+    expect(r.messages.slice(-2).map((m) => m.map((a) => a.id))).toEqual([['d1'], ['d2']]);
+    expect(r.sent.find((a) => a.id === 'd1')?.maxDependencyBytes).toBeUndefined();
+  });
+
   test('markRunning: assigned → running on the runner report, folded lazily', async () => {
     const { sched, store } = await oneAssigned();
     sched.started('r1', [{ id: 'a', attempt: 1 }]);
