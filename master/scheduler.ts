@@ -233,6 +233,7 @@ export class Scheduler extends SchedulerCore {
    * version it failed on (the result's hash, else the one it announces) until it announces another,
    * and the attempt is requeued without counting. With no connected runner left that can run the
    * module, the task waits, and `explain` and the log say why — it never bounces between runners.
+   * A task pinned to this runner (`runner`, a broadcast's copy) can run nowhere else: it fails.
    */
   private moduleFailed(
     t: TaskRecord,
@@ -250,7 +251,8 @@ export class Scheduler extends SchedulerCore {
         error: error.message,
       });
     }
-    this.requeueUncounted(t);
+    if (t.runner === r.id) this.attemptFailed(t, error, true, moduleHash);
+    else this.requeueUncounted(t);
   }
 
   /** A runner announced its modules anew: tasks waiting for one of them may run now. */

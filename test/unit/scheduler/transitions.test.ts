@@ -204,6 +204,21 @@ describe('transitions', () => {
     expect(outcomes).toEqual([expect.objectContaining({ id: 'a', state: 'done', attempts: 2 })]);
   });
 
+  test('EMODULE for a task pinned to its runner (a broadcast copy) fails it there: it can run nowhere else', async () => {
+    const { sched, outcomes } = makeScheduler({ maxAttempts: 3 });
+    const r = makeRunner('r1', { modules: ['m@v1'] });
+    sched.runnerUp(r, []);
+    await sched.add([{ id: 'p', module: 'm', runner: 'r1' }], 'b');
+    await settle();
+    const emodule = wireError('EMODULE', 'module m exports no function');
+    await sched.results('r1', [{ id: 'p', attempt: 1, ok: false, error: emodule, moduleHash: 'v1' }]);
+    await settle();
+    expect(outcomes).toEqual([
+      expect.objectContaining({ id: 'p', state: 'failed', attempts: 1, error: emodule }),
+    ]);
+    expect(r.unloadable?.get('m')).toBe('v1');
+  });
+
   test('EMODULE from every runner: the task waits, says why, and runs once a runner announces another version', async () => {
     const { sched, outcomes, r } = await oneAssigned({ maxAttempts: 1 });
     sched.modulesChanged(r, [{ name: 'm', hash: 'v1' }]);
