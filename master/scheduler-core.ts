@@ -17,12 +17,7 @@ import { wireError, type ReportedError, type WireError } from '../protocol/error
 import type { Assignment, TaskOutcome } from '../protocol/schemas';
 import { assertTransition, isFinal, type TaskState } from '../protocol/states';
 import { Affinity, type Allocator } from './policies/affinity';
-import {
-  DEFAULT_MAX_DEPENDENCY_BYTES,
-  jsonBytes,
-  packResults,
-  type ResultLookup,
-} from './dependency-results';
+import { DEFAULT_MAX_DEPENDENCY_BYTES, DependencyResults } from './dependency-results';
 import { explainMissingModule } from './policies/chain';
 import { eligible } from './policies/eligibility';
 import { Parking } from './policies/parking';
@@ -122,12 +117,6 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected distributeScheduled = false;
   /** Assignments made since the last flush, sent once they are durable. */
   protected unsent = new Map<RunnerEntry, Assignment[]>();
-  /** Assignments whose dependencies' results memory lacks: read from the store before they are sent. */
-  private readonly resultsToRead = new Map<Assignment, string[]>();
-  /** Bytes of dependency results each assignment carries (messages to a runner are split by them). */
-  private readonly carried = new WeakMap<Assignment, number>();
-  /** Sizes of final results as JSON, measured once however many dependents read them. */
-  private readonly resultSizes = new WeakMap<TaskOutcome, number>();
   /** Outcomes made final since the last flush, delivered once they are durable. */
   protected undelivered: TaskOutcome[] = [];
   protected flushScheduled = false;
@@ -136,6 +125,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   /** Modules no connected runner can run, with what the log said about each (`noteUnrunnable`). */
   protected readonly unrunnable = new Map<string, string>();
   protected readonly parking: Parking;
+  /** Dependencies' results for the assignments of dependents. */
+  protected readonly dependencyResults: DependencyResults;
   protected readonly affinity: Affinity;
   protected readonly retries: RetryPolicy;
   protected readonly timeouts: Timeouts;
@@ -161,6 +152,12 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       },
     });
     this.select = opts.selectRunner ?? selectMostAvailable;
+    this.dependencyResults = new DependencyResults(
+      this.finals,
+      store,
+      opts.maxDependencyBytes ?? DEFAULT_MAX_DEPENDENCY_BYTES,
+      opts.logger,
+    );
     store.onRefused = (t, error) => this.stateRefused(t, error);
     store.folder.onRelieved = () => this.scheduleDistribute();
   }
@@ -261,103 +258,20 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     const outcomes = this.undelivered;
     this.unsent = new Map();
     this.undelivered = [];
-    void this.store
-      .barrier()
-      .then(() => this.readResults(assign))
-      .then(() => {
-        this.flushScheduled = false;
-        for (const [r, list] of assign) {
-          // The runner may have gone, or a task been cancelled, while the write was in flight.
-          const still = list.filter((a) => {
-            const t = this.tasks.get(a.id);
-            return t !== undefined && t.state === 'assigned' && holdsAttempt(t, a.attempt, r.id);
-          });
-          for (const part of this.bySize(still)) this.runners.send(r, part);
-        }
-        if (outcomes.length > 0) this.emit('outcomes', outcomes);
-        this.scheduleFlush();
-      });
-  }
-
-  // ---- dependencies' results -------------------------------------------------------------------
-
-  private get maxDependencyBytes(): number {
-    return this.opts.maxDependencyBytes ?? DEFAULT_MAX_DEPENDENCY_BYTES;
-  }
-
-  /**
-   * Gives assignment `a` of `t` its dependencies' results (master/dependency-results.ts), from the
-   * outcomes in memory; if memory lacks some (evicted, or final before a restart), they are read from
-   * the store at the flush, before the assignment is sent.
-   */
-  private attachResults(a: Assignment, t: TaskRecord): void {
-    const lacking = t.dependencies.filter((id) => this.finals.get(id)?.state !== 'done');
-    if (lacking.length > 0) this.resultsToRead.set(a, lacking);
-    else this.packResults(a, t.dependencies, this.resultFromMemory);
-  }
-
-  private readonly resultFromMemory = (id: string): { result: unknown; bytes: number } | undefined => {
-    const o = this.finals.get(id);
-    if (o?.state !== 'done') return undefined;
-    const result = o.result ?? null;
-    let bytes = this.resultSizes.get(o);
-    if (bytes === undefined) this.resultSizes.set(o, (bytes = jsonBytes(result)));
-    return { result, bytes };
-  };
-
-  private packResults(a: Assignment, ids: string[], lookup: ResultLookup): void {
-    const packed = packResults(ids, lookup, this.maxDependencyBytes);
-    a.dependencies = packed.dependencies;
-    if (packed.leftOut) a.maxDependencyBytes = this.maxDependencyBytes;
-    this.carried.set(a, packed.bytes);
-  }
-
-  /** Reads the results memory lacks for these assignments, in one look-up, and attaches them all. */
-  private async readResults(assign: Map<RunnerEntry, Assignment[]>): Promise<void> {
-    if (this.resultsToRead.size === 0) return;
-    const waiting: Assignment[] = [];
-    for (const list of assign.values()) for (const a of list) if (this.resultsToRead.has(a)) waiting.push(a);
-    const ids = new Set(waiting.flatMap((a) => this.resultsToRead.get(a) ?? []));
-    let stored = new Map<string, StoredState>();
-    try {
-      stored = await this.store.fetchStates([...ids]);
-    } catch (err) {
-      // Left out as not found (the task is told), rather than holding the assignments back.
-      this.opts.logger.error("dependencies' results could not be read", { error: String(err) });
-    }
-    const lookup: ResultLookup = (id) => {
-      const mem = this.resultFromMemory(id);
-      if (mem) return mem;
-      const s = stored.get(id);
-      return s?.state === 'done'
-        ? { result: s.result ?? null, bytes: jsonBytes(s.result ?? null) }
-        : undefined;
-    };
-    for (const a of waiting) {
-      this.resultsToRead.delete(a);
-      const t = this.tasks.get(a.id);
-      this.packResults(a, t?.dependencies ?? [], lookup);
-    }
-  }
-
-  /**
-   * A runner's assignments in messages that each carry at most `maxDependencyBytes` of dependency
-   * results (one assignment's own never exceed it), so a batch of dependents with large results is
-   * not one huge message.
-   */
-  private *bySize(list: Assignment[]): Generator<Assignment[]> {
-    let part: Assignment[] = [];
-    let bytes = 0;
-    for (const a of list) {
-      const b = this.carried.get(a) ?? 0;
-      if (part.length > 0 && bytes + b > this.maxDependencyBytes) {
-        yield part;
-        [part, bytes] = [[], 0];
+    void this.store.barrier().then(async () => {
+      await this.dependencyResults.read(assign.values());
+      this.flushScheduled = false;
+      for (const [r, list] of assign) {
+        // The runner may have gone, or a task been cancelled, while the write was in flight.
+        const still = list.filter((a) => {
+          const t = this.tasks.get(a.id);
+          return t !== undefined && t.state === 'assigned' && holdsAttempt(t, a.attempt, r.id);
+        });
+        for (const part of this.dependencyResults.bySize(still)) this.runners.send(r, part);
       }
-      part.push(a);
-      bytes += b;
-    }
-    if (part.length > 0) yield part;
+      if (outcomes.length > 0) this.emit('outcomes', outcomes);
+      this.scheduleFlush();
+    });
   }
 
   // ---- transitions -------------------------------------------------------------------------------
@@ -416,7 +330,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     };
     // The runner enforces the run timeout (ETO; master/policies/timeouts.ts).
     if (t.runTimeout) a.runTimeout = t.runTimeout;
-    if (t.dependencies.length > 0 && !t.fanout) this.attachResults(a, t);
+    if (t.dependencies.length > 0 && !t.fanout) this.dependencyResults.attach(a, t.dependencies);
     list.push(a);
   }
 
