@@ -112,10 +112,13 @@ export class Scheduler extends SchedulerCore {
       else if (t.unmet === 0) t.state = 'ready';
       prepared.docs[i].state = t.state;
     });
-    // Ids generated here are new: only the feeder's (and broadcast copies') need a look-up.
-    const chosen = records.filter(
-      (_, i) => inputs[i].id !== undefined && inputs[i].id !== inputs[i].presetId,
-    );
+    // Ids generated here are new: only the feeder's (and broadcast copies') need a look-up — and
+    // with onExisting 'skip', the feeder's were looked up before admission already.
+    const chosen = records.filter((_, i) => {
+      const p = inputs[i];
+      if (p.id === undefined || p.id === p.presetId) return false;
+      return onExisting !== 'skip' || p.copy === true;
+    });
     const written = this.store.insertTasks(
       prepared.docs,
       chosen.map((t) => t.id),
