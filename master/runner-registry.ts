@@ -151,6 +151,8 @@ export class RunnerIdConflict extends Error {
  */
 export class RunnerRegistry {
   private readonly entries = new Map<string, RunnerEntry>();
+  /** Counts the changes that may let a runner run a module it could not: an entry put, modules announced. */
+  generation = 0;
 
   get size(): number {
     return this.entries.size;
@@ -188,6 +190,7 @@ export class RunnerRegistry {
     const prev = this.checkClaim(entry);
     if (prev?.unloadable && prev !== entry) entry.unloadable ??= prev.unloadable;
     this.entries.set(entry.id, entry);
+    this.generation++;
   }
 
   /** Removes the entry if it is still this one (a newer connection may have replaced it). */
@@ -222,6 +225,7 @@ export class RunnerRegistry {
   setModules(entry: RunnerEntry, modules: ModuleInfo[]): void {
     entry.modules = modules;
     entry.moduleIndex = indexModules(modules);
+    this.generation++;
     // A mark for a version no longer announced says nothing any more.
     for (const [module, hash] of entry.unloadable ?? [])
       if (entry.moduleIndex.get(announcedName(module)) !== hash) entry.unloadable?.delete(module);

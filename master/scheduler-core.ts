@@ -122,8 +122,14 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected flushScheduled = false;
   /** Recovered attempts waiting for their runner to come back and keep them. */
   protected orphans = new Set<TaskRecord>();
-  /** Modules no connected runner can run, with what the log said about each (`noteUnrunnable`). */
+  /** Modules no connected runner can run, with what the log said about each (`moduleMissing`). */
   protected readonly unrunnable = new Map<string, string>();
+  /**
+   * Ready tasks whose module no connected runner can run, out of the queue so that every pass does not
+   * walk them all again; queued again once a runner joins or announces modules (`runners.generation`).
+   */
+  private moduleWait: QueueEntry[] = [];
+  private moduleWaitSince = 0;
   protected readonly parking: Parking;
   /** Dependencies' results for the assignments of dependents. */
   protected readonly dependencyResults: DependencyResults;
@@ -204,9 +210,13 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected distribute(): void {
     // `tasks` is too far behind: new work waits until the folder catches up (it calls back).
     if (this.store.folder.congested) return;
+    if (this.moduleWait.length > 0 && this.runners.generation !== this.moduleWaitSince) {
+      for (const e of this.moduleWait) this.ready.push(e);
+      this.moduleWait = [];
+    }
     let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
     const skipped: QueueEntry[] = [];
-    const checked = new Set<string>();
+    const checked = new Map<string, boolean>();
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;
       const t = e.task;
@@ -223,8 +233,10 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       );
       const r = able.length > 0 ? this.select(t, able) : undefined;
       if (!r || !canTake(r, t.priority)) {
-        skipped.push(e);
-        if (able.length === 0) this.noteUnrunnable(t.module, checked);
+        if (able.length === 0 && this.moduleMissing(t.module, checked)) {
+          this.moduleWait.push(e);
+          this.moduleWaitSince = this.runners.generation;
+        } else skipped.push(e);
         continue;
       }
       if (this.unrunnable.size > 0) this.unrunnable.delete(t.module);
@@ -236,17 +248,20 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   }
 
   /**
-   * A task no runner with a free slot could take: if that is because no connected runner can run its
-   * module, say so in the log once (a mistyped name, a runner not started yet, a module that fails to
+   * Whether no connected runner can run `module` (a task no runner with a free slot could take asks).
+   * If so, the log says it once (a mistyped name, a runner not started yet, a module that fails to
    * load everywhere), until a task of that module is assigned again. Checked once per module and pass.
    */
-  private noteUnrunnable(module: string, checked: Set<string>): void {
-    if (checked.has(module)) return;
-    checked.add(module);
+  private moduleMissing(module: string, checked: Map<string, boolean>): boolean {
+    const known = checked.get(module);
+    if (known !== undefined) return known;
     const why = explainMissingModule(module, this.runners);
-    if (!why || this.unrunnable.get(module) === why.message) return;
-    this.unrunnable.set(module, why.message);
-    this.opts.logger.warn(`tasks wait: ${why.message}`, { module });
+    checked.set(module, why !== null);
+    if (why && this.unrunnable.get(module) !== why.message) {
+      this.unrunnable.set(module, why.message);
+      this.opts.logger.warn(`tasks wait: ${why.message}`, { module });
+    }
+    return why !== null;
   }
 
   /** After the changes of this tick are durable: send assignments, deliver outcomes. */

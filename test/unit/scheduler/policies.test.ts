@@ -119,6 +119,31 @@ describe('module routing', () => {
     expect(hasModule(again, 'greet')).toBe(true);
   });
 
+  test('tasks whose module no connected runner has leave the queue until a runner joins or announces modules', async () => {
+    const { sched } = makeScheduler();
+    const queue = () => (sched as unknown as { ready: { size: number } }).ready.size;
+    const r = makeRunner('r1', { slots: 5, modules: ['ok'] });
+    sched.runnerUp(r, []);
+    await sched.add(
+      Array.from({ length: 50 }, (_, i) => ({ id: `typo-${i}`, module: 'tpyo' })),
+      'b',
+    );
+    await sched.add([{ id: 'fine', module: 'ok' }], 'b');
+    await settle();
+    // Out of the queue, so later passes (one per result) do not walk them again; still ready.
+    expect(queue()).toBe(0);
+    expect(sched.tasks.get('typo-0')?.state).toBe('ready');
+    expect(sched.tasks.get('fine')?.state).toBe('assigned');
+    expect(sched.explain('typo-0').message).toBe('no connected runner has module tpyo');
+    sched.modulesChanged(r, [
+      { name: 'ok', hash: 'h1' },
+      { name: 'tpyo', hash: 'h1' },
+    ]);
+    await settle();
+    expect(r.active.size).toBe(5);
+    expect(queue()).toBe(46);
+  });
+
   test('broadcast copies and new affinity keys go only to runners that have the module', async () => {
     const { sched } = makeScheduler();
     sched.runnerUp(makeRunner('has', { modules: ['m'] }), []);
