@@ -22,6 +22,8 @@ interface Status {
   tasks: number;
   stats: Record<'added' | 'assigned' | 'done' | 'failed' | 'cancelled' | 'retried', number>;
   store: { writeBacklog: number; foldBacklog: number; oldestUnfoldedMs: number; retrying: boolean } | null;
+  /** Modules ready tasks wait for, because no connected runner can run them. */
+  waitingForModules?: { module: string; tasks: number; why: string }[];
 }
 
 interface RunnerView {
@@ -91,6 +93,8 @@ export function registerAdminCommands(program: Command, setCode: (code: number) 
             }),
           ),
         );
+      for (const w of status.waitingForModules ?? [])
+        process.stdout.write(`\n${w.tasks} task${w.tasks === 1 ? '' : 's'} wait: ${w.why}\n`);
       setCode(0);
     });
 

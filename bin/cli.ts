@@ -81,6 +81,10 @@ export async function main(argv: string[]): Promise<number> {
         '--max-task-bytes <n>',
         'largest task an add accepts, as JSON (default: one message less 16 KiB, 1,032,192 bytes)',
       )
+      .option(
+        '--max-dependency-bytes <n>',
+        "largest payload of dependencies' results a task is given, as JSON (default 256 KB; at most --max-message-bytes)",
+      )
       .option('--insecure', 'allow listening on a non-loopback address without a token')
       .option('--mongo-url <url>', 'MongoDB URL (env MONGO_URL; default: start the embedded database)')
       .option('--db <name>', "database name (default: the URL's, else taskmaster)")
@@ -181,6 +185,10 @@ export async function main(argv: string[]): Promise<number> {
         '--batch <name>',
         "batch name; the file's ids are stored as <batch>/<id> (default: the file's name and a time stamp)",
       )
+      .option(
+        '--on-existing <mode>',
+        'a task whose id is already stored (the same --batch fed again): error (default) refuses the batch, skip keeps the stored task and waits for its outcome',
+      )
       .option('--wait', 'wait for every outcome, with progress on stderr; print the results, then a summary')
       .option('--json', 'print JSON on stdout: the stored refs, or with --wait the outcomes')
       .option('--out <file>', 'with --wait, write the results to this file instead of stdout')
@@ -196,6 +204,7 @@ export async function main(argv: string[]): Promise<number> {
       file,
       feeder: { ...cfg.options, master },
       batch: cfg.batch,
+      onExisting: cfg.onExisting,
       wait: flags.wait,
       json: flags.json,
       outFile: flags.out,

@@ -12,6 +12,7 @@ export interface FeederFlags {
   master?: string;
   token?: string;
   batch?: string;
+  onExisting?: string;
   connectTimeout?: string;
   logFormat?: string;
   logLevel?: string;
@@ -20,6 +21,8 @@ export interface FeederFlags {
 export interface FeederConfig {
   options: FeederOptions & { master: string };
   batch?: string;
+  /** A task whose id is already stored: refuse the batch (default) or skip the task. */
+  onExisting?: 'error' | 'skip';
   log: LogSettings;
 }
 
@@ -30,6 +33,7 @@ const SETTINGS = {
     flag: '--batch',
     schema: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
   },
+  onExisting: { flag: '--on-existing', schema: z.enum(['error', 'skip']) },
   connectTimeout: { flag: '--connect-timeout', schema: integer(1, 86_400_000) },
   ...LOG_SETTINGS,
 };
@@ -39,5 +43,10 @@ export function feederConfig(flags: FeederFlags = {}, env: NodeJS.ProcessEnv = p
   const options: FeederOptions & { master: string } = { master: s.master ?? FEEDER_DEFAULTS.master };
   if (s.token !== undefined) options.token = s.token;
   if (s.connectTimeout !== undefined) options.connectTimeoutMs = s.connectTimeout;
-  return { options, batch: s.batch, log: { format: s.logFormat, level: s.logLevel } };
+  return {
+    options,
+    batch: s.batch,
+    onExisting: s.onExisting,
+    log: { format: s.logFormat, level: s.logLevel },
+  };
 }

@@ -27,6 +27,11 @@ export interface FeedOptions {
   feeder: FeederOptions;
   /** Batch name. Default: the file's name and a time stamp, e.g. `example-batch-m3k9x2a7`. */
   batch?: string;
+  /**
+   * A task whose id is already stored (the same `--batch` fed again): refuse the batch (`error`, the
+   * default) or skip the task and wait for the stored one's outcome (`skip`).
+   */
+  onExisting?: 'error' | 'skip';
   wait?: boolean;
   json?: boolean;
   /** With `wait`: write the results to this file instead of stdout. */
@@ -56,22 +61,34 @@ export async function feed(opts: FeedOptions): Promise<number> {
 
   const feeder = new Feeder({ ...opts.feeder, logger: opts.logger });
   const started = Date.now();
+  // E.g. tasks stored whose module no connected runner has: a mistyped name shows before any wait.
+  feeder.on('warning', (w) => say(`warning: ${unscope(w)}`));
   try {
     const added = await feeder.addBatch(scoped.tasks as TaskInput[], {
       batch: name,
+      onExisting: opts.onExisting,
       onQueueFull: ({ waitMs, attempt }) =>
         say(`the master's queue is full; retry ${attempt} in ${(waitMs / 1000).toFixed(1)} s`),
     });
     const n = added.tasks.length;
-    const stored = `stored ${n} task${n === 1 ? '' : 's'} in batch ${added.batch}`;
+    const skipped = added.tasks.filter((t) => t.existing).length;
+    const stored =
+      `stored ${n - skipped} task${n - skipped === 1 ? '' : 's'} in batch ${added.batch}` +
+      (skipped > 0 ? `; ${skipped} already stored, skipped` : '');
     if (!opts.wait) {
       const out = opts.out ?? process.stdout;
       if (opts.json) {
-        const tasks = added.tasks.map((t) => ({ id: local(t.id), taskId: t.id, _id: t._id }));
+        const tasks = added.tasks.map((t) => ({
+          id: local(t.id),
+          taskId: t.id,
+          _id: t._id,
+          existing: t.existing,
+        }));
         out.write(`${JSON.stringify({ batch: added.batch, tasks })}\n`);
       } else {
         out.write(`${stored}\n`);
-        for (const t of added.tasks) out.write(`${local(t.id)}\n`);
+        for (const t of added.tasks)
+          out.write(t.existing ? `${local(t.id)}\texisting\t${t.existing.state}\n` : `${local(t.id)}\n`);
       }
       return 0;
     }

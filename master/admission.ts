@@ -4,9 +4,16 @@
  * batch's own validation (ids taken, dependencies known: those memory cannot answer for are looked
  * up once, by `_id`, by the caller between `precheck` and `admit`), ids another add took while that
  * lookup was awaited, and the queue limit (EQUEUEFULL, with a hint of when to retry).
+ *
+ * `onExisting: 'skip'`: a task whose id a task in memory or in the database has is not added; the
+ * add answers with the existing task instead (its state and batch; definitions are not compared).
+ * Its ids are then looked up too, so that a task of the batch that depends on a skipped id depends
+ * on the stored task. Two such adds of one id at once: the first to be admitted adds it, and the
+ * other, admitted after it (admission is synchronous), finds it in memory.
  */
 import { wireError, type WireError } from '../protocol/errors';
 import type { ParsedTaskInput, TaskOutcome } from '../protocol/schemas';
+import type { TaskState } from '../protocol/states';
 import type { RunnerSet } from './policies/affinity';
 import type { StoredState } from './store';
 import type { TaskRecord } from './task-record';
@@ -22,17 +29,35 @@ export interface AdmissionContext {
   queueLimit: number;
 }
 
-export type Admission = { ok: true; parsed: ParsedTaskInput[] } | { ok: false; error: WireError };
+/** What onExisting decides for a task whose id is taken: refuse the add (the default) or skip the task. */
+export type OnExisting = 'error' | 'skip';
+
+/** A task of the batch left out because a task with its id exists. */
+export interface ExistingTask {
+  /** Its index in the batch as given. */
+  index: number;
+  id: string;
+  state: TaskState;
+  batch: string;
+}
+
+export type Admission =
+  { ok: true; parsed: ParsedTaskInput[]; existing: ExistingTask[] } | { ok: false; error: WireError };
 
 /**
  * The checks that need no database: size and depth limits, then the dependencies to look up (neither
  * in memory nor in the batch). The batch's own ids are not looked up: one stored earlier is refused
  * by the `_id` index when the add is written, so an add with ids of its own costs no read.
  */
-export function precheck(raw: unknown[], c: AdmissionContext): { error: WireError } | { missing: string[] } {
+export function precheck(
+  raw: unknown[],
+  c: AdmissionContext,
+  onExisting: OnExisting = 'error',
+): { error: WireError } | { missing: string[] } {
   const limited = checkLimits(raw, c.maxTaskBytes ?? Number.MAX_SAFE_INTEGER);
   if (limited.length > 0) return { error: wireError('EVALIDATION', summarize(limited), { issues: limited }) };
-  const own = new Set(collectIds(raw));
+  // Skipping needs to know which of the batch's own ids are stored before anything is admitted.
+  const own = onExisting === 'skip' ? new Set<string>() : new Set(collectIds(raw));
   return {
     missing: collectRefs(raw).filter((id) => !own.has(id) && !c.tasks.has(id) && !c.finals.has(id)),
   };
@@ -43,11 +68,26 @@ export function precheck(raw: unknown[], c: AdmissionContext): { error: WireErro
  * so must be what the caller does with an admitted add until its tasks are in memory: concurrent adds
  * are then checked against the queue limit one after the other, never all against the same count.
  */
-export function admit(raw: unknown[], stored: Map<string, StoredState>, c: AdmissionContext): Admission {
-  const { tasks: parsed, issues } = validateBatch(raw, (id) =>
-    c.tasks.has(id) || c.finals.has(id) || stored.has(id) ? 'taken' : undefined,
-  );
+export function admit(
+  raw: unknown[],
+  stored: Map<string, StoredState>,
+  c: AdmissionContext,
+  onExisting: OnExisting = 'error',
+): Admission {
+  const taken = onExisting === 'skip' ? 'existing' : 'taken';
+  const {
+    tasks: all,
+    issues,
+    existing: skipped,
+  } = validateBatch(raw, (id) => (c.tasks.has(id) || c.finals.has(id) || stored.has(id) ? taken : undefined));
   if (issues.length > 0) return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
+  const existing: ExistingTask[] = [];
+  for (const index of skipped) {
+    const id = all[index].id as string;
+    const s = c.tasks.get(id) ?? c.finals.get(id) ?? (stored.get(id) as StoredState);
+    existing.push({ index, id, state: s.state, batch: s.batch ?? '' });
+  }
+  const parsed = skipped.size > 0 ? all.filter((_, i) => !skipped.has(i)) : all;
   // The lookup of missing dependencies awaited the database: ids may have been taken meanwhile.
   const raced = parsed.find((t) => t.id !== undefined && (c.tasks.has(t.id) || c.finals.has(t.id)));
   if (raced) return { ok: false, error: idTaken(parsed.indexOf(raced), raced.id as string) };
@@ -65,7 +105,7 @@ export function admit(raw: unknown[], stored: Map<string, StoredState>, c: Admis
       ),
     };
   }
-  return { ok: true, parsed };
+  return { ok: true, parsed, existing };
 }
 
 /** EVALIDATION for the task at `index` of the batch as given, whose id is already taken. */

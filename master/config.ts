@@ -27,6 +27,7 @@ export interface MasterFlags {
   allowOrigin?: string[];
   maxMessageBytes?: string;
   maxTaskBytes?: string;
+  maxDependencyBytes?: string;
   insecure?: boolean;
   mongoUrl?: string;
   db?: string;
@@ -63,6 +64,7 @@ const SETTINGS = {
   },
   maxMessageBytes: { flag: '--max-message-bytes', schema: integer(64 * 1024, 256 * 1024 * 1024) },
   maxTaskBytes: { flag: '--max-task-bytes', schema: integer(1024, 16 * 1024 * 1024) },
+  maxDependencyBytes: { flag: '--max-dependency-bytes', schema: integer(0, 256 * 1024 * 1024) },
   mongoUrl: {
     flag: '--mongo-url',
     env: 'MONGO_URL',
@@ -128,6 +130,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       allowOrigins: s.allowOrigin ?? [],
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
       maxTaskBytes: s.maxTaskBytes,
+      maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
       insecure: s.insecure ?? false,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,

@@ -192,6 +192,7 @@ export function baseRoutes<V extends HttpView>(routes: HttpRoutes<V>): HttpRoute
         runners: s.runners.size,
         stats: s.stats,
         store: master.storeStatus(),
+        waitingForModules: s.waitingForModules(),
       });
     })
     .on('POST', '/api/purge', async ({ req, res, master }) => {

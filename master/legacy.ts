@@ -17,6 +17,7 @@ import {
   type LegacyMasterToClient,
 } from '../protocol/legacy';
 import { on, onInternal, parse } from './handler';
+import type { Assignment } from '../protocol/schemas';
 import { runnerEntry, slotPlan, type RunnerEntry } from './runner-registry';
 import type { Scheduler } from './scheduler';
 
@@ -44,7 +45,7 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
         slots: 0,
         workers: 1,
         data: { legacy: true },
-        modules: [],
+        // It announces no modules: any module is sent to it, unless it reports EMODULE for it.
         // Its only limit is the number of outstanding requests (`slots`), kept in sync below.
         planned: slotPlan(Number.MAX_SAFE_INTEGER, undefined, false),
         legacy: true,
@@ -62,6 +63,7 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
                   params: a.params,
                   priority: a.priority,
                   attempt: a.attempt,
+                  ...legacyDependencies(a),
                 }),
               );
             }
@@ -162,6 +164,21 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
       if (entry) scheduler.runnerDown(runnerId, 0);
     });
   });
+}
+
+/**
+ * The dependencies' results for an original-protocol client: `dependencies` maps ids to results, and
+ * `dependenciesLeftOut` names those over `maxDependencyBytes` (or no longer stored).
+ */
+function legacyDependencies(a: Assignment): Record<string, unknown> {
+  if (!a.dependencies) return {};
+  const dependencies: Record<string, unknown> = {};
+  const leftOut: string[] = [];
+  for (const d of a.dependencies)
+    if (d.leftOut === undefined)
+      Object.defineProperty(dependencies, d.id, { value: d.result, enumerable: true });
+    else leftOut.push(d.id);
+  return { dependencies, ...(leftOut.length > 0 ? { dependenciesLeftOut: leftOut } : {}) };
 }
 
 function safeJson(v: unknown): string {

@@ -114,6 +114,13 @@ export class Master extends EventEmitter implements ApiView {
       if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
         throw new TaskmasterError('EVALIDATION', `${key}: must be an integer from 0 to ${MAX_TIMER_MS} ms`);
     }
+    // Dependencies' results travel in assignments: the message limit bounds what one may carry.
+    const { maxDependencyBytes: deps, maxMessageBytes: message } = this.opts;
+    if (!Number.isInteger(deps) || deps < 0 || deps > message)
+      throw new TaskmasterError(
+        'EVALIDATION',
+        `maxDependencyBytes: must be an integer from 0 to maxMessageBytes (${message} bytes); got ${deps}`,
+      );
   }
 
   /** The shared secret, for the HTTP API's check. */
@@ -228,6 +235,7 @@ export class Master extends EventEmitter implements ApiView {
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
       maxTaskBytes: this.opts.maxTaskBytes,
+      maxDependencyBytes: this.opts.maxDependencyBytes,
       holdSimilarWork: this.opts.holdSimilarWork,
       retryBackoff: this.opts.retryBackoff,
       timeoutSweepMs: this.opts.timeoutSweepMs,
@@ -433,7 +441,7 @@ export class Master extends EventEmitter implements ApiView {
 
     on(sock, log, 'runner:modules', { schema: modulesUpdateSchema }, (p) => {
       const r = held();
-      if (r) runners().setModules(r, p.modules);
+      if (r) this.scheduler.modulesChanged(r, p.modules);
     });
 
     on(sock, log, 'tasks:add', { schema: addRequestSchema }, (p) => this.handleAdd(p, null));
@@ -520,11 +528,11 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   private async handleAdd(
-    { tasks, batch, calledAt }: ParsedAddRequest,
+    { tasks, batch, calledAt, onExisting }: ParsedAddRequest,
     feeder: FeederSocket | null,
   ): Promise<AddReply> {
     // A failure here is the handler wrapper's to log and answer (EINTERNAL).
-    const reply = await this.scheduler.add(tasks, batch, calledAt);
+    const reply = await this.scheduler.add(tasks, batch, calledAt, onExisting);
     if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
     return reply;
   }

@@ -3,6 +3,7 @@
  * (master/config.ts turns flags and environment into these).
  */
 import type { Logger } from '../common/logger';
+import { DEFAULT_MAX_DEPENDENCY_BYTES } from './dependency-results';
 import type { RunnerEntry } from './runner-registry';
 import type { TaskRecord } from './task-record';
 
@@ -38,6 +39,12 @@ export interface MasterOptions {
    * most what one message carries. Default: `maxMessageBytes` less 16 KiB of envelope (1,032,192 bytes).
    */
   maxTaskBytes?: number;
+  /**
+   * Largest payload of dependency results a task is given (`this.dependencies`, as JSON): results are
+   * taken in the order the task names its dependencies, and one that does not fit is left out — the
+   * task gets ETOOLARGE naming this setting if it reads it. At most `maxMessageBytes`. Default 256 KB.
+   */
+  maxDependencyBytes?: number;
   /** Allow listening on a non-loopback address without a token. Default false. */
   insecure?: boolean;
   /** Attempts per task unless the task says otherwise. Default 3. */
@@ -129,6 +136,7 @@ export type MasterDefaults = Required<
     | 'allowOrigins'
     | 'maxMessageBytes'
     | 'leaseMs'
+    | 'maxDependencyBytes'
   >
 >;
 
@@ -150,4 +158,5 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   allowOrigins: [],
   maxMessageBytes: 1024 * 1024,
   leaseMs: 10_000,
+  maxDependencyBytes: DEFAULT_MAX_DEPENDENCY_BYTES,
 });

@@ -8,7 +8,7 @@
  */
 import type { Assignment } from '../protocol/schemas';
 import type { AttemptRef } from '../protocol/events';
-import type { ModuleInfo } from '../protocol/schemas';
+import { announcedName, type ModuleInfo } from '../protocol/schemas';
 import { planSlots, rangeOf, type SlotPlan } from './priority-slots';
 
 /** How the master reaches one runner; each protocol (runner namespace, original protocol) implements it. */
@@ -27,6 +27,17 @@ export interface RunnerEntry {
   workers: number;
   data: Record<string, unknown>;
   modules: ModuleInfo[];
+  /**
+   * Module name → hash, as announced: only these modules are sent to the runner. Absent for a runner
+   * that announces none (the original protocol, or a hello without `modules`): any module goes to it.
+   */
+  moduleIndex?: Map<string, string>;
+  /**
+   * Modules (as tasks name them) this runner reported EMODULE for, with the announced hash of the
+   * version it failed on (null: none announced). It lacks such a module until it announces another
+   * version (see `hasModule`, master/policies/eligibility.ts).
+   */
+  unloadable?: Map<string, string | null>;
   /** Task ids of the attempts this runner holds. */
   active: Set<string>;
   prioritySlots?: Record<string, number>;
@@ -49,9 +60,11 @@ export interface RunnerEntry {
 /** What a connection tells about its runner; the rest of the entry starts empty. */
 export type RunnerHello = Pick<
   RunnerEntry,
-  'id' | 'slots' | 'workers' | 'data' | 'modules' | 'legacy' | 'conn' | 'link'
+  'id' | 'slots' | 'workers' | 'data' | 'legacy' | 'conn' | 'link'
 > &
   Partial<Pick<RunnerEntry, 'hostname' | 'pid' | 'prioritySlots'>> & {
+    /** The modules it announces; absent: it announces none, and any module is sent to it. */
+    modules?: ModuleInfo[];
     /** Slot limits per priority range (`slotPlan`); default: the hello's `slots` and `prioritySlots`. */
     planned?: { plan: SlotPlan; perRange: number[] };
     sacred?: boolean;
@@ -59,15 +72,21 @@ export type RunnerHello = Pick<
 
 /** A connected runner's entry, holding no attempt yet. */
 export function runnerEntry(h: RunnerHello): RunnerEntry {
-  const { planned, sacred, ...fields } = h;
+  const { planned, sacred, modules, ...fields } = h;
   return {
     ...fields,
+    modules: modules ?? [],
+    ...(modules ? { moduleIndex: indexModules(modules) } : {}),
     active: new Set(),
     ...(planned ?? slotPlan(h.slots, h.prioritySlots, sacred === true)),
     connected: true,
     since: Date.now(),
     lostTimer: null,
   };
+}
+
+function indexModules(modules: ModuleInfo[]): Map<string, string> {
+  return new Map(modules.map((m) => [m.name, m.hash]));
 }
 
 export function freeSlots(r: RunnerEntry): number {
@@ -114,6 +133,7 @@ export function describeRunner(r: RunnerEntry): Record<string, unknown> {
     workers: r.workers,
     data: r.data,
     modules: r.modules,
+    unloadable: [...(r.unloadable ?? [])].map(([module, hash]) => ({ module, hash })),
     since: r.since,
   };
 }
@@ -131,6 +151,8 @@ export class RunnerIdConflict extends Error {
  */
 export class RunnerRegistry {
   private readonly entries = new Map<string, RunnerEntry>();
+  /** Counts the changes that may let a runner run a module it could not: an entry put, modules announced. */
+  generation = 0;
 
   get size(): number {
     return this.entries.size;
@@ -160,10 +182,15 @@ export class RunnerRegistry {
     return prev;
   }
 
-  /** Registers `entry` in place of whatever had its id (checked with `checkClaim` first). */
+  /**
+   * Registers `entry` in place of whatever had its id (checked with `checkClaim` first). A reconnect
+   * keeps the modules it failed to load: they stay unrunnable there until it announces another version.
+   */
   put(entry: RunnerEntry): void {
-    this.checkClaim(entry);
+    const prev = this.checkClaim(entry);
+    if (prev?.unloadable && prev !== entry) entry.unloadable ??= prev.unloadable;
     this.entries.set(entry.id, entry);
+    this.generation++;
   }
 
   /** Removes the entry if it is still this one (a newer connection may have replaced it). */
@@ -197,6 +224,16 @@ export class RunnerRegistry {
 
   setModules(entry: RunnerEntry, modules: ModuleInfo[]): void {
     entry.modules = modules;
+    entry.moduleIndex = indexModules(modules);
+    this.generation++;
+    // A mark for a version no longer announced says nothing any more.
+    for (const [module, hash] of entry.unloadable ?? [])
+      if (entry.moduleIndex.get(announcedName(module)) !== hash) entry.unloadable?.delete(module);
+  }
+
+  /** The runner reported EMODULE for `module` at version `hash`: it lacks it until another version. */
+  markUnloadable(entry: RunnerEntry, module: string, hash: string | null): void {
+    (entry.unloadable ??= new Map()).set(module, hash);
   }
 
   setSlots(entry: RunnerEntry, slots: number): void {

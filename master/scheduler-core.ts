@@ -17,6 +17,8 @@ import { depError, wireError, type ReportedError, type WireError } from '../prot
 import type { Assignment, TaskOutcome } from '../protocol/schemas';
 import { assertTransition, isFinal, type TaskState } from '../protocol/states';
 import { Affinity, type Allocator } from './policies/affinity';
+import { DEFAULT_MAX_DEPENDENCY_BYTES, DependencyResults } from './dependency-results';
+import { explainMissingModule } from './policies/chain';
 import { eligible } from './policies/eligibility';
 import { Parking } from './policies/parking';
 import { RetryPolicy } from './policies/retry';
@@ -33,8 +35,13 @@ export interface SchedulerOptions {
   maxAttempts: number;
   recoveryGraceMs: number;
   disconnectGraceMs: number;
-  /** Final outcomes kept in memory for watchers and dependency checks. */
+  /** Final outcomes kept in memory for watchers, dependency checks and dependents' results. */
   finalCacheSize: number;
+  /**
+   * Largest payload of dependency results one assignment carries (`this.dependencies`), as JSON; the
+   * results beyond it are left out, named. Default 256 KB (`DEFAULT_MAX_DEPENDENCY_BYTES`).
+   */
+  maxDependencyBytes?: number;
   selectRunner?: RunnerSelector;
   /** Largest task, as JSON, an add accepts (EVALIDATION). Default: unlimited. */
   maxTaskBytes?: number;
@@ -115,7 +122,17 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected flushScheduled = false;
   /** Recovered attempts waiting for their runner to come back and keep them. */
   protected orphans = new Set<TaskRecord>();
+  /** Modules no connected runner can run, with what the log said about each (`moduleMissing`). */
+  protected readonly unrunnable = new Map<string, string>();
+  /**
+   * Ready tasks whose module no connected runner can run, out of the queue so that every pass does not
+   * walk them all again; queued again once a runner joins or announces modules (`runners.generation`).
+   */
+  private moduleWait: QueueEntry[] = [];
+  private moduleWaitSince = 0;
   protected readonly parking: Parking;
+  /** Dependencies' results for the assignments of dependents. */
+  protected readonly dependencyResults: DependencyResults;
   protected readonly affinity: Affinity;
   protected readonly retries: RetryPolicy;
   protected readonly timeouts: Timeouts;
@@ -141,6 +158,12 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       },
     });
     this.select = opts.selectRunner ?? selectMostAvailable;
+    this.dependencyResults = new DependencyResults(
+      this.finals,
+      store,
+      opts.maxDependencyBytes ?? DEFAULT_MAX_DEPENDENCY_BYTES,
+      opts.logger,
+    );
     store.onRefused = (t, error) => this.stateRefused(t, error);
     store.folder.onRelieved = () => this.scheduleDistribute();
   }
@@ -187,8 +210,13 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected distribute(): void {
     // `tasks` is too far behind: new work waits until the folder catches up (it calls back).
     if (this.store.folder.congested) return;
+    if (this.moduleWait.length > 0 && this.runners.generation !== this.moduleWaitSince) {
+      for (const e of this.moduleWait) this.ready.push(e);
+      this.moduleWait = [];
+    }
     let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
     const skipped: QueueEntry[] = [];
+    const checked = new Map<string, boolean>();
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;
       const t = e.task;
@@ -205,14 +233,35 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       );
       const r = able.length > 0 ? this.select(t, able) : undefined;
       if (!r || !canTake(r, t.priority)) {
-        skipped.push(e);
+        if (able.length === 0 && this.moduleMissing(t.module, checked)) {
+          this.moduleWait.push(e);
+          this.moduleWaitSince = this.runners.generation;
+        } else skipped.push(e);
         continue;
       }
+      if (this.unrunnable.size > 0) this.unrunnable.delete(t.module);
       this.assign(t, r);
       if (freeSlots(r) <= 0) candidates = candidates.filter((c) => c !== r);
     }
     for (const e of skipped) this.ready.push(e);
     this.scheduleFlush();
+  }
+
+  /**
+   * Whether no connected runner can run `module` (a task no runner with a free slot could take asks).
+   * If so, the log says it once (a mistyped name, a runner not started yet, a module that fails to
+   * load everywhere), until a task of that module is assigned again. Checked once per module and pass.
+   */
+  private moduleMissing(module: string, checked: Map<string, boolean>): boolean {
+    const known = checked.get(module);
+    if (known !== undefined) return known;
+    const why = explainMissingModule(module, this.runners);
+    checked.set(module, why !== null);
+    if (why && this.unrunnable.get(module) !== why.message) {
+      this.unrunnable.set(module, why.message);
+      this.opts.logger.warn(`tasks wait: ${why.message}`, { module });
+    }
+    return why !== null;
   }
 
   /** After the changes of this tick are durable: send assignments, deliver outcomes. */
@@ -224,7 +273,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     const outcomes = this.undelivered;
     this.unsent = new Map();
     this.undelivered = [];
-    void this.store.barrier().then(() => {
+    void this.store.barrier().then(async () => {
+      await this.dependencyResults.read(assign.values());
       this.flushScheduled = false;
       for (const [r, list] of assign) {
         // The runner may have gone, or a task been cancelled, while the write was in flight.
@@ -232,7 +282,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
           const t = this.tasks.get(a.id);
           return t !== undefined && t.state === 'assigned' && holdsAttempt(t, a.attempt, r.id);
         });
-        this.runners.send(r, still);
+        for (const part of this.dependencyResults.bySize(still)) this.runners.send(r, part);
       }
       if (outcomes.length > 0) this.emit('outcomes', outcomes);
       this.scheduleFlush();
@@ -272,7 +322,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   /**
    * assign. Precondition: ready, chosen by `distribute` for `r`. Effect: a new attempt (attempts+1)
    * held by `r`, which reserves a slot; the task leads its key (parking). Record: state assigned,
-   * attempts, who, when. Outcome: the assignment goes out at the next flush, after the record is durable.
+   * attempts, who, when. Outcome: the assignment goes out at the next flush, after the record is
+   * durable, with its dependencies' results.
    */
   protected assign(t: TaskRecord, r: RunnerEntry): void {
     t.attempts++;
@@ -295,6 +346,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     };
     // The runner enforces the run timeout (ETO; master/policies/timeouts.ts).
     if (t.runTimeout) a.runTimeout = t.runTimeout;
+    if (t.dependencies.length > 0 && !t.fanout) this.dependencyResults.attach(a, t.dependencies);
     list.push(a);
   }
 
@@ -365,7 +417,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
 
   /**
    * requeueUncounted. Precondition: assigned or running; the attempt was lost through no fault of the
-   * task (its runner gave it back, or never came back after a master restart). Effect: ready and
+   * task (its runner gave it back, never came back after a master restart, or could not load its
+   * module: EMODULE, see `Scheduler.results`). Effect: ready and
    * queued; attempt numbers keep growing (they fence late reports) and `uncounted` keeps this one out
    * of `maxAttempts`. Record: state ready, uncounted. Outcome: none.
    */
@@ -507,6 +560,9 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
 
   /** A task's timeout expired (master/policies/timeouts.ts): it fails for good. */
   protected timedOut(t: TaskRecord, error: WireError): void {
+    // A task that never found a runner with its module says so: a mistyped name is plain to see.
+    const missing = t.state === 'ready' ? explainMissingModule(t.module, this.runners) : null;
+    if (missing) error = { ...error, message: `${error.message}: ${missing.message}` };
     this.failForGood(t, error);
     if (error.code !== 'EATO') return;
     const o = this.finals.get(t.id);

@@ -8,14 +8,22 @@
  */
 import { newId } from '../common/ids';
 import { limitLog } from '../common/log-limit';
-import { capError, wireError, type WireError } from '../protocol/errors';
+import { capError, wireError, type ReportedError, type WireError } from '../protocol/errors';
 import type { AttemptRef } from '../protocol/events';
-import type { AddReply, AttemptResult, TaskOutcome } from '../protocol/schemas';
+import type { AddReply, AttemptResult, ModuleInfo, TaskOutcome, TaskRef } from '../protocol/schemas';
 import { isFinal, type TaskState } from '../protocol/states';
 import type { TaskDoc } from '../models/task';
-import { admit, idTaken, precheck, type AdmissionContext } from './admission';
+import {
+  admit,
+  idTaken,
+  precheck,
+  type AdmissionContext,
+  type ExistingTask,
+  type OnExisting,
+} from './admission';
 import { expandBroadcasts } from './policies/broadcast';
-import { explainOnAny, explainOnRunner, queued } from './policies/chain';
+import { explainMissingModule, explainOnAny, explainOnRunner, queued } from './policies/chain';
+import { announcedVersion } from './policies/eligibility';
 import { reason, type Reason } from './policies/reason';
 import { applyJournal, recordFromDoc } from './policies/recovery';
 import type { RunnerEntry } from './runner-registry';
@@ -24,6 +32,15 @@ import type { StoredState } from './store';
 import { firstDocOf, newTaskRecord, type TaskRecord } from './task-record';
 
 export type { SchedulerOptions, TaskObserver } from './scheduler-core';
+
+/** The refs of an add in the order its tasks were given: the added ones, and the existing ones skipped. */
+function refsInOrder(added: TaskRecord[], existing: ExistingTask[]): TaskRef[] {
+  const refs: TaskRef[] = added.map((t) => ({ id: t.id, _id: t._id }));
+  // `existing` is in batch order: each goes back to its place among the added ones.
+  for (const e of existing)
+    refs.splice(e.index, 0, { id: e.id, _id: e.id, existing: { state: e.state, batch: e.batch } });
+  return refs;
+}
 
 export class Scheduler extends SchedulerCore {
   /** Runner ids an operator drained: they get no new work, across reconnects. */
@@ -41,18 +58,24 @@ export class Scheduler extends SchedulerCore {
 
   // ---- adding ----------------------------------------------------------------------------------
 
-  async add(raw: unknown[], batchName: string | undefined, calledAt?: number): Promise<AddReply> {
+  async add(
+    raw: unknown[],
+    batchName: string | undefined,
+    calledAt?: number,
+    onExisting: OnExisting = 'error',
+  ): Promise<AddReply> {
     if (this.closed) return { ok: false, error: wireError('EVALIDATION', 'the master is shutting down') };
-    const pre = precheck(raw, this.admission);
+    const pre = precheck(raw, this.admission, onExisting);
     if ('error' in pre) return { ok: false, error: pre.error };
     // Only dependencies memory cannot answer for are looked up: an add that needs none runs without
     // a pause until its tasks are in memory (see admit).
     const stored =
       pre.missing.length > 0 ? await this.store.fetchStates(pre.missing) : new Map<string, StoredState>();
-    const admitted = admit(raw, stored, this.admission);
+    const admitted = admit(raw, stored, this.admission, onExisting);
     if (!admitted.ok) return admitted;
-    const { parsed } = admitted;
+    const { parsed, existing } = admitted;
     const batch = batchName ?? newId();
+    if (parsed.length === 0) return { ok: true, batch, tasks: refsInOrder([], existing) };
     const now = Date.now();
     const inputs = expandBroadcasts(parsed, this.runners);
     const records: TaskRecord[] = inputs.map((p) =>
@@ -92,10 +115,13 @@ export class Scheduler extends SchedulerCore {
       else if (t.unmet === 0) t.state = 'ready';
       prepared.docs[i].state = t.state;
     });
-    // Ids generated here are new: only the feeder's (and broadcast copies') need a look-up.
-    const chosen = records.filter(
-      (_, i) => inputs[i].id !== undefined && inputs[i].id !== inputs[i].presetId,
-    );
+    // Ids generated here are new: only the feeder's (and broadcast copies') need a look-up — and
+    // with onExisting 'skip', the feeder's were looked up before admission already.
+    const chosen = records.filter((_, i) => {
+      const p = inputs[i];
+      if (p.id === undefined || p.id === p.presetId) return false;
+      return onExisting !== 'skip' || p.copy === true;
+    });
     const written = this.store.insertTasks(
       prepared.docs,
       chosen.map((t) => t.id),
@@ -112,14 +138,37 @@ export class Scheduler extends SchedulerCore {
     if (!w.ok) {
       this.discard(records, w.error);
       const at = records.findIndex((t) => t.id === w.id);
-      const given = at >= 0 && !inputs[at].copy ? inputs.slice(0, at).filter((x) => !x.copy).length : -1;
+      let given = at >= 0 && !inputs[at].copy ? inputs.slice(0, at).filter((x) => !x.copy).length : -1;
+      // Back to its index in the batch as given, counting the tasks skipped before it.
+      for (const e of existing) if (given >= 0 && e.index <= given) given++;
       if (w.error.code === 'EVALIDATION' && given >= 0) return { ok: false, error: idTaken(given, w.id) };
       return { ok: false, error: w.error };
     }
     await this.store.barrier();
     // Refs of the tasks as given, in input order (a broadcast's copies are not among them).
     const given = records.filter((_, i) => !inputs[i].copy);
-    return { ok: true, batch, tasks: given.map((t) => ({ id: t.id, _id: t._id })) };
+    const warnings = this.unrunnableIn(parsed);
+    return {
+      ok: true,
+      batch,
+      tasks: refsInOrder(given, existing),
+      ...(warnings.length > 0 ? { warnings } : {}),
+    };
+  }
+
+  /**
+   * What an add's reply warns of: its tasks whose module no connected runner can run. They are
+   * stored all the same (the runner that has the module may connect later); a mistyped name shows.
+   */
+  private unrunnableIn(parsed: { module: string; broadcast?: boolean }[]): string[] {
+    const counts = new Map<string, number>();
+    for (const p of parsed) if (!p.broadcast) counts.set(p.module, (counts.get(p.module) ?? 0) + 1);
+    const warnings: string[] = [];
+    for (const [module, n] of counts) {
+      const why = explainMissingModule(module, this.runners);
+      if (why) warnings.push(`${n} task${n === 1 ? '' : 's'} of this add wait: ${why.message}`);
+    }
+    return warnings;
   }
 
   /**
@@ -179,12 +228,48 @@ export class Scheduler extends SchedulerCore {
       if (r && t.assignedAt) this.runners.recordRunTime(r, t.module, Date.now() - t.assignedAt);
       this.releaseSlotOf(t);
       if (res.ok) this.complete(t, res.result, res.moduleHash);
+      else if (res.error.code === 'EMODULE' && r)
+        this.moduleFailed(t, r, capError(res.error), res.moduleHash);
       else this.attemptFailed(t, capError(res.error), res.unrecoverable === true, res.moduleHash);
     }
     this.scheduleDistribute();
     this.scheduleFlush();
     await this.store.barrier();
     return { accepted, stale };
+  }
+
+  /**
+   * A runner could not load the task's module (EMODULE): the runner's problem, not the task's, as
+   * another runner may well have the module. The runner is marked as lacking the module at the
+   * version it failed on (the result's hash, else the one it announces) until it announces another,
+   * and the attempt is requeued without counting. With no connected runner left that can run the
+   * module, the task waits, and `explain` and the log say why — it never bounces between runners.
+   * A task pinned to this runner (`runner`, a broadcast's copy) can run nowhere else: it fails.
+   */
+  private moduleFailed(
+    t: TaskRecord,
+    r: RunnerEntry,
+    error: ReportedError,
+    moduleHash: string | undefined,
+  ): void {
+    const version = moduleHash ?? announcedVersion(r, t.module) ?? null;
+    if (r.unloadable?.get(t.module) !== version) {
+      this.runners.markUnloadable(r, t.module, version);
+      this.opts.logger.warn('runner cannot load a module: its tasks go to other runners that have it', {
+        runnerId: r.id,
+        module: t.module,
+        version,
+        error: error.message,
+      });
+    }
+    if (t.runner === r.id) this.attemptFailed(t, error, true, moduleHash);
+    else this.requeueUncounted(t);
+  }
+
+  /** A runner announced its modules anew: tasks waiting for one of them may run now. */
+  modulesChanged(r: RunnerEntry, modules: ModuleInfo[]): void {
+    this.runners.setModules(r, modules);
+    this.scheduleDistribute();
   }
 
   /**
@@ -560,6 +645,25 @@ export class Scheduler extends SchedulerCore {
     const r = this.runners.get(runnerId);
     if (!r) return reason('UNKNOWN_RUNNER', `no runner ${runnerId}`);
     return explainOnRunner(t, r, this.affinity, this.runners) ?? queued(t, r);
+  }
+
+  /**
+   * Modules that ready tasks wait for because no connected runner can run them (status): how many
+   * tasks wait for each, and why. Walks the tasks in memory, and only when some module is missing.
+   */
+  waitingForModules(): { module: string; tasks: number; why: string }[] {
+    if (this.unrunnable.size === 0) return [];
+    const counts = new Map<string, number>([...this.unrunnable.keys()].map((m) => [m, 0]));
+    for (const t of this.tasks.values()) {
+      const n = t.state === 'ready' ? counts.get(t.module) : undefined;
+      if (n !== undefined) counts.set(t.module, n + 1);
+    }
+    const out: { module: string; tasks: number; why: string }[] = [];
+    for (const [module, tasks] of counts) {
+      const why = tasks > 0 ? explainMissingModule(module, this.runners) : null;
+      if (why) out.push({ module, tasks, why: why.message });
+    }
+    return out;
   }
 
   private waitingFor(t: TaskRecord): Reason {

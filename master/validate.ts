@@ -14,8 +14,11 @@ import { formatIssues, issueCount, issueText, type Issue } from '../protocol/iss
 
 export type { Issue };
 
-/** What the master knows of an id outside the batch: absent means unknown. */
-export type Lookup = (id: string) => 'taken' | undefined;
+/**
+ * What the master knows of an id outside the batch: absent means unknown. `existing`: a stored task
+ * an add with `onExisting: 'skip'` leaves as it is (the batch's task of that id is not added).
+ */
+export type Lookup = (id: string) => 'taken' | 'existing' | undefined;
 
 /**
  * The limits checked before anything else, so a refused batch changes nothing: each task's size as
@@ -102,39 +105,53 @@ export function collectRefs(raw: unknown[]): string[] {
   return [...refs];
 }
 
-export function validateBatch(raw: unknown[], known: Lookup): { tasks: ParsedTaskInput[]; issues: Issue[] } {
+/**
+ * Parses and checks a batch. `existing`: the indexes of tasks whose id `known` calls existing; they
+ * are left out of the checks of dependencies and cycles (they are not added), and a dependency on
+ * their id names the stored task.
+ */
+export function validateBatch(
+  raw: unknown[],
+  known: Lookup,
+): { tasks: ParsedTaskInput[]; issues: Issue[]; existing: Set<number> } {
   const issues: Issue[] = [];
   const tasks: ParsedTaskInput[] = [];
+  const existing = new Set<number>();
   raw.forEach((t, i) => {
     const r = taskInputSchema.safeParse(t);
     if (r.success) tasks[i] = r.data;
     else issues.push(...formatIssues(r.error.issues, `tasks[${i}]`));
   });
-  if (issues.length > 0) return { tasks, issues };
+  if (issues.length > 0) return { tasks, issues, existing };
 
+  const seen = new Map<string, number>();
   const index = new Map<string, number>();
   tasks.forEach((t, i) => {
     if (t.id === undefined) return;
-    const prev = index.get(t.id);
+    const prev = seen.get(t.id);
+    const k = prev === undefined ? known(t.id) : undefined;
     if (prev !== undefined)
       issues.push({ path: `tasks[${i}].id`, message: `duplicate id "${t.id}" (also tasks[${prev}])` });
-    else if (known(t.id)) issues.push({ path: `tasks[${i}].id`, message: `id "${t.id}" is already taken` });
+    else if (k === 'taken') issues.push({ path: `tasks[${i}].id`, message: `id "${t.id}" is already taken` });
+    else if (k === 'existing') existing.add(i);
     else index.set(t.id, i);
+    seen.set(t.id, i);
   });
   tasks.forEach((t, i) => {
+    if (existing.has(i)) return;
     t.dependencies.forEach((d, k) => {
       if (!index.has(d) && !known(d))
         issues.push({ path: `tasks[${i}].dependencies[${k}]`, message: `unknown task id "${d}"` });
     });
   });
-  if (issues.length > 0) return { tasks, issues };
+  if (issues.length > 0) return { tasks, issues, existing };
 
   const cycle = findCycle(tasks, index);
   if (cycle) {
     const at = index.get(cycle[0]) ?? 0;
     issues.push({ path: `tasks[${at}].dependencies`, message: `dependency cycle: ${cycle.join(' -> ')}` });
   }
-  return { tasks, issues };
+  return { tasks, issues, existing };
 }
 
 /**

@@ -20,7 +20,8 @@ export const ERROR_CODES = Object.freeze({
   ERUNNERLOST: 'the runner running the task went away',
   EEXEC: 'the runner does not allow this program for the exec task (--allow-exec)',
   EPERSIST: 'the database refused to store the task or its result; it failed and is not retried',
-  ETOOLARGE: 'the result is larger than the runner may send (maxResultBytes, under the master message limit)',
+  ETOOLARGE:
+    "a result over a size limit: the runner's maxResultBytes (under the master message limit), or the master's maxDependencyBytes for the dependencies' results a task reads",
   EMASTERHELD: 'another master is running on this database: one master per database',
   ERUNNERID:
     'this runner id is held by another live connection, or this connection already is another runner',

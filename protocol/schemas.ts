@@ -3,6 +3,7 @@
  * the TypeScript types of the event maps are inferred from them, so the two cannot drift apart.
  */
 import { z } from 'zod';
+import { TASK_STATES } from './states';
 
 /** Module names: `name` or `folder/name`, letters, digits, `_`, `-`, `.`; no `..`, no leading `/` or `.`. */
 export const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/;
@@ -14,6 +15,19 @@ export const moduleName = z
   .refine((s) => !s.includes('..'), 'must not contain ".."')
   .refine((s) => !s.startsWith('/') && !/^[A-Za-z]:/.test(s), 'must not be an absolute path')
   .refine((s) => MODULE_NAME.test(s), 'may only hold letters, digits, "_", "-", "." and "/" between names');
+
+/** Extensions a runner tries, in order, after a module name without one (runner/loader.ts). */
+export const TASK_EXTENSIONS: readonly string[] = Object.freeze(['.js', '.cjs', '.mjs', '.ts']);
+
+/**
+ * The name a runner announces a module under: a task may name its file with the extension
+ * (`greet.js`), the runner announces `greet`.
+ */
+export function announcedName(module: string): string {
+  const dot = module.lastIndexOf('.');
+  if (dot <= module.lastIndexOf('/')) return module;
+  return TASK_EXTENSIONS.includes(module.slice(dot)) ? module.slice(0, dot) : module;
+}
 
 export const taskId = z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 
@@ -88,6 +102,12 @@ export const addRequestSchema = z.strictObject({
   batch: z.string().min(1).max(200).optional(),
   /** Feeder's call time (epoch ms), the start of a task's global `timeout`. */
   calledAt: z.number().optional(),
+  /**
+   * A task whose id a stored task already has: `error` refuses the whole add (EVALIDATION naming the
+   * id); `skip` leaves it out and answers with the existing task (`existing` in its ref), adding the
+   * rest. Skip does not compare definitions: the existing task is kept whatever its module and params.
+   */
+  onExisting: z.enum(['error', 'skip']).default('error'),
 });
 export type AddRequest = z.input<typeof addRequestSchema>;
 export type ParsedAddRequest = z.output<typeof addRequestSchema>;
@@ -112,11 +132,22 @@ export const sysmsgReplySchema = z.union([
   z.object({ ok: z.literal(false), error: wireErrorSchema }),
 ]);
 
-export const taskRefSchema = z.object({ id: z.string(), _id: z.string() });
+export const taskRefSchema = z.object({
+  id: z.string(),
+  _id: z.string(),
+  /** With `onExisting: 'skip'`: this task was not added, a task with its id exists (its state now and batch). */
+  existing: z.object({ state: z.enum(TASK_STATES), batch: z.string() }).optional(),
+});
 export type TaskRef = z.infer<typeof taskRefSchema>;
 
 export const addReplySchema = z.union([
-  z.object({ ok: z.literal(true), batch: z.string(), tasks: z.array(taskRefSchema) }),
+  z.object({
+    ok: z.literal(true),
+    batch: z.string(),
+    tasks: z.array(taskRefSchema),
+    /** Stored, but worth knowing: e.g. tasks that wait because no connected runner has their module. */
+    warnings: z.array(z.string()).optional(),
+  }),
   z.object({ ok: z.literal(false), error: wireErrorSchema }),
 ]);
 export type AddReply = z.infer<typeof addReplySchema>;
@@ -148,6 +179,18 @@ export const progressSchema = z.object({
   progress: z.number().finite(),
 });
 
+/**
+ * One dependency of an assigned task: its result, or why it is left out — `leftOut` is the size of
+ * its result as JSON, over what was left of the master's `maxDependencyBytes`, or 0 when the result
+ * could not be found (purged). A list rather than an object: any string is a task id.
+ */
+export const dependencyResultSchema = z.object({
+  id: z.string(),
+  result: z.unknown().optional(),
+  leftOut: z.number().int().nonnegative().optional(),
+});
+export type DependencyResult = z.infer<typeof dependencyResultSchema>;
+
 /** One attempt of a task, as sent to a runner. */
 export const assignmentSchema = z.object({
   id: z.string(),
@@ -157,6 +200,10 @@ export const assignmentSchema = z.object({
   priority: z.number(),
   batch: z.string().optional(),
   runTimeout: ms.optional(),
+  /** Its dependencies' results (the task's `this.dependencies`), in the order it names them. */
+  dependencies: z.array(dependencyResultSchema).optional(),
+  /** The master's `maxDependencyBytes`, when some result is left out (the task's error names it). */
+  maxDependencyBytes: z.number().int().nonnegative().optional(),
 });
 export type Assignment = z.infer<typeof assignmentSchema>;
 export const assignSchema = z.object({ tasks: z.array(assignmentSchema).min(1) });
@@ -221,7 +268,12 @@ export const helloSchema = z.object({
     .optional(),
   workers: z.number().int().min(1).max(1024),
   data: z.record(z.string(), z.unknown()).default({}),
-  modules: z.array(moduleInfoSchema).default([]),
+  /**
+   * The modules this runner can run (`runner:modules` updates them): tasks of other modules are not
+   * sent to it. A hello without `modules` announces none: any module is sent to it, as to a runner of
+   * the original protocol.
+   */
+  modules: z.array(moduleInfoSchema).optional(),
   /** Attempts this runner is still running (after a reconnect). */
   running: z.array(attemptRefSchema).default([]),
 });

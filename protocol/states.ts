@@ -40,7 +40,8 @@ export function isFinal(state: TaskState): boolean {
  *   ready    → done             shareOutcome: parked behind a leader with its key, which succeeded
  *   assigned → running          markRunning: the runner reported the start (or kept it across a restart)
  *   assigned, running → done    complete: the result of the current attempt
- *   assigned, running → ready   retry (counts against maxAttempts), requeueUncounted (does not)
+ *   assigned, running → ready   retry (counts against maxAttempts), requeueUncounted (does not: the
+ *                               runner gave it back, was lost in a restart, or reported EMODULE)
  *   open     → failed           failForGood: attempts exhausted, unrecoverable, ECSTO, EATO, EDEPFAILED
  *   open     → cancelled        failForGood with ECANCELLED
  *   open, done, cancelled → failed   persistFailed: the database refused the record (EPERSIST)

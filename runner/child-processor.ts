@@ -134,12 +134,15 @@ export class ChildProcessor {
       info: log('info'),
       debug: log('debug'),
     };
+    const { dependencies, leftOut } = dependencyResults(task);
     return {
       id: task.id,
       attempt: task.attempt,
       module: task.module,
       priority: task.priority,
       batch: task.batch,
+      dependencies,
+      dependenciesLeftOut: leftOut,
       signal,
       log: taskLog,
       done: (result?: unknown) => this.complete(key, result),
@@ -220,6 +223,50 @@ export class ChildProcessor {
         rss: rss(),
       });
   }
+}
+
+/**
+ * `this.dependencies`: each dependency's result under its id (own properties, whatever the id); one
+ * left out reads as an unrecoverable error saying why, so a sum over them cannot quietly miss one.
+ */
+function dependencyResults(task: TaskPayload): {
+  dependencies: Readonly<Record<string, unknown>>;
+  leftOut: readonly string[];
+} {
+  const dependencies: Record<string, unknown> = {};
+  const leftOut: string[] = [];
+  for (const d of task.dependencies ?? []) {
+    if (d.leftOut === undefined) {
+      Object.defineProperty(dependencies, d.id, { value: d.result ?? null, enumerable: true });
+      continue;
+    }
+    leftOut.push(d.id);
+    const error = leftOutError(d.id, d.leftOut, task.maxDependencyBytes);
+    Object.defineProperty(dependencies, d.id, {
+      enumerable: true,
+      get() {
+        throw error;
+      },
+    });
+  }
+  return { dependencies: Object.freeze(dependencies), leftOut: Object.freeze(leftOut) };
+}
+
+function leftOutError(id: string, bytes: number, limit: number | undefined): TaskmasterError {
+  if (bytes === 0)
+    return Object.assign(
+      new TaskmasterError('EDEPFAILED', `the result of dependency "${id}" is no longer stored (purged)`),
+      { unrecoverable: true },
+    );
+  const max = `the master's maxDependencyBytes (${limit ?? '?'} bytes)`;
+  const why =
+    limit !== undefined && bytes > limit ? `over ${max}` : `more than the results before it left of ${max}`;
+  const err = new TaskmasterError(
+    'ETOOLARGE',
+    `the result of dependency "${id}" is left out: ${bytes} bytes as JSON, ${why}; raise it (--max-dependency-bytes), or read the result with GET /api/tasks/${encodeURIComponent(id)}`,
+    { dependency: id, bytes, limit },
+  );
+  return Object.assign(err, { unrecoverable: true });
 }
 
 /** Evaluates one module version; a throwing top level or a missing function is kept as the error. */

@@ -9,7 +9,8 @@
  *     return { ticker, days };
  *   });
  *
- * Use a `function`, not an arrow: an arrow function has no `this`.
+ * Use a `function`, not an arrow: an arrow function has no `this`. `this.dependencies` holds the
+ * results of the task's dependencies by id, typed `unknown`: narrow them where they are read.
  */
 import type { TaskContext } from './task-context';
 

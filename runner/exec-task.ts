@@ -6,7 +6,8 @@
  *
  * A non-zero exit code is a result, not an error: the caller decides what it means. The name `exec`
  * is reserved: a module file called `exec` in a task folder is never loaded; the built-in wins, so a
- * task folder cannot quietly replace it (or escape the allow-list).
+ * task folder cannot quietly replace it (or escape the allow-list). Only a runner that allows some
+ * program announces `exec` among its modules, so the master sends exec tasks to such runners alone.
  *
  * It runs in the runner process, not in a pool child. The program is a process of its own already, so
  * a child would only add a hop and copy the output once more over IPC; and when a child is killed
@@ -23,6 +24,8 @@ import { formatIssues, issueText } from '../protocol/issues';
 import { wireError, type WireError } from '../protocol/errors';
 
 export const EXEC_MODULE = 'exec';
+/** What a runner that allows programs announces as the `exec` module's version: it is built in. */
+export const EXEC_HASH = 'built-in';
 /** Refused by the runner's allow-list; unrecoverable, since another attempt would be refused the same way. */
 export const EEXEC = 'EEXEC';
 export const DEFAULT_MAX_OUTPUT = 1024 * 1024;

@@ -19,10 +19,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import { transformSync } from 'esbuild';
 import type { Logger } from '../common/logger';
 import { TaskmasterError } from '../protocol/errors';
-import { moduleName, type ModuleInfo } from '../protocol/schemas';
-
-/** Extensions tried, in order, after a module name without one. */
-export const TASK_EXTENSIONS = Object.freeze(['.js', '.cjs', '.mjs', '.ts']);
+import { moduleName, TASK_EXTENSIONS, type ModuleInfo } from '../protocol/schemas';
 
 /** One compiled version of a module file, as sent to the children. */
 export interface LoadedModule {

@@ -29,7 +29,7 @@ import { formatIssues, issueText } from '../protocol/issues';
 import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
 import { resolveRunnerOptions, type ResolvedRunnerOptions } from './config';
 import { MasterConnection } from './connection';
-import { checkExec, EXEC_MODULE, resolveAllowed } from './exec-task';
+import { checkExec, EXEC_HASH, EXEC_MODULE, resolveAllowed } from './exec-task';
 import { ModuleLoader, type LoadedModule } from './loader';
 import type { RunnerOptions } from './options';
 import { ResultOutbox } from './outbox';
@@ -253,7 +253,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       ...(o.prioritySlots ? { prioritySlots: o.prioritySlots } : {}),
       workers: o.workers,
       data: o.data,
-      modules: this.loader.modules(),
+      modules: this.announced(this.loader.modules()),
       running: [...running.values()],
     };
   }
@@ -278,7 +278,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
         );
       }
       this.outbox.setOnline(true);
-      this.conn.modules(this.loader.modules());
+      this.conn.modules(this.announced(this.loader.modules()));
       this.emit('ready', drop);
     });
     this.conn.on('down', (reason) => {
@@ -326,11 +326,22 @@ export class Runner extends EventEmitter<RunnerEvents> {
 
     this.outbox.on('delivered', (results) => this.emit('delivered', results));
     this.outbox.on('empty', () => this.checkDrained());
-    this.loader.on('modules', (modules) => {
+    this.loader.on('modules', (list) => {
+      const modules = this.announced(list);
       this.log.info('task modules changed', { modules: modules.length });
       this.conn.modules(modules);
       this.emit('modules', modules);
     });
+  }
+
+  /**
+   * The modules this runner announces, which are the only ones the master sends it: those of its task
+   * folders with a good version, and the built-in `exec` when it allows programs (a task-folder module
+   * of that name is never loaded, so it is not announced).
+   */
+  private announced(list: ModuleInfo[]): ModuleInfo[] {
+    const own = list.filter((m) => m.name !== EXEC_MODULE);
+    return this.execPaths.size > 0 ? [...own, { name: EXEC_MODULE, hash: EXEC_HASH }] : own;
   }
 
   private onAssign(payload: unknown): void {
@@ -392,6 +403,8 @@ export class Runner extends EventEmitter<RunnerEvents> {
         params: a.params,
         priority: a.priority,
         batch: a.batch,
+        ...(a.dependencies ? { dependencies: a.dependencies } : {}),
+        ...(a.maxDependencyBytes !== undefined ? { maxDependencyBytes: a.maxDependencyBytes } : {}),
       };
       if (a.module === EXEC_MODULE) {
         const checked = checkExec(a.params, this.options.allowExec, this.execPaths);

@@ -7,7 +7,7 @@
  * be mistaken for attempt 4 of the same task.
  */
 import type { ReportedError } from '../protocol/errors';
-import type { AddReply } from '../protocol/schemas';
+import type { AddReply, DependencyResult } from '../protocol/schemas';
 
 /** Parent → child. */
 export enum ChildCommand {
@@ -45,6 +45,10 @@ export interface TaskPayload {
   params: unknown[];
   priority: number;
   batch?: string;
+  /** Its dependencies' results, as the assignment carries them (the task's `this.dependencies`). */
+  dependencies?: DependencyResult[];
+  /** The master's limit, named to the task when some result is left out. */
+  maxDependencyBytes?: number;
 }
 
 export interface LoadMessage {

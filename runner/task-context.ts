@@ -27,6 +27,15 @@ export interface TaskContext {
   progress(n: number): void;
   /** Adds follow-up tasks through the master; resolves to their `{ id, _id }` references. */
   add(tasks: unknown, batch?: string): Promise<unknown>;
+  /**
+   * Its dependencies' results by id (BullMQ's `getChildrenValues`): one key per dependency, in the
+   * order the task names them. The master sends at most its `maxDependencyBytes` of results (256 KB
+   * by default); reading one left out (over that limit, or no longer stored) throws an unrecoverable
+   * ETOOLARGE (or EDEPFAILED) naming it — a task never sees a gap it did not ask about.
+   */
+  dependencies: Readonly<Record<string, unknown>>;
+  /** Ids of the dependencies whose results were left out: check it to do without them. */
+  dependenciesLeftOut: readonly string[];
 }
 
 export type TaskFunction = (this: TaskContext, ...params: unknown[]) => unknown;

@@ -1,6 +1,6 @@
 /**
  * Broadcast: a task added with `broadcast` becomes one copy per placeable runner that may run it
- * (master/policies/eligibility.ts), each pinned to its runner (`<id>@<runner id>`), and the task itself
+ * (master/policies/eligibility.ts: one that has its module and matches its `requires`), each pinned to its runner (`<id>@<runner id>`), and the task itself
  * waits for its copies (`fanout`): it is done when every copy is final, its result one outcome per
  * runner. With no such runner, the add fails it with EATO.
  */
@@ -24,7 +24,7 @@ export function expandBroadcasts(parsed: ParsedTaskInput[], runners: RunnerSet):
     const id = p.id ?? presetId;
     const copies: ExpandedInput[] = [];
     for (const r of runners.values())
-      if (placeable(r) && eligible(r, { requires: p.requires ?? null }))
+      if (placeable(r) && eligible(r, { module: p.module, requires: p.requires ?? null }))
         copies.push({ ...p, id: `${id}@${r.id}`, runner: r.id, broadcast: false, copy: true });
     out.push(...copies);
     out.push({ ...p, id, presetId, dependencies: copies.map((c) => c.id as string), fanout: true });

@@ -16,6 +16,8 @@ export type ReasonCode =
   /** The database is far behind: new work waits until it catches up. */
   | 'STORE_BEHIND'
   | 'NO_RUNNER'
+  /** No connected runner has the task's module (or every one that announces it failed to load it). */
+  | 'NO_MODULE'
   | 'DISCONNECTED'
   | 'DRAINING'
   | 'NOT_ELIGIBLE'

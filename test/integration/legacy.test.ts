@@ -95,6 +95,33 @@ describe('original protocol on the default namespace', () => {
     });
   });
 
+  test("task:send gives a dependent its dependencies' results", async () => {
+    const feeder = connect();
+    const runner = connect();
+    const sent: { _id: string; dependencies?: Record<string, unknown> }[] = [];
+    runner.on('task:send', (json: string) => {
+      const t = JSON.parse(json) as { _id: string; dependencies?: Record<string, unknown> };
+      sent.push(t);
+      runner.emit('task:done', { _id: t._id, result: sent.length === 1 ? 5 : 'dependent done' });
+      runner.emit('task:request');
+    });
+    runner.emit('task:request');
+    const resulted = (result: unknown) =>
+      waitForEvent<[{ result?: unknown }[]]>(master, 'outcomes', (os) => os.some((o) => o.result === result));
+    const first = waitForEvent<[Array<{ _id: string }>]>(feeder as unknown as EventEmitter, 'task:added');
+    const produced = resulted(5);
+    feeder.emit('task:add', { module: 'produce', params: [] });
+    const [[dep]] = await first;
+    await produced;
+    const second = waitForEvent<[Array<{ _id: string }>]>(feeder as unknown as EventEmitter, 'task:added');
+    const consumed = resulted('dependent done');
+    feeder.emit('task:add', { module: 'consume', params: [], dependencies: [dep._id] });
+    const [[dependent]] = await second;
+    await consumed;
+    expect(sent[0].dependencies).toBeUndefined();
+    expect(sent[1]).toMatchObject({ _id: dependent._id, dependencies: { [dep._id]: 5 } });
+  });
+
   test('a malformed task:add gets task:error naming the field, and nothing is added', async () => {
     const feeder = connect();
     const error = waitForEvent<[{ code: string; message: string }]>(

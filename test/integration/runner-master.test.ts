@@ -88,16 +88,20 @@ describe('runner with the real master', () => {
     ]);
   });
 
-  test('a crash is retried by the master (ECRASH) while an unrecoverable EMODULE is not', async () => {
+  test('a crash is retried (ECRASH); a module the runner lacks or cannot load is not sent to it again', async () => {
     const [crash, missing, invalid, after] = await work([
       { module: 'crash' },
-      { module: 'not-there' },
-      { module: 'invalid-export' },
+      { module: 'not-there', assignTimeout: 500 },
+      { module: 'invalid-export', assignTimeout: 500 },
       { module: 'ok', params: ['after'] },
     ]);
     expect(crash).toMatchObject({ state: 'failed', attempts: 2, error: { code: 'ECRASH' } });
-    expect(missing).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'EMODULE' } });
-    expect(invalid).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'EMODULE' } });
+    // Never sent: the runner does not announce it. The assign timeout says why nobody took it.
+    expect(missing).toMatchObject({ state: 'failed', attempts: 0, error: { code: 'EATO' } });
+    expect(missing.error?.message).toContain('no connected runner has module not-there');
+    // Sent once: its EMODULE is the runner's, so it waited for a runner that can load it.
+    expect(invalid).toMatchObject({ state: 'failed', attempts: 1, error: { code: 'EATO' } });
+    expect(invalid.error?.message).toContain('no connected runner can load module invalid-export: rm-1');
     expect(after).toMatchObject({ state: 'done', result: ['after'] });
   });
 

@@ -14,6 +14,12 @@ export const greet = defineTask(async function (name: string, times = 1) {
   this.finish();
   // @ts-expect-error progress takes a number
   this.progress('half');
+  // Dependencies' results by id: typed, and read-only.
+  const deps: Readonly<Record<string, unknown>> = this.dependencies;
+  const leftOut: readonly string[] = this.dependenciesLeftOut;
+  // @ts-expect-error the results are the master's, not the task's to change
+  this.dependencies.other = 1;
+  if (leftOut.length > Object.keys(deps).length) throw new Error('unreachable');
   return { greeting: `Hello, ${name}!`.repeat(times), attempt: this.attempt };
 });
 

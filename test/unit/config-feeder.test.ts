@@ -20,6 +20,11 @@ describe('feeder settings', () => {
     });
   });
 
+  test('--on-existing is error or skip', () => {
+    expect(feederConfig({ onExisting: 'skip' }, {}).onExisting).toBe('skip');
+    expect(() => feederConfig({ onExisting: 'ignore' }, {})).toThrow(/--on-existing: .*"ignore"/);
+  });
+
   test('an empty variable counts as unset', () => {
     expect(feederConfig({}, { TASKMASTER_MASTER: '', TASKMASTER_TOKEN: '' }).options).toEqual({
       master: 'http://127.0.0.1:3232',

@@ -62,6 +62,14 @@ describe('taskmaster feed', () => {
     expect(r.out).toBe('stored 2 tasks in batch stored-batch\ns-1\ns-2\n');
   });
 
+  test('a module no connected runner has (a typo): the batch is stored, and a warning names the module', async () => {
+    const f = file('typo.ndjson', '{"id":"t-1","module":"gret"}\n{"id":"t-2","module":"ok"}\n');
+    const r = await run(f, { batch: 'typo-batch' });
+    expect(r.code).toBe(0);
+    expect(r.err).toBe('warning: 1 task of this add wait: no connected runner has module gret\n');
+    expect(r.out).toBe('stored 2 tasks in batch typo-batch\nt-1\nt-2\n');
+  });
+
   test('--wait prints a summary naming each failed task with its code and message, and exits 1', async () => {
     const f = file(
       'mixed.json',
@@ -145,6 +153,29 @@ describe('taskmaster feed', () => {
       stored.push(outcomes.map((o) => o.taskId));
     }
     expect(stored[0]).not.toEqual(stored[1]);
+  });
+
+  test('the same file fed again under the same --batch: refused naming the id, or with --on-existing skip only the new tasks are added', async () => {
+    const f = file('orders.ndjson', '{"id":"o-1","module":"ok","params":[1]}\n');
+    expect((await run(f, { batch: 'orders', wait: true })).code).toBe(0);
+    const refused = await run(f, { batch: 'orders' });
+    expect(refused.code).toBe(2);
+    expect(refused.err).toContain('tasks[0].id: id "o-1" is already taken');
+    const more = file(
+      'more-orders.ndjson',
+      '{"id":"o-1","module":"ok","params":[1]}\n{"id":"o-2","module":"ok","params":[2]}\n',
+    );
+    const listed = await run(more, { batch: 'orders', onExisting: 'skip' });
+    expect(listed.code).toBe(0);
+    expect(listed.out).toBe(
+      'stored 1 task in batch orders; 1 already stored, skipped\no-1\texisting\tdone\no-2\n',
+    );
+    const waited = await run(more, { batch: 'orders', onExisting: 'skip', wait: true });
+    expect(waited.code).toBe(0);
+    expect(waited.out).toBe('o-1\tdone\t[1]\no-2\tdone\t[2]\n');
+    expect(waited.err).toContain(
+      'stored 0 tasks in batch orders; 2 already stored, skipped; waiting for the outcomes',
+    );
   });
 
   test('--wait --json prints the outcomes as one JSON array in input order and exits 0 when all are done', async () => {

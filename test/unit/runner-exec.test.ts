@@ -237,6 +237,28 @@ describe('built-in exec task through a master', () => {
     });
   });
 
+  test('only a runner that allows programs announces exec, so exec tasks never go to one that does not', async () => {
+    // Its folder holds a module named exec, which it never loads: it must not announce it either.
+    const plain = await startRunner(master.url, { runnerId: 'no-exec', tasks: [dir], slots: 4 });
+    try {
+      const modules = (id: string) =>
+        (master.listRunners().find((r) => r.id === id)?.modules ?? []) as { name: string; hash: string }[];
+      expect(modules(runner.runnerId)).toContainEqual({ name: 'exec', hash: 'built-in' });
+      expect(modules('no-exec').map((m) => m.name)).not.toContain('exec');
+      const outcomes = await feeder.work(
+        Array.from({ length: 6 }, (_, i) => ({
+          module: 'exec',
+          params: [NODE, ['-e', `process.exit(${i})`]],
+        })),
+      );
+      expect(outcomes.map((o) => [o.state, (o.result as { code: number }).code])).toEqual(
+        Array.from({ length: 6 }, (_, i) => ['done', i]),
+      );
+    } finally {
+      await plain.close();
+    }
+  });
+
   test('a program not on the allow-list fails with EEXEC and is not retried', async () => {
     const [outcome] = await feeder.work([{ module: 'exec', params: ['echo', ['x']], maxAttempts: 3 }]);
     expect(outcome).toMatchObject({

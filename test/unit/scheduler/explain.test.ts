@@ -28,6 +28,27 @@ describe('explain', () => {
     expect(sched.explain('nope')).toMatchObject({ code: 'UNKNOWN_TASK' });
   });
 
+  test('a module no connected runner has: the task waits, and says so for every runner and for one', async () => {
+    const { sched } = makeScheduler();
+    sched.runnerUp(makeRunner('r1', { modules: ['other'] }), []);
+    await sched.add([{ id: 'g', module: 'greet' }], 'b');
+    await settle();
+    expect(sched.tasks.get('g')?.state).toBe('ready');
+    expect(sched.explain('g')).toEqual({
+      code: 'NO_MODULE',
+      message: 'no connected runner has module greet',
+    });
+    expect(sched.explain('g', 'r1')).toEqual({ code: 'NO_MODULE', message: 'runner r1 has no module greet' });
+    // A runner that has it, but is busy: its reason is the better one.
+    const busy = makeRunner('busy', { modules: ['greet'] });
+    busy.active.add('x');
+    sched.runnerUp(busy, []);
+    expect(sched.explain('g')).toEqual({
+      code: 'NO_FREE_SLOT',
+      message: 'no free slot: runner busy runs 1 of 1',
+    });
+  });
+
   test('across runners, the one that gets furthest down the chain gives the reason', async () => {
     const { sched } = makeScheduler();
     const drained = makeRunner('drained');

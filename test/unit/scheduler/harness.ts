@@ -11,6 +11,8 @@ import { FakeTaskStore } from './fake-store';
 
 export interface TestRunner extends RunnerEntry {
   sent: Assignment[];
+  /** Each message of assignments as it was sent. */
+  messages: Assignment[][];
   cancelled: AttemptRef[];
 }
 
@@ -21,15 +23,22 @@ export function makeRunner(
     data?: Record<string, unknown>;
     prioritySlots?: Record<string, number>;
     legacy?: boolean;
+    /** Modules it announces (`name` or `name@hash`); absent: it announces none and takes any module. */
+    modules?: string[];
   } = {},
 ): TestRunner {
+  const modules = opts.modules?.map((m) => {
+    const [name, hash = 'h1'] = m.split('@');
+    return { name, hash };
+  });
   const slots = opts.slots ?? 1;
   const r: TestRunner = {
     id,
     slots,
     workers: slots,
     data: opts.data ?? {},
-    modules: [],
+    modules: modules ?? [],
+    ...(modules ? { moduleIndex: new Map(modules.map((m) => [m.name, m.hash])) } : {}),
     active: new Set(),
     prioritySlots: opts.prioritySlots,
     ...slotPlan(slots, opts.prioritySlots, false),
@@ -39,9 +48,13 @@ export function makeRunner(
     since: 0,
     lostTimer: null,
     sent: [],
+    messages: [],
     cancelled: [],
     link: {
-      assign: (tasks) => r.sent.push(...tasks),
+      assign: (tasks) => {
+        r.messages.push(tasks);
+        r.sent.push(...tasks);
+      },
       cancel: (tasks) => r.cancelled.push(...tasks),
     },
   };

@@ -5,7 +5,9 @@
 import { wireError } from '../../../protocol/errors';
 import type { TaskDoc } from '../../../models/task';
 import { Affinity, hashAllocate } from '../../../master/policies/affinity';
-import { eligible, explainEligibility, placeable } from '../../../master/policies/eligibility';
+import { explainMissingModule } from '../../../master/policies/chain';
+import { eligible, explainEligibility, hasModule, placeable } from '../../../master/policies/eligibility';
+import { RunnerRegistry } from '../../../master/runner-registry';
 import { Parking } from '../../../master/policies/parking';
 import { applyJournal, recordFromDoc } from '../../../master/policies/recovery';
 import { RetryPolicy } from '../../../master/policies/retry';
@@ -54,6 +56,103 @@ describe('eligibility (routing)', () => {
       'all@gpu',
       'all@plain',
     ]);
+  });
+});
+
+describe('module routing', () => {
+  test('a task goes only to a runner that announces its module, named with or without its extension', () => {
+    const has = makeRunner('has', { modules: ['greet', 'reports/daily'] });
+    const lacks = makeRunner('lacks', { modules: ['other'] });
+    const silent = makeRunner('silent'); // announces no modules: any module goes to it
+    const legacy = makeRunner('legacy-1', { legacy: true });
+    expect([has, lacks, silent, legacy].map((r) => eligible(r, { module: 'greet' }))).toEqual([
+      true,
+      false,
+      true,
+      true,
+    ]);
+    expect(eligible(has, { module: 'greet.js' })).toBe(true);
+    expect(eligible(has, { module: 'reports/daily.ts' })).toBe(true);
+    expect(eligible(has, { module: 'greet.txt' })).toBe(false);
+    expect(explainEligibility(lacks, { module: 'greet' })).toEqual({
+      code: 'NO_MODULE',
+      message: 'runner lacks has no module greet',
+    });
+    expect(explainMissingModule('greet', new Map([['lacks', lacks]]))).toEqual({
+      code: 'NO_MODULE',
+      message: 'no connected runner has module greet',
+    });
+    expect(
+      explainMissingModule(
+        'greet',
+        new Map([
+          ['lacks', lacks],
+          ['has', has],
+        ]),
+      ),
+    ).toBeNull();
+  });
+
+  test('a runner that reported EMODULE lacks the module until it announces another version of it', () => {
+    const registry = new RunnerRegistry();
+    const r = makeRunner('r', { modules: ['greet@v1', 'other@v1'] });
+    const legacy = makeRunner('legacy-1', { legacy: true });
+    registry.put(r);
+    registry.markUnloadable(r, 'greet', 'v1');
+    registry.markUnloadable(legacy, 'greet', null);
+    expect(hasModule(r, 'greet')).toBe(false);
+    expect(hasModule(r, 'other')).toBe(true);
+    expect(hasModule(legacy, 'greet')).toBe(false);
+    expect(hasModule(legacy, 'other')).toBe(true);
+    expect(explainEligibility(r, { module: 'greet' })?.message).toBe(
+      'runner r failed to load module greet (version v1) (EMODULE): it gets none until it announces another version',
+    );
+    // The same version announced again changes nothing; another one lifts the mark.
+    registry.setModules(r, [{ name: 'greet', hash: 'v1' }]);
+    expect(hasModule(r, 'greet')).toBe(false);
+    // A reconnect (a new entry under the same id) keeps the mark.
+    const again = makeRunner('r', { modules: ['greet@v1'] });
+    again.conn = r.conn;
+    registry.put(again);
+    expect(hasModule(again, 'greet')).toBe(false);
+    registry.setModules(again, [{ name: 'greet', hash: 'v2' }]);
+    expect(hasModule(again, 'greet')).toBe(true);
+  });
+
+  test('tasks whose module no connected runner has leave the queue until a runner joins or announces modules', async () => {
+    const { sched } = makeScheduler();
+    const queue = () => (sched as unknown as { ready: { size: number } }).ready.size;
+    const r = makeRunner('r1', { slots: 5, modules: ['ok'] });
+    sched.runnerUp(r, []);
+    await sched.add(
+      Array.from({ length: 50 }, (_, i) => ({ id: `typo-${i}`, module: 'tpyo' })),
+      'b',
+    );
+    await sched.add([{ id: 'fine', module: 'ok' }], 'b');
+    await settle();
+    // Out of the queue, so later passes (one per result) do not walk them again; still ready.
+    expect(queue()).toBe(0);
+    expect(sched.tasks.get('typo-0')?.state).toBe('ready');
+    expect(sched.tasks.get('fine')?.state).toBe('assigned');
+    expect(sched.explain('typo-0').message).toBe('no connected runner has module tpyo');
+    sched.modulesChanged(r, [
+      { name: 'ok', hash: 'h1' },
+      { name: 'tpyo', hash: 'h1' },
+    ]);
+    await settle();
+    expect(r.active.size).toBe(5);
+    expect(queue()).toBe(46);
+  });
+
+  test('broadcast copies and new affinity keys go only to runners that have the module', async () => {
+    const { sched } = makeScheduler();
+    sched.runnerUp(makeRunner('has', { modules: ['m'] }), []);
+    sched.runnerUp(makeRunner('lacks', { modules: ['other'] }), []);
+    await sched.add([{ id: 'all', module: 'm', broadcast: true }], 'b');
+    expect([...sched.tasks.keys()].filter((id) => id.startsWith('all@'))).toEqual(['all@has']);
+    await sched.add([{ id: 'k', module: 'm', affinity: 'acct' }], 'b');
+    await settle();
+    expect(sched.allocations.get('acct')).toBe('has');
   });
 });
 

@@ -64,6 +64,43 @@ describe('transitions', () => {
     expect(r.sent).toEqual([{ id: 'a', attempt: 1, module: 'm', params: [], priority: 0, batch: 'b' }]);
   });
 
+  test("assign: a dependent carries its dependencies' results, read from the store once memory evicted them", async () => {
+    const { sched } = makeScheduler({ finalCacheSize: 1, maxDependencyBytes: 100 });
+    const r = makeRunner('r1', { slots: 3 });
+    sched.runnerUp(r, []);
+    await sched.add(
+      [
+        { id: 'a', module: 'm' },
+        { id: 'b', module: 'm' },
+      ],
+      'b',
+    );
+    await settle();
+    await sched.results('r1', [{ id: 'a', attempt: 1, ok: true, result: 'x'.repeat(60) }]);
+    await sched.results('r1', [{ id: 'b', attempt: 1, ok: true, result: 1 }]);
+    expect(sched.finals.has('a')).toBe(false); // evicted: only b's outcome is kept
+    await sched.add(
+      [
+        { id: 'd1', module: 'm', dependencies: ['a', 'b'] },
+        { id: 'd2', module: 'm', dependencies: ['b', 'a', 'b'] },
+      ],
+      'b',
+    );
+    await settle();
+    const deps = (id: string) => r.sent.find((a) => a.id === id)?.dependencies;
+    expect(deps('d1')).toEqual([
+      { id: 'a', result: 'x'.repeat(60) },
+      { id: 'b', result: 1 },
+    ]);
+    expect(deps('d2')).toEqual([
+      { id: 'b', result: 1 },
+      { id: 'a', result: 'x'.repeat(60) },
+    ]);
+    // 63 bytes of results each: two messages, so none carries more than maxDependencyBytes.
+    expect(r.messages.slice(-2).map((m) => m.map((a) => a.id))).toEqual([['d1'], ['d2']]);
+    expect(r.sent.find((a) => a.id === 'd1')?.maxDependencyBytes).toBeUndefined();
+  });
+
   test('markRunning: assigned → running on the runner report, folded lazily', async () => {
     const { sched, store } = await oneAssigned();
     sched.started('r1', [{ id: 'a', attempt: 1 }]);
@@ -147,6 +184,59 @@ describe('transitions', () => {
     // Attempt 2 failing is the first counted failure: with maxAttempts 1 it fails for good.
     await sched.results('r1', [{ id: 'a', attempt: 2, ok: false, error: wireError('ETASK', 'x') }]);
     expect(sched.finals.get('a')).toMatchObject({ state: 'failed', attempts: 2 });
+  });
+
+  test('requeueUncounted on EMODULE: the runner lacks the module from then on, another runner gets the attempt', async () => {
+    const { sched, store, outcomes, r } = await oneAssigned({ maxAttempts: 1 });
+    r.moduleIndex = new Map([['m', 'v1']]);
+    const other = makeRunner('r2', { modules: ['m@v1'] });
+    sched.runnerUp(other, []);
+    const emodule = wireError('EMODULE', 'module m failed to load: SyntaxError');
+    await sched.results('r1', [{ id: 'a', attempt: 1, ok: false, error: emodule, moduleHash: 'v1' }]);
+    expect(sched.tasks.get('a')).toMatchObject({ state: 'ready', uncounted: 1 });
+    expect(store.statesOf('a')).toEqual(['assigned', 'ready']);
+    await settle();
+    // r1 has a free slot again, but not the module: the attempt goes to r2, and is not counted.
+    expect(sched.tasks.get('a')).toMatchObject({ state: 'assigned', who: 'r2', attempts: 2 });
+    expect(r.sent.map((a) => a.attempt)).toEqual([1]);
+    await sched.results('r2', [{ id: 'a', attempt: 2, ok: true, result: 'hi' }]);
+    await settle();
+    expect(outcomes).toEqual([expect.objectContaining({ id: 'a', state: 'done', attempts: 2 })]);
+  });
+
+  test('EMODULE for a task pinned to its runner (a broadcast copy) fails it there: it can run nowhere else', async () => {
+    const { sched, outcomes } = makeScheduler({ maxAttempts: 3 });
+    const r = makeRunner('r1', { modules: ['m@v1'] });
+    sched.runnerUp(r, []);
+    await sched.add([{ id: 'p', module: 'm', runner: 'r1' }], 'b');
+    await settle();
+    const emodule = wireError('EMODULE', 'module m exports no function');
+    await sched.results('r1', [{ id: 'p', attempt: 1, ok: false, error: emodule, moduleHash: 'v1' }]);
+    await settle();
+    expect(outcomes).toEqual([
+      expect.objectContaining({ id: 'p', state: 'failed', attempts: 1, error: emodule }),
+    ]);
+    expect(r.unloadable?.get('m')).toBe('v1');
+  });
+
+  test('EMODULE from every runner: the task waits, says why, and runs once a runner announces another version', async () => {
+    const { sched, outcomes, r } = await oneAssigned({ maxAttempts: 1 });
+    sched.modulesChanged(r, [{ name: 'm', hash: 'v1' }]);
+    const emodule = wireError('EMODULE', 'module m exports no function');
+    await sched.results('r1', [{ id: 'a', attempt: 1, ok: false, error: emodule, moduleHash: 'v1' }]);
+    await settle();
+    expect(sched.tasks.get('a')).toMatchObject({ state: 'ready', attempts: 1, uncounted: 1 });
+    expect(sched.explain('a')).toEqual({
+      code: 'NO_MODULE',
+      message:
+        'no connected runner can load module m: r1 reported EMODULE for the version it announces; it runs once a runner announces another version, or one that has it connects',
+    });
+    expect(sched.waitingForModules()).toEqual([{ module: 'm', tasks: 1, why: sched.explain('a').message }]);
+    expect(outcomes).toEqual([]);
+    sched.modulesChanged(r, [{ name: 'm', hash: 'v2' }]);
+    await settle();
+    expect(sched.tasks.get('a')).toMatchObject({ state: 'assigned', who: 'r1', attempts: 2 });
+    expect(sched.waitingForModules()).toEqual([]);
   });
 
   test('failForGood: attempts exhausted fail the task, and its dependents transitively with EDEPFAILED', async () => {
