@@ -13,7 +13,13 @@ import { feed } from '../feeder/feed-cli';
 import { databaseName, masterConfig, type MasterFlags } from '../master/config';
 import { Master } from '../master/master';
 import { z } from 'zod';
-import { resolveDatabase, startEmbeddedDatabase, type Database } from '../db/server';
+import {
+  databaseLine,
+  describeDatabase,
+  resolveDatabase,
+  startEmbeddedDatabase,
+  type Database,
+} from '../db/server';
 import { TaskmasterError } from '../protocol/errors';
 import { runnerConfig, type RunnerFlags } from '../runner/config';
 import { Runner } from '../runner/runner';
@@ -28,7 +34,7 @@ const USAGE = 2;
 
 const DB_SETTINGS = {
   port: { flag: '--port', schema: integer(0, 65535) },
-  data: { flag: '--data', schema: nonEmpty() },
+  data: { flag: '--data', env: 'TASKMASTER_DATA', schema: nonEmpty() },
   synchronous: { flag: '--synchronous', schema: z.enum(['full', 'normal']) },
 };
 
@@ -76,7 +82,14 @@ export async function main(argv: string[]): Promise<number> {
       .option('--max-message-bytes <n>', 'largest Socket.IO message, checked before the token (default 1 MB)')
       .option('--max-task-bytes <n>', 'largest task an add accepts, as JSON (default 1 MB)')
       .option('--insecure', 'allow listening on a non-loopback address without a token')
-      .option('--mongo-url <url>', 'MongoDB URL (env MONGO_URL; default: start the embedded database)')
+      .option(
+        '--mongo-url <url>',
+        'MongoDB URL (env MONGO_URL; default: mongod on PATH, else the embedded FerretDB, started here)',
+      )
+      .option(
+        '--data <dir>',
+        'without a MongoDB URL, the embedded database folder (env TASKMASTER_DATA; default ./.taskmaster/db)',
+      )
       .option('--db <name>', "database name (default: the URL's, else taskmaster)")
       .option('--max-attempts <n>', 'attempts per task unless the task says otherwise (default 3)')
       .option(
@@ -193,7 +206,7 @@ export async function main(argv: string[]): Promise<number> {
       'start the embedded database in the foreground; prints MONGO_URL=<url> once it accepts connections',
     )
     .option('--port <n>', 'port on 127.0.0.1 (default: a free one)')
-    .option('--data <dir>', 'data folder (default .cache/db)')
+    .option('--data <dir>', 'data folder (env TASKMASTER_DATA; default ./.taskmaster/db)')
     .option(
       '--synchronous <mode>',
       'full (default): every commit synced, survives a power loss; normal: synced at checkpoints, survives a crash of any process but may lose the last commits on a power loss',
@@ -271,9 +284,9 @@ async function runMaster(
   const started = (async () => {
     let mongoUrl = cfg.options.mongoUrl;
     if (!mongoUrl) {
-      db = await resolveDatabase({ log: (m) => log.info(m) });
+      db = await resolveDatabase({ dataDir: cfg.dataDir, log: (m) => log.info(m) });
       mongoUrl = db.url;
-      log.info('database ready', { kind: db.kind, url: db.url });
+      log.info('database ready', describeDatabase(db));
     }
     master = new Master({
       ...cfg.options,
@@ -362,13 +375,13 @@ async function runRunner(flags: RunnerFlags & DiscoveryFlags): Promise<number> {
 }
 
 async function runDb(flags: { port?: string; data?: string; synchronous?: string }): Promise<number> {
-  const { port, data, synchronous } = readSettings('db', DB_SETTINGS, flags, {});
+  const { port, data, synchronous } = readSettings('db', DB_SETTINGS, flags, process.env);
   const log = (m: string) => void process.stderr.write(`${m}\n`);
   const signalled = watchSignals(log);
   const db = await startEmbeddedDatabase({ port, dataDir: data, log, synchronous });
   // The only line on stdout, so a script can wait for it and take the URL.
   process.stdout.write(`MONGO_URL=${db.url}\n`);
-  log(`${db.kind} running with its data in ${db.dataDir}; Ctrl-C stops it`);
+  log(`${databaseLine(db)}; Ctrl-C stops it`);
   await signalled;
   return shutdown([() => db.stop()], log);
 }

@@ -1,7 +1,8 @@
 /**
  * The master's settings from flags and the environment, read in this one place and validated once:
- * flags win over environment variables (MONGO_URL, TASKMASTER_PORT, TASKMASTER_HOST, TASKMASTER_TOKEN,
- * TASKMASTER_QUEUE_LIMIT, TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), which win over MASTER_DEFAULTS.
+ * flags win over environment variables (MONGO_URL, TASKMASTER_DATA, TASKMASTER_PORT, TASKMASTER_HOST,
+ * TASKMASTER_TOKEN, TASKMASTER_QUEUE_LIMIT, TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), which win
+ * over MASTER_DEFAULTS.
  */
 import net from 'node:net';
 import { z } from 'zod';
@@ -29,6 +30,7 @@ export interface MasterFlags {
   maxTaskBytes?: string;
   insecure?: boolean;
   mongoUrl?: string;
+  data?: string;
   db?: string;
   maxAttempts?: string;
   queueLimit?: string;
@@ -44,6 +46,8 @@ export interface MasterFlags {
 export interface MasterConfig {
   /** Complete but for `mongoUrl` when none was given: the CLI then resolves a database. */
   options: Omit<MasterOptions, 'mongoUrl' | 'logger'> & { mongoUrl?: string };
+  /** The embedded database's folder when `mongoUrl` is absent; absent: db/server.ts's default. */
+  dataDir?: string;
   log: LogSettings;
 }
 
@@ -70,6 +74,7 @@ const SETTINGS = {
         'must be a MongoDB URL such as mongodb://127.0.0.1:27017/taskmaster',
       ),
   },
+  data: { flag: '--data', env: 'TASKMASTER_DATA', schema: nonEmpty() },
   db: {
     flag: '--db',
     schema: z
@@ -102,6 +107,16 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       },
     ]);
   }
+  // Data placed where the user did not ask would be a surprise found too late: say it at once.
+  if (s.data !== undefined && s.mongoUrl !== undefined) {
+    throw settingsError('master', [
+      {
+        path: flags.data !== undefined ? '--data' : 'TASKMASTER_DATA',
+        message:
+          "is the embedded database's folder, but a MongoDB is given (--mongo-url or MONGO_URL): give one or the other",
+      },
+    ]);
+  }
   for (const [path, t] of [
     ['--token', s.token],
     ['--read-token', s.readToken],
@@ -131,6 +146,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       retainMs: s.retain === undefined ? MASTER_DEFAULTS.retainMs : s.retain,
       retainCount: s.retainCount ?? MASTER_DEFAULTS.retainCount,
     },
+    dataDir: s.data,
     log: { format: s.logFormat, level: s.logLevel },
   };
 }

@@ -118,6 +118,18 @@ describe('master settings', () => {
       expect(isLoopback(h)).toBe(false);
   });
 
+  test('the embedded database folder comes from --data, else TASKMASTER_DATA; with a MongoDB URL it is refused', () => {
+    expect(masterConfig({}, {}).dataDir).toBeUndefined();
+    expect(masterConfig({}, { TASKMASTER_DATA: 'env-db' }).dataDir).toBe('env-db');
+    expect(masterConfig({ data: 'flag-db' }, { TASKMASTER_DATA: 'env-db' }).dataDir).toBe('flag-db');
+    const err = errorOf(() => masterConfig({ data: 'db' }, { MONGO_URL: 'mongodb://db:27017/tm' }));
+    expect(err.code).toBe('EVALIDATION');
+    expect(err.message).toContain("--data: is the embedded database's folder, but a MongoDB is given");
+    expect(
+      errorOf(() => masterConfig({ mongoUrl: 'mongodb://db/tm' }, { TASKMASTER_DATA: 'db' })).message,
+    ).toContain('TASKMASTER_DATA: ');
+  });
+
   test('the database name comes from the flag, else the URL, else "taskmaster"', () => {
     expect(databaseName('mongodb://127.0.0.1:27017/', 'explicit')).toBe('explicit');
     expect(databaseName('mongodb://127.0.0.1:27017/jobs?retryWrites=false')).toBe('jobs');
