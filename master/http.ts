@@ -66,7 +66,10 @@ export class HttpError extends Error {
 
 /** Routes of one master; `handle` is the one entry point for every request. */
 export class HttpRoutes<V extends HttpView> {
-  private readonly router = Router({ ignoreTrailingSlash: true });
+  // find-my-way answers "no route" for a parameter over 100 characters, as it arrives: task ids and
+  // batch names (200 characters) and affinity keys (500) are longer, and longer still percent-encoded
+  // (é is %C3%A9). The route's schema then says what is too long, by name.
+  private readonly router = Router({ ignoreTrailingSlash: true, maxParamLength: 8192 });
 
   constructor(
     private readonly master: V,
