@@ -42,7 +42,8 @@ function logger(log: LogSettings, role: string, stderr = false): Logger {
   return createLogger({ format: log.format, level: log.level ?? 'info', meta: { role }, stderr });
 }
 
-const withLogFlags = (cmd: Command): Command =>
+/** `--log-format` and `--log-level`; `level` is the command's default (feed and demo print their own story). */
+const withLogFlags = (cmd: Command, level: 'info' | 'warn' = 'info'): Command =>
   cmd
     .option(
       '--log-format <format>',
@@ -50,7 +51,7 @@ const withLogFlags = (cmd: Command): Command =>
     )
     .option(
       '--log-level <level>',
-      'error, warn, info, verbose or debug (env TASKMASTER_LOG_LEVEL; default info)',
+      `error, warn, info, verbose or debug (env TASKMASTER_LOG_LEVEL; default ${level})`,
     );
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
@@ -184,6 +185,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--discover', "find the master from its UDP announcements (the master's --announce)")
       .option('--tracker <url>', 'find the master by asking this master (GET /hostsAvailable)')
       .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),
+    'warn',
   ).action(async (file: string, flags: FeederFlags & DiscoveryFlags & FeedOutputFlags) => {
     const cfg = feederConfig(flags);
     const master = await locateMaster(flags, cfg.options.master, cfg.options.token);
@@ -221,6 +223,7 @@ export async function main(argv: string[]): Promise<number> {
       .description(
         'the whole system on this machine: a database, a master, a runner, and tasks/example-batch.json',
       ),
+    'warn',
   ).action(async (flags: { logFormat?: string; logLevel?: string }) => {
     const s = readSettings('demo', LOG_SETTINGS, flags, process.env);
     code = await runDemo({
