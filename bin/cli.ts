@@ -94,6 +94,10 @@ export async function main(argv: string[]): Promise<number> {
       .option('--db <name>', "database name (default: the URL's, else taskmaster)")
       .option('--max-attempts <n>', 'attempts per task unless the task says otherwise (default 3)')
       .option(
+        '--default-run-timeout <ms>',
+        'run timeout of tasks that set no runTimeout, in ms or as 30m, 2h (default none: they may run forever)',
+      )
+      .option(
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
       )

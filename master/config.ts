@@ -14,6 +14,7 @@ import {
   settingsError,
   type LogSettings,
 } from '../common/settings';
+import { MAX_TIMER_MS } from '../protocol/schemas';
 import { MASTER_DEFAULTS, type MasterOptions } from './options';
 
 /** Shortest token accepted when the master listens beyond loopback (it could be guessed). */
@@ -33,6 +34,7 @@ export interface MasterFlags {
   data?: string;
   db?: string;
   maxAttempts?: string;
+  defaultRunTimeout?: string;
   queueLimit?: string;
   distributeDelay?: string;
   sacredGuarantees?: boolean;
@@ -82,12 +84,18 @@ const SETTINGS = {
       .regex(/^[^/\\. "$*<>:|?]{1,63}$/, 'must be a database name (no spaces, dots or slashes)'),
   },
   maxAttempts: { flag: '--max-attempts', schema: integer(1, 1000) },
+  defaultRunTimeout: {
+    flag: '--default-run-timeout',
+    schema: duration().pipe(
+      z.number().min(1, 'must be at least 1 ms').max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms`),
+    ),
+  },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   insecure: { flag: '--insecure', schema: z.boolean() },
   sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
   holdSimilarWork: { flag: '--hold-similar-work', schema: z.boolean() },
-  retain: { flag: '--retain', env: 'TASKMASTER_RETAIN', schema: duration() },
+  retain: { flag: '--retain', env: 'TASKMASTER_RETAIN', schema: retention() },
   retainCount: { flag: '--retain-count', schema: integer(0, 1_000_000_000) },
   ...LOG_SETTINGS,
 };
@@ -139,6 +147,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxTaskBytes: s.maxTaskBytes ?? MASTER_DEFAULTS.maxTaskBytes,
       insecure: s.insecure ?? false,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
+      defaultRunTimeout: s.defaultRunTimeout,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
@@ -151,19 +160,28 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
   };
 }
 
-/**
- * A retention period: `7d`, `12h`, `30m`, `90s`, a number of milliseconds, or `forever` (null: keep).
- */
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `7d`, `12h`, `30m`, `90s` or a number of milliseconds, in milliseconds. */
+function toMs(v: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v) as RegExpExecArray;
+  return Number(m[1]) * UNITS[m[2] ?? 'ms'];
+}
+
+/** A duration: `12h`, `30m`, `90s`, `500ms` or a number of milliseconds. */
 function duration() {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  return z
+    .string()
+    .regex(/^\d+(ms|s|m|h|d)?$/, 'must be a duration such as 2h, 30m, 90s or 500ms')
+    .transform(toMs);
+}
+
+/** A retention period: a duration, or `forever` (null: keep). */
+function retention() {
   return z
     .string()
     .regex(/^(forever|\d+(ms|s|m|h|d)?)$/, 'must be a duration such as 7d, 12h, 30m, 90s, or forever')
-    .transform((v) => {
-      if (v === 'forever') return null;
-      const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v) as RegExpExecArray;
-      return Number(m[1]) * units[m[2] ?? 'ms'];
-    });
+    .transform((v) => (v === 'forever' ? null : toMs(v)));
 }
 
 /** 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`; anything else may be reachable from outside. */

@@ -108,6 +108,15 @@ export class Master extends EventEmitter implements ApiView {
       if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
         throw new TaskmasterError('EVALIDATION', `${key}: must be an integer from 0 to ${MAX_TIMER_MS} ms`);
     }
+    const runTimeout = this.opts.defaultRunTimeout;
+    if (
+      runTimeout !== undefined &&
+      !(Number.isInteger(runTimeout) && runTimeout > 0 && runTimeout <= MAX_TIMER_MS)
+    )
+      throw new TaskmasterError(
+        'EVALIDATION',
+        `defaultRunTimeout: must be an integer from 1 to ${MAX_TIMER_MS} ms`,
+      );
   }
 
   /** The shared secret, for the HTTP API's check. */
@@ -214,6 +223,7 @@ export class Master extends EventEmitter implements ApiView {
       retryBackoff: this.opts.retryBackoff,
       timeoutSweepMs: this.opts.timeoutSweepMs,
       distributeDelayMs: this.opts.distributeDelayMs,
+      defaultRunTimeout: this.opts.defaultRunTimeout,
       allocate: this.opts.allocate,
       logger: this.logger,
     });

@@ -39,6 +39,11 @@ export interface MasterOptions {
   insecure?: boolean;
   /** Attempts per task unless the task says otherwise. Default 3. */
   maxAttempts?: number;
+  /**
+   * The `runTimeout` (ms) of an attempt whose task sets none, applied when it is assigned: it fails
+   * with ETO (and is retried) after this long. Default: none, so such a task may run forever.
+   */
+  defaultRunTimeout?: number;
   /** After a restart, how long tasks found assigned/running wait for their runner to report them before they are requeued. Default 5000 ms. */
   recoveryGraceMs?: number;
   /** How long a disconnected runner's tasks wait for it to come back before they are requeued. Default 2000 ms. */

@@ -130,6 +130,21 @@ describe('master settings', () => {
     ).toContain('TASKMASTER_DATA: ');
   });
 
+  test('--default-run-timeout takes milliseconds or a duration; none by default; zero or beyond what timers hold is refused', () => {
+    expect(masterConfig({}, {}).options.defaultRunTimeout).toBeUndefined();
+    expect(masterConfig({ defaultRunTimeout: '1500' }, {}).options.defaultRunTimeout).toBe(1500);
+    expect(masterConfig({ defaultRunTimeout: '30m' }, {}).options.defaultRunTimeout).toBe(1_800_000);
+    expect(errorOf(() => masterConfig({ defaultRunTimeout: '0' }, {})).message).toContain(
+      '--default-run-timeout: must be at least 1 ms',
+    );
+    expect(errorOf(() => masterConfig({ defaultRunTimeout: '30d' }, {})).message).toContain(
+      '--default-run-timeout: must be at most 2147483647 ms',
+    );
+    expect(errorOf(() => masterConfig({ defaultRunTimeout: 'soon' }, {})).message).toContain(
+      '--default-run-timeout: must be a duration such as 2h, 30m, 90s or 500ms (got "soon")',
+    );
+  });
+
   test('the database name comes from the flag, else the URL, else "taskmaster"', () => {
     expect(databaseName('mongodb://127.0.0.1:27017/', 'explicit')).toBe('explicit');
     expect(databaseName('mongodb://127.0.0.1:27017/jobs?retryWrites=false')).toBe('jobs');
