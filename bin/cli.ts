@@ -12,6 +12,7 @@ import { feederConfig, type FeederFlags } from '../feeder/config';
 import { feed } from '../feeder/feed-cli';
 import { databaseName, masterConfig, type MasterFlags } from '../master/config';
 import { Master } from '../master/master';
+import { readTlsFiles } from '../master/tls';
 import { z } from 'zod';
 import {
   databaseLine,
@@ -28,7 +29,7 @@ import { registerAdminCommands } from './admin';
 import { runDemo } from './demo';
 import { initTasks } from './init';
 import { registerTaskCommands } from './tasks-cli';
-import { shutdown, watchSignals } from './signals';
+import { onReload, shutdown, watchSignals } from './signals';
 
 const USAGE = 2;
 
@@ -82,7 +83,12 @@ export async function main(argv: string[]): Promise<number> {
       .option('--allow-origin <origin>', 'browser origin allowed besides the master own; repeatable', collect)
       .option('--max-message-bytes <n>', 'largest Socket.IO message, checked before the token (default 1 MB)')
       .option('--max-task-bytes <n>', 'largest task an add accepts, as JSON (default 1 MB)')
-      .option('--insecure', 'allow listening on a non-loopback address without a token')
+      .option('--insecure', 'allow listening on a non-loopback address without TLS and a token')
+      .option(
+        '--tls-cert <file>',
+        'serve HTTPS and WSS with this PEM certificate (chain), read again on SIGHUP (env TASKMASTER_TLS_CERT)',
+      )
+      .option('--tls-key <file>', 'the PEM private key of --tls-cert (env TASKMASTER_TLS_KEY)')
       .option(
         '--mongo-url <url>',
         'MongoDB URL (env MONGO_URL; default: mongod on PATH, else the embedded FerretDB, started here)',
@@ -133,6 +139,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--workers <n>', 'child processes (env TASKMASTER_WORKERS; default: CPU cores)')
       .option('--priority-slots <json>', 'slots guaranteed per priority range, e.g. \'{"1":30,"2":20}\'')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
+      .option('--ca <file>', 'PEM certificate of the CA that signed an https master (env TASKMASTER_CA)')
       .option('--data <json>', 'data announced to the master, e.g. \'{"gpu":true}\'')
       .option(
         '--runner-id <id>',
@@ -177,6 +184,7 @@ export async function main(argv: string[]): Promise<number> {
       .argument('<file>', 'batch file, or - for stdin')
       .option('--master <url>', 'master URL (env TASKMASTER_MASTER; default http://127.0.0.1:3232)')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
+      .option('--ca <file>', 'PEM certificate of the CA that signed an https master (env TASKMASTER_CA)')
       .option(
         '--batch <name>',
         "batch name; the file's ids are stored as <batch>/<id> (default: the file's name and a time stamp)",
@@ -192,7 +200,7 @@ export async function main(argv: string[]): Promise<number> {
     'warn',
   ).action(async (file: string, flags: FeederFlags & DiscoveryFlags & FeedOutputFlags) => {
     const cfg = feederConfig(flags);
-    const master = await locateMaster(flags, cfg.options.master, cfg.options.token);
+    const master = await locateMaster(flags, cfg.options.master, cfg.options.token, cfg.options.ca);
     code = await feed({
       file,
       feeder: { ...cfg.options, master },
@@ -284,6 +292,19 @@ async function runMaster(
   const signalled = watchSignals((m) => log.info(m));
   let db: Database | null = null;
   let master: Master | null = null;
+  const tlsFiles = cfg.tlsFiles;
+  if (tlsFiles)
+    onReload(() => {
+      if (!master) return log.warn('SIGHUP before the master started: nothing reloaded');
+      try {
+        const { cert, key } = readTlsFiles(tlsFiles);
+        log.info('TLS certificate reloaded', { ...master.setTls({ cert, key }) });
+      } catch (err) {
+        log.error('TLS certificate not reloaded; the previous one stays', {
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    });
   const stop = () =>
     shutdown([async () => void (await master?.close()), async () => void (await db?.stop())], (m) =>
       log.warn(m),
@@ -341,6 +362,7 @@ async function locateMaster(
   flags: DiscoveryFlags,
   configured: string | undefined,
   token?: string,
+  ca?: string | string[],
 ): Promise<string | undefined> {
   const port = flags.discoveryPort === undefined ? undefined : Number(flags.discoveryPort);
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
@@ -350,7 +372,7 @@ async function locateMaster(
     );
   }
   if (flags.discover) return discoverMaster({ port });
-  if (flags.tracker) return masterFromTracker(flags.tracker, token);
+  if (flags.tracker) return masterFromTracker(flags.tracker, token, undefined, ca);
   return configured;
 }
 
@@ -358,7 +380,7 @@ async function runRunner(flags: RunnerFlags & DiscoveryFlags): Promise<number> {
   const cfg = runnerConfig(flags);
   const log = logger(cfg.log, 'runner');
   const signalled = watchSignals((m) => log.info(m));
-  const master = await locateMaster(flags, cfg.options.master, cfg.options.token);
+  const master = await locateMaster(flags, cfg.options.master, cfg.options.token, cfg.options.ca);
   if (master !== cfg.options.master) log.info('found a master', { master });
   const runner = new Runner({ ...cfg.options, master, logger: log });
   const stop = () => shutdown([() => runner.shutdown()], (m) => log.warn(m));

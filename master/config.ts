@@ -1,10 +1,18 @@
 /**
  * The master's settings from flags and the environment, read in this one place and validated once:
  * flags win over environment variables (MONGO_URL, TASKMASTER_DATA, TASKMASTER_PORT, TASKMASTER_HOST,
- * TASKMASTER_TOKEN, TASKMASTER_QUEUE_LIMIT, TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), which win
- * over MASTER_DEFAULTS.
+ * TASKMASTER_TOKEN, TASKMASTER_TLS_CERT, TASKMASTER_TLS_KEY, TASKMASTER_QUEUE_LIMIT,
+ * TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), which win over MASTER_DEFAULTS.
+ *
+ * Beyond loopback the master needs TLS and a token, or `--insecure`: without TLS the token, and every
+ * task, crosses the network in clear text, and whoever reads the token can run tasks on every runner.
+ * A deployment that had a token but no TLS is refused too, with the two ways on (a certificate, or
+ * `--insecure` behind a proxy that terminates TLS or on a trusted network): a warning would leave the
+ * token exposed in every log nobody reads.
  */
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { z } from 'zod';
 import {
   LOG_SETTINGS,
@@ -16,6 +24,7 @@ import {
 } from '../common/settings';
 import { MAX_TIMER_MS } from '../protocol/schemas';
 import { MASTER_DEFAULTS, type MasterOptions } from './options';
+import { tlsPairIssue, type TlsPair } from './tls';
 
 /** Shortest token accepted when the master listens beyond loopback (it could be guessed). */
 export const MIN_TOKEN_LENGTH = 16;
@@ -30,6 +39,8 @@ export interface MasterFlags {
   maxMessageBytes?: string;
   maxTaskBytes?: string;
   insecure?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
   mongoUrl?: string;
   data?: string;
   db?: string;
@@ -50,6 +61,8 @@ export interface MasterConfig {
   options: Omit<MasterOptions, 'mongoUrl' | 'logger'> & { mongoUrl?: string };
   /** The embedded database's folder when `mongoUrl` is absent; absent: db/server.ts's default. */
   dataDir?: string;
+  /** The certificate and key files behind `options.tls`, read again on SIGHUP. */
+  tlsFiles?: { cert: string; key: string };
   log: LogSettings;
 }
 
@@ -93,6 +106,8 @@ const SETTINGS = {
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   insecure: { flag: '--insecure', schema: z.boolean() },
+  tlsCert: { flag: '--tls-cert', env: 'TASKMASTER_TLS_CERT', schema: nonEmpty() },
+  tlsKey: { flag: '--tls-key', env: 'TASKMASTER_TLS_KEY', schema: nonEmpty() },
   sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
   holdSimilarWork: { flag: '--hold-similar-work', schema: z.boolean() },
   retain: { flag: '--retain', env: 'TASKMASTER_RETAIN', schema: retention() },
@@ -103,18 +118,20 @@ const SETTINGS = {
 export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = process.env): MasterConfig {
   const s = readSettings('master', SETTINGS, { ...flags }, env);
   const host = s.host ?? MASTER_DEFAULTS.host;
-  // A master reachable from other machines without a token runs whatever module name anyone sends
-  // to every runner, so this needs an explicit choice.
-  if (!isLoopback(host) && !s.token && !s.insecure) {
+  if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
+    const [missing, given] =
+      s.tlsCert === undefined ? ['--tls-cert', '--tls-key'] : ['--tls-key', '--tls-cert'];
     throw settingsError('master', [
-      {
-        path: '--host',
-        message:
-          `refusing to listen on ${host} without a token: anyone who can reach it could add tasks to your runners. ` +
-          'Set --token (or TASKMASTER_TOKEN) and give the same token to runners and feeders, or pass --insecure',
-      },
+      { path: missing, message: `is needed with ${given}: TLS takes a certificate and its private key` },
     ]);
   }
+  const tlsFiles =
+    s.tlsCert !== undefined && s.tlsKey !== undefined
+      ? { cert: path.resolve(s.tlsCert), key: path.resolve(s.tlsKey) }
+      : undefined;
+  const exposure = exposureIssue(host, { token: s.token !== undefined, tls: tlsFiles !== undefined });
+  if (exposure && !s.insecure) throw settingsError('master', [{ path: '--host', message: exposure }]);
+  const tls = tlsFiles && readTlsSettings(tlsFiles);
   // Data placed where the user did not ask would be a surprise found too late: say it at once.
   if (s.data !== undefined && s.mongoUrl !== undefined) {
     throw settingsError('master', [
@@ -146,6 +163,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
       maxTaskBytes: s.maxTaskBytes ?? MASTER_DEFAULTS.maxTaskBytes,
       insecure: s.insecure ?? false,
+      tls,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
       defaultRunTimeout: s.defaultRunTimeout,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
@@ -156,6 +174,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       retainCount: s.retainCount ?? MASTER_DEFAULTS.retainCount,
     },
     dataDir: s.data,
+    tlsFiles,
     log: { format: s.logFormat, level: s.logLevel },
   };
 }
@@ -182,6 +201,43 @@ function retention() {
     .string()
     .regex(/^(forever|\d+(ms|s|m|h|d)?)$/, 'must be a duration such as 7d, 12h, 30m, 90s, or forever')
     .transform((v) => (v === 'forever' ? null : toMs(v)));
+}
+
+/**
+ * Why a master on `host` may not listen as configured, or undefined: beyond loopback it needs TLS and a
+ * token (see the top of this file).
+ */
+export function exposureIssue(host: string, has: { token: boolean; tls: boolean }): string | undefined {
+  if (isLoopback(host) || (has.token && has.tls)) return undefined;
+  const ways =
+    'Give it a certificate and its key (--tls-cert, --tls-key) and a token (--token or TASKMASTER_TOKEN), ' +
+    'and give runners and feeders the token and, for a private CA, --ca; ' +
+    'or pass --insecure (on a network you trust, or behind a proxy that terminates TLS)';
+  if (!has.token && !has.tls)
+    return `refusing to listen on ${host} without TLS and a token: anyone who can reach it could add tasks to your runners, and read every task on the wire. ${ways}`;
+  if (!has.tls)
+    return `refusing to listen on ${host} with a token but without TLS: the token would cross the network in clear text, and whoever reads it can add tasks to your runners. ${ways}`;
+  return `refusing to listen on ${host} without a token: anyone who can reach it could add tasks to your runners. ${ways}`;
+}
+
+/** The certificate and key, read and checked; a problem is a settings error naming the flag and file. */
+function readTlsSettings(files: { cert: string; key: string }): TlsPair {
+  const read = (file: string, flag: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw settingsError('master', [
+        { path: flag, message: `cannot read ${file} (${(err as Error).message})` },
+      ]);
+    }
+  };
+  const pair = { cert: read(files.cert, '--tls-cert'), key: read(files.key, '--tls-key') };
+  const issue = tlsPairIssue(pair);
+  if (issue) {
+    const [flag, file] = issue.which === 'cert' ? ['--tls-cert', files.cert] : ['--tls-key', files.key];
+    throw settingsError('master', [{ path: flag, message: `${file}: ${issue.message}` }]);
+  }
+  return pair;
 }
 
 /** 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`; anything else may be reachable from outside. */

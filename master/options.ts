@@ -5,6 +5,7 @@
 import type { Logger } from '../common/logger';
 import type { RunnerEntry } from './runner-registry';
 import type { TaskRecord } from './task-record';
+import type { TlsPair } from './tls';
 
 export interface MasterOptions {
   /** MongoDB URL (any MongoDB-wire server). Required. */
@@ -35,8 +36,13 @@ export interface MasterOptions {
   maxMessageBytes?: number;
   /** Largest task (its JSON) an add accepts; a larger one is refused with EVALIDATION naming it. Default 1 MB. */
   maxTaskBytes?: number;
-  /** Allow listening on a non-loopback address without a token. Default false. */
+  /** Allow listening on a non-loopback address without TLS and a token. Default false. */
   insecure?: boolean;
+  /**
+   * Serve HTTPS and WSS with this certificate (chain) and key, PEM; `url` then says https.
+   * `setTls()` swaps them for new connections. Default: none (HTTP).
+   */
+  tls?: TlsPair;
   /** Attempts per task unless the task says otherwise. Default 3. */
   maxAttempts?: number;
   /**
