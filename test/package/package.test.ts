@@ -227,7 +227,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     expect(db.output()).toContain(`data in ${path.join(dir, 'db-files')}, build in ${build}`);
   }, 180_000);
 
-  test('a TypeScript feeder compiles with tsc as CommonJS and as NodeNext ESM, and runs to completion', async () => {
+  test('a TypeScript feeder compiles with tsc as CommonJS and as NodeNext ESM, runs to completion, and runs with npx tsx', async () => {
     expect(masterUrl).toBeTruthy();
     await compiled;
     for (const mode of Object.keys(MODES)) {
@@ -239,6 +239,9 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
       });
       expect(stdout).toBe(`result Hello, ${mode}! Hello, ${mode}!\n`);
     }
+    // As the README's From code says: `npx tsx feed.ts`, tsx coming with the package.
+    const viaTsx = await npx(['tsx', path.join('cjs', 'feed.ts'), 'tsx'], { TASKMASTER_MASTER: masterUrl });
+    expect(viaTsx.stdout).toBe('result Hello, tsx! Hello, tsx!\n');
   });
   test('a master without MONGO_URL keeps its tasks in ./.taskmaster/db of the project, says so, and a reinstall of node_modules (npm ci) loses none and rebuilds nothing', async () => {
     // The feeders compile in node_modules' typescript: done before node_modules goes.
