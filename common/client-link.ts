@@ -33,7 +33,7 @@ export interface ClientLinkOptions {
   namespace: string;
   role: 'runner' | 'feeder';
   token?: string;
-  /** CA certificates (PEM) to verify an https master with, besides the system's: a private CA. */
+  /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. */
   ca?: string | string[];
   reconnectDelayMs: number;
   reconnectDelayMaxMs: number;

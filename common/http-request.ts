@@ -11,7 +11,7 @@ export interface JsonRequest {
   headers?: Record<string, string>;
   /** Sent as JSON. */
   body?: unknown;
-  /** CA certificates (PEM) to verify an https master with, besides the system's. */
+  /** CA certificates (PEM) to verify an https master with, instead of the system's. */
   ca?: string | string[];
   /** Give up after this long. Default 10 000 ms. */
   timeoutMs?: number;

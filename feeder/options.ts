@@ -10,7 +10,7 @@ export interface FeederOptions {
   master?: string;
   /** Token for the master's handshake. Default: none. */
   token?: string;
-  /** CA certificates (PEM) to verify an https master with, besides the system's: a private CA. Default none. */
+  /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. Default none. */
   ca?: string | string[];
   /** How long `ready()` — and so `add()`, `work()`, `cancel()` — wait for a connection. Default 30 000 ms. */
   connectTimeoutMs?: number;

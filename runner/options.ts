@@ -19,7 +19,7 @@ export interface RunnerOptions {
   workers?: number;
   /** Token for the master's handshake. */
   token?: string;
-  /** CA certificates (PEM) to verify an https master with, besides the system's: a private CA. Default none. */
+  /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. Default none. */
   ca?: string | string[];
   /** Free-form data announced to the master. */
   data?: Record<string, unknown>;
