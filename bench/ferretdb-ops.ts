@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
-import { startEmbeddedDatabase, type Synchronous } from '../db/server';
+import { databaseLine, startEmbeddedDatabase, type Synchronous } from '../db/server';
 import { runBench } from './run';
 
 const { values } = parseArgs({
@@ -100,6 +100,7 @@ async function main(): Promise<void> {
     const coll = client.db('bench').collection<ReturnType<typeof doc>>('tasks');
     const bin = values.bin ?? 'patched build';
     process.stdout.write(`FerretDB ${bin}, synchronous=${SYNCHRONOUS}, ${DOCS} documents\n`);
+    process.stderr.write(`database: ${databaseLine(db)} (removed at the end)\n`);
     const pid = serverPid(dataDir);
 
     let t = process.hrtime.bigint();

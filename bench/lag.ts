@@ -11,10 +11,10 @@
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
 import { Feeder } from '../feeder/feeder';
-import { freePort, resolveDatabase } from '../db/server';
+import { freePort } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
 import { spawnTethered, type Tethered } from './peer/processes';
-import { masterArgs, runBench, runnerArgs } from './run';
+import { benchDatabase, masterArgs, runBench, runnerArgs } from './run';
 
 const { values: args } = parseArgs({
   options: {
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const seconds = Number(args.seconds);
   const docs = Number(args.docs);
   const pollMs = Number(args.poll);
-  const db = await resolveDatabase({ log: (m: string) => process.stderr.write(`${m}\n`) });
+  const db = await benchDatabase();
   const children: Tethered[] = [];
   const dbName = `benchlag_${Date.now()}`;
   const conn = await mongoose.createConnection(db.url, { dbName }).asPromise();

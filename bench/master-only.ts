@@ -9,9 +9,8 @@ import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
 import { silentLogger } from '../common/logger';
 import { Master } from '../master/master';
-import { resolveDatabase } from '../db/server';
 import type { Assignment } from '../protocol/schemas';
-import { runBench } from './run';
+import { benchDatabase, runBench } from './run';
 
 const { values: args } = parseArgs({
   options: { tasks: { type: 'string', default: '10000' }, slots: { type: 'string', default: '64' } },
@@ -19,7 +18,7 @@ const { values: args } = parseArgs({
 
 async function main(): Promise<void> {
   const n = Number(args.tasks);
-  const db = await resolveDatabase({ log: (m: string) => process.stderr.write(`${m}\n`) });
+  const db = await benchDatabase();
   const master = new Master({
     mongoUrl: db.url,
     dbName: `bench_master_${Date.now()}`,

@@ -17,13 +17,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolveDatabase, type Database } from '../db/server';
+import type { Database } from '../db/server';
 import * as bull from './peer/bullmq-side';
 import { SYSTEMS, type Figures, type Mode, type System, type Workload } from './peer/measure';
 import { REDIS_SERVER } from './peer/redis';
 import { printTables, type Measurement } from './peer/report';
 import * as tm from './peer/taskmaster-side';
-import { runBench } from './run';
+import { benchDatabase, runBench } from './run';
 
 const MODES: readonly Mode[] = ['drain', 'light', 'scale'];
 
@@ -84,14 +84,12 @@ async function main(): Promise<void> {
   const redisVersion = /v=([\d.]+)/.exec(execFileSync(REDIS_SERVER, ['--version']).toString())?.[1];
   const bullPackage = path.join(__dirname, '..', 'node_modules', 'bullmq', 'package.json');
   const bullVersion = (JSON.parse(fs.readFileSync(bullPackage, 'utf8')) as { version: string }).version;
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-peer-db-'));
   // On Ctrl-C or SIGTERM: the exit handlers kill every process started here, then the files go.
-  process.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
   let db: Database | undefined;
   try {
     if (systems.includes('taskmaster')) {
-      db = await resolveDatabase({ dataDir, log: (m: string) => process.stderr.write(`${m}\n`) });
+      db = await benchDatabase();
     }
     const setup = {
       setup: {
@@ -129,7 +127,6 @@ async function main(): Promise<void> {
     if (failed.length > 0) throw new Error(`${failed.length} measurement(s) failed; see "error" above`);
   } finally {
     await db?.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }
 

@@ -13,8 +13,7 @@ import { parseArgs } from 'node:util';
 import { silentLogger } from '../common/logger';
 import { Feeder } from '../feeder/feeder';
 import { Master } from '../master/master';
-import { resolveDatabase } from '../db/server';
-import { runBench } from './run';
+import { benchDatabase, runBench } from './run';
 
 const { values: args } = parseArgs({ options: { edits: { type: 'string', default: '1000' } } });
 const CLI = path.resolve(__dirname, '..', 'bin', 'taskmaster.js');
@@ -34,7 +33,7 @@ async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-reload-'));
   const file = path.join(dir, 'hot.js');
   fs.writeFileSync(file, moduleSource(0));
-  const db = await resolveDatabase({ log: (m: string) => process.stderr.write(`${m}\n`) });
+  const db = await benchDatabase();
   const master = new Master({
     mongoUrl: db.url,
     dbName: `bench_reload_${Date.now()}`,

@@ -1,8 +1,11 @@
 /**
- * What the benchmarks share: running their main function, and the command lines of the master and
- * runner processes they start (the CLI, with the no-op tasks of bench/tasks).
+ * What the benchmarks share: running their main function, their database, and the command lines of
+ * the master and runner processes they start (the CLI, with the no-op tasks of bench/tasks).
  */
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { databaseLine, resolveDatabase, type Database } from '../db/server';
 
 const ROOT = path.resolve(__dirname, '..');
 export const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
@@ -34,6 +37,22 @@ export function runnerArgs(
     'info',
     ...extra,
   ];
+}
+
+/**
+ * The benchmark's database: `MONGO_URL`, else an embedded server on a temporary folder (removed when
+ * the process exits, so measurements never mix with a master's data in the working directory). Says
+ * on stderr where it is.
+ */
+export async function benchDatabase(): Promise<Database> {
+  const log = (m: string) => void process.stderr.write(`${m}\n`);
+  const dataDir = process.env.MONGO_URL
+    ? undefined
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-bench-db-'));
+  if (dataDir) process.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const db = await resolveDatabase({ dataDir, log });
+  log(`database: ${databaseLine(db)}${dataDir ? ' (removed at exit)' : ''}`);
+  return db;
 }
 
 /** Runs a benchmark's main function: exit 0 when it resolves, 1 with the stack when it fails. */

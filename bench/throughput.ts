@@ -14,9 +14,9 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
 import { Feeder } from '../feeder/feeder';
-import { freePort, resolveDatabase } from '../db/server';
+import { freePort } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
-import { masterArgs, runBench, runnerArgs } from './run';
+import { benchDatabase, masterArgs, runBench, runnerArgs } from './run';
 
 const { values: args } = parseArgs({
   options: {
@@ -73,7 +73,7 @@ function percentile(sorted: number[], p: number): number {
 
 async function main(): Promise<void> {
   const n = Number(args.tasks);
-  const db = await resolveDatabase({ log: (m: string) => process.stderr.write(`${m}\n`) });
+  const db = await benchDatabase();
   const port = await freePort();
   const env = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
   const children: ChildProcess[] = [];

@@ -1,7 +1,8 @@
 /**
  * Operator commands that talk to a running master's HTTP API: `taskmaster status` (runners, slots in
- * use, loaded modules, counters) and `taskmaster drain RUNNER_ID` (no new work for that runner;
- * with `--wait`, returns once it has none left), `taskmaster purge` (remove final tasks now).
+ * use, loaded modules, counters), `taskmaster drain RUNNER_ID` (no new work for that runner; with
+ * `--wait`, returns once it has none left) and `taskmaster undrain RUNNER_ID` (work again),
+ * `taskmaster purge` (remove final tasks now).
  */
 import type { Command } from 'commander';
 import { api, withMasterFlags } from './api-client';
@@ -122,6 +123,16 @@ export function registerAdminCommands(program: Command, setCode: (code: number) 
         runner = now;
       }
       if (flags.wait) process.stdout.write(`${id}: no work left\n`);
+      setCode(0);
+    });
+
+  common(program.command('undrain').description('let a drained runner take work again'))
+    .argument('<runner-id>', 'the runner, as `taskmaster status` lists it')
+    .action(async (id: string, flags: AdminFlags) => {
+      const { runner } = (await api(flags, `/api/runners/${encodeURIComponent(id)}/undrain`, 'POST')) as {
+        runner: RunnerView;
+      };
+      process.stdout.write(`${describe(runner)}\n`);
       setCode(0);
     });
 

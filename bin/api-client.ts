@@ -4,22 +4,26 @@
  */
 import type { Command } from 'commander';
 import { connectCause } from '../common/connect-cause';
+import { requestJson } from '../common/http-request';
+import { CA_SETTING, readSettings } from '../common/settings';
 
 export const DEFAULT_MASTER = 'http://127.0.0.1:3232';
 
 export interface ApiFlags {
   master?: string;
   token?: string;
+  ca?: string;
 }
 
-/** `--master` and `--token`, as every operator command takes them. */
+/** `--master`, `--token` and `--ca`, as every operator command takes them. */
 export function withMasterFlags(c: Command): Command {
   return c
     .option('--master <url>', `master URL (env TASKMASTER_MASTER; default ${DEFAULT_MASTER})`)
     .option(
       '--token <secret>',
       'token for the master (env TASKMASTER_TOKEN; commands that only read also take TASKMASTER_READ_TOKEN)',
-    );
+    )
+    .option('--ca <file>', 'PEM certificate of the CA that signed an https master (env TASKMASTER_CA)');
 }
 
 /** A request to the master's API; its JSON answer, or an Error with the status, code and message. */
@@ -36,23 +40,22 @@ export async function api<T = unknown>(
     (process.env.TASKMASTER_TOKEN ||
       (method === 'GET' ? process.env.TASKMASTER_READ_TOKEN : undefined) ||
       undefined);
-  let res: Response;
+  const { ca } = readSettings('master connection', CA_SETTING, { ca: flags.ca }, process.env);
+  let res: { status: number; body: { error?: { code: string; message: string } } };
   try {
-    res = await fetch(new URL(path, base), {
+    res = await requestJson(new URL(path, base), {
       method,
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: payload !== undefined ? JSON.stringify(payload) : undefined,
-      signal: AbortSignal.timeout(10_000),
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      body: payload,
+      ca,
     });
   } catch (err) {
     throw new Error(`cannot reach the master at ${base}: ${connectCause(err)}`);
   }
-  const body = (await res.json().catch(() => ({}))) as { error?: { code: string; message: string } };
+  const body = res.body;
   if (res.status === 401) throw new Error(`${base}: ${connectCause({ data: { code: 'EAUTH' } })}`);
-  if (!res.ok) throw new Error(`${res.status} ${body.error?.code ?? ''} ${body.error?.message ?? ''}`.trim());
+  if (res.status < 200 || res.status >= 300)
+    throw new Error(`${res.status} ${body.error?.code ?? ''} ${body.error?.message ?? ''}`.trim());
   return body as T;
 }
 

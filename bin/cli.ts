@@ -12,8 +12,15 @@ import { feederConfig, type FeederFlags } from '../feeder/config';
 import { feed } from '../feeder/feed-cli';
 import { databaseName, masterConfig, type MasterFlags } from '../master/config';
 import { Master } from '../master/master';
+import { readTlsFiles } from '../master/tls';
 import { z } from 'zod';
-import { resolveDatabase, startEmbeddedDatabase, type Database } from '../db/server';
+import {
+  databaseLine,
+  describeDatabase,
+  resolveDatabase,
+  startEmbeddedDatabase,
+  type Database,
+} from '../db/server';
 import { TaskmasterError } from '../protocol/errors';
 import { runnerConfig, type RunnerFlags } from '../runner/config';
 import { Runner } from '../runner/runner';
@@ -22,13 +29,13 @@ import { registerAdminCommands } from './admin';
 import { runDemo } from './demo';
 import { initTasks } from './init';
 import { registerTaskCommands } from './tasks-cli';
-import { shutdown, watchSignals } from './signals';
+import { onReload, shutdown, watchSignals } from './signals';
 
 const USAGE = 2;
 
 const DB_SETTINGS = {
   port: { flag: '--port', schema: integer(0, 65535) },
-  data: { flag: '--data', schema: nonEmpty() },
+  data: { flag: '--data', env: 'TASKMASTER_DATA', schema: nonEmpty() },
   synchronous: { flag: '--synchronous', schema: z.enum(['full', 'normal']) },
 };
 
@@ -36,7 +43,8 @@ function logger(log: LogSettings, role: string, stderr = false): Logger {
   return createLogger({ format: log.format, level: log.level ?? 'info', meta: { role }, stderr });
 }
 
-const withLogFlags = (cmd: Command): Command =>
+/** `--log-format` and `--log-level`; `level` is the command's default (feed and demo print their own story). */
+const withLogFlags = (cmd: Command, level: 'info' | 'warn' = 'info'): Command =>
   cmd
     .option(
       '--log-format <format>',
@@ -44,7 +52,7 @@ const withLogFlags = (cmd: Command): Command =>
     )
     .option(
       '--log-level <level>',
-      'error, warn, info, verbose or debug (env TASKMASTER_LOG_LEVEL; default info)',
+      `error, warn, info, verbose or debug (env TASKMASTER_LOG_LEVEL; default ${level})`,
     );
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
@@ -85,10 +93,26 @@ export async function main(argv: string[]): Promise<number> {
         '--max-dependency-bytes <n>',
         "largest payload of dependencies' results a task is given, as JSON (default 256 KB; at most --max-message-bytes)",
       )
-      .option('--insecure', 'allow listening on a non-loopback address without a token')
-      .option('--mongo-url <url>', 'MongoDB URL (env MONGO_URL; default: start the embedded database)')
+      .option('--insecure', 'allow listening on a non-loopback address without TLS and a token')
+      .option(
+        '--tls-cert <file>',
+        'serve HTTPS and WSS with this PEM certificate (chain), read again on SIGHUP (env TASKMASTER_TLS_CERT)',
+      )
+      .option('--tls-key <file>', 'the PEM private key of --tls-cert (env TASKMASTER_TLS_KEY)')
+      .option(
+        '--mongo-url <url>',
+        'MongoDB URL (env MONGO_URL; default: mongod on PATH, else the embedded FerretDB, started here)',
+      )
+      .option(
+        '--data <dir>',
+        'without a MongoDB URL, the embedded database folder (env TASKMASTER_DATA; default ./.taskmaster/db)',
+      )
       .option('--db <name>', "database name (default: the URL's, else taskmaster)")
       .option('--max-attempts <n>', 'attempts per task unless the task says otherwise (default 3)')
+      .option(
+        '--default-run-timeout <ms>',
+        'run timeout of tasks that set no runTimeout, in ms or as 30m, 2h (default none: they may run forever)',
+      )
       .option(
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
@@ -137,6 +161,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--workers <n>', 'child processes (env TASKMASTER_WORKERS; default: CPU cores)')
       .option('--priority-slots <json>', 'slots guaranteed per priority range, e.g. \'{"1":30,"2":20}\'')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
+      .option('--ca <file>', 'PEM certificate of the CA that signed an https master (env TASKMASTER_CA)')
       .option('--data <json>', 'data announced to the master, e.g. \'{"gpu":true}\'')
       .option(
         '--runner-id <id>',
@@ -181,6 +206,7 @@ export async function main(argv: string[]): Promise<number> {
       .argument('<file>', 'batch file, or - for stdin')
       .option('--master <url>', 'master URL (env TASKMASTER_MASTER; default http://127.0.0.1:3232)')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
+      .option('--ca <file>', 'PEM certificate of the CA that signed an https master (env TASKMASTER_CA)')
       .option(
         '--batch <name>',
         "batch name; the file's ids are stored as <batch>/<id> (default: the file's name and a time stamp)",
@@ -197,9 +223,10 @@ export async function main(argv: string[]): Promise<number> {
       .option('--discover', "find the master from its UDP announcements (the master's --announce)")
       .option('--tracker <url>', 'find the master by asking this master (GET /hostsAvailable)')
       .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),
+    'warn',
   ).action(async (file: string, flags: FeederFlags & DiscoveryFlags & FeedOutputFlags) => {
     const cfg = feederConfig(flags);
-    const master = await locateMaster(flags, cfg.options.master, cfg.options.token);
+    const master = await locateMaster(flags, cfg.options.master, cfg.options.token, cfg.options.ca);
     code = await feed({
       file,
       feeder: { ...cfg.options, master },
@@ -220,7 +247,7 @@ export async function main(argv: string[]): Promise<number> {
       'start the embedded database in the foreground; prints MONGO_URL=<url> once it accepts connections',
     )
     .option('--port <n>', 'port on 127.0.0.1 (default: a free one)')
-    .option('--data <dir>', 'data folder (default .cache/db)')
+    .option('--data <dir>', 'data folder (env TASKMASTER_DATA; default ./.taskmaster/db)')
     .option(
       '--synchronous <mode>',
       'full (default): every commit synced, survives a power loss; normal: synced at checkpoints, survives a crash of any process but may lose the last commits on a power loss',
@@ -235,6 +262,7 @@ export async function main(argv: string[]): Promise<number> {
       .description(
         'the whole system on this machine: a database, a master, a runner, and tasks/example-batch.json',
       ),
+    'warn',
   ).action(async (flags: { logFormat?: string; logLevel?: string }) => {
     const s = readSettings('demo', LOG_SETTINGS, flags, process.env);
     code = await runDemo({
@@ -291,6 +319,19 @@ async function runMaster(
   const signalled = watchSignals((m) => log.info(m));
   let db: Database | null = null;
   let master: Master | null = null;
+  const tlsFiles = cfg.tlsFiles;
+  if (tlsFiles)
+    onReload(() => {
+      if (!master) return log.warn('SIGHUP before the master started: nothing reloaded');
+      try {
+        const { cert, key } = readTlsFiles(tlsFiles);
+        log.info('TLS certificate reloaded', { ...master.setTls({ cert, key }) });
+      } catch (err) {
+        log.error('TLS certificate not reloaded; the previous one stays', {
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    });
   const stop = () =>
     shutdown([async () => void (await master?.close()), async () => void (await db?.stop())], (m) =>
       log.warn(m),
@@ -298,9 +339,9 @@ async function runMaster(
   const started = (async () => {
     let mongoUrl = cfg.options.mongoUrl;
     if (!mongoUrl) {
-      db = await resolveDatabase({ log: (m) => log.info(m) });
+      db = await resolveDatabase({ dataDir: cfg.dataDir, log: (m) => log.info(m) });
       mongoUrl = db.url;
-      log.info('database ready', { kind: db.kind, url: db.url });
+      log.info('database ready', describeDatabase(db));
     }
     master = new Master({
       ...cfg.options,
@@ -355,6 +396,7 @@ async function locateMaster(
   flags: DiscoveryFlags,
   configured: string | undefined,
   token?: string,
+  ca?: string | string[],
 ): Promise<string | undefined> {
   const port = flags.discoveryPort === undefined ? undefined : Number(flags.discoveryPort);
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
@@ -364,7 +406,7 @@ async function locateMaster(
     );
   }
   if (flags.discover) return discoverMaster({ port });
-  if (flags.tracker) return masterFromTracker(flags.tracker, token);
+  if (flags.tracker) return masterFromTracker(flags.tracker, token, undefined, ca);
   return configured;
 }
 
@@ -372,7 +414,7 @@ async function runRunner(flags: RunnerFlags & DiscoveryFlags): Promise<number> {
   const cfg = runnerConfig(flags);
   const log = logger(cfg.log, 'runner');
   const signalled = watchSignals((m) => log.info(m));
-  const master = await locateMaster(flags, cfg.options.master, cfg.options.token);
+  const master = await locateMaster(flags, cfg.options.master, cfg.options.token, cfg.options.ca);
   if (master !== cfg.options.master) log.info('found a master', { master });
   const runner = new Runner({ ...cfg.options, master, logger: log });
   const stop = () => shutdown([() => runner.shutdown()], (m) => log.warn(m));
@@ -396,13 +438,13 @@ async function runRunner(flags: RunnerFlags & DiscoveryFlags): Promise<number> {
 }
 
 async function runDb(flags: { port?: string; data?: string; synchronous?: string }): Promise<number> {
-  const { port, data, synchronous } = readSettings('db', DB_SETTINGS, flags, {});
+  const { port, data, synchronous } = readSettings('db', DB_SETTINGS, flags, process.env);
   const log = (m: string) => void process.stderr.write(`${m}\n`);
   const signalled = watchSignals(log);
   const db = await startEmbeddedDatabase({ port, dataDir: data, log, synchronous });
   // The only line on stdout, so a script can wait for it and take the URL.
   process.stdout.write(`MONGO_URL=${db.url}\n`);
-  log(`${db.kind} running with its data in ${db.dataDir}; Ctrl-C stops it`);
+  log(`${databaseLine(db)}; Ctrl-C stops it`);
   await signalled;
   return shutdown([() => db.stop()], log);
 }

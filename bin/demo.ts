@@ -13,7 +13,7 @@ import { readBatch } from '../feeder/batch-file';
 import { Feeder } from '../feeder/feeder';
 import { batchProgress } from '../feeder/progress';
 import { Master } from '../master/master';
-import { resolveDatabase, type Database } from '../db/server';
+import { databaseLine, resolveDatabase, type Database } from '../db/server';
 import type { TaskInput, TaskOutcome } from '../protocol/schemas';
 import { Runner } from '../runner/runner';
 import { packageRoot } from './package-root';
@@ -68,7 +68,7 @@ export async function runDemo({
       say('starting an embedded database…');
     }
     db = await resolveDatabase({ dataDir: dataDir ?? undefined, log: (m) => logger.info(m) });
-    say(`database  ${db.kind} at ${db.url} (database ${dbName})`);
+    say(`database  ${databaseLine(db)} (database ${dbName}; ${dataDir ? 'removed' : 'dropped'} at the end)`);
 
     master = new Master({ mongoUrl: db.url, dbName, port: 0, logger });
     await master.start();

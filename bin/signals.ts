@@ -3,7 +3,8 @@
  *
  * `watchSignals()` is called before anything starts, so a Ctrl-C during start-up (a database that
  * takes a while) still shuts down cleanly instead of killing the process halfway. The first SIGINT or
- * SIGTERM starts the shutdown; a second one exits at once.
+ * SIGTERM starts the shutdown; a second one exits at once. `onReload()` answers SIGHUP (a master with
+ * TLS reads its certificate files again).
  */
 
 /** Resolves on the first SIGINT/SIGTERM; later ones exit the process with 130. */
@@ -22,6 +23,14 @@ export function watchSignals(log: (msg: string) => void): Promise<NodeJS.Signals
     process.on('SIGINT', handler);
     process.on('SIGTERM', handler);
   });
+}
+
+/**
+ * Calls `reload` on every SIGHUP instead of exiting (Node's default for SIGHUP). Only processes that
+ * have something to reload install it.
+ */
+export function onReload(reload: () => void): void {
+  process.on('SIGHUP', reload);
 }
 
 export interface ShutdownOptions {

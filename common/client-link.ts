@@ -7,9 +7,11 @@
  * socket on purpose ('io server disconnect'), and a namespace middleware refused the connection.
  *
  * A refused token is recognised by its stable code: the master's middleware (master/auth.ts) sends
- * `data: { code: 'EAUTH', message }` with its connect error. It is reported as `refused`, once per
- * refusal; with `retryRefused` the link keeps trying (a runner outlives a master restarted with another
- * token), without it the link stops for good and `whenConnected` fails at once.
+ * `data: { code: 'EAUTH', message }` with its connect error. A certificate that does not verify (an
+ * https master signed by a CA the client was not given) is refused the same way, as ETLS. Either is
+ * reported as `refused`, once per refusal; with `retryRefused` the link keeps trying (a runner
+ * outlives a master restarted with another token or certificate), without it the link stops for good
+ * and `whenConnected` fails at once.
  *
  * Warnings: one per outage when the master cannot be reached (with the cause; later failures at debug),
  * one per disconnect the client did not ask for. Everything a role says on top (its handshake, its
@@ -21,7 +23,7 @@ import { io, type Socket } from 'socket.io-client';
 import type { EventsMap } from '@socket.io/component-emitter';
 import { TaskmasterError } from '../protocol/errors';
 import { backoffDelay } from './backoff';
-import { connectCause } from './connect-cause';
+import { connectCause, tlsProblem } from './connect-cause';
 import type { Logger } from './logger';
 
 export interface ClientLinkOptions {
@@ -31,6 +33,8 @@ export interface ClientLinkOptions {
   namespace: string;
   role: 'runner' | 'feeder';
   token?: string;
+  /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. */
+  ca?: string | string[];
   reconnectDelayMs: number;
   reconnectDelayMaxMs: number;
   /** Connect at once (the feeder), or only on `open()` (the runner, once its children are up). */
@@ -43,7 +47,7 @@ export interface ClientLinkOptions {
 export interface ClientLinkEvents {
   connect: [];
   disconnect: [reason: string];
-  /** The master refused the token (EAUTH): retrying as-is cannot help. */
+  /** The master refused the token (EAUTH), or its certificate does not verify (ETLS): retrying as-is cannot help. */
   refused: [err: TaskmasterError];
 }
 
@@ -71,6 +75,7 @@ export class ClientLink<
     super();
     this.socket = io(new URL(opts.namespace, opts.master).href, {
       auth: { token: opts.token, role: opts.role },
+      ...(opts.ca ? { ca: opts.ca } : {}),
       autoConnect: opts.autoConnect,
       // Every client has its own connection, even several in one process (tests, the demo).
       forceNew: true,
@@ -155,13 +160,19 @@ export class ClientLink<
     if (this.isClosed) return;
     this.lastError = err.message;
     const log = this.opts.logger;
-    if (err.data?.code === 'EAUTH') {
-      const why = typeof err.data.message === 'string' ? err.data.message : 'missing or wrong token';
-      this.refusal = new TaskmasterError(
-        'EAUTH',
-        `the master at ${this.opts.master} refused the ${this.opts.role}: ${why}`,
-      );
-      log.error('the master refused the handshake', { error: this.refusal.message });
+    const tls = tlsProblem(err);
+    if (err.data?.code === 'EAUTH' || tls) {
+      const why =
+        tls ?? (typeof err.data?.message === 'string' ? err.data.message : 'missing or wrong token');
+      this.refusal = tls
+        ? new TaskmasterError('ETLS', `cannot connect the ${this.opts.role} to ${this.opts.master}: ${why}`)
+        : new TaskmasterError(
+            'EAUTH',
+            `the master at ${this.opts.master} refused the ${this.opts.role}: ${why}`,
+          );
+      log.error(tls ? 'TLS handshake with the master failed' : 'the master refused the handshake', {
+        error: this.refusal.message,
+      });
       if (!this.opts.retryRefused) this.failWaiters(this.refusal);
       this.emit('refused', this.refusal);
     } else if (!this.unreachable) {

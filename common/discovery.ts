@@ -5,6 +5,8 @@
  */
 import dgram from 'node:dgram';
 import { DISCOVERY_PORT, announcementSchema, hostsAvailableSchema } from '../protocol/discovery';
+import { connectCause } from './connect-cause';
+import { requestJson } from './http-request';
 
 /** Listens for a master's announcement; resolves with its URL. */
 export function discoverMaster(opts: { port?: number; timeoutMs?: number } = {}): Promise<string> {
@@ -44,18 +46,18 @@ export async function masterFromTracker(
   tracker: string,
   token?: string,
   timeoutMs = 10_000,
+  ca?: string | string[],
 ): Promise<string> {
   let body: unknown;
   try {
-    const res = await fetch(new URL('/hostsAvailable', tracker), {
+    const res = await requestJson(new URL('/hostsAvailable', tracker), {
       headers: token ? { authorization: `Bearer ${token}` } : {},
-      signal: AbortSignal.timeout(timeoutMs),
+      timeoutMs,
+      ca,
     });
-    body = await res.json();
+    body = res.body;
   } catch (err) {
-    throw new Error(
-      `cannot ask the tracker at ${tracker}: ${err instanceof Error ? err.message : String(err)}`,
-    );
+    throw new Error(`cannot ask the tracker at ${tracker}: ${connectCause(err)}`);
   }
   const parsed = hostsAvailableSchema.safeParse(body);
   if (!parsed.success || parsed.data.masters.length === 0)

@@ -9,6 +9,8 @@
  *
  * The error is a TaskmasterError with code EVALIDATION, so the CLI can exit with its usage code.
  */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { z } from 'zod';
 import { TaskmasterError } from '../protocol/errors';
 import { issueText, type Issue } from '../protocol/issues';
@@ -137,6 +139,38 @@ export function jsonObject<T>(value: z.ZodType<T>): z.ZodType<Record<string, T>>
     })
     .pipe(z.record(z.string(), value, { error: 'must be a JSON object, e.g. \'{"key":"value"}\'' }));
 }
+
+/**
+ * A file of PEM certificates (`--ca`: the CA that signed an https master's certificate): its text,
+ * checked to hold a certificate, so a wrong path fails at start rather than as a refused handshake.
+ */
+export function caFile(): z.ZodType<string, string> {
+  return z
+    .string()
+    .trim()
+    .min(1, 'must not be empty')
+    .transform((file, ctx) => {
+      let text: string;
+      try {
+        text = fs.readFileSync(file, 'utf8');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `cannot read ${file} (${(err as Error).message})` });
+        return z.NEVER;
+      }
+      try {
+        new crypto.X509Certificate(text);
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `${file} holds no PEM certificate` });
+        return z.NEVER;
+      }
+      return text;
+    });
+}
+
+/** `--ca` and its variable, shared by every client of a master. */
+export const CA_SETTING = {
+  ca: { flag: '--ca', env: 'TASKMASTER_CA', schema: caFile() },
+} satisfies Record<string, Setting<unknown>>;
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] as const;
 

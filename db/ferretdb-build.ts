@@ -1,13 +1,15 @@
 /**
  * Builds the embedded database: FerretDB 1.24.2 (tools/ferretdb, a small wrapper around its embeddable
- * package) with the patches of tools/ferretdb/patches applied, into `.cache/bin/ferretdb-1.24.2-pN`.
+ * package) with the patches of tools/ferretdb/patches applied, into `<cache>/bin/ferretdb-1.24.2-pN`,
+ * where `<cache>` is the build cache of db/package-root.ts (a clone's `.cache`, an installed package's
+ * `~/.cache/taskmaster`, or `TASKMASTER_CACHE_DIR`).
  *
  * Go refuses `-overlay` for files in the module cache, so the build copies the module out of the
- * cache into `.cache/ferretdb-src/`, applies the patches there with `git apply`, and builds the
+ * cache into `<cache>/ferretdb-src/`, applies the patches there with `git apply`, and builds the
  * wrapper with a copy of its go.mod (`-modfile`) that adds a `replace` to that copy. The binary's
  * name carries the patch level: a machine with a binary of an older level builds the new one.
  *
- * The `stock` variant (no patches, `.cache/bin/ferretdb-1.24.2-stock`) exists for the tests that
+ * The `stock` variant (no patches, `<cache>/bin/ferretdb-1.24.2-stock`) exists for the tests that
  * check that files written by an unpatched FerretDB are read by the patched one.
  */
 import { spawn } from 'node:child_process';
@@ -72,7 +74,7 @@ export async function buildFerretDB(opts: BuildOptions = {}): Promise<string> {
   if (!go) throw new Error('cannot build FerretDB: `go` is not on PATH. Install Go (https://go.dev/dl/).');
 
   const progress = startProgress(
-    `building FerretDB ${FERRETDB_VERSION} (${variant}) into .cache/bin/${path.basename(bin)}`,
+    `building FerretDB ${FERRETDB_VERSION} (${variant}) into ${bin}`,
     opts.progress,
   );
   const deadline = Date.now() + (opts.timeoutMs ?? 600_000);
@@ -125,8 +127,8 @@ async function preparePatchedSource(go: string, deadline: number): Promise<strin
   fs.cpSync(cached, src, { recursive: true });
   makeWritable(src);
   for (const patch of patchFiles()) {
-    // The copy lies inside this repository's worktree: the ceiling keeps git from treating it as part
-    // of that repository, so the paths of the patch are taken relative to the copy.
+    // In a clone the copy lies inside the repository's worktree: the ceiling keeps git from treating it
+    // as part of that repository, so the paths of the patch are taken relative to the copy.
     await run('git', ['apply', '--whitespace=nowarn', patch], src, deadline, {
       GIT_CEILING_DIRECTORIES: staging,
     });
@@ -141,7 +143,7 @@ async function preparePatchedSource(go: string, deadline: number): Promise<strin
 }
 
 /**
- * Keeps the patched module of the last build in `.cache/ferretdb-src/<version>-p<level>/FerretDB`,
+ * Keeps the patched module of the last build in `<cache>/ferretdb-src/<version>-p<level>/FerretDB`,
  * to read it or run its tests there (`go test ./internal/backends/sqlite/... ./internal/handler/...`).
  */
 function keepSource(staging: string): void {

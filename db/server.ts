@@ -4,7 +4,12 @@
  *   1. `MONGO_URL`, used as given (kind `external`; nothing to stop);
  *   2. a `mongod` on PATH, started on 127.0.0.1 with its data in `dataDir`;
  *   3. FerretDB with its SQLite backend, built from the Go module proxy with the project's patches
- *      into `.cache/bin/ferretdb-<version>-p<level>` the first time (db/ferretdb-build.ts).
+ *      into `<cache>/bin/ferretdb-<version>-p<level>` the first time (db/ferretdb-build.ts; the
+ *      cache folder is db/package-root.ts's).
+ *
+ * A started server keeps its data in `dataDir`, by default `.taskmaster/db` under the working
+ * directory: data belongs to the user's project, never to the package folder, which `npm ci`
+ * deletes. Every command that starts one says where its data and its binary are (`describeDatabase`).
  *
  * A server started here holds a lock in its data directory (db/data-dir-lock.ts): a second
  * server on the same files is refused with a message naming the running one.
@@ -28,11 +33,15 @@ import {
   isExecutable,
   type ProgressOptions,
 } from './ferretdb-build';
-import { CACHE_DIR, PACKAGE_ROOT } from './package-root';
+import { PACKAGE_ROOT } from './package-root';
 
 export { FERRETDB_BIN, buildFerretDB };
 export const REPO_ROOT = PACKAGE_ROOT;
-const DEFAULT_DATA_DIR = path.join(CACHE_DIR, 'db');
+
+/** Where an embedded server keeps its data unless told otherwise: `.taskmaster/db` under `cwd`. */
+export function defaultDataDir(cwd: string = process.cwd()): string {
+  return path.resolve(cwd, '.taskmaster', 'db');
+}
 
 export type DatabaseKind = 'ferretdb' | 'mongod' | 'external';
 
@@ -48,8 +57,29 @@ export interface EmbeddedDatabase extends Database {
   kind: 'ferretdb' | 'mongod';
   port: number;
   dataDir: string;
+  /** The server's executable: the FerretDB build, or the mongod found on PATH. */
+  bin: string;
   /** The server process (FerretDB or mongod). */
   pid: number;
+}
+
+/**
+ * Where a database is, for the line every command prints when it starts one: its URL, and for a
+ * server started here its data folder and its executable (`build` for FerretDB, which this package
+ * built, `mongod` for the one found on PATH).
+ */
+export function describeDatabase(db: Database): Record<string, string> {
+  if (db.kind === 'external') return { kind: db.kind, url: 'MONGO_URL' };
+  const e = db as EmbeddedDatabase;
+  return { kind: e.kind, url: e.url, data: e.dataDir, [e.kind === 'ferretdb' ? 'build' : 'mongod']: e.bin };
+}
+
+/** `describeDatabase` as one line: `ferretdb at mongodb://…, data in …, build in …`. */
+export function databaseLine(db: Database): string {
+  if (db.kind === 'external') return 'the MongoDB of MONGO_URL';
+  const d = describeDatabase(db);
+  const exe = d.build === undefined ? `mongod ${d.mongod}` : `build in ${d.build}`;
+  return `${d.kind} at ${d.url}, data in ${d.data}, ${exe}`;
 }
 
 /**
@@ -67,7 +97,7 @@ export interface EmbeddedOptions {
   ferretdbBin?: string;
   /** Port on 127.0.0.1. Default 0: a free port. */
   port?: number;
-  /** Where the server keeps its files; created if missing. Default `<repo>/.cache/db`. */
+  /** Where the server keeps its files; created if missing. Default `.taskmaster/db` under the working directory. */
   dataDir?: string;
   /** Where the outcome of a FerretDB build goes ("built FerretDB in 14 s"). Default: lines on stderr. */
   log?: (msg: string) => void;
@@ -93,7 +123,7 @@ export async function resolveDatabase(opts: ResolveOptions = {}): Promise<Databa
 
 /** Starts `mongod` if it is on PATH, else FerretDB (built first if needed), and waits until it answers a ping. */
 export async function startEmbeddedDatabase(opts: EmbeddedOptions = {}): Promise<EmbeddedDatabase> {
-  const dataDir = path.resolve(opts.dataDir ?? DEFAULT_DATA_DIR);
+  const dataDir = path.resolve(opts.dataDir ?? defaultDataDir());
   fs.mkdirSync(dataDir, { recursive: true });
   // Taken before a build that can last minutes: a second start on these files is refused at once.
   const lock = lockDataDir(dataDir);
@@ -219,7 +249,7 @@ async function launch(
       port ??= portFrom(output());
       const pid = Number(/watchdog: server pid (\d+)/.exec(output())?.[1] ?? child.pid);
       if (port && (await accepts(port)) && (await pings(port))) {
-        return { url: `mongodb://127.0.0.1:${port}/`, kind, port, dataDir, pid, stop };
+        return { url: `mongodb://127.0.0.1:${port}/`, kind, port, dataDir, bin, pid, stop };
       }
       if (Date.now() > deadline) {
         throw new Error(`${kind} did not accept connections within ${startTimeoutMs} ms:\n${output()}`);

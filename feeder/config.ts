@@ -1,16 +1,25 @@
 /**
- * The feed command's settings from flags and the environment (TASKMASTER_MASTER, TASKMASTER_TOKEN,
+ * The feed command's settings from flags and the environment (TASKMASTER_MASTER, TASKMASTER_TOKEN, TASKMASTER_CA,
  * TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), read in this one place; flags win over the
  * environment, which wins over FEEDER_DEFAULTS.
  */
 import { z } from 'zod';
-import { LOG_SETTINGS, httpUrl, integer, nonEmpty, readSettings, type LogSettings } from '../common/settings';
+import {
+  CA_SETTING,
+  LOG_SETTINGS,
+  httpUrl,
+  integer,
+  nonEmpty,
+  readSettings,
+  type LogSettings,
+} from '../common/settings';
 import { FEEDER_DEFAULTS, type FeederOptions } from './options';
 
 /** The flags of `taskmaster feed`, as commander gives them (text until validated). */
 export interface FeederFlags {
   master?: string;
   token?: string;
+  ca?: string;
   batch?: string;
   onExisting?: string;
   connectTimeout?: string;
@@ -29,6 +38,7 @@ export interface FeederConfig {
 const SETTINGS = {
   master: { flag: '--master', env: 'TASKMASTER_MASTER', schema: httpUrl() },
   token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
+  ...CA_SETTING,
   batch: {
     flag: '--batch',
     schema: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
@@ -42,6 +52,7 @@ export function feederConfig(flags: FeederFlags = {}, env: NodeJS.ProcessEnv = p
   const s = readSettings('feed', SETTINGS, { ...flags }, env);
   const options: FeederOptions & { master: string } = { master: s.master ?? FEEDER_DEFAULTS.master };
   if (s.token !== undefined) options.token = s.token;
+  if (s.ca !== undefined) options.ca = s.ca;
   if (s.connectTimeout !== undefined) options.connectTimeoutMs = s.connectTimeout;
   return {
     options,

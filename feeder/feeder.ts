@@ -149,6 +149,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
       namespace: NAMESPACES.feeder,
       role: 'feeder',
       token: this.opts.token,
+      ca: this.opts.ca,
       reconnectDelayMs: this.opts.reconnectDelayMs,
       reconnectDelayMaxMs: this.opts.reconnectDelayMaxMs,
       autoConnect: true,

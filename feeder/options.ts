@@ -10,6 +10,8 @@ export interface FeederOptions {
   master?: string;
   /** Token for the master's handshake. Default: none. */
   token?: string;
+  /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. Default none. */
+  ca?: string | string[];
   /** How long `ready()` — and so `add()`, `work()`, `cancel()` — wait for a connection. Default 30 000 ms. */
   connectTimeoutMs?: number;
   /** How long each request waits for the master's acknowledgement. Default 30 000 ms. */

@@ -1,9 +1,18 @@
 /**
  * The master's settings from flags and the environment, read in this one place and validated once:
- * flags win over environment variables (MONGO_URL, TASKMASTER_PORT, TASKMASTER_HOST, TASKMASTER_TOKEN,
- * TASKMASTER_QUEUE_LIMIT, TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), which win over MASTER_DEFAULTS.
+ * flags win over environment variables (MONGO_URL, TASKMASTER_DATA, TASKMASTER_PORT, TASKMASTER_HOST,
+ * TASKMASTER_TOKEN, TASKMASTER_TLS_CERT, TASKMASTER_TLS_KEY, TASKMASTER_QUEUE_LIMIT,
+ * TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), which win over MASTER_DEFAULTS.
+ *
+ * Beyond loopback the master needs TLS and a token, or `--insecure`: without TLS the token, and every
+ * task, crosses the network in clear text, and whoever reads the token can run tasks on every runner.
+ * A deployment that had a token but no TLS is refused too, with the two ways on (a certificate, or
+ * `--insecure` behind a proxy that terminates TLS or on a trusted network): a warning would leave the
+ * token exposed in every log nobody reads.
  */
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { z } from 'zod';
 import {
   LOG_SETTINGS,
@@ -13,7 +22,9 @@ import {
   settingsError,
   type LogSettings,
 } from '../common/settings';
+import { MAX_TIMER_MS } from '../protocol/schemas';
 import { MASTER_DEFAULTS, type MasterOptions } from './options';
+import { tlsPairIssue, type TlsPair } from './tls';
 
 /** Shortest token accepted when the master listens beyond loopback (it could be guessed). */
 export const MIN_TOKEN_LENGTH = 16;
@@ -29,9 +40,13 @@ export interface MasterFlags {
   maxTaskBytes?: string;
   maxDependencyBytes?: string;
   insecure?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
   mongoUrl?: string;
+  data?: string;
   db?: string;
   maxAttempts?: string;
+  defaultRunTimeout?: string;
   queueLimit?: string;
   distributeDelay?: string;
   recoveryGrace?: string;
@@ -48,6 +63,10 @@ export interface MasterFlags {
 export interface MasterConfig {
   /** Complete but for `mongoUrl` when none was given: the CLI then resolves a database. */
   options: Omit<MasterOptions, 'mongoUrl' | 'logger'> & { mongoUrl?: string };
+  /** The embedded database's folder when `mongoUrl` is absent; absent: db/server.ts's default. */
+  dataDir?: string;
+  /** The certificate and key files behind `options.tls`, read again on SIGHUP. */
+  tlsFiles?: { cert: string; key: string };
   log: LogSettings;
 }
 
@@ -75,6 +94,7 @@ const SETTINGS = {
         'must be a MongoDB URL such as mongodb://127.0.0.1:27017/taskmaster',
       ),
   },
+  data: { flag: '--data', env: 'TASKMASTER_DATA', schema: nonEmpty() },
   db: {
     flag: '--db',
     schema: z
@@ -82,15 +102,23 @@ const SETTINGS = {
       .regex(/^[^/\\. "$*<>:|?]{1,63}$/, 'must be a database name (no spaces, dots or slashes)'),
   },
   maxAttempts: { flag: '--max-attempts', schema: integer(1, 1000) },
+  defaultRunTimeout: {
+    flag: '--default-run-timeout',
+    schema: duration().pipe(
+      z.number().min(1, 'must be at least 1 ms').max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms`),
+    ),
+  },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
   leaseMs: { flag: '--lease-ms', schema: integer(100, 3_600_000) },
   disconnectGrace: { flag: '--disconnect-grace', schema: integer(0, 3_600_000) },
   insecure: { flag: '--insecure', schema: z.boolean() },
+  tlsCert: { flag: '--tls-cert', env: 'TASKMASTER_TLS_CERT', schema: nonEmpty() },
+  tlsKey: { flag: '--tls-key', env: 'TASKMASTER_TLS_KEY', schema: nonEmpty() },
   sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
   holdSimilarWork: { flag: '--hold-similar-work', schema: z.boolean() },
-  retain: { flag: '--retain', env: 'TASKMASTER_RETAIN', schema: duration() },
+  retain: { flag: '--retain', env: 'TASKMASTER_RETAIN', schema: retention() },
   retainCount: { flag: '--retain-count', schema: integer(0, 1_000_000_000) },
   ...LOG_SETTINGS,
 };
@@ -98,15 +126,27 @@ const SETTINGS = {
 export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = process.env): MasterConfig {
   const s = readSettings('master', SETTINGS, { ...flags }, env);
   const host = s.host ?? MASTER_DEFAULTS.host;
-  // A master reachable from other machines without a token runs whatever module name anyone sends
-  // to every runner, so this needs an explicit choice.
-  if (!isLoopback(host) && !s.token && !s.insecure) {
+  if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
+    const [missing, given] =
+      s.tlsCert === undefined ? ['--tls-cert', '--tls-key'] : ['--tls-key', '--tls-cert'];
+    throw settingsError('master', [
+      { path: missing, message: `is needed with ${given}: TLS takes a certificate and its private key` },
+    ]);
+  }
+  const tlsFiles =
+    s.tlsCert !== undefined && s.tlsKey !== undefined
+      ? { cert: path.resolve(s.tlsCert), key: path.resolve(s.tlsKey) }
+      : undefined;
+  const exposure = exposureIssue(host, { token: s.token !== undefined, tls: tlsFiles !== undefined });
+  if (exposure && !s.insecure) throw settingsError('master', [{ path: '--host', message: exposure }]);
+  const tls = tlsFiles && readTlsSettings(tlsFiles);
+  // Data placed where the user did not ask would be a surprise found too late: say it at once.
+  if (s.data !== undefined && s.mongoUrl !== undefined) {
     throw settingsError('master', [
       {
-        path: '--host',
+        path: flags.data !== undefined ? '--data' : 'TASKMASTER_DATA',
         message:
-          `refusing to listen on ${host} without a token: anyone who can reach it could add tasks to your runners. ` +
-          'Set --token (or TASKMASTER_TOKEN) and give the same token to runners and feeders, or pass --insecure',
+          "is the embedded database's folder, but a MongoDB is given (--mongo-url or MONGO_URL): give one or the other",
       },
     ]);
   }
@@ -132,7 +172,9 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxTaskBytes: s.maxTaskBytes,
       maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
       insecure: s.insecure ?? false,
+      tls,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
+      defaultRunTimeout: s.defaultRunTimeout,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
@@ -143,23 +185,71 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       retainMs: s.retain === undefined ? MASTER_DEFAULTS.retainMs : s.retain,
       retainCount: s.retainCount ?? MASTER_DEFAULTS.retainCount,
     },
+    dataDir: s.data,
+    tlsFiles,
     log: { format: s.logFormat, level: s.logLevel },
   };
 }
 
-/**
- * A retention period: `7d`, `12h`, `30m`, `90s`, a number of milliseconds, or `forever` (null: keep).
- */
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `7d`, `12h`, `30m`, `90s` or a number of milliseconds, in milliseconds. */
+function toMs(v: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v) as RegExpExecArray;
+  return Number(m[1]) * UNITS[m[2] ?? 'ms'];
+}
+
+/** A duration: `12h`, `30m`, `90s`, `500ms` or a number of milliseconds. */
 function duration() {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  return z
+    .string()
+    .regex(/^\d+(ms|s|m|h|d)?$/, 'must be a duration such as 2h, 30m, 90s or 500ms')
+    .transform(toMs);
+}
+
+/** A retention period: a duration, or `forever` (null: keep). */
+function retention() {
   return z
     .string()
     .regex(/^(forever|\d+(ms|s|m|h|d)?)$/, 'must be a duration such as 7d, 12h, 30m, 90s, or forever')
-    .transform((v) => {
-      if (v === 'forever') return null;
-      const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v) as RegExpExecArray;
-      return Number(m[1]) * units[m[2] ?? 'ms'];
-    });
+    .transform((v) => (v === 'forever' ? null : toMs(v)));
+}
+
+/**
+ * Why a master on `host` may not listen as configured, or undefined: beyond loopback it needs TLS and a
+ * token (see the top of this file).
+ */
+export function exposureIssue(host: string, has: { token: boolean; tls: boolean }): string | undefined {
+  if (isLoopback(host) || (has.token && has.tls)) return undefined;
+  const ways =
+    'Give it a certificate and its key (--tls-cert, --tls-key) and a token (--token or TASKMASTER_TOKEN), ' +
+    'and give runners and feeders the token and, for a private CA, --ca; ' +
+    'or pass --insecure (on a network you trust, or behind a proxy that terminates TLS)';
+  if (!has.token && !has.tls)
+    return `refusing to listen on ${host} without TLS and a token: anyone who can reach it could add tasks to your runners, and read every task on the wire. ${ways}`;
+  if (!has.tls)
+    return `refusing to listen on ${host} with a token but without TLS: the token would cross the network in clear text, and whoever reads it can add tasks to your runners. ${ways}`;
+  return `refusing to listen on ${host} without a token: anyone who can reach it could add tasks to your runners. ${ways}`;
+}
+
+/** The certificate and key, read and checked; a problem is a settings error naming the flag and file. */
+function readTlsSettings(files: { cert: string; key: string }): TlsPair {
+  const read = (file: string, flag: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw settingsError('master', [
+        { path: flag, message: `cannot read ${file} (${(err as Error).message})` },
+      ]);
+    }
+  };
+  const pair = { cert: read(files.cert, '--tls-cert'), key: read(files.key, '--tls-key') };
+  const issue = tlsPairIssue(pair);
+  if (issue) {
+    const [flag, file] = issue.which === 'cert' ? ['--tls-cert', files.cert] : ['--tls-key', files.key];
+    throw settingsError('master', [{ path: flag, message: `${file}: ${issue.message}` }]);
+  }
+  return pair;
 }
 
 /** 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`; anything else may be reachable from outside. */

@@ -1,6 +1,6 @@
 /**
  * The HTTP side of the master: health and readiness, metrics, the JSON API (runners, allocations,
- * tasks, batches, retry, cancel, drain, purge) and the dashboard's static files.
+ * tasks, batches, retry, cancel, drain, purge, what a token may do) and the dashboard's static files.
  *
  * Routing is find-my-way's (a radix tree: parameters decoded, no hand-written URL matching). Every
  * request goes through one wrapper: the URL and its percent-encoding are parsed inside it (a
@@ -66,7 +66,10 @@ export class HttpError extends Error {
 
 /** Routes of one master; `handle` is the one entry point for every request. */
 export class HttpRoutes<V extends HttpView> {
-  private readonly router = Router({ ignoreTrailingSlash: true });
+  // find-my-way answers "no route" for a parameter over 100 characters, as it arrives: task ids and
+  // batch names (200 characters) and affinity keys (500) are longer, and longer still percent-encoded
+  // (é is %C3%A9). The route's schema then says what is too long, by name.
+  private readonly router = Router({ ignoreTrailingSlash: true, maxParamLength: 8192 });
 
   constructor(
     private readonly master: V,
@@ -185,6 +188,7 @@ export function baseRoutes<V extends HttpView>(routes: HttpRoutes<V>): HttpRoute
       json(res, 200, { key, deallocated: true });
     })
     .on('GET', '/api/runners', ({ res, master }) => json(res, 200, { runners: master.listRunners() }))
+    .on('GET', '/api/access', ({ req, res, master }) => json(res, 200, { act: mayAct(req, master) }))
     .on('GET', '/api/status', ({ res, master }) => {
       const s = master.scheduler;
       json(res, 200, {
@@ -241,6 +245,16 @@ export function readJson(req: http.IncomingMessage, limit: number): Promise<unkn
     });
     req.on('error', reject);
   });
+}
+
+/**
+ * Whether the request's token opens the routes that act (it passed `authorize` for GET already):
+ * `GET /api/access`, which a page asks before it offers buttons that act.
+ */
+function mayAct(req: http.IncomingMessage, master: HttpView): boolean {
+  if (!master.token) return true;
+  const given = bearer(req.headers.authorization);
+  return given !== undefined && safeEqual(given, master.token);
 }
 
 /** The full token opens everything; the read-only one GET (and HEAD) routes only. */

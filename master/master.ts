@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Collection, Connection } from 'mongoose';
 import { Server, type DefaultEventsMap, type Namespace, type Socket } from 'socket.io';
@@ -58,6 +59,7 @@ import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-regist
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
+import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
 
 /** What the master keeps on a runner's connection (Socket.IO's `socket.data`): the id it holds. */
@@ -81,7 +83,7 @@ export class Master extends EventEmitter implements ApiView {
   private store: Store | null = null;
   private retention: Retention | null = null;
   private sched: Scheduler | null = null;
-  private server: http.Server | null = null;
+  private server: http.Server | https.Server | null = null;
   private io: Server | null = null;
   private runnerNsp: RunnerNamespace | null = null;
   private feederNsp: FeederNamespace | null = null;
@@ -102,6 +104,7 @@ export class Master extends EventEmitter implements ApiView {
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
     checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
     checkMessageLimits(this.opts);
+    if (this.opts.tls) checkTlsPair(this.opts.tls, { cert: 'tls.cert', key: 'tls.key' });
     // Longer delays would fire at once (Node's timers hold 32 bits).
     for (const key of [
       'recoveryGraceMs',
@@ -120,6 +123,15 @@ export class Master extends EventEmitter implements ApiView {
       throw new TaskmasterError(
         'EVALIDATION',
         `maxDependencyBytes: must be an integer from 0 to maxMessageBytes (${message} bytes); got ${deps}`,
+      );
+    const runTimeout = this.opts.defaultRunTimeout;
+    if (
+      runTimeout !== undefined &&
+      !(Number.isInteger(runTimeout) && runTimeout > 0 && runTimeout <= MAX_TIMER_MS)
+    )
+      throw new TaskmasterError(
+        'EVALIDATION',
+        `defaultRunTimeout: must be an integer from 1 to ${MAX_TIMER_MS} ms`,
       );
   }
 
@@ -200,7 +212,20 @@ export class Master extends EventEmitter implements ApiView {
 
   get url(): string {
     const host = this.opts.host === '0.0.0.0' || this.opts.host === '::' ? '127.0.0.1' : this.opts.host;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
+    const scheme = this.opts.tls ? 'https' : 'http';
+    return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
+  }
+
+  /**
+   * Serves a new certificate and key to the connections that open from now on (those open keep
+   * theirs). The pair is checked first: a bad one is refused with EVALIDATION and the old one stays.
+   */
+  setTls(pair: TlsPair): CertificateInfo {
+    if (!this.opts.tls) throw new TaskmasterError('EVALIDATION', 'this master was started without TLS');
+    const info = checkTlsPair(pair, { cert: 'tls.cert', key: 'tls.key' });
+    this.opts.tls = pair;
+    (this.server as https.Server | null)?.setSecureContext({ cert: pair.cert, key: pair.key });
+    return info;
   }
 
   start(): Promise<void> {
@@ -240,6 +265,7 @@ export class Master extends EventEmitter implements ApiView {
       retryBackoff: this.opts.retryBackoff,
       timeoutSweepMs: this.opts.timeoutSweepMs,
       distributeDelayMs: this.opts.distributeDelayMs,
+      defaultRunTimeout: this.opts.defaultRunTimeout,
       allocate: this.opts.allocate,
       logger: this.logger,
     });
@@ -272,7 +298,11 @@ export class Master extends EventEmitter implements ApiView {
     this.retention.start();
 
     const routes = staticRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger))));
-    this.server = http.createServer((req, res) => routes.handle(req, res));
+    const handle: http.RequestListener = (req, res) => routes.handle(req, res);
+    const tls = this.opts.tls;
+    this.server = tls
+      ? https.createServer({ cert: tls.cert, key: tls.key }, handle)
+      : http.createServer(handle);
     this.io = new Server(this.server, {
       // Fast failure detection: a silent runner is noticed within ~10 s, a closed socket at once.
       pingInterval: 5000,
@@ -319,7 +349,7 @@ export class Master extends EventEmitter implements ApiView {
     this.dashboard = new Dashboard(dashboard, this, this.logger);
 
     await new Promise<void>((resolve, reject) => {
-      const server = this.server as http.Server;
+      const server = this.server as http.Server | https.Server;
       server.once('error', reject);
       server.listen(this.opts.port, this.opts.host, () => {
         server.off('error', reject);
@@ -327,6 +357,7 @@ export class Master extends EventEmitter implements ApiView {
       });
     });
     this.logger.info('master listening', { url: this.url });
+    if (tls) this.logger.info('serving TLS', { ...describeCertificate(tls.cert) });
     await lease.advertise(this.url);
     // Runners can reconnect only from now on: the wait for their recovered attempts starts here.
     sched.startRecoveryGrace();

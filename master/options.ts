@@ -6,6 +6,7 @@ import type { Logger } from '../common/logger';
 import { DEFAULT_MAX_DEPENDENCY_BYTES } from './dependency-results';
 import type { RunnerEntry } from './runner-registry';
 import type { TaskRecord } from './task-record';
+import type { TlsPair } from './tls';
 
 export interface MasterOptions {
   /** MongoDB URL (any MongoDB-wire server). Required. */
@@ -45,10 +46,20 @@ export interface MasterOptions {
    * task gets ETOOLARGE naming this setting if it reads it. At most `maxMessageBytes`. Default 256 KB.
    */
   maxDependencyBytes?: number;
-  /** Allow listening on a non-loopback address without a token. Default false. */
+  /** Allow listening on a non-loopback address without TLS and a token. Default false. */
   insecure?: boolean;
+  /**
+   * Serve HTTPS and WSS with this certificate (chain) and key, PEM; `url` then says https.
+   * `setTls()` swaps them for new connections. Default: none (HTTP).
+   */
+  tls?: TlsPair;
   /** Attempts per task unless the task says otherwise. Default 3. */
   maxAttempts?: number;
+  /**
+   * The `runTimeout` (ms) of an attempt whose task sets none, applied when it is assigned: it fails
+   * with ETO (and is retried) after this long. Default: none, so such a task may run forever.
+   */
+  defaultRunTimeout?: number;
   /**
    * After a start, how long tasks found assigned or running wait for their runner to report them
    * before they are requeued (uncounted), counted from when the master accepts connections; the wait

@@ -57,6 +57,8 @@ export interface SchedulerOptions {
   timeoutSweepMs: number;
   /** Wait before distributing after a change, to gather more changes into one pass (0: next tick). */
   distributeDelayMs: number;
+  /** The run timeout of an attempt whose task sets none. Default: none (it may run forever). */
+  defaultRunTimeout?: number;
   logger: Logger;
 }
 
@@ -345,7 +347,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       batch: t.batch,
     };
     // The runner enforces the run timeout (ETO; master/policies/timeouts.ts).
-    if (t.runTimeout) a.runTimeout = t.runTimeout;
+    const runTimeout = t.runTimeout || this.opts.defaultRunTimeout;
+    if (runTimeout) a.runTimeout = runTimeout;
     if (t.dependencies.length > 0 && !t.fanout) this.dependencyResults.attach(a, t.dependencies);
     list.push(a);
   }

@@ -14,6 +14,7 @@ export const ERROR_CODES = Object.freeze({
   EDEPFAILED: 'a dependency failed, so this task cannot run',
   ECANCELLED: 'the task was cancelled',
   EAUTH: 'missing or wrong token',
+  ETLS: "the master's TLS certificate cannot be verified (unknown CA, another host, expired), or only one side speaks TLS",
   ESTALE: 'the result is for an older attempt',
   ETASK: 'the task threw or reported an error',
   ECRASH: 'the worker process running the task died',

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { silentLogger, type Logger } from '../common/logger';
 import {
+  CA_SETTING,
   LOG_SETTINGS,
   httpUrl,
   integer,
@@ -23,9 +24,10 @@ import { MAX_TIMER_MS } from '../protocol/schemas';
 import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
 type Unset =
-  'token' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'maxResultBytes' | 'logger';
+  'token' | 'ca' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'maxResultBytes' | 'logger';
 export type ResolvedRunnerOptions = Required<Omit<RunnerOptions, Unset>> & {
   token?: string;
+  ca?: string | string[];
   prioritySlots?: Record<string, number>;
   maxTasksPerWorker?: number;
   maxWorkerMemoryMb?: number;
@@ -43,6 +45,7 @@ const optionsSchema = z.object({
   prioritySlots: z.record(z.string().regex(/^-?\d+(\.\d+)?$/, 'keys must be priorities'), int(0)).optional(),
   workers: int(1, 1024),
   token: z.string().optional(),
+  ca: z.union([z.string(), z.array(z.string())]).optional(),
   data: z.record(z.string(), z.unknown()),
   runnerId: z.string().min(1).max(200),
   answerThreshold: int(1),
@@ -94,6 +97,7 @@ export interface RunnerFlags {
   workers?: string;
   prioritySlots?: string;
   token?: string;
+  ca?: string;
   data?: string;
   runnerId?: string;
   answerThreshold?: string;
@@ -144,6 +148,7 @@ const settings = (cwd: string) => ({
     ),
   },
   token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
+  ...CA_SETTING,
   data: { flag: '--data', schema: jsonObject(z.unknown()) },
   runnerId: {
     flag: '--runner-id',
@@ -168,7 +173,7 @@ const settings = (cwd: string) => ({
 });
 
 /**
- * The runner's settings from flags and the environment (TASKMASTER_MASTER, TASKMASTER_TOKEN,
+ * The runner's settings from flags and the environment (TASKMASTER_MASTER, TASKMASTER_TOKEN, TASKMASTER_CA,
  * TASKMASTER_TASKS, TASKMASTER_SLOTS, TASKMASTER_WORKERS, TASKMASTER_RUNNER_ID, TASKMASTER_LOG_FORMAT,
  * TASKMASTER_LOG_LEVEL), read in this one place; flags win. Task folders are resolved against `cwd`.
  */

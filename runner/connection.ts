@@ -39,6 +39,7 @@ type RunnerSocket = Socket<MasterToRunner, RunnerToMaster>;
 export interface ConnectionOptions {
   master: string;
   token?: string;
+  ca?: string | string[];
   ackTimeoutMs: number;
   reconnectDelayMs: number;
   reconnectDelayMaxMs: number;
@@ -75,6 +76,7 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
       namespace: NAMESPACES.runner,
       role: 'runner',
       token: opts.token,
+      ca: opts.ca,
       reconnectDelayMs: opts.reconnectDelayMs,
       reconnectDelayMaxMs: opts.reconnectDelayMaxMs,
       // Connected by open(), once the children are up.

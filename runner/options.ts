@@ -19,6 +19,8 @@ export interface RunnerOptions {
   workers?: number;
   /** Token for the master's handshake. */
   token?: string;
+  /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. Default none. */
+  ca?: string | string[];
   /** Free-form data announced to the master. */
   data?: Record<string, unknown>;
   /** Stable id across reconnects. Default: `<hostname>-<pid>-<random>`. */

@@ -109,6 +109,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.conn = new MasterConnection({
       master: o.master,
       token: o.token,
+      ca: o.ca,
       ackTimeoutMs: o.ackTimeoutMs,
       reconnectDelayMs: o.reconnectDelayMs,
       reconnectDelayMaxMs: o.reconnectDelayMaxMs,

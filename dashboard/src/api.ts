@@ -73,16 +73,8 @@ export const api = {
   runners: () => call<{ runners: RunnerView[] }>('GET', '/api/runners'),
 };
 
-/**
- * Whether the session may act. Authorization is checked before a route is matched, so a POST to a
- * runner that cannot exist tells a full token (404) from a read-only one (403) without changing
- * anything.
- */
+/** Whether the session's token may act (the full token) or only look (the read-only one). */
 export async function canAct(): Promise<boolean> {
-  try {
-    await call('POST', '/api/runners/%00/undrain');
-    return true;
-  } catch (err) {
-    return !(err instanceof ApiError && (err.status === 401 || err.status === 403));
-  }
+  const { act } = await call<{ act: boolean }>('GET', '/api/access');
+  return act;
 }

@@ -4,7 +4,7 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import { ActContext } from './access';
-import { api, ApiError, canAct, savedToken, saveToken } from './api';
+import { ApiError, canAct, savedToken, saveToken } from './api';
 import { connect, disconnect, useLive } from './live';
 import { href, useRoute } from './router';
 import { BatchPage, BatchesView } from './views/batches';
@@ -20,8 +20,10 @@ export function App() {
 
   async function check(): Promise<void> {
     setAccess({ phase: 'checking' });
+    // Until the master says otherwise, offer the actions: a refused one turns them off.
+    let act = true;
     try {
-      await api.batches();
+      act = await canAct();
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) {
         const had = savedToken() !== null;
@@ -30,7 +32,6 @@ export function App() {
       }
       // Anything else (master restarting, a network error): show the page; the live link says more.
     }
-    const act = await canAct();
     connect(savedToken(), () => {
       saveToken(null);
       setAccess({ phase: 'login', error: 'The live connection refused that token.' });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createLogger } from '../../common/logger';
 import { Feeder } from '../../feeder/feeder';
 import { Master } from '../../master/master';
-import { resolveDatabase } from '../../db/server';
+import { databaseLine, resolveDatabase } from '../../db/server';
 import { Runner } from '../../runner/runner';
 import { fuzz } from './fuzz';
 
@@ -29,6 +29,7 @@ async function main(): Promise<number> {
   const out = (line: string) => void process.stdout.write(`${line}\n`);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-fuzz-db-'));
   const db = await resolveDatabase({ dataDir, log: () => undefined });
+  process.stderr.write(`database: ${databaseLine(db)} (removed at the end)\n`);
   // Errors the master logs are caught exceptions: not crashes, but worth seeing.
   const logger = createLogger({ level: 'error', format: 'json', stderr: true });
   const master = new Master({

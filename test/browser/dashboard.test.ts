@@ -197,6 +197,54 @@ describe('dashboard in the browser', () => {
     expect(await page.isDisabled('[data-testid=runner-row] [data-testid=drain]')).toBe(true);
   });
 
+  test('the page asks the master what its token may do: no request fails once a token is given, full or read-only', async () => {
+    for (const [token, readOnly] of [
+      [TOKEN, false],
+      [READ_TOKEN, true],
+    ] as const) {
+      const page = await browser.newPage();
+      const failed: string[] = [];
+      page.on('response', (r) => {
+        if (r.status() >= 400)
+          failed.push(`${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+      });
+      await page.goto(master.url);
+      await see(page, 'input[name=token]', 'the token prompt');
+      await page.fill('input[name=token]', token);
+      await page.click('button[type=submit]');
+      await text(page, '[data-testid=link]', 'live', 'the live link');
+      expect(await page.$('[data-testid=read-only]')).toEqual(readOnly ? expect.anything() : null);
+      // The one refusal is the question that made the page ask for a token.
+      expect(failed).toEqual(['401 GET /api/access']);
+      await page.close();
+    }
+  });
+
+  test('a batch name of 200 characters stays inside its card, its table and its page', async () => {
+    // One word: nothing to wrap it at.
+    const name = `nightly_import_of_${'everything_'.repeat(17)}`.slice(0, 200);
+    await feeder.work([{ id: 'long-1', module: 'ok', params: [] }], { batch: name });
+    const page = await browser.newPage();
+    await page.goto(master.url);
+    await page.fill('input[name=token]', TOKEN);
+    await page.click('button[type=submit]');
+    // Nothing wider than its box: every card, and the page itself (no sideways scrolling).
+    const overflowing = () =>
+      page.evaluate(`[document.documentElement, ...document.querySelectorAll('.card')]
+        .filter((e) => e.scrollWidth > e.clientWidth)
+        .map((e) => (e.querySelector('h2')?.textContent ?? e.tagName) + ': ' + e.scrollWidth + ' > ' + e.clientWidth)`);
+    await see(page, `[data-testid=mini-batch] a[title="${name}"]`, 'the long name among the newest batches');
+    expect(await overflowing()).toEqual([]);
+    await shot(page, 'long-batch-overview');
+    await page.click('[data-testid=tab-batches]');
+    await see(page, `[data-testid=batch-row][data-batch="${name}"]`, 'the long name in the list');
+    expect(await overflowing()).toEqual([]);
+    await page.click(`[data-testid=batch-row][data-batch="${name}"] a`);
+    await text(page, '[data-testid=batch-count-done]', '1', "the long batch's done count");
+    expect(await overflowing()).toEqual([]);
+    await shot(page, 'long-batch-page');
+  }, 120_000);
+
   test('a batch beyond 500 tasks draws 500 nodes and says the counts cover the rest', async () => {
     // Chains of 26: task i depends on task i - 20, so the graph has layers to lay out.
     const tasks = Array.from({ length: 520 }, (_, i) => ({

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveDatabase, type Database } from '../../db/server';
+import { databaseLine, resolveDatabase, type Database } from '../../db/server';
 import { TEST_MONGO_URL_ENV, TEST_RUN_DIR_ENV, TEST_RUN_ID_ENV } from './run-state';
 
 export interface TestRun {
@@ -38,5 +38,5 @@ export default async function globalSetup(): Promise<void> {
   process.env[TEST_RUN_ID_ENV] = runId;
   process.env[TEST_RUN_DIR_ENV] = runDir;
   (globalThis as Record<symbol, TestRun>)[TEST_RUN] = { db, dataDir, runDir, runId };
-  log(`\ntest database: ${db.kind} at ${db.kind === 'external' ? 'MONGO_URL' : db.url}`);
+  log(`\ntest database: ${databaseLine(db)}`);
 }

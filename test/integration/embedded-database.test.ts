@@ -1,14 +1,24 @@
 /**
- * The embedded database as a user meets it first: building FerretDB says what it does and how long it
- * takes, and one data directory serves one server at a time (db/data-dir-lock.ts).
+ * The embedded database as a user meets it first: its data goes to the working directory (never to
+ * the package folder, which `npm ci` deletes) and every start says where it is; building FerretDB
+ * says what it does, where and how long it takes; and one data directory serves one server at a time
+ * (db/data-dir-lock.ts).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DataDirInUseError, LOCK_FILE, readHolder } from '../../db/data-dir-lock';
-import { startEmbeddedDatabase } from '../../db/server';
-import { USUAL_BUILD_TIME, buildFerretDB, findOnPath, startProgress } from '../../db/ferretdb-build';
-import { spawnCli, tempDir } from '../helpers/cluster';
+import { defaultDataDir, startEmbeddedDatabase } from '../../db/server';
+import {
+  FERRETDB_BIN,
+  USUAL_BUILD_TIME,
+  buildFerretDB,
+  ferretdbBinPath,
+  findOnPath,
+  startProgress,
+} from '../../db/ferretdb-build';
+import { CACHE_DIR, PACKAGE_ROOT, cacheDir, isInstalled } from '../../db/package-root';
+import { ROOT, spawnCli, spawnProc, tempDir, type Proc } from '../helpers/cluster';
 import { eventually } from '../helpers/wait';
 
 const isAlive = (pid: number): boolean => {
@@ -80,12 +90,104 @@ describe('progress of a FerretDB build', () => {
       if (!hasGo) return expect(build).rejects.toThrow(/`go` is not on PATH/);
       await build;
       expect(progress[0]).toBe(
-        `building FerretDB 1.24.2 (stock) into .cache/bin/ferretdb-1.24.2-stock: 0 s (${USUAL_BUILD_TIME})\n`,
+        `building FerretDB 1.24.2 (stock) into ${ferretdbBinPath('stock')}: 0 s (${USUAL_BUILD_TIME})\n`,
       );
+      expect(ferretdbBinPath('stock')).toBe(path.join(CACHE_DIR, 'bin', 'ferretdb-1.24.2-stock'));
       expect(lines).toEqual([expect.stringMatching(/^built FerretDB in \d+ s: .*ferretdb-1\.24\.2-stock$/)]);
     },
     180_000,
   );
+});
+
+describe('where the data and the build are', () => {
+  test('the default data folder is .taskmaster/db under the working directory, not the package folder', () => {
+    const cwd = tempDir('cwd');
+    try {
+      expect(defaultDataDir(cwd)).toBe(path.join(cwd, '.taskmaster', 'db'));
+      expect(defaultDataDir()).toBe(path.join(process.cwd(), '.taskmaster', 'db'));
+      expect(defaultDataDir(cwd).startsWith(PACKAGE_ROOT)).toBe(false);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  test("an installed package builds FerretDB into the user's cache, a clone into its own .cache, TASKMASTER_CACHE_DIR anywhere", () => {
+    const installed = '/srv/app/node_modules/taskmaster-distributed';
+    const home = '/home/ann';
+    expect(isInstalled(installed)).toBe(true);
+    expect(isInstalled('/src/taskmaster')).toBe(false);
+    expect(cacheDir({}, installed, home)).toBe('/home/ann/.cache/taskmaster');
+    expect(cacheDir({ XDG_CACHE_HOME: '/var/cache/ann' }, installed, home)).toBe('/var/cache/ann/taskmaster');
+    // A relative XDG_CACHE_HOME is invalid (XDG base directory rule): ignored.
+    expect(cacheDir({ XDG_CACHE_HOME: 'rel' }, installed, home)).toBe('/home/ann/.cache/taskmaster');
+    expect(cacheDir({}, '/src/taskmaster', home)).toBe('/src/taskmaster/.cache');
+    expect(cacheDir({ TASKMASTER_CACHE_DIR: '/opt/tm' }, installed, home)).toBe('/opt/tm');
+    // This checkout is a clone: CI and .ci/run find the build in its .cache.
+    expect(FERRETDB_BIN.startsWith(path.join(ROOT, '.cache', 'bin'))).toBe(
+      process.env.TASKMASTER_CACHE_DIR === undefined,
+    );
+  });
+
+  describe('taskmaster master without MONGO_URL', () => {
+    let cwd: string;
+    const procs: Proc[] = [];
+    beforeEach(() => {
+      cwd = tempDir('master-cwd');
+    });
+    afterEach(async () => {
+      for (const p of procs.splice(0)) await p.kill();
+      fs.rmSync(cwd, { recursive: true, force: true });
+    });
+
+    /** Starts `taskmaster master` in `cwd` on the embedded database; its 'database ready' line, parsed. */
+    async function databaseReady(args: string[], env: Record<string, string> = {}) {
+      const master = spawnProc(
+        process.execPath,
+        [path.join(ROOT, 'bin', 'taskmaster.js'), 'master', '--port', '0', ...args],
+        { cwd, env: { MONGO_URL: '', TASKMASTER_DATA: '', ...env } },
+      );
+      procs.push(master);
+      const line = await master.waitFor(/\{[^\n]*"message":"database ready"[^\n]*\}/, 60_000);
+      await master.waitFor(/"message":"master listening"/, 60_000);
+      return JSON.parse(line) as { kind: string; url: string; data: string; build?: string; mongod?: string };
+    }
+
+    test('keeps its data in ./.taskmaster/db of the working directory and says where the data and the build are', async () => {
+      const ready = await databaseReady([]);
+      expect(ready.data).toBe(path.join(fs.realpathSync(cwd), '.taskmaster', 'db'));
+      expect(fs.existsSync(path.join(ready.data, LOCK_FILE))).toBe(true);
+      if (ready.kind === 'ferretdb') expect(ready.build).toBe(FERRETDB_BIN);
+      else expect(ready.mongod).toBe(findOnPath('mongod'));
+      expect(ready.data.startsWith(PACKAGE_ROOT)).toBe(false);
+    }, 90_000);
+
+    test('TASKMASTER_DATA moves the data, and --data wins over it', async () => {
+      const fromEnv = await databaseReady([], { TASKMASTER_DATA: 'env-db' });
+      expect(fromEnv.data).toBe(path.join(fs.realpathSync(cwd), 'env-db'));
+      await procs.splice(0)[0].kill();
+      const fromFlag = await databaseReady(['--data', 'flag-db'], { TASKMASTER_DATA: 'env-db' });
+      expect(fromFlag.data).toBe(path.join(fs.realpathSync(cwd), 'flag-db'));
+      expect(fs.existsSync(path.join(cwd, 'flag-db', LOCK_FILE))).toBe(true);
+      expect(fs.existsSync(path.join(cwd, '.taskmaster'))).toBe(false);
+    }, 120_000);
+  });
+
+  test('taskmaster db keeps its data in ./.taskmaster/db of the working directory and says so', async () => {
+    const cwd = tempDir('db-cwd');
+    const db = spawnProc(process.execPath, [path.join(ROOT, 'bin', 'taskmaster.js'), 'db'], {
+      cwd,
+      env: { TASKMASTER_DATA: '' },
+    });
+    try {
+      await db.waitFor(/MONGO_URL=\S+/);
+      const where = path.join(fs.realpathSync(cwd), '.taskmaster', 'db');
+      await db.waitFor(new RegExp(`data in ${where.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, `));
+      expect(fs.existsSync(path.join(where, LOCK_FILE))).toBe(true);
+    } finally {
+      await db.kill('SIGTERM');
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('one server per data directory', () => {

@@ -185,6 +185,20 @@ describe('HTTP API: tasks and batches', () => {
     expect(list.body.tasks.map((t) => t.id).sort()).toEqual(['fresh-1', 'fresh-2']);
   });
 
+  test('a task id and a batch name of 200 characters (the longest allowed) are found by their routes', async () => {
+    const batch = `b-${'é'.repeat(198)}`;
+    const id = `t-${'x/'.repeat(99)}`;
+    await feeder.work([{ id, module: 'ok', params: [] }], { batch });
+    expect((await task(master, id)).batch).toBe(batch);
+    const b = await call<{ batch: { id: string; total: number } }>(
+      master,
+      'GET',
+      `/api/batches/${encodeURIComponent(batch)}`,
+    );
+    expect(b.status).toBe(200);
+    expect(b.body.batch).toMatchObject({ id: batch, total: 1 });
+  });
+
   test('POST /api/tasks/:id/cancel cancels a running task; a final one is a 409 ESTATE', async () => {
     const ref = (
       await feeder.add([{ id: 'to-cancel', module: 'slow', params: [30_000] }], { batch: 'cancel' })

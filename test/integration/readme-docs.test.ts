@@ -50,6 +50,27 @@ function tableFlags(text: string): string[] {
   return [...text.matchAll(/^\| `(--[a-z][a-z-]*)/gm)].map((m) => m[1]).sort();
 }
 
+/** Each flag's default in a `--help` text, as `(… default X)` or `(… default: X)` says it. */
+function helpDefaults(text: string): Map<string, string> {
+  // Descriptions wrap onto lines indented to their column: join them first.
+  const joined = text.replace(/\n {10,}/g, ' ');
+  return new Map(
+    [...joined.matchAll(/^ {2}(?:-\w, )?(--[a-z][a-z-]*)[^\n]*?\bdefault:? ([^;)\n]+)/gm)].map((m) => [
+      m[1],
+      m[2].trim(),
+    ]),
+  );
+}
+
+/** Each flag's default cell (the third column) in a section's table. */
+function tableDefaults(text: string): Map<string, string> {
+  return new Map(
+    [...text.matchAll(/^\| `(--[a-z][a-z-]*)[^|]*\|[^|]*\|([^|]*)\|/gm)].map((m) => [m[1], m[2].trim()]),
+  );
+}
+
+const normal = (s: string): string => s.replace(/`/g, '').trim().toLowerCase();
+
 describe('the README matches the code', () => {
   test('the error codes the README lists are exactly the registered ones', () => {
     const start = README.indexOf('Codes (`protocol/errors.ts`):');
@@ -96,6 +117,23 @@ describe('the README matches the code', () => {
       [...h.matchAll(/`taskmaster ([a-z]+)/g)].map((m) => m[1]),
     );
     expect(commands.filter((c) => !documentedCommands.includes(c))).toEqual([]);
+  });
+
+  test('every default a --help names is the default the README table gives for that flag', async () => {
+    const mismatches: string[] = [];
+    for (const h of [...section('## Configuration').matchAll(/^### (.+)$/gm)].map((m) => m[1])) {
+      const documented = tableDefaults(section(`### ${h}`));
+      for (const command of [...h.matchAll(/`taskmaster ([a-z]+)/g)].map((m) => m[1])) {
+        for (const [flag, said] of helpDefaults(await help(command))) {
+          // The first part of the help's default ("127.255.255.255, this machine only") must be the README's.
+          const head = normal(said.split(',')[0]);
+          const cell = documented.get(flag);
+          if (cell === undefined || !normal(cell).includes(head))
+            mismatches.push(`${command} ${flag}: --help says "${said}", the README "${cell ?? '(no row)'}"`);
+        }
+      }
+    }
+    expect(mismatches).toEqual([]);
   });
 
   describe('against a running master', () => {

@@ -1,16 +1,19 @@
 /**
  * The README runs. Its code blocks marked ```ts runnable (feeder scripts) and ```ts task / ```js task
- * (task modules) are written out under the paths their first line names (`// tasks/greet.ts`), with
- * `taskmaster-distributed` resolving to this checkout; then they are type-checked with the project's
- * compiler options, and each runnable one is run against a real master and a runner on their task
- * folder (and the example tasks/). A snippet that does not compile, fails, or does not exit by itself
- * (e.g. without `feeder.close()`) fails this test.
+ * (task modules) are written out under the paths their first line names (`// tasks/greet.ts`), beside
+ * the tasks folder `taskmaster init` writes, with `taskmaster-distributed` resolving to this checkout;
+ * then they are type-checked with the project's compiler options, and each runnable one is run as
+ * the README says (`npx tsx feed.ts`) against a real master and a runner on that folder only: what a
+ * newcomer has after the Install section. A snippet that does not compile, names a module that folder
+ * lacks, fails, or does not exit by itself (e.g. without `feeder.close()`) fails this test.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import ts from 'typescript';
+import { initTasks } from '../../bin/init';
 import type { Master } from '../../master/master';
 import type { Runner } from '../../runner/runner';
 import { startRunner } from '../helpers/clients';
@@ -58,8 +61,10 @@ function linkPackage(dir: string): void {
   );
 }
 
+const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+
 describe('the README runs', () => {
-  const snippets = readmeSnippets(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8'));
+  const snippets = readmeSnippets(README);
   const dbName = testDbName('readme-snippets');
   let dir: string;
   let master: Master;
@@ -68,13 +73,15 @@ describe('the README runs', () => {
   beforeAll(async () => {
     dir = tempDir('readme');
     linkPackage(dir);
+    const quiet = new PassThrough().resume();
+    expect(initTasks(path.join(dir, 'tasks'), quiet, quiet)).toBe(0);
     for (const s of snippets) {
       fs.mkdirSync(path.dirname(path.join(dir, s.file)), { recursive: true });
       fs.writeFileSync(path.join(dir, s.file), s.code);
     }
     master = await startMaster(dbName);
     runner = await startRunner(master.url, {
-      tasks: [path.join(dir, 'tasks'), path.join(ROOT, 'tasks')],
+      tasks: [path.join(dir, 'tasks')],
       workers: 1,
       slots: 4,
     });
@@ -110,9 +117,12 @@ describe('the README runs', () => {
     expect(errors).toEqual([]);
   });
 
-  test('each runnable snippet runs to completion against a real master, and exits by itself', async () => {
+  test('each runnable snippet runs with tsx, as the README says, to completion against a real master, and exits by itself', async () => {
+    expect(README).toContain('`npx tsx feed.ts`');
+    // What `npx tsx` runs: the tsx the package depends on.
+    const tsx = path.join(ROOT, 'node_modules', '.bin', 'tsx');
     for (const s of snippets.filter((x) => x.kind === 'runnable')) {
-      const result = await run(process.execPath, [path.join(ROOT, 'bin', 'run-ts.js'), s.file], {
+      const result = await run(tsx, [s.file], {
         cwd: dir,
         env: { ...process.env, TASKMASTER_MASTER: master.url },
         timeout: 30_000,

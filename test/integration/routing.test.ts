@@ -155,4 +155,22 @@ describe('routing and draining', () => {
     expect(drained.code).toBe(0);
     expect(drained.out).toContain('plain-box: no work left');
   });
+
+  test('taskmaster undrain gives a drained runner work again; an unknown runner fails naming it', async () => {
+    master.scheduler.drain('plain-box');
+    const run = async (args: string[]) => {
+      const p = spawnCli([...args, '--master', master.url, '--token', 'routing-secret-token']);
+      return { code: await p.exit(), out: p.output() };
+    };
+    const undrained = await run(['undrain', 'plain-box']);
+    expect(undrained.code).toBe(0);
+    expect(undrained.out).toMatch(/^plain-box\tready\t/m);
+    expect(master.scheduler.runners.get('plain-box')?.draining).toBe(false);
+    await feeder.add([{ id: 'after-undrain', module: 'ok', runner: 'plain-box' }]);
+    await plain.until(() => plain.assigned.some((a) => a.id === 'after-undrain'));
+
+    const unknown = await run(['undrain', 'nobody']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.out).toContain('404 ENORUNNER no runner "nobody"');
+  });
 });

@@ -2,11 +2,13 @@
  * The package as a user gets it: `npm pack` (which builds dist/), the tarball installed into a fresh
  * folder, and there — with nothing of this repository on the path — the CLI, `taskmaster init`, a
  * master and a runner started with `npx taskmaster`, and a TypeScript feeder compiled with `tsc` as
- * CommonJS and as NodeNext ESM, each run to completion against them.
+ * CommonJS and as NodeNext ESM, each run to completion against them. The embedded database keeps its
+ * data in the project and its build in the user's cache (here a cache folder of the test's own), so
+ * a reinstall of node_modules loses no task and rebuilds nothing.
  *
  * Run by `npm run test:package` (a CI step of its own: it needs the npm registry or cache).
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -25,6 +27,15 @@ const versionOf = (dep: string) =>
   ).version;
 
 jest.setTimeout(120_000);
+
+/** Go's build cache as Go resolves it here (empty without Go: the package then needs no build). */
+function goCache(): string {
+  try {
+    return execFileSync('go', ['env', 'GOCACHE'], { encoding: 'utf8', timeout: 30_000 }).trim();
+  } catch {
+    return '';
+  }
+}
 
 /** The two ways a user's TypeScript project compiles a feeder script. */
 const MODES = {
@@ -47,29 +58,39 @@ async function compileFeeders(dir: string, run: Run): Promise<void> {
       JSON.stringify({ compilerOptions: { ...compilerOptions, ...m.compilerOptions }, files: ['feed.ts'] }),
     );
   }
-  await Promise.all(Object.keys(MODES).map((mode) => run(['tsc', '-p', mode])));
+  await Promise.all(
+    Object.keys(MODES).map((mode) =>
+      run(['tsc', '-p', mode]).catch((e: Error & { killed?: boolean; stdout?: string; stderr?: string }) => {
+        const why = e.killed ? 'timed out' : 'failed';
+        throw new Error(`tsc -p ${mode} ${why}:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+      }),
+    ),
+  );
 }
 
 describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
   const dbName = testDbName(__filename);
   let dir: string;
+  /** The user's cache folder (XDG_CACHE_HOME) of every command the test runs. */
+  let userCache: string;
+  let env: Record<string, string>;
   let tarball: string;
   let masterUrl: string;
   /** The feeder compiles, started once the package is installed, while the other tests run. */
   let compiled: Promise<void>;
   const procs: Proc[] = [];
   /** The installed command itself: `npx taskmaster` is checked once, and costs a second a call. */
-  const taskmaster: Run = (args, env = {}) =>
+  const taskmaster: Run = (args, extra = {}) =>
     run(path.join(dir, 'node_modules', '.bin', 'taskmaster'), args, {
       cwd: dir,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...env, ...extra },
       timeout: 60_000,
       encoding: 'utf8',
     });
-  const npx: Run = (args, env = {}) =>
+  const npx: Run = (args, extra = {}) =>
     run('npx', ['--no-install', ...args], {
       cwd: dir,
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...env, ...extra },
       // Two tsc compiles run at once beside the other tests: on a loaded machine they take minutes.
       timeout: 180_000,
       encoding: 'utf8',
@@ -77,6 +98,14 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
 
   beforeAll(async () => {
     dir = tempDir('package');
+    userCache = path.join(dir, 'user-cache');
+    env = {
+      XDG_CACHE_HOME: userCache,
+      // Go keeps its build cache under XDG_CACHE_HOME too: keep Go's own, or FerretDB compiles cold.
+      GOCACHE: goCache(),
+      TASKMASTER_CACHE_DIR: '',
+      TASKMASTER_DATA: '',
+    };
     const packed = await run('npm', ['pack', '--json', '--pack-destination', dir], {
       cwd: ROOT,
       timeout: 90_000,
@@ -156,7 +185,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     const bin = path.join(dir, 'node_modules', '.bin', 'taskmaster');
     const master = spawnProc(bin, ['master', '--port', '0'], {
       cwd: dir,
-      env: { MONGO_URL: testDbUrl(dbName) },
+      env: { ...env, MONGO_URL: testDbUrl(dbName) },
     });
     procs.push(master);
     const line = await master.waitFor(/"message":"master listening"[^\n]*/, 60_000);
@@ -164,6 +193,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     expect(masterUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const runner = spawnProc(bin, ['runner', '--master', masterUrl, '--tasks', 'tasks', '--workers', '1'], {
       cwd: dir,
+      env,
     });
     procs.push(runner);
     await runner.waitFor(/"message":"runner ready"/, 60_000);
@@ -175,9 +205,9 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     }
   });
 
-  test('taskmaster db from the package builds the embedded FerretDB from its own sources and serves it', async () => {
+  test("taskmaster db from the package builds the embedded FerretDB from its own sources into the user's cache and serves it", async () => {
     const bin = path.join(dir, 'node_modules', '.bin', 'taskmaster');
-    const db = spawnProc(bin, ['db', '--data', path.join(dir, 'db-files')], { cwd: dir });
+    const db = spawnProc(bin, ['db', '--data', path.join(dir, 'db-files')], { cwd: dir, env });
     procs.push(db);
     const line = await db.waitFor(/MONGO_URL=mongodb:\/\/\S+/, 170_000);
     const conn = await mongoose
@@ -189,14 +219,15 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     } finally {
       await conn.close();
     }
-    // Built inside the installed package, from the sources it ships.
-    const root = path.join(dir, 'node_modules', PKG.name);
-    expect(fs.readdirSync(path.join(root, '.cache', 'bin')).some((f) => f.startsWith('ferretdb-'))).toBe(
-      true,
-    );
+    // Built from the sources the package ships, into the user's cache: not inside node_modules,
+    // which `npm ci` deletes.
+    const build = path.join(userCache, 'taskmaster', 'bin');
+    expect(fs.readdirSync(build).some((f) => f.startsWith('ferretdb-'))).toBe(true);
+    expect(fs.existsSync(path.join(dir, 'node_modules', PKG.name, '.cache'))).toBe(false);
+    expect(db.output()).toContain(`data in ${path.join(dir, 'db-files')}, build in ${build}`);
   }, 180_000);
 
-  test('a TypeScript feeder compiles with tsc as CommonJS and as NodeNext ESM, and runs to completion', async () => {
+  test('a TypeScript feeder compiles with tsc as CommonJS and as NodeNext ESM, runs to completion, and runs with npx tsx', async () => {
     expect(masterUrl).toBeTruthy();
     await compiled;
     for (const mode of Object.keys(MODES)) {
@@ -208,5 +239,52 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
       });
       expect(stdout).toBe(`result Hello, ${mode}! Hello, ${mode}!\n`);
     }
+    // As the README's From code says: `npx tsx feed.ts`, tsx coming with the package.
+    const viaTsx = await npx(['tsx', path.join('cjs', 'feed.ts'), 'tsx'], { TASKMASTER_MASTER: masterUrl });
+    expect(viaTsx.stdout).toBe('result Hello, tsx! Hello, tsx!\n');
   });
+  test('a master without MONGO_URL keeps its tasks in ./.taskmaster/db of the project, says so, and a reinstall of node_modules (npm ci) loses none and rebuilds nothing', async () => {
+    // The feeders compile in node_modules' typescript: done before node_modules goes.
+    await compiled;
+    const bin = path.join(dir, 'node_modules', '.bin', 'taskmaster');
+    const startMaster = async () => {
+      const master = spawnProc(bin, ['master', '--port', '0'], { cwd: dir, env: { ...env, MONGO_URL: '' } });
+      procs.push(master);
+      const { data, build } = JSON.parse(
+        await master.waitFor(/\{[^\n]*"message":"database ready"[^\n]*\}/, 170_000),
+      ) as { data: string; build: string };
+      const ready = { data, build };
+      const url = /"url":"([^"]+)"/.exec(await master.waitFor(/"message":"master listening"[^\n]*/))?.[1];
+      return { master, ready, url: url ?? '' };
+    };
+
+    const first = await startMaster();
+    expect(first.ready.data).toBe(path.join(dir, '.taskmaster', 'db'));
+    expect(first.ready.build.startsWith(path.join(userCache, 'taskmaster', 'bin', 'ferretdb-'))).toBe(true);
+    const runner = spawnProc(bin, ['runner', '--master', first.url, '--tasks', 'tasks', '--workers', '1'], {
+      cwd: dir,
+      env,
+    });
+    procs.push(runner);
+    await runner.waitFor(/"message":"runner ready"/, 60_000);
+    await taskmaster(['feed', 'tasks/batch.json', '--wait', '--batch', 'kept', '--master', first.url]);
+    await runner.kill();
+    expect(await first.master.kill()).toBe(0);
+
+    const marker = path.join(dir, 'node_modules', PKG.name, 'marker');
+    fs.writeFileSync(marker, '');
+    await run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], {
+      cwd: dir,
+      env: { ...process.env, ...env },
+      timeout: 90_000,
+      encoding: 'utf8',
+    });
+    expect(fs.existsSync(marker)).toBe(false); // the package folder was really replaced
+
+    const second = await startMaster();
+    expect(second.ready).toEqual(first.ready);
+    expect(second.master.output()).not.toContain('building FerretDB');
+    const got = await taskmaster(['get', 'kept/greet-twice', '--json', '--master', second.url]);
+    expect(JSON.parse(got.stdout)).toMatchObject({ id: 'kept/greet-twice', state: 'done' });
+  }, 300_000);
 });

@@ -67,10 +67,10 @@ describe('the taskmaster command line', () => {
     expect(r.err).toContain('--max-attempts: must be an integer between 1 and 1000 (got "0")');
   });
 
-  test('the master refuses a public address without a token', async () => {
+  test('the master refuses a public address without TLS and a token', async () => {
     const r = await cli('master', '--host', '0.0.0.0', '--mongo-url', 'mongodb://127.0.0.1:1/x');
     expect(r.code).toBe(2);
-    expect(r.err).toContain('refusing to listen on 0.0.0.0 without a token');
+    expect(r.err).toContain('refusing to listen on 0.0.0.0 without TLS and a token');
   });
 
   test('runner and db validate their flags too', async () => {

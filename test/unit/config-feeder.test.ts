@@ -1,4 +1,7 @@
+import path from 'node:path';
 import { feederConfig } from '../../feeder/config';
+import { errorOf } from '../helpers/capture';
+import { makeTestCa } from '../helpers/pki';
 
 describe('feeder settings', () => {
   test('defaults to the local master with no token', () => {
@@ -37,5 +40,22 @@ describe('feeder settings', () => {
         '  --master: must be an http:// or https:// URL such as http://127.0.0.1:3232 (got "ftp://x")\n' +
         '  --connect-timeout: must be an integer between 1 and 86400000 (got "1.5")',
     );
+  });
+
+  test('--ca (or TASKMASTER_CA) gives the PEM of the file; a missing file or one with no certificate is refused', () => {
+    const pki = makeTestCa();
+    try {
+      expect(feederConfig({ ca: pki.caFile }, {}).options.ca).toBe(pki.ca);
+      expect(feederConfig({}, { TASKMASTER_CA: pki.caFile }).options.ca).toBe(pki.ca);
+      expect(errorOf(() => feederConfig({ ca: '/nowhere.pem' }, {})).message).toContain(
+        '--ca: cannot read /nowhere.pem (ENOENT',
+      );
+      const notPem = path.join(pki.dir, 'server.ext');
+      expect(errorOf(() => feederConfig({}, { TASKMASTER_CA: notPem })).message).toContain(
+        `TASKMASTER_CA: ${notPem} holds no PEM certificate`,
+      );
+    } finally {
+      pki.remove();
+    }
   });
 });

@@ -2,6 +2,7 @@ import { databaseName, isLoopback, masterConfig } from '../../master/config';
 import { MASTER_DEFAULTS } from '../../master/options';
 import { TaskmasterError } from '../../protocol/errors';
 import { errorOf } from '../helpers/capture';
+import { makeTestCa, type Issued, type TestCa } from '../helpers/pki';
 
 describe('master settings', () => {
   test('without flags or environment the defaults apply and no database URL is set', () => {
@@ -81,32 +82,78 @@ describe('master settings', () => {
     expect((err.details as { issues: unknown[] }).issues).toHaveLength(5);
   });
 
-  test('a non-loopback host without a token is refused, naming both ways out', () => {
-    const err = errorOf(() => masterConfig({ host: '0.0.0.0' }, {}));
-    expect(err.code).toBe('EVALIDATION');
-    expect(err.message).toMatch(/refusing to listen on 0\.0\.0\.0 without a token/);
-    expect(err.message).toContain('--token');
-    expect(err.message).toContain('--insecure');
-  });
+  describe('beyond loopback: TLS and a token, or --insecure', () => {
+    let pki: TestCa;
+    let pair: Issued;
+    beforeAll(() => {
+      pki = makeTestCa();
+      pair = pki.issue('master');
+    });
+    afterAll(() => pki?.remove());
+    const token = 's3cret-s3cret-s3cret';
 
-  test('a non-loopback host is accepted with a token (flag or environment) or with --insecure', () => {
-    expect(masterConfig({ host: '0.0.0.0', token: 's3cret-s3cret-s3cret' }, {}).options.host).toBe('0.0.0.0');
-    expect(
-      masterConfig({}, { TASKMASTER_HOST: '10.1.2.3', TASKMASTER_TOKEN: 's3cret-s3cret-s3cret' }).options
-        .token,
-    ).toBe('s3cret-s3cret-s3cret');
-    expect(masterConfig({ host: '::', insecure: true }, {}).options).toMatchObject({
-      host: '::',
-      insecure: true,
+    test('without TLS and a token, with a token but no TLS, or with TLS but no token, it is refused saying why and both ways on', () => {
+      const tls = { tlsCert: pair.certFile, tlsKey: pair.keyFile };
+      for (const [flags, why] of [
+        [{}, 'without TLS and a token: anyone who can reach it could add tasks to your runners'],
+        [{ token }, 'with a token but without TLS: the token would cross the network in clear text'],
+        [tls, 'without a token: anyone who can reach it'],
+      ] as const) {
+        const err = errorOf(() => masterConfig({ host: '0.0.0.0', ...flags }, {}));
+        expect(err.code).toBe('EVALIDATION');
+        expect(err.message).toContain(`--host: refusing to listen on 0.0.0.0 ${why}`);
+        for (const way of ['--tls-cert', '--tls-key', '--token', '--ca', '--insecure'])
+          expect(err.message).toContain(way);
+      }
+    });
+
+    test('it is accepted with TLS and a token (flags or environment), or with --insecure', () => {
+      const { options, tlsFiles } = masterConfig(
+        { host: '0.0.0.0', token, tlsCert: pair.certFile, tlsKey: pair.keyFile },
+        {},
+      );
+      expect(options.tls).toEqual({ cert: Buffer.from(pair.cert), key: Buffer.from(pair.key) });
+      expect(tlsFiles).toEqual({ cert: pair.certFile, key: pair.keyFile });
+      const env = {
+        TASKMASTER_HOST: '10.1.2.3',
+        TASKMASTER_TOKEN: token,
+        TASKMASTER_TLS_CERT: pair.certFile,
+        TASKMASTER_TLS_KEY: pair.keyFile,
+      };
+      expect(masterConfig({}, env).options).toMatchObject({ host: '10.1.2.3', token });
+      expect(masterConfig({ host: '::', insecure: true }, {}).options).toMatchObject({
+        host: '::',
+        insecure: true,
+      });
+      expect(masterConfig({ host: '0.0.0.0', token, insecure: true }, {}).options.tls).toBeUndefined();
+    });
+
+    test('a certificate without its key, a file that cannot be read, or a key of another certificate is refused naming the flag', () => {
+      expect(errorOf(() => masterConfig({ tlsCert: pair.certFile }, {})).message).toContain(
+        '--tls-key: is needed with --tls-cert',
+      );
+      expect(
+        errorOf(() => masterConfig({ tlsCert: '/nowhere.crt', tlsKey: pair.keyFile }, {})).message,
+      ).toContain('--tls-cert: cannot read /nowhere.crt (ENOENT');
+      const other = pki.issue('other');
+      expect(
+        errorOf(() => masterConfig({ tlsCert: pair.certFile, tlsKey: other.keyFile }, {})).message,
+      ).toContain(`--tls-key: ${other.keyFile}: the key does not belong to the certificate`);
+      expect(
+        errorOf(() => masterConfig({ tlsCert: pair.keyFile, tlsKey: pair.keyFile }, {})).message,
+      ).toContain(`--tls-cert: ${pair.keyFile}: not a PEM certificate`);
     });
   });
 
   test('beyond loopback a token (or read-only token) shorter than 16 characters is refused, naming the flag', () => {
-    expect(() => masterConfig({ host: '0.0.0.0', token: 's3cret' }, {})).toThrow(
+    expect(() => masterConfig({ host: '0.0.0.0', token: 's3cret', insecure: true }, {})).toThrow(
       /--token: must be at least 16/,
     );
     expect(() =>
-      masterConfig({ host: '0.0.0.0', token: 's3cret-s3cret-s3cret', readToken: 'short' }, {}),
+      masterConfig(
+        { host: '0.0.0.0', token: 's3cret-s3cret-s3cret', readToken: 'short', insecure: true },
+        {},
+      ),
     ).toThrow(/--read-token: must be at least 16/);
     expect(masterConfig({ token: 's3cret' }, {}).options.token).toBe('s3cret');
   });
@@ -116,6 +163,33 @@ describe('master settings', () => {
       expect(isLoopback(h)).toBe(true);
     for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.1', 'example.com', '::ffff:10.0.0.1'])
       expect(isLoopback(h)).toBe(false);
+  });
+
+  test('the embedded database folder comes from --data, else TASKMASTER_DATA; with a MongoDB URL it is refused', () => {
+    expect(masterConfig({}, {}).dataDir).toBeUndefined();
+    expect(masterConfig({}, { TASKMASTER_DATA: 'env-db' }).dataDir).toBe('env-db');
+    expect(masterConfig({ data: 'flag-db' }, { TASKMASTER_DATA: 'env-db' }).dataDir).toBe('flag-db');
+    const err = errorOf(() => masterConfig({ data: 'db' }, { MONGO_URL: 'mongodb://db:27017/tm' }));
+    expect(err.code).toBe('EVALIDATION');
+    expect(err.message).toContain("--data: is the embedded database's folder, but a MongoDB is given");
+    expect(
+      errorOf(() => masterConfig({ mongoUrl: 'mongodb://db/tm' }, { TASKMASTER_DATA: 'db' })).message,
+    ).toContain('TASKMASTER_DATA: ');
+  });
+
+  test('--default-run-timeout takes milliseconds or a duration; none by default; zero or beyond what timers hold is refused', () => {
+    expect(masterConfig({}, {}).options.defaultRunTimeout).toBeUndefined();
+    expect(masterConfig({ defaultRunTimeout: '1500' }, {}).options.defaultRunTimeout).toBe(1500);
+    expect(masterConfig({ defaultRunTimeout: '30m' }, {}).options.defaultRunTimeout).toBe(1_800_000);
+    expect(errorOf(() => masterConfig({ defaultRunTimeout: '0' }, {})).message).toContain(
+      '--default-run-timeout: must be at least 1 ms',
+    );
+    expect(errorOf(() => masterConfig({ defaultRunTimeout: '30d' }, {})).message).toContain(
+      '--default-run-timeout: must be at most 2147483647 ms',
+    );
+    expect(errorOf(() => masterConfig({ defaultRunTimeout: 'soon' }, {})).message).toContain(
+      '--default-run-timeout: must be a duration such as 2h, 30m, 90s or 500ms (got "soon")',
+    );
   });
 
   test('the database name comes from the flag, else the URL, else "taskmaster"', () => {

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { resolveRunnerOptions, runnerConfig } from '../../runner/config';
 import { errorOf } from '../helpers/capture';
+import { makeTestCa } from '../helpers/pki';
 
 describe('runner settings', () => {
   let root: string;
@@ -95,5 +96,16 @@ describe('runner settings', () => {
     expect(errorOf(() => runnerConfig({}, { TASKMASTER_TASKS: 'gone' }, root)).message).toContain(
       `TASKMASTER_TASKS[0]: no such folder: ${path.join(root, 'gone')}`,
     );
+  });
+
+  test('--ca gives the runner the PEM of the file, and resolved options keep it', () => {
+    const pki = makeTestCa();
+    try {
+      const { options } = runnerConfig({ ca: pki.caFile, tasks: ['tasks'] }, {}, root);
+      expect(options.ca).toBe(pki.ca);
+      expect(resolveRunnerOptions(options).ca).toBe(pki.ca);
+    } finally {
+      pki.remove();
+    }
   });
 });

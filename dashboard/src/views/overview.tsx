@@ -72,8 +72,10 @@ export function OverviewView() {
       </Card>
       <Card title="Newest batches">
         {o.batches.slice(0, 5).map((b) => (
-          <div key={b.id} class="mini-batch">
-            <a href={`#/batches/${encodeURIComponent(b.id)}`}>{b.id}</a>
+          <div key={b.id} class="mini-batch" data-testid="mini-batch">
+            <a href={`#/batches/${encodeURIComponent(b.id)}`} title={b.id}>
+              {b.id}
+            </a>
             <CountsBar counts={b.counts} total={b.total} />
           </div>
         ))}
