@@ -182,7 +182,7 @@ export async function main(argv: string[]): Promise<number> {
       )
       .option(
         '--max-result-bytes <n>',
-        'largest result a task may report; larger fails with ETOOLARGE (default: what one message to the master carries, its --max-message-bytes less 16 KiB)',
+        'largest result a task may report; larger fails with ETOOLARGE (default: one message to the master less 16 KiB, from its --max-message-bytes)',
       )
       .option(
         '--max-worker-memory <mb>',
