@@ -46,7 +46,7 @@ import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
 import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './api';
 import { Dashboard } from './dashboard';
-import { baseRoutes, HttpRoutes } from './http';
+import { baseRoutes, HttpRoutes, type Readiness } from './http';
 import { Metrics } from './metrics';
 import { Monitor } from './monitor';
 import { storedBatches } from './queries';
@@ -190,7 +190,7 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   /** Ready: recovery finished and the database answers a ping. */
-  async readiness(): Promise<{ ready: boolean; database: boolean; recovered: boolean }> {
+  async readiness(): Promise<Readiness> {
     let database = false;
     try {
       const ping = this.conn?.db?.command({ ping: 1 });
@@ -198,7 +198,16 @@ export class Master extends EventEmitter implements ApiView {
     } catch {
       database = false;
     }
-    return { ready: database && this.recovered, database, recovered: this.recovered };
+    // A server that answers pings may still refuse writes (a full disk): not ready while they fail.
+    const trouble = this.store?.trouble() ?? null;
+    const ready = database && this.recovered && !trouble;
+    return {
+      ready,
+      database,
+      recovered: this.recovered,
+      ...(trouble ? { cause: trouble.cause, error: trouble.error, sinceMs: trouble.sinceMs } : {}),
+      ...(!database && !trouble ? { cause: 'database not answering' } : {}),
+    };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -259,6 +268,7 @@ export class Master extends EventEmitter implements ApiView {
       finalCacheSize: 100_000,
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
+      writeBacklogLimit: this.opts.writeBacklogLimit,
       maxTaskBytes: this.opts.maxTaskBytes,
       maxDependencyBytes: this.opts.maxDependencyBytes,
       holdSimilarWork: this.opts.holdSimilarWork,
