@@ -123,6 +123,80 @@ describe('adversarial: the database fails under a loaded master', () => {
     expect(master.memory().peakMb).toBeLessThan(300);
     await assertMasterAlive(master.url);
   }, 180_000);
+
+  test('database frozen (SIGSTOP) under 1,000 adds a second sent without waiting: beyond 20,000 unwritten tasks adds are refused with EQUEUEFULL, /health says why, and after SIGCONT every acknowledged add runs once; master peak RSS under 300 MB', async () => {
+    const db = await ownDatabase();
+    cleanup.push(() => db.stop());
+    cleanup.push(() => {
+      try {
+        db.signal('SIGCONT');
+      } catch {
+        // not running
+      }
+    });
+    const { master, feeder, outcomes } = await cluster(db, 'frozen');
+    expect(await feeder.work([{ module: 'ok', params: ['before'] }])).toMatchObject([{ state: 'done' }]);
+    db.signal('SIGSTOP');
+    const frozenAt = Date.now();
+    // 100 tasks every 100 ms, none awaited, until refusals have gone on for 2 s (or 40 s passed).
+    const acked: string[] = [];
+    const refused: string[] = [];
+    const other: string[] = [];
+    const adds: Promise<unknown>[] = [];
+    let firstRefusal = 0;
+    let round = 0;
+    while (Date.now() - frozenAt < 40_000 && !(firstRefusal > 0 && Date.now() - firstRefusal > 2000)) {
+      const batch = Array.from({ length: 100 }, (_, k) => ({
+        id: `f-${round}-${k}`,
+        module: 'ok',
+        params: [k],
+      }));
+      round++;
+      adds.push(
+        feeder.add(batch, { retries: 0 }).then(
+          (refs) => acked.push(...refs.map((r) => r.id)),
+          (err: unknown) => {
+            if (err instanceof TaskmasterError && err.code === 'EQUEUEFULL') {
+              firstRefusal ||= Date.now();
+              refused.push(...batch.map((t) => t.id));
+              if (refused.length === 100) other.push(err.message); // the first one's words
+            } else other.push(String(err));
+          },
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Frozen still: the master answers, and says why it is not ready.
+    const health = await httpRequest(master.url, { path: '/health' });
+    expect(health.status).toBe(200);
+    expect(health.json()).toMatchObject({ store: { trouble: { cause: 'database not answering' } } });
+    expect(await ready(master.url)).toMatchObject({ status: 503, body: { ready: false } });
+    const peakFrozen = master.memory().peakMb;
+    expect(acked).toEqual([]); // nothing is acknowledged before it is durable
+    expect(refused.length).toBeGreaterThan(0);
+    expect(other[0]).toMatch(
+      /^the database is behind \(database not answering\): \d+ tasks wait to be written, limit 20000/,
+    );
+    expect(other.slice(1)).toEqual([]);
+    // Refusals start at the bound: what waits in memory is at most 20,000 tasks and the adds in flight.
+    expect(round * 100 - refused.length).toBeLessThanOrEqual(20_000 + 100);
+
+    db.signal('SIGCONT');
+    await Promise.all(adds);
+    expect(acked.length).toBe(round * 100 - refused.length);
+    const done = await feeder.wait(acked);
+    expect(done.filter((o) => o.state !== 'done')).toEqual([]);
+    expect(acked.filter((id) => outcomes.get(id)?.length !== 1)).toEqual([]);
+    // A refused add added nothing.
+    expect(refused.filter((id) => outcomes.has(id))).toEqual([]);
+    await eventually(async () => (await ready(master.url)).status === 200, {
+      timeout: 30_000,
+      what: '/ready back to 200 after SIGCONT',
+    });
+    expect(peakFrozen).toBeLessThan(300);
+    expect(master.memory().peakMb).toBeLessThan(300);
+    await assertMasterAlive(master.url);
+  }, 240_000);
 });
 
 /** Writes zeros to `file` until its file system has no space left. */
