@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import mongoose from 'mongoose';
 import type { TaskOutcome } from '../../protocol/schemas';
 import { TaskmasterError } from '../../protocol/errors';
 import { startFeeder, startRunner, type TestFeeder } from '../helpers/clients';
@@ -197,6 +198,68 @@ describe('adversarial: the database fails under a loaded master', () => {
     expect(master.memory().peakMb).toBeLessThan(300);
     await assertMasterAlive(master.url);
   }, 240_000);
+
+  test('database dropped under a running master: /ready 503 "database dropped" and a log line, memory written back (40 delivered outcomes found again, 60 live tasks run to done once); master peak RSS under 300 MB', async () => {
+    const db = await ownDatabase();
+    cleanup.push(() => db.stop());
+    // Beats far apart: the drop is seen by /ready itself, not by the next beat.
+    const { master, feeder, outcomes } = await cluster(db, 'dropped', ['--lease-ms', '60000']);
+    const delivered = Array.from({ length: 40 }, (_, i) => ({
+      id: `was-done-${i}`,
+      module: 'ok',
+      params: [i],
+    }));
+    expect((await feeder.work(delivered)).every((o) => o.state === 'done')).toBe(true);
+    // Live when the database goes: 30 running, 30 waiting for them.
+    const live = [
+      ...Array.from({ length: 30 }, (_, i) => ({ id: `live-${i}`, module: 'slow', params: [3000] })),
+      ...Array.from({ length: 30 }, (_, i) => ({
+        id: `after-${i}`,
+        module: 'ok',
+        dependencies: [`live-${i}`],
+      })),
+    ];
+    await feeder.add(live);
+    const conn = await mongoose.createConnection(db.url('dropped')).asPromise();
+    cleanup.push(() => conn.close());
+    await eventually(
+      async () => (await conn.collection('tasks').countDocuments({ _id: /^was-done-/ as never })) === 40,
+      {
+        what: 'the 40 delivered tasks in tasks',
+      },
+    );
+    await conn.dropDatabase();
+
+    const r = await ready(master.url);
+    expect(r).toMatchObject({ status: 503, body: { ready: false, cause: 'database dropped' } });
+    await master.waitFor(/the database was dropped under this master/);
+    await eventually(async () => (await ready(master.url)).status === 200, {
+      timeout: 30_000,
+      what: '/ready back to 200 once memory is written back',
+    });
+    await master.waitFor(/wrote back what memory held after the database was dropped/);
+    // The outcomes delivered before the drop are found again.
+    const found = await Promise.all(
+      delivered.map(async (t) => (await httpRequest(master.url, { path: `/api/tasks/${t.id}` })).status),
+    );
+    expect(found.filter((status) => status !== 200)).toEqual([]);
+    // The live ones run to their end, once, and their documents say so.
+    const done = await feeder.wait(live.map((t) => t.id));
+    expect(done.filter((o) => o.state !== 'done')).toEqual([]);
+    expect(live.filter((t) => outcomes.get(t.id)?.length !== 1)).toEqual([]);
+    await eventually(
+      async () =>
+        (await conn
+          .collection('tasks')
+          .countDocuments({ _id: { $in: live.map((t) => t.id) } as never, state: 'done' })) === 60,
+      { what: 'the 60 live tasks done in tasks' },
+    );
+    expect(await conn.collection('tasks').countDocuments({ _id: /^was-done-/ as never, state: 'done' })).toBe(
+      40,
+    );
+    expect(master.memory().peakMb).toBeLessThan(300);
+    await assertMasterAlive(master.url);
+  }, 180_000);
 });
 
 /** Writes zeros to `file` until its file system has no space left. */
