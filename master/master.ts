@@ -60,6 +60,7 @@ import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { rewriteFromMemory } from './store-rewrite';
+import { ScanGate } from './scan-gate';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
 
@@ -94,6 +95,8 @@ export class Master extends EventEmitter implements ApiView {
   private announcer: { stop(): void } | null = null;
   private closing: Promise<void> | null = null;
   private mon: Monitor | null = null;
+  /** Reads of `tasks` that may scan, bounded (`maxScans`). */
+  readonly scans: ScanGate;
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
@@ -108,6 +111,9 @@ export class Master extends EventEmitter implements ApiView {
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
     checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
     checkMessageLimits(this.opts);
+    if (!Number.isInteger(this.opts.maxScans) || this.opts.maxScans < 1)
+      throw new TaskmasterError('EVALIDATION', 'maxScans: must be an integer of at least 1');
+    this.scans = new ScanGate(this.opts.maxScans);
     if (this.opts.tls) checkTlsPair(this.opts.tls, { cert: 'tls.cert', key: 'tls.key' });
     // Longer delays would fire at once (Node's timers hold 32 bits).
     for (const key of [
