@@ -75,6 +75,44 @@ export const MUTANTS: Mutant[] = [
     tests: ['test/integration/store-durability.test.ts'],
     testName: 'not acknowledged while the database is frozen',
   },
+  // ---- work only where it can run, and never twice ------------------------------------------------
+  {
+    name: 'tasks-to-runners-without-module',
+    guarantee: 'a task is assigned only to a runner that announced its module',
+    file: 'master/policies/eligibility.ts',
+    find: '  if (t.module !== undefined && !hasModule(r, t.module)) return false;',
+    replace: '',
+    tests: ['test/integration/module-routing.test.ts'],
+    testName: 'all run on the runner that has the module',
+  },
+  {
+    name: 'emodule-counted',
+    guarantee: "EMODULE from a runner is that runner's problem: the task is requeued uncounted",
+    file: 'master/scheduler.ts',
+    find: '    else this.requeueUncounted(t);\n  }\n\n  /** A runner announced its modules anew',
+    replace:
+      '    else this.attemptFailed(t, error, true, moduleHash);\n  }\n\n  /** A runner announced its modules anew',
+    tests: ['test/integration/module-routing.test.ts'],
+    testName: 'fails to load everywhere',
+  },
+  {
+    name: 'lost-attempt-not-reclaimed',
+    guarantee:
+      'a runner back after its grace takes back its lost attempt (its finished result accepted) while nobody else has it',
+    file: 'master/scheduler.ts',
+    find: 'if (lost && lost.attempts === ref.attempt && lost.lostFrom === entry.id) {',
+    replace: 'if (lost && lost.attempts === ref.attempt && lost.lostFrom === "nobody") {',
+    tests: ['test/unit/scheduler/recovery-grace.test.ts'],
+  },
+  {
+    name: 'dependency-results-unbounded',
+    guarantee:
+      'this.dependencies carries at most maxDependencyBytes of results; the rest are named, not sent',
+    file: 'master/dependency-results.ts',
+    find: '} else if (bytes + found.bytes > maxBytes) {',
+    replace: '} else if (bytes + found.bytes > Infinity) {',
+    tests: ['test/unit/dependency-results.test.ts'],
+  },
   // ---- amplification ---------------------------------------------------------------------------
   {
     name: 'depfailed-embeds-message',
