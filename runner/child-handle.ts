@@ -8,11 +8,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import readline from 'node:readline';
 import type { Logger } from '../common/logger';
 import type { ReportedError, WireError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 import type { AttemptHost } from './attempt-supervisor';
+import { ChildOutput } from './child-output';
 import type { LoadedModule } from './loader';
 import {
   ChildCommand,
@@ -67,6 +67,7 @@ export class ChildHandle
   private exited = false;
   private readonly exitedPromise: Promise<void>;
   private readonly log: Logger;
+  private readonly output: ChildOutput;
 
   constructor(opts: ChildSpawnOptions) {
     super();
@@ -84,16 +85,11 @@ export class ChildHandle
     liveChildren.add(this.proc);
     ensureReaper();
 
-    // Task code may print; its lines end up in the runner's log rather than being lost.
-    for (const [stream, level] of [
-      [this.proc.stdout, 'info'],
-      [this.proc.stderr, 'warn'],
-    ] as const) {
-      if (!stream) continue;
-      readline
-        .createInterface({ input: stream })
-        .on('line', (line) => this.log.log(level, line, { stream: level === 'info' ? 'stdout' : 'stderr' }));
-    }
+    // Task code may print; its lines end up in the runner's log rather than being lost, within the
+    // limits of child-output.ts (a line, and bytes per attempt), so no flood is kept in memory.
+    this.output = new ChildOutput(this.log);
+    if (this.proc.stdout) this.output.attach(this.proc.stdout, 'stdout');
+    if (this.proc.stderr) this.output.attach(this.proc.stderr, 'stderr');
 
     this.proc.on('message', (raw) => this.onMessage(raw as ToParent));
     // Sending to a process that just died raises 'error'; its 'exit' tells the real story.
@@ -162,6 +158,7 @@ export class ChildHandle
       this.versions.set(mod.name, mod.hash);
     }
     this.keys.add(key);
+    this.output.renew();
     this.send({ cmd: ChildCommand.Start, key, hash: mod.hash, task });
   }
 
