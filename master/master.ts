@@ -629,6 +629,12 @@ export class Master extends EventEmitter implements ApiView {
     return this.retention.purge(filter);
   }
 
+  /** Runs one retention pass now (by age, then by count); resolves to how many tasks it removed. */
+  retainNow(): Promise<number> {
+    if (!this.retention) throw new Error('master not started');
+    return this.retention.pass();
+  }
+
   /** The write-through store's backlog and lag, for status and health. */
   storeStatus(): ReturnType<Store['status']> | null {
     return this.store?.status() ?? null;
