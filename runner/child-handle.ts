@@ -8,15 +8,17 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
+import { limitLog } from '../common/log-limit';
 import type { Logger } from '../common/logger';
 import type { ReportedError, WireError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 import type { AttemptHost } from './attempt-supervisor';
-import { ChildOutput } from './child-output';
+import { ChildOutput, MAX_OUTPUT_LINE_BYTES } from './child-output';
 import type { LoadedModule } from './loader';
 import {
   ChildCommand,
   ParentCommand,
+  toParentSchema,
   type TaskPayload,
   type ToChild,
   type ToParent,
@@ -91,7 +93,7 @@ export class ChildHandle
     if (this.proc.stdout) this.output.attach(this.proc.stdout, 'stdout');
     if (this.proc.stderr) this.output.attach(this.proc.stderr, 'stderr');
 
-    this.proc.on('message', (raw) => this.onMessage(raw as ToParent));
+    this.proc.on('message', (raw) => this.onMessage(raw));
     // Sending to a process that just died raises 'error'; its 'exit' tells the real story.
     this.proc.on('error', (err) => this.log.debug('child process error', { error: err.message }));
     this.exitedPromise = new Promise((resolve) =>
@@ -197,7 +199,21 @@ export class ChildHandle
     this.proc.send(msg);
   }
 
-  private onMessage(msg: ToParent): void {
+  /**
+   * What the child says, parsed and bound to this process: the child runs task code, which can send
+   * anything over the channel. A report about an attempt this child does not hold (another child's,
+   * or one it already settled) is dropped, so a task cannot start, advance or settle another's
+   * attempt; a task can still do so for the attempts that share its process (see docs).
+   */
+  private onMessage(raw: unknown): void {
+    const parsed = toParentSchema.safeParse(raw);
+    if (!parsed.success) {
+      limitLog(this.log, 'warn', `ipc:${this.id}`, 'malformed message from a worker process dropped', {
+        error: parsed.error.issues[0]?.message,
+      });
+      return;
+    }
+    let msg = parsed.data;
     switch (msg.cmd) {
       case ParentCommand.Ready:
         this.isReady = true;
@@ -206,14 +222,52 @@ export class ChildHandle
       case ParentCommand.Fatal:
         this.fatal = msg.error;
         return;
+      case ParentCommand.Log:
+        if (msg.key !== undefined && !this.keys.has(msg.key)) msg = { ...msg, key: undefined };
+        msg = boundedLog(msg);
+        break;
+      case ParentCommand.Add:
+        // Adds tasks for whoever sent it; the key only names the sender in the log.
+        break;
+      case ParentCommand.Started:
+      case ParentCommand.Progress:
+        if (!this.keys.has(msg.key)) return this.notHeld(msg.cmd, msg.key);
+        break;
       case ParentCommand.Completed:
       case ParentCommand.Failed:
-        if (this.keys.delete(msg.key)) this.finishedCount++;
+        if (!this.keys.delete(msg.key)) return this.notHeld(msg.cmd, msg.key);
+        this.finishedCount++;
         if (this.cancelled.size > 0) this.cancelled.delete(msg.key);
         break;
     }
     this.emit('message', msg);
   }
+
+  private notHeld(cmd: string, key: string): void {
+    limitLog(
+      this.log,
+      'warn',
+      `ipc-key:${this.id}`,
+      'worker reported on an attempt it does not hold; dropped',
+      {
+        cmd,
+        key,
+      },
+    );
+  }
+}
+
+/** A task's log line over IPC, cut as a line of its output is (child-output.ts). */
+function boundedLog(msg: Extract<ToParent, { cmd: ParentCommand.Log }>): typeof msg {
+  let { message, meta } = msg;
+  if (message.length > MAX_OUTPUT_LINE_BYTES)
+    message = `${message.slice(0, MAX_OUTPUT_LINE_BYTES)} … [cut at ${MAX_OUTPUT_LINE_BYTES} characters]`;
+  if (meta !== undefined) {
+    const bytes = Buffer.byteLength(JSON.stringify(meta));
+    if (bytes > MAX_OUTPUT_LINE_BYTES)
+      meta = { metaLeftOut: `${bytes} bytes as JSON, over ${MAX_OUTPUT_LINE_BYTES}` };
+  }
+  return message === msg.message && meta === msg.meta ? msg : { ...msg, message, meta };
 }
 
 /**
