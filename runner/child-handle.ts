@@ -6,6 +6,7 @@
  * supervisor. A handle whose process exited is never reused.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { limitLog } from '../common/log-limit';
@@ -14,6 +15,7 @@ import type { ReportedError, WireError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 import type { AttemptHost } from './attempt-supervisor';
 import { ChildOutput, MAX_OUTPUT_LINE_BYTES } from './child-output';
+import { signalTree, TREE_TAG_VAR } from './process-tree';
 import type { LoadedModule } from './loader';
 import {
   ChildCommand,
@@ -70,6 +72,8 @@ export class ChildHandle
   private readonly exitedPromise: Promise<void>;
   private readonly log: Logger;
   private readonly output: ChildOutput;
+  /** Inherited by every process the child starts, so they can be found and killed with it. */
+  private readonly treeTag = `${process.pid}.${this.id}.${randomBytes(6).toString('hex')}`;
 
   constructor(opts: ChildSpawnOptions) {
     super();
@@ -78,13 +82,15 @@ export class ChildHandle
       execArgv: ['--require', TSX_CJS, ...opts.execArgv],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'json',
+      env: { ...process.env, [TREE_TAG_VAR]: this.treeTag },
       // A process group of its own: Ctrl-C in the runner's terminal signals the terminal's foreground
-      // group, and must not reach the children. The runner stops them itself on shutdown (and the
+      // group, and must not reach the children. It is also the core of the child's process tree,
+      // which is killed with it (process-tree.ts). The runner stops them itself on shutdown (and the
       // orphan watchdog, or the closed IPC channel, if the runner dies).
       detached: true,
     });
     this.log = opts.logger.child({ child: this.id, pid: this.proc.pid });
-    liveChildren.add(this.proc);
+    liveChildren.add(this);
     ensureReaper();
 
     // Task code may print; its lines end up in the runner's log rather than being lost, within the
@@ -99,7 +105,10 @@ export class ChildHandle
     this.exitedPromise = new Promise((resolve) =>
       this.proc.once('exit', (code, signal) => {
         this.exited = true;
-        liveChildren.delete(this.proc);
+        liveChildren.delete(this);
+        // Whatever the task started dies with the child, however the child ended.
+        const left = this.reapTree();
+        if (left > 0) this.log.warn('killed processes the worker process left behind', { processes: left });
         const keys = [...this.keys];
         this.keys.clear();
         this.emit('exit', { code, signal, keys, fatal: this.fatal, early: !this.isReady });
@@ -181,8 +190,23 @@ export class ChildHandle
     this.kill('SIGKILL');
   }
 
+  /** SIGTERM goes to the child's process group; SIGKILL to its whole tree (process-tree.ts). */
   private kill(signal: NodeJS.Signals): void {
-    if (!this.exited) this.proc.kill(signal);
+    if (this.exited || this.proc.pid === undefined) return;
+    if (signal === 'SIGKILL') this.reapTree();
+    else
+      try {
+        process.kill(-this.proc.pid, signal);
+      } catch {
+        this.proc.kill(signal);
+      }
+  }
+
+  /** SIGKILL to the child's tree; the number of processes killed besides the child. */
+  reapTree(): number {
+    if (this.proc.pid === undefined) return 0;
+    const killed = signalTree(this.proc.pid, this.treeTag, 'SIGKILL');
+    return killed.filter((pid) => pid !== this.proc.pid).length;
   }
 
   /** Ends the process: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
@@ -272,15 +296,15 @@ function boundedLog(msg: Extract<ToParent, { cmd: ParentCommand.Log }>): typeof 
 
 /**
  * Children must not outlive the runner. One 'exit' listener for every pool in the process kills
- * whatever is still alive (kill is a plain syscall, fine inside 'exit'); a runner killed outright is
- * covered by the child's own watchdog (child-main.ts).
+ * whatever is still alive, with the trees they started (plain syscalls and /proc reads, fine inside
+ * 'exit'); a runner killed outright is covered by the child's own watchdog (child-main.ts).
  */
-const liveChildren = new Set<ChildProcess>();
+const liveChildren = new Set<ChildHandle>();
 let reaperInstalled = false;
 function ensureReaper(): void {
   if (reaperInstalled) return;
   reaperInstalled = true;
   process.on('exit', () => {
-    for (const c of liveChildren) c.kill('SIGKILL');
+    for (const c of liveChildren) c.reapTree();
   });
 }
