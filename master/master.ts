@@ -449,12 +449,32 @@ export class Master extends EventEmitter implements ApiView {
       return { ok: true, ...(await this.scheduler.results(r.id, p.results)) };
     });
 
-    on(sock, log, 'task:progress', { schema: progressSchema }, (p) => {
+    // Identity belongs to the connection: progress is passed on to feeders only from the runner that
+    // holds the attempt now, and only within 0–1; any other report is refused and goes nowhere.
+    on(sock, log, 'task:progress', { schema: progressSchema }, (p, reply) => {
       const r = held();
-      if (!r) return;
-      const t = this.scheduler.tasks.get(p.id);
-      if (t && t.who === r.id && t.attempts === p.attempt) t.progress = Math.min(1, Math.max(0, p.progress));
-      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', p);
+      if (!r) return reply.refuse(noHello);
+      const progress = this.scheduler.progress(r.id, p);
+      if (progress === undefined) {
+        limitLog(
+          log,
+          'info',
+          `progress:${r.id}`,
+          'progress for an attempt the runner does not hold ignored',
+          {
+            runnerId: r.id,
+            taskId: p.id,
+            attempt: p.attempt,
+          },
+        );
+        return reply.refuse(
+          wireError(
+            'ESTALE',
+            `progress of task "${p.id}" attempt ${p.attempt}: this runner does not hold it`,
+          ),
+        );
+      }
+      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', { ...p, progress });
     });
 
     on(sock, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {

@@ -62,7 +62,9 @@ describe('adversarial: output floods', () => {
     expect(o).toMatchObject({ state: 'done', result: { written: 700 * MB } });
     const lines = outputLines(from).filter((l) => l.stream === 'stdout');
     expect(lines).toHaveLength(1);
-    expect(lines[0].message).toMatch(/^x{16384} … \[line cut at 16384 bytes; the rest of it is not logged\]$/);
+    expect(lines[0].message).toMatch(
+      /^x{16384} … \[line cut at 16384 bytes; the rest of it is not logged\]$/,
+    );
     expect(peakMb()).toBeLessThan(250);
     await assertAlive();
   }, 120_000);
@@ -77,7 +79,9 @@ describe('adversarial: output floods', () => {
     const logged = lines.filter((l) => l.stream === 'stderr' && /^y+$/.test(l.message));
     expect(logged.length).toBeGreaterThan(0);
     expect(logged.every((l) => l.message.length === 1023)).toBe(true);
-    expect(logged.reduce((n, l) => n + l.message.length, 0)).toBeLessThanOrEqual(MAX_OUTPUT_BYTES_PER_ATTEMPT);
+    expect(logged.reduce((n, l) => n + l.message.length, 0)).toBeLessThanOrEqual(
+      MAX_OUTPUT_BYTES_PER_ATTEMPT,
+    );
     expect(lines.filter((l) => /the rest is not logged$/.test(l.message))).toHaveLength(1);
     const dropped = lines.find((l) => l.message === 'task output not logged: over the limit per attempt');
     expect(dropped?.droppedBytes).toBe((200 * 1024 - logged.length) * 1023);
