@@ -39,6 +39,10 @@ export interface MasterFlags {
   maxMessageBytes?: string;
   maxTaskBytes?: string;
   maxDependencyBytes?: string;
+  maxConnections?: string;
+  maxConnectionsPerAddress?: string;
+  reservedConnections?: string;
+  handshakeTimeout?: string;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;
@@ -84,6 +88,10 @@ const SETTINGS = {
   maxMessageBytes: { flag: '--max-message-bytes', schema: integer(64 * 1024, 256 * 1024 * 1024) },
   maxTaskBytes: { flag: '--max-task-bytes', schema: integer(1024, 16 * 1024 * 1024) },
   maxDependencyBytes: { flag: '--max-dependency-bytes', schema: integer(0, 256 * 1024 * 1024) },
+  maxConnections: { flag: '--max-connections', schema: integer(1, 10_000_000) },
+  maxConnectionsPerAddress: { flag: '--max-connections-per-address', schema: integer(1, 10_000_000) },
+  reservedConnections: { flag: '--reserved-connections', schema: integer(0, 10_000_000) },
+  handshakeTimeout: { flag: '--handshake-timeout', schema: integer(100, 600_000) },
   mongoUrl: {
     flag: '--mongo-url',
     env: 'MONGO_URL',
@@ -171,6 +179,10 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
       maxTaskBytes: s.maxTaskBytes,
       maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
+      maxConnections: s.maxConnections ?? MASTER_DEFAULTS.maxConnections,
+      maxConnectionsPerAddress: s.maxConnectionsPerAddress ?? MASTER_DEFAULTS.maxConnectionsPerAddress,
+      reservedConnections: s.reservedConnections ?? MASTER_DEFAULTS.reservedConnections,
+      handshakeTimeoutMs: s.handshakeTimeout ?? MASTER_DEFAULTS.handshakeTimeoutMs,
       insecure: s.insecure ?? false,
       tls,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
