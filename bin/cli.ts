@@ -127,6 +127,10 @@ export async function main(argv: string[]): Promise<number> {
         'run timeout of tasks that set no runTimeout, in ms or as 30m, 2h (default none: they may run forever)',
       )
       .option(
+        '--run-timeout-grace <ms>',
+        'an attempt whose runner reports nothing this long past its run timeout fails with ETO, taken back by the master (default 30000)',
+      )
+      .option(
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
       )

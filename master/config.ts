@@ -43,6 +43,7 @@ export interface MasterFlags {
   maxConnectionsPerAddress?: string;
   reservedConnections?: string;
   handshakeTimeout?: string;
+  runTimeoutGrace?: string;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;
@@ -116,6 +117,7 @@ const SETTINGS = {
       z.number().min(1, 'must be at least 1 ms').max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms`),
     ),
   },
+  runTimeoutGrace: { flag: '--run-timeout-grace', schema: integer(0, 3_600_000) },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
@@ -187,6 +189,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       tls,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
       defaultRunTimeout: s.defaultRunTimeout,
+      runTimeoutGraceMs: s.runTimeoutGrace ?? MASTER_DEFAULTS.runTimeoutGraceMs,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,

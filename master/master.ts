@@ -116,6 +116,7 @@ export class Master extends EventEmitter implements ApiView {
       'distributeDelayMs',
       'leaseMs',
       'handshakeTimeoutMs',
+      'runTimeoutGraceMs',
     ] as const) {
       const v = this.opts[key];
       if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
@@ -271,6 +272,7 @@ export class Master extends EventEmitter implements ApiView {
       timeoutSweepMs: this.opts.timeoutSweepMs,
       distributeDelayMs: this.opts.distributeDelayMs,
       defaultRunTimeout: this.opts.defaultRunTimeout,
+      runTimeoutGraceMs: this.opts.runTimeoutGraceMs,
       allocate: this.opts.allocate,
       logger: this.logger,
     });

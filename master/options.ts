@@ -80,6 +80,13 @@ export interface MasterOptions {
    */
   defaultRunTimeout?: number;
   /**
+   * The master's own run timeout: an attempt with a run timeout whose runner reports nothing for that
+   * long plus this grace after it was assigned fails with ETO, exactly as if the runner had reported
+   * it (counted, retried by the policy), and the runner is told to cancel it. Covers a runner that
+   * is connected but wedged. Default 30000 ms.
+   */
+  runTimeoutGraceMs?: number;
+  /**
    * After a start, how long tasks found assigned or running wait for their runner to report them
    * before they are requeued (uncounted), counted from when the master accepts connections; the wait
    * ends early once every runner that held one has reconnected. Longer than a runner's longest
@@ -171,6 +178,7 @@ export type MasterDefaults = Required<
     | 'maxConnectionsPerAddress'
     | 'reservedConnections'
     | 'handshakeTimeoutMs'
+    | 'runTimeoutGraceMs'
   >
 >;
 
@@ -197,4 +205,5 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   maxConnectionsPerAddress: 1000,
   reservedConnections: 100,
   handshakeTimeoutMs: 5000,
+  runTimeoutGraceMs: 30_000,
 });
