@@ -71,3 +71,9 @@ export function relativeLinks(markdown: string): string[] {
     .map((m) => m[1])
     .filter((target) => !/^[a-z][a-z+.-]*:/i.test(target));
 }
+
+/** The code of a document's fenced blocks whose info string is `LANG TAG` (```sh first-hour), in order. */
+export function taggedBlocks(markdown: string, lang: string, tag: string): string[] {
+  const fence = new RegExp(`^\`\`\`${lang} ${tag}\\n([\\s\\S]*?)^\`\`\`$`, 'gm');
+  return [...markdown.matchAll(fence)].map((m) => m[1]);
+}
