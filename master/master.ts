@@ -43,6 +43,7 @@ import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
 import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
+import { exposureIssue } from './config';
 import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './api';
 import { Dashboard } from './dashboard';
@@ -103,6 +104,9 @@ export class Master extends EventEmitter implements ApiView {
     this.opts = { ...MASTER_DEFAULTS, ...stripUndefined(opts) } as MasterOptions & MasterDefaults;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
     checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
+    // The same rule as the CLI's: beyond loopback, TLS and a token, or insecure said out loud.
+    const exposure = exposureIssue(this.opts.host, { token: !!this.opts.token, tls: !!this.opts.tls });
+    if (exposure && !this.opts.insecure) throw new TaskmasterError('EVALIDATION', exposure);
     checkMessageLimits(this.opts);
     if (this.opts.tls) checkTlsPair(this.opts.tls, { cert: 'tls.cert', key: 'tls.key' });
     // Longer delays would fire at once (Node's timers hold 32 bits).
@@ -445,12 +449,32 @@ export class Master extends EventEmitter implements ApiView {
       return { ok: true, ...(await this.scheduler.results(r.id, p.results)) };
     });
 
-    on(sock, log, 'task:progress', { schema: progressSchema }, (p) => {
+    // Identity belongs to the connection: progress is passed on to feeders only from the runner that
+    // holds the attempt now, and only within 0–1; any other report is refused and goes nowhere.
+    on(sock, log, 'task:progress', { schema: progressSchema }, (p, reply) => {
       const r = held();
-      if (!r) return;
-      const t = this.scheduler.tasks.get(p.id);
-      if (t && t.who === r.id && t.attempts === p.attempt) t.progress = Math.min(1, Math.max(0, p.progress));
-      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', p);
+      if (!r) return reply.refuse(noHello);
+      const progress = this.scheduler.progress(r.id, p);
+      if (progress === undefined) {
+        limitLog(
+          log,
+          'info',
+          `progress:${r.id}`,
+          'progress for an attempt the runner does not hold ignored',
+          {
+            runnerId: r.id,
+            taskId: p.id,
+            attempt: p.attempt,
+          },
+        );
+        return reply.refuse(
+          wireError(
+            'ESTALE',
+            `progress of task "${p.id}" attempt ${p.attempt}: this runner does not hold it`,
+          ),
+        );
+      }
+      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', { ...p, progress });
     });
 
     on(sock, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {
@@ -623,6 +647,12 @@ export class Master extends EventEmitter implements ApiView {
   purge(filter: PurgeFilter): Promise<number> {
     if (!this.retention) throw new Error('master not started');
     return this.retention.purge(filter);
+  }
+
+  /** Runs one retention pass now (by age, then by count); resolves to how many tasks it removed. */
+  retainNow(): Promise<number> {
+    if (!this.retention) throw new Error('master not started');
+    return this.retention.pass();
   }
 
   /** The write-through store's backlog and lag, for status and health. */
