@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import mongoose from 'mongoose';
 import { ROOT, spawnProc, tempDir, type Proc } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
-import { readDoc, taggedBlocks } from '../helpers/docs';
+import { readDoc, readmeSnippets, taggedBlocks } from '../helpers/docs';
 
 const run = promisify(execFile);
 type Run = (args: string[], env?: Record<string, string>) => Promise<{ stdout: string; stderr: string }>;
@@ -280,7 +280,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     }
   });
 
-  test("the README's first hour runs as written in a new folder: install, init, a master on the embedded database it builds, a runner, the first batch", async () => {
+  test("the README's first hour runs as written in a new folder: install, init, a master on the embedded database it builds, a runner, the first batch, and its feeder scripts with npx tsx", async () => {
     const readme = readDoc('README.md');
     const blocks = taggedBlocks(readme, 'sh', 'first-hour');
     expect(blocks.length).toBeGreaterThanOrEqual(2);
@@ -295,7 +295,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     fs.writeFileSync(path.join(folder, 'first-hour.sh'), script);
     const port = await freePort();
     const started = Date.now();
-    const run = runScript('first-hour.sh', folder, {
+    const session = runScript('first-hour.sh', folder, {
       ...process.env,
       ...env,
       // No database given: the master starts the embedded one, built into the user's cache.
@@ -304,20 +304,39 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
       TASKMASTER_PORT: String(port),
       TASKMASTER_MASTER: `http://127.0.0.1:${port}`,
     });
-    scripts.push(run);
-    const code = await run.exit(200_000);
+    scripts.push(session);
+    const code = await session.exit(200_000);
     // The script's streams stay open while the master and the runner run: its last lines may come
     // just after it exits.
-    await run.stderrMatches(/^\d+ tasks in /m, 5000);
-    const { stdout, stderr } = run.output();
-    await run.stop();
+    await session.stderrMatches(/^\d+ tasks in /m, 5000);
+    const { stdout, stderr } = session.output();
+    const project = path.join(folder, 'my-tasks');
+    // From code, beside the master and the runner still running: each feeder script the README
+    // shows, saved under its name and run as it says (`npx tsx feed.ts`).
+    const scriptsRun: string[] = [];
+    if (code === 0) {
+      for (const s of readmeSnippets(readme).filter((x) => x.kind === 'runnable')) {
+        fs.writeFileSync(path.join(project, s.file), s.code);
+        const ran = await run('npx', ['tsx', s.file], {
+          cwd: project,
+          env: { ...process.env, ...env, TASKMASTER_MASTER: `http://127.0.0.1:${port}` },
+          timeout: 60_000,
+          encoding: 'utf8',
+        }).then(
+          (r) => `exit 0, ${r.stdout}`,
+          (e: { code?: number | string; stdout?: string; stderr?: string }) =>
+            `exit ${e.code}, ${e.stdout ?? ''}${e.stderr ?? ''}`,
+        );
+        scriptsRun.push(`${s.file}: ${ran}`);
+      }
+    }
+    await session.stop();
     if (code !== 0)
       throw new Error(
         `the first hour ended with ${code ?? 'a timeout'}:\n${stdout.slice(-4000)}\n${stderr.slice(-4000)}`,
       );
     // Built here, for this first start: the user's cache held no build before.
     expect(stdout).toMatch(/"message":"built FerretDB in \d+ s/);
-    const project = path.join(folder, 'my-tasks');
     expect(stdout).toContain(`"data":"${path.join(project, '.taskmaster', 'db')}"`);
     // What the README shows of the feed's output: its result lines, and its summary last.
     const [shown] = taggedBlocks(readme, 'text', 'first-hour-output');
@@ -325,6 +344,8 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
     for (const line of lines.slice(0, -1)) expect(stdout).toContain(`\n${line}\n`);
     const summary = new RegExp(`^${lines[lines.length - 1].replace(/[\d.]+ s:/, '[\\d.]+ s:')}$`);
     expect(stderr.trimEnd().split('\n').pop()).toMatch(summary);
+    expect(scriptsRun.length).toBeGreaterThanOrEqual(2);
+    for (const r of scriptsRun) expect(r).toMatch(/: exit 0, .*\bdone\b/s);
     process.stderr.write(`first hour: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   }, 240_000);
 
