@@ -93,6 +93,19 @@ export async function main(argv: string[]): Promise<number> {
         '--max-dependency-bytes <n>',
         "largest payload of dependencies' results a task is given, as JSON (default 256 KB; at most --max-message-bytes)",
       )
+      .option(
+        '--max-connections <n>',
+        'TCP connections held at once; at most the open-file limit less 256 (default 10000)',
+      )
+      .option('--max-connections-per-address <n>', 'TCP connections from one remote address (default 1000)')
+      .option(
+        '--reserved-connections <n>',
+        'of --max-connections, how many unauthenticated connections may not take (default 100)',
+      )
+      .option(
+        '--handshake-timeout <ms>',
+        'a connection that sends no complete request, or joins no namespace with the token, is closed after this long (default 5000)',
+      )
       .option('--insecure', 'allow listening on a non-loopback address without TLS and a token')
       .option(
         '--tls-cert <file>',
@@ -114,8 +127,16 @@ export async function main(argv: string[]): Promise<number> {
         'run timeout of tasks that set no runTimeout, in ms or as 30m, 2h (default none: they may run forever)',
       )
       .option(
+        '--run-timeout-grace <ms>',
+        'an attempt whose runner reports nothing this long past its run timeout fails with ETO, taken back by the master (default 30000)',
+      )
+      .option(
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
+      )
+      .option(
+        '--write-backlog-limit <n>',
+        'tasks of adds not yet written to the database before adds are refused with EQUEUEFULL (default 20,000)',
       )
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option(

@@ -5,6 +5,7 @@
  * request gets an error naming the field and the reason, and nothing else is disturbed.
  */
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -47,7 +48,7 @@ import { exposureIssue } from './config';
 import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './api';
 import { Dashboard } from './dashboard';
-import { baseRoutes, HttpRoutes } from './http';
+import { baseRoutes, HttpRoutes, type Readiness } from './http';
 import { Metrics } from './metrics';
 import { Monitor } from './monitor';
 import { storedBatches } from './queries';
@@ -60,6 +61,8 @@ import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-regist
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
+import { rewriteFromMemory } from './store-rewrite';
+import { ConnectionGuard, type ConnectionCounts } from './connections';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
 
@@ -96,8 +99,12 @@ export class Master extends EventEmitter implements ApiView {
   private mon: Monitor | null = null;
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
+  private connections: ConnectionGuard | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
   private recovered = false;
+  /** The database was dropped under this master: memory is being written back (`rewriteFromMemory`). */
+  private rewriting: Promise<void> | null = null;
+  private rewritingSince = 0;
 
   constructor(opts: MasterOptions) {
     super();
@@ -116,6 +123,8 @@ export class Master extends EventEmitter implements ApiView {
       'timeoutSweepMs',
       'distributeDelayMs',
       'leaseMs',
+      'handshakeTimeoutMs',
+      'runTimeoutGraceMs',
     ] as const) {
       const v = this.opts[key];
       if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
@@ -128,6 +137,7 @@ export class Master extends EventEmitter implements ApiView {
         'EVALIDATION',
         `maxDependencyBytes: must be an integer from 0 to maxMessageBytes (${message} bytes); got ${deps}`,
       );
+    checkConnectionLimits(this.opts);
     const runTimeout = this.opts.defaultRunTimeout;
     if (
       runTimeout !== undefined &&
@@ -194,15 +204,69 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   /** Ready: recovery finished and the database answers a ping. */
-  async readiness(): Promise<{ ready: boolean; database: boolean; recovered: boolean }> {
+  /**
+   * The lease found the database dropped: says so, and writes back what memory holds. Not ready
+   * until that is done. A second drop while it runs starts another pass after it.
+   */
+  private databaseDropped(): void {
+    const sched = this.sched;
+    const store = this.store;
+    const conn = this.conn;
+    this.logger.error(
+      'the database was dropped under this master (its lease document is gone): writing back what memory holds',
+      { database: conn?.name },
+    );
+    if (!sched || !store || !conn) return; // still starting: recovery reads what there is
+    const prev = this.rewriting ?? Promise.resolve();
+    this.rewritingSince ||= Date.now();
+    const run = prev
+      .then(() => rewriteFromMemory(conn, store, sched, this.logger))
+      .then(
+        (n) => {
+          this.logger.info('wrote back what memory held after the database was dropped', {
+            liveTasks: n.live,
+            finalOutcomes: n.finals,
+            ms: Date.now() - this.rewritingSince,
+          });
+        },
+        (err: unknown) => {
+          this.logger.error('could not write back what memory held', { error: String(err) });
+        },
+      )
+      .finally(() => {
+        if (this.rewriting !== run) return;
+        this.rewriting = null;
+        this.rewritingSince = 0;
+      });
+    this.rewriting = run;
+  }
+
+  async readiness(): Promise<Readiness> {
     let database = false;
     try {
       const ping = this.conn?.db?.command({ ping: 1 });
       database = ping !== undefined && (await withTimeout(ping, 2000)) !== undefined;
+      // A database dropped under the master answers pings: its lease document tells.
+      if (database && this.lease) await withTimeout(this.lease.check(), 2000);
     } catch {
       database = false;
     }
-    return { ready: database && this.recovered, database, recovered: this.recovered };
+    // A server that answers pings may still refuse writes (a full disk): not ready while they fail.
+    const trouble = this.rewriting
+      ? {
+          cause: 'database dropped',
+          error: 'the database was dropped under this master: writing back what memory holds',
+          sinceMs: Date.now() - this.rewritingSince,
+        }
+      : (this.store?.trouble() ?? null);
+    const ready = database && this.recovered && !trouble;
+    return {
+      ready,
+      database,
+      recovered: this.recovered,
+      ...(trouble ? { cause: trouble.cause, error: trouble.error, sinceMs: trouble.sinceMs } : {}),
+      ...(!database && !trouble ? { cause: 'database not answering' } : {}),
+    };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -251,6 +315,7 @@ export class Master extends EventEmitter implements ApiView {
       this.emit('lost', holder);
       void this.close();
     });
+    lease.on('dropped', () => this.databaseDropped());
     this.store = new Store(this.conn, {
       writeChunk: this.opts.writeChunk,
       foldBacklogLimit: this.opts.foldBacklogLimit,
@@ -263,6 +328,7 @@ export class Master extends EventEmitter implements ApiView {
       finalCacheSize: 100_000,
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
+      writeBacklogLimit: this.opts.writeBacklogLimit,
       maxTaskBytes: this.opts.maxTaskBytes,
       maxDependencyBytes: this.opts.maxDependencyBytes,
       holdSimilarWork: this.opts.holdSimilarWork,
@@ -270,6 +336,7 @@ export class Master extends EventEmitter implements ApiView {
       timeoutSweepMs: this.opts.timeoutSweepMs,
       distributeDelayMs: this.opts.distributeDelayMs,
       defaultRunTimeout: this.opts.defaultRunTimeout,
+      runTimeoutGraceMs: this.opts.runTimeoutGraceMs,
       allocate: this.opts.allocate,
       logger: this.logger,
     });
@@ -304,9 +371,21 @@ export class Master extends EventEmitter implements ApiView {
     const routes = staticRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger))));
     const handle: http.RequestListener = (req, res) => routes.handle(req, res);
     const tls = this.opts.tls;
+    // Node checks these every connectionsCheckingInterval (30 s by default): every second instead.
+    const timeouts = {
+      headersTimeout: this.opts.handshakeTimeoutMs,
+      requestTimeout: Math.max(60_000, this.opts.handshakeTimeoutMs),
+      connectionsCheckingInterval: 1000,
+    };
     this.server = tls
-      ? https.createServer({ cert: tls.cert, key: tls.key }, handle)
-      : http.createServer(handle);
+      ? https.createServer({ cert: tls.cert, key: tls.key, ...timeouts }, handle)
+      : http.createServer(timeouts, handle);
+    const guard = new ConnectionGuard(
+      { ...this.opts, maxConnections: fitDescriptors(this.opts.maxConnections, this.logger) },
+      this.logger,
+    );
+    guard.attach(this.server);
+    this.connections = guard;
     this.io = new Server(this.server, {
       // Fast failure detection: a silent runner is noticed within ~10 s, a closed socket at once.
       pingInterval: 5000,
@@ -315,7 +394,7 @@ export class Master extends EventEmitter implements ApiView {
       // make the master buffer much. Feeders split batches and runners cap results under it.
       maxHttpBufferSize: this.opts.maxMessageBytes,
       // A connection that joins no namespace (no valid token) is closed after this long.
-      connectTimeout: 10_000,
+      connectTimeout: this.opts.handshakeTimeoutMs,
       cors: { origin: false },
       // Checked on the HTTP handshake, before the WebSocket upgrade: a foreign Origin, or a token
       // given in the handshake that is wrong, is refused before a single packet is read.
@@ -343,6 +422,12 @@ export class Master extends EventEmitter implements ApiView {
     runners.use(auth);
     feeders.use(auth);
     legacy.use(auth);
+    // After the token check: a connection that passed it is a client, never closed to make room.
+    const member = (s: Socket, next: (err?: Error) => void) => {
+      guard.member(s.request.socket);
+      next();
+    };
+    for (const nsp of [runners, feeders, legacy] as unknown as Namespace[]) nsp.use(member);
     this.runnerNsp = runners;
     this.feederNsp = feeders;
     runners.on('connection', (s) => this.onRunner(s));
@@ -350,6 +435,7 @@ export class Master extends EventEmitter implements ApiView {
     serveLegacy(legacy, sched, this.logger);
     const dashboard = this.io.of(NAMESPACES.dashboard);
     dashboard.use(tokenMiddleware(this.opts.token, this.opts.readToken));
+    dashboard.use(member);
     this.dashboard = new Dashboard(dashboard, this, this.logger);
 
     await new Promise<void>((resolve, reject) => {
@@ -655,6 +741,11 @@ export class Master extends EventEmitter implements ApiView {
     return this.retention.pass();
   }
 
+  /** Connections held and closed by the limits (master/connections.ts). */
+  connectionStatus(): ConnectionCounts | null {
+    return this.connections?.status() ?? null;
+  }
+
   /** The write-through store's backlog and lag, for status and health. */
   storeStatus(): ReturnType<Store['status']> | null {
     return this.store?.status() ?? null;
@@ -764,6 +855,41 @@ function checkMessageLimits(o: MasterOptions & MasterDefaults): void {
         `maxMessageBytes (--max-message-bytes) ${o.maxMessageBytes} less ${ENVELOPE_BYTES} bytes of envelope, ${room}. ` +
         'Raise --max-message-bytes with it',
     );
+}
+
+/** The connection limits are whole numbers, and the reserve leaves room for unauthenticated clients. */
+function checkConnectionLimits(o: MasterOptions & MasterDefaults): void {
+  for (const key of ['maxConnections', 'maxConnectionsPerAddress', 'reservedConnections'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < (key === 'reservedConnections' ? 0 : 1))
+      throw new TaskmasterError('EVALIDATION', `${key}: must be a whole number (got ${o[key]})`);
+  }
+  if (o.reservedConnections >= o.maxConnections)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `reservedConnections (${o.reservedConnections}) must be less than maxConnections (${o.maxConnections})`,
+    );
+}
+
+/**
+ * `max`, lowered to the process's open-file limit less 256 (Linux's /proc/self/limits): connections
+ * beyond what the process may open would fail in accept(), unlogged, and take /health with them.
+ */
+function fitDescriptors(max: number, logger: Logger): number {
+  let limit: number | undefined;
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    if (m) limit = Number(m[1]);
+  } catch {
+    return max; // not Linux: the operator's value stands
+  }
+  if (limit === undefined || max <= limit - 256) return max;
+  const fitted = Math.max(1, limit - 256);
+  logger.warn('maxConnections lowered to fit the open-file limit', {
+    maxConnections: max,
+    openFileLimit: limit,
+    fitted,
+  });
+  return fitted;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -46,6 +46,25 @@ export interface MasterOptions {
    * task gets ETOOLARGE naming this setting if it reads it. At most `maxMessageBytes`. Default 256 KB.
    */
   maxDependencyBytes?: number;
+  /**
+   * TCP connections held at once, clients and not; beyond it a new connection is closed on accept.
+   * Keep it under the process's open-file limit (`ulimit -n`): on Linux it is lowered at start to
+   * that limit less 256 (for the database, files and logs). Default 10,000.
+   */
+  maxConnections?: number;
+  /** Connections from one remote address; more are closed on accept (a NAT counts as one). Default 1000. */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Of `maxConnections`, how many only clients that authenticated (and HTTP requests) may use: when
+   * unauthenticated connections would take more, the oldest idle one is closed to make room. Default 100.
+   */
+  reservedConnections?: number;
+  /**
+   * A connection must send a complete HTTP request, or its WebSocket join a namespace with a valid
+   * token, within this long; else it is closed. Also the limit for an HTTP request's headers.
+   * Default 5000 ms.
+   */
+  handshakeTimeoutMs?: number;
   /** Allow listening on a non-loopback address without TLS and a token. Default false. */
   insecure?: boolean;
   /**
@@ -60,6 +79,13 @@ export interface MasterOptions {
    * with ETO (and is retried) after this long. Default: none, so such a task may run forever.
    */
   defaultRunTimeout?: number;
+  /**
+   * The master's own run timeout: an attempt with a run timeout whose runner reports nothing for that
+   * long plus this grace after it was assigned fails with ETO, exactly as if the runner had reported
+   * it (counted, retried by the policy), and the runner is told to cancel it. Covers a runner that
+   * is connected but wedged. Default 30000 ms.
+   */
+  runTimeoutGraceMs?: number;
   /**
    * After a start, how long tasks found assigned or running wait for their runner to report them
    * before they are requeued (uncounted), counted from when the master accepts connections; the wait
@@ -95,6 +121,13 @@ export interface MasterOptions {
   selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
   /** Waiting and ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL and a retry-after hint. Default 1,000,000. */
   queueLimit?: number;
+  /**
+   * Tasks whose add is not durable yet (so not acknowledged) allowed at once; an add beyond it is
+   * refused with EQUEUEFULL naming why the database is behind. It bounds the master's memory while
+   * the database is slow, frozen or its disk full. One add is always taken when none waits, whatever
+   * its size. Default 20,000.
+   */
+  writeBacklogLimit?: number;
   /** Run one task per `key` at a time; tasks with the key of a running task are held and get its outcome (proletariat's HOLDSIMILARWORK). Default false. */
   holdSimilarWork?: boolean;
   /** Delay before a retry, unless a task sets `backoff`. Default: none (retry at once). */
@@ -140,6 +173,7 @@ export type MasterDefaults = Required<
     | 'retainCount'
     | 'foldBacklogLimit'
     | 'queueLimit'
+    | 'writeBacklogLimit'
     | 'holdSimilarWork'
     | 'retryBackoff'
     | 'timeoutSweepMs'
@@ -148,6 +182,11 @@ export type MasterDefaults = Required<
     | 'maxMessageBytes'
     | 'leaseMs'
     | 'maxDependencyBytes'
+    | 'maxConnections'
+    | 'maxConnectionsPerAddress'
+    | 'reservedConnections'
+    | 'handshakeTimeoutMs'
+    | 'runTimeoutGraceMs'
   >
 >;
 
@@ -162,6 +201,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   retainCount: null,
   foldBacklogLimit: 50_000,
   queueLimit: 1_000_000,
+  writeBacklogLimit: 20_000,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },
   timeoutSweepMs: 50,
@@ -170,4 +210,9 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   maxMessageBytes: 1024 * 1024,
   leaseMs: 10_000,
   maxDependencyBytes: DEFAULT_MAX_DEPENDENCY_BYTES,
+  maxConnections: 10_000,
+  maxConnectionsPerAddress: 1000,
+  reservedConnections: 100,
+  handshakeTimeoutMs: 5000,
+  runTimeoutGraceMs: 30_000,
 });

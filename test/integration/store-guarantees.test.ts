@@ -126,9 +126,12 @@ describe('store and API guarantees', () => {
     // And it runs to its end, recorded in tasks.
     const again = await startRunner(m.url, { workers: 1, slots: 1 });
     cleanup.push(() => again.close());
-    await eventually(async () => {
-      await m.flushed();
-      return (await tasks.findOne({ _id: 'again', state: 'failed', attempts: 2 })) !== null;
-    }, { what: 'the retried task failed again, recorded in tasks' });
+    await eventually(
+      async () => {
+        await m.flushed();
+        return (await tasks.findOne({ _id: 'again', state: 'failed', attempts: 2 })) !== null;
+      },
+      { what: 'the retried task failed again, recorded in tasks' },
+    );
   });
 });
