@@ -126,8 +126,15 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     })
     .on('POST', '/api/batches/:id/retry-failed', async ({ res, params, master }) => {
       const id = param(params.id);
-      await findBatch(master, id);
-      const r = await master.scans.run(`batch "${id}"`, () => master.retryBatch(id));
+      const r = await master.scans.run(`batch "${id}"`, async () => {
+        // Whether it exists, not its counts: on FerretDB each count reads the whole collection.
+        if (
+          !master.monitor.batch(id) &&
+          !(await (await master.readTasks()).findOne({ batch: id }, { projection: { _id: 1 } }))
+        )
+          throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
+        return master.retryBatch(id);
+      });
       json(res, 200, { retried: r.retried });
     })
     .on('POST', '/api/batches/:id/cancel', async ({ res, params, master }) => {
