@@ -31,6 +31,8 @@ export interface ApiView extends HttpView {
   readTasks(): Promise<Collection<TaskDoc>>;
   /** Bounds the reads of `tasks` that may scan (anything but `_id` look-ups). */
   readonly scans: ScanGate;
+  /** Whether a batch name may be stored: a name never added is answered without a scan. */
+  readonly batchNames: { mayExist(name: string): boolean };
   retry(ids: string[]): Promise<RerunResult>;
   retryBatch(batch: string): Promise<RerunResult>;
 }
@@ -62,9 +64,13 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
       const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
       if (q.cursor !== undefined && !cursor)
         throw new HttpError(400, 'EVALIDATION', 'cursor: not a cursor this API returned');
-      const page = await master.scans.run('GET /api/tasks', async () =>
-        listTasks(await master.readTasks(), q, cursor, q.limit),
-      );
+      // A batch never added has no tasks: no need to read them all to find that out.
+      const page =
+        q.batch !== undefined && !master.batchNames.mayExist(q.batch)
+          ? { docs: [], next: null }
+          : await master.scans.run('GET /api/tasks', async () =>
+              listTasks(await master.readTasks(), q, cursor, q.limit),
+            );
       json(res, 200, {
         tasks: page.docs.map((d) => overlay(master.scheduler, d)),
         next: page.next ? encodeCursor(page.next) : null,
@@ -126,10 +132,13 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     })
     .on('POST', '/api/batches/:id/retry-failed', async ({ res, params, master }) => {
       const id = param(params.id);
+      const followed = master.monitor.batch(id) !== undefined;
+      if (!followed && !master.batchNames.mayExist(id))
+        throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
       const r = await master.scans.run(`batch "${id}"`, async () => {
         // Whether it exists, not its counts: on FerretDB each count reads the whole collection.
         if (
-          !master.monitor.batch(id) &&
+          !followed &&
           !(await (await master.readTasks()).findOne({ batch: id }, { projection: { _id: 1 } }))
         )
           throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
@@ -149,6 +158,7 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
 async function findBatch(master: ApiView, id: string): Promise<BatchView> {
   const known = master.monitor.batch(id);
   if (known) return known;
+  if (!master.batchNames.mayExist(id)) throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
   // Not among the batches memory follows: a scan of `tasks` (an unknown name finds nothing, at full cost).
   const [stored] = await master.scans.run(`batch "${id}"`, async () =>
     storedBatches(await master.readTasks(), { ids: [id] }),

@@ -63,6 +63,7 @@ import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { rewriteFromMemory } from './store-rewrite';
 import { ScanGate } from './scan-gate';
+import { BatchNames } from './batch-names';
 import { ConnectionGuard, type ConnectionCounts } from './connections';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
@@ -100,6 +101,8 @@ export class Master extends EventEmitter implements ApiView {
   private mon: Monitor | null = null;
   /** Reads of `tasks` that may scan, bounded (`maxScans`). */
   readonly scans: ScanGate;
+  /** The batches `tasks` may hold: an unknown one is answered without a scan. */
+  readonly batchNames = new BatchNames();
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
   private connections: ConnectionGuard | null = null;
@@ -362,7 +365,8 @@ export class Master extends EventEmitter implements ApiView {
     monitor.seed(await storedBatches(this.store.tasks, { limit: 200 }), sched.tasks.values());
     const metrics = new Metrics(sched, this.store);
     this.store.onWritten = (ms) => metrics.writeTime.observe(ms / 1000);
-    sched.observers.push(monitor, metrics);
+    await this.batchNames.load(this.store.tasks);
+    sched.observers.push(monitor, metrics, this.batchNames);
     this.mon = monitor;
     this.metricsOf = metrics;
     this.recovered = true;

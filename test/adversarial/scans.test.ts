@@ -86,4 +86,26 @@ describe('adversarial: reads that scan', () => {
     expect(master.memory().peakMb).toBeLessThan(300);
     await assertMasterAlive(master.url);
   }, 240_000);
+
+  test('a batch never added is answered 404 from memory, even while 2 scans take the gate; a stored one is found', async () => {
+    let probed = 0;
+    const unknown: number[] = [];
+    for (let round = 0; round < 10 && probed < 3; round++) {
+      const scans = [0, 1].map((k) => httpRequest(master.url, { path: `/api/tasks?q=busy-${round}-${k}` }));
+      const probe = await httpRequest(master.url, { path: `/api/tasks?q=probe-${round}` });
+      if (probe.status === 503) {
+        probed++;
+        // The gate is full: a name never added must not need it.
+        unknown.push((await httpRequest(master.url, { path: `/api/batches/never-added-${round}` })).status);
+        const list = await httpRequest(master.url, { path: `/api/tasks?batch=never-added-${round}` });
+        expect({ status: list.status, tasks: list.json().tasks }).toEqual({ status: 200, tasks: [] });
+      }
+      await Promise.all(scans);
+    }
+    expect(probed).toBeGreaterThan(0);
+    expect(unknown.every((status) => status === 404)).toBe(true);
+    const stored = await httpRequest(master.url, { path: '/api/batches/old-1' });
+    expect(stored.status).toBe(200);
+    expect(stored.json()).toMatchObject({ batch: { id: 'old-1' } });
+  }, 120_000);
 });
