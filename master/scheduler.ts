@@ -54,6 +54,8 @@ export class Scheduler extends SchedulerCore {
     queuedCount: () => this.queuedCount(),
     maxTaskBytes: this.opts.maxTaskBytes,
     queueLimit: this.opts.queueLimit,
+    writeBacklog: () => ({ tasks: this.store.unwritten ?? 0, trouble: this.store.trouble?.()?.cause }),
+    writeBacklogLimit: this.opts.writeBacklogLimit ?? Infinity,
   };
 
   // ---- adding ----------------------------------------------------------------------------------

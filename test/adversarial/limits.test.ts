@@ -140,6 +140,27 @@ describe('adversarial: limits', () => {
     await c.assertAlive();
   });
 
+  test('a message over maxMessageBytes closes its connection before it is parsed, even with a valid token; one under it is answered', async () => {
+    const s = await feederSocket();
+    // Under the limit: parsed, and refused by the add's own checks (the task is over maxTaskBytes).
+    const big = JSON.stringify({ tasks: [{ module: 'ok', params: ['y'.repeat(MESSAGE_LIMIT - 1024)] }] });
+    expect(await emitRaw(s, 'tasks:add', big, true)).toMatchObject({
+      ok: false,
+      error: { code: 'EVALIDATION' },
+    });
+    const closed = new Promise<string>((resolve) => s.once('disconnect', (reason) => resolve(reason)));
+    void emitRaw(
+      s,
+      'tasks:add',
+      JSON.stringify({ tasks: [{ module: 'ok', params: ['z'.repeat(MESSAGE_LIMIT)] }] }),
+      true,
+    ).catch(() => undefined);
+    expect(await within(WAIT_MS, closed, 'the transport closed on an oversized message')).toMatch(
+      /transport (close|error)/,
+    );
+    await c.assertAlive();
+  });
+
   test('the feeder splits a batch larger than the message limit into several adds; every task runs', async () => {
     const f = await c.feeder({ maxMessageBytes: MESSAGE_LIMIT });
     const runner = await c.runner({ runnerId: 'split-r', slots: 4 });
@@ -155,6 +176,35 @@ describe('adversarial: limits', () => {
     const outcomes = await f.work(tasks);
     expect(outcomes.map((o) => o.state)).toEqual(new Array(9).fill('done'));
     expect(outcomes.map((o) => (o.result as unknown[])[0])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    await runner.close();
+    await c.assertAlive();
+  });
+
+  test('a batch between the room of one message and the whole message limit goes in two adds, never one message over the limit', async () => {
+    const f = await c.feeder({ maxMessageBytes: MESSAGE_LIMIT });
+    const runner = await c.runner({ runnerId: 'room-r', slots: 4 });
+    const frame = (i: number) =>
+      JSON.stringify({ id: `room-${i}`, module: 'ok', params: [''], runner: 'room-r' });
+    // Five tasks whose JSON (with separators) adds up to 8 bytes under the message limit: more than
+    // the room (the limit less the envelope), and with the event name and batch fields around them,
+    // more than the transport takes in one message.
+    const target = MESSAGE_LIMIT - 8;
+    const each = Math.floor(target / 5);
+    const tasks = Array.from({ length: 5 }, (_, i) => {
+      const size = (i === 4 ? target - 4 * each : each) - 1;
+      return {
+        id: `room-${i}`,
+        module: 'ok',
+        params: ['p'.repeat(size - frame(i).length)],
+        runner: 'room-r',
+      };
+    });
+    expect(tasks.reduce((n, t) => n + Buffer.byteLength(JSON.stringify(t)) + 1, 0)).toBe(target);
+    const disconnects: unknown[] = [];
+    f.on('disconnect', (reason) => disconnects.push(reason));
+    const outcomes = await within(WAIT_MS, f.work(tasks), 'the batch near the message limit done');
+    expect(outcomes.map((o) => o.state)).toEqual(new Array(5).fill('done'));
+    expect(disconnects).toEqual([]);
     await runner.close();
     await c.assertAlive();
   });
