@@ -44,6 +44,8 @@ export interface PoolOptions {
   maxTasksPerWorker?: number;
   /** Retire a child whose resident set, measured as each attempt settles, exceeds this. Default: never. */
   maxWorkerMemoryMb?: number;
+  /** Longest message a child may send its runner; a longer one kills it. Default: `workerMessageLimit` of 1 MiB results. */
+  maxMessageBytes?: () => number;
   logger: Logger;
 }
 
@@ -164,6 +166,7 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
     const child = new ChildHandle({
       execArgv: this.opts.execArgv,
       orphanWatchdog: this.opts.orphanWatchdog,
+      ...(this.opts.maxMessageBytes ? { maxMessageBytes: this.opts.maxMessageBytes } : {}),
       logger: this.log,
     });
     this.children.push(child);
@@ -208,7 +211,7 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
         this.attempts.delete(msg.key);
         a.finish(
           msg.cmd === ParentCommand.Completed
-            ? { ok: true, result: msg.result }
+            ? { ok: true, result: msg.result, ...(msg.bytes === undefined ? {} : { bytes: msg.bytes }) }
             : { ok: false, error: msg.error, ...(msg.unrecoverable ? { unrecoverable: true } : {}) },
         );
         if (child.retiring && child.load === 0) void child.stop(this.opts.killGraceMs);

@@ -99,7 +99,7 @@ describe('adversarial: process trees', () => {
     await cluster.assertAlive();
   });
 
-  test('a task replacing JSON.parse, JSON.stringify and process.send in its worker leaves the next task’s result intact (0 of 20 corrupted)', async () => {
+  test('a task replacing JSON.parse, JSON.stringify and Socket.prototype.write in its worker leaves the next task’s result intact (0 of 20 corrupted)', async () => {
     const runner = await cluster.runner({ runnerId: 'globals', workers: 1, slots: 1 });
     const [replaced] = await feeder.work([{ module: 'replace-globals', runner: 'globals' }]);
     expect(replaced.state).toBe('done');
