@@ -5,6 +5,7 @@
  * request gets an error naming the field and the reason, and nothing else is disturbed.
  */
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -61,6 +62,7 @@ import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { rewriteFromMemory } from './store-rewrite';
+import { ConnectionGuard, type ConnectionCounts } from './connections';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
 
@@ -97,6 +99,7 @@ export class Master extends EventEmitter implements ApiView {
   private mon: Monitor | null = null;
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
+  private connections: ConnectionGuard | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
   private recovered = false;
   /** The database was dropped under this master: memory is being written back (`rewriteFromMemory`). */
@@ -120,6 +123,8 @@ export class Master extends EventEmitter implements ApiView {
       'timeoutSweepMs',
       'distributeDelayMs',
       'leaseMs',
+      'handshakeTimeoutMs',
+      'runTimeoutGraceMs',
     ] as const) {
       const v = this.opts[key];
       if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
@@ -132,6 +137,7 @@ export class Master extends EventEmitter implements ApiView {
         'EVALIDATION',
         `maxDependencyBytes: must be an integer from 0 to maxMessageBytes (${message} bytes); got ${deps}`,
       );
+    checkConnectionLimits(this.opts);
     const runTimeout = this.opts.defaultRunTimeout;
     if (
       runTimeout !== undefined &&
@@ -330,6 +336,7 @@ export class Master extends EventEmitter implements ApiView {
       timeoutSweepMs: this.opts.timeoutSweepMs,
       distributeDelayMs: this.opts.distributeDelayMs,
       defaultRunTimeout: this.opts.defaultRunTimeout,
+      runTimeoutGraceMs: this.opts.runTimeoutGraceMs,
       allocate: this.opts.allocate,
       logger: this.logger,
     });
@@ -364,9 +371,21 @@ export class Master extends EventEmitter implements ApiView {
     const routes = staticRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger))));
     const handle: http.RequestListener = (req, res) => routes.handle(req, res);
     const tls = this.opts.tls;
+    // Node checks these every connectionsCheckingInterval (30 s by default): every second instead.
+    const timeouts = {
+      headersTimeout: this.opts.handshakeTimeoutMs,
+      requestTimeout: Math.max(60_000, this.opts.handshakeTimeoutMs),
+      connectionsCheckingInterval: 1000,
+    };
     this.server = tls
-      ? https.createServer({ cert: tls.cert, key: tls.key }, handle)
-      : http.createServer(handle);
+      ? https.createServer({ cert: tls.cert, key: tls.key, ...timeouts }, handle)
+      : http.createServer(timeouts, handle);
+    const guard = new ConnectionGuard(
+      { ...this.opts, maxConnections: fitDescriptors(this.opts.maxConnections, this.logger) },
+      this.logger,
+    );
+    guard.attach(this.server);
+    this.connections = guard;
     this.io = new Server(this.server, {
       // Fast failure detection: a silent runner is noticed within ~10 s, a closed socket at once.
       pingInterval: 5000,
@@ -375,7 +394,7 @@ export class Master extends EventEmitter implements ApiView {
       // make the master buffer much. Feeders split batches and runners cap results under it.
       maxHttpBufferSize: this.opts.maxMessageBytes,
       // A connection that joins no namespace (no valid token) is closed after this long.
-      connectTimeout: 10_000,
+      connectTimeout: this.opts.handshakeTimeoutMs,
       cors: { origin: false },
       // Checked on the HTTP handshake, before the WebSocket upgrade: a foreign Origin, or a token
       // given in the handshake that is wrong, is refused before a single packet is read.
@@ -403,6 +422,12 @@ export class Master extends EventEmitter implements ApiView {
     runners.use(auth);
     feeders.use(auth);
     legacy.use(auth);
+    // After the token check: a connection that passed it is a client, never closed to make room.
+    const member = (s: Socket, next: (err?: Error) => void) => {
+      guard.member(s.request.socket);
+      next();
+    };
+    for (const nsp of [runners, feeders, legacy] as unknown as Namespace[]) nsp.use(member);
     this.runnerNsp = runners;
     this.feederNsp = feeders;
     runners.on('connection', (s) => this.onRunner(s));
@@ -410,6 +435,7 @@ export class Master extends EventEmitter implements ApiView {
     serveLegacy(legacy, sched, this.logger);
     const dashboard = this.io.of(NAMESPACES.dashboard);
     dashboard.use(tokenMiddleware(this.opts.token, this.opts.readToken));
+    dashboard.use(member);
     this.dashboard = new Dashboard(dashboard, this, this.logger);
 
     await new Promise<void>((resolve, reject) => {
@@ -715,6 +741,11 @@ export class Master extends EventEmitter implements ApiView {
     return this.retention.pass();
   }
 
+  /** Connections held and closed by the limits (master/connections.ts). */
+  connectionStatus(): ConnectionCounts | null {
+    return this.connections?.status() ?? null;
+  }
+
   /** The write-through store's backlog and lag, for status and health. */
   storeStatus(): ReturnType<Store['status']> | null {
     return this.store?.status() ?? null;
@@ -824,6 +855,41 @@ function checkMessageLimits(o: MasterOptions & MasterDefaults): void {
         `maxMessageBytes (--max-message-bytes) ${o.maxMessageBytes} less ${ENVELOPE_BYTES} bytes of envelope, ${room}. ` +
         'Raise --max-message-bytes with it',
     );
+}
+
+/** The connection limits are whole numbers, and the reserve leaves room for unauthenticated clients. */
+function checkConnectionLimits(o: MasterOptions & MasterDefaults): void {
+  for (const key of ['maxConnections', 'maxConnectionsPerAddress', 'reservedConnections'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < (key === 'reservedConnections' ? 0 : 1))
+      throw new TaskmasterError('EVALIDATION', `${key}: must be a whole number (got ${o[key]})`);
+  }
+  if (o.reservedConnections >= o.maxConnections)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `reservedConnections (${o.reservedConnections}) must be less than maxConnections (${o.maxConnections})`,
+    );
+}
+
+/**
+ * `max`, lowered to the process's open-file limit less 256 (Linux's /proc/self/limits): connections
+ * beyond what the process may open would fail in accept(), unlogged, and take /health with them.
+ */
+function fitDescriptors(max: number, logger: Logger): number {
+  let limit: number | undefined;
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    if (m) limit = Number(m[1]);
+  } catch {
+    return max; // not Linux: the operator's value stands
+  }
+  if (limit === undefined || max <= limit - 256) return max;
+  const fitted = Math.max(1, limit - 256);
+  logger.warn('maxConnections lowered to fit the open-file limit', {
+    maxConnections: max,
+    openFileLimit: limit,
+    fitted,
+  });
+  return fitted;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -46,6 +46,25 @@ export interface MasterOptions {
    * task gets ETOOLARGE naming this setting if it reads it. At most `maxMessageBytes`. Default 256 KB.
    */
   maxDependencyBytes?: number;
+  /**
+   * TCP connections held at once, clients and not; beyond it a new connection is closed on accept.
+   * Keep it under the process's open-file limit (`ulimit -n`): on Linux it is lowered at start to
+   * that limit less 256 (for the database, files and logs). Default 10,000.
+   */
+  maxConnections?: number;
+  /** Connections from one remote address; more are closed on accept (a NAT counts as one). Default 1000. */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Of `maxConnections`, how many only clients that authenticated (and HTTP requests) may use: when
+   * unauthenticated connections would take more, the oldest idle one is closed to make room. Default 100.
+   */
+  reservedConnections?: number;
+  /**
+   * A connection must send a complete HTTP request, or its WebSocket join a namespace with a valid
+   * token, within this long; else it is closed. Also the limit for an HTTP request's headers.
+   * Default 5000 ms.
+   */
+  handshakeTimeoutMs?: number;
   /** Allow listening on a non-loopback address without TLS and a token. Default false. */
   insecure?: boolean;
   /**
@@ -60,6 +79,13 @@ export interface MasterOptions {
    * with ETO (and is retried) after this long. Default: none, so such a task may run forever.
    */
   defaultRunTimeout?: number;
+  /**
+   * The master's own run timeout: an attempt with a run timeout whose runner reports nothing for that
+   * long plus this grace after it was assigned fails with ETO, exactly as if the runner had reported
+   * it (counted, retried by the policy), and the runner is told to cancel it. Covers a runner that
+   * is connected but wedged. Default 30000 ms.
+   */
+  runTimeoutGraceMs?: number;
   /**
    * After a start, how long tasks found assigned or running wait for their runner to report them
    * before they are requeued (uncounted), counted from when the master accepts connections; the wait
@@ -156,6 +182,11 @@ export type MasterDefaults = Required<
     | 'maxMessageBytes'
     | 'leaseMs'
     | 'maxDependencyBytes'
+    | 'maxConnections'
+    | 'maxConnectionsPerAddress'
+    | 'reservedConnections'
+    | 'handshakeTimeoutMs'
+    | 'runTimeoutGraceMs'
   >
 >;
 
@@ -179,4 +210,9 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   maxMessageBytes: 1024 * 1024,
   leaseMs: 10_000,
   maxDependencyBytes: DEFAULT_MAX_DEPENDENCY_BYTES,
+  maxConnections: 10_000,
+  maxConnectionsPerAddress: 1000,
+  reservedConnections: 100,
+  handshakeTimeoutMs: 5000,
+  runTimeoutGraceMs: 30_000,
 });

@@ -350,6 +350,8 @@ export class Scheduler extends SchedulerCore {
       }
       // Adopted: a recovered or lost attempt that is in fact still running here.
       if (adopted && t.state === 'assigned') this.markRunning(t);
+      // A recovered attempt had no run deadline in this master: it counts from now.
+      if (adopted && !t.runDeadline) this.setRunDeadline(t, t.runTimeout || this.opts.defaultRunTimeout);
       keep.add(t.id);
       this.runners.reserveSlot(entry, t.id, t.priority);
     }

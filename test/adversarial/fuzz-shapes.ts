@@ -141,6 +141,21 @@ function bounded(r: ShapeReport, max: number): ShapeReport {
   return r;
 }
 
+/** Waits until the task runs (GET /api/tasks/:id), polling: a raw client has no event for it. */
+async function untilRunning(opts: ShapeOptions, id: string): Promise<void> {
+  const until = Date.now() + WAIT_MS;
+  for (;;) {
+    const res = await fetch(new URL(`/api/tasks/${encodeURIComponent(id)}`, opts.url), {
+      headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {},
+    });
+    const body = (await res.json()) as { task?: { state?: string }; state?: string };
+    const state = body.task?.state ?? body.state;
+    if (state === 'running') return;
+    if (Date.now() > until) throw new Error(`${id} not running after ${WAIT_MS} ms (state ${state})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export async function amplificationShapes(opts: ShapeOptions): Promise<ShapeReport[]> {
   const k = Math.max(1, opts.scale ?? 1);
   const tag = `amp${opts.seed}-${Date.now().toString(36)}`;
@@ -209,25 +224,46 @@ export async function amplificationShapes(opts: ShapeOptions): Promise<ShapeRepo
         `watch: ${n} unknown ids ${reply.ok ? 'watched' : `refused (${reply.error?.code})`}, ${r.ms} ms`,
       );
     }
-    // churn: runners that come, say hello, forge progress for attempts they were never sent, and go.
+    // churn: runners that come, say hello, forge progress for an attempt running on the honest
+    // runner, and go. The master passes progress on only from the runner that holds the attempt.
     {
       const n = 200 * k;
       const started = Date.now();
-      let forged = 0;
-      const progressSeen: string[] = [];
-      feeder.on('task:progress', (p: { id: string }) => progressSeen.push(p.id));
-      for (let i = 0; i < n; i++) {
-        const r = await connect(opts.url, '/runner', opts.token);
-        await r.timeout(10_000).emitWithAck('runner:hello', {
-          runnerId: `${tag}-r${i % 20}`,
-          slots: 1,
-          workers: 1,
-          running: [],
-          modules: [],
-        });
-        r.emit('task:progress', { id: `${tag}-c1`, attempt: 1, progress: 0.5 });
-        forged++;
-        r.close();
+      const victim = `${tag}-victim`;
+      const FORGED = 0.123456789;
+      const forgedSeen: unknown[] = [];
+      const onProgress = (p: { id: string }) => {
+        if (p.id === victim) forgedSeen.push(p); // the slow task reports none itself
+      };
+      feeder.on('task:progress', onProgress);
+      const added = (await feeder.timeout(30_000).emitWithAck('tasks:add', {
+        tasks: [{ id: victim, module: 'slow', params: [60_000], runner: opts.honestRunner }],
+      })) as { ok: boolean; error?: { message: string } };
+      if (!added.ok) throw new Error(`churn: add refused: ${added.error?.message}`);
+      await untilRunning(opts, victim);
+      try {
+        for (let i = 0; i < n; i++) {
+          const r = await connect(opts.url, '/runner', opts.token);
+          await r.timeout(10_000).emitWithAck('runner:hello', {
+            runnerId: `${tag}-r${i % 20}`,
+            slots: 1,
+            workers: 1,
+            running: [],
+            modules: [],
+          });
+          // Answered (ESTALE) before the runner goes: the report was handled while it was connected.
+          await r
+            .timeout(2_000)
+            .emitWithAck('task:progress', { id: victim, attempt: 1, progress: FORGED })
+            .catch(() => undefined);
+          r.close();
+          if (forgedSeen.length > 0) break;
+        }
+        // One honest round trip on the feeder's socket orders after every forged report sent.
+        await feeder.timeout(30_000).emitWithAck('tasks:watch', { ids: [victim] });
+      } finally {
+        feeder.off('task:progress', onProgress);
+        await feeder.timeout(30_000).emitWithAck('tasks:cancel', { ids: [victim] });
       }
       const r: ShapeReport = {
         shape: 'churn',
@@ -236,13 +272,11 @@ export async function amplificationShapes(opts: ShapeOptions): Promise<ShapeRepo
         totalBytes: 0,
         ms: Date.now() - started,
       };
-      if (progressSeen.length > 0)
-        throw new Error(
-          `forgery: ${progressSeen.length} of ${forged} forged progress reports reached a feeder`,
-        );
+      if (forgedSeen.length > 0)
+        throw new Error(`churn: ${forgedSeen.length} of ${n} forged progress reports reached a feeder`);
       reports.push(r);
       opts.progress?.(
-        `churn: ${n} hello/disconnect cycles, ${forged} forged progress reports, none forwarded, ${r.ms} ms`,
+        `churn: ${n} hello/disconnect cycles forging progress for a running attempt: none forwarded, ${r.ms} ms`,
       );
     }
   } finally {

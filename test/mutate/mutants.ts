@@ -31,7 +31,7 @@ export const MUTANTS: Mutant[] = [
     find: '    runners.use(auth);\n',
     replace: '',
     tests: ['test/adversarial/identity.test.ts'],
-    testName: 'refuses a missing or wrong token',
+    testName: 'every namespace checks the token',
   },
   {
     name: 'token-feeder-namespace',
@@ -40,7 +40,7 @@ export const MUTANTS: Mutant[] = [
     find: '    feeders.use(auth);\n',
     replace: '',
     tests: ['test/adversarial/identity.test.ts'],
-    testName: 'refuses a missing or wrong token',
+    testName: 'every namespace checks the token',
   },
   {
     name: 'token-legacy-namespace',

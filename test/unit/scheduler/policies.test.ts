@@ -264,6 +264,7 @@ describe('timeouts', () => {
     const expired: [string, string][] = [];
     const to = new Timeouts(1000, {
       expired: (t, e) => expired.push([t.id, e.code]),
+      runExpired: () => undefined,
       swept: () => undefined,
     });
     const now = 10_000;

@@ -1,0 +1,202 @@
+/**
+ * Connection limits: every TCP connection the master accepts is counted, so that connections which
+ * never become clients cannot take the descriptors the master and its honest clients need.
+ *
+ * A connection is a guest until it proves to be a client: an HTTP request whose headers arrived, or a
+ * WebSocket that joined a namespace with a valid token (a member). Limits, each logged when it acts
+ * (rate-limited, with counts):
+ *   - at most `maxConnections` in all (Node's `server.maxConnections`: the rest closed on accept);
+ *   - at most `maxConnectionsPerAddress` from one remote address; more are closed on accept;
+ *   - guests hold at most `maxConnections - reservedConnections`: when a new connection would go
+ *     beyond, the oldest guest that has not sent a complete request (silent, or a WebSocket in no
+ *     namespace) is closed to make room. The reserve is thus only ever used by members, and /health or
+ *     a runner with the token gets in however many idle connections an attacker opened;
+ *   - a connection silent for `handshakeTimeoutMs` (no complete request; or a WebSocket that joined
+ *     no namespace with a valid token) is closed.
+ * Connections are keyed by remote address and port: the same for a TLS socket and the TCP socket under
+ * it, and for the HTTP request that arrives on it.
+ */
+import type http from 'node:http';
+import type https from 'node:https';
+import type net from 'node:net';
+import { limitLog } from '../common/log-limit';
+import type { Logger } from '../common/logger';
+
+export interface ConnectionLimits {
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  reservedConnections: number;
+  handshakeTimeoutMs: number;
+}
+
+type Stage = 'silent' | 'http' | 'upgraded' | 'member';
+
+interface Tracked {
+  socket: net.Socket;
+  address: string;
+  stage: Stage;
+  timer: NodeJS.Timeout | null;
+}
+
+/** Why connections were closed by the limits, since start (for metrics and tests). */
+export interface ConnectionCounts {
+  open: number;
+  members: number;
+  refusedTotal: number;
+  refusedPerAddress: number;
+  evicted: number;
+  silentClosed: number;
+}
+
+export class ConnectionGuard {
+  /** Insertion order is age: the first evictable entry is the oldest. */
+  private readonly byKey = new Map<string, Tracked>();
+  /** Guests that may be evicted (silent, or a WebSocket in no namespace), oldest first. */
+  private readonly evictable = new Set<Tracked>();
+  private readonly perAddress = new Map<string, number>();
+  private memberCount = 0;
+  readonly counts = { refusedTotal: 0, refusedPerAddress: 0, evicted: 0, silentClosed: 0 };
+
+  constructor(
+    private readonly limits: ConnectionLimits,
+    private readonly logger: Logger,
+  ) {}
+
+  attach(server: http.Server | https.Server): void {
+    server.maxConnections = this.limits.maxConnections;
+    server.on('drop', (data?: { remoteAddress?: string }) => {
+      this.counts.refusedTotal++;
+      limitLog(this.logger, 'warn', 'conn:total', 'connection refused: the master holds maxConnections', {
+        address: data?.remoteAddress,
+        maxConnections: this.limits.maxConnections,
+        refused: this.counts.refusedTotal,
+      });
+    });
+    server.on('connection', (socket: net.Socket) => this.admit(socket));
+    // First, before Socket.IO or the routes see them: a request or an upgrade proves the connection
+    // is not silent.
+    server.prependListener('request', (req: http.IncomingMessage) => this.advance(req.socket, 'http'));
+    server.prependListener('upgrade', (req: http.IncomingMessage) => this.advance(req.socket, 'upgraded'));
+  }
+
+  /** A WebSocket joined a namespace with a valid token: it is a client, never evicted. */
+  member(socket: net.Socket | undefined): void {
+    if (socket) this.advance(socket, 'member');
+  }
+
+  status(): ConnectionCounts {
+    return { open: this.byKey.size, members: this.memberCount, ...this.counts };
+  }
+
+  private admit(socket: net.Socket): void {
+    const address = socket.remoteAddress ?? '';
+    const key = keyOf(socket);
+    const fromAddress = this.perAddress.get(address) ?? 0;
+    if (fromAddress >= this.limits.maxConnectionsPerAddress) {
+      this.counts.refusedPerAddress++;
+      limitLog(this.logger, 'warn', 'conn:address', 'connection refused: too many from one address', {
+        address,
+        maxConnectionsPerAddress: this.limits.maxConnectionsPerAddress,
+        refused: this.counts.refusedPerAddress,
+      });
+      socket.destroy();
+      return;
+    }
+    const guests = this.byKey.size - this.memberCount;
+    if (guests >= this.limits.maxConnections - this.limits.reservedConnections) {
+      const oldest = this.evictable.values().next().value;
+      if (!oldest) {
+        this.counts.refusedTotal++;
+        limitLog(
+          this.logger,
+          'warn',
+          'conn:guests',
+          'connection refused: no room left for unauthenticated connections',
+          {
+            address,
+            guests,
+            maxConnections: this.limits.maxConnections,
+            reservedConnections: this.limits.reservedConnections,
+          },
+        );
+        socket.destroy();
+        return;
+      }
+      this.counts.evicted++;
+      limitLog(
+        this.logger,
+        'warn',
+        'conn:evict',
+        'connection limit reached: closed the oldest idle unauthenticated connection',
+        {
+          closed: oldest.address,
+          address,
+          evicted: this.counts.evicted,
+          maxConnections: this.limits.maxConnections,
+          reservedConnections: this.limits.reservedConnections,
+        },
+      );
+      this.drop(oldest);
+    }
+    const t: Tracked = { socket, address, stage: 'silent', timer: null };
+    t.timer = setTimeout(() => this.silent(t), this.limits.handshakeTimeoutMs).unref();
+    this.byKey.set(key, t);
+    this.evictable.add(t);
+    this.perAddress.set(address, fromAddress + 1);
+    socket.once('close', () => this.forget(key, t));
+  }
+
+  private advance(socket: net.Socket, stage: Stage): void {
+    const t = this.byKey.get(keyOf(socket));
+    if (!t || t.stage === 'member' || t.stage === stage) return;
+    if (stage === 'member') {
+      this.memberCount++;
+      this.clearTimer(t);
+      this.evictable.delete(t);
+    } else if (stage === 'http') {
+      // Node's headersTimeout, requestTimeout and keepAliveTimeout govern it from here.
+      this.clearTimer(t);
+      this.evictable.delete(t);
+    }
+    // 'upgraded': still evictable, and its timer still runs until it joins a namespace.
+    t.stage = stage;
+  }
+
+  private silent(t: Tracked): void {
+    t.timer = null;
+    if (t.stage === 'member' || t.stage === 'http') return;
+    this.counts.silentClosed++;
+    limitLog(this.logger, 'info', 'conn:silent', 'closed a connection that did not become a client in time', {
+      address: t.address,
+      stage: t.stage,
+      handshakeTimeoutMs: this.limits.handshakeTimeoutMs,
+      closed: this.counts.silentClosed,
+    });
+    this.drop(t);
+  }
+
+  private drop(t: Tracked): void {
+    this.evictable.delete(t);
+    this.clearTimer(t);
+    t.socket.destroy();
+  }
+
+  private forget(key: string, t: Tracked): void {
+    this.clearTimer(t);
+    this.evictable.delete(t);
+    if (this.byKey.get(key) === t) this.byKey.delete(key);
+    if (t.stage === 'member') this.memberCount--;
+    const n = (this.perAddress.get(t.address) ?? 1) - 1;
+    if (n > 0) this.perAddress.set(t.address, n);
+    else this.perAddress.delete(t.address);
+  }
+
+  private clearTimer(t: Tracked): void {
+    if (t.timer) clearTimeout(t.timer);
+    t.timer = null;
+  }
+}
+
+function keyOf(socket: net.Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}`;
+}
