@@ -183,10 +183,9 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
 
   private onMessage(child: ChildHandle, msg: ToParent): void {
     if (msg.cmd === ParentCommand.Ready || msg.cmd === ParentCommand.Fatal) return;
-    // The handle only passes on reports about attempts its process holds; checked again here, so an
-    // attempt is settled only by the host it was handed to.
-    const found = msg.key === undefined ? undefined : this.attempts.get(msg.key);
-    const a = found?.host === child ? found : undefined;
+    // The handle passes on only reports about attempts its own process holds (child-handle.ts), so an
+    // attempt is started, advanced and settled only by the child it was handed to.
+    const a = msg.key === undefined ? undefined : this.attempts.get(msg.key);
     switch (msg.cmd) {
       case ParentCommand.Log: {
         const log = a ? this.log.child({ taskId: a.job.task.id, attempt: a.job.task.attempt }) : this.log;
