@@ -79,6 +79,20 @@ export class WorkerChannel extends EventEmitter<ChannelEvents> {
     this.socket.destroy();
   }
 
+  /** Resolves once the other end has closed and everything it sent was read, or after `ms`. */
+  whenClosed(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.once('close', done);
+    });
+  }
+
   private read(chunk: Buffer): void {
     let from = 0;
     while (!this.stopped) {
@@ -108,7 +122,7 @@ export class WorkerChannel extends EventEmitter<ChannelEvents> {
       this.stopped = true;
       this.parts = [];
       this.size = 0;
-      this.socket.pause();
+      this.socket.destroy();
       this.emit('oversize', max);
       return false;
     }
