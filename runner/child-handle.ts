@@ -54,8 +54,6 @@ const CHILD_MAIN = path.join(__dirname, `child-main${path.extname(__filename) ||
 const TSX_CJS = require.resolve('tsx/cjs');
 
 let nextId = 1;
-/** After a child exits, how long its channel may take to deliver what it still held. */
-const CHANNEL_DRAIN_MS = 500;
 
 export class ChildHandle
   extends EventEmitter<{ message: [ToParent]; exit: [ChildExit]; ready: [] }>
@@ -127,14 +125,10 @@ export class ChildHandle
         // Whatever the task started dies with the child, however the child ended.
         const left = this.reapTree();
         if (left > 0) this.log.warn('killed processes the worker process left behind', { processes: left });
-        // What the child sent just before it died (a result, its fatal error) may still be in the
-        // channel: it is read first, so those attempts are not taken for lost.
-        void this.channel.whenClosed(CHANNEL_DRAIN_MS).then(() => {
-          const keys = [...this.keys];
-          this.keys.clear();
-          this.emit('exit', { code, signal, keys, fatal: this.fatal, early: !this.isReady });
-          resolve();
-        });
+        const keys = [...this.keys];
+        this.keys.clear();
+        this.emit('exit', { code, signal, keys, fatal: this.fatal, early: !this.isReady });
+        resolve();
       }),
     );
   }

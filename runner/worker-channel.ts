@@ -79,20 +79,6 @@ export class WorkerChannel extends EventEmitter<ChannelEvents> {
     this.socket.destroy();
   }
 
-  /** Resolves once the other end has closed and everything it sent was read, or after `ms`. */
-  whenClosed(ms: number): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.off('close', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.once('close', done);
-    });
-  }
-
   private read(chunk: Buffer): void {
     let from = 0;
     while (!this.stopped) {
