@@ -204,6 +204,21 @@ export const MUTANTS: Mutant[] = [
     testName: 'a cancel kills the worker',
   },
   {
+    name: 'orphaned-worker-spares-its-group',
+    guarantee: 'a worker whose runner vanished kills its process group with it',
+    file: 'runner/child-main.ts',
+    find: "    process.kill(-process.pid, 'SIGKILL');\n",
+    replace: '    process.exit(0);\n',
+    more: [
+      {
+        find: "try { process.kill(-workerData.pid, 'SIGKILL'); }",
+        replace: "try { process.kill(workerData.pid, 'SIGKILL'); }",
+      },
+    ],
+    tests: ['test/adversarial/process-tree.test.ts'],
+    testName: 'killed outright',
+  },
+  {
     name: 'result-parsed-with-global-json',
     guarantee: "a task replacing JSON.parse does not change its neighbours' results",
     file: 'runner/child-processor.ts',
