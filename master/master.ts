@@ -61,6 +61,7 @@ import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { ConnectionGuard, type ConnectionCounts } from './connections';
+import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
 
@@ -98,6 +99,7 @@ export class Master extends EventEmitter implements ApiView {
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
   private connections: ConnectionGuard | null = null;
+  private slowReaders: SlowReaders | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
   private recovered = false;
 
@@ -350,6 +352,12 @@ export class Master extends EventEmitter implements ApiView {
         cb(refusal ?? null, refusal === undefined);
       },
     });
+    this.slowReaders = new SlowReaders(this.opts.maxBufferedBytes, this.logger);
+    this.slowReaders.attach(this.io);
+    metrics.watchConnections(
+      () => guard.status(),
+      () => this.slowReaders?.counts ?? { peakBytes: 0, disconnected: 0 },
+    );
     const auth = tokenMiddleware(this.opts.token);
     // The event maps and socket data of each namespace (Socket.IO's generics apply per server).
     const runners = this.io.of(NAMESPACES.runner) as unknown as RunnerNamespace;
@@ -773,6 +781,11 @@ function checkConnectionLimits(o: MasterOptions & MasterDefaults): void {
     if (!Number.isInteger(o[key]) || o[key] < (key === 'reservedConnections' ? 0 : 1))
       throw new TaskmasterError('EVALIDATION', `${key}: must be a whole number (got ${o[key]})`);
   }
+  if (!Number.isInteger(o.maxBufferedBytes) || o.maxBufferedBytes < o.maxMessageBytes)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `maxBufferedBytes: must be a whole number of at least maxMessageBytes (${o.maxMessageBytes}); got ${o.maxBufferedBytes}`,
+    );
   if (o.reservedConnections >= o.maxConnections)
     throw new TaskmasterError(
       'EVALIDATION',
