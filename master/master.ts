@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import type { Collection, Connection } from 'mongoose';
 import { Server, type DefaultEventsMap, type Namespace, type Socket } from 'socket.io';
 import { limitLog, logLimiter } from '../common/log-limit';
@@ -369,6 +369,10 @@ export class Master extends EventEmitter implements ApiView {
     // After the token check: a connection that passed it is a client, never closed to make room.
     const member = (s: Socket, next: (err?: Error) => void) => {
       guard.member(s.request.socket);
+      // A session begun with HTTP long-polling moves to a WebSocket on a TCP connection of its own.
+      s.conn.once('upgrade', (transport: { socket?: { _socket?: NetSocket } }) =>
+        guard.member(transport.socket?._socket),
+      );
       next();
     };
     for (const nsp of [runners, feeders, legacy] as unknown as Namespace[]) nsp.use(member);

@@ -9,7 +9,8 @@ import net from 'node:net';
 import { spawnMaster, type MasterProcess } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
 import { within, WAIT_MS } from '../helpers/wait';
-import { assertMasterAlive, httpRequest, TOKEN } from './cluster';
+import { io } from 'socket.io-client';
+import { assertMasterAlive, httpRequest, startCluster, TOKEN, type Cluster } from './cluster';
 
 const MAX = 600;
 const PER_ADDRESS = 200;
@@ -130,5 +131,41 @@ describe('adversarial: connections and descriptors', () => {
     expect(logged('connection refused: too many from one address')).toBeGreaterThan(0);
     await assertMasterAlive(master.url, TOKEN);
     for (const s of flood.sockets) s.destroy();
+  });
+});
+
+describe('connection limits and honest clients', () => {
+  let c: Cluster;
+  beforeAll(async () => {
+    c = await startCluster(__filename, { token: TOKEN, handshakeTimeoutMs: 500 });
+  });
+  afterAll(async () => {
+    await c?.close();
+  });
+
+  test('a client that begins with HTTP long-polling and upgrades to a WebSocket is kept past the handshake timeout', async () => {
+    const s = io(`${c.master.url}/feeder`, { auth: { token: TOKEN }, forceNew: true, reconnection: false });
+    try {
+      const upgraded = new Promise<void>((resolve) => s.io.engine?.once('upgrade', () => resolve()));
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', () => resolve());
+        s.once('connect_error', reject);
+      });
+      await within(WAIT_MS, upgraded, 'the upgrade to a WebSocket');
+      expect(s.io.engine.transport.name).toBe('websocket');
+      // Four handshake timeouts later it is still connected and answers.
+      const dropped = new Promise<string>((resolve) => s.once('disconnect', (reason) => resolve(reason)));
+      const stillUp = await Promise.race([
+        dropped,
+        new Promise<'up'>((resolve) => setTimeout(() => resolve('up'), 2000)),
+      ]);
+      expect(stillUp).toBe('up');
+      expect(await s.timeout(5000).emitWithAck('tasks:watch', { ids: ['nothing'] })).toMatchObject({
+        ok: true,
+      });
+    } finally {
+      s.close();
+    }
+    await c.assertAlive();
   });
 });
