@@ -138,6 +138,10 @@ export async function main(argv: string[]): Promise<number> {
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
       )
+      .option(
+        '--write-backlog-limit <n>',
+        'tasks of adds not yet written to the database before adds are refused with EQUEUEFULL (default 20,000)',
+      )
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option(
         '--recovery-grace <ms>',

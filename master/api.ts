@@ -119,7 +119,12 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     })
     .on('POST', '/api/batches/:id/retry-failed', async ({ res, params, master }) => {
       const id = param(params.id);
-      await findBatch(master, id);
+      // Whether it exists, not its counts: on FerretDB each count reads the whole collection.
+      if (
+        !master.monitor.batch(id) &&
+        !(await (await master.readTasks()).findOne({ batch: id }, { projection: { _id: 1 } }))
+      )
+        throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
       const r = await master.retryBatch(id);
       json(res, 200, { retried: r.retried });
     })

@@ -54,6 +54,7 @@ export interface MasterFlags {
   maxAttempts?: string;
   defaultRunTimeout?: string;
   queueLimit?: string;
+  writeBacklogLimit?: string;
   distributeDelay?: string;
   recoveryGrace?: string;
   leaseMs?: string;
@@ -121,6 +122,7 @@ const SETTINGS = {
   },
   runTimeoutGrace: { flag: '--run-timeout-grace', schema: integer(0, 3_600_000) },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
+  writeBacklogLimit: { flag: '--write-backlog-limit', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
   leaseMs: { flag: '--lease-ms', schema: integer(100, 3_600_000) },
@@ -194,6 +196,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       defaultRunTimeout: s.defaultRunTimeout,
       runTimeoutGraceMs: s.runTimeoutGrace ?? MASTER_DEFAULTS.runTimeoutGraceMs,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
+      writeBacklogLimit: s.writeBacklogLimit ?? MASTER_DEFAULTS.writeBacklogLimit,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
       distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,

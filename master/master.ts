@@ -44,10 +44,11 @@ import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
 import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
+import { exposureIssue } from './config';
 import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './api';
 import { Dashboard } from './dashboard';
-import { baseRoutes, HttpRoutes } from './http';
+import { baseRoutes, HttpRoutes, type Readiness } from './http';
 import { Metrics } from './metrics';
 import { Monitor } from './monitor';
 import { storedBatches } from './queries';
@@ -60,6 +61,7 @@ import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-regist
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
+import { rewriteFromMemory } from './store-rewrite';
 import { ConnectionGuard, type ConnectionCounts } from './connections';
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
@@ -102,12 +104,18 @@ export class Master extends EventEmitter implements ApiView {
   private slowReaders: SlowReaders | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
   private recovered = false;
+  /** The database was dropped under this master: memory is being written back (`rewriteFromMemory`). */
+  private rewriting: Promise<void> | null = null;
+  private rewritingSince = 0;
 
   constructor(opts: MasterOptions) {
     super();
     this.opts = { ...MASTER_DEFAULTS, ...stripUndefined(opts) } as MasterOptions & MasterDefaults;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
     checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
+    // The same rule as the CLI's: beyond loopback, TLS and a token, or insecure said out loud.
+    const exposure = exposureIssue(this.opts.host, { token: !!this.opts.token, tls: !!this.opts.tls });
+    if (exposure && !this.opts.insecure) throw new TaskmasterError('EVALIDATION', exposure);
     checkMessageLimits(this.opts);
     if (this.opts.tls) checkTlsPair(this.opts.tls, { cert: 'tls.cert', key: 'tls.key' });
     // Longer delays would fire at once (Node's timers hold 32 bits).
@@ -198,15 +206,69 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   /** Ready: recovery finished and the database answers a ping. */
-  async readiness(): Promise<{ ready: boolean; database: boolean; recovered: boolean }> {
+  /**
+   * The lease found the database dropped: says so, and writes back what memory holds. Not ready
+   * until that is done. A second drop while it runs starts another pass after it.
+   */
+  private databaseDropped(): void {
+    const sched = this.sched;
+    const store = this.store;
+    const conn = this.conn;
+    this.logger.error(
+      'the database was dropped under this master (its lease document is gone): writing back what memory holds',
+      { database: conn?.name },
+    );
+    if (!sched || !store || !conn) return; // still starting: recovery reads what there is
+    const prev = this.rewriting ?? Promise.resolve();
+    this.rewritingSince ||= Date.now();
+    const run = prev
+      .then(() => rewriteFromMemory(conn, store, sched, this.logger))
+      .then(
+        (n) => {
+          this.logger.info('wrote back what memory held after the database was dropped', {
+            liveTasks: n.live,
+            finalOutcomes: n.finals,
+            ms: Date.now() - this.rewritingSince,
+          });
+        },
+        (err: unknown) => {
+          this.logger.error('could not write back what memory held', { error: String(err) });
+        },
+      )
+      .finally(() => {
+        if (this.rewriting !== run) return;
+        this.rewriting = null;
+        this.rewritingSince = 0;
+      });
+    this.rewriting = run;
+  }
+
+  async readiness(): Promise<Readiness> {
     let database = false;
     try {
       const ping = this.conn?.db?.command({ ping: 1 });
       database = ping !== undefined && (await withTimeout(ping, 2000)) !== undefined;
+      // A database dropped under the master answers pings: its lease document tells.
+      if (database && this.lease) await withTimeout(this.lease.check(), 2000);
     } catch {
       database = false;
     }
-    return { ready: database && this.recovered, database, recovered: this.recovered };
+    // A server that answers pings may still refuse writes (a full disk): not ready while they fail.
+    const trouble = this.rewriting
+      ? {
+          cause: 'database dropped',
+          error: 'the database was dropped under this master: writing back what memory holds',
+          sinceMs: Date.now() - this.rewritingSince,
+        }
+      : (this.store?.trouble() ?? null);
+    const ready = database && this.recovered && !trouble;
+    return {
+      ready,
+      database,
+      recovered: this.recovered,
+      ...(trouble ? { cause: trouble.cause, error: trouble.error, sinceMs: trouble.sinceMs } : {}),
+      ...(!database && !trouble ? { cause: 'database not answering' } : {}),
+    };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -255,6 +317,7 @@ export class Master extends EventEmitter implements ApiView {
       this.emit('lost', holder);
       void this.close();
     });
+    lease.on('dropped', () => this.databaseDropped());
     this.store = new Store(this.conn, {
       writeChunk: this.opts.writeChunk,
       foldBacklogLimit: this.opts.foldBacklogLimit,
@@ -267,6 +330,7 @@ export class Master extends EventEmitter implements ApiView {
       finalCacheSize: 100_000,
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
+      writeBacklogLimit: this.opts.writeBacklogLimit,
       maxTaskBytes: this.opts.maxTaskBytes,
       maxDependencyBytes: this.opts.maxDependencyBytes,
       holdSimilarWork: this.opts.holdSimilarWork,
@@ -483,12 +547,32 @@ export class Master extends EventEmitter implements ApiView {
       return { ok: true, ...(await this.scheduler.results(r.id, p.results)) };
     });
 
-    on(sock, log, 'task:progress', { schema: progressSchema }, (p) => {
+    // Identity belongs to the connection: progress is passed on to feeders only from the runner that
+    // holds the attempt now, and only within 0–1; any other report is refused and goes nowhere.
+    on(sock, log, 'task:progress', { schema: progressSchema }, (p, reply) => {
       const r = held();
-      if (!r) return;
-      const t = this.scheduler.tasks.get(p.id);
-      if (t && t.who === r.id && t.attempts === p.attempt) t.progress = Math.min(1, Math.max(0, p.progress));
-      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', p);
+      if (!r) return reply.refuse(noHello);
+      const progress = this.scheduler.progress(r.id, p);
+      if (progress === undefined) {
+        limitLog(
+          log,
+          'info',
+          `progress:${r.id}`,
+          'progress for an attempt the runner does not hold ignored',
+          {
+            runnerId: r.id,
+            taskId: p.id,
+            attempt: p.attempt,
+          },
+        );
+        return reply.refuse(
+          wireError(
+            'ESTALE',
+            `progress of task "${p.id}" attempt ${p.attempt}: this runner does not hold it`,
+          ),
+        );
+      }
+      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', { ...p, progress });
     });
 
     on(sock, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {
@@ -661,6 +745,12 @@ export class Master extends EventEmitter implements ApiView {
   purge(filter: PurgeFilter): Promise<number> {
     if (!this.retention) throw new Error('master not started');
     return this.retention.purge(filter);
+  }
+
+  /** Runs one retention pass now (by age, then by count); resolves to how many tasks it removed. */
+  retainNow(): Promise<number> {
+    if (!this.retention) throw new Error('master not started');
+    return this.retention.pass();
   }
 
   /** Connections held and closed by the limits (master/connections.ts). */

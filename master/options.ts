@@ -127,6 +127,13 @@ export interface MasterOptions {
   selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
   /** Waiting and ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL and a retry-after hint. Default 1,000,000. */
   queueLimit?: number;
+  /**
+   * Tasks whose add is not durable yet (so not acknowledged) allowed at once; an add beyond it is
+   * refused with EQUEUEFULL naming why the database is behind. It bounds the master's memory while
+   * the database is slow, frozen or its disk full. One add is always taken when none waits, whatever
+   * its size. Default 20,000.
+   */
+  writeBacklogLimit?: number;
   /** Run one task per `key` at a time; tasks with the key of a running task are held and get its outcome (proletariat's HOLDSIMILARWORK). Default false. */
   holdSimilarWork?: boolean;
   /** Delay before a retry, unless a task sets `backoff`. Default: none (retry at once). */
@@ -172,6 +179,7 @@ export type MasterDefaults = Required<
     | 'retainCount'
     | 'foldBacklogLimit'
     | 'queueLimit'
+    | 'writeBacklogLimit'
     | 'holdSimilarWork'
     | 'retryBackoff'
     | 'timeoutSweepMs'
@@ -200,6 +208,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   retainCount: null,
   foldBacklogLimit: 50_000,
   queueLimit: 1_000_000,
+  writeBacklogLimit: 20_000,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },
   timeoutSweepMs: 50,

@@ -85,45 +85,62 @@ export async function loadTasks(tasks: Collection<TaskDoc>, ids: string[]): Prom
 }
 
 /**
- * Tasks that failed because one of `ids` did (EDEPFAILED), transitively: what "rerun from failed"
- * brings back. `dependencies` has no index of its own (every add would pay for it); this scan is an
- * operator's action, not the hot path.
+ * The stored failures, read in one pass: what a retry needs to find what it brings back. Only `_id`
+ * look-ups use an index on FerretDB, so a query on `dependencies` or `batch` reads the whole
+ * collection; one pass per retry (not one per thousand ids and per level of dependents) keeps a
+ * retry linear in the collection. It holds ids, a few dozen bytes per failed task, and whole
+ * documents only of the batch asked for: those a batch's retry runs again, which would otherwise be
+ * read a second time by `_id`.
  */
-export async function failedDependents(tasks: Collection<TaskDoc>, ids: string[]): Promise<TaskDoc[]> {
-  const seen = new Set(ids);
-  const found: TaskDoc[] = [];
-  let frontier = ids;
-  while (frontier.length > 0) {
-    const next: string[] = [];
-    for (let i = 0; i < frontier.length; i += 1000) {
-      const docs = (await tasks
-        .find({
-          dependencies: { $in: frontier.slice(i, i + 1000) },
-          state: 'failed',
-          'error.code': 'EDEPFAILED',
-        })
-        .toArray()) as TaskDoc[];
-      for (const d of docs) {
-        if (seen.has(d._id)) continue;
-        seen.add(d._id);
-        found.push(decodeTask(d));
-        next.push(d._id);
-      }
-    }
-    frontier = next;
-  }
-  return found;
+export interface Failures {
+  /** Each failed-through-a-dependency (EDEPFAILED) task, under each of its dependencies. */
+  dependentsOf: Map<string, string[]>;
+  /** The batch's failed and cancelled tasks that did not fail only because of a dependency. */
+  batchRoots: string[];
+  /** The batch's failed and cancelled tasks, decoded. */
+  batchDocs: Map<string, TaskDoc>;
 }
 
-/** Ids of a batch's failed and cancelled tasks that did not fail only because of a dependency. */
-export async function batchFailures(tasks: Collection<TaskDoc>, batch: string): Promise<string[]> {
-  const docs = await tasks
-    .find(
-      { batch, state: { $in: ['failed', 'cancelled'] }, 'error.code': { $ne: 'EDEPFAILED' } },
-      { projection: { _id: 1 } },
-    )
-    .toArray();
-  return docs.map((d) => d._id);
+/** Documents read per round trip: bounds the time one reply takes to decode. */
+const SCAN_BATCH = 500;
+
+export async function readFailures(tasks: Collection<TaskDoc>, batch?: string): Promise<Failures> {
+  const out: Failures = { dependentsOf: new Map(), batchRoots: [], batchDocs: new Map() };
+  // Whole documents for a batch's retry (the server reads them whole anyway); ids otherwise.
+  const projection = batch === undefined ? { _id: 1, state: 1, dependencies: 1, 'error.code': 1 } : {};
+  const cursor = tasks.find(
+    { state: { $in: ['failed', 'cancelled'] } },
+    { projection, batchSize: SCAN_BATCH },
+  );
+  for await (const d of cursor) {
+    const viaDependency = d.state === 'failed' && d.error?.code === 'EDEPFAILED';
+    if (viaDependency)
+      for (const dep of d.dependencies ?? []) {
+        const list = out.dependentsOf.get(dep);
+        if (list) list.push(d._id);
+        else out.dependentsOf.set(dep, [d._id]);
+      }
+    if (batch === undefined || d.batch !== batch) continue;
+    out.batchDocs.set(d._id, decodeTask(d));
+    if (!viaDependency) out.batchRoots.push(d._id);
+  }
+  return out;
+}
+
+/** Ids of the tasks that failed because one of `ids` did (EDEPFAILED), transitively. */
+export function failedDependents(f: Failures, ids: string[]): string[] {
+  const seen = new Set(ids);
+  const found: string[] = [];
+  const frontier = [...ids];
+  while (frontier.length > 0) {
+    for (const d of f.dependentsOf.get(frontier.pop() as string) ?? []) {
+      if (seen.has(d)) continue;
+      seen.add(d);
+      found.push(d);
+      frontier.push(d);
+    }
+  }
+  return found;
 }
 
 export interface StoredBatch {

@@ -7,10 +7,14 @@
  * The transition itself is the scheduler's (`revive`); this reads what it needs first. Documents are
  * read once every change is durable and folded into `tasks`, so each shows its latest change and its
  * `rev` is the one to continue.
+ *
+ * Cost: one pass over the stored failures (master/queries.ts `readFailures`), `_id` look-ups of the
+ * tasks that run again, and the revival itself in slices of {@link REVIVE_SLICE} with the event loop
+ * free between them, so a retry of tens of thousands of tasks does not stall the master's sockets.
  */
 import { wireError, type WireError } from '../protocol/errors';
 import type { TaskDoc } from '../models/task';
-import { batchFailures, failedDependents, loadTasks } from './queries';
+import { failedDependents, loadTasks, readFailures, type Failures } from './queries';
 import type { Scheduler } from './scheduler';
 import type { Store } from './store';
 
@@ -19,12 +23,22 @@ export interface RerunResult {
   refused: { id: string; error: WireError }[];
 }
 
-export async function rerun(sched: Scheduler, store: Store, ids: string[]): Promise<RerunResult> {
+/** Tasks revived before the event loop gets a turn. */
+export const REVIVE_SLICE = 250;
+
+export async function rerun(
+  sched: Scheduler,
+  store: Store,
+  ids: string[],
+  known?: Failures,
+): Promise<RerunResult> {
   await store.barrier();
   await store.folder.settled();
+  const failures = known ?? (await readFailures(store.tasks));
   const refused: RerunResult['refused'] = [];
-  const stored = await loadTasks(
-    store.tasks,
+  const stored = await loadKnown(
+    store,
+    failures,
     ids.filter((id) => !sched.tasks.has(id)),
   );
   const roots: TaskDoc[] = [];
@@ -40,9 +54,12 @@ export async function rerun(sched: Scheduler, store: Store, ids: string[]): Prom
     else roots.push(doc);
   }
   const runnable = roots.filter((d) => d.state === 'failed' || d.state === 'cancelled');
-  const dependents = await failedDependents(
-    store.tasks,
+  const dependentIds = failedDependents(
+    failures,
     runnable.map((d) => d._id),
+  );
+  const dependents = [...(await loadKnown(store, failures, dependentIds)).values()].filter(
+    (d) => d.state === 'failed' && d.error?.code === 'EDEPFAILED',
   );
   const ordered = dependencyOrder([...roots, ...dependents]);
   const inSet = new Set(ordered.map((d) => d._id));
@@ -51,7 +68,15 @@ export async function rerun(sched: Scheduler, store: Store, ids: string[]): Prom
     for (const dep of d.dependencies ?? [])
       if (!inSet.has(dep) && !sched.tasks.has(dep) && !sched.finals.has(dep)) outside.add(dep);
   const states = await store.fetchStates([...outside]);
-  const r = sched.revive(ordered, states);
+  // In dependency order, slice by slice: a later slice finds its dependencies revived (or settled
+  // meanwhile, which revive checks as it would for any dependency).
+  const r: ReturnType<Scheduler['revive']> = { revived: [], refused: [] };
+  for (let i = 0; i < ordered.length; i += REVIVE_SLICE) {
+    if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+    const part = sched.revive(ordered.slice(i, i + REVIVE_SLICE), states);
+    r.revived.push(...part.revived);
+    r.refused.push(...part.refused);
+  }
   await store.barrier();
   // Only the named tasks' refusals are news; a dependent that stays failed has another failed dependency.
   const named = new Set(ids);
@@ -62,7 +87,26 @@ export async function rerun(sched: Scheduler, store: Store, ids: string[]): Prom
 /** A batch's failures (not those that failed only through a dependency), and their dependents. */
 export async function rerunBatch(sched: Scheduler, store: Store, batch: string): Promise<RerunResult> {
   await store.barrier();
-  return rerun(sched, store, await batchFailures(store.tasks, batch));
+  await store.folder.settled();
+  const failures = await readFailures(store.tasks, batch);
+  return rerun(sched, store, failures.batchRoots, failures);
+}
+
+/**
+ * Whole documents of these tasks: from the pass over the failures where it kept them, else read by
+ * `_id`. Either is current: a stored final task changes only by a retry, which brings it into memory
+ * first (and `revive` refuses a task in memory).
+ */
+async function loadKnown(store: Store, f: Failures, ids: string[]): Promise<Map<string, TaskDoc>> {
+  const out = new Map<string, TaskDoc>();
+  const rest: string[] = [];
+  for (const id of ids) {
+    const d = f.batchDocs.get(id);
+    if (d) out.set(id, d);
+    else rest.push(id);
+  }
+  for (const [id, d] of await loadTasks(store.tasks, rest)) out.set(id, d);
+  return out;
 }
 
 /** Each task after the tasks of the set it depends on (Kahn's algorithm; adds cannot make cycles). */

@@ -48,6 +48,8 @@ export interface SchedulerOptions {
   maxTaskBytes?: number;
   /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
   queueLimit: number;
+  /** Tasks of adds not durable yet allowed at once; an add beyond it is refused with EQUEUEFULL. */
+  writeBacklogLimit?: number;
   /** Run one task per `key` at a time; the others are parked behind it and get its outcome. */
   holdSimilarWork: boolean;
   /** Chooses the runner for a new affinity key among the available ones (sorted ids). Default: hash of the key. */

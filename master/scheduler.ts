@@ -54,6 +54,8 @@ export class Scheduler extends SchedulerCore {
     queuedCount: () => this.queuedCount(),
     maxTaskBytes: this.opts.maxTaskBytes,
     queueLimit: this.opts.queueLimit,
+    writeBacklog: () => ({ tasks: this.store.unwritten ?? 0, trouble: this.store.trouble?.()?.cause }),
+    writeBacklogLimit: this.opts.writeBacklogLimit ?? Infinity,
   };
 
   // ---- adding ----------------------------------------------------------------------------------
@@ -205,6 +207,18 @@ export class Scheduler extends SchedulerCore {
       const t = this.current(ref, runnerId);
       if (t && t.state === 'assigned') this.markRunning(t);
     }
+  }
+
+  /**
+   * Progress of an attempt, from the runner `runnerId`: recorded (clamped to 0–1) only if that runner
+   * holds the attempt now. Returns the value to pass on to feeders, or undefined for a report about an
+   * attempt it does not hold (another runner's, an older one, a finished one), which is ignored.
+   */
+  progress(runnerId: string, ref: AttemptRef & { progress: number }): number | undefined {
+    const t = this.current(ref, runnerId);
+    if (!t) return undefined;
+    t.progress = Math.min(1, Math.max(0, ref.progress));
+    return t.progress;
   }
 
   /** Applies results; resolves once they are durable, with how many were accepted or stale. */

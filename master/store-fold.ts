@@ -20,7 +20,7 @@ import { isFinal } from '../protocol/states';
 import { encodeValue } from '../models/codec';
 import type { TaskDoc } from '../models/task';
 import type { TaskRecord } from './task-record';
-import { classify, DUPLICATE_KEY } from './write-errors';
+import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
 
 export interface FoldOptions {
   /** Statements per update command. Default 500. */
@@ -45,6 +45,8 @@ export interface FoldTarget {
   readonly isClosed: boolean;
   releaseJournal(docs: string[]): void;
   deleteFoldedJournal(): Promise<void>;
+  /** A write of the folder failed (and is retried), or null: one went through. */
+  folderFailed(f: WriteFailure | null): void;
 }
 
 interface Pending {
@@ -236,6 +238,7 @@ export class Folder {
       try {
         await this.write(chunk);
         failures = 0;
+        this.store.folderFailed(null);
         for (const w of answered) w();
       } catch (err) {
         if (this.closed || this.store.isClosed) {
@@ -244,6 +247,7 @@ export class Folder {
         }
         this.unbornWaiters.push(...answered); // asked again next round
         const f = classify(err);
+        this.store.folderFailed(f);
         const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
         this.opts.logger.warn('writing states into tasks failed; retrying', {
           error: f.message,

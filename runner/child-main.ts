@@ -14,15 +14,26 @@ import { ParentCommand, type ToChild, type ToParent } from './sandbox-messages';
 
 if (!process.send) throw new Error('runner/child-main must be started by the runner (no IPC channel)');
 
+// Captured before any task runs: a task replacing process.send must not rewrite its neighbours'
+// reports (Node's IPC serialises with its own captured JSON, not the global one).
+const processSend = process.send.bind(process);
+
 function send(msg: ToParent): void {
-  if (process.connected) process.send?.(msg);
+  if (process.connected) processSend(msg);
 }
 
 const processor = new ChildProcessor(send);
 process.on('message', (msg) => processor.handle(msg as ToChild));
 
-// The runner went away cleanly or not: nothing left to report to.
-process.on('disconnect', () => process.exit(0));
+// The runner went away without stopping this child: nothing left to report to, and nobody left to
+// kill what the tasks started, so the whole process group goes (this child leads it).
+process.on('disconnect', () => {
+  try {
+    process.kill(-process.pid, 'SIGKILL');
+  } catch {
+    process.exit(0);
+  }
+});
 
 let dying = false;
 function die(err: unknown): void {
@@ -30,7 +41,7 @@ function die(err: unknown): void {
   dying = true;
   const error = fromThrown(err, 'ECRASH');
   if (!process.connected) process.exit(1);
-  process.send?.({ cmd: ParentCommand.Fatal, error } satisfies ToParent, () => process.exit(1));
+  processSend({ cmd: ParentCommand.Fatal, error } satisfies ToParent, () => process.exit(1));
   setTimeout(() => process.exit(1), 1000).unref();
 }
 process.on('uncaughtException', die);
@@ -45,7 +56,10 @@ process.on('unhandledRejection', die);
 const WATCHDOG = `
 const { workerData } = require('node:worker_threads');
 setInterval(() => {
-  try { process.kill(workerData.ppid, 0); } catch { process.kill(workerData.pid, 'SIGKILL'); }
+  try { process.kill(workerData.ppid, 0); } catch {
+    // The child leads its process group: the processes its tasks started in it go too.
+    try { process.kill(-workerData.pid, 'SIGKILL'); } catch { process.kill(workerData.pid, 'SIGKILL'); }
+  }
 }, workerData.intervalMs);
 `;
 if (!process.argv.includes('--no-orphan-watchdog')) {

@@ -22,6 +22,18 @@ import {
 } from './sandbox-messages';
 import type { TaskContext, TaskFunction, TaskLog } from './task-context';
 
+/**
+ * What the processor builds and reads results with, captured when the child starts, before any task
+ * runs. Tasks share the process and may replace globals (`JSON.parse = ...`); a task doing so must
+ * not change what its neighbours' results become. The rest of what tasks share is listed in the docs.
+ */
+const JSONStringify = JSON.stringify;
+const JSONParse = JSON.parse;
+const ObjectDefineProperty = Object.defineProperty;
+const ObjectFreeze = Object.freeze;
+const ArrayIsArray = Array.isArray;
+const readRss = process.memoryUsage.rss;
+
 interface CompiledModule {
   hash: string;
   fn?: TaskFunction;
@@ -156,7 +168,7 @@ export class ChildProcessor {
   }
 
   private add(key: string, tasks: unknown, batch?: string): Promise<unknown> {
-    const list = Array.isArray(tasks) ? tasks : [tasks];
+    const list = ArrayIsArray(tasks) ? tasks : [tasks];
     const reqId = this.nextReqId++;
     return new Promise((resolve, reject) => {
       this.addRequests.set(reqId, { resolve, reject });
@@ -237,19 +249,19 @@ function dependencyResults(task: TaskPayload): {
   const leftOut: string[] = [];
   for (const d of task.dependencies ?? []) {
     if (d.leftOut === undefined) {
-      Object.defineProperty(dependencies, d.id, { value: d.result ?? null, enumerable: true });
+      ObjectDefineProperty(dependencies, d.id, { value: d.result ?? null, enumerable: true });
       continue;
     }
     leftOut.push(d.id);
     const error = leftOutError(d.id, d.leftOut, task.maxDependencyBytes);
-    Object.defineProperty(dependencies, d.id, {
+    ObjectDefineProperty(dependencies, d.id, {
       enumerable: true,
       get() {
         throw error;
       },
     });
   }
-  return { dependencies: Object.freeze(dependencies), leftOut: Object.freeze(leftOut) };
+  return { dependencies: ObjectFreeze(dependencies), leftOut: ObjectFreeze(leftOut) };
 }
 
 function leftOutError(id: string, bytes: number, limit: number | undefined): TaskmasterError {
@@ -302,7 +314,7 @@ function pickFunction(exp: unknown): TaskFunction | undefined {
 
 /** `memoryUsage.rss()` reads one number instead of walking the heap spaces like `memoryUsage()`. */
 function rss(): number {
-  return process.memoryUsage.rss();
+  return readRss();
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -316,16 +328,16 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 /** The value as it will arrive at the master: JSON only, `undefined` becoming `null`. Throws if impossible. */
 function jsonValue(v: unknown): unknown {
   if (v === undefined) return null;
-  const s = JSON.stringify(v);
-  return s === undefined ? null : (JSON.parse(s) as unknown);
+  const s = JSONStringify(v);
+  return s === undefined ? null : (JSONParse(s) as unknown);
 }
 
 /** Best effort for logs and details: a value that cannot be serialised is dropped, not fatal. */
 function jsonSafe(v: unknown): unknown {
   if (v === undefined) return undefined;
   try {
-    const s = JSON.stringify(v);
-    return s === undefined ? undefined : (JSON.parse(s) as unknown);
+    const s = JSONStringify(v);
+    return s === undefined ? undefined : (JSONParse(s) as unknown);
   } catch {
     return undefined;
   }

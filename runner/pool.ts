@@ -180,7 +180,10 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
 
   private onMessage(child: ChildHandle, msg: ToParent): void {
     if (msg.cmd === ParentCommand.Ready || msg.cmd === ParentCommand.Fatal) return;
-    const a = msg.key === undefined ? undefined : this.attempts.get(msg.key);
+    // The handle only passes on reports about attempts its process holds; checked again here, so an
+    // attempt is settled only by the host it was handed to.
+    const found = msg.key === undefined ? undefined : this.attempts.get(msg.key);
+    const a = found?.host === child ? found : undefined;
     switch (msg.cmd) {
       case ParentCommand.Log: {
         const log = a ? this.log.child({ taskId: a.job.task.id, attempt: a.job.task.attempt }) : this.log;
@@ -191,7 +194,7 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
         if (a?.live) this.emit('started', msg.key);
         return;
       case ParentCommand.Progress:
-        if (a?.live) this.emit('progress', msg.key, msg.progress);
+        if (a?.live) this.emit('progress', msg.key, Math.min(1, Math.max(0, msg.progress)));
         return;
       case ParentCommand.Add: {
         const req = msg.batch ? { tasks: msg.tasks, batch: msg.batch } : { tasks: msg.tasks };

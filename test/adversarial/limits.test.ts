@@ -180,6 +180,35 @@ describe('adversarial: limits', () => {
     await c.assertAlive();
   });
 
+  test('a batch between the room of one message and the whole message limit goes in two adds, never one message over the limit', async () => {
+    const f = await c.feeder({ maxMessageBytes: MESSAGE_LIMIT });
+    const runner = await c.runner({ runnerId: 'room-r', slots: 4 });
+    const frame = (i: number) =>
+      JSON.stringify({ id: `room-${i}`, module: 'ok', params: [''], runner: 'room-r' });
+    // Five tasks whose JSON (with separators) adds up to 8 bytes under the message limit: more than
+    // the room (the limit less the envelope), and with the event name and batch fields around them,
+    // more than the transport takes in one message.
+    const target = MESSAGE_LIMIT - 8;
+    const each = Math.floor(target / 5);
+    const tasks = Array.from({ length: 5 }, (_, i) => {
+      const size = (i === 4 ? target - 4 * each : each) - 1;
+      return {
+        id: `room-${i}`,
+        module: 'ok',
+        params: ['p'.repeat(size - frame(i).length)],
+        runner: 'room-r',
+      };
+    });
+    expect(tasks.reduce((n, t) => n + Buffer.byteLength(JSON.stringify(t)) + 1, 0)).toBe(target);
+    const disconnects: unknown[] = [];
+    f.on('disconnect', (reason) => disconnects.push(reason));
+    const outcomes = await within(WAIT_MS, f.work(tasks), 'the batch near the message limit done');
+    expect(outcomes.map((o) => o.state)).toEqual(new Array(5).fill('done'));
+    expect(disconnects).toEqual([]);
+    await runner.close();
+    await c.assertAlive();
+  });
+
   test('a token given in the handshake is checked before the upgrade: wrong is a 403', async () => {
     const polling = await httpRequest(c.master.url, {
       path: '/socket.io/?EIO=4&transport=polling',

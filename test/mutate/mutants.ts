@@ -1,0 +1,154 @@
+/**
+ * The guarantees `npm run mutate` breaks on purpose (test/mutate/run.ts), one mutant each: an exact
+ * snippet of one source file, the broken code that replaces it, and the test files (optionally a
+ * test-name pattern) that must then fail. Keep each snippet small and unique in its file; when the
+ * code moves, the run says which snippet it no longer finds.
+ */
+export interface Mutant {
+  /** Short and stable: `npm run mutate -- --only NAME`. */
+  name: string;
+  /** What the code promises, said as the guarantee the mutant removes. */
+  guarantee: string;
+  /** Path from the project's root. */
+  file: string;
+  /** Occurs exactly once in the file. */
+  find: string;
+  replace: string;
+  /** Further snippets of the same file broken with it, when one guarantee is held in two places. */
+  more?: { find: string; replace: string }[];
+  /** The test files that defend the guarantee, from the project's root. */
+  tests: string[];
+  /** Runs only the tests whose name matches (jest's --testNamePattern), to keep the run short. */
+  testName?: string;
+}
+
+export const MUTANTS: Mutant[] = [
+  // ---- identity and access ---------------------------------------------------------------------
+  {
+    name: 'token-runner-namespace',
+    guarantee: 'the /runner namespace checks the token',
+    file: 'master/master.ts',
+    find: '    runners.use(auth);\n',
+    replace: '',
+    tests: ['test/adversarial/identity.test.ts'],
+    testName: 'refuses a missing or wrong token',
+  },
+  {
+    name: 'token-feeder-namespace',
+    guarantee: 'the /feeder namespace checks the token',
+    file: 'master/master.ts',
+    find: '    feeders.use(auth);\n',
+    replace: '',
+    tests: ['test/adversarial/identity.test.ts'],
+    testName: 'refuses a missing or wrong token',
+  },
+  {
+    name: 'token-legacy-namespace',
+    guarantee: "the original protocol's namespace checks the token",
+    file: 'master/master.ts',
+    find: '    legacy.use(auth);\n',
+    replace: '',
+    tests: ['test/adversarial/legacy.test.ts'],
+  },
+  {
+    name: 'loader-traversal',
+    guarantee: 'a module name cannot reach a file outside its task folder',
+    file: 'runner/loader.ts',
+    find: "return rel !== '' && rel !== '..' && !rel.startsWith('..' + path.sep) && !path.isAbsolute(rel);",
+    replace: "return rel !== '';",
+    tests: ['test/unit/runner-loader.test.ts'],
+    testName: 'traversal|symlink',
+  },
+  // ---- durability ------------------------------------------------------------------------------
+  {
+    name: 'add-ack-before-durable',
+    guarantee: 'an add is acknowledged only once its tasks are in the database',
+    file: 'master/scheduler.ts',
+    find: '    const w = await written;\n',
+    replace: '    const w = { ok: true } as Awaited<typeof written>;\n',
+    more: [
+      {
+        find: '    await this.store.barrier();\n    // Refs of the tasks',
+        replace: '    // Refs of the tasks',
+      },
+    ],
+    tests: ['test/integration/store-durability.test.ts'],
+    testName: 'not acknowledged while the database is frozen',
+  },
+  // ---- work only where it can run, and never twice ------------------------------------------------
+  {
+    name: 'tasks-to-runners-without-module',
+    guarantee: 'a task is assigned only to a runner that announced its module',
+    file: 'master/policies/eligibility.ts',
+    find: '  if (t.module !== undefined && !hasModule(r, t.module)) return false;',
+    replace: '',
+    tests: ['test/integration/module-routing.test.ts'],
+    testName: 'all run on the runner that has the module',
+  },
+  {
+    name: 'emodule-counted',
+    guarantee: "EMODULE from a runner is that runner's problem: the task is requeued uncounted",
+    file: 'master/scheduler.ts',
+    find: '    else this.requeueUncounted(t);\n  }\n\n  /** A runner announced its modules anew',
+    replace:
+      '    else this.attemptFailed(t, error, true, moduleHash);\n  }\n\n  /** A runner announced its modules anew',
+    tests: ['test/integration/module-routing.test.ts'],
+    testName: 'fails to load everywhere',
+  },
+  {
+    name: 'lost-attempt-not-reclaimed',
+    guarantee:
+      'a runner back after its grace takes back its lost attempt (its finished result accepted) while nobody else has it',
+    file: 'master/scheduler.ts',
+    find: 'if (lost && lost.attempts === ref.attempt && lost.lostFrom === entry.id) {',
+    replace: 'if (lost && lost.attempts === ref.attempt && lost.lostFrom === "nobody") {',
+    tests: ['test/unit/scheduler/recovery-grace.test.ts'],
+  },
+  {
+    name: 'dependency-results-unbounded',
+    guarantee:
+      'this.dependencies carries at most maxDependencyBytes of results; the rest are named, not sent',
+    file: 'master/dependency-results.ts',
+    find: '} else if (bytes + found.bytes > maxBytes) {',
+    replace: '} else if (bytes + found.bytes > Infinity) {',
+    tests: ['test/unit/dependency-results.test.ts'],
+  },
+  // ---- amplification ---------------------------------------------------------------------------
+  {
+    name: 'depfailed-embeds-message',
+    guarantee: "an EDEPFAILED names its root cause instead of embedding its dependency's whole message",
+    file: 'protocol/errors.ts',
+    find: "message: cut(err?.message ?? '', ROOT_MESSAGE_CHARS),",
+    replace: "message: err?.message ?? '',",
+    tests: ['test/adversarial/amplification.test.ts'],
+    testName: '800 KB error',
+  },
+  {
+    name: 'error-message-uncapped',
+    guarantee: "a task's error message is cut to 16 KiB with a marker",
+    file: 'protocol/errors.ts',
+    find: '  if (!over) return e;\n',
+    replace: '  if (over || !over) return e;\n',
+    tests: ['test/adversarial/amplification.test.ts'],
+    testName: 'larger than a message',
+  },
+  {
+    name: 'log-lines-unlimited',
+    guarantee: 'repeated log lines a client can cause are rate-limited per client and cause',
+    file: 'common/log-limit.ts',
+    find: '    if (e.lines < this.burst) {\n',
+    replace: '    if (e.lines >= 0) {\n',
+    tests: ['test/adversarial/log-flood.test.ts'],
+    testName: 'new window logs again',
+  },
+  // ---- one master ------------------------------------------------------------------------------
+  {
+    name: 'second-master-takes-over',
+    guarantee: 'a second master on a database whose master is alive refuses to start',
+    file: 'master/lease.ts',
+    find: 'if (current && !current.released && !this.goneOnThisMachine(current)) {',
+    replace: 'if (current && current.released && !this.goneOnThisMachine(current)) {',
+    tests: ['test/integration/one-master.test.ts'],
+    testName: 'a second master refuses to start',
+  },
+];
