@@ -16,11 +16,13 @@
  * Connections are keyed by remote address and port: the same for a TLS socket and the TCP socket under
  * it, and for the HTTP request that arrives on it.
  */
+import fs from 'node:fs';
 import type http from 'node:http';
 import type https from 'node:https';
 import type net from 'node:net';
 import { limitLog } from '../common/log-limit';
 import type { Logger } from '../common/logger';
+import { TaskmasterError } from '../protocol/errors';
 
 export interface ConnectionLimits {
   maxConnections: number;
@@ -28,6 +30,9 @@ export interface ConnectionLimits {
   reservedConnections: number;
   handshakeTimeoutMs: number;
 }
+
+/** What the checks read of the master's options. */
+type LimitOptions = ConnectionLimits & { maxBufferedBytes: number; maxMessageBytes: number };
 
 type Stage = 'silent' | 'http' | 'upgraded' | 'member';
 
@@ -195,6 +200,62 @@ export class ConnectionGuard {
     if (t.timer) clearTimeout(t.timer);
     t.timer = null;
   }
+}
+
+/** The connection limits are whole numbers, and the reserve leaves room for unauthenticated clients. */
+export function checkConnectionLimits(o: LimitOptions): void {
+  for (const key of ['maxConnections', 'maxConnectionsPerAddress', 'reservedConnections'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < (key === 'reservedConnections' ? 0 : 1))
+      throw new TaskmasterError('EVALIDATION', `${key}: must be a whole number (got ${o[key]})`);
+  }
+  if (!Number.isInteger(o.maxBufferedBytes) || o.maxBufferedBytes < o.maxMessageBytes)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `maxBufferedBytes: must be a whole number of at least maxMessageBytes (${o.maxMessageBytes}); got ${o.maxBufferedBytes}`,
+    );
+  if (o.reservedConnections >= o.maxConnections)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `reservedConnections (${o.reservedConnections}) must be less than maxConnections (${o.maxConnections})`,
+    );
+}
+
+/**
+ * `max`, lowered to the process's open-file limit less 256 (Linux's /proc/self/limits): connections
+ * beyond what the process may open would fail in accept(), unlogged, and take /health with them.
+ */
+function fitDescriptors(max: number, logger: Logger): number {
+  let limit: number | undefined;
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    if (m) limit = Number(m[1]);
+  } catch {
+    return max; // not Linux: the operator's value stands
+  }
+  if (limit === undefined || max <= limit - 256) return max;
+  const fitted = Math.max(1, limit - 256);
+  logger.warn('maxConnections lowered to fit the open-file limit', {
+    maxConnections: max,
+    openFileLimit: limit,
+    fitted,
+  });
+  return fitted;
+}
+
+/**
+ * The limits as they apply on this machine: `maxConnections` fitted to the open-file limit, and a
+ * reserve the lowered cap cannot hold cut to a tenth of it (else guests would have no room).
+ */
+export function fitLimits(o: ConnectionLimits, logger: Logger): ConnectionLimits {
+  const maxConnections = fitDescriptors(o.maxConnections, logger);
+  const reservedConnections =
+    o.reservedConnections < maxConnections ? o.reservedConnections : Math.floor(maxConnections / 10);
+  return {
+    maxConnections,
+    reservedConnections,
+    maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+    handshakeTimeoutMs: o.handshakeTimeoutMs,
+  };
 }
 
 function keyOf(socket: net.Socket): string {

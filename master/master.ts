@@ -5,7 +5,6 @@
  * request gets an error naming the field and the reason, and nothing else is disturbed.
  */
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket as NetSocket } from 'node:net';
@@ -62,7 +61,7 @@ import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { rewriteFromMemory } from './store-rewrite';
-import { ConnectionGuard, type ConnectionCounts } from './connections';
+import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCounts } from './connections';
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
@@ -382,10 +381,7 @@ export class Master extends EventEmitter implements ApiView {
     this.server = tls
       ? https.createServer({ cert: tls.cert, key: tls.key, ...timeouts }, handle)
       : http.createServer(timeouts, handle);
-    const guard = new ConnectionGuard(
-      { ...this.opts, maxConnections: fitDescriptors(this.opts.maxConnections, this.logger) },
-      this.logger,
-    );
+    const guard = new ConnectionGuard(fitLimits(this.opts, this.logger), this.logger);
     guard.attach(this.server);
     this.connections = guard;
     this.io = new Server(this.server, {
@@ -867,46 +863,6 @@ function checkMessageLimits(o: MasterOptions & MasterDefaults): void {
         `maxMessageBytes (--max-message-bytes) ${o.maxMessageBytes} less ${ENVELOPE_BYTES} bytes of envelope, ${room}. ` +
         'Raise --max-message-bytes with it',
     );
-}
-
-/** The connection limits are whole numbers, and the reserve leaves room for unauthenticated clients. */
-function checkConnectionLimits(o: MasterOptions & MasterDefaults): void {
-  for (const key of ['maxConnections', 'maxConnectionsPerAddress', 'reservedConnections'] as const) {
-    if (!Number.isInteger(o[key]) || o[key] < (key === 'reservedConnections' ? 0 : 1))
-      throw new TaskmasterError('EVALIDATION', `${key}: must be a whole number (got ${o[key]})`);
-  }
-  if (!Number.isInteger(o.maxBufferedBytes) || o.maxBufferedBytes < o.maxMessageBytes)
-    throw new TaskmasterError(
-      'EVALIDATION',
-      `maxBufferedBytes: must be a whole number of at least maxMessageBytes (${o.maxMessageBytes}); got ${o.maxBufferedBytes}`,
-    );
-  if (o.reservedConnections >= o.maxConnections)
-    throw new TaskmasterError(
-      'EVALIDATION',
-      `reservedConnections (${o.reservedConnections}) must be less than maxConnections (${o.maxConnections})`,
-    );
-}
-
-/**
- * `max`, lowered to the process's open-file limit less 256 (Linux's /proc/self/limits): connections
- * beyond what the process may open would fail in accept(), unlogged, and take /health with them.
- */
-function fitDescriptors(max: number, logger: Logger): number {
-  let limit: number | undefined;
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
-    if (m) limit = Number(m[1]);
-  } catch {
-    return max; // not Linux: the operator's value stands
-  }
-  if (limit === undefined || max <= limit - 256) return max;
-  const fitted = Math.max(1, limit - 256);
-  logger.warn('maxConnections lowered to fit the open-file limit', {
-    maxConnections: max,
-    openFileLimit: limit,
-    fitted,
-  });
-  return fitted;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
