@@ -382,7 +382,6 @@ export class Master extends EventEmitter implements ApiView {
       ? https.createServer({ cert: tls.cert, key: tls.key, ...timeouts }, handle)
       : http.createServer(timeouts, handle);
     const guard = new ConnectionGuard(fitLimits(this.opts, this.logger), this.logger);
-    guard.attach(this.server);
     this.connections = guard;
     this.io = new Server(this.server, {
       // Fast failure detection: a silent runner is noticed within ~10 s, a closed socket at once.
@@ -412,6 +411,9 @@ export class Master extends EventEmitter implements ApiView {
         cb(refusal ?? null, refusal === undefined);
       },
     });
+    // After Socket.IO: Engine.IO takes the server's request listeners for paths other than its own,
+    // and the guard must see its polling requests too.
+    guard.attach(this.server);
     this.slowReaders = new SlowReaders(this.opts.maxBufferedBytes, this.logger);
     this.slowReaders.attach(this.io);
     metrics.watchConnections(

@@ -143,6 +143,32 @@ describe('connection limits and honest clients', () => {
     await c?.close();
   });
 
+  test('a client on HTTP long-polling alone is kept past the handshake timeout, its requests on any connection', async () => {
+    const s = io(`${c.master.url}/feeder`, {
+      auth: { token: TOKEN },
+      forceNew: true,
+      reconnection: false,
+      transports: ['polling'],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', () => resolve());
+        s.once('connect_error', reject);
+      });
+      const dropped = new Promise<string>((resolve) => s.once('disconnect', (reason) => resolve(reason)));
+      const stillUp = await Promise.race([
+        dropped,
+        new Promise<'up'>((resolve) => setTimeout(() => resolve('up'), 2000)),
+      ]);
+      expect(stillUp).toBe('up');
+      expect(await s.timeout(5000).emitWithAck('tasks:watch', { ids: ['nothing'] })).toMatchObject({
+        ok: true,
+      });
+    } finally {
+      s.close();
+    }
+  });
+
   test('a client that begins with HTTP long-polling and upgrades to a WebSocket is kept past the handshake timeout', async () => {
     const s = io(`${c.master.url}/feeder`, { auth: { token: TOKEN }, forceNew: true, reconnection: false });
     try {
