@@ -244,7 +244,10 @@ export async function main(argv: string[]): Promise<number> {
       .option('--json', 'print JSON on stdout: the stored refs, or with --wait the outcomes')
       .option('--out <file>', 'with --wait, write the results to this file instead of stdout')
       .option('--quiet', 'with --wait, print no results: only progress and the summary')
-      .option('--connect-timeout <ms>', 'give up if the master cannot be reached in time (default 30000)')
+      .option(
+        '--connect-timeout <ms>',
+        "give up if the master cannot be reached in time (default 300000, 5 min: a master's first start builds its database)",
+      )
       .option('--discover', "find the master from its UDP announcements (the master's --announce)")
       .option('--tracker <url>', 'find the master by asking this master (GET /hostsAvailable)')
       .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),

@@ -307,12 +307,7 @@ export class Folder {
       await this.store.tasks.insertOne(d as never).catch(async (e: unknown) => {
         const f = classify(e);
         if (f.kind === 'transient') throw e;
-        if (f.code === DUPLICATE_KEY) {
-          this.opts.logger.error("a new task's id was taken in tasks meanwhile; its document is not stored", {
-            taskId: d._id,
-          });
-          return;
-        }
+        if (f.code === DUPLICATE_KEY) return this.insertedBefore(d);
         this.opts.logger.error('tasks refused a new task; stored as EPERSIST', { taskId: d._id });
         await this.store.tasks
           .insertOne({
@@ -328,6 +323,22 @@ export class Folder {
           });
       });
     }
+  }
+
+  /**
+   * A new task's document met one of its id. Most often it is this very insert, sent before and
+   * written, whose answer was lost (a replica set's failover, a timeout): that document may hold an
+   * older state than `d`, and the journal holding the newer one is deleted once this write is done,
+   * so it is brought to `d` unless it holds a newer state. A document of another task (another batch
+   * or creation time; the add's check makes that all but impossible) is left as it is, and logged.
+   */
+  private async insertedBefore(d: TaskDoc): Promise<void> {
+    const same = { _id: d._id, batch: d.batch, created: d.created };
+    const { matchedCount } = await this.store.tasks.replaceOne({ ...same, rev: { $lt: d.rev ?? 0 } }, d);
+    if (matchedCount > 0 || (await this.store.tasks.findOne(same, { projection: { _id: 1 } }))) return;
+    this.opts.logger.error("a new task's id was taken in tasks meanwhile; its document is not stored", {
+      taskId: d._id,
+    });
   }
 
   private async update(snaps: { p: Pending; t: TaskRecord; rev: number }[], now: number): Promise<void> {

@@ -71,3 +71,25 @@ export function relativeLinks(markdown: string): string[] {
     .map((m) => m[1])
     .filter((target) => !/^[a-z][a-z+.-]*:/i.test(target));
 }
+
+/** The code of a document's fenced blocks whose info string is `LANG TAG` (```sh first-hour), in order. */
+export function taggedBlocks(markdown: string, lang: string, tag: string): string[] {
+  const fence = new RegExp(`^\`\`\`${lang} ${tag}\\n([\\s\\S]*?)^\`\`\`$`, 'gm');
+  return [...markdown.matchAll(fence)].map((m) => m[1]);
+}
+
+export interface Snippet {
+  kind: 'runnable' | 'task';
+  /** The path its first line names (`// tasks/greet.ts`). */
+  file: string;
+  code: string;
+}
+
+/** A document's code blocks marked ```ts runnable (feeder scripts) and ```ts task / ```js task. */
+export function readmeSnippets(markdown: string): Snippet[] {
+  return [...markdown.matchAll(/^```(?:ts|js) (runnable|task)\n([\s\S]*?)^```$/gm)].map((m) => {
+    const file = /^\/\/ (\S+\.[cm]?[jt]s)\n/.exec(m[2])?.[1];
+    if (!file) throw new Error(`a snippet marked ${m[1]} must start with "// <path>":\n${m[2]}`);
+    return { kind: m[1] as Snippet['kind'], file, code: m[2] };
+  });
+}

@@ -19,23 +19,9 @@ import type { Runner } from '../../runner/runner';
 import { startRunner } from '../helpers/clients';
 import { ROOT, startMaster, tempDir } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
-import { docFiles, readDoc } from '../helpers/docs';
+import { docFiles, readDoc, readmeSnippets } from '../helpers/docs';
 
 const run = promisify(execFile);
-
-interface Snippet {
-  kind: 'runnable' | 'task';
-  file: string;
-  code: string;
-}
-
-export function readmeSnippets(markdown: string): Snippet[] {
-  return [...markdown.matchAll(/^```(?:ts|js) (runnable|task)\n([\s\S]*?)^```$/gm)].map((m) => {
-    const file = /^\/\/ (\S+\.[cm]?[jt]s)\n/.exec(m[2])?.[1];
-    if (!file) throw new Error(`a README snippet marked ${m[1]} must start with "// <path>":\n${m[2]}`);
-    return { kind: m[1] as Snippet['kind'], file, code: m[2] };
-  });
-}
 
 /** `taskmaster-distributed` (and its `/task` entry) as a package in `dir`, pointing at this checkout. */
 function linkPackage(dir: string): void {
