@@ -8,8 +8,8 @@
  *   - at most `maxConnections` in all (Node's `server.maxConnections`: the rest closed on accept);
  *   - at most `maxConnectionsPerAddress` from one remote address; more are closed on accept;
  *   - guests hold at most `maxConnections - reservedConnections`: when a new connection would go
- *     beyond, the oldest guest that has not sent a complete request (silent, or a WebSocket in no
- *     namespace) is closed to make room. The reserve is thus only ever used by members, and /health or
+ *     beyond, the oldest idle guest (silent, a WebSocket in no namespace, or an HTTP keep-alive
+ *     connection between requests) is closed to make room. The reserve is thus only ever used by members, and /health or
  *     a runner with the token gets in however many idle connections an attacker opened;
  *   - a connection silent for `handshakeTimeoutMs` (no complete request; or a WebSocket that joined
  *     no namespace with a valid token) is closed.
@@ -41,6 +41,8 @@ interface Tracked {
   address: string;
   stage: Stage;
   timer: NodeJS.Timeout | null;
+  /** HTTP requests being answered on it; idle between them (keep-alive) it may be evicted. */
+  requests: number;
 }
 
 /** Why connections were closed by the limits, since start (for metrics and tests). */
@@ -80,7 +82,9 @@ export class ConnectionGuard {
     server.on('connection', (socket: net.Socket) => this.admit(socket));
     // First, before Socket.IO or the routes see them: a request or an upgrade proves the connection
     // is not silent.
-    server.prependListener('request', (req: http.IncomingMessage) => this.advance(req.socket, 'http'));
+    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.request(req, res),
+    );
     server.prependListener('upgrade', (req: http.IncomingMessage) => this.advance(req.socket, 'upgraded'));
   }
 
@@ -143,12 +147,29 @@ export class ConnectionGuard {
       );
       this.drop(oldest);
     }
-    const t: Tracked = { socket, address, stage: 'silent', timer: null };
+    const t: Tracked = { socket, address, stage: 'silent', timer: null, requests: 0 };
     t.timer = setTimeout(() => this.silent(t), this.limits.handshakeTimeoutMs).unref();
     this.byKey.set(key, t);
     this.evictable.add(t);
     this.perAddress.set(address, fromAddress + 1);
     socket.once('close', () => this.forget(key, t));
+  }
+
+  /**
+   * An HTTP request arrived: the connection is not silent, and is not evicted while it is answered.
+   * Idle again after the answer (keep-alive), it is the newest evictable guest: connections that ask
+   * once and then sit cannot hold the guests' room any more than silent ones can.
+   */
+  private request(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const t = this.byKey.get(keyOf(req.socket));
+    if (!t || t.stage === 'member') return;
+    this.advance(req.socket, 'http');
+    t.requests++;
+    this.evictable.delete(t);
+    res.once('close', () => {
+      if (--t.requests > 0 || t.stage !== 'http' || t.socket.destroyed) return;
+      this.evictable.add(t);
+    });
   }
 
   private advance(socket: net.Socket, stage: Stage): void {

@@ -132,6 +132,43 @@ describe('adversarial: connections and descriptors', () => {
     await assertMasterAlive(master.url, TOKEN);
     for (const s of flood.sockets) s.destroy();
   });
+  test('600 keep-alive HTTP connections that ask once and then sit: they cannot hold the room, /health and an honest round trip still get in; descriptors under baseline + 600', async () => {
+    const addresses = Array.from({ length: 6 }, (_, i) => `127.0.3.${i + 2}`);
+    const sockets: net.Socket[] = [];
+    let answered = 0;
+    for (let i = 0; i < 600; i += 100)
+      await Promise.all(
+        Array.from(
+          { length: 100 },
+          (_, j) =>
+            new Promise<void>((resolve) => {
+              const s = net.connect({
+                port: master.port,
+                host: '127.0.0.1',
+                localAddress: addresses[(i + j) % 6],
+              });
+              sockets.push(s);
+              s.on('error', () => undefined);
+              s.once('connect', () =>
+                s.write('GET /health HTTP/1.1\r\nHost: master\r\nConnection: keep-alive\r\n\r\n'),
+              );
+              s.once('data', () => {
+                answered++;
+                resolve();
+              });
+              s.once('close', () => resolve());
+            }),
+        ),
+      );
+    idle.push(...sockets);
+    // Each was answered, then sat: the newest push the oldest idle ones out, and health gets in.
+    expect(answered).toBe(600);
+    const health = await httpRequest(master.url, { path: '/health' });
+    expect(health.status).toBe(200);
+    expect(fds()).toBeLessThan(baseline + MAX);
+    await assertMasterAlive(master.url, TOKEN);
+    for (const s of sockets) s.destroy();
+  });
 });
 
 describe('connection limits and honest clients', () => {

@@ -107,6 +107,15 @@ export const MUTANTS: Mutant[] = [
     testName: 'from one address',
   },
   {
+    name: 'keep-alive-holds-room',
+    guarantee: 'an HTTP keep-alive connection idle between requests can be closed to make room',
+    file: 'master/connections.ts',
+    find: "      if (--t.requests > 0 || t.stage !== 'http' || t.socket.destroyed) return;\n      this.evictable.add(t);",
+    replace: "      if (--t.requests > 0 || t.stage !== 'http' || t.socket.destroyed) return;",
+    tests: ['test/adversarial/connections.test.ts'],
+    testName: 'keep-alive HTTP connections',
+  },
+  {
     name: 'upgraded-session-not-member',
     guarantee: 'a session upgraded from long-polling to a WebSocket stays authenticated',
     file: 'master/master.ts',
