@@ -94,6 +94,10 @@ export async function main(argv: string[]): Promise<number> {
         "largest payload of dependencies' results a task is given, as JSON (default 256 KB; at most --max-message-bytes)",
       )
       .option(
+        '--max-buffered-bytes <n>',
+        'bytes held for one connection that does not read; beyond, it is closed (default 8 MiB; at least --max-message-bytes)',
+      )
+      .option(
         '--max-connections <n>',
         'TCP connections held at once; at most the open-file limit less 256 (default 10000)',
       )

@@ -44,6 +44,7 @@ export interface MasterFlags {
   reservedConnections?: string;
   handshakeTimeout?: string;
   runTimeoutGrace?: string;
+  maxBufferedBytes?: string;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;
@@ -91,6 +92,7 @@ const SETTINGS = {
   maxMessageBytes: { flag: '--max-message-bytes', schema: integer(64 * 1024, 256 * 1024 * 1024) },
   maxTaskBytes: { flag: '--max-task-bytes', schema: integer(1024, 16 * 1024 * 1024) },
   maxDependencyBytes: { flag: '--max-dependency-bytes', schema: integer(0, 256 * 1024 * 1024) },
+  maxBufferedBytes: { flag: '--max-buffered-bytes', schema: integer(64 * 1024, 4 * 1024 * 1024 * 1024) },
   maxConnections: { flag: '--max-connections', schema: integer(1, 10_000_000) },
   maxConnectionsPerAddress: { flag: '--max-connections-per-address', schema: integer(1, 10_000_000) },
   reservedConnections: { flag: '--reserved-connections', schema: integer(0, 10_000_000) },
@@ -185,6 +187,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
       maxTaskBytes: s.maxTaskBytes,
       maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
+      maxBufferedBytes: s.maxBufferedBytes ?? MASTER_DEFAULTS.maxBufferedBytes,
       maxConnections: s.maxConnections ?? MASTER_DEFAULTS.maxConnections,
       maxConnectionsPerAddress: s.maxConnectionsPerAddress ?? MASTER_DEFAULTS.maxConnectionsPerAddress,
       reservedConnections: s.reservedConnections ?? MASTER_DEFAULTS.reservedConnections,

@@ -65,6 +65,12 @@ export interface MasterOptions {
    * Default 5000 ms.
    */
   handshakeTimeoutMs?: number;
+  /**
+   * Bytes the master holds for one connection that does not read them (a paused dashboard, a wedged
+   * client): beyond it the connection is closed and the log says so. At least `maxMessageBytes`.
+   * The worst case in all is this times the connections held. Default 8 MiB.
+   */
+  maxBufferedBytes?: number;
   /** Allow listening on a non-loopback address without TLS and a token. Default false. */
   insecure?: boolean;
   /**
@@ -194,6 +200,7 @@ export type MasterDefaults = Required<
     | 'reservedConnections'
     | 'handshakeTimeoutMs'
     | 'runTimeoutGraceMs'
+    | 'maxBufferedBytes'
   >
 >;
 
@@ -223,4 +230,5 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   reservedConnections: 100,
   handshakeTimeoutMs: 5000,
   runTimeoutGraceMs: 30_000,
+  maxBufferedBytes: 8 * 1024 * 1024,
 });
