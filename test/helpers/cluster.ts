@@ -147,12 +147,12 @@ export interface MasterProcess extends Proc {
 export async function spawnMaster(
   dbName: string,
   extra: string[] = [],
-  opts: { mongoUrl?: string } = {},
+  opts: { mongoUrl?: string; startTimeoutMs?: number } = {},
 ): Promise<MasterProcess> {
   const port = await freePort();
   const url = opts.mongoUrl ?? testDbUrl(dbName);
   const p = spawnCli(['master', '--port', String(port), '--mongo-url', url, ...extra]);
-  await p.waitFor(/master listening/);
+  await p.waitFor(/master listening/, opts.startTimeoutMs);
   return {
     ...p,
     port,
