@@ -117,6 +117,10 @@ export async function main(argv: string[]): Promise<number> {
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
       )
+      .option(
+        '--max-watched <n>',
+        'task ids one feeder connection may watch at once (its adds and watches; default 1,000,000)',
+      )
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option(
         '--recovery-grace <ms>',

@@ -48,6 +48,7 @@ export interface MasterFlags {
   maxAttempts?: string;
   defaultRunTimeout?: string;
   queueLimit?: string;
+  maxWatched?: string;
   distributeDelay?: string;
   recoveryGrace?: string;
   leaseMs?: string;
@@ -109,6 +110,7 @@ const SETTINGS = {
     ),
   },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
+  maxWatched: { flag: '--max-watched', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
   leaseMs: { flag: '--lease-ms', schema: integer(100, 3_600_000) },
@@ -176,6 +178,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
       defaultRunTimeout: s.defaultRunTimeout,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
+      maxWatched: s.maxWatched ?? MASTER_DEFAULTS.maxWatched,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
       distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,

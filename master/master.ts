@@ -59,6 +59,7 @@ import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-regist
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
+import { Watchers } from './watchers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
 
@@ -88,7 +89,7 @@ export class Master extends EventEmitter implements ApiView {
   private runnerNsp: RunnerNamespace | null = null;
   private feederNsp: FeederNamespace | null = null;
   /** Feeder sockets watching each task id. */
-  private watchers = new Map<string, Set<FeederSocket>>();
+  private readonly watchers: Watchers<FeederSocket>;
   private starting: Promise<void> | null = null;
   private announcer: { stop(): void } | null = null;
   private closing: Promise<void> | null = null;
@@ -104,6 +105,7 @@ export class Master extends EventEmitter implements ApiView {
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
     checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
     checkMessageLimits(this.opts);
+    this.watchers = new Watchers(this.opts.maxWatched);
     if (this.opts.tls) checkTlsPair(this.opts.tls, { cert: 'tls.cert', key: 'tls.key' });
     // Longer delays would fire at once (Node's timers hold 32 bits).
     for (const key of [
@@ -450,7 +452,7 @@ export class Master extends EventEmitter implements ApiView {
       if (!r) return;
       const t = this.scheduler.tasks.get(p.id);
       if (t && t.who === r.id && t.attempts === p.attempt) t.progress = Math.min(1, Math.max(0, p.progress));
-      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', p);
+      for (const f of this.watchers.watchers(p.id) ?? []) f.emit('task:progress', p);
     });
 
     on(sock, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {
@@ -494,18 +496,23 @@ export class Master extends EventEmitter implements ApiView {
   // ---- feeders ---------------------------------------------------------------------------------
 
   private onFeeder(socket: FeederSocket): void {
-    const watched = new Set<string>();
-    socket.data = { watched };
+    socket.data = { watched: new Set<string>() };
     const log = this.logger.child({ socket: socket.id });
     const sock = socket as unknown as Socket;
 
     on(sock, log, 'tasks:add', { schema: addRequestSchema }, async (p, reply) => {
+      const ids = p.tasks.map((t) => (t as { id?: unknown } | null)?.id);
+      const named = ids.filter((id): id is string => typeof id === 'string');
+      const full = this.watchers.room(socket, named, ids.length - named.length, 'tasks');
+      if (full) return reply.refuse(full);
       const r = await this.handleAdd(p, socket);
       reply(r);
       this.sendEarly(socket, r);
     });
 
-    on(sock, log, 'tasks:watch', { schema: watchRequestSchema }, async (p) => {
+    on(sock, log, 'tasks:watch', { schema: watchRequestSchema }, async (p, reply) => {
+      const full = this.watchers.room(socket, p.ids, 0, 'ids');
+      if (full) return reply.refuse(full);
       for (const id of p.ids) this.watch(socket, id);
       const r = await this.scheduler.lookup(p.ids);
       for (const o of r.outcomes) this.unwatch(socket, o.id);
@@ -520,9 +527,7 @@ export class Master extends EventEmitter implements ApiView {
 
     on(sock, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) => this.systemMessage(p, socket.id));
 
-    onInternal(sock, log, 'disconnect', () => {
-      for (const id of watched) this.unwatch(socket, id);
-    });
+    onInternal(sock, log, 'disconnect', () => this.watchers.forget(socket));
   }
 
   /**
@@ -580,36 +585,16 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   private watch(socket: FeederSocket, id: string): void {
-    let set = this.watchers.get(id);
-    if (!set) this.watchers.set(id, (set = new Set()));
-    set.add(socket);
-    socket.data.watched.add(id);
+    this.watchers.watch(socket, id);
   }
 
   private unwatch(socket: FeederSocket, id: string): void {
-    const set = this.watchers.get(id);
-    if (set) {
-      set.delete(socket);
-      if (set.size === 0) this.watchers.delete(id);
-    }
-    socket.data.watched.delete(id);
+    this.watchers.unwatch(socket, id);
   }
 
-  /** Sends final outcomes (already durable) to the feeders watching them, one message per feeder. */
+  /** Sends final outcomes (already durable) to the feeders watching them, in chunks. */
   private deliver(outcomes: TaskOutcome[]): void {
-    const per = new Map<FeederSocket, TaskOutcome[]>();
-    for (const o of outcomes) {
-      const set = this.watchers.get(o.id);
-      if (!set) continue;
-      for (const s of set) {
-        let list = per.get(s);
-        if (!list) per.set(s, (list = []));
-        list.push(o);
-        s.data.watched.delete(o.id);
-      }
-      this.watchers.delete(o.id);
-    }
-    for (const [s, list] of per) s.emit('task:outcomes', { outcomes: list });
+    this.watchers.deliver(outcomes);
     this.emit('outcomes', outcomes);
   }
 

@@ -95,6 +95,12 @@ export interface MasterOptions {
   selectRunner?: (task: TaskRecord, runners: RunnerEntry[]) => RunnerEntry | undefined;
   /** Waiting and ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL and a retry-after hint. Default 1,000,000. */
   queueLimit?: number;
+  /**
+   * Task ids one feeder connection may watch at once: those it added and those it asked for with
+   * `tasks:watch`, until their outcomes are delivered. An add or a watch beyond it is refused with
+   * EVALIDATION naming this setting (nothing is stored). Default 1,000,000.
+   */
+  maxWatched?: number;
   /** Run one task per `key` at a time; tasks with the key of a running task are held and get its outcome (proletariat's HOLDSIMILARWORK). Default false. */
   holdSimilarWork?: boolean;
   /** Delay before a retry, unless a task sets `backoff`. Default: none (retry at once). */
@@ -140,6 +146,7 @@ export type MasterDefaults = Required<
     | 'retainCount'
     | 'foldBacklogLimit'
     | 'queueLimit'
+    | 'maxWatched'
     | 'holdSimilarWork'
     | 'retryBackoff'
     | 'timeoutSweepMs'
@@ -162,6 +169,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   retainCount: null,
   foldBacklogLimit: 50_000,
   queueLimit: 1_000_000,
+  maxWatched: 1_000_000,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },
   timeoutSweepMs: 50,

@@ -7,8 +7,11 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Connection } from 'mongoose';
+import type { Socket } from 'socket.io-client';
+import type { TaskOutcome } from '../../protocol/schemas';
 import { connectTestDb } from '../helpers/db';
-import { httpRequest, startCluster, type Cluster } from './cluster';
+import { within, WAIT_MS } from '../helpers/wait';
+import { httpRequest, rawSocket, startCluster, type Cluster } from './cluster';
 
 const MB = 1024 * 1024;
 
@@ -103,6 +106,133 @@ describe('adversarial: big operations', () => {
     const live = [...c.master.scheduler.tasks.values()].filter((t) => t.batch === 'big');
     expect(live.length).toBe(2 * roots);
     expect(new Set(live.map((t) => t.state))).toEqual(new Set(['ready', 'waiting']));
+    await c.assertAlive();
+  });
+});
+
+describe('adversarial: many watchers of a large batch', () => {
+  const WATCHED = 20_000;
+  let c: Cluster;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    c = await startCluster(__filename);
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.close();
+    await c?.close();
+  });
+
+  test('a cancel of 20,000 tasks watched by 10 connections: each gets each outcome once, in messages of at most 500, the event loop never still 250 ms while they go out, RSS growth under 200 MB', async () => {
+    const adder = await c.feeder();
+    // On no runner: they wait until the cancel.
+    const tasks = Array.from({ length: WATCHED }, (_, i) => ({ id: `w-${i}`, module: 'nowhere' }));
+    await adder.add(tasks, { batch: 'watched' });
+    const ids = tasks.map((t) => t.id);
+    // Raw connections (a feeder's own bookkeeping of 20,000 outcomes would weigh on the clock of this
+    // process, the master's): each watches
+    // every task and counts what comes, and how many per message.
+    const perMessage: number[] = [];
+    const seen: Map<string, number>[] = [];
+    for (let k = 0; k < 10; k++) {
+      const raw = await rawSocket(c.master.url, '/feeder');
+      sockets.push(raw);
+      for (let i = 0; i < WATCHED; i += 4000)
+        expect(await raw.emitWithAck('tasks:watch', { ids: ids.slice(i, i + 4000) })).toMatchObject({
+          ok: true,
+        });
+      const count = new Map<string, number>();
+      seen.push(count);
+      raw.on('task:outcomes', (m: { outcomes: TaskOutcome[] }) => {
+        perMessage.push(m.outcomes.length);
+        for (const o of m.outcomes) count.set(o.id, (count.get(o.id) ?? 0) + 1);
+      });
+    }
+    const cancelled = await adder.cancel({ batch: 'watched' });
+    // From the cancel's answer on: the outcomes are written, then delivered.
+    const { loopMaxMs, rssGrowth } = await watched(() =>
+      within(
+        WAIT_MS,
+        (async () => {
+          while (seen.some((m) => m.size < WATCHED)) await new Promise((r) => setTimeout(r, 20));
+        })(),
+        () => `every connection has every outcome (${seen.map((m) => m.size).join(', ')})`,
+      ),
+    );
+
+    expect(cancelled.length).toBe(WATCHED);
+    for (const count of seen) {
+      expect(count.size).toBe(WATCHED);
+      expect([...count.values()].every((n) => n === 1)).toBe(true);
+    }
+    expect(Math.max(...perMessage)).toBeLessThanOrEqual(500);
+    expect(loopMaxMs).toBeLessThan(250);
+    expect(rssGrowth).toBeLessThan(200 * MB);
+    await c.assertAlive();
+  });
+});
+
+describe('adversarial: the watch limit', () => {
+  let c: Cluster;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    c = await startCluster(__filename, { maxWatched: 25_000 });
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.close();
+    await c?.close();
+  });
+
+  test('a connection may watch at most maxWatched ids: a watch or an add beyond it is refused naming --max-watched, nothing stored', async () => {
+    const raw = await rawSocket(c.master.url, '/feeder');
+    sockets.push(raw);
+    const many = Array.from({ length: 25_001 }, (_, i) => `x-${i}`);
+    const reply = (await raw.emitWithAck('tasks:watch', { ids: many })) as {
+      ok: boolean;
+      error?: { code: string; message: string };
+    };
+    expect(reply).toMatchObject({ ok: false, error: { code: 'EVALIDATION' } });
+    expect(reply.error?.message).toMatch(
+      /would watch 25001 task ids, more than the master's maxWatched \(--max-watched\) 25000/,
+    );
+    // A feeder watching 24,999 tasks it added: an add of two more is refused before anything is stored.
+    const f = await c.feeder();
+    await f.add(Array.from({ length: 24_999 }, (_, i) => ({ id: `full-${i}`, module: 'nowhere' })));
+    const queued = c.master.scheduler.queuedCount();
+    await expect(
+      f.add([
+        { id: 'one', module: 'nowhere' },
+        { id: 'two', module: 'nowhere' },
+      ]),
+    ).rejects.toMatchObject({
+      code: 'EVALIDATION',
+      message: expect.stringMatching(/\(--max-watched\) 25000/),
+    });
+    expect(c.master.scheduler.queuedCount()).toBe(queued);
+    await c.assertAlive();
+  });
+});
+
+describe('adversarial: a feeder watching more ids than one message holds', () => {
+  let c: Cluster;
+  beforeAll(async () => {
+    c = await startCluster(__filename);
+  });
+  afterAll(async () => {
+    await c?.close();
+  });
+
+  test('45,000 ids of 30 characters (1.4 MB) are asked for in pieces: no connection lost, each answered', async () => {
+    const f = await c.feeder();
+    const disconnects: unknown[] = [];
+    f.on('disconnect', (reason) => disconnects.push(reason));
+    const ids = Array.from({ length: 45_000 }, (_, i) => `unknown-task-${String(i).padStart(17, '0')}`);
+    expect(Buffer.byteLength(JSON.stringify(ids))).toBeGreaterThan(1024 * 1024);
+    await f.watch(ids);
+    // The master answered every piece: the ids it does not know are given up at once.
+    await expect(f.outcome(ids[44_999])).rejects.toThrow(/does not know task "unknown-task-0+44999"/);
+    expect(disconnects).toEqual([]);
     await c.assertAlive();
   });
 });
