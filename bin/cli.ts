@@ -118,6 +118,10 @@ export async function main(argv: string[]): Promise<number> {
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
       )
       .option(
+        '--queue-limit-bytes <n>',
+        'bytes of tasks held in memory (not final) before adds are refused with EQUEUEFULL (default 1 GiB)',
+      )
+      .option(
         '--max-watched <n>',
         'task ids one feeder connection may watch at once (its adds and watches; default 1,000,000)',
       )

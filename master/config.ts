@@ -48,6 +48,7 @@ export interface MasterFlags {
   maxAttempts?: string;
   defaultRunTimeout?: string;
   queueLimit?: string;
+  queueLimitBytes?: string;
   maxWatched?: string;
   distributeDelay?: string;
   recoveryGrace?: string;
@@ -110,6 +111,7 @@ const SETTINGS = {
     ),
   },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
+  queueLimitBytes: { flag: '--queue-limit-bytes', schema: integer(1024, Number.MAX_SAFE_INTEGER) },
   maxWatched: { flag: '--max-watched', schema: integer(1, 100_000_000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
@@ -178,6 +180,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
       defaultRunTimeout: s.defaultRunTimeout,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
+      queueLimitBytes: s.queueLimitBytes ?? MASTER_DEFAULTS.queueLimitBytes,
       maxWatched: s.maxWatched ?? MASTER_DEFAULTS.maxWatched,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,

@@ -261,6 +261,7 @@ export class Master extends EventEmitter implements ApiView {
       finalCacheSize: 100_000,
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
+      queueLimitBytes: this.opts.queueLimitBytes,
       maxTaskBytes: this.opts.maxTaskBytes,
       maxDependencyBytes: this.opts.maxDependencyBytes,
       holdSimilarWork: this.opts.holdSimilarWork,

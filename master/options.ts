@@ -96,6 +96,13 @@ export interface MasterOptions {
   /** Waiting and ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL and a retry-after hint. Default 1,000,000. */
   queueLimit?: number;
   /**
+   * Bytes of the tasks the master holds in memory (every task not final, its params and fields as
+   * JSON) allowed at once: `queueLimit` counts tasks, and a million large ones would not fit in
+   * memory. An add beyond it is refused with EQUEUEFULL naming this setting and a retry-after hint.
+   * Default 1 GiB.
+   */
+  queueLimitBytes?: number;
+  /**
    * Task ids one feeder connection may watch at once: those it added and those it asked for with
    * `tasks:watch`, until their outcomes are delivered. An add or a watch beyond it is refused with
    * EVALIDATION naming this setting (nothing is stored). Default 1,000,000.
@@ -146,6 +153,7 @@ export type MasterDefaults = Required<
     | 'retainCount'
     | 'foldBacklogLimit'
     | 'queueLimit'
+    | 'queueLimitBytes'
     | 'maxWatched'
     | 'holdSimilarWork'
     | 'retryBackoff'
@@ -169,6 +177,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   retainCount: null,
   foldBacklogLimit: 50_000,
   queueLimit: 1_000_000,
+  queueLimitBytes: 1024 * 1024 * 1024,
   maxWatched: 1_000_000,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },

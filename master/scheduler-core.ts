@@ -47,6 +47,8 @@ export interface SchedulerOptions {
   maxTaskBytes?: number;
   /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
   queueLimit: number;
+  /** Bytes of the tasks held in memory (not final) allowed at once; an add beyond it is refused with EQUEUEFULL. */
+  queueLimitBytes: number;
   /** Run one task per `key` at a time; the others are parked behind it and get its outcome. */
   holdSimilarWork: boolean;
   /** Chooses the runner for a new affinity key among the available ones (sorted ids). Default: hash of the key. */
@@ -113,6 +115,8 @@ export function outcomeOf(s: {
 export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   readonly tasks = new Map<string, TaskRecord>();
   readonly finals = new Map<string, TaskOutcome>();
+  /** Bytes of the tasks in `tasks` (`taskBytes`), which `queueLimitBytes` bounds. */
+  protected heldBytes = 0;
   readonly runners = new RunnerRegistry();
   protected readonly ready = new ReadyQueue<QueueEntry>();
   protected seq = 0;
@@ -576,6 +580,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected finish(t: TaskRecord): void {
     t.finishedAt = Date.now();
     this.tasks.delete(t.id);
+    this.heldBytes -= t.bytes ?? 0;
     this.timeouts.forget(t);
     this.parking.resign(t);
     const outcome = outcomeOf(t);

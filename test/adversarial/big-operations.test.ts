@@ -236,3 +236,65 @@ describe('adversarial: a feeder watching more ids than one message holds', () =>
     await c.assertAlive();
   });
 });
+
+describe('adversarial: large tasks against the queue bytes bound', () => {
+  const LIMIT = 8 * 1024 * 1024;
+  let c: Cluster;
+  let db: Connection;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    c = await startCluster(__filename, { queueLimitBytes: LIMIT });
+    db = await connectTestDb(c.dbName);
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.close();
+    await db?.close();
+    await c?.close();
+  });
+
+  test('adds of 64 KB tasks until the 8 MiB queueLimitBytes: refused with EQUEUEFULL naming --queue-limit-bytes, every acknowledged task stored, RSS growth under 100 MB', async () => {
+    const raw = await rawSocket(c.master.url, '/feeder');
+    sockets.push(raw);
+    const payload = 'p'.repeat(64 * 1024);
+    const accepted: string[] = [];
+    let refusal: { code: string; message: string } | undefined;
+    const rss0 = process.memoryUsage().rss;
+    // Four tasks (256 KB) an add, far under the task-count limit: only the bytes bound can refuse.
+    for (let round = 0; round < 100 && !refusal; round++) {
+      const tasks = Array.from({ length: 4 }, (_, i) => ({
+        id: `big-${round}-${i}`,
+        module: 'nowhere',
+        params: [payload],
+      }));
+      const reply = (await raw.emitWithAck('tasks:add', { tasks })) as {
+        ok: boolean;
+        error?: { code: string; message: string };
+      };
+      if (reply.ok) accepted.push(...tasks.map((t) => t.id));
+      else refusal = reply.error;
+    }
+    const rssGrowth = process.memoryUsage().rss - rss0;
+    expect(refusal?.code).toBe('EQUEUEFULL');
+    expect(refusal?.message).toMatch(
+      new RegExp(
+        `bytes of tasks held, queueLimitBytes \\(--queue-limit-bytes\\) ${LIMIT}, this batch has \\d+ bytes in 4 tasks; retry in ~\\d+ ms`,
+      ),
+    );
+    // Each counts its params as JSON (["…"]: 64 KiB and 4 bytes) and a record's 512 bytes.
+    const each = 64 * 1024 + 4 + 512;
+    expect(accepted.length).toBe(4 * Math.floor(LIMIT / (4 * each)));
+    expect(c.master.scheduler.queuedCount()).toBe(accepted.length);
+    await c.master.flushed();
+    expect(await db.collection('tasks').countDocuments({ _id: { $in: accepted } } as never)).toBe(
+      accepted.length,
+    );
+    expect(rssGrowth).toBeLessThan(100 * 1024 * 1024);
+    // Room again once tasks leave memory: cancelled, they are final.
+    const f = await c.feeder();
+    expect(await f.cancel(accepted.slice(0, 4))).toHaveLength(4);
+    const [ref] = await f.add([{ id: 'fits-again', module: 'nowhere', params: [payload] }]);
+    expect(ref.id).toBe('fits-again');
+    await c.assertAlive();
+  });
+});
