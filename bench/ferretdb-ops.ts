@@ -6,7 +6,7 @@
  *
  *   npm run bench:db                                   the patched build (.cache/bin/ferretdb-…-pN)
  *   npm run bench:db -- --bin .cache/bin/ferretdb-1.24.2-stock --updates 20 --per-command 20 --concurrent-updates 0
- *   npm run bench:db -- --synchronous normal           SQLite synchronous=NORMAL (see README)
+ *   npm run bench:db -- --synchronous normal           SQLite synchronous=NORMAL (see docs/architecture.md, Durability)
  *
  * The stock build scans the collection for every `_id` lookup and leaks a connection per statement
  * of an update command (100 per database, then it hangs), hence the small `--updates` for it.

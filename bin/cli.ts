@@ -93,6 +93,23 @@ export async function main(argv: string[]): Promise<number> {
         '--max-dependency-bytes <n>',
         "largest payload of dependencies' results a task is given, as JSON (default 256 KB; at most --max-message-bytes)",
       )
+      .option(
+        '--max-buffered-bytes <n>',
+        'bytes held for one connection that does not read; beyond, it is closed (default 8 MiB; at least --max-message-bytes)',
+      )
+      .option(
+        '--max-connections <n>',
+        'TCP connections held at once; at most the open-file limit less 256 (default 10000)',
+      )
+      .option('--max-connections-per-address <n>', 'TCP connections from one remote address (default 1000)')
+      .option(
+        '--reserved-connections <n>',
+        'of --max-connections, how many unauthenticated connections may not take (default 100)',
+      )
+      .option(
+        '--handshake-timeout <ms>',
+        'a connection that sends no complete request, or joins no namespace with the token, is closed after this long (default 5000)',
+      )
       .option('--insecure', 'allow listening on a non-loopback address without TLS and a token')
       .option(
         '--tls-cert <file>',
@@ -114,6 +131,10 @@ export async function main(argv: string[]): Promise<number> {
         'run timeout of tasks that set no runTimeout, in ms or as 30m, 2h (default none: they may run forever)',
       )
       .option(
+        '--run-timeout-grace <ms>',
+        'an attempt whose runner reports nothing this long past its run timeout fails with ETO, taken back by the master (default 30000)',
+      )
+      .option(
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
       )
@@ -124,6 +145,14 @@ export async function main(argv: string[]): Promise<number> {
       .option(
         '--max-watched <n>',
         'task ids one feeder connection may watch at once (its adds and watches; default 1,000,000)',
+      )
+      .option(
+        '--write-backlog-limit <n>',
+        'tasks of adds not yet written to the database before adds are refused with EQUEUEFULL (default 20,000)',
+      )
+      .option(
+        '--max-scans <n>',
+        'reads that scan the stored tasks (lists with filters, batches not in memory) at once; more are refused with EBUSY (default 2)',
       )
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option(
@@ -227,7 +256,10 @@ export async function main(argv: string[]): Promise<number> {
       .option('--json', 'print JSON on stdout: the stored refs, or with --wait the outcomes')
       .option('--out <file>', 'with --wait, write the results to this file instead of stdout')
       .option('--quiet', 'with --wait, print no results: only progress and the summary')
-      .option('--connect-timeout <ms>', 'give up if the master cannot be reached in time (default 30000)')
+      .option(
+        '--connect-timeout <ms>',
+        "give up if the master cannot be reached in time (default 300000, 5 min: a master's first start builds its database)",
+      )
       .option('--discover', "find the master from its UDP announcements (the master's --announce)")
       .option('--tracker <url>', 'find the master by asking this master (GET /hostsAvailable)')
       .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),

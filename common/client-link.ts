@@ -189,10 +189,12 @@ export class ClientLink<
   private reconnectLater(): void {
     if (this.isClosed || this.retryTimer) return;
     if (this.refusal && !this.opts.retryRefused) return;
-    const delay = backoffDelay(this.retries++, {
+    const retry = this.retries++;
+    const delay = backoffDelay(retry, {
       base: this.opts.reconnectDelayMs,
       cap: this.opts.reconnectDelayMaxMs,
     });
+    this.opts.logger.debug('reconnecting to the master', { retry, delayMs: delay });
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (!this.isClosed && !this.socket.connected) this.socket.connect();

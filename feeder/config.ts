@@ -35,6 +35,13 @@ export interface FeederConfig {
   log: LogSettings;
 }
 
+/**
+ * How long `taskmaster feed` waits for its master by default: longer than a library feeder (30 s), as
+ * the command is often run right after `taskmaster master &`, whose first start builds and starts the
+ * embedded database (1–2 min on a machine whose Go module cache is cold).
+ */
+export const FEED_CONNECT_TIMEOUT_MS = 5 * 60_000;
+
 const SETTINGS = {
   master: { flag: '--master', env: 'TASKMASTER_MASTER', schema: httpUrl() },
   token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
@@ -53,7 +60,7 @@ export function feederConfig(flags: FeederFlags = {}, env: NodeJS.ProcessEnv = p
   const options: FeederOptions & { master: string } = { master: s.master ?? FEEDER_DEFAULTS.master };
   if (s.token !== undefined) options.token = s.token;
   if (s.ca !== undefined) options.ca = s.ca;
-  if (s.connectTimeout !== undefined) options.connectTimeoutMs = s.connectTimeout;
+  options.connectTimeoutMs = s.connectTimeout ?? FEED_CONNECT_TIMEOUT_MS;
   return {
     options,
     batch: s.batch,

@@ -30,6 +30,9 @@ export interface AdmissionContext {
   queueLimitBytes: number;
   /** Bytes of the tasks in memory now (`queueLimitBytes` bounds them). */
   heldBytes(): number;
+  /** Tasks of adds not durable yet, and why the database is behind if it is known. */
+  writeBacklog?: () => { tasks: number; trouble?: string };
+  writeBacklogLimit?: number;
 }
 
 /** What onExisting decides for a task whose id is taken: refuse the add (the default) or skip the task. */
@@ -105,6 +108,27 @@ export function admit(
         'EQUEUEFULL',
         `the queue is full: ${queued} tasks waiting, limit ${c.queueLimit}, this batch has ${parsed.length}; retry in ~${retryAfterMs} ms`,
         { queued, limit: c.queueLimit, retryAfterMs },
+      ),
+    };
+  }
+  const backlog = c.writeBacklog?.();
+  const writeLimit = c.writeBacklogLimit ?? Infinity;
+  // Adds wait in memory until they are durable: beyond the limit, the database is not keeping up
+  // (slow, frozen, its disk full) and memory would grow without end. One add always goes in alone.
+  if (backlog && backlog.tasks > 0 && backlog.tasks + parsed.length > writeLimit) {
+    const retryAfterMs = 1000;
+    const why = backlog.trouble ? ` (${backlog.trouble})` : '';
+    return {
+      ok: false,
+      error: wireError(
+        'EQUEUEFULL',
+        `the database is behind${why}: ${backlog.tasks} tasks wait to be written, limit ${writeLimit}, this batch has ${parsed.length}; retry in ~${retryAfterMs} ms`,
+        {
+          unwritten: backlog.tasks,
+          limit: writeLimit,
+          retryAfterMs,
+          ...(backlog.trouble ? { cause: backlog.trouble } : {}),
+        },
       ),
     };
   }

@@ -39,6 +39,12 @@ export interface MasterFlags {
   maxMessageBytes?: string;
   maxTaskBytes?: string;
   maxDependencyBytes?: string;
+  maxConnections?: string;
+  maxConnectionsPerAddress?: string;
+  reservedConnections?: string;
+  handshakeTimeout?: string;
+  runTimeoutGrace?: string;
+  maxBufferedBytes?: string;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;
@@ -50,6 +56,8 @@ export interface MasterFlags {
   queueLimit?: string;
   queueLimitBytes?: string;
   maxWatched?: string;
+  writeBacklogLimit?: string;
+  maxScans?: string;
   distributeDelay?: string;
   recoveryGrace?: string;
   leaseMs?: string;
@@ -86,6 +94,11 @@ const SETTINGS = {
   maxMessageBytes: { flag: '--max-message-bytes', schema: integer(64 * 1024, 256 * 1024 * 1024) },
   maxTaskBytes: { flag: '--max-task-bytes', schema: integer(1024, 16 * 1024 * 1024) },
   maxDependencyBytes: { flag: '--max-dependency-bytes', schema: integer(0, 256 * 1024 * 1024) },
+  maxBufferedBytes: { flag: '--max-buffered-bytes', schema: integer(64 * 1024, 4 * 1024 * 1024 * 1024) },
+  maxConnections: { flag: '--max-connections', schema: integer(1, 10_000_000) },
+  maxConnectionsPerAddress: { flag: '--max-connections-per-address', schema: integer(1, 10_000_000) },
+  reservedConnections: { flag: '--reserved-connections', schema: integer(0, 10_000_000) },
+  handshakeTimeout: { flag: '--handshake-timeout', schema: integer(100, 600_000) },
   mongoUrl: {
     flag: '--mongo-url',
     env: 'MONGO_URL',
@@ -110,9 +123,12 @@ const SETTINGS = {
       z.number().min(1, 'must be at least 1 ms').max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms`),
     ),
   },
+  runTimeoutGrace: { flag: '--run-timeout-grace', schema: integer(0, 3_600_000) },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   queueLimitBytes: { flag: '--queue-limit-bytes', schema: integer(1024, Number.MAX_SAFE_INTEGER) },
   maxWatched: { flag: '--max-watched', schema: integer(1, 100_000_000) },
+  writeBacklogLimit: { flag: '--write-backlog-limit', schema: integer(1, 100_000_000) },
+  maxScans: { flag: '--max-scans', schema: integer(1, 1000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
   leaseMs: { flag: '--lease-ms', schema: integer(100, 3_600_000) },
@@ -175,13 +191,21 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
       maxTaskBytes: s.maxTaskBytes,
       maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
+      maxBufferedBytes: s.maxBufferedBytes ?? MASTER_DEFAULTS.maxBufferedBytes,
+      maxConnections: s.maxConnections ?? MASTER_DEFAULTS.maxConnections,
+      maxConnectionsPerAddress: s.maxConnectionsPerAddress ?? MASTER_DEFAULTS.maxConnectionsPerAddress,
+      reservedConnections: s.reservedConnections ?? MASTER_DEFAULTS.reservedConnections,
+      handshakeTimeoutMs: s.handshakeTimeout ?? MASTER_DEFAULTS.handshakeTimeoutMs,
       insecure: s.insecure ?? false,
       tls,
       maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
       defaultRunTimeout: s.defaultRunTimeout,
+      runTimeoutGraceMs: s.runTimeoutGrace ?? MASTER_DEFAULTS.runTimeoutGraceMs,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
       queueLimitBytes: s.queueLimitBytes ?? MASTER_DEFAULTS.queueLimitBytes,
       maxWatched: s.maxWatched ?? MASTER_DEFAULTS.maxWatched,
+      writeBacklogLimit: s.writeBacklogLimit ?? MASTER_DEFAULTS.writeBacklogLimit,
+      maxScans: s.maxScans ?? MASTER_DEFAULTS.maxScans,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
       distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,

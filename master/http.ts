@@ -31,9 +31,21 @@ export interface HttpView {
   listRunners(): Record<string, unknown>[];
   storeStatus(): unknown;
   purge(filter: PurgeFilter): Promise<number>;
-  /** Database reachable and recovery finished. */
-  readiness(): Promise<{ ready: boolean; database: boolean; recovered: boolean }>;
+  /** Database reachable, writes going through and recovery finished; else why not (`cause`). */
+  readiness(): Promise<Readiness>;
   metrics(): Promise<{ contentType: string; body: string }>;
+}
+
+/** What `/ready` answers: 200 when `ready`, else 503 with the `cause` (and the failing write's error). */
+export interface Readiness {
+  ready: boolean;
+  database: boolean;
+  recovered: boolean;
+  /** Why not ready: `disk full`, `database not answering`, `database write failing`, … */
+  cause?: string;
+  error?: string;
+  /** How long the cause has lasted. */
+  sinceMs?: number;
 }
 
 /** One route's request: decoded path parameters and the query string. */

@@ -10,7 +10,10 @@
  * takes the lease; the other sees the winner beat and refuses.
  *
  * A master that finds at its next beat that the lease is not its own any more (it was paused longer
- * than `leaseMs` and another master took over) reports `lost`: the master stops at once.
+ * than `leaseMs` and another master took over) reports `lost`: the master stops at once. One that
+ * finds no lease document at all knows the database (or its `leases`) was dropped under it: it takes
+ * the lease again (unless another master was quicker: `lost`) and reports `dropped`, so that the
+ * master can write back what its memory holds.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
@@ -43,12 +46,14 @@ export interface LeaseOptions {
   logger: Logger;
 }
 
-export class MasterLease extends EventEmitter<{ lost: [holder: LeaseDoc | null] }> {
+export class MasterLease extends EventEmitter<{ lost: [holder: LeaseDoc | null]; dropped: [] }> {
   readonly holder = `${process.pid}@${os.hostname()}/${randomBytes(4).toString('hex')}`;
   private beat = 0;
   private timer: NodeJS.Timeout | null = null;
   private held = false;
   private stopped = false;
+  /** The beat in flight: beats never overlap (two would both find the lease gone and race to take it). */
+  private beating: Promise<void> | null = null;
 
   constructor(
     private readonly leases: Collection<LeaseDoc>,
@@ -59,15 +64,7 @@ export class MasterLease extends EventEmitter<{ lost: [holder: LeaseDoc | null] 
 
   /** Takes the lease, or throws EMASTERHELD naming the master that holds it. */
   async acquire(): Promise<void> {
-    const mine = (): LeaseDoc => ({
-      _id: LEASE_ID,
-      holder: this.holder,
-      url: this.opts.url,
-      hostname: os.hostname(),
-      pid: process.pid,
-      since: new Date(),
-      beat: 0,
-    });
+    const mine = (): LeaseDoc => this.mine();
     try {
       await this.leases.insertOne(mine());
       return this.start();
@@ -98,6 +95,18 @@ export class MasterLease extends EventEmitter<{ lost: [holder: LeaseDoc | null] 
     }
     const now = await this.leases.findOne({ _id: LEASE_ID });
     throw held(now ?? current);
+  }
+
+  private mine(): LeaseDoc {
+    return {
+      _id: LEASE_ID,
+      holder: this.holder,
+      url: this.opts.url,
+      hostname: os.hostname(),
+      pid: process.pid,
+      since: new Date(),
+      beat: 0,
+    };
   }
 
   /**
@@ -132,11 +141,26 @@ export class MasterLease extends EventEmitter<{ lost: [holder: LeaseDoc | null] 
     const every = Math.max(10, Math.floor(this.opts.leaseMs / 5));
     const tick = () => {
       this.timer = null;
-      void this.renew().finally(() => {
+      void this.beatNow().finally(() => {
         if (this.held && !this.stopped) this.timer = setTimeout(tick, every).unref();
       });
     };
     this.timer = setTimeout(tick, every).unref();
+  }
+
+  /**
+   * Whether the lease document is there at all (readiness asks, so a dropped database is seen at
+   * once, not at the next beat); when it is not, beats now, which takes it again and reports it.
+   */
+  async check(): Promise<void> {
+    if (!this.held || this.stopped) return;
+    if ((await this.leases.findOne({ _id: LEASE_ID }, { projection: { _id: 1 } })) === null)
+      await this.beatNow();
+  }
+
+  private beatNow(): Promise<void> {
+    this.beating ??= this.renew().finally(() => (this.beating = null));
+    return this.beating;
   }
 
   private async renew(): Promise<void> {
@@ -150,8 +174,10 @@ export class MasterLease extends EventEmitter<{ lost: [holder: LeaseDoc | null] 
         this.beat++;
         return;
       }
+      const now = await this.leases.findOne({ _id: LEASE_ID });
+      if (this.stopped) return;
+      if (now === null && (await this.retake())) return;
       this.held = false;
-      const now = await this.leases.findOne({ _id: LEASE_ID }).catch(() => null);
       this.opts.logger.error('another master took over this database: this one stops', {
         holder: now ? describe(now) : null,
       });
@@ -162,8 +188,25 @@ export class MasterLease extends EventEmitter<{ lost: [holder: LeaseDoc | null] 
     }
   }
 
+  /**
+   * No lease at all: the database was dropped under this master. Takes it again, as a new master
+   * would (an insert: of two, one wins), and reports `dropped`; false if another master was quicker.
+   */
+  private async retake(): Promise<boolean> {
+    try {
+      await this.leases.insertOne({ ...this.mine(), beat: this.beat + 1 });
+    } catch (err) {
+      if ((err as { code?: number }).code === 11000) return false;
+      throw err;
+    }
+    this.beat++;
+    this.emit('dropped');
+    return true;
+  }
+
   /** The URL clients reach this master at, once it listens (the port may have been 0 until then). */
   async advertise(url: string): Promise<void> {
+    this.opts.url = url;
     await this.leases.updateOne({ _id: LEASE_ID, holder: this.holder }, { $set: { url } });
   }
 

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import type { Collection, Connection } from 'mongoose';
 import { Server, type DefaultEventsMap, type Namespace, type Socket } from 'socket.io';
 import { limitLog, logLimiter } from '../common/log-limit';
@@ -43,10 +43,11 @@ import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
 import { connectDatabase } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
+import { exposureIssue } from './config';
 import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './api';
 import { Dashboard } from './dashboard';
-import { baseRoutes, HttpRoutes } from './http';
+import { baseRoutes, HttpRoutes, type Readiness } from './http';
 import { Metrics } from './metrics';
 import { Monitor } from './monitor';
 import { storedBatches } from './queries';
@@ -60,6 +61,10 @@ import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { Watchers } from './watchers';
+import { rewriteFromMemory } from './store-rewrite';
+import { ScanGate } from './scan-gate';
+import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCounts } from './connections';
+import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
 
@@ -94,18 +99,31 @@ export class Master extends EventEmitter implements ApiView {
   private announcer: { stop(): void } | null = null;
   private closing: Promise<void> | null = null;
   private mon: Monitor | null = null;
+  /** Reads of `tasks` that may scan, bounded (`maxScans`). */
+  readonly scans: ScanGate;
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
+  private connections: ConnectionGuard | null = null;
+  private slowReaders: SlowReaders | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
   private recovered = false;
+  /** The database was dropped under this master: memory is being written back (`rewriteFromMemory`). */
+  private rewriting: Promise<void> | null = null;
+  private rewritingSince = 0;
 
   constructor(opts: MasterOptions) {
     super();
     this.opts = { ...MASTER_DEFAULTS, ...stripUndefined(opts) } as MasterOptions & MasterDefaults;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'master' });
     checkTokenLength(this.opts.host, this.opts.token, this.opts.readToken);
+    // The same rule as the CLI's: beyond loopback, TLS and a token, or insecure said out loud.
+    const exposure = exposureIssue(this.opts.host, { token: !!this.opts.token, tls: !!this.opts.tls });
+    if (exposure && !this.opts.insecure) throw new TaskmasterError('EVALIDATION', exposure);
     checkMessageLimits(this.opts);
     this.watchers = new Watchers(this.opts.maxWatched);
+    if (!Number.isInteger(this.opts.maxScans) || this.opts.maxScans < 1)
+      throw new TaskmasterError('EVALIDATION', 'maxScans: must be an integer of at least 1');
+    this.scans = new ScanGate(this.opts.maxScans);
     if (this.opts.tls) checkTlsPair(this.opts.tls, { cert: 'tls.cert', key: 'tls.key' });
     // Longer delays would fire at once (Node's timers hold 32 bits).
     for (const key of [
@@ -114,6 +132,8 @@ export class Master extends EventEmitter implements ApiView {
       'timeoutSweepMs',
       'distributeDelayMs',
       'leaseMs',
+      'handshakeTimeoutMs',
+      'runTimeoutGraceMs',
     ] as const) {
       const v = this.opts[key];
       if (!Number.isInteger(v) || v < 0 || v > MAX_TIMER_MS)
@@ -126,6 +146,7 @@ export class Master extends EventEmitter implements ApiView {
         'EVALIDATION',
         `maxDependencyBytes: must be an integer from 0 to maxMessageBytes (${message} bytes); got ${deps}`,
       );
+    checkConnectionLimits(this.opts);
     const runTimeout = this.opts.defaultRunTimeout;
     if (
       runTimeout !== undefined &&
@@ -192,15 +213,69 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   /** Ready: recovery finished and the database answers a ping. */
-  async readiness(): Promise<{ ready: boolean; database: boolean; recovered: boolean }> {
+  /**
+   * The lease found the database dropped: says so, and writes back what memory holds. Not ready
+   * until that is done. A second drop while it runs starts another pass after it.
+   */
+  private databaseDropped(): void {
+    const sched = this.sched;
+    const store = this.store;
+    const conn = this.conn;
+    this.logger.error(
+      'the database was dropped under this master (its lease document is gone): writing back what memory holds',
+      { database: conn?.name },
+    );
+    if (!sched || !store || !conn) return; // still starting: recovery reads what there is
+    const prev = this.rewriting ?? Promise.resolve();
+    this.rewritingSince ||= Date.now();
+    const run = prev
+      .then(() => rewriteFromMemory(conn, store, sched, this.logger))
+      .then(
+        (n) => {
+          this.logger.info('wrote back what memory held after the database was dropped', {
+            liveTasks: n.live,
+            finalOutcomes: n.finals,
+            ms: Date.now() - this.rewritingSince,
+          });
+        },
+        (err: unknown) => {
+          this.logger.error('could not write back what memory held', { error: String(err) });
+        },
+      )
+      .finally(() => {
+        if (this.rewriting !== run) return;
+        this.rewriting = null;
+        this.rewritingSince = 0;
+      });
+    this.rewriting = run;
+  }
+
+  async readiness(): Promise<Readiness> {
     let database = false;
     try {
       const ping = this.conn?.db?.command({ ping: 1 });
       database = ping !== undefined && (await withTimeout(ping, 2000)) !== undefined;
+      // A database dropped under the master answers pings: its lease document tells.
+      if (database && this.lease) await withTimeout(this.lease.check(), 2000);
     } catch {
       database = false;
     }
-    return { ready: database && this.recovered, database, recovered: this.recovered };
+    // A server that answers pings may still refuse writes (a full disk): not ready while they fail.
+    const trouble = this.rewriting
+      ? {
+          cause: 'database dropped',
+          error: 'the database was dropped under this master: writing back what memory holds',
+          sinceMs: Date.now() - this.rewritingSince,
+        }
+      : (this.store?.trouble() ?? null);
+    const ready = database && this.recovered && !trouble;
+    return {
+      ready,
+      database,
+      recovered: this.recovered,
+      ...(trouble ? { cause: trouble.cause, error: trouble.error, sinceMs: trouble.sinceMs } : {}),
+      ...(!database && !trouble ? { cause: 'database not answering' } : {}),
+    };
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -249,6 +324,7 @@ export class Master extends EventEmitter implements ApiView {
       this.emit('lost', holder);
       void this.close();
     });
+    lease.on('dropped', () => this.databaseDropped());
     this.store = new Store(this.conn, {
       writeChunk: this.opts.writeChunk,
       foldBacklogLimit: this.opts.foldBacklogLimit,
@@ -262,6 +338,7 @@ export class Master extends EventEmitter implements ApiView {
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
       queueLimitBytes: this.opts.queueLimitBytes,
+      writeBacklogLimit: this.opts.writeBacklogLimit,
       maxTaskBytes: this.opts.maxTaskBytes,
       maxDependencyBytes: this.opts.maxDependencyBytes,
       holdSimilarWork: this.opts.holdSimilarWork,
@@ -269,6 +346,7 @@ export class Master extends EventEmitter implements ApiView {
       timeoutSweepMs: this.opts.timeoutSweepMs,
       distributeDelayMs: this.opts.distributeDelayMs,
       defaultRunTimeout: this.opts.defaultRunTimeout,
+      runTimeoutGraceMs: this.opts.runTimeoutGraceMs,
       allocate: this.opts.allocate,
       logger: this.logger,
     });
@@ -303,9 +381,17 @@ export class Master extends EventEmitter implements ApiView {
     const routes = staticRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger))));
     const handle: http.RequestListener = (req, res) => routes.handle(req, res);
     const tls = this.opts.tls;
+    // Node checks these every connectionsCheckingInterval (30 s by default): every second instead.
+    const timeouts = {
+      headersTimeout: this.opts.handshakeTimeoutMs,
+      requestTimeout: Math.max(60_000, this.opts.handshakeTimeoutMs),
+      connectionsCheckingInterval: 1000,
+    };
     this.server = tls
-      ? https.createServer({ cert: tls.cert, key: tls.key }, handle)
-      : http.createServer(handle);
+      ? https.createServer({ cert: tls.cert, key: tls.key, ...timeouts }, handle)
+      : http.createServer(timeouts, handle);
+    const guard = new ConnectionGuard(fitLimits(this.opts, this.logger), this.logger);
+    this.connections = guard;
     this.io = new Server(this.server, {
       // Fast failure detection: a silent runner is noticed within ~10 s, a closed socket at once.
       pingInterval: 5000,
@@ -314,7 +400,7 @@ export class Master extends EventEmitter implements ApiView {
       // make the master buffer much. Feeders split batches and runners cap results under it.
       maxHttpBufferSize: this.opts.maxMessageBytes,
       // A connection that joins no namespace (no valid token) is closed after this long.
-      connectTimeout: 10_000,
+      connectTimeout: this.opts.handshakeTimeoutMs,
       cors: { origin: false },
       // Checked on the HTTP handshake, before the WebSocket upgrade: a foreign Origin, or a token
       // given in the handshake that is wrong, is refused before a single packet is read.
@@ -334,6 +420,15 @@ export class Master extends EventEmitter implements ApiView {
         cb(refusal ?? null, refusal === undefined);
       },
     });
+    // After Socket.IO: Engine.IO takes the server's request listeners for paths other than its own,
+    // and the guard must see its polling requests too.
+    guard.attach(this.server);
+    this.slowReaders = new SlowReaders(this.opts.maxBufferedBytes, this.logger);
+    this.slowReaders.attach(this.io);
+    metrics.watchConnections(
+      () => guard.status(),
+      () => this.slowReaders?.counts ?? { peakBytes: 0, disconnected: 0 },
+    );
     const auth = tokenMiddleware(this.opts.token);
     // The event maps and socket data of each namespace (Socket.IO's generics apply per server).
     const runners = this.io.of(NAMESPACES.runner) as unknown as RunnerNamespace;
@@ -342,6 +437,16 @@ export class Master extends EventEmitter implements ApiView {
     runners.use(auth);
     feeders.use(auth);
     legacy.use(auth);
+    // After the token check: a connection that passed it is a client, never closed to make room.
+    const member = (s: Socket, next: (err?: Error) => void) => {
+      guard.member(s.request.socket);
+      // A session begun with HTTP long-polling moves to a WebSocket on a TCP connection of its own.
+      s.conn.once('upgrade', (transport: { socket?: { _socket?: NetSocket } }) =>
+        guard.member(transport.socket?._socket),
+      );
+      next();
+    };
+    for (const nsp of [runners, feeders, legacy] as unknown as Namespace[]) nsp.use(member);
     this.runnerNsp = runners;
     this.feederNsp = feeders;
     runners.on('connection', (s) => this.onRunner(s));
@@ -349,6 +454,7 @@ export class Master extends EventEmitter implements ApiView {
     serveLegacy(legacy, sched, this.logger);
     const dashboard = this.io.of(NAMESPACES.dashboard);
     dashboard.use(tokenMiddleware(this.opts.token, this.opts.readToken));
+    dashboard.use(member);
     this.dashboard = new Dashboard(dashboard, this, this.logger);
 
     await new Promise<void>((resolve, reject) => {
@@ -448,12 +554,32 @@ export class Master extends EventEmitter implements ApiView {
       return { ok: true, ...(await this.scheduler.results(r.id, p.results)) };
     });
 
-    on(sock, log, 'task:progress', { schema: progressSchema }, (p) => {
+    // Identity belongs to the connection: progress is passed on to feeders only from the runner that
+    // holds the attempt now, and only within 0–1; any other report is refused and goes nowhere.
+    on(sock, log, 'task:progress', { schema: progressSchema }, (p, reply) => {
       const r = held();
-      if (!r) return;
-      const t = this.scheduler.tasks.get(p.id);
-      if (t && t.who === r.id && t.attempts === p.attempt) t.progress = Math.min(1, Math.max(0, p.progress));
-      for (const f of this.watchers.watchers(p.id) ?? []) f.emit('task:progress', p);
+      if (!r) return reply.refuse(noHello);
+      const progress = this.scheduler.progress(r.id, p);
+      if (progress === undefined) {
+        limitLog(
+          log,
+          'info',
+          `progress:${r.id}`,
+          'progress for an attempt the runner does not hold ignored',
+          {
+            runnerId: r.id,
+            taskId: p.id,
+            attempt: p.attempt,
+          },
+        );
+        return reply.refuse(
+          wireError(
+            'ESTALE',
+            `progress of task "${p.id}" attempt ${p.attempt}: this runner does not hold it`,
+          ),
+        );
+      }
+      for (const f of this.watchers.watchers(p.id) ?? []) f.emit('task:progress', { ...p, progress });
     });
 
     on(sock, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {
@@ -609,6 +735,17 @@ export class Master extends EventEmitter implements ApiView {
   purge(filter: PurgeFilter): Promise<number> {
     if (!this.retention) throw new Error('master not started');
     return this.retention.purge(filter);
+  }
+
+  /** Runs one retention pass now (by age, then by count); resolves to how many tasks it removed. */
+  retainNow(): Promise<number> {
+    if (!this.retention) throw new Error('master not started');
+    return this.retention.pass();
+  }
+
+  /** Connections held and closed by the limits (master/connections.ts). */
+  connectionStatus(): ConnectionCounts | null {
+    return this.connections?.status() ?? null;
   }
 
   /** The write-through store's backlog and lag, for status and health. */

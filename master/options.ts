@@ -46,6 +46,31 @@ export interface MasterOptions {
    * task gets ETOOLARGE naming this setting if it reads it. At most `maxMessageBytes`. Default 256 KB.
    */
   maxDependencyBytes?: number;
+  /**
+   * TCP connections held at once, clients and not; beyond it a new connection is closed on accept.
+   * Keep it under the process's open-file limit (`ulimit -n`): on Linux it is lowered at start to
+   * that limit less 256 (for the database, files and logs). Default 10,000.
+   */
+  maxConnections?: number;
+  /** Connections from one remote address; more are closed on accept (a NAT counts as one). Default 1000. */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Of `maxConnections`, how many only clients that authenticated (and HTTP requests) may use: when
+   * unauthenticated connections would take more, the oldest idle one is closed to make room. Default 100.
+   */
+  reservedConnections?: number;
+  /**
+   * A connection must send a complete HTTP request, or its WebSocket join a namespace with a valid
+   * token, within this long; else it is closed. Also the limit for an HTTP request's headers.
+   * Default 5000 ms.
+   */
+  handshakeTimeoutMs?: number;
+  /**
+   * Bytes the master holds for one connection that does not read them (a paused dashboard, a wedged
+   * client): beyond it the connection is closed and the log says so. At least `maxMessageBytes`.
+   * The worst case in all is this times the connections held. Default 8 MiB.
+   */
+  maxBufferedBytes?: number;
   /** Allow listening on a non-loopback address without TLS and a token. Default false. */
   insecure?: boolean;
   /**
@@ -60,6 +85,13 @@ export interface MasterOptions {
    * with ETO (and is retried) after this long. Default: none, so such a task may run forever.
    */
   defaultRunTimeout?: number;
+  /**
+   * The master's own run timeout: an attempt with a run timeout whose runner reports nothing for that
+   * long plus this grace after it was assigned fails with ETO, exactly as if the runner had reported
+   * it (counted, retried by the policy), and the runner is told to cancel it. Covers a runner that
+   * is connected but wedged. Default 30000 ms.
+   */
+  runTimeoutGraceMs?: number;
   /**
    * After a start, how long tasks found assigned or running wait for their runner to report them
    * before they are requeued (uncounted), counted from when the master accepts connections; the wait
@@ -108,6 +140,19 @@ export interface MasterOptions {
    * EVALIDATION naming this setting (nothing is stored). Default 1,000,000.
    */
   maxWatched?: number;
+  /**
+   * Tasks whose add is not durable yet (so not acknowledged) allowed at once; an add beyond it is
+   * refused with EQUEUEFULL naming why the database is behind. It bounds the master's memory while
+   * the database is slow, frozen or its disk full. One add is always taken when none waits, whatever
+   * its size. Default 20,000.
+   */
+  writeBacklogLimit?: number;
+  /**
+   * Reads of the tasks that may scan them (the API's task lists with filters, a batch not in memory,
+   * its graph or failures) allowed at once; one more is refused with 503 EBUSY. On FerretDB such a
+   * read reads every task, beside the writes that make adds and outcomes durable. Default 2.
+   */
+  maxScans?: number;
   /** Run one task per `key` at a time; tasks with the key of a running task are held and get its outcome (proletariat's HOLDSIMILARWORK). Default false. */
   holdSimilarWork?: boolean;
   /** Delay before a retry, unless a task sets `backoff`. Default: none (retry at once). */
@@ -155,6 +200,8 @@ export type MasterDefaults = Required<
     | 'queueLimit'
     | 'queueLimitBytes'
     | 'maxWatched'
+    | 'writeBacklogLimit'
+    | 'maxScans'
     | 'holdSimilarWork'
     | 'retryBackoff'
     | 'timeoutSweepMs'
@@ -163,6 +210,12 @@ export type MasterDefaults = Required<
     | 'maxMessageBytes'
     | 'leaseMs'
     | 'maxDependencyBytes'
+    | 'maxConnections'
+    | 'maxConnectionsPerAddress'
+    | 'reservedConnections'
+    | 'handshakeTimeoutMs'
+    | 'runTimeoutGraceMs'
+    | 'maxBufferedBytes'
   >
 >;
 
@@ -179,6 +232,8 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   queueLimit: 1_000_000,
   queueLimitBytes: 1024 * 1024 * 1024,
   maxWatched: 1_000_000,
+  writeBacklogLimit: 20_000,
+  maxScans: 2,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },
   timeoutSweepMs: 50,
@@ -187,4 +242,10 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   maxMessageBytes: 1024 * 1024,
   leaseMs: 10_000,
   maxDependencyBytes: DEFAULT_MAX_DEPENDENCY_BYTES,
+  maxConnections: 10_000,
+  maxConnectionsPerAddress: 1000,
+  reservedConnections: 100,
+  handshakeTimeoutMs: 5000,
+  runTimeoutGraceMs: 30_000,
+  maxBufferedBytes: 8 * 1024 * 1024,
 });

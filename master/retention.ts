@@ -78,17 +78,22 @@ export class Retention {
     if (this.opts.retainCount !== null) {
       const finals = await this.store.tasks.countDocuments({ state: { $in: [...FINAL_STATES] } });
       let excess = finals - this.opts.retainCount;
+      // A task final in `tasks` but live again in memory (retried, its new state not folded yet) is
+      // not final: it is skipped, and counts as one fewer final task.
+      const skip = new Set<string>();
       while (excess > 0 && !this.stopped) {
-        const ids = (
+        const q = { state: { $in: [...FINAL_STATES] } };
+        const found = (
           await this.store.tasks
-            .find({ state: { $in: [...FINAL_STATES] } }, { projection: { _id: 1 } })
+            .find(skip.size > 0 ? { ...q, _id: { $nin: [...skip] } } : q, { projection: { _id: 1 } })
             .sort({ updated: 1 })
             .limit(Math.min(excess, this.opts.chunk ?? 500))
             .toArray()
         ).map((d) => d._id);
-        if (ids.length === 0) break;
-        n += await this.remove(ids);
-        excess -= ids.length;
+        if (found.length === 0) break;
+        for (const id of found) if (this.isLive(id)) skip.add(id);
+        n += await this.remove(found.filter((id) => !this.isLive(id)));
+        excess -= found.length;
         await breathe();
       }
     }

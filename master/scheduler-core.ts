@@ -12,6 +12,7 @@
  * store's barrier, i.e. once the change is in the database.
  */
 import { EventEmitter } from 'node:events';
+import { limitLog } from '../common/log-limit';
 import type { Logger } from '../common/logger';
 import { depError, wireError, type ReportedError, type WireError } from '../protocol/errors';
 import type { Assignment, TaskOutcome } from '../protocol/schemas';
@@ -49,6 +50,8 @@ export interface SchedulerOptions {
   queueLimit: number;
   /** Bytes of the tasks held in memory (not final) allowed at once; an add beyond it is refused with EQUEUEFULL. */
   queueLimitBytes: number;
+  /** Tasks of adds not durable yet allowed at once; an add beyond it is refused with EQUEUEFULL. */
+  writeBacklogLimit?: number;
   /** Run one task per `key` at a time; the others are parked behind it and get its outcome. */
   holdSimilarWork: boolean;
   /** Chooses the runner for a new affinity key among the available ones (sorted ids). Default: hash of the key. */
@@ -61,6 +64,11 @@ export interface SchedulerOptions {
   distributeDelayMs: number;
   /** The run timeout of an attempt whose task sets none. Default: none (it may run forever). */
   defaultRunTimeout?: number;
+  /**
+   * How long past its run timeout an attempt's result may take before the master takes the attempt
+   * back itself (ETO, as the runner would have reported it). Default 30000 ms.
+   */
+  runTimeoutGraceMs?: number;
   logger: Logger;
 }
 
@@ -158,6 +166,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     this.retries = new RetryPolicy(opts.retryBackoff);
     this.timeouts = new Timeouts(opts.timeoutSweepMs, {
       expired: (t, error) => this.timedOut(t, error),
+      runExpired: (t) => this.runTimedOut(t),
       swept: () => {
         this.scheduleDistribute();
         this.scheduleFlush();
@@ -350,9 +359,11 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       priority: t.priority,
       batch: t.batch,
     };
-    // The runner enforces the run timeout (ETO; master/policies/timeouts.ts).
+    // The runner enforces the run timeout (ETO), and the master after a grace should it say nothing
+    // (master/policies/timeouts.ts).
     const runTimeout = t.runTimeout || this.opts.defaultRunTimeout;
     if (runTimeout) a.runTimeout = runTimeout;
+    this.setRunDeadline(t, runTimeout);
     if (t.dependencies.length > 0 && !t.fanout) this.dependencyResults.attach(a, t.dependencies);
     list.push(a);
   }
@@ -574,6 +585,49 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     if (error.code !== 'EATO') return;
     const o = this.finals.get(t.id);
     if (o) this.emit('assigntimeout', o);
+  }
+
+  /** The current attempt's run deadline: `runTimeout` plus the grace from now (none without one). */
+  protected setRunDeadline(t: TaskRecord, runTimeout: number | null | undefined): void {
+    t.runDeadline = runTimeout ? Date.now() + runTimeout + (this.opts.runTimeoutGraceMs ?? 30_000) : null;
+    this.timeouts.trackRun(t);
+  }
+
+  /**
+   * runTimedOut. Precondition: assigned or running, its run deadline passed with no result from its
+   * runner. Effect: the runner's slot is freed and it is told to cancel the attempt (a later report is
+   * stale). Record and outcome: those of the runner's own ETO report — the attempt failed, retried if
+   * the policy allows, else failed for good.
+   */
+  protected runTimedOut(t: TaskRecord): void {
+    if (t.state !== 'assigned' && t.state !== 'running') return;
+    const runTimeout = t.runTimeout || this.opts.defaultRunTimeout;
+    const grace = this.opts.runTimeoutGraceMs ?? 30_000;
+    const r = t.who ? this.runners.get(t.who) : undefined;
+    const ref = { id: t.id, attempt: t.attempts };
+    limitLog(
+      this.opts.logger,
+      'warn',
+      `runtimeout:${t.who}`,
+      'attempt taken back: no result from its runner past its run timeout',
+      {
+        taskId: t.id,
+        attempt: t.attempts,
+        runnerId: t.who,
+        runTimeout,
+        runTimeoutGraceMs: grace,
+      },
+    );
+    this.releaseSlotOf(t);
+    if (r?.connected) this.runners.cancel(r, [ref], 'ETO');
+    this.attemptFailed(
+      t,
+      wireError(
+        'ETO',
+        `run timeout: no result within ${runTimeout} ms (and ${grace} ms of grace) from runner ${t.who}; the master took the attempt back`,
+      ),
+      false,
+    );
   }
 
   /** A final task leaves memory; its outcome is kept (bounded) and queued for delivery. */

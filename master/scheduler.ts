@@ -58,6 +58,8 @@ export class Scheduler extends SchedulerCore {
     queueLimit: this.opts.queueLimit,
     queueLimitBytes: this.opts.queueLimitBytes,
     heldBytes: () => this.heldBytes,
+    writeBacklog: () => ({ tasks: this.store.unwritten ?? 0, trouble: this.store.trouble?.()?.cause }),
+    writeBacklogLimit: this.opts.writeBacklogLimit ?? Infinity,
   };
 
   // ---- adding ----------------------------------------------------------------------------------
@@ -217,6 +219,18 @@ export class Scheduler extends SchedulerCore {
     }
   }
 
+  /**
+   * Progress of an attempt, from the runner `runnerId`: recorded (clamped to 0–1) only if that runner
+   * holds the attempt now. Returns the value to pass on to feeders, or undefined for a report about an
+   * attempt it does not hold (another runner's, an older one, a finished one), which is ignored.
+   */
+  progress(runnerId: string, ref: AttemptRef & { progress: number }): number | undefined {
+    const t = this.current(ref, runnerId);
+    if (!t) return undefined;
+    t.progress = Math.min(1, Math.max(0, ref.progress));
+    return t.progress;
+  }
+
   /** Applies results; resolves once they are durable, with how many were accepted or stale. */
   async results(runnerId: string, results: AttemptResult[]): Promise<{ accepted: number; stale: number }> {
     let accepted = 0;
@@ -346,6 +360,8 @@ export class Scheduler extends SchedulerCore {
       }
       // Adopted: a recovered or lost attempt that is in fact still running here.
       if (adopted && t.state === 'assigned') this.markRunning(t);
+      // A recovered attempt had no run deadline in this master: it counts from now.
+      if (adopted && !t.runDeadline) this.setRunDeadline(t, t.runTimeout || this.opts.defaultRunTimeout);
       keep.add(t.id);
       this.runners.reserveSlot(entry, t.id, t.priority);
     }

@@ -20,7 +20,7 @@ import { isFinal } from '../protocol/states';
 import { encodeValue } from '../models/codec';
 import type { TaskDoc } from '../models/task';
 import type { TaskRecord } from './task-record';
-import { classify, DUPLICATE_KEY } from './write-errors';
+import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
 
 export interface FoldOptions {
   /** Statements per update command. Default 500. */
@@ -45,6 +45,8 @@ export interface FoldTarget {
   readonly isClosed: boolean;
   releaseJournal(docs: string[]): void;
   deleteFoldedJournal(): Promise<void>;
+  /** A write of the folder failed (and is retried), or null: one went through. */
+  folderFailed(f: WriteFailure | null): void;
 }
 
 interface Pending {
@@ -236,6 +238,7 @@ export class Folder {
       try {
         await this.write(chunk);
         failures = 0;
+        this.store.folderFailed(null);
         for (const w of answered) w();
       } catch (err) {
         if (this.closed || this.store.isClosed) {
@@ -244,6 +247,7 @@ export class Folder {
         }
         this.unbornWaiters.push(...answered); // asked again next round
         const f = classify(err);
+        this.store.folderFailed(f);
         const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
         this.opts.logger.warn('writing states into tasks failed; retrying', {
           error: f.message,
@@ -303,12 +307,7 @@ export class Folder {
       await this.store.tasks.insertOne(d as never).catch(async (e: unknown) => {
         const f = classify(e);
         if (f.kind === 'transient') throw e;
-        if (f.code === DUPLICATE_KEY) {
-          this.opts.logger.error("a new task's id was taken in tasks meanwhile; its document is not stored", {
-            taskId: d._id,
-          });
-          return;
-        }
+        if (f.code === DUPLICATE_KEY) return this.insertedBefore(d);
         this.opts.logger.error('tasks refused a new task; stored as EPERSIST', { taskId: d._id });
         await this.store.tasks
           .insertOne({
@@ -324,6 +323,22 @@ export class Folder {
           });
       });
     }
+  }
+
+  /**
+   * A new task's document met one of its id. Most often it is this very insert, sent before and
+   * written, whose answer was lost (a replica set's failover, a timeout): that document may hold an
+   * older state than `d`, and the journal holding the newer one is deleted once this write is done,
+   * so it is brought to `d` unless it holds a newer state. A document of another task (another batch
+   * or creation time; the add's check makes that all but impossible) is left as it is, and logged.
+   */
+  private async insertedBefore(d: TaskDoc): Promise<void> {
+    const same = { _id: d._id, batch: d.batch, created: d.created };
+    const { matchedCount } = await this.store.tasks.replaceOne({ ...same, rev: { $lt: d.rev ?? 0 } }, d);
+    if (matchedCount > 0 || (await this.store.tasks.findOne(same, { projection: { _id: 1 } }))) return;
+    this.opts.logger.error("a new task's id was taken in tasks meanwhile; its document is not stored", {
+      taskId: d._id,
+    });
   }
 
   private async update(snaps: { p: Pending; t: TaskRecord; rev: number }[], now: number): Promise<void> {

@@ -101,6 +101,12 @@ export class Store {
   private lookups: { ids: string[]; resolve: (ids: string[]) => void; reject: (err: unknown) => void }[] = [];
   /** Database commands and documents written, for status and benchmarks. */
   readonly counters = { commands: 0, documents: 0, refused: 0, retries: 0 };
+  /** Tasks of adds queued or in flight: not durable yet, so not acknowledged (bounded by admission). */
+  private unwrittenTasks = 0;
+  /** When the write in flight began (performance.now()), 0 when none is. */
+  private writeBegan = 0;
+  /** The writer's and the folder's last failures since their last success. */
+  private failures: { writer: Failing | null; folder: Failing | null } = { writer: null, folder: null };
 
   constructor(
     conn: Connection,
@@ -144,7 +150,19 @@ export class Store {
     const ids = given ?? docs.map((d) => d._id);
     // It only fails once the store is closed, when the add cannot be written either.
     const stored = ids.length > 0 ? this.lookUp(ids).catch(() => [] as string[]) : undefined;
-    return new Promise((done) => this.push({ kind: 'add', docs, given, stored, done }));
+    this.unwrittenTasks += docs.length;
+    return new Promise((done) =>
+      this.push({
+        kind: 'add',
+        docs,
+        given,
+        stored,
+        done: (r) => {
+          this.unwrittenTasks -= docs.length;
+          done(r);
+        },
+      }),
+    );
   }
 
   /**
@@ -205,7 +223,7 @@ export class Store {
     this.journalFolded = [];
     for (let i = 0; i < ids.length; i += 1000) {
       const chunk = ids.slice(i, i + 1000);
-      await this.retry(() => this.journal.deleteMany({ _id: { $in: chunk } }));
+      await this.retry('write', () => this.journal.deleteMany({ _id: { $in: chunk } }));
     }
   }
 
@@ -223,6 +241,35 @@ export class Store {
     });
   }
 
+  /** Tasks of adds not durable yet (admission refuses adds beyond `writeBacklogLimit` of them). */
+  get unwritten(): number {
+    return this.unwrittenTasks;
+  }
+
+  /**
+   * Why writes are not going through, if they are not: a failure retried since (`disk full`, a lost
+   * connection), or a write the database has not answered for `stallMs` (a server frozen). Null
+   * while writes succeed.
+   */
+  trouble(stallMs = 5000): { cause: string; error: string; sinceMs: number } | null {
+    const f = this.failures.writer ?? this.failures.folder;
+    if (f)
+      return { cause: f.cause ?? 'database write failing', error: f.message, sinceMs: Date.now() - f.since };
+    const waited = this.writeBegan > 0 ? performance.now() - this.writeBegan : 0;
+    if (waited >= stallMs)
+      return {
+        cause: 'database not answering',
+        error: `a write has waited ${Math.round(waited)} ms for the database`,
+        sinceMs: Math.round(waited),
+      };
+    return null;
+  }
+
+  /** The folder reports its failures and successes (status, readiness). */
+  folderFailed(f: WriteFailure | null): void {
+    this.failures.folder = f ? failing(this.failures.folder, f) : null;
+  }
+
   /** Sequence number of the last change known durable (the folder only writes what is). */
   get durable(): number {
     return this.durableSeq;
@@ -231,7 +278,9 @@ export class Store {
   /** What status and health show of the writer. */
   status(): {
     writeBacklog: number;
+    unwrittenTasks: number;
     retrying: boolean;
+    trouble: { cause: string; error: string; sinceMs: number } | null;
     foldBacklog: number;
     oldestUnfoldedMs: number;
     lag: { p50: number; p99: number; max: number } | null;
@@ -240,7 +289,9 @@ export class Store {
   } {
     return {
       writeBacklog: this.queue.length,
+      unwrittenTasks: this.unwrittenTasks,
       retrying: this.retrying,
+      trouble: this.trouble(),
       foldBacklog: this.folder.backlog,
       oldestUnfoldedMs: this.folder.oldestAgeMs(),
       lag: this.folder.lagSummary(),
@@ -291,7 +342,12 @@ export class Store {
         this.waiters = [];
         this.writing = upTo;
         const began = performance.now();
-        await this.write(batch);
+        this.writeBegan = began;
+        try {
+          await this.write(batch);
+        } finally {
+          this.writeBegan = 0;
+        }
         this.onWritten(performance.now() - began);
         this.durableSeq = upTo;
         this.folder.kick();
@@ -339,7 +395,7 @@ export class Store {
         const keys: string[] = [];
         while (i < batch.length && batch[i].kind === 'dealloc')
           keys.push((batch[i++] as { key: string }).key);
-        await this.retry(() => this.allocations.deleteMany({ key: { $in: keys } }));
+        await this.retry('write', () => this.allocations.deleteMany({ key: { $in: keys } }));
       } else i++;
     }
   }
@@ -380,7 +436,7 @@ export class Store {
       const ids = batch.flatMap((l) => l.ids);
       for (let i = 0; i < ids.length; i += 1000) {
         const chunk = ids.slice(i, i + 1000);
-        const docs = await this.retry(() =>
+        const docs = await this.retry('read', () =>
           this.tasks.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray(),
         );
         for (const d of docs ?? []) found.add(d._id);
@@ -548,7 +604,7 @@ export class Store {
         i = end;
         failures = 0;
         limit = this.opts.writeChunk;
-        this.retrying = false;
+        this.succeeded();
         continue;
       } catch (err) {
         this.counters.commands++;
@@ -585,14 +641,14 @@ export class Store {
     }
   }
 
-  /** Runs one command through transient failures. */
-  private async retry<T>(op: () => Promise<T>): Promise<T | undefined> {
+  /** Runs one command (a read, or a write other than an insert) through transient failures. */
+  private async retry<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T | undefined> {
     let failures = 0;
     for (;;) {
       try {
         const r = await op();
         this.counters.commands++;
-        this.retrying = false;
+        this.succeeded(kind);
         return r;
       } catch (err) {
         const f = classify(err);
@@ -600,15 +656,40 @@ export class Store {
           this.opts.logger.error('database command refused', { error: f.message });
           return undefined;
         }
-        await this.pause(++failures, f);
+        await this.pause(++failures, f, kind);
       }
     }
   }
 
-  private async pause(failures: number, f: WriteFailure): Promise<void> {
+  /**
+   * A command went through. An insert ends any failure; a read or another write ends only a failure
+   * of its own kind: on a full disk reads and deletes still succeed while inserts fail.
+   */
+  private succeeded(kind: 'insert' | 'read' | 'write' = 'insert'): void {
+    const f = this.failures.writer;
+    if (f && kind !== 'insert' && f.kind !== kind) return;
+    this.retrying = false;
+    if (this.failures.writer) {
+      this.opts.logger.info('database writes go through again', {
+        after: this.failures.writer.cause ?? this.failures.writer.message,
+        failingMs: Date.now() - this.failures.writer.since,
+      });
+      this.failures.writer = null;
+    }
+  }
+
+  private async pause(failures: number, f: WriteFailure, kind: Failing['kind'] = 'insert'): Promise<void> {
     // After close nothing can succeed any more: give up rather than retry forever.
     if (this.closed) throw new Error(`store closed with a write failing: ${f.message}`);
     this.retrying = true;
+    const first = this.failures.writer === null;
+    // A failing insert stays the failure until an insert goes through.
+    const prev = this.failures.writer;
+    this.failures.writer = { ...failing(prev, f), kind: prev?.kind === 'insert' ? 'insert' : kind };
+    if (first && f.cause)
+      this.opts.logger.error(`database writes failing: ${f.cause}; they wait and are retried`, {
+        error: f.message,
+      });
     this.counters.retries++;
     const wait = backoffDelay(failures - 1, { base: 100, cap: 5000 });
     if (failures === 1 || failures % 10 === 0)
@@ -653,6 +734,19 @@ export class Store {
       deleteFoldedJournal: () => this.deleteFoldedJournal(),
     };
   }
+}
+
+interface Failing {
+  since: number;
+  message: string;
+  cause?: string;
+  /** What failed: an insert (the writer's own), another write, a read. */
+  kind?: 'insert' | 'read' | 'write';
+}
+
+/** The failure now, keeping when the run of failures began. */
+function failing(prev: Failing | null, f: WriteFailure): Failing {
+  return { since: prev?.since ?? Date.now(), message: f.message, cause: f.cause };
 }
 
 function jsonSize(v: unknown): number {

@@ -52,6 +52,11 @@ export interface TaskRecord {
   /** The running attempt's last reported progress (0–1), for the dashboard. */
   progress?: number;
   runTimeout?: number | null;
+  /**
+   * When the master takes the current attempt back if its runner has not reported (epoch ms): its run
+   * timeout plus `runTimeoutGraceMs` after it was assigned. Null: no run timeout.
+   */
+  runDeadline?: number | null;
   timeout?: number | null;
   assignTimeout?: number | null;
   deadline?: number | null;

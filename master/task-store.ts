@@ -32,6 +32,10 @@ export interface TaskStore {
   /** A task that left memory without a final record (its add was refused). */
   forget(id: string): void;
   barrier(): Promise<void>;
+  /** Tasks of adds not durable yet (admission bounds them); absent: none are ever waiting. */
+  readonly unwritten?: number;
+  /** Why writes are not going through, if they are not (a full disk, a server not answering). */
+  trouble?(): { cause: string } | null;
 
   allocate(doc: AllocationDoc): void;
   deallocate(key: string): void;

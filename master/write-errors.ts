@@ -9,6 +9,11 @@
  * A refusal inside a bulk write names the document by its index; a refusal of the whole command
  * (some servers answer a bad document that way) names none, and the writer splits the batch to
  * find it.
+ *
+ * A full disk is transient, whatever code the server gives it (FerretDB's SQLite answers
+ * "database or disk is full" as an InternalError, code 1, which would otherwise be a refusal): no
+ * document is at fault, and writes succeed again once space is freed. Its failure says so (`cause`),
+ * so that readiness can name it.
  */
 import { UnstorableValueError } from '../models/codec';
 
@@ -27,7 +32,11 @@ const TRANSIENT_CODES = new Set([
   11602, // InterruptedDueToReplStateChange
   13435, // NotPrimaryNoSecondaryOk
   13436, // NotPrimaryOrSecondary
+  14031, // OutOfDiskSpace
 ]);
+
+/** What a server says when its disk is full: SQLite (FerretDB), MongoDB, the operating system. */
+const DISK_FULL = /database or disk is full|no space left on device|\bENOSPC\b|OutOfDiskSpace/i;
 
 export const DUPLICATE_KEY = 11000;
 
@@ -39,6 +48,8 @@ export interface WriteFailure {
   written: number;
   code?: number;
   message: string;
+  /** Why a transient failure happened, when it is known: `disk full`. */
+  cause?: 'disk full';
 }
 
 export function classify(err: unknown): WriteFailure {
@@ -57,6 +68,8 @@ export function classify(err: unknown): WriteFailure {
   const written = e?.insertedCount ?? e?.result?.insertedCount ?? 0;
   if (err instanceof UnstorableValueError) return { kind: 'refused', written: 0, message };
   const we = Array.isArray(e?.writeErrors) ? e.writeErrors[0] : e?.writeErrors;
+  if (DISK_FULL.test(`${message} ${we?.errmsg ?? ''}`) || e?.code === 14031 || we?.code === 14031)
+    return { kind: 'transient', written, code: we?.code ?? e?.code, message, cause: 'disk full' };
   if (we && typeof we.index === 'number') {
     if (TRANSIENT_CODES.has(we.code)) return { kind: 'transient', written, code: we.code, message };
     return { kind: 'refused', index: we.index, written, code: we.code, message: we.errmsg ?? message };

@@ -23,6 +23,12 @@ export async function connectDatabase(url: string, opts: ConnectOptions = {}): P
     autoCreate: false,
   });
   await conn.asPromise();
+  await ensureCollections(conn);
+  return conn;
+}
+
+/** Creates the collections and indexes the master relies on (at start, and after a database was dropped). */
+export async function ensureCollections(conn: Connection): Promise<void> {
   await taskModel(conn).createIndexes();
   await allocationModel(conn).createIndexes();
   // No index to create, but the collections should exist from the start, like the others.
@@ -30,5 +36,4 @@ export async function connectDatabase(url: string, opts: ConnectOptions = {}): P
     await model.createCollection().catch((err: { code?: number }) => {
       if (err.code !== 48) throw err; // NamespaceExists
     });
-  return conn;
 }

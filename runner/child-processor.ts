@@ -10,7 +10,8 @@
  */
 import Module from 'node:module';
 import path from 'node:path';
-import { fromThrown, TaskmasterError, wireError, type ReportedError } from '../protocol/errors';
+import { capError, fromThrown, TaskmasterError, wireError, type ReportedError } from '../protocol/errors';
+import { MAX_OUTPUT_LINE_BYTES } from './child-output';
 import {
   ChildCommand,
   ParentCommand,
@@ -21,6 +22,19 @@ import {
   type ToParent,
 } from './sandbox-messages';
 import type { TaskContext, TaskFunction, TaskLog } from './task-context';
+
+/**
+ * What the processor builds and reads results with, captured when the child starts, before any task
+ * runs. Tasks share the process and may replace globals (`JSON.parse = ...`); a task doing so must
+ * not change what its neighbours' results become. The rest of what tasks share is listed in the docs.
+ */
+const JSONStringify = JSON.stringify;
+const JSONParse = JSON.parse;
+const ObjectDefineProperty = Object.defineProperty;
+const ObjectFreeze = Object.freeze;
+const ArrayIsArray = Array.isArray;
+const BufferByteLength = Buffer.byteLength;
+const readRss = process.memoryUsage.rss;
 
 interface CompiledModule {
   hash: string;
@@ -49,6 +63,8 @@ export class ChildProcessor {
   private running = new Map<string, Running>();
   private addRequests = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextReqId = 1;
+  /** What the runner lets this child send per message (its latest Start says): bytes of JSON. */
+  private room = Infinity;
 
   constructor(private readonly send: (msg: ToParent) => void) {}
 
@@ -87,6 +103,7 @@ export class ChildProcessor {
   private start(msg: StartMessage): void {
     const { key, task } = msg;
     if (this.running.has(key)) return;
+    this.room = msg.room;
     const mod = this.modules.get(task.module);
     const controller = new AbortController();
     const run: Running = { ctx: this.context(key, task, controller.signal), controller, settled: false };
@@ -121,13 +138,7 @@ export class ChildProcessor {
 
   private context(key: string, task: TaskPayload, signal: AbortSignal): TaskContext {
     const log = (level: LogLevel) => (message: unknown, meta?: Record<string, unknown>) =>
-      this.send({
-        cmd: ParentCommand.Log,
-        key,
-        level,
-        message: String(message),
-        meta: jsonSafe(meta) as Record<string, unknown>,
-      });
+      this.send({ cmd: ParentCommand.Log, key, level, ...boundedLine(message, meta) });
     const taskLog: TaskLog = {
       error: log('error'),
       warn: log('warn'),
@@ -156,8 +167,17 @@ export class ChildProcessor {
   }
 
   private add(key: string, tasks: unknown, batch?: string): Promise<unknown> {
-    const list = Array.isArray(tasks) ? tasks : [tasks];
+    const list = ArrayIsArray(tasks) ? tasks : [tasks];
     const reqId = this.nextReqId++;
+    const bytes = jsonBytes(list);
+    if (bytes > this.room)
+      return Promise.reject(
+        new TaskmasterError(
+          'ETOOLARGE',
+          `the tasks given to this.add are ${bytes} bytes as JSON, over the ${this.room} bytes a worker may send its runner at once; add them in parts`,
+          { bytes, limit: this.room },
+        ),
+      );
     return new Promise((resolve, reject) => {
       this.addRequests.set(reqId, { resolve, reject });
       this.send({
@@ -179,9 +199,9 @@ export class ChildProcessor {
   }
 
   private complete(key: string, value: unknown): void {
-    let result: unknown;
+    let text: string;
     try {
-      result = jsonValue(value);
+      text = jsonText(value);
     } catch (err) {
       // The same value would fail the same way on every attempt: not retried.
       return this.fail(
@@ -190,7 +210,12 @@ export class ChildProcessor {
         true,
       );
     }
-    if (this.settle(key)) this.send({ cmd: ParentCommand.Completed, key, result, rss: rss() });
+    const bytes = BufferByteLength(text);
+    if (!this.settle(key)) return;
+    // Too large to send: its size goes instead, and the runner fails the attempt with ETOOLARGE
+    // naming the setting, as for any result over its limit.
+    if (bytes > this.room) this.send({ cmd: ParentCommand.Completed, key, result: null, bytes, rss: rss() });
+    else this.send({ cmd: ParentCommand.Completed, key, result: JSONParse(text) as unknown, rss: rss() });
   }
 
   private failThrown(key: string, err: unknown): void {
@@ -214,6 +239,8 @@ export class ChildProcessor {
       const details = jsonSafe(error.details);
       error = details === undefined ? { code: error.code, message: error.message } : { ...error, details };
     }
+    // Cut to what an outcome carries, which also keeps it within what the channel takes.
+    error = capError(error);
     if (this.settle(key))
       this.send({
         cmd: ParentCommand.Failed,
@@ -237,19 +264,19 @@ function dependencyResults(task: TaskPayload): {
   const leftOut: string[] = [];
   for (const d of task.dependencies ?? []) {
     if (d.leftOut === undefined) {
-      Object.defineProperty(dependencies, d.id, { value: d.result ?? null, enumerable: true });
+      ObjectDefineProperty(dependencies, d.id, { value: d.result ?? null, enumerable: true });
       continue;
     }
     leftOut.push(d.id);
     const error = leftOutError(d.id, d.leftOut, task.maxDependencyBytes);
-    Object.defineProperty(dependencies, d.id, {
+    ObjectDefineProperty(dependencies, d.id, {
       enumerable: true,
       get() {
         throw error;
       },
     });
   }
-  return { dependencies: Object.freeze(dependencies), leftOut: Object.freeze(leftOut) };
+  return { dependencies: ObjectFreeze(dependencies), leftOut: ObjectFreeze(leftOut) };
 }
 
 function leftOutError(id: string, bytes: number, limit: number | undefined): TaskmasterError {
@@ -302,7 +329,7 @@ function pickFunction(exp: unknown): TaskFunction | undefined {
 
 /** `memoryUsage.rss()` reads one number instead of walking the heap spaces like `memoryUsage()`. */
 function rss(): number {
-  return process.memoryUsage.rss();
+  return readRss();
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -313,19 +340,42 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
   return isObject(v) && typeof v.then === 'function';
 }
 
-/** The value as it will arrive at the master: JSON only, `undefined` becoming `null`. Throws if impossible. */
-function jsonValue(v: unknown): unknown {
-  if (v === undefined) return null;
-  const s = JSON.stringify(v);
-  return s === undefined ? null : (JSON.parse(s) as unknown);
+/** The value as JSON text, as it will arrive at the master: `undefined` becoming `null`. Throws if impossible. */
+function jsonText(v: unknown): string {
+  if (v === undefined) return 'null';
+  return JSONStringify(v) ?? 'null';
+}
+
+/** Bytes of `v` as JSON; Infinity if it cannot be serialised (it is dropped on the way anyway). */
+function jsonBytes(v: unknown): number {
+  try {
+    return BufferByteLength(JSONStringify(v) ?? '');
+  } catch {
+    return Infinity;
+  }
+}
+
+/** A `this.log` line cut as a line of the task's output is (child-output.ts): it travels in one message. */
+function boundedLine(
+  message: unknown,
+  meta: Record<string, unknown> | undefined,
+): { message: string; meta?: Record<string, unknown> } {
+  let text = String(message);
+  if (text.length > MAX_OUTPUT_LINE_BYTES)
+    text = `${text.slice(0, MAX_OUTPUT_LINE_BYTES)} … [cut at ${MAX_OUTPUT_LINE_BYTES} characters]`;
+  const bytes = meta === undefined ? 0 : jsonBytes(meta);
+  if (bytes === Infinity) return { message: text };
+  if (bytes > MAX_OUTPUT_LINE_BYTES)
+    return { message: text, meta: { metaLeftOut: `${bytes} bytes as JSON, over ${MAX_OUTPUT_LINE_BYTES}` } };
+  return { message: text, meta: jsonSafe(meta) as Record<string, unknown> | undefined };
 }
 
 /** Best effort for logs and details: a value that cannot be serialised is dropped, not fatal. */
 function jsonSafe(v: unknown): unknown {
   if (v === undefined) return undefined;
   try {
-    const s = JSON.stringify(v);
-    return s === undefined ? undefined : (JSON.parse(s) as unknown);
+    const s = JSONStringify(v);
+    return s === undefined ? undefined : (JSONParse(s) as unknown);
   } catch {
     return undefined;
   }

@@ -17,11 +17,13 @@
  * is left.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { formatIssues, issueText } from '../protocol/issues';
 import { wireError, type WireError } from '../protocol/errors';
+import { signalTree, TREE_TAG_VAR } from './process-tree';
 
 export const EXEC_MODULE = 'exec';
 /** What a runner that allows programs announces as the `exec` module's version: it is built in. */
@@ -163,6 +165,7 @@ function refuse(message: string): { ok: false; error: WireError } {
 export class ExecProcess {
   readonly killWarning = 'program did not stop after SIGTERM; killing it';
   private readonly proc: ChildProcess;
+  private readonly treeTag = `${process.pid}.exec.${randomBytes(6).toString('hex')}`;
   private exited = false;
   private killTimer: NodeJS.Timeout | null = null;
   private readonly exitedPromise: Promise<void>;
@@ -170,13 +173,18 @@ export class ExecProcess {
   constructor(spec: ExecSpec, done: (outcome: ExecOutcome) => void) {
     this.proc = spawn(spec.program, spec.args, {
       ...(spec.cwd ? { cwd: spec.cwd } : {}),
-      // The task's variables are added to the runner's, so PATH and HOME still work.
-      env: spec.env ? { ...process.env, ...spec.env } : process.env,
+      // The task's variables are added to the runner's, so PATH and HOME still work; the tag marks
+      // what the program starts, to be killed with it (process-tree.ts).
+      env: { ...process.env, ...spec.env, [TREE_TAG_VAR]: this.treeTag },
       shell: spec.shell,
       stdio: ['ignore', 'pipe', 'pipe'],
       // Out of the terminal's process group, like the pool's children: Ctrl-C is the runner's to handle.
+      // The group is the core of the program's process tree, which is killed with it.
       detached: true,
     });
+    // What the program started dies when it exits; that also ends pipes a background process held
+    // open, so 'close' follows.
+    this.proc.once('exit', () => this.killTree());
     const stdout = new Capture(spec.maxOutput);
     const stderr = new Capture(spec.maxOutput);
     this.proc.stdout?.on('data', (b: Buffer) => stdout.add(b));
@@ -213,9 +221,9 @@ export class ExecProcess {
     return this.proc.pid;
   }
 
-  /** SIGTERM: the program's chance to stop on its own. */
+  /** SIGTERM to the program's process group: its chance to stop on its own. */
   cancel(_key: string, _error: WireError): void {
-    if (!this.exited) this.proc.kill('SIGTERM');
+    if (!this.exited) this.terminate();
   }
 
   holds(_key: string): boolean {
@@ -223,16 +231,28 @@ export class ExecProcess {
   }
 
   killFor(_reason: string): void {
-    if (!this.exited) this.proc.kill('SIGKILL');
+    if (!this.exited) this.killTree();
   }
 
   /** SIGTERM now, SIGKILL if the program is still there after `graceMs`; resolves once it has exited. */
   stop(graceMs: number): Promise<void> {
     if (!this.exited && !this.killTimer) {
-      this.proc.kill('SIGTERM');
-      this.killTimer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
+      this.terminate();
+      this.killTimer = setTimeout(() => this.killTree(), graceMs);
     }
     return this.exitedPromise;
+  }
+
+  private terminate(): void {
+    try {
+      process.kill(-(this.proc.pid as number), 'SIGTERM');
+    } catch {
+      this.proc.kill('SIGTERM');
+    }
+  }
+
+  private killTree(): void {
+    if (this.proc.pid !== undefined) signalTree(this.proc.pid, this.treeTag, 'SIGKILL');
   }
 }
 

@@ -1,13 +1,14 @@
 /**
  * The sandbox protocol between the runner (parent) and its child processes, after BullMQ's
  * ChildCommand/ParentCommand pair: one small enum per direction and a discriminated union of
- * messages. Everything here travels over Node's IPC channel as JSON.
+ * messages. Everything here travels as JSON over the worker's channel (worker-channel.ts).
  *
  * An attempt is named by its `key` (`<id>#<attempt>`), so a late message about attempt 3 can never
  * be mistaken for attempt 4 of the same task.
  */
+import { z } from 'zod';
 import type { ReportedError } from '../protocol/errors';
-import type { AddReply, DependencyResult } from '../protocol/schemas';
+import { wireErrorSchema, type AddReply, type DependencyResult } from '../protocol/schemas';
 
 /** Parent → child. */
 export enum ChildCommand {
@@ -63,6 +64,11 @@ export interface StartMessage {
   key: string;
   hash: string;
   task: TaskPayload;
+  /**
+   * Largest result, added tasks or error (bytes of JSON) the child may send for this attempt; the
+   * channel refuses longer messages by killing the child, so the child checks first.
+   */
+  room: number;
 }
 export interface CancelMessage {
   cmd: ChildCommand.Cancel;
@@ -78,15 +84,47 @@ export type ToChild = LoadMessage | StartMessage | CancelMessage | AddReplyMessa
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
-export type ToParent =
-  | { cmd: ParentCommand.Ready }
-  | { cmd: ParentCommand.Started; key: string }
-  | { cmd: ParentCommand.Completed; key: string; result: unknown; rss?: number }
-  | { cmd: ParentCommand.Failed; key: string; error: ReportedError; unrecoverable?: boolean; rss?: number }
-  | { cmd: ParentCommand.Progress; key: string; progress: number }
-  | { cmd: ParentCommand.Log; key?: string; level: LogLevel; message: string; meta?: Record<string, unknown> }
-  | { cmd: ParentCommand.Add; key: string; reqId: number; tasks: unknown[]; batch?: string }
-  | { cmd: ParentCommand.Fatal; error: ReportedError };
+/**
+ * What a child may say, parsed on receipt: the child runs task code, which can write anything to the
+ * channel (its file descriptor 3), so a message of any other shape is dropped and logged.
+ */
+export const toParentSchema = z.discriminatedUnion('cmd', [
+  z.object({ cmd: z.literal(ParentCommand.Ready) }),
+  z.object({ cmd: z.literal(ParentCommand.Started), key: z.string() }),
+  z.object({
+    cmd: z.literal(ParentCommand.Completed),
+    key: z.string(),
+    result: z.unknown(),
+    /** Set instead of a result that was too large to send: its size as JSON. */
+    bytes: z.number().int().nonnegative().optional(),
+    rss: z.number().optional(),
+  }),
+  z.object({
+    cmd: z.literal(ParentCommand.Failed),
+    key: z.string(),
+    error: wireErrorSchema,
+    unrecoverable: z.boolean().optional(),
+    rss: z.number().optional(),
+  }),
+  z.object({ cmd: z.literal(ParentCommand.Progress), key: z.string(), progress: z.number().finite() }),
+  z.object({
+    cmd: z.literal(ParentCommand.Log),
+    key: z.string().optional(),
+    level: z.enum(['error', 'warn', 'info', 'debug']),
+    message: z.string(),
+    meta: z.record(z.string(), z.unknown()).optional(),
+  }),
+  z.object({
+    cmd: z.literal(ParentCommand.Add),
+    key: z.string(),
+    reqId: z.number().int(),
+    tasks: z.array(z.unknown()),
+    batch: z.string().optional(),
+  }),
+  z.object({ cmd: z.literal(ParentCommand.Fatal), error: wireErrorSchema }),
+]);
+
+export type ToParent = z.output<typeof toParentSchema>;
 
 export function attemptKey(id: string, attempt: number): string {
   return `${id}#${attempt}`;

@@ -1,7 +1,7 @@
 /**
  * `npm run fuzz -- --seed N --count M [--token]`: starts a database (MONGO_URL, else the embedded
  * one), a master and an honest runner on the test fixtures, fuzzes every event and route (fuzz.ts),
- * then proves an honest add → result round trip. Exits 0 when the master survived and works, 1 if not.
+ * sends the amplification shapes (fuzz-shapes.ts), then proves an honest add → result round trip. Exits 0 when the master survived and works, 1 if not.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,6 +12,7 @@ import { Master } from '../../master/master';
 import { databaseLine, resolveDatabase } from '../../db/server';
 import { Runner } from '../../runner/runner';
 import { fuzz } from './fuzz';
+import { amplificationShapes } from './fuzz-shapes';
 
 const FIXTURES = path.resolve(__dirname, '..', 'fixtures', 'tasks');
 
@@ -60,6 +61,17 @@ async function main(): Promise<number> {
     out(
       `fuzz: sent ${report.sent} (${report.socketMessages} socket messages, ${report.httpRequests} HTTP requests) in ${Date.now() - started} ms; ` +
         `${report.acks} acknowledgements, ${report.reconnects} connections closed by the master; HTTP statuses ${JSON.stringify(report.statuses)}`,
+    );
+    // Then the shapes a master could multiply: long chains, fan-out of a large error, huge watches, churn.
+    const shapes = await amplificationShapes({
+      url: master.url,
+      token,
+      seed,
+      honestRunner: 'fuzz-honest',
+      progress: (l) => out(`  ${l}`),
+    });
+    out(
+      `fuzz: ${shapes.length} amplification shapes answered within bounds; peak RSS of this process (master, runner and fuzzer) ${Math.round(process.resourceUsage().maxRSS / 1024)} MB`,
     );
     feeder = new Feeder({ master: master.url, token, logger });
     const [o] = await feeder.work([

@@ -4,6 +4,7 @@
  */
 import { capturingLogger } from '../helpers/capture';
 import { fuzz } from './fuzz';
+import { amplificationShapes, DEPENDENT_OUTCOME_BOUND } from './fuzz-shapes';
 import { startCluster, TOKEN, type Cluster } from './cluster';
 
 describe('adversarial: seeded fuzzing', () => {
@@ -30,4 +31,17 @@ describe('adversarial: seeded fuzzing', () => {
     expect(failed).toEqual([]);
     await c.assertAlive();
   }, 60_000);
+
+  test(`the amplification shapes (chain, fan-out of an 800 KB error, a 20,000-id watch, runner churn): every dependent outcome under ${DEPENDENT_OUTCOME_BOUND} B, no forged progress forwarded`, async () => {
+    await c.runner({ runnerId: 'fuzz-shapes-honest', slots: 4 });
+    const reports = await amplificationShapes({
+      url: c.master.url,
+      token: TOKEN,
+      seed: 20261207,
+      honestRunner: 'fuzz-shapes-honest',
+    });
+    expect(reports.map((r) => r.shape)).toEqual(['chain', 'fan-out', 'watch', 'churn']);
+    for (const r of reports) expect(r.maxOutcomeBytes).toBeLessThanOrEqual(DEPENDENT_OUTCOME_BOUND);
+    await c.assertAlive();
+  }, 180_000);
 });

@@ -99,11 +99,23 @@ describe('adversarial: HTTP', () => {
     await c.assertAlive();
   });
 
+  test('a Master made in code beyond loopback needs TLS and a token, or insecure, as the CLI does', async () => {
+    const open = () => new Master({ mongoUrl: testMongoUrl(), host: '0.0.0.0' });
+    expect(open).toThrow(/refusing to listen on 0\.0\.0\.0 without TLS and a token/);
+    expect(() => new Master({ mongoUrl: testMongoUrl(), host: '0.0.0.0', token: TOKEN })).toThrow(
+      /with a token but without TLS/,
+    );
+    expect(() => new Master({ mongoUrl: testMongoUrl(), host: '0.0.0.0', insecure: true })).not.toThrow();
+    await c.assertAlive();
+  });
+
   test('a token shorter than 16 characters is refused when the master listens beyond loopback', async () => {
     expect(() => new Master({ mongoUrl: testMongoUrl(), host: '0.0.0.0', token: 'short' })).toThrow(
       /at least 16/,
     );
-    expect(() => new Master({ mongoUrl: testMongoUrl(), host: '0.0.0.0', token: TOKEN })).not.toThrow();
+    expect(
+      () => new Master({ mongoUrl: testMongoUrl(), host: '0.0.0.0', token: TOKEN, insecure: true }),
+    ).not.toThrow();
     // On loopback, a short token is the operator's business.
     expect(() => new Master({ mongoUrl: testMongoUrl(), host: '127.0.0.1', token: 'short' })).not.toThrow();
     await c.assertAlive();

@@ -140,6 +140,27 @@ describe('adversarial: limits', () => {
     await c.assertAlive();
   });
 
+  test('a message over maxMessageBytes closes its connection before it is parsed, even with a valid token; one under it is answered', async () => {
+    const s = await feederSocket();
+    // Under the limit: parsed, and refused by the add's own checks (the task is over maxTaskBytes).
+    const big = JSON.stringify({ tasks: [{ module: 'ok', params: ['y'.repeat(MESSAGE_LIMIT - 1024)] }] });
+    expect(await emitRaw(s, 'tasks:add', big, true)).toMatchObject({
+      ok: false,
+      error: { code: 'EVALIDATION' },
+    });
+    const closed = new Promise<string>((resolve) => s.once('disconnect', (reason) => resolve(reason)));
+    void emitRaw(
+      s,
+      'tasks:add',
+      JSON.stringify({ tasks: [{ module: 'ok', params: ['z'.repeat(MESSAGE_LIMIT)] }] }),
+      true,
+    ).catch(() => undefined);
+    expect(await within(WAIT_MS, closed, 'the transport closed on an oversized message')).toMatch(
+      /transport (close|error)/,
+    );
+    await c.assertAlive();
+  });
+
   test('the feeder splits a batch larger than the message limit into several adds; every task runs', async () => {
     const f = await c.feeder({ maxMessageBytes: MESSAGE_LIMIT });
     const runner = await c.runner({ runnerId: 'split-r', slots: 4 });

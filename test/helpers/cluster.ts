@@ -144,9 +144,14 @@ export interface MasterProcess extends Proc {
  * Starts `taskmaster master` on `dbName` (port free on loopback) and resolves once it listens: for
  * tests that measure the master's own memory, or kill, stop or restart it.
  */
-export async function spawnMaster(dbName: string, extra: string[] = []): Promise<MasterProcess> {
+export async function spawnMaster(
+  dbName: string,
+  extra: string[] = [],
+  opts: { mongoUrl?: string } = {},
+): Promise<MasterProcess> {
   const port = await freePort();
-  const p = spawnCli(['master', '--port', String(port), '--mongo-url', testDbUrl(dbName), ...extra]);
+  const url = opts.mongoUrl ?? testDbUrl(dbName);
+  const p = spawnCli(['master', '--port', String(port), '--mongo-url', url, ...extra]);
   await p.waitFor(/master listening/);
   return {
     ...p,

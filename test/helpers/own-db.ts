@@ -19,8 +19,9 @@ export interface OwnDatabase {
   stop(): Promise<void>;
 }
 
-export async function ownDatabase(): Promise<OwnDatabase> {
-  const dataDir = tempDir('taskmaster-own-db-');
+/** `dataDir`: where its files go (a small file system, to fill its disk); default a new temporary folder. */
+export async function ownDatabase(opts: { dataDir?: string } = {}): Promise<OwnDatabase> {
+  const dataDir = opts.dataDir ?? tempDir('taskmaster-own-db-');
   let db: EmbeddedDatabase = await startEmbeddedDatabase({ dataDir, log: () => undefined });
   const port = db.port;
   const pid = (): number => {

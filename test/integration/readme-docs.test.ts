@@ -1,18 +1,21 @@
 /**
- * The README against the code: every command's flags (its `--help`) against the README's table for
- * it, the HTTP routes it lists against a running master, and the collections it describes against the
- * ones the master creates.
+ * The documentation against the code: every command's flags (its `--help`) against its table in
+ * docs/configuration.md and the README's CLI at a glance, the error codes and HTTP routes of
+ * docs/protocol.md against the registry and a running master, and the collections
+ * docs/architecture.md describes against the ones the master creates.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import mongoose from 'mongoose';
 import { main } from '../../bin/cli';
 import { ERROR_CODES } from '../../protocol/errors';
 import type { Master } from '../../master/master';
-import { ROOT, startMaster } from '../helpers/cluster';
+import { startMaster } from '../helpers/cluster';
 import { testDbName, testMongoUrl } from '../helpers/db';
+import { readDoc, section as sectionOf } from '../helpers/docs';
 
-const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+const README = readDoc('README.md');
+const CONFIGURATION = readDoc('docs/configuration.md');
+const PROTOCOL = readDoc('docs/protocol.md');
+const ARCHITECTURE = readDoc('docs/architecture.md');
 
 /** `taskmaster COMMAND --help`, run in this process (commander writes it to stdout). */
 async function help(...command: string[]): Promise<string> {
@@ -35,14 +38,15 @@ function helpFlags(text: string): string[] {
   return flags.filter((f) => f !== '--help').sort();
 }
 
-/** The part of the README from a heading line to the next heading of the same or a higher level. */
-function section(heading: string): string {
-  const start = README.indexOf(`\n${heading}\n`);
-  if (start < 0) throw new Error(`README has no heading "${heading}"`);
-  const level = heading.split(' ')[0];
-  const rest = README.slice(start + heading.length + 2);
-  const next = rest.search(new RegExp(`^#{1,${level.length}} `, 'm'));
-  return next < 0 ? rest : rest.slice(0, next);
+/** A section of docs/configuration.md: one command's, from its heading to the next. */
+const configSection = (heading: string): string => sectionOf(CONFIGURATION, heading, 'docs/configuration.md');
+
+/** The commands' headings of docs/configuration.md (`` `taskmaster master` `` …). */
+const configHeadings = (): string[] => [...CONFIGURATION.matchAll(/^## (.+)$/gm)].map((m) => m[1]);
+
+/** The commands `taskmaster --help` lists. */
+async function commandsOfHelp(): Promise<string[]> {
+  return [...(await help()).matchAll(/^ {2}([a-z]+)\b/gm)].map((m) => m[1]).filter((c) => c !== 'help');
 }
 
 /** The flags in the first column of a section's table. */
@@ -71,19 +75,17 @@ function tableDefaults(text: string): Map<string, string> {
 
 const normal = (s: string): string => s.replace(/`/g, '').trim().toLowerCase();
 
-describe('the README matches the code', () => {
-  test('the error codes the README lists are exactly the registered ones', () => {
-    const start = README.indexOf('Codes (`protocol/errors.ts`):');
+describe('the documentation matches the code', () => {
+  test('the error codes docs/protocol.md lists are exactly the registered ones', () => {
+    const start = PROTOCOL.indexOf('Codes (`protocol/errors.ts`):');
     expect(start).toBeGreaterThan(0);
-    const paragraph = README.slice(start, README.indexOf('\n\n', start));
+    const paragraph = PROTOCOL.slice(start, PROTOCOL.indexOf('\n\n', start));
     const listed = [...new Set([...paragraph.matchAll(/`(E[A-Z]+)`/g)].map((m) => m[1]))].sort();
     expect(listed).toEqual(Object.keys(ERROR_CODES).sort());
   });
 
-  test('every command has a section under Configuration whose table lists exactly its --help flags', async () => {
-    const commands = [...(await help()).matchAll(/^ {2}([a-z]+)\b/gm)]
-      .map((m) => m[1])
-      .filter((c) => c !== 'help');
+  test('every command has a section in docs/configuration.md whose table lists exactly its --help flags', async () => {
+    const commands = await commandsOfHelp();
     expect(commands).toEqual(
       expect.arrayContaining([
         'master',
@@ -101,16 +103,17 @@ describe('the README matches the code', () => {
         'watch',
       ]),
     );
-    const config = section('## Configuration');
-    const headings = [...config.matchAll(/^### (.+)$/gm)].map((m) => m[1]);
+    const headings = configHeadings();
     const mismatches: string[] = [];
     // One at a time: each run captures stdout.
     for (const h of headings) {
       const named = [...h.matchAll(/`taskmaster ([a-z]+)/g)].map((m) => m[1]);
       const fromHelp = [...new Set((await Promise.all(named.map((c) => help(c)))).flatMap(helpFlags))].sort();
-      const documented = tableFlags(section(`### ${h}`));
+      const documented = tableFlags(configSection(`## ${h}`));
       if (JSON.stringify(fromHelp) !== JSON.stringify(documented))
-        mismatches.push(`${h}: --help has ${fromHelp.join(' ')}; README has ${documented.join(' ')}`);
+        mismatches.push(
+          `${h}: --help has ${fromHelp.join(' ')}; docs/configuration.md has ${documented.join(' ')}`,
+        );
     }
     expect(mismatches).toEqual([]);
     const documentedCommands = headings.flatMap((h) =>
@@ -119,21 +122,34 @@ describe('the README matches the code', () => {
     expect(commands.filter((c) => !documentedCommands.includes(c))).toEqual([]);
   });
 
-  test('every default a --help names is the default the README table gives for that flag', async () => {
+  test('every default a --help names is the default the docs/configuration.md table gives for that flag', async () => {
     const mismatches: string[] = [];
-    for (const h of [...section('## Configuration').matchAll(/^### (.+)$/gm)].map((m) => m[1])) {
-      const documented = tableDefaults(section(`### ${h}`));
+    for (const h of configHeadings()) {
+      const documented = tableDefaults(configSection(`## ${h}`));
       for (const command of [...h.matchAll(/`taskmaster ([a-z]+)/g)].map((m) => m[1])) {
         for (const [flag, said] of helpDefaults(await help(command))) {
-          // The first part of the help's default ("127.255.255.255, this machine only") must be the README's.
+          // The first part of the help's default ("127.255.255.255, this machine only") must be the table's.
           const head = normal(said.split(',')[0]);
           const cell = documented.get(flag);
           if (cell === undefined || !normal(cell).includes(head))
-            mismatches.push(`${command} ${flag}: --help says "${said}", the README "${cell ?? '(no row)'}"`);
+            mismatches.push(`${command} ${flag}: --help says "${said}", the table "${cell ?? '(no row)'}"`);
         }
       }
     }
     expect(mismatches).toEqual([]);
+  });
+
+  test("every command --help lists is in the README's CLI at a glance, and every command there exists", async () => {
+    const glance = sectionOf(README, '## The CLI at a glance', 'README.md');
+    const listed = [
+      ...new Set(
+        [...glance.matchAll(/^\| `taskmaster ([a-z]+)|, `taskmaster ([a-z]+)/gm)].map((m) => m[1] ?? m[2]),
+      ),
+    ];
+    const commands = await commandsOfHelp();
+    expect(commands.length).toBeGreaterThanOrEqual(13);
+    expect(commands.filter((c) => !listed.includes(c))).toEqual([]);
+    expect(listed.filter((c) => !commands.includes(c))).toEqual([]);
   });
 
   describe('against a running master', () => {
@@ -146,8 +162,8 @@ describe('the README matches the code', () => {
       await master?.close();
     });
 
-    test('every HTTP route in the README has a handler', async () => {
-      const routes = [...README.matchAll(/^\| `(GET|POST|DELETE) (\/[^`?]*)(?:\?[^`]*)?`/gm)].map((m) => ({
+    test('every HTTP route in docs/protocol.md has a handler', async () => {
+      const routes = [...PROTOCOL.matchAll(/^\| `(GET|POST|DELETE) (\/[^`?]*)(?:\?[^`]*)?`/gm)].map((m) => ({
         method: m[1],
         path: m[2].replace(/\b(ID|KEY)\b/g, 'nobody'),
       }));
@@ -166,15 +182,13 @@ describe('the README matches the code', () => {
       expect(unrouted).toEqual([]);
     });
 
-    test('the collections the README describes are the ones the master creates', async () => {
-      const documented = [...section('## Architecture').matchAll(/^- `([a-z_]+)` —/gm)]
-        .map((m) => m[1])
-        .sort();
+    test('the collections docs/architecture.md describes are the ones the master creates', async () => {
+      const documented = [...ARCHITECTURE.matchAll(/^- `([a-z_]+)` —/gm)].map((m) => m[1]).sort();
       const conn = await mongoose.createConnection(testMongoUrl(), { dbName }).asPromise();
       try {
         const created = (await conn.db!.listCollections().toArray()).map((c) => c.name).sort();
         expect(documented).toEqual(created);
-        expect(section('## Architecture')).toContain(
+        expect(ARCHITECTURE).toContain(
           `MongoDB: ${['tasks', 'task_journal', 'task_adds', 'allocations', 'leases'].join(', ')}`,
         );
       } finally {

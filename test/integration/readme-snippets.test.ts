@@ -1,6 +1,6 @@
 /**
- * The README runs. Its code blocks marked ```ts runnable (feeder scripts) and ```ts task / ```js task
- * (task modules) are written out under the paths their first line names (`// tasks/greet.ts`), beside
+ * The README and docs/ run. Their code blocks marked ```ts runnable (feeder scripts) and ```ts task /
+ * ```js task (task modules) are written out under the paths their first line names (`// tasks/greet.ts`), beside
  * the tasks folder `taskmaster init` writes, with `taskmaster-distributed` resolving to this checkout;
  * then they are type-checked with the project's compiler options, and each runnable one is run as
  * the README says (`npx tsx feed.ts`) against a real master and a runner on that folder only: what a
@@ -19,22 +19,9 @@ import type { Runner } from '../../runner/runner';
 import { startRunner } from '../helpers/clients';
 import { ROOT, startMaster, tempDir } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
+import { docFiles, readDoc, readmeSnippets } from '../helpers/docs';
 
 const run = promisify(execFile);
-
-interface Snippet {
-  kind: 'runnable' | 'task';
-  file: string;
-  code: string;
-}
-
-export function readmeSnippets(markdown: string): Snippet[] {
-  return [...markdown.matchAll(/^```(?:ts|js) (runnable|task)\n([\s\S]*?)^```$/gm)].map((m) => {
-    const file = /^\/\/ (\S+\.[cm]?[jt]s)\n/.exec(m[2])?.[1];
-    if (!file) throw new Error(`a README snippet marked ${m[1]} must start with "// <path>":\n${m[2]}`);
-    return { kind: m[1] as Snippet['kind'], file, code: m[2] };
-  });
-}
 
 /** `taskmaster-distributed` (and its `/task` entry) as a package in `dir`, pointing at this checkout. */
 function linkPackage(dir: string): void {
@@ -61,10 +48,10 @@ function linkPackage(dir: string): void {
   );
 }
 
-const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+const README = readDoc('README.md');
 
-describe('the README runs', () => {
-  const snippets = readmeSnippets(README);
+describe('the README and docs/ run', () => {
+  const snippets = docFiles().flatMap((file) => readmeSnippets(readDoc(file)));
   const dbName = testDbName('readme-snippets');
   let dir: string;
   let master: Master;
@@ -92,9 +79,9 @@ describe('the README runs', () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  test('it has runnable feeder scripts and task modules, each named by its first line', () => {
-    expect(snippets.filter((s) => s.kind === 'runnable').length).toBeGreaterThanOrEqual(2);
-    expect(snippets.filter((s) => s.kind === 'task').length).toBeGreaterThanOrEqual(1);
+  test('they have runnable feeder scripts and task modules, each named by its first line', () => {
+    expect(readmeSnippets(README).filter((s) => s.kind === 'runnable').length).toBeGreaterThanOrEqual(2);
+    expect(snippets.filter((s) => s.kind === 'task').length).toBeGreaterThanOrEqual(3);
   });
 
   test('its TypeScript snippets type-check with the project compiler options', () => {

@@ -4,17 +4,21 @@
  * master and a runner started with `npx taskmaster`, and a TypeScript feeder compiled with `tsc` as
  * CommonJS and as NodeNext ESM, each run to completion against them. The embedded database keeps its
  * data in the project and its build in the user's cache (here a cache folder of the test's own), so
- * a reinstall of node_modules loses no task and rebuilds nothing.
+ * a reinstall of node_modules loses no task and rebuilds nothing. And the README's first hour, run
+ * as written: its `first-hour` shell blocks in a new folder, with only the package name replaced by
+ * the tarball and the port given by the environment variables the configuration documents.
  *
  * Run by `npm run test:package` (a CI step of its own: it needs the npm registry or cache).
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import mongoose from 'mongoose';
 import { ROOT, spawnProc, tempDir, type Proc } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
+import { readDoc, readmeSnippets, taggedBlocks } from '../helpers/docs';
 
 const run = promisify(execFile);
 type Run = (args: string[], env?: Record<string, string>) => Promise<{ stdout: string; stderr: string }>;
@@ -35,6 +39,75 @@ function goCache(): string {
   } catch {
     return '';
   }
+}
+
+/** A port nothing listens on now, for a master that takes its port from the environment. */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * A shell script run as a user runs it in a terminal, in a process group of its own, so that what it
+ * leaves running in the background (`npx taskmaster master &`) can be stopped with it.
+ */
+function runScript(file: string, cwd: string, env: NodeJS.ProcessEnv) {
+  const child = spawn('bash', ['-e', file], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const listeners = new Set<() => void>();
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    for (const l of listeners) l();
+  });
+  const group = child.pid!;
+  const alive = () => {
+    try {
+      process.kill(-group, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return {
+    output: () => ({ stdout, stderr }),
+    /** Resolves once stderr matches `pattern`, or after `timeoutMs` (the assertions say what is missing). */
+    stderrMatches: (pattern: RegExp, timeoutMs: number) =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          resolve();
+        };
+        const check = () => {
+          if (pattern.test(stderr)) done();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        listeners.add(check);
+        check();
+      }),
+    /** The script's exit code, or null if it did not end within `timeoutMs`. */
+    exit: (timeoutMs: number) =>
+      new Promise<number | null>((resolve) => {
+        const timer = setTimeout(() => resolve(null), timeoutMs);
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          resolve(code);
+        });
+      }),
+    /** SIGTERM to everything the script started, then SIGKILL to what is left after 20 s. */
+    async stop(): Promise<void> {
+      if (!alive()) return;
+      process.kill(-group, 'SIGTERM');
+      for (let waited = 0; alive() && waited < 20_000; waited += 100)
+        await new Promise((r) => setTimeout(r, 100));
+      if (alive()) process.kill(-group, 'SIGKILL');
+    },
+  };
 }
 
 /** The two ways a user's TypeScript project compiles a feeder script. */
@@ -79,6 +152,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
   /** The feeder compiles, started once the package is installed, while the other tests run. */
   let compiled: Promise<void>;
   const procs: Proc[] = [];
+  const scripts: ReturnType<typeof runScript>[] = [];
   /** The installed command itself: `npx taskmaster` is checked once, and costs a second a call. */
   const taskmaster: Run = (args, extra = {}) =>
     run(path.join(dir, 'node_modules', '.bin', 'taskmaster'), args, {
@@ -143,6 +217,7 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
   });
 
   afterAll(async () => {
+    for (const s of scripts) await s.stop();
     for (const p of procs.reverse()) await p.kill();
     if (dir) fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   });
@@ -204,6 +279,75 @@ describe(`the packed ${PKG.name} installed into a fresh folder`, () => {
       expect(fed.stderr.trimEnd().split('\n').pop()).toMatch(/^2 tasks in \d+\.\d s: 2 done, 0 failed/);
     }
   });
+
+  test("the README's first hour runs as written in a new folder: install, init, a master on the embedded database it builds, a runner, the first batch, and its feeder scripts with npx tsx", async () => {
+    const readme = readDoc('README.md');
+    const blocks = taggedBlocks(readme, 'sh', 'first-hour');
+    expect(blocks.length).toBeGreaterThanOrEqual(2);
+    const install = `npm install ${PKG.name}\n`;
+    expect(blocks[0]).toContain(install);
+    // The package is not fetched from the registry: it is the tarball under test.
+    const script = blocks
+      .join('\n')
+      .replace(install, `npm install --prefer-offline --no-audit --no-fund ${tarball}\n`);
+    const folder = path.join(path.dirname(dir), 'first-hour');
+    fs.mkdirSync(folder);
+    fs.writeFileSync(path.join(folder, 'first-hour.sh'), script);
+    const port = await freePort();
+    const started = Date.now();
+    const session = runScript('first-hour.sh', folder, {
+      ...process.env,
+      ...env,
+      // No database given: the master starts the embedded one, built into the user's cache.
+      MONGO_URL: '',
+      // The README's default port (3232) may be taken on this machine.
+      TASKMASTER_PORT: String(port),
+      TASKMASTER_MASTER: `http://127.0.0.1:${port}`,
+    });
+    scripts.push(session);
+    const code = await session.exit(200_000);
+    // The script's streams stay open while the master and the runner run: its last lines may come
+    // just after it exits.
+    await session.stderrMatches(/^\d+ tasks in /m, 5000);
+    const { stdout, stderr } = session.output();
+    const project = path.join(folder, 'my-tasks');
+    // From code, beside the master and the runner still running: each feeder script the README
+    // shows, saved under its name and run as it says (`npx tsx feed.ts`).
+    const scriptsRun: string[] = [];
+    if (code === 0) {
+      for (const s of readmeSnippets(readme).filter((x) => x.kind === 'runnable')) {
+        fs.writeFileSync(path.join(project, s.file), s.code);
+        const ran = await run('npx', ['tsx', s.file], {
+          cwd: project,
+          env: { ...process.env, ...env, TASKMASTER_MASTER: `http://127.0.0.1:${port}` },
+          timeout: 60_000,
+          encoding: 'utf8',
+        }).then(
+          (r) => `exit 0, ${r.stdout}`,
+          (e: { code?: number | string; stdout?: string; stderr?: string }) =>
+            `exit ${e.code}, ${e.stdout ?? ''}${e.stderr ?? ''}`,
+        );
+        scriptsRun.push(`${s.file}: ${ran}`);
+      }
+    }
+    await session.stop();
+    if (code !== 0)
+      throw new Error(
+        `the first hour ended with ${code ?? 'a timeout'}:\n${stdout.slice(-4000)}\n${stderr.slice(-4000)}`,
+      );
+    // Built here, for this first start: the user's cache held no build before.
+    expect(stdout).toMatch(/"message":"built FerretDB in \d+ s/);
+    expect(stdout).toContain(`"data":"${path.join(project, '.taskmaster', 'db')}"`);
+    // What the README shows of the feed's output: its result lines, and its summary last.
+    const [shown] = taggedBlocks(readme, 'text', 'first-hour-output');
+    const lines = shown.trimEnd().split('\n');
+    for (const line of lines.slice(0, -1)) expect(stdout).toContain(`\n${line}\n`);
+    const summary = new RegExp(`^${lines[lines.length - 1].replace(/[\d.]+ s:/, '[\\d.]+ s:')}$`);
+    expect(stderr.trimEnd().split('\n').pop()).toMatch(summary);
+    expect(scriptsRun.length).toBeGreaterThanOrEqual(2);
+    for (const r of scriptsRun) expect(r).toMatch(/: exit 0, .*\bdone\b/s);
+    process.stderr.write(`first hour: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  }, 240_000);
 
   test("taskmaster db from the package builds the embedded FerretDB from its own sources into the user's cache and serves it", async () => {
     const bin = path.join(dir, 'node_modules', '.bin', 'taskmaster');

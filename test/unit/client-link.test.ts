@@ -155,6 +155,47 @@ describe('client link', () => {
     }
   });
 
+  test('each refusal in a row waits longer before the next try: the delay grows from the base toward the cap', async () => {
+    const s = await server();
+    const base = 20;
+    const cap = 400;
+    // When each try reached the master's middleware (refused every time).
+    const tries: number[] = [];
+    s.refuse.with = (next) => {
+      tries.push(performance.now());
+      eauth(next);
+    };
+    const { link: l, lines } = link(s.url, {
+      role: 'runner',
+      autoConnect: false,
+      retryRefused: true,
+      reconnectDelayMs: base,
+      reconnectDelayMaxMs: cap,
+    });
+    try {
+      l.open();
+      for (let i = 0; i < 10; i++) await next(l, 'refused');
+      l.close();
+      const delays = lines
+        .filter((x) => x.message === 'reconnecting to the master')
+        .map((x) => x.delayMs as number);
+      expect(delays.length).toBeGreaterThanOrEqual(9);
+      // Retry n waits within [base, min(cap, base * 2^n)], and really waits that long.
+      delays.forEach((d, n) => {
+        expect(d).toBeGreaterThanOrEqual(base);
+        expect(d).toBeLessThanOrEqual(Math.min(cap, base * 2 ** n));
+      });
+      for (let n = 0; n + 1 < tries.length && n < delays.length; n++)
+        expect(tries[n + 1] - tries[n]).toBeGreaterThanOrEqual(delays[n] - 1);
+      // A delay that never grows stays at the base; a growing one leaves it (all nine at or under
+      // twice the base: less than one chance in 10^8).
+      expect(Math.max(...delays)).toBeGreaterThan(2 * base);
+    } finally {
+      l.close();
+      await s.close();
+    }
+  });
+
   test('close() fails a pending whenConnected and is safe twice', async () => {
     const { link: l } = link('http://127.0.0.1:9', { autoConnect: false });
     const pending = l.whenConnected(10_000);

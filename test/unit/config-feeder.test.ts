@@ -4,9 +4,9 @@ import { errorOf } from '../helpers/capture';
 import { makeTestCa } from '../helpers/pki';
 
 describe('feeder settings', () => {
-  test('defaults to the local master with no token', () => {
+  test('defaults to the local master with no token, waited for 5 min (a first start builds its database)', () => {
     expect(feederConfig({}, {})).toEqual({
-      options: { master: 'http://127.0.0.1:3232' },
+      options: { master: 'http://127.0.0.1:3232', connectTimeoutMs: 300_000 },
       batch: undefined,
       log: { format: undefined, level: undefined },
     });
@@ -14,7 +14,7 @@ describe('feeder settings', () => {
 
   test('TASKMASTER_MASTER and TASKMASTER_TOKEN are read; flags win', () => {
     const env = { TASKMASTER_MASTER: 'http://m:1', TASKMASTER_TOKEN: 'env-token' };
-    expect(feederConfig({}, env).options).toEqual({ master: 'http://m:1', token: 'env-token' });
+    expect(feederConfig({}, env).options).toMatchObject({ master: 'http://m:1', token: 'env-token' });
     expect(
       feederConfig({ master: 'https://n:2', batch: 'nightly', connectTimeout: '500' }, env),
     ).toMatchObject({
@@ -31,6 +31,7 @@ describe('feeder settings', () => {
   test('an empty variable counts as unset', () => {
     expect(feederConfig({}, { TASKMASTER_MASTER: '', TASKMASTER_TOKEN: '' }).options).toEqual({
       master: 'http://127.0.0.1:3232',
+      connectTimeoutMs: 300_000,
     });
   });
 

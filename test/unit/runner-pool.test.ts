@@ -173,7 +173,8 @@ describe('runner child pool', () => {
       result: { refs: [{ id: 'n1', _id: 'x1' }], refused: 'EQUEUEFULL' },
     });
     expect(asked).toEqual([[{ module: 'ok', params: [1] }], [{ module: 'ok' }]]);
-    expect(progress).toEqual([50]);
+    // Progress is a fraction: 50 is passed on as 1.
+    expect(progress).toEqual([1]);
     expect(h.lines).toContainEqual(
       expect.objectContaining({
         level: 'info',

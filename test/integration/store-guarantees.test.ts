@@ -1,0 +1,137 @@
+/**
+ * Guarantees of the store and the API that nothing else in the suite would notice losing: the
+ * folder's `rev < new` precondition, the API's runner filter, which tasks retention by count keeps,
+ * and that retention never removes a task that is live again in memory.
+ */
+import mongoose, { type Connection } from 'mongoose';
+import type { Master } from '../../master/master';
+import { Store } from '../../master/store';
+import { newTaskRecord } from '../../master/task-record';
+import { silentLogger } from '../../common/logger';
+import type { TaskDoc } from '../../models/task';
+import { startMaster } from '../helpers/cluster';
+import { startFeeder, startRunner } from '../helpers/clients';
+import { testDbName, testDbUrl } from '../helpers/db';
+import { eventually } from '../helpers/wait';
+
+describe('store and API guarantees', () => {
+  const cleanup: (() => Promise<unknown> | unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  async function connect(dbName: string): Promise<Connection> {
+    const conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
+    cleanup.push(() => conn.close());
+    return conn;
+  }
+
+  async function master(label: string, opts: Parameters<typeof startMaster>[1] = {}) {
+    const dbName = testDbName(label);
+    const m: Master = await startMaster(dbName, opts);
+    cleanup.push(() => m.close());
+    const feeder = await startFeeder(m.url);
+    cleanup.push(() => feeder.close());
+    const conn = await connect(dbName);
+    return { master: m, feeder, tasks: conn.collection<TaskDoc>('tasks') };
+  }
+
+  test('the folder never writes an older state over a newer one in tasks (its filter holds rev < new)', async () => {
+    const conn = await connect(testDbName('fold-rev'));
+    const store = new Store(conn, { writeChunk: 1000, logger: silentLogger() });
+    cleanup.push(() => store.close());
+    const created = Date.now();
+    const base = { batch: 'b', module: 'ok', params: [], maxAttempts: 1, created, updated: created };
+    await store.tasks.insertOne({ _id: 'newer', ...base, state: 'done', attempts: 2, rev: 5 } as TaskDoc);
+    // A record behind the document (rev 3 < 5): what a late write of a stale state would carry.
+    const stale = newTaskRecord({
+      id: 'newer',
+      module: 'ok',
+      batch: 'b',
+      created,
+      state: 'running',
+      maxAttempts: 1,
+      attempts: 1,
+      rev: 3,
+      who: 'someone',
+    });
+    store.fold(stale);
+    await store.folder.settled();
+    expect(store.folder.counters.commands).toBeGreaterThan(0); // the update was sent
+    expect(await store.tasks.findOne({ _id: 'newer' })).toMatchObject({ state: 'done', rev: 5, attempts: 2 });
+    // A newer record is written.
+    store.fold({ ...stale, rev: 6, state: 'running' });
+    await store.folder.settled();
+    expect(await store.tasks.findOne({ _id: 'newer' })).toMatchObject({ state: 'running', rev: 6 });
+  });
+
+  test('GET /api/tasks?runner=R lists only the tasks that ran on R', async () => {
+    const { master: m, feeder } = await master('runner-filter', { retainMs: null });
+    for (const id of ['filter-a', 'filter-b']) {
+      const r = await startRunner(m.url, { runnerId: id, workers: 1, slots: 2 });
+      cleanup.push(() => r.close());
+    }
+    const tasks = [
+      { id: 'on-a-1', module: 'ok', runner: 'filter-a' },
+      { id: 'on-a-2', module: 'ok', runner: 'filter-a' },
+      { id: 'on-b-1', module: 'ok', runner: 'filter-b' },
+    ];
+    expect((await feeder.work(tasks)).map((o) => o.state)).toEqual(['done', 'done', 'done']);
+    await m.flushed();
+    const list = async (runner: string) => {
+      const res = await fetch(new URL(`/api/tasks?runner=${runner}`, m.url));
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { tasks: { id: string }[] }).tasks.map((t) => t.id).sort();
+    };
+    expect(await list('filter-a')).toEqual(['on-a-1', 'on-a-2']);
+    expect(await list('filter-b')).toEqual(['on-b-1']);
+    expect(await list('nobody')).toEqual([]);
+  });
+
+  test('retention by count keeps the newest final tasks and removes the oldest', async () => {
+    const { master: m, feeder, tasks } = await master('retain-count', { retainMs: null, retainCount: 2 });
+    const r = await startRunner(m.url, { workers: 1, slots: 1 });
+    cleanup.push(() => r.close());
+    // One after the other, so each finishes (and is `updated`) after the one before.
+    for (const id of ['old-1', 'old-2', 'new-1', 'new-2'])
+      expect(await feeder.work([{ id, module: 'ok' }])).toMatchObject([{ state: 'done' }]);
+    await m.flushed();
+    expect(await m.retainNow()).toBe(2);
+    expect((await tasks.find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id).sort()).toEqual([
+      'new-1',
+      'new-2',
+    ]);
+  });
+
+  test('retention by count does not remove a task retried (live again) before its new state reached tasks', async () => {
+    const { master: m, feeder, tasks } = await master('retain-live', { retainMs: null, retainCount: 1 });
+    const r = await startRunner(m.url, { workers: 1, slots: 1 });
+    // Both fail, `again` first: the oldest final task, the one retention by count would take.
+    expect(await feeder.work([{ id: 'again', module: 'throws', maxAttempts: 1 }])).toMatchObject([
+      { state: 'failed' },
+    ]);
+    expect(await feeder.work([{ id: 'kept', module: 'throws', maxAttempts: 1 }])).toMatchObject([
+      { state: 'failed' },
+    ]);
+    await r.close(); // so the retried task stays ready
+    await m.flushed();
+    expect((await m.retry(['again'])).retried).toEqual(['again']);
+    // Its document still says failed (a state that is not final is folded ~200 ms later): only
+    // memory knows it is live again.
+    expect(await tasks.findOne({ _id: 'again' })).toMatchObject({ state: 'failed' });
+    await m.retainNow();
+    await m.flushed();
+    expect(await tasks.findOne({ _id: 'again' })).toMatchObject({ state: 'ready' });
+    expect(await tasks.countDocuments({ _id: 'kept' })).toBe(1);
+    // And it runs to its end, recorded in tasks.
+    const again = await startRunner(m.url, { workers: 1, slots: 1 });
+    cleanup.push(() => again.close());
+    await eventually(
+      async () => {
+        await m.flushed();
+        return (await tasks.findOne({ _id: 'again', state: 'failed', attempts: 2 })) !== null;
+      },
+      { what: 'the retried task failed again, recorded in tasks' },
+    );
+  });
+});
