@@ -142,6 +142,10 @@ export async function main(argv: string[]): Promise<number> {
         '--write-backlog-limit <n>',
         'tasks of adds not yet written to the database before adds are refused with EQUEUEFULL (default 20,000)',
       )
+      .option(
+        '--max-scans <n>',
+        'reads that scan the stored tasks (lists with filters, batches not in memory) at once; more are refused with EBUSY (default 2)',
+      )
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option(
         '--recovery-grace <ms>',

@@ -55,6 +55,7 @@ export interface MasterFlags {
   defaultRunTimeout?: string;
   queueLimit?: string;
   writeBacklogLimit?: string;
+  maxScans?: string;
   distributeDelay?: string;
   recoveryGrace?: string;
   leaseMs?: string;
@@ -123,6 +124,7 @@ const SETTINGS = {
   runTimeoutGrace: { flag: '--run-timeout-grace', schema: integer(0, 3_600_000) },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   writeBacklogLimit: { flag: '--write-backlog-limit', schema: integer(1, 100_000_000) },
+  maxScans: { flag: '--max-scans', schema: integer(1, 1000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
   leaseMs: { flag: '--lease-ms', schema: integer(100, 3_600_000) },
@@ -197,6 +199,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       runTimeoutGraceMs: s.runTimeoutGrace ?? MASTER_DEFAULTS.runTimeoutGraceMs,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
       writeBacklogLimit: s.writeBacklogLimit ?? MASTER_DEFAULTS.writeBacklogLimit,
+      maxScans: s.maxScans ?? MASTER_DEFAULTS.maxScans,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
       distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,

@@ -61,6 +61,7 @@ import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { rewriteFromMemory } from './store-rewrite';
+import { ScanGate } from './scan-gate';
 import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCounts } from './connections';
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
@@ -97,6 +98,8 @@ export class Master extends EventEmitter implements ApiView {
   private announcer: { stop(): void } | null = null;
   private closing: Promise<void> | null = null;
   private mon: Monitor | null = null;
+  /** Reads of `tasks` that may scan, bounded (`maxScans`). */
+  readonly scans: ScanGate;
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
   private connections: ConnectionGuard | null = null;
@@ -116,6 +119,9 @@ export class Master extends EventEmitter implements ApiView {
     const exposure = exposureIssue(this.opts.host, { token: !!this.opts.token, tls: !!this.opts.tls });
     if (exposure && !this.opts.insecure) throw new TaskmasterError('EVALIDATION', exposure);
     checkMessageLimits(this.opts);
+    if (!Number.isInteger(this.opts.maxScans) || this.opts.maxScans < 1)
+      throw new TaskmasterError('EVALIDATION', 'maxScans: must be an integer of at least 1');
+    this.scans = new ScanGate(this.opts.maxScans);
     if (this.opts.tls) checkTlsPair(this.opts.tls, { cert: 'tls.cert', key: 'tls.key' });
     // Longer delays would fire at once (Node's timers hold 32 bits).
     for (const key of [

@@ -134,6 +134,12 @@ export interface MasterOptions {
    * its size. Default 20,000.
    */
   writeBacklogLimit?: number;
+  /**
+   * Reads of the tasks that may scan them (the API's task lists with filters, a batch not in memory,
+   * its graph or failures) allowed at once; one more is refused with 503 EBUSY. On FerretDB such a
+   * read reads every task, beside the writes that make adds and outcomes durable. Default 2.
+   */
+  maxScans?: number;
   /** Run one task per `key` at a time; tasks with the key of a running task are held and get its outcome (proletariat's HOLDSIMILARWORK). Default false. */
   holdSimilarWork?: boolean;
   /** Delay before a retry, unless a task sets `backoff`. Default: none (retry at once). */
@@ -180,6 +186,7 @@ export type MasterDefaults = Required<
     | 'foldBacklogLimit'
     | 'queueLimit'
     | 'writeBacklogLimit'
+    | 'maxScans'
     | 'holdSimilarWork'
     | 'retryBackoff'
     | 'timeoutSweepMs'
@@ -209,6 +216,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   foldBacklogLimit: 50_000,
   queueLimit: 1_000_000,
   writeBacklogLimit: 20_000,
+  maxScans: 2,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },
   timeoutSweepMs: 50,

@@ -32,7 +32,13 @@ export type PoolJob = {
 } & ({ module: LoadedModule } | { exec: ExecSpec });
 
 export type JobOutcome =
-  { ok: true; result: unknown } | { ok: false; error: ReportedError; unrecoverable?: boolean };
+  | {
+      ok: true;
+      result: unknown;
+      /** Set (and `result` null) when the result was too large to be sent from the worker: its size as JSON. */
+      bytes?: number;
+    }
+  | { ok: false; error: ReportedError; unrecoverable?: boolean };
 
 /** What runs an attempt: a pool child (ChildHandle) or a program (ExecProcess). */
 export interface AttemptHost {

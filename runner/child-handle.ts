@@ -5,17 +5,20 @@
  * retire, when to replace) belong to the pool, and an attempt's timeout and escalation to its
  * supervisor. A handle whose process exited is never reused.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { limitLog } from '../common/log-limit';
 import type { Logger } from '../common/logger';
 import type { ReportedError, WireError } from '../protocol/errors';
+import { ENVELOPE_BYTES } from '../protocol/limits';
 import type { AddReply } from '../protocol/schemas';
 import type { AttemptHost } from './attempt-supervisor';
 import { ChildOutput, MAX_OUTPUT_LINE_BYTES } from './child-output';
 import { signalTree, TREE_TAG_VAR } from './process-tree';
+import { WORKER_CHANNEL_FD, WORKER_CHANNEL_VAR, WorkerChannel, workerMessageLimit } from './worker-channel';
 import type { LoadedModule } from './loader';
 import {
   ChildCommand,
@@ -30,6 +33,8 @@ export interface ChildSpawnOptions {
   /** Extra Node flags for the child, e.g. `--max-old-space-size=512`. */
   execArgv: string[];
   orphanWatchdog: boolean;
+  /** Longest message the child may send (read as each message begins); a longer one kills it. Default: {@link workerMessageLimit} of 1 MiB results. */
+  maxMessageBytes?: () => number;
   logger: Logger;
 }
 
@@ -72,17 +77,22 @@ export class ChildHandle
   private readonly exitedPromise: Promise<void>;
   private readonly log: Logger;
   private readonly output: ChildOutput;
+  private readonly channel: WorkerChannel;
+  private readonly maxMessageBytes: () => number;
   /** Inherited by every process the child starts, so they can be found and killed with it. */
   private readonly treeTag = `${process.pid}.${this.id}.${randomBytes(6).toString('hex')}`;
 
   constructor(opts: ChildSpawnOptions) {
     super();
     const args = opts.orphanWatchdog ? [] : ['--no-orphan-watchdog'];
-    this.proc = fork(CHILD_MAIN, args, {
-      execArgv: ['--require', TSX_CJS, ...opts.execArgv],
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      serialization: 'json',
-      env: { ...process.env, [TREE_TAG_VAR]: this.treeTag },
+    // Not fork(): Node's IPC channel reads a message whole whatever its size; this one is bounded.
+    this.proc = spawn(process.execPath, ['--require', TSX_CJS, ...opts.execArgv, CHILD_MAIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        [TREE_TAG_VAR]: this.treeTag,
+        [WORKER_CHANNEL_VAR]: String(WORKER_CHANNEL_FD),
+      },
       // A process group of its own: Ctrl-C in the runner's terminal signals the terminal's foreground
       // group, and must not reach the children. It is also the core of the child's process tree,
       // which is killed with it (process-tree.ts). The runner stops them itself on shutdown (and the
@@ -99,7 +109,13 @@ export class ChildHandle
     if (this.proc.stdout) this.output.attach(this.proc.stdout, 'stdout');
     if (this.proc.stderr) this.output.attach(this.proc.stderr, 'stderr');
 
-    this.proc.on('message', (raw) => this.onMessage(raw));
+    this.maxMessageBytes = opts.maxMessageBytes ?? (() => workerMessageLimit(Infinity));
+    this.channel = new WorkerChannel(this.proc.stdio[WORKER_CHANNEL_FD] as Duplex, this.maxMessageBytes);
+    this.channel.on('message', (raw) => this.onMessage(raw));
+    this.channel.on('oversize', (limit) => {
+      this.log.warn('worker process sent a message over the limit; killing it', { limitBytes: limit });
+      this.killFor(`it sent a message over ${limit} bytes to the runner`);
+    });
     // Sending to a process that just died raises 'error'; its 'exit' tells the real story.
     this.proc.on('error', (err) => this.log.debug('child process error', { error: err.message }));
     this.exitedPromise = new Promise((resolve) =>
@@ -170,7 +186,8 @@ export class ChildHandle
     }
     this.keys.add(key);
     this.output.renew();
-    this.send({ cmd: ChildCommand.Start, key, hash: mod.hash, task });
+    const room = this.maxMessageBytes() - ENVELOPE_BYTES;
+    this.send({ cmd: ChildCommand.Start, key, hash: mod.hash, task, room });
   }
 
   /** Fires the attempt's AbortSignal in the child; it counts as abandoned until the child lets go. */
@@ -219,8 +236,8 @@ export class ChildHandle
   }
 
   private send(msg: ToChild): void {
-    if (this.exited || !this.proc.connected) return;
-    this.proc.send(msg);
+    if (this.exited || !this.channel.open) return;
+    this.channel.send(msg);
   }
 
   /**

@@ -1,33 +1,37 @@
 /**
- * Entry point of a runner's child process (forked by child-handle.ts with tsx's CommonJS hook, so
- * task modules and their dependencies may be TypeScript). Wires the IPC channel to the processor and
- * makes sure the process never outlives its runner.
+ * Entry point of a runner's child process (started by child-handle.ts with tsx's CommonJS hook, so
+ * task modules and their dependencies may be TypeScript). Wires the channel to the runner
+ * (worker-channel.ts, on file descriptor 3) to the processor and makes sure the process never
+ * outlives its runner.
  *
  * An uncaught error cannot be pinned on one task when several share the process, so the child dies
  * and the parent fails every attempt it held with ECRASH (the master retries them); the error is sent
  * first so the crash can be explained in the runner's log.
  */
+import net from 'node:net';
 import { Worker } from 'node:worker_threads';
-import { fromThrown } from '../protocol/errors';
+import { capError, fromThrown } from '../protocol/errors';
 import { ChildProcessor } from './child-processor';
 import { ParentCommand, type ToChild, type ToParent } from './sandbox-messages';
+import { WORKER_CHANNEL_FD, WORKER_CHANNEL_VAR, WorkerChannel } from './worker-channel';
 
-if (!process.send) throw new Error('runner/child-main must be started by the runner (no IPC channel)');
+if (process.env[WORKER_CHANNEL_VAR] !== String(WORKER_CHANNEL_FD))
+  throw new Error('runner/child-main must be started by the runner (no channel to it)');
+// Task code has no business with it; its own child processes must not take it for theirs.
+delete process.env[WORKER_CHANNEL_VAR];
 
-// Captured before any task runs: a task replacing process.send must not rewrite its neighbours'
-// reports (Node's IPC serialises with its own captured JSON, not the global one).
-const processSend = process.send.bind(process);
+const channel = new WorkerChannel(new net.Socket({ fd: WORKER_CHANNEL_FD, readable: true, writable: true }));
 
 function send(msg: ToParent): void {
-  if (process.connected) processSend(msg);
+  channel.send(msg);
 }
 
 const processor = new ChildProcessor(send);
-process.on('message', (msg) => processor.handle(msg as ToChild));
+channel.on('message', (msg) => processor.handle(msg as ToChild));
 
 // The runner went away without stopping this child: nothing left to report to, and nobody left to
 // kill what the tasks started, so the whole process group goes (this child leads it).
-process.on('disconnect', () => {
+channel.on('close', () => {
   try {
     process.kill(-process.pid, 'SIGKILL');
   } catch {
@@ -39,9 +43,9 @@ let dying = false;
 function die(err: unknown): void {
   if (dying) return;
   dying = true;
-  const error = fromThrown(err, 'ECRASH');
-  if (!process.connected) process.exit(1);
-  processSend({ cmd: ParentCommand.Fatal, error } satisfies ToParent, () => process.exit(1));
+  const error = capError(fromThrown(err, 'ECRASH'));
+  if (!channel.open) process.exit(1);
+  channel.send({ cmd: ParentCommand.Fatal, error } satisfies ToParent, () => process.exit(1));
   setTimeout(() => process.exit(1), 1000).unref();
 }
 process.on('uncaughtException', die);

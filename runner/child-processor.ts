@@ -10,7 +10,8 @@
  */
 import Module from 'node:module';
 import path from 'node:path';
-import { fromThrown, TaskmasterError, wireError, type ReportedError } from '../protocol/errors';
+import { capError, fromThrown, TaskmasterError, wireError, type ReportedError } from '../protocol/errors';
+import { MAX_OUTPUT_LINE_BYTES } from './child-output';
 import {
   ChildCommand,
   ParentCommand,
@@ -32,6 +33,7 @@ const JSONParse = JSON.parse;
 const ObjectDefineProperty = Object.defineProperty;
 const ObjectFreeze = Object.freeze;
 const ArrayIsArray = Array.isArray;
+const BufferByteLength = Buffer.byteLength;
 const readRss = process.memoryUsage.rss;
 
 interface CompiledModule {
@@ -61,6 +63,8 @@ export class ChildProcessor {
   private running = new Map<string, Running>();
   private addRequests = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextReqId = 1;
+  /** What the runner lets this child send per message (its latest Start says): bytes of JSON. */
+  private room = Infinity;
 
   constructor(private readonly send: (msg: ToParent) => void) {}
 
@@ -99,6 +103,7 @@ export class ChildProcessor {
   private start(msg: StartMessage): void {
     const { key, task } = msg;
     if (this.running.has(key)) return;
+    this.room = msg.room;
     const mod = this.modules.get(task.module);
     const controller = new AbortController();
     const run: Running = { ctx: this.context(key, task, controller.signal), controller, settled: false };
@@ -133,13 +138,7 @@ export class ChildProcessor {
 
   private context(key: string, task: TaskPayload, signal: AbortSignal): TaskContext {
     const log = (level: LogLevel) => (message: unknown, meta?: Record<string, unknown>) =>
-      this.send({
-        cmd: ParentCommand.Log,
-        key,
-        level,
-        message: String(message),
-        meta: jsonSafe(meta) as Record<string, unknown>,
-      });
+      this.send({ cmd: ParentCommand.Log, key, level, ...boundedLine(message, meta) });
     const taskLog: TaskLog = {
       error: log('error'),
       warn: log('warn'),
@@ -170,6 +169,15 @@ export class ChildProcessor {
   private add(key: string, tasks: unknown, batch?: string): Promise<unknown> {
     const list = ArrayIsArray(tasks) ? tasks : [tasks];
     const reqId = this.nextReqId++;
+    const bytes = jsonBytes(list);
+    if (bytes > this.room)
+      return Promise.reject(
+        new TaskmasterError(
+          'ETOOLARGE',
+          `the tasks given to this.add are ${bytes} bytes as JSON, over the ${this.room} bytes a worker may send its runner at once; add them in parts`,
+          { bytes, limit: this.room },
+        ),
+      );
     return new Promise((resolve, reject) => {
       this.addRequests.set(reqId, { resolve, reject });
       this.send({
@@ -191,9 +199,9 @@ export class ChildProcessor {
   }
 
   private complete(key: string, value: unknown): void {
-    let result: unknown;
+    let text: string;
     try {
-      result = jsonValue(value);
+      text = jsonText(value);
     } catch (err) {
       // The same value would fail the same way on every attempt: not retried.
       return this.fail(
@@ -202,7 +210,12 @@ export class ChildProcessor {
         true,
       );
     }
-    if (this.settle(key)) this.send({ cmd: ParentCommand.Completed, key, result, rss: rss() });
+    const bytes = BufferByteLength(text);
+    if (!this.settle(key)) return;
+    // Too large to send: its size goes instead, and the runner fails the attempt with ETOOLARGE
+    // naming the setting, as for any result over its limit.
+    if (bytes > this.room) this.send({ cmd: ParentCommand.Completed, key, result: null, bytes, rss: rss() });
+    else this.send({ cmd: ParentCommand.Completed, key, result: JSONParse(text) as unknown, rss: rss() });
   }
 
   private failThrown(key: string, err: unknown): void {
@@ -226,6 +239,8 @@ export class ChildProcessor {
       const details = jsonSafe(error.details);
       error = details === undefined ? { code: error.code, message: error.message } : { ...error, details };
     }
+    // Cut to what an outcome carries, which also keeps it within what the channel takes.
+    error = capError(error);
     if (this.settle(key))
       this.send({
         cmd: ParentCommand.Failed,
@@ -325,11 +340,34 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
   return isObject(v) && typeof v.then === 'function';
 }
 
-/** The value as it will arrive at the master: JSON only, `undefined` becoming `null`. Throws if impossible. */
-function jsonValue(v: unknown): unknown {
-  if (v === undefined) return null;
-  const s = JSONStringify(v);
-  return s === undefined ? null : (JSONParse(s) as unknown);
+/** The value as JSON text, as it will arrive at the master: `undefined` becoming `null`. Throws if impossible. */
+function jsonText(v: unknown): string {
+  if (v === undefined) return 'null';
+  return JSONStringify(v) ?? 'null';
+}
+
+/** Bytes of `v` as JSON; Infinity if it cannot be serialised (it is dropped on the way anyway). */
+function jsonBytes(v: unknown): number {
+  try {
+    return BufferByteLength(JSONStringify(v) ?? '');
+  } catch {
+    return Infinity;
+  }
+}
+
+/** A `this.log` line cut as a line of the task's output is (child-output.ts): it travels in one message. */
+function boundedLine(
+  message: unknown,
+  meta: Record<string, unknown> | undefined,
+): { message: string; meta?: Record<string, unknown> } {
+  let text = String(message);
+  if (text.length > MAX_OUTPUT_LINE_BYTES)
+    text = `${text.slice(0, MAX_OUTPUT_LINE_BYTES)} … [cut at ${MAX_OUTPUT_LINE_BYTES} characters]`;
+  const bytes = meta === undefined ? 0 : jsonBytes(meta);
+  if (bytes === Infinity) return { message: text };
+  if (bytes > MAX_OUTPUT_LINE_BYTES)
+    return { message: text, meta: { metaLeftOut: `${bytes} bytes as JSON, over ${MAX_OUTPUT_LINE_BYTES}` } };
+  return { message: text, meta: jsonSafe(meta) as Record<string, unknown> | undefined };
 }
 
 /** Best effort for logs and details: a value that cannot be serialised is dropped, not fatal. */

@@ -44,6 +44,8 @@ export interface PoolOptions {
   maxTasksPerWorker?: number;
   /** Retire a child whose resident set, measured as each attempt settles, exceeds this. Default: never. */
   maxWorkerMemoryMb?: number;
+  /** Longest message a child may send its runner; a longer one kills it. Default: `workerMessageLimit` of 1 MiB results. */
+  maxMessageBytes?: () => number;
   logger: Logger;
 }
 
@@ -164,6 +166,7 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
     const child = new ChildHandle({
       execArgv: this.opts.execArgv,
       orphanWatchdog: this.opts.orphanWatchdog,
+      ...(this.opts.maxMessageBytes ? { maxMessageBytes: this.opts.maxMessageBytes } : {}),
       logger: this.log,
     });
     this.children.push(child);
@@ -180,10 +183,9 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
 
   private onMessage(child: ChildHandle, msg: ToParent): void {
     if (msg.cmd === ParentCommand.Ready || msg.cmd === ParentCommand.Fatal) return;
-    // The handle only passes on reports about attempts its process holds; checked again here, so an
-    // attempt is settled only by the host it was handed to.
-    const found = msg.key === undefined ? undefined : this.attempts.get(msg.key);
-    const a = found?.host === child ? found : undefined;
+    // The handle passes on only reports about attempts its own process holds (child-handle.ts), so an
+    // attempt is started, advanced and settled only by the child it was handed to.
+    const a = msg.key === undefined ? undefined : this.attempts.get(msg.key);
     switch (msg.cmd) {
       case ParentCommand.Log: {
         const log = a ? this.log.child({ taskId: a.job.task.id, attempt: a.job.task.attempt }) : this.log;
@@ -208,7 +210,7 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
         this.attempts.delete(msg.key);
         a.finish(
           msg.cmd === ParentCommand.Completed
-            ? { ok: true, result: msg.result }
+            ? { ok: true, result: msg.result, ...(msg.bytes === undefined ? {} : { bytes: msg.bytes }) }
             : { ok: false, error: msg.error, ...(msg.unrecoverable ? { unrecoverable: true } : {}) },
         );
         if (child.retiring && child.load === 0) void child.stop(this.opts.killGraceMs);

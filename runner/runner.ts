@@ -35,6 +35,7 @@ import type { RunnerOptions } from './options';
 import { ResultOutbox } from './outbox';
 import { ChildPool, type JobOutcome } from './pool';
 import { attemptKey } from './sandbox-messages';
+import { workerMessageLimit } from './worker-channel';
 
 export interface RunnerEvents {
   /** The master acknowledged a hello (at start and after every reconnect). */
@@ -104,6 +105,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       orphanWatchdog: o.orphanWatchdog,
       maxTasksPerWorker: o.maxTasksPerWorker,
       maxWorkerMemoryMb: o.maxWorkerMemoryMb,
+      maxMessageBytes: () => workerMessageLimit(this.maxResultBytes),
       logger: this.log,
     });
     this.conn = new MasterConnection({
@@ -464,7 +466,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     const limit = this.maxResultBytes;
     let bytes: number;
     try {
-      bytes = Buffer.byteLength(JSON.stringify(outcome.result) ?? '');
+      bytes = outcome.bytes ?? Buffer.byteLength(JSON.stringify(outcome.result) ?? '');
     } catch (err) {
       const error = wireError('ETASK', `the result is not JSON-serialisable: ${(err as Error).message}`);
       return { ok: false, error, unrecoverable: true };

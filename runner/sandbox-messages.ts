@@ -1,7 +1,7 @@
 /**
  * The sandbox protocol between the runner (parent) and its child processes, after BullMQ's
  * ChildCommand/ParentCommand pair: one small enum per direction and a discriminated union of
- * messages. Everything here travels over Node's IPC channel as JSON.
+ * messages. Everything here travels as JSON over the worker's channel (worker-channel.ts).
  *
  * An attempt is named by its `key` (`<id>#<attempt>`), so a late message about attempt 3 can never
  * be mistaken for attempt 4 of the same task.
@@ -64,6 +64,11 @@ export interface StartMessage {
   key: string;
   hash: string;
   task: TaskPayload;
+  /**
+   * Largest result, added tasks or error (bytes of JSON) the child may send for this attempt; the
+   * channel refuses longer messages by killing the child, so the child checks first.
+   */
+  room: number;
 }
 export interface CancelMessage {
   cmd: ChildCommand.Cancel;
@@ -81,7 +86,7 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 /**
  * What a child may say, parsed on receipt: the child runs task code, which can write anything to the
- * channel (`process.send`), so a message of any other shape is dropped and logged.
+ * channel (its file descriptor 3), so a message of any other shape is dropped and logged.
  */
 export const toParentSchema = z.discriminatedUnion('cmd', [
   z.object({ cmd: z.literal(ParentCommand.Ready) }),
@@ -90,6 +95,8 @@ export const toParentSchema = z.discriminatedUnion('cmd', [
     cmd: z.literal(ParentCommand.Completed),
     key: z.string(),
     result: z.unknown(),
+    /** Set instead of a result that was too large to send: its size as JSON. */
+    bytes: z.number().int().nonnegative().optional(),
     rss: z.number().optional(),
   }),
   z.object({

@@ -69,6 +69,34 @@ describe('adversarial: output floods', () => {
     await assertAlive();
   }, 120_000);
 
+  test('700 MB without a newline written straight to the worker’s channel: the worker is killed (ECRASH naming the limit), runner peak RSS under 250 MB', async () => {
+    const [o] = await feeder.work([
+      { module: 'flood-channel', params: [700 * MB], runner: 'flooded', maxAttempts: 1, timeout: 100_000 },
+    ]);
+    expect(o).toMatchObject({
+      state: 'failed',
+      error: {
+        code: 'ECRASH',
+        message: expect.stringMatching(/killed: it sent a message over \d+ bytes to the runner$/),
+      },
+    });
+    expect(peakMb()).toBeLessThan(250);
+    await assertAlive();
+  }, 120_000);
+
+  test('a result of 50 MB is not sent whole from its worker: ETOOLARGE naming the limit, not retried, runner peak RSS under 250 MB', async () => {
+    const [o] = await feeder.work([
+      { module: 'big-result', params: [50 * MB], runner: 'flooded', maxAttempts: 3, timeout: 100_000 },
+    ]);
+    expect(o).toMatchObject({
+      state: 'failed',
+      attempts: 1,
+      error: { code: 'ETOOLARGE', message: expect.stringContaining(`the result is ${50 * MB + 2} bytes`) },
+    });
+    expect(peakMb()).toBeLessThan(250);
+    await assertAlive();
+  }, 120_000);
+
   test('200 MB on stderr in lines of 1 KiB: at most 1 MiB of it logged for the attempt, then the rest counted, runner peak RSS under 250 MB', async () => {
     const from = runner.output().length;
     const o = await flood([200 * MB, 1024, 'stderr']);

@@ -8,8 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Feeder } from '../../feeder/feeder';
-import type { Runner } from '../../runner/runner';
-import { tempDir } from '../helpers/cluster';
+import { spawnRunner, tempDir } from '../helpers/cluster';
 import { eventually, waitForEvent } from '../helpers/wait';
 import { startCluster, type Cluster } from './cluster';
 
@@ -42,12 +41,12 @@ describe('adversarial: process trees', () => {
   });
 
   /** Starts spawn-tree on `runner` and resolves with the pids of the three processes it started. */
-  const startTree = async (runner: Runner, extra: Record<string, unknown> = {}) => {
+  const startTree = async (runnerId: string, extra: Record<string, unknown> = {}) => {
     const dir = tempDir('tree');
     dirs.push(dir);
     const id = path.basename(dir);
     await feeder.add([
-      { id, module: 'spawn-tree', params: [dir], runner: runner.runnerId, maxAttempts: 1, ...extra },
+      { id, module: 'spawn-tree', params: [dir], runner: runnerId, maxAttempts: 1, ...extra },
     ]);
     const tree = await eventually(
       () => {
@@ -60,7 +59,7 @@ describe('adversarial: process trees', () => {
     );
     pids.push(...tree);
     expect(tree.every(alive)).toBe(true);
-    return { id, tree };
+    return { id, dir, tree };
   };
 
   const allGone = (tree: number[]) =>
@@ -71,7 +70,7 @@ describe('adversarial: process trees', () => {
 
   test('a run timeout kills the worker and the 3 processes its task started (grouped, detached, re-parented): 0 left', async () => {
     const runner = await cluster.runner({ runnerId: 'tree-timeout', killGraceMs: 200 });
-    const { id, tree } = await startTree(runner, { runTimeout: 3000 });
+    const { id, tree } = await startTree(runner.runnerId, { runTimeout: 3000 });
     const [worker] = runner.pids;
     const [o] = await feeder.wait([id]);
     expect(o).toMatchObject({ state: 'failed', error: { code: 'ETO' } });
@@ -81,7 +80,7 @@ describe('adversarial: process trees', () => {
 
   test('a cancel kills the worker and the 3 processes its task started: 0 left', async () => {
     const runner = await cluster.runner({ runnerId: 'tree-cancel', killGraceMs: 200 });
-    const { id, tree } = await startTree(runner);
+    const { id, tree } = await startTree(runner.runnerId);
     const [worker] = runner.pids;
     const respawned = waitForEvent(runner, 'respawn');
     expect(await feeder.cancel([id])).toEqual([id]);
@@ -92,14 +91,30 @@ describe('adversarial: process trees', () => {
 
   test('the runner’s close kills its workers and the 3 processes a running task started: 0 left', async () => {
     const runner = await cluster.runner({ runnerId: 'tree-close', killGraceMs: 200 });
-    const { tree } = await startTree(runner);
+    const { tree } = await startTree(runner.runnerId);
     const [worker] = runner.pids;
     await runner.close();
     await allGone([worker, ...tree]);
     await cluster.assertAlive();
   });
 
-  test('a task replacing JSON.parse, JSON.stringify and process.send in its worker leaves the next task’s result intact (0 of 20 corrupted)', async () => {
+  test('a runner killed outright: its worker and the processes in the worker’s group die with it (0 of 2 left)', async () => {
+    const proc = await spawnRunner(cluster.master, 'tree-killed');
+    try {
+      const { dir, tree } = await startTree('tree-killed');
+      const worker = Number(fs.readFileSync(path.join(dir, 'worker'), 'utf8'));
+      pids.push(worker);
+      await proc.kill('SIGKILL');
+      // The detached ones left the group: with no runner left to find them, they are the limit the
+      // docs name (the afterAll hook ends them).
+      await allGone([worker, tree[0]]);
+    } finally {
+      await proc.kill('SIGKILL');
+    }
+    await cluster.assertAlive();
+  });
+
+  test('a task replacing JSON.parse, JSON.stringify and Socket.prototype.write in its worker leaves the next task’s result intact (0 of 20 corrupted)', async () => {
     const runner = await cluster.runner({ runnerId: 'globals', workers: 1, slots: 1 });
     const [replaced] = await feeder.work([{ module: 'replace-globals', runner: 'globals' }]);
     expect(replaced.state).toBe('done');

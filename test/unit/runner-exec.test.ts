@@ -206,6 +206,83 @@ describe('built-in exec task: cancel', () => {
   });
 });
 
+describe('built-in exec task: cancel signals the program', () => {
+  let pool: ChildPool;
+  let dir: string;
+  beforeEach(async () => {
+    dir = tempDir('taskmaster-exec-');
+    // A grace far longer than the waits below: only a SIGTERM can end the program in time.
+    pool = new ChildPool({
+      workers: 1,
+      killGraceMs: 20_000,
+      execArgv: [],
+      orphanWatchdog: false,
+      logger: testLogger(),
+    });
+    await pool.start();
+  });
+  afterEach(async () => {
+    await pool.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Runs `script` under node as an exec attempt and resolves with its pid once it has written it. */
+  async function runScript(key: string, script: string): Promise<number> {
+    const pidFile = path.join(dir, `${key}.pid`);
+    const checked = checkExec(
+      [
+        NODE,
+        ['-e', `require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));${script}`],
+      ],
+      [NODE],
+    );
+    if (!checked.ok) throw new Error(checked.error.message);
+    pool.run({
+      key,
+      task: { id: key, attempt: 1, module: 'exec', params: [], priority: 0 },
+      exec: checked.spec,
+    });
+    const until = Date.now() + 10_000;
+    while (!(fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8')) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    return Number(fs.readFileSync(pidFile, 'utf8'));
+  }
+
+  test('a cancel sends the program SIGTERM: its handler runs and it exits long before the kill', async () => {
+    const marker = path.join(dir, 'terminated');
+    const pid = await runScript(
+      'term#1',
+      `process.on('SIGTERM', () => { require('fs').writeFileSync(${JSON.stringify(marker)}, 'SIGTERM'); process.exit(0); });
+       setInterval(() => {}, 1000);`,
+    );
+    pool.cancel('term#1');
+    expect(await gone(pid)).toBe(true);
+    expect(fs.readFileSync(marker, 'utf8')).toBe('SIGTERM');
+  });
+
+  test('what the program started in the background (a detached child) is killed with it: 0 of 2 processes left', async () => {
+    const childFile = path.join(dir, 'child.pid');
+    const sleeper = `require('fs').writeFileSync(${JSON.stringify(childFile)}, String(process.pid)); setInterval(() => {}, 1000);`;
+    const pid = await runScript(
+      'bg#1',
+      `require('child_process').spawn(process.execPath, ['-e', ${JSON.stringify(sleeper)}], { stdio: 'ignore', detached: true }).unref();
+       setInterval(() => {}, 1000);`,
+    );
+    const until = Date.now() + 10_000;
+    while (!(fs.existsSync(childFile) && fs.readFileSync(childFile, 'utf8')) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    const child = Number(fs.readFileSync(childFile, 'utf8'));
+    expect(alive(child)).toBe(true);
+    pool.cancel('bg#1');
+    try {
+      expect(await gone(pid)).toBe(true);
+      expect(await gone(child)).toBe(true);
+    } finally {
+      if (alive(child)) process.kill(child, 'SIGKILL');
+    }
+  });
+});
+
 describe('built-in exec task through a master', () => {
   const dbName = testDbName('exec');
   let master: Master;
