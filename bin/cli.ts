@@ -94,6 +94,10 @@ export async function main(argv: string[]): Promise<number> {
         "largest payload of dependencies' results a task is given, as JSON (default 256 KB; at most --max-message-bytes)",
       )
       .option(
+        '--max-buffered-bytes <n>',
+        'bytes held for one connection that does not read; beyond, it is closed (default 8 MiB; at least --max-message-bytes)',
+      )
+      .option(
         '--max-connections <n>',
         'TCP connections held at once; at most the open-file limit less 256 (default 10000)',
       )
@@ -137,6 +141,10 @@ export async function main(argv: string[]): Promise<number> {
       .option(
         '--write-backlog-limit <n>',
         'tasks of adds not yet written to the database before adds are refused with EQUEUEFULL (default 20,000)',
+      )
+      .option(
+        '--max-scans <n>',
+        'reads that scan the stored tasks (lists with filters, batches not in memory) at once; more are refused with EBUSY (default 2)',
       )
       .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
       .option(

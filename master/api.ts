@@ -21,6 +21,7 @@ import {
 import { batchNodes, decodeCursor, encodeCursor, listTasks, loadTasks, storedBatches } from './queries';
 import type { RerunResult } from './rerun';
 import type { Reason } from './policies/reason';
+import type { ScanGate } from './scan-gate';
 import type { Scheduler } from './scheduler';
 import type { TaskRecord } from './task-record';
 
@@ -28,6 +29,8 @@ export interface ApiView extends HttpView {
   readonly monitor: Monitor;
   /** `tasks`, holding every acknowledged task. */
   readTasks(): Promise<Collection<TaskDoc>>;
+  /** Bounds the reads of `tasks` that may scan (anything but `_id` look-ups). */
+  readonly scans: ScanGate;
   retry(ids: string[]): Promise<RerunResult>;
   retryBatch(batch: string): Promise<RerunResult>;
 }
@@ -59,7 +62,9 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
       const cursor = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
       if (q.cursor !== undefined && !cursor)
         throw new HttpError(400, 'EVALIDATION', 'cursor: not a cursor this API returned');
-      const page = await listTasks(await master.readTasks(), q, cursor, q.limit);
+      const page = await master.scans.run('GET /api/tasks', async () =>
+        listTasks(await master.readTasks(), q, cursor, q.limit),
+      );
       json(res, 200, {
         tasks: page.docs.map((d) => overlay(master.scheduler, d)),
         next: page.next ? encodeCursor(page.next) : null,
@@ -105,7 +110,9 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     .on('GET', '/api/batches/:id', async ({ res, params, master }) => {
       const id = param(params.id);
       const batch = await findBatch(master, id);
-      const { docs, truncated } = await batchNodes(await master.readTasks(), id, GRAPH_LIMIT);
+      const { docs, truncated } = await master.scans.run(`batch "${id}"`, async () =>
+        batchNodes(await master.readTasks(), id, GRAPH_LIMIT),
+      );
       const ids = new Set(docs.map((d) => d._id));
       const nodes = docs.map((d) => ({
         id: d._id,
@@ -119,13 +126,15 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     })
     .on('POST', '/api/batches/:id/retry-failed', async ({ res, params, master }) => {
       const id = param(params.id);
-      // Whether it exists, not its counts: on FerretDB each count reads the whole collection.
-      if (
-        !master.monitor.batch(id) &&
-        !(await (await master.readTasks()).findOne({ batch: id }, { projection: { _id: 1 } }))
-      )
-        throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
-      const r = await master.retryBatch(id);
+      const r = await master.scans.run(`batch "${id}"`, async () => {
+        // Whether it exists, not its counts: on FerretDB each count reads the whole collection.
+        if (
+          !master.monitor.batch(id) &&
+          !(await (await master.readTasks()).findOne({ batch: id }, { projection: { _id: 1 } }))
+        )
+          throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
+        return master.retryBatch(id);
+      });
       json(res, 200, { retried: r.retried });
     })
     .on('POST', '/api/batches/:id/cancel', async ({ res, params, master }) => {
@@ -140,7 +149,10 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
 async function findBatch(master: ApiView, id: string): Promise<BatchView> {
   const known = master.monitor.batch(id);
   if (known) return known;
-  const [stored] = await storedBatches(await master.readTasks(), { ids: [id] });
+  // Not among the batches memory follows: a scan of `tasks` (an unknown name finds nothing, at full cost).
+  const [stored] = await master.scans.run(`batch "${id}"`, async () =>
+    storedBatches(await master.readTasks(), { ids: [id] }),
+  );
   if (!stored) throw new HttpError(404, 'ENOTFOUND', `no batch "${id}"`);
   return storedBatchView(stored);
 }

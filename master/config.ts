@@ -44,6 +44,7 @@ export interface MasterFlags {
   reservedConnections?: string;
   handshakeTimeout?: string;
   runTimeoutGrace?: string;
+  maxBufferedBytes?: string;
   insecure?: boolean;
   tlsCert?: string;
   tlsKey?: string;
@@ -54,6 +55,7 @@ export interface MasterFlags {
   defaultRunTimeout?: string;
   queueLimit?: string;
   writeBacklogLimit?: string;
+  maxScans?: string;
   distributeDelay?: string;
   recoveryGrace?: string;
   leaseMs?: string;
@@ -90,6 +92,7 @@ const SETTINGS = {
   maxMessageBytes: { flag: '--max-message-bytes', schema: integer(64 * 1024, 256 * 1024 * 1024) },
   maxTaskBytes: { flag: '--max-task-bytes', schema: integer(1024, 16 * 1024 * 1024) },
   maxDependencyBytes: { flag: '--max-dependency-bytes', schema: integer(0, 256 * 1024 * 1024) },
+  maxBufferedBytes: { flag: '--max-buffered-bytes', schema: integer(64 * 1024, 4 * 1024 * 1024 * 1024) },
   maxConnections: { flag: '--max-connections', schema: integer(1, 10_000_000) },
   maxConnectionsPerAddress: { flag: '--max-connections-per-address', schema: integer(1, 10_000_000) },
   reservedConnections: { flag: '--reserved-connections', schema: integer(0, 10_000_000) },
@@ -121,6 +124,7 @@ const SETTINGS = {
   runTimeoutGrace: { flag: '--run-timeout-grace', schema: integer(0, 3_600_000) },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
   writeBacklogLimit: { flag: '--write-backlog-limit', schema: integer(1, 100_000_000) },
+  maxScans: { flag: '--max-scans', schema: integer(1, 1000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
   recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
   leaseMs: { flag: '--lease-ms', schema: integer(100, 3_600_000) },
@@ -183,6 +187,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
       maxTaskBytes: s.maxTaskBytes,
       maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
+      maxBufferedBytes: s.maxBufferedBytes ?? MASTER_DEFAULTS.maxBufferedBytes,
       maxConnections: s.maxConnections ?? MASTER_DEFAULTS.maxConnections,
       maxConnectionsPerAddress: s.maxConnectionsPerAddress ?? MASTER_DEFAULTS.maxConnectionsPerAddress,
       reservedConnections: s.reservedConnections ?? MASTER_DEFAULTS.reservedConnections,
@@ -194,6 +199,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       runTimeoutGraceMs: s.runTimeoutGrace ?? MASTER_DEFAULTS.runTimeoutGraceMs,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
       writeBacklogLimit: s.writeBacklogLimit ?? MASTER_DEFAULTS.writeBacklogLimit,
+      maxScans: s.maxScans ?? MASTER_DEFAULTS.maxScans,
       sacredGuarantees: s.sacredGuarantees ?? false,
       holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
       distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,

@@ -8,19 +8,21 @@
  *   - at most `maxConnections` in all (Node's `server.maxConnections`: the rest closed on accept);
  *   - at most `maxConnectionsPerAddress` from one remote address; more are closed on accept;
  *   - guests hold at most `maxConnections - reservedConnections`: when a new connection would go
- *     beyond, the oldest guest that has not sent a complete request (silent, or a WebSocket in no
- *     namespace) is closed to make room. The reserve is thus only ever used by members, and /health or
+ *     beyond, the oldest idle guest (silent, a WebSocket in no namespace, or an HTTP keep-alive
+ *     connection between requests) is closed to make room. The reserve is thus only ever used by members, and /health or
  *     a runner with the token gets in however many idle connections an attacker opened;
  *   - a connection silent for `handshakeTimeoutMs` (no complete request; or a WebSocket that joined
  *     no namespace with a valid token) is closed.
  * Connections are keyed by remote address and port: the same for a TLS socket and the TCP socket under
  * it, and for the HTTP request that arrives on it.
  */
+import fs from 'node:fs';
 import type http from 'node:http';
 import type https from 'node:https';
 import type net from 'node:net';
 import { limitLog } from '../common/log-limit';
 import type { Logger } from '../common/logger';
+import { TaskmasterError } from '../protocol/errors';
 
 export interface ConnectionLimits {
   maxConnections: number;
@@ -29,6 +31,9 @@ export interface ConnectionLimits {
   handshakeTimeoutMs: number;
 }
 
+/** What the checks read of the master's options. */
+type LimitOptions = ConnectionLimits & { maxBufferedBytes: number; maxMessageBytes: number };
+
 type Stage = 'silent' | 'http' | 'upgraded' | 'member';
 
 interface Tracked {
@@ -36,6 +41,8 @@ interface Tracked {
   address: string;
   stage: Stage;
   timer: NodeJS.Timeout | null;
+  /** HTTP requests being answered on it; idle between them (keep-alive) it may be evicted. */
+  requests: number;
 }
 
 /** Why connections were closed by the limits, since start (for metrics and tests). */
@@ -75,7 +82,9 @@ export class ConnectionGuard {
     server.on('connection', (socket: net.Socket) => this.admit(socket));
     // First, before Socket.IO or the routes see them: a request or an upgrade proves the connection
     // is not silent.
-    server.prependListener('request', (req: http.IncomingMessage) => this.advance(req.socket, 'http'));
+    server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.request(req, res),
+    );
     server.prependListener('upgrade', (req: http.IncomingMessage) => this.advance(req.socket, 'upgraded'));
   }
 
@@ -138,12 +147,29 @@ export class ConnectionGuard {
       );
       this.drop(oldest);
     }
-    const t: Tracked = { socket, address, stage: 'silent', timer: null };
+    const t: Tracked = { socket, address, stage: 'silent', timer: null, requests: 0 };
     t.timer = setTimeout(() => this.silent(t), this.limits.handshakeTimeoutMs).unref();
     this.byKey.set(key, t);
     this.evictable.add(t);
     this.perAddress.set(address, fromAddress + 1);
     socket.once('close', () => this.forget(key, t));
+  }
+
+  /**
+   * An HTTP request arrived: the connection is not silent, and is not evicted while it is answered.
+   * Idle again after the answer (keep-alive), it is the newest evictable guest: connections that ask
+   * once and then sit cannot hold the guests' room any more than silent ones can.
+   */
+  private request(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const t = this.byKey.get(keyOf(req.socket));
+    if (!t || t.stage === 'member') return;
+    this.advance(req.socket, 'http');
+    t.requests++;
+    this.evictable.delete(t);
+    res.once('close', () => {
+      if (--t.requests > 0 || t.stage !== 'http' || t.socket.destroyed) return;
+      this.evictable.add(t);
+    });
   }
 
   private advance(socket: net.Socket, stage: Stage): void {
@@ -195,6 +221,62 @@ export class ConnectionGuard {
     if (t.timer) clearTimeout(t.timer);
     t.timer = null;
   }
+}
+
+/** The connection limits are whole numbers, and the reserve leaves room for unauthenticated clients. */
+export function checkConnectionLimits(o: LimitOptions): void {
+  for (const key of ['maxConnections', 'maxConnectionsPerAddress', 'reservedConnections'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < (key === 'reservedConnections' ? 0 : 1))
+      throw new TaskmasterError('EVALIDATION', `${key}: must be a whole number (got ${o[key]})`);
+  }
+  if (!Number.isInteger(o.maxBufferedBytes) || o.maxBufferedBytes < o.maxMessageBytes)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `maxBufferedBytes: must be a whole number of at least maxMessageBytes (${o.maxMessageBytes}); got ${o.maxBufferedBytes}`,
+    );
+  if (o.reservedConnections >= o.maxConnections)
+    throw new TaskmasterError(
+      'EVALIDATION',
+      `reservedConnections (${o.reservedConnections}) must be less than maxConnections (${o.maxConnections})`,
+    );
+}
+
+/**
+ * `max`, lowered to the process's open-file limit less 256 (Linux's /proc/self/limits): connections
+ * beyond what the process may open would fail in accept(), unlogged, and take /health with them.
+ */
+function fitDescriptors(max: number, logger: Logger): number {
+  let limit: number | undefined;
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    if (m) limit = Number(m[1]);
+  } catch {
+    return max; // not Linux: the operator's value stands
+  }
+  if (limit === undefined || max <= limit - 256) return max;
+  const fitted = Math.max(1, limit - 256);
+  logger.warn('maxConnections lowered to fit the open-file limit', {
+    maxConnections: max,
+    openFileLimit: limit,
+    fitted,
+  });
+  return fitted;
+}
+
+/**
+ * The limits as they apply on this machine: `maxConnections` fitted to the open-file limit, and a
+ * reserve the lowered cap cannot hold cut to a tenth of it (else guests would have no room).
+ */
+export function fitLimits(o: ConnectionLimits, logger: Logger): ConnectionLimits {
+  const maxConnections = fitDescriptors(o.maxConnections, logger);
+  const reservedConnections =
+    o.reservedConnections < maxConnections ? o.reservedConnections : Math.floor(maxConnections / 10);
+  return {
+    maxConnections,
+    reservedConnections,
+    maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+    handshakeTimeoutMs: o.handshakeTimeoutMs,
+  };
 }
 
 function keyOf(socket: net.Socket): string {

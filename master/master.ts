@@ -5,10 +5,9 @@
  * request gets an error naming the field and the reason, and nothing else is disturbed.
  */
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import type { Collection, Connection } from 'mongoose';
 import { Server, type DefaultEventsMap, type Namespace, type Socket } from 'socket.io';
 import { limitLog, logLimiter } from '../common/log-limit';
@@ -62,7 +61,9 @@ import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
 import { rewriteFromMemory } from './store-rewrite';
-import { ConnectionGuard, type ConnectionCounts } from './connections';
+import { ScanGate } from './scan-gate';
+import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCounts } from './connections';
+import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
 
@@ -97,9 +98,12 @@ export class Master extends EventEmitter implements ApiView {
   private announcer: { stop(): void } | null = null;
   private closing: Promise<void> | null = null;
   private mon: Monitor | null = null;
+  /** Reads of `tasks` that may scan, bounded (`maxScans`). */
+  readonly scans: ScanGate;
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
   private connections: ConnectionGuard | null = null;
+  private slowReaders: SlowReaders | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
   private recovered = false;
   /** The database was dropped under this master: memory is being written back (`rewriteFromMemory`). */
@@ -115,6 +119,9 @@ export class Master extends EventEmitter implements ApiView {
     const exposure = exposureIssue(this.opts.host, { token: !!this.opts.token, tls: !!this.opts.tls });
     if (exposure && !this.opts.insecure) throw new TaskmasterError('EVALIDATION', exposure);
     checkMessageLimits(this.opts);
+    if (!Number.isInteger(this.opts.maxScans) || this.opts.maxScans < 1)
+      throw new TaskmasterError('EVALIDATION', 'maxScans: must be an integer of at least 1');
+    this.scans = new ScanGate(this.opts.maxScans);
     if (this.opts.tls) checkTlsPair(this.opts.tls, { cert: 'tls.cert', key: 'tls.key' });
     // Longer delays would fire at once (Node's timers hold 32 bits).
     for (const key of [
@@ -380,11 +387,7 @@ export class Master extends EventEmitter implements ApiView {
     this.server = tls
       ? https.createServer({ cert: tls.cert, key: tls.key, ...timeouts }, handle)
       : http.createServer(timeouts, handle);
-    const guard = new ConnectionGuard(
-      { ...this.opts, maxConnections: fitDescriptors(this.opts.maxConnections, this.logger) },
-      this.logger,
-    );
-    guard.attach(this.server);
+    const guard = new ConnectionGuard(fitLimits(this.opts, this.logger), this.logger);
     this.connections = guard;
     this.io = new Server(this.server, {
       // Fast failure detection: a silent runner is noticed within ~10 s, a closed socket at once.
@@ -414,6 +417,15 @@ export class Master extends EventEmitter implements ApiView {
         cb(refusal ?? null, refusal === undefined);
       },
     });
+    // After Socket.IO: Engine.IO takes the server's request listeners for paths other than its own,
+    // and the guard must see its polling requests too.
+    guard.attach(this.server);
+    this.slowReaders = new SlowReaders(this.opts.maxBufferedBytes, this.logger);
+    this.slowReaders.attach(this.io);
+    metrics.watchConnections(
+      () => guard.status(),
+      () => this.slowReaders?.counts ?? { peakBytes: 0, disconnected: 0 },
+    );
     const auth = tokenMiddleware(this.opts.token);
     // The event maps and socket data of each namespace (Socket.IO's generics apply per server).
     const runners = this.io.of(NAMESPACES.runner) as unknown as RunnerNamespace;
@@ -425,6 +437,10 @@ export class Master extends EventEmitter implements ApiView {
     // After the token check: a connection that passed it is a client, never closed to make room.
     const member = (s: Socket, next: (err?: Error) => void) => {
       guard.member(s.request.socket);
+      // A session begun with HTTP long-polling moves to a WebSocket on a TCP connection of its own.
+      s.conn.once('upgrade', (transport: { socket?: { _socket?: NetSocket } }) =>
+        guard.member(transport.socket?._socket),
+      );
       next();
     };
     for (const nsp of [runners, feeders, legacy] as unknown as Namespace[]) nsp.use(member);
@@ -855,41 +871,6 @@ function checkMessageLimits(o: MasterOptions & MasterDefaults): void {
         `maxMessageBytes (--max-message-bytes) ${o.maxMessageBytes} less ${ENVELOPE_BYTES} bytes of envelope, ${room}. ` +
         'Raise --max-message-bytes with it',
     );
-}
-
-/** The connection limits are whole numbers, and the reserve leaves room for unauthenticated clients. */
-function checkConnectionLimits(o: MasterOptions & MasterDefaults): void {
-  for (const key of ['maxConnections', 'maxConnectionsPerAddress', 'reservedConnections'] as const) {
-    if (!Number.isInteger(o[key]) || o[key] < (key === 'reservedConnections' ? 0 : 1))
-      throw new TaskmasterError('EVALIDATION', `${key}: must be a whole number (got ${o[key]})`);
-  }
-  if (o.reservedConnections >= o.maxConnections)
-    throw new TaskmasterError(
-      'EVALIDATION',
-      `reservedConnections (${o.reservedConnections}) must be less than maxConnections (${o.maxConnections})`,
-    );
-}
-
-/**
- * `max`, lowered to the process's open-file limit less 256 (Linux's /proc/self/limits): connections
- * beyond what the process may open would fail in accept(), unlogged, and take /health with them.
- */
-function fitDescriptors(max: number, logger: Logger): number {
-  let limit: number | undefined;
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
-    if (m) limit = Number(m[1]);
-  } catch {
-    return max; // not Linux: the operator's value stands
-  }
-  if (limit === undefined || max <= limit - 256) return max;
-  const fitted = Math.max(1, limit - 256);
-  logger.warn('maxConnections lowered to fit the open-file limit', {
-    maxConnections: max,
-    openFileLimit: limit,
-    fitted,
-  });
-  return fitted;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

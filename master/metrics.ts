@@ -5,6 +5,8 @@
  * scrapes. Default metrics add the process's CPU, memory, handles and event-loop lag.
  */
 import client from 'prom-client';
+import type { ConnectionCounts } from './connections';
+import type { BufferCounts } from './slow-readers';
 import { isFinal, TASK_STATES, type TaskState } from '../protocol/states';
 import type { Scheduler, TaskObserver } from './scheduler';
 import type { Store } from './store';
@@ -124,6 +126,51 @@ export class Metrics implements TaskObserver {
       'Age of the oldest change not yet in tasks',
       (s) => s.oldestUnfoldedMs / 1000,
     );
+  }
+
+  /** Connections held and closed by the limits, and what waits for slow readers. */
+  watchConnections(connections: () => ConnectionCounts, buffers: () => BufferCounts): void {
+    const reg = [this.registry];
+    new client.Gauge({
+      name: 'taskmaster_connections',
+      help: 'TCP connections held: all, and those that authenticated',
+      labelNames: ['kind'],
+      registers: reg,
+      collect() {
+        const c = connections();
+        this.set({ kind: 'open' }, c.open);
+        this.set({ kind: 'authenticated' }, c.members);
+      },
+    });
+    new client.Gauge({
+      name: 'taskmaster_connections_closed',
+      help: 'Connections closed by the limits since start, by limit',
+      labelNames: ['limit'],
+      registers: reg,
+      collect() {
+        const c = connections();
+        this.set({ limit: 'max_connections' }, c.refusedTotal);
+        this.set({ limit: 'per_address' }, c.refusedPerAddress);
+        this.set({ limit: 'reserve' }, c.evicted);
+        this.set({ limit: 'handshake_timeout' }, c.silentClosed);
+      },
+    });
+    new client.Gauge({
+      name: 'taskmaster_socket_buffered_bytes_peak',
+      help: 'Most bytes seen waiting for one connection that does not read, since start',
+      registers: reg,
+      collect() {
+        this.set(buffers().peakBytes);
+      },
+    });
+    new client.Gauge({
+      name: 'taskmaster_slow_readers_disconnected',
+      help: 'Connections closed since start for holding more than maxBufferedBytes unread',
+      registers: reg,
+      collect() {
+        this.set(buffers().disconnected);
+      },
+    });
   }
 
   added(tasks: readonly TaskRecord[]): void {

@@ -65,6 +65,12 @@ export interface MasterOptions {
    * Default 5000 ms.
    */
   handshakeTimeoutMs?: number;
+  /**
+   * Bytes the master holds for one connection that does not read them (a paused dashboard, a wedged
+   * client): beyond it the connection is closed and the log says so. At least `maxMessageBytes`.
+   * The worst case in all is this times the connections held. Default 8 MiB.
+   */
+  maxBufferedBytes?: number;
   /** Allow listening on a non-loopback address without TLS and a token. Default false. */
   insecure?: boolean;
   /**
@@ -128,6 +134,12 @@ export interface MasterOptions {
    * its size. Default 20,000.
    */
   writeBacklogLimit?: number;
+  /**
+   * Reads of the tasks that may scan them (the API's task lists with filters, a batch not in memory,
+   * its graph or failures) allowed at once; one more is refused with 503 EBUSY. On FerretDB such a
+   * read reads every task, beside the writes that make adds and outcomes durable. Default 2.
+   */
+  maxScans?: number;
   /** Run one task per `key` at a time; tasks with the key of a running task are held and get its outcome (proletariat's HOLDSIMILARWORK). Default false. */
   holdSimilarWork?: boolean;
   /** Delay before a retry, unless a task sets `backoff`. Default: none (retry at once). */
@@ -174,6 +186,7 @@ export type MasterDefaults = Required<
     | 'foldBacklogLimit'
     | 'queueLimit'
     | 'writeBacklogLimit'
+    | 'maxScans'
     | 'holdSimilarWork'
     | 'retryBackoff'
     | 'timeoutSweepMs'
@@ -187,6 +200,7 @@ export type MasterDefaults = Required<
     | 'reservedConnections'
     | 'handshakeTimeoutMs'
     | 'runTimeoutGraceMs'
+    | 'maxBufferedBytes'
   >
 >;
 
@@ -202,6 +216,7 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   foldBacklogLimit: 50_000,
   queueLimit: 1_000_000,
   writeBacklogLimit: 20_000,
+  maxScans: 2,
   holdSimilarWork: false,
   retryBackoff: { type: 'exponential' as const, delay: 0 },
   timeoutSweepMs: 50,
@@ -215,4 +230,5 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   reservedConnections: 100,
   handshakeTimeoutMs: 5000,
   runTimeoutGraceMs: 30_000,
+  maxBufferedBytes: 8 * 1024 * 1024,
 });

@@ -223,7 +223,7 @@ export class Store {
     this.journalFolded = [];
     for (let i = 0; i < ids.length; i += 1000) {
       const chunk = ids.slice(i, i + 1000);
-      await this.retry(() => this.journal.deleteMany({ _id: { $in: chunk } }));
+      await this.retry('write', () => this.journal.deleteMany({ _id: { $in: chunk } }));
     }
   }
 
@@ -395,7 +395,7 @@ export class Store {
         const keys: string[] = [];
         while (i < batch.length && batch[i].kind === 'dealloc')
           keys.push((batch[i++] as { key: string }).key);
-        await this.retry(() => this.allocations.deleteMany({ key: { $in: keys } }));
+        await this.retry('write', () => this.allocations.deleteMany({ key: { $in: keys } }));
       } else i++;
     }
   }
@@ -436,7 +436,7 @@ export class Store {
       const ids = batch.flatMap((l) => l.ids);
       for (let i = 0; i < ids.length; i += 1000) {
         const chunk = ids.slice(i, i + 1000);
-        const docs = await this.retry(() =>
+        const docs = await this.retry('read', () =>
           this.tasks.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray(),
         );
         for (const d of docs ?? []) found.add(d._id);
@@ -641,14 +641,14 @@ export class Store {
     }
   }
 
-  /** Runs one command through transient failures. */
-  private async retry<T>(op: () => Promise<T>): Promise<T | undefined> {
+  /** Runs one command (a read, or a write other than an insert) through transient failures. */
+  private async retry<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T | undefined> {
     let failures = 0;
     for (;;) {
       try {
         const r = await op();
         this.counters.commands++;
-        this.succeeded();
+        this.succeeded(kind);
         return r;
       } catch (err) {
         const f = classify(err);
@@ -656,12 +656,18 @@ export class Store {
           this.opts.logger.error('database command refused', { error: f.message });
           return undefined;
         }
-        await this.pause(++failures, f);
+        await this.pause(++failures, f, kind);
       }
     }
   }
 
-  private succeeded(): void {
+  /**
+   * A command went through. An insert ends any failure; a read or another write ends only a failure
+   * of its own kind: on a full disk reads and deletes still succeed while inserts fail.
+   */
+  private succeeded(kind: 'insert' | 'read' | 'write' = 'insert'): void {
+    const f = this.failures.writer;
+    if (f && kind !== 'insert' && f.kind !== kind) return;
     this.retrying = false;
     if (this.failures.writer) {
       this.opts.logger.info('database writes go through again', {
@@ -672,12 +678,14 @@ export class Store {
     }
   }
 
-  private async pause(failures: number, f: WriteFailure): Promise<void> {
+  private async pause(failures: number, f: WriteFailure, kind: Failing['kind'] = 'insert'): Promise<void> {
     // After close nothing can succeed any more: give up rather than retry forever.
     if (this.closed) throw new Error(`store closed with a write failing: ${f.message}`);
     this.retrying = true;
     const first = this.failures.writer === null;
-    this.failures.writer = failing(this.failures.writer, f);
+    // A failing insert stays the failure until an insert goes through.
+    const prev = this.failures.writer;
+    this.failures.writer = { ...failing(prev, f), kind: prev?.kind === 'insert' ? 'insert' : kind };
     if (first && f.cause)
       this.opts.logger.error(`database writes failing: ${f.cause}; they wait and are retried`, {
         error: f.message,
@@ -732,6 +740,8 @@ interface Failing {
   since: number;
   message: string;
   cause?: string;
+  /** What failed: an insert (the writer's own), another write, a read. */
+  kind?: 'insert' | 'read' | 'write';
 }
 
 /** The failure now, keeping when the run of failures began. */

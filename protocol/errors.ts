@@ -31,6 +31,8 @@ export const ERROR_CODES = Object.freeze({
   ENORUNNER: 'no runner with this id is known to the master (drain, undrain)',
   ENOALLOCATION: 'no runner is allocated to this affinity key',
   ESTATE: 'the task is not in a state that allows this (retry needs a failed or cancelled task)',
+  EBUSY:
+    'too many reads that scan the tasks are running at once (the master option maxScans); retry in a moment',
   EINTERNAL: 'the master failed to handle the request (logged); the request changed nothing it reported',
 } as const);
 

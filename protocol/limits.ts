@@ -20,3 +20,9 @@ export const MAX_ERROR_DETAILS_BYTES = 64 * 1024;
 
 /** Longest error code: codes are short words (`ETASK`, a task's own `EPAYMENT`). */
 export const MAX_ERROR_CODE_CHARS = 64;
+
+/**
+ * Largest `data` a runner announces (as JSON): the status API and every dashboard tick carry every
+ * runner's data, once a second to each dashboard.
+ */
+export const MAX_RUNNER_DATA_BYTES = 4096;

@@ -3,6 +3,7 @@
  * the TypeScript types of the event maps are inferred from them, so the two cannot drift apart.
  */
 import { z } from 'zod';
+import { MAX_RUNNER_DATA_BYTES } from './limits';
 import { TASK_STATES } from './states';
 
 /** Module names: `name` or `folder/name`, letters, digits, `_`, `-`, `.`; no `..`, no leading `/` or `.`. */
@@ -257,6 +258,13 @@ export const sysmsgSchema = z.object({ msg: z.unknown(), from: z.string() });
 export const moduleInfoSchema = z.object({ name: z.string(), hash: z.string() });
 export type ModuleInfo = z.infer<typeof moduleInfoSchema>;
 
+/** What a runner announces about itself (`--data`), shown by the status API and every dashboard tick. */
+export const runnerDataSchema = z
+  .record(z.string(), z.unknown())
+  .refine((d) => Buffer.byteLength(JSON.stringify(d) ?? '') <= MAX_RUNNER_DATA_BYTES, {
+    message: `must be at most ${MAX_RUNNER_DATA_BYTES} bytes as JSON`,
+  });
+
 export const helloSchema = z.object({
   runnerId: z.string().min(1).max(200),
   hostname: z.string().max(200).optional(),
@@ -267,7 +275,7 @@ export const helloSchema = z.object({
     .record(z.string().regex(/^-?\d+(\.\d+)?$/, 'must be a number'), z.number().int().min(0))
     .optional(),
   workers: z.number().int().min(1).max(1024),
-  data: z.record(z.string(), z.unknown()).default({}),
+  data: runnerDataSchema.default({}),
   /**
    * The modules this runner can run (`runner:modules` updates them): tasks of other modules are not
    * sent to it. A hello without `modules` announces none: any module is sent to it, as to a runner of

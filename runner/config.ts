@@ -20,7 +20,7 @@ import {
   type LogSettings,
 } from '../common/settings';
 import { formatIssues, issueText } from '../protocol/issues';
-import { MAX_TIMER_MS } from '../protocol/schemas';
+import { MAX_TIMER_MS, runnerDataSchema } from '../protocol/schemas';
 import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
 type Unset =
@@ -46,7 +46,8 @@ const optionsSchema = z.object({
   workers: int(1, 1024),
   token: z.string().optional(),
   ca: z.union([z.string(), z.array(z.string())]).optional(),
-  data: z.record(z.string(), z.unknown()),
+  // The master refuses a hello with more (protocol/limits.ts): say so at start, not at every connect.
+  data: runnerDataSchema,
   runnerId: z.string().min(1).max(200),
   answerThreshold: int(1),
   answerDelayMs: int(0, MAX_TIMER_MS),

@@ -9,7 +9,8 @@ import net from 'node:net';
 import { spawnMaster, type MasterProcess } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
 import { within, WAIT_MS } from '../helpers/wait';
-import { assertMasterAlive, httpRequest, TOKEN } from './cluster';
+import { io } from 'socket.io-client';
+import { assertMasterAlive, httpRequest, startCluster, TOKEN, type Cluster } from './cluster';
 
 const MAX = 600;
 const PER_ADDRESS = 200;
@@ -130,5 +131,104 @@ describe('adversarial: connections and descriptors', () => {
     expect(logged('connection refused: too many from one address')).toBeGreaterThan(0);
     await assertMasterAlive(master.url, TOKEN);
     for (const s of flood.sockets) s.destroy();
+  });
+  test('600 keep-alive HTTP connections that ask once and then sit: they cannot hold the room, /health and an honest round trip still get in; descriptors under baseline + 600', async () => {
+    const addresses = Array.from({ length: 6 }, (_, i) => `127.0.3.${i + 2}`);
+    const sockets: net.Socket[] = [];
+    let answered = 0;
+    for (let i = 0; i < 600; i += 100)
+      await Promise.all(
+        Array.from(
+          { length: 100 },
+          (_, j) =>
+            new Promise<void>((resolve) => {
+              const s = net.connect({
+                port: master.port,
+                host: '127.0.0.1',
+                localAddress: addresses[(i + j) % 6],
+              });
+              sockets.push(s);
+              s.on('error', () => undefined);
+              s.once('connect', () =>
+                s.write('GET /health HTTP/1.1\r\nHost: master\r\nConnection: keep-alive\r\n\r\n'),
+              );
+              s.once('data', () => {
+                answered++;
+                resolve();
+              });
+              s.once('close', () => resolve());
+            }),
+        ),
+      );
+    idle.push(...sockets);
+    // Each was answered, then sat: the newest push the oldest idle ones out, and health gets in.
+    expect(answered).toBe(600);
+    const health = await httpRequest(master.url, { path: '/health' });
+    expect(health.status).toBe(200);
+    expect(fds()).toBeLessThan(baseline + MAX);
+    await assertMasterAlive(master.url, TOKEN);
+    for (const s of sockets) s.destroy();
+  });
+});
+
+describe('connection limits and honest clients', () => {
+  let c: Cluster;
+  beforeAll(async () => {
+    c = await startCluster(__filename, { token: TOKEN, handshakeTimeoutMs: 500 });
+  });
+  afterAll(async () => {
+    await c?.close();
+  });
+
+  test('a client on HTTP long-polling alone is kept past the handshake timeout, its requests on any connection', async () => {
+    const s = io(`${c.master.url}/feeder`, {
+      auth: { token: TOKEN },
+      forceNew: true,
+      reconnection: false,
+      transports: ['polling'],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', () => resolve());
+        s.once('connect_error', reject);
+      });
+      const dropped = new Promise<string>((resolve) => s.once('disconnect', (reason) => resolve(reason)));
+      const stillUp = await Promise.race([
+        dropped,
+        new Promise<'up'>((resolve) => setTimeout(() => resolve('up'), 2000)),
+      ]);
+      expect(stillUp).toBe('up');
+      expect(await s.timeout(5000).emitWithAck('tasks:watch', { ids: ['nothing'] })).toMatchObject({
+        ok: true,
+      });
+    } finally {
+      s.close();
+    }
+  });
+
+  test('a client that begins with HTTP long-polling and upgrades to a WebSocket is kept past the handshake timeout', async () => {
+    const s = io(`${c.master.url}/feeder`, { auth: { token: TOKEN }, forceNew: true, reconnection: false });
+    try {
+      const upgraded = new Promise<void>((resolve) => s.io.engine?.once('upgrade', () => resolve()));
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', () => resolve());
+        s.once('connect_error', reject);
+      });
+      await within(WAIT_MS, upgraded, 'the upgrade to a WebSocket');
+      expect(s.io.engine.transport.name).toBe('websocket');
+      // Four handshake timeouts later it is still connected and answers.
+      const dropped = new Promise<string>((resolve) => s.once('disconnect', (reason) => resolve(reason)));
+      const stillUp = await Promise.race([
+        dropped,
+        new Promise<'up'>((resolve) => setTimeout(() => resolve('up'), 2000)),
+      ]);
+      expect(stillUp).toBe('up');
+      expect(await s.timeout(5000).emitWithAck('tasks:watch', { ids: ['nothing'] })).toMatchObject({
+        ok: true,
+      });
+    } finally {
+      s.close();
+    }
+    await c.assertAlive();
   });
 });

@@ -106,6 +106,8 @@ describe('adversarial: the database fails under a loaded master', () => {
     const epersist = [...outcomes.values()].flat().filter((o) => o.error?.code === 'EPERSIST');
     expect(epersist).toEqual([]);
     expect(answers.filter((a) => a !== 'EQUEUEFULL')).toEqual([]);
+    // Still not ready: reads that succeed on a full disk do not count as writes going through.
+    expect(await ready(master.url)).toMatchObject({ status: 503, body: { cause: 'disk full' } });
 
     fs.rmSync(filler);
     await Promise.all(adds);

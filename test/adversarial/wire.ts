@@ -113,8 +113,11 @@ export class WireClient {
       return;
     }
     if (m.startsWith(`42${this.prefix}`)) {
-      const body = m.slice(2 + this.prefix.length).replace(/^\d+/, '');
-      const [name, payload] = JSON.parse(body) as [string, unknown];
+      const rest = m.slice(2 + this.prefix.length);
+      const id = /^\d+/.exec(rest)?.[0];
+      const [name, payload] = JSON.parse(rest.slice(id?.length ?? 0)) as [string, unknown];
+      // The master asked for an acknowledgement (a system message): given at once, empty.
+      if (id !== undefined) this.ws.send(`43${this.prefix}${id}[]`);
       this.events.push([name, payload]);
       for (const c of [...this.checks]) c();
     }

@@ -108,4 +108,13 @@ describe('runner settings', () => {
       pki.remove();
     }
   });
+
+  test('--data of more than 4 KiB of JSON is refused at start, as the master would refuse the hello', () => {
+    expect(() => resolveRunnerOptions({ data: { note: 'x'.repeat(4096) } })).toThrow(
+      /data: must be at most 4096 bytes as JSON/,
+    );
+    expect(resolveRunnerOptions({ data: { note: 'x'.repeat(4000) } }).data).toEqual({
+      note: 'x'.repeat(4000),
+    });
+  });
 });

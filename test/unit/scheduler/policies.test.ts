@@ -281,6 +281,25 @@ describe('timeouts', () => {
     ]);
   });
 
+  test('an attempt past its run deadline is handed back once; one that moved on, or reported, is not', () => {
+    const ran: string[] = [];
+    const to = new Timeouts(1000, {
+      expired: () => undefined,
+      runExpired: (t) => ran.push(t.id),
+      swept: () => undefined,
+    });
+    const now = 10_000;
+    const late = task('late', { state: 'running', runDeadline: now - 1 });
+    const assigned = task('assigned', { state: 'assigned', runDeadline: now });
+    const early = task('early', { state: 'running', runDeadline: now + 1 });
+    const reported = task('reported', { state: 'ready', runDeadline: now - 1 });
+    for (const t of [late, assigned, early, reported]) to.trackRun(t);
+    to.sweep(now);
+    to.sweep(now);
+    to.close();
+    expect(ran).toEqual(['late', 'assigned']);
+  });
+
   test('through the scheduler: no runner within assignTimeout fails the task with EATO and says so', async () => {
     const { sched } = makeScheduler({ timeoutSweepMs: 5 });
     const timedOut = new Promise((resolve) => sched.once('assigntimeout', resolve));
