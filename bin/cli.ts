@@ -95,7 +95,7 @@ export async function main(argv: string[]): Promise<number> {
       )
       .option(
         '--max-buffered-bytes <n>',
-        'bytes held for one connection that does not read; beyond, it is closed (default 8 MiB; at least --max-message-bytes)',
+        'bytes held for one connection that does not read; beyond, it is closed, at least --max-message-bytes (default 8 MiB, or twice --max-message-bytes when more)',
       )
       .option(
         '--max-connections <n>',

@@ -191,7 +191,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
       maxTaskBytes: s.maxTaskBytes,
       maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
-      maxBufferedBytes: s.maxBufferedBytes ?? MASTER_DEFAULTS.maxBufferedBytes,
+      maxBufferedBytes: s.maxBufferedBytes,
       maxConnections: s.maxConnections ?? MASTER_DEFAULTS.maxConnections,
       maxConnectionsPerAddress: s.maxConnectionsPerAddress ?? MASTER_DEFAULTS.maxConnectionsPerAddress,
       reservedConnections: s.reservedConnections ?? MASTER_DEFAULTS.reservedConnections,

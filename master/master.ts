@@ -146,6 +146,9 @@ export class Master extends EventEmitter implements ApiView {
         'EVALIDATION',
         `maxDependencyBytes: must be an integer from 0 to maxMessageBytes (${message} bytes); got ${deps}`,
       );
+    // Unset, the bound grows with the message limit: a master made for large messages must hold two.
+    if (opts.maxBufferedBytes === undefined)
+      this.opts.maxBufferedBytes = Math.max(MASTER_DEFAULTS.maxBufferedBytes, 2 * this.opts.maxMessageBytes);
     checkConnectionLimits(this.opts);
     const runTimeout = this.opts.defaultRunTimeout;
     if (

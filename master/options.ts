@@ -68,7 +68,8 @@ export interface MasterOptions {
   /**
    * Bytes the master holds for one connection that does not read them (a paused dashboard, a wedged
    * client): beyond it the connection is closed and the log says so. At least `maxMessageBytes`.
-   * The worst case in all is this times the connections held. Default 8 MiB.
+   * The worst case in all is this times the connections held. Default 8 MiB, or twice
+   * `maxMessageBytes` when that is more.
    */
   maxBufferedBytes?: number;
   /** Allow listening on a non-loopback address without TLS and a token. Default false. */
