@@ -6,13 +6,27 @@
  *   retry    POST /api/batches/big/retry-failed: `--failed` failed tasks (half of them with a
  *            dependent that failed with EDEPFAILED) in a collection of `--docs` documents.
  *
- *   npm run bench:big -- [--docs 70000] [--failed 20000] [--only retry]
+ *   watch    a cancel of `--watched` tasks each watched by `--watchers` connections: from the
+ *            cancel's answer until every connection has every outcome.
+ *
+ *   feed     reading an NDJSON batch file of `--feed-mb` MB (tasks of about 1 KB) in a process of its
+ *            own: its peak RSS (VmHWM) with the file read as a stream, and read whole as before.
+ *
+ *   npm run bench:big -- [--docs 70000] [--failed 20000] [--watchers 50] [--watched 50000]
+ *                        [--feed-mb 300] [--only retry|watch|feed]
  */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
+import { io } from 'socket.io-client';
 import { createLogger } from '../common/logger';
+import { parseBatch, readBatch } from '../feeder/batch-file';
+import { Feeder } from '../feeder/feeder';
 import { Master } from '../master/master';
 import { benchDatabase, runBench } from './run';
 
@@ -21,6 +35,12 @@ const { values: args } = parseArgs({
     docs: { type: 'string', default: '70000' },
     failed: { type: 'string', default: '20000' },
     only: { type: 'string' },
+    watchers: { type: 'string', default: '50' },
+    watched: { type: 'string', default: '50000' },
+    'feed-mb': { type: 'string', default: '300' },
+    // Internal: the process that reads the file and reports its peak RSS.
+    'read-child': { type: 'string' },
+    whole: { type: 'boolean', default: false },
   },
 });
 
@@ -121,13 +141,105 @@ async function retryBench(mongoUrl: string): Promise<void> {
   }
 }
 
+async function watchBench(mongoUrl: string): Promise<void> {
+  const watchers = Number(args.watchers);
+  const n = Number(args.watched);
+  const dbName = `benchwatch_${Date.now()}`;
+  const master = new Master({
+    mongoUrl,
+    dbName,
+    port: 0,
+    logger: createLogger({ level: 'warn', format: 'json', stderr: true }),
+  });
+  await master.start();
+  const feeder = new Feeder({ master: master.url });
+  const sockets: ReturnType<typeof io>[] = [];
+  try {
+    await feeder.ready();
+    const ids = Array.from({ length: n }, (_, i) => `w-${i}`);
+    await feeder.add(
+      ids.map((id) => ({ id, module: 'nowhere' })),
+      { batch: 'watched' },
+    );
+    let received = 0;
+    for (let k = 0; k < watchers; k++) {
+      const s = io(new URL('/feeder', master.url).href, { transports: ['websocket'], forceNew: true });
+      sockets.push(s);
+      await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+      for (let i = 0; i < n; i += 4000) await s.emitWithAck('tasks:watch', { ids: ids.slice(i, i + 4000) });
+      s.on('task:outcomes', (m: { outcomes: unknown[] }) => (received += m.outcomes.length));
+    }
+    await feeder.cancel({ batch: 'watched' });
+    await measure(
+      `delivery of ${n} outcomes to ${watchers} connections after a cancel`,
+      master.url,
+      async () => {
+        while (received < n * watchers) await new Promise((r) => setTimeout(r, 20));
+      },
+    );
+  } finally {
+    for (const s of sockets) s.close();
+    await feeder.close();
+    await master.close();
+  }
+}
+
+/** Writes an NDJSON file of about `mb` MB, then reads it in a child process both ways. */
+function feedBench(): void {
+  const mb = Number(args['feed-mb']);
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-bench-feed-')), 'big.ndjson');
+  try {
+    const fd = fs.openSync(file, 'w');
+    const pad = 'x'.repeat(1000);
+    let lines = 0;
+    for (let written = 0; written < mb * 1024 * 1024; lines++) {
+      const line = `{"id":"t-${lines}","module":"noop","params":[${lines},"${pad}"]}\n`;
+      fs.writeSync(fd, line);
+      written += line.length;
+    }
+    fs.closeSync(fd);
+    for (const whole of [false, true]) {
+      const r = spawnSync(
+        process.execPath,
+        [
+          path.join(__dirname, '..', 'bin', 'run-ts.js'),
+          __filename,
+          '--read-child',
+          file,
+          ...(whole ? ['--whole'] : []),
+        ],
+        { encoding: 'utf8' },
+      );
+      process.stdout.write(
+        `read ${mb} MB (${lines} tasks) ${whole ? 'whole, as before' : 'as a stream'}: ${(r.stdout || r.stderr).trim().split('\n').pop()}\n`,
+      );
+    }
+  } finally {
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
+}
+
+async function readChild(file: string): Promise<void> {
+  const t0 = performance.now();
+  const batch = args.whole ? parseBatch(fs.readFileSync(file, 'utf8'), file) : await readBatch(file);
+  const status = fs.readFileSync('/proc/self/status', 'utf8');
+  const peak = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  process.stdout.write(
+    `${batch.tasks.length} tasks in ${(performance.now() - t0).toFixed(0)} ms, peak RSS ${peak.toFixed(0)} MB\n`,
+  );
+}
+
 async function main(): Promise<void> {
+  if (args['read-child']) return readChild(args['read-child']);
+  if (args.only === 'feed') return feedBench();
   const db = await benchDatabase();
   try {
     if (!args.only || args.only === 'retry') await retryBench(db.url);
+    if (!args.only || args.only === 'watch') await watchBench(db.url);
   } finally {
     await db.stop();
   }
+  if (!args.only) feedBench();
 }
 
 runBench(main);

@@ -95,7 +95,7 @@ export async function main(argv: string[]): Promise<number> {
       )
       .option(
         '--max-buffered-bytes <n>',
-        'bytes held for one connection that does not read; beyond, it is closed (default 8 MiB; at least --max-message-bytes)',
+        'bytes held for one connection that does not read; beyond, it is closed, at least --max-message-bytes (default 8 MiB, or twice --max-message-bytes when more)',
       )
       .option(
         '--max-connections <n>',
@@ -137,6 +137,14 @@ export async function main(argv: string[]): Promise<number> {
       .option(
         '--queue-limit <n>',
         'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
+      )
+      .option(
+        '--queue-limit-bytes <n>',
+        'bytes of tasks held in memory (not final) before adds are refused with EQUEUEFULL (default 1 GiB)',
+      )
+      .option(
+        '--max-watched <n>',
+        'task ids one feeder connection may watch at once (its adds and watches; default 1,000,000)',
       )
       .option(
         '--write-backlog-limit <n>',

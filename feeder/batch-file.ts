@@ -1,9 +1,16 @@
 /**
  * Reads a batch for `taskmaster feed`: a JSON array of tasks, or NDJSON (one task per line). Bad JSON
- * is reported with its line (`batch.ndjson:3: not valid JSON: …`). The tasks themselves are not
+ * is reported with its line (`batch.ndjson:3: not valid JSON: …`), and so are bytes that are not
+ * UTF-8 (`batch.ndjson:7: not valid UTF-8`): refused, never replaced. The tasks themselves are not
  * checked here: the master validates every batch, so every client gets the same messages.
+ *
+ * A file is read as a stream, a line at a time: NDJSON never exists whole as text, only as the
+ * tasks parsed from it, so its size is not bounded by the longest string V8 holds (about 512 MB)
+ * and the memory it takes is that of its tasks. A JSON array is parsed whole, so it is bounded by
+ * that string: larger batches go as NDJSON.
  */
 import fs from 'node:fs';
+import type { Readable } from 'node:stream';
 
 export interface Batch {
   tasks: unknown[];
@@ -45,21 +52,91 @@ export function parseBatch(text: string, source = 'input'): Batch {
 }
 
 export async function readBatch(file: string): Promise<Batch> {
-  if (file === '-') {
-    const chunks: Buffer[] = [];
-    for await (const c of process.stdin) chunks.push(c as Buffer);
-    return parseBatch(Buffer.concat(chunks).toString('utf8'), 'stdin');
-  }
-  let text: string;
+  if (file === '-') return readStream(process.stdin, 'stdin');
+  const input = fs.createReadStream(file);
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    // Opened before the first line is read: a missing file is named as such.
+    await new Promise<void>((resolve, reject) => {
+      input.once('open', () => resolve());
+      input.once('error', reject);
+    });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new Error(
       `${file}: cannot read it (${code === 'ENOENT' ? 'no such file' : (code ?? String(err))})`,
     );
   }
-  return parseBatch(text, file);
+  try {
+    return await readStream(input, file);
+  } finally {
+    input.destroy();
+  }
+}
+
+/** A batch from a stream, a line at a time (see the file's comment). */
+export async function readStream(input: Readable, source: string): Promise<Batch> {
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  let mode: 'array' | 'ndjson' | undefined;
+  const arrayLines: string[] = [];
+  const tasks: unknown[] = [];
+  const lines: number[] = [];
+  let lineNo = 0;
+  let firstLine = '';
+  const take = (bytes: Buffer) => {
+    lineNo++;
+    let text: string;
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      throw new Error(`${source}:${lineNo}: not valid UTF-8 (refused rather than replaced)`);
+    }
+    if (text.endsWith('\r')) text = text.slice(0, -1);
+    if (lineNo === 1) text = text.replace(/^\uFEFF/, '');
+    if (mode === undefined) {
+      const start = text.trimStart();
+      if (start === '') return;
+      mode = start.startsWith('[') ? 'array' : 'ndjson';
+      firstLine = text.trim();
+    }
+    if (mode === 'array') return void arrayLines.push(text);
+    if (text.trim() === '') return;
+    try {
+      tasks.push(JSON.parse(text));
+      lines.push(lineNo);
+    } catch (err) {
+      // The first task does not parse and opens a brace it does not close: a pretty-printed object.
+      const hint =
+        tasks.length === 0 && firstLine.startsWith('{') && !firstLine.endsWith('}')
+          ? ' (NDJSON needs one whole task per line; for a pretty-printed file use a JSON array)'
+          : '';
+      throw new Error(
+        `${source}:${lineNo}: not valid JSON: ${locate(text, (err as Error).message).reason}${hint}`,
+      );
+    }
+  };
+  // The parts of the line being read, until its newline comes.
+  let parts: Buffer[] = [];
+  for await (const chunk of input as AsyncIterable<Buffer | string>) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    let start = 0;
+    for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+      parts.push(buf.subarray(start, nl));
+      take(parts.length === 1 ? parts[0] : Buffer.concat(parts));
+      parts = [];
+      start = nl + 1;
+    }
+    if (start < buf.length) parts.push(buf.subarray(start));
+  }
+  if (parts.length > 0) take(Buffer.concat(parts));
+  if (mode === 'array') {
+    // Only the lines, without a copy of the whole file besides them.
+    const text = arrayLines.join('\n');
+    arrayLines.length = 0;
+    return parseBatch(text, source);
+  }
+  if (mode === undefined)
+    throw new Error(`${source}: empty; expected a JSON array of tasks, or one task per line (NDJSON)`);
+  return { tasks, lines };
 }
 
 /**

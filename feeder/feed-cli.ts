@@ -136,7 +136,8 @@ export async function feed(opts: FeedOptions): Promise<number> {
 
 /**
  * Stores the file's ids under the batch: `id` becomes `<batch>/<id>`, and so does every dependency on
- * an id of the same file. `local` maps a stored id back to the file's.
+ * an id of the same file. `local` maps a stored id back to the file's. The tasks are changed in
+ * place (they are the file's, parsed for this feed): a copy would double what a large file takes.
  */
 export function scopeIds(tasks: unknown[], batch: string): { tasks: unknown[]; local: Map<string, string> } {
   const ids = new Set<string>();
@@ -146,17 +147,16 @@ export function scopeIds(tasks: unknown[], batch: string): { tasks: unknown[]; l
   }
   const local = new Map<string, string>();
   const scope = (id: unknown) => (typeof id === 'string' && ids.has(id) ? `${batch}/${id}` : id);
-  const scoped = tasks.map((t) => {
-    if (!isObject(t)) return t;
-    const copy: Record<string, unknown> = { ...t };
+  for (const t of tasks) {
+    if (!isObject(t)) continue;
     if (typeof t.id === 'string') {
-      copy.id = scope(t.id);
-      local.set(copy.id as string, t.id);
+      const stored = scope(t.id) as string;
+      local.set(stored, t.id);
+      t.id = stored;
     }
-    if (Array.isArray(t.dependencies)) copy.dependencies = t.dependencies.map(scope);
-    return copy;
-  });
-  return { tasks: scoped, local };
+    if (Array.isArray(t.dependencies)) t.dependencies = t.dependencies.map(scope);
+  }
+  return { tasks, local };
 }
 
 /** `example-batch-m3k9x2a7`: the file's name and the time in base 36, unique per feed. */

@@ -109,6 +109,11 @@ export interface FeederEvents {
 
 /** How many delivered outcomes are remembered: to drop repeats, answer `outcome()` and replay `result`. */
 const MEMORY = 100_000;
+/**
+ * Ids per `tasks:watch` message: 4,000 ids of the longest kind (200 characters) fit in the default
+ * 1 MiB message, and the reply (their outcomes so far) comes in pieces too.
+ */
+const WATCH_CHUNK = 4000;
 
 export class Feeder extends EventEmitter<FeederEvents> {
   readonly master: string;
@@ -438,6 +443,14 @@ export class Feeder extends EventEmitter<FeederEvents> {
     }
   }
 
+  /** Stops waiting for `id`: its waiters reject with `err`. */
+  private giveUp(id: string, err: Error): void {
+    this.pending.delete(id);
+    const list = this.waiters.get(id);
+    this.waiters.delete(id);
+    for (const w of list ?? []) w.reject(err);
+  }
+
   private settle(o: TaskOutcome): void {
     // An outcome can come twice (pushed, and again in a watch reply after a reconnect).
     if (this.finished.has(o.id)) return;
@@ -491,19 +504,24 @@ export class Feeder extends EventEmitter<FeederEvents> {
   }
 
   /** After a (re)connect: ask for every outcome still missing (or for these). */
-  private async rewatch(ids: string[] = [...this.pending]): Promise<void> {
-    if (ids.length === 0) return;
+  private async rewatch(all: string[] = [...this.pending]): Promise<void> {
+    if (all.length === 0) return;
     try {
-      const reply = watchReplySchema.parse(await this.request('tasks:watch', { ids }));
-      if (!reply.ok) return void this.logger.warn('watch refused', { error: reply.error });
-      for (const o of reply.outcomes) this.settle(o);
-      for (const id of reply.unknown) {
-        this.logger.warn('the master does not know a task this feeder waits for', { taskId: id });
-        this.pending.delete(id);
-        const list = this.waiters.get(id);
-        this.waiters.delete(id);
-        for (const w of list ?? [])
-          w.reject(new Error(`the master at ${this.master} does not know task "${id}"`));
+      // A message per WATCH_CHUNK ids: all of them at once may be more than one message carries.
+      for (let i = 0; i < all.length; i += WATCH_CHUNK) {
+        const ids = all.slice(i, i + WATCH_CHUNK);
+        const reply = watchReplySchema.parse(await this.request('tasks:watch', { ids }));
+        if (!reply.ok) {
+          // Refused (the master's --max-watched): waiting on would be waiting forever.
+          this.logger.warn('watch refused', { error: reply.error });
+          for (const id of all.slice(i)) this.giveUp(id, refusal(reply.error));
+          return;
+        }
+        for (const o of reply.outcomes) this.settle(o);
+        for (const id of reply.unknown) {
+          this.logger.warn('the master does not know a task this feeder waits for', { taskId: id });
+          this.giveUp(id, new Error(`the master at ${this.master} does not know task "${id}"`));
+        }
       }
     } catch (err) {
       this.logger.warn('watch failed; will retry on the next connect', { error: String(err) });

@@ -17,7 +17,7 @@ import type { TaskState } from '../protocol/states';
 import type { RunnerSet } from './policies/affinity';
 import type { StoredState } from './store';
 import type { TaskRecord } from './task-record';
-import { checkLimits, collectIds, collectRefs, summarize, validateBatch } from './validate';
+import { checkLimits, collectIds, collectRefs, jsonBytes, summarize, validateBatch } from './validate';
 
 export interface AdmissionContext {
   tasks: ReadonlyMap<string, TaskRecord>;
@@ -27,6 +27,9 @@ export interface AdmissionContext {
   queuedCount(): number;
   maxTaskBytes?: number;
   queueLimit: number;
+  queueLimitBytes: number;
+  /** Bytes of the tasks in memory now (`queueLimitBytes` bounds them). */
+  heldBytes(): number;
   /** Tasks of adds not durable yet, and why the database is behind if it is known. */
   writeBacklog?: () => { tasks: number; trouble?: string };
   writeBacklogLimit?: number;
@@ -131,6 +134,30 @@ export function admit(
   }
   return { ok: true, parsed, existing };
 }
+
+/**
+ * The bytes bound of an add: EQUEUEFULL when the tasks held in memory and the `bytes` of the add's
+ * tasks (as {@link taskBytes} counts them) would be more than `queueLimitBytes`.
+ */
+export function bytesRoom(c: AdmissionContext, bytes: number, count: number): WireError | null {
+  const held = c.heldBytes();
+  if (held + bytes <= c.queueLimitBytes) return null;
+  const retryAfterMs = retryAfterHint(c.runners, c.queueLimit);
+  return wireError(
+    'EQUEUEFULL',
+    `the queue is full: ${held} bytes of tasks held, queueLimitBytes (--queue-limit-bytes) ${c.queueLimitBytes}, ` +
+      `this batch has ${bytes} bytes in ${count} tasks; retry in ~${retryAfterMs} ms`,
+    { heldBytes: held, limitBytes: c.queueLimitBytes, batchBytes: bytes, retryAfterMs },
+  );
+}
+
+/** What a task in memory counts for `queueLimitBytes`: its params as JSON and a record's worth more. */
+export function taskBytes(t: { params: unknown[] }): number {
+  return jsonBytes(t.params) + RECORD_BYTES;
+}
+
+/** About what a task record holds besides its params (ids, module, timers, links). */
+const RECORD_BYTES = 512;
 
 /** EVALIDATION for the task at `index` of the batch as given, whose id is already taken. */
 export function idTaken(index: number, id: string): WireError {

@@ -54,6 +54,8 @@ export interface MasterFlags {
   maxAttempts?: string;
   defaultRunTimeout?: string;
   queueLimit?: string;
+  queueLimitBytes?: string;
+  maxWatched?: string;
   writeBacklogLimit?: string;
   maxScans?: string;
   distributeDelay?: string;
@@ -123,6 +125,8 @@ const SETTINGS = {
   },
   runTimeoutGrace: { flag: '--run-timeout-grace', schema: integer(0, 3_600_000) },
   queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
+  queueLimitBytes: { flag: '--queue-limit-bytes', schema: integer(1024, Number.MAX_SAFE_INTEGER) },
+  maxWatched: { flag: '--max-watched', schema: integer(1, 100_000_000) },
   writeBacklogLimit: { flag: '--write-backlog-limit', schema: integer(1, 100_000_000) },
   maxScans: { flag: '--max-scans', schema: integer(1, 1000) },
   distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
@@ -187,7 +191,7 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
       maxTaskBytes: s.maxTaskBytes,
       maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
-      maxBufferedBytes: s.maxBufferedBytes ?? MASTER_DEFAULTS.maxBufferedBytes,
+      maxBufferedBytes: s.maxBufferedBytes,
       maxConnections: s.maxConnections ?? MASTER_DEFAULTS.maxConnections,
       maxConnectionsPerAddress: s.maxConnectionsPerAddress ?? MASTER_DEFAULTS.maxConnectionsPerAddress,
       reservedConnections: s.reservedConnections ?? MASTER_DEFAULTS.reservedConnections,
@@ -198,6 +202,8 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
       defaultRunTimeout: s.defaultRunTimeout,
       runTimeoutGraceMs: s.runTimeoutGrace ?? MASTER_DEFAULTS.runTimeoutGraceMs,
       queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
+      queueLimitBytes: s.queueLimitBytes ?? MASTER_DEFAULTS.queueLimitBytes,
+      maxWatched: s.maxWatched ?? MASTER_DEFAULTS.maxWatched,
       writeBacklogLimit: s.writeBacklogLimit ?? MASTER_DEFAULTS.writeBacklogLimit,
       maxScans: s.maxScans ?? MASTER_DEFAULTS.maxScans,
       sacredGuarantees: s.sacredGuarantees ?? false,

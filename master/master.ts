@@ -60,6 +60,7 @@ import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-regist
 import { Scheduler } from './scheduler';
 import { Retention, type PurgeFilter } from './retention';
 import { Store } from './store';
+import { Watchers } from './watchers';
 import { rewriteFromMemory } from './store-rewrite';
 import { ScanGate } from './scan-gate';
 import { BatchNames } from './batch-names';
@@ -94,7 +95,7 @@ export class Master extends EventEmitter implements ApiView {
   private runnerNsp: RunnerNamespace | null = null;
   private feederNsp: FeederNamespace | null = null;
   /** Feeder sockets watching each task id. */
-  private watchers = new Map<string, Set<FeederSocket>>();
+  private readonly watchers: Watchers<FeederSocket>;
   private starting: Promise<void> | null = null;
   private announcer: { stop(): void } | null = null;
   private closing: Promise<void> | null = null;
@@ -122,6 +123,7 @@ export class Master extends EventEmitter implements ApiView {
     const exposure = exposureIssue(this.opts.host, { token: !!this.opts.token, tls: !!this.opts.tls });
     if (exposure && !this.opts.insecure) throw new TaskmasterError('EVALIDATION', exposure);
     checkMessageLimits(this.opts);
+    this.watchers = new Watchers(this.opts.maxWatched);
     if (!Number.isInteger(this.opts.maxScans) || this.opts.maxScans < 1)
       throw new TaskmasterError('EVALIDATION', 'maxScans: must be an integer of at least 1');
     this.scans = new ScanGate(this.opts.maxScans);
@@ -147,6 +149,9 @@ export class Master extends EventEmitter implements ApiView {
         'EVALIDATION',
         `maxDependencyBytes: must be an integer from 0 to maxMessageBytes (${message} bytes); got ${deps}`,
       );
+    // Unset, the bound grows with the message limit: a master made for large messages must hold two.
+    if (opts.maxBufferedBytes === undefined)
+      this.opts.maxBufferedBytes = Math.max(MASTER_DEFAULTS.maxBufferedBytes, 2 * this.opts.maxMessageBytes);
     checkConnectionLimits(this.opts);
     const runTimeout = this.opts.defaultRunTimeout;
     if (
@@ -338,6 +343,7 @@ export class Master extends EventEmitter implements ApiView {
       finalCacheSize: 100_000,
       selectRunner: this.opts.selectRunner,
       queueLimit: this.opts.queueLimit,
+      queueLimitBytes: this.opts.queueLimitBytes,
       writeBacklogLimit: this.opts.writeBacklogLimit,
       maxTaskBytes: this.opts.maxTaskBytes,
       maxDependencyBytes: this.opts.maxDependencyBytes,
@@ -580,7 +586,7 @@ export class Master extends EventEmitter implements ApiView {
           ),
         );
       }
-      for (const f of this.watchers.get(p.id) ?? []) f.emit('task:progress', { ...p, progress });
+      for (const f of this.watchers.watchers(p.id) ?? []) f.emit('task:progress', { ...p, progress });
     });
 
     on(sock, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {
@@ -624,18 +630,23 @@ export class Master extends EventEmitter implements ApiView {
   // ---- feeders ---------------------------------------------------------------------------------
 
   private onFeeder(socket: FeederSocket): void {
-    const watched = new Set<string>();
-    socket.data = { watched };
+    socket.data = { watched: new Set<string>() };
     const log = this.logger.child({ socket: socket.id });
     const sock = socket as unknown as Socket;
 
     on(sock, log, 'tasks:add', { schema: addRequestSchema }, async (p, reply) => {
+      const ids = p.tasks.map((t) => (t as { id?: unknown } | null)?.id);
+      const named = ids.filter((id): id is string => typeof id === 'string');
+      const full = this.watchers.room(socket, named, ids.length - named.length, 'tasks');
+      if (full) return reply.refuse(full);
       const r = await this.handleAdd(p, socket);
       reply(r);
       this.sendEarly(socket, r);
     });
 
-    on(sock, log, 'tasks:watch', { schema: watchRequestSchema }, async (p) => {
+    on(sock, log, 'tasks:watch', { schema: watchRequestSchema }, async (p, reply) => {
+      const full = this.watchers.room(socket, p.ids, 0, 'ids');
+      if (full) return reply.refuse(full);
       for (const id of p.ids) this.watch(socket, id);
       const r = await this.scheduler.lookup(p.ids);
       for (const o of r.outcomes) this.unwatch(socket, o.id);
@@ -650,9 +661,7 @@ export class Master extends EventEmitter implements ApiView {
 
     on(sock, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) => this.systemMessage(p, socket.id));
 
-    onInternal(sock, log, 'disconnect', () => {
-      for (const id of watched) this.unwatch(socket, id);
-    });
+    onInternal(sock, log, 'disconnect', () => this.watchers.forget(socket));
   }
 
   /**
@@ -710,36 +719,16 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   private watch(socket: FeederSocket, id: string): void {
-    let set = this.watchers.get(id);
-    if (!set) this.watchers.set(id, (set = new Set()));
-    set.add(socket);
-    socket.data.watched.add(id);
+    this.watchers.watch(socket, id);
   }
 
   private unwatch(socket: FeederSocket, id: string): void {
-    const set = this.watchers.get(id);
-    if (set) {
-      set.delete(socket);
-      if (set.size === 0) this.watchers.delete(id);
-    }
-    socket.data.watched.delete(id);
+    this.watchers.unwatch(socket, id);
   }
 
-  /** Sends final outcomes (already durable) to the feeders watching them, one message per feeder. */
+  /** Sends final outcomes (already durable) to the feeders watching them, in chunks. */
   private deliver(outcomes: TaskOutcome[]): void {
-    const per = new Map<FeederSocket, TaskOutcome[]>();
-    for (const o of outcomes) {
-      const set = this.watchers.get(o.id);
-      if (!set) continue;
-      for (const s of set) {
-        let list = per.get(s);
-        if (!list) per.set(s, (list = []));
-        list.push(o);
-        s.data.watched.delete(o.id);
-      }
-      this.watchers.delete(o.id);
-    }
-    for (const [s, list] of per) s.emit('task:outcomes', { outcomes: list });
+    this.watchers.deliver(outcomes);
     this.emit('outcomes', outcomes);
   }
 

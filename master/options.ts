@@ -68,7 +68,8 @@ export interface MasterOptions {
   /**
    * Bytes the master holds for one connection that does not read them (a paused dashboard, a wedged
    * client): beyond it the connection is closed and the log says so. At least `maxMessageBytes`.
-   * The worst case in all is this times the connections held. Default 8 MiB.
+   * The worst case in all is this times the connections held. Default 8 MiB, or twice
+   * `maxMessageBytes` when that is more.
    */
   maxBufferedBytes?: number;
   /** Allow listening on a non-loopback address without TLS and a token. Default false. */
@@ -128,6 +129,19 @@ export interface MasterOptions {
   /** Waiting and ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL and a retry-after hint. Default 1,000,000. */
   queueLimit?: number;
   /**
+   * Bytes of the tasks the master holds in memory (every task not final, its params and fields as
+   * JSON) allowed at once: `queueLimit` counts tasks, and a million large ones would not fit in
+   * memory. An add beyond it is refused with EQUEUEFULL naming this setting and a retry-after hint.
+   * Default 1 GiB.
+   */
+  queueLimitBytes?: number;
+  /**
+   * Task ids one feeder connection may watch at once: those it added and those it asked for with
+   * `tasks:watch`, until their outcomes are delivered. An add or a watch beyond it is refused with
+   * EVALIDATION naming this setting (nothing is stored). Default 1,000,000.
+   */
+  maxWatched?: number;
+  /**
    * Tasks whose add is not durable yet (so not acknowledged) allowed at once; an add beyond it is
    * refused with EQUEUEFULL naming why the database is behind. It bounds the master's memory while
    * the database is slow, frozen or its disk full. One add is always taken when none waits, whatever
@@ -185,6 +199,8 @@ export type MasterDefaults = Required<
     | 'retainCount'
     | 'foldBacklogLimit'
     | 'queueLimit'
+    | 'queueLimitBytes'
+    | 'maxWatched'
     | 'writeBacklogLimit'
     | 'maxScans'
     | 'holdSimilarWork'
@@ -215,6 +231,8 @@ export const MASTER_DEFAULTS: Readonly<MasterDefaults> = Object.freeze({
   retainCount: null,
   foldBacklogLimit: 50_000,
   queueLimit: 1_000_000,
+  queueLimitBytes: 1024 * 1024 * 1024,
+  maxWatched: 1_000_000,
   writeBacklogLimit: 20_000,
   maxScans: 2,
   holdSimilarWork: false,

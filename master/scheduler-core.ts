@@ -48,6 +48,8 @@ export interface SchedulerOptions {
   maxTaskBytes?: number;
   /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
   queueLimit: number;
+  /** Bytes of the tasks held in memory (not final) allowed at once; an add beyond it is refused with EQUEUEFULL. */
+  queueLimitBytes: number;
   /** Tasks of adds not durable yet allowed at once; an add beyond it is refused with EQUEUEFULL. */
   writeBacklogLimit?: number;
   /** Run one task per `key` at a time; the others are parked behind it and get its outcome. */
@@ -121,6 +123,8 @@ export function outcomeOf(s: {
 export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   readonly tasks = new Map<string, TaskRecord>();
   readonly finals = new Map<string, TaskOutcome>();
+  /** Bytes of the tasks in `tasks` (`taskBytes`), which `queueLimitBytes` bounds. */
+  protected heldBytes = 0;
   readonly runners = new RunnerRegistry();
   protected readonly ready = new ReadyQueue<QueueEntry>();
   protected seq = 0;
@@ -630,6 +634,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected finish(t: TaskRecord): void {
     t.finishedAt = Date.now();
     this.tasks.delete(t.id);
+    this.heldBytes -= t.bytes ?? 0;
     this.timeouts.forget(t);
     this.parking.resign(t);
     const outcome = outcomeOf(t);

@@ -15,11 +15,13 @@ import { isFinal, type TaskState } from '../protocol/states';
 import type { TaskDoc } from '../models/task';
 import {
   admit,
+  bytesRoom,
   idTaken,
   precheck,
   type AdmissionContext,
   type ExistingTask,
   type OnExisting,
+  taskBytes,
 } from './admission';
 import { expandBroadcasts } from './policies/broadcast';
 import { explainMissingModule, explainOnAny, explainOnRunner, queued } from './policies/chain';
@@ -54,6 +56,8 @@ export class Scheduler extends SchedulerCore {
     queuedCount: () => this.queuedCount(),
     maxTaskBytes: this.opts.maxTaskBytes,
     queueLimit: this.opts.queueLimit,
+    queueLimitBytes: this.opts.queueLimitBytes,
+    heldBytes: () => this.heldBytes,
     writeBacklog: () => ({ tasks: this.store.unwritten ?? 0, trouble: this.store.trouble?.()?.cause }),
     writeBacklogLimit: this.opts.writeBacklogLimit ?? Infinity,
   };
@@ -104,9 +108,14 @@ export class Scheduler extends SchedulerCore {
       }),
     );
     // Everything that can refuse the add does so before memory changes.
+    let bytes = 0;
+    for (const t of records) bytes += t.bytes = taskBytes(t);
+    const full = bytesRoom(this.admission, bytes, records.length);
+    if (full) return { ok: false, error: full };
     const prepared = this.store.prepareTasks(records.map(firstDocOf));
     if ('error' in prepared) return { ok: false, error: prepared.error };
     for (const t of records) this.tasks.set(t.id, t);
+    this.heldBytes += bytes;
     const depFailed: [TaskRecord, WireError][] = [];
     records.forEach((t, i) => {
       const failedDep = this.linkDependencies(t, stored);
@@ -183,6 +192,7 @@ export class Scheduler extends SchedulerCore {
     for (const o of this.observers) o.discarded(records);
     for (const t of records) {
       this.tasks.delete(t.id);
+      this.heldBytes -= t.bytes ?? 0;
       this.finals.delete(t.id);
       this.timeouts.forget(t);
       this.store.forget(t.id);
@@ -418,6 +428,8 @@ export class Scheduler extends SchedulerCore {
         applyJournal(t, j.change);
         this.store.adoptJournal(t, j.refs);
       }
+      t.bytes = taskBytes(t);
+      this.heldBytes += t.bytes;
       this.tasks.set(t.id, t);
       if (isFinal(t.state)) {
         const finishedAt = t.finishedAt;
@@ -611,6 +623,8 @@ export class Scheduler extends SchedulerCore {
       t.uncounted = t.attempts;
       // A call timeout belongs to the call that added the task, which is over.
       t.deadline = null;
+      t.bytes = taskBytes(t);
+      this.heldBytes += t.bytes;
       this.tasks.set(t.id, t);
       this.finals.delete(t.id);
       this.linkDependencies(t, stored);

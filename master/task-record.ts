@@ -16,6 +16,8 @@ export interface TaskRecord {
   id: string;
   module: string;
   params: unknown[];
+  /** Its size as `queueLimitBytes` counts it (set when it enters memory). */
+  bytes?: number;
   priority: number;
   dependencies: string[];
   batch: string;

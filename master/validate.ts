@@ -84,6 +84,30 @@ export function jsonBytesAbove(value: unknown, max: number): boolean {
   return false;
 }
 
+/** Size of `value` as JSON, in bytes (as `jsonBytesAbove` counts them). */
+export function jsonBytes(value: unknown): number {
+  let bytes = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') bytes += Buffer.byteLength(v) + 2;
+    else if (typeof v === 'number' || typeof v === 'boolean') bytes += String(v).length;
+    else if (v === null) bytes += 4;
+    else if (Array.isArray(v)) {
+      bytes += 1 + v.length;
+      for (const x of v) stack.push(x);
+    } else if (typeof v === 'object') {
+      const entries = Object.entries(v as object);
+      bytes += 1 + entries.length;
+      for (const [k, x] of entries) {
+        bytes += Buffer.byteLength(k) + 3;
+        stack.push(x);
+      }
+    }
+  }
+  return bytes;
+}
+
 /** The ids a raw batch gives its own tasks. */
 export function collectIds(raw: unknown[]): string[] {
   const ids: string[] = [];

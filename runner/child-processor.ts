@@ -225,8 +225,8 @@ export class ChildProcessor {
         cmd: ParentCommand.Log,
         key,
         level: 'debug',
-        message: 'task error',
-        meta: { stack: err.stack },
+        // The stack starts with the message, which may be megabytes: cut as any log line is.
+        ...boundedLine('task error', { stack: cutText(err.stack, MAX_OUTPUT_LINE_BYTES - 256) }),
       });
     }
     const wire = fromThrown(err);
@@ -353,6 +353,10 @@ function jsonBytes(v: unknown): number {
   } catch {
     return Infinity;
   }
+}
+
+function cutText(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)} … [cut at ${max} characters]`;
 }
 
 /** A `this.log` line cut as a line of the task's output is (child-output.ts): it travels in one message. */

@@ -97,6 +97,26 @@ describe('adversarial: output floods', () => {
     await assertAlive();
   }, 120_000);
 
+  test('this.log of a 50 MB line and this.add of 50 MB: the line is cut at 16 KiB, the add refused with ETOOLARGE, the worker lives, runner peak RSS under 250 MB', async () => {
+    const from = runner.output().length;
+    const [o] = await feeder.work([
+      { module: 'big-log-add', params: [50 * MB], runner: 'flooded', maxAttempts: 1 },
+    ]);
+    expect(o).toMatchObject({ state: 'done', result: { addError: 'ETOOLARGE' } });
+    const line = outputLines(from).find((l) => l.message.startsWith('zzz')) as {
+      message: string;
+      metaLeftOut?: string;
+    };
+    expect(line.message).toBe(`${'z'.repeat(16384)} … [cut at 16384 characters]`);
+    expect(line.metaLeftOut).toMatch(/^\d+ bytes as JSON, over 16384$/);
+    const [next] = await feeder.work([{ module: 'big-log-add', params: [10], runner: 'flooded' }]);
+    expect(next).toMatchObject({
+      state: 'done',
+      result: { addError: null, pid: (o.result as { pid: number }).pid },
+    });
+    expect(peakMb()).toBeLessThan(250);
+  }, 120_000);
+
   test('200 MB on stderr in lines of 1 KiB: at most 1 MiB of it logged for the attempt, then the rest counted, runner peak RSS under 250 MB', async () => {
     const from = runner.output().length;
     const o = await flood([200 * MB, 1024, 'stderr']);

@@ -63,9 +63,16 @@ describe('adversarial: recipients that stop reading (master as a process)', () =
     for (const s of slow) s.stopReading();
     const sender = await client('/feeder');
     const msg = 'm'.repeat(200 * 1024);
-    const replies = await Promise.all(
-      Array.from({ length: 100 }, (_, i) => sender.emitWithAck('sysmsg:send', { msg: { i, msg } }, 60_000)),
-    );
+    const send = (from: number, n: number) =>
+      Promise.all(
+        Array.from({ length: n }, (_, k) =>
+          sender.emitWithAck('sysmsg:send', { msg: { i: from + k, msg } }, 60_000),
+        ),
+      );
+    // A first burst of 6 MB fills the stopped feeders' socket buffers and their 2 MiB; the rest goes
+    // 1 MB at a time, so the reading feeder, slowed by a busy machine, is never that far behind.
+    const replies = await send(0, 30);
+    for (let i = 30; i < 100; i += 5) replies.push(...(await send(i, 5)));
     // Every message was acknowledged by those that read; the slow ones count as missed, not waited for.
     for (const r of replies) expect(r).toMatchObject({ ok: true });
     await reader.until(

@@ -38,6 +38,8 @@ export class WireClient {
   static open(url: string, opts: WireOptions): Promise<WireClient> {
     const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, {
       localAddress: opts.localAddress,
+      // Bounded: a connection the master never accepted fails instead of waiting forever.
+      handshakeTimeout: 20_000,
     });
     const c = new WireClient(ws, opts.nsp);
     ws.on('error', () => undefined);

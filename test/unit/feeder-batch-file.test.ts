@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseBatch, readBatch } from '../../feeder/batch-file';
+import { Readable } from 'node:stream';
+import { parseBatch, readBatch, readStream } from '../../feeder/batch-file';
 
 describe('batch files for taskmaster feed', () => {
   test('a JSON array is read as it is, even pretty-printed over many lines', () => {
@@ -62,5 +63,54 @@ describe('batch files for taskmaster feed', () => {
       for (const d of t.dependencies ?? []) expect(ids.slice(0, i)).toContain(d);
     });
     expect(fs.existsSync(path.join(__dirname, '..', '..', 'tasks', 'README.md'))).toBe(true);
+  });
+});
+
+describe('reading a batch as a stream', () => {
+  const chunks = (text: Buffer, size: number) => {
+    const out: Buffer[] = [];
+    for (let i = 0; i < text.length; i += size) out.push(text.subarray(i, i + size));
+    return Readable.from(out);
+  };
+
+  test('NDJSON in chunks that cut lines and characters: the tasks and their lines, as parseBatch gives them', async () => {
+    const text = '\uFEFF{"module":"a","params":["é→😀"]}\r\n\n{"module":"b"}\n  \n{"module":"c"}';
+    for (const size of [1, 3, 7, 1000])
+      expect(await readStream(chunks(Buffer.from(text), size), 'b.ndjson')).toEqual(
+        parseBatch(text, 'b.ndjson'),
+      );
+  });
+
+  test('a JSON array in chunks is parsed whole, with the same line and column on an error', async () => {
+    const good = '[\n  {"module":"a"},\n  {"module":"b"}\n]\n';
+    expect(await readStream(chunks(Buffer.from(good), 5), 'b.json')).toEqual(parseBatch(good, 'b.json'));
+    const bad = '[\n{"module":"a"},\n{"module": b}\n]';
+    let expected = '';
+    try {
+      parseBatch(bad, 'b.json');
+    } catch (err) {
+      expected = (err as Error).message;
+    }
+    expect(expected).toMatch(/^b\.json:\d+:\d+: not valid JSON/);
+    await expect(readStream(chunks(Buffer.from(bad), 4), 'b.json')).rejects.toThrow(expected);
+  });
+
+  test('bytes that are not UTF-8 are refused, naming the line, never replaced', async () => {
+    const bad = Buffer.concat([
+      Buffer.from('{"module":"a"}\n{"module":"b"}\n{"module":"'),
+      Buffer.from([0xc3, 0x28]), // a lead byte without its continuation
+      Buffer.from('"}\n'),
+    ]);
+    await expect(readStream(chunks(bad, 5), 'b.ndjson')).rejects.toThrow(
+      'b.ndjson:3: not valid UTF-8 (refused rather than replaced)',
+    );
+    const arr = Buffer.concat([Buffer.from('[\n{"module":"'), Buffer.from([0xff]), Buffer.from('"}\n]')]);
+    await expect(readStream(chunks(arr, 3), 'b.json')).rejects.toThrow('b.json:2: not valid UTF-8');
+  });
+
+  test('an empty stream says what was expected', async () => {
+    await expect(readStream(Readable.from([Buffer.from('\n \n')]), 'e.ndjson')).rejects.toThrow(
+      'e.ndjson: empty; expected a JSON array of tasks, or one task per line (NDJSON)',
+    );
   });
 });

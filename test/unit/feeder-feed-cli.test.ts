@@ -62,6 +62,23 @@ describe('taskmaster feed', () => {
     expect(r.out).toBe('stored 2 tasks in batch stored-batch\ns-1\ns-2\n');
   });
 
+  test('bytes that are not UTF-8 are refused naming the line: exit 2, nothing stored', async () => {
+    const p = path.join(dir, 'latin1.ndjson');
+    fs.writeFileSync(
+      p,
+      Buffer.concat([
+        Buffer.from('{"id":"u-1","module":"ok"}\n{"id":"u-2","module":"ok","params":["caf'),
+        Buffer.from([0xe9]), // "é" in Latin-1
+        Buffer.from('"]}\n'),
+      ]),
+    );
+    const queued = master.scheduler.queuedCount();
+    const r = await run(p, { batch: 'latin1-batch' });
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(`taskmaster feed: ${p}:2: not valid UTF-8 (refused rather than replaced)\n`);
+    expect(master.scheduler.queuedCount()).toBe(queued);
+  });
+
   test('a module no connected runner has (a typo): the batch is stored, and a warning names the module', async () => {
     const f = file('typo.ndjson', '{"id":"t-1","module":"gret"}\n{"id":"t-2","module":"ok"}\n');
     const r = await run(f, { batch: 'typo-batch' });

@@ -73,6 +73,7 @@ export function makeScheduler(opts: Partial<SchedulerOptions> = {}): {
     disconnectGraceMs: 60_000,
     finalCacheSize: 1000,
     queueLimit: 10_000,
+    queueLimitBytes: 1024 * 1024 * 1024,
     holdSimilarWork: false,
     retryBackoff: { type: 'fixed', delay: 0 },
     timeoutSweepMs: 10,
