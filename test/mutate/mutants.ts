@@ -319,6 +319,35 @@ export const MUTANTS: Mutant[] = [
     tests: ['test/adversarial/process-tree.test.ts'],
     testName: 'replacing JSON.parse',
   },
+  // ---- big operations --------------------------------------------------------------------------
+  {
+    name: 'batch-split-whole-message',
+    guarantee: 'the feeder splits a batch by the room one message leaves, not by the whole message size',
+    file: 'feeder/batch-split.ts',
+    find: '  const room = messageRoom(maxMessageBytes);',
+    replace: '  const room = maxMessageBytes;',
+    tests: ['test/adversarial/limits.test.ts'],
+    testName: 'between the room of one message',
+  },
+  {
+    name: 'feed-replaces-invalid-utf8',
+    guarantee:
+      'the feed command refuses bytes that are not UTF-8, naming the line, instead of replacing them',
+    file: 'feeder/batch-file.ts',
+    find: "new TextDecoder('utf-8', { fatal: true })",
+    replace: "new TextDecoder('utf-8', { fatal: false })",
+    tests: ['test/unit/feeder-feed-cli.test.ts'],
+    testName: 'not UTF-8',
+  },
+  {
+    name: 'queue-bytes-unbounded',
+    guarantee: 'the bytes of tasks held in memory are bounded by queueLimitBytes',
+    file: 'master/admission.ts',
+    find: '  if (held + bytes <= c.queueLimitBytes) return null;',
+    replace: '  if (held + bytes <= Infinity) return null;',
+    tests: ['test/adversarial/big-operations.test.ts'],
+    testName: 'queueLimitBytes',
+  },
   // ---- one master ------------------------------------------------------------------------------
   {
     name: 'second-master-takes-over',
