@@ -94,6 +94,8 @@ describe('adversarial: big operations', () => {
         }),
       );
     }
+    // Written behind the master's back: it learns their batch name as it would at its start.
+    await c.master.batchNames.load(tasks as never);
     const reads = countScans((await c.master.readTasks()).conn);
     const { out, loopMaxMs, rssGrowth } = await watched(() =>
       httpRequest(c.master.url, { path: '/api/batches/big/retry-failed', method: 'POST' }),
