@@ -61,34 +61,19 @@ export function depthAbove(value: unknown, max: number): boolean {
 
 /** Whether `value` as JSON is longer than `max` bytes (escapes aside), without building the text. */
 export function jsonBytesAbove(value: unknown, max: number): boolean {
-  let bytes = 0;
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v === 'string') bytes += Buffer.byteLength(v) + 2;
-    else if (typeof v === 'number' || typeof v === 'boolean') bytes += String(v).length;
-    else if (v === null) bytes += 4;
-    else if (Array.isArray(v)) {
-      bytes += 1 + v.length;
-      for (const x of v) stack.push(x);
-    } else if (typeof v === 'object') {
-      const entries = Object.entries(v as object);
-      bytes += 1 + entries.length;
-      for (const [k, x] of entries) {
-        bytes += Buffer.byteLength(k) + 3;
-        stack.push(x);
-      }
-    }
-    if (bytes > max) return true;
-  }
-  return false;
+  return countJsonBytes(value, max) > max;
 }
 
 /** Size of `value` as JSON, in bytes (as `jsonBytesAbove` counts them). */
 export function jsonBytes(value: unknown): number {
+  return countJsonBytes(value, Infinity);
+}
+
+/** Bytes of `value` as JSON, escapes aside; stops counting once past `stopAbove`. */
+function countJsonBytes(value: unknown, stopAbove: number): number {
   let bytes = 0;
   const stack: unknown[] = [value];
-  while (stack.length > 0) {
+  while (stack.length > 0 && bytes <= stopAbove) {
     const v = stack.pop();
     if (typeof v === 'string') bytes += Buffer.byteLength(v) + 2;
     else if (typeof v === 'number' || typeof v === 'boolean') bytes += String(v).length;

@@ -364,9 +364,7 @@ function boundedLine(
   message: unknown,
   meta: Record<string, unknown> | undefined,
 ): { message: string; meta?: Record<string, unknown> } {
-  let text = String(message);
-  if (text.length > MAX_OUTPUT_LINE_BYTES)
-    text = `${text.slice(0, MAX_OUTPUT_LINE_BYTES)} … [cut at ${MAX_OUTPUT_LINE_BYTES} characters]`;
+  const text = cutText(String(message), MAX_OUTPUT_LINE_BYTES);
   const bytes = meta === undefined ? 0 : jsonBytes(meta);
   if (bytes === Infinity) return { message: text };
   if (bytes > MAX_OUTPUT_LINE_BYTES)
