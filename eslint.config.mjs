@@ -1,7 +1,9 @@
 // Flat config. Beyond typescript-eslint's recommended rules, it guards the architecture: runner/ and
 // feeder/ run on other machines and must never import master/, models/ or db/ (the database server
 // the master and the tools start), nor may common/, which they share; protocol/ depends on none of the
-// roles.
+// roles. Inside master/, the rooms keep their arrows one way: the scheduler reaches persistence only
+// through the TaskStore interface (master/task-store.ts), the store knows nothing of the scheduler or
+// of HTTP, and HTTP reads both but nothing reads HTTP except the composition at master/'s top.
 import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import globals from 'globals';
@@ -97,6 +99,59 @@ export default defineConfig(
             ),
           ],
         },
+      ],
+    },
+  },
+  {
+    // @typescript-eslint's form of the rule, whose allowTypeImports lets the scheduler name the
+    // models' document types without loading them.
+    files: ['master/scheduler/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              ...forbid(
+                ['store', 'http'],
+                'the scheduler reaches persistence through master/task-store.ts, and never HTTP.',
+              ),
+            },
+            {
+              ...forbid(
+                ['models'],
+                "the scheduler may name the models' types (`import type`), not load them.",
+              ),
+              allowTypeImports: true,
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['master/store/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            forbid(
+              ['scheduler', 'http'],
+              'the store implements master/task-store.ts and knows nothing of the scheduler or HTTP.',
+            ),
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['master/*.ts'],
+    ignores: ['master/master.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [forbid(['http'], 'HTTP is a room only the composition (master/master.ts) wires in.')] },
       ],
     },
   },

@@ -16,7 +16,7 @@ import { Master } from '../master/master';
 import { databaseLine, resolveDatabase, type Database } from '../db/server';
 import type { TaskInput, TaskOutcome } from '../protocol/schemas';
 import { Runner } from '../runner/runner';
-import { packageRoot } from './package-root';
+import { packageRoot } from '../common/package-root';
 import { shutdown, watchSignals } from './signals';
 
 const REPO = packageRoot();

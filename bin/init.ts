@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { packageName } from './package-root';
+import { packageName } from '../common/package-root';
 
 const MODULE = (
   pkg: string,

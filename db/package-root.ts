@@ -11,18 +11,11 @@
  * because `npm ci` deletes everything under `node_modules` and the build would start over.
  * Nothing a user keeps (the database's data) goes in either: see `defaultDataDir` in db/server.ts.
  */
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { packageRoot } from '../common/package-root';
 
-function findRoot(from: string): string {
-  for (let dir = from; ; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    if (path.dirname(dir) === dir) return path.resolve(from, '..');
-  }
-}
-
-export const PACKAGE_ROOT = findRoot(__dirname);
+export const PACKAGE_ROOT = packageRoot(__dirname);
 
 /** The package lies inside a `node_modules` folder: an install, which `npm ci` may delete at any time. */
 export function isInstalled(root: string = PACKAGE_ROOT): boolean {

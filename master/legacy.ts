@@ -18,8 +18,8 @@ import {
 } from '../protocol/legacy';
 import { on, onInternal, parse } from './handler';
 import type { Assignment } from '../protocol/schemas';
-import { runnerEntry, slotPlan, type RunnerEntry } from './runner-registry';
-import type { Scheduler } from './scheduler';
+import { runnerEntry, slotPlan, type RunnerEntry } from './scheduler/runner-registry';
+import type { Scheduler } from './scheduler/scheduler';
 
 type LegacySocket = Socket<LegacyClientToMaster, LegacyMasterToClient>;
 

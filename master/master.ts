@@ -45,25 +45,25 @@ import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
 import { exposureIssue } from './config';
 import { on, onInternal } from './handler';
-import { apiRoutes, type ApiView } from './api';
-import { Dashboard } from './dashboard';
-import { baseRoutes, HttpRoutes, type Readiness } from './http';
-import { Metrics } from './metrics';
-import { Monitor } from './monitor';
-import { storedBatches } from './queries';
+import { apiRoutes, type ApiView } from './http/api';
+import { Dashboard } from './http/dashboard';
+import { baseRoutes, HttpRoutes, type Readiness } from './http/server';
+import { Metrics } from './http/metrics';
+import { Monitor } from './http/monitor';
+import { storedBatches } from './store/queries';
 import { rerun, rerunBatch, type RerunResult } from './rerun';
-import { staticRoutes } from './static';
+import { staticRoutes } from './http/static';
 import { serveLegacy } from './legacy';
 import { MasterLease, type LeaseDoc } from './lease';
 import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
-import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './runner-registry';
-import { Scheduler } from './scheduler';
-import { Retention, type PurgeFilter } from './retention';
-import { Store } from './store';
+import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './scheduler/runner-registry';
+import { Scheduler } from './scheduler/scheduler';
+import { Retention, type PurgeFilter } from './store/retention';
+import { Store } from './store/store';
 import { Watchers } from './watchers';
-import { rewriteFromMemory } from './store-rewrite';
-import { ScanGate } from './scan-gate';
-import { BatchNames } from './batch-names';
+import { rewriteFromMemory } from './store/rewrite';
+import { ScanGate } from './http/scan-gate';
+import { BatchNames } from './scheduler/batch-names';
 import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCounts } from './connections';
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
@@ -198,7 +198,7 @@ export class Master extends EventEmitter implements ApiView {
 
   /**
    * `tasks`, once it holds every acknowledged task: the folder inserts a new task's document after
-   * a delay (master/store-fold.ts), and a read through the master must find every task it acknowledged.
+   * a delay (master/store/fold.ts), and a read through the master must find every task it acknowledged.
    */
   async readTasks(): Promise<Collection<TaskDoc>> {
     if (!this.store) throw new Error('master not started');

@@ -3,8 +3,8 @@
  * (master/config.ts turns flags and environment into these).
  */
 import type { Logger } from '../common/logger';
-import { DEFAULT_MAX_DEPENDENCY_BYTES } from './dependency-results';
-import type { RunnerEntry } from './runner-registry';
+import { DEFAULT_MAX_DEPENDENCY_BYTES } from './scheduler/dependency-results';
+import type { RunnerEntry } from './scheduler/runner-registry';
 import type { TaskRecord } from './task-record';
 import type { TlsPair } from './tls';
 

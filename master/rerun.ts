@@ -8,15 +8,15 @@
  * read once every change is durable and folded into `tasks`, so each shows its latest change and its
  * `rev` is the one to continue.
  *
- * Cost: one pass over the stored failures (master/queries.ts `readFailures`), `_id` look-ups of the
+ * Cost: one pass over the stored failures (master/store/queries.ts `readFailures`), `_id` look-ups of the
  * tasks that run again, and the revival itself in slices of {@link REVIVE_SLICE} with the event loop
  * free between them, so a retry of tens of thousands of tasks does not stall the master's sockets.
  */
 import { wireError, type WireError } from '../protocol/errors';
 import type { TaskDoc } from '../models/task';
-import { failedDependents, loadTasks, readFailures, type Failures } from './queries';
-import type { Scheduler } from './scheduler';
-import type { Store } from './store';
+import { failedDependents, loadTasks, readFailures, type Failures } from './store/queries';
+import type { Scheduler } from './scheduler/scheduler';
+import type { Store } from './store/store';
 
 export interface RerunResult {
   retried: string[];

@@ -1,7 +1,7 @@
 /**
  * A task as the scheduler holds it in memory. The database holds the same facts (`tasks`);
  * this is the copy the scheduler reads on the hot path. `newTaskRecord` is the one place a record is
- * built, from an add (master/scheduler.ts) or from a stored document (master/policies/recovery.ts);
+ * built, from an add (master/scheduler/scheduler.ts) or from a stored document (master/scheduler/policies/recovery.ts);
  * `firstDocOf` is the document an add writes for it.
  */
 import type { TaskState } from '../protocol/states';

@@ -1,5 +1,5 @@
 /**
- * What the scheduler needs of persistence, and nothing more: master/store.ts implements it against
+ * What the scheduler needs of persistence, and nothing more: master/store/store.ts implements it against
  * the database; unit tests implement it in memory. Writes are queued and ordered; `barrier()` resolves
  * once every write queued before it is durable (assignments, add replies, outcomes and result
  * acknowledgements wait for it). A write the database refuses for good is reported to `onRefused`.
@@ -8,8 +8,25 @@ import type { WireError } from '../protocol/errors';
 import type { AllocationDoc } from '../models/allocation';
 import type { JournalChange } from '../models/task-journal';
 import type { TaskDoc } from '../models/task';
-import type { AddWriteResult, RefusalListener, StoredState } from './store';
 import type { TaskRecord } from './task-record';
+
+/** A task's state as the database knows it (look-ups of tasks not in memory). */
+export interface StoredState {
+  id: string;
+  batch: string;
+  state: TaskDoc['state'];
+  attempts: number;
+  rev: number;
+  result?: unknown;
+  error?: TaskDoc['error'];
+  who?: string | null;
+  moduleHash?: string | null;
+}
+
+export type AddWriteResult = { ok: true } | { ok: false; id: string; error: WireError };
+
+/** Called when the server refused a task's new state: it was replaced by an EPERSIST failure. */
+export type RefusalListener = (t: TaskRecord, error: WireError) => void;
 
 export interface TaskStore {
   /** Called when the database refused a task's recorded change for good. */
@@ -19,10 +36,10 @@ export interface TaskStore {
 
   /** Encodes an add's documents, refusing the add (EPERSIST) if one cannot be stored. Changes nothing. */
   prepareTasks(docs: TaskDoc[]): { docs: TaskDoc[] } | { id: string; error: WireError };
-  /** Writes an add's documents; refused as a whole (e.g. an id already taken). */
   /**
-   * `given`: the ids the feeder chose (the others were generated here, so no stored task can have
-   * them and the store does not look them up); all of them when absent.
+   * Writes an add's documents; refused as a whole (e.g. an id already taken). `given`: the ids the
+   * feeder chose (the others were generated here, so no stored task can have them and the store does
+   * not look them up); all of them when absent.
    */
   insertTasks(docs: TaskDoc[], given?: string[]): Promise<AddWriteResult>;
   /** Records a task's new state (written before anything waits on the barrier); an error if it cannot be encoded. */

@@ -7,7 +7,7 @@
  * per change costs the database several times what inserting costs (FerretDB: ~0.13 ms of CPU per
  * update against ~0.035 ms per inserted document). So each write of the master inserts one journal
  * document holding the new tasks and every change of that write (as JSON text): one command, one
- * commit. `tasks` follows a moment later (master/store-fold.ts): a new task's document is inserted
+ * commit. `tasks` follows a moment later (master/store/fold.ts): a new task's document is inserted
  * once it is final or after a delay, so a task that finishes soon costs one insert and no update;
  * other changes become one update per task however often it changed meanwhile. A journal document is
  * deleted once everything in it is in `tasks`, so the journal stays as small as the work in flight. A
@@ -46,7 +46,7 @@ export interface JournalDoc {
   /**
    * The documents of the tasks added by this write, as a JSON array (absent when none): an add lives
    * whole in one journal document, so it is durable whole or not at all. The folder inserts them into
-   * `tasks` once final or after a delay (master/store-fold.ts); a starting master inserts the ones
+   * `tasks` once final or after a delay (master/store/fold.ts); a starting master inserts the ones
    * `tasks` lacks, with their latest state.
    */
   adds?: string;

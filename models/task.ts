@@ -1,6 +1,6 @@
 /**
  * The `tasks` collection: one document per task, current within about a second of every change
- * (master/store.ts folds each task's latest state into it).
+ * (master/store/store.ts folds each task's latest state into it).
  *
  * `_id` is the task's id: the caller's, or a fresh ObjectId in hex. Dependencies, the wire protocol
  * and every look-up name tasks by it, so each of the master's reads is an `_id` look-up, and the

@@ -8,7 +8,7 @@
  * Namespaces on the master's URL:
  *   /runner   runners (this protocol)
  *   /feeder   feeders (this protocol)
- *   /dashboard  read-only live view for the dashboard (master/dashboard.ts): it only listens
+ *   /dashboard  read-only live view for the dashboard (master/http/dashboard.ts): it only listens
  *   /         the original taskmaster events (legacy.ts), unchanged
  */
 import type { z } from 'zod';

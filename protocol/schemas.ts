@@ -270,7 +270,7 @@ export const helloSchema = z.object({
   hostname: z.string().max(200).optional(),
   pid: z.number().int().optional(),
   slots: z.number().int().min(1).max(100_000),
-  /** Guaranteed slots per priority range, e.g. `{ "1": 30, "2": 20 }` (see master/priority-slots.ts). */
+  /** Guaranteed slots per priority range, e.g. `{ "1": 30, "2": 20 }` (see master/scheduler/priority-slots.ts). */
   prioritySlots: z
     .record(z.string().regex(/^-?\d+(\.\d+)?$/, 'must be a number'), z.number().int().min(0))
     .optional(),

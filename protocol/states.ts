@@ -30,7 +30,7 @@ export function isFinal(state: TaskState): boolean {
 }
 
 /**
- * `from → allowed to`. Each edge, and the transition of the scheduler (master/scheduler-core.ts)
+ * `from → allowed to`. Each edge, and the transition of the scheduler (master/scheduler/core.ts)
  * that takes it:
  *
  *   waiting  → ready            markReady: the last dependency is done

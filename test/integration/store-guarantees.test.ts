@@ -5,7 +5,7 @@
  */
 import mongoose, { type Connection } from 'mongoose';
 import type { Master } from '../../master/master';
-import { Store } from '../../master/store';
+import { Store } from '../../master/store/store';
 import { newTaskRecord } from '../../master/task-record';
 import { silentLogger } from '../../common/logger';
 import type { TaskDoc } from '../../models/task';

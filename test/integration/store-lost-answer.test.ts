@@ -5,7 +5,7 @@
  * that held the newer one is deleted, and a restarted master runs a finished task again.
  */
 import mongoose, { type Connection } from 'mongoose';
-import { Store } from '../../master/store';
+import { Store } from '../../master/store/store';
 import { newTaskRecord } from '../../master/task-record';
 import type { TaskDoc } from '../../models/task';
 import { capturingLogger } from '../helpers/capture';

@@ -62,7 +62,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'result-from-another-runner',
     guarantee: 'a result counts only from the connection (runner) the attempt was sent to',
-    file: 'master/scheduler-core.ts',
+    file: 'master/scheduler/core.ts',
     find: 't.attempts === attempt && t.who === runnerId && (',
     replace: 't.attempts === attempt && (',
     tests: ['test/adversarial/identity.test.ts'],
@@ -90,7 +90,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'dashboard-flush-threshold',
     guarantee: 'dashboard task events are flushed however few are waiting',
-    file: 'master/dashboard.ts',
+    file: 'master/http/dashboard.ts',
     find: '    if (this.flushTimer) return;\n    this.flushTimer = setTimeout(() => this.flush(), FLUSH_MS);',
     replace:
       '    if (this.flushTimer || this.pending.size < TASKS_PER_FLUSH) return;\n    this.flushTimer = setTimeout(() => this.flush(), FLUSH_MS);',
@@ -127,7 +127,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'run-timeout-runner-only',
     guarantee: 'the master takes back an attempt whose runner says nothing past its run timeout',
-    file: 'master/scheduler-core.ts',
+    file: 'master/scheduler/core.ts',
     find: '    this.timeouts.trackRun(t);\n',
     replace: '',
     tests: ['test/adversarial/swarms.test.ts'],
@@ -155,7 +155,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'add-ack-before-durable',
     guarantee: 'an add is acknowledged only once its tasks are in the database',
-    file: 'master/scheduler.ts',
+    file: 'master/scheduler/scheduler.ts',
     find: '    const w = await written;\n',
     replace: '    const w = { ok: true } as Awaited<typeof written>;\n',
     more: [
@@ -171,7 +171,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'tasks-to-runners-without-module',
     guarantee: 'a task is assigned only to a runner that announced its module',
-    file: 'master/policies/eligibility.ts',
+    file: 'master/scheduler/policies/eligibility.ts',
     find: '  if (t.module !== undefined && !hasModule(r, t.module)) return false;',
     replace: '',
     tests: ['test/integration/module-routing.test.ts'],
@@ -180,7 +180,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'emodule-counted',
     guarantee: "EMODULE from a runner is that runner's problem: the task is requeued uncounted",
-    file: 'master/scheduler.ts',
+    file: 'master/scheduler/scheduler.ts',
     find: '    else this.requeueUncounted(t);\n  }\n\n  /** A runner announced its modules anew',
     replace:
       '    else this.attemptFailed(t, error, true, moduleHash);\n  }\n\n  /** A runner announced its modules anew',
@@ -191,7 +191,7 @@ export const MUTANTS: Mutant[] = [
     name: 'lost-attempt-not-reclaimed',
     guarantee:
       'a runner back after its grace takes back its lost attempt (its finished result accepted) while nobody else has it',
-    file: 'master/scheduler.ts',
+    file: 'master/scheduler/scheduler.ts',
     find: 'if (lost && lost.attempts === ref.attempt && lost.lostFrom === entry.id) {',
     replace: 'if (lost && lost.attempts === ref.attempt && lost.lostFrom === "nobody") {',
     tests: ['test/unit/scheduler/recovery-grace.test.ts'],
@@ -200,7 +200,7 @@ export const MUTANTS: Mutant[] = [
     name: 'dependency-results-unbounded',
     guarantee:
       'this.dependencies carries at most maxDependencyBytes of results; the rest are named, not sent',
-    file: 'master/dependency-results.ts',
+    file: 'master/scheduler/dependency-results.ts',
     find: '} else if (bytes + found.bytes > maxBytes) {',
     replace: '} else if (bytes + found.bytes > Infinity) {',
     tests: ['test/unit/dependency-results.test.ts'],
@@ -342,7 +342,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'queue-bytes-unbounded',
     guarantee: 'the bytes of tasks held in memory are bounded by queueLimitBytes',
-    file: 'master/admission.ts',
+    file: 'master/scheduler/admission.ts',
     find: '  if (held + bytes <= c.queueLimitBytes) return null;',
     replace: '  if (held + bytes <= Infinity) return null;',
     tests: ['test/adversarial/big-operations.test.ts'],
@@ -362,7 +362,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'fold-rev-precondition',
     guarantee: "the folder never writes an older state over a newer one in tasks (its filter's rev < new)",
-    file: 'master/store-fold.ts',
+    file: 'master/store/fold.ts',
     find: 'updateOne: { filter: { _id: t.id, rev: { $lt: rev } }, update: { $set: stateFields(t, now) } },',
     replace: 'updateOne: { filter: { _id: t.id }, update: { $set: stateFields(t, now) } },',
     tests: ['test/integration/store-guarantees.test.ts'],
@@ -371,7 +371,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'api-runner-filter',
     guarantee: 'GET /api/tasks?runner=R lists only the tasks that ran on R',
-    file: 'master/queries.ts',
+    file: 'master/store/queries.ts',
     find: "  if (f.runner) and.push({ 'assigned.who': f.runner });\n",
     replace: '',
     tests: ['test/integration/store-guarantees.test.ts'],
@@ -380,7 +380,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'retention-count-newest',
     guarantee: 'retention by count removes the oldest final tasks and keeps the newest',
-    file: 'master/retention.ts',
+    file: 'master/store/retention.ts',
     find: '.sort({ updated: 1 })',
     replace: '.sort({ updated: -1 })',
     tests: ['test/integration/store-guarantees.test.ts'],
@@ -389,7 +389,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'retention-removes-live',
     guarantee: 'retention never removes a task that is live again in memory (retried)',
-    file: 'master/retention.ts',
+    file: 'master/store/retention.ts',
     find: 'n += await this.remove(found.filter((id) => !this.isLive(id)));',
     replace: 'n += await this.remove(found);',
     tests: ['test/integration/store-guarantees.test.ts'],

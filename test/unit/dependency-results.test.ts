@@ -1,4 +1,4 @@
-import { jsonBytes, packResults } from '../../master/dependency-results';
+import { jsonBytes, packResults } from '../../master/scheduler/dependency-results';
 
 describe("packing dependencies' results", () => {
   const results = new Map<string, unknown>([

@@ -1,4 +1,4 @@
-import { fits, planSlots, rangeOf, type SlotPlan } from '../../master/priority-slots';
+import { fits, planSlots, rangeOf, type SlotPlan } from '../../master/scheduler/priority-slots';
 
 /** How many tasks of this priority fit alone on an empty runner. */
 function capacityAlone(plan: SlotPlan, priority: number): number {

@@ -1,5 +1,5 @@
-import { mostAvailable } from '../../master/policies/selection';
-import { recordRunTime, slotPlan, type RunnerEntry } from '../../master/runner-registry';
+import { mostAvailable } from '../../master/scheduler/policies/selection';
+import { recordRunTime, slotPlan, type RunnerEntry } from '../../master/scheduler/runner-registry';
 
 function runner(id: string, slots: number, busy: number): RunnerEntry {
   const active = new Set(Array.from({ length: busy }, (_, i) => `${id}-${i}`));

@@ -1,5 +1,5 @@
 /**
- * Admission of adds (master/admission.ts) through the scheduler: concurrent adds are checked against
+ * Admission of adds (master/scheduler/admission.ts) through the scheduler: concurrent adds are checked against
  * the queue limit one after the other, so together they never exceed it.
  */
 import type { TaskDoc } from '../../../models/task';

@@ -9,9 +9,8 @@ import type { TaskState } from '../../../protocol/states';
 import type { AllocationDoc } from '../../../models/allocation';
 import type { JournalChange } from '../../../models/task-journal';
 import type { TaskDoc } from '../../../models/task';
-import type { AddWriteResult, RefusalListener, StoredState } from '../../../master/store';
 import type { TaskRecord } from '../../../master/task-record';
-import type { TaskStore } from '../../../master/task-store';
+import type { AddWriteResult, RefusalListener, StoredState, TaskStore } from '../../../master/task-store';
 
 export interface Recorded {
   id: string;

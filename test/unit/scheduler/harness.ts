@@ -5,8 +5,8 @@
 import { silentLogger } from '../../../common/logger';
 import type { AttemptRef } from '../../../protocol/events';
 import type { Assignment, TaskOutcome } from '../../../protocol/schemas';
-import { slotPlan, type RunnerEntry } from '../../../master/runner-registry';
-import { Scheduler, type SchedulerOptions } from '../../../master/scheduler';
+import { slotPlan, type RunnerEntry } from '../../../master/scheduler/runner-registry';
+import { Scheduler, type SchedulerOptions } from '../../../master/scheduler/scheduler';
 import { FakeTaskStore } from './fake-store';
 
 export interface TestRunner extends RunnerEntry {

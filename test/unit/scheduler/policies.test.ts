@@ -1,19 +1,19 @@
 /**
- * One test per policy the scheduler composes (master/policies/), each on its own and, where the
+ * One test per policy the scheduler composes (master/scheduler/policies/), each on its own and, where the
  * policy shapes distribution, through a scheduler on the in-memory store.
  */
 import { wireError } from '../../../protocol/errors';
 import type { TaskDoc } from '../../../models/task';
-import { Affinity, hashAllocate } from '../../../master/policies/affinity';
-import { explainMissingModule } from '../../../master/policies/chain';
-import { eligible, explainEligibility, hasModule, placeable } from '../../../master/policies/eligibility';
-import { RunnerRegistry } from '../../../master/runner-registry';
-import { Parking } from '../../../master/policies/parking';
-import { applyJournal, recordFromDoc } from '../../../master/policies/recovery';
-import { RetryPolicy } from '../../../master/policies/retry';
-import { selectMostAvailable } from '../../../master/policies/selection';
-import { canTake, explainCapacity, explainRunnerState } from '../../../master/policies/slots';
-import { Timeouts } from '../../../master/policies/timeouts';
+import { Affinity, hashAllocate } from '../../../master/scheduler/policies/affinity';
+import { explainMissingModule } from '../../../master/scheduler/policies/chain';
+import { eligible, explainEligibility, hasModule, placeable } from '../../../master/scheduler/policies/eligibility';
+import { RunnerRegistry } from '../../../master/scheduler/runner-registry';
+import { Parking } from '../../../master/scheduler/policies/parking';
+import { applyJournal, recordFromDoc } from '../../../master/scheduler/policies/recovery';
+import { RetryPolicy } from '../../../master/scheduler/policies/retry';
+import { selectMostAvailable } from '../../../master/scheduler/policies/selection';
+import { canTake, explainCapacity, explainRunnerState } from '../../../master/scheduler/policies/slots';
+import { Timeouts } from '../../../master/scheduler/policies/timeouts';
 import { newTaskRecord, type TaskRecord } from '../../../master/task-record';
 import { makeRunner, makeScheduler, settle } from './harness';
 

@@ -1,0 +1,424 @@
+/**
+ * Keeps `tasks` current: writes each changed task's latest state into its document soon after the
+ * change is durable in the journal (master/store/store.ts): a final state at once, any other state after
+ * `foldDelayMs`, so that a task finishing meanwhile costs one statement.
+ *
+ * Inputs: live task records, each with the writer sequence of its latest change and the journal
+ * documents that hold its changes. Only records whose latest change is durable are written (a
+ * document must exist before it is updated). Coalescing: a record is written once however often it
+ * changed, at its state at the time of writing, so a task assigned and finished between two rounds
+ * costs one statement. Ordering: the filter holds the precondition `rev < new`, so an older state
+ * never replaces a newer one. Journal documents whose changes are all written are then deleted.
+ * The loop runs beside the writer whenever there is work (never only when it is idle, so steady load
+ * cannot starve it). Bounded: above `foldBacklogLimit` waiting records, `congested` tells the
+ * scheduler to hold new assignments until the folder catches up.
+ */
+import type { Collection } from 'mongoose';
+import { backoffDelay } from '../../common/backoff';
+import type { Logger } from '../../common/logger';
+import { isFinal } from '../../protocol/states';
+import { encodeValue } from '../../models/codec';
+import type { TaskDoc } from '../../models/task';
+import type { TaskRecord } from '../task-record';
+import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
+
+export interface FoldOptions {
+  /** Statements per update command. Default 500. */
+  foldChunk?: number;
+  /** How long a state that is not final waits, so a newer one can replace it. Default 200 ms. */
+  foldDelayMs?: number;
+  /**
+   * How long a new task that is not final waits before its document is inserted into `tasks`, so
+   * that a task finishing meanwhile is inserted final and never updated. Default 1,000 ms.
+   */
+  insertDelayMs?: number;
+  /** Records waiting above which new assignments wait. Default 50,000. */
+  foldBacklogLimit?: number;
+  logger: Logger;
+}
+
+/** What the folder needs of the store. */
+export interface FoldTarget {
+  readonly tasks: Collection<TaskDoc>;
+  /** Writer sequence number of the last durable change. */
+  readonly durable: number;
+  readonly isClosed: boolean;
+  releaseJournal(docs: string[]): void;
+  deleteFoldedJournal(): Promise<void>;
+  /** A write of the folder failed (and is retried), or null: one went through. */
+  folderFailed(f: WriteFailure | null): void;
+}
+
+interface Pending {
+  /** The task's record, once it changed after its add (a new task may have none yet). */
+  t?: TaskRecord;
+  /** A new task's document, as added, while `tasks` does not have it yet: inserted, not updated. */
+  base?: TaskDoc;
+  /** Writer sequence of the latest change: written only once the writer is past it. */
+  seq: number;
+  /** When the oldest change not yet written was made. */
+  since: number;
+  /** Journal documents holding its changes, with the revision of each. */
+  refs: [string, number][];
+}
+
+export class Folder {
+  private pending = new Map<string, Pending>();
+  /** How many of `pending` are new tasks not in `tasks` yet (they do not count as congestion). */
+  private unbornCount = 0;
+  /** Reads waiting for the new tasks to be in `tasks` (`insertUnbornNow`). */
+  private unbornWaiters: (() => void)[] = [];
+  private running: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  /** Recent lags of final states: from the outcome to its `tasks` document (ms). */
+  readonly lags: number[] = [];
+  readonly counters = { commands: 0, documents: 0 };
+  /** Called when the backlog falls back under the limit. */
+  onRelieved: () => void = () => {};
+
+  constructor(
+    private readonly store: FoldTarget,
+    private readonly opts: FoldOptions,
+  ) {}
+
+  /** A change of `t` (durable at writer sequence `seq`), held in journal document `ref` if any. */
+  add(t: TaskRecord, seq: number, ref?: [string, number]): void {
+    if (this.closed) return;
+    let p = this.pending.get(t.id);
+    if (!p) this.pending.set(t.id, (p = { t, seq, since: Date.now(), refs: [] }));
+    else {
+      p.t = t;
+      p.seq = Math.max(p.seq, seq);
+    }
+    if (ref) p.refs.push(ref);
+    this.kick();
+  }
+
+  /** A new task, durable in journal document `journalDoc` at writer sequence `seq`. */
+  addUnborn(doc: TaskDoc, seq: number, journalDoc: string): void {
+    if (this.closed) return;
+    let p = this.pending.get(doc._id);
+    if (!p) this.pending.set(doc._id, (p = { seq, since: Date.now(), refs: [] }));
+    else p.seq = Math.max(p.seq, seq);
+    if (!p.base) this.unbornCount++;
+    p.base = doc;
+    p.refs.push([journalDoc, 0]);
+    this.kick();
+  }
+
+  /** A new task's document, as added, while `tasks` does not have it yet. */
+  unbornDoc(id: string): TaskDoc | undefined {
+    return this.pending.get(id)?.base;
+  }
+
+  /** Whether a task of this id is durable but not in `tasks` yet. */
+  unborn(id: string): boolean {
+    return this.pending.get(id)?.base !== undefined;
+  }
+
+  /** Forgets a task (its add was refused); returns the journal documents it held changes in. */
+  drop(id: string): string[] {
+    const p = this.pending.get(id);
+    this.pending.delete(id);
+    if (p?.base) this.unbornCount--;
+    return p ? p.refs.map(([doc]) => doc) : [];
+  }
+
+  /** The record of a task whose latest state is not in `tasks` yet. */
+  pendingRecord(id: string): TaskRecord | undefined {
+    return this.pending.get(id)?.t;
+  }
+
+  get backlog(): number {
+    return this.pending.size;
+  }
+
+  get congested(): boolean {
+    return this.pending.size - this.unbornCount > (this.opts.foldBacklogLimit ?? 50_000);
+  }
+
+  oldestAgeMs(): number {
+    let oldest = Infinity;
+    for (const p of this.pending.values()) if (p.since < oldest) oldest = p.since;
+    return oldest === Infinity ? 0 : Date.now() - oldest;
+  }
+
+  /** p50/p99/max of recent lags of final states behind their outcome. */
+  lagSummary(): { p50: number; p99: number; max: number } | null {
+    if (this.lags.length === 0) return null;
+    const s = [...this.lags].sort((a, b) => a - b);
+    const at = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+    return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] };
+  }
+
+  kick(): void {
+    if (this.running || this.closed) return;
+    this.running = this.loop(false).finally(() => {
+      this.running = null;
+      // A read that asked while the last round was deciding to stop: answer it now.
+      if (this.unbornWaiters.length > 0) this.kick();
+      else this.later();
+    });
+  }
+
+  /** Writes everything durable now, whatever its age (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.running) await this.running;
+    await this.loop(true);
+  }
+
+  /**
+   * Inserts now the new tasks durable but not in `tasks` yet, whatever their age (reads through the
+   * master). The loop takes them first in its next round, so a read waits for at most the round in
+   * flight and this one, never for the loop to run out of work under load.
+   */
+  insertUnbornNow(): Promise<void> {
+    if (this.unbornCount === 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.unbornWaiters.push(resolve);
+      this.kick();
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.settled();
+    this.closed = true;
+    for (const w of this.unbornWaiters.splice(0)) w();
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Changes that are not ripe yet (running states younger than the delay) get a later round. */
+  private later(): void {
+    if (this.timer || this.closed || this.pending.size === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.kick();
+    }, this.opts.foldDelayMs ?? 200);
+    this.timer.unref();
+  }
+
+  private ripe(p: Pending, durable: number, all: boolean, before: number, beforeInsert: number): boolean {
+    if (p.seq > durable) return false;
+    // A final state is written at once; others (assigned, running, a requeue) after the delay, so a
+    // task that finishes meanwhile costs one statement; a new task's first state after a longer one,
+    // so that one that finishes soon is inserted final.
+    if (all || (p.t && isFinal(p.t.state))) return true;
+    return p.since <= (p.base ? beforeInsert : before);
+  }
+
+  private async loop(all: boolean): Promise<void> {
+    let failures = 0;
+    for (;;) {
+      const wasCongested = this.congested;
+      const durable = this.store.durable;
+      const before = Date.now() - (this.opts.foldDelayMs ?? 200);
+      const beforeInsert = Date.now() - (this.opts.insertDelayMs ?? 1000);
+      const limit = this.opts.foldChunk ?? 500;
+      const chunk: Pending[] = [];
+      // Reads are waiting (insertUnbornNow): every durable new task first, whatever its age. They are
+      // answered after the round that writes the last of them.
+      let answered: (() => void)[] = [];
+      if (this.unbornWaiters.length > 0) {
+        for (const p of this.pending.values()) {
+          if (chunk.length >= limit) break;
+          if (p.base && p.seq <= durable) chunk.push(p);
+        }
+        if (chunk.length < limit) answered = this.unbornWaiters.splice(0);
+      }
+      const taken = new Set(chunk);
+      for (const p of this.pending.values()) {
+        if (chunk.length >= limit) break;
+        if (!taken.has(p) && this.ripe(p, durable, all, before, beforeInsert)) chunk.push(p);
+      }
+      if (chunk.length === 0) {
+        for (const w of answered) w();
+        return;
+      }
+      try {
+        await this.write(chunk);
+        failures = 0;
+        this.store.folderFailed(null);
+        for (const w of answered) w();
+      } catch (err) {
+        if (this.closed || this.store.isClosed) {
+          for (const w of answered) w(); // nothing more will be written
+          return;
+        }
+        this.unbornWaiters.push(...answered); // asked again next round
+        const f = classify(err);
+        this.store.folderFailed(f);
+        const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
+        this.opts.logger.warn('writing states into tasks failed; retrying', {
+          error: f.message,
+          retryInMs: wait,
+        });
+        await new Promise((r) => setTimeout(r, wait));
+      }
+      if (wasCongested && !this.congested) this.onRelieved();
+    }
+  }
+
+  private async write(chunk: Pending[]): Promise<void> {
+    const now = Date.now();
+    const snaps = chunk.map((p) => ({ p, t: p.t, base: p.base, rev: p.t?.rev ?? 0 }));
+    const born = snaps.filter((x) => x.base);
+    const changed = snaps.filter((x) => !x.base) as { p: Pending; t: TaskRecord; rev: number }[];
+    if (born.length > 0) await this.insert(born.map(({ base, t }) => bornDoc(base as TaskDoc, t, now)));
+    if (changed.length > 0) await this.update(changed, now);
+    this.counters.commands += (born.length > 0 ? 1 : 0) + (changed.length > 0 ? 1 : 0);
+    this.counters.documents += snaps.length;
+    const done = Date.now();
+    const folded: string[] = [];
+    for (const { p, t, base, rev } of snaps) {
+      // Journal parts up to the written revision are in `tasks` now.
+      const left: [string, number][] = [];
+      for (const ref of p.refs) {
+        if (ref[1] <= rev) folded.push(ref[0]);
+        else left.push(ref);
+      }
+      p.refs = left;
+      if (base && p.base === base) {
+        p.base = undefined;
+        this.unbornCount--;
+      }
+      if (this.pending.get(p.t?.id ?? base?._id ?? '') !== p) continue;
+      if (p.t === t && (t?.rev ?? 0) === rev) {
+        this.pending.delete(t?.id ?? (base as TaskDoc)._id);
+        if (t && isFinal(t.state) && t.finishedAt) this.recordLag(done - t.finishedAt);
+      } else p.since = now; // changed while the write was in flight: write again
+    }
+    this.store.releaseJournal(folded);
+    await this.store.deleteFoldedJournal();
+  }
+
+  /**
+   * Inserts new tasks' documents. One the server refuses: an id already taken (which the add's check
+   * makes all but impossible) is logged and left; any other refusal is stored as an EPERSIST failure.
+   */
+  private async insert(docs: TaskDoc[]): Promise<void> {
+    try {
+      await this.store.tasks.insertMany(docs as never[], { ordered: false });
+      return;
+    } catch (err) {
+      if (classify(err).kind === 'transient') throw err;
+    }
+    for (const d of docs) {
+      await this.store.tasks.insertOne(d as never).catch(async (e: unknown) => {
+        const f = classify(e);
+        if (f.kind === 'transient') throw e;
+        if (f.code === DUPLICATE_KEY) return this.insertedBefore(d);
+        this.opts.logger.error('tasks refused a new task; stored as EPERSIST', { taskId: d._id });
+        await this.store.tasks
+          .insertOne({
+            ...d,
+            params: [],
+            result: null,
+            requires: null,
+            state: 'failed',
+            error: { code: 'EPERSIST', message: f.message },
+          } as never)
+          .catch((again: unknown) => {
+            if (classify(again).kind === 'transient') throw again;
+          });
+      });
+    }
+  }
+
+  /**
+   * A new task's document met one of its id. Most often it is this very insert, sent before and
+   * written, whose answer was lost (a replica set's failover, a timeout): that document may hold an
+   * older state than `d`, and the journal holding the newer one is deleted once this write is done,
+   * so it is brought to `d` unless it holds a newer state. A document of another task (another batch
+   * or creation time; the add's check makes that all but impossible) is left as it is, and logged.
+   */
+  private async insertedBefore(d: TaskDoc): Promise<void> {
+    const same = { _id: d._id, batch: d.batch, created: d.created };
+    const { matchedCount } = await this.store.tasks.replaceOne({ ...same, rev: { $lt: d.rev ?? 0 } }, d);
+    if (matchedCount > 0 || (await this.store.tasks.findOne(same, { projection: { _id: 1 } }))) return;
+    this.opts.logger.error("a new task's id was taken in tasks meanwhile; its document is not stored", {
+      taskId: d._id,
+    });
+  }
+
+  private async update(snaps: { p: Pending; t: TaskRecord; rev: number }[], now: number): Promise<void> {
+    const all = snaps.map(({ t, rev }) => ({
+      updateOne: { filter: { _id: t.id, rev: { $lt: rev } }, update: { $set: stateFields(t, now) } },
+    }));
+    try {
+      await this.store.tasks.bulkWrite(all as never[], { ordered: false });
+    } catch (err) {
+      if (classify(err).kind === 'transient') throw err;
+      // Values the journal took but `tasks` refuses: one by one, a refused one as a bare failure.
+      for (const [k, { t, rev }] of snaps.entries()) {
+        const one = all[k];
+        await this.store.tasks.bulkWrite([one] as never[]).catch(async (e: unknown) => {
+          if (classify(e).kind === 'transient') throw e;
+          this.opts.logger.error('tasks refused a state; stored as EPERSIST', { taskId: t.id });
+          await this.store.tasks.updateOne(
+            { _id: t.id, rev: { $lt: rev } },
+            { $set: { state: 'failed', rev, updated: now, error: { code: 'EPERSIST', message: String(e) } } },
+          );
+        });
+      }
+    }
+  }
+
+  private recordLag(ms: number): void {
+    this.lags.push(ms);
+    if (this.lags.length > 20_000) this.lags.splice(0, 10_000);
+  }
+}
+
+/** A new task's document as `tasks` first gets it: as added, with its state now. */
+export function bornDoc(base: TaskDoc, t: TaskRecord | undefined, now: number): TaskDoc {
+  if (!t) return base;
+  const d: Record<string, unknown> = { ...base };
+  const assigned: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(stateFields(t, now))) {
+    if (!k.startsWith('assigned.')) d[k] = v;
+    else if (v !== null && v !== undefined) assigned[k.slice('assigned.'.length)] = v;
+  }
+  if (Object.keys(assigned).length > 0) d.assigned = assigned;
+  return d as unknown as TaskDoc;
+}
+
+/** The `$set` that makes a `tasks` document show the record's current state. */
+export function stateFields(t: TaskRecord, now: number): Record<string, unknown> {
+  const set: Record<string, unknown> = {
+    state: t.state,
+    rev: t.rev,
+    attempts: t.attempts,
+    updated: now,
+    'assigned.who': t.who,
+    'assigned.when': t.assignedAt,
+  };
+  if (t.error) set.error = t.stored ? t.stored.error : storable(t.error);
+  if (t.uncounted) set.uncounted = t.uncounted;
+  if (isFinal(t.state)) {
+    set['assigned.completed'] = t.finishedAt ?? now;
+    if (t.moduleHash) set.moduleHash = t.moduleHash;
+    if (t.state === 'done') {
+      set.result = t.stored ? t.stored.result : encodeOrNull(t.result);
+      set.error = null;
+    }
+  }
+  return set;
+}
+
+function encodeOrNull(v: unknown): unknown {
+  try {
+    return encodeValue(v === undefined ? null : v);
+  } catch {
+    return null; // cannot happen for a value that came through the journal
+  }
+}
+
+function storable(e: NonNullable<TaskRecord['error']>): unknown {
+  if (e.details === undefined) return e;
+  try {
+    return { ...e, details: encodeValue(e.details) };
+  } catch {
+    return { code: e.code, message: e.message };
+  }
+}

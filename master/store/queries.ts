@@ -1,0 +1,219 @@
+/**
+ * Reads of `tasks` for the HTTP API and the operator's retry: task lists with filters and a cursor,
+ * one task, a batch's counts and graph, the dependents a rerun brings back. Every query uses fields
+ * the master writes on each change (state, batch, created, dependencies, error.code) and stays valid
+ * on MongoDB 7 as on FerretDB. Memory is more current than these documents (running states are
+ * written lazily), so callers overlay the scheduler's records on what comes back.
+ */
+import type { Collection, mongo } from 'mongoose';
+import type { TaskState } from '../../protocol/states';
+import type { TaskDoc } from '../../models/task';
+import { decodeTask } from './recovery';
+
+export interface TaskFilter {
+  state?: TaskState;
+  batch?: string;
+  module?: string;
+  runner?: string;
+  /** Text in the id or the module name. */
+  q?: string;
+}
+
+/** A position in a list ordered newest first: the last task returned. */
+export interface Cursor {
+  created: number;
+  id: string;
+}
+
+export function encodeCursor(c: Cursor): string {
+  return Buffer.from(JSON.stringify([c.created, c.id])).toString('base64url');
+}
+
+/** The cursor a list returned, or undefined when it is not one. */
+export function decodeCursor(text: string): Cursor | undefined {
+  try {
+    const v = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'string')
+      return { created: v[0], id: v[1] };
+  } catch {
+    // not ours
+  }
+  return undefined;
+}
+
+const LIST_PROJECTION = { params: 0, result: 0 };
+
+/** Tasks matching `f`, newest first, after `cursor`; one more than `limit` tells whether more follow. */
+export async function listTasks(
+  tasks: Collection<TaskDoc>,
+  f: TaskFilter,
+  cursor: Cursor | undefined,
+  limit: number,
+): Promise<{ docs: TaskDoc[]; next: Cursor | null }> {
+  const and: mongo.Filter<TaskDoc>[] = [];
+  if (f.state) and.push({ state: f.state });
+  if (f.batch) and.push({ batch: f.batch });
+  if (f.module) and.push({ module: f.module });
+  if (f.runner) and.push({ 'assigned.who': f.runner });
+  if (f.q) {
+    const re = { $regex: escapeRegExp(f.q), $options: 'i' };
+    and.push({ $or: [{ _id: re }, { module: re }] } as mongo.Filter<TaskDoc>);
+  }
+  if (cursor)
+    and.push({
+      $or: [{ created: { $lt: cursor.created } }, { created: cursor.created, _id: { $lt: cursor.id } }],
+    } as mongo.Filter<TaskDoc>);
+  const docs = (await tasks
+    .find(and.length > 0 ? { $and: and } : {}, { projection: LIST_PROJECTION })
+    .sort({ created: -1, _id: -1 })
+    .limit(limit + 1)
+    .toArray()) as TaskDoc[];
+  const more = docs.length > limit;
+  const page = more ? docs.slice(0, limit) : docs;
+  const last = page[page.length - 1];
+  return { docs: page.map(decodeTask), next: more && last ? { created: last.created, id: last._id } : null };
+}
+
+/** Whole documents of these tasks (decoded); unknown ids are absent. */
+export async function loadTasks(tasks: Collection<TaskDoc>, ids: string[]): Promise<Map<string, TaskDoc>> {
+  const out = new Map<string, TaskDoc>();
+  for (let i = 0; i < ids.length; i += 1000) {
+    const docs = (await tasks.find({ _id: { $in: ids.slice(i, i + 1000) } }).toArray()) as TaskDoc[];
+    for (const d of docs) out.set(d._id, decodeTask(d));
+  }
+  return out;
+}
+
+/**
+ * The stored failures, read in one pass: what a retry needs to find what it brings back. Only `_id`
+ * look-ups use an index on FerretDB, so a query on `dependencies` or `batch` reads the whole
+ * collection; one pass per retry (not one per thousand ids and per level of dependents) keeps a
+ * retry linear in the collection. It holds ids, a few dozen bytes per failed task, and whole
+ * documents only of the batch asked for: those a batch's retry runs again, which would otherwise be
+ * read a second time by `_id`.
+ */
+export interface Failures {
+  /** Each failed-through-a-dependency (EDEPFAILED) task, under each of its dependencies. */
+  dependentsOf: Map<string, string[]>;
+  /** The batch's failed and cancelled tasks that did not fail only because of a dependency. */
+  batchRoots: string[];
+  /** The batch's failed and cancelled tasks, decoded. */
+  batchDocs: Map<string, TaskDoc>;
+}
+
+/** Documents read per round trip: bounds the time one reply takes to decode. */
+const SCAN_BATCH = 500;
+
+export async function readFailures(tasks: Collection<TaskDoc>, batch?: string): Promise<Failures> {
+  const out: Failures = { dependentsOf: new Map(), batchRoots: [], batchDocs: new Map() };
+  // Whole documents for a batch's retry (the server reads them whole anyway); ids otherwise.
+  const projection = batch === undefined ? { _id: 1, state: 1, dependencies: 1, 'error.code': 1 } : {};
+  const cursor = tasks.find(
+    { state: { $in: ['failed', 'cancelled'] } },
+    { projection, batchSize: SCAN_BATCH },
+  );
+  for await (const d of cursor) {
+    const viaDependency = d.state === 'failed' && d.error?.code === 'EDEPFAILED';
+    if (viaDependency)
+      for (const dep of d.dependencies ?? []) {
+        const list = out.dependentsOf.get(dep);
+        if (list) list.push(d._id);
+        else out.dependentsOf.set(dep, [d._id]);
+      }
+    if (batch === undefined || d.batch !== batch) continue;
+    out.batchDocs.set(d._id, decodeTask(d));
+    if (!viaDependency) out.batchRoots.push(d._id);
+  }
+  return out;
+}
+
+/** Ids of the tasks that failed because one of `ids` did (EDEPFAILED), transitively. */
+export function failedDependents(f: Failures, ids: string[]): string[] {
+  const seen = new Set(ids);
+  const found: string[] = [];
+  const frontier = [...ids];
+  while (frontier.length > 0) {
+    for (const d of f.dependentsOf.get(frontier.pop() as string) ?? []) {
+      if (seen.has(d)) continue;
+      seen.add(d);
+      found.push(d);
+      frontier.push(d);
+    }
+  }
+  return found;
+}
+
+export interface StoredBatch {
+  id: string;
+  counts: Record<TaskState, number>;
+  created: number;
+  /** Latest completion among its final tasks. */
+  completed: number | null;
+}
+
+/**
+ * Batches as stored: the ones named, or the `limit` most recently active (the batches of the tasks
+ * that changed last, by the `state, updated` index). Counts come from one `$group` per batch (by the
+ * `batch, state` index); FerretDB has no `$min`/`$max` accumulators, so the first creation and the
+ * last completion are two one-document sorted reads.
+ */
+export async function storedBatches(
+  tasks: Collection<TaskDoc>,
+  opts: { limit?: number; ids?: string[] },
+): Promise<StoredBatch[]> {
+  let ids = opts.ids;
+  if (!ids) {
+    const recent = await tasks
+      .find({}, { projection: { batch: 1 } })
+      .sort({ updated: -1 })
+      .limit(20 * (opts.limit ?? 200))
+      .toArray();
+    ids = [...new Set(recent.map((d) => d.batch))].slice(0, opts.limit ?? 200);
+  }
+  const out: StoredBatch[] = [];
+  for (const id of ids) {
+    const rows = await tasks
+      .aggregate<{ _id: TaskState; n: number }>([
+        { $match: { batch: id } },
+        { $group: { _id: '$state', n: { $sum: 1 } } },
+      ])
+      .toArray();
+    if (rows.length === 0) continue;
+    const counts = emptyCounts();
+    for (const r of rows) counts[r._id] += r.n;
+    const [first] = await tasks
+      .find({ batch: id }, { projection: { created: 1 } })
+      .sort({ created: 1 })
+      .limit(1)
+      .toArray();
+    const [last] = await tasks
+      .find({ batch: id, 'assigned.completed': { $gt: 0 } }, { projection: { assigned: 1 } })
+      .sort({ 'assigned.completed': -1 })
+      .limit(1)
+      .toArray();
+    out.push({ id, counts, created: first?.created ?? 0, completed: last?.assigned?.completed ?? null });
+  }
+  return out.sort((a, b) => b.created - a.created);
+}
+
+/** A batch's tasks for its graph: at most `limit` (and whether there were more). */
+export async function batchNodes(
+  tasks: Collection<TaskDoc>,
+  batch: string,
+  limit: number,
+): Promise<{ docs: Pick<TaskDoc, '_id' | 'state' | 'module' | 'dependencies'>[]; truncated: boolean }> {
+  const docs = (await tasks
+    .find({ batch }, { projection: { _id: 1, state: 1, module: 1, dependencies: 1 } })
+    .sort({ created: 1, _id: 1 })
+    .limit(limit + 1)
+    .toArray()) as TaskDoc[];
+  return { docs: docs.slice(0, limit), truncated: docs.length > limit };
+}
+
+export function emptyCounts(): Record<TaskState, number> {
+  return { waiting: 0, ready: 0, assigned: 0, running: 0, done: 0, failed: 0, cancelled: 0 };
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
