@@ -96,7 +96,9 @@ describe('store and API guarantees', () => {
     for (const id of ['old-1', 'old-2', 'new-1', 'new-2'])
       expect(await feeder.work([{ id, module: 'ok' }])).toMatchObject([{ state: 'done' }]);
     await m.flushed();
-    expect(await m.retainNow()).toBe(2);
+    // The periodic pass (5 s after start) may have come first on a slow machine: what is left is the
+    // guarantee, not which pass removed it.
+    await m.retainNow();
     expect((await tasks.find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id).sort()).toEqual([
       'new-1',
       'new-2',
