@@ -559,13 +559,11 @@ export class Store {
   /**
    * Inserts `docs` in order, in chunks, through transient failures. `refused(doc)` decides what
    * happens to a document the server refuses: a replacement to insert instead, or null to skip it.
-   * `live(doc)` false skips a document not yet sent (its add was refused meanwhile).
    */
   private async insertAll<D extends { _id?: unknown }>(
     coll: Collection<D>,
     docs: D[],
     how: {
-      live?: (d: D) => boolean;
       refused: (d: D, f: WriteFailure) => D | null;
       /** Each document once it is written (or found written by an earlier try). */
       written?: (d: D) => void;
@@ -576,20 +574,13 @@ export class Store {
     let failures = 0;
     let i = 0;
     while (i < docs.length) {
-      const chunk: D[] = [];
-      for (let j = i; j < docs.length && chunk.length < limit; j++)
-        if (!how.live || how.live(docs[j])) chunk.push(docs[j]);
-      const end = chunk.length > 0 ? docs.indexOf(chunk[chunk.length - 1], i) + 1 : docs.length;
-      if (chunk.length === 0) {
-        i = end;
-        continue;
-      }
+      const chunk = docs.slice(i, i + limit);
       try {
         await coll.insertMany(chunk as never[], { ordered: true });
         this.counters.commands++;
         this.counters.documents += chunk.length;
         if (how.written) for (const d of chunk) how.written(d);
-        i = end;
+        i += chunk.length;
         failures = 0;
         limit = this.opts.writeChunk;
         this.succeeded();
@@ -600,7 +591,7 @@ export class Store {
         const at = f.index ?? (f.kind === 'refused' && chunk.length === 1 ? 0 : undefined);
         if (f.kind === 'refused' && at !== undefined) {
           const bad = chunk[at];
-          const pos = docs.indexOf(bad, i);
+          const pos = i + at;
           this.counters.documents += f.written;
           if (how.written) for (let k = 0; k < at; k++) how.written(chunk[k]);
           if (f.code === DUPLICATE_KEY && tried.has(bad)) {
@@ -620,10 +611,9 @@ export class Store {
         }
         for (const d of chunk) tried.add(d);
         // Skip what the failed command did write (an ordered insert stops at the failure).
-        for (let k = 0; k < f.written && i < docs.length; k++) {
-          how.written?.(chunk[k]);
-          i = docs.indexOf(chunk[k], i) + 1;
-        }
+        const done = Math.min(f.written, chunk.length);
+        if (how.written) for (let k = 0; k < done; k++) how.written(chunk[k]);
+        i += done;
         await this.pause(++failures, f);
       }
     }
