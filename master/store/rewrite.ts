@@ -26,6 +26,7 @@ import { bornDoc } from './fold';
 import { encodeError } from './recovery';
 import { firstDocOf, type TaskRecord } from '../task-record';
 import { classify, DUPLICATE_KEY } from './write-errors';
+import { inChunks, IN_CHUNK } from './in-chunks';
 
 export interface Rewritten {
   live: number;
@@ -59,9 +60,8 @@ export async function rewriteFromMemory(
       finals++;
     }
   }
-  for (let i = 0; i < docs.length; i += 1000) {
-    const chunk = docs.slice(i, i + 1000);
-    await persist(async () => {
+  await inChunks(docs, IN_CHUNK, (chunk) =>
+    persist(async () => {
       try {
         await store.tasks.insertMany(chunk as never[], { ordered: false });
       } catch (err) {
@@ -71,8 +71,8 @@ export async function rewriteFromMemory(
         if (errors.length > 0 && errors.every((w) => w.code === DUPLICATE_KEY)) return;
         throw err;
       }
-    }, logger);
-  }
+    }, logger),
+  );
   for (const t of live) store.fold(t);
   return { live: docs.length - finals, finals };
 }

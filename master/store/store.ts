@@ -31,6 +31,7 @@ import { pendingAddModel } from '../../models/pending-add';
 import { taskModel, type TaskDoc } from '../../models/task';
 import { journalModel, type JournalChange, type JournalDoc } from '../../models/task-journal';
 import { Folder, type FoldOptions } from './fold';
+import { inChunks, IN_CHUNK } from './in-chunks';
 import { encodeError, fetchStates, loadForRecovery, type ReadTarget, type Recovered } from './recovery';
 import type { TaskRecord } from '../task-record';
 import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
@@ -209,10 +210,9 @@ export class Store {
   async deleteFoldedJournal(): Promise<void> {
     const ids = this.journalFolded;
     this.journalFolded = [];
-    for (let i = 0; i < ids.length; i += 1000) {
-      const chunk = ids.slice(i, i + 1000);
-      await this.retry('write', () => this.journal.deleteMany({ _id: { $in: chunk } }));
-    }
+    await inChunks(ids, IN_CHUNK, (chunk) =>
+      this.retry('write', () => this.journal.deleteMany({ _id: { $in: chunk } })),
+    );
   }
 
   /** A recovered task's journal changes, to be folded into `tasks` like new ones. */
@@ -422,13 +422,12 @@ export class Store {
     try {
       const found = new Set<string>();
       const ids = batch.flatMap((l) => l.ids);
-      for (let i = 0; i < ids.length; i += 1000) {
-        const chunk = ids.slice(i, i + 1000);
+      await inChunks(ids, IN_CHUNK, async (chunk) => {
         const docs = await this.retry('read', () =>
           this.tasks.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray(),
         );
         for (const d of docs ?? []) found.add(d._id);
-      }
+      });
       for (const l of batch) l.resolve(l.ids.filter((id) => found.has(id)));
     } catch (err) {
       for (const l of batch) l.reject(err);
