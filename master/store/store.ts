@@ -22,7 +22,6 @@
  * master/store/recovery.ts.
  */
 import { Types, type Collection, type Connection } from 'mongoose';
-import { backoffDelay } from '../../common/backoff';
 import type { Logger } from '../../common/logger';
 import { wireError, type WireError } from '../../protocol/errors';
 import { allocationModel, type AllocationDoc } from '../../models/allocation';
@@ -32,6 +31,7 @@ import { taskModel, type TaskDoc } from '../../models/task';
 import { journalModel, type JournalChange, type JournalDoc } from '../../models/task-journal';
 import { Folder, type FoldOptions } from './fold';
 import { inChunks, IN_CHUNK } from './in-chunks';
+import { RetryBackoff } from './retry-backoff';
 import { encodeError, fetchStates, loadForRecovery, type ReadTarget, type Recovered } from './recovery';
 import type { TaskRecord } from '../task-record';
 import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
@@ -570,7 +570,7 @@ export class Store {
   ): Promise<void> {
     const tried = new Set<D>();
     let limit = this.opts.writeChunk;
-    let failures = 0;
+    const backoff = new RetryBackoff();
     let i = 0;
     while (i < docs.length) {
       const chunk = docs.slice(i, i + limit);
@@ -580,7 +580,7 @@ export class Store {
         this.counters.documents += chunk.length;
         if (how.written) for (const d of chunk) how.written(d);
         i += chunk.length;
-        failures = 0;
+        backoff.reset();
         limit = this.opts.writeChunk;
         this.succeeded();
         continue;
@@ -613,14 +613,14 @@ export class Store {
         const done = Math.min(f.written, chunk.length);
         if (how.written) for (let k = 0; k < done; k++) how.written(chunk[k]);
         i += done;
-        await this.pause(++failures, f);
+        await this.pause(backoff, f);
       }
     }
   }
 
   /** Runs one command (a read, or a write other than an insert) through transient failures. */
   private async retry<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T | undefined> {
-    let failures = 0;
+    const backoff = new RetryBackoff();
     for (;;) {
       try {
         const r = await op();
@@ -633,7 +633,7 @@ export class Store {
           this.opts.logger.error('database command refused', { error: f.message });
           return undefined;
         }
-        await this.pause(++failures, f, kind);
+        await this.pause(backoff, f, kind);
       }
     }
   }
@@ -655,7 +655,11 @@ export class Store {
     }
   }
 
-  private async pause(failures: number, f: WriteFailure, kind: Failing['kind'] = 'insert'): Promise<void> {
+  private async pause(
+    backoff: RetryBackoff,
+    f: WriteFailure,
+    kind: Failing['kind'] = 'insert',
+  ): Promise<void> {
     // After close nothing can succeed any more: give up rather than retry forever.
     if (this.closed) throw new Error(`store closed with a write failing: ${f.message}`);
     this.retrying = true;
@@ -668,14 +672,14 @@ export class Store {
         error: f.message,
       });
     this.counters.retries++;
-    const wait = backoffDelay(failures - 1, { base: 100, cap: 5000 });
-    if (failures === 1 || failures % 10 === 0)
-      this.opts.logger.error('database write failed; retrying', {
-        error: f.message,
-        failures,
-        retryInMs: wait,
-      });
-    await new Promise((r) => setTimeout(r, wait));
+    await backoff.wait((wait, failures) => {
+      if (failures === 1 || failures % 10 === 0)
+        this.opts.logger.error('database write failed; retrying', {
+          error: f.message,
+          failures,
+          retryInMs: wait,
+        });
+    });
   }
 
   // ---- reads -------------------------------------------------------------------------------------
