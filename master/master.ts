@@ -621,9 +621,9 @@ export class Master extends EventEmitter implements ApiView {
     );
 
     onInternal(sock, log, 'disconnect', (reason) => {
-      if (!mine) return;
-      // A newer connection of the same runner may already have replaced this one.
-      if (runners().get(mine.id) !== mine) return;
+      // Only while this connection holds its runner: a newer connection of the same runner may
+      // already have replaced it (the registry tells, as for every report of this connection).
+      if (!mine || !held()) return;
       limitLog(log, 'info', `down:${mine.id}`, 'runner disconnected', { runnerId: mine.id, reason });
       this.scheduler.runnerDown(mine.id);
       this.emit('runner:down', mine.id);
