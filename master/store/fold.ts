@@ -62,7 +62,8 @@ interface Pending {
   refs: [string, number][];
 }
 
-export class Folder {
+/** Folds the journal into `tasks` (the store's `folder`): the loop the header describes. */
+export class JournalFolder {
   private pending = new Map<string, Pending>();
   /** How many of `pending` are new tasks not in `tasks` yet (they do not count as congestion). */
   private unbornCount = 0;

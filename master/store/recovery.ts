@@ -13,7 +13,7 @@ import { decodeValue, encodeValue } from '../../models/codec';
 import type { TaskDoc } from '../../models/task';
 import type { StoredState } from '../task-store';
 import type { JournalChange, JournalDoc } from '../../models/task-journal';
-import type { Folder } from './fold';
+import type { JournalFolder } from './fold';
 import type { TaskRecord } from '../task-record';
 import { classify } from './write-errors';
 import { inChunks, IN_CHUNK } from './in-chunks';
@@ -23,7 +23,7 @@ export interface ReadTarget {
   readonly tasks: Collection<TaskDoc>;
   readonly journal: Collection<JournalDoc>;
   readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
-  readonly folder: Folder;
+  readonly folder: JournalFolder;
   readonly logger: Logger;
   /** A journal document found on start, with how many of its changes `tasks` lacks. */
   keepJournal(id: string, live: number): void;

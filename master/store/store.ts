@@ -29,7 +29,7 @@ import { encodeValue, UnstorableValueError } from '../../models/codec';
 import { pendingAddModel } from '../../models/pending-add';
 import { taskModel, type TaskDoc } from '../../models/task';
 import { journalModel, type JournalChange, type JournalDoc } from '../../models/task-journal';
-import { Folder, type FoldOptions } from './fold';
+import { JournalFolder, type FoldOptions } from './fold';
 import { inChunks, IN_CHUNK } from './in-chunks';
 import { RetryBackoff } from './retry-backoff';
 import { encodeError, fetchStates, loadForRecovery, type ReadTarget, type Recovered } from './recovery';
@@ -67,7 +67,7 @@ export class Store {
   readonly journal: Collection<JournalDoc>;
   readonly allocations: Collection<AllocationDoc>;
   readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
-  readonly folder: Folder;
+  readonly folder: JournalFolder;
   /** Set by the scheduler: a task's new state was refused and replaced by a failure. */
   onRefused: RefusalListener = () => {};
   /** Told how long each write took, in ms (metrics). */
@@ -109,7 +109,7 @@ export class Store {
       ids: string[];
       at: number;
     }>;
-    this.folder = new Folder(this, opts);
+    this.folder = new JournalFolder(this, opts);
   }
 
   // ---- writes ------------------------------------------------------------------------------------
