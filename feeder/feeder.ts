@@ -427,8 +427,8 @@ export class Feeder extends EventEmitter<FeederEvents> {
   ): Promise<unknown> {
     await this.ready();
     try {
-      // The event map's ack types are what a well-behaved master sends; callers parse the reply anyway.
-      // Typed by the event map at the call sites; the reply is parsed by the caller either way.
+      // The payload is typed by the event map at the call sites; the reply is unknown here, since
+      // the event map's ack types are what a well-behaved master sends and each caller parses it.
       const socket = this.socket.timeout(timeoutMs) as unknown as {
         emitWithAck(ev: E, p: unknown): Promise<unknown>;
       };

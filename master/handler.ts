@@ -48,15 +48,16 @@ export function validate<S extends z.ZodType>(
   return r.success ? { ok: true, data: r.data } : { ok: false, issues: formatIssues(r.error.issues, prefix) };
 }
 
-/** Parses with `schema`, or returns the EVALIDATION error naming each field. */
+/** Parses with `schema`, or returns the EVALIDATION error naming `what` was refused and each field. */
 export function parse<S extends z.ZodType>(
   schema: S,
   payload: unknown,
-  prefix = '',
+  prefix: string,
+  what: string,
 ): { ok: true; data: z.output<S> } | { ok: false; error: WireError } {
   const r = validate(schema, payload, prefix);
   if (r.ok) return r;
-  return { ok: false, error: wireError('EVALIDATION', summarize(r.issues), { issues: r.issues }) };
+  return { ok: false, error: wireError('EVALIDATION', summarize(r.issues, what), { issues: r.issues }) };
 }
 
 /**
@@ -104,7 +105,8 @@ export function on<S extends z.ZodType>(
         internalError(log, `${event} failed on the master; see its log`, { event, socket: socket.id }, err),
       );
     try {
-      const parsed = parse(spec.schema, payload, spec.prefix);
+      // Named by its event: a client that sends several kinds of message learns which one was wrong.
+      const parsed = parse(spec.schema, payload, spec.prefix ?? '', `${event} payload`);
       if (!parsed.ok) {
         limitLog(log, 'warn', `refused:${socket.id}`, 'malformed payload refused', {
           event,

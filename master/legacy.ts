@@ -94,8 +94,8 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
           return report(wireError('EVALIDATION', 'task:done: not valid JSON'));
         }
       }
-      const parsed = parse(legacyDoneSchema, obj, 'task');
-      if (!parsed.ok) return report({ ...parsed.error, message: `task:done: ${parsed.error.message}` });
+      const parsed = parse(legacyDoneSchema, obj, 'task', 'task:done payload');
+      if (!parsed.ok) return report(parsed.error);
       const d = parsed.data;
       // Only a task sent to this very socket, for the attempt it was sent.
       const mine = entry && scheduler.runners.heldBy(runnerId, socket.id) === entry ? entry : null;

@@ -218,7 +218,6 @@ export class Master extends EventEmitter implements ApiView {
     return rerunBatch(this.scheduler, this.store, batch);
   }
 
-  /** Ready: recovery finished and the database answers a ping. */
   /**
    * The lease found the database dropped: says so, and writes back what memory holds. Not ready
    * until that is done. A second drop while it runs starts another pass after it.
@@ -256,6 +255,10 @@ export class Master extends EventEmitter implements ApiView {
     this.rewriting = run;
   }
 
+  /**
+   * Ready: recovery finished, the database answers a ping (and still holds the lease document), and
+   * no write is failing.
+   */
   async readiness(): Promise<Readiness> {
     let database = false;
     try {
@@ -618,9 +621,9 @@ export class Master extends EventEmitter implements ApiView {
     );
 
     onInternal(sock, log, 'disconnect', (reason) => {
-      if (!mine) return;
-      // A newer connection of the same runner may already have replaced this one.
-      if (runners().get(mine.id) !== mine) return;
+      // Only while this connection holds its runner: a newer connection of the same runner may
+      // already have replaced it (the registry tells, as for every report of this connection).
+      if (!mine || !held()) return;
       limitLog(log, 'info', `down:${mine.id}`, 'runner disconnected', { runnerId: mine.id, reason });
       this.scheduler.runnerDown(mine.id);
       this.emit('runner:down', mine.id);
@@ -795,7 +798,6 @@ export class Master extends EventEmitter implements ApiView {
   }
 }
 
-/** Deliveries waiting for each socket's acknowledgement, failed together when it disconnects. */
 /** A runner's or a feeder's connection, as a system message reaches it. */
 interface SysmsgRecipient {
   readonly id: string;
@@ -803,6 +805,7 @@ interface SysmsgRecipient {
   once(ev: 'disconnect', listener: () => void): unknown;
 }
 
+/** Deliveries waiting for each socket's acknowledgement, failed together when it disconnects. */
 const awaitingAck = new WeakMap<SysmsgRecipient, Set<(err: Error) => void>>();
 
 /**

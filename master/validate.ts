@@ -198,7 +198,10 @@ function findCycle(tasks: ParsedTaskInput[], index: Map<string, number>): string
   return null;
 }
 
-/** The message of an EVALIDATION refusal: the first 20 issues on one line (all are in `details`). */
-export function summarize(issues: Issue[]): string {
-  return `invalid batch (${issueCount(issues)}): ${issueText(issues, { limit: 20 })}`;
+/**
+ * The message of an EVALIDATION refusal: what was refused (a batch, or an event's payload), then the
+ * first 20 issues on one line (all are in `details`).
+ */
+export function summarize(issues: Issue[], what = 'batch'): string {
+  return `invalid ${what} (${issueCount(issues)}): ${issueText(issues, { limit: 20 })}`;
 }

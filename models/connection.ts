@@ -5,7 +5,6 @@
 import mongoose, { type Connection } from 'mongoose';
 import { taskModel } from './task';
 import { allocationModel } from './allocation';
-import { pendingAddModel } from './pending-add';
 import { journalModel } from './task-journal';
 
 export interface ConnectOptions {
@@ -31,9 +30,11 @@ export async function connectDatabase(url: string, opts: ConnectOptions = {}): P
 export async function ensureCollections(conn: Connection): Promise<void> {
   await taskModel(conn).createIndexes();
   await allocationModel(conn).createIndexes();
-  // No index to create, but the collections should exist from the start, like the others.
-  for (const model of [pendingAddModel(conn), journalModel(conn)])
-    await model.createCollection().catch((err: { code?: number }) => {
+  // No index to create, but the journal should exist from the start, like the others. Not
+  // `task_adds` (models/pending-add.ts): nothing writes it now; recovery only reads an old one.
+  await journalModel(conn)
+    .createCollection()
+    .catch((err: { code?: number }) => {
       if (err.code !== 48) throw err; // NamespaceExists
     });
 }

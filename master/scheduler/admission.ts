@@ -52,8 +52,10 @@ export type Admission =
 
 /**
  * The checks that need no database: size and depth limits, then the dependencies to look up (neither
- * in memory nor in the batch). The batch's own ids are not looked up: one stored earlier is refused
- * by the `_id` index when the add is written, so an add with ids of its own costs no read.
+ * in memory nor in the batch). Unless `onExisting` is 'skip', the batch's own ids are not looked up
+ * here, so admission does not wait for a read: the store refuses an id a stored task has when it
+ * writes the add, by one `_id $in` read of the ids the feeder chose (generated ids are not read),
+ * started when the add is queued, beside the write in flight.
  */
 export function precheck(
   raw: unknown[],

@@ -14,13 +14,13 @@
  * scheduler to hold new assignments until the folder catches up.
  */
 import type { Collection } from 'mongoose';
-import { backoffDelay } from '../../common/backoff';
 import type { Logger } from '../../common/logger';
 import { isFinal } from '../../protocol/states';
 import { encodeValue } from '../../models/codec';
 import type { TaskDoc } from '../../models/task';
 import type { TaskRecord } from '../task-record';
 import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
+import { RetryBackoff } from './retry-backoff';
 
 export interface FoldOptions {
   /** Statements per update command. Default 500. */
@@ -62,7 +62,8 @@ interface Pending {
   refs: [string, number][];
 }
 
-export class Folder {
+/** Folds the journal into `tasks` (the store's `folder`): the loop the header describes. */
+export class JournalFolder {
   private pending = new Map<string, Pending>();
   /** How many of `pending` are new tasks not in `tasks` yet (they do not count as congestion). */
   private unbornCount = 0;
@@ -208,7 +209,7 @@ export class Folder {
   }
 
   private async loop(all: boolean): Promise<void> {
-    let failures = 0;
+    const backoff = new RetryBackoff();
     for (;;) {
       const wasCongested = this.congested;
       const durable = this.store.durable;
@@ -237,7 +238,7 @@ export class Folder {
       }
       try {
         await this.write(chunk);
-        failures = 0;
+        backoff.reset();
         this.store.folderFailed(null);
         for (const w of answered) w();
       } catch (err) {
@@ -248,12 +249,12 @@ export class Folder {
         this.unbornWaiters.push(...answered); // asked again next round
         const f = classify(err);
         this.store.folderFailed(f);
-        const wait = backoffDelay(failures++, { base: 100, cap: 5000 });
-        this.opts.logger.warn('writing states into tasks failed; retrying', {
-          error: f.message,
-          retryInMs: wait,
-        });
-        await new Promise((r) => setTimeout(r, wait));
+        await backoff.wait((wait) =>
+          this.opts.logger.warn('writing states into tasks failed; retrying', {
+            error: f.message,
+            retryInMs: wait,
+          }),
+        );
       }
       if (wasCongested && !this.congested) this.onRelieved();
     }

@@ -9,6 +9,7 @@ import type { Collection, mongo } from 'mongoose';
 import type { TaskState } from '../../protocol/states';
 import type { TaskDoc } from '../../models/task';
 import { decodeTask } from './recovery';
+import { inChunks, IN_CHUNK } from './in-chunks';
 
 export interface TaskFilter {
   state?: TaskState;
@@ -77,10 +78,10 @@ export async function listTasks(
 /** Whole documents of these tasks (decoded); unknown ids are absent. */
 export async function loadTasks(tasks: Collection<TaskDoc>, ids: string[]): Promise<Map<string, TaskDoc>> {
   const out = new Map<string, TaskDoc>();
-  for (let i = 0; i < ids.length; i += 1000) {
-    const docs = (await tasks.find({ _id: { $in: ids.slice(i, i + 1000) } }).toArray()) as TaskDoc[];
+  await inChunks(ids, IN_CHUNK, async (chunk) => {
+    const docs = (await tasks.find({ _id: { $in: chunk } }).toArray()) as TaskDoc[];
     for (const d of docs) out.set(d._id, decodeTask(d));
-  }
+  });
   return out;
 }
 

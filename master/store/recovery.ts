@@ -13,16 +13,17 @@ import { decodeValue, encodeValue } from '../../models/codec';
 import type { TaskDoc } from '../../models/task';
 import type { StoredState } from '../task-store';
 import type { JournalChange, JournalDoc } from '../../models/task-journal';
-import type { Folder } from './fold';
+import type { JournalFolder } from './fold';
 import type { TaskRecord } from '../task-record';
 import { classify } from './write-errors';
+import { inChunks, IN_CHUNK } from './in-chunks';
 
 /** What the reads need of the store. */
 export interface ReadTarget {
   readonly tasks: Collection<TaskDoc>;
   readonly journal: Collection<JournalDoc>;
   readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
-  readonly folder: Folder;
+  readonly folder: JournalFolder;
   readonly logger: Logger;
   /** A journal document found on start, with how many of its changes `tasks` lacks. */
   keepJournal(id: string, live: number): void;
@@ -45,10 +46,9 @@ export async function loadForRecovery(s: ReadTarget): Promise<Recovered> {
   // whole in one journal document): their tasks were never acknowledged.
   let dropped = 0;
   for (const m of await s.pendingAdds.find({}).toArray()) {
-    for (let i = 0; i < m.ids.length; i += 1000) {
-      const r = await s.tasks.deleteMany({ _id: { $in: m.ids.slice(i, i + 1000) } });
-      dropped += r.deletedCount;
-    }
+    await inChunks(m.ids, IN_CHUNK, async (chunk) => {
+      dropped += (await s.tasks.deleteMany({ _id: { $in: chunk } })).deletedCount;
+    });
     await s.pendingAdds.deleteOne({ _id: m._id });
   }
   const journalDocs = await s.journal.find({}).toArray();
@@ -88,12 +88,10 @@ async function insertUnborn(s: ReadTarget, journalDocs: JournalDoc[]): Promise<v
     if (j.adds) for (const d of JSON.parse(j.adds) as TaskDoc[]) added.set(d._id, d);
   if (added.size === 0) return;
   const ids = [...added.keys()];
-  for (let i = 0; i < ids.length; i += 1000) {
-    const found = await s.tasks
-      .find({ _id: { $in: ids.slice(i, i + 1000) } }, { projection: { _id: 1 } })
-      .toArray();
+  await inChunks(ids, IN_CHUNK, async (chunk) => {
+    const found = await s.tasks.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray();
     for (const d of found) added.delete(d._id);
-  }
+  });
   const latest = new Map<string, JournalChange>();
   for (const j of journalDocs)
     for (const c of JSON.parse(j.changes) as JournalChange[]) {
@@ -101,23 +99,23 @@ async function insertUnborn(s: ReadTarget, journalDocs: JournalDoc[]): Promise<v
       if (added.has(c.id) && (!cur || c.rev > cur.rev)) latest.set(c.id, c);
     }
   const docs = [...added.values()].map((d) => withChange(d, latest.get(d._id)));
-  for (let i = 0; i < docs.length; i += 1000) {
-    await s.tasks.insertMany(docs.slice(i, i + 1000) as never[], { ordered: false }).catch((err: unknown) => {
+  await inChunks(docs, IN_CHUNK, (chunk) =>
+    s.tasks.insertMany(chunk as never[], { ordered: false }).catch((err: unknown) => {
       // Documents refused (a taken id cannot be, after the check above) are logged, not fatal.
       s.logger.error('recovery: a new task could not be inserted into tasks', {
         error: classify(err).message,
       });
-    });
-  }
+    }),
+  );
   s.logger.info('recovery: inserted tasks the journal held as added', { tasks: docs.length });
 }
 
 /** States of these tasks (final or not) as stored; unknown ids are absent. */
 export async function fetchStates(s: ReadTarget, ids: string[]): Promise<Map<string, StoredState>> {
   const states = new Map<string, StoredState>();
-  for (let i = 0; i < ids.length; i += 1000) {
+  await inChunks(ids, IN_CHUNK, async (chunk) => {
     const docs = (await s.tasks
-      .find({ _id: { $in: ids.slice(i, i + 1000) } }, { projection: { params: 0 } })
+      .find({ _id: { $in: chunk } }, { projection: { params: 0 } })
       .toArray()) as TaskDoc[];
     for (const raw of docs) {
       const d = decodeTask(raw);
@@ -133,7 +131,7 @@ export async function fetchStates(s: ReadTarget, ids: string[]): Promise<Map<str
         moduleHash: d.moduleHash ?? null,
       });
     }
-  }
+  });
   // Tasks durable in the journal whose documents the folder has yet to insert.
   for (const id of ids) {
     const base = states.has(id) ? undefined : s.folder.unbornDoc(id);

@@ -15,7 +15,6 @@
  * change made while this ran reaches its document (the folder's `rev < new` keeps the newest).
  */
 import type { Connection } from 'mongoose';
-import { backoffDelay } from '../../common/backoff';
 import type { Logger } from '../../common/logger';
 import type { TaskOutcome } from '../../protocol/schemas';
 import { encodeValue } from '../../models/codec';
@@ -26,6 +25,8 @@ import { bornDoc } from './fold';
 import { encodeError } from './recovery';
 import { firstDocOf, type TaskRecord } from '../task-record';
 import { classify, DUPLICATE_KEY } from './write-errors';
+import { inChunks, IN_CHUNK } from './in-chunks';
+import { RetryBackoff } from './retry-backoff';
 
 export interface Rewritten {
   live: number;
@@ -59,9 +60,8 @@ export async function rewriteFromMemory(
       finals++;
     }
   }
-  for (let i = 0; i < docs.length; i += 1000) {
-    const chunk = docs.slice(i, i + 1000);
-    await persist(async () => {
+  await inChunks(docs, IN_CHUNK, (chunk) =>
+    persist(async () => {
       try {
         await store.tasks.insertMany(chunk as never[], { ordered: false });
       } catch (err) {
@@ -71,8 +71,8 @@ export async function rewriteFromMemory(
         if (errors.length > 0 && errors.every((w) => w.code === DUPLICATE_KEY)) return;
         throw err;
       }
-    }, logger);
-  }
+    }, logger),
+  );
   for (const t of live) store.fold(t);
   return { live: docs.length - finals, finals };
 }
@@ -104,16 +104,17 @@ function finalDoc(o: TaskOutcome, now: number): TaskDoc | null {
 
 /** Runs `op` until it succeeds or fails for a reason retrying cannot cure. */
 async function persist(op: () => Promise<unknown>, logger: Logger): Promise<void> {
-  for (let failures = 0; ; failures++) {
+  const backoff = new RetryBackoff();
+  for (;;) {
     try {
       await op();
       return;
     } catch (err) {
       const f = classify(err);
       if (f.kind === 'refused') throw err;
-      const wait = backoffDelay(failures, { base: 100, cap: 5000 });
-      logger.warn('writing memory back failed; retrying', { error: f.message, retryInMs: wait });
-      await new Promise((r) => setTimeout(r, wait));
+      await backoff.wait((wait) =>
+        logger.warn('writing memory back failed; retrying', { error: f.message, retryInMs: wait }),
+      );
     }
   }
 }

@@ -22,7 +22,6 @@
  * master/store/recovery.ts.
  */
 import { Types, type Collection, type Connection } from 'mongoose';
-import { backoffDelay } from '../../common/backoff';
 import type { Logger } from '../../common/logger';
 import { wireError, type WireError } from '../../protocol/errors';
 import { allocationModel, type AllocationDoc } from '../../models/allocation';
@@ -30,7 +29,9 @@ import { encodeValue, UnstorableValueError } from '../../models/codec';
 import { pendingAddModel } from '../../models/pending-add';
 import { taskModel, type TaskDoc } from '../../models/task';
 import { journalModel, type JournalChange, type JournalDoc } from '../../models/task-journal';
-import { Folder, type FoldOptions } from './fold';
+import { JournalFolder, type FoldOptions } from './fold';
+import { inChunks, IN_CHUNK } from './in-chunks';
+import { RetryBackoff } from './retry-backoff';
 import { encodeError, fetchStates, loadForRecovery, type ReadTarget, type Recovered } from './recovery';
 import type { TaskRecord } from '../task-record';
 import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
@@ -66,7 +67,7 @@ export class Store {
   readonly journal: Collection<JournalDoc>;
   readonly allocations: Collection<AllocationDoc>;
   readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
-  readonly folder: Folder;
+  readonly folder: JournalFolder;
   /** Set by the scheduler: a task's new state was refused and replaced by a failure. */
   onRefused: RefusalListener = () => {};
   /** Told how long each write took, in ms (metrics). */
@@ -108,7 +109,7 @@ export class Store {
       ids: string[];
       at: number;
     }>;
-    this.folder = new Folder(this, opts);
+    this.folder = new JournalFolder(this, opts);
   }
 
   // ---- writes ------------------------------------------------------------------------------------
@@ -209,10 +210,9 @@ export class Store {
   async deleteFoldedJournal(): Promise<void> {
     const ids = this.journalFolded;
     this.journalFolded = [];
-    for (let i = 0; i < ids.length; i += 1000) {
-      const chunk = ids.slice(i, i + 1000);
-      await this.retry('write', () => this.journal.deleteMany({ _id: { $in: chunk } }));
-    }
+    await inChunks(ids, IN_CHUNK, (chunk) =>
+      this.retry('write', () => this.journal.deleteMany({ _id: { $in: chunk } })),
+    );
   }
 
   /** A recovered task's journal changes, to be folded into `tasks` like new ones. */
@@ -422,13 +422,12 @@ export class Store {
     try {
       const found = new Set<string>();
       const ids = batch.flatMap((l) => l.ids);
-      for (let i = 0; i < ids.length; i += 1000) {
-        const chunk = ids.slice(i, i + 1000);
+      await inChunks(ids, IN_CHUNK, async (chunk) => {
         const docs = await this.retry('read', () =>
           this.tasks.find({ _id: { $in: chunk } }, { projection: { _id: 1 } }).toArray(),
         );
         for (const d of docs ?? []) found.add(d._id);
-      }
+      });
       for (const l of batch) l.resolve(l.ids.filter((id) => found.has(id)));
     } catch (err) {
       for (const l of batch) l.reject(err);
@@ -559,13 +558,11 @@ export class Store {
   /**
    * Inserts `docs` in order, in chunks, through transient failures. `refused(doc)` decides what
    * happens to a document the server refuses: a replacement to insert instead, or null to skip it.
-   * `live(doc)` false skips a document not yet sent (its add was refused meanwhile).
    */
   private async insertAll<D extends { _id?: unknown }>(
     coll: Collection<D>,
     docs: D[],
     how: {
-      live?: (d: D) => boolean;
       refused: (d: D, f: WriteFailure) => D | null;
       /** Each document once it is written (or found written by an earlier try). */
       written?: (d: D) => void;
@@ -573,24 +570,17 @@ export class Store {
   ): Promise<void> {
     const tried = new Set<D>();
     let limit = this.opts.writeChunk;
-    let failures = 0;
+    const backoff = new RetryBackoff();
     let i = 0;
     while (i < docs.length) {
-      const chunk: D[] = [];
-      for (let j = i; j < docs.length && chunk.length < limit; j++)
-        if (!how.live || how.live(docs[j])) chunk.push(docs[j]);
-      const end = chunk.length > 0 ? docs.indexOf(chunk[chunk.length - 1], i) + 1 : docs.length;
-      if (chunk.length === 0) {
-        i = end;
-        continue;
-      }
+      const chunk = docs.slice(i, i + limit);
       try {
         await coll.insertMany(chunk as never[], { ordered: true });
         this.counters.commands++;
         this.counters.documents += chunk.length;
         if (how.written) for (const d of chunk) how.written(d);
-        i = end;
-        failures = 0;
+        i += chunk.length;
+        backoff.reset();
         limit = this.opts.writeChunk;
         this.succeeded();
         continue;
@@ -600,7 +590,7 @@ export class Store {
         const at = f.index ?? (f.kind === 'refused' && chunk.length === 1 ? 0 : undefined);
         if (f.kind === 'refused' && at !== undefined) {
           const bad = chunk[at];
-          const pos = docs.indexOf(bad, i);
+          const pos = i + at;
           this.counters.documents += f.written;
           if (how.written) for (let k = 0; k < at; k++) how.written(chunk[k]);
           if (f.code === DUPLICATE_KEY && tried.has(bad)) {
@@ -620,18 +610,17 @@ export class Store {
         }
         for (const d of chunk) tried.add(d);
         // Skip what the failed command did write (an ordered insert stops at the failure).
-        for (let k = 0; k < f.written && i < docs.length; k++) {
-          how.written?.(chunk[k]);
-          i = docs.indexOf(chunk[k], i) + 1;
-        }
-        await this.pause(++failures, f);
+        const done = Math.min(f.written, chunk.length);
+        if (how.written) for (let k = 0; k < done; k++) how.written(chunk[k]);
+        i += done;
+        await this.pause(backoff, f);
       }
     }
   }
 
   /** Runs one command (a read, or a write other than an insert) through transient failures. */
   private async retry<T>(kind: 'read' | 'write', op: () => Promise<T>): Promise<T | undefined> {
-    let failures = 0;
+    const backoff = new RetryBackoff();
     for (;;) {
       try {
         const r = await op();
@@ -644,7 +633,7 @@ export class Store {
           this.opts.logger.error('database command refused', { error: f.message });
           return undefined;
         }
-        await this.pause(++failures, f, kind);
+        await this.pause(backoff, f, kind);
       }
     }
   }
@@ -666,7 +655,11 @@ export class Store {
     }
   }
 
-  private async pause(failures: number, f: WriteFailure, kind: Failing['kind'] = 'insert'): Promise<void> {
+  private async pause(
+    backoff: RetryBackoff,
+    f: WriteFailure,
+    kind: Failing['kind'] = 'insert',
+  ): Promise<void> {
     // After close nothing can succeed any more: give up rather than retry forever.
     if (this.closed) throw new Error(`store closed with a write failing: ${f.message}`);
     this.retrying = true;
@@ -679,14 +672,14 @@ export class Store {
         error: f.message,
       });
     this.counters.retries++;
-    const wait = backoffDelay(failures - 1, { base: 100, cap: 5000 });
-    if (failures === 1 || failures % 10 === 0)
-      this.opts.logger.error('database write failed; retrying', {
-        error: f.message,
-        failures,
-        retryInMs: wait,
-      });
-    await new Promise((r) => setTimeout(r, wait));
+    await backoff.wait((wait, failures) => {
+      if (failures === 1 || failures % 10 === 0)
+        this.opts.logger.error('database write failed; retrying', {
+          error: f.message,
+          failures,
+          retryInMs: wait,
+        });
+    });
   }
 
   // ---- reads -------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ describe('the documentation matches the code', () => {
         const created = (await conn.db!.listCollections().toArray()).map((c) => c.name).sort();
         expect(documented).toEqual(created);
         expect(ARCHITECTURE).toContain(
-          `MongoDB: ${['tasks', 'task_journal', 'task_adds', 'allocations', 'leases'].join(', ')}`,
+          `MongoDB: ${['tasks', 'task_journal', 'allocations', 'leases'].join(', ')}`,
         );
       } finally {
         await conn.close();

@@ -1,11 +1,14 @@
 import mongoose from 'mongoose';
+import { io } from 'socket.io-client';
 import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import { startMaster } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
 import { startFeeder } from '../helpers/clients';
+import { WAIT_MS } from '../helpers/wait';
+import { NAMESPACES } from '../../protocol/events';
 
-describe('validation of batches', () => {
+describe('validation of batches and payloads', () => {
   const dbName = testDbName('valid');
   let master: Master;
   let feeder: Feeder;
@@ -80,5 +83,32 @@ describe('validation of batches', () => {
       code: 'EVALIDATION',
       message: expect.stringContaining('tasks'),
     });
+  });
+
+  test('a malformed runner:hello is refused naming the event, the field and the reason; a good one is then taken', async () => {
+    const socket = io(`${master.url}${NAMESPACES.runner}`, {
+      transports: ['websocket'],
+      reconnection: false,
+      forceNew: true,
+    });
+    try {
+      const reply = (await socket
+        .timeout(WAIT_MS)
+        .emitWithAck('runner:hello', { runnerId: 'bad-hello', slots: 'four', workers: 1 })) as {
+        ok: boolean;
+        error: { code: string; message: string; details: { issues: { path: string }[] } };
+      };
+      expect(reply.ok).toBe(false);
+      expect(reply.error.code).toBe('EVALIDATION');
+      expect(reply.error.message).toMatch(/^invalid runner:hello payload \(1 issue\): hello\.slots: /);
+      expect(reply.error.details.issues.map((i) => i.path)).toEqual(['hello.slots']);
+      expect(master.listRunners().some((r) => r.id === 'bad-hello')).toBe(false);
+      // The refusal left the connection usable: the same socket says a correct hello and is a runner.
+      await expect(
+        socket.timeout(WAIT_MS).emitWithAck('runner:hello', { runnerId: 'bad-hello', slots: 4, workers: 1 }),
+      ).resolves.toMatchObject({ ok: true, runnerId: 'bad-hello' });
+    } finally {
+      socket.close();
+    }
   });
 });
