@@ -10,7 +10,8 @@ import { createLogger, type Logger } from '../common/logger';
 import { LOG_SETTINGS, integer, nonEmpty, readSettings, type LogSettings } from '../common/settings';
 import { feederConfig, type FeederFlags } from '../feeder/config';
 import { feed } from '../feeder/feed-cli';
-import { databaseName, masterConfig, type MasterFlags } from '../master/config';
+import { databaseName, masterConfig, masterSettings, type MasterFlags } from '../master/config';
+import { addFlags } from './flags';
 import { Master } from '../master/master';
 import { readTlsFiles } from '../master/tls';
 import { z } from 'zod';
@@ -69,117 +70,11 @@ export async function main(argv: string[]): Promise<number> {
     .showHelpAfterError()
     .showSuggestionAfterError();
 
-  withLogFlags(
+  addFlags(
     program
       .command('master')
-      .description('start the master: Socket.IO and HTTP on one port, tasks kept in MongoDB')
-      .option('--port <n>', 'port, 0 picks a free one (env TASKMASTER_PORT; default 3232)')
-      .option('--host <address>', 'address to listen on (env TASKMASTER_HOST; default 127.0.0.1)')
-      .option('--token <secret>', 'token runners and feeders must present (env TASKMASTER_TOKEN)')
-      .option(
-        '--read-token <secret>',
-        'token for the HTTP API GET routes only: status, runners (env TASKMASTER_READ_TOKEN)',
-      )
-      .option('--allow-origin <origin>', 'browser origin allowed besides the master own; repeatable', collect)
-      .option(
-        '--max-message-bytes <n>',
-        'largest Socket.IO message, checked before the token (default 1 MiB)',
-      )
-      .option(
-        '--max-task-bytes <n>',
-        'largest task an add accepts, as JSON (default: one message less 16 KiB, 1,032,192 bytes)',
-      )
-      .option(
-        '--max-dependency-bytes <n>',
-        "largest payload of dependencies' results a task is given, as JSON (default 256 KB; at most --max-message-bytes)",
-      )
-      .option(
-        '--max-buffered-bytes <n>',
-        'bytes held for one connection that does not read; beyond, it is closed, at least --max-message-bytes (default 8 MiB, or twice --max-message-bytes when more)',
-      )
-      .option(
-        '--max-connections <n>',
-        'TCP connections held at once; at most the open-file limit less 256 (default 10000)',
-      )
-      .option('--max-connections-per-address <n>', 'TCP connections from one remote address (default 1000)')
-      .option(
-        '--reserved-connections <n>',
-        'of --max-connections, how many unauthenticated connections may not take (default 100)',
-      )
-      .option(
-        '--handshake-timeout <ms>',
-        'a connection that sends no complete request, or joins no namespace with the token, is closed after this long (default 5000)',
-      )
-      .option('--insecure', 'allow listening on a non-loopback address without TLS and a token')
-      .option(
-        '--tls-cert <file>',
-        'serve HTTPS and WSS with this PEM certificate (chain), read again on SIGHUP (env TASKMASTER_TLS_CERT)',
-      )
-      .option('--tls-key <file>', 'the PEM private key of --tls-cert (env TASKMASTER_TLS_KEY)')
-      .option(
-        '--mongo-url <url>',
-        'MongoDB URL (env MONGO_URL; default: mongod on PATH, else the embedded FerretDB, started here)',
-      )
-      .option(
-        '--data <dir>',
-        'without a MongoDB URL, the embedded database folder (env TASKMASTER_DATA; default ./.taskmaster/db)',
-      )
-      .option('--db <name>', "database name (default: the URL's, else taskmaster)")
-      .option('--max-attempts <n>', 'attempts per task unless the task says otherwise (default 3)')
-      .option(
-        '--default-run-timeout <ms>',
-        'run timeout of tasks that set no runTimeout, in ms or as 30m, 2h (default none: they may run forever)',
-      )
-      .option(
-        '--run-timeout-grace <ms>',
-        'an attempt whose runner reports nothing this long past its run timeout fails with ETO, taken back by the master (default 30000)',
-      )
-      .option(
-        '--queue-limit <n>',
-        'waiting tasks allowed before adds are refused with EQUEUEFULL (env TASKMASTER_QUEUE_LIMIT)',
-      )
-      .option(
-        '--queue-limit-bytes <n>',
-        'bytes of tasks held in memory (not final) before adds are refused with EQUEUEFULL (default 1 GiB)',
-      )
-      .option(
-        '--max-watched <n>',
-        'task ids one feeder connection may watch at once (its adds and watches; default 1,000,000)',
-      )
-      .option(
-        '--write-backlog-limit <n>',
-        'tasks of adds not yet written to the database before adds are refused with EQUEUEFULL (default 20,000)',
-      )
-      .option(
-        '--max-scans <n>',
-        'reads that scan the stored tasks (lists with filters, batches not in memory) at once; more are refused with EBUSY (default 2)',
-      )
-      .option('--distribute-delay <ms>', 'wait after a change before distributing, to batch more (default 0)')
-      .option(
-        '--recovery-grace <ms>',
-        'after a start, how long attempts found running wait for their runner to report them (default 10000)',
-      )
-      .option(
-        '--lease-ms <ms>',
-        'one master per database: a master silent this long is taken over by the next one started (default 10000)',
-      )
-      .option(
-        '--disconnect-grace <ms>',
-        "how long a disconnected runner's attempts wait for it to come back (default 2000)",
-      )
-      .option('--sacred-guarantees', 'keep priority slot guarantees strictly')
-      .option('--hold-similar-work', 'run one task per key at a time; the others get its outcome')
-      .option(
-        '--retain <duration>',
-        'remove final tasks this long after they finished: 7d, 12h, 30m, or forever (env TASKMASTER_RETAIN; default 7d)',
-      )
-      .option('--retain-count <n>', 'keep at most this many final tasks, the newest (default: no limit)')
-      .option('--announce', 'announce this master over UDP for runners and feeders started with --discover')
-      .option(
-        '--broadcast-address <addr>',
-        'where announcements go (default 127.255.255.255, this machine only)',
-      )
-      .option('--discovery-port <n>', 'UDP port of the announcements (default 44201)'),
+      .description('start the master: Socket.IO and HTTP on one port, tasks kept in MongoDB'),
+    masterSettings(),
   ).action(async (flags: MasterFlags) => {
     code = await runMaster(flags);
   });
@@ -351,9 +246,7 @@ function quietOnClosedPipe(): void {
   }
 }
 
-async function runMaster(
-  flags: MasterFlags & { announce?: boolean; broadcastAddress?: string; discoveryPort?: string },
-): Promise<number> {
+async function runMaster(flags: MasterFlags): Promise<number> {
   const cfg = masterConfig(flags);
   const log = logger(cfg.log, 'master');
   const signalled = watchSignals((m) => log.info(m));
@@ -387,12 +280,6 @@ async function runMaster(
       ...cfg.options,
       mongoUrl,
       dbName: databaseName(mongoUrl, cfg.options.dbName),
-      announce: flags.announce
-        ? {
-            address: flags.broadcastAddress,
-            port: flags.discoveryPort === undefined ? undefined : Number(flags.discoveryPort),
-          }
-        : undefined,
       logger: log,
     });
     await master.start();

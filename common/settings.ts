@@ -17,13 +17,23 @@ import { issueText, type Issue } from '../protocol/issues';
 import type { LogFormat } from './logger';
 
 export interface Setting<T> {
-  /** The flag as typed, e.g. `--port`. */
+  /** The flag as typed, e.g. `--port`; commander gives its value under the camel-cased name (`port`). */
   flag: string;
   /** The environment variable, if there is one. */
   env?: string;
   /** Turns the variable's text into what the flag would give (e.g. a path list into an array). */
   fromEnv?: (text: string) => unknown;
   schema: z.ZodType<T>;
+  /** The value's placeholder in `--help` and the docs (`<n>`); absent: a switch, on when given. */
+  arg?: string;
+  /** The flag may be given more than once; its values are collected into an array. */
+  repeatable?: boolean;
+  /** One line for `--help` and the docs' table, in Markdown (`--help` shows it without the marks). */
+  doc?: string;
+  /** The default as `--help` and the docs say it. */
+  defaultText?: string;
+  /** The docs' section the flag is listed in (`network`, `scheduling` …). */
+  group?: string;
 }
 
 export type SettingsOf<S extends Record<string, Setting<unknown>>> = {
@@ -33,9 +43,19 @@ export type SettingsOf<S extends Record<string, Setting<unknown>>> = {
 /** `path` is where the value came from: the flag or the variable. */
 export type SettingIssue = Issue;
 
+/** `--port <n>`, `--insecure`: the flag as `--help` and the docs show it. */
+export function flagUsage(s: Setting<unknown>): string {
+  return s.arg ? `${s.flag} ${s.arg}` : s.flag;
+}
+
+/** The name commander gives a flag's value under: `--max-attempts` is `maxAttempts`. */
+export function flagKey(flag: string): string {
+  return flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
 /**
- * Reads every setting in `specs` from `flags` (keyed like `specs`, as commander gives them) and
- * `env`; throws one error listing every bad value.
+ * Reads every setting in `specs` from `flags` (as commander gives them, by `flagKey`) and `env`,
+ * into an object keyed like `specs`; throws one error listing every bad value.
  */
 export function readSettings<S extends Record<string, Setting<unknown>>>(
   what: string,
@@ -48,8 +68,9 @@ export function readSettings<S extends Record<string, Setting<unknown>>>(
   for (const [key, spec] of Object.entries(specs)) {
     let raw: unknown;
     let source: string;
-    if (flags[key] !== undefined) {
-      raw = flags[key];
+    const given = flags[flagKey(spec.flag)];
+    if (given !== undefined) {
+      raw = given;
       source = spec.flag;
     } else if (spec.env && env[spec.env] !== undefined && env[spec.env] !== '') {
       const text = env[spec.env] as string;
@@ -167,6 +188,30 @@ export function caFile(): z.ZodType<string, string> {
     });
 }
 
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `7d`, `12h`, `30m`, `90s` or a number of milliseconds, in milliseconds. */
+function toMs(v: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v) as RegExpExecArray;
+  return Number(m[1]) * UNITS[m[2] ?? 'ms'];
+}
+
+/** A duration: `12h`, `30m`, `90s`, `500ms` or a number of milliseconds; in milliseconds. */
+export function duration(): z.ZodType<number> {
+  return z
+    .string()
+    .regex(/^\d+(ms|s|m|h|d)?$/, 'must be a duration such as 2h, 30m, 90s or 500ms')
+    .transform(toMs);
+}
+
+/** A retention period: a duration, or `forever` (null: keep). */
+export function retention(): z.ZodType<number | null> {
+  return z
+    .string()
+    .regex(/^(forever|\d+(ms|s|m|h|d)?)$/, 'must be a duration such as 7d, 12h, 30m, 90s, or forever')
+    .transform((v) => (v === 'forever' ? null : toMs(v)));
+}
+
 /** `--ca` and its variable, shared by every client of a master. */
 export const CA_SETTING = {
   ca: { flag: '--ca', env: 'TASKMASTER_CA', schema: caFile() },
@@ -185,8 +230,124 @@ export interface LogSettings {
 export const LOG_SETTINGS = {
   logFormat: {
     flag: '--log-format',
+    arg: '<format>',
     env: 'TASKMASTER_LOG_FORMAT',
     schema: oneOf(['pretty', 'json'] as const),
+    group: 'logging',
+    defaultText: 'pretty on a terminal, else json',
+    doc: '`pretty` or `json`',
   },
-  logLevel: { flag: '--log-level', env: 'TASKMASTER_LOG_LEVEL', schema: oneOf(LOG_LEVELS) },
+  logLevel: {
+    flag: '--log-level',
+    arg: '<level>',
+    env: 'TASKMASTER_LOG_LEVEL',
+    schema: oneOf(LOG_LEVELS),
+    group: 'logging',
+    defaultText: 'info',
+    doc: 'error, warn, info, verbose or debug',
+  },
 } satisfies Record<string, Setting<unknown>>;
+
+// ---- option declarations: a role's option, declared once, gives its flag, help, default and docs ----
+
+/**
+ * One option of a role (the master's `MasterOptions` field of the same name): its value's schema, its
+ * default, and, when the command line sets it, its flag and variable. `--help`, the docs' table, the
+ * options type, its defaults and what `/api/config` shows all come from this one declaration.
+ */
+export interface OptionDeclaration<T> extends Omit<Setting<T>, 'flag'> {
+  /** Absent: set through the API only (`new Master({ … })`), listed in the docs' second table. */
+  flag?: string;
+  /** Absent: the option is unset unless given (`defaultText` says what that means). */
+  default?: T;
+  /** The docs' section it is listed in; required here, since every option is documented. */
+  group: string;
+  doc: string;
+  /** What `/api/config` shows instead of a value that was set (a token, key material, a password). */
+  redact?(value: T): unknown;
+}
+
+/** A declaration as `option()` returns it: typed by its schema. */
+export type Declared<S extends z.ZodType> = Omit<OptionDeclaration<z.output<S>>, 'schema'> & { schema: S };
+
+/**
+ * Declares an option: `schema` gives its type, which its default and `redact` are checked against.
+ * With a default, the option is among `DefaultsOf` (never undefined once the defaults apply).
+ */
+export function option<S extends z.ZodType>(
+  schema: S,
+  declaration: Omit<OptionDeclaration<z.output<S>>, 'schema'> & { default: z.output<S> },
+): Declared<S> & { default: z.output<S> };
+export function option<S extends z.ZodType>(
+  schema: S,
+  declaration: Omit<OptionDeclaration<z.output<S>>, 'schema' | 'default'>,
+): Declared<S>;
+export function option<S extends z.ZodType>(
+  schema: S,
+  declaration: Omit<OptionDeclaration<z.output<S>>, 'schema'>,
+): Declared<S> {
+  return { ...declaration, schema };
+}
+
+export type Declarations = Record<string, OptionDeclaration<unknown> & { schema: z.ZodType }>;
+
+/** The options a list declares, each optional and typed by its schema. */
+export type ValuesOf<D extends Declarations> = { [K in keyof D]?: z.output<D[K]['schema']> };
+
+/** The options a list declares a default for, each with its type. */
+export type DefaultsOf<D extends Declarations> = {
+  [K in keyof D as D[K] extends { default: infer V } ? (undefined extends V ? never : K) : never]: z.output<
+    D[K]['schema']
+  >;
+};
+
+/** The defaults a list declares, as one frozen object (`{ ...defaultsOf(list), ...opts }`). */
+export function defaultsOf<D extends Declarations>(declarations: D): Readonly<DefaultsOf<D>> {
+  const out: Record<string, unknown> = {};
+  for (const [key, d] of Object.entries(declarations)) if (d.default !== undefined) out[key] = d.default;
+  return Object.freeze(out) as DefaultsOf<D>;
+}
+
+/** The value shown when a secret is set: that it is, not what it is. */
+export const REDACTED = '[redacted]';
+
+/**
+ * The options as an operator may see them: every declared one (null when unset), secrets replaced
+ * by what their declaration's `redact` shows, functions by `"(function)"`.
+ */
+export function shownOptions(
+  declarations: Declarations,
+  values: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, d] of Object.entries(declarations)) {
+    const v = values[key];
+    if (v === undefined || v === null) out[key] = null;
+    else if (d.redact) out[key] = (d.redact as (value: unknown) => unknown)(v);
+    else out[key] = typeof v === 'function' ? '(function)' : v;
+  }
+  return out;
+}
+
+/**
+ * The declarations the command line sets, as settings for `readSettings` (keyed by option, read by
+ * flag), with the default said in words where the declaration gives none.
+ */
+export function flagSettings(declarations: Declarations): Record<string, Setting<unknown>> {
+  const out: Record<string, Setting<unknown>> = {};
+  for (const [key, d] of Object.entries(declarations)) {
+    if (d.flag === undefined) continue;
+    const { default: value, redact: _redact, ...rest } = d;
+    out[key] = { ...rest, flag: d.flag, defaultText: d.defaultText ?? defaultWords(value, d.arg) };
+  }
+  return out;
+}
+
+/** A default in words, for a declaration that gives no `defaultText`: `3`, `20,000`, `off`, `none`. */
+export function defaultWords(value: unknown, arg?: string): string {
+  if (value === undefined || value === null) return 'none';
+  if (typeof value === 'boolean' || arg === undefined) return value ? 'on' : 'off';
+  if (typeof value === 'number') return value >= 10_000 ? value.toLocaleString('en-US') : String(value);
+  if (Array.isArray(value) && value.length === 0) return 'none';
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}

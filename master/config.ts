@@ -1,8 +1,8 @@
 /**
  * The master's settings from flags and the environment, read in this one place and validated once:
- * flags win over environment variables (MONGO_URL, TASKMASTER_DATA, TASKMASTER_PORT, TASKMASTER_HOST,
- * TASKMASTER_TOKEN, TASKMASTER_TLS_CERT, TASKMASTER_TLS_KEY, TASKMASTER_QUEUE_LIMIT,
- * TASKMASTER_LOG_FORMAT, TASKMASTER_LOG_LEVEL), which win over MASTER_DEFAULTS.
+ * flags win over environment variables, which win over MASTER_DEFAULTS. Which flags and variables
+ * there are comes from the options' declarations (master/options.ts) and the few flags that build an
+ * option (`MASTER_CLI_SETTINGS`).
  *
  * Beyond loopback the master needs TLS and a token, or `--insecure`: without TLS the token, and every
  * task, crosses the network in clear text, and whoever reads the token can run tasks on every runner.
@@ -16,62 +16,31 @@ import path from 'node:path';
 import { z } from 'zod';
 import {
   LOG_SETTINGS,
+  flagSettings,
   integer,
   nonEmpty,
   readSettings,
   settingsError,
+  type Declarations,
   type LogSettings,
+  type Setting,
+  type SettingsOf,
+  type ValuesOf,
 } from '../common/settings';
-import { MAX_TIMER_MS } from '../protocol/schemas';
-import { MASTER_DEFAULTS, type MasterOptions } from './options';
+import { MASTER_DEFAULTS, MASTER_GROUPS, MASTER_OPTIONS, type MasterOptions } from './options';
 import { tlsPairIssue, type TlsPair } from './tls';
 
 /** Shortest token accepted when the master listens beyond loopback (it could be guessed). */
 export const MIN_TOKEN_LENGTH = 16;
 
 /** The flags of `taskmaster master`, as commander gives them (text until validated). */
-export interface MasterFlags {
-  port?: string;
-  host?: string;
-  token?: string;
-  readToken?: string;
-  allowOrigin?: string[];
-  maxMessageBytes?: string;
-  maxTaskBytes?: string;
-  maxDependencyBytes?: string;
-  maxConnections?: string;
-  maxConnectionsPerAddress?: string;
-  reservedConnections?: string;
-  handshakeTimeout?: string;
-  runTimeoutGrace?: string;
-  maxBufferedBytes?: string;
-  insecure?: boolean;
-  tlsCert?: string;
-  tlsKey?: string;
-  mongoUrl?: string;
-  data?: string;
-  db?: string;
-  maxAttempts?: string;
-  defaultRunTimeout?: string;
-  queueLimit?: string;
-  queueLimitBytes?: string;
-  maxWatched?: string;
-  writeBacklogLimit?: string;
-  maxScans?: string;
-  distributeDelay?: string;
-  recoveryGrace?: string;
-  leaseMs?: string;
-  disconnectGrace?: string;
-  sacredGuarantees?: boolean;
-  holdSimilarWork?: boolean;
-  retain?: string;
-  retainCount?: string;
-  logFormat?: string;
-  logLevel?: string;
-}
+export type MasterFlags = Record<string, string | boolean | string[] | undefined>;
 
 export interface MasterConfig {
-  /** Complete but for `mongoUrl` when none was given: the CLI then resolves a database. */
+  /**
+   * What the flags and the environment set, the rest left to the master's defaults; `mongoUrl` is
+   * absent when none was given: the CLI then resolves a database.
+   */
   options: Omit<MasterOptions, 'mongoUrl' | 'logger'> & { mongoUrl?: string };
   /** The embedded database's folder when `mongoUrl` is absent; absent: db/server.ts's default. */
   dataDir?: string;
@@ -80,71 +49,92 @@ export interface MasterConfig {
   log: LogSettings;
 }
 
-const SETTINGS = {
-  port: { flag: '--port', env: 'TASKMASTER_PORT', schema: integer(0, 65535) },
-  host: { flag: '--host', env: 'TASKMASTER_HOST', schema: nonEmpty() },
-  token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
-  readToken: { flag: '--read-token', env: 'TASKMASTER_READ_TOKEN', schema: nonEmpty() },
-  allowOrigin: {
-    flag: '--allow-origin',
-    schema: z.array(
-      z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be an origin such as https://dash.example:8443'),
-    ),
+/** The flags of `taskmaster master` that are no option themselves but build one (or the log). */
+export const MASTER_CLI_SETTINGS = {
+  data: {
+    flag: '--data',
+    arg: '<dir>',
+    env: 'TASKMASTER_DATA',
+    schema: nonEmpty(),
+    group: 'database',
+    defaultText: '`./.taskmaster/db`',
+    doc: "without `MONGO_URL`: the embedded database's folder",
   },
-  maxMessageBytes: { flag: '--max-message-bytes', schema: integer(64 * 1024, 256 * 1024 * 1024) },
-  maxTaskBytes: { flag: '--max-task-bytes', schema: integer(1024, 16 * 1024 * 1024) },
-  maxDependencyBytes: { flag: '--max-dependency-bytes', schema: integer(0, 256 * 1024 * 1024) },
-  maxBufferedBytes: { flag: '--max-buffered-bytes', schema: integer(64 * 1024, 4 * 1024 * 1024 * 1024) },
-  maxConnections: { flag: '--max-connections', schema: integer(1, 10_000_000) },
-  maxConnectionsPerAddress: { flag: '--max-connections-per-address', schema: integer(1, 10_000_000) },
-  reservedConnections: { flag: '--reserved-connections', schema: integer(0, 10_000_000) },
-  handshakeTimeout: { flag: '--handshake-timeout', schema: integer(100, 600_000) },
-  mongoUrl: {
-    flag: '--mongo-url',
-    env: 'MONGO_URL',
-    schema: z
-      .string()
-      .regex(
-        /^mongodb(\+srv)?:\/\/\S+$/,
-        'must be a MongoDB URL such as mongodb://127.0.0.1:27017/taskmaster',
-      ),
+  tlsCert: {
+    flag: '--tls-cert',
+    arg: '<file>',
+    env: 'TASKMASTER_TLS_CERT',
+    schema: nonEmpty(),
+    group: 'network',
+    defaultText: 'none: HTTP',
+    doc: 'HTTPS and WSS with this PEM certificate; reread on SIGHUP',
   },
-  data: { flag: '--data', env: 'TASKMASTER_DATA', schema: nonEmpty() },
-  db: {
-    flag: '--db',
-    schema: z
-      .string()
-      .regex(/^[^/\\. "$*<>:|?]{1,63}$/, 'must be a database name (no spaces, dots or slashes)'),
+  tlsKey: {
+    flag: '--tls-key',
+    arg: '<file>',
+    env: 'TASKMASTER_TLS_KEY',
+    schema: nonEmpty(),
+    group: 'network',
+    defaultText: 'none',
+    doc: 'the PEM private key of `--tls-cert`',
   },
-  maxAttempts: { flag: '--max-attempts', schema: integer(1, 1000) },
-  defaultRunTimeout: {
-    flag: '--default-run-timeout',
-    schema: duration().pipe(
-      z.number().min(1, 'must be at least 1 ms').max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms`),
-    ),
+  // Not `announce`: that is the option these three build.
+  announcing: {
+    flag: '--announce',
+    schema: z.boolean(),
+    group: 'discovery',
+    defaultText: 'off',
+    doc: 'announce the master over UDP (see [Discovery](runners.md#discovery-opt-in-after-supercluster))',
   },
-  runTimeoutGrace: { flag: '--run-timeout-grace', schema: integer(0, 3_600_000) },
-  queueLimit: { flag: '--queue-limit', env: 'TASKMASTER_QUEUE_LIMIT', schema: integer(1, 100_000_000) },
-  queueLimitBytes: { flag: '--queue-limit-bytes', schema: integer(1024, Number.MAX_SAFE_INTEGER) },
-  maxWatched: { flag: '--max-watched', schema: integer(1, 100_000_000) },
-  writeBacklogLimit: { flag: '--write-backlog-limit', schema: integer(1, 100_000_000) },
-  maxScans: { flag: '--max-scans', schema: integer(1, 1000) },
-  distributeDelay: { flag: '--distribute-delay', schema: integer(0, 60_000) },
-  recoveryGrace: { flag: '--recovery-grace', schema: integer(0, 3_600_000) },
-  leaseMs: { flag: '--lease-ms', schema: integer(100, 3_600_000) },
-  disconnectGrace: { flag: '--disconnect-grace', schema: integer(0, 3_600_000) },
-  insecure: { flag: '--insecure', schema: z.boolean() },
-  tlsCert: { flag: '--tls-cert', env: 'TASKMASTER_TLS_CERT', schema: nonEmpty() },
-  tlsKey: { flag: '--tls-key', env: 'TASKMASTER_TLS_KEY', schema: nonEmpty() },
-  sacredGuarantees: { flag: '--sacred-guarantees', schema: z.boolean() },
-  holdSimilarWork: { flag: '--hold-similar-work', schema: z.boolean() },
-  retain: { flag: '--retain', env: 'TASKMASTER_RETAIN', schema: retention() },
-  retainCount: { flag: '--retain-count', schema: integer(0, 1_000_000_000) },
+  broadcastAddress: {
+    flag: '--broadcast-address',
+    arg: '<addr>',
+    schema: nonEmpty(),
+    group: 'discovery',
+    defaultText: '127.255.255.255',
+    doc: "where announcements go; 127.255.255.255 reaches this machine only: give the subnet's broadcast address",
+  },
+  discoveryPort: {
+    flag: '--discovery-port',
+    arg: '<n>',
+    schema: integer(1, 65535),
+    group: 'discovery',
+    defaultText: '44201',
+    doc: 'UDP port of the announcements',
+  },
   ...LOG_SETTINGS,
-};
+} satisfies Record<string, Setting<unknown>>;
 
-export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = process.env): MasterConfig {
-  const s = readSettings('master', SETTINGS, { ...flags }, env);
+/**
+ * Every flag of `taskmaster master`: the declared options the command line sets and the flags that
+ * build one, ordered by the docs' sections (MASTER_GROUPS), declaration order within each. The
+ * command's `--help`, its reading and the docs' table all take this list.
+ */
+export function masterSettings(
+  declarations: Declarations = MASTER_OPTIONS,
+): Record<string, Setting<unknown>> {
+  const groups = Object.keys(MASTER_GROUPS);
+  const entries = Object.entries({ ...flagSettings(declarations), ...MASTER_CLI_SETTINGS });
+  for (const [key, s] of entries)
+    if (!groups.includes(s.group ?? ''))
+      throw new Error(`master option ${key}: group "${s.group}" is none of ${groups.join(', ')}`);
+  // Array.prototype.sort is stable: declaration order holds within a group.
+  entries.sort(([, a], [, b]) => groups.indexOf(a.group ?? '') - groups.indexOf(b.group ?? ''));
+  return Object.fromEntries(entries);
+}
+
+/**
+ * Reads `taskmaster master`'s flags and environment: every declared option given, with the checks
+ * that span several (TLS, exposure, tokens, where the database is). Defaults are left to the master
+ * (`{ ...MASTER_DEFAULTS, ...options }`), since some follow other options (`maxBufferedBytes`).
+ */
+export function masterConfig(
+  flags: MasterFlags = {},
+  env: NodeJS.ProcessEnv = process.env,
+  declarations: Declarations = MASTER_OPTIONS,
+): MasterConfig {
+  const read = readSettings('master', masterSettings(declarations), flags, env);
+  const s = read as SettingsOf<typeof MASTER_CLI_SETTINGS> & ValuesOf<typeof MASTER_OPTIONS>;
   const host = s.host ?? MASTER_DEFAULTS.host;
   if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) {
     const [missing, given] =
@@ -179,70 +169,16 @@ export function masterConfig(flags: MasterFlags = {}, env: NodeJS.ProcessEnv = p
         { path, message: `must be at least ${MIN_TOKEN_LENGTH} characters when listening on ${host}` },
       ]);
   }
+  const options: Record<string, unknown> = {};
+  for (const key of Object.keys(declarations)) if (read[key] !== undefined) options[key] = read[key];
+  if (tls) options.tls = tls;
+  if (s.announcing) options.announce = { address: s.broadcastAddress, port: s.discoveryPort };
   return {
-    options: {
-      mongoUrl: s.mongoUrl,
-      dbName: s.db,
-      port: s.port ?? MASTER_DEFAULTS.port,
-      host,
-      token: s.token,
-      readToken: s.readToken,
-      allowOrigins: s.allowOrigin ?? [],
-      maxMessageBytes: s.maxMessageBytes ?? MASTER_DEFAULTS.maxMessageBytes,
-      maxTaskBytes: s.maxTaskBytes,
-      maxDependencyBytes: s.maxDependencyBytes ?? MASTER_DEFAULTS.maxDependencyBytes,
-      maxBufferedBytes: s.maxBufferedBytes,
-      maxConnections: s.maxConnections ?? MASTER_DEFAULTS.maxConnections,
-      maxConnectionsPerAddress: s.maxConnectionsPerAddress ?? MASTER_DEFAULTS.maxConnectionsPerAddress,
-      reservedConnections: s.reservedConnections ?? MASTER_DEFAULTS.reservedConnections,
-      handshakeTimeoutMs: s.handshakeTimeout ?? MASTER_DEFAULTS.handshakeTimeoutMs,
-      insecure: s.insecure ?? false,
-      tls,
-      maxAttempts: s.maxAttempts ?? MASTER_DEFAULTS.maxAttempts,
-      defaultRunTimeout: s.defaultRunTimeout,
-      runTimeoutGraceMs: s.runTimeoutGrace ?? MASTER_DEFAULTS.runTimeoutGraceMs,
-      queueLimit: s.queueLimit ?? MASTER_DEFAULTS.queueLimit,
-      queueLimitBytes: s.queueLimitBytes ?? MASTER_DEFAULTS.queueLimitBytes,
-      maxWatched: s.maxWatched ?? MASTER_DEFAULTS.maxWatched,
-      writeBacklogLimit: s.writeBacklogLimit ?? MASTER_DEFAULTS.writeBacklogLimit,
-      maxScans: s.maxScans ?? MASTER_DEFAULTS.maxScans,
-      sacredGuarantees: s.sacredGuarantees ?? false,
-      holdSimilarWork: s.holdSimilarWork ?? MASTER_DEFAULTS.holdSimilarWork,
-      distributeDelayMs: s.distributeDelay ?? MASTER_DEFAULTS.distributeDelayMs,
-      recoveryGraceMs: s.recoveryGrace ?? MASTER_DEFAULTS.recoveryGraceMs,
-      leaseMs: s.leaseMs ?? MASTER_DEFAULTS.leaseMs,
-      disconnectGraceMs: s.disconnectGrace ?? MASTER_DEFAULTS.disconnectGraceMs,
-      retainMs: s.retain === undefined ? MASTER_DEFAULTS.retainMs : s.retain,
-      retainCount: s.retainCount ?? MASTER_DEFAULTS.retainCount,
-    },
+    options: options as MasterConfig['options'],
     dataDir: s.data,
     tlsFiles,
     log: { format: s.logFormat, level: s.logLevel },
   };
-}
-
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `7d`, `12h`, `30m`, `90s` or a number of milliseconds, in milliseconds. */
-function toMs(v: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(v) as RegExpExecArray;
-  return Number(m[1]) * UNITS[m[2] ?? 'ms'];
-}
-
-/** A duration: `12h`, `30m`, `90s`, `500ms` or a number of milliseconds. */
-function duration() {
-  return z
-    .string()
-    .regex(/^\d+(ms|s|m|h|d)?$/, 'must be a duration such as 2h, 30m, 90s or 500ms')
-    .transform(toMs);
-}
-
-/** A retention period: a duration, or `forever` (null: keep). */
-function retention() {
-  return z
-    .string()
-    .regex(/^(forever|\d+(ms|s|m|h|d)?)$/, 'must be a duration such as 7d, 12h, 30m, 90s, or forever')
-    .transform((v) => (v === 'forever' ? null : toMs(v)));
 }
 
 /**

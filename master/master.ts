@@ -55,7 +55,13 @@ import { rerun, rerunBatch, type RerunResult } from './rerun';
 import { staticRoutes } from './http/static';
 import { serveLegacy } from './legacy';
 import { MasterLease, type LeaseDoc } from './lease';
-import { MASTER_DEFAULTS, type MasterDefaults, type MasterOptions } from './options';
+import {
+  MASTER_DEFAULTS,
+  schedulerOptions,
+  shownConfig,
+  type MasterDefaults,
+  type MasterOptions,
+} from './options';
 import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './scheduler/runner-registry';
 import { Scheduler } from './scheduler/scheduler';
 import { Retention, type PurgeFilter } from './store/retention';
@@ -172,6 +178,11 @@ export class Master extends EventEmitter implements ApiView {
   /** The read-only secret: GET routes and status, nothing that acts. */
   get readToken(): string | undefined {
     return this.opts.readToken;
+  }
+
+  /** The options in effect, as `/api/config` shows them: secrets redacted. */
+  config(): Record<string, unknown> {
+    return shownConfig(this.opts);
   }
 
   /** Origins a browser may call from besides the master's own (`allowOrigins`). */
@@ -340,23 +351,8 @@ export class Master extends EventEmitter implements ApiView {
       logger: this.logger,
     });
     const sched = new Scheduler(this.store, {
-      maxAttempts: this.opts.maxAttempts,
-      recoveryGraceMs: this.opts.recoveryGraceMs,
-      disconnectGraceMs: this.opts.disconnectGraceMs,
+      ...schedulerOptions(this.opts),
       finalCacheSize: 100_000,
-      selectRunner: this.opts.selectRunner,
-      queueLimit: this.opts.queueLimit,
-      queueLimitBytes: this.opts.queueLimitBytes,
-      writeBacklogLimit: this.opts.writeBacklogLimit,
-      maxTaskBytes: this.opts.maxTaskBytes,
-      maxDependencyBytes: this.opts.maxDependencyBytes,
-      holdSimilarWork: this.opts.holdSimilarWork,
-      retryBackoff: this.opts.retryBackoff,
-      timeoutSweepMs: this.opts.timeoutSweepMs,
-      distributeDelayMs: this.opts.distributeDelayMs,
-      defaultRunTimeout: this.opts.defaultRunTimeout,
-      runTimeoutGraceMs: this.opts.runTimeoutGraceMs,
-      allocate: this.opts.allocate,
       logger: this.logger,
     });
     this.sched = sched;

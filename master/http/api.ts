@@ -1,8 +1,9 @@
 /**
  * The tasks and batches API (the dashboard's and the CLI's): lists with filters and a cursor, one
  * task with its timeline and why it is not running yet, retry ("rerun from failed"), cancel, batches
- * with their dependency graph, and a batch's bulk retry. Inputs are parsed with zod; memory (the
- * scheduler's records) is overlaid on what `tasks` returns, since it is the more current of the two.
+ * with their dependency graph, a batch's bulk retry, and the options in effect (`/api/config`,
+ * secrets redacted). Inputs are parsed with zod; memory (the scheduler's records) is overlaid on what
+ * `tasks` returns, since it is the more current of the two.
  */
 import type { Collection } from 'mongoose';
 import { z } from 'zod';
@@ -42,6 +43,8 @@ export interface ApiView extends HttpView {
   readonly batchNames: { mayExist(name: string): boolean };
   retry(ids: string[]): Promise<RerunResult>;
   retryBatch(batch: string): Promise<RerunResult>;
+  /** The options in effect, every declared one, secrets redacted (master/options.ts). */
+  config(): Record<string, unknown>;
 }
 
 /** Largest dependency graph sent whole; beyond it, the batch's counts summarise it. */
@@ -64,6 +67,7 @@ const whySchema = z.object({ runner: text.optional() }).strict();
 
 export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<V> {
   return routes
+    .on('GET', '/api/config', ({ res, master }) => json(res, 200, { options: master.config() }))
     .on('GET', '/api/tasks', async ({ res, query, master }) => {
       // An empty parameter (`state=`) means no filter, as a form sends it.
       const raw = Object.fromEntries([...query.entries()].filter(([, v]) => v !== ''));

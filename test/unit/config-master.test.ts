@@ -1,20 +1,18 @@
 import { databaseName, isLoopback, masterConfig } from '../../master/config';
+import { Master } from '../../master/master';
 import { MASTER_DEFAULTS } from '../../master/options';
 import { TaskmasterError } from '../../protocol/errors';
 import { errorOf } from '../helpers/capture';
 import { makeTestCa, type Issued, type TestCa } from '../helpers/pki';
 
 describe('master settings', () => {
-  test('without flags or environment the defaults apply and no database URL is set', () => {
+  test('without flags or environment nothing is set, so the master applies its defaults, and no database URL is set', () => {
     const { options, log } = masterConfig({}, {});
-    expect(options).toMatchObject({
-      port: MASTER_DEFAULTS.port,
-      host: '127.0.0.1',
-      maxAttempts: MASTER_DEFAULTS.maxAttempts,
-      insecure: false,
-    });
-    expect(options.mongoUrl).toBeUndefined();
-    expect(options.token).toBeUndefined();
+    expect(options).toEqual({});
+    const master = new Master({ mongoUrl: 'mongodb://127.0.0.1:1/none', ...options });
+    expect(master.opts).toMatchObject({ ...MASTER_DEFAULTS, port: 3232, host: '127.0.0.1', maxAttempts: 3 });
+    expect(master.opts.insecure).toBe(false);
+    expect(master.opts.token).toBeUndefined();
     expect(log).toEqual({ format: undefined, level: undefined });
   });
 
@@ -72,9 +70,10 @@ describe('master settings', () => {
       .split('\n')
       .slice(1)
       .map((l) => l.trim());
+    // In the order of --help: the database first.
     expect(lines).toEqual([
-      '--port: must be an integer between 0 and 65535 (got "-1")',
       'MONGO_URL: must be a MongoDB URL such as mongodb://127.0.0.1:27017/taskmaster (got "postgres://x")',
+      '--port: must be an integer between 0 and 65535 (got "-1")',
       '--max-attempts: must be an integer between 1 and 1000 (got "0")',
       '--log-format: must be one of pretty, json (got "xml")',
       'TASKMASTER_LOG_LEVEL: must be one of error, warn, info, http, verbose, debug, silly (got "loud")',
@@ -198,5 +197,35 @@ describe('master settings', () => {
     expect(databaseName('mongodb://a:1,b:2/multi')).toBe('multi');
     expect(databaseName('mongodb://127.0.0.1:27017/')).toBe('taskmaster');
     expect(databaseName('mongodb://127.0.0.1:27017')).toBe('taskmaster');
+  });
+});
+
+describe('master settings that build an option', () => {
+  test('--announce with --broadcast-address and --discovery-port is the announce option; a bad port is refused naming the flag', () => {
+    expect(masterConfig({}, {}).options.announce).toBeUndefined();
+    expect(
+      masterConfig({ announce: true, broadcastAddress: '10.0.0.255', discoveryPort: '4500' }, {}).options
+        .announce,
+    ).toEqual({ address: '10.0.0.255', port: 4500 });
+    expect(errorOf(() => masterConfig({ announce: true, discoveryPort: 'x' }, {})).message).toContain(
+      '--discovery-port: must be an integer between 1 and 65535 (got "x")',
+    );
+  });
+
+  test('a flag named differently from its option sets that option (--retain sets retainMs, --allow-origin allowOrigins)', () => {
+    const { options } = masterConfig(
+      {
+        retain: '12h',
+        allowOrigin: ['https://a.example', 'https://b.example:8443'],
+        handshakeTimeout: '700',
+      },
+      {},
+    );
+    expect(options).toEqual({
+      retainMs: 12 * 3_600_000,
+      allowOrigins: ['https://a.example', 'https://b.example:8443'],
+      handshakeTimeoutMs: 700,
+    });
+    expect(masterConfig({}, { TASKMASTER_RETAIN: 'forever' }).options.retainMs).toBeNull();
   });
 });
