@@ -1,7 +1,9 @@
 /**
- * Big operations on one master (in this process, on the embedded database or MONGO_URL): how long
- * each takes and the longest the event loop stood still meanwhile (perf_hooks'
- * monitorEventLoopDelay), with /health's slowest answer sampled every 20 ms during it.
+ * Big operations on one master (in a process of its own, bench/child-master.ts, on the embedded
+ * database or MONGO_URL): how long each takes, the longest the master's event loop stood still
+ * meanwhile (perf_hooks' monitorEventLoopDelay, in the master's process), the same for this process
+ * (the clients: the watchers parsing their outcomes), and /health's slowest answer sampled every
+ * 20 ms during it. `--cpu-prof DIR` writes the master's CPU profile there.
  *
  *   retry    POST /api/batches/big/retry-failed: `--failed` failed tasks (half of them with a
  *            dependent that failed with EDEPFAILED) in a collection of `--docs` documents.
@@ -24,10 +26,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
 import { io } from 'socket.io-client';
-import { createLogger } from '../common/logger';
 import { parseBatch, readBatch } from '../feeder/batch-file';
 import { Feeder } from '../feeder/feeder';
-import { Master } from '../master/master';
+import { startChildMaster, type ChildMaster } from './child-master';
 import { benchDatabase, runBench } from './run';
 
 const { values: args } = parseArgs({
@@ -38,6 +39,7 @@ const { values: args } = parseArgs({
     watchers: { type: 'string', default: '50' },
     watched: { type: 'string', default: '50000' },
     'feed-mb': { type: 'string', default: '300' },
+    'cpu-prof': { type: 'string' },
     // Internal: the process that reads the file and reports its peak RSS.
     'read-child': { type: 'string' },
     whole: { type: 'boolean', default: false },
@@ -46,7 +48,8 @@ const { values: args } = parseArgs({
 
 function request(url: string, method: string, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(new URL(path, url), { method }, (res) => {
+    // A connection of its own each time: a kept-alive one the master closed would fail the next.
+    const req = http.request(new URL(path, url), { method, agent: false }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -56,29 +59,36 @@ function request(url: string, method: string, path: string): Promise<{ status: n
   });
 }
 
-/** Runs `op` while sampling the event loop and /health; prints the figures under `name`. */
-async function measure<T>(name: string, url: string, op: () => Promise<T>): Promise<T> {
+/**
+ * Runs `op` while sampling both event loops (the master's and this process's) and /health; prints
+ * the figures under `name`.
+ */
+async function measure<T>(name: string, master: ChildMaster, op: () => Promise<T>): Promise<T> {
   const loop = monitorEventLoopDelay({ resolution: 10 });
   let slowestHealth = 0;
+  let failedHealth = 0;
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
       const t = performance.now();
-      await request(url, 'GET', '/health');
+      await request(master.url, 'GET', '/health').catch(() => failedHealth++);
       slowestHealth = Math.max(slowestHealth, performance.now() - t);
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
+  await master.loopStart();
   loop.enable();
   const t0 = performance.now();
   const out = await op();
   const took = performance.now() - t0;
   loop.disable();
+  const masterMax = await master.loopStop();
   sampling = false;
   await sampler;
   process.stdout.write(
-    `${name}: ${took.toFixed(0)} ms, event loop max delay ${(loop.max / 1e6).toFixed(0)} ms, ` +
-      `slowest /health ${slowestHealth.toFixed(0)} ms\n`,
+    `${name}: ${took.toFixed(0)} ms, master's event loop max delay ${masterMax.toFixed(0)} ms ` +
+      `(the clients' ${(loop.max / 1e6).toFixed(0)} ms), slowest /health ${slowestHealth.toFixed(0)} ms` +
+      `${failedHealth > 0 ? `, ${failedHealth} /health failed` : ''}\n`,
   );
   return out;
 }
@@ -121,15 +131,9 @@ async function retryBench(mongoUrl: string): Promise<void> {
     );
   }
   process.stderr.write(`pre-filled ${docs} tasks in ${(performance.now() - t0).toFixed(0)} ms\n`);
-  const master = new Master({
-    mongoUrl,
-    dbName,
-    port: 0,
-    logger: createLogger({ level: 'warn', format: 'json', stderr: true }),
-  });
-  await master.start();
+  const master = await startChildMaster(mongoUrl, dbName, { cpuProfDir: args['cpu-prof'] });
   try {
-    const r = await measure(`retry-failed of ${failed} tasks among ${docs}`, master.url, () =>
+    const r = await measure(`retry-failed of ${failed} tasks among ${docs}`, master, () =>
       request(master.url, 'POST', '/api/batches/big/retry-failed'),
     );
     const retried = (JSON.parse(r.body) as { retried?: string[] }).retried?.length;
@@ -145,13 +149,7 @@ async function watchBench(mongoUrl: string): Promise<void> {
   const watchers = Number(args.watchers);
   const n = Number(args.watched);
   const dbName = `benchwatch_${Date.now()}`;
-  const master = new Master({
-    mongoUrl,
-    dbName,
-    port: 0,
-    logger: createLogger({ level: 'warn', format: 'json', stderr: true }),
-  });
-  await master.start();
+  const master = await startChildMaster(mongoUrl, dbName, { cpuProfDir: args['cpu-prof'] });
   const feeder = new Feeder({ master: master.url });
   const sockets: ReturnType<typeof io>[] = [];
   try {
@@ -170,13 +168,9 @@ async function watchBench(mongoUrl: string): Promise<void> {
       s.on('task:outcomes', (m: { outcomes: unknown[] }) => (received += m.outcomes.length));
     }
     await feeder.cancel({ batch: 'watched' });
-    await measure(
-      `delivery of ${n} outcomes to ${watchers} connections after a cancel`,
-      master.url,
-      async () => {
-        while (received < n * watchers) await new Promise((r) => setTimeout(r, 20));
-      },
-    );
+    await measure(`delivery of ${n} outcomes to ${watchers} connections after a cancel`, master, async () => {
+      while (received < n * watchers) await new Promise((r) => setTimeout(r, 20));
+    });
   } finally {
     for (const s of sockets) s.close();
     await feeder.close();
