@@ -42,6 +42,7 @@ export interface ApiView extends HttpView {
   readonly batchNames: { mayExist(name: string): boolean };
   retry(ids: string[]): Promise<RerunResult>;
   retryBatch(batch: string): Promise<RerunResult>;
+  cancel(ids: string[] | undefined, batch: string | undefined, by?: string): Promise<string[]>;
 }
 
 /** Largest dependency graph sent whole; beyond it, the batch's counts summarise it. */
@@ -156,7 +157,7 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     .on('POST', '/api/batches/:id/cancel', async ({ res, params, master }) => {
       const id = param(params.id);
       await findBatch(master, id);
-      const cancelled = master.scheduler.cancel(undefined, id, 'an operator');
+      const cancelled = await master.cancel(undefined, id, 'an operator');
       await master.scheduler.flushed();
       json(res, 200, { cancelled });
     });
