@@ -542,6 +542,9 @@ export class Store {
       });
     }
     for (const d of written) {
+      // Between journal documents only: a change is not ripe for the folder before this write is
+      // durable, so none of a document's changes can be folded before its count of refs is set.
+      if (slice.due()) await slice.pause();
       let refs = 0;
       for (const part of d.parts) {
         if (part.add) {
