@@ -1,16 +1,20 @@
 /**
- * Big operations on one master (in this process, on the embedded database or MONGO_URL): how long
- * each takes and the longest the event loop stood still meanwhile (perf_hooks'
- * monitorEventLoopDelay), with /health's slowest answer sampled every 20 ms during it.
+ * Big operations on one master (in a process of its own, bench/child-master.ts, on the embedded
+ * database or MONGO_URL): how long each takes, the longest the master's event loop stood still
+ * meanwhile (perf_hooks' monitorEventLoopDelay, in the master's process), the same for this process
+ * (the clients: the watchers parsing their outcomes), and /health's slowest answer sampled every
+ * 20 ms during it. `--cpu-prof DIR` writes the master's CPU profile there.
  *
  *   retry    POST /api/batches/big/retry-failed: `--failed` failed tasks (half of them with a
  *            dependent that failed with EDEPFAILED) in a collection of `--docs` documents.
  *
- *   watch    a cancel of `--watched` tasks each watched by `--watchers` connections: from the
- *            cancel's answer until every connection has every outcome.
+ *   watch    a cancel of `--watched` tasks each watched by `--watchers` connections (ten to a
+ *            process of their own, bench/watch-clients.ts): from the cancel until every connection
+ *            has every outcome.
  *
- *   feed     reading an NDJSON batch file of `--feed-mb` MB (tasks of about 1 KB) in a process of its
- *            own: its peak RSS (VmHWM) with the file read as a stream, and read whole as before.
+ *   feed     an NDJSON batch file of `--feed-mb` MB (tasks of about 1 KB), in a process of its own:
+ *            its peak RSS (VmHWM) read whole (what the feed held before), and fed to a master by
+ *            `taskmaster feed` (which streams it).
  *
  *   npm run bench:big -- [--docs 70000] [--failed 20000] [--watchers 50] [--watched 50000]
  *                        [--feed-mb 300] [--only retry|watch|feed]
@@ -21,14 +25,15 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { PassThrough } from 'node:stream';
 import { parseArgs } from 'node:util';
 import mongoose from 'mongoose';
-import { io } from 'socket.io-client';
-import { createLogger } from '../common/logger';
-import { parseBatch, readBatch } from '../feeder/batch-file';
+import { readBatch } from '../feeder/batch-file';
+import { feed } from '../feeder/feed-cli';
 import { Feeder } from '../feeder/feeder';
-import { Master } from '../master/master';
+import { startChildMaster, type ChildMaster } from './child-master';
 import { benchDatabase, runBench } from './run';
+import { startWatchClients, type WatchClients } from './watch-clients';
 
 const { values: args } = parseArgs({
   options: {
@@ -38,15 +43,18 @@ const { values: args } = parseArgs({
     watchers: { type: 'string', default: '50' },
     watched: { type: 'string', default: '50000' },
     'feed-mb': { type: 'string', default: '300' },
-    // Internal: the process that reads the file and reports its peak RSS.
-    'read-child': { type: 'string' },
-    whole: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
+    // Internal: the process that reads or feeds the file and reports its peak RSS.
+    'feed-child': { type: 'string' },
+    how: { type: 'string' },
+    'master-url': { type: 'string' },
   },
 });
 
 function request(url: string, method: string, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(new URL(path, url), { method }, (res) => {
+    // A connection of its own each time: a kept-alive one the master closed would fail the next.
+    const req = http.request(new URL(path, url), { method, agent: false }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -56,29 +64,23 @@ function request(url: string, method: string, path: string): Promise<{ status: n
   });
 }
 
-/** Runs `op` while sampling the event loop and /health; prints the figures under `name`. */
-async function measure<T>(name: string, url: string, op: () => Promise<T>): Promise<T> {
+/**
+ * Runs `op` while sampling both event loops (the master's and this process's, the clients') and the
+ * master's /health (from a thread of its own: bench/child-master.ts); prints the figures under `name`.
+ */
+async function measure<T>(name: string, master: ChildMaster, op: () => Promise<T>): Promise<T> {
   const loop = monitorEventLoopDelay({ resolution: 10 });
-  let slowestHealth = 0;
-  let sampling = true;
-  const sampler = (async () => {
-    while (sampling) {
-      const t = performance.now();
-      await request(url, 'GET', '/health');
-      slowestHealth = Math.max(slowestHealth, performance.now() - t);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
+  await master.loopStart();
   loop.enable();
   const t0 = performance.now();
   const out = await op();
   const took = performance.now() - t0;
   loop.disable();
-  sampling = false;
-  await sampler;
+  const m = await master.loopStop();
   process.stdout.write(
-    `${name}: ${took.toFixed(0)} ms, event loop max delay ${(loop.max / 1e6).toFixed(0)} ms, ` +
-      `slowest /health ${slowestHealth.toFixed(0)} ms\n`,
+    `${name}: ${took.toFixed(0)} ms, master's event loop max delay ${m.loopMaxMs.toFixed(0)} ms ` +
+      `(the clients' ${(loop.max / 1e6).toFixed(0)} ms), slowest /health ${m.healthMaxMs.toFixed(0)} ms` +
+      `${m.healthFailed > 0 ? `, ${m.healthFailed} /health failed` : ''}\n`,
   );
   return out;
 }
@@ -121,15 +123,9 @@ async function retryBench(mongoUrl: string): Promise<void> {
     );
   }
   process.stderr.write(`pre-filled ${docs} tasks in ${(performance.now() - t0).toFixed(0)} ms\n`);
-  const master = new Master({
-    mongoUrl,
-    dbName,
-    port: 0,
-    logger: createLogger({ level: 'warn', format: 'json', stderr: true }),
-  });
-  await master.start();
+  const master = await startChildMaster(mongoUrl, dbName, { cpuProfDir: args['cpu-prof'] });
   try {
-    const r = await measure(`retry-failed of ${failed} tasks among ${docs}`, master.url, () =>
+    const r = await measure(`retry-failed of ${failed} tasks among ${docs}`, master, () =>
       request(master.url, 'POST', '/api/batches/big/retry-failed'),
     );
     const retried = (JSON.parse(r.body) as { retried?: string[] }).retried?.length;
@@ -145,49 +141,42 @@ async function watchBench(mongoUrl: string): Promise<void> {
   const watchers = Number(args.watchers);
   const n = Number(args.watched);
   const dbName = `benchwatch_${Date.now()}`;
-  const master = new Master({
-    mongoUrl,
-    dbName,
-    port: 0,
-    logger: createLogger({ level: 'warn', format: 'json', stderr: true }),
-  });
-  await master.start();
+  const master = await startChildMaster(mongoUrl, dbName, { cpuProfDir: args['cpu-prof'] });
   const feeder = new Feeder({ master: master.url });
-  const sockets: ReturnType<typeof io>[] = [];
+  const clients: WatchClients[] = [];
   try {
     await feeder.ready();
-    const ids = Array.from({ length: n }, (_, i) => `w-${i}`);
     await feeder.add(
-      ids.map((id) => ({ id, module: 'nowhere' })),
+      Array.from({ length: n }, (_, i) => ({ id: `w-${i}`, module: 'nowhere' })),
       { batch: 'watched' },
     );
-    let received = 0;
-    for (let k = 0; k < watchers; k++) {
-      const s = io(new URL('/feeder', master.url).href, { transports: ['websocket'], forceNew: true });
-      sockets.push(s);
-      await new Promise<void>((resolve) => s.once('connect', () => resolve()));
-      for (let i = 0; i < n; i += 4000) await s.emitWithAck('tasks:watch', { ids: ids.slice(i, i + 4000) });
-      s.on('task:outcomes', (m: { outcomes: unknown[] }) => (received += m.outcomes.length));
-    }
-    await feeder.cancel({ batch: 'watched' });
+    // Ten connections a process (and a process for the rest).
+    for (let k = 0; k < watchers; k += 10)
+      clients.push(await startWatchClients(master.url, Math.min(10, watchers - k), n));
     await measure(
-      `delivery of ${n} outcomes to ${watchers} connections after a cancel`,
-      master.url,
+      `a cancel of ${n} tasks and the delivery of their outcomes to ${watchers} connections`,
+      master,
       async () => {
-        while (received < n * watchers) await new Promise((r) => setTimeout(r, 20));
+        await feeder.cancel({ batch: 'watched' });
+        await Promise.all(clients.map((c) => c.done));
       },
     );
   } finally {
-    for (const s of sockets) s.close();
+    for (const c of clients) c.close();
     await feeder.close();
     await master.close();
   }
 }
 
-/** Writes an NDJSON file of about `mb` MB, then reads it in a child process both ways. */
-function feedBench(): void {
+/**
+ * Writes an NDJSON file of about `mb` MB, reads it in a process of its own whole (readBatch: what
+ * `taskmaster feed` held before it streamed), then feeds it to a master with `taskmaster feed`
+ * (feed-cli.ts) in a process of its own; each reports its peak RSS.
+ */
+async function feedBench(mongoUrl: string): Promise<void> {
   const mb = Number(args['feed-mb']);
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'taskmaster-bench-feed-')), 'big.ndjson');
+  const master = await startChildMaster(mongoUrl, `benchfeed_${Date.now()}`);
   try {
     const fd = fs.openSync(file, 'w');
     const pad = 'x'.repeat(1000);
@@ -198,48 +187,64 @@ function feedBench(): void {
       written += line.length;
     }
     fs.closeSync(fd);
-    for (const whole of [false, true]) {
+    for (const how of ['read', 'feed']) {
       const r = spawnSync(
         process.execPath,
         [
           path.join(__dirname, '..', 'bin', 'run-ts.js'),
           __filename,
-          '--read-child',
+          '--feed-child',
           file,
-          ...(whole ? ['--whole'] : []),
+          '--how',
+          how,
+          '--master-url',
+          master.url,
         ],
         { encoding: 'utf8' },
       );
       process.stdout.write(
-        `read ${mb} MB (${lines} tasks) ${whole ? 'whole, as before' : 'as a stream'}: ${(r.stdout || r.stderr).trim().split('\n').pop()}\n`,
+        `${how === 'read' ? 'read whole (readBatch, as the feed held it before)' : 'taskmaster feed to a master'} of ${mb} MB (${lines} tasks): ${(r.stdout || r.stderr).trim().split('\n').pop()}\n`,
       );
     }
   } finally {
+    await master.close();
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
   }
 }
 
-async function readChild(file: string): Promise<void> {
+async function feedChild(file: string): Promise<void> {
   const t0 = performance.now();
-  const batch = args.whole ? parseBatch(fs.readFileSync(file, 'utf8'), file) : await readBatch(file);
+  let what: string;
+  if (args.how === 'read') what = `${(await readBatch(file)).tasks.length} tasks read`;
+  else {
+    const err = new PassThrough();
+    let said = '';
+    err.on('data', (d: Buffer) => (said = d.toString()));
+    const code = await feed({
+      file,
+      feeder: { master: args['master-url'] as string },
+      out: new PassThrough().resume(),
+      err,
+    });
+    what = `exit ${code} (${said.trim() || 'no message'})`;
+  }
   const status = fs.readFileSync('/proc/self/status', 'utf8');
   const peak = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
   process.stdout.write(
-    `${batch.tasks.length} tasks in ${(performance.now() - t0).toFixed(0)} ms, peak RSS ${peak.toFixed(0)} MB\n`,
+    `${what} in ${(performance.now() - t0).toFixed(0)} ms, peak RSS ${peak.toFixed(0)} MB\n`,
   );
 }
 
 async function main(): Promise<void> {
-  if (args['read-child']) return readChild(args['read-child']);
-  if (args.only === 'feed') return feedBench();
+  if (args['feed-child']) return feedChild(args['feed-child']);
   const db = await benchDatabase();
   try {
     if (!args.only || args.only === 'retry') await retryBench(db.url);
     if (!args.only || args.only === 'watch') await watchBench(db.url);
+    if (!args.only || args.only === 'feed') await feedBench(db.url);
   } finally {
     await db.stop();
   }
-  if (!args.only) feedBench();
 }
 
 runBench(main);

@@ -75,23 +75,12 @@ export async function readBatch(file: string): Promise<Batch> {
 
 /** A batch from a stream, a line at a time (see the file's comment). */
 export async function readStream(input: Readable, source: string): Promise<Batch> {
-  const utf8 = new TextDecoder('utf-8', { fatal: true });
   let mode: 'array' | 'ndjson' | undefined;
   const arrayLines: string[] = [];
   const tasks: unknown[] = [];
   const lines: number[] = [];
-  let lineNo = 0;
   let firstLine = '';
-  const take = (bytes: Buffer) => {
-    lineNo++;
-    let text: string;
-    try {
-      text = utf8.decode(bytes);
-    } catch {
-      throw new Error(`${source}:${lineNo}: not valid UTF-8 (refused rather than replaced)`);
-    }
-    if (text.endsWith('\r')) text = text.slice(0, -1);
-    if (lineNo === 1) text = text.replace(/^\uFEFF/, '');
+  await eachLine(input, source, (text, lineNo) => {
     if (mode === undefined) {
       const start = text.trimStart();
       if (start === '') return;
@@ -100,34 +89,9 @@ export async function readStream(input: Readable, source: string): Promise<Batch
     }
     if (mode === 'array') return void arrayLines.push(text);
     if (text.trim() === '') return;
-    try {
-      tasks.push(JSON.parse(text));
-      lines.push(lineNo);
-    } catch (err) {
-      // The first task does not parse and opens a brace it does not close: a pretty-printed object.
-      const hint =
-        tasks.length === 0 && firstLine.startsWith('{') && !firstLine.endsWith('}')
-          ? ' (NDJSON needs one whole task per line; for a pretty-printed file use a JSON array)'
-          : '';
-      throw new Error(
-        `${source}:${lineNo}: not valid JSON: ${locate(text, (err as Error).message).reason}${hint}`,
-      );
-    }
-  };
-  // The parts of the line being read, until its newline comes.
-  let parts: Buffer[] = [];
-  for await (const chunk of input as AsyncIterable<Buffer | string>) {
-    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    let start = 0;
-    for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
-      parts.push(buf.subarray(start, nl));
-      take(parts.length === 1 ? parts[0] : Buffer.concat(parts));
-      parts = [];
-      start = nl + 1;
-    }
-    if (start < buf.length) parts.push(buf.subarray(start));
-  }
-  if (parts.length > 0) take(Buffer.concat(parts));
+    tasks.push(parseLine(text, source, lineNo, tasks.length === 0 ? firstLine : ''));
+    lines.push(lineNo);
+  });
   if (mode === 'array') {
     // Only the lines, without a copy of the whole file besides them.
     const text = arrayLines.join('\n');
@@ -137,6 +101,66 @@ export async function readStream(input: Readable, source: string): Promise<Batch
   if (mode === undefined)
     throw new Error(`${source}: empty; expected a JSON array of tasks, or one task per line (NDJSON)`);
   return { tasks, lines };
+}
+
+/**
+ * One NDJSON line's task, or the error naming the line. `firstLine`, for the first task: when it
+ * opens a brace it does not close, the file is a pretty-printed object, and the error says so.
+ */
+export function parseLine(text: string, source: string, lineNo: number, firstLine = ''): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const hint =
+      firstLine.startsWith('{') && !firstLine.endsWith('}')
+        ? ' (NDJSON needs one whole task per line; for a pretty-printed file use a JSON array)'
+        : '';
+    throw new Error(
+      `${source}:${lineNo}: not valid JSON: ${locate(text, (err as Error).message).reason}${hint}`,
+    );
+  }
+}
+
+/**
+ * Calls `take` with each line of `input` as text (without its newline, a `\r` before it, or a
+ * leading byte-order mark), its 1-based number, and the byte offset and length of its bytes in the
+ * input. Bytes that are not UTF-8 are refused, naming the line.
+ */
+export async function eachLine(
+  input: Readable,
+  source: string,
+  take: (text: string, lineNo: number, offset: number, bytes: number) => void,
+): Promise<void> {
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  let lineNo = 0;
+  let offset = 0;
+  const line = (bytes: Buffer) => {
+    lineNo++;
+    let text: string;
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      throw new Error(`${source}:${lineNo}: not valid UTF-8 (refused rather than replaced)`);
+    }
+    if (text.endsWith('\r')) text = text.slice(0, -1);
+    if (lineNo === 1) text = text.replace(/^\uFEFF/, '');
+    take(text, lineNo, offset, bytes.length);
+    offset += bytes.length + 1;
+  };
+  // The parts of the line being read, until its newline comes.
+  let parts: Buffer[] = [];
+  for await (const chunk of input as AsyncIterable<Buffer | string>) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    let start = 0;
+    for (let nl = buf.indexOf(0x0a); nl >= 0; nl = buf.indexOf(0x0a, start)) {
+      parts.push(buf.subarray(start, nl));
+      line(parts.length === 1 ? parts[0] : Buffer.concat(parts));
+      parts = [];
+      start = nl + 1;
+    }
+    if (start < buf.length) parts.push(buf.subarray(start));
+  }
+  if (parts.length > 0) line(Buffer.concat(parts));
 }
 
 /**

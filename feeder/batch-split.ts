@@ -41,7 +41,7 @@ export function splitBatch(tasks: unknown[], maxMessageBytes: number): Split {
  * algorithm, taking the lowest index first). Tasks in a cycle keep their input order at the end:
  * the master reports the cycle.
  */
-function dependencyOrder(tasks: unknown[]): number[] {
+export function dependencyOrder(tasks: unknown[]): number[] {
   const byId = new Map<string, number>();
   tasks.forEach((t, i) => {
     const id = (t as { id?: unknown } | null)?.id;

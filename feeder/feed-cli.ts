@@ -16,9 +16,12 @@ import path from 'node:path';
 import type { Logger } from '../common/logger';
 import { TaskmasterError } from '../protocol/errors';
 import type { TaskInput, TaskOutcome } from '../protocol/schemas';
+import { messageRoom } from '../protocol/limits';
 import { readBatch, type Batch } from './batch-file';
+import { indexFile, type BatchIndex } from './batch-index';
+import { addStreamed } from './feed-stream';
 import { Feeder, issuesOf } from './feeder';
-import type { FeederOptions } from './options';
+import { FEEDER_DEFAULTS, type FeederOptions } from './options';
 import { batchProgress } from './progress';
 
 export interface FeedOptions {
@@ -47,29 +50,42 @@ export async function feed(opts: FeedOptions): Promise<number> {
   const err = opts.err ?? process.stderr;
   const say = (s: string) => err.write(`${s}\n`);
 
-  let batch: Batch;
+  const maxMessageBytes = opts.feeder.maxMessageBytes ?? FEEDER_DEFAULTS.maxMessageBytes;
+  // A file larger than one message is sent as it is read again (feeder/feed-stream.ts), NDJSON only.
+  let batch: Batch | undefined;
+  let index: BatchIndex | null = null;
   try {
-    batch = await readBatch(opts.file);
+    if (opts.file !== '-' && (await fileSize(opts.file)) > messageRoom(maxMessageBytes))
+      index = await indexFile(opts.file);
+    if (!index) batch = await readBatch(opts.file);
   } catch (e) {
     say(`taskmaster feed: ${(e as Error).message}`);
     return 2;
   }
   const name = opts.batch ?? batchName(opts.file);
-  const scoped = scopeIds(batch.tasks, name);
-  const local = (id: string) => scoped.local.get(id) ?? id;
-  const unscope = (text: string) => text.split(`${name}/`).join('');
+  const scoped = batch ? scopeIds(batch.tasks, name) : undefined;
+  const fileIds = index ? new Set(index.ids) : undefined;
+  const prefix = `${name}/`;
+  const local = (id: string) =>
+    scoped?.local.get(id) ??
+    (id.startsWith(prefix) && fileIds?.has(id.slice(prefix.length)) ? id.slice(prefix.length) : id);
+  const unscope = (text: string) => text.split(prefix).join('');
+  const lines = batch?.lines ?? index?.lines;
 
   const feeder = new Feeder({ ...opts.feeder, logger: opts.logger });
   const started = Date.now();
   // E.g. tasks stored whose module no connected runner has: a mistyped name shows before any wait.
   feeder.on('warning', (w) => say(`warning: ${unscope(w)}`));
   try {
-    const added = await feeder.addBatch(scoped.tasks as TaskInput[], {
+    const addOpts = {
       batch: name,
       onExisting: opts.onExisting,
-      onQueueFull: ({ waitMs, attempt }) =>
+      onQueueFull: ({ waitMs, attempt }: { waitMs: number; attempt: number }) =>
         say(`the master's queue is full; retry ${attempt} in ${(waitMs / 1000).toFixed(1)} s`),
-    });
+    };
+    const added = index
+      ? await addStreamed(feeder, opts.file, index, name, maxMessageBytes, addOpts)
+      : await feeder.addBatch((scoped as { tasks: unknown[] }).tasks as TaskInput[], addOpts);
     const n = added.tasks.length;
     const skipped = added.tasks.filter((t) => t.existing).length;
     const stored =
@@ -117,12 +133,13 @@ export async function feed(opts: FeedOptions): Promise<number> {
   } catch (e) {
     if (e instanceof TaskmasterError && e.code === 'EVALIDATION') {
       const issues = issuesOf(e.details);
+      const before = (e.details as { storedBefore?: number } | undefined)?.storedBefore ?? 0;
       if (issues.length === 0) say(`taskmaster feed: the master refused the batch: ${unscope(e.message)}`);
       else {
         say(
-          `taskmaster feed: the master refused the batch, nothing was stored (${issues.length} issue${issues.length === 1 ? '' : 's'}):`,
+          `taskmaster feed: the master refused the batch, ${before > 0 ? `after ${before} of its tasks were stored by earlier adds` : 'nothing was stored'} (${issues.length} issue${issues.length === 1 ? '' : 's'}):`,
         );
-        for (const i of issues) say(`  ${i.path}: ${unscope(i.message)}${lineOf(i.path, batch, opts.file)}`);
+        for (const i of issues) say(`  ${i.path}: ${unscope(i.message)}${lineOf(i.path, lines, opts.file)}`);
       }
       return 2;
     }
@@ -157,6 +174,11 @@ export function scopeIds(tasks: unknown[], batch: string): { tasks: unknown[]; l
     if (Array.isArray(t.dependencies)) t.dependencies = t.dependencies.map(scope);
   }
   return { tasks, local };
+}
+
+/** The file's size in bytes; a missing file is left for the read to name. */
+async function fileSize(file: string): Promise<number> {
+  return (await fs.promises.stat(file).catch(() => ({ size: 0 }))).size;
 }
 
 /** `example-batch-m3k9x2a7`: the file's name and the time in base 36, unique per feed. */
@@ -194,9 +216,9 @@ export function resultLine(o: TaskOutcome): string {
 }
 
 /** ` (batch.ndjson:7)` for an issue about `tasks[i]` of an NDJSON file. */
-function lineOf(path: string, batch: Batch, file: string): string {
+function lineOf(path: string, lines: number[] | undefined, file: string): string {
   const m = /^tasks\[(\d+)\]/.exec(path);
-  const line = m && batch.lines ? batch.lines[Number(m[1])] : undefined;
+  const line = m && lines ? lines[Number(m[1])] : undefined;
   return line === undefined ? '' : ` (${file === '-' ? 'stdin' : file}:${line})`;
 }
 

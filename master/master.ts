@@ -51,6 +51,7 @@ import { baseRoutes, HttpRoutes, type Readiness } from './http/server';
 import { Metrics } from './http/metrics';
 import { Monitor } from './http/monitor';
 import { storedBatches } from './store/queries';
+import { cancelInSlices } from './cancel';
 import { rerun, rerunBatch, type RerunResult } from './rerun';
 import { staticRoutes } from './http/static';
 import { serveLegacy } from './legacy';
@@ -221,6 +222,11 @@ export class Master extends EventEmitter implements ApiView {
   retry(ids: string[]): Promise<RerunResult> {
     if (!this.store) throw new Error('master not started');
     return rerun(this.scheduler, this.store, ids);
+  }
+
+  /** Cancels tasks by id and/or batch, in time slices (master/cancel.ts); the ids cancelled. */
+  cancel(ids: string[] | undefined, batch: string | undefined, by?: string): Promise<string[]> {
+    return cancelInSlices(this.scheduler, ids, batch, by);
   }
 
   /** Operator retry of a batch's failures (and their dependents). */
@@ -653,9 +659,9 @@ export class Master extends EventEmitter implements ApiView {
       return { ok: true, outcomes: r.outcomes, unknown: r.unknown };
     });
 
-    on(sock, log, 'tasks:cancel', { schema: cancelRequestSchema }, (p) => ({
+    on(sock, log, 'tasks:cancel', { schema: cancelRequestSchema }, async (p) => ({
       ok: true,
-      cancelled: this.scheduler.cancel(p.ids, p.batch),
+      cancelled: await this.cancel(p.ids, p.batch),
     }));
 
     on(sock, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) => this.systemMessage(p, socket.id));

@@ -9,9 +9,11 @@
  * `rev` is the one to continue.
  *
  * Cost: one pass over the stored failures (master/store/queries.ts `readFailures`), `_id` look-ups of the
- * tasks that run again, and the revival itself in slices of {@link REVIVE_SLICE} with the event loop
- * free between them, so a retry of tens of thousands of tasks does not stall the master's sockets.
+ * tasks that run again, and the revival itself. Every step over the tasks (finding the dependents,
+ * ordering them, reviving them) runs in time slices with the event loop free between them
+ * (common/time-slice.ts), so a retry of tens of thousands of tasks does not stall the master's sockets.
  */
+import { TimeSlice } from '../common/time-slice';
 import { wireError, type WireError } from '../protocol/errors';
 import type { TaskDoc } from '../models/task';
 import { failedDependents, loadTasks, readFailures, type Failures } from './store/queries';
@@ -23,9 +25,6 @@ export interface RerunResult {
   refused: { id: string; error: WireError }[];
 }
 
-/** Tasks revived before the event loop gets a turn. */
-export const REVIVE_SLICE = 250;
-
 export async function rerun(
   sched: Scheduler,
   store: Store,
@@ -35,14 +34,17 @@ export async function rerun(
   await store.barrier();
   await store.folder.settled();
   const failures = known ?? (await readFailures(store.tasks));
+  const slice = new TimeSlice();
   const refused: RerunResult['refused'] = [];
   const stored = await loadKnown(
     store,
     failures,
     ids.filter((id) => !sched.tasks.has(id)),
+    slice,
   );
   const roots: TaskDoc[] = [];
   for (const id of ids) {
+    if (slice.due()) await slice.pause();
     const live = sched.tasks.get(id);
     const doc = stored.get(id);
     if (live)
@@ -54,29 +56,31 @@ export async function rerun(
     else roots.push(doc);
   }
   const runnable = roots.filter((d) => d.state === 'failed' || d.state === 'cancelled');
-  const dependentIds = failedDependents(
+  const dependentIds = await failedDependents(
     failures,
     runnable.map((d) => d._id),
+    slice,
   );
-  const dependents = [...(await loadKnown(store, failures, dependentIds)).values()].filter(
+  const dependents = [...(await loadKnown(store, failures, dependentIds, slice)).values()].filter(
     (d) => d.state === 'failed' && d.error?.code === 'EDEPFAILED',
   );
-  const ordered = dependencyOrder([...roots, ...dependents]);
+  const ordered = await dependencyOrder([...roots, ...dependents], slice);
   const inSet = new Set(ordered.map((d) => d._id));
   const outside = new Set<string>();
-  for (const d of ordered)
+  for (const d of ordered) {
+    if (slice.due()) await slice.pause();
     for (const dep of d.dependencies ?? [])
       if (!inSet.has(dep) && !sched.tasks.has(dep) && !sched.finals.has(dep)) outside.add(dep);
+  }
   const states = await store.fetchStates([...outside]);
   // In dependency order, slice by slice: a later slice finds its dependencies revived (or settled
   // meanwhile, which revive checks as it would for any dependency).
   const r: ReturnType<Scheduler['revive']> = { revived: [], refused: [] };
-  for (let i = 0; i < ordered.length; i += REVIVE_SLICE) {
-    if (i > 0) await new Promise((resolve) => setImmediate(resolve));
-    const part = sched.revive(ordered.slice(i, i + REVIVE_SLICE), states);
-    r.revived.push(...part.revived);
-    r.refused.push(...part.refused);
-  }
+  await slice.pieces(ordered, (piece) => {
+    const part = sched.revive(piece, states);
+    for (const id of part.revived) r.revived.push(id);
+    for (const x of part.refused) r.refused.push(x);
+  });
   await store.barrier();
   // Only the named tasks' refusals are news; a dependent that stays failed has another failed dependency.
   const named = new Set(ids);
@@ -97,10 +101,16 @@ export async function rerunBatch(sched: Scheduler, store: Store, batch: string):
  * `_id`. Either is current: a stored final task changes only by a retry, which brings it into memory
  * first (and `revive` refuses a task in memory).
  */
-async function loadKnown(store: Store, f: Failures, ids: string[]): Promise<Map<string, TaskDoc>> {
+async function loadKnown(
+  store: Store,
+  f: Failures,
+  ids: string[],
+  slice: TimeSlice,
+): Promise<Map<string, TaskDoc>> {
   const out = new Map<string, TaskDoc>();
   const rest: string[] = [];
   for (const id of ids) {
+    if (slice.due()) await slice.pause();
     const d = f.batchDocs.get(id);
     if (d) out.set(id, d);
     else rest.push(id);
@@ -110,11 +120,12 @@ async function loadKnown(store: Store, f: Failures, ids: string[]): Promise<Map<
 }
 
 /** Each task after the tasks of the set it depends on (Kahn's algorithm; adds cannot make cycles). */
-function dependencyOrder(docs: TaskDoc[]): TaskDoc[] {
+async function dependencyOrder(docs: TaskDoc[], slice: TimeSlice): Promise<TaskDoc[]> {
   const byId = new Map(docs.map((d) => [d._id, d]));
   const waiting = new Map<string, number>();
   const dependents = new Map<string, string[]>();
   for (const d of byId.values()) {
+    if (slice.due()) await slice.pause();
     let n = 0;
     for (const dep of d.dependencies ?? []) {
       if (!byId.has(dep)) continue;
@@ -128,6 +139,7 @@ function dependencyOrder(docs: TaskDoc[]): TaskDoc[] {
   const out: TaskDoc[] = [];
   const ready = [...byId.keys()].filter((id) => waiting.get(id) === 0);
   for (let i = 0; i < ready.length; i++) {
+    if (slice.due()) await slice.pause();
     const id = ready[i];
     out.push(byId.get(id) as TaskDoc);
     for (const next of dependents.get(id) ?? []) {

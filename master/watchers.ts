@@ -3,14 +3,17 @@
  *
  * Bounded: one connection watches at most `maxWatched` ids (its adds and its `tasks:watch`); `room`
  * says whether more fit, and the refusal names the setting. Chunked: outcomes go out at most
- * {@link DELIVERY_CHUNK} per message, with the event loop free between messages, so a cancel of a
- * large batch watched by many connections does not hold up every other socket and `/health` while
- * hundreds of megabytes are serialised in one go. Each connection gets its outcomes in order.
+ * {@link DELIVERY_CHUNK} per message; sorting them to their connections and sending the messages
+ * both run in time slices (common/time-slice.ts) with the event loop free between them, so a cancel
+ * of a large batch watched by many connections does not hold up every other socket and `/health`
+ * while millions of (outcome, connection) pairs are sorted and hundreds of megabytes serialised.
+ * Each connection gets its outcomes in order, each once.
  */
+import { TimeSlice } from '../common/time-slice';
 import { wireError, type WireError } from '../protocol/errors';
 import type { TaskOutcome } from '../protocol/schemas';
 
-/** Outcomes per `task:outcomes` message (and per turn of the event loop). */
+/** Outcomes per `task:outcomes` message. */
 export const DELIVERY_CHUNK = 500;
 
 /** A feeder connection as the registry sees it. */
@@ -22,6 +25,10 @@ export interface Watcher {
 
 export class Watchers<W extends Watcher> {
   private readonly byId = new Map<string, Set<W>>();
+  /** Outcomes not yet sorted to their connections, oldest first. */
+  private readonly incoming: TaskOutcome[][] = [];
+  /** The outcomes being sorted: the next one's index, and each connection's message so far. */
+  private routing: { outcomes: TaskOutcome[]; next: number; per: Map<W, TaskOutcome[]> } | null = null;
   /** Messages not sent yet, oldest first. */
   private readonly queue: { to: W; outcomes: TaskOutcome[] }[] = [];
   private head = 0;
@@ -77,45 +84,74 @@ export class Watchers<W extends Watcher> {
     w.data.watched.clear();
   }
 
-  /** Queues final outcomes (already durable) for the connections watching them; they stop watching. */
+  /**
+   * Queues final outcomes (already durable) for the connections watching them; they stop watching
+   * each as it is sorted to them. Sent from the next turn of the event loop on.
+   */
   deliver(outcomes: TaskOutcome[]): void {
-    const per = new Map<W, TaskOutcome[]>();
-    for (const o of outcomes) {
-      const set = this.byId.get(o.id);
-      if (!set) continue;
-      for (const w of set) {
-        let list = per.get(w);
-        if (!list) per.set(w, (list = []));
-        list.push(o);
-        w.data.watched.delete(o.id);
-      }
-      this.byId.delete(o.id);
-    }
-    for (const [to, list] of per)
-      for (let i = 0; i < list.length; i += DELIVERY_CHUNK)
-        this.queue.push({ to, outcomes: list.slice(i, i + DELIVERY_CHUNK) });
-    this.pump();
+    if (outcomes.length === 0) return;
+    this.incoming.push(outcomes);
+    this.schedule();
   }
 
-  /** Sends one message now, the rest one per turn of the event loop. */
-  private pump(): void {
+  private schedule(): void {
     if (this.pumping) return;
-    const next = this.queue[this.head];
-    if (!next) {
-      this.queue.length = 0;
-      this.head = 0;
-      return;
-    }
-    this.queue[this.head++] = undefined as never;
-    if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
-    }
-    if (next.to.connected) next.to.emit('task:outcomes', { outcomes: next.outcomes });
     this.pumping = true;
     setImmediate(() => {
       this.pumping = false;
       this.pump();
     });
+  }
+
+  /** One slice: sorts outcomes to their connections, then sends messages (at least one), oldest first. */
+  private pump(): void {
+    const slice = new TimeSlice();
+    this.route(slice);
+    while (this.head < this.queue.length) {
+      const next = this.queue[this.head];
+      this.queue[this.head++] = undefined as never;
+      if (next.to.connected) next.to.emit('task:outcomes', { outcomes: next.outcomes });
+      if (slice.due()) break;
+    }
+    if (this.head >= this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    if (this.head < this.queue.length || this.routing || this.incoming.length > 0) this.schedule();
+  }
+
+  /** Sorts outcomes into messages until the slice is used (a message is queued once it is full). */
+  private route(slice: TimeSlice): void {
+    for (;;) {
+      if (!this.routing) {
+        const outcomes = this.incoming.shift();
+        if (!outcomes) return;
+        this.routing = { outcomes, next: 0, per: new Map() };
+      }
+      const r = this.routing;
+      while (r.next < r.outcomes.length) {
+        // The clock read every 64 outcomes: each costs a few microseconds per connection.
+        if (r.next % 64 === 63 && slice.due()) return;
+        const o = r.outcomes[r.next++];
+        const set = this.byId.get(o.id);
+        if (!set) continue;
+        for (const w of set) {
+          let list = r.per.get(w);
+          if (!list) r.per.set(w, (list = []));
+          list.push(o);
+          w.data.watched.delete(o.id);
+          if (list.length >= DELIVERY_CHUNK) {
+            this.queue.push({ to: w, outcomes: list });
+            r.per.delete(w);
+          }
+        }
+        this.byId.delete(o.id);
+      }
+      for (const [to, list] of r.per) this.queue.push({ to, outcomes: list });
+      this.routing = null;
+    }
   }
 }

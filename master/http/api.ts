@@ -45,6 +45,7 @@ export interface ApiView extends HttpView {
   retryBatch(batch: string): Promise<RerunResult>;
   /** The options in effect, every declared one, secrets redacted (master/options.ts). */
   config(): Record<string, unknown>;
+  cancel(ids: string[] | undefined, batch: string | undefined, by?: string): Promise<string[]>;
 }
 
 /** Largest dependency graph sent whole; beyond it, the batch's counts summarise it. */
@@ -160,7 +161,7 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
     .on('POST', '/api/batches/:id/cancel', async ({ res, params, master }) => {
       const id = param(params.id);
       await findBatch(master, id);
-      const cancelled = master.scheduler.cancel(undefined, id, 'an operator');
+      const cancelled = await master.cancel(undefined, id, 'an operator');
       await master.scheduler.flushed();
       json(res, 200, { cancelled });
     });

@@ -6,6 +6,7 @@
  * written lazily), so callers overlay the scheduler's records on what comes back.
  */
 import type { Collection, mongo } from 'mongoose';
+import { TimeSlice } from '../../common/time-slice';
 import type { TaskState } from '../../protocol/states';
 import type { TaskDoc } from '../../models/task';
 import { decodeTask } from './recovery';
@@ -113,7 +114,10 @@ export async function readFailures(tasks: Collection<TaskDoc>, batch?: string): 
     { state: { $in: ['failed', 'cancelled'] } },
     { projection, batchSize: SCAN_BATCH },
   );
+  // A reply's documents are handed out without a turn of the event loop between them.
+  const slice = new TimeSlice();
   for await (const d of cursor) {
+    if (slice.due()) await slice.pause();
     const viaDependency = d.state === 'failed' && d.error?.code === 'EDEPFAILED';
     if (viaDependency)
       for (const dep of d.dependencies ?? []) {
@@ -128,12 +132,16 @@ export async function readFailures(tasks: Collection<TaskDoc>, batch?: string): 
   return out;
 }
 
-/** Ids of the tasks that failed because one of `ids` did (EDEPFAILED), transitively. */
-export function failedDependents(f: Failures, ids: string[]): string[] {
+/**
+ * Ids of the tasks that failed because one of `ids` did (EDEPFAILED), transitively. In time slices
+ * (`slice`): tens of thousands of them would otherwise hold the event loop.
+ */
+export async function failedDependents(f: Failures, ids: string[], slice: TimeSlice): Promise<string[]> {
   const seen = new Set(ids);
   const found: string[] = [];
   const frontier = [...ids];
   while (frontier.length > 0) {
+    if (slice.due()) await slice.pause();
     for (const d of f.dependentsOf.get(frontier.pop() as string) ?? []) {
       if (seen.has(d)) continue;
       seen.add(d);

@@ -23,6 +23,7 @@
  */
 import { Types, type Collection, type Connection } from 'mongoose';
 import type { Logger } from '../../common/logger';
+import { TimeSlice } from '../../common/time-slice';
 import { wireError, type WireError } from '../../protocol/errors';
 import { allocationModel, type AllocationDoc } from '../../models/allocation';
 import { encodeValue, UnstorableValueError } from '../../models/codec';
@@ -466,7 +467,11 @@ export class Store {
       a.refusal = { id, error: wireError('EPERSIST', `task "${id}": the database refused it: ${why}`) };
     };
     const parts: Part[] = [];
+    // A cancel or a retry of tens of thousands of tasks changes them all in one write: their JSON is
+    // made in time slices, with the event loop free between them.
+    const slice = new TimeSlice();
     for (const a of adds) {
+      if (slice.due()) await slice.pause();
       try {
         parts.push({ add: a, text: a.docs.map((d) => JSON.stringify(d)).join(',') });
       } catch (err) {
@@ -474,6 +479,7 @@ export class Store {
       }
     }
     for (const t of changed) {
+      if (slice.due()) await slice.pause();
       const c = snapshot(t);
       let text: string;
       try {
@@ -535,6 +541,9 @@ export class Store {
       });
     }
     for (const d of written) {
+      // Between journal documents only: a change is not ripe for the folder before this write is
+      // durable, so none of a document's changes can be folded before its count of refs is set.
+      if (slice.due()) await slice.pause();
       let refs = 0;
       for (const part of d.parts) {
         if (part.add) {

@@ -5,21 +5,34 @@
  * the collection), the event loop stayed free, memory stayed bounded, nothing acknowledged was lost,
  * and the master is alive and useful. bench/big.ts gives the figures at full size.
  *
- * The event loop's bound (500 ms) is what a loaded two-core machine measures of a 100 ms target:
- * the delay counts time the process is not scheduled at all. Delivery in one go measured 914 ms.
+ * The event loop's bound is 150 ms beyond what an idle process measured meanwhile (the target is
+ * 100 ms; bench/big.ts measures the master alone at full size): the delay counts
+ * time the process is not scheduled at all, which on a loaded two-core machine (the suite's other
+ * workers, other builds) alone reaches hundreds of milliseconds; the idle process (`machineStalls`)
+ * measures that share, so the bound is on the master's own blocking.
  */
+import { spawn } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Connection } from 'mongoose';
 import type { Socket } from 'socket.io-client';
-import type { TaskOutcome } from '../../protocol/schemas';
 import { connectTestDb } from '../helpers/db';
 import { within, WAIT_MS } from '../helpers/wait';
+import { startWatchers } from '../helpers/watcher-process';
 import { httpRequest, rawSocket, startCluster, type Cluster } from './cluster';
 
 const MB = 1024 * 1024;
 
-/** Runs `op` while watching the event loop and the process's RSS; resolves with both peaks. */
-async function watched<T>(op: () => Promise<T>): Promise<{ out: T; loopMaxMs: number; rssGrowth: number }> {
+/** The master's own blocking allowed: the event loop's longest delay beyond the machine's stalls. */
+const LOOP_BOUND_MS = 150;
+
+/**
+ * Runs `op` while watching the event loop and the process's RSS, and an idle process's event loop
+ * (the stalls of the machine itself); resolves with the peaks.
+ */
+async function watched<T>(
+  op: () => Promise<T>,
+): Promise<{ out: T; loopMaxMs: number; idleMaxMs: number; rssGrowth: number }> {
+  const idle = await machineStalls();
   const loop = monitorEventLoopDelay({ resolution: 10 });
   const rss0 = process.memoryUsage().rss;
   let rssPeak = rss0;
@@ -27,11 +40,46 @@ async function watched<T>(op: () => Promise<T>): Promise<{ out: T; loopMaxMs: nu
   loop.enable();
   try {
     const out = await op();
-    return { out, loopMaxMs: loop.max / 1e6, rssGrowth: rssPeak - rss0 };
+    loop.disable();
+    return { out, loopMaxMs: loop.max / 1e6, idleMaxMs: await idle.stop(), rssGrowth: rssPeak - rss0 };
   } finally {
     loop.disable();
     clearInterval(sampler);
+    idle.kill();
   }
+}
+
+/**
+ * A Node process that does nothing but measure its own event loop delay: what the machine's load
+ * alone (time not scheduled) adds to any process's figure. `stop()` resolves with its longest (ms).
+ */
+async function machineStalls(): Promise<{ stop: () => Promise<number>; kill: () => void }> {
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      "const h = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 10 }); h.enable();" +
+        "process.stdin.once('data', () => { process.stdout.write(String(h.max / 1e6)); process.exit(0); });" +
+        "process.stdout.write('ready\\n');",
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  let text = '';
+  child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('error', reject);
+  });
+  return {
+    stop: async () => {
+      text = '';
+      const exited = new Promise((resolve) => child.once('close', resolve));
+      child.stdin.write('stop\n');
+      await exited;
+      return Number(text);
+    },
+    kill: () => void (child.exitCode === null && child.kill()),
+  };
 }
 
 /** Reads of `tasks` the master sends that are not `_id` look-ups: on FerretDB, each reads it whole. */
@@ -58,7 +106,7 @@ describe('adversarial: big operations', () => {
     await c?.close();
   });
 
-  test('retry-failed of 4,000 tasks among 10,000 reads the collection once, the event loop never still 500 ms, RSS growth under 150 MB', async () => {
+  test('retry-failed of 4,000 tasks among 10,000 reads the collection once, the event loop never still 150 ms beyond an idle process’s, RSS growth under 150 MB', async () => {
     const docs = 10_000;
     const roots = 2000;
     const now = Date.now();
@@ -97,7 +145,7 @@ describe('adversarial: big operations', () => {
     // Written behind the master's back: it learns their batch name as it would at its start.
     await c.master.batchNames.load(tasks as never);
     const reads = countScans((await c.master.readTasks()).conn);
-    const { out, loopMaxMs, rssGrowth } = await watched(() =>
+    const { out, loopMaxMs, idleMaxMs, rssGrowth } = await watched(() =>
       httpRequest(c.master.url, { path: '/api/batches/big/retry-failed', method: 'POST' }),
     );
     reads.stop();
@@ -105,7 +153,7 @@ describe('adversarial: big operations', () => {
     expect((out.json().retried as string[]).length).toBe(2 * roots);
     // Whether the batch exists (a read that stops at its first task), and one pass over the failures.
     expect(reads.scans()).toBeLessThanOrEqual(2);
-    expect(loopMaxMs).toBeLessThan(500);
+    expect(loopMaxMs).toBeLessThan(LOOP_BOUND_MS + idleMaxMs);
     expect(rssGrowth).toBeLessThan(150 * MB);
     // Nothing lost: every task of the batch is back in memory, waiting or ready to run.
     const live = [...c.master.scheduler.tasks.values()].filter((t) => t.batch === 'big');
@@ -119,64 +167,56 @@ describe('adversarial: many watchers of a large batch', () => {
   const WATCHED = 20_000;
   let c: Cluster;
   const sockets: Socket[] = [];
+  const stops: (() => void)[] = [];
 
   beforeAll(async () => {
     c = await startCluster(__filename);
   });
   afterAll(async () => {
     for (const s of sockets) s.close();
+    for (const stop of stops) stop();
     await c?.close();
   });
 
-  test('a cancel of 20,000 tasks watched by 10 connections: each gets each outcome once, in messages of at most 500, the event loop never still 500 ms from the cancel until all are out, RSS growth under 200 MB', async () => {
-    const adder = await c.feeder();
-    // On no runner: they wait until the cancel.
-    const tasks = Array.from({ length: WATCHED }, (_, i) => ({ id: `w-${i}`, module: 'nowhere' }));
-    await adder.add(tasks, { batch: 'watched' });
-    const ids = tasks.map((t) => t.id);
-    // Raw connections (a feeder's own bookkeeping of 20,000 outcomes would weigh on the clock of this
-    // process, the master's): each watches
-    // every task and counts what comes, and how many per message.
-    const perMessage: number[] = [];
-    const seen: Map<string, number>[] = [];
-    for (let k = 0; k < 10; k++) {
-      const raw = await rawSocket(c.master.url, '/feeder');
-      sockets.push(raw);
-      for (let i = 0; i < WATCHED; i += 4000)
-        expect(await raw.emitWithAck('tasks:watch', { ids: ids.slice(i, i + 4000) })).toMatchObject({
-          ok: true,
-        });
-      const count = new Map<string, number>();
-      seen.push(count);
-      raw.on('task:outcomes', (m: { outcomes: TaskOutcome[] }) => {
-        perMessage.push(m.outcomes.length);
-        for (const o of m.outcomes) count.set(o.id, (count.get(o.id) ?? 0) + 1);
-      });
-    }
+  test('a cancel of 20,000 tasks watched by 10 connections: each gets each outcome once, in messages of at most 500, the event loop never still 150 ms beyond an idle process’s from the cancel until all are out, RSS growth under 200 MB', async () => {
+    // Added and cancelled through raw connections, the add's closed before the cancel: a feeder's
+    // own bookkeeping of 20,000 outcomes would weigh on the clock of this process, the master's.
+    // On no runner, the tasks wait until the cancel.
+    const ids = Array.from({ length: WATCHED }, (_, i) => `w-${i}`);
+    const adder = await rawSocket(c.master.url, '/feeder');
+    expect(
+      await adder.emitWithAck('tasks:add', {
+        tasks: ids.map((id) => ({ id, module: 'nowhere' })),
+        batch: 'watched',
+      }),
+    ).toMatchObject({ ok: true });
+    adder.close();
+    const canceller = await rawSocket(c.master.url, '/feeder');
+    sockets.push(canceller);
+    // The watchers in a process of their own, for the same reason: each watches every task and
+    // tallies what comes.
+    const watchers = await startWatchers(c.master.url, 10, ids);
+    stops.push(watchers.close);
     // From the cancel on: the tasks are cancelled, their outcomes written, then delivered.
     const {
-      out: cancelled,
+      out: { cancelled, tally },
       loopMaxMs,
+      idleMaxMs,
       rssGrowth,
     } = await watched(async () => {
-      const n = await adder.cancel({ batch: 'watched' });
-      await within(
-        WAIT_MS,
-        (async () => {
-          while (seen.some((m) => m.size < WATCHED)) await new Promise((r) => setTimeout(r, 20));
-        })(),
-        () => `every connection has every outcome (${seen.map((m) => m.size).join(', ')})`,
-      );
-      return n;
+      const reply = (await canceller.emitWithAck('tasks:cancel', { batch: 'watched' })) as {
+        cancelled: string[];
+      };
+      return {
+        cancelled: reply.cancelled,
+        tally: await within(WAIT_MS, watchers.tally(), () => 'every connection has every outcome'),
+      };
     });
 
     expect(cancelled.length).toBe(WATCHED);
-    for (const count of seen) {
-      expect(count.size).toBe(WATCHED);
-      expect([...count.values()].every((n) => n === 1)).toBe(true);
-    }
-    expect(Math.max(...perMessage)).toBeLessThanOrEqual(500);
-    expect(loopMaxMs).toBeLessThan(500);
+    expect(tally.connections).toEqual(Array.from({ length: 10 }, () => ({ ids: WATCHED, mostTimes: 1 })));
+    expect(tally.largestMessage).toBeLessThanOrEqual(500);
+    expect(loopMaxMs).toBeLessThan(LOOP_BOUND_MS + idleMaxMs);
     expect(rssGrowth).toBeLessThan(200 * MB);
     await c.assertAlive();
   });

@@ -221,6 +221,55 @@ describe('taskmaster feed', () => {
     expect(r.out).toBe('');
   });
 
+  test('a file larger than one message goes in adds as it is read again: a dependency on a later line is sent first, results keep the file ids in file order', async () => {
+    // 60 tasks of ~300 bytes against a message with 4 KB of room: about 10 adds of half a message.
+    const pad = 'p'.repeat(250);
+    const rows = Array.from({ length: 60 }, (_, i) =>
+      JSON.stringify({
+        id: `big-${i}`,
+        module: 'ok',
+        params: [i, pad],
+        // The first task depends on the last: the file's order is not a dependency order.
+        ...(i === 0 ? { dependencies: ['big-59'] } : i % 7 === 0 ? { dependencies: [`big-${i - 1}`] } : {}),
+      }),
+    );
+    const f = file('big.ndjson', `${rows.join('\n')}\n`);
+    const r = await run(f, {
+      wait: true,
+      json: true,
+      feeder: { master: master.url, maxMessageBytes: 20 * 1024 },
+    });
+    expect(r.code).toBe(0);
+    const outcomes = JSON.parse(r.out) as (TaskOutcome & { taskId: string; result: unknown[] })[];
+    expect(outcomes.map((o) => [o.id, o.state])).toEqual(rows.map((_, i) => [`big-${i}`, 'done']));
+    expect(outcomes[0].taskId).toBe(`${outcomes[0].batch}/big-0`);
+    expect(outcomes[59].result).toEqual([59, pad]);
+    // Sent in adds of at most half a message: the batch took more than one.
+    const stored = await master.readTasks();
+    expect(await stored.countDocuments({ batch: outcomes[0].batch })).toBe(60);
+  });
+
+  test('a large file naming an id twice is refused before anything is sent, naming both lines', async () => {
+    const row = (id: string) => JSON.stringify({ id, module: 'ok', params: ['x'.repeat(300)] });
+    const f = file('twice.ndjson', [row('a'), row('b'), row('c'), row('a')].join('\n'));
+    const r = await run(f, { feeder: { master: 'http://127.0.0.1:1', maxMessageBytes: 1024 } });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`${f}:4: id "a" is also the id of line 1: ids must be unique`);
+  });
+
+  test('a large file refused by the master in a later add: exit 2, the issue names its line and what earlier adds stored', async () => {
+    const rows = Array.from({ length: 30 }, (_, i) =>
+      JSON.stringify({ id: `late-${i}`, module: i === 25 ? '../up' : 'ok', params: ['y'.repeat(200)] }),
+    );
+    const f = file('late.ndjson', `${rows.join('\n')}\n`);
+    const r = await run(f, { feeder: { master: master.url, maxMessageBytes: 20 * 1024 } });
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(
+      /refused the batch, after \d+ of its tasks were stored by earlier adds \(\d+ issues?\)/,
+    );
+    expect(r.err).toContain(`  tasks[25].module: must not contain ".." (${f}:26)`);
+  });
+
   test('bad JSON exits 2 naming the line, without contacting the master', async () => {
     const f = file('broken.ndjson', '{"module":"ok"}\n{"module":\n');
     const r = await run(f, { feeder: { master: 'http://127.0.0.1:1' } });
