@@ -74,19 +74,34 @@ export function internalError(
   return wireError('EINTERNAL', message);
 }
 
+/** The map of the events a typed socket listens for (protocol/events.ts, protocol/legacy.ts). */
+export type ListenOf<T> = T extends Socket<infer L, infer _Emit, infer _Server, infer _Data> ? L : never;
+
+/** The payload an event of map `L` carries: its listener's first parameter (unknown for none). */
+export type PayloadOf<L, E extends keyof L> = L[E] extends (payload: infer P, ...rest: never[]) => unknown
+  ? P
+  : never;
+
 /**
  * Registers `event` on `socket`: parse, run, catch. The handler's return value (or what its promise
- * resolves to), when not undefined, is the acknowledgement.
+ * resolves to), when not undefined, is the acknowledgement. Typed by the socket's event map: an event
+ * the map lacks, or a schema whose input is not the payload the map declares, does not compile.
  */
-export function on<S extends z.ZodType>(
-  socket: Socket,
+export function on<
+  T extends Pick<Socket, 'id'>,
+  E extends keyof ListenOf<T> & string,
+  S extends z.ZodType<unknown, PayloadOf<ListenOf<T>, E>>,
+>(
+  socket: T,
   log: Logger,
-  event: string,
+  event: E,
   spec: EventSpec<S>,
   handler: (data: z.output<S>, reply: Reply) => unknown,
 ): void {
   const refuse = spec.refuse ?? refuseWithError;
-  socket.on(event, (...args: unknown[]) => {
+  // Whatever the map says, a client may send anything, any number of arguments: the listener takes
+  // them as unknown and the schema decides. The one place the map's types are left, after checking.
+  (socket as unknown as Socket).on(event as string, (...args: unknown[]) => {
     const last = args[args.length - 1];
     const ack = typeof last === 'function' ? (last as (v: unknown) => void) : undefined;
     const payload = ack && args.length === 1 ? undefined : args[0];
@@ -139,9 +154,9 @@ export function errorText(err: unknown): string {
 
 /** For the socket's own events (`disconnect`): no payload to parse, but the same catch and log. */
 export function onInternal(
-  socket: Socket,
+  socket: Pick<Socket, 'id' | 'on'>,
   log: Logger,
-  event: string,
+  event: 'disconnect',
   handler: (...args: unknown[]) => void,
 ): void {
   socket.on(event, (...args: unknown[]) => {

@@ -26,7 +26,6 @@ type LegacySocket = Socket<LegacyClientToMaster, LegacyMasterToClient>;
 export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger): void {
   nsp.on('connection', (raw) => {
     const socket = raw as unknown as LegacySocket;
-    const sock = raw as Socket;
     const log = logger.child({ socket: socket.id });
     const runnerId = `legacy-${socket.id}`;
     let entry: RunnerEntry | null = null;
@@ -78,14 +77,14 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
       return fresh;
     };
 
-    on(sock, log, 'task:request', { schema: z.unknown(), report }, () => {
+    on(socket, log, 'task:request', { schema: z.unknown(), report }, () => {
       ensureRunner();
       requests++;
       sync();
       scheduler.scheduleDistribute();
     });
 
-    on(sock, log, 'task:done', { schema: legacyDonePayloadSchema, report }, async (payload) => {
+    on(socket, log, 'task:done', { schema: legacyDonePayloadSchema, report }, async (payload) => {
       let obj: unknown = payload;
       if (typeof payload === 'string') {
         try {
@@ -132,7 +131,7 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
       await applied;
     });
 
-    on(sock, log, 'task:add', { schema: legacyAddSchema, prefix: 'tasks', report }, async (list) => {
+    on(socket, log, 'task:add', { schema: legacyAddSchema, prefix: 'tasks', report }, async (list) => {
       const converted = list.map((p) => ({
         module: p.module,
         priority: p.priority ?? 0,
@@ -160,7 +159,7 @@ export function serveLegacy(nsp: Namespace, scheduler: Scheduler, logger: Logger
       );
     });
 
-    onInternal(sock, log, 'disconnect', () => {
+    onInternal(socket, log, 'disconnect', () => {
       if (entry) scheduler.runnerDown(runnerId, 0);
     });
   });

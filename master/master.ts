@@ -498,7 +498,6 @@ export class Master extends EventEmitter implements ApiView {
     // One connection is one runner: the id of its first accepted hello.
     let mine: RunnerEntry | null = null;
     const log = this.logger.child({ socket: socket.id });
-    const sock = socket as unknown as Socket;
     const runners = () => this.scheduler.runners;
     /** This connection's runner entry, while it holds it. */
     const held = () => (mine ? runners().heldBy(mine.id, socket.id) : undefined);
@@ -507,7 +506,7 @@ export class Master extends EventEmitter implements ApiView {
       'say runner:hello first (or this connection lost its runner id)',
     );
 
-    on(sock, log, 'runner:hello', { schema: helloSchema, prefix: 'hello' }, (h, reply) => {
+    on(socket, log, 'runner:hello', { schema: helloSchema, prefix: 'hello' }, (h, reply) => {
       if (mine && mine.id !== h.runnerId)
         return reply.refuse(
           wireError('ERUNNERID', `this connection is runner "${mine.id}"; one connection is one runner`),
@@ -552,7 +551,7 @@ export class Master extends EventEmitter implements ApiView {
       this.emit('runner:up', h.runnerId);
     });
 
-    on(sock, log, 'task:started', { schema: startedSchema }, (p, reply) => {
+    on(socket, log, 'task:started', { schema: startedSchema }, (p, reply) => {
       const r = held();
       if (!r) return reply.refuse(noHello);
       this.scheduler.started(r.id, p.tasks);
@@ -560,7 +559,7 @@ export class Master extends EventEmitter implements ApiView {
     });
 
     const refuseResults = (error: WireError) => ({ ok: false, accepted: 0, stale: 0, error });
-    on(sock, log, 'task:results', { schema: resultsSchema, refuse: refuseResults }, async (p, reply) => {
+    on(socket, log, 'task:results', { schema: resultsSchema, refuse: refuseResults }, async (p, reply) => {
       const r = held();
       if (!r) return reply.refuse(noHello);
       return { ok: true, ...(await this.scheduler.results(r.id, p.results)) };
@@ -568,7 +567,7 @@ export class Master extends EventEmitter implements ApiView {
 
     // Identity belongs to the connection: progress is passed on to feeders only from the runner that
     // holds the attempt now, and only within 0–1; any other report is refused and goes nowhere.
-    on(sock, log, 'task:progress', { schema: progressSchema }, (p, reply) => {
+    on(socket, log, 'task:progress', { schema: progressSchema }, (p, reply) => {
       const r = held();
       if (!r) return reply.refuse(noHello);
       const progress = this.scheduler.progress(r.id, p);
@@ -594,7 +593,7 @@ export class Master extends EventEmitter implements ApiView {
       for (const f of this.watchers.watchers(p.id) ?? []) f.emit('task:progress', { ...p, progress });
     });
 
-    on(sock, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {
+    on(socket, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {
       const r = held();
       if (!r) return reply.refuse(noHello);
       runners().setDraining(r, true);
@@ -602,7 +601,7 @@ export class Master extends EventEmitter implements ApiView {
     });
 
     const refuseRelease = (error: WireError) => ({ ok: false, released: 0, error });
-    on(sock, log, 'task:release', { schema: startedSchema, refuse: refuseRelease }, async (p, reply) => {
+    on(socket, log, 'task:release', { schema: startedSchema, refuse: refuseRelease }, async (p, reply) => {
       const r = held();
       if (!r) return reply.refuse(noHello);
       const released = this.scheduler.release(r.id, p.tasks);
@@ -611,18 +610,18 @@ export class Master extends EventEmitter implements ApiView {
       return { ok: true, released };
     });
 
-    on(sock, log, 'runner:modules', { schema: modulesUpdateSchema }, (p) => {
+    on(socket, log, 'runner:modules', { schema: modulesUpdateSchema }, (p) => {
       const r = held();
       if (r) this.scheduler.modulesChanged(r, p.modules);
     });
 
-    on(sock, log, 'tasks:add', { schema: addRequestSchema }, (p) => this.handleAdd(p, null));
+    on(socket, log, 'tasks:add', { schema: addRequestSchema }, (p) => this.handleAdd(p, null));
 
-    on(sock, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) =>
+    on(socket, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) =>
       this.systemMessage(p, held()?.id ?? socket.id),
     );
 
-    onInternal(sock, log, 'disconnect', (reason) => {
+    onInternal(socket, log, 'disconnect', (reason) => {
       // Only while this connection holds its runner: a newer connection of the same runner may
       // already have replaced it (the registry tells, as for every report of this connection).
       if (!mine || !held()) return;
@@ -637,9 +636,8 @@ export class Master extends EventEmitter implements ApiView {
   private onFeeder(socket: FeederSocket): void {
     socket.data = { watched: new Set<string>() };
     const log = this.logger.child({ socket: socket.id });
-    const sock = socket as unknown as Socket;
 
-    on(sock, log, 'tasks:add', { schema: addRequestSchema }, async (p, reply) => {
+    on(socket, log, 'tasks:add', { schema: addRequestSchema }, async (p, reply) => {
       const ids = p.tasks.map((t) => (t as { id?: unknown } | null)?.id);
       const named = ids.filter((id): id is string => typeof id === 'string');
       const full = this.watchers.room(socket, named, ids.length - named.length, 'tasks');
@@ -649,7 +647,7 @@ export class Master extends EventEmitter implements ApiView {
       this.sendEarly(socket, r);
     });
 
-    on(sock, log, 'tasks:watch', { schema: watchRequestSchema }, async (p, reply) => {
+    on(socket, log, 'tasks:watch', { schema: watchRequestSchema }, async (p, reply) => {
       const full = this.watchers.room(socket, p.ids, 0, 'ids');
       if (full) return reply.refuse(full);
       for (const id of p.ids) this.watch(socket, id);
@@ -659,14 +657,14 @@ export class Master extends EventEmitter implements ApiView {
       return { ok: true, outcomes: r.outcomes, unknown: r.unknown };
     });
 
-    on(sock, log, 'tasks:cancel', { schema: cancelRequestSchema }, async (p) => ({
+    on(socket, log, 'tasks:cancel', { schema: cancelRequestSchema }, async (p) => ({
       ok: true,
       cancelled: await this.cancel(p.ids, p.batch),
     }));
 
-    on(sock, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) => this.systemMessage(p, socket.id));
+    on(socket, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) => this.systemMessage(p, socket.id));
 
-    onInternal(sock, log, 'disconnect', () => this.watchers.forget(socket));
+    onInternal(socket, log, 'disconnect', () => this.watchers.forget(socket));
   }
 
   /**
