@@ -48,12 +48,12 @@ function countScans(conn: Connection): { scans: () => number; stop: () => void }
 describe('adversarial: big operations', () => {
   let db: Connection;
 
+  afterAll(async () => {
+    await db?.close();
+  });
   const c = useAttackedCluster();
   beforeAll(async () => {
     db = await connectTestDb(c.dbName);
-  });
-  afterAll(async () => {
-    await db?.close();
   });
 
   test('retry-failed of 4,000 tasks among 10,000 reads the collection once, the event loop never still 500 ms, RSS growth under 150 MB', async () => {
@@ -117,10 +117,10 @@ describe('adversarial: many watchers of a large batch', () => {
   const WATCHED = 20_000;
   const sockets: Socket[] = [];
 
-  const c = useAttackedCluster();
   afterAll(async () => {
     for (const s of sockets) s.close();
   });
+  const c = useAttackedCluster();
 
   test('a cancel of 20,000 tasks watched by 10 connections: each gets each outcome once, in messages of at most 500, the event loop never still 500 ms from the cancel until all are out, RSS growth under 200 MB', async () => {
     const adder = await c.startFeeder();
@@ -179,10 +179,10 @@ describe('adversarial: many watchers of a large batch', () => {
 describe('adversarial: the watch limit', () => {
   const sockets: Socket[] = [];
 
-  const c = useAttackedCluster({ maxWatched: 25_000 });
   afterAll(async () => {
     for (const s of sockets) s.close();
   });
+  const c = useAttackedCluster({ maxWatched: 25_000 });
 
   test('a connection may watch at most maxWatched ids: a watch or an add beyond it is refused naming --max-watched, nothing stored', async () => {
     const raw = await rawSocket(c.master.url, '/feeder');
@@ -236,13 +236,13 @@ describe('adversarial: large tasks against the queue bytes bound', () => {
   let db: Connection;
   const sockets: Socket[] = [];
 
-  const c = useAttackedCluster({ queueLimitBytes: LIMIT });
-  beforeAll(async () => {
-    db = await connectTestDb(c.dbName);
-  });
   afterAll(async () => {
     for (const s of sockets) s.close();
     await db?.close();
+  });
+  const c = useAttackedCluster({ queueLimitBytes: LIMIT });
+  beforeAll(async () => {
+    db = await connectTestDb(c.dbName);
   });
 
   test('adds of 64 KB tasks until the 8 MiB queueLimitBytes: refused with EQUEUEFULL naming --queue-limit-bytes, every acknowledged task stored, RSS growth under 100 MB', async () => {

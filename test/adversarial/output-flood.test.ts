@@ -17,13 +17,13 @@ describe('adversarial: output floods', () => {
   let runner: Proc;
   let feeder: TestFeeder;
 
+  afterAll(async () => {
+    await runner?.kill('SIGKILL');
+  });
   const cluster = useAttackedCluster();
   beforeAll(async () => {
     runner = await spawnRunner(cluster.master, 'flooded', ['--slots', '1']);
     feeder = await cluster.startFeeder({ waitMs: 110_000 });
-  });
-  afterAll(async () => {
-    await runner?.kill('SIGKILL');
   });
 
   /** The runner process's peak resident memory so far, in MB. */

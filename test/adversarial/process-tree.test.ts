@@ -28,13 +28,15 @@ describe('adversarial: process trees', () => {
   const dirs: string[] = [];
   const pids: number[] = [];
 
+  afterAll(() => {
+    // Whatever a failed test left running.
+    for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  });
   const cluster = useAttackedCluster();
   beforeAll(async () => {
     feeder = await cluster.startFeeder();
   });
-  afterAll(async () => {
-    // Whatever a failed test left running.
-    for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  afterAll(() => {
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   });
 

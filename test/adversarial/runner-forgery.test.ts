@@ -24,6 +24,7 @@ describe('adversarial: forged reports', () => {
   const progress: Progress[] = [];
   const outcomes: TaskOutcome[] = [];
 
+  afterAll(() => forger?.close());
   const cluster = useAttackedCluster();
   beforeAll(async () => {
     runner = await cluster.startRunner({ runnerId: 'pool-r', workers: 2, slots: 2 });
@@ -31,10 +32,7 @@ describe('adversarial: forged reports', () => {
     feeder.on('progress', (p) => progress.push(p));
     feeder.on('result', (o) => outcomes.push(o));
   });
-  afterAll(async () => {
-    forger?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   /** Adds a `progress` task on pool-r that reports `values`, and resolves once it runs. */
   const startVictim = async (id: string, values: number[]) => {

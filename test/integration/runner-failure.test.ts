@@ -6,13 +6,13 @@ import { useCluster } from '../helpers/use-cluster';
 
 describe('a runner killed mid-task', () => {
   const procs: Proc[] = [];
+  afterAll(async () => {
+    for (const p of procs) await p.kill('SIGKILL');
+  });
   const c = useCluster({
     dbName: testDbName('runnerkill'),
     masterOptions: { disconnectGraceMs: 200 },
     feeder: true,
-  });
-  afterAll(async () => {
-    for (const p of procs) await p.kill('SIGKILL');
   });
 
   const runner = async (id: string) => {

@@ -6,14 +6,14 @@ import { useCluster } from '../helpers/use-cluster';
 
 describe('a runner stopped with SIGTERM', () => {
   const procs: Proc[] = [];
+  afterAll(async () => {
+    for (const p of procs) await p.kill('SIGKILL');
+  });
   // A long disconnect grace: a requeue that happens at once can only come from the explicit release.
   const c = useCluster({
     dbName: testDbName('shutdown'),
     masterOptions: { disconnectGraceMs: 60_000 },
     feeder: true,
-  });
-  afterAll(async () => {
-    for (const p of procs) await p.kill('SIGKILL');
   });
 
   const runner = async (id: string, extra: string[] = []) => {
