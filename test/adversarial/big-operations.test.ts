@@ -18,7 +18,7 @@ import type { Socket } from 'socket.io-client';
 import { connectTestDb } from '../helpers/db';
 import { within, WAIT_MS } from '../helpers/wait';
 import { startWatchers } from '../helpers/watcher-process';
-import { httpRequest, rawSocket, startCluster, type Cluster } from './cluster';
+import { httpRequest, rawSocket, useAttackedCluster } from './cluster';
 
 const MB = 1024 * 1024;
 
@@ -94,16 +94,14 @@ function countScans(conn: Connection): { scans: () => number; stop: () => void }
 }
 
 describe('adversarial: big operations', () => {
-  let c: Cluster;
   let db: Connection;
 
-  beforeAll(async () => {
-    c = await startCluster(__filename);
-    db = await connectTestDb(c.dbName);
-  });
   afterAll(async () => {
     await db?.close();
-    await c?.close();
+  });
+  const c = useAttackedCluster();
+  beforeAll(async () => {
+    db = await connectTestDb(c.dbName);
   });
 
   test('retry-failed of 4,000 tasks among 10,000 reads the collection once, the event loop never still 150 ms beyond an idle process’s, RSS growth under 150 MB', async () => {
@@ -165,18 +163,14 @@ describe('adversarial: big operations', () => {
 
 describe('adversarial: many watchers of a large batch', () => {
   const WATCHED = 20_000;
-  let c: Cluster;
   const sockets: Socket[] = [];
   const stops: (() => void)[] = [];
 
-  beforeAll(async () => {
-    c = await startCluster(__filename);
-  });
   afterAll(async () => {
     for (const s of sockets) s.close();
     for (const stop of stops) stop();
-    await c?.close();
   });
+  const c = useAttackedCluster();
 
   test('a cancel of 20,000 tasks watched by 10 connections: each gets each outcome once, in messages of at most 500, the event loop never still 150 ms beyond an idle process’s from the cancel until all are out, RSS growth under 200 MB', async () => {
     // Added and cancelled through raw connections, the add's closed before the cancel: a feeder's
@@ -223,16 +217,12 @@ describe('adversarial: many watchers of a large batch', () => {
 });
 
 describe('adversarial: the watch limit', () => {
-  let c: Cluster;
   const sockets: Socket[] = [];
 
-  beforeAll(async () => {
-    c = await startCluster(__filename, { maxWatched: 25_000 });
-  });
   afterAll(async () => {
     for (const s of sockets) s.close();
-    await c?.close();
   });
+  const c = useAttackedCluster({ maxWatched: 25_000 });
 
   test('a connection may watch at most maxWatched ids: a watch or an add beyond it is refused naming --max-watched, nothing stored', async () => {
     const raw = await rawSocket(c.master.url, '/feeder');
@@ -247,7 +237,7 @@ describe('adversarial: the watch limit', () => {
       /would watch 25001 task ids, more than the master's maxWatched \(--max-watched\) 25000/,
     );
     // A feeder watching 24,999 tasks it added: an add of two more is refused before anything is stored.
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     await f.add(Array.from({ length: 24_999 }, (_, i) => ({ id: `full-${i}`, module: 'nowhere' })));
     const queued = c.master.scheduler.queuedCount();
     await expect(
@@ -265,16 +255,10 @@ describe('adversarial: the watch limit', () => {
 });
 
 describe('adversarial: a feeder watching more ids than one message holds', () => {
-  let c: Cluster;
-  beforeAll(async () => {
-    c = await startCluster(__filename);
-  });
-  afterAll(async () => {
-    await c?.close();
-  });
+  const c = useAttackedCluster();
 
   test('45,000 ids of 30 characters (1.4 MB) are asked for in pieces: no connection lost, each answered', async () => {
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     const disconnects: unknown[] = [];
     f.on('disconnect', (reason) => disconnects.push(reason));
     const ids = Array.from({ length: 45_000 }, (_, i) => `unknown-task-${String(i).padStart(17, '0')}`);
@@ -289,18 +273,16 @@ describe('adversarial: a feeder watching more ids than one message holds', () =>
 
 describe('adversarial: large tasks against the queue bytes bound', () => {
   const LIMIT = 8 * 1024 * 1024;
-  let c: Cluster;
   let db: Connection;
   const sockets: Socket[] = [];
 
-  beforeAll(async () => {
-    c = await startCluster(__filename, { queueLimitBytes: LIMIT });
-    db = await connectTestDb(c.dbName);
-  });
   afterAll(async () => {
     for (const s of sockets) s.close();
     await db?.close();
-    await c?.close();
+  });
+  const c = useAttackedCluster({ queueLimitBytes: LIMIT });
+  beforeAll(async () => {
+    db = await connectTestDb(c.dbName);
   });
 
   test('adds of 64 KB tasks until the 8 MiB queueLimitBytes: refused with EQUEUEFULL naming --queue-limit-bytes, every acknowledged task stored, RSS growth under 100 MB', async () => {
@@ -341,7 +323,7 @@ describe('adversarial: large tasks against the queue bytes bound', () => {
     );
     expect(rssGrowth).toBeLessThan(100 * 1024 * 1024);
     // Room again once tasks leave memory: cancelled, they are final.
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     expect(await f.cancel(accepted.slice(0, 4))).toHaveLength(4);
     const [ref] = await f.add([{ id: 'fits-again', module: 'nowhere', params: [payload] }]);
     expect(ref.id).toBe('fits-again');

@@ -6,61 +6,32 @@
 import http from 'node:http';
 import net from 'node:net';
 import { io, type Socket } from 'socket.io-client';
-import type { Feeder } from '../../feeder/feeder';
-import type { FeederOptions } from '../../feeder/options';
-import type { Master } from '../../master/master';
 import type { MasterOptions } from '../../master/options';
-import type { Runner } from '../../runner/runner';
-import type { RunnerOptions } from '../../runner/options';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster } from '../helpers/cluster';
-import { testDbName } from '../helpers/db';
+import { useCluster, type TestCluster } from '../helpers/use-cluster';
 
 /** Long enough that tokens pass the beyond-loopback rule too. */
 export const TOKEN = 'adversarial-test-token-0123456789';
 
-export interface Cluster {
-  master: Master;
-  dbName: string;
-  token?: string;
-  /** Starts a runner on the fixtures (closed by `close`). */
-  runner(opts?: Partial<RunnerOptions>): Promise<Runner>;
-  /** Connects a feeder (closed by `close`). */
-  feeder(opts?: Partial<FeederOptions>): Promise<Feeder>;
+export interface AttackedCluster extends TestCluster {
   /** Health, then one honest task through a runner of its own; fails the test if either does not work. */
   assertAlive(): Promise<void>;
-  close(): Promise<void>;
 }
 
-export async function startCluster(file: string, opts: Partial<MasterOptions> = {}): Promise<Cluster> {
-  const dbName = testDbName(file);
-  const master = await startMaster(dbName, opts);
-  const token = opts.token;
-  const runners: Runner[] = [];
-  const feeders: Feeder[] = [];
+/**
+ * useCluster for an attack: no runner or feeder of its own (tests start theirs, with the master's
+ * token, waiting up to 20 s on a busy machine and not watching the fixtures), and the closing proof.
+ */
+export function useAttackedCluster(masterOptions: Partial<MasterOptions> = {}): AttackedCluster {
+  const c = useCluster({
+    masterOptions,
+    runnerOptions: { watch: false, startTimeoutMs: 20_000 },
+    feederOptions: { connectTimeoutMs: 20_000 },
+  });
   let probes = 0;
-  const cluster: Cluster = {
-    master,
-    dbName,
-    token,
-    async runner(ropts = {}) {
-      const r = await startRunner(master.url, { token, watch: false, startTimeoutMs: 20_000, ...ropts });
-      runners.push(r);
-      return r;
-    },
-    async feeder(fopts = {}) {
-      const f = await startFeeder(master.url, { token, connectTimeoutMs: 20_000, ...fopts });
-      feeders.push(f);
-      return f;
-    },
-    assertAlive: () => assertMasterAlive(master.url, token, ++probes),
-    async close() {
-      await Promise.all(feeders.map((f) => f.close()));
-      await Promise.all(runners.map((r) => r.close()));
-      await master.close();
-    },
-  };
-  return cluster;
+  return Object.assign(c, {
+    assertAlive: () => assertMasterAlive(c.url, masterOptions.token, ++probes),
+  });
 }
 
 /**

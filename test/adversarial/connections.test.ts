@@ -10,7 +10,7 @@ import { spawnMaster, type MasterProcess } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
 import { eventually, within, WAIT_MS } from '../helpers/wait';
 import { io } from 'socket.io-client';
-import { assertMasterAlive, httpRequest, startCluster, TOKEN, type Cluster } from './cluster';
+import { assertMasterAlive, httpRequest, useAttackedCluster, TOKEN } from './cluster';
 
 const MAX = 600;
 const PER_ADDRESS = 200;
@@ -179,13 +179,7 @@ describe('adversarial: connections and descriptors', () => {
 });
 
 describe('connection limits and honest clients', () => {
-  let c: Cluster;
-  beforeAll(async () => {
-    c = await startCluster(__filename, { token: TOKEN, handshakeTimeoutMs: 500 });
-  });
-  afterAll(async () => {
-    await c?.close();
-  });
+  const c = useAttackedCluster({ token: TOKEN, handshakeTimeoutMs: 500 });
 
   test('a client on HTTP long-polling alone is kept past the handshake timeout, its requests on any connection', async () => {
     const s = io(`${c.master.url}/feeder`, {

@@ -5,21 +5,15 @@
 import { capturingLogger } from '../helpers/capture';
 import { fuzz } from './fuzz';
 import { amplificationShapes, DEPENDENT_OUTCOME_BOUND } from './fuzz-shapes';
-import { startCluster, TOKEN, type Cluster } from './cluster';
+import { useAttackedCluster, TOKEN } from './cluster';
 
 describe('adversarial: seeded fuzzing', () => {
-  let c: Cluster;
   const capture = capturingLogger();
-  beforeAll(async () => {
-    c = await startCluster(__filename, { token: TOKEN, logger: capture.logger });
-  });
-  afterAll(async () => {
-    await c?.close();
-  });
+  const c = useAttackedCluster({ token: TOKEN, logger: capture.logger });
 
   test('600 seeded random payloads to every event and route leave the master alive and working', async () => {
     // A runner is connected throughout, so fuzzed tasks that pass validation really run.
-    await c.runner({ runnerId: 'fuzz-bystander', slots: 4 });
+    await c.startRunner({ runnerId: 'fuzz-bystander', slots: 4 });
     const report = await fuzz({ url: c.master.url, token: TOKEN, seed: 20261125, count: 600 });
     expect(report.sent).toBe(600);
     expect(report.socketMessages).toBeGreaterThan(300);
@@ -33,7 +27,7 @@ describe('adversarial: seeded fuzzing', () => {
   }, 60_000);
 
   test(`the amplification shapes (chain, fan-out of an 800 KB error, a 20,000-id watch, runner churn): every dependent outcome under ${DEPENDENT_OUTCOME_BOUND} B, no forged progress forwarded`, async () => {
-    await c.runner({ runnerId: 'fuzz-shapes-honest', slots: 4 });
+    await c.startRunner({ runnerId: 'fuzz-shapes-honest', slots: 4 });
     const reports = await amplificationShapes({
       url: c.master.url,
       token: TOKEN,

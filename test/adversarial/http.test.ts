@@ -4,20 +4,14 @@
  */
 import { Master } from '../../master/master';
 import { testMongoUrl } from '../helpers/db';
-import { httpRequest, rawHttp, startCluster, TOKEN, type Cluster } from './cluster';
+import { httpRequest, rawHttp, useAttackedCluster, TOKEN } from './cluster';
 
 const READ_TOKEN = 'adversarial-read-only-token-987654';
 
 describe('adversarial: HTTP', () => {
-  let c: Cluster;
   const auth = { authorization: `Bearer ${TOKEN}` };
 
-  beforeAll(async () => {
-    c = await startCluster(__filename, { token: TOKEN, readToken: READ_TOKEN });
-  });
-  afterAll(async () => {
-    await c?.close();
-  });
+  const c = useAttackedCluster({ token: TOKEN, readToken: READ_TOKEN });
 
   test('a request line whose URL cannot be parsed is a 400, not a crash, before the token check', async () => {
     for (const line of ['GET //%%/ HTTP/1.1', 'GET http://[::1 HTTP/1.1']) {
@@ -65,7 +59,7 @@ describe('adversarial: HTTP', () => {
 
   test('the read-only token sees (GET routes) but cannot act (drain, deallocate)', async () => {
     const ro = { authorization: `Bearer ${READ_TOKEN}` };
-    const runner = await c.runner({ runnerId: 'ro-target' });
+    const runner = await c.startRunner({ runnerId: 'ro-target' });
     for (const path of ['/api/status', '/api/runners', '/api/allocations', '/hostsAvailable'])
       expect((await httpRequest(c.master.url, { path, headers: ro })).status).toBe(200);
     const drain = await httpRequest(c.master.url, {

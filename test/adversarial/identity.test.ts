@@ -3,7 +3,7 @@
  * connection that holds it, and a result counts only from that connection, for the attempt running now.
  */
 import type { Socket } from 'socket.io-client';
-import { connectError, rawSocket, startCluster, TOKEN, type Cluster } from './cluster';
+import { connectError, rawSocket, useAttackedCluster, TOKEN, type AttackedCluster } from './cluster';
 import { rawFeeder, rawRunner, type RawRunner } from '../helpers/raw-clients';
 import { waitForEvent } from '../helpers/wait';
 import { NAMESPACES } from '../../protocol/events';
@@ -16,23 +16,17 @@ interface HelloReply {
 const hello = (runnerId: string, slots = 2) => ({ runnerId, slots, workers: 1 });
 
 describe('adversarial: runner identity', () => {
-  let c: Cluster;
   const sockets: Socket[] = [];
   const raws: RawRunner[] = [];
 
-  beforeAll(async () => {
-    c = await startCluster(__filename, {
-      token: TOKEN,
-      // A failed attempt waits out a long backoff: a forged result must not finish it meanwhile.
-      retryBackoff: { type: 'fixed', delay: 60_000, jitter: false },
-    });
+  const c = useAttackedCluster({
+    token: TOKEN,
+    // A failed attempt waits out a long backoff: a forged result must not finish it meanwhile.
+    retryBackoff: { type: 'fixed', delay: 60_000, jitter: false },
   });
   afterEach(() => {
     for (const s of sockets.splice(0)) s.close();
     for (const r of raws.splice(0)) r.close();
-  });
-  afterAll(async () => {
-    await c?.close();
   });
 
   const runnerSocketOn = (nsp: string) => rawSocket(c.master.url, nsp, { token: TOKEN });
@@ -57,12 +51,12 @@ describe('adversarial: runner identity', () => {
   });
 
   test('a second connection claiming a live runner id is refused with ERUNNERID; the honest runner keeps its work', async () => {
-    const honest = await c.runner({ runnerId: 'honest-a' });
+    const honest = await c.startRunner({ runnerId: 'honest-a' });
     const impostor = await runnerSocket();
     const reply = (await impostor.emitWithAck('runner:hello', hello('honest-a', 1000))) as HelloReply;
     expect(reply).toMatchObject({ ok: false, error: { code: 'ERUNNERID' } });
     // The impostor's results for the honest runner's attempts are not taken.
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     const [ref] = await f.add([{ id: 'idn-slow', module: 'slow', params: [1500], runner: 'honest-a' }]);
     const started = await nextEventOfMaster(c, 'task:started', (rid) => rid === 'honest-a');
     expect(started).toBe('honest-a');
@@ -86,7 +80,7 @@ describe('adversarial: runner identity', () => {
     expect(await old.emitWithAck('runner:hello', hello('rejoin'))).toMatchObject({ ok: true });
     const refused = nextEventOfMaster(c, 'runner:refused', (rid) => rid === 'rejoin');
     let started = false;
-    const runner = c.runner({ runnerId: 'rejoin', reconnectDelayMs: 50, reconnectDelayMaxMs: 200 });
+    const runner = c.startRunner({ runnerId: 'rejoin', reconnectDelayMs: 50, reconnectDelayMaxMs: 200 });
     void runner.then(() => (started = true));
     // Refused (twice: it retries) while the old connection holds the id…
     await refused;
@@ -95,7 +89,7 @@ describe('adversarial: runner identity', () => {
     old.close();
     // …and accepted once it is gone.
     const r = await runner;
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     expect(await f.work([{ module: 'ok', params: ['back'], runner: 'rejoin' }])).toMatchObject([
       { state: 'done', result: ['back'] },
     ]);
@@ -170,7 +164,11 @@ describe('adversarial: runner identity', () => {
   });
 });
 
-async function nextEventOfMaster(c: Cluster, event: string, test: (rid: string) => boolean): Promise<string> {
+async function nextEventOfMaster(
+  c: AttackedCluster,
+  event: string,
+  test: (rid: string) => boolean,
+): Promise<string> {
   const [rid] = await waitForEvent<[string]>(c.master, event, test);
   return rid;
 }

@@ -4,7 +4,7 @@
  * task sent to that very socket.
  */
 import type { Socket } from 'socket.io-client';
-import { connectError, emitRaw, nestedJson, rawSocket, startCluster, TOKEN, type Cluster } from './cluster';
+import { connectError, emitRaw, nestedJson, rawSocket, useAttackedCluster, TOKEN } from './cluster';
 import { nextEvent } from '../helpers/wait';
 
 interface WireErr {
@@ -13,17 +13,11 @@ interface WireErr {
 }
 
 describe('adversarial: original protocol', () => {
-  let c: Cluster;
   const sockets: Socket[] = [];
 
-  beforeAll(async () => {
-    c = await startCluster(__filename, { token: TOKEN });
-  });
+  const c = useAttackedCluster({ token: TOKEN });
   afterEach(() => {
     for (const s of sockets.splice(0)) s.close();
-  });
-  afterAll(async () => {
-    await c?.close();
   });
 
   const legacy = async () => {
@@ -69,7 +63,7 @@ describe('adversarial: original protocol', () => {
     const s = await legacy();
     const added = nextEvent<{ _id: string; id: string }[]>(s, 'task:added');
     // Pinned to a runner that is not there: it stays queued.
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     const [ref] = await f.add([{ module: 'ok', params: ['real'], runner: 'nobody-here' }]);
     s.emit('task:add', { module: 'ok' });
     const [mine] = await added;
@@ -86,7 +80,7 @@ describe('adversarial: original protocol', () => {
 
   test('task:done for a task sent to this socket is taken', async () => {
     const s = await legacy();
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     const sent = nextEvent<string>(s, 'task:send');
     s.emit('task:request');
     const [ref] = await f.add([{ module: 'ok', params: ['legacy'] }]);

@@ -12,9 +12,8 @@ import {
   emitRaw,
   nestedJson,
   rawSocket,
-  startCluster,
+  useAttackedCluster,
   TOKEN,
-  type Cluster,
 } from './cluster';
 import { within, WAIT_MS } from '../helpers/wait';
 
@@ -27,22 +26,16 @@ interface AddReply {
 const MESSAGE_LIMIT = 256 * 1024;
 
 describe('adversarial: limits', () => {
-  let c: Cluster;
   const sockets: Socket[] = [];
 
-  beforeAll(async () => {
-    c = await startCluster(__filename, {
-      token: TOKEN,
-      maxMessageBytes: MESSAGE_LIMIT,
-      maxTaskBytes: 64 * 1024,
-      queueLimit: 10,
-    });
+  const c = useAttackedCluster({
+    token: TOKEN,
+    maxMessageBytes: MESSAGE_LIMIT,
+    maxTaskBytes: 64 * 1024,
+    queueLimit: 10,
   });
   afterEach(() => {
     for (const s of sockets.splice(0)) s.close();
-  });
-  afterAll(async () => {
-    await c?.close();
   });
 
   const feederSocket = async () => {
@@ -70,8 +63,8 @@ describe('adversarial: limits', () => {
     // Nothing was kept: the id is free and the queue limit is not used up.
     expect(c.master.scheduler.tasks.has('deep-1')).toBe(false);
     expect(c.master.scheduler.queuedCount()).toBe(queued);
-    const f = await c.feeder();
-    const runner = await c.runner({ runnerId: 'limits-r' });
+    const f = await c.startFeeder();
+    const runner = await c.startRunner({ runnerId: 'limits-r' });
     const [o] = await f.work([{ id: 'deep-1', module: 'ok', params: [[[1]]] }]);
     expect(o).toMatchObject({ state: 'done', result: [[[1]]] });
     await runner.close();
@@ -79,7 +72,7 @@ describe('adversarial: limits', () => {
   });
 
   test('a task larger than maxTaskBytes is refused with EVALIDATION naming it', async () => {
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     const big = 'y'.repeat(100 * 1024);
     await expect(
       f.add([{ module: 'ok' }, { id: 'too-big', module: 'ok', params: [big] }]),
@@ -92,13 +85,13 @@ describe('adversarial: limits', () => {
   });
 
   test('durations beyond what timers honour (2^31 ms) are refused; 2^31-1 is accepted', async () => {
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     for (const field of ['runTimeout', 'timeout', 'assignTimeout'])
       await expect(f.add([{ module: 'ok', [field]: 2 ** 31 }])).rejects.toMatchObject({
         code: 'EVALIDATION',
         message: expect.stringContaining(`tasks[0].${field}: must be at most 2147483647`),
       });
-    const runner = await c.runner({ runnerId: 'long-timeout' });
+    const runner = await c.startRunner({ runnerId: 'long-timeout' });
     const [o] = await f.work([
       { module: 'slow', params: [50], runTimeout: 2 ** 31 - 1, runner: 'long-timeout' },
     ]);
@@ -162,8 +155,8 @@ describe('adversarial: limits', () => {
   });
 
   test('the feeder splits a batch larger than the message limit into several adds; every task runs', async () => {
-    const f = await c.feeder({ maxMessageBytes: MESSAGE_LIMIT });
-    const runner = await c.runner({ runnerId: 'split-r', slots: 4 });
+    const f = await c.startFeeder({ maxMessageBytes: MESSAGE_LIMIT });
+    const runner = await c.startRunner({ runnerId: 'split-r', slots: 4 });
     const payload = 'p'.repeat(40 * 1024);
     // 9 tasks of ~40 KB: about 360 KB, over one 256 KB message. The last depends on the first.
     const tasks = Array.from({ length: 9 }, (_, i) => ({
@@ -181,8 +174,8 @@ describe('adversarial: limits', () => {
   });
 
   test('a batch between the room of one message and the whole message limit goes in two adds, never one message over the limit', async () => {
-    const f = await c.feeder({ maxMessageBytes: MESSAGE_LIMIT });
-    const runner = await c.runner({ runnerId: 'room-r', slots: 4 });
+    const f = await c.startFeeder({ maxMessageBytes: MESSAGE_LIMIT });
+    const runner = await c.startRunner({ runnerId: 'room-r', slots: 4 });
     const frame = (i: number) =>
       JSON.stringify({ id: `room-${i}`, module: 'ok', params: [''], runner: 'room-r' });
     // Five tasks whose JSON (with separators) adds up to 8 bytes under the message limit: more than
@@ -226,13 +219,7 @@ describe('adversarial: limits', () => {
 });
 
 describe('adversarial: cross-origin sockets, no token', () => {
-  let c: Cluster;
-  beforeAll(async () => {
-    c = await startCluster(__filename, { allowOrigins: ['http://dash.example:8443'] });
-  });
-  afterAll(async () => {
-    await c?.close();
-  });
+  const c = useAttackedCluster({ allowOrigins: ['http://dash.example:8443'] });
 
   test('a WebSocket with a foreign Origin is refused by a master without a token; its own and allowed origins connect', async () => {
     for (const nsp of ['/', '/feeder', '/runner']) {

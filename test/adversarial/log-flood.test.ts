@@ -5,27 +5,19 @@
  */
 import type { Socket } from 'socket.io-client';
 import { LogLimiter, logLimiter } from '../../common/log-limit';
-import type { Master } from '../../master/master';
 import { capturingLogger } from '../helpers/capture';
-import { startMaster } from '../helpers/cluster';
-import { testDbName } from '../helpers/db';
 import { eventually } from '../helpers/wait';
 import { assertMasterAlive, rawSocket } from './cluster';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('adversarial: log floods', () => {
-  let master: Master;
-  let lines: Record<string, unknown>[];
   const sockets: Socket[] = [];
-
-  beforeAll(async () => {
-    const captured = capturingLogger();
-    lines = captured.lines;
-    master = await startMaster(testDbName(__filename), { logger: captured.logger });
-  });
-  afterAll(async () => {
+  afterAll(() => {
     for (const s of sockets) s.close();
-    await master?.close();
   });
+  const captured = capturingLogger();
+  const lines = captured.lines;
+  const c = useCluster({ masterOptions: { logger: captured.logger } });
 
   /** Lines with this message (about runner `runner`, when given). */
   const count = (message: string, runner?: string) =>
@@ -42,7 +34,7 @@ describe('adversarial: log floods', () => {
       .reduce((n, l) => n + (l.suppressed as number), 0);
 
   test('10,000 malformed messages from one socket: at most 5 lines logged for it, the rest counted', async () => {
-    const s = await rawSocket(master.url, '/feeder');
+    const s = await rawSocket(c.url, '/feeder');
     sockets.push(s);
     const acks: Promise<unknown>[] = [];
     for (let i = 0; i < 10_000; i++) acks.push(s.timeout(30_000).emitWithAck('tasks:add', { tasks: 'nope' }));
@@ -50,22 +42,22 @@ describe('adversarial: log floods', () => {
     expect(count('malformed payload refused')).toBe(5);
     logLimiter.flush(); // the window's end, without waiting 10 s for it
     expect(said('malformed payload refused (and')).toBe(9_995);
-    await assertMasterAlive(master.url);
+    await assertMasterAlive(c.url);
   });
 
   test('10,000 stale results and 200 reconnects of one runner: at most 5 lines each per 10 s', async () => {
     const began = Date.now();
     const hello = { runnerId: 'flood-r', slots: 1, workers: 1 };
     const results = Array.from({ length: 10_000 }, (_, i) => ({ id: `ghost-${i}`, attempt: 1, ok: true }));
-    let s = await rawSocket(master.url, '/runner');
+    let s = await rawSocket(c.url, '/runner');
     expect(await s.timeout(10_000).emitWithAck('runner:hello', hello)).toMatchObject({ ok: true });
     // One result per message: each one is a stale result of its own.
     const acks = results.map((r) => s.timeout(30_000).emitWithAck('task:results', { results: [r] }));
     expect((await Promise.all(acks)).every((a) => (a as { stale: number }).stale === 1)).toBe(true);
     for (let i = 0; i < 200; i++) {
       s.close();
-      await eventually(() => master.listRunners().find((r) => r.id === 'flood-r')?.connected === false);
-      s = await rawSocket(master.url, '/runner');
+      await eventually(() => c.master.listRunners().find((r) => r.id === 'flood-r')?.connected === false);
+      s = await rawSocket(c.url, '/runner');
       await s.timeout(10_000).emitWithAck('runner:hello', hello);
     }
     sockets.push(s);
@@ -81,7 +73,7 @@ describe('adversarial: log floods', () => {
       expect(count(message, 'flood-r')).toBeLessThanOrEqual(5 * windows);
       expect(count(message, 'flood-r') + said(`${message} (and`, 'flood-r')).toBe(total);
     }
-    await assertMasterAlive(master.url);
+    await assertMasterAlive(c.url);
   });
 });
 

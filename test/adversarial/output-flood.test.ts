@@ -8,25 +8,22 @@
 import fs from 'node:fs';
 import { MAX_OUTPUT_BYTES_PER_ATTEMPT, MAX_OUTPUT_LINE_BYTES } from '../../runner/child-output';
 import { spawnRunner, type Proc } from '../helpers/cluster';
-import { startFeeder, type TestFeeder } from '../helpers/clients';
-import { startCluster, type Cluster } from './cluster';
+import type { TestFeeder } from '../helpers/clients';
+import { useAttackedCluster } from './cluster';
 
 const MB = 1024 * 1024;
 
 describe('adversarial: output floods', () => {
-  let cluster: Cluster;
   let runner: Proc;
   let feeder: TestFeeder;
 
-  beforeAll(async () => {
-    cluster = await startCluster(__filename);
-    runner = await spawnRunner(cluster.master, 'flooded', ['--slots', '1']);
-    feeder = await startFeeder(cluster.master.url, { waitMs: 110_000 });
-  });
   afterAll(async () => {
-    await feeder?.close();
     await runner?.kill('SIGKILL');
-    await cluster?.close();
+  });
+  const cluster = useAttackedCluster();
+  beforeAll(async () => {
+    runner = await spawnRunner(cluster.master, 'flooded', ['--slots', '1']);
+    feeder = await cluster.startFeeder({ waitMs: 110_000 });
   });
 
   /** The runner process's peak resident memory so far, in MB. */

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Feeder } from '../../feeder/feeder';
 import { spawnRunner, tempDir } from '../helpers/cluster';
 import { eventually, waitForEvent } from '../helpers/wait';
-import { startCluster, type Cluster } from './cluster';
+import { useAttackedCluster } from './cluster';
 
 const NAMES = ['group', 'detached', 'orphan'] as const;
 
@@ -24,19 +24,19 @@ function alive(pid: number): boolean {
 }
 
 describe('adversarial: process trees', () => {
-  let cluster: Cluster;
   let feeder: Feeder;
   const dirs: string[] = [];
   const pids: number[] = [];
 
-  beforeAll(async () => {
-    cluster = await startCluster(__filename);
-    feeder = await cluster.feeder();
-  });
-  afterAll(async () => {
+  afterAll(() => {
     // Whatever a failed test left running.
     for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    await cluster?.close();
+  });
+  const cluster = useAttackedCluster();
+  beforeAll(async () => {
+    feeder = await cluster.startFeeder();
+  });
+  afterAll(() => {
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   });
 
@@ -69,7 +69,7 @@ describe('adversarial: process trees', () => {
     });
 
   test('a run timeout kills the worker and the 3 processes its task started (grouped, detached, re-parented): 0 left', async () => {
-    const runner = await cluster.runner({ runnerId: 'tree-timeout', killGraceMs: 200 });
+    const runner = await cluster.startRunner({ runnerId: 'tree-timeout', killGraceMs: 200 });
     const { id, tree } = await startTree(runner.runnerId, { runTimeout: 3000 });
     const [worker] = runner.pids;
     const [o] = await feeder.wait([id]);
@@ -79,7 +79,7 @@ describe('adversarial: process trees', () => {
   });
 
   test('a cancel kills the worker and the 3 processes its task started: 0 left', async () => {
-    const runner = await cluster.runner({ runnerId: 'tree-cancel', killGraceMs: 200 });
+    const runner = await cluster.startRunner({ runnerId: 'tree-cancel', killGraceMs: 200 });
     const { id, tree } = await startTree(runner.runnerId);
     const [worker] = runner.pids;
     const respawned = waitForEvent(runner, 'respawn');
@@ -90,7 +90,7 @@ describe('adversarial: process trees', () => {
   });
 
   test('the runner’s close kills its workers and the 3 processes a running task started: 0 left', async () => {
-    const runner = await cluster.runner({ runnerId: 'tree-close', killGraceMs: 200 });
+    const runner = await cluster.startRunner({ runnerId: 'tree-close', killGraceMs: 200 });
     const { tree } = await startTree(runner.runnerId);
     const [worker] = runner.pids;
     await runner.close();
@@ -115,7 +115,7 @@ describe('adversarial: process trees', () => {
   });
 
   test('a task replacing JSON.parse, JSON.stringify and Socket.prototype.write in its worker leaves the next task’s result intact (0 of 20 corrupted)', async () => {
-    const runner = await cluster.runner({ runnerId: 'globals', workers: 1, slots: 1 });
+    const runner = await cluster.startRunner({ runnerId: 'globals', workers: 1, slots: 1 });
     const [replaced] = await feeder.work([{ module: 'replace-globals', runner: 'globals' }]);
     expect(replaced.state).toBe('done');
     const [worker] = runner.pids;

@@ -14,10 +14,9 @@ import type { Runner } from '../../runner/runner';
 import type { Feeder } from '../../feeder/feeder';
 import { tempDir } from '../helpers/cluster';
 import { waitForEvent } from '../helpers/wait';
-import { rawSocket, startCluster, type Cluster } from './cluster';
+import { rawSocket, useAttackedCluster } from './cluster';
 
 describe('adversarial: forged reports', () => {
-  let cluster: Cluster;
   let runner: Runner;
   let feeder: Feeder;
   let forger: Socket | undefined;
@@ -25,18 +24,15 @@ describe('adversarial: forged reports', () => {
   const progress: Progress[] = [];
   const outcomes: TaskOutcome[] = [];
 
+  afterAll(() => forger?.close());
+  const cluster = useAttackedCluster();
   beforeAll(async () => {
-    cluster = await startCluster(__filename);
-    runner = await cluster.runner({ runnerId: 'pool-r', workers: 2, slots: 2 });
-    feeder = await cluster.feeder();
+    runner = await cluster.startRunner({ runnerId: 'pool-r', workers: 2, slots: 2 });
+    feeder = await cluster.startFeeder();
     feeder.on('progress', (p) => progress.push(p));
     feeder.on('result', (o) => outcomes.push(o));
   });
-  afterAll(async () => {
-    forger?.close();
-    await cluster?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   /** Adds a `progress` task on pool-r that reports `values`, and resolves once it runs. */
   const startVictim = async (id: string, values: number[]) => {

@@ -12,17 +12,10 @@ import type { AttemptResult } from '../../protocol/schemas';
 import { Runner } from '../../runner/runner';
 import { FIXTURES, ROOT, tempDir, testLogger } from '../helpers/cluster';
 import { eventually, waitForEvent, within, WAIT_MS } from '../helpers/wait';
-import { startCluster, TOKEN, type Cluster } from './cluster';
+import { useAttackedCluster, TOKEN } from './cluster';
 
 describe('adversarial: runner process and loader', () => {
-  let c: Cluster;
-
-  beforeAll(async () => {
-    c = await startCluster(__filename, { token: TOKEN });
-  });
-  afterAll(async () => {
-    await c?.close();
-  });
+  const c = useAttackedCluster({ token: TOKEN });
 
   test("Ctrl-C in the runner's terminal (SIGINT to its process group) does not reach its children: running tasks finish", async () => {
     // Detached: the runner leads a process group, as a shell's foreground job does; the terminal's
@@ -47,7 +40,7 @@ describe('adversarial: runner process and loader', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       await up;
-      const f = await c.feeder();
+      const f = await c.startFeeder();
       const refs = await f.add(
         Array.from({ length: 4 }, () => ({
           module: 'slow',
@@ -123,14 +116,14 @@ describe('adversarial: runner process and loader', () => {
     // Settled long ago, as a file in use would be.
     const past = new Date(Date.now() - 60_000);
     fs.utimesSync(file, past, past);
-    const runner = await c.runner({
+    const runner = await c.startRunner({
       runnerId: 'half-r',
       tasks: [dir],
       slots: 5,
       watch: true,
       moduleStableMs: 1500,
     });
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     expect(await f.work([{ module: 'edit', runner: 'half-r' }])).toMatchObject([{ result: 'old' }]);
 
     // An editor's write in two steps: the first half happens to compile on its own.

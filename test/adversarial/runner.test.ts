@@ -4,25 +4,18 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { startCluster, TOKEN, type Cluster } from './cluster';
+import { useAttackedCluster, TOKEN } from './cluster';
 import { tempDir } from '../helpers/cluster';
 
 describe('adversarial: runner', () => {
-  let c: Cluster;
-
-  beforeAll(async () => {
-    // A small message limit, so an oversized result is cheap to make.
-    c = await startCluster(__filename, { token: TOKEN, maxMessageBytes: 256 * 1024 });
-  });
-  afterAll(async () => {
-    await c?.close();
-  });
+  // A small message limit, so an oversized result is cheap to make.
+  const c = useAttackedCluster({ token: TOKEN, maxMessageBytes: 256 * 1024 });
 
   test('a result over the limit fails its task with ETOOLARGE, not retried; the runner stays connected and its other results arrive', async () => {
-    const runner = await c.runner({ runnerId: 'big-r', slots: 3 });
+    const runner = await c.startRunner({ runnerId: 'big-r', slots: 3 });
     let disconnects = 0;
     runner.on('disconnect', () => disconnects++);
-    const f = await c.feeder();
+    const f = await c.startFeeder();
     const outcomes = await f.work([
       { module: 'big-result', params: [10], runner: 'big-r' },
       { module: 'big-result', params: [300 * 1024], runner: 'big-r', maxAttempts: 3 },
@@ -41,8 +34,8 @@ describe('adversarial: runner', () => {
   });
 
   test('a result JSON cannot carry (BigInt) fails at once: the failure is deterministic', async () => {
-    const runner = await c.runner({ runnerId: 'bigint-r' });
-    const f = await c.feeder();
+    const runner = await c.startRunner({ runnerId: 'bigint-r' });
+    const f = await c.startFeeder();
     const [o] = await f.work([{ module: 'bigint', runner: 'bigint-r', maxAttempts: 3 }]);
     expect(o).toMatchObject({
       state: 'failed',
@@ -62,8 +55,8 @@ describe('adversarial: runner', () => {
     });
 
     test('env PATH naming a folder with its own `echo` is refused; LD_PRELOAD too; the allowed echo runs', async () => {
-      const runner = await c.runner({ runnerId: 'exec-r', allowExec: ['echo'] });
-      const f = await c.feeder();
+      const runner = await c.startRunner({ runnerId: 'exec-r', allowExec: ['echo'] });
+      const f = await c.startFeeder();
       const outcomes = await f.work([
         { module: 'exec', params: ['echo', ['hi'], { env: { PATH: dir } }], runner: 'exec-r' },
         {
@@ -82,11 +75,11 @@ describe('adversarial: runner', () => {
     });
 
     test('the allowed program is the one found at start-up, whatever PATH holds later', async () => {
-      const runner = await c.runner({ runnerId: 'exec-r2', allowExec: ['echo'] });
+      const runner = await c.startRunner({ runnerId: 'exec-r2', allowExec: ['echo'] });
       const saved = process.env.PATH;
       process.env.PATH = `${dir}${path.delimiter}${saved}`;
       try {
-        const f = await c.feeder();
+        const f = await c.startFeeder();
         const [o] = await f.work([{ module: 'exec', params: ['echo', ['plain']], runner: 'exec-r2' }]);
         expect(o).toMatchObject({ state: 'done', result: { stdout: 'plain\n' } });
       } finally {
@@ -97,8 +90,8 @@ describe('adversarial: runner', () => {
     });
 
     test('maxOutput above the cap is refused', async () => {
-      const runner = await c.runner({ runnerId: 'exec-r3', allowExec: ['echo'] });
-      const f = await c.feeder();
+      const runner = await c.startRunner({ runnerId: 'exec-r3', allowExec: ['echo'] });
+      const f = await c.startFeeder();
       const [o] = await f.work([
         { module: 'exec', params: ['echo', ['x'], { maxOutput: 19 * 1024 * 1024 }], runner: 'exec-r3' },
       ]);

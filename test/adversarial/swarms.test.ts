@@ -9,20 +9,14 @@ import { rawFeeder, rawRunner, type RawRunner } from '../helpers/raw-clients';
 import { spawnMaster, type MasterProcess } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
 import { eventually, within, WAIT_MS } from '../helpers/wait';
-import { assertMasterAlive, httpRequest, startCluster, TOKEN, type Cluster } from './cluster';
+import { assertMasterAlive, httpRequest, useAttackedCluster, TOKEN } from './cluster';
 import { WireClient } from './wire';
 
 describe('adversarial: the master takes back what a silent runner holds', () => {
-  let c: Cluster;
   const raws: RawRunner[] = [];
-  beforeAll(async () => {
-    c = await startCluster(__filename, { token: TOKEN, runTimeoutGraceMs: 300 });
-  });
+  const c = useAttackedCluster({ token: TOKEN, runTimeoutGraceMs: 300 });
   afterEach(() => {
     for (const r of raws.splice(0)) r.close();
-  });
-  afterAll(async () => {
-    await c?.close();
   });
 
   test('an attempt with no result past its run timeout plus the grace fails with ETO like a runner-reported one: retried, its runner told to cancel, its late result stale', async () => {

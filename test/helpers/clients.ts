@@ -8,12 +8,18 @@ import type { FeederOptions } from '../../feeder/options';
 import type { TaskOutcome } from '../../protocol/schemas';
 import { Runner } from '../../runner/runner';
 import type { RunnerOptions } from '../../runner/options';
-import { FIXTURES, testLogger } from './cluster';
+import { closedOnFailure, FIXTURES, testLogger } from './cluster';
 import { within, WAIT_MS } from './wait';
 
+/** A runner of the fixtures (1 worker, watching, quiet) for the master at `master`; not started. */
+export function createRunner(master: string, opts: Partial<RunnerOptions> = {}): Runner {
+  return new Runner({ master, tasks: [FIXTURES], workers: 1, watch: true, logger: testLogger(), ...opts });
+}
+
+/** A started {@link createRunner}; one whose start fails is closed before the error is thrown. */
 export async function startRunner(master: string, opts: Partial<RunnerOptions> = {}): Promise<Runner> {
-  const r = new Runner({ master, tasks: [FIXTURES], workers: 1, watch: true, logger: testLogger(), ...opts });
-  await r.start();
+  const r = createRunner(master, opts);
+  await closedOnFailure(r, r.start());
   return r;
 }
 
@@ -32,12 +38,18 @@ export class TestFeeder extends Feeder {
   }
 }
 
-export async function startFeeder(
-  master: string,
-  opts: Partial<FeederOptions> & { waitMs?: number } = {},
-): Promise<TestFeeder> {
+/** Feeder options, and `waitMs`: how long its waits for an outcome last (default wait.ts's). */
+export type TestFeederOptions = Partial<FeederOptions> & { waitMs?: number };
+
+/** A {@link TestFeeder} of the master at `master`, with a quiet logger; not yet waited for. */
+export function createFeeder(master: string, opts: TestFeederOptions = {}): TestFeeder {
   const { waitMs, ...rest } = opts;
-  const f = new TestFeeder({ master, logger: testLogger(), ...rest }, waitMs);
-  await f.ready();
+  return new TestFeeder({ master, logger: testLogger(), ...rest }, waitMs);
+}
+
+/** A connected {@link createFeeder}; one that does not connect is closed before the error is thrown. */
+export async function startFeeder(master: string, opts: TestFeederOptions = {}): Promise<TestFeeder> {
+  const f = createFeeder(master, opts);
+  await closedOnFailure(f, f.ready());
   return f;
 }

@@ -21,10 +21,32 @@ const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
 export const testLogger = () =>
   createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'error', format: 'json', stderr: true });
 
+/** A master on `dbName` of the run's database server, port 0 and a quiet logger; not started. */
+export function createMaster(dbName: string, opts: Partial<MasterOptions> = {}): Master {
+  return new Master({ mongoUrl: testMongoUrl(), dbName, port: 0, logger: testLogger(), ...opts });
+}
+
+/** A started {@link createMaster}; one whose start fails is closed before the error is thrown. */
 export async function startMaster(dbName: string, opts: Partial<MasterOptions> = {}): Promise<Master> {
-  const m = new Master({ mongoUrl: testMongoUrl(), dbName, port: 0, logger: testLogger(), ...opts });
-  await m.start();
+  const m = createMaster(dbName, opts);
+  await closedOnFailure(m, m.start());
   return m;
+}
+
+/**
+ * Resolves as `started` does; if it rejects, closes `thing` first (its half-open sockets, timers and
+ * children would otherwise outlive the test), then rejects with the start's error.
+ */
+export async function closedOnFailure(
+  thing: { close(): Promise<void> },
+  started: Promise<void>,
+): Promise<void> {
+  try {
+    await started;
+  } catch (err) {
+    await thing.close().catch(() => undefined);
+    throw err;
+  }
 }
 
 export { freePort };

@@ -3,29 +3,15 @@
  * id; with `onExisting: 'skip'` the stored tasks are returned as `existing` and their outcomes awaited,
  * and the rest is added — whether the stored task is live, final in memory, or only in the database.
  */
-import type { Master } from '../../master/master';
-import type { Runner } from '../../runner/runner';
-import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster } from '../helpers/cluster';
-import { testDbName } from '../helpers/db';
+import { startFeeder } from '../helpers/clients';
 import { waitForEvent } from '../helpers/wait';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('adding ids that are already stored', () => {
-  const dbName = testDbName(__filename);
-  let master: Master;
-  let runner: Runner;
-
-  beforeAll(async () => {
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, { runnerId: 'existing-r', workers: 2, slots: 4 });
-  });
-  afterAll(async () => {
-    await runner?.close();
-    await master?.close();
-  });
+  const c = useCluster({ runners: [{ runnerId: 'existing-r', workers: 2, slots: 4 }] });
 
   test("a fresh Feeder re-adding a batch with onExisting 'skip' gets the stored outcomes and adds the new tasks", async () => {
-    const first = await startFeeder(master.url);
+    const first = await startFeeder(c.url);
     const before = await first.work(
       [
         { id: 'order-1', module: 'ok', params: [1] },
@@ -36,7 +22,7 @@ describe('adding ids that are already stored', () => {
     await first.close();
     expect(before.map((o) => o.state)).toEqual(['done', 'done']);
 
-    const fresh = await startFeeder(master.url);
+    const fresh = await startFeeder(c.url);
     try {
       const again = [
         { id: 'order-1', module: 'ok', params: [1] },
@@ -61,7 +47,7 @@ describe('adding ids that are already stored', () => {
   });
 
   test('by default an add naming a stored id is refused whole, naming the id, and stores nothing', async () => {
-    const fresh = await startFeeder(master.url);
+    const fresh = await startFeeder(c.url);
     try {
       await expect(
         fresh.add([
@@ -72,18 +58,18 @@ describe('adding ids that are already stored', () => {
         code: 'EVALIDATION',
         message: expect.stringContaining('tasks[1].id: id "order-1" is already taken'),
       });
-      expect(master.scheduler.tasks.has('brand-new')).toBe(false);
-      expect(master.scheduler.finals.has('brand-new')).toBe(false);
+      expect(c.master.scheduler.tasks.has('brand-new')).toBe(false);
+      expect(c.master.scheduler.finals.has('brand-new')).toBe(false);
     } finally {
       await fresh.close();
     }
   });
 
   test('a live existing task: skip answers with its state now, and work() gives its outcome once it is final', async () => {
-    const first = await startFeeder(master.url);
-    const fresh = await startFeeder(master.url);
+    const first = await startFeeder(c.url);
+    const fresh = await startFeeder(c.url);
     try {
-      const started = waitForEvent(runner, 'started', (ref: { id: string }) => ref.id === 'slow-1');
+      const started = waitForEvent(c.runner, 'started', (ref: { id: string }) => ref.id === 'slow-1');
       await first.add([{ id: 'slow-1', module: 'timed', params: [300, 'first'] }], { batch: 'slow' });
       await started;
       // The new definition differs: skip does not compare, the running task is the one awaited.
@@ -110,7 +96,7 @@ describe('adding ids that are already stored', () => {
   });
 
   test('a dependency in the same add on a skipped id is a dependency on the stored task', async () => {
-    const fresh = await startFeeder(master.url);
+    const fresh = await startFeeder(c.url);
     try {
       const outcomes = await fresh.work(
         [
@@ -129,11 +115,11 @@ describe('adding ids that are already stored', () => {
   });
 
   test('two feeders adding the same new id at once with skip: one adds it, the other gets it as existing', async () => {
-    const a = await startFeeder(master.url);
-    const b = await startFeeder(master.url);
+    const a = await startFeeder(c.url);
+    const b = await startFeeder(c.url);
     try {
       const results: string[] = [];
-      runner.on('result', (r) => r.id === 'race-1' && results.push(r.id));
+      c.runner.on('result', (r) => r.id === 'race-1' && results.push(r.id));
       const task = { id: 'race-1', module: 'timed', params: [50, 'race'] };
       const [ra, rb] = await Promise.all([
         a.add([task], { onExisting: 'skip' }),
@@ -151,13 +137,10 @@ describe('adding ids that are already stored', () => {
   });
 
   test('after a master restart, an id only in the database is skipped and its stored outcome returned', async () => {
-    await master.flushed();
-    await runner.close();
-    await master.close();
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, { runnerId: 'existing-r', workers: 2, slots: 4 });
-    expect(master.scheduler.finals.has('order-2')).toBe(false);
-    const fresh = await startFeeder(master.url);
+    await c.master.flushed();
+    await c.restart();
+    expect(c.master.scheduler.finals.has('order-2')).toBe(false);
+    const fresh = await startFeeder(c.url);
     try {
       const outcomes = await fresh.work(
         [

@@ -1,24 +1,22 @@
-import type { Master } from '../../master/master';
-import { startMaster } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('broadcast', () => {
-  let master: Master;
   let feeder: RawFeeder;
   let a: RawRunner;
   let b: RawRunner;
   let c: RawRunner;
-  beforeAll(async () => {
-    master = await startMaster(testDbName('broadcast'));
-    feeder = await rawFeeder(master.url);
-    a = await rawRunner(master.url, { runnerId: 'bc-a', slots: 5, data: { role: 'web' } });
-    b = await rawRunner(master.url, { runnerId: 'bc-b', slots: 5, data: { role: 'web' } });
-    c = await rawRunner(master.url, { runnerId: 'bc-c', slots: 5, data: { role: 'db' } });
-  });
-  afterAll(async () => {
+  // Declared before the cluster, so the raw clients close before the master does.
+  afterAll(() => {
     for (const s of [feeder, a, b, c]) s?.close();
-    await master?.close();
+  });
+  const cluster = useCluster({ dbName: testDbName('broadcast') });
+  beforeAll(async () => {
+    feeder = await rawFeeder(cluster.url);
+    a = await rawRunner(cluster.url, { runnerId: 'bc-a', slots: 5, data: { role: 'web' } });
+    b = await rawRunner(cluster.url, { runnerId: 'bc-b', slots: 5, data: { role: 'web' } });
+    c = await rawRunner(cluster.url, { runnerId: 'bc-c', slots: 5, data: { role: 'db' } });
   });
 
   test('a broadcast runs once on every matching runner and reports one outcome per runner, together', async () => {

@@ -6,13 +6,10 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
-import type { Runner } from '../../runner/runner';
-import { freePort, ROOT, startMaster, tempDir } from '../helpers/cluster';
+import { freePort, ROOT, tempDir } from '../helpers/cluster';
 import { eventually } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
-import { startFeeder, startRunner } from '../helpers/clients';
+import { useCluster } from '../helpers/use-cluster';
 
 const CLI = path.join(ROOT, 'bin', 'taskmaster.js');
 
@@ -37,27 +34,13 @@ function run(file: string, args: string[], env: Record<string, string> = {}): Pr
 }
 
 describe('taskmaster get, ls, retry, cancel, watch, status', () => {
-  const dbName = testDbName('cli-tasks');
   const dir = tempDir('cli-tasks');
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
-  const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { TASKMASTER_MASTER: master.url });
-
-  beforeAll(async () => {
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, { slots: 4 });
-    feeder = await startFeeder(master.url);
-  });
-  afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const c = useCluster({ dbName: testDbName('cli-tasks'), runners: [{ slots: 4 }], feeder: true });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const cli = (...args: string[]) => run(process.execPath, [CLI, ...args], { TASKMASTER_MASTER: c.url });
 
   test('ls shows a table and --json one task per line; get shows a task and its timeline; status shows tables', async () => {
-    await feeder.work(
+    await c.feeder.work(
       [
         { id: 'cli-ok', module: 'ok', params: [1] },
         { id: 'cli-bad', module: 'throws', params: ['nope', 'EBAD'], maxAttempts: 1 },
@@ -94,12 +77,12 @@ describe('taskmaster get, ls, retry, cancel, watch, status', () => {
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/^TASKS IN MEMORY\s+ADDED/m);
     expect(status.stdout).toMatch(/^RUNNER\s+STATE\s+SLOTS/m);
-    expect(status.stdout).toContain(`${runner.runnerId}  ready`);
+    expect(status.stdout).toContain(`${c.runner.runnerId}  ready`);
   });
 
   test('retry ID reruns a failed task and its dependents; retry --batch --failed and cancel --batch act on a batch', async () => {
     const flag = path.join(dir, 'flag');
-    await feeder.work(
+    await c.feeder.work(
       [
         { id: 'cli-root', module: 'needs-file', params: [flag], maxAttempts: 1 },
         { id: 'cli-dep', module: 'ok', dependencies: ['cli-root'] },
@@ -110,19 +93,19 @@ describe('taskmaster get, ls, retry, cancel, watch, status', () => {
     const retry = await cli('retry', 'cli-root');
     expect(retry.stdout).toBe('retried 2: cli-root cli-dep\n');
     await eventually(async () => {
-      const res = await fetch(new URL('/api/tasks/cli-dep', master.url));
+      const res = await fetch(new URL('/api/tasks/cli-dep', c.url));
       return ((await res.json()) as { task: { state: string } }).task.state === 'done';
     }, 20_000);
 
     const flag2 = path.join(dir, 'flag2');
-    await feeder.work([{ id: 'cli-b1', module: 'needs-file', params: [flag2], maxAttempts: 1 }], {
+    await c.feeder.work([{ id: 'cli-b1', module: 'needs-file', params: [flag2], maxAttempts: 1 }], {
       batch: 'cli-bulk',
     });
     fs.writeFileSync(flag2, 'x');
     const bulk = await cli('retry', '--batch', 'cli-bulk', '--failed', '--json');
     expect(JSON.parse(bulk.stdout)).toEqual({ retried: ['cli-b1'] });
 
-    await feeder.add([{ id: 'cli-slow', module: 'slow', params: [30_000] }], { batch: 'cli-cancel' });
+    await c.feeder.add([{ id: 'cli-slow', module: 'slow', params: [30_000] }], { batch: 'cli-cancel' });
     const cancel = await cli('cancel', '--batch', 'cli-cancel');
     expect(cancel.stdout).toBe('cancelled 1: cli-slow\n');
     const usage = await cli('retry');
@@ -131,7 +114,7 @@ describe('taskmaster get, ls, retry, cancel, watch, status', () => {
   });
 
   test('watch BATCH follows a batch to its end and prints the summary; a failure makes it exit 1', async () => {
-    await feeder.add(
+    await c.feeder.add(
       [
         { id: 'w-1', module: 'slow', params: [300] },
         { id: 'w-2', module: 'slow', params: [300] },
@@ -147,14 +130,14 @@ describe('taskmaster get, ls, retry, cancel, watch, status', () => {
   });
 
   test('ls piped into head ends quietly: exit 0 and no EPIPE trace', async () => {
-    await feeder.work(
+    await c.feeder.work(
       Array.from({ length: 600 }, (_, i) => ({ id: `pipe-${i}`, module: 'ok', params: ['x'.repeat(50)] })),
       { batch: `pipe-${'b'.repeat(60)}` },
     );
     const r = await run(
       'bash',
       ['-c', `"${process.execPath}" "${CLI}" ls --limit 600 | head -1; echo "status \${PIPESTATUS[0]}"`],
-      { TASKMASTER_MASTER: master.url },
+      { TASKMASTER_MASTER: c.url },
     );
     expect(r.stdout).toMatch(/^ID\s+STATE/);
     expect(r.stdout).toContain('status 0');

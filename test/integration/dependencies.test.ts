@@ -1,29 +1,15 @@
 import mongoose from 'mongoose';
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
 import { taskModel } from '../../models/task';
-import type { Runner } from '../../runner/runner';
-import { startMaster } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
-import { startFeeder, startRunner } from '../helpers/clients';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('dependencies', () => {
-  const dbName = testDbName('deps');
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
+  const c = useCluster({ dbName: testDbName('deps'), runners: [{ workers: 2, slots: 4 }], feeder: true });
   let conn: mongoose.Connection;
-
   beforeAll(async () => {
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, { workers: 2, slots: 4 });
-    feeder = await startFeeder(master.url);
-    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(c.dbName)).asPromise();
   });
   afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
     await conn?.close();
   });
 
@@ -36,13 +22,13 @@ describe('dependencies', () => {
       { id: 'b', module: 'timed', params: [10, 'b'], dependencies: ['a'] },
       { id: 'a', module: 'timed', params: [20, 'a'] },
     ];
-    const outcomes = await feeder.work(batch);
+    const outcomes = await c.feeder.work(batch);
     expect(outcomes.map((o) => o.state)).toEqual(['done', 'done', 'done', 'done', 'done']);
     expect(outcomes.map((o) => o.id)).toEqual(['e', 'd', 'c', 'b', 'a']);
 
     // The `tasks` documents, in the master's own clock: each task was assigned only after every
     // dependency was final.
-    await master.flushed();
+    await c.master.flushed();
     const docs = await taskModel(conn)
       .find({ _id: { $in: ['a', 'b', 'c', 'd', 'e'] } })
       .lean();
@@ -62,7 +48,7 @@ describe('dependencies', () => {
   });
 
   test('a dependency that fails for good fails its dependents, transitively, with EDEPFAILED', async () => {
-    const outcomes = await feeder.work([
+    const outcomes = await c.feeder.work([
       { id: 'bad', module: 'throws', params: ['boom'], maxAttempts: 1 },
       { id: 'child', module: 'ok', params: [1], dependencies: ['bad'] },
       { id: 'grandchild', module: 'ok', params: [2], dependencies: ['child'] },
@@ -78,12 +64,12 @@ describe('dependencies', () => {
   });
 
   test('a new task may depend on a task stored earlier, done or failed', async () => {
-    const earlier = await feeder.work([
+    const earlier = await c.feeder.work([
       { id: 'earlier', module: 'ok', params: ['x'] },
       { id: 'earlier-bad', module: 'throws', params: ['boom'], maxAttempts: 1 },
     ]);
     expect(earlier.map((o) => o.state)).toEqual(['done', 'failed']);
-    const [later, doomed] = await feeder.work([
+    const [later, doomed] = await c.feeder.work([
       { module: 'ok', params: ['y'], dependencies: ['earlier'] },
       { module: 'ok', params: ['z'], dependencies: ['earlier-bad'] },
     ]);
@@ -93,12 +79,12 @@ describe('dependencies', () => {
   });
 
   test('unknown dependency ids and cycles are refused when added, with the path of the cycle', async () => {
-    await expect(feeder.add([{ id: 'x1', module: 'ok', dependencies: ['nope'] }])).rejects.toMatchObject({
+    await expect(c.feeder.add([{ id: 'x1', module: 'ok', dependencies: ['nope'] }])).rejects.toMatchObject({
       code: 'EVALIDATION',
       message: expect.stringContaining('tasks[0].dependencies[0]: unknown task id "nope"'),
     });
     await expect(
-      feeder.add([
+      c.feeder.add([
         { id: 'p', module: 'ok', dependencies: ['r'] },
         { id: 'q', module: 'ok', dependencies: ['p'] },
         { id: 'r', module: 'ok', dependencies: ['q'] },
@@ -107,10 +93,10 @@ describe('dependencies', () => {
       code: 'EVALIDATION',
       message: expect.stringMatching(/dependency cycle: p -> r -> q -> p/),
     });
-    await expect(feeder.add([{ id: 'self', module: 'ok', dependencies: ['self'] }])).rejects.toMatchObject({
+    await expect(c.feeder.add([{ id: 'self', module: 'ok', dependencies: ['self'] }])).rejects.toMatchObject({
       message: expect.stringContaining('self -> self'),
     });
-    await master.flushed(); // anything durable would be in `tasks` now
+    await c.master.flushed(); // anything durable would be in `tasks` now
     const stored = await conn
       .collection<{ _id: string }>('tasks')
       .countDocuments({ _id: { $in: ['x1', 'p', 'q', 'r', 'self'] } });

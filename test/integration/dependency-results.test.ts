@@ -4,32 +4,14 @@
  * by the master's `maxDependencyBytes` with a clear ETOOLARGE for a result left out.
  */
 import { Master } from '../../master/master';
-import type { Runner } from '../../runner/runner';
-import { startFeeder, startRunner, type TestFeeder } from '../helpers/clients';
-import { startMaster } from '../helpers/cluster';
-import { testDbName, testMongoUrl } from '../helpers/db';
+import { testMongoUrl } from '../helpers/db';
+import { useCluster } from '../helpers/use-cluster';
 
 describe("dependencies' results", () => {
-  const dbName = testDbName(__filename);
-  let master: Master;
-  let runner: Runner;
-  let feeder: TestFeeder;
-
-  const start = async (opts: Partial<ConstructorParameters<typeof Master>[0]> = {}) => {
-    master = await startMaster(dbName, opts);
-    runner = await startRunner(master.url, { runnerId: 'deps-r', workers: 2, slots: 4 });
-    feeder = await startFeeder(master.url);
-  };
-  const stop = async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
-  };
-  beforeAll(() => start());
-  afterAll(() => stop());
+  const c = useCluster({ runners: [{ runnerId: 'deps-r', workers: 2, slots: 4 }], feeder: true });
 
   test('an aggregate task sums the results of its dependencies, read from this.dependencies', async () => {
-    const outcomes = await feeder.work([
+    const outcomes = await c.feeder.work([
       { id: 'agg', module: 'aggregate', dependencies: ['a', 'b', 'c'] },
       { id: 'c', module: 'value', params: [3], dependencies: ['a'] },
       { id: 'a', module: 'value', params: [1] },
@@ -40,13 +22,12 @@ describe("dependencies' results", () => {
   });
 
   test('a dependency whose result the master no longer holds (after a restart) still reaches the dependent', async () => {
-    const [old] = await feeder.work([{ id: 'old', module: 'value', params: [40] }]);
+    const [old] = await c.feeder.work([{ id: 'old', module: 'value', params: [40] }]);
     expect(old.state).toBe('done');
-    await master.flushed();
-    await stop();
-    await start();
-    expect(master.scheduler.finals.has('old')).toBe(false);
-    const [agg] = await feeder.work([
+    await c.master.flushed();
+    await c.restart();
+    expect(c.master.scheduler.finals.has('old')).toBe(false);
+    const [agg] = await c.feeder.work([
       { id: 'agg-later', module: 'aggregate', dependencies: ['old', 'fresh'] },
       { id: 'fresh', module: 'value', params: [2] },
     ]);
@@ -54,10 +35,9 @@ describe("dependencies' results", () => {
   });
 
   test('results beyond maxDependencyBytes are left out and named: reading one fails with ETOOLARGE, not retried', async () => {
-    await stop();
-    await start({ maxDependencyBytes: 1000 });
+    await c.restart({ maxDependencyBytes: 1000 });
     // Each result is 402 bytes as JSON: two fit in 1000, the third does not.
-    const outcomes = await feeder.work([
+    const outcomes = await c.feeder.work([
       { id: 's1', module: 'big-result', params: [400] },
       { id: 's2', module: 'big-result', params: [400] },
       { id: 's3', module: 'big-result', params: [400] },

@@ -1,28 +1,28 @@
 import { discoverMaster, masterFromTracker } from '../../common/discovery';
-import type { Master } from '../../master/master';
-import { FIXTURES, spawnCli, startMaster, type Proc } from '../helpers/cluster';
+import { FIXTURES, spawnCli, type Proc } from '../helpers/cluster';
 import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
+import { useCluster } from '../helpers/use-cluster';
 
 /** Discovery on loopback only: announcements go to 127.255.255.255. */
 describe('discovery', () => {
-  let master: Master;
   const port = 40_000 + Math.floor(Math.random() * 20_000);
   const procs: Proc[] = [];
 
-  beforeAll(async () => {
-    master = await startMaster(testDbName('discovery'), {
-      announce: { address: '127.255.255.255', port, intervalMs: 200, data: { dc: 'local' } },
-    });
-  });
+  // Declared before the cluster, so the runners are killed before the master closes.
   afterAll(async () => {
     for (const p of procs) await p.kill('SIGKILL');
-    await master?.close();
+  });
+  const c = useCluster({
+    dbName: testDbName('discovery'),
+    masterOptions: {
+      announce: { address: '127.255.255.255', port, intervalMs: 200, data: { dc: 'local' } },
+    },
   });
 
   test('a runner started with --discover finds the master from its UDP announcements', async () => {
-    expect(await discoverMaster({ port, timeoutMs: 10_000 })).toBe(master.url);
-    const up = waitForEvent(master, 'runner:up', (id) => id === 'discovered');
+    expect(await discoverMaster({ port, timeoutMs: 10_000 })).toBe(c.url);
+    const up = waitForEvent(c.master, 'runner:up', (id) => id === 'discovered');
     const p = spawnCli([
       'runner',
       '--discover',
@@ -42,20 +42,20 @@ describe('discovery', () => {
   });
 
   test('a tracker answers GET /hostsAvailable with its masters and runners; --tracker finds the master', async () => {
-    expect(await masterFromTracker(master.url)).toBe(master.url);
-    const hosts = (await (await fetch(`${master.url}/hostsAvailable`)).json()) as {
+    expect(await masterFromTracker(c.url)).toBe(c.url);
+    const hosts = (await (await fetch(`${c.url}/hostsAvailable`)).json()) as {
       masters: { url: string; data: unknown }[];
       runners: { id: string; data: unknown }[];
     };
-    expect(hosts.masters).toEqual([{ url: master.url, data: { dc: 'local' } }]);
+    expect(hosts.masters).toEqual([{ url: c.url, data: { dc: 'local' } }]);
     expect(hosts.runners).toEqual(
       expect.arrayContaining([expect.objectContaining({ id: 'discovered', data: { zone: 'a' } })]),
     );
-    const up = waitForEvent(master, 'runner:up', (id) => id === 'tracked');
+    const up = waitForEvent(c.master, 'runner:up', (id) => id === 'tracked');
     const p = spawnCli([
       'runner',
       '--tracker',
-      master.url,
+      c.url,
       '--tasks',
       FIXTURES,
       '--workers',

@@ -3,41 +3,25 @@
  * `wait()` separates the two, and a `result` listener registered late still gets every outcome.
  */
 import mongoose, { type Connection } from 'mongoose';
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import type { Runner } from '../../runner/runner';
-import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster } from '../helpers/cluster';
 import { waitForEvent } from '../helpers/wait';
 import { testDbName, testMongoUrl } from '../helpers/db';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('the Feeder API', () => {
-  const dbName = testDbName('feeder-api');
-  let master: Master;
-  let runner: Runner;
-  const feeders: Feeder[] = [];
-  const feeder = async () => {
-    const f = await startFeeder(master.url);
-    feeders.push(f);
-    return f;
-  };
+  const c = useCluster({ dbName: testDbName('feeder-api'), runners: [{ workers: 1, slots: 4 }] });
+  const feeder = () => c.startFeeder();
   let db: Connection;
   /** Tasks in `tasks` once everything durable is written there. */
   const storedTasks = async () => {
-    await master.flushed();
+    await c.master.flushed();
     return db.collection('tasks').countDocuments({});
   };
 
   beforeAll(async () => {
-    master = await startMaster(dbName);
-    db = await mongoose.createConnection(testMongoUrl(), { dbName }).asPromise();
-    runner = await startRunner(master.url, { workers: 1, slots: 4 });
+    db = await mongoose.createConnection(testMongoUrl(), { dbName: c.dbName }).asPromise();
   });
   afterAll(async () => {
-    for (const f of feeders) await f.close();
-    await runner?.close();
-    await master?.close();
     await db?.close();
   });
 

@@ -5,13 +5,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
-import type { Runner } from '../../runner/runner';
 import { startMaster, tempDir } from '../helpers/cluster';
 import { eventually } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
 import { startFeeder, startRunner } from '../helpers/clients';
+import { useCluster } from '../helpers/use-cluster';
 
 interface TaskView {
   id: string;
@@ -54,34 +53,20 @@ function settle(master: Master, ids: string[], state: string): Promise<true> {
 }
 
 describe('HTTP API: tasks and batches', () => {
-  const dbName = testDbName('http-api');
   const dir = tempDir('http-api');
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
-
-  beforeAll(async () => {
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, { workers: 1, slots: 4 });
-    feeder = await startFeeder(master.url);
-  });
-  afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const c = useCluster({ dbName: testDbName('http-api'), runners: [{ workers: 1, slots: 4 }], feeder: true });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   test('GET /api/tasks filters by batch, state and text, and pages with a cursor until next is null', async () => {
     const tasks = Array.from({ length: 5 }, (_, i) => ({ id: `page-${i}`, module: 'ok', params: [i] }));
-    await feeder.work(tasks, { batch: 'paged' });
-    await feeder.work([{ id: 'other-0', module: 'ok' }], { batch: 'other' });
+    await c.feeder.work(tasks, { batch: 'paged' });
+    await c.feeder.work([{ id: 'other-0', module: 'ok' }], { batch: 'other' });
     const seen: string[] = [];
     let cursor: string | null = null;
     let pages = 0;
     do {
       const r: { body: { tasks: TaskView[]; next: string | null } } = await call(
-        master,
+        c.master,
         'GET',
         `/api/tasks?batch=paged&state=done&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
       );
@@ -92,15 +77,15 @@ describe('HTTP API: tasks and batches', () => {
     } while (cursor && pages < 10);
     expect(seen.sort()).toEqual(tasks.map((t) => t.id));
     expect(pages).toBe(3);
-    const q = await call<{ tasks: TaskView[] }>(master, 'GET', '/api/tasks?q=OTHER');
+    const q = await call<{ tasks: TaskView[] }>(c.master, 'GET', '/api/tasks?q=OTHER');
     expect(q.body.tasks.map((t) => t.id)).toEqual(['other-0']);
-    const none = await call<{ tasks: TaskView[] }>(master, 'GET', '/api/tasks?batch=paged&state=failed');
+    const none = await call<{ tasks: TaskView[] }>(c.master, 'GET', '/api/tasks?batch=paged&state=failed');
     expect(none.body.tasks).toEqual([]);
   });
 
   test('list inputs are validated: an unknown state, a limit over 500 or a foreign cursor is a 400 EVALIDATION', async () => {
     for (const query of ['state=finished', 'limit=501', 'cursor=nope', 'color=red']) {
-      const r = await call(master, 'GET', `/api/tasks?${query}`);
+      const r = await call(c.master, 'GET', `/api/tasks?${query}`);
       expect({ query, status: r.status, code: r.body.error?.code }).toEqual({
         query,
         status: 400,
@@ -110,9 +95,9 @@ describe('HTTP API: tasks and batches', () => {
   });
 
   test('GET /api/tasks/:id shows params, result and the timeline of its changes; an unknown id is a 404 ENOTFOUND', async () => {
-    await feeder.work([{ id: 'detail-1', module: 'ok', params: ['x', 2] }], { batch: 'detail' });
+    await c.feeder.work([{ id: 'detail-1', module: 'ok', params: ['x', 2] }], { batch: 'detail' });
     const r = await call<{ task: Record<string, unknown> & { timeline: { state: string }[] } }>(
-      master,
+      c.master,
       'GET',
       '/api/tasks/detail-1',
     );
@@ -121,7 +106,7 @@ describe('HTTP API: tasks and batches', () => {
     expect(states[0]).toBe('ready');
     expect(states).toContain('assigned');
     expect(states[states.length - 1]).toBe('done');
-    const missing = await call(master, 'GET', '/api/tasks/nobody-here');
+    const missing = await call(c.master, 'GET', '/api/tasks/nobody-here');
     expect({ status: missing.status, code: missing.body.error?.code }).toEqual({
       status: 404,
       code: 'ENOTFOUND',
@@ -130,7 +115,7 @@ describe('HTTP API: tasks and batches', () => {
 
   test('rerun from failed: retrying a failed task runs it again, and its EDEPFAILED dependents run after it', async () => {
     const flag = path.join(dir, 'rerun-flag');
-    const outcomes = await feeder.work(
+    const outcomes = await c.feeder.work(
       [
         { id: 'root', module: 'needs-file', params: [flag], maxAttempts: 1 },
         { id: 'child', module: 'ok', dependencies: ['root'] },
@@ -144,20 +129,20 @@ describe('HTTP API: tasks and batches', () => {
       ['grandchild', 'failed', 'EDEPFAILED'],
     ]);
     // A dependent cannot run before its failed dependency does.
-    const early = await call(master, 'POST', '/api/tasks/child/retry');
+    const early = await call(c.master, 'POST', '/api/tasks/child/retry');
     expect({ status: early.status, code: early.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
 
-    await master.flushed();
-    const failedDoc = await master.tasksCollection.findOne({ _id: 'grandchild' });
+    await c.master.flushed();
+    const failedDoc = await c.master.tasksCollection.findOne({ _id: 'grandchild' });
     expect(failedDoc?.state).toBe('failed');
 
     fs.writeFileSync(flag, 'now it exists');
-    const r = await call<{ task: TaskView; retried: string[] }>(master, 'POST', '/api/tasks/root/retry');
+    const r = await call<{ task: TaskView; retried: string[] }>(c.master, 'POST', '/api/tasks/root/retry');
     expect(r.status).toBe(200);
     expect(r.body.retried.sort()).toEqual(['child', 'grandchild', 'root']);
     expect(['ready', 'assigned', 'running', 'done']).toContain(r.body.task.state);
-    await settle(master, ['root', 'child', 'grandchild'], 'done');
-    const root = await task(master, 'root');
+    await settle(c.master, ['root', 'child', 'grandchild'], 'done');
+    const root = await task(c.master, 'root');
     expect(root.attempts).toBe(2);
     // maxAttempts: 1, plus the attempt made before the retry, which does not count against it.
     expect((root as unknown as { maxAttempts: number }).maxAttempts).toBe(2);
@@ -165,33 +150,33 @@ describe('HTTP API: tasks and batches', () => {
       expect.arrayContaining(['failed', 'ready', 'assigned', 'done']),
     );
     // The database shows it too: the retried task continued its rev and ended done.
-    await master.flushed();
-    const doc = await master.tasksCollection.findOne({ _id: 'grandchild' });
+    await c.master.flushed();
+    const doc = await c.master.tasksCollection.findOne({ _id: 'grandchild' });
     expect(doc?.state).toBe('done');
     expect(doc?.rev).toBeGreaterThan(failedDoc?.rev as number);
-    const again = await call(master, 'POST', '/api/tasks/root/retry');
+    const again = await call(c.master, 'POST', '/api/tasks/root/retry');
     expect({ status: again.status, code: again.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
   });
 
   test('a task is listed and shown as soon as its add is acknowledged, before the folder would insert its document', async () => {
     // Pinned to a runner that does not exist: they stay ready.
-    const refs = await feeder.add(
+    const refs = await c.feeder.add(
       ['fresh-1', 'fresh-2'].map((id) => ({ id, module: 'ok', runner: 'nobody' })),
       { batch: 'fresh' },
     );
     expect(refs.map((r) => r.id)).toEqual(['fresh-1', 'fresh-2']);
-    expect((await task(master, 'fresh-1')).state).toBe('ready');
-    const list = await call<{ tasks: { id: string }[] }>(master, 'GET', '/api/tasks?batch=fresh');
+    expect((await task(c.master, 'fresh-1')).state).toBe('ready');
+    const list = await call<{ tasks: { id: string }[] }>(c.master, 'GET', '/api/tasks?batch=fresh');
     expect(list.body.tasks.map((t) => t.id).sort()).toEqual(['fresh-1', 'fresh-2']);
   });
 
   test('a task id and a batch name of 200 characters (the longest allowed) are found by their routes', async () => {
     const batch = `b-${'é'.repeat(198)}`;
     const id = `t-${'x/'.repeat(99)}`;
-    await feeder.work([{ id, module: 'ok', params: [] }], { batch });
-    expect((await task(master, id)).batch).toBe(batch);
+    await c.feeder.work([{ id, module: 'ok', params: [] }], { batch });
+    expect((await task(c.master, id)).batch).toBe(batch);
     const b = await call<{ batch: { id: string; total: number } }>(
-      master,
+      c.master,
       'GET',
       `/api/batches/${encodeURIComponent(batch)}`,
     );
@@ -201,19 +186,19 @@ describe('HTTP API: tasks and batches', () => {
 
   test('POST /api/tasks/:id/cancel cancels a running task; a final one is a 409 ESTATE', async () => {
     const ref = (
-      await feeder.add([{ id: 'to-cancel', module: 'slow', params: [30_000] }], { batch: 'cancel' })
+      await c.feeder.add([{ id: 'to-cancel', module: 'slow', params: [30_000] }], { batch: 'cancel' })
     )[0];
-    await eventually(async () => (await task(master, ref.id)).state === 'running');
-    const r = await call<{ cancelled: string[] }>(master, 'POST', '/api/tasks/to-cancel/cancel');
+    await eventually(async () => (await task(c.master, ref.id)).state === 'running');
+    const r = await call<{ cancelled: string[] }>(c.master, 'POST', '/api/tasks/to-cancel/cancel');
     expect(r.body.cancelled).toEqual(['to-cancel']);
-    expect((await task(master, 'to-cancel')).state).toBe('cancelled');
-    const again = await call(master, 'POST', '/api/tasks/to-cancel/cancel');
+    expect((await task(c.master, 'to-cancel')).state).toBe('cancelled');
+    const again = await call(c.master, 'POST', '/api/tasks/to-cancel/cancel');
     expect({ status: again.status, code: again.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
   });
 
   test('batches: the list and one batch with counts, its dependency graph, and the bulk retry of its failures', async () => {
     const flag = path.join(dir, 'batch-flag');
-    await feeder.work(
+    await c.feeder.work(
       [
         { id: 'g-a', module: 'ok' },
         { id: 'g-b', module: 'needs-file', params: [flag], maxAttempts: 1, dependencies: ['g-a'] },
@@ -221,12 +206,12 @@ describe('HTTP API: tasks and batches', () => {
       ],
       { batch: 'graph' },
     );
-    const list = await call<{ batches: { id: string; total: number }[] }>(master, 'GET', '/api/batches');
+    const list = await call<{ batches: { id: string; total: number }[] }>(c.master, 'GET', '/api/batches');
     expect(list.body.batches.find((b) => b.id === 'graph')).toMatchObject({ total: 3 });
     const one = await call<{
       batch: { counts: Record<string, number>; finishedAt: number | null; durationMs: number | null };
       graph: { nodes: { id: string; state: string }[]; edges: [string, string][]; truncated: boolean };
-    }>(master, 'GET', '/api/batches/graph');
+    }>(c.master, 'GET', '/api/batches/graph');
     expect(one.body.batch.counts).toMatchObject({ done: 1, failed: 2 });
     expect(one.body.batch.durationMs).toEqual(expect.any(Number));
     expect(one.body.graph.truncated).toBe(false);
@@ -240,26 +225,26 @@ describe('HTTP API: tasks and batches', () => {
       ['g-b', 'g-c'],
     ]);
     fs.writeFileSync(flag, 'x');
-    const retried = await call<{ retried: string[] }>(master, 'POST', '/api/batches/graph/retry-failed');
+    const retried = await call<{ retried: string[] }>(c.master, 'POST', '/api/batches/graph/retry-failed');
     expect(retried.body.retried.sort()).toEqual(['g-b', 'g-c']);
-    await settle(master, ['g-b', 'g-c'], 'done');
+    await settle(c.master, ['g-b', 'g-c'], 'done');
     const after = await call<{ batch: { counts: Record<string, number> } }>(
-      master,
+      c.master,
       'GET',
       '/api/batches/graph',
     );
     expect(after.body.batch.counts).toMatchObject({ done: 3, failed: 0 });
-    const missing = await call(master, 'GET', '/api/batches/no-such-batch');
+    const missing = await call(c.master, 'GET', '/api/batches/no-such-batch');
     expect(missing.status).toBe(404);
   });
 
   test('a graph over 500 tasks is truncated to 500 nodes, the counts summarising the rest', async () => {
     const tasks = Array.from({ length: 520 }, (_, i) => ({ id: `big-${i}`, module: 'ok' }));
-    await feeder.work(tasks, { batch: 'big' });
+    await c.feeder.work(tasks, { batch: 'big' });
     const r = await call<{
       batch: { total: number; counts: Record<string, number> };
       graph: { nodes: unknown[]; truncated: boolean };
-    }>(master, 'GET', '/api/batches/big');
+    }>(c.master, 'GET', '/api/batches/big');
     expect(r.body.graph.nodes).toHaveLength(500);
     expect(r.body.graph.truncated).toBe(true);
     expect(r.body.batch).toMatchObject({ total: 520, counts: { done: 520 } });

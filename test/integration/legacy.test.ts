@@ -1,29 +1,22 @@
 import type { EventEmitter } from 'node:events';
 import { io, type Socket } from 'socket.io-client';
-import type { Master } from '../../master/master';
-import { startMaster } from '../helpers/cluster';
 import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
+import { useCluster } from '../helpers/use-cluster';
 
 /** A client that speaks only the original taskmaster events, as the slides' runner and feeder did. */
 describe('original protocol on the default namespace', () => {
-  let master: Master;
+  const c = useCluster({ dbName: testDbName('legacy') });
   const sockets: Socket[] = [];
   const connect = (query?: Record<string, string>) => {
-    const s = io(master.url, { transports: ['websocket'], reconnection: false, query });
+    const s = io(c.url, { transports: ['websocket'], reconnection: false, query });
     sockets.push(s);
     return s;
   };
 
-  beforeAll(async () => {
-    master = await startMaster(testDbName('legacy'));
-  });
   afterEach(() => {
     // Each test brings its own clients; a runner left requesting would take the next test's work.
     for (const s of sockets.splice(0)) s.close();
-  });
-  afterAll(async () => {
-    await master?.close();
   });
 
   test('task:add → task:added, task:request → task:send, task:done → result stored', async () => {
@@ -52,9 +45,9 @@ describe('original protocol on the default namespace', () => {
       runner.emit('task:request');
     });
     const outcomes = waitForEvent<[unknown]>(
-      master,
+      c.master,
       'outcomes',
-      () => master.scheduler.finals.has(stored[0]._id) && master.scheduler.finals.has(stored[1]._id),
+      () => c.master.scheduler.finals.has(stored[0]._id) && c.master.scheduler.finals.has(stored[1]._id),
     );
     runner.emit('task:request');
     await outcomes;
@@ -64,7 +57,7 @@ describe('original protocol on the default namespace', () => {
       module: 'sampleTask',
       params: [{ ticker: 'MSFT' }],
     });
-    expect(master.scheduler.finals.get(stored[0]._id)).toMatchObject({
+    expect(c.master.scheduler.finals.get(stored[0]._id)).toMatchObject({
       state: 'done',
       result: 'done {"ticker":"AAPL"}',
     });
@@ -84,11 +77,11 @@ describe('original protocol on the default namespace', () => {
       else runner.emit('task:done', { _id: t._id, result: 'second try works' });
       runner.emit('task:request');
     });
-    const done = waitForEvent(master, 'outcomes', () => master.scheduler.finals.has(task._id));
+    const done = waitForEvent(c.master, 'outcomes', () => c.master.scheduler.finals.has(task._id));
     runner.emit('task:request');
     await done;
     expect(calls).toBe(2);
-    expect(master.scheduler.finals.get(task._id)).toMatchObject({
+    expect(c.master.scheduler.finals.get(task._id)).toMatchObject({
       state: 'done',
       attempts: 2,
       result: 'second try works',
@@ -107,7 +100,9 @@ describe('original protocol on the default namespace', () => {
     });
     runner.emit('task:request');
     const resulted = (result: unknown) =>
-      waitForEvent<[{ result?: unknown }[]]>(master, 'outcomes', (os) => os.some((o) => o.result === result));
+      waitForEvent<[{ result?: unknown }[]]>(c.master, 'outcomes', (os) =>
+        os.some((o) => o.result === result),
+      );
     const first = waitForEvent<[Array<{ _id: string }>]>(feeder as unknown as EventEmitter, 'task:added');
     const produced = resulted(5);
     feeder.emit('task:add', { module: 'produce', params: [] });
@@ -128,11 +123,11 @@ describe('original protocol on the default namespace', () => {
       feeder as unknown as EventEmitter,
       'task:error',
     );
-    const before = master.scheduler.stats.added;
+    const before = c.master.scheduler.stats.added;
     feeder.emit('task:add', [{ module: 'ok' }, { module: '../escape' }]);
     const [e] = await error;
     expect(e.code).toBe('EVALIDATION');
     expect(e.message).toContain('tasks[1].module');
-    expect(master.scheduler.stats.added).toBe(before);
+    expect(c.master.scheduler.stats.added).toBe(before);
   });
 });

@@ -3,41 +3,36 @@
  * through, one message carries it, and a larger one is refused with a message naming the settings
  * that bound it — never a transport that closes the connection and a client that resends forever.
  */
-import type { Master } from '../../master/master';
 import { Master as MasterClass } from '../../master/master';
 import { MASTER_DEFAULTS } from '../../master/options';
 import { ENVELOPE_BYTES, messageRoom } from '../../protocol/limits';
 import { capturingLogger } from '../helpers/capture';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster } from '../helpers/cluster';
-import { testDbName, testMongoUrl } from '../helpers/db';
+import { testMongoUrl } from '../helpers/db';
 import { eventually } from '../helpers/wait';
+import { useCluster } from '../helpers/use-cluster';
 
 /** What one message of the default limit carries: 1 MiB less 16 KiB. */
 const ROOM = messageRoom(MASTER_DEFAULTS.maxMessageBytes);
 
 describe('message limits with default settings', () => {
-  let master: Master;
   const closers: (() => Promise<unknown>)[] = [];
-
-  beforeAll(async () => {
-    master = await startMaster(testDbName(__filename));
-  });
+  // Declared before the cluster, so the clients the tests made close before the master does.
   afterAll(async () => {
-    for (const c of closers.reverse()) await c();
-    await master?.close();
+    for (const close of closers.reverse()) await close();
   });
+  const c = useCluster();
 
   test('the documented defaults: a task and a result carry up to 1 MiB less 16 KiB', () => {
     expect(ROOM).toBe(1_032_192);
-    expect(master.opts.maxTaskBytes).toBe(ROOM);
+    expect(c.master.opts.maxTaskBytes).toBe(ROOM);
   });
 
   test('a result just under the default goes through; one just over fails with ETOOLARGE naming the master setting', async () => {
-    const runner = await startRunner(master.url, { runnerId: 'default-limits', slots: 2, workers: 2 });
+    const runner = await startRunner(c.url, { runnerId: 'default-limits', slots: 2, workers: 2 });
     closers.push(() => runner.close());
     expect(runner.maxResultBytes).toBe(ROOM);
-    const feeder = await startFeeder(master.url);
+    const feeder = await startFeeder(c.url);
     closers.push(() => feeder.close());
     // big-result returns a string of N characters: N + 2 bytes as JSON.
     const [fits, over] = await feeder.work([
@@ -53,7 +48,7 @@ describe('message limits with default settings', () => {
 
   test('a runner whose --max-result-bytes one message cannot carry says so at connect, and its refusals name both settings', async () => {
     const { logger, lines } = capturingLogger();
-    const runner = await startRunner(master.url, {
+    const runner = await startRunner(c.url, {
       runnerId: 'raised-limit',
       maxResultBytes: 4 * 1024 * 1024,
       logger,
@@ -68,7 +63,7 @@ describe('message limits with default settings', () => {
       masterMaxMessageBytes: MASTER_DEFAULTS.maxMessageBytes,
       largestResult: ROOM,
     });
-    const feeder = await startFeeder(master.url);
+    const feeder = await startFeeder(c.url);
     closers.push(() => feeder.close());
     const [o] = await feeder.work([
       { module: 'big-result', params: [2 * 1024 * 1024], runner: 'raised-limit' },
@@ -79,9 +74,9 @@ describe('message limits with default settings', () => {
   });
 
   test('a task as large as the default passes; a larger one is refused by the feeder naming both master settings', async () => {
-    const runner = await startRunner(master.url, { runnerId: 'big-params' });
+    const runner = await startRunner(c.url, { runnerId: 'big-params' });
     closers.push(() => runner.close());
-    const feeder = await startFeeder(master.url);
+    const feeder = await startFeeder(c.url);
     closers.push(() => feeder.close());
     // {"module":"ok","params":["…"],"runner":"big-params"} plus the string: exactly the default.
     const frame = JSON.stringify({ module: 'ok', params: [''], runner: 'big-params' }).length;

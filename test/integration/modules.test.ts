@@ -1,20 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
-import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir } from '../helpers/cluster';
+import { tempDir } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
-import { startFeeder, startRunner } from '../helpers/clients';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('task modules on a runner', () => {
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
   const tasksDir = tempDir('tasks');
   const outside = tempDir('outside');
 
-  beforeAll(async () => {
+  // Before the cluster's start: the runner announces the modules it finds.
+  beforeAll(() => {
     fs.writeFileSync(
       path.join(tasksDir, 'hot.js'),
       'module.exports = function () { return { version: 1, pid: process.pid }; };\n',
@@ -24,26 +19,25 @@ describe('task modules on a runner', () => {
       'module.exports = function () { return "outside code ran"; };\n',
     );
     fs.symlinkSync(path.join(outside, 'secret.js'), path.join(tasksDir, 'sneaky.js'));
-    master = await startMaster(testDbName('modules'));
-    runner = await startRunner(master.url, { tasks: [tasksDir], workers: 1, slots: 1 });
-    feeder = await startFeeder(master.url);
   });
-  afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
+  const c = useCluster({
+    dbName: testDbName('modules'),
+    runners: [{ tasks: [tasksDir], workers: 1, slots: 1 }],
+    feeder: true,
+  });
+  afterAll(() => {
     fs.rmSync(tasksDir, { recursive: true, force: true });
     fs.rmSync(outside, { recursive: true, force: true });
   });
 
   test('a module edited between two tasks: the second uses the new code, without restarting anything', async () => {
-    const [first] = await feeder.work([{ module: 'hot' }]);
+    const [first] = await c.feeder.work([{ module: 'hot' }]);
     expect(first.result).toMatchObject({ version: 1 });
     fs.writeFileSync(
       path.join(tasksDir, 'hot.js'),
       'module.exports = function () { return { version: 2, pid: process.pid }; };\n',
     );
-    const [second] = await feeder.work([{ module: 'hot' }]);
+    const [second] = await c.feeder.work([{ module: 'hot' }]);
     expect(second.result).toMatchObject({ version: 2 });
     // Each outcome names the module version that produced it.
     expect(first.moduleHash).toMatch(/^[0-9a-f]+$/);
@@ -58,26 +52,26 @@ describe('task modules on a runner', () => {
       path.join(tasksDir, 'late', 'arrival.ts'),
       'export default function (a: number, b: number): number { return a * b; }\n',
     );
-    const [o] = await feeder.work([{ module: 'late/arrival', params: [6, 7] }]);
+    const [o] = await c.feeder.work([{ module: 'late/arrival', params: [6, 7] }]);
     expect(o).toMatchObject({ state: 'done', result: 42 });
   });
 
   test('a symlink that leads out of the task folder is not announced, so its task never runs', async () => {
-    const [o] = await feeder.work([{ module: 'sneaky', assignTimeout: 300 }]);
+    const [o] = await c.feeder.work([{ module: 'sneaky', assignTimeout: 300 }]);
     expect(o).toMatchObject({ state: 'failed', attempts: 0, error: { code: 'EATO' } });
     expect(o.error?.message).toContain('no connected runner has module sneaky');
   });
 
   test('path traversal in a module name is refused by the master before anything is stored', async () => {
-    const before = master.scheduler.stats.added;
+    const before = c.master.scheduler.stats.added;
     for (const name of ['../secret', 'a/../../secret', '/etc/passwd', 'a\\b', 'C:/x', '.hidden']) {
-      await expect(feeder.add([{ module: name }])).rejects.toMatchObject({ code: 'EVALIDATION' });
+      await expect(c.feeder.add([{ module: name }])).rejects.toMatchObject({ code: 'EVALIDATION' });
     }
-    expect(master.scheduler.stats.added).toBe(before);
+    expect(c.master.scheduler.stats.added).toBe(before);
   });
 
   test('a module that is missing everywhere: its task waits, and says so when its assign timeout ends it', async () => {
-    const [o] = await feeder.work([{ module: 'does-not-exist', assignTimeout: 300 }]);
+    const [o] = await c.feeder.work([{ module: 'does-not-exist', assignTimeout: 300 }]);
     expect(o).toMatchObject({ state: 'failed', attempts: 0, error: { code: 'EATO' } });
     expect(o.error?.message).toBe(
       'no runner took the task within 300 ms: no connected runner has module does-not-exist',

@@ -8,15 +8,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { io as connect, type Socket } from 'socket.io-client';
-import type { Feeder } from '../../feeder/feeder';
 import { HttpRoutes, type HttpView } from '../../master/http/server';
-import type { Master } from '../../master/master';
 import { staticRoutes } from '../../master/http/static';
-import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, testLogger } from '../helpers/cluster';
+import { tempDir, testLogger } from '../helpers/cluster';
 import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
-import { startFeeder, startRunner } from '../helpers/clients';
+import { useCluster } from '../helpers/use-cluster';
 
 /** A metric's value in Prometheus text, 0 when absent. */
 function metric(text: string, name: string, labels = ''): number {
@@ -25,23 +22,10 @@ function metric(text: string, name: string, labels = ''): number {
 }
 
 describe('metrics and readiness', () => {
-  const dbName = testDbName('metrics');
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
-  beforeAll(async () => {
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, { slots: 2 });
-    feeder = await startFeeder(master.url);
-  });
-  afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
-  });
+  const c = useCluster({ dbName: testDbName('metrics'), runners: [{ slots: 2 }], feeder: true });
 
   const scrape = async () => {
-    const res = await fetch(new URL('/metrics', master.url));
+    const res = await fetch(new URL('/metrics', c.url));
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     return res.text();
   };
@@ -56,7 +40,7 @@ describe('metrics and readiness', () => {
       'taskmaster_store_write_backlog',
     ])
       expect(before).toContain(`\n${name} `);
-    await feeder.work([
+    await c.feeder.work([
       ...Array.from({ length: 4 }, (_, i) => ({ module: 'ok', params: [i] })),
       { module: 'throws', maxAttempts: 2 },
     ]);
@@ -80,8 +64,8 @@ describe('metrics and readiness', () => {
   });
 
   test('queue depth by priority counts ready tasks while no runner has a free slot', async () => {
-    await runner.close();
-    await feeder.add([
+    await c.runner.close();
+    await c.feeder.add([
       { module: 'ok', priority: 5 },
       { module: 'ok', priority: 5 },
       { module: 'ok', priority: 1 },
@@ -90,38 +74,34 @@ describe('metrics and readiness', () => {
     expect(metric(text, 'taskmaster_queue_depth', '{priority="5"}')).toBe(2);
     expect(metric(text, 'taskmaster_queue_depth', '{priority="1"}')).toBe(1);
     expect(metric(text, 'taskmaster_tasks', '{state="ready"}')).toBe(3);
-    runner = await startRunner(master.url);
+    await c.startRunner();
   });
 
   test('/ready answers 200 once recovery finished and the database answers', async () => {
-    const res = await fetch(new URL('/ready', master.url));
+    const res = await fetch(new URL('/ready', c.url));
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ ready: true, database: true, recovered: true });
   });
 });
 
 describe('the /dashboard namespace', () => {
-  const dbName = testDbName('dashboard-nsp');
   const TOKEN = 'dashboard-test-token-0123456789';
   const READ = 'dashboard-read-token-0123456789';
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
   const sockets: Socket[] = [];
-  beforeAll(async () => {
-    master = await startMaster(dbName, { token: TOKEN, readToken: READ });
-    runner = await startRunner(master.url, { token: TOKEN });
-    feeder = await startTokenFeeder(master.url, TOKEN);
-  });
-  afterAll(async () => {
+  // Declared before the cluster, so the sockets close before the master does.
+  afterAll(() => {
     for (const s of sockets) s.close();
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
+  });
+  // The runner and the feeder carry the master's token.
+  const c = useCluster({
+    dbName: testDbName('dashboard-nsp'),
+    masterOptions: { token: TOKEN, readToken: READ },
+    runners: 1,
+    feeder: true,
   });
 
   const open = (token?: string) => {
-    const s = connect(`${master.url}/dashboard`, {
+    const s = connect(`${c.url}/dashboard`, {
       auth: token ? { token } : {},
       transports: ['websocket'],
       reconnection: false,
@@ -151,7 +131,7 @@ describe('the /dashboard namespace', () => {
       (t: { id: string; state: string }) => t.id === 'watched' && t.state === 'done',
       5000,
     );
-    await feeder.work([{ id: 'watched', module: 'ok' }], { batch: 'dash' });
+    await c.feeder.work([{ id: 'watched', module: 'ok' }], { batch: 'dash' });
     const [tick] = await waitForEvent<
       [{ counts: Record<string, number>; batches: { id: string }[]; throughput: { done: number }[] }]
     >(s as never, 'dash:tick', (o: { counts: Record<string, number> }) => o.counts.done >= 1, 5000);
@@ -167,7 +147,7 @@ describe('the /dashboard namespace', () => {
   });
 
   test('the read-only token opens no namespace that acts, and no POST route', async () => {
-    const s = connect(`${master.url}/feeder`, {
+    const s = connect(`${c.url}/feeder`, {
       auth: { token: READ },
       transports: ['websocket'],
       reconnection: false,
@@ -175,21 +155,17 @@ describe('the /dashboard namespace', () => {
     sockets.push(s);
     const [err] = await waitForEvent<[Error & { data?: { code?: string } }]>(s as never, 'connect_error');
     expect(err.data?.code).toBe('EAUTH');
-    const post = await fetch(new URL('/api/tasks/watched/retry', master.url), {
+    const post = await fetch(new URL('/api/tasks/watched/retry', c.url), {
       method: 'POST',
       headers: { authorization: `Bearer ${READ}` },
     });
     expect(post.status).toBe(403);
-    const get = await fetch(new URL('/api/tasks/watched', master.url), {
+    const get = await fetch(new URL('/api/tasks/watched', c.url), {
       headers: { authorization: `Bearer ${READ}` },
     });
     expect(get.status).toBe(200);
   });
 });
-
-function startTokenFeeder(url: string, token: string): Promise<Feeder> {
-  return startFeeder(url, { token });
-}
 
 describe('the dashboard files', () => {
   const dir = tempDir('dashboard-dist');

@@ -1,30 +1,14 @@
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
-import type { Runner } from '../../runner/runner';
-import { startFeeder, startRunner } from '../helpers/clients';
-import { startMaster } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('a task that kills its child every time', () => {
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
-  beforeAll(async () => {
-    master = await startMaster(testDbName('poison'));
-    runner = await startRunner(master.url, { workers: 2, slots: 2 });
-    feeder = await startFeeder(master.url);
-  });
-  afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
-  });
+  const c = useCluster({ dbName: testDbName('poison'), runners: [{ workers: 2, slots: 2 }], feeder: true });
 
   test('ends failed with ECRASH after its attempts, while every other task keeps flowing', async () => {
-    const pidsBefore = runner.pids;
+    const pidsBefore = c.runner.pids;
     const respawned: number[] = [];
-    runner.on('respawn', (pid) => pid !== undefined && respawned.push(pid));
-    const outcomes = await feeder.work([
+    c.runner.on('respawn', (pid) => pid !== undefined && respawned.push(pid));
+    const outcomes = await c.feeder.work([
       { id: 'poison', module: 'crash', maxAttempts: 3 },
       ...Array.from({ length: 20 }, (_, i) => ({ id: `fine-${i}`, module: 'timed', params: [20, i] })),
     ]);
@@ -34,8 +18,8 @@ describe('a task that kills its child every time', () => {
     expect(respawned).toHaveLength(3);
     const everUsed = new Set([...pidsBefore, ...respawned]);
     expect(everUsed.size).toBe(pidsBefore.length + respawned.length);
-    expect(runner.pids).toHaveLength(2);
-    const crashed = [...everUsed].filter((p) => !runner.pids.includes(p));
+    expect(c.runner.pids).toHaveLength(2);
+    const crashed = [...everUsed].filter((p) => !c.runner.pids.includes(p));
     expect(crashed).toHaveLength(3);
     for (const pid of crashed) expect(() => process.kill(pid, 0)).toThrow(); // gone, not parked
   });

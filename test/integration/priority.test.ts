@@ -1,26 +1,10 @@
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import type { Runner } from '../../runner/runner';
-import { startMaster } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
-import { startFeeder, startRunner } from '../helpers/clients';
 import { within, WAIT_MS } from '../helpers/wait';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('priority', () => {
-  let master: Master;
-  let feeder: Feeder;
-  let runner: Runner | undefined;
-
-  beforeAll(async () => {
-    master = await startMaster(testDbName('prio'));
-    feeder = await startFeeder(master.url);
-  });
-  afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
-  });
+  const c = useCluster({ dbName: testDbName('prio'), feeder: true });
 
   test('with runners saturated, higher priority runs first, FIFO within a priority', async () => {
     // Queue everything while no runner is connected, then give the work a single slot.
@@ -35,13 +19,13 @@ describe('priority', () => {
     ];
     const outcomes: TaskOutcome[] = [];
     const all = new Promise<void>((resolve) =>
-      feeder.on('result', (o: TaskOutcome) => {
+      c.feeder.on('result', (o: TaskOutcome) => {
         outcomes.push(o);
         if (outcomes.length === batch.length) resolve();
       }),
     );
-    await feeder.add(batch); // stored and queued before any runner exists
-    runner = await startRunner(master.url, { workers: 1, slots: 1 });
+    await c.feeder.add(batch); // stored and queued before any runner exists
+    await c.startRunner({ workers: 1, slots: 1 });
     await within(WAIT_MS, all, () => `outcomes of all ${batch.length} tasks (got ${outcomes.length})`);
     expect(outcomes.every((o) => o.state === 'done')).toBe(true);
     const order = outcomes

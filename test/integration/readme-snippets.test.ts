@@ -14,12 +14,10 @@ import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import ts from 'typescript';
 import { initTasks } from '../../bin/init';
-import type { Master } from '../../master/master';
-import type { Runner } from '../../runner/runner';
-import { startRunner } from '../helpers/clients';
-import { ROOT, startMaster, tempDir } from '../helpers/cluster';
+import { ROOT, tempDir } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
 import { docFiles, readDoc, readmeSnippets } from '../helpers/docs';
+import { useCluster } from '../helpers/use-cluster';
 
 const run = promisify(execFile);
 
@@ -52,13 +50,9 @@ const README = readDoc('README.md');
 
 describe('the README and docs/ run', () => {
   const snippets = docFiles().flatMap((file) => readmeSnippets(readDoc(file)));
-  const dbName = testDbName('readme-snippets');
-  let dir: string;
-  let master: Master;
-  let runner: Runner;
+  const dir = tempDir('readme');
 
-  beforeAll(async () => {
-    dir = tempDir('readme');
+  beforeAll(() => {
     linkPackage(dir);
     const quiet = new PassThrough().resume();
     expect(initTasks(path.join(dir, 'tasks'), quiet, quiet)).toBe(0);
@@ -66,18 +60,12 @@ describe('the README and docs/ run', () => {
       fs.mkdirSync(path.dirname(path.join(dir, s.file)), { recursive: true });
       fs.writeFileSync(path.join(dir, s.file), s.code);
     }
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, {
-      tasks: [path.join(dir, 'tasks')],
-      workers: 1,
-      slots: 4,
-    });
   });
-  afterAll(async () => {
-    await runner?.close();
-    await master?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  const c = useCluster({
+    dbName: testDbName('readme-snippets'),
+    runners: [{ tasks: [path.join(dir, 'tasks')], workers: 1, slots: 4 }],
   });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   test('they have runnable feeder scripts and task modules, each named by its first line', () => {
     expect(readmeSnippets(README).filter((s) => s.kind === 'runnable').length).toBeGreaterThanOrEqual(2);
@@ -111,7 +99,7 @@ describe('the README and docs/ run', () => {
     for (const s of snippets.filter((x) => x.kind === 'runnable')) {
       const result = await run(tsx, [s.file], {
         cwd: dir,
-        env: { ...process.env, TASKMASTER_MASTER: master.url },
+        env: { ...process.env, TASKMASTER_MASTER: c.url },
         timeout: 30_000,
         encoding: 'utf8',
       }).catch((e: Error & { stdout?: string; stderr?: string; signal?: string }) => {

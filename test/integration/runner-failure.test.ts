@@ -1,28 +1,22 @@
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import { type Proc, spawnRunner, startMaster } from '../helpers/cluster';
+import { type Proc, spawnRunner } from '../helpers/cluster';
 import { WAIT_MS, waitForEvent, within } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
-import { startFeeder } from '../helpers/clients';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('a runner killed mid-task', () => {
-  let master: Master;
-  let feeder: Feeder;
   const procs: Proc[] = [];
-
-  beforeAll(async () => {
-    master = await startMaster(testDbName('runnerkill'), { disconnectGraceMs: 200 });
-    feeder = await startFeeder(master.url);
-  });
   afterAll(async () => {
     for (const p of procs) await p.kill('SIGKILL');
-    await feeder?.close();
-    await master?.close();
+  });
+  const c = useCluster({
+    dbName: testDbName('runnerkill'),
+    masterOptions: { disconnectGraceMs: 200 },
+    feeder: true,
   });
 
   const runner = async (id: string) => {
-    const p = await spawnRunner(master, id);
+    const p = await spawnRunner(c.master, id);
     procs.push(p);
     return p;
   };
@@ -33,13 +27,13 @@ describe('a runner killed mid-task', () => {
     const n = 8;
     const outcomes = new Map<string, TaskOutcome>();
     const all = new Promise<void>((resolve) =>
-      feeder.on('result', (o: TaskOutcome) => {
+      c.feeder.on('result', (o: TaskOutcome) => {
         outcomes.set(o.id, o);
         if (outcomes.size === n) resolve();
       }),
     );
-    const startedOnDoomed = waitForEvent(master, 'task:started', (rid) => rid === 'doomed');
-    const refs = await feeder.add(
+    const startedOnDoomed = waitForEvent(c.master, 'task:started', (rid) => rid === 'doomed');
+    const refs = await c.feeder.add(
       Array.from({ length: n }, (_, i) => ({ id: `job-${i}`, module: 'timed', params: [1500, `job-${i}`] })),
     );
     const [, running] = (await startedOnDoomed) as unknown as [string, { id: string }[]];

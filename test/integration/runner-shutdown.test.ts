@@ -1,29 +1,23 @@
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import { startFeeder } from '../helpers/clients';
-import { type Proc, spawnRunner, startMaster } from '../helpers/cluster';
+import { type Proc, spawnRunner } from '../helpers/cluster';
 import { WAIT_MS, waitForEvent, within } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('a runner stopped with SIGTERM', () => {
-  let master: Master;
-  let feeder: Feeder;
   const procs: Proc[] = [];
-
-  beforeAll(async () => {
-    // A long disconnect grace: a requeue that happens at once can only come from the explicit release.
-    master = await startMaster(testDbName('shutdown'), { disconnectGraceMs: 60_000 });
-    feeder = await startFeeder(master.url);
-  });
   afterAll(async () => {
     for (const p of procs) await p.kill('SIGKILL');
-    await feeder?.close();
-    await master?.close();
+  });
+  // A long disconnect grace: a requeue that happens at once can only come from the explicit release.
+  const c = useCluster({
+    dbName: testDbName('shutdown'),
+    masterOptions: { disconnectGraceMs: 60_000 },
+    feeder: true,
   });
 
   const runner = async (id: string, extra: string[] = []) => {
-    const p = await spawnRunner(master, id, extra);
+    const p = await spawnRunner(c.master, id, extra);
     procs.push(p);
     return p;
   };
@@ -32,17 +26,17 @@ describe('a runner stopped with SIGTERM', () => {
     const stopping = await runner('stopping', ['--shutdown-grace-ms', '500']);
     const outcomes = new Map<string, TaskOutcome>();
     const all = new Promise<void>((resolve) =>
-      feeder.on('result', (o: TaskOutcome) => {
+      c.feeder.on('result', (o: TaskOutcome) => {
         outcomes.set(o.id, o);
         if (outcomes.size === 2) resolve();
       }),
     );
     const running = waitForEvent(
-      master,
+      c.master,
       'task:started',
       (_rid: unknown, refs: unknown) => (refs as unknown[]).length > 0,
     );
-    await feeder.add([
+    await c.feeder.add([
       { id: 'short', module: 'timed', params: [200, 'short'] },
       { id: 'long', module: 'slow', params: [3000] },
     ]);

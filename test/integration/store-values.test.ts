@@ -1,14 +1,12 @@
 import mongoose from 'mongoose';
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
 import { decodeValue } from '../../models/codec';
 import type { TaskOutcome } from '../../protocol/schemas';
-import type { Runner } from '../../runner/runner';
 import { startMaster } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
-import { startFeeder, startRunner } from '../helpers/clients';
+import { startFeeder } from '../helpers/clients';
 import { rawRunner, type RawRunner } from '../helpers/raw-clients';
 import { waitForEvent } from '../helpers/wait';
+import { useCluster } from '../helpers/use-cluster';
 
 /**
  * Values a database refuses for their keys or shape, sent by feeders and returned by task modules.
@@ -16,37 +14,31 @@ import { waitForEvent } from '../helpers/wait';
  * with a clear error, and an honest add → result round trip works right after.
  */
 describe('no value can wedge the writer', () => {
-  const dbName = testDbName('wedge');
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
-  let conn: mongoose.Connection;
-
   // Limits raised past what a database stores, so the writer itself meets the oversized values.
   const roomy = { maxMessageBytes: 64 * 1024 * 1024 };
-
+  const c = useCluster({
+    dbName: testDbName('wedge'),
+    masterOptions: roomy,
+    runners: [{ workers: 1, slots: 4, runnerId: 'r1' }],
+    feeder: { maxMessageBytes: roomy.maxMessageBytes },
+  });
+  let conn: mongoose.Connection;
   beforeAll(async () => {
-    master = await startMaster(dbName, roomy);
-    runner = await startRunner(master.url, { workers: 1, slots: 4, runnerId: 'r1' });
-    feeder = await startFeeder(master.url, { maxMessageBytes: roomy.maxMessageBytes });
-    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(c.dbName)).asPromise();
   });
   afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
     await conn?.close();
   });
 
   let honest = 0;
   afterEach(async () => {
     const label = `honest-${++honest}`;
-    const [o] = await feeder.work([{ module: 'ok', params: [label] }]);
+    const [o] = await c.feeder.work([{ module: 'ok', params: [label] }]);
     expect(o).toMatchObject({ state: 'done', result: [label] });
   });
 
   async function storedDoc(id: string): Promise<Record<string, unknown>> {
-    await master.flushed();
+    await c.master.flushed();
     const doc = await conn.collection<{ _id: string }>('tasks').findOne({ _id: id });
     if (!doc) throw new Error(`no tasks document for ${id}`);
     return doc as Record<string, unknown>;
@@ -67,7 +59,7 @@ describe('no value can wedge the writer', () => {
     ],
     ['nesting 40 deep', [nest(40)]],
   ])('params with %s run, and are stored and read back unchanged', async (_name, params) => {
-    const [o] = await feeder.work([{ module: 'ok', params }]);
+    const [o] = await c.feeder.work([{ module: 'ok', params }]);
     expect(o).toMatchObject({ state: 'done', result: params });
     const doc = await storedDoc(o.id);
     expect(decodeValue(doc.params)).toEqual(params);
@@ -77,38 +69,40 @@ describe('no value can wedge the writer', () => {
   });
 
   test('a result with a dotted key ({ "report.pdf": 1 }) is delivered and stored', async () => {
-    const [o] = await feeder.work([{ module: 'ok', params: [{ 'report.pdf': 1 }] }]);
+    const [o] = await c.feeder.work([{ module: 'ok', params: [{ 'report.pdf': 1 }] }]);
     expect(o.result).toEqual([{ 'report.pdf': 1 }]);
     expect(decodeValue((await storedDoc(o.id)).result)).toEqual([{ 'report.pdf': 1 }]);
   });
 
   test('a broadcast whose per-runner copy id collides with an existing task is refused as a whole, clearly', async () => {
-    await feeder.work([{ id: 'cast@r1', module: 'ok' }]);
-    await expect(feeder.add([{ id: 'cast', module: 'ok', broadcast: true }])).rejects.toMatchObject({
+    await c.feeder.work([{ id: 'cast@r1', module: 'ok' }]);
+    await expect(c.feeder.add([{ id: 'cast', module: 'ok', broadcast: true }])).rejects.toMatchObject({
       message: expect.stringContaining('"cast@r1" is already taken'),
     });
-    await master.flushed(); // anything durable would be in `tasks` now
+    await c.master.flushed(); // anything durable would be in `tasks` now
     expect(await conn.collection<{ _id: string }>('tasks').countDocuments({ _id: 'cast' })).toBe(0);
   });
 
   test('an add holding a document over the database limit (17 MB) is refused whole; nothing of it is stored', async () => {
     const big = 'x'.repeat(17 * 1024 * 1024);
     await expect(
-      feeder.add([
+      c.feeder.add([
         { id: 'ok1', module: 'ok' },
         { id: 'ok2', module: 'ok' },
         { id: 'bad', module: 'ok', params: [big] },
         { id: 'ok3', module: 'ok' },
       ]),
     ).rejects.toMatchObject({ code: 'EPERSIST', message: expect.stringContaining('"bad"') });
-    await master.flushed();
+    await c.master.flushed();
     expect(
       await conn
         .collection<{ _id: string }>('tasks')
         .countDocuments({ _id: { $in: ['ok1', 'ok2', 'bad', 'ok3'] } }),
     ).toBe(0);
     // The ids are free: nothing of the refused add is left.
-    expect(await feeder.work([{ id: 'ok1', module: 'ok', params: [1] }])).toMatchObject([{ state: 'done' }]);
+    expect(await c.feeder.work([{ id: 'ok1', module: 'ok', params: [1] }])).toMatchObject([
+      { state: 'done' },
+    ]);
   });
 });
 

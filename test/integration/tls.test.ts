@@ -10,12 +10,12 @@ import tls from 'node:tls';
 import { requestJson } from '../../common/http-request';
 import { silentLogger } from '../../common/logger';
 import { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
 import { Runner } from '../../runner/runner';
-import { spawnCli, startMaster, testLogger } from '../helpers/cluster';
+import { spawnCli, testLogger } from '../helpers/cluster';
 import { startRunner } from '../helpers/clients';
 import { testDbName, testDbUrl } from '../helpers/db';
 import { makeTestCa, type Issued, type TestCa } from '../helpers/pki';
+import { useCluster } from '../helpers/use-cluster';
 
 const TOKEN = 'tls-test-token-0123456789';
 
@@ -32,32 +32,31 @@ function servedFingerprint(url: string, ca: string): Promise<string> {
 }
 
 describe('TLS', () => {
-  const dbName = testDbName(__filename);
   let pki: TestCa;
   let other: TestCa;
   let first: Issued;
-  let master: Master;
 
-  beforeAll(async () => {
+  beforeAll(() => {
     pki = makeTestCa();
     other = makeTestCa('Another CA');
     first = pki.issue('first');
-    master = await startMaster(dbName, { tls: { cert: first.cert, key: first.key }, token: TOKEN });
   });
-  afterAll(async () => {
-    await master?.close();
+  const c = useCluster({
+    masterOptions: () => ({ tls: { cert: first.cert, key: first.key }, token: TOKEN }),
+  });
+  afterAll(() => {
     pki?.remove();
     other?.remove();
   });
 
   test('a runner and a feeder given the CA complete a round trip over wss; the master says https', async () => {
-    expect(master.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
-    const runner = await startRunner(master.url, { ca: pki.ca, token: TOKEN });
-    const feeder = new Feeder({ master: master.url, ca: pki.ca, token: TOKEN, logger: testLogger() });
+    expect(c.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const runner = await startRunner(c.url, { ca: pki.ca, token: TOKEN });
+    const feeder = new Feeder({ master: c.url, ca: pki.ca, token: TOKEN, logger: testLogger() });
     try {
       const [outcome] = await feeder.work([{ id: 'over-tls', module: 'ok', params: ['secure'] }]);
       expect(outcome).toMatchObject({ state: 'done', result: ['secure'] });
-      const health = await requestJson(new URL('/health', master.url), { ca: pki.ca });
+      const health = await requestJson(new URL('/health', c.url), { ca: pki.ca });
       expect(health).toMatchObject({ status: 200, body: { ok: true } });
     } finally {
       await feeder.close();
@@ -67,7 +66,7 @@ describe('TLS', () => {
 
   test('a client without the CA, or with another, is refused with ETLS naming the certificate problem', async () => {
     for (const ca of [undefined, other.ca]) {
-      const feeder = new Feeder({ master: master.url, ca, token: TOKEN, logger: silentLogger() });
+      const feeder = new Feeder({ master: c.url, ca, token: TOKEN, logger: silentLogger() });
       try {
         const err = (await feeder.ready().then(
           () => null,
@@ -81,7 +80,7 @@ describe('TLS', () => {
         await feeder.close();
       }
     }
-    const runner = new Runner({ master: master.url, token: TOKEN, workers: 1, logger: silentLogger() });
+    const runner = new Runner({ master: c.url, token: TOKEN, workers: 1, logger: silentLogger() });
     try {
       await expect(runner.start()).rejects.toMatchObject({ code: 'ETLS' });
     } finally {
@@ -90,21 +89,21 @@ describe('TLS', () => {
   });
 
   test('taskmaster feed and the operator commands take --ca; without it they fail naming the certificate problem', async () => {
-    const runner = await startRunner(master.url, { ca: pki.ca, token: TOKEN });
+    const runner = await startRunner(c.url, { ca: pki.ca, token: TOKEN });
     const batch = path.join(pki.dir, 'batch.json');
     fs.writeFileSync(batch, JSON.stringify([{ id: 'fed', module: 'ok', params: [1] }]));
     try {
-      const refused = spawnCli(['feed', batch, '--master', master.url, '--token', TOKEN]);
+      const refused = spawnCli(['feed', batch, '--master', c.url, '--token', TOKEN]);
       expect(await refused.exit()).toBe(1);
       expect(refused.output()).toContain(
-        `taskmaster feed: ETLS: cannot connect the feeder to ${master.url}: the master's TLS certificate is not trusted`,
+        `taskmaster feed: ETLS: cannot connect the feeder to ${c.url}: the master's TLS certificate is not trusted`,
       );
       const fed = spawnCli([
         'feed',
         batch,
         '--wait',
         '--master',
-        master.url,
+        c.url,
         '--token',
         TOKEN,
         '--ca',
@@ -116,35 +115,26 @@ describe('TLS', () => {
       await runner.close();
     }
 
-    const without = spawnCli(['status', '--master', master.url, '--token', TOKEN]);
+    const without = spawnCli(['status', '--master', c.url, '--token', TOKEN]);
     expect(await without.exit()).toBe(1);
     expect(without.output()).toContain("the master's TLS certificate is not trusted");
-    const given = spawnCli([
-      'status',
-      '--json',
-      '--master',
-      master.url,
-      '--token',
-      TOKEN,
-      '--ca',
-      pki.caFile,
-    ]);
+    const given = spawnCli(['status', '--json', '--master', c.url, '--token', TOKEN, '--ca', pki.caFile]);
     expect(await given.exit()).toBe(0);
     expect(JSON.parse(given.output().trim().split('\n').pop() as string)).toHaveProperty('stats');
   });
 
   test('setTls serves a new certificate to new connections; a key of another certificate is refused and the old one stays', async () => {
     const second = pki.issue('second');
-    expect(await servedFingerprint(master.url, pki.ca)).toBe(first.fingerprint256);
-    expect(master.setTls({ cert: second.cert, key: second.key })).toMatchObject({
+    expect(await servedFingerprint(c.url, pki.ca)).toBe(first.fingerprint256);
+    expect(c.master.setTls({ cert: second.cert, key: second.key })).toMatchObject({
       fingerprint256: second.fingerprint256,
     });
-    expect(await servedFingerprint(master.url, pki.ca)).toBe(second.fingerprint256);
-    expect(() => master.setTls({ cert: first.cert, key: second.key })).toThrow(
+    expect(await servedFingerprint(c.url, pki.ca)).toBe(second.fingerprint256);
+    expect(() => c.master.setTls({ cert: first.cert, key: second.key })).toThrow(
       /tls.key: the key does not belong to the certificate/,
     );
-    expect(await servedFingerprint(master.url, pki.ca)).toBe(second.fingerprint256);
-    master.setTls({ cert: first.cert, key: first.key });
+    expect(await servedFingerprint(c.url, pki.ca)).toBe(second.fingerprint256);
+    c.master.setTls({ cert: first.cert, key: first.key });
   });
 
   test('taskmaster master --tls-cert/--tls-key reads the files again on SIGHUP; a bad pair is logged and the old one stays', async () => {

@@ -1,32 +1,22 @@
 import mongoose from 'mongoose';
 import { io } from 'socket.io-client';
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
-import { startMaster } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
-import { startFeeder } from '../helpers/clients';
+import { useCluster } from '../helpers/use-cluster';
 import { WAIT_MS } from '../helpers/wait';
 import { NAMESPACES } from '../../protocol/events';
 
 describe('validation of batches and payloads', () => {
-  const dbName = testDbName('valid');
-  let master: Master;
-  let feeder: Feeder;
+  const c = useCluster({ dbName: testDbName('valid'), feeder: true });
   let conn: mongoose.Connection;
-
   beforeAll(async () => {
-    master = await startMaster(dbName);
-    feeder = await startFeeder(master.url);
-    conn = await mongoose.createConnection(testDbUrl(dbName)).asPromise();
+    conn = await mongoose.createConnection(testDbUrl(c.dbName)).asPromise();
   });
   afterAll(async () => {
-    await feeder?.close();
-    await master?.close();
     await conn?.close();
   });
 
   test('a malformed batch is rejected as a whole, with one clear error per bad task, and nothing is stored', async () => {
-    const err = await feeder
+    const err = await c.feeder
       .add([
         { id: 'fine', module: 'ok', params: [1] },
         { module: '../../etc/passwd' },
@@ -57,18 +47,18 @@ describe('validation of batches and payloads', () => {
     expect(paths.some((p) => p.startsWith('tasks[0]'))).toBe(false);
     expect(err!.message).toContain('tasks[1].module: must not contain ".."');
     expect(err!.message).toContain('tasks[5].module: must not be an absolute path');
-    await master.flushed(); // anything durable would be in `tasks` now
+    await c.master.flushed(); // anything durable would be in `tasks` now
     expect(await conn.collection('tasks').countDocuments({})).toBe(0);
     expect(await conn.collection('task_journal').countDocuments({})).toBe(0);
   });
 
   test('ids are unique within the master: a duplicate in the batch or a taken id is refused', async () => {
-    await feeder.add([{ id: 'taken', module: 'ok' }]);
-    await expect(feeder.add([{ id: 'taken', module: 'ok' }])).rejects.toMatchObject({
+    await c.feeder.add([{ id: 'taken', module: 'ok' }]);
+    await expect(c.feeder.add([{ id: 'taken', module: 'ok' }])).rejects.toMatchObject({
       message: expect.stringContaining('tasks[0].id: id "taken" is already taken'),
     });
     await expect(
-      feeder.add([
+      c.feeder.add([
         { id: 'twice', module: 'ok' },
         { id: 'twice', module: 'ok' },
       ]),
@@ -79,14 +69,14 @@ describe('validation of batches and payloads', () => {
   });
 
   test('a request that is not a batch at all is refused with the field named', async () => {
-    await expect(feeder.add('nope' as never)).rejects.toMatchObject({
+    await expect(c.feeder.add('nope' as never)).rejects.toMatchObject({
       code: 'EVALIDATION',
       message: expect.stringContaining('tasks'),
     });
   });
 
   test('a malformed runner:hello is refused naming the event, the field and the reason; a good one is then taken', async () => {
-    const socket = io(`${master.url}${NAMESPACES.runner}`, {
+    const socket = io(`${c.master.url}${NAMESPACES.runner}`, {
       transports: ['websocket'],
       reconnection: false,
       forceNew: true,
@@ -102,7 +92,7 @@ describe('validation of batches and payloads', () => {
       expect(reply.error.code).toBe('EVALIDATION');
       expect(reply.error.message).toMatch(/^invalid runner:hello payload \(1 issue\): hello\.slots: /);
       expect(reply.error.details.issues.map((i) => i.path)).toEqual(['hello.slots']);
-      expect(master.listRunners().some((r) => r.id === 'bad-hello')).toBe(false);
+      expect(c.master.listRunners().some((r) => r.id === 'bad-hello')).toBe(false);
       // The refusal left the connection usable: the same socket says a correct hello and is a runner.
       await expect(
         socket.timeout(WAIT_MS).emitWithAck('runner:hello', { runnerId: 'bad-hello', slots: 4, workers: 1 }),

@@ -2,30 +2,26 @@
  * "Why does task T not run (on runner X)?" against a real master: GET /api/tasks/ID/why and the `why`
  * of a task's detail give the first reason the scheduler's policies give, with a stable code.
  */
-import type { Master } from '../../master/master';
-import { startMaster } from '../helpers/cluster';
-import { testDbName } from '../helpers/db';
 import { rawFeeder, rawRunner, type RawFeeder, type RawRunner } from '../helpers/raw-clients';
+import { useCluster } from '../helpers/use-cluster';
 
 describe('why a task does not run', () => {
-  const dbName = testDbName(__filename);
-  let master: Master;
   let feeder: RawFeeder;
   let plain: RawRunner;
 
-  beforeAll(async () => {
-    master = await startMaster(dbName);
-    feeder = await rawFeeder(master.url);
-    plain = await rawRunner(master.url, { runnerId: 'why-plain', slots: 1, data: { gpu: false } });
-  });
-  afterAll(async () => {
+  // Declared before the cluster, so the raw clients close before the master does.
+  afterAll(() => {
     feeder?.close();
     plain?.close();
-    await master?.close();
+  });
+  const c = useCluster();
+  beforeAll(async () => {
+    feeder = await rawFeeder(c.url);
+    plain = await rawRunner(c.url, { runnerId: 'why-plain', slots: 1, data: { gpu: false } });
   });
 
   const why = async (path: string) => {
-    const res = await fetch(`${master.url}${path}`);
+    const res = await fetch(`${c.url}${path}`);
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
 
@@ -65,13 +61,13 @@ describe('why a task does not run', () => {
   });
 
   test('a drained runner, a full one, then the task runs and is final', async () => {
-    expect(master.scheduler.drain('why-plain')).toBe(true);
+    expect(c.master.scheduler.drain('why-plain')).toBe(true);
     expect((await feeder.add([{ id: 'plain-1', module: 'ok' }])).ok).toBe(true);
     expect((await why('/api/tasks/plain-1/why?runner=why-plain')).body).toMatchObject({
       code: 'DRAINING',
       message: 'runner why-plain is draining: it takes no new work',
     });
-    master.scheduler.undrain('why-plain');
+    c.master.scheduler.undrain('why-plain');
     await plain.until(() => plain.assigned.some((a) => a.id === 'plain-1'));
     expect((await why('/api/tasks/plain-1/why')).body).toMatchObject({
       code: 'ASSIGNED',

@@ -3,12 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { feed, type FeedOptions } from '../../feeder/feed-cli';
-import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
-import type { Runner } from '../../runner/runner';
-import { startRunner } from '../helpers/clients';
-import { ROOT, freePort, startMaster, tempDir, testLogger } from '../helpers/cluster';
+import { ROOT, freePort, tempDir, testLogger } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
+import { useCluster } from '../helpers/use-cluster';
 
 /** A stream that keeps what is written to it. */
 class Capture extends Writable {
@@ -21,10 +19,9 @@ class Capture extends Writable {
 }
 
 describe('taskmaster feed', () => {
-  const dbName = testDbName('feed-cli');
-  let master: Master;
-  let runner: Runner;
-  let dir: string;
+  const dir = tempDir('feed-cli');
+  const c = useCluster({ dbName: testDbName('feed-cli'), runners: [{ workers: 2, slots: 4 }] });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const file = (name: string, text: string) => {
     const p = path.join(dir, name);
     fs.writeFileSync(p, text);
@@ -35,7 +32,7 @@ describe('taskmaster feed', () => {
     const err = new Capture();
     const code = await feed({
       file: f,
-      feeder: { master: master.url },
+      feeder: { master: c.url },
       logger: testLogger(),
       out,
       err,
@@ -43,17 +40,6 @@ describe('taskmaster feed', () => {
     });
     return { code, out: out.text, err: err.text };
   };
-
-  beforeAll(async () => {
-    dir = tempDir('feed-cli');
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, { workers: 2, slots: 4 });
-  });
-  afterAll(async () => {
-    await runner?.close();
-    await master?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
 
   test('without --wait it prints how many tasks were stored in which batch, and their ids', async () => {
     const f = file('two.ndjson', '{"id":"s-1","module":"ok"}\n{"id":"s-2","module":"ok"}\n');
@@ -72,11 +58,11 @@ describe('taskmaster feed', () => {
         Buffer.from('"]}\n'),
       ]),
     );
-    const queued = master.scheduler.queuedCount();
+    const queued = c.master.scheduler.queuedCount();
     const r = await run(p, { batch: 'latin1-batch' });
     expect(r.code).toBe(2);
     expect(r.err).toBe(`taskmaster feed: ${p}:2: not valid UTF-8 (refused rather than replaced)\n`);
-    expect(master.scheduler.queuedCount()).toBe(queued);
+    expect(c.master.scheduler.queuedCount()).toBe(queued);
   });
 
   test('a module no connected runner has (a typo): the batch is stored, and a warning names the module', async () => {
@@ -118,7 +104,7 @@ describe('taskmaster feed', () => {
     const both = new Capture();
     const code = await feed({
       file: f,
-      feeder: { master: master.url },
+      feeder: { master: c.url },
       logger: testLogger(),
       wait: true,
       out: both,
@@ -237,7 +223,7 @@ describe('taskmaster feed', () => {
     const r = await run(f, {
       wait: true,
       json: true,
-      feeder: { master: master.url, maxMessageBytes: 20 * 1024 },
+      feeder: { master: c.master.url, maxMessageBytes: 20 * 1024 },
     });
     expect(r.code).toBe(0);
     const outcomes = JSON.parse(r.out) as (TaskOutcome & { taskId: string; result: unknown[] })[];
@@ -245,7 +231,7 @@ describe('taskmaster feed', () => {
     expect(outcomes[0].taskId).toBe(`${outcomes[0].batch}/big-0`);
     expect(outcomes[59].result).toEqual([59, pad]);
     // Sent in adds of at most half a message: the batch took more than one.
-    const stored = await master.readTasks();
+    const stored = await c.master.readTasks();
     expect(await stored.countDocuments({ batch: outcomes[0].batch })).toBe(60);
   });
 
@@ -262,7 +248,7 @@ describe('taskmaster feed', () => {
       JSON.stringify({ id: `late-${i}`, module: i === 25 ? '../up' : 'ok', params: ['y'.repeat(200)] }),
     );
     const f = file('late.ndjson', `${rows.join('\n')}\n`);
-    const r = await run(f, { feeder: { master: master.url, maxMessageBytes: 20 * 1024 } });
+    const r = await run(f, { feeder: { master: c.master.url, maxMessageBytes: 20 * 1024 } });
     expect(r.code).toBe(2);
     expect(r.err).toMatch(
       /refused the batch, after \d+ of its tasks were stored by earlier adds \(\d+ issues?\)/,

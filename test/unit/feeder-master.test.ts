@@ -3,38 +3,24 @@ import { Feeder } from '../../feeder/feeder';
 import type { Master } from '../../master/master';
 import type { TaskOutcome } from '../../protocol/schemas';
 import type { Runner } from '../../runner/runner';
-import { startFeeder, startRunner } from '../helpers/clients';
+import { startRunner } from '../helpers/clients';
 import { freePort, startMaster, testLogger } from '../helpers/cluster';
 import { waitForEvent } from '../helpers/wait';
 import { testDbName } from '../helpers/db';
+import { useCluster } from '../helpers/use-cluster';
 
 const EXAMPLE_TASKS = path.join(__dirname, '..', '..', 'tasks');
 
 describe('the Feeder against a real master', () => {
-  const dbName = testDbName('feeder-master');
-  let master: Master;
+  const c = useCluster({ dbName: testDbName('feeder-master') });
   let runner: Runner | null = null;
-  const feeders: Feeder[] = [];
-  const feederFor = async (url: string) => {
-    const f = await startFeeder(url);
-    feeders.push(f);
-    return f;
-  };
-
-  beforeAll(async () => {
-    master = await startMaster(dbName);
-  });
   afterEach(async () => {
     await runner?.close();
     runner = null;
   });
-  afterAll(async () => {
-    for (const f of feeders) await f.close();
-    await master?.close();
-  });
 
   test('a refused batch rejects with EVALIDATION whose message lists every issue, even past 20', async () => {
-    const feeder = await feederFor(master.url);
+    const feeder = await c.startFeeder();
     const tasks = [
       { module: '../escape' },
       { module: 'ok', priority: 'high' },
@@ -56,8 +42,8 @@ describe('the Feeder against a real master', () => {
   });
 
   test('work() resolves in input order, with failed tasks as outcomes rather than a rejection', async () => {
-    runner = await startRunner(master.url, { workers: 2, slots: 4 });
-    const feeder = await feederFor(master.url);
+    runner = await startRunner(c.url, { workers: 2, slots: 4 });
+    const feeder = await c.startFeeder();
     const seen: [string, number][] = [];
     const outcomes = await feeder.workIndividual(
       [
@@ -85,8 +71,8 @@ describe('the Feeder against a real master', () => {
   });
 
   test('progress reported by a task reaches the feeder that added it', async () => {
-    runner = await startRunner(master.url, { tasks: [EXAMPLE_TASKS] });
-    const feeder = await feederFor(master.url);
+    runner = await startRunner(c.url, { tasks: [EXAMPLE_TASKS] });
+    const feeder = await c.startFeeder();
     const progress: number[] = [];
     feeder.on('progress', (p) => {
       if (p.id === 'p-import') progress.push(p.progress);
@@ -97,7 +83,7 @@ describe('the Feeder against a real master', () => {
   });
 
   test('close() rejects waiting work() calls and can be called twice', async () => {
-    const feeder = await feederFor(master.url);
+    const feeder = await c.startFeeder();
     // No runner: the task stays queued. Added first, so that work() is past its add and waiting.
     const task = { id: 'c-waiting', module: 'ok' };
     await feeder.add([task]);
@@ -152,16 +138,11 @@ describe('the Feeder across a graceful master restart', () => {
 });
 
 describe('the Feeder dropped by the master on purpose', () => {
-  const dbName = testDbName('feeder-dropped');
-  let master: Master;
-  beforeAll(async () => {
-    master = await startMaster(dbName);
-  });
-  afterAll(async () => master?.close());
+  const c = useCluster({ dbName: testDbName('feeder-dropped') });
 
   test('reconnects, although Socket.IO leaves that to the client after a server-side disconnect', async () => {
     const feeder = new Feeder({
-      master: master.url,
+      master: c.url,
       logger: testLogger(),
       reconnectDelayMs: 50,
       reconnectDelayMaxMs: 200,
@@ -172,7 +153,7 @@ describe('the Feeder dropped by the master on purpose', () => {
       const back = waitForEvent(feeder, 'connect', () => true, 10_000);
       // The master's Socket.IO server, to disconnect the feeder's socket the way a server does.
       const io = (
-        master as unknown as { io: { of(n: string): { disconnectSockets(close?: boolean): void } } }
+        c.master as unknown as { io: { of(n: string): { disconnectSockets(close?: boolean): void } } }
       ).io;
       io.of('/feeder').disconnectSockets();
       expect(await dropped).toEqual(['io server disconnect']);
@@ -201,15 +182,10 @@ describe('the Feeder without a master', () => {
 });
 
 describe('the Feeder with a wrong token', () => {
-  const dbName = testDbName('feeder-token');
-  let master: Master;
-  beforeAll(async () => {
-    master = await startMaster(dbName, { token: 'right-token' });
-  });
-  afterAll(async () => master?.close());
+  const c = useCluster({ dbName: testDbName('feeder-token'), masterOptions: { token: 'right-token' } });
 
   test('ready() rejects with EAUTH at once instead of waiting for the timeout', async () => {
-    const feeder = new Feeder({ master: master.url, token: 'wrong', connectTimeoutMs: 20_000 });
+    const feeder = new Feeder({ master: c.url, token: 'wrong', connectTimeoutMs: 20_000 });
     try {
       const started = Date.now();
       await expect(feeder.ready()).rejects.toMatchObject({ code: 'EAUTH' });

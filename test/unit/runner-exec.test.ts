@@ -1,13 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Feeder } from '../../feeder/feeder';
-import type { Master } from '../../master/master';
 import { checkExec, EEXEC } from '../../runner/exec-task';
 import { ChildPool, type JobOutcome } from '../../runner/pool';
-import type { Runner } from '../../runner/runner';
-import { startMaster, tempDir, testLogger } from '../helpers/cluster';
+import { tempDir, testLogger } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
-import { startFeeder, startRunner } from '../helpers/clients';
+import { startRunner } from '../helpers/clients';
+import { useCluster } from '../helpers/use-cluster';
 
 jest.setTimeout(30_000);
 
@@ -284,28 +282,20 @@ describe('built-in exec task: cancel signals the program', () => {
 });
 
 describe('built-in exec task through a master', () => {
-  const dbName = testDbName('exec');
-  let master: Master;
-  let runner: Runner;
-  let feeder: Feeder;
-  let dir: string;
-  beforeAll(async () => {
-    dir = tempDir('taskmaster-exec-tasks-');
+  const dir = tempDir('taskmaster-exec-tasks-');
+  beforeAll(() => {
     // A module named exec must not replace the built-in.
     fs.writeFileSync(path.join(dir, 'exec.js'), 'module.exports = () => "the folder module";');
-    master = await startMaster(dbName);
-    runner = await startRunner(master.url, { tasks: [dir], allowExec: [NODE] });
-    feeder = await startFeeder(master.url);
   });
-  afterAll(async () => {
-    await feeder?.close();
-    await runner?.close();
-    await master?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+  const c = useCluster({
+    dbName: testDbName('exec'),
+    runners: [{ tasks: [dir], allowExec: [NODE] }],
+    feeder: true,
   });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   test('an allowed program runs; the built-in wins over a task folder module named exec', async () => {
-    const [outcome] = await feeder.work([
+    const [outcome] = await c.feeder.work([
       { module: 'exec', params: [NODE, ['-e', "process.stdout.write('hi'); process.exit(3)"]] },
     ]);
     expect(outcome).toMatchObject({
@@ -316,13 +306,13 @@ describe('built-in exec task through a master', () => {
 
   test('only a runner that allows programs announces exec, so exec tasks never go to one that does not', async () => {
     // Its folder holds a module named exec, which it never loads: it must not announce it either.
-    const plain = await startRunner(master.url, { runnerId: 'no-exec', tasks: [dir], slots: 4 });
+    const plain = await startRunner(c.url, { runnerId: 'no-exec', tasks: [dir], slots: 4 });
     try {
       const modules = (id: string) =>
-        (master.listRunners().find((r) => r.id === id)?.modules ?? []) as { name: string; hash: string }[];
-      expect(modules(runner.runnerId)).toContainEqual({ name: 'exec', hash: 'built-in' });
+        (c.master.listRunners().find((r) => r.id === id)?.modules ?? []) as { name: string; hash: string }[];
+      expect(modules(c.runner.runnerId)).toContainEqual({ name: 'exec', hash: 'built-in' });
       expect(modules('no-exec').map((m) => m.name)).not.toContain('exec');
-      const outcomes = await feeder.work(
+      const outcomes = await c.feeder.work(
         Array.from({ length: 6 }, (_, i) => ({
           module: 'exec',
           params: [NODE, ['-e', `process.exit(${i})`]],
@@ -337,7 +327,7 @@ describe('built-in exec task through a master', () => {
   });
 
   test('a program not on the allow-list fails with EEXEC and is not retried', async () => {
-    const [outcome] = await feeder.work([{ module: 'exec', params: ['echo', ['x']], maxAttempts: 3 }]);
+    const [outcome] = await c.feeder.work([{ module: 'exec', params: ['echo', ['x']], maxAttempts: 3 }]);
     expect(outcome).toMatchObject({
       state: 'failed',
       attempts: 1,
