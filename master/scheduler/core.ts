@@ -1,10 +1,12 @@
 /**
  * The scheduler's core: the ready queue, distribution, the flush after each durable write, and the
  * transitions of a task — one named method each, asserted against the table in protocol/states.ts
- * and recorded through the store (master/task-store.ts). The policies it composes own their state
- * (master/scheduler/policies/): eligibility, slots, parking (hold-similar-work), affinity, runner selection,
- * retries, timeouts. The entry points (adds, runners' reports, recovery, an operator's requests)
- * are the Scheduler's (master/scheduler/scheduler.ts).
+ * and recorded through the store (master/task-store.ts). Whether a task may go now is the policy
+ * list's answer (master/scheduler/policy.ts, in the order of policies/default-policies.ts), which
+ * `distribute` and `explain` both walk; the policies' state (parking, affinity) lives here, and
+ * every wait for a time is on one heap of wake-ups (master/scheduler/wakeups.ts). Retries, timeouts
+ * and runner selection are policies too (master/scheduler/policies/). The entry points (adds,
+ * runners' reports, recovery, an operator's requests) are the Scheduler's (master/scheduler/scheduler.ts).
  *
  * Fencing: every assignment carries its attempt number; a report for any other attempt than the
  * task's current one is stale and ignored (`holdsAttempt`), so a late runner never overwrites a newer
@@ -13,69 +15,38 @@
  */
 import { EventEmitter } from 'node:events';
 import { limitLog } from '../../common/log-limit';
-import type { Logger } from '../../common/logger';
 import { depError, wireError, type ReportedError, type WireError } from '../../protocol/errors';
 import type { Assignment, TaskOutcome } from '../../protocol/schemas';
 import { assertTransition, isFinal, type TaskState } from '../../protocol/states';
-import { Affinity, type Allocator } from './policies/affinity';
+import { Affinity } from './policies/affinity';
 import { DEFAULT_MAX_DEPENDENCY_BYTES, DependencyResults } from './dependency-results';
-import { explainMissingModule } from './policies/chain';
-import { eligible } from './policies/eligibility';
+import { DEFAULT_POLICIES } from './policies/default-policies';
+import { explainMissingModule } from './policies/eligibility';
 import { Parking } from './policies/parking';
 import { RetryPolicy } from './policies/retry';
 import { selectMostAvailable, type RunnerSelector } from './policies/selection';
-import { canTake } from './policies/slots';
 import { Timeouts } from './policies/timeouts';
+import { Pipeline, type Policy, type PolicyContext, type TaskPolicy } from './policy';
 import { ReadyQueue } from './ready-queue';
 import { freeSlots, RunnerRegistry, type RunnerEntry } from './runner-registry';
+import type { SchedulerOptions } from './scheduler-options';
+import { Wakeups } from './wakeups';
 import type { StoredState } from '../task-store';
-import type { Backoff, TaskRecord } from '../task-record';
+import type { TaskRecord } from '../task-record';
 import type { TaskStore } from '../task-store';
 
-export interface SchedulerOptions {
-  maxAttempts: number;
-  recoveryGraceMs: number;
-  disconnectGraceMs: number;
-  /** Final outcomes kept in memory for watchers, dependency checks and dependents' results. */
-  finalCacheSize: number;
-  /**
-   * Largest payload of dependency results one assignment carries (`this.dependencies`), as JSON; the
-   * results beyond it are left out, named. Default 256 KB (`DEFAULT_MAX_DEPENDENCY_BYTES`).
-   */
-  maxDependencyBytes?: number;
-  selectRunner?: RunnerSelector;
-  /** Largest task, as JSON, an add accepts (EVALIDATION). Default: unlimited. */
-  maxTaskBytes?: number;
-  /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
-  queueLimit: number;
-  /** Bytes of the tasks held in memory (not final) allowed at once; an add beyond it is refused with EQUEUEFULL. */
-  queueLimitBytes: number;
-  /** Tasks of adds not durable yet allowed at once; an add beyond it is refused with EQUEUEFULL. */
-  writeBacklogLimit?: number;
-  /** Run one task per `key` at a time; the others are parked behind it and get its outcome. */
-  holdSimilarWork: boolean;
-  /** Chooses the runner for a new affinity key among the available ones (sorted ids). Default: hash of the key. */
-  allocate?: Allocator;
-  /** Delay before a retry unless the task says otherwise. */
-  retryBackoff: Backoff;
-  /** How often timeouts are checked. */
-  timeoutSweepMs: number;
-  /** Wait before distributing after a change, to gather more changes into one pass (0: next tick). */
-  distributeDelayMs: number;
-  /** The run timeout of an attempt whose task sets none. Default: none (it may run forever). */
-  defaultRunTimeout?: number;
-  /**
-   * How long past its run timeout an attempt's result may take before the master takes the attempt
-   * back itself (ETO, as the runner would have reported it). Default 30000 ms.
-   */
-  runTimeoutGraceMs?: number;
-  logger: Logger;
-}
+export type { SchedulerOptions } from './scheduler-options';
 
 interface QueueEntry {
   priority: number;
   seq: number;
   task: TaskRecord;
+}
+
+/** A wake-up: a held task queued again at `at`, or (no task) the timeout sweep. */
+interface Wake {
+  at: number;
+  entry: QueueEntry | null;
 }
 
 export interface SchedulerEvents {
@@ -120,7 +91,7 @@ export function outcomeOf(s: {
   };
 }
 
-export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
+export class SchedulerCore extends EventEmitter<SchedulerEvents> {
   readonly tasks = new Map<string, TaskRecord>();
   readonly finals = new Map<string, TaskOutcome>();
   /** Bytes of the tasks in `tasks` (`taskBytes`), which `queueLimitBytes` bounds. */
@@ -151,14 +122,25 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected readonly retries: RetryPolicy;
   protected readonly timeouts: Timeouts;
   protected readonly select: RunnerSelector;
+  /** The policy list, in the order `distribute` and `explain` ask it. */
+  protected readonly pipeline: Pipeline;
+  /** What the policies read (master/scheduler/policy.ts). */
+  protected readonly ctx: PolicyContext;
+  /** Every wait for a time: held tasks (backoff, any policy's `wakeAt`) and the timeout sweep. */
+  protected readonly wakeups = new Wakeups<Wake>((w) => this.woke(w));
+  // Reused by every pass, so that a pass allocates nothing per task.
+  private readonly candidates: RunnerEntry[] = [];
+  private readonly able: RunnerEntry[] = [];
   protected closed = false;
   /** Counters for status and benchmarks (`held`: tasks parked behind a leader with their key). */
   readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0, held: 0, cancelled: 0 };
   readonly observers: TaskObserver[] = [];
 
+  /** `policies`: the list `distribute` and `explain` walk (default `DEFAULT_POLICIES`). */
   constructor(
     protected readonly store: TaskStore,
     protected readonly opts: SchedulerOptions,
+    policies: readonly Policy[] = DEFAULT_POLICIES,
   ) {
     super();
     this.parking = new Parking(opts.holdSimilarWork);
@@ -171,7 +153,16 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
         this.scheduleDistribute();
         this.scheduleFlush();
       },
+      sweepAt: (at) => this.wakeups.push({ at, entry: null }),
     });
+    this.pipeline = new Pipeline(policies);
+    this.ctx = {
+      runners: this.runners,
+      parking: this.parking,
+      affinity: this.affinity,
+      folder: store.folder,
+      opts,
+    };
     this.select = opts.selectRunner ?? selectMostAvailable;
     this.dependencyResults = new DependencyResults(
       this.finals,
@@ -199,7 +190,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       }
       const fin = this.finals.get(d) ?? stored.get(d);
       if (!fin) failed ??= wireError('EDEPFAILED', `dependency "${d}" is not in the database`);
-      else if (fin.state !== 'done' && !t.fanout) failed ??= depError(d, fin.error);
+      else if (fin.state !== 'done' && !t.broadcast) failed ??= depError(d, fin.error);
     }
     return failed;
   }
@@ -218,36 +209,41 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   }
 
   /**
-   * Hands ready tasks to runners, highest priority first. The policies in the order they apply (and
-   * `explain` asks them): the store not congested, parking, affinity, then per runner its state and
-   * slots (`canTake`), eligibility, the key's runner; the selector picks among the runners left.
+   * Hands ready tasks to runners, highest priority first, asking the policy list (`pipeline`): its
+   * pass policies once, its task policies once per task, its runner policies per task and runner
+   * with a free slot; the selector picks among the runners left. A task a task policy holds leaves
+   * the queue until its wake-up time, or until the policy hands it back (`hold`).
    */
   protected distribute(): void {
-    // `tasks` is too far behind: new work waits until the folder catches up (it calls back).
-    if (this.store.folder.congested) return;
+    const { pipeline, ctx } = this;
+    // e.g. `tasks` too far behind: the folder calls back once it catches up.
+    if (pipeline.passHeld(ctx)) return;
     if (this.moduleWait.length > 0 && this.runners.generation !== this.moduleWaitSince) {
       for (const e of this.moduleWait) this.ready.push(e);
       this.moduleWait = [];
     }
-    let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
+    const candidates = this.candidates;
+    const able = this.able;
+    candidates.length = 0;
+    for (const r of this.runners.values()) if (freeSlots(r) > 0) candidates.push(r);
     const skipped: QueueEntry[] = [];
     const checked = new Map<string, boolean>();
+    const now = Date.now();
+    const all = pipeline.runner.length;
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;
       const t = e.task;
       if (t.state !== 'ready' || t.seq !== e.seq) continue; // left the queue meanwhile
-      const leader = this.parking.leaderOf(t);
-      if (leader) {
-        this.parking.park(t, leader);
-        this.stats.held++;
+      const held = pipeline.taskHeld(ctx, t, now);
+      if (held) {
+        if (!this.hold(held, e, now)) skipped.push(e);
         continue;
       }
-      const owner = t.affinity ? this.affinity.runnerFor(t, this.runners) : null;
-      const able = candidates.filter(
-        (c) => canTake(c, t.priority) && eligible(c, t) && (!t.affinity || c.id === owner),
-      );
+      pipeline.prepare(ctx, t);
+      able.length = 0;
+      for (const c of candidates) if (pipeline.stopsAt(ctx, t, c) === all) able.push(c);
       const r = able.length > 0 ? this.select(t, able) : undefined;
-      if (!r || !canTake(r, t.priority)) {
+      if (!r || !able.includes(r)) {
         if (able.length === 0 && this.moduleMissing(t.module, checked)) {
           this.moduleWait.push(e);
           this.moduleWaitSince = this.runners.generation;
@@ -256,10 +252,34 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       }
       if (this.unrunnable.size > 0) this.unrunnable.delete(t.module);
       this.assign(t, r);
-      if (freeSlots(r) <= 0) candidates = candidates.filter((c) => c !== r);
+      if (freeSlots(r) <= 0) candidates.splice(candidates.indexOf(r), 1);
     }
+    able.length = 0;
     for (const e of skipped) this.ready.push(e);
     this.scheduleFlush();
+  }
+
+  /**
+   * Task policy `p` holds the queued task of `e`: until its wake-up time (on the heap), or until the
+   * policy hands it back (parked behind its key's leader). False: it stays queued.
+   */
+  private hold(p: TaskPolicy, e: QueueEntry, now: number): boolean {
+    if (p.hold) {
+      p.hold(this.ctx, e.task);
+      this.stats.held++;
+      return true;
+    }
+    const at = p.wakeAt?.(this.ctx, e.task, now);
+    if (at === undefined || at <= now) return false;
+    this.wakeups.push({ at, entry: e });
+    return true;
+  }
+
+  /** A wake-up is due: the held task is queued again (unless it moved on), or timeouts are swept. */
+  private woke(w: Wake): void {
+    if (!w.entry) return this.timeouts.sweep(Date.now());
+    const t = w.entry.task;
+    if (t.state === 'ready' && t.seq === w.entry.seq && this.tasks.get(t.id) === t) this.enqueue(t);
   }
 
   /**
@@ -364,7 +384,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     const runTimeout = t.runTimeout || this.opts.defaultRunTimeout;
     if (runTimeout) a.runTimeout = runTimeout;
     this.setRunDeadline(t, runTimeout);
-    if (t.dependencies.length > 0 && !t.fanout) this.dependencyResults.attach(a, t.dependencies);
+    if (t.dependencies.length > 0 && !t.broadcast) this.dependencyResults.attach(a, t.dependencies);
     list.push(a);
   }
 
@@ -416,8 +436,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
 
   /**
    * retry. Precondition: assigned or running; the attempt failed and the retry policy allows another.
-   * Effect: ready again, counting the attempt; queued now or after the backoff. Record: state ready,
-   * error. Outcome: none until a later attempt ends.
+   * Effect: ready again, counting the attempt, and queued; the `backoff` policy holds it until
+   * `retryAt`. Record: state ready, error. Outcome: none until a later attempt ends.
    */
   protected retry(t: TaskRecord, error: ReportedError): void {
     t.who = null;
@@ -425,13 +445,9 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     this.record(t, 'ready');
     this.stats.retried++;
     const wait = this.retries.delay(t);
-    if (wait <= 0) this.enqueue(t);
-    else this.retries.later(t, wait, this.requeueAfterBackoff);
+    t.retryAt = wait > 0 ? Date.now() + wait : null;
+    this.enqueue(t);
   }
-
-  protected readonly requeueAfterBackoff = (t: TaskRecord): void => {
-    if (t.state === 'ready' && this.tasks.get(t.id) === t) this.enqueue(t);
-  };
 
   /**
    * requeueUncounted. Precondition: assigned or running; the attempt was lost through no fault of the
@@ -494,7 +510,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       this.settleParked(x);
       for (const d of x.dependents) {
         // A broadcast reports each copy's outcome, failed ones included.
-        if (d.fanout) this.dependencySettled(d);
+        if (d.broadcast) this.dependencySettled(d);
         else stack.push([d, depError(x.id, err), 'failed']);
       }
     }
@@ -547,7 +563,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected dependencySettled(d: TaskRecord): void {
     if (d.state !== 'waiting') return;
     if (--d.unmet > 0) return;
-    if (d.fanout) return this.completeBroadcast(d);
+    if (d.broadcast) return this.completeBroadcast(d);
     this.markReady(d);
   }
 
