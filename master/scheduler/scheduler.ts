@@ -1,5 +1,5 @@
 /**
- * The scheduler: its core (master/scheduler/core.ts: queue, distribution, transitions) with the entry
+ * The scheduler: its core (master/scheduler/core.ts: queue, distribution; transitions.ts) with the entry
  * points — adds, runners' reports and comings and goings, recovery after a start, and an operator's
  * requests (cancel, retry, drain, deallocate, "why does this task not run?").
  *
@@ -28,7 +28,8 @@ import { announcedVersion, explainMissingModule } from './policies/eligibility';
 import { reason, type Reason } from './policies/reason';
 import { applyJournal, recordFromDoc } from './policies/recovery';
 import type { RunnerEntry } from './runner-registry';
-import { depError, holdsAttempt, outcomeOf, SchedulerCore } from './core';
+import { depError, holdsAttempt, outcomeOf } from './core';
+import { SchedulerTransitions } from './transitions';
 import type { StoredState } from '../task-store';
 import { firstDocOf, newTaskRecord, type TaskRecord } from '../task-record';
 
@@ -43,7 +44,7 @@ function refsInOrder(added: TaskRecord[], existing: ExistingTask[]): TaskRef[] {
   return refs;
 }
 
-export class Scheduler extends SchedulerCore {
+export class Scheduler extends SchedulerTransitions {
   /** Runner ids an operator drained: they get no new work, across reconnects. */
   private drainedByOperator = new Set<string>();
   /** Runs out the recovery grace (`startRecoveryGrace`). */
