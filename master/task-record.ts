@@ -69,7 +69,7 @@ export interface TaskRecord {
   key?: string | null;
   affinity?: string | null;
   /** A broadcast: its dependencies are its per-runner copies; it never runs itself. */
-  fanout?: boolean;
+  broadcast?: boolean;
   requires?: Record<string, string | number | boolean | null> | null;
   /** Runner id the task must run on. */
   runner?: string | null;
@@ -105,7 +105,7 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'backoff'
       | 'requires'
       | 'runner'
-      | 'fanout'
+      | 'broadcast'
     >
   >;
 
@@ -141,7 +141,7 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     backoff: i.backoff ?? null,
     requires: i.requires ?? null,
     runner: i.runner ?? null,
-    fanout: i.fanout === true,
+    broadcast: i.broadcast === true,
   };
 }
 
@@ -170,6 +170,6 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.backoff) d.backoff = t.backoff;
   if (t.requires) d.requires = t.requires;
   if (t.runner) d.runner = t.runner;
-  if (t.fanout) d.broadcast = true;
+  if (t.broadcast) d.broadcast = true;
   return d;
 }

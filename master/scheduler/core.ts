@@ -1,10 +1,10 @@
 /**
- * The scheduler's core: the ready queue, distribution, the flush after each durable write, and the
- * transitions of a task — one named method each, asserted against the table in protocol/states.ts
- * and recorded through the store (master/task-store.ts). The policies it composes own their state
- * (master/scheduler/policies/): eligibility, slots, parking (hold-similar-work), affinity, runner selection,
- * retries, timeouts. The entry points (adds, runners' reports, recovery, an operator's requests)
- * are the Scheduler's (master/scheduler/scheduler.ts).
+ * The scheduler's core: the tasks in memory, the ready queue, distribution and the flush after each
+ * durable write. Whether a task may go now is the policy list's answer (master/scheduler/policy.ts,
+ * in the order of policies/default-policies.ts), which `distribute` and `explain` both walk; the
+ * policies' state (parking, affinity) lives here, and every wait for a time is on one heap of
+ * wake-ups (master/scheduler/wakeups.ts). The transitions of a task are in transitions.ts, the entry
+ * points (adds, runners' reports, recovery, an operator's requests) in scheduler.ts.
  *
  * Fencing: every assignment carries its attempt number; a report for any other attempt than the
  * task's current one is stale and ignored (`holdsAttempt`), so a late runner never overwrites a newer
@@ -12,70 +12,37 @@
  * store's barrier, i.e. once the change is in the database.
  */
 import { EventEmitter } from 'node:events';
-import { limitLog } from '../../common/log-limit';
-import type { Logger } from '../../common/logger';
-import { depError, wireError, type ReportedError, type WireError } from '../../protocol/errors';
+import type { ReportedError, WireError } from '../../protocol/errors';
 import type { Assignment, TaskOutcome } from '../../protocol/schemas';
-import { assertTransition, isFinal, type TaskState } from '../../protocol/states';
-import { Affinity, type Allocator } from './policies/affinity';
+import type { TaskState } from '../../protocol/states';
+import { Affinity } from './policies/affinity';
 import { DEFAULT_MAX_DEPENDENCY_BYTES, DependencyResults } from './dependency-results';
-import { explainMissingModule } from './policies/chain';
-import { eligible } from './policies/eligibility';
+import { DEFAULT_POLICIES } from './policies/default-policies';
+import { explainMissingModule } from './policies/eligibility';
 import { Parking } from './policies/parking';
 import { RetryPolicy } from './policies/retry';
 import { selectMostAvailable, type RunnerSelector } from './policies/selection';
-import { canTake } from './policies/slots';
 import { Timeouts } from './policies/timeouts';
+import { Pipeline, type Policy, type PolicyContext, type TaskPolicy } from './policy';
 import { ReadyQueue } from './ready-queue';
 import { freeSlots, RunnerRegistry, type RunnerEntry } from './runner-registry';
-import type { StoredState } from '../task-store';
-import type { Backoff, TaskRecord } from '../task-record';
+import type { SchedulerOptions } from './scheduler-options';
+import { Wakeups } from './wakeups';
+import type { TaskRecord } from '../task-record';
 import type { TaskStore } from '../task-store';
 
-export interface SchedulerOptions {
-  maxAttempts: number;
-  recoveryGraceMs: number;
-  disconnectGraceMs: number;
-  /** Final outcomes kept in memory for watchers, dependency checks and dependents' results. */
-  finalCacheSize: number;
-  /**
-   * Largest payload of dependency results one assignment carries (`this.dependencies`), as JSON; the
-   * results beyond it are left out, named. Default 256 KB (`DEFAULT_MAX_DEPENDENCY_BYTES`).
-   */
-  maxDependencyBytes?: number;
-  selectRunner?: RunnerSelector;
-  /** Largest task, as JSON, an add accepts (EVALIDATION). Default: unlimited. */
-  maxTaskBytes?: number;
-  /** Waiting + ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL. */
-  queueLimit: number;
-  /** Bytes of the tasks held in memory (not final) allowed at once; an add beyond it is refused with EQUEUEFULL. */
-  queueLimitBytes: number;
-  /** Tasks of adds not durable yet allowed at once; an add beyond it is refused with EQUEUEFULL. */
-  writeBacklogLimit?: number;
-  /** Run one task per `key` at a time; the others are parked behind it and get its outcome. */
-  holdSimilarWork: boolean;
-  /** Chooses the runner for a new affinity key among the available ones (sorted ids). Default: hash of the key. */
-  allocate?: Allocator;
-  /** Delay before a retry unless the task says otherwise. */
-  retryBackoff: Backoff;
-  /** How often timeouts are checked. */
-  timeoutSweepMs: number;
-  /** Wait before distributing after a change, to gather more changes into one pass (0: next tick). */
-  distributeDelayMs: number;
-  /** The run timeout of an attempt whose task sets none. Default: none (it may run forever). */
-  defaultRunTimeout?: number;
-  /**
-   * How long past its run timeout an attempt's result may take before the master takes the attempt
-   * back itself (ETO, as the runner would have reported it). Default 30000 ms.
-   */
-  runTimeoutGraceMs?: number;
-  logger: Logger;
-}
+export type { SchedulerOptions } from './scheduler-options';
 
 interface QueueEntry {
   priority: number;
   seq: number;
   task: TaskRecord;
+}
+
+/** A wake-up: a held task queued again at `at`, or (no task) the timeout sweep. */
+interface Wake {
+  at: number;
+  entry: QueueEntry | null;
 }
 
 export interface SchedulerEvents {
@@ -151,14 +118,25 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected readonly retries: RetryPolicy;
   protected readonly timeouts: Timeouts;
   protected readonly select: RunnerSelector;
+  /** The policy list, in the order `distribute` and `explain` ask it. */
+  protected readonly pipeline: Pipeline;
+  /** What the policies read (master/scheduler/policy.ts). */
+  protected readonly ctx: PolicyContext;
+  /** Every wait for a time: held tasks (backoff, any policy's `wakeAt`) and the timeout sweep. */
+  protected readonly wakeups = new Wakeups<Wake>((w) => this.woke(w));
+  // Reused by every pass, so that a pass allocates nothing per task.
+  private readonly candidates: RunnerEntry[] = [];
+  private readonly able: RunnerEntry[] = [];
   protected closed = false;
   /** Counters for status and benchmarks (`held`: tasks parked behind a leader with their key). */
   readonly stats = { added: 0, assigned: 0, done: 0, failed: 0, retried: 0, stale: 0, held: 0, cancelled: 0 };
   readonly observers: TaskObserver[] = [];
 
+  /** `policies`: the list `distribute` and `explain` walk (default `DEFAULT_POLICIES`). */
   constructor(
     protected readonly store: TaskStore,
     protected readonly opts: SchedulerOptions,
+    policies: readonly Policy[] = DEFAULT_POLICIES,
   ) {
     super();
     this.parking = new Parking(opts.holdSimilarWork);
@@ -171,7 +149,16 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
         this.scheduleDistribute();
         this.scheduleFlush();
       },
+      sweepAt: (at) => this.wakeups.push({ at, entry: null }),
     });
+    this.pipeline = new Pipeline(policies);
+    this.ctx = {
+      runners: this.runners,
+      parking: this.parking,
+      affinity: this.affinity,
+      folder: store.folder,
+      opts,
+    };
     this.select = opts.selectRunner ?? selectMostAvailable;
     this.dependencyResults = new DependencyResults(
       this.finals,
@@ -181,27 +168,6 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     );
     store.onRefused = (t, error) => this.stateRefused(t, error);
     store.folder.onRelieved = () => this.scheduleDistribute();
-  }
-
-  /**
-   * Counts a task's unmet dependencies and registers it as their dependent. Dependencies no longer
-   * in memory are looked up in `stored`; returns the error to fail the task with if one of them
-   * failed, was cancelled, or cannot be found.
-   */
-  protected linkDependencies(t: TaskRecord, stored: Map<string, StoredState>): WireError | null {
-    let failed: WireError | null = null;
-    for (const d of t.dependencies) {
-      const live = this.tasks.get(d);
-      if (live) {
-        t.unmet++;
-        live.dependents.push(t);
-        continue;
-      }
-      const fin = this.finals.get(d) ?? stored.get(d);
-      if (!fin) failed ??= wireError('EDEPFAILED', `dependency "${d}" is not in the database`);
-      else if (fin.state !== 'done' && !t.fanout) failed ??= depError(d, fin.error);
-    }
-    return failed;
   }
 
   // ---- distributing ----------------------------------------------------------------------------
@@ -218,36 +184,41 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   }
 
   /**
-   * Hands ready tasks to runners, highest priority first. The policies in the order they apply (and
-   * `explain` asks them): the store not congested, parking, affinity, then per runner its state and
-   * slots (`canTake`), eligibility, the key's runner; the selector picks among the runners left.
+   * Hands ready tasks to runners, highest priority first, asking the policy list (`pipeline`): its
+   * pass policies once, its task policies once per task, its runner policies per task and runner
+   * with a free slot; the selector picks among the runners left. A task a task policy holds leaves
+   * the queue until its wake-up time, or until the policy hands it back (`hold`).
    */
   protected distribute(): void {
-    // `tasks` is too far behind: new work waits until the folder catches up (it calls back).
-    if (this.store.folder.congested) return;
+    const { pipeline, ctx } = this;
+    // e.g. `tasks` too far behind: the folder calls back once it catches up.
+    if (pipeline.passHeld(ctx)) return;
     if (this.moduleWait.length > 0 && this.runners.generation !== this.moduleWaitSince) {
       for (const e of this.moduleWait) this.ready.push(e);
       this.moduleWait = [];
     }
-    let candidates = [...this.runners.values()].filter((r) => freeSlots(r) > 0);
+    const candidates = this.candidates;
+    const able = this.able;
+    candidates.length = 0;
+    for (const r of this.runners.values()) if (freeSlots(r) > 0) candidates.push(r);
     const skipped: QueueEntry[] = [];
     const checked = new Map<string, boolean>();
+    const now = Date.now();
+    const all = pipeline.runner.length;
     while (candidates.length > 0 && this.ready.size > 0) {
       const e = this.ready.pop() as QueueEntry;
       const t = e.task;
       if (t.state !== 'ready' || t.seq !== e.seq) continue; // left the queue meanwhile
-      const leader = this.parking.leaderOf(t);
-      if (leader) {
-        this.parking.park(t, leader);
-        this.stats.held++;
+      const held = pipeline.taskHeld(ctx, t, now);
+      if (held) {
+        if (!this.hold(held, e, now)) skipped.push(e);
         continue;
       }
-      const owner = t.affinity ? this.affinity.runnerFor(t, this.runners) : null;
-      const able = candidates.filter(
-        (c) => canTake(c, t.priority) && eligible(c, t) && (!t.affinity || c.id === owner),
-      );
+      pipeline.prepare(ctx, t);
+      able.length = 0;
+      for (const c of candidates) if (pipeline.stopsAt(ctx, t, c) === all) able.push(c);
       const r = able.length > 0 ? this.select(t, able) : undefined;
-      if (!r || !canTake(r, t.priority)) {
+      if (!r || !able.includes(r)) {
         if (able.length === 0 && this.moduleMissing(t.module, checked)) {
           this.moduleWait.push(e);
           this.moduleWaitSince = this.runners.generation;
@@ -256,10 +227,34 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       }
       if (this.unrunnable.size > 0) this.unrunnable.delete(t.module);
       this.assign(t, r);
-      if (freeSlots(r) <= 0) candidates = candidates.filter((c) => c !== r);
+      if (freeSlots(r) <= 0) candidates.splice(candidates.indexOf(r), 1);
     }
+    able.length = 0;
     for (const e of skipped) this.ready.push(e);
     this.scheduleFlush();
+  }
+
+  /**
+   * Task policy `p` holds the queued task of `e`: until its wake-up time (on the heap), or until the
+   * policy hands it back (parked behind its key's leader). False: it stays queued.
+   */
+  private hold(p: TaskPolicy, e: QueueEntry, now: number): boolean {
+    if (p.hold) {
+      p.hold(this.ctx, e.task);
+      this.stats.held++;
+      return true;
+    }
+    const at = p.wakeAt?.(this.ctx, e.task, now);
+    if (at === undefined || at <= now) return false;
+    this.wakeups.push({ at, entry: e });
+    return true;
+  }
+
+  /** A wake-up is due: the held task is queued again (unless it moved on), or timeouts are swept. */
+  private woke(w: Wake): void {
+    if (!w.entry) return this.timeouts.sweep(Date.now());
+    const t = w.entry.task;
+    if (t.state === 'ready' && t.seq === w.entry.seq && this.tasks.get(t.id) === t) this.enqueue(t);
   }
 
   /**
@@ -304,347 +299,18 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     });
   }
 
-  // ---- transitions -------------------------------------------------------------------------------
-  // Each one: precondition (the `from` states, asserted by `record`), effect, the record the store
-  // writes, and the outcome. `record` writes the task's document through the journal (`update`,
-  // awaited by the next barrier), except `running`, folded lazily (`fold`): nobody waits for it, and a
-  // restart treats assigned and running alike.
+  // ---- what the transitions (master/scheduler/transitions.ts) provide ---------------------------
 
-  /**
-   * Records `t`'s change to `to`: asserts the table, bumps `rev`, tells the observers, writes.
-   * Throws IllegalTransition (EINTERNAL) for a change the table does not allow.
-   */
-  protected record(t: TaskRecord, to: TaskState): void {
-    const prev = t.state;
-    assertTransition(t.id, prev, to);
-    t.state = to;
-    t.rev++;
-    for (const o of this.observers) o.changed(t, prev);
-    if (to === 'running') return this.store.fold(t);
-    const refused = this.store.update(t);
-    if (refused) this.persistFailed(t, refused);
-  }
+  /** Hands `t` to `r`, chosen by `distribute`: a new attempt. */
+  protected abstract assign(t: TaskRecord, r: RunnerEntry): void;
+  /** A task's timeout expired (master/scheduler/policies/timeouts.ts). */
+  protected abstract timedOut(t: TaskRecord, error: WireError): void;
+  /** An attempt's run deadline passed with no result from its runner. */
+  protected abstract runTimedOut(t: TaskRecord): void;
+  /** The server refused a task's new state when it was written. */
+  protected abstract stateRefused(t: TaskRecord, error: WireError): void;
 
-  /**
-   * markReady. Precondition: waiting, no unmet dependency. Effect: queued by priority.
-   * Record: state ready. Outcome: distributed on the next pass.
-   */
-  protected markReady(t: TaskRecord): void {
-    this.record(t, 'ready');
-    this.enqueue(t);
-  }
-
-  /**
-   * assign. Precondition: ready, chosen by `distribute` for `r`. Effect: a new attempt (attempts+1)
-   * held by `r`, which reserves a slot; the task leads its key (parking). Record: state assigned,
-   * attempts, who, when. Outcome: the assignment goes out at the next flush, after the record is
-   * durable, with its dependencies' results.
-   */
-  protected assign(t: TaskRecord, r: RunnerEntry): void {
-    t.attempts++;
-    t.who = r.id;
-    t.lostFrom = null;
-    t.assignedAt = Date.now();
-    this.runners.reserveSlot(r, t.id, t.priority);
-    this.parking.lead(t);
-    this.record(t, 'assigned');
-    this.stats.assigned++;
-    let list = this.unsent.get(r);
-    if (!list) this.unsent.set(r, (list = []));
-    const a: Assignment = {
-      id: t.id,
-      attempt: t.attempts,
-      module: t.module,
-      params: t.params,
-      priority: t.priority,
-      batch: t.batch,
-    };
-    // The runner enforces the run timeout (ETO), and the master after a grace should it say nothing
-    // (master/scheduler/policies/timeouts.ts).
-    const runTimeout = t.runTimeout || this.opts.defaultRunTimeout;
-    if (runTimeout) a.runTimeout = runTimeout;
-    this.setRunDeadline(t, runTimeout);
-    if (t.dependencies.length > 0 && !t.fanout) this.dependencyResults.attach(a, t.dependencies);
-    list.push(a);
-  }
-
-  /**
-   * markRunning. Precondition: assigned, the report for its current attempt from its runner.
-   * Effect: none beyond the state. Record: state running, folded lazily. Outcome: none.
-   */
-  protected markRunning(t: TaskRecord): void {
-    this.record(t, 'running');
-  }
-
-  /**
-   * complete. Precondition: assigned or running (the fenced result of its current attempt), or a
-   * waiting broadcast whose copies are all final. Effect: done with its result; its slot is already
-   * released by the caller; parked tasks share the result; dependents count one dependency less.
-   * Record: state done, result, moduleHash, completed. Outcome: delivered at the next flush. If the
-   * result cannot be stored (EPERSIST, see `persistFailed`) the task fails, and its dependents too.
-   */
-  protected complete(t: TaskRecord, result: unknown, moduleHash?: string): void {
-    t.result = result === undefined ? null : result;
-    t.moduleHash = moduleHash ?? null;
-    t.error = null;
-    this.record(t, 'done');
-    if (t.state !== 'done') {
-      this.stats.failed++;
-      this.finish(t);
-      this.settleParked(t);
-      for (const d of t.dependents) this.failForGood(d, depError(t.id, t.error));
-      return;
-    }
-    this.stats.done++;
-    this.finish(t);
-    this.settleParked(t);
-    for (const d of t.dependents) this.dependencySettled(d);
-  }
-
-  /**
-   * shareOutcome. Precondition: ready, parked behind `leader`, which is done. Effect: done with the
-   * leader's result, without running. Record: state done, result. Outcome: delivered at the next flush.
-   */
-  protected shareOutcome(t: TaskRecord, leader: TaskRecord): void {
-    t.result = leader.result;
-    t.moduleHash = leader.moduleHash ?? null;
-    this.record(t, 'done');
-    this.stats.done++;
-    this.finish(t);
-    for (const d of t.dependents) this.dependencySettled(d);
-  }
-
-  /**
-   * retry. Precondition: assigned or running; the attempt failed and the retry policy allows another.
-   * Effect: ready again, counting the attempt; queued now or after the backoff. Record: state ready,
-   * error. Outcome: none until a later attempt ends.
-   */
-  protected retry(t: TaskRecord, error: ReportedError): void {
-    t.who = null;
-    t.error = error;
-    this.record(t, 'ready');
-    this.stats.retried++;
-    const wait = this.retries.delay(t);
-    if (wait <= 0) this.enqueue(t);
-    else this.retries.later(t, wait, this.requeueAfterBackoff);
-  }
-
-  protected readonly requeueAfterBackoff = (t: TaskRecord): void => {
-    if (t.state === 'ready' && this.tasks.get(t.id) === t) this.enqueue(t);
-  };
-
-  /**
-   * requeueUncounted. Precondition: assigned or running; the attempt was lost through no fault of the
-   * task (its runner gave it back, never came back after a master restart, or could not load its
-   * module: EMODULE, see `Scheduler.results`). Effect: ready and
-   * queued; attempt numbers keep growing (they fence late reports) and `uncounted` keeps this one out
-   * of `maxAttempts`. Record: state ready, uncounted. Outcome: none.
-   */
-  protected requeueUncounted(t: TaskRecord, lostFrom?: string): void {
-    t.who = null;
-    t.uncounted = (t.uncounted ?? 0) + 1;
-    t.lostFrom = lostFrom ?? null;
-    this.record(t, 'ready');
-    this.enqueue(t);
-  }
-
-  /**
-   * reclaim. Precondition: ready, its attempt lost from runner `r` (`lostFrom`) and not reassigned
-   * since; `r` reports that it still holds this very attempt (running, or finished with a result it
-   * has not had acknowledged). Effect: assigned to `r` again, the same attempt, its slot reserved,
-   * the loss's error cleared (a loss that was not counted stays uncounted: at worst one attempt more).
-   * Record: state assigned, who. Outcome: the runner's result for the attempt is accepted, so finished
-   * work never runs twice because its runner came back late.
-   */
-  protected reclaim(t: TaskRecord, r: RunnerEntry): void {
-    if (t.lostFrom !== r.id || t.state !== 'ready') return;
-    t.error = null;
-    t.lostFrom = null;
-    t.retryAt = null;
-    t.who = r.id;
-    this.runners.reserveSlot(r, t.id, t.priority);
-    this.parking.lead(t);
-    this.record(t, 'assigned');
-  }
-
-  /**
-   * failForGood. Precondition: not final. Effect: failed (or cancelled); an attempt in flight is
-   * cancelled where it runs and its slot released; parked tasks share the failure (or run on their
-   * own after a cancel); every task that depends on it fails with EDEPFAILED, transitively (a
-   * broadcast counts a failed copy as settled). Record: state, error, for each. Outcome: delivered at
-   * the next flush, for each.
-   */
-  protected failForGood(t: TaskRecord, error: ReportedError, state: 'failed' | 'cancelled' = 'failed'): void {
-    const stack: [TaskRecord, ReportedError, 'failed' | 'cancelled'][] = [[t, error, state]];
-    while (stack.length > 0) {
-      const [x, err, st] = stack.pop() as [TaskRecord, ReportedError, 'failed' | 'cancelled'];
-      if (isFinal(x.state)) continue;
-      const runner = x.who ? this.runners.get(x.who) : undefined;
-      if (runner && (x.state === 'assigned' || x.state === 'running')) {
-        // Stop the attempt where it runs; whatever it reports later is stale.
-        this.runners.cancel(runner, [{ id: x.id, attempt: x.attempts }], err.code);
-      }
-      this.releaseSlotOf(x);
-      if (x.parkedBehind) this.parking.unpark(x);
-      x.error = err;
-      this.record(x, st);
-      if (st === 'cancelled') this.stats.cancelled++;
-      else this.stats.failed++;
-      this.finish(x);
-      this.settleParked(x);
-      for (const d of x.dependents) {
-        // A broadcast reports each copy's outcome, failed ones included.
-        if (d.fanout) this.dependencySettled(d);
-        else stack.push([d, depError(x.id, err), 'failed']);
-      }
-    }
-  }
-
-  /**
-   * persistFailed. Precondition: the database cannot store `t`'s latest change (its result, say).
-   * Effect: failed with EPERSIST instead, in memory and in the outcome about to be delivered.
-   * Record: state failed, error (a restart finds it failed, so it never runs again). Outcome: the
-   * delivered outcome says failed.
-   */
-  protected persistFailed(t: TaskRecord, error: WireError): void {
-    const prev = t.state;
-    if (prev !== 'failed') assertTransition(t.id, prev, 'failed');
-    t.state = 'failed';
-    for (const o of this.observers) o.changed(t, prev);
-    t.result = undefined;
-    t.error = error;
-    const o = this.finals.get(t.id);
-    if (o) {
-      o.state = 'failed';
-      delete o.result;
-      o.error = error;
-    }
-    if (this.store.update(t)) this.opts.logger.error('even the failure cannot be stored', { taskId: t.id });
-  }
-
-  /** The server refused a task's new state when it was written; the failure replaces it. */
-  protected stateRefused(t: TaskRecord, error: WireError): void {
-    if (t.state === 'done') {
-      this.stats.done--;
-      this.stats.failed++;
-    }
-    this.persistFailed(t, error);
-  }
-
-  // ---- around the transitions ----------------------------------------------------------------------
-
-  /** The leader reached a final state: its parked tasks share its outcome, or run on their own if it was cancelled. */
-  protected settleParked(leader: TaskRecord): void {
-    for (const t of this.parking.takeParked(leader)) {
-      if (isFinal(t.state)) continue;
-      if (leader.state === 'done') this.shareOutcome(t, leader);
-      else if (leader.state === 'failed') this.failForGood(t, leader.error ?? wireError('ETASK'));
-      else this.enqueue(t);
-    }
-  }
-
-  /** One of `d`'s dependencies is done (or, for a broadcast, any of its copies is final). */
-  protected dependencySettled(d: TaskRecord): void {
-    if (d.state !== 'waiting') return;
-    if (--d.unmet > 0) return;
-    if (d.fanout) return this.completeBroadcast(d);
-    this.markReady(d);
-  }
-
-  /** Every copy of a broadcast is final: it is done, its result one outcome per runner. */
-  protected completeBroadcast(p: TaskRecord, stored?: Map<string, StoredState>): void {
-    const result: Record<string, unknown> = {};
-    for (const id of p.dependencies) {
-      const o = this.finals.get(id) ?? stored?.get(id);
-      const runner = id.slice(id.lastIndexOf('@') + 1);
-      if (o)
-        result[runner] =
-          o.state === 'done' ? { state: o.state, result: o.result } : { state: o.state, error: o.error };
-    }
-    this.complete(p, result);
-  }
-
-  /** An attempt failed (reported, or its runner lost): retried if the policy allows, else failed for good. */
-  protected attemptFailed(
-    t: TaskRecord,
-    error: ReportedError,
-    unrecoverable: boolean,
-    moduleHash?: string,
-  ): void {
-    t.moduleHash = moduleHash ?? t.moduleHash ?? null;
-    if (this.retries.mayRetry(t, unrecoverable)) this.retry(t, error);
-    else this.failForGood(t, error);
-  }
-
-  /** A task's timeout expired (master/scheduler/policies/timeouts.ts): it fails for good. */
-  protected timedOut(t: TaskRecord, error: WireError): void {
-    // A task that never found a runner with its module says so: a mistyped name is plain to see.
-    const missing = t.state === 'ready' ? explainMissingModule(t.module, this.runners) : null;
-    if (missing) error = { ...error, message: `${error.message}: ${missing.message}` };
-    this.failForGood(t, error);
-    if (error.code !== 'EATO') return;
-    const o = this.finals.get(t.id);
-    if (o) this.emit('assigntimeout', o);
-  }
-
-  /** The current attempt's run deadline: `runTimeout` plus the grace from now (none without one). */
-  protected setRunDeadline(t: TaskRecord, runTimeout: number | null | undefined): void {
-    t.runDeadline = runTimeout ? Date.now() + runTimeout + (this.opts.runTimeoutGraceMs ?? 30_000) : null;
-    this.timeouts.trackRun(t);
-  }
-
-  /**
-   * runTimedOut. Precondition: assigned or running, its run deadline passed with no result from its
-   * runner. Effect: the runner's slot is freed and it is told to cancel the attempt (a later report is
-   * stale). Record and outcome: those of the runner's own ETO report — the attempt failed, retried if
-   * the policy allows, else failed for good.
-   */
-  protected runTimedOut(t: TaskRecord): void {
-    if (t.state !== 'assigned' && t.state !== 'running') return;
-    const runTimeout = t.runTimeout || this.opts.defaultRunTimeout;
-    const grace = this.opts.runTimeoutGraceMs ?? 30_000;
-    const r = t.who ? this.runners.get(t.who) : undefined;
-    const ref = { id: t.id, attempt: t.attempts };
-    limitLog(
-      this.opts.logger,
-      'warn',
-      `runtimeout:${t.who}`,
-      'attempt taken back: no result from its runner past its run timeout',
-      {
-        taskId: t.id,
-        attempt: t.attempts,
-        runnerId: t.who,
-        runTimeout,
-        runTimeoutGraceMs: grace,
-      },
-    );
-    this.releaseSlotOf(t);
-    if (r?.connected) this.runners.cancel(r, [ref], 'ETO');
-    this.attemptFailed(
-      t,
-      wireError(
-        'ETO',
-        `run timeout: no result within ${runTimeout} ms (and ${grace} ms of grace) from runner ${t.who}; the master took the attempt back`,
-      ),
-      false,
-    );
-  }
-
-  /** A final task leaves memory; its outcome is kept (bounded) and queued for delivery. */
-  protected finish(t: TaskRecord): void {
-    t.finishedAt = Date.now();
-    this.tasks.delete(t.id);
-    this.heldBytes -= t.bytes ?? 0;
-    this.timeouts.forget(t);
-    this.parking.resign(t);
-    const outcome = outcomeOf(t);
-    this.finals.set(t.id, outcome);
-    if (this.finals.size > this.opts.finalCacheSize) {
-      const oldest = this.finals.keys().next().value as string;
-      this.finals.delete(oldest);
-    }
-    this.undelivered.push(outcome);
-  }
+  // ---- the queue and the slots -------------------------------------------------------------------
 
   protected enqueue(t: TaskRecord): void {
     t.seq = ++this.seq;

@@ -1,5 +1,5 @@
 /**
- * The scheduler: its core (master/scheduler/core.ts: queue, distribution, transitions) with the entry
+ * The scheduler: its core (master/scheduler/core.ts: queue, distribution; transitions.ts) with the entry
  * points — adds, runners' reports and comings and goings, recovery after a start, and an operator's
  * requests (cancel, retry, drain, deallocate, "why does this task not run?").
  *
@@ -24,12 +24,12 @@ import {
   taskBytes,
 } from './admission';
 import { expandBroadcasts } from './policies/broadcast';
-import { explainMissingModule, explainOnAny, explainOnRunner, queued } from './policies/chain';
-import { announcedVersion } from './policies/eligibility';
+import { announcedVersion, explainMissingModule } from './policies/eligibility';
 import { reason, type Reason } from './policies/reason';
 import { applyJournal, recordFromDoc } from './policies/recovery';
 import type { RunnerEntry } from './runner-registry';
-import { depError, holdsAttempt, outcomeOf, SchedulerCore } from './core';
+import { depError, holdsAttempt, outcomeOf } from './core';
+import { SchedulerTransitions } from './transitions';
 import type { StoredState } from '../task-store';
 import { firstDocOf, newTaskRecord, type TaskRecord } from '../task-record';
 
@@ -44,7 +44,7 @@ function refsInOrder(added: TaskRecord[], existing: ExistingTask[]): TaskRef[] {
   return refs;
 }
 
-export class Scheduler extends SchedulerCore {
+export class Scheduler extends SchedulerTransitions {
   /** Runner ids an operator drained: they get no new work, across reconnects. */
   private drainedByOperator = new Set<string>();
   /** Runs out the recovery grace (`startRecoveryGrace`). */
@@ -104,7 +104,7 @@ export class Scheduler extends SchedulerCore {
         backoff: p.backoff,
         requires: p.requires,
         runner: p.runner,
-        fanout: p.fanout,
+        broadcast: p.broadcast === true,
       }),
     );
     // Everything that can refuse the add does so before memory changes.
@@ -120,7 +120,7 @@ export class Scheduler extends SchedulerCore {
     records.forEach((t, i) => {
       const failedDep = this.linkDependencies(t, stored);
       if (failedDep) depFailed.push([t, failedDep]);
-      else if (t.fanout && t.unmet === 0)
+      else if (t.broadcast && t.unmet === 0)
         depFailed.push([t, wireError('EATO', 'no connected runner to broadcast to')]);
       // The first state, not a change: the insert below writes it.
       else if (t.unmet === 0) t.state = 'ready';
@@ -447,7 +447,8 @@ export class Scheduler extends SchedulerCore {
       const failedDep = this.linkDependencies(t, outsideStates);
       if (failedDep) failed.push([t, failedDep]);
       // A broadcast whose copies all finished before the restart.
-      else if (t.fanout && t.unmet === 0 && t.state === 'waiting') this.completeBroadcast(t, outsideStates);
+      else if (t.broadcast && t.unmet === 0 && t.state === 'waiting')
+        this.completeBroadcast(t, outsideStates);
     }
     for (const t of open) {
       this.timeouts.track(t);
@@ -651,9 +652,9 @@ export class Scheduler extends SchedulerCore {
   // ---- why not ------------------------------------------------------------------------------------
 
   /**
-   * Why task `taskId` does not run (yet), or not on runner `runnerId`: the first reason the policies
-   * give, asked in the order `distribute` applies them. Slow (it walks the runners); never on the
-   * hot path.
+   * Why task `taskId` does not run (yet), or not on runner `runnerId`: for a ready task, the first
+   * reason the policy list gives, asked in the order `distribute` asks it (`Pipeline.explain`). Slow
+   * (it walks the runners); never on the hot path.
    */
   explain(taskId: string, runnerId?: string): Reason {
     const t = this.tasks.get(taskId);
@@ -667,14 +668,9 @@ export class Scheduler extends SchedulerCore {
       return reason('ASSIGNED', `${t.state} on runner ${t.who} (attempt ${t.attempts})`);
     if (t.state === 'waiting') return this.waitingFor(t);
     if (isFinal(t.state)) return reason('FINAL', `task ${taskId} is ${t.state}`);
-    const blocked = this.parking.explain(t) ?? this.retries.explain(t, Date.now());
-    if (blocked) return blocked;
-    if (this.store.folder.congested)
-      return reason('STORE_BEHIND', 'the database is behind: new work waits until it catches up');
-    if (runnerId === undefined) return explainOnAny(t, this.affinity, this.runners);
-    const r = this.runners.get(runnerId);
-    if (!r) return reason('UNKNOWN_RUNNER', `no runner ${runnerId}`);
-    return explainOnRunner(t, r, this.affinity, this.runners) ?? queued(t, r);
+    const r = runnerId === undefined ? undefined : this.runners.get(runnerId);
+    if (runnerId !== undefined && !r) return reason('UNKNOWN_RUNNER', `no runner ${runnerId}`);
+    return this.pipeline.explain(this.ctx, t, Date.now(), r);
   }
 
   /**
@@ -740,8 +736,7 @@ export class Scheduler extends SchedulerCore {
     this.closed = true;
     if (this.graceTimer) clearTimeout(this.graceTimer);
     for (const r of this.runners.values()) if (r.lostTimer) clearTimeout(r.lostTimer);
-    this.retries.close();
-    this.timeouts.close();
+    this.wakeups.close();
     await this.store.barrier();
   }
 }

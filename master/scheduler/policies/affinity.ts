@@ -4,15 +4,18 @@
  * (sorted ids), by the allocator (default `hashAllocate`, atributo's). It stays with that runner while
  * the runner is drained or away — its tasks wait — until it is deallocated (API: DELETE
  * /api/allocations/KEY). Allocations are written to `allocations` and loaded on start.
+ *
+ * The `affinity` policy (AFFINITY) allocates a task's key once per pass (`prepare`), then lets only
+ * the key's runner take it; the key's runner coming back, or a deallocation, starts a pass.
  */
 import { createHash } from 'node:crypto';
 import type { AllocationDoc } from '../../../models/allocation';
-import type { RunnerEntry } from '../runner-registry';
+import type { RunnerPolicy } from '../policy';
+import type { Allocator } from '../scheduler-options';
 import type { TaskRecord } from '../../task-record';
-import { eligible, placeable } from './eligibility';
-import { reason, type Reason } from './reason';
+import { eligible, placeable, type RunnerSet } from './eligibility';
 
-export type Allocator = (key: string, runnerIds: string[]) => string | undefined;
+export type { Allocator };
 
 /** What affinity writes: the store's allocation methods. */
 export interface AllocationWriter {
@@ -27,10 +30,7 @@ export function hashAllocate(key: string, runnerIds: string[]): string | undefin
   return runnerIds[n % runnerIds.length];
 }
 
-/** The runners a key may be allocated among (the RunnerRegistry). */
-export interface RunnerSet {
-  values(): Iterable<RunnerEntry>;
-}
+export type { RunnerSet };
 
 export class Affinity {
   /** Sticky allocations: affinity key → runner id. */
@@ -74,15 +74,13 @@ export class Affinity {
     return out;
   }
 
-  /** Why `t` cannot go to `r` because of its key; null if the key allows it (or it has none). */
-  explain(t: TaskRecord, r: RunnerEntry, runners: RunnerSet): Reason | null {
-    if (!t.affinity) return null;
-    const owner = this.allocations.get(t.affinity) ?? this.choose(t, runners);
-    if (owner === r.id) return null;
-    if (!owner)
-      return reason('AFFINITY', `affinity key "${t.affinity}" has no runner: none can take a new key now`);
-    const held = this.allocations.has(t.affinity) ? 'held by' : 'would go to';
-    return reason('AFFINITY', `affinity key "${t.affinity}" ${held} runner ${owner}`);
+  /** The runner id `t`'s key belongs to, or would be allocated to now; allocates nothing. */
+  ownerOf(t: TaskRecord, runners: RunnerSet): string | undefined {
+    return this.allocations.get(t.affinity as string) ?? this.choose(t, runners);
+  }
+
+  holds(key: string): boolean {
+    return this.allocations.has(key);
   }
 
   private choose(t: TaskRecord, runners: RunnerSet): string | undefined {
@@ -94,3 +92,18 @@ export class Affinity {
     return chosen && ids.includes(chosen) ? chosen : undefined;
   }
 }
+
+export const affinity: RunnerPolicy = {
+  name: 'affinity',
+  scope: 'runner',
+  prepare(ctx, t) {
+    if (t.affinity) ctx.affinity.runnerFor(t, ctx.runners);
+  },
+  check: (ctx, t, r) => (!t.affinity || ctx.affinity.ownerOf(t, ctx.runners) === r.id ? null : 'AFFINITY'),
+  describe(ctx, _code, t) {
+    const key = t.affinity as string;
+    const owner = ctx.affinity.ownerOf(t, ctx.runners);
+    if (!owner) return `affinity key "${key}" has no runner: none can take a new key now`;
+    return `affinity key "${key}" ${ctx.affinity.holds(key) ? 'held by' : 'would go to'} runner ${owner}`;
+  },
+};

@@ -7,8 +7,8 @@
  * Names: a task is *parked* behind its *leader* here; a runner's slot is *taken* and *freed*
  * (RunnerRegistry). The two are unrelated.
  */
+import type { TaskPolicy } from '../policy';
 import type { TaskRecord } from '../../task-record';
-import { reason, type Reason } from './reason';
 
 const NONE: readonly TaskRecord[] = Object.freeze([]);
 
@@ -55,10 +55,22 @@ export class Parking {
     for (const t of list) t.parkedBehind = null;
     return list;
   }
-
-  explain(t: TaskRecord): Reason | null {
-    const leader = t.parkedBehind ?? this.leaderOf(t);
-    if (!leader) return null;
-    return reason('PARKED', `waits behind task ${leader.id} (same key "${t.key}")`);
-  }
 }
+
+/**
+ * A ready task whose key has a leader is parked behind it (held out of the queue); the leader's end
+ * settles it (`SchedulerCore.settleParked`): it shares the outcome, or is queued again after a cancel.
+ */
+export const parking: TaskPolicy = {
+  name: 'parking',
+  scope: 'task',
+  check: (ctx, t) => (t.parkedBehind || ctx.parking.leaderOf(t) ? 'PARKED' : null),
+  describe(ctx, _code, t) {
+    const leader = t.parkedBehind ?? ctx.parking.leaderOf(t);
+    return `waits behind task ${leader?.id} (same key "${t.key}")`;
+  },
+  hold(ctx, t) {
+    const leader = ctx.parking.leaderOf(t);
+    if (leader) ctx.parking.park(t, leader);
+  },
+};

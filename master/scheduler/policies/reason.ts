@@ -1,9 +1,14 @@
 /**
  * Why a task does not run (yet), or not on a given runner: a stable code and a sentence. Each policy
- * answers for itself (`explain`); the scheduler asks them in the order it applies them
- * (`Scheduler.explain`). Codes are stable for scripts; messages are for people.
+ * answers for itself (`check` and `describe`, master/scheduler/policy.ts); `Scheduler.explain` asks
+ * them in the order `distribute` does. Codes are stable for scripts; messages are for people.
  */
-export type ReasonCode =
+export type ReasonCode = BuiltinReasonCode | PolicyReasonCode;
+
+/** A policy added to the list names its own codes: upper case, like the built-in ones. */
+export type PolicyReasonCode = Uppercase<string>;
+
+export type BuiltinReasonCode =
   /** No task with this id is in memory (it may be final and stored, or unknown). */
   | 'UNKNOWN_TASK'
   | 'UNKNOWN_RUNNER'
@@ -15,6 +20,7 @@ export type ReasonCode =
   | 'BACKOFF'
   /** The database is far behind: new work waits until it catches up. */
   | 'STORE_BEHIND'
+  /** No runner is connected, or the task is pinned to one that is not. */
   | 'NO_RUNNER'
   /** No connected runner has the task's module (or every one that announces it failed to load it). */
   | 'NO_MODULE'

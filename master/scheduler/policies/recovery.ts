@@ -37,7 +37,7 @@ export function recordFromDoc(d: TaskDoc, maxAttempts: number): TaskRecord {
     backoff: d.backoff,
     requires: d.requires as TaskRecord['requires'],
     runner: d.runner,
-    fanout: d.broadcast,
+    broadcast: d.broadcast,
   });
 }
 

@@ -6,15 +6,14 @@
  *   `maxAttempts`; attempts lost through no fault of the task (requeued uncounted) do not count.
  * - The delay is the task's `backoff`, else the master's `retryBackoff`: fixed or exponential, capped
  *   by `maxDelay` (default 60 s), with jitter unless it is turned off. Meanwhile the task is ready but
- *   out of the queue (`retryAt`); the timers are owned here and cleared on close.
+ *   held (`retryAt`): the `backoff` policy keeps it from running, and the core's wake-up heap queues
+ *   it again at `retryAt` (no timer of its own).
  */
 import { backoffDelay } from '../../../common/backoff';
+import type { TaskPolicy } from '../policy';
 import type { Backoff, TaskRecord } from '../../task-record';
-import { reason, type Reason } from './reason';
 
 export class RetryPolicy {
-  private readonly timers = new Set<NodeJS.Timeout>();
-
   constructor(private readonly defaults: Backoff) {}
 
   mayRetry(t: TaskRecord, unrecoverable: boolean): boolean {
@@ -32,27 +31,16 @@ export class RetryPolicy {
       jitter: b.jitter ?? true,
     });
   }
-
-  /** Calls `requeue(t)` after `wait` ms, unless the policy is closed first. */
-  later(t: TaskRecord, wait: number, requeue: (t: TaskRecord) => void): void {
-    t.retryAt = Date.now() + wait;
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      t.retryAt = null;
-      requeue(t);
-    }, wait);
-    timer.unref();
-    this.timers.add(timer);
-  }
-
-  explain(t: TaskRecord, now: number): Reason | null {
-    if (!t.retryAt || t.retryAt <= now) return null;
-    const after = t.error ? ` after ${t.error.code}` : '';
-    return reason('BACKOFF', `waiting out the retry backoff${after}: ${t.retryAt - now} ms left`);
-  }
-
-  close(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
-  }
 }
+
+/** A retried task waits out its backoff (`retryAt`, set by the core's `retry`). */
+export const backoff: TaskPolicy = {
+  name: 'backoff',
+  scope: 'task',
+  check: (_ctx, t, now) => (t.retryAt && t.retryAt > now ? 'BACKOFF' : null),
+  describe(_ctx, _code, t, now) {
+    const after = t.error ? ` after ${t.error.code}` : '';
+    return `waiting out the retry backoff${after}: ${(t.retryAt ?? now) - now} ms left`;
+  },
+  wakeAt: (_ctx, t, now) => t.retryAt ?? now,
+};

@@ -1,38 +1,27 @@
 /**
- * Slots: whether a runner can take one more attempt of a priority now — connected, not draining, a
- * free slot, and room in the task's priority range (master/scheduler/priority-slots.ts holds the arithmetic of
- * the guarantees). A runner's slots are reserved and released through the RunnerRegistry
- * (`reserveSlot`/`releaseSlot`).
+ * Slots: a runner takes one more attempt while it has a free slot (`free-slot`, NO_FREE_SLOT) and
+ * room in the task's priority range (`priority-slots`, PRIORITY_SLOTS; master/scheduler/
+ * priority-slots.ts holds the arithmetic of the guarantees). A runner's slots are reserved and
+ * released through the RunnerRegistry (`reserveSlot`/`releaseSlot`); a slot freed starts a pass.
  */
 import { fits, rangeOf } from '../priority-slots';
-import type { RunnerEntry } from '../runner-registry';
-import { reason, type Reason } from './reason';
+import type { RunnerPolicy } from '../policy';
 
-/** Whether the runner can take one more attempt of this priority now. */
-export function canTake(r: RunnerEntry, priority: number): boolean {
-  return (
-    r.connected &&
-    !r.draining &&
-    r.active.size < r.slots &&
-    fits(r.plan, r.perRange, rangeOf(r.plan, priority))
-  );
-}
+export const freeSlot: RunnerPolicy = {
+  name: 'free-slot',
+  scope: 'runner',
+  check: (_ctx, _t, r) => (r.active.size < r.slots ? null : 'NO_FREE_SLOT'),
+  describe: (_ctx, _code, _t, r) => `no free slot: runner ${r.id} runs ${r.active.size} of ${r.slots}`,
+};
 
-/** Why `r` takes no new work at all now; null if it does. */
-export function explainRunnerState(r: RunnerEntry): Reason | null {
-  if (!r.connected) return reason('DISCONNECTED', `runner ${r.id} is disconnected`);
-  if (r.draining) return reason('DRAINING', `runner ${r.id} is draining: it takes no new work`);
-  return null;
-}
-
-/** Why `r` has no room for an attempt of this priority now; null if it has. */
-export function explainCapacity(r: RunnerEntry, priority: number): Reason | null {
-  if (r.active.size >= r.slots)
-    return reason('NO_FREE_SLOT', `no free slot: runner ${r.id} runs ${r.active.size} of ${r.slots}`);
-  if (!fits(r.plan, r.perRange, rangeOf(r.plan, priority)))
-    return reason(
-      'PRIORITY_SLOTS',
-      `priority slots reserved: runner ${r.id} keeps its free slots for priorities above ${priority}`,
-    );
-  return null;
-}
+export const prioritySlots: RunnerPolicy = {
+  name: 'priority-slots',
+  scope: 'runner',
+  // A runner without priority slots has nothing to check beyond `free-slot`.
+  check: (_ctx, t, r) =>
+    r.plan.thresholds.length === 0 || fits(r.plan, r.perRange, rangeOf(r.plan, t.priority))
+      ? null
+      : 'PRIORITY_SLOTS',
+  describe: (_ctx, _code, t, r) =>
+    `priority slots reserved: runner ${r.id} keeps its free slots for priorities above ${t.priority}`,
+};

@@ -14,8 +14,10 @@
  *                           exactly as if its runner had reported it — counted, retried by the policy
  *                           — and its runner is told to cancel it; whatever it reports later is stale.
  *
- * The sweep runs every `timeoutSweepMs` while some tracked task is open; tasks with no deadline, no
- * assign timeout and no attempt with a run deadline are never tracked.
+ * The sweep runs every `timeoutSweepMs` while some tracked task is open, on the scheduler's one
+ * timer (master/scheduler/wakeups.ts, through `sweepAt`); tasks with no deadline, no assign timeout
+ * and no attempt with a run deadline are never tracked. Timeouts gate nothing in the policy list:
+ * they end tasks (and attempts) rather than hold them.
  */
 import { wireError, type WireError } from '../../../protocol/errors';
 import { isFinal } from '../../../protocol/states';
@@ -28,13 +30,16 @@ export interface TimeoutSink {
   runExpired(t: TaskRecord): void;
   /** After every sweep (whether or not a task expired). */
   swept(): void;
+  /** Asks for `sweep` at `at` (epoch ms). */
+  sweepAt(at: number): void;
 }
 
 export class Timeouts {
   private readonly timed = new Set<TaskRecord>();
   /** Tasks whose current attempt has a run deadline. */
   private readonly runs = new Set<TaskRecord>();
-  private timer: NodeJS.Timeout | null = null;
+  /** A sweep is asked for. */
+  private armed = false;
 
   constructor(
     private readonly sweepMs: number,
@@ -61,9 +66,9 @@ export class Timeouts {
   }
 
   private start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => this.sweep(Date.now()), this.sweepMs);
-    this.timer.unref();
+    if (this.armed) return;
+    this.armed = true;
+    this.sink.sweepAt(Date.now() + this.sweepMs);
   }
 
   /** The master's timeout `t` has run out of at `now` (ECSTO first), or null. */
@@ -82,6 +87,7 @@ export class Timeouts {
   }
 
   sweep(now: number): void {
+    this.armed = false;
     for (const t of this.timed) {
       if (isFinal(t.state)) {
         this.timed.delete(t);
@@ -100,15 +106,7 @@ export class Timeouts {
       this.runs.delete(t);
       this.sink.runExpired(t);
     }
-    if (this.timed.size === 0 && this.runs.size === 0 && this.timer) {
-      clearInterval(this.timer);
-      this.timer = null;
-    }
+    if (this.timed.size > 0 || this.runs.size > 0) this.start();
     this.sink.swept();
-  }
-
-  close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
   }
 }

@@ -5,6 +5,7 @@
 import { silentLogger } from '../../../common/logger';
 import type { AttemptRef } from '../../../protocol/events';
 import type { Assignment, TaskOutcome } from '../../../protocol/schemas';
+import type { Policy } from '../../../master/scheduler/policy';
 import { slotPlan, type RunnerEntry } from '../../../master/scheduler/runner-registry';
 import { Scheduler, type SchedulerOptions } from '../../../master/scheduler/scheduler';
 import { FakeTaskStore } from './fake-store';
@@ -61,26 +62,34 @@ export function makeRunner(
   return r;
 }
 
-export function makeScheduler(opts: Partial<SchedulerOptions> = {}): {
+/** `policies`: the list distribute and explain walk (default: the master's). */
+export function makeScheduler(
+  opts: Partial<SchedulerOptions> = {},
+  policies?: readonly Policy[],
+): {
   sched: Scheduler;
   store: FakeTaskStore;
   outcomes: TaskOutcome[];
 } {
   const store = new FakeTaskStore();
-  const sched = new Scheduler(store, {
-    maxAttempts: 1,
-    recoveryGraceMs: 60_000,
-    disconnectGraceMs: 60_000,
-    finalCacheSize: 1000,
-    queueLimit: 10_000,
-    queueLimitBytes: 1024 * 1024 * 1024,
-    holdSimilarWork: false,
-    retryBackoff: { type: 'fixed', delay: 0 },
-    timeoutSweepMs: 10,
-    distributeDelayMs: 0,
-    logger: silentLogger(),
-    ...opts,
-  });
+  const sched = new Scheduler(
+    store,
+    {
+      maxAttempts: 1,
+      recoveryGraceMs: 60_000,
+      disconnectGraceMs: 60_000,
+      finalCacheSize: 1000,
+      queueLimit: 10_000,
+      queueLimitBytes: 1024 * 1024 * 1024,
+      holdSimilarWork: false,
+      retryBackoff: { type: 'fixed', delay: 0 },
+      timeoutSweepMs: 10,
+      distributeDelayMs: 0,
+      logger: silentLogger(),
+      ...opts,
+    },
+    policies,
+  );
   const outcomes: TaskOutcome[] = [];
   sched.on('outcomes', (os) => outcomes.push(...os));
   return { sched, store, outcomes };

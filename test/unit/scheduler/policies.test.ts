@@ -4,16 +4,24 @@
  */
 import { wireError } from '../../../protocol/errors';
 import type { TaskDoc } from '../../../models/task';
-import { Affinity, hashAllocate } from '../../../master/scheduler/policies/affinity';
-import { explainMissingModule } from '../../../master/scheduler/policies/chain';
-import { eligible, explainEligibility, hasModule, placeable } from '../../../master/scheduler/policies/eligibility';
-import { RunnerRegistry } from '../../../master/scheduler/runner-registry';
-import { Parking } from '../../../master/scheduler/policies/parking';
+import { affinity, Affinity, hashAllocate } from '../../../master/scheduler/policies/affinity';
+import {
+  eligible,
+  explainMissingModule,
+  hasModule,
+  moduleRouting,
+  placeable,
+  requirements,
+} from '../../../master/scheduler/policies/eligibility';
+import { RunnerRegistry, type RunnerEntry } from '../../../master/scheduler/runner-registry';
+import { Parking, parking } from '../../../master/scheduler/policies/parking';
 import { applyJournal, recordFromDoc } from '../../../master/scheduler/policies/recovery';
-import { RetryPolicy } from '../../../master/scheduler/policies/retry';
+import { backoff, RetryPolicy } from '../../../master/scheduler/policies/retry';
+import { draining } from '../../../master/scheduler/policies/runner-state';
 import { selectMostAvailable } from '../../../master/scheduler/policies/selection';
-import { canTake, explainCapacity, explainRunnerState } from '../../../master/scheduler/policies/slots';
+import { freeSlot, prioritySlots } from '../../../master/scheduler/policies/slots';
 import { Timeouts } from '../../../master/scheduler/policies/timeouts';
+import type { PolicyContext, RunnerPolicy } from '../../../master/scheduler/policy';
 import { newTaskRecord, type TaskRecord } from '../../../master/task-record';
 import { makeRunner, makeScheduler, settle } from './harness';
 
@@ -24,6 +32,30 @@ function task(id: string, extra: Partial<TaskRecord> = {}): TaskRecord {
   );
 }
 
+/** What the policies read, around the given runners and state. */
+function context(
+  runners: RunnerEntry[] = [],
+  state: { parking?: Parking; affinity?: Affinity } = {},
+): PolicyContext {
+  const registry = new RunnerRegistry();
+  for (const r of runners) registry.put(r);
+  return {
+    runners: registry,
+    parking: state.parking ?? new Parking(false),
+    affinity: state.affinity ?? new Affinity({ allocate: () => undefined, deallocate: () => undefined }),
+    folder: { congested: false },
+    // None of the built-in policies reads an option.
+    opts: {} as PolicyContext['opts'],
+  };
+}
+
+/** A runner policy's answer for `t` on `r`, as `explain` words it; null if it lets `t` go there. */
+function why(p: RunnerPolicy, t: Partial<TaskRecord>, r: RunnerEntry, ctx = context([r])) {
+  const full = task('t', t);
+  const code = p.check(ctx, full, r);
+  return code === null ? null : { code, message: p.describe(ctx, code, full, r) };
+}
+
 describe('eligibility (routing)', () => {
   test('a pin and requires decide where a task may run; new placements skip original-protocol runners', async () => {
     const gpu = makeRunner('gpu', { data: { gpu: true, zones: ['eu', 'us'] } });
@@ -31,13 +63,12 @@ describe('eligibility (routing)', () => {
     const legacy = makeRunner('legacy-1', { legacy: true });
     expect(eligible(gpu, { requires: { gpu: true, zones: 'eu' } })).toBe(true);
     expect(eligible(plain, { requires: { gpu: true } })).toBe(false);
-    expect(explainEligibility(plain, { requires: { gpu: true } })).toEqual({
+    expect(why(requirements, { requires: { gpu: true } }, plain)).toEqual({
       code: 'NOT_ELIGIBLE',
       message: 'not eligible: requires gpu=true',
     });
-    expect(explainEligibility(gpu, { runner: 'plain' })?.message).toBe(
-      'not eligible: pinned to runner plain',
-    );
+    expect(why(requirements, { requires: { gpu: true, zones: 'eu' } }, gpu)).toBeNull();
+    expect(why(requirements, { runner: 'plain' }, gpu)?.message).toBe('not eligible: pinned to runner plain');
     expect([gpu, plain, legacy].map(placeable)).toEqual([true, true, false]);
 
     // Through the scheduler: the gpu task waits for the gpu runner; a broadcast skips the legacy one.
@@ -74,7 +105,7 @@ describe('module routing', () => {
     expect(eligible(has, { module: 'greet.js' })).toBe(true);
     expect(eligible(has, { module: 'reports/daily.ts' })).toBe(true);
     expect(eligible(has, { module: 'greet.txt' })).toBe(false);
-    expect(explainEligibility(lacks, { module: 'greet' })).toEqual({
+    expect(why(moduleRouting, { module: 'greet' }, lacks)).toEqual({
       code: 'NO_MODULE',
       message: 'runner lacks has no module greet',
     });
@@ -104,7 +135,7 @@ describe('module routing', () => {
     expect(hasModule(r, 'other')).toBe(true);
     expect(hasModule(legacy, 'greet')).toBe(false);
     expect(hasModule(legacy, 'other')).toBe(true);
-    expect(explainEligibility(r, { module: 'greet' })?.message).toBe(
+    expect(why(moduleRouting, { module: 'greet' }, r)?.message).toBe(
       'runner r failed to load module greet (version v1) (EMODULE): it gets none until it announces another version',
     );
     // The same version announced again changes nothing; another one lifts the mark.
@@ -159,17 +190,21 @@ describe('module routing', () => {
 describe('slots and priority slots', () => {
   test('a runner with priority slots keeps them for higher priorities, and says so', () => {
     const r = makeRunner('r', { slots: 2, prioritySlots: { 5: 1 } });
-    expect(canTake(r, 0)).toBe(true);
+    const room = (priority: number) => why(freeSlot, { priority }, r) ?? why(prioritySlots, { priority }, r);
+    expect(room(0)).toBeNull();
     r.active.add('low');
     r.perRange[0]++;
-    expect(canTake(r, 0)).toBe(false);
-    expect(explainCapacity(r, 0)?.code).toBe('PRIORITY_SLOTS');
-    expect(canTake(r, 5)).toBe(true);
+    expect(room(0)).toEqual({
+      code: 'PRIORITY_SLOTS',
+      message: 'priority slots reserved: runner r keeps its free slots for priorities above 0',
+    });
+    expect(room(5)).toBeNull();
     r.active.add('high');
     r.perRange[1]++;
-    expect(explainCapacity(r, 5)?.code).toBe('NO_FREE_SLOT');
+    expect(room(5)).toEqual({ code: 'NO_FREE_SLOT', message: 'no free slot: runner r runs 2 of 2' });
+    expect(why(draining, {}, r)).toBeNull();
     r.draining = true;
-    expect(explainRunnerState(r)).toEqual({
+    expect(why(draining, {}, r)).toEqual({
       code: 'DRAINING',
       message: 'runner r is draining: it takes no new work',
     });
@@ -185,8 +220,11 @@ describe('parking (hold-similar-work)', () => {
     p.lead(lead);
     expect(p.leaderOf(lead)).toBeUndefined();
     expect(p.leaderOf(twin)).toBe(lead);
-    p.park(twin, lead);
-    expect(p.explain(twin)?.code).toBe('PARKED');
+    const ctx = context([], { parking: p });
+    expect(parking.check(ctx, twin, 0)).toBe('PARKED');
+    parking.hold?.(ctx, twin);
+    expect(twin.parkedBehind).toBe(lead);
+    expect(parking.describe(ctx, 'PARKED', twin, 0)).toBe('waits behind task lead (same key "k")');
     expect(p.takeParked(lead)).toEqual([twin]);
     expect(twin.parkedBehind).toBeNull();
     p.resign(lead);
@@ -205,11 +243,10 @@ describe('affinity', () => {
       allocate: (d) => written.set(d.key, d.runner),
       deallocate: (k) => written.delete(k),
     });
-    const runners = new Map([
-      ['x', makeRunner('x')],
-      ['y', makeRunner('y')],
-      ['legacy-z', makeRunner('legacy-z', { legacy: true })],
-    ]);
+    const ctx = context([makeRunner('x'), makeRunner('y'), makeRunner('legacy-z', { legacy: true })], {
+      affinity: a,
+    });
+    const runners = ctx.runners;
     const t = task('t', { affinity: 'acct-1' });
     const owner = a.runnerFor(t, runners);
     expect(owner).toBe(hashAllocate('acct-1', ['x', 'y']));
@@ -217,10 +254,11 @@ describe('affinity', () => {
     runners.get(owner as string)!.draining = true; // a key stays with its runner while drained
     expect(a.runnerFor(t, runners)).toBe(owner);
     const other = owner === 'x' ? 'y' : 'x';
-    expect(a.explain(t, runners.get(other)!, runners)).toEqual({
+    expect(why(affinity, t, runners.get(other)!, ctx)).toEqual({
       code: 'AFFINITY',
       message: `affinity key "acct-1" held by runner ${owner}`,
     });
+    expect(why(affinity, t, runners.get(owner as string)!, ctx)).toBeNull();
     expect(a.allocationsOf(owner as string)).toEqual([{ key: 'acct-1', runner: owner }]);
     expect(a.deallocate('acct-1')).toBe(true);
     expect(written.size).toBe(0);
@@ -253,9 +291,15 @@ describe('retry policy', () => {
     expect(p.delay(task('a', { attempts: 3, backoff: { type: 'fixed', delay: 50, jitter: false } }))).toBe(
       50,
     );
-    t.retryAt = Date.now() + 1000;
+    const now = Date.now();
+    t.retryAt = now + 1000;
     t.error = wireError('ETASK', 'x');
-    expect(p.explain(t, Date.now())?.code).toBe('BACKOFF');
+    expect(backoff.check(context(), t, now)).toBe('BACKOFF');
+    expect(backoff.describe(context(), 'BACKOFF', t, now)).toBe(
+      'waiting out the retry backoff after ETASK: 1000 ms left',
+    );
+    expect(backoff.wakeAt?.(context(), t, now)).toBe(now + 1000);
+    expect(backoff.check(context(), t, now + 1000)).toBeNull();
   });
 });
 
@@ -266,6 +310,7 @@ describe('timeouts', () => {
       expired: (t, e) => expired.push([t.id, e.code]),
       runExpired: () => undefined,
       swept: () => undefined,
+      sweepAt: () => undefined,
     });
     const now = 10_000;
     const both = task('both', { deadline: now - 1, timeout: 5, assignTimeout: 1, readyAt: 0 });
@@ -274,7 +319,6 @@ describe('timeouts', () => {
     const fresh = task('fresh', { assignTimeout: 100, readyAt: now });
     for (const t of [both, assign, parked, fresh]) to.track(t);
     to.sweep(now);
-    to.close();
     expect(expired).toEqual([
       ['both', 'ECSTO'],
       ['assign', 'EATO'],
@@ -287,6 +331,7 @@ describe('timeouts', () => {
       expired: () => undefined,
       runExpired: (t) => ran.push(t.id),
       swept: () => undefined,
+      sweepAt: () => undefined,
     });
     const now = 10_000;
     const late = task('late', { state: 'running', runDeadline: now - 1 });
@@ -296,7 +341,6 @@ describe('timeouts', () => {
     for (const t of [late, assigned, early, reported]) to.trackRun(t);
     to.sweep(now);
     to.sweep(now);
-    to.close();
     expect(ran).toEqual(['late', 'assigned']);
   });
 
