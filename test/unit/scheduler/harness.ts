@@ -3,6 +3,8 @@
  * scheduler's deferred passes (distribution and flush run on the next tick).
  */
 import { silentLogger } from '../../../common/logger';
+import { defaultsOf } from '../../../common/settings';
+import { SCHEDULER_OPTIONS } from '../../../master/scheduler/options';
 import type { AttemptRef } from '../../../protocol/events';
 import type { Assignment, TaskOutcome } from '../../../protocol/schemas';
 import type { Policy } from '../../../master/scheduler/policy';
@@ -75,6 +77,8 @@ export function makeScheduler(
   const sched = new Scheduler(
     store,
     {
+      // The master's declared defaults, then what these tests expect of a scheduler.
+      ...defaultsOf(SCHEDULER_OPTIONS),
       maxAttempts: 1,
       recoveryGraceMs: 60_000,
       disconnectGraceMs: 60_000,
