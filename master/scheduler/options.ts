@@ -8,8 +8,10 @@ import { duration, integer, option } from '../../common/settings';
 import { MAX_TIMER_MS } from '../../protocol/schemas';
 import type { Backoff, TaskRecord } from '../task-record';
 import { DEFAULT_MAX_DEPENDENCY_BYTES } from './dependency-results';
-import type { Allocator } from './policies/affinity';
 import type { RunnerEntry } from './runner-registry';
+
+/** Chooses the runner for a new affinity key among the available ones (sorted ids). */
+export type Allocator = (key: string, runnerIds: string[]) => string | undefined;
 
 export const SCHEDULER_OPTIONS = {
   /** Attempts per task unless the task says otherwise. */
