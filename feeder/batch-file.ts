@@ -51,11 +51,10 @@ export function parseBatch(text: string, source = 'input'): Batch {
   return { tasks, lines };
 }
 
-export async function readBatch(file: string): Promise<Batch> {
-  if (file === '-') return readStream(process.stdin, 'stdin');
+/** A read stream of `file`, opened before the first line is read: a missing file is named as such. */
+export async function openFile(file: string): Promise<fs.ReadStream> {
   const input = fs.createReadStream(file);
   try {
-    // Opened before the first line is read: a missing file is named as such.
     await new Promise<void>((resolve, reject) => {
       input.once('open', () => resolve());
       input.once('error', reject);
@@ -66,6 +65,12 @@ export async function readBatch(file: string): Promise<Batch> {
       `${file}: cannot read it (${code === 'ENOENT' ? 'no such file' : (code ?? String(err))})`,
     );
   }
+  return input;
+}
+
+export async function readBatch(file: string): Promise<Batch> {
+  if (file === '-') return readStream(process.stdin, 'stdin');
+  const input = await openFile(file);
   try {
     return await readStream(input, file);
   } finally {

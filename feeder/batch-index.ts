@@ -9,7 +9,7 @@
  * second would be refused, or skipped with `--on-existing skip`, after the first was stored).
  */
 import fs from 'node:fs';
-import { eachLine, parseLine } from './batch-file';
+import { eachLine, openFile, parseLine } from './batch-file';
 
 export interface BatchIndex {
   /** Per task, in file order. */
@@ -24,18 +24,7 @@ export interface BatchIndex {
 
 /** The index of an NDJSON file, or null when the file is a JSON array (read whole instead). */
 export async function indexFile(file: string): Promise<BatchIndex | null> {
-  const input = fs.createReadStream(file);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      input.once('open', () => resolve());
-      input.once('error', reject);
-    });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(
-      `${file}: cannot read it (${code === 'ENOENT' ? 'no such file' : (code ?? String(err))})`,
-    );
-  }
+  const input = await openFile(file);
   const out: BatchIndex = { ids: [], dependencies: [], lines: [], offsets: [], lengths: [], bytes: 0 };
   const lineOf = new Map<string, number>();
   let array = false;
