@@ -83,7 +83,10 @@ export async function main(argv: string[]): Promise<number> {
     program
       .command('runner')
       .description('start a runner: connects to the master and runs task modules in child processes')
-      .option('--master <url>', 'master URL (env TASKMASTER_MASTER; default http://127.0.0.1:3232)')
+      .option(
+        '--master <urls>',
+        'master URL, or several separated by commas: an active master and its standbys (env TASKMASTER_MASTER; default http://127.0.0.1:3232)',
+      )
       .option(
         '--tasks <dir>',
         'task folder, searched in order; repeatable (env TASKMASTER_TASKS, colon-separated; default ./tasks)',
@@ -136,7 +139,10 @@ export async function main(argv: string[]): Promise<number> {
       .command('feed')
       .description('add a batch: a JSON array of tasks, or NDJSON (one task per line); - reads stdin')
       .argument('<file>', 'batch file, or - for stdin')
-      .option('--master <url>', 'master URL (env TASKMASTER_MASTER; default http://127.0.0.1:3232)')
+      .option(
+        '--master <urls>',
+        'master URL, or several separated by commas: an active master and its standbys (env TASKMASTER_MASTER; default http://127.0.0.1:3232)',
+      )
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
       .option('--ca <file>', 'PEM certificate of the CA that signed an https master (env TASKMASTER_CA)')
       .option(
@@ -318,13 +324,13 @@ interface DiscoveryFlags {
   discoveryPort?: string;
 }
 
-/** `--discover` (UDP announcements) or `--tracker URL`, else the configured master. */
+/** `--discover` (UDP announcements) or `--tracker URL`, else the configured masters. */
 async function locateMaster(
   flags: DiscoveryFlags,
-  configured: string | undefined,
+  configured: string | string[] | undefined,
   token?: string,
   ca?: string | string[],
-): Promise<string | undefined> {
+): Promise<string | string[] | undefined> {
   const port = flags.discoveryPort === undefined ? undefined : Number(flags.discoveryPort);
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) {
     throw new TaskmasterError(

@@ -48,12 +48,16 @@ export function connectCause(err: unknown): string {
   if (tls) return tls;
   const e = err as {
     message?: string;
-    data?: { code?: string };
+    data?: { code?: string; active?: unknown };
     description?: { message?: string } | string | number;
     cause?: { code?: string; message?: string };
   };
   if (e?.data?.code === 'EAUTH' || /EAUTH/.test(e?.message ?? ''))
     return 'bad token (EAUTH): the master refused it';
+  if (e?.data?.code === 'ESTANDBY')
+    return typeof e.data.active === 'string'
+      ? `a standby (ESTANDBY): the active master is at ${e.data.active}`
+      : 'a standby (ESTANDBY): no active master is known yet';
   const inner =
     typeof e?.description === 'object' && e.description
       ? (e.description.message ?? '')

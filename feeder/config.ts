@@ -7,12 +7,12 @@ import { z } from 'zod';
 import {
   CA_SETTING,
   LOG_SETTINGS,
-  httpUrl,
   integer,
   nonEmpty,
   readSettings,
   type LogSettings,
 } from '../common/settings';
+import { masterUrls } from '../common/master-urls';
 import { FEEDER_DEFAULTS, type FeederOptions } from './options';
 
 /** The flags of `taskmaster feed`, as commander gives them (text until validated). */
@@ -28,7 +28,7 @@ export interface FeederFlags {
 }
 
 export interface FeederConfig {
-  options: FeederOptions & { master: string };
+  options: FeederOptions & { master: string[] };
   batch?: string;
   /** A task whose id is already stored: refuse the batch (default) or skip the task. */
   onExisting?: 'error' | 'skip';
@@ -43,7 +43,7 @@ export interface FeederConfig {
 export const FEED_CONNECT_TIMEOUT_MS = 5 * 60_000;
 
 const SETTINGS = {
-  master: { flag: '--master', env: 'TASKMASTER_MASTER', schema: httpUrl() },
+  master: { flag: '--master', env: 'TASKMASTER_MASTER', schema: masterUrls },
   token: { flag: '--token', env: 'TASKMASTER_TOKEN', schema: nonEmpty() },
   ...CA_SETTING,
   batch: {
@@ -57,7 +57,7 @@ const SETTINGS = {
 
 export function feederConfig(flags: FeederFlags = {}, env: NodeJS.ProcessEnv = process.env): FeederConfig {
   const s = readSettings('feed', SETTINGS, { ...flags }, env);
-  const options: FeederOptions & { master: string } = { master: s.master ?? FEEDER_DEFAULTS.master };
+  const options: FeederOptions & { master: string[] } = { master: s.master ?? ([] as string[]).concat(FEEDER_DEFAULTS.master) };
   if (s.token !== undefined) options.token = s.token;
   if (s.ca !== undefined) options.ca = s.ca;
   options.connectTimeoutMs = s.connectTimeout ?? FEED_CONNECT_TIMEOUT_MS;

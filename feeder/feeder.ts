@@ -116,7 +116,8 @@ const MEMORY = 100_000;
 const WATCH_CHUNK = 4000;
 
 export class Feeder extends EventEmitter<FeederEvents> {
-  readonly master: string;
+  /** The masters' URLs, in the order they are tried. */
+  readonly masters: readonly string[];
   private readonly opts: FeederOptions & FeederDefaults;
   private readonly link: ClientLink<MasterToFeeder, FeederToMaster>;
   private readonly socket: FeederSocket;
@@ -147,10 +148,9 @@ export class Feeder extends EventEmitter<FeederEvents> {
       Object.entries(opts).filter(([, v]) => v !== undefined),
     ) as FeederOptions;
     this.opts = { ...FEEDER_DEFAULTS, ...given };
-    this.master = this.opts.master;
     this.logger = (opts.logger ?? silentLogger()).child({ role: 'feeder' });
     this.link = new ClientLink({
-      master: this.master,
+      master: this.opts.master,
       namespace: NAMESPACES.feeder,
       role: 'feeder',
       token: this.opts.token,
@@ -161,6 +161,7 @@ export class Feeder extends EventEmitter<FeederEvents> {
       retryRefused: false,
       logger: this.logger,
     });
+    this.masters = this.link.masters;
     this.socket = this.link.socket;
     this.link.on('connect', () => {
       this.logger.debug('connected to the master', { master: this.master });
@@ -182,6 +183,11 @@ export class Feeder extends EventEmitter<FeederEvents> {
       const parsed = sysmsgSchema.safeParse(m);
       if (parsed.success) this.emit('sysmsg', parsed.data.msg, parsed.data.from);
     });
+  }
+
+  /** The master this feeder is connected to, or is trying: one of `masters`, or the active master a standby named. */
+  get master(): string {
+    return this.link.url;
   }
 
   /** This feeder's client id (its socket id), usable as a system message's `to`. */

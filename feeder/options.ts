@@ -6,8 +6,12 @@ import type { Logger } from '../common/logger';
 import { ACK_TIMEOUT_MS } from '../protocol/events';
 
 export interface FeederOptions {
-  /** Master URL. Default `http://127.0.0.1:3232`. */
-  master?: string;
+  /**
+   * Master URL, or several (an active master and its standbys): a list, or comma-separated URLs. The
+   * feeder follows a standby to the active master and tries the others when it loses it. Default
+   * `http://127.0.0.1:3232`.
+   */
+  master?: string | string[];
   /** Token for the master's handshake. Default: none. */
   token?: string;
   /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. Default none. */

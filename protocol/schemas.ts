@@ -109,6 +109,7 @@ export const addRequestSchema = z.strictObject({
    * rest. Skip does not compare definitions: the existing task is kept whatever its module and params.
    */
   onExisting: z.enum(['error', 'skip']).default('error'),
+  addKey: z.string().min(1).max(200).optional(),
 });
 export type AddRequest = z.input<typeof addRequestSchema>;
 export type ParsedAddRequest = z.output<typeof addRequestSchema>;
@@ -207,7 +208,10 @@ export const assignmentSchema = z.object({
   maxDependencyBytes: z.number().int().nonnegative().optional(),
 });
 export type Assignment = z.infer<typeof assignmentSchema>;
-export const assignSchema = z.object({ tasks: z.array(assignmentSchema).min(1) });
+export const assignSchema = z.object({
+  tasks: z.array(assignmentSchema).min(1),
+  epoch: z.number().int().nonnegative().optional(),
+});
 
 /** What a runner reports about one attempt. */
 export const attemptResultSchema = z.union([
@@ -250,6 +254,7 @@ export const releaseReplySchema = z.object({
 export const cancelSchema = z.object({
   tasks: z.array(attemptRefSchema),
   reason: z.string().default('cancelled'),
+  epoch: z.number().int().nonnegative().optional(),
 });
 
 /** A system message as its recipients get it; they acknowledge it so the sender knows it arrived. */
@@ -293,6 +298,7 @@ export const helloReplySchema = z.union([
     drop: z.array(attemptRefSchema),
     /** The master's limits the runner must respect (older masters send none). */
     limits: z.object({ maxMessageBytes: z.number().int().positive() }).optional(),
+    epoch: z.number().int().nonnegative().optional(),
   }),
   z.object({ ok: z.literal(false), error: wireErrorSchema }),
 ]);

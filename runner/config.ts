@@ -9,10 +9,10 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { silentLogger, type Logger } from '../common/logger';
+import { masterUrls } from '../common/master-urls';
 import {
   CA_SETTING,
   LOG_SETTINGS,
-  httpUrl,
   integer,
   jsonObject,
   nonEmpty,
@@ -24,8 +24,11 @@ import { MAX_TIMER_MS, runnerDataSchema } from '../protocol/schemas';
 import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
 type Unset =
-  'token' | 'ca' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'maxResultBytes' | 'logger';
+  | 'master'
+  | 'token' | 'ca' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'maxResultBytes' | 'logger';
 export type ResolvedRunnerOptions = Required<Omit<RunnerOptions, Unset>> & {
+  /** The masters' URLs, in the order they are tried. */
+  master: string[];
   token?: string;
   ca?: string | string[];
   prioritySlots?: Record<string, number>;
@@ -39,7 +42,7 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.number().int('must be an integer').min(min).max(max);
 
 const optionsSchema = z.object({
-  master: z.string().refine((s) => URL.canParse(s), 'must be a URL such as http://127.0.0.1:3232'),
+  master: masterUrls,
   tasks: z.array(z.string().min(1)).min(1, 'must name at least one folder'),
   slots: int(1, 100_000),
   prioritySlots: z.record(z.string().regex(/^-?\d+(\.\d+)?$/, 'keys must be priorities'), int(0)).optional(),
@@ -131,7 +134,7 @@ const taskFolders = (cwd: string) =>
     );
 
 const settings = (cwd: string) => ({
-  master: { flag: '--master', env: 'TASKMASTER_MASTER', schema: httpUrl() },
+  master: { flag: '--master', env: 'TASKMASTER_MASTER', schema: masterUrls },
   tasks: {
     flag: '--tasks',
     env: 'TASKMASTER_TASKS',

@@ -4,13 +4,19 @@
  * client-link.ts, shared with the feeder); this class adds the handshake that makes a connection
  * usable: `runner:hello` on every connect, retried until acknowledged, whose reply lists the attempts
  * to drop. Nothing but the hello goes out before that ack, so the master always knows who is talking.
+ *
+ * Assignments and cancels pass the epoch fence (runner/epoch-fence.ts) before the runner sees them:
+ * one from a master older than one already heard from is refused here, with a warning naming both.
  */
 import { EventEmitter } from 'node:events';
 import { type Socket } from 'socket.io-client';
+import { z } from 'zod';
 import { backoffDelay } from '../common/backoff';
 import { ClientLink } from '../common/client-link';
 import type { Logger } from '../common/logger';
+import { EpochFence } from './epoch-fence';
 import { type TaskmasterError, toError } from '../protocol/errors';
+import { formatIssues } from '../protocol/issues';
 import {
   NAMESPACES,
   type AttemptRef,
@@ -22,6 +28,7 @@ import {
 } from '../protocol/events';
 import {
   addReplySchema,
+  assignSchema,
   helloReplySchema,
   releaseReplySchema,
   resultsAckSchema,
@@ -37,7 +44,8 @@ import {
 type RunnerSocket = Socket<MasterToRunner, RunnerToMaster>;
 
 export interface ConnectionOptions {
-  master: string;
+  /** The masters' URLs, in the order they are tried (see common/client-link.ts). */
+  master: string | readonly string[];
   token?: string;
   ca?: string | string[];
   ackTimeoutMs: number;
@@ -68,6 +76,7 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
   private helloTimer: NodeJS.Timeout | null = null;
   /** The master's largest message, from its hello reply (older masters send none). */
   maxMessageBytes: number | undefined;
+  private readonly fence = new EpochFence();
 
   constructor(private readonly opts: ConnectionOptions) {
     super();
@@ -90,8 +99,12 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
     this.link.on('disconnect', (reason) => this.onDisconnect(reason));
     this.link.on('refused', (err) => this.emit('refused', err));
     // Not gated on the hello ack: the master may send work before our side has read the ack.
-    this.socket.on('task:assign', (payload) => this.emit('assign', payload));
-    this.socket.on('task:cancel', (payload) => this.emit('cancel', payload));
+    this.socket.on('task:assign', (payload) => {
+      if (this.admits('task:assign', payload)) this.emit('assign', payload);
+    });
+    this.socket.on('task:cancel', (payload) => {
+      if (this.admits('task:cancel', payload)) this.emit('cancel', payload);
+    });
     this.socket.on('sysmsg', (m, ack) => {
       // Acknowledged on receipt: the sender learns it arrived, not what the runner made of it.
       if (typeof ack === 'function') ack();
@@ -102,6 +115,16 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
 
   get isReady(): boolean {
     return this.ready;
+  }
+
+  /** The highest master epoch heard (runner/epoch-fence.ts); undefined from masters without leases. */
+  get epoch(): number | undefined {
+    return this.fence.highest;
+  }
+
+  /** The master connected to, or being tried. */
+  get master(): string {
+    return this.link.url;
   }
 
   open(): void {
@@ -193,9 +216,20 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
           this.emit('refused', toError(reply.error));
           return;
         }
+        const fenced = this.fence.check(reply.epoch);
+        if (!fenced.ok)
+          log.warn(
+            `the master answered with epoch ${fenced.epoch}, older than epoch ${fenced.seen} heard before: ` +
+              'it has been replaced, and its assignments and cancels are refused (ESTALE)',
+            { master: this.link.url },
+          );
         this.ready = true;
         this.maxMessageBytes = reply.limits?.maxMessageBytes;
-        log.info('connected to the master', { master: this.opts.master, drop: reply.drop.length });
+        log.info('connected to the master', {
+          master: this.link.url,
+          drop: reply.drop.length,
+          ...(reply.epoch !== undefined ? { epoch: reply.epoch } : {}),
+        });
         this.emit('ready', reply.drop);
         return;
       } catch (err) {
@@ -211,9 +245,42 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
     }
   }
 
+  /**
+   * Whether an assignment or cancel may be acted on: its epoch is not older than one heard before. A
+   * payload that is not an object is let through to the runner, which refuses it as malformed.
+   */
+  private admits(event: 'task:assign' | 'task:cancel', payload: unknown): boolean {
+    if (!payload || typeof payload !== 'object') return true;
+    const parsed = epochField.safeParse(payload);
+    if (!parsed.success) {
+      // An epoch that cannot be compared cannot be trusted either.
+      this.opts.logger.warn(`malformed ${event} ignored`, {
+        issues: formatIssues(parsed.error.issues, event),
+      });
+      return false;
+    }
+    const fenced = this.fence.check(parsed.data.epoch);
+    if (fenced.ok) return true;
+    const tasks = (payload as { tasks?: unknown }).tasks;
+    this.opts.logger.warn(
+      `${event} refused (ESTALE): it carries epoch ${fenced.epoch}, older than epoch ${fenced.seen} heard before; ` +
+        'the master that sent it has been replaced',
+      {
+        master: this.link.url,
+        epoch: fenced.epoch,
+        seenEpoch: fenced.seen,
+        tasks: Array.isArray(tasks) ? tasks.length : 0,
+      },
+    );
+    return false;
+  }
+
   private onDisconnect(reason: string): void {
     this.generation++;
     this.ready = false;
     this.emit('down', reason);
   }
 }
+
+/** The epoch of an assignment or cancel, checked before anything else in it. */
+const epochField = z.object({ epoch: assignSchema.shape.epoch });

@@ -7,8 +7,12 @@ import type { Logger } from '../common/logger';
 import { ACK_TIMEOUT_MS } from '../protocol/events';
 
 export interface RunnerOptions {
-  /** Master URL. Default `http://127.0.0.1:3232`. */
-  master?: string;
+  /**
+   * Master URL, or several (an active master and its standbys): a list, or comma-separated URLs. The
+   * runner follows a standby to the active master and tries the others when it loses it. Default
+   * `http://127.0.0.1:3232`.
+   */
+  master?: string | string[];
   /** Task folders, searched in order. Default `['tasks']` (relative to the working directory). */
   tasks?: string[];
   /** Tasks run at once. Default: the number of workers. */

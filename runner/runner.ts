@@ -15,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import { z } from 'zod';
 import type { Logger } from '../common/logger';
+import { mastersText } from '../common/master-urls';
 import { capError, fromThrown, wireError } from '../protocol/errors';
 import type { AttemptRef, SysmsgReply } from '../protocol/events';
 import {
@@ -186,6 +187,11 @@ export class Runner extends EventEmitter<RunnerEvents> {
     return [...this.active.values()].map(({ assignment: a }) => ({ id: a.id, attempt: a.attempt }));
   }
 
+  /** The highest master epoch this runner has heard; assignments and cancels carrying an older one are refused. */
+  get epoch(): number | undefined {
+    return this.conn.epoch;
+  }
+
   /** Pids of the live child processes. */
   get pids(): number[] {
     return this.pool.pids();
@@ -204,7 +210,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     await new Promise<void>((resolve, reject) => {
       const timer = o.startTimeoutMs
         ? setTimeout(
-            () => done(new Error(`the master at ${o.master} did not answer within ${o.startTimeoutMs} ms`)),
+            () => done(new Error(`${mastersText(o.master)} did not answer within ${o.startTimeoutMs} ms`)),
             o.startTimeoutMs,
           )
         : null;

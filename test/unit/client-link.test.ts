@@ -2,12 +2,15 @@
  * The client link shared by the runner and the feeder, against a real Socket.IO server on port 0:
  * a refused token is recognised by the code the master sends (not by the words of its message), a
  * feeder-style link stops while a runner-style one keeps retrying, and a master that closes the
- * socket on purpose is reconnected to.
+ * socket on purpose is reconnected to. With several URLs: a standby's refusal (ESTANDBY) is followed
+ * to the master it names, a dead URL is passed over, and a role's listeners outlive the move.
+ * (Real masters, active and standby, are test/integration/standby-clients.test.ts's.)
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { ClientLink, type ClientLinkOptions } from '../../common/client-link';
+import { freePort } from '../../db/server';
 import { capturingLogger } from '../helpers/capture';
 
 jest.setTimeout(20_000);
@@ -40,7 +43,16 @@ function eauth(next: (err?: Error) => void): void {
   next(err);
 }
 
-function link(url: string, opts: Partial<ClientLinkOptions> = {}) {
+/** As a standby refuses: ESTANDBY, and the active master's URL (null while none is known). */
+function estandby(active: string | null) {
+  return (next: (err?: Error) => void): void => {
+    const err = new Error('ESTANDBY: this master is a standby') as Error & { data?: unknown };
+    err.data = { code: 'ESTANDBY', message: 'this master is a standby', active, epoch: 1 };
+    next(err);
+  };
+}
+
+function link(url: string | string[], opts: Partial<ClientLinkOptions> = {}) {
   const { logger, lines } = capturingLogger();
   const l = new ClientLink({
     master: url,
@@ -203,5 +215,94 @@ describe('client link', () => {
     l.close();
     await expect(pending).rejects.toThrow('the feeder was closed');
     await expect(l.whenConnected(10)).rejects.toThrow('the feeder is closed');
+  });
+
+  test('a standby is followed to the active master it names, listed or not, with one info line', async () => {
+    const standby = await server();
+    const active = await server();
+    standby.refuse.with = estandby(active.url);
+    const { link: l, lines } = link([standby.url]);
+    try {
+      await l.whenConnected(5000);
+      expect(l.url).toBe(active.url);
+      expect((await active.io.of('/ns').fetchSockets()).length).toBe(1);
+      const follows = lines.filter(
+        (x) => x.message === 'the master is a standby; following the active master',
+      );
+      expect(follows).toEqual([
+        expect.objectContaining({ level: 'info', master: standby.url, active: active.url }),
+      ]);
+    } finally {
+      l.close();
+      await standby.close();
+      await active.close();
+    }
+  });
+
+  test('a dead first URL and a standby that knows no active master are passed over for the next', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const electing = await server();
+    electing.refuse.with = estandby(null);
+    const up = await server();
+    const { link: l, lines } = link([dead, electing.url, up.url]);
+    try {
+      await l.whenConnected(5000);
+      expect(l.url).toBe(up.url);
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          level: 'warn',
+          message: 'cannot reach the master; retrying',
+          master: dead,
+        }),
+      );
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          message: 'the master is a standby and knows no active master yet; trying the next',
+          master: electing.url,
+        }),
+      );
+    } finally {
+      l.close();
+      await electing.close();
+      await up.close();
+    }
+  });
+
+  test('when its master is lost the link goes on to the next, and the listeners on its socket still hear', async () => {
+    const first = await server();
+    const second = await server();
+    const { link: l } = link([first.url, second.url]);
+    const heard: string[] = [];
+    l.socket.on('note', (from: string) => heard.push(from));
+    try {
+      await l.whenConnected(5000);
+      expect(l.url).toBe(first.url);
+      first.io.of('/ns').emit('note', 'first');
+      const again = next(l, 'connect');
+      // The first master goes away for good: its sockets close, and it refuses new ones.
+      await first.close();
+      await again;
+      expect(l.url).toBe(second.url);
+      const noted = new Promise((r) => l.socket.once('note', r));
+      second.io.of('/ns').emit('note', 'second');
+      await noted;
+      expect(heard).toEqual(['first', 'second']);
+    } finally {
+      l.close();
+      await second.close();
+    }
+  });
+
+  test('whenConnected names every master it tried and the last error', async () => {
+    const a = `http://127.0.0.1:${await freePort()}`;
+    const b = `http://127.0.0.1:${await freePort()}`;
+    const { link: l } = link([a, b]);
+    try {
+      await expect(l.whenConnected(300)).rejects.toThrow(
+        `cannot reach the masters at ${a}, ${b} within 300 ms`,
+      );
+    } finally {
+      l.close();
+    }
   });
 });

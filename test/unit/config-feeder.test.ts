@@ -6,7 +6,7 @@ import { makeTestCa } from '../helpers/pki';
 describe('feeder settings', () => {
   test('defaults to the local master with no token, waited for 5 min (a first start builds its database)', () => {
     expect(feederConfig({}, {})).toEqual({
-      options: { master: 'http://127.0.0.1:3232', connectTimeoutMs: 300_000 },
+      options: { master: ['http://127.0.0.1:3232'], connectTimeoutMs: 300_000 },
       batch: undefined,
       log: { format: undefined, level: undefined },
     });
@@ -14,11 +14,11 @@ describe('feeder settings', () => {
 
   test('TASKMASTER_MASTER and TASKMASTER_TOKEN are read; flags win', () => {
     const env = { TASKMASTER_MASTER: 'http://m:1', TASKMASTER_TOKEN: 'env-token' };
-    expect(feederConfig({}, env).options).toMatchObject({ master: 'http://m:1', token: 'env-token' });
+    expect(feederConfig({}, env).options).toMatchObject({ master: ['http://m:1'], token: 'env-token' });
     expect(
       feederConfig({ master: 'https://n:2', batch: 'nightly', connectTimeout: '500' }, env),
     ).toMatchObject({
-      options: { master: 'https://n:2', token: 'env-token', connectTimeoutMs: 500 },
+      options: { master: ['https://n:2'], token: 'env-token', connectTimeoutMs: 500 },
       batch: 'nightly',
     });
   });
@@ -30,7 +30,7 @@ describe('feeder settings', () => {
 
   test('an empty variable counts as unset', () => {
     expect(feederConfig({}, { TASKMASTER_MASTER: '', TASKMASTER_TOKEN: '' }).options).toEqual({
-      master: 'http://127.0.0.1:3232',
+      master: ['http://127.0.0.1:3232'],
       connectTimeoutMs: 300_000,
     });
   });
@@ -40,6 +40,21 @@ describe('feeder settings', () => {
       'invalid feed settings:\n' +
         '  --master: must be an http:// or https:// URL such as http://127.0.0.1:3232 (got "ftp://x")\n' +
         '  --connect-timeout: must be an integer between 1 and 86400000 (got "1.5")',
+    );
+  });
+
+  test('--master and TASKMASTER_MASTER take several masters separated by commas; a bad one is named with its place', () => {
+    expect(feederConfig({ master: 'http://a:3232, http://b:3232' }, {}).options.master).toEqual([
+      'http://a:3232',
+      'http://b:3232',
+    ]);
+    expect(feederConfig({}, { TASKMASTER_MASTER: 'http://a:1,https://b:2' }).options.master).toEqual([
+      'http://a:1',
+      'https://b:2',
+    ]);
+    expect(() => feederConfig({}, { TASKMASTER_MASTER: 'http://a:1,b:2' })).toThrow(
+      'invalid feed settings:\n' +
+        '  TASKMASTER_MASTER[1]: "b:2" is not an http:// or https:// URL such as http://127.0.0.1:3232 (got "http://a:1,b:2")',
     );
   });
 

@@ -18,7 +18,7 @@ describe('runner settings', () => {
     expect(options).toEqual({});
     expect(log).toEqual({ format: undefined, level: undefined });
     const resolved = resolveRunnerOptions(options);
-    expect(resolved.master).toBe('http://127.0.0.1:3232');
+    expect(resolved.master).toEqual(['http://127.0.0.1:3232']);
     expect(resolved.tasks).toEqual(['tasks']);
     expect(resolved.slots).toBe(resolved.workers);
   });
@@ -47,7 +47,7 @@ describe('runner settings', () => {
       root,
     );
     expect(options).toEqual({
-      master: 'http://10.0.0.5:3232',
+      master: ['http://10.0.0.5:3232'],
       token: 'tok',
       slots: 8,
       workers: 2,
