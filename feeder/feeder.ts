@@ -10,16 +10,24 @@
  * outcomes delivered before it (the last 100,000), so no order of calls loses a result.
  *
  * Tasks are sent as given: the master is the only validator, so the CLI, this library and clients
- * of the original protocol all get the same messages.
+ * of the original protocol all get the same messages. The feeder adds a batch name when none is
+ * given and an `addKey`, one per add message: when the connection drops before the master answered
+ * (the master died, or stepped down), an add whose tasks all name their ids is sent again — same
+ * tasks, ids, batch and key — once connected, to this master or the one that took over, and the
+ * master answers it as stored if it was, instead of refusing the ids as taken. Tasks without ids are
+ * not sent again (the master would give them new ids: a second copy); their add fails saying the
+ * tasks may or may not have been stored. The feeder does not make ids up for them: an id counts in a
+ * task's size, and the master looks up every id it is given.
  *
  * Connecting, reconnecting and a refused token are the client link's (common/client-link.ts, shared
  * with the runner); a refused token is final for a feeder, and fails `ready()` at once.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { type Socket } from 'socket.io-client';
 import { backoffDelay } from '../common/backoff';
 import { ClientLink } from '../common/client-link';
+import { newId } from '../common/ids';
 import { silentLogger, type Logger } from '../common/logger';
 import { TaskmasterError, toError, type ReportedError } from '../protocol/errors';
 import { NAMESPACES, type FeederToMaster, type MasterToFeeder, type Progress } from '../protocol/events';
@@ -270,15 +278,21 @@ export class Feeder extends EventEmitter<FeederEvents> {
     opts: AddOptions,
   ): Promise<AddedBatch> {
     const retries = opts.retries ?? Infinity;
+    // Fixed before the first send, so every retry is the same add (see the top of this file).
+    const req = {
+      tasks: grouped,
+      // Named here rather than by the master, so an add sent again names the same batch.
+      batch: batch ?? newId(),
+      calledAt,
+      addKey: randomUUID(),
+      ...(opts.onExisting ? { onExisting: opts.onExisting } : {}),
+    };
     for (let attempt = 0; ; attempt++) {
-      const raw = await this.request(
-        'tasks:add',
-        { tasks: grouped, batch, calledAt, ...(opts.onExisting ? { onExisting: opts.onExisting } : {}) },
-        {
-          ambiguous:
-            'the tasks may or may not have been stored; add them again with the same ids to find out (a stored id is refused as taken, or skipped with onExisting: skip)',
-        },
-      );
+      const raw = await this.request('tasks:add', req, {
+        resendOnLoss: allNamed(grouped),
+        ambiguous:
+          'the tasks may or may not have been stored; add them again with the same ids to find out (a stored id is refused as taken, or skipped with onExisting: skip)',
+      });
       const reply = addReplySchema.parse(raw);
       if (reply.ok) {
         const existing: string[] = [];
@@ -425,27 +439,66 @@ export class Feeder extends EventEmitter<FeederEvents> {
     this.waiters.clear();
   }
 
-  /** One acknowledged request, after waiting for the connection. */
+  /**
+   * One acknowledged request, after waiting for the connection. With `resendOnLoss`, a request whose
+   * connection dropped before the answer is sent again once connected (to whichever master), for
+   * up to `connectTimeoutMs` from the first loss: only for requests the master recognises when they
+   * come twice (an add, by its `addKey`).
+   */
   private async request<E extends 'tasks:add' | 'tasks:cancel' | 'sysmsg:send' | 'tasks:watch'>(
     event: E,
     payload: Parameters<FeederToMaster[E]>[0],
-    { timeoutMs = this.opts.ackTimeoutMs, ambiguous = '' }: { timeoutMs?: number; ambiguous?: string } = {},
+    {
+      timeoutMs = this.opts.ackTimeoutMs,
+      ambiguous = '',
+      resendOnLoss = false,
+    }: { timeoutMs?: number; ambiguous?: string; resendOnLoss?: boolean } = {},
   ): Promise<unknown> {
-    await this.ready();
-    try {
-      // The payload is typed by the event map at the call sites; the reply is unknown here, since
-      // the event map's ack types are what a well-behaved master sends and each caller parses it.
-      const socket = this.socket.timeout(timeoutMs) as unknown as {
-        emitWithAck(ev: E, p: unknown): Promise<unknown>;
-      };
-      return await socket.emitWithAck(event, payload);
-    } catch (err) {
-      if (this.closed) throw new Error('the feeder was closed');
-      // Socket.IO fails pending acknowledgements when the connection drops, and after the timeout.
-      const what = /disconnected/.test(String(err))
-        ? `the connection to the master was lost before it answered ${event}`
-        : `no answer from the master to ${event} within ${timeoutMs} ms`;
-      throw new Error(`${what}${ambiguous ? `: ${ambiguous}` : ''}`, { cause: err });
+    const explained = (what: string, cause: unknown) =>
+      new Error(`${what}${ambiguous ? `: ${ambiguous}` : ''}`, { cause });
+    /** When resending stops, counted from the first loss. */
+    let deadline: number | undefined;
+    for (let sent = 0; ; sent++) {
+      try {
+        await this.ready(deadline === undefined ? undefined : Math.max(1, deadline - Date.now()));
+      } catch (err) {
+        if (deadline === undefined) throw err;
+        throw explained(
+          `the connection to the master was lost before it answered ${event}, and ${(err as Error).message}`,
+          err,
+        );
+      }
+      try {
+        // The payload is typed by the event map at the call sites; the reply is unknown here, since
+        // the event map's ack types are what a well-behaved master sends and each caller parses it.
+        const socket = this.socket.timeout(timeoutMs) as unknown as {
+          emitWithAck(ev: E, p: unknown): Promise<unknown>;
+        };
+        return await socket.emitWithAck(event, payload);
+      } catch (err) {
+        if (this.closed) throw new Error('the feeder was closed');
+        // Socket.IO fails pending acknowledgements when the connection drops, and after the timeout.
+        const lost = /disconnected/.test(String(err));
+        if (lost && resendOnLoss) {
+          deadline ??= Date.now() + this.opts.connectTimeoutMs;
+          if (Date.now() < deadline) {
+            this.logger.info(
+              'the connection was lost before the master answered; sending the request again',
+              {
+                event,
+                resend: sent + 1,
+              },
+            );
+            continue;
+          }
+        }
+        throw explained(
+          lost
+            ? `the connection to the master was lost before it answered ${event}`
+            : `no answer from the master to ${event} within ${timeoutMs} ms`,
+          err,
+        );
+      }
     }
   }
 
@@ -560,6 +613,11 @@ export function issuesOf(details: unknown): { path: string; message: string }[] 
       typeof (i as { path?: unknown }).path === 'string' &&
       typeof (i as { message?: unknown }).message === 'string',
   );
+}
+
+/** Every task names its id: an add of them sent twice names the same tasks both times. */
+function allNamed(tasks: TaskInput[]): boolean {
+  return tasks.every((t) => !!t && typeof t === 'object' && typeof (t as { id?: unknown }).id === 'string');
 }
 
 function closedBefore(id: string): Error {
