@@ -132,6 +132,21 @@ function Shell({ act }: { act: boolean }) {
           </button>
         )}
       </header>
+      {live.link === 'standby' && (
+        <div class="banner" data-testid="standby">
+          {live.active ? (
+            <>
+              This master is a standby; the active master is at{' '}
+              <a href={live.active} data-testid="active-master">
+                {live.active}
+              </a>
+              .
+            </>
+          ) : (
+            'This master is a standby, and no active master is known yet (an election is under way).'
+          )}
+        </div>
+      )}
       <main>
         {top === 'overview' && <OverviewView />}
         {top === 'runners' && <RunnersView />}
