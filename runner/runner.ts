@@ -187,6 +187,11 @@ export class Runner extends EventEmitter<RunnerEvents> {
     return [...this.active.values()].map(({ assignment: a }) => ({ id: a.id, attempt: a.attempt }));
   }
 
+  /** The master this runner is connected to, or is trying: one of its URLs, or the active master a standby named. */
+  get master(): string {
+    return this.conn.master;
+  }
+
   /** The highest master epoch this runner has heard; assignments and cancels carrying an older one are refused. */
   get epoch(): number | undefined {
     return this.conn.epoch;
