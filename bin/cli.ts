@@ -300,14 +300,8 @@ async function runMaster(flags: MasterFlags): Promise<number> {
     await stop();
     throw err;
   }
-  // Another master took this database over (this one was paused longer than its lease): stop, and
-  // say so with the exit status.
-  const running = master as Master | null;
-  const lost = new Promise<'lost'>((resolve) => running?.once('lost', () => resolve('lost')));
-  if ((await Promise.race([signalled, lost])) === 'lost') {
-    await stop();
-    return 1;
-  }
+  // A master that loses its lease stands by (and may be elected again): it runs until a signal.
+  await signalled;
   return stop();
 }
 

@@ -48,14 +48,15 @@ import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './http/api';
 import { Dashboard } from './http/dashboard';
 import { baseRoutes, HttpRoutes, type Readiness } from './http/server';
-import { Metrics } from './http/metrics';
+import { leaseRegistry, Metrics, processRegistry } from './http/metrics';
 import { Monitor } from './http/monitor';
 import { storedBatches } from './store/queries';
 import { cancelInSlices } from './cancel';
 import { rerun, rerunBatch, type RerunResult } from './rerun';
 import { staticRoutes } from './http/static';
 import { serveLegacy } from './legacy';
-import { MasterLease, type LeaseDoc } from './lease';
+import { MasterLease, type LeaseDoc, type LeaseStatus } from './lease';
+import type { Registry } from 'prom-client';
 import {
   MASTER_DEFAULTS,
   schedulerOptions,
@@ -101,6 +102,16 @@ export class Master extends EventEmitter implements ApiView {
   private io: Server | null = null;
   private runnerNsp: RunnerNamespace | null = null;
   private feederNsp: FeederNamespace | null = null;
+  private legacyNsp: Namespace | null = null;
+  private dashboardNsp: Namespace | null = null;
+  /** This master holds the lease and has rebuilt its state: it takes clients. */
+  private active = false;
+  /** The activation in progress or done (the lease was won), null on a standby. */
+  private activation: Promise<void> | null = null;
+  /** The step-down in progress (the lease was lost). */
+  private stepping: Promise<void> | null = null;
+  private processMetrics: Registry | null = null;
+  private leaseMetrics: Registry | null = null;
   /** Feeder sockets watching each task id. */
   private readonly watchers: Watchers<FeederSocket>;
   private starting: Promise<void> | null = null;
@@ -277,6 +288,17 @@ export class Master extends EventEmitter implements ApiView {
    * no write is failing.
    */
   async readiness(): Promise<Readiness> {
+    const lease = this.leaseStatus();
+    if (lease.role === 'standby' || !this.active)
+      return {
+        ready: false,
+        database: true,
+        recovered: this.recovered,
+        cause: 'standby',
+        error: lease.active
+          ? `this master is standby; the active master is at ${lease.active}`
+          : 'this master is standby; no master is active right now',
+      };
     let database = false;
     try {
       const ping = this.conn?.db?.command({ ping: 1 });
@@ -304,9 +326,34 @@ export class Master extends EventEmitter implements ApiView {
     };
   }
 
-  metrics(): Promise<{ contentType: string; body: string }> {
-    if (!this.metricsOf) throw new Error('master not started');
-    return this.metricsOf.text();
+  /** The election as this master sees it (standby until it started and won the lease). */
+  leaseStatus(): LeaseStatus {
+    return (
+      this.lease?.status() ?? {
+        role: 'standby',
+        epoch: 0,
+        active: null,
+        holder: null,
+        ageMs: null,
+        leaseMs: this.opts.leaseMs,
+      }
+    );
+  }
+
+  /** Prometheus text: the active master's metrics, or a standby's process metrics; the lease's on both. */
+  async metrics(): Promise<{ contentType: string; body: string }> {
+    const status = () => this.leaseStatus();
+    this.leaseMetrics ??= leaseRegistry(status);
+    const lease = await this.leaseMetrics.metrics();
+    if (this.metricsOf) {
+      const m = await this.metricsOf.text();
+      return { contentType: m.contentType, body: `${m.body}\n${lease}` };
+    }
+    this.processMetrics ??= processRegistry();
+    return {
+      contentType: this.processMetrics.contentType,
+      body: `${await this.processMetrics.metrics()}\n${lease}`,
+    };
   }
 
   get port(): number {
@@ -338,58 +385,45 @@ export class Master extends EventEmitter implements ApiView {
 
   private async doStart(): Promise<void> {
     this.conn = await connectDatabase(this.opts.mongoUrl, { dbName: this.opts.dbName });
-    // One master per database: a second one refuses to start here, before it reads or writes a task.
+    this.listenFor(this.conn);
+    await new Promise<void>((resolve, reject) => {
+      const server = this.server as http.Server | https.Server;
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.logger.info('master listening', { url: this.url });
+    if (this.opts.tls) this.logger.info('serving TLS', { ...describeCertificate(this.opts.tls.cert) });
+    // Every master on the database competes for the lease: its holder is active, the others stand by.
     const lease = new MasterLease(this.conn.collection<LeaseDoc>('leases'), {
       leaseMs: this.opts.leaseMs,
       url: this.url,
       logger: this.logger,
     });
-    await lease.acquire();
     this.lease = lease;
-    lease.on('lost', (holder) => {
+    lease.on('elected', (epoch) => {
+      this.activation = this.activate(lease, epoch);
+      // A takeover's failure is logged in activate(); the first start's fails start().
+      this.activation.catch(() => undefined);
+    });
+    lease.on('lost', (cause, holder) => {
       this.emit('lost', holder);
-      void this.close();
+      void this.stepDown(cause);
     });
     lease.on('dropped', () => this.databaseDropped());
-    this.store = new Store(this.conn, {
-      writeChunk: this.opts.writeChunk,
-      foldBacklogLimit: this.opts.foldBacklogLimit,
-      logger: this.logger,
-    });
-    const sched = new Scheduler(this.store, {
-      ...schedulerOptions(this.opts),
-      finalCacheSize: 100_000,
-      logger: this.logger,
-    });
-    this.sched = sched;
-    sched.on('outcomes', (outcomes) => this.deliver(outcomes));
-    sched.on('assigntimeout', (o) => this.emit('assigntimeout', o));
-    const began = Date.now();
-    const recovered = await sched.recover();
-    this.logger.info('recovery finished', {
-      open: recovered.tasks,
-      orphans: recovered.orphans,
-      droppedUnacknowledged: recovered.dropped,
-      ms: Date.now() - began,
-    });
-    // Observers start after recovery: they are seeded with what it left, then see every change.
-    const monitor = new Monitor({ logger: this.logger });
-    monitor.seed(await storedBatches(this.store.tasks, { limit: 200 }), sched.tasks.values());
-    const metrics = new Metrics(sched, this.store);
-    this.store.onWritten = (ms) => metrics.writeTime.observe(ms / 1000);
-    await this.batchNames.load(this.store.tasks);
-    sched.observers.push(monitor, metrics, this.batchNames);
-    this.mon = monitor;
-    this.metricsOf = metrics;
-    this.recovered = true;
-    this.retention = new Retention(
-      this.store,
-      { retainMs: this.opts.retainMs, retainCount: this.opts.retainCount, logger: this.logger },
-      (ids) => sched.forgetFinals(ids),
-      (id) => sched.tasks.has(id),
-    );
-    this.retention.start();
+    await lease.start();
+    if (this.activation) await this.activation;
+    else this.logger.info('standing by', { active: lease.status().active, epoch: lease.epoch });
+  }
 
+  /**
+   * The HTTP server, Socket.IO and its namespaces: built once, serving a standby master (health,
+   * metrics, refusals naming the active one) and an active one alike.
+   */
+  private listenFor(conn: Connection): void {
+    void conn;
     const routes = staticRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger))));
     const handle: http.RequestListener = (req, res) => routes.handle(req, res);
     const tls = this.opts.tls;
@@ -437,18 +471,30 @@ export class Master extends EventEmitter implements ApiView {
     guard.attach(this.server);
     this.slowReaders = new SlowReaders(this.opts.maxBufferedBytes, this.logger);
     this.slowReaders.attach(this.io);
-    metrics.watchConnections(
-      () => guard.status(),
-      () => this.slowReaders?.counts ?? { peakBytes: 0, disconnected: 0 },
-    );
     const auth = tokenMiddleware(this.opts.token);
     // The event maps and socket data of each namespace (Socket.IO's generics apply per server).
     const runners = this.io.of(NAMESPACES.runner) as unknown as RunnerNamespace;
     const feeders = this.io.of(NAMESPACES.feeder) as unknown as FeederNamespace;
     const legacy = this.io.of(NAMESPACES.legacy);
+    const dashboard = this.io.of(NAMESPACES.dashboard);
     runners.use(auth);
     feeders.use(auth);
     legacy.use(auth);
+    dashboard.use(tokenMiddleware(this.opts.token, this.opts.readToken));
+    // After the token check: a standby refuses the client, naming the active master (ESTANDBY).
+    const active = (_s: Socket, next: (err?: Error) => void) => {
+      if (this.active) return next();
+      const lease = this.leaseStatus();
+      const where = lease.active
+        ? `the active master is at ${lease.active}`
+        : 'no master is active right now';
+      const message = `this master is standby; ${where}`;
+      next(
+        Object.assign(new Error(`ESTANDBY: ${message}`), {
+          data: { code: 'ESTANDBY', message, active: lease.active, epoch: lease.epoch },
+        }),
+      );
+    };
     // After the token check: a connection that passed it is a client, never closed to make room.
     const member = (s: Socket, next: (err?: Error) => void) => {
       guard.member(s.request.socket);
@@ -458,38 +504,127 @@ export class Master extends EventEmitter implements ApiView {
       );
       next();
     };
-    for (const nsp of [runners, feeders, legacy] as unknown as Namespace[]) nsp.use(member);
+    for (const nsp of [runners, feeders, legacy, dashboard] as unknown as Namespace[]) {
+      nsp.use(active);
+      nsp.use(member);
+    }
     this.runnerNsp = runners;
     this.feederNsp = feeders;
+    this.legacyNsp = legacy;
+    this.dashboardNsp = dashboard;
     runners.on('connection', (s) => this.onRunner(s));
     feeders.on('connection', (s) => this.onFeeder(s));
-    serveLegacy(legacy, sched, this.logger);
-    const dashboard = this.io.of(NAMESPACES.dashboard);
-    dashboard.use(tokenMiddleware(this.opts.token, this.opts.readToken));
-    dashboard.use(member);
-    this.dashboard = new Dashboard(dashboard, this, this.logger);
+  }
 
-    await new Promise<void>((resolve, reject) => {
-      const server = this.server as http.Server | https.Server;
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
+  /**
+   * This master won the lease: it rebuilds from `tasks` and the journal as a restart does, then takes
+   * clients. Runners that reconnect report their attempts, which it adopts (`recoveryGraceMs`).
+   */
+  private async activate(lease: MasterLease, epoch: number): Promise<void> {
+    await this.stepping;
+    const conn = this.conn as Connection;
+    const still = () =>
+      this.lease === lease && lease.role === 'active' && lease.epoch === epoch && !this.closing;
+    try {
+      const store = new Store(conn, {
+        writeChunk: this.opts.writeChunk,
+        foldBacklogLimit: this.opts.foldBacklogLimit,
+        logger: this.logger,
+        epoch,
+        writable: () => lease.writable() && lease.epoch === epoch,
       });
-    });
-    this.logger.info('master listening', { url: this.url });
-    if (tls) this.logger.info('serving TLS', { ...describeCertificate(tls.cert) });
-    await lease.advertise(this.url);
-    // Runners can reconnect only from now on: the wait for their recovered attempts starts here.
-    sched.startRecoveryGrace();
-    if (this.opts.announce) {
-      this.announcer = startAnnouncer({
-        ...this.opts.announce,
-        url: this.url,
-        id: `${process.pid}@${this.url}`,
+      this.store = store;
+      const sched = new Scheduler(store, {
+        ...schedulerOptions(this.opts),
+        finalCacheSize: 100_000,
         logger: this.logger,
       });
+      this.sched = sched;
+      sched.on('outcomes', (outcomes) => this.deliver(outcomes));
+      sched.on('assigntimeout', (o) => this.emit('assigntimeout', o));
+      const began = Date.now();
+      const recovered = await sched.recover();
+      this.logger.info('recovery finished', {
+        open: recovered.tasks,
+        orphans: recovered.orphans,
+        droppedUnacknowledged: recovered.dropped,
+        epoch,
+        ms: Date.now() - began,
+      });
+      // Observers start after recovery: they are seeded with what it left, then see every change.
+      const monitor = new Monitor({ logger: this.logger });
+      monitor.seed(await storedBatches(store.tasks, { limit: 200 }), sched.tasks.values());
+      const metrics = new Metrics(sched, store);
+      store.onWritten = (ms) => metrics.writeTime.observe(ms / 1000);
+      await this.batchNames.load(store.tasks);
+      sched.observers.push(monitor, metrics, this.batchNames);
+      this.mon = monitor;
+      this.metricsOf = metrics;
+      const guard = this.connections as ConnectionGuard;
+      metrics.watchConnections(
+        () => guard.status(),
+        () => this.slowReaders?.counts ?? { peakBytes: 0, disconnected: 0 },
+      );
+      this.retention = new Retention(
+        store,
+        { retainMs: this.opts.retainMs, retainCount: this.opts.retainCount, logger: this.logger },
+        (ids) => sched.forgetFinals(ids),
+        (id) => sched.tasks.has(id),
+      );
+      this.retention.start();
+      if (!still()) throw new Error('the lease was lost while recovering');
+      serveLegacy(this.legacyNsp as Namespace, sched, this.logger);
+      this.dashboard = new Dashboard(this.dashboardNsp as Namespace, this, this.logger);
+      this.recovered = true;
+      this.active = true;
+      this.logger.info('active', { epoch, url: this.url });
+      // Runners can reconnect only from now on: the wait for their recovered attempts starts here.
+      sched.startRecoveryGrace();
+      if (this.opts.announce) {
+        this.announcer = startAnnouncer({
+          ...this.opts.announce,
+          url: this.url,
+          id: `${process.pid}@${this.url}`,
+          logger: this.logger,
+        });
+      }
+      this.emit('active', epoch);
+    } catch (err) {
+      this.logger.error('could not become the active master', { epoch, error: String(err) });
+      if (this.lease === lease && lease.role === 'active') void this.close();
+      throw err;
     }
+  }
+
+  /**
+   * This master lost its lease (another took over, or it could not renew in time): it writes nothing
+   * more, closes every client connection (they go to the active master) and stops its timers, and
+   * stands by. What it held in memory is the new active master's to rebuild from the database.
+   */
+  private stepDown(cause: string): Promise<void> {
+    this.stepping ??= (async () => {
+      this.active = false;
+      this.store?.abandon();
+      await this.activation?.catch(() => undefined);
+      this.activation = null;
+      this.recovered = false;
+      this.store?.abandon();
+      this.announcer?.stop();
+      this.announcer = null;
+      for (const nsp of [this.runnerNsp, this.feederNsp, this.legacyNsp, this.dashboardNsp])
+        nsp?.disconnectSockets(true);
+      // Their handlers hold this activation's scheduler: the next one adds its own.
+      this.legacyNsp?.removeAllListeners('connection');
+      this.dashboardNsp?.removeAllListeners('connection');
+      this.dashboard?.close();
+      this.dashboard = null;
+      this.sched?.abandon();
+      await this.retention?.stop();
+      this.sched = this.store = this.retention = this.mon = this.metricsOf = null;
+      this.logger.warn('standing by', { cause, active: this.lease?.status().active ?? null });
+      this.emit('standby', cause);
+    })().finally(() => (this.stepping = null));
+    return this.stepping;
   }
 
   // ---- runners ---------------------------------------------------------------------------------
@@ -784,13 +919,25 @@ export class Master extends EventEmitter implements ApiView {
 
   private async doClose(): Promise<void> {
     await this.starting?.catch(() => undefined);
+    await this.stepping;
+    this.active = false;
     this.announcer?.stop();
     this.dashboard?.close();
-    this.io?.disconnectSockets(true);
+    for (const nsp of [this.runnerNsp, this.feederNsp, this.legacyNsp, this.dashboardNsp])
+      nsp?.disconnectSockets(true);
     await new Promise<void>((resolve) => (this.io ? this.io.close(() => resolve()) : resolve()));
     await this.retention?.stop();
-    await this.sched?.close();
-    await this.store?.close();
+    // The last changes are written, unless the lease is lost meanwhile (then nothing more is).
+    const store = this.store;
+    if (store)
+      await Promise.race([
+        (async () => {
+          await this.sched?.close();
+          await store.close();
+        })(),
+        store.abandoned,
+      ]);
+    // Last: a standby takes over at once, and finds everything written.
     await this.lease?.release();
     await this.conn?.close();
     logLimiter.flush();

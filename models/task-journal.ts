@@ -50,6 +50,8 @@ export interface JournalDoc {
    * `tasks` lacks, with their latest state.
    */
   adds?: string;
+  /** The lease epoch of the master that wrote it (master/lease.ts); absent before epochs. */
+  epoch?: number;
 }
 
 export const journalSchema = new Schema<JournalDoc>(
@@ -59,6 +61,7 @@ export const journalSchema = new Schema<JournalDoc>(
     n: { type: Number, required: true },
     changes: { type: String, required: true },
     adds: { type: String },
+    epoch: { type: Number },
   },
   { collection: 'task_journal', versionKey: false },
 );

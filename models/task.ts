@@ -41,6 +41,8 @@ export interface TaskDoc {
   moduleHash?: string | null;
   /** Revision of the latest change folded into this document (0: as added). */
   rev: number;
+  /** Lease epoch of the master that last wrote it (master/lease.ts): an older one never overwrites it. */
+  epoch?: number;
   key?: string | null;
   requires?: Record<string, unknown> | null;
   runner?: string | null;
@@ -76,6 +78,7 @@ export const taskSchema = new Schema<TaskDoc>(
     deadline: { type: Number },
     moduleHash: { type: String },
     rev: { type: Number, default: 0 },
+    epoch: { type: Number },
     key: { type: String },
     requires: { type: Schema.Types.Mixed },
     runner: { type: String },

@@ -23,7 +23,8 @@ export const ERROR_CODES = Object.freeze({
   EPERSIST: 'the database refused to store the task or its result; it failed and is not retried',
   ETOOLARGE:
     "a result over a size limit: the runner's maxResultBytes (under the master message limit), or the master's maxDependencyBytes for the dependencies' results a task reads",
-  EMASTERHELD: 'another master is running on this database: one master per database',
+  ESTANDBY:
+    'this master is standby: another master holds the lease and is active; `details.active` is its URL (clients go there)',
   ERUNNERID:
     'this runner id is held by another live connection, or this connection already is another runner',
   EORIGIN: 'cross-origin browser request refused (allowOrigins)',

@@ -68,7 +68,9 @@ const whySchema = z.object({ runner: text.optional() }).strict();
 
 export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<V> {
   return routes
-    .on('GET', '/api/config', ({ res, master }) => json(res, 200, { options: master.config() }))
+    .on('GET', '/api/config', ({ res, master }) => json(res, 200, { options: master.config() }), {
+      standby: true,
+    })
     .on('GET', '/api/tasks', async ({ res, query, master }) => {
       // An empty parameter (`state=`) means no filter, as a form sends it.
       const raw = Object.fromEntries([...query.entries()].filter(([, v]) => v !== ''));

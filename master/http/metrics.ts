@@ -10,6 +10,7 @@ import type { BufferCounts } from '../slow-readers';
 import { isFinal, TASK_STATES, type TaskState } from '../../protocol/states';
 import type { Scheduler, TaskObserver } from '../scheduler/scheduler';
 import type { Store } from '../store/store';
+import type { LeaseStatus } from '../lease';
 import type { TaskRecord } from '../task-record';
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
@@ -225,4 +226,48 @@ export function queueByPriority(s: Scheduler): { priority: number; ready: number
   for (const t of s.tasks.values())
     if (t.state === 'ready') by.set(t.priority, (by.get(t.priority) ?? 0) + 1);
   return [...by.entries()].sort((a, b) => b[0] - a[0]).map(([priority, ready]) => ({ priority, ready }));
+}
+
+/**
+ * The election's gauges (master/lease.ts), on an active and a standby master alike: the role, the
+ * epoch, and the time since the lease last moved (renewed by this master, or seen to move by a
+ * standby).
+ */
+export function leaseRegistry(status: () => LeaseStatus): client.Registry {
+  const registry = new client.Registry();
+  const reg = [registry];
+  new client.Gauge({
+    name: 'taskmaster_master_active',
+    help: 'Whether this master holds the lease and is active (1) or is standby (0)',
+    registers: reg,
+    collect() {
+      this.set(status().role === 'active' ? 1 : 0);
+    },
+  });
+  new client.Gauge({
+    name: 'taskmaster_master_epoch',
+    help: 'The lease epoch this master holds (active) or last saw (standby); it rises at each takeover',
+    registers: reg,
+    collect() {
+      this.set(status().epoch);
+    },
+  });
+  new client.Gauge({
+    name: 'taskmaster_lease_age_seconds',
+    help: 'Since this master last renewed its lease (active), or last saw the active master renew it (standby)',
+    registers: reg,
+    collect() {
+      const age = status().ageMs;
+      if (age === null) this.reset();
+      else this.set(age / 1000);
+    },
+  });
+  return registry;
+}
+
+/** The process's own metrics (CPU, memory, event loop), for a standby master, which has no `Metrics`. */
+export function processRegistry(): client.Registry {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  return registry;
 }

@@ -20,10 +20,13 @@ import { bearer, safeEqual } from '../auth';
 import { internalError, validate } from '../handler';
 import type { PurgeFilter } from '../store/retention';
 import type { Scheduler } from '../scheduler/scheduler';
+import type { LeaseStatus } from '../lease';
 
 /** What the HTTP API reads of the master. */
 export interface HttpView {
   readonly scheduler: Scheduler;
+  /** The election as this master sees it (master/lease.ts): a standby serves only `standby` routes. */
+  leaseStatus(): LeaseStatus;
   readonly token?: string;
   readonly readToken?: string;
   originAllowed(origin: string | undefined): boolean;
@@ -62,6 +65,11 @@ type Handler<V extends HttpView> = (ctx: RouteContext<V>) => unknown;
 export interface RouteOptions {
   /** No origin or token check (health, readiness, the dashboard's own files). */
   open?: boolean;
+  /**
+   * Served by a standby master too (open routes always are); every other route answers a standby's
+   * 503 ESTANDBY naming the active master.
+   */
+  standby?: boolean;
 }
 
 /** A refusal with its status and stable code, thrown by a route and answered by the wrapper. */
@@ -89,7 +97,8 @@ export class HttpRoutes<V extends HttpView> {
   ) {}
 
   on(method: 'GET' | 'POST' | 'DELETE', path: string, handler: Handler<V>, opts: RouteOptions = {}): this {
-    this.router.on(method, path, () => undefined, { handler, open: opts.open === true });
+    const open = opts.open === true;
+    this.router.on(method, path, () => undefined, { handler, open, standby: open || opts.standby === true });
     return this;
   }
 
@@ -121,7 +130,7 @@ export class HttpRoutes<V extends HttpView> {
     decode(url.pathname);
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     const found = this.router.find(method as 'GET', url.pathname);
-    const store = found?.store as { handler: Handler<V>; open: boolean } | undefined;
+    const store = found?.store as { handler: Handler<V>; open: boolean; standby: boolean } | undefined;
     if (!store?.open) {
       if (!this.master.originAllowed(req.headers.origin))
         throw new HttpError(
@@ -132,6 +141,10 @@ export class HttpRoutes<V extends HttpView> {
       authorize(req, this.master);
     }
     if (!found || !store) throw noRoute(req.method, url.pathname);
+    if (!store.standby) {
+      const lease = this.master.leaseStatus();
+      if (lease.role === 'standby') throw standbyError(lease);
+    }
     return store.handler({
       req,
       res,
@@ -140,6 +153,15 @@ export class HttpRoutes<V extends HttpView> {
       master: this.master,
     });
   }
+}
+
+/** A standby's answer to what only the active master serves: 503, naming the active one. */
+export function standbyError(lease: LeaseStatus): HttpError {
+  const where = lease.active ? `the active master is at ${lease.active}` : 'no master is active right now';
+  return new HttpError(503, 'ESTANDBY', `this master is standby; ${where}`, {
+    active: lease.active,
+    epoch: lease.epoch,
+  });
 }
 
 export function noRoute(method: string | undefined, path: string): HttpError {
@@ -160,9 +182,22 @@ export const idSchema = z.string().min(1).max(1000);
 /** The routes every master has: health, readiness, metrics, runners, allocations, status, purge. */
 export function baseRoutes<V extends HttpView>(routes: HttpRoutes<V>): HttpRoutes<V> {
   return routes
-    .on('GET', '/health', ({ res, master }) => json(res, 200, { ok: true, store: master.storeStatus() }), {
-      open: true,
-    })
+    .on(
+      'GET',
+      '/health',
+      ({ res, master }) => {
+        const { role, epoch, active, ageMs, leaseMs } = master.leaseStatus();
+        json(res, 200, {
+          ok: true,
+          role,
+          epoch,
+          active,
+          lease: { ageMs, leaseMs },
+          store: master.storeStatus(),
+        });
+      },
+      { open: true },
+    )
     .on(
       'GET',
       '/ready',
@@ -172,11 +207,16 @@ export function baseRoutes<V extends HttpView>(routes: HttpRoutes<V>): HttpRoute
       },
       { open: true },
     )
-    .on('GET', '/metrics', async ({ res, master }) => {
-      const m = await master.metrics();
-      res.writeHead(200, { 'content-type': m.contentType });
-      res.end(m.body);
-    })
+    .on(
+      'GET',
+      '/metrics',
+      async ({ res, master }) => {
+        const m = await master.metrics();
+        res.writeHead(200, { 'content-type': m.contentType });
+        res.end(m.body);
+      },
+      { standby: true },
+    )
     .on('POST', '/api/runners/:id/drain', ({ res, params, master }) =>
       drain(res, master, param(params.id), true),
     )

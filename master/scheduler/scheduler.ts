@@ -733,10 +733,15 @@ export class Scheduler extends SchedulerTransitions {
   }
 
   async close(): Promise<void> {
+    this.abandon();
+    await this.store.barrier();
+  }
+
+  /** Stops every timer and decision, and waits for no write: this master lost its lease. */
+  abandon(): void {
     this.closed = true;
     if (this.graceTimer) clearTimeout(this.graceTimer);
     for (const r of this.runners.values()) if (r.lostTimer) clearTimeout(r.lostTimer);
     this.wakeups.close();
-    await this.store.barrier();
   }
 }

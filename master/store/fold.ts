@@ -43,6 +43,8 @@ export interface FoldTarget {
   /** Writer sequence number of the last durable change. */
   readonly durable: number;
   readonly isClosed: boolean;
+  /** The lease epoch the store writes as (0: none). */
+  readonly epoch: number;
   releaseJournal(docs: string[]): void;
   deleteFoldedJournal(): Promise<void>;
   /** A write of the folder failed (and is retried), or null: one went through. */
@@ -182,6 +184,15 @@ export class JournalFolder {
     });
   }
 
+  /** The lease is lost: nothing more is written (master/store/store.ts `abandon`). */
+  abandon(): void {
+    this.closed = true;
+    this.pending.clear();
+    for (const w of this.unbornWaiters.splice(0)) w();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
   async close(): Promise<void> {
     await this.settled();
     this.closed = true;
@@ -265,7 +276,14 @@ export class JournalFolder {
     const snaps = chunk.map((p) => ({ p, t: p.t, base: p.base, rev: p.t?.rev ?? 0 }));
     const born = snaps.filter((x) => x.base);
     const changed = snaps.filter((x) => !x.base) as { p: Pending; t: TaskRecord; rev: number }[];
-    if (born.length > 0) await this.insert(born.map(({ base, t }) => bornDoc(base as TaskDoc, t, now)));
+    const epoch = this.store.epoch;
+    if (born.length > 0)
+      await this.insert(
+        born.map(({ base, t }) => {
+          const d = bornDoc(base as TaskDoc, t, now);
+          return epoch > 0 ? { ...d, epoch } : d;
+        }),
+      );
     if (changed.length > 0) await this.update(changed, now);
     this.counters.commands += (born.length > 0 ? 1 : 0) + (changed.length > 0 ? 1 : 0);
     this.counters.documents += snaps.length;
@@ -343,8 +361,14 @@ export class JournalFolder {
   }
 
   private async update(snaps: { p: Pending; t: TaskRecord; rev: number }[], now: number): Promise<void> {
+    // Never over a newer epoch's write: a deposed master's late update matches nothing.
+    const epoch = this.store.epoch;
+    const fence = epoch > 0 ? { epoch: { $not: { $gt: epoch } } } : {};
     const all = snaps.map(({ t, rev }) => ({
-      updateOne: { filter: { _id: t.id, rev: { $lt: rev } }, update: { $set: stateFields(t, now) } },
+      updateOne: {
+        filter: { _id: t.id, rev: { $lt: rev }, ...fence },
+        update: { $set: epoch > 0 ? { ...stateFields(t, now), epoch } : stateFields(t, now) },
+      },
     }));
     try {
       await this.store.tasks.bulkWrite(all as never[], { ordered: false });
@@ -357,7 +381,7 @@ export class JournalFolder {
           if (classify(e).kind === 'transient') throw e;
           this.opts.logger.error('tasks refused a state; stored as EPERSIST', { taskId: t.id });
           await this.store.tasks.updateOne(
-            { _id: t.id, rev: { $lt: rev } },
+            { _id: t.id, rev: { $lt: rev }, ...fence },
             { $set: { state: 'failed', rev, updated: now, error: { code: 'EPERSIST', message: String(e) } } },
           );
         });

@@ -36,6 +36,7 @@ import { RetryBackoff } from './retry-backoff';
 import { encodeError, fetchStates, loadForRecovery, type ReadTarget, type Recovered } from './recovery';
 import type { TaskRecord } from '../task-record';
 import { classify, DUPLICATE_KEY, type WriteFailure } from './write-errors';
+import { fenced, FencedError, isFenced } from './fence';
 
 import type { AddWriteResult, RefusalListener, StoredState } from '../task-store';
 
@@ -59,7 +60,17 @@ export interface StoreOptions extends FoldOptions {
   /** Documents per insert command. */
   writeChunk: number;
   logger: Logger;
+  /**
+   * The lease epoch this master writes as (master/lease.ts): in journal documents, and in `tasks`
+   * documents, whose updates never overwrite a newer epoch's. 0 without an election (tools, tests).
+   */
+  epoch?: number;
+  /** Whether this master may write now (master/store/fence.ts); always, when not given. */
+  writable?: () => boolean;
 }
+
+const NOT_ACTIVE =
+  'this master lost its lease before the add was stored: add it again (the same addKey) to the active master';
 
 export const STORE_DEFAULTS = { writeChunk: 1000 };
 
@@ -69,6 +80,13 @@ export class Store {
   readonly allocations: Collection<AllocationDoc>;
   readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
   readonly folder: JournalFolder;
+  /** The lease epoch this store writes as. */
+  readonly epoch: number;
+  /** Resolves once the lease is lost and nothing more is written (`abandon`). */
+  readonly abandoned: Promise<void>;
+  private markAbandoned: () => void = () => {};
+  /** The lease was lost: nothing is written any more (`abandon`). */
+  private fenced = false;
   /** Set by the scheduler: a task's new state was refused and replaced by a failure. */
   onRefused: RefusalListener = () => {};
   /** Told how long each write took, in ms (metrics). */
@@ -102,14 +120,17 @@ export class Store {
     conn: Connection,
     private readonly opts: StoreOptions,
   ) {
-    this.tasks = taskModel(conn).collection as unknown as Collection<TaskDoc>;
-    this.journal = journalModel(conn).collection as unknown as Collection<JournalDoc>;
-    this.allocations = allocationModel(conn).collection as unknown as Collection<AllocationDoc>;
-    this.pendingAdds = pendingAddModel(conn).collection as unknown as Collection<{
-      _id: string;
-      ids: string[];
-      at: number;
-    }>;
+    // Every write asks the lease first: a deposed master sends none.
+    const writable = opts.writable ?? (() => true);
+    const fence = <T extends { collectionName: string }>(c: unknown) => fenced(c as T, writable);
+    this.tasks = fence<Collection<TaskDoc>>(taskModel(conn).collection);
+    this.journal = fence<Collection<JournalDoc>>(journalModel(conn).collection);
+    this.allocations = fence<Collection<AllocationDoc>>(allocationModel(conn).collection);
+    this.pendingAdds = fence<Collection<{ _id: string; ids: string[]; at: number }>>(
+      pendingAddModel(conn).collection,
+    );
+    this.epoch = opts.epoch ?? 0;
+    this.abandoned = new Promise((resolve) => (this.markAbandoned = resolve));
     this.folder = new JournalFolder(this, opts);
   }
 
@@ -295,6 +316,23 @@ export class Store {
     this.closed = true;
   }
 
+  /**
+   * This master lost its lease: nothing more is written, and nothing queued is. Adds waiting for
+   * their write are refused (the feeder adds them again to the active master, with the same key);
+   * every other waiter is left waiting, so nothing that needed a write is ever sent.
+   */
+  abandon(): void {
+    if (this.fenced) return;
+    this.fenced = true;
+    this.markAbandoned();
+    this.closed = true;
+    for (const e of this.queue)
+      if (e.kind === 'add') e.done({ ok: false, id: '', error: wireError('ESTANDBY', NOT_ACTIVE) });
+    this.queue = [];
+    this.waiters = [];
+    this.folder.abandon();
+  }
+
   /** Whether `close()` finished: nothing is written any more. */
   get isClosed(): boolean {
     return this.closed;
@@ -304,7 +342,7 @@ export class Store {
     if (this.closed) {
       // Changes made after close (a runner timing out during shutdown) are not written: the
       // database keeps the state as of close, and the next start recovers from it.
-      this.opts.logger.warn('write after close dropped', { kind: e.kind });
+      if (!this.fenced) this.opts.logger.warn('write after close dropped', { kind: e.kind });
       if (e.kind === 'add')
         e.done({ ok: false, id: '', error: wireError('EPERSIST', 'the master is closing') });
       return;
@@ -318,7 +356,13 @@ export class Store {
     if (this.running) return;
     this.running = true;
     // Let the current tick finish enqueueing, so one tick's changes go out as one write.
-    setImmediate(() => void this.drain());
+    setImmediate(() =>
+      this.drain().catch((err: unknown) => {
+        // Fenced (the lease is lost) or closed with a write failing: nothing more is written.
+        if (!isFenced(err)) this.opts.logger.error('the store stopped writing', { error: String(err) });
+        this.abandon();
+      }),
+    );
   }
 
   private async drain(): Promise<void> {
@@ -495,7 +539,7 @@ export class Store {
     for (const part of parts) {
       const last = docs[docs.length - 1];
       if (!last || bytes + part.text.length > 4 * 1024 * 1024 || last.parts.length >= this.opts.writeChunk) {
-        docs.push(sheet(this.nextJournalId(), now, []));
+        docs.push(sheet(this.nextJournalId(), now, [], this.epoch));
         bytes = 0;
       }
       docs[docs.length - 1].parts.push(part);
@@ -510,7 +554,7 @@ export class Store {
         return null;
       }
       const c = part.change as JournalChange;
-      return sheet(d._id, now, [{ change: c, text: fail(c, f.message) }]);
+      return sheet(d._id, now, [{ change: c, text: fail(c, f.message) }], this.epoch);
     };
     const toWrite = docs.map(seal);
     await this.insertAll(this.journal, toWrite.map(bare), {
@@ -528,7 +572,7 @@ export class Store {
       written: (doc) => written.push(toWrite.find((x) => x._id === doc._id) as Sheet),
     });
     for (const d of split) {
-      const singles = d.parts.map((part) => sheet(this.nextJournalId(), now, [part]));
+      const singles = d.parts.map((part) => sheet(this.nextJournalId(), now, [part], this.epoch));
       await this.insertAll(this.journal, singles.map(bare), {
         refused: (doc, f) => {
           const i = singles.findIndex((x) => x._id === doc._id);
@@ -669,7 +713,8 @@ export class Store {
     f: WriteFailure,
     kind: Failing['kind'] = 'insert',
   ): Promise<void> {
-    // After close nothing can succeed any more: give up rather than retry forever.
+    // After close nothing can succeed any more, nor once the lease is lost: give up, not retry forever.
+    if (f.fenced) throw new FencedError(f.message);
     if (this.closed) throw new Error(`store closed with a write failing: ${f.message}`);
     this.retrying = true;
     const first = this.failures.writer === null;
@@ -774,8 +819,8 @@ interface Part {
 }
 type Sheet = JournalDoc & { parts: Part[] };
 
-function sheet(id: string, at: number, parts: Part[]): Sheet {
-  return seal({ _id: id, at, n: 0, changes: '', parts });
+function sheet(id: string, at: number, parts: Part[], epoch = 0): Sheet {
+  return seal({ _id: id, at, n: 0, changes: '', parts, ...(epoch > 0 ? { epoch } : {}) });
 }
 
 function seal(d: Sheet): Sheet {
@@ -790,6 +835,7 @@ function seal(d: Sheet): Sheet {
 
 function bare(d: JournalDoc): JournalDoc {
   const out: JournalDoc = { _id: d._id, at: d.at, n: d.n, changes: d.changes };
+  if (d.epoch) out.epoch = d.epoch;
   if (d.adds) out.adds = d.adds;
   return out;
 }

@@ -15,6 +15,7 @@
  * document is at fault, and writes succeed again once space is freed. Its failure says so (`cause`),
  * so that readiness can name it.
  */
+import { isFenced } from './fence';
 import { UnstorableValueError } from '../../models/codec';
 
 /** Server codes that mean "try again later", from MongoDB's error code list. */
@@ -50,6 +51,8 @@ export interface WriteFailure {
   message: string;
   /** Why a transient failure happened, when it is known: `disk full`. */
   cause?: 'disk full';
+  /** Refused before it was sent: this master lost its lease (master/store/fence.ts). Never retried. */
+  fenced?: boolean;
 }
 
 export function classify(err: unknown): WriteFailure {
@@ -66,6 +69,7 @@ export function classify(err: unknown): WriteFailure {
   };
   const message = e?.message ?? String(err);
   const written = e?.insertedCount ?? e?.result?.insertedCount ?? 0;
+  if (isFenced(err)) return { kind: 'transient', written: 0, message, fenced: true };
   if (err instanceof UnstorableValueError) return { kind: 'refused', written: 0, message };
   const we = Array.isArray(e?.writeErrors) ? e.writeErrors[0] : e?.writeErrors;
   if (DISK_FULL.test(`${message} ${we?.errmsg ?? ''}`) || e?.code === 14031 || we?.code === 14031)
