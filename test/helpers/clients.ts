@@ -11,13 +11,13 @@ import type { RunnerOptions } from '../../runner/options';
 import { closedOnFailure, FIXTURES, testLogger } from './cluster';
 import { within, WAIT_MS } from './wait';
 
-/** A runner of the fixtures (1 worker, watching, quiet) for the master at `master`; not started. */
-export function createRunner(master: string, opts: Partial<RunnerOptions> = {}): Runner {
+/** A runner of the fixtures (1 worker, watching, quiet) for the master(s) at `master`; not started. */
+export function createRunner(master: string | string[], opts: Partial<RunnerOptions> = {}): Runner {
   return new Runner({ master, tasks: [FIXTURES], workers: 1, watch: true, logger: testLogger(), ...opts });
 }
 
 /** A started {@link createRunner}; one whose start fails is closed before the error is thrown. */
-export async function startRunner(master: string, opts: Partial<RunnerOptions> = {}): Promise<Runner> {
+export async function startRunner(master: string | string[], opts: Partial<RunnerOptions> = {}): Promise<Runner> {
   const r = createRunner(master, opts);
   await closedOnFailure(r, r.start());
   return r;
@@ -42,13 +42,13 @@ export class TestFeeder extends Feeder {
 export type TestFeederOptions = Partial<FeederOptions> & { waitMs?: number };
 
 /** A {@link TestFeeder} of the master at `master`, with a quiet logger; not yet waited for. */
-export function createFeeder(master: string, opts: TestFeederOptions = {}): TestFeeder {
+export function createFeeder(master: string | string[], opts: TestFeederOptions = {}): TestFeeder {
   const { waitMs, ...rest } = opts;
   return new TestFeeder({ master, logger: testLogger(), ...rest }, waitMs);
 }
 
 /** A connected {@link createFeeder}; one that does not connect is closed before the error is thrown. */
-export async function startFeeder(master: string, opts: TestFeederOptions = {}): Promise<TestFeeder> {
+export async function startFeeder(master: string | string[], opts: TestFeederOptions = {}): Promise<TestFeeder> {
   const f = createFeeder(master, opts);
   await closedOnFailure(f, f.ready());
   return f;

@@ -1,30 +1,117 @@
 /**
  * Clients of an active master and its standby, all real: two masters on one database (the second
- * is a standby), runners and feeders given several URLs. A client given the standby first, or only
- * the standby, reaches the active master; a feeder whose add lost its answer sends the same add
- * again and gets it acknowledged once; a runner refuses work from a master of an older epoch.
+ * stands by), runners, feeders and the operator commands given several URLs. A client given the
+ * standby first, or only the standby, reaches the active master; when the active master stops,
+ * they follow the standby that takes over, and a feeder waiting on an outcome gets it from there; a
+ * feeder whose add lost its answer sends the same add again and has it acknowledged once.
  */
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Socket } from 'socket.io-client';
+import { api } from '../../bin/api-client';
 import type { Feeder } from '../../feeder/feeder';
-import { startFeeder } from '../helpers/clients';
-import { startMaster } from '../helpers/cluster';
+import type { MasterOptions } from '../../master/options';
+import { capturingLogger } from '../helpers/capture';
+import { startFeeder, startRunner } from '../helpers/clients';
+import { createMaster, freePort, tempDir } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
+import { eventually } from '../helpers/wait';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
 });
 
+/** An active master and a standby on one new database, closed after the test. */
+async function pair(name: string, opts: Partial<MasterOptions> = {}) {
+  const dbName = testDbName(name);
+  const active = createMaster(dbName, { leaseMs: 5000, ...opts });
+  closers.push(() => active.close());
+  await active.start();
+  const standby = createMaster(dbName, { leaseMs: 5000, ...opts });
+  closers.push(() => standby.close());
+  await standby.start();
+  expect(active.leaseStatus().role).toBe('active');
+  expect(standby.leaseStatus()).toMatchObject({ role: 'standby', active: active.url });
+  return { active, standby };
+}
+
 /** The feeder's Socket.IO connection, to cut its transport as a network would. */
 function connectionOf(feeder: Feeder): Socket {
   return (feeder as unknown as { socket: Socket }).socket;
 }
 
+describe('clients of a standby and an active master', () => {
+  test('a runner given the standby first and a feeder given only the standby reach the active master; a task round-trips', async () => {
+    const { active, standby } = await pair('reach');
+    const runner = await startRunner([standby.url, active.url]);
+    closers.push(() => runner.close());
+    expect(runner.master).toBe(active.url);
+    const { logger, lines } = capturingLogger();
+    const feeder = await startFeeder(standby.url, { logger });
+    closers.push(() => feeder.close());
+    expect(feeder.master).toBe(active.url);
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: 'info',
+        message: 'the master is a standby; following the active master',
+        master: standby.url,
+        active: active.url,
+      }),
+    );
+    expect(await feeder.work([{ module: 'ok', params: ['via the standby'] }])).toMatchObject([
+      { state: 'done', result: ['via the standby'] },
+    ]);
+  });
+
+  test('when the active master stops, runner and feeder follow the standby that takes over; the task running across it finishes once and its outcome reaches the feeder', async () => {
+    const { active, standby } = await pair('follow');
+    const runner = await startRunner([active.url, standby.url]);
+    closers.push(() => runner.close());
+    const feeder = await startFeeder([active.url, standby.url]);
+    closers.push(() => feeder.close());
+    const dir = tempDir('standby-clients');
+    closers.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
+    const runs = path.join(dir, 'runs');
+    const gate = path.join(dir, 'gate');
+    const [ref] = await feeder.add([{ id: 'across', module: 'gate', params: [runs, 'across', gate] }]);
+    await eventually(() => fs.existsSync(runs), { what: 'the gated task started on the runner' });
+    const outcome = feeder.outcome(ref.id);
+
+    const tookOver = once(standby, 'active');
+    await active.close();
+    expect(await tookOver).toEqual([2]);
+    // The task finishes only now, with the new master in charge.
+    fs.writeFileSync(gate, '');
+    expect(await outcome).toMatchObject({ id: 'across', state: 'done', result: { label: 'across' } });
+    expect(fs.readFileSync(runs, 'utf8')).toBe('across\n');
+    expect(runner.master).toBe(standby.url);
+    expect(feeder.master).toBe(standby.url);
+    // And new work goes through the new active master.
+    expect(await feeder.work([{ module: 'ok', params: ['after'] }])).toMatchObject([
+      { state: 'done', result: ['after'] },
+    ]);
+  });
+
+  test('the operator commands use the master whose /health says active, passing over a dead URL and the standby', async () => {
+    const { active, standby } = await pair('cli');
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const health = await api<{ role: string; epoch: number }>(
+      { master: `${dead},${standby.url},${active.url}` },
+      '/health',
+    );
+    expect(health).toMatchObject({ role: 'active', epoch: 1 });
+    await expect(api({ master: `${dead},htp://x` }, '/health')).rejects.toThrow(
+      '--master[1]: "htp://x" is not an http:// or https:// URL',
+    );
+  });
+});
+
 describe('a feeder whose add lost its answer', () => {
   test('sends the same add again once reconnected, and the master acknowledges it without a second copy', async () => {
-    const master = await startMaster(testDbName('lost-add'));
-    closers.push(() => master.close());
-    const feeder = await startFeeder(master.url);
+    const { active } = await pair('lost-add');
+    const feeder = await startFeeder(active.url);
     closers.push(() => feeder.close());
     const socket = connectionOf(feeder);
     const sent: unknown[] = [];
@@ -53,5 +140,11 @@ describe('a feeder whose add lost its answer', () => {
     expect(sent).toHaveLength(2);
     expect(sent[1]).toEqual(sent[0]);
     expect((sent[0] as { addKey?: unknown }).addKey).toEqual(expect.any(String));
+    const runner = await startRunner(active.url);
+    closers.push(() => runner.close());
+    expect(await feeder.wait(['lost-1', 'lost-2'])).toMatchObject([
+      { state: 'done', result: [1] },
+      { state: 'done', result: [2] },
+    ]);
   });
 });
