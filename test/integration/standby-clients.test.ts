@@ -14,8 +14,8 @@ import type { Feeder } from '../../feeder/feeder';
 import type { MasterOptions } from '../../master/options';
 import { capturingLogger } from '../helpers/capture';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { createMaster, freePort, tempDir } from '../helpers/cluster';
-import { testDbName } from '../helpers/db';
+import { createMaster, freePort, spawnCli, tempDir, type Proc } from '../helpers/cluster';
+import { testDbName, testDbUrl } from '../helpers/db';
 import { eventually } from '../helpers/wait';
 
 const closers: (() => Promise<unknown>)[] = [];
@@ -105,6 +105,65 @@ describe('clients of a standby and an active master', () => {
     await expect(api({ master: `${dead},htp://x` }, '/health')).rejects.toThrow(
       '--master[1]: "htp://x" is not an http:// or https:// URL',
     );
+  });
+});
+
+describe('a master that steps down', () => {
+  const procs: Proc[] = [];
+  afterAll(async () => {
+    for (const p of procs) await p.kill('SIGKILL');
+  });
+
+  test('paused past its lease, it wakes, steps down and closes its clients: they follow the standby it names, and the task running across it finishes once', async () => {
+    const dbName = testDbName('step-down');
+    const port = await freePort();
+    const first = spawnCli([
+      'master',
+      '--port',
+      String(port),
+      '--mongo-url',
+      testDbUrl(dbName),
+      '--lease-ms',
+      '1000',
+    ]);
+    procs.push(first);
+    await first.waitFor(/"active"/);
+    const firstUrl = `http://127.0.0.1:${port}`;
+    const standby = createMaster(dbName, { leaseMs: 1000 });
+    closers.push(() => standby.close());
+    await standby.start();
+    expect(standby.leaseStatus()).toMatchObject({ role: 'standby', active: firstUrl });
+
+    const runner = await startRunner([firstUrl, standby.url]);
+    closers.push(() => runner.close());
+    const feeder = await startFeeder([firstUrl, standby.url]);
+    closers.push(() => feeder.close());
+    const dir = tempDir('step-down');
+    closers.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
+    const runs = path.join(dir, 'runs');
+    const gate = path.join(dir, 'gate');
+    await feeder.add([{ id: 'paused', module: 'gate', params: [runs, 'paused', gate] }]);
+    await eventually(() => fs.existsSync(runs), { what: 'the gated task started on the runner' });
+    const outcome = feeder.outcome('paused');
+    const reasons: string[] = [];
+    feeder.on('disconnect', (reason) => reasons.push(reason));
+
+    const tookOver = once(standby, 'active');
+    first.child.kill('SIGSTOP');
+    await tookOver;
+    first.child.kill('SIGCONT');
+    await first.waitFor(/stepping down to standby/);
+    // Its clients were still connected to it (a pause does not close a socket): it closes them, and
+    // they go where it says the active master is.
+    await eventually(
+      () => runner.master === standby.url && feeder.master === standby.url && feeder.connected,
+      {
+        what: 'the runner and the feeder on the new active master',
+      },
+    );
+    fs.writeFileSync(gate, '');
+    expect(await outcome).toMatchObject({ id: 'paused', state: 'done', result: { label: 'paused' } });
+    expect(fs.readFileSync(runs, 'utf8')).toBe('paused\n');
   });
 });
 
