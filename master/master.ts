@@ -394,7 +394,7 @@ export class Master extends EventEmitter implements ApiView {
         resolve();
       });
     });
-    this.logger.info('master listening', { url: this.url });
+    this.logger.info('listening; active once elected', { url: this.url });
     if (this.opts.tls) this.logger.info('serving TLS', { ...describeCertificate(this.opts.tls.cert) });
     // Every master on the database competes for the lease: its holder is active, the others stand by.
     const lease = new MasterLease(this.conn.collection<LeaseDoc>('leases'), {
@@ -577,7 +577,8 @@ export class Master extends EventEmitter implements ApiView {
       this.dashboard = new Dashboard(this.dashboardNsp as Namespace, this, this.logger);
       this.recovered = true;
       this.active = true;
-      this.logger.info('active', { epoch, url: this.url });
+      // Clients are served from now on (scripts and tests wait for this line).
+      this.logger.info('master listening', { url: this.url, epoch });
       // Runners can reconnect only from now on: the wait for their recovered attempts starts here.
       sched.startRecoveryGrace();
       if (this.opts.announce) {

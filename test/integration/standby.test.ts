@@ -176,13 +176,13 @@ describe('standby masters', () => {
       const dbName = testDbName('killed');
       const [portA, portB] = [await freePort(), await freePort()];
       const a = spawnMaster(testDbUrl(dbName), portA, ['--lease-ms', '600000']);
-      await a.waitFor(/"active"/);
+      await a.waitFor(/master listening/);
       const b = spawnMaster(testDbUrl(dbName), portB, ['--lease-ms', '600000']);
       await b.waitFor(/standing by/);
       await a.kill('SIGKILL');
       // Its pid is gone: no need to wait out a 10-minute lease.
       await b.waitFor(/"cause":"its process is gone".*took over from a master that is gone/, 30_000);
-      await b.waitFor(/"active"/);
+      await b.waitFor(/master listening/);
     });
 
     test('a master paused past its lease writes nothing when it wakes, and stands by', async () => {
@@ -191,7 +191,7 @@ describe('standby masters', () => {
       closers.push(() => proxy.close());
       const [portA, portB] = [await freePort(), await freePort()];
       const a = spawnMaster(proxy.url(dbName), portA, ['--lease-ms', '1000']);
-      await a.waitFor(/"active"/);
+      await a.waitFor(/master listening/);
       const b = spawnMaster(testDbUrl(dbName), portB, ['--lease-ms', '1000']);
       await b.waitFor(/standing by/);
       // Work in flight on the paused master: a runner holding tasks, a feeder waiting.
