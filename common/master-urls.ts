@@ -75,13 +75,13 @@ export interface MasterPosition {
 
 /**
  * The URL to try after `at` failed (unreachable, refused, or a standby that names no active master):
- * the next one in the list, round and round. A URL a standby named that is not in the list goes back
- * to the listed URL that named it: that standby is the likeliest to have taken over.
+ * the next one in the list, round and round. After a URL a standby named that is not in the list,
+ * the one after that standby: a standby may advertise an address this client cannot reach, and
+ * going back to it would only send the client there again, never to the rest of its list.
  */
 export function nextMaster(list: readonly string[], at: MasterPosition): MasterPosition {
   const here = list.findIndex((u) => sameMaster(u, at.current));
-  if (here < 0) return { current: list[at.listed], listed: at.listed };
-  const next = (here + 1) % list.length;
+  const next = ((here < 0 ? at.listed : here) + 1) % list.length;
   return { current: list[next], listed: next };
 }
 

@@ -108,6 +108,49 @@ describe('clients of a standby and an active master', () => {
   });
 });
 
+describe('a runner that heard a newer master', () => {
+  test('refuses the assignments of a master of an older epoch, with a warning naming both epochs, and runs nothing of it', async () => {
+    const { active, standby } = await pair('epoch');
+    const tookOver = once(standby, 'active');
+    await active.close();
+    expect(await tookOver).toEqual([2]);
+    // A master elected on another database is at epoch 1: to this runner, a master that was replaced.
+    const older = createMaster(testDbName('epoch-older'));
+    closers.push(() => older.close());
+    await older.start();
+    expect(older.leaseStatus()).toMatchObject({ role: 'active', epoch: 1 });
+
+    const { logger, lines } = capturingLogger();
+    const runner = await startRunner([standby.url, older.url], { runnerId: 'fenced', logger });
+    closers.push(() => runner.close());
+    expect(runner.epoch).toBe(2);
+    const started: unknown[] = [];
+    runner.on('started', (ref) => started.push(ref));
+    const moved = once(runner, 'ready');
+    await standby.close();
+    await moved;
+    expect(runner.master).toBe(older.url);
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        message: expect.stringContaining('the master answered with epoch 1, older than epoch 2 heard before'),
+      }),
+    );
+
+    const feeder = await startFeeder(older.url);
+    closers.push(() => feeder.close());
+    await feeder.add([{ id: 'stale', module: 'ok', runner: 'fenced' }]);
+    const refused = await eventually(
+      () => lines.find((l) => String(l.message).startsWith('task:assign refused (ESTALE)')),
+      { what: "the runner's refusal of the older master's assignment" },
+    );
+    expect(refused).toMatchObject({ level: 'warn', epoch: 1, seenEpoch: 2, master: older.url });
+    expect(refused.message).toContain('it carries epoch 1, older than epoch 2 heard before');
+    expect(started).toEqual([]);
+    expect(runner.running).toEqual([]);
+  });
+});
+
 describe('a master that steps down', () => {
   const procs: Proc[] = [];
   afterAll(async () => {

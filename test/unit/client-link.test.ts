@@ -239,6 +239,21 @@ describe('client link', () => {
     }
   });
 
+  test('a standby naming an address the client cannot reach does not hold it: the rest of the list is tried', async () => {
+    const standby = await server();
+    standby.refuse.with = estandby(`http://127.0.0.1:${await freePort()}`);
+    const up = await server();
+    const { link: l } = link([standby.url, up.url]);
+    try {
+      await l.whenConnected(5000);
+      expect(l.url).toBe(up.url);
+    } finally {
+      l.close();
+      await standby.close();
+      await up.close();
+    }
+  });
+
   test('a dead first URL and a standby that knows no active master are passed over for the next', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const electing = await server();

@@ -61,16 +61,19 @@ describe('master URLs', () => {
     expect(tried).toEqual(['http://a', 'http://b', 'http://c', 'http://a', 'http://b', 'http://c']);
   });
 
-  test('a standby is followed to the active master it names; when that fails, the list resumes at the standby', () => {
+  test('a standby is followed to the active master it names; when that fails, the list goes on after the standby', () => {
     const list = ['http://a', 'http://b', 'http://c'];
     // b is a standby naming d, a master not in the list.
     let at: MasterPosition = { current: 'http://b', listed: 1 };
     at = followActive(list, at, 'http://d');
     expect(at).toEqual({ current: 'http://d', listed: 1 });
-    // d is lost: back to b, which named it (the likeliest to have taken over), then on.
+    // d fails (an address b advertises that this client cannot reach): on to c, not back to b,
+    // which would only name d again.
     at = nextMaster(list, at);
-    expect(at).toEqual({ current: 'http://b', listed: 1 });
-    expect(nextMaster(list, at).current).toBe('http://c');
+    expect(at).toEqual({ current: 'http://c', listed: 2 });
+    expect(nextMaster(list, at).current).toBe('http://a');
+    // With one URL, its standby is all there is.
+    expect(nextMaster(['http://b'], { current: 'http://d', listed: 0 }).current).toBe('http://b');
     // An active master that is in the list is followed at its place there.
     expect(followActive(list, { current: 'http://a', listed: 0 }, 'http://c/')).toEqual({
       current: 'http://c',
