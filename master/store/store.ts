@@ -48,6 +48,8 @@ interface AddEntry {
   /** The look-up of `given` in `tasks`, started when the add was queued: the stored ids among them. */
   stored?: Promise<string[]>;
   refusal?: { id: string; error: WireError };
+  /** `done` was called. */
+  answered?: boolean;
   done: (r: AddWriteResult) => void;
 }
 type Entry =
@@ -378,6 +380,13 @@ export class Store {
         this.writeBegan = began;
         try {
           await this.write(batch);
+        } catch (err) {
+          // Fenced, or closed with a write failing: the adds of this write are not stored.
+          const why = isFenced(err) ? NOT_ACTIVE : `the master is closing: ${String(err)}`;
+          for (const e of batch)
+            if (e.kind === 'add' && !e.answered)
+              e.done({ ok: false, id: '', error: wireError(isFenced(err) ? 'ESTANDBY' : 'EPERSIST', why) });
+          throw err;
         } finally {
           this.writeBegan = 0;
         }
@@ -405,6 +414,7 @@ export class Store {
     if (live.length > 0 || changed.size > 0) await this.writeJournal(live, [...changed.values()]);
     for (const a of adds) {
       if (a.refusal) this.counters.refused++;
+      a.answered = true;
       a.done(a.refusal ? { ok: false, ...a.refusal } : { ok: true });
     }
     // Allocations in their own order: a key deallocated and allocated again in one tick.
