@@ -143,6 +143,25 @@ describe('adds with an addKey', () => {
     expect(await storedDocs(['twice-3'])).toEqual([]);
   });
 
+  test('a retry of an add with skip: its own tasks as the first answer had them, the others again as existing', async () => {
+    const f = await feeder();
+    const tasks = [
+      { id: 'twice-1', module: 'ok' },
+      { id: 'skip-new', module: 'ok', params: ['s'] },
+    ];
+    const first = await f.add(tasks, { addKey: 'add-skip', onExisting: 'skip' });
+    expect(first).toMatchObject({
+      ok: true,
+      tasks: [
+        { id: 'twice-1', existing: { state: 'done' } },
+        { id: 'skip-new', _id: 'skip-new' },
+      ],
+    });
+    await f.until(() => f.outcomes.has('skip-new'));
+    expect(await f.add(tasks, { addKey: 'add-skip', onExisting: 'skip' })).toEqual(first);
+    expect(runs('skip-new')).toBe(1);
+  });
+
   test('after a master restart, a retry of an add whose tasks wait is answered as the first', async () => {
     const f = await feeder();
     // No runner has this module: the tasks wait, and are recovered into memory by the restart.
