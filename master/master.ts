@@ -837,11 +837,11 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   private async handleAdd(
-    { tasks, batch, calledAt, onExisting }: ParsedAddRequest,
+    { tasks, batch, calledAt, onExisting, addKey }: ParsedAddRequest,
     feeder: FeederSocket | null,
   ): Promise<AddReply> {
     // A failure here is the handler wrapper's to log and answer (EINTERNAL).
-    const reply = await this.scheduler.add(tasks, batch, calledAt, onExisting);
+    const reply = await this.scheduler.add(tasks, batch, calledAt, onExisting, addKey);
     if (reply.ok && feeder) for (const t of reply.tasks) this.watch(feeder, t.id);
     return reply;
   }
@@ -852,9 +852,24 @@ export class Master extends EventEmitter implements ApiView {
     const early = reply.tasks
       .map((t) => this.scheduler.finals.get(t.id))
       .filter((o): o is TaskOutcome => !!o);
-    if (early.length === 0) return;
-    for (const o of early) this.unwatch(feeder, o.id);
-    feeder.emit('task:outcomes', { outcomes: early });
+    if (early.length > 0) {
+      for (const o of early) this.unwatch(feeder, o.id);
+      feeder.emit('task:outcomes', { outcomes: early });
+    }
+    // A retry of an add (`addKey`) may name tasks that finished before a restart: only the
+    // database still has their outcomes. Never the case for the tasks a new add stored.
+    const stored = reply.tasks
+      .filter((t) => !t.existing && !this.scheduler.tasks.has(t.id) && !this.scheduler.finals.has(t.id))
+      .map((t) => t.id);
+    if (stored.length > 0)
+      void this.scheduler.lookup(stored).then(
+        ({ outcomes }) => {
+          if (outcomes.length === 0) return;
+          for (const o of outcomes) this.unwatch(feeder, o.id);
+          feeder.emit('task:outcomes', { outcomes });
+        },
+        (err: unknown) => this.logger.warn('stored outcomes of an add not sent', { error: String(err) }),
+      );
   }
 
   private watch(socket: FeederSocket, id: string): void {

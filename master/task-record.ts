@@ -21,6 +21,11 @@ export interface TaskRecord {
   priority: number;
   dependencies: string[];
   batch: string;
+  /**
+   * The idempotency token of the add that created it (`addKey`), absent when it had none. All tasks of
+   * one add share the one string, so it costs a task one reference.
+   */
+  addKey?: string;
   created: number;
   state: TaskState;
   /** Number of the current (or last) attempt; 0 before the first assignment. */
@@ -106,6 +111,7 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'requires'
       | 'runner'
       | 'broadcast'
+      | 'addKey'
     >
   >;
 
@@ -118,6 +124,8 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     priority: i.priority ?? 0,
     dependencies: i.dependencies ?? [],
     batch: i.batch,
+    // Set even when absent, so every record has the same shape.
+    addKey: i.addKey,
     created: i.created,
     state: i.state,
     attempts: i.attempts ?? 0,
@@ -171,5 +179,6 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.requires) d.requires = t.requires;
   if (t.runner) d.runner = t.runner;
   if (t.broadcast) d.broadcast = true;
+  if (t.addKey) d.addKey = t.addKey;
   return d;
 }

@@ -21,9 +21,12 @@ export interface StoredState {
   error?: TaskDoc['error'];
   who?: string | null;
   moduleHash?: string | null;
+  /** The `addKey` of the add that created it, if it had one. */
+  addKey?: string;
 }
 
-export type AddWriteResult = { ok: true } | { ok: false; id: string; error: WireError };
+/** `taken`: refused because a stored task has the id `id` (the add may be a retry: see `addKey`). */
+export type AddWriteResult = { ok: true } | { ok: false; id: string; error: WireError; taken?: boolean };
 
 /** Called when the server refused a task's new state: it was replaced by an EPERSIST failure. */
 export type RefusalListener = (t: TaskRecord, error: WireError) => void;

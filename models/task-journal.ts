@@ -47,7 +47,8 @@ export interface JournalDoc {
    * The documents of the tasks added by this write, as a JSON array (absent when none): an add lives
    * whole in one journal document, so it is durable whole or not at all. The folder inserts them into
    * `tasks` once final or after a delay (master/store/fold.ts); a starting master inserts the ones
-   * `tasks` lacks, with their latest state.
+   * `tasks` lacks, with their latest state. Each document carries the `addKey` of its add, if any
+   * (models/task.ts), so a retry of the add is recognised while its tasks are only here.
    */
   adds?: string;
   /** The lease epoch of the master that wrote it (master/lease.ts); absent before epochs. */

@@ -33,6 +33,11 @@ export interface TaskDoc {
   result?: unknown;
   error?: { code: string; message: string; details?: unknown } | null;
   batch: string;
+  /**
+   * The idempotency token of the add that created the task (absent when it had none): an add with the
+   * same key naming the same ids is a retry of that add, answered without storing anything.
+   */
+  addKey?: string;
   timeout?: number | null;
   runTimeout?: number | null;
   assignTimeout?: number | null;
@@ -72,6 +77,7 @@ export const taskSchema = new Schema<TaskDoc>(
     result: { type: Schema.Types.Mixed },
     error: { type: Schema.Types.Mixed },
     batch: { type: String, required: true },
+    addKey: { type: String },
     timeout: { type: Number },
     runTimeout: { type: Number },
     assignTimeout: { type: Number },

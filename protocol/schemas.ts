@@ -109,6 +109,11 @@ export const addRequestSchema = z.strictObject({
    * rest. Skip does not compare definitions: the existing task is kept whatever its module and params.
    */
   onExisting: z.enum(['error', 'skip']).default('error'),
+  /**
+   * Idempotency token of this add, the same on every try of it: an add whose task ids all exist,
+   * created by an add with this key, is answered as that add was (same batch, a ref per task) and
+   * stores nothing. Recognised through the tasks' ids, so it protects tasks that carry an `id`.
+   */
   addKey: z.string().min(1).max(200).optional(),
 });
 export type AddRequest = z.input<typeof addRequestSchema>;

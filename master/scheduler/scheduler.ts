@@ -23,6 +23,7 @@ import {
   type OnExisting,
   taskBytes,
 } from './admission';
+import { AddsInFlight, replayOf } from './add-key';
 import { expandBroadcasts } from './policies/broadcast';
 import { announcedVersion, explainMissingModule } from './policies/eligibility';
 import { reason, type Reason } from './policies/reason';
@@ -30,7 +31,8 @@ import { applyJournal, recordFromDoc } from './policies/recovery';
 import type { RunnerEntry } from './runner-registry';
 import { depError, holdsAttempt, outcomeOf } from './core';
 import { SchedulerTransitions } from './transitions';
-import type { StoredState } from '../task-store';
+import type { AddWriteResult, StoredState } from '../task-store';
+import { collectIds } from '../validate';
 import { firstDocOf, newTaskRecord, type TaskRecord } from '../task-record';
 
 export type { SchedulerOptions, TaskObserver } from './core';
@@ -49,6 +51,8 @@ export class Scheduler extends SchedulerTransitions {
   private drainedByOperator = new Set<string>();
   /** Runs out the recovery grace (`startRecoveryGrace`). */
   private graceTimer: NodeJS.Timeout | null = null;
+  /** Adds with an `addKey` whose write is in flight. */
+  private readonly addsInFlight = new AddsInFlight();
   private readonly admission: AdmissionContext = {
     tasks: this.tasks,
     finals: this.finals,
@@ -64,19 +68,62 @@ export class Scheduler extends SchedulerTransitions {
 
   // ---- adding ----------------------------------------------------------------------------------
 
-  async add(
+  /**
+   * Adds tasks. `addKey`: the add's idempotency token; an add whose tasks all exist, created by an add
+   * with this key, is answered as that add was and stores nothing (master/scheduler/add-key.ts).
+   */
+  add(
     raw: unknown[],
     batchName: string | undefined,
     calledAt?: number,
     onExisting: OnExisting = 'error',
+    addKey?: string,
   ): Promise<AddReply> {
+    return this.addOnce(raw, batchName, calledAt, onExisting, addKey, false);
+  }
+
+  /**
+   * `lookUp`: look every id of the add up, memory aside (a keyed add the store refused because a
+   * stored task had one of its ids, tried again to tell whether it is a retry).
+   */
+  private async addOnce(
+    raw: unknown[],
+    batchName: string | undefined,
+    calledAt: number | undefined,
+    onExisting: OnExisting,
+    addKey: string | undefined,
+    lookUp: boolean,
+  ): Promise<AddReply> {
+    // A try of an add while an earlier try of it is being written: that write's answer decides what
+    // this one finds (its tasks stored, or out of memory again). Its ids are then looked up rather
+    // than admitted again: if the store refused them as taken, they are in the database.
+    if (addKey !== undefined && this.addsInFlight.has(addKey)) {
+      await this.addsInFlight.idle(addKey);
+      lookUp = true;
+    }
     if (this.closed) return { ok: false, error: wireError('EVALIDATION', 'the master is shutting down') };
     const pre = precheck(raw, this.admission, onExisting);
     if ('error' in pre) return { ok: false, error: pre.error };
+    // A keyed add's own ids are looked up only when one is known already (in memory, or final): new
+    // ids cost no read here, and one only the database holds makes the store refuse the add as taken,
+    // which brings it back here with `lookUp`.
+    let own: string[] = [];
+    if (addKey !== undefined) {
+      const ids = collectIds(raw);
+      if (lookUp || ids.some((id) => this.tasks.has(id) || this.finals.has(id)))
+        own = ids.filter((id) => !this.tasks.has(id));
+    }
+    const ask = own.length > 0 ? [...new Set([...pre.missing, ...own])] : pre.missing;
     // Only dependencies memory cannot answer for are looked up: an add that needs none runs without
     // a pause until its tasks are in memory (see admit).
-    const stored =
-      pre.missing.length > 0 ? await this.store.fetchStates(pre.missing) : new Map<string, StoredState>();
+    const stored = ask.length > 0 ? await this.store.fetchStates(ask) : new Map<string, StoredState>();
+    if (addKey !== undefined) {
+      const replay = replayOf(raw, addKey, onExisting, (id) => this.tasks.get(id) ?? stored.get(id));
+      // An earlier try began while the ids were looked up: its answer decides this one's.
+      if (this.addsInFlight.has(addKey))
+        return this.addOnce(raw, batchName, calledAt, onExisting, addKey, true);
+      if (replay) return replay;
+    }
     const admitted = admit(raw, stored, this.admission, onExisting);
     if (!admitted.ok) return admitted;
     const { parsed, existing } = admitted;
@@ -99,6 +146,7 @@ export class Scheduler extends SchedulerTransitions {
         timeout: p.timeout,
         assignTimeout: p.assignTimeout,
         deadline: p.timeout ? (calledAt ?? now) + p.timeout : null,
+        addKey,
         key: p.key,
         affinity: p.affinity,
         backoff: p.backoff,
@@ -145,9 +193,18 @@ export class Scheduler extends SchedulerTransitions {
     for (const [t, err] of depFailed) this.failForGood(t, err);
     this.stats.added += records.length;
     this.scheduleDistribute();
-    const w = await written;
+    const settle = addKey === undefined ? undefined : this.addsInFlight.hold(addKey);
+    let w: AddWriteResult;
+    try {
+      w = await written;
+      if (!w.ok) this.discard(records, w.error);
+    } finally {
+      settle?.();
+    }
     if (!w.ok) {
-      this.discard(records, w.error);
+      // A stored task has one of its ids: a retry of the add that stored it, if it has this key.
+      if (w.taken && addKey !== undefined && !lookUp)
+        return this.addOnce(raw, batchName, calledAt, onExisting, addKey, true);
       const at = records.findIndex((t) => t.id === w.id);
       let given = at >= 0 && !inputs[at].copy ? inputs.slice(0, at).filter((x) => !x.copy).length : -1;
       // Back to its index in the batch as given, counting the tasks skipped before it.
@@ -420,8 +477,15 @@ export class Scheduler extends SchedulerTransitions {
     this.affinity.load(await this.store.loadAllocations());
     const { docs, journal, dropped } = await this.store.loadForRecovery();
     const open: TaskRecord[] = [];
+    // Each document brings its own copy of its add's key: the tasks of one add share one again.
+    const addKeys = new Map<string, string>();
     for (const d of docs) {
       const t = recordFromDoc(d, this.opts.maxAttempts);
+      if (t.addKey !== undefined) {
+        const shared = addKeys.get(t.addKey);
+        if (shared === undefined) addKeys.set(t.addKey, t.addKey);
+        else t.addKey = shared;
+      }
       const j = journal.get(t.id);
       if (j) {
         // The journal holds a newer state than the document: take it, and write it into `tasks`.

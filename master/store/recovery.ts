@@ -129,6 +129,7 @@ export async function fetchStates(s: ReadTarget, ids: string[]): Promise<Map<str
         error: d.error ?? null,
         who: d.assigned?.who ?? null,
         moduleHash: d.moduleHash ?? null,
+        ...(d.addKey ? { addKey: d.addKey } : {}),
       });
     }
   });
@@ -144,6 +145,7 @@ export async function fetchStates(s: ReadTarget, ids: string[]): Promise<Map<str
         rev: 0,
         who: null,
         moduleHash: null,
+        ...(base.addKey ? { addKey: base.addKey } : {}),
       });
   }
   // A state `tasks` does not show yet is newer than the document.

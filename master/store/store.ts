@@ -47,7 +47,9 @@ interface AddEntry {
   given?: string[];
   /** The look-up of `given` in `tasks`, started when the add was queued: the stored ids among them. */
   stored?: Promise<string[]>;
-  refusal?: { id: string; error: WireError };
+  refusal?: { id: string; error: WireError; taken?: boolean };
+  /** `done` was called. */
+  answered?: boolean;
   done: (r: AddWriteResult) => void;
 }
 type Entry =
@@ -378,6 +380,13 @@ export class Store {
         this.writeBegan = began;
         try {
           await this.write(batch);
+        } catch (err) {
+          // Fenced, or closed with a write failing: the adds of this write are not stored.
+          const why = isFenced(err) ? NOT_ACTIVE : `the master is closing: ${String(err)}`;
+          for (const e of batch)
+            if (e.kind === 'add' && !e.answered)
+              e.done({ ok: false, id: '', error: wireError(isFenced(err) ? 'ESTANDBY' : 'EPERSIST', why) });
+          throw err;
         } finally {
           this.writeBegan = 0;
         }
@@ -405,6 +414,7 @@ export class Store {
     if (live.length > 0 || changed.size > 0) await this.writeJournal(live, [...changed.values()]);
     for (const a of adds) {
       if (a.refusal) this.counters.refused++;
+      a.answered = true;
       a.done(a.refusal ? { ok: false, ...a.refusal } : { ok: true });
     }
     // Allocations in their own order: a key deallocated and allocated again in one tick.
@@ -437,14 +447,17 @@ export class Store {
    * Refuses the adds whose ids are taken: by a stored task (one `_id $in` read of the ids the feeder
    * chose, started when the add was queued, which finds nothing for new ids, so the database decodes
    * no document; none when every id was generated here) or by one whose document the folder has yet
-   * to insert. Ids in memory were refused by the scheduler already.
+   * to insert. Ids in memory were refused by the scheduler already. Such a refusal says `taken`: an
+   * add with an `addKey` may be a retry of the add that stored them, which the scheduler then tells
+   * by looking its ids up (master/scheduler/add-key.ts), so an add of new ids costs no more here.
    */
   private async checkIds(adds: AddEntry[]): Promise<void> {
     const owner = new Map<string, AddEntry>();
     for (const a of adds) for (const d of a.docs) owner.set(d._id, a);
     const taken = (id: string) => {
       const a = owner.get(id);
-      if (a && !a.refusal) a.refusal = { id, error: wireError('EVALIDATION', `id "${id}" is already taken`) };
+      if (a && !a.refusal)
+        a.refusal = { id, error: wireError('EVALIDATION', `id "${id}" is already taken`), taken: true };
     };
     for (const id of owner.keys()) if (this.folder.unborn(id)) taken(id);
     for (const a of adds) for (const id of (await a.stored) ?? []) taken(id);

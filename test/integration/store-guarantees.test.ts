@@ -11,8 +11,9 @@ import { silentLogger } from '../../common/logger';
 import type { TaskDoc } from '../../models/task';
 import { startMaster } from '../helpers/cluster';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { testDbName, testDbUrl } from '../helpers/db';
+import { testDbName, testDbUrl, testMongoUrl } from '../helpers/db';
 import { eventually } from '../helpers/wait';
+import { WireProxy } from '../helpers/wire-proxy';
 
 describe('store and API guarantees', () => {
   const cleanup: (() => Promise<unknown> | unknown)[] = [];
@@ -63,6 +64,105 @@ describe('store and API guarantees', () => {
     store.fold({ ...stale, rev: 6, state: 'running' });
     await store.folder.settled();
     expect(await store.tasks.findOne({ _id: 'newer' })).toMatchObject({ state: 'running', rev: 6 });
+  });
+
+  test("a deposed master's folder never writes over a document a newer epoch wrote (its filter holds the epoch)", async () => {
+    const conn = await connect(testDbName('fold-epoch'));
+    // Epoch 1 lost its lease to epoch 2, which wrote the task since; epoch 1's late fold arrives.
+    const deposed = new Store(conn, { writeChunk: 1000, logger: silentLogger(), epoch: 1 });
+    cleanup.push(() => deposed.close());
+    const created = Date.now();
+    const base = { batch: 'b', module: 'ok', params: [], maxAttempts: 1, created, updated: created };
+    await deposed.tasks.insertOne({
+      _id: 'taken',
+      ...base,
+      state: 'ready',
+      attempts: 0,
+      rev: 1,
+      epoch: 2,
+    } as TaskDoc);
+    const late = newTaskRecord({
+      id: 'taken',
+      module: 'ok',
+      batch: 'b',
+      created,
+      state: 'running',
+      maxAttempts: 1,
+      attempts: 1,
+      rev: 9, // a higher rev than the document's: only the epoch stops it
+      who: 'someone',
+    });
+    deposed.fold(late);
+    await deposed.folder.settled();
+    expect(deposed.folder.counters.commands).toBeGreaterThan(0); // the update was sent
+    expect(await deposed.tasks.findOne({ _id: 'taken' })).toMatchObject({
+      state: 'ready',
+      rev: 1,
+      epoch: 2,
+    });
+    // The master of the newer epoch writes it, and stamps its epoch.
+    const current = new Store(conn, { writeChunk: 1000, logger: silentLogger(), epoch: 2 });
+    cleanup.push(() => current.close());
+    current.fold(late);
+    await current.folder.settled();
+    expect(await current.tasks.findOne({ _id: 'taken' })).toMatchObject({
+      state: 'running',
+      rev: 9,
+      epoch: 2,
+    });
+  });
+
+  test('a store whose master lost its lease sends no write command: adds are refused, changes dropped', async () => {
+    const proxy = await WireProxy.start(testMongoUrl());
+    cleanup.push(() => proxy.close());
+    const dbName = testDbName('fenced');
+    const conn = await mongoose.createConnection(proxy.url(dbName)).asPromise();
+    cleanup.push(() => conn.close());
+    let leased = true;
+    const store = new Store(conn, {
+      writeChunk: 1000,
+      logger: silentLogger(),
+      epoch: 1,
+      writable: () => leased,
+    });
+    const created = Date.now();
+    const doc = (id: string) =>
+      ({
+        _id: id,
+        batch: 'b',
+        module: 'ok',
+        params: [],
+        maxAttempts: 1,
+        created,
+        updated: created,
+        state: 'ready',
+        attempts: 0,
+        rev: 0,
+      }) as TaskDoc;
+    expect(await store.insertTasks([doc('before')])).toEqual({ ok: true });
+    expect(proxy.writesSince(created).length).toBeGreaterThan(0); // the proxy sees the store's writes
+
+    leased = false;
+    const lost = Date.now();
+    const refused = await store.insertTasks([doc('after')]);
+    expect(refused).toMatchObject({ ok: false, error: { code: 'ESTANDBY' } });
+    store.update(
+      newTaskRecord({
+        id: 'before',
+        module: 'ok',
+        batch: 'b',
+        created,
+        state: 'running',
+        maxAttempts: 1,
+        attempts: 1,
+        rev: 1,
+        who: 'r',
+      }),
+    );
+    await store.abandoned;
+    expect(proxy.writesSince(lost)).toEqual([]);
+    const direct = await connect(dbName);
+    expect(await direct.collection('tasks').countDocuments({ _id: 'after' } as never)).toBe(0);
   });
 
   test('GET /api/tasks?runner=R lists only the tasks that ran on R', async () => {

@@ -17,6 +17,7 @@ export function recordFromDoc(d: TaskDoc, maxAttempts: number): TaskRecord {
     priority: d.priority,
     dependencies: d.dependencies,
     batch: d.batch,
+    addKey: d.addKey,
     created: d.created,
     state: d.state,
     attempts: d.attempts,
