@@ -5,7 +5,6 @@
  * they follow the standby that takes over, and a feeder waiting on an outcome gets it from there; a
  * feeder whose add lost its answer sends the same add again and has it acknowledged once.
  */
-import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Socket } from 'socket.io-client';
@@ -16,7 +15,7 @@ import { capturingLogger } from '../helpers/capture';
 import { startFeeder, startRunner } from '../helpers/clients';
 import { createMaster, freePort, spawnCli, tempDir, type Proc } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
-import { eventually } from '../helpers/wait';
+import { eventually, nextEvent } from '../helpers/wait';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -79,9 +78,9 @@ describe('clients of a standby and an active master', () => {
     await eventually(() => fs.existsSync(runs), { what: 'the gated task started on the runner' });
     const outcome = feeder.outcome(ref.id);
 
-    const tookOver = once(standby, 'active');
+    const tookOver = nextEvent(standby, 'active', { what: 'the standby taking over', timeout: 15_000 });
     await active.close();
-    expect(await tookOver).toEqual([2]);
+    expect(await tookOver).toBe(2);
     // The task finishes only now, with the new master in charge.
     fs.writeFileSync(gate, '');
     expect(await outcome).toMatchObject({ id: 'across', state: 'done', result: { label: 'across' } });
@@ -111,9 +110,9 @@ describe('clients of a standby and an active master', () => {
 describe('a runner that heard a newer master', () => {
   test('refuses the assignments of a master of an older epoch, with a warning naming both epochs, and runs nothing of it', async () => {
     const { active, standby } = await pair('epoch');
-    const tookOver = once(standby, 'active');
+    const tookOver = nextEvent(standby, 'active', { what: 'the standby taking over', timeout: 15_000 });
     await active.close();
-    expect(await tookOver).toEqual([2]);
+    expect(await tookOver).toBe(2);
     // A master elected on another database is at epoch 1: to this runner, a master that was replaced.
     const older = createMaster(testDbName('epoch-older'));
     closers.push(() => older.close());
@@ -126,7 +125,10 @@ describe('a runner that heard a newer master', () => {
     expect(runner.epoch).toBe(2);
     const started: unknown[] = [];
     runner.on('started', (ref) => started.push(ref));
-    const moved = once(runner, 'ready');
+    const moved = nextEvent(runner, 'ready', {
+      what: 'the runner ready on the older master',
+      timeout: 15_000,
+    });
     await standby.close();
     await moved;
     expect(runner.master).toBe(older.url);
@@ -170,7 +172,7 @@ describe('a master that steps down', () => {
       '1000',
     ]);
     procs.push(first);
-    await first.waitFor(/"active"/);
+    await first.waitFor(/master listening/, 20_000);
     const firstUrl = `http://127.0.0.1:${port}`;
     const standby = createMaster(dbName, { leaseMs: 1000 });
     closers.push(() => standby.close());
@@ -191,11 +193,11 @@ describe('a master that steps down', () => {
     const reasons: string[] = [];
     feeder.on('disconnect', (reason) => reasons.push(reason));
 
-    const tookOver = once(standby, 'active');
+    const tookOver = nextEvent(standby, 'active', { what: 'the standby taking over', timeout: 15_000 });
     first.child.kill('SIGSTOP');
     await tookOver;
     first.child.kill('SIGCONT');
-    await first.waitFor(/stepping down to standby/);
+    await first.waitFor(/stepping down to standby/, 15_000);
     // Its clients were still connected to it (a pause does not close a socket): it closes them, and
     // they go where it says the active master is.
     await eventually(
