@@ -5,13 +5,13 @@
  * this one takes over, the page goes live by itself. Screenshots go to .cache/test-output/dashboard/.
  */
 import { execFileSync } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { Master } from '../../master/master';
 import { createMaster, ROOT, tempDir } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
+import { nextEvent } from '../helpers/wait';
 
 const CHROMIUM = '/usr/bin/chromium';
 const DIST = path.join(ROOT, 'dashboard', 'dist', 'index.html');
@@ -79,7 +79,7 @@ describe('dashboard of a standby master', () => {
     expect(await page.textContent('[data-testid=link]')).toBe('standby');
     await page.screenshot({ path: path.join(OUT, 'standby.png'), fullPage: true });
 
-    const tookOver = once(standby, 'active');
+    const tookOver = nextEvent(standby, 'active', { what: 'the standby taking over', timeout: 15_000 });
     await active.close();
     await tookOver;
     await see(page, '[data-testid=standby]', 'the banner gone', 'detached');
