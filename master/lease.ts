@@ -23,6 +23,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Collection } from 'mongoose';
@@ -41,6 +42,11 @@ export interface LeaseDoc {
   url: string;
   hostname: string;
   pid: number;
+  /**
+   * The holder's machine and pid namespace (Linux: boot id and `/proc/self/ns/pid`): its pid means
+   * something here only when they are this process's own. Absent elsewhere.
+   */
+  machine?: string;
   /** When the holder took the lease (its own clock; shown, never compared). */
   since: Date;
   /** Raised by the holder at every renewal: a holder whose beat stands still for `leaseMs` is gone. */
@@ -309,15 +315,21 @@ export class MasterLease extends EventEmitter<{
       epoch,
       url: this.opts.url,
       hostname: os.hostname(),
+      ...(MACHINE ? { machine: MACHINE } : {}),
       pid: process.pid,
       since: new Date(),
       beat: 0,
     };
   }
 
-  /** A holder on this machine whose process is gone (a master killed, say): no need to wait. */
+  /**
+   * A holder on this machine, in this pid namespace, whose process is gone (a master killed, say):
+   * no need to wait. Containers can share a host name and reuse pids, so the host name alone is not
+   * enough: the boot id and the pid namespace must be this process's too.
+   */
   private goneOnThisMachine(d: LeaseDoc): boolean {
-    if (d.hostname !== os.hostname() || d.pid === process.pid) return false;
+    if (!MACHINE || d.machine !== MACHINE || d.hostname !== os.hostname() || d.pid === process.pid)
+      return false;
     try {
       process.kill(d.pid, 0);
       return false;
@@ -346,6 +358,16 @@ export class MasterLease extends EventEmitter<{
       );
   }
 }
+
+/** This boot of this machine and this pid namespace, where Linux tells them; else null. */
+const MACHINE = ((): string | null => {
+  try {
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return `${boot}/${fs.readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    return null;
+  }
+})();
 
 /** A lease written before epochs existed has none: it is epoch 0. */
 function epochIs(epoch: number | undefined): Record<string, unknown> {
