@@ -165,19 +165,20 @@ export class MasterLease extends EventEmitter<{
 
   /** A standby's round: take the lease if it is free or its holder is gone, else note its beat. */
   private async compete(): Promise<void> {
-    const now = await this.leases.findOne({ _id: LEASE_ID });
+    let now = await this.leases.findOne({ _id: LEASE_ID });
     if (this.stopped) return;
     if (now === null) {
-      // A new database (or a dropped one): the first insert wins.
+      // A new database (or a dropped one): the first insert wins; the others see the winner.
       const doc = this.mine(this.epoch + 1);
       const began = performance.now();
       try {
         await this.leases.insertOne(doc);
+        return this.won(doc, began, null);
       } catch (err) {
-        if ((err as { code?: number }).code === 11000) return;
-        throw err;
+        if ((err as { code?: number }).code !== 11000) throw err;
       }
-      return this.won(doc, began, null);
+      now = await this.leases.findOne({ _id: LEASE_ID });
+      if (this.stopped || now === null) return;
     }
     const moved =
       !this.seen ||
@@ -195,9 +196,21 @@ export class MasterLease extends EventEmitter<{
       this.seenSince = performance.now();
     }
     this.epoch = Math.max(this.epoch, now.epoch ?? 0);
-    const gone = now.released || this.goneOnThisMachine(now);
+    // Still this master's own (it stepped down when the database stalled, and nobody took over):
+    // taken back at once, with the next epoch, as any takeover (the state is rebuilt from the database).
+    const own = now.holder === this.holder;
+    const gone = now.released || own || this.goneOnThisMachine(now);
     if (!gone && performance.now() - this.seenSince < this.opts.leaseMs) return;
-    await this.take(now, now.released ? 'released' : gone ? 'its process is gone' : 'its lease ran out');
+    await this.take(
+      now,
+      now.released
+        ? 'released'
+        : own
+          ? 'this master held it'
+          : gone
+            ? 'its process is gone'
+            : 'its lease ran out',
+    );
   }
 
   /** Takes the lease from `from`, if it is still exactly what was read. */
@@ -220,7 +233,11 @@ export class MasterLease extends EventEmitter<{
     this.seen = doc;
     this.renewedAt = began;
     this.armDeadline();
-    if (previous && !previous.from.released)
+    if (previous?.from.holder === this.holder)
+      this.opts.logger.warn('took the lease back: no other master took it while this one stood down', {
+        epoch: doc.epoch,
+      });
+    else if (previous && !previous.from.released)
       this.opts.logger.warn('took over from a master that is gone', {
         epoch: doc.epoch,
         cause: previous.cause,

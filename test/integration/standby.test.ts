@@ -113,12 +113,14 @@ describe('standby masters', () => {
     ]);
   });
 
-  test('of two masters started at once, exactly one is active', async () => {
+  test('of three masters started at once, exactly one is active, and the others name it', async () => {
     const dbName = testDbName('race');
-    const a = master(dbName);
-    const b = master(dbName);
-    await Promise.all([a.start(), b.start()]);
-    expect([a.leaseStatus().role, b.leaseStatus().role].sort()).toEqual(['active', 'standby']);
+    const all = [master(dbName), master(dbName), master(dbName)];
+    await Promise.all(all.map((m) => m.start()));
+    const active = all.filter((m) => m.leaseStatus().role === 'active');
+    expect(active).toHaveLength(1);
+    for (const m of all.filter((x) => x !== active[0]))
+      expect(m.leaseStatus()).toMatchObject({ role: 'standby', epoch: 1, active: active[0].url });
   });
 
   test('a standby takes over at once from a master that stopped cleanly, and runs what it left', async () => {
