@@ -5,7 +5,7 @@
  * `taskmaster purge` (remove final tasks now).
  */
 import type { Command } from 'commander';
-import { api, withMasterFlags } from './api-client';
+import { api, DEFAULT_MASTER, withMasterFlags } from './api-client';
 import { table } from './table';
 
 interface AdminFlags {
@@ -40,6 +40,38 @@ interface RunnerView {
   modules: { name: string; hash: string }[];
 }
 
+/** A master as its `/health` shows it: role, epoch and lease age, or `unreachable`. */
+interface MasterView {
+  url: string;
+  role: string;
+  epoch?: number;
+  ageMs?: number | null;
+  active?: string | null;
+}
+
+/** Every master of `--master` (a comma-separated list), asked for its `/health`. */
+async function mastersOf(flags: AdminFlags): Promise<MasterView[]> {
+  const list = (flags.master ?? process.env.TASKMASTER_MASTER ?? DEFAULT_MASTER)
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  return Promise.all(
+    list.map(async (url): Promise<MasterView> => {
+      try {
+        const h = await api<{
+          role: string;
+          epoch: number;
+          active: string | null;
+          lease: { ageMs: number | null };
+        }>({ ...flags, master: url }, '/health');
+        return { url, role: h.role, epoch: h.epoch, ageMs: h.lease?.ageMs ?? null, active: h.active };
+      } catch (err) {
+        return { url, role: `unreachable: ${err instanceof Error ? err.message : String(err)}` };
+      }
+    }),
+  );
+}
+
 function describe(r: RunnerView): string {
   const state = !r.connected ? 'disconnected' : r.draining ? (r.idle ? 'drained' : 'draining') : 'ready';
   const mods = r.modules.map((m) => `${m.name}@${m.hash.slice(0, 8)}`).join(' ') || '-';
@@ -54,12 +86,25 @@ export function registerAdminCommands(program: Command, setCode: (code: number) 
   )
     .option('--json', 'print JSON')
     .action(async (flags: AdminFlags) => {
+      const masters = await mastersOf(flags);
       const { runners } = (await api(flags, '/api/runners')) as { runners: RunnerView[] };
       const status = (await api(flags, '/api/status')) as Status;
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ ...status, runners })}\n`);
+        process.stdout.write(`${JSON.stringify({ ...status, masters, runners })}\n`);
         return setCode(0);
       }
+      process.stdout.write(
+        `${table(
+          ['MASTER', 'ROLE', 'EPOCH', 'LEASE AGE', 'ACTIVE'],
+          masters.map((m) => [
+            m.url,
+            m.role,
+            m.epoch ?? '-',
+            m.ageMs === null || m.ageMs === undefined ? '-' : `${m.ageMs} ms`,
+            m.active ?? '-',
+          ]),
+        )}\n`,
+      );
       const st = status.stats;
       const store = status.store;
       process.stdout.write(

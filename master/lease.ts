@@ -23,6 +23,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Collection } from 'mongoose';
@@ -41,6 +42,11 @@ export interface LeaseDoc {
   url: string;
   hostname: string;
   pid: number;
+  /**
+   * The holder's machine and pid namespace (Linux: boot id and `/proc/self/ns/pid`): its pid means
+   * something here only when they are this process's own. Absent elsewhere.
+   */
+  machine?: string;
   /** When the holder took the lease (its own clock; shown, never compared). */
   since: Date;
   /** Raised by the holder at every renewal: a holder whose beat stands still for `leaseMs` is gone. */
@@ -159,19 +165,20 @@ export class MasterLease extends EventEmitter<{
 
   /** A standby's round: take the lease if it is free or its holder is gone, else note its beat. */
   private async compete(): Promise<void> {
-    const now = await this.leases.findOne({ _id: LEASE_ID });
+    let now = await this.leases.findOne({ _id: LEASE_ID });
     if (this.stopped) return;
     if (now === null) {
-      // A new database (or a dropped one): the first insert wins.
+      // A new database (or a dropped one): the first insert wins; the others see the winner.
       const doc = this.mine(this.epoch + 1);
       const began = performance.now();
       try {
         await this.leases.insertOne(doc);
+        return this.won(doc, began, null);
       } catch (err) {
-        if ((err as { code?: number }).code === 11000) return;
-        throw err;
+        if ((err as { code?: number }).code !== 11000) throw err;
       }
-      return this.won(doc, began, null);
+      now = await this.leases.findOne({ _id: LEASE_ID });
+      if (this.stopped || now === null) return;
     }
     const moved =
       !this.seen ||
@@ -189,9 +196,21 @@ export class MasterLease extends EventEmitter<{
       this.seenSince = performance.now();
     }
     this.epoch = Math.max(this.epoch, now.epoch ?? 0);
-    const gone = now.released || this.goneOnThisMachine(now);
+    // Still this master's own (it stepped down when the database stalled, and nobody took over):
+    // taken back at once, with the next epoch, as any takeover (the state is rebuilt from the database).
+    const own = now.holder === this.holder;
+    const gone = now.released || own || this.goneOnThisMachine(now);
     if (!gone && performance.now() - this.seenSince < this.opts.leaseMs) return;
-    await this.take(now, now.released ? 'released' : gone ? 'its process is gone' : 'its lease ran out');
+    await this.take(
+      now,
+      now.released
+        ? 'released'
+        : own
+          ? 'this master held it'
+          : gone
+            ? 'its process is gone'
+            : 'its lease ran out',
+    );
   }
 
   /** Takes the lease from `from`, if it is still exactly what was read. */
@@ -214,7 +233,11 @@ export class MasterLease extends EventEmitter<{
     this.seen = doc;
     this.renewedAt = began;
     this.armDeadline();
-    if (previous && !previous.from.released)
+    if (previous?.from.holder === this.holder)
+      this.opts.logger.warn('took the lease back: no other master took it while this one stood down', {
+        epoch: doc.epoch,
+      });
+    else if (previous && !previous.from.released)
       this.opts.logger.warn('took over from a master that is gone', {
         epoch: doc.epoch,
         cause: previous.cause,
@@ -309,15 +332,21 @@ export class MasterLease extends EventEmitter<{
       epoch,
       url: this.opts.url,
       hostname: os.hostname(),
+      ...(MACHINE ? { machine: MACHINE } : {}),
       pid: process.pid,
       since: new Date(),
       beat: 0,
     };
   }
 
-  /** A holder on this machine whose process is gone (a master killed, say): no need to wait. */
+  /**
+   * A holder on this machine, in this pid namespace, whose process is gone (a master killed, say):
+   * no need to wait. Containers can share a host name and reuse pids, so the host name alone is not
+   * enough: the boot id and the pid namespace must be this process's too.
+   */
   private goneOnThisMachine(d: LeaseDoc): boolean {
-    if (d.hostname !== os.hostname() || d.pid === process.pid) return false;
+    if (!MACHINE || d.machine !== MACHINE || d.hostname !== os.hostname() || d.pid === process.pid)
+      return false;
     try {
       process.kill(d.pid, 0);
       return false;
@@ -346,6 +375,16 @@ export class MasterLease extends EventEmitter<{
       );
   }
 }
+
+/** This boot of this machine and this pid namespace, where Linux tells them; else null. */
+const MACHINE = ((): string | null => {
+  try {
+    const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return `${boot}/${fs.readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    return null;
+  }
+})();
 
 /** A lease written before epochs existed has none: it is epoch 0. */
 function epochIs(epoch: number | undefined): Record<string, unknown> {

@@ -399,7 +399,7 @@ export class Master extends EventEmitter implements ApiView {
     // Every master on the database competes for the lease: its holder is active, the others stand by.
     const lease = new MasterLease(this.conn.collection<LeaseDoc>('leases'), {
       leaseMs: this.opts.leaseMs,
-      url: this.url,
+      url: this.opts.advertiseUrl ?? this.url,
       logger: this.logger,
     });
     this.lease = lease;

@@ -29,6 +29,25 @@ export const SERVER_OPTIONS = {
     group: 'network',
     doc: 'address to listen on',
   }),
+  /**
+   * The URL clients reach this master at, as a standby names the active master to them (ESTANDBY)
+   * and `/health` shows it. Unset: `http(s)://<host>:<port>` (127.0.0.1 for 0.0.0.0), right only when
+   * clients run on the same machine.
+   */
+  advertiseUrl: option(
+    z
+      .string()
+      .url('must be a URL such as http://master-a:3232')
+      .regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+    {
+      flag: '--advertise-url',
+      arg: '<url>',
+      env: 'TASKMASTER_ADVERTISE_URL',
+      defaultText: 'http(s)://<host>:<port>',
+      group: 'network',
+      doc: 'URL clients reach this master at (a standby sends them to the active one by it)',
+    },
+  ),
   /** Shared secret runners and feeders must present in the handshake. */
   token: option(nonEmpty(), {
     flag: '--token',
@@ -179,16 +198,16 @@ export const SERVER_OPTIONS = {
     doc: 'reads that scan the stored tasks (lists with filters, batches not in memory) at once; more are refused (`EBUSY`)',
   }),
   /**
-   * One master per database: the running one beats on a lease document; a second master started on
-   * the same database refuses to start (EMASTERHELD). A master that stopped beating this long ago
-   * (killed on another machine) is taken over.
+   * One active master per database: the active one renews a lease document every `leaseMs`/5 and
+   * writes nothing once 60 % of it passed without a renewal; every other master on the database stands
+   * by and takes over once the lease stood still this long (master/lease.ts).
    */
   leaseMs: option(integer(100, 3_600_000), {
     flag: '--lease-ms',
     arg: '<ms>',
     default: 10_000,
     group: 'recovery',
-    doc: 'one master per database: a silent master is taken over after this long',
+    doc: 'one active master per database: a standby takes over a master silent this long',
   }),
   /**
    * Announce this master in UDP datagrams for runners and feeders started with `--discover`

@@ -52,4 +52,6 @@ export interface Overview {
   store: StoreStatus;
   runners: RunnerView[];
   batches: BatchView[];
+  /** The master's part in the election (absent from an older master). */
+  master?: { role: string; epoch: number; leaseAgeMs: number | null; leaseMs: number; url: string | null };
 }

@@ -13,6 +13,7 @@ import { recordView, type BatchView, type Monitor } from './monitor';
 import type { Scheduler } from '../scheduler/scheduler';
 import type { Store } from '../store/store';
 import type { TaskRecord } from '../task-record';
+import type { LeaseStatus } from '../lease';
 
 export interface Overview {
   at: number;
@@ -22,6 +23,8 @@ export interface Overview {
   store: { writeBacklog: number; retrying: boolean; foldBacklog: number; oldestUnfoldedMs: number };
   runners: Record<string, unknown>[];
   batches: BatchView[];
+  /** This master's part in the election: role, epoch, the lease's age (master/lease.ts). */
+  master: { role: string; epoch: number; leaseAgeMs: number | null; leaseMs: number; url: string | null };
 }
 
 export interface DashboardSource {
@@ -29,6 +32,7 @@ export interface DashboardSource {
   readonly monitor: Monitor;
   storeStatus(): ReturnType<Store['status']> | null;
   listRunners(): Record<string, unknown>[];
+  leaseStatus(): LeaseStatus;
 }
 
 const TICK_MS = 1000;
@@ -72,6 +76,13 @@ export class Dashboard {
       },
       runners: s.listRunners(),
       batches: s.monitor.recentBatches(20),
+      master: (({ role, epoch, ageMs, leaseMs, active }) => ({
+        role,
+        epoch,
+        leaseAgeMs: ageMs,
+        leaseMs,
+        url: active,
+      }))(s.leaseStatus()),
     };
   }
 

@@ -98,6 +98,8 @@ describe('dashboard in the browser', () => {
     await page.click('button[type=submit]');
     await text(page, '[data-testid=link]', 'live', 'the live link');
     await text(page, '[data-testid=count-done]', '0', 'the done count before any task');
+    await text(page, '[data-testid=master-role]', 'active', "the master's role");
+    await text(page, '[data-testid=master-epoch]', '1', "the master's epoch");
     expect(await page.$('[data-testid=read-only]')).toBeNull();
 
     // gate fails until the flag exists; d1 and d2 depend on it and d3 on both, so all four fail.

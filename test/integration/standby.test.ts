@@ -89,6 +89,20 @@ describe('standby masters', () => {
       });
     expect(await refusalOf(first.url, '/feeder')).toBe('connected');
 
+    // `taskmaster status` given both shows each one's role, epoch and lease age, and the active's counters.
+    const status = spawnCli(['status', '--master', `${second.url},${first.url}`, '--json']);
+    expect(await status.exit()).toBe(0);
+    const shown = JSON.parse(status.output().trim().split('\n').pop() as string) as {
+      masters: { url: string; role: string; epoch: number; ageMs: number }[];
+      tasks: number;
+    };
+    expect(shown.masters).toMatchObject([
+      { url: second.url, role: 'standby', epoch: 1, active: first.url },
+      { url: first.url, role: 'active', epoch: 1 },
+    ]);
+    expect(shown.masters[1].ageMs).toBeLessThan(1000);
+    expect(shown.tasks).toBe(0);
+
     // The active one goes on alone: a task added through it runs once.
     const runner = await startRunner(first.url);
     closers.push(() => runner.close());
@@ -99,12 +113,14 @@ describe('standby masters', () => {
     ]);
   });
 
-  test('of two masters started at once, exactly one is active', async () => {
+  test('of three masters started at once, exactly one is active, and the others name it', async () => {
     const dbName = testDbName('race');
-    const a = master(dbName);
-    const b = master(dbName);
-    await Promise.all([a.start(), b.start()]);
-    expect([a.leaseStatus().role, b.leaseStatus().role].sort()).toEqual(['active', 'standby']);
+    const all = [master(dbName), master(dbName), master(dbName)];
+    await Promise.all(all.map((m) => m.start()));
+    const active = all.filter((m) => m.leaseStatus().role === 'active');
+    expect(active).toHaveLength(1);
+    for (const m of all.filter((x) => x !== active[0]))
+      expect(m.leaseStatus()).toMatchObject({ role: 'standby', epoch: 1, active: active[0].url });
   });
 
   test('a standby takes over at once from a master that stopped cleanly, and runs what it left', async () => {

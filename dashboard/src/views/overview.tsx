@@ -44,6 +44,21 @@ export function OverviewView() {
           </table>
         )}
       </Card>
+      {o.master && (
+        <Card title="Master">
+          <dl class="kv">
+            <dt>role</dt>
+            <dd data-testid="master-role">{o.master.role}</dd>
+            <dt>epoch</dt>
+            <dd data-testid="master-epoch">{o.master.epoch}</dd>
+            <dt>lease renewed</dt>
+            <dd>
+              {o.master.leaseAgeMs === null ? '-' : `${duration(o.master.leaseAgeMs)} ago`} (lease{' '}
+              {duration(o.master.leaseMs)})
+            </dd>
+          </dl>
+        </Card>
+      )}
       <Card title="Database writes">
         <dl class="kv">
           <dt>write backlog</dt>
