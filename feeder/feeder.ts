@@ -617,6 +617,8 @@ export function issuesOf(details: unknown): { path: string; message: string }[] 
 
 /** Every task names its id: an add of them sent twice names the same tasks both times. */
 function allNamed(tasks: TaskInput[]): boolean {
+  // Not a list at all: the master refuses it, and there is nothing to send again.
+  if (!Array.isArray(tasks)) return false;
   return tasks.every((t) => !!t && typeof t === 'object' && typeof (t as { id?: unknown }).id === 'string');
 }
 
