@@ -36,9 +36,28 @@ async function pair(name: string, opts: Partial<MasterOptions> = {}) {
   return { active, standby };
 }
 
-/** The feeder's Socket.IO connection, to cut its transport as a network would. */
-function connectionOf(feeder: Feeder): Socket {
-  return (feeder as unknown as { socket: Socket }).socket;
+/**
+ * Cuts the feeder's transport the moment the master's next answer arrives, before the feeder reads
+ * it, as a network would: what the master did is done, and the feeder cannot know. Returns the adds
+ * the feeder sends, as sent.
+ */
+function loseNextAnswer(feeder: Feeder, then: () => void = () => undefined): unknown[] {
+  const socket = (feeder as unknown as { socket: Socket }).socket;
+  const sent: unknown[] = [];
+  socket.onAnyOutgoing((event: string, req: unknown) => {
+    if (event === 'tasks:add') sent.push(req);
+  });
+  const engine = socket.io.engine;
+  const cut = (packet: { type: string; data?: unknown }) => {
+    // An acknowledgement on /feeder: Socket.IO's packet type 3.
+    if (packet.type === 'message' && typeof packet.data === 'string' && packet.data.startsWith('3/feeder,')) {
+      engine.off('packet', cut);
+      engine.close();
+      then();
+    }
+  };
+  engine.on('packet', cut);
+  return sent;
 }
 
 describe('clients of a standby and an active master', () => {
@@ -217,25 +236,7 @@ describe('a feeder whose add lost its answer', () => {
     const { active } = await pair('lost-add');
     const feeder = await startFeeder(active.url);
     closers.push(() => feeder.close());
-    const socket = connectionOf(feeder);
-    const sent: unknown[] = [];
-    socket.onAnyOutgoing((event: string, req: unknown) => {
-      if (event === 'tasks:add') sent.push(req);
-    });
-    // The transport closes the moment the master's answer arrives, before the feeder reads it: the
-    // tasks are stored, and the feeder cannot know.
-    const engine = socket.io.engine;
-    const cut = (packet: { type: string; data?: unknown }) => {
-      if (
-        packet.type === 'message' &&
-        typeof packet.data === 'string' &&
-        packet.data.startsWith('3/feeder,')
-      ) {
-        engine.off('packet', cut);
-        engine.close();
-      }
-    };
-    engine.on('packet', cut);
+    const sent = loseNextAnswer(feeder);
     const refs = await feeder.add([
       { id: 'lost-1', module: 'ok', params: [1] },
       { id: 'lost-2', module: 'ok', params: [2] },
@@ -250,5 +251,34 @@ describe('a feeder whose add lost its answer', () => {
       { state: 'done', result: [1] },
       { state: 'done', result: [2] },
     ]);
+  });
+
+  test('sent again to the standby that took over from the master that stored it, it is acknowledged there as stored', async () => {
+    const { active, standby } = await pair('lost-takeover');
+    const feeder = await startFeeder([active.url, standby.url]);
+    closers.push(() => feeder.close());
+    const tookOver = nextEvent(standby, 'active', { what: 'the standby taking over', timeout: 15_000 });
+    // The answer is lost, and the master that stored the add stops.
+    const sent = loseNextAnswer(feeder, () => void active.close());
+    const refs = await feeder.add([{ id: 'moved-1', module: 'ok', params: ['moved'] }]);
+    await tookOver;
+    expect(refs.map((r) => r.id)).toEqual(['moved-1']);
+    expect(sent).toHaveLength(2);
+    expect(sent[1]).toEqual(sent[0]);
+    expect(feeder.master).toBe(standby.url);
+    const runner = await startRunner(standby.url);
+    closers.push(() => runner.close());
+    expect(await feeder.outcome('moved-1')).toMatchObject({ state: 'done', result: ['moved'] });
+  });
+
+  test('an add of tasks without ids is not sent again (the master would store a copy): it fails saying the tasks may or may not be stored', async () => {
+    const { active } = await pair('lost-unnamed');
+    const feeder = await startFeeder(active.url);
+    closers.push(() => feeder.close());
+    const sent = loseNextAnswer(feeder);
+    await expect(feeder.add([{ module: 'ok', params: ['unnamed'] }])).rejects.toThrow(
+      'the connection to the master was lost before it answered tasks:add: the tasks may or may not have been stored',
+    );
+    expect(sent).toHaveLength(1);
   });
 });
