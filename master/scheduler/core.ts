@@ -98,6 +98,11 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected distributeScheduled = false;
   /** Assignments made since the last flush, sent once they are durable. */
   protected unsent = new Map<RunnerEntry, Assignment[]>();
+  /**
+   * The record each unsent assignment was made for: the flush sends it only if that very record
+   * still holds the attempt (an id added again after its add was refused is another record).
+   */
+  protected readonly assignedRecord = new WeakMap<Assignment, TaskRecord>();
   /** Outcomes made final since the last flush, delivered once they are durable. */
   protected undelivered: TaskOutcome[] = [];
   protected flushScheduled = false;
@@ -290,7 +295,12 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
         // The runner may have gone, or a task been cancelled, while the write was in flight.
         const still = list.filter((a) => {
           const t = this.tasks.get(a.id);
-          return t !== undefined && t.state === 'assigned' && holdsAttempt(t, a.attempt, r.id);
+          return (
+            t !== undefined &&
+            t === this.assignedRecord.get(a) &&
+            t.state === 'assigned' &&
+            holdsAttempt(t, a.attempt, r.id)
+          );
         });
         for (const part of this.dependencyResults.bySize(still)) this.runners.send(r, part);
       }

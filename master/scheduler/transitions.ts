@@ -97,6 +97,7 @@ export class SchedulerTransitions extends SchedulerCore {
     if (runTimeout) a.runTimeout = runTimeout;
     this.setRunDeadline(t, runTimeout);
     if (t.dependencies.length > 0 && !t.broadcast) this.dependencyResults.attach(a, t.dependencies);
+    this.assignedRecord.set(a, t);
     list.push(a);
   }
 

@@ -137,7 +137,9 @@ describe('adversarial: the database fails under a loaded master', () => {
         // not running
       }
     });
-    const { master, feeder, outcomes } = await cluster(db, 'frozen');
+    // A lease longer than the freeze: this is the queue's bound; a shorter one makes the master stand
+    // down (test/integration/standby.test.ts).
+    const { master, feeder, outcomes } = await cluster(db, 'frozen', ['--lease-ms', '300000']);
     expect(await feeder.work([{ module: 'ok', params: ['before'] }])).toMatchObject([{ state: 'done' }]);
     db.signal('SIGSTOP');
     const frozenAt = Date.now();
