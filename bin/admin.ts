@@ -5,6 +5,7 @@
  * `taskmaster purge` (remove final tasks now).
  */
 import type { Command } from 'commander';
+import { parseMasterUrls } from '../common/master-urls';
 import { api, DEFAULT_MASTER, withMasterFlags } from './api-client';
 import { table } from './table';
 
@@ -51,10 +52,11 @@ interface MasterView {
 
 /** Every master of `--master` (a comma-separated list), asked for its `/health`. */
 async function mastersOf(flags: AdminFlags): Promise<MasterView[]> {
-  const list = (flags.master ?? process.env.TASKMASTER_MASTER ?? DEFAULT_MASTER)
-    .split(',')
-    .map((u) => u.trim())
-    .filter(Boolean);
+  const given = flags.master !== undefined;
+  const list = parseMasterUrls(
+    flags.master ?? (process.env.TASKMASTER_MASTER || DEFAULT_MASTER),
+    given ? '--master' : 'TASKMASTER_MASTER',
+  );
   return Promise.all(
     list.map(async (url): Promise<MasterView> => {
       try {
