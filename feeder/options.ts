@@ -16,7 +16,10 @@ export interface FeederOptions {
   token?: string;
   /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. Default none. */
   ca?: string | string[];
-  /** How long `ready()` — and so `add()`, `work()`, `cancel()` — wait for a connection. Default 30 000 ms. */
+  /**
+   * How long `ready()` — and so `add()`, `work()`, `cancel()` — wait for a connection; also how long an
+   * add whose answer the connection lost is sent again (its tasks all named). Default 30 000 ms.
+   */
   connectTimeoutMs?: number;
   /** How long each request waits for the master's acknowledgement. Default 30 000 ms. */
   ackTimeoutMs?: number;
