@@ -635,6 +635,8 @@ export class Master extends EventEmitter implements ApiView {
     let mine: RunnerEntry | null = null;
     const log = this.logger.child({ socket: socket.id });
     const runners = () => this.scheduler.runners;
+    // Connections are taken only while active: the epoch won for this activation.
+    const epoch = this.leaseStatus().epoch;
     /** This connection's runner entry, while it holds it. */
     const held = () => (mine ? runners().heldBy(mine.id, socket.id) : undefined);
     const noHello = wireError(
@@ -660,8 +662,9 @@ export class Master extends EventEmitter implements ApiView {
         legacy: false,
         conn: socket.id,
         link: {
-          assign: (tasks) => socket.emit('task:assign', { tasks }),
-          cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason }),
+          // The epoch of this activation: a runner ignores what an older one sends (a deposed master).
+          assign: (tasks) => socket.emit('task:assign', { tasks, epoch }),
+          cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason, epoch }),
         },
       });
       try {
@@ -683,7 +686,13 @@ export class Master extends EventEmitter implements ApiView {
         workers: h.workers,
         holding: h.running.length,
       });
-      reply({ ok: true, runnerId: h.runnerId, drop, limits: { maxMessageBytes: this.opts.maxMessageBytes } });
+      reply({
+        ok: true,
+        runnerId: h.runnerId,
+        drop,
+        limits: { maxMessageBytes: this.opts.maxMessageBytes },
+        epoch: this.leaseStatus().epoch,
+      });
       this.emit('runner:up', h.runnerId);
     });
 
