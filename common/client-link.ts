@@ -233,6 +233,8 @@ export class ClientLink<
       });
       if (!this.opts.retryRefused) this.failWaiters(this.refusal);
       this.emit('refused', this.refusal);
+      // Stopped for good: the link stays on the master that refused it, which its error names.
+      if (!this.opts.retryRefused) return;
     } else if (!this.unreachable) {
       // Once per outage, at warn: the client keeps retrying, and says why it cannot get through.
       this.unreachable = true;
