@@ -142,6 +142,10 @@ describe('store and API guarantees', () => {
     expect(await store.insertTasks([doc('before')])).toEqual({ ok: true });
     expect(proxy.writesSince(created).length).toBeGreaterThan(0); // the proxy sees the store's writes
 
+    // Nothing in flight when the lease goes: its document in tasks, the journal's deleted.
+    await store.folder.insertUnbornNow();
+    await store.folder.settled();
+    await store.barrier();
     leased = false;
     const lost = Date.now();
     const refused = await store.insertTasks([doc('after')]);
