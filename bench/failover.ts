@@ -9,8 +9,8 @@
  * Each round: a batch of `--tasks` tasks (bench/tasks/logged.js: each execution appends its id and
  * start time to a file), the active master taken away once a third of them started, a new standby
  * started on its port; the batch must complete. Reported per lease and mode: the time from the
- * signal to the first task started by the new master (p50 and max over `--rounds`), tasks lost (not
- * done) and tasks executed more than once.
+ * signal to the first task started after the new master said it is active (p50 and max over
+ * `--rounds`), tasks lost (not done) and tasks executed more than once.
  *
  *   npm run bench:failover -- [--rounds 10] [--lease-ms 10000,3000] [--mode kill,stop] [--tasks 200]
  */
@@ -38,6 +38,12 @@ interface Proc {
   waitFor(pattern: RegExp, timeoutMs: number, seen?: boolean): Promise<void>;
 }
 
+/** Every process started, killed when the bench exits. */
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
 function start(argv: string[], env: Record<string, string> = {}): Proc {
   const child = spawn(process.execPath, argv, {
     env: { ...process.env, TASKMASTER_LOG_FORMAT: 'json', ...env },
@@ -52,7 +58,7 @@ function start(argv: string[], env: Record<string, string> = {}): Proc {
   };
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
-  process.on('exit', () => child.kill('SIGKILL'));
+  children.add(child);
   return {
     child,
     waitFor(pattern, timeoutMs, seen = true) {
@@ -144,24 +150,34 @@ async function scenario(mongoUrl: string, leaseMs: number, mode: 'kill' | 'stop'
     const prefix = `${mode}-${leaseMs}-r${round}-`;
     const started = () => [...executions(log).keys()].filter((id) => id.startsWith(prefix)).length;
     await until('a third of the batch started', 120_000, () => started() >= perRound / 3);
+    process.stderr.write(
+      `round ${round + 1}: ${started()} started; taking the active master away (${mode})\n`,
+    );
     const gone = masters[active] as Proc;
     const standby = masters[1 - active] as Proc;
     const t0 = Date.now();
     gone.child.kill(mode === 'kill' ? 'SIGKILL' : 'SIGSTOP');
     await standby.waitFor(/master listening/, 10 * leaseMs + 60_000);
+    // Starts after this moment were assigned by the new master (an assignment the old one sent just
+    // before the signal can start just after it).
+    const activeAt = Date.now();
+    process.stderr.write(`round ${round + 1}: the standby is active after ${Date.now() - t0} ms\n`);
     // The first execution that began after the signal was assigned by the new master.
     await until('a task started by the new master', 120_000, () =>
-      [...executions(log).values()].some((starts) => starts.some((at) => at > t0)),
+      [...executions(log).values()].some((starts) => starts.some((at) => at > activeAt)),
     );
-    const first = Math.min(...[...executions(log).values()].flat().filter((at) => at > t0));
+    const first = Math.min(...[...executions(log).values()].flat().filter((at) => at > activeAt));
     latencies.push(first - t0);
     if (mode === 'stop') gone.child.kill('SIGKILL');
     await new Promise<void>((resolve) =>
-      gone.child.exitCode !== null ? resolve() : gone.child.once('exit', () => resolve()),
+      gone.child.exitCode !== null || gone.child.signalCode !== null
+        ? resolve()
+        : gone.child.once('exit', () => resolve()),
     );
     // A new standby where the old one was: the clients' list of URLs stays right.
     const replacement = master(active);
     await replacement.waitFor(/standing by/, 60_000);
+    process.stderr.write(`round ${round + 1}: a new standby on the old port\n`);
     masters[active] = replacement;
     active = 1 - active;
     const outcomes = await work;

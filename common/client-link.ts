@@ -43,6 +43,9 @@ import {
   type MasterPosition,
 } from './master-urls';
 
+/** How long one connection attempt may take before the link gives it up and tries again. */
+const CONNECT_TIMEOUT_MS = 5000;
+
 export interface ClientLinkOptions {
   /** The masters' base URLs, tried in this order: a list, or one string of comma-separated URLs. */
   master: string | readonly string[];
@@ -120,6 +123,9 @@ export class ClientLink<
       transports: ['websocket'],
       // The link reconnects, to this master or another (see the top of this file).
       reconnection: false,
+      // A master that accepts the connection but never answers (paused, its machine frozen) is given
+      // up after this long, not Socket.IO's 20 s: the next master of the list is tried sooner.
+      timeout: CONNECT_TIMEOUT_MS,
     }) as Socket<L, E>;
     // Socket.IO's reserved events are typed apart from the event maps: listen on the untyped view.
     const raw = this.socket as unknown as Socket;
