@@ -302,10 +302,12 @@ export class MasterLease extends EventEmitter<{
     this.deadline = setTimeout(
       () => {
         this.deadline = null;
-        if (this.role === 'active' && !this.writable())
-          this.stepDown('its renewals failed until the deadline', null);
+        if (this.role !== 'active') return;
+        // Timers count whole milliseconds and may fire a fraction early: armed again until it is due.
+        if (this.writable()) this.armDeadline();
+        else this.stepDown('its renewals failed until the deadline', null);
       },
-      Math.max(0, left),
+      Math.max(1, Math.ceil(left)),
     );
     this.deadline.unref();
   }

@@ -4,13 +4,17 @@
  * once it is gone. A paused master that lost its lease writes nothing when it wakes, and stands by.
  */
 import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
 import mongoose from 'mongoose';
 import { io as connectSocket } from 'socket.io-client';
 import { LEASE_ID, type LeaseDoc } from '../../master/lease';
 import { Master } from '../../master/master';
 import { capturingLogger } from '../helpers/capture';
 import { startFeeder, startRunner } from '../helpers/clients';
-import { freePort, spawnCli, testLogger, type Proc } from '../helpers/cluster';
+import { freePort, spawnCli, tempDir, testLogger, type Proc } from '../helpers/cluster';
+import { eventually } from '../helpers/wait';
+import { ownDatabase } from '../helpers/own-db';
 import { testDbName, testDbUrl, testMongoUrl } from '../helpers/db';
 import { WireProxy } from '../helpers/wire-proxy';
 
@@ -177,6 +181,53 @@ describe('standby masters', () => {
     });
   });
 
+  test('the database paused longer than the lease: after it resumes exactly one master is active, and the batch completes, each task once', async () => {
+    const db = await ownDatabase();
+    closers.push(() => db.stop());
+    closers.push(async () => {
+      try {
+        db.signal('SIGCONT');
+      } catch {
+        // not running
+      }
+    });
+    const make = () => {
+      const m = new Master({ mongoUrl: db.url('paused'), port: 0, logger: testLogger(), leaseMs: 1000 });
+      closers.push(() => m.close());
+      return m;
+    };
+    const [a, b] = [make(), make()];
+    await a.start();
+    await b.start();
+    const urls = [a.url, b.url];
+    const runs = path.join(tempDir('standby-paused-'), 'runs.txt');
+    const runner = await startRunner(urls, { slots: 4 });
+    closers.push(() => runner.close());
+    const feeder = await startFeeder(urls);
+    closers.push(() => feeder.close());
+    const tasks = Array.from({ length: 40 }, (_, i) => ({
+      id: `p-${i}`,
+      module: 'record',
+      params: [runs, `p-${i}`, 200],
+    }));
+    const work = feeder.work(tasks);
+    await eventually(() => fs.existsSync(runs) && fs.readFileSync(runs, 'utf8').split('\n').length > 8, {
+      what: 'a fifth of the batch started',
+    });
+    const stoodDown = once(a, 'standby');
+    db.signal('SIGSTOP');
+    // Past its deadline the active master stands down, though nobody could take over.
+    await stoodDown;
+    await new Promise((r) => setTimeout(r, 2000)); // paused for 3 × the lease in all
+    db.signal('SIGCONT');
+    const outcomes = await work;
+    expect(outcomes.filter((o) => o.state !== 'done')).toEqual([]);
+    expect([a, b].filter((m) => m.leaseStatus().role === 'active')).toHaveLength(1);
+    const lines = fs.readFileSync(runs, 'utf8').trim().split('\n');
+    expect(new Set(lines).size).toBe(40);
+    expect(lines.length).toBe(40);
+  });
+
   describe('master processes', () => {
     const procs: Proc[] = [];
     afterAll(async () => {
@@ -199,6 +250,43 @@ describe('standby masters', () => {
       // Its pid is gone: no need to wait out a 10-minute lease.
       await b.waitFor(/"cause":"its process is gone".*took over from a master that is gone/, 30_000);
       await b.waitFor(/master listening/);
+    });
+
+    test('SIGKILL of the active master under load: the standby takes over, the batch completes, every task runs once, and the feeder mid-work gets every outcome once', async () => {
+      const dbName = testDbName('underload');
+      const [portA, portB] = [await freePort(), await freePort()];
+      const urls = [`http://127.0.0.1:${portA}`, `http://127.0.0.1:${portB}`];
+      const a = spawnMaster(testDbUrl(dbName), portA, ['--lease-ms', '3000']);
+      await a.waitFor(/master listening/);
+      const b = spawnMaster(testDbUrl(dbName), portB, ['--lease-ms', '3000']);
+      await b.waitFor(/standing by/);
+      const runs = path.join(tempDir('standby-runs-'), 'runs.txt');
+      const runner = await startRunner(urls, { slots: 8 });
+      closers.push(() => runner.close());
+      const feeder = await startFeeder(urls);
+      closers.push(() => feeder.close());
+      const seen = new Map<string, number>();
+      feeder.on('result', (o) => seen.set(o.id, (seen.get(o.id) ?? 0) + 1));
+      const tasks = Array.from({ length: 60 }, (_, i) => ({
+        id: `load-${i}`,
+        module: 'record',
+        params: [runs, `load-${i}`, 100],
+      }));
+      const work = feeder.work(tasks);
+      await eventually(() => fs.existsSync(runs) && fs.readFileSync(runs, 'utf8').split('\n').length > 15, {
+        what: 'a quarter of the batch started',
+      });
+      await a.kill('SIGKILL');
+      await b.waitFor(/"cause":"its process is gone".*took over from a master that is gone/, 30_000);
+      const outcomes = await work;
+      expect(outcomes.filter((o) => o.state !== 'done')).toEqual([]);
+      expect(outcomes.map((o) => o.id).sort()).toEqual(tasks.map((t) => t.id).sort());
+      // Each ran once: the runner lived, so what it ran across the takeover was adopted, not rerun.
+      const lines = fs.readFileSync(runs, 'utf8').trim().split('\n');
+      expect(lines.length).toBe(60);
+      expect(new Set(lines).size).toBe(60);
+      expect([...seen.values()].every((n) => n === 1)).toBe(true);
+      expect(seen.size).toBe(60);
     });
 
     test('a master paused past its lease writes nothing when it wakes, and stands by', async () => {
