@@ -40,7 +40,7 @@ import {
   type TaskOutcome,
 } from '../protocol/schemas';
 import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
-import { connectDatabase } from '../models/connection';
+import { connectDatabase, ensureCollections } from '../models/connection';
 import { startAnnouncer } from './announcer';
 import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
 import { exposureIssue } from './config';
@@ -384,7 +384,8 @@ export class Master extends EventEmitter implements ApiView {
   }
 
   private async doStart(): Promise<void> {
-    this.conn = await connectDatabase(this.opts.mongoUrl, { dbName: this.opts.dbName });
+    // Collections and indexes are made once elected: a standby writes nothing.
+    this.conn = await connectDatabase(this.opts.mongoUrl, { dbName: this.opts.dbName, ensure: false });
     this.listenFor(this.conn);
     await new Promise<void>((resolve, reject) => {
       const server = this.server as http.Server | https.Server;
@@ -526,6 +527,7 @@ export class Master extends EventEmitter implements ApiView {
     const still = () =>
       this.lease === lease && lease.role === 'active' && lease.epoch === epoch && !this.closing;
     try {
+      await ensureCollections(conn);
       const store = new Store(conn, {
         writeChunk: this.opts.writeChunk,
         foldBacklogLimit: this.opts.foldBacklogLimit,

@@ -12,6 +12,11 @@ export interface ConnectOptions {
   dbName?: string;
   /** Give up connecting after this many ms. Default 10000. */
   timeoutMs?: number;
+  /**
+   * Create the collections and indexes now (default). A master leaves it to its election: a standby
+   * writes nothing (master/master.ts).
+   */
+  ensure?: boolean;
 }
 
 export async function connectDatabase(url: string, opts: ConnectOptions = {}): Promise<Connection> {
@@ -22,12 +27,29 @@ export async function connectDatabase(url: string, opts: ConnectOptions = {}): P
     autoCreate: false,
   });
   await conn.asPromise();
-  await ensureCollections(conn);
+  if (opts.ensure !== false) await ensureCollections(conn);
   return conn;
 }
 
-/** Creates the collections and indexes the master relies on (at start, and after a database was dropped). */
+/** SQLite under FerretDB: another connection holds the write lock for a moment. Worth a retry. */
+const BUSY = /database is locked|SQLITE_BUSY/;
+
+/**
+ * Creates the collections and indexes the master relies on (at start, and after a database was
+ * dropped). Retried for a few seconds while the database is busy (another master writing).
+ */
 export async function ensureCollections(conn: Connection): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await createCollections(conn);
+    } catch (err) {
+      if (attempt >= 20 || !BUSY.test(String((err as Error)?.message ?? err))) throw err;
+      await new Promise((r) => setTimeout(r, 50 * Math.min(attempt + 1, 10)));
+    }
+  }
+}
+
+async function createCollections(conn: Connection): Promise<void> {
   await taskModel(conn).createIndexes();
   await allocationModel(conn).createIndexes();
   // No index to create, but the journal should exist from the start, like the others. Not
