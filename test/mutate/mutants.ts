@@ -156,8 +156,8 @@ export const MUTANTS: Mutant[] = [
     name: 'add-ack-before-durable',
     guarantee: 'an add is acknowledged only once its tasks are in the database',
     file: 'master/scheduler/scheduler.ts',
-    find: '    const w = await written;\n',
-    replace: '    const w = { ok: true } as Awaited<typeof written>;\n',
+    find: '      w = await written;\n',
+    replace: '      w = { ok: true } as Awaited<typeof written>;\n',
     more: [
       {
         find: '    await this.store.barrier();\n    // Refs of the tasks',
