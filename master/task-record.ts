@@ -72,6 +72,8 @@ export interface TaskRecord {
   /** Ready but out of the queue until then: waiting out a retry backoff (epoch ms). */
   retryAt?: number | null;
   key?: string | null;
+  /** Fair-share group (a tenant, a customer); null: the default group. */
+  group?: string | null;
   affinity?: string | null;
   /** A broadcast: its dependencies are its per-runner copies; it never runs itself. */
   broadcast?: boolean;
@@ -106,6 +108,7 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'assignTimeout'
       | 'deadline'
       | 'key'
+      | 'group'
       | 'affinity'
       | 'backoff'
       | 'requires'
@@ -145,6 +148,7 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     deadline: i.deadline ?? null,
     seq: 0,
     key: i.key ?? null,
+    group: i.group ?? null,
     affinity: i.affinity ?? null,
     backoff: i.backoff ?? null,
     requires: i.requires ?? null,
@@ -174,6 +178,7 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.assignTimeout) d.assignTimeout = t.assignTimeout;
   if (t.deadline) d.deadline = t.deadline;
   if (t.key) d.key = t.key;
+  if (t.group) d.group = t.group;
   if (t.affinity) d.affinity = t.affinity;
   if (t.backoff) d.backoff = t.backoff;
   if (t.requires) d.requires = t.requires;

@@ -52,6 +52,8 @@ export interface TaskDoc {
   requires?: Record<string, unknown> | null;
   runner?: string | null;
   affinity?: string | null;
+  /** Fair-share group (a tenant, a customer). */
+  group?: string | null;
   broadcast?: boolean;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
 }
@@ -89,6 +91,7 @@ export const taskSchema = new Schema<TaskDoc>(
     requires: { type: Schema.Types.Mixed },
     runner: { type: String },
     affinity: { type: String },
+    group: { type: String },
     broadcast: { type: Boolean },
     backoff: { type: Schema.Types.Mixed },
   },

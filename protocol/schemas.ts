@@ -73,6 +73,11 @@ export const taskInputSchema = z.strictObject({
   assignTimeout: ms.optional(),
   /** Only runners whose announced `data` has these values (a runner's array value matches any of its items). */
   requires: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).optional(),
+  /**
+   * Fair shares: a tenant, a customer. Within one priority, ready tasks are taken round-robin across
+   * groups (FIFO within a group); `group:NAME` limits select by it.
+   */
+  group: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters').optional(),
   /** Sticky allocation: every task with this affinity key runs on the runner the key is allocated to. */
   affinity: z.string().min(1).max(500).optional(),
   /** Run on every connected runner that matches; the outcome's result maps each runner id to its own outcome. */

@@ -149,6 +149,7 @@ export class Scheduler extends SchedulerTransitions {
         addKey,
         key: p.key,
         affinity: p.affinity,
+        group: p.group,
         backoff: p.backoff,
         requires: p.requires,
         runner: p.runner,

@@ -35,6 +35,7 @@ export function recordFromDoc(d: TaskDoc, maxAttempts: number): TaskRecord {
     deadline: d.deadline,
     key: d.key,
     affinity: d.affinity,
+    group: d.group,
     backoff: d.backoff,
     requires: d.requires as TaskRecord['requires'],
     runner: d.runner,
