@@ -7,6 +7,7 @@
  */
 import type { Policy } from '../policy';
 import { affinity } from './affinity';
+import { limited } from './limits';
 import { congestion } from './congestion';
 import { moduleRouting, pinned, requirements } from './eligibility';
 import { parking } from './parking';
@@ -18,6 +19,7 @@ export const DEFAULT_POLICIES: readonly Policy[] = Object.freeze([
   congestion,
   backoff,
   parking,
+  limited,
   pinned,
   connected,
   moduleRouting,
