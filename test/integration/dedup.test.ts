@@ -101,8 +101,8 @@ describe('deduplication', () => {
     expect(refs[2]).toEqual({ id: 'batch-c', _id: 'batch-c' });
     const [c3] = await c.feeder.wait(['batch-c']);
     expect(c3.state).toBe('done');
-    const doc = await db.collection('tasks').findOne({ _id: 'batch-c' as never });
-    expect(doc?.dependencies).toEqual(['batch-a']);
+    const doc = await eventually(() => db.collection('tasks').findOne({ _id: 'batch-c' as never }));
+    expect(doc.dependencies).toEqual(['batch-a']);
     expect(await db.collection('tasks').countDocuments({ _id: 'batch-b' as never })).toBe(0);
   });
 
