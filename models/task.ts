@@ -54,6 +54,8 @@ export interface TaskDoc {
   affinity?: string | null;
   /** Fair-share group (a tenant, a customer). */
   group?: string | null;
+  /** A schedule's task for a slot missed while no master ran, created late. */
+  backfilled?: boolean;
   broadcast?: boolean;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
 }
@@ -92,6 +94,7 @@ export const taskSchema = new Schema<TaskDoc>(
     runner: { type: String },
     affinity: { type: String },
     group: { type: String },
+    backfilled: { type: Boolean },
     broadcast: { type: Boolean },
     backoff: { type: Schema.Types.Mixed },
   },
