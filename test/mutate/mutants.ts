@@ -424,4 +424,22 @@ export const MUTANTS: Mutant[] = [
     tests: ['test/integration/store-guarantees.test.ts'],
     testName: 'live again',
   },
+  // ---- deduplication ---------------------------------------------------------------------------
+  {
+    name: 'dedup-match',
+    guarantee: 'an add of a dedup key a task holds creates nothing and names that task',
+    file: 'master/scheduler/scheduler.ts',
+    find: 'const deduped = this.dedup.match(raw, now);',
+    replace: 'const deduped = null;',
+    tests: ['test/integration/dedup.test.ts'],
+    testName: 'create one task',
+  },
+  {
+    name: 'dedup-recovery-kept',
+    guarantee: 'a final task inside its dedup ttl keeps its key across a master restart',
+    file: 'master/store/recovery.ts',
+    find: 'kept: await loadKept(s) }',
+    replace: 'kept: [] }',
+    tests: ['test/integration/dedup-restart.test.ts'],
+  },
 ];

@@ -40,6 +40,7 @@ export function recordFromDoc(d: TaskDoc, maxAttempts: number): TaskRecord {
     requires: d.requires as TaskRecord['requires'],
     runner: d.runner,
     broadcast: d.broadcast,
+    dedup: d.dedup,
   });
 }
 
