@@ -205,6 +205,17 @@ export const MUTANTS: Mutant[] = [
     replace: '} else if (bytes + found.bytes > Infinity) {',
     tests: ['test/unit/dependency-results.test.ts'],
   },
+  // ---- fair shares -----------------------------------------------------------------------------
+  {
+    name: 'fair-shares-ignore-group',
+    guarantee:
+      "within a priority, groups take turns: a group's few tasks are not stuck behind another's large backlog",
+    file: 'master/scheduler/core.ts',
+    find: 'group: t.group ?? null, task: t',
+    replace: 'group: null, task: t',
+    tests: ['test/integration/fair-shares.test.ts'],
+    testName: 'all of B done before',
+  },
   // ---- amplification ---------------------------------------------------------------------------
   {
     name: 'depfailed-embeds-message',
