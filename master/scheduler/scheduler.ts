@@ -193,6 +193,7 @@ export class Scheduler extends SchedulerTransitions {
         key: p.key,
         affinity: p.affinity,
         group: p.group,
+        backfilled: p.backfilled,
         backoff: p.backoff,
         requires: p.requires,
         runner: p.runner,
@@ -825,7 +826,18 @@ export class Scheduler extends SchedulerTransitions {
     if (isFinal(t.state)) return reason('FINAL', `task ${taskId} is ${t.state}`);
     const r = runnerId === undefined ? undefined : this.runners.get(runnerId);
     if (runnerId !== undefined && !r) return reason('UNKNOWN_RUNNER', `no runner ${runnerId}`);
-    return this.pipeline.explain(this.ctx, t, Date.now(), r);
+    const why = this.pipeline.explain(this.ctx, t, Date.now(), r);
+    return why.code === 'QUEUED' ? reason('QUEUED', `${why.message}${this.turnsOf(t)}`) : why;
+  }
+
+  /** For a queued task whose priority other groups share: that it takes turns with them, and its share. */
+  private turnsOf(t: TaskRecord): string {
+    const group = t.group ?? null;
+    const { groups, weight, totalWeight } = this.ready.turns({ priority: t.priority, seq: t.seq, group });
+    if (groups < 2) return '';
+    const name = group === null ? 'the default group' : `group "${group}"`;
+    const others = groups - 1;
+    return `; ${name} takes turns with ${others} other ${others === 1 ? 'group' : 'groups'} at this priority (weight ${weight} of ${totalWeight})`;
   }
 
   /**

@@ -205,6 +205,17 @@ export const MUTANTS: Mutant[] = [
     replace: '} else if (bytes + found.bytes > Infinity) {',
     tests: ['test/unit/dependency-results.test.ts'],
   },
+  // ---- fair shares -----------------------------------------------------------------------------
+  {
+    name: 'fair-shares-ignore-group',
+    guarantee:
+      "within a priority, groups take turns: a group's few tasks are not stuck behind another's large backlog",
+    file: 'master/scheduler/core.ts',
+    find: 'group: t.group ?? null, task: t',
+    replace: 'group: null, task: t',
+    tests: ['test/integration/fair-shares.test.ts'],
+    testName: 'all of B done before',
+  },
   // ---- amplification ---------------------------------------------------------------------------
   {
     name: 'depfailed-embeds-message',
@@ -427,8 +438,8 @@ export const MUTANTS: Mutant[] = [
     name: 'dedup-recovery-kept',
     guarantee: 'a final task inside its dedup ttl keeps its key across a master restart',
     file: 'master/store/recovery.ts',
-    find: 'kept: await loadKept(s) }',
-    replace: 'kept: [] }',
+    find: 'else if (d.dedup) kept.push(',
+    replace: 'else if (d.dedup && false) kept.push(',
     tests: ['test/integration/dedup-restart.test.ts'],
   },
   // ---- rate limits and concurrency caps ---------------------------------------------------------
