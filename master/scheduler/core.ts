@@ -357,7 +357,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
    */
   protected requeueInPlace(t: TaskRecord, seq: number): void {
     if (t.state !== 'ready' || t.seq !== seq || this.tasks.get(t.id) !== t) return;
-    this.ready.push({ priority: t.priority, seq, task: t });
+    this.ready.push({ priority: t.priority, seq, group: t.group ?? null, task: t });
     this.scheduleDistribute();
   }
 

@@ -456,7 +456,7 @@ export const MUTANTS: Mutant[] = [
     name: 'limits-keep-place',
     guarantee: 'a task held by a limit goes back to its place among the tasks of its priority',
     file: 'master/scheduler/core.ts',
-    find: 'this.ready.push({ priority: t.priority, seq, task: t });',
+    find: 'this.ready.push({ priority: t.priority, seq, group: t.group ?? null, task: t });',
     replace: 'this.enqueue(t);',
     tests: ['test/unit/scheduler/limits.test.ts'],
     testName: 'goes back to its place',
