@@ -69,8 +69,10 @@ export interface TaskRecord {
   seq: number;
   /** When it last became ready (start of its assignTimeout). */
   readyAt?: number | null;
-  /** Ready but out of the queue until then: waiting out a retry backoff (epoch ms). */
+  /** Ready but out of the queue until then: waiting out a retry backoff (epoch ms). Stored while ready. */
   retryAt?: number | null;
+  /** Not before this time (epoch ms): a delayed task (`runAt`, or the add's time plus `delay`). */
+  runAt?: number | null;
   key?: string | null;
   /** Fair-share group (a tenant, a customer); null: the default group. */
   group?: string | null;
@@ -115,6 +117,8 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'runner'
       | 'broadcast'
       | 'addKey'
+      | 'runAt'
+      | 'retryAt'
     >
   >;
 
@@ -154,6 +158,8 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     requires: i.requires ?? null,
     runner: i.runner ?? null,
     broadcast: i.broadcast === true,
+    runAt: i.runAt ?? null,
+    retryAt: i.retryAt ?? null,
   };
 }
 
@@ -185,5 +191,6 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.runner) d.runner = t.runner;
   if (t.broadcast) d.broadcast = true;
   if (t.addKey) d.addKey = t.addKey;
+  if (t.runAt) d.runAt = t.runAt;
   return d;
 }

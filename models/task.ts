@@ -56,6 +56,10 @@ export interface TaskDoc {
   group?: string | null;
   broadcast?: boolean;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
+  /** A delayed task: not before this time (epoch ms, the master's clock for a `delay`). */
+  runAt?: number;
+  /** A ready task waiting out its retry backoff: not before this time (epoch ms); null or absent: none. */
+  retryAt?: number | null;
 }
 
 export const taskSchema = new Schema<TaskDoc>(
@@ -94,6 +98,8 @@ export const taskSchema = new Schema<TaskDoc>(
     group: { type: String },
     broadcast: { type: Boolean },
     backoff: { type: Schema.Types.Mixed },
+    runAt: { type: Number },
+    retryAt: { type: Number },
   },
   { collection: 'tasks', versionKey: false, minimize: true },
 );

@@ -47,13 +47,52 @@ const ms = z
   .positive('must be positive')
   .max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`);
 
+/** The longest `delay` a task may ask for: about ten years. */
+export const MAX_DELAY_MS = 315_576_000_000;
+/** The latest time a Date can hold (epoch ms): the largest `runAt`. */
+const MAX_EPOCH_MS = 8_640_000_000_000_000;
+/** Below this an epoch is in seconds, not milliseconds (it would be before September 2001). */
+const MIN_EPOCH_MS = 1_000_000_000_000;
+
+const isoDateTime = z.iso.datetime({ offset: true });
+
+/**
+ * When a task may start, as epoch ms: an ISO 8601 date-time with its zone (`Z` or `+01:00`) or epoch
+ * milliseconds. A zone is required: a time without one means another instant on every host. A time
+ * in the past is allowed: the task is ready at once.
+ */
+export const runAtSchema = z
+  .union([z.string(), z.number()], {
+    error: 'must be an ISO 8601 date-time (e.g. "2026-12-07T12:00:00Z") or epoch milliseconds',
+  })
+  .transform((v, ctx) => {
+    if (typeof v === 'string') {
+      const at = isoDateTime.safeParse(v).success ? Date.parse(v) : NaN;
+      if (Number.isFinite(at) && at <= MAX_EPOCH_MS) return at;
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${v.slice(0, 60)}" is not an ISO 8601 date-time with a zone (e.g. "2026-12-07T12:00:00Z")`,
+      });
+      return z.NEVER;
+    }
+    if (!Number.isInteger(v) || v > MAX_EPOCH_MS)
+      ctx.addIssue({ code: 'custom', message: 'must be an integer number of epoch milliseconds' });
+    else if (v < MIN_EPOCH_MS)
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be epoch milliseconds; ${v} looks like seconds (as ms it is in ${new Date(v).getUTCFullYear()})`,
+      });
+    else return v;
+    return z.NEVER;
+  });
+
 /** Dependencies one task may name. */
 export const MAX_DEPENDENCIES = 10_000;
 /** Nesting levels allowed in a task's params (MongoDB refuses documents nested beyond 100). */
 export const MAX_PARAMS_DEPTH = 64;
 
-/** What a feeder sends for one task. */
-export const taskInputSchema = z.strictObject({
+/** What a feeder sends for one task (`taskInputSchema` checks it as a whole). */
+const taskInputFields = z.strictObject({
   /** Caller-chosen id, unique within the master; generated when absent. */
   id: taskId.optional(),
   module: moduleName,
@@ -98,6 +137,24 @@ export const taskInputSchema = z.strictObject({
       jitter: z.boolean().optional(),
     })
     .optional(),
+  /**
+   * Not before this time: an ISO 8601 date-time with a zone, or epoch ms (parsed to epoch ms). A time
+   * in the past: ready at once.
+   */
+  runAt: runAtSchema.optional(),
+  /** Not before this many ms after the master received the add (the master's clock). */
+  delay: z
+    .number()
+    .int('must be an integer')
+    .min(0, 'must not be negative')
+    .max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (about ten years)`)
+    .optional(),
+});
+
+/** What a feeder sends for one task. */
+export const taskInputSchema = taskInputFields.superRefine((t, ctx) => {
+  if (t.runAt !== undefined && t.delay !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['delay'], message: 'give runAt or delay, not both' });
 });
 export type TaskInput = z.input<typeof taskInputSchema>;
 export type ParsedTaskInput = z.output<typeof taskInputSchema>;

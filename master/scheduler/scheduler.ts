@@ -25,6 +25,7 @@ import {
 } from './admission';
 import { AddsInFlight, replayOf } from './add-key';
 import { expandBroadcasts } from './policies/broadcast';
+import { delayedUntil, describeDelay } from './policies/delayed';
 import { announcedVersion, explainMissingModule } from './policies/eligibility';
 import { reason, type Reason } from './policies/reason';
 import { applyJournal, recordFromDoc } from './policies/recovery';
@@ -154,6 +155,7 @@ export class Scheduler extends SchedulerTransitions {
         requires: p.requires,
         runner: p.runner,
         broadcast: p.broadcast === true,
+        runAt: p.runAt ?? (p.delay ? now + p.delay : null),
       }),
     );
     // Everything that can refuse the add does so before memory changes.
@@ -758,8 +760,10 @@ export class Scheduler extends SchedulerTransitions {
   }
 
   private waitingFor(t: TaskRecord): Reason {
+    const now = Date.now();
     const open = t.dependencies.filter((d) => this.tasks.has(d));
-    if (open.length === 0) return reason('DEPENDENCY', 'waiting');
+    const then = delayedUntil(t, now) > 0 ? `; then ${describeDelay(t.runAt as number, now)}` : '';
+    if (open.length === 0) return reason('DEPENDENCY', `waiting${then}`);
     const named = open
       .slice(0, 5)
       .map((d) => `${d} (${this.tasks.get(d)?.state})`)
@@ -767,7 +771,7 @@ export class Scheduler extends SchedulerTransitions {
     const more = open.length > 5 ? ', …' : '';
     return reason(
       'DEPENDENCY',
-      `waiting for ${open.length === 1 ? 'dependency' : 'dependencies'} ${named}${more} not done`,
+      `waiting for ${open.length === 1 ? 'dependency' : 'dependencies'} ${named}${more} not done${then}`,
     );
   }
 
