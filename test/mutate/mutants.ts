@@ -188,10 +188,16 @@ export const MUTANTS: Mutant[] = [
   },
   {
     name: 'backoff-not-durable',
-    guarantee: "a retry's backoff time is written with its change to ready, so a restart keeps it",
-    file: 'master/scheduler/transitions.ts',
-    find: "    t.retryAt = wait > 0 ? Date.now() + wait : null;\n    this.record(t, 'ready');\n",
-    replace: "    this.record(t, 'ready');\n    t.retryAt = wait > 0 ? Date.now() + wait : null;\n",
+    guarantee: "a retry's backoff time survives a master restart (stored while ready, restored by recovery)",
+    file: 'master/scheduler/policies/recovery.ts',
+    find: "    retryAt: d.state === 'ready' ? d.retryAt : null,\n",
+    replace: '    retryAt: null,\n',
+    more: [
+      {
+        find: "  t.retryAt = c.state === 'ready' ? (c.retryAt ?? null) : null;\n",
+        replace: '  t.retryAt = null;\n',
+      },
+    ],
     tests: ['test/integration/delayed.test.ts'],
     testName: 'backoff keeps its time',
   },
