@@ -3,12 +3,15 @@
  * MONGO_URL); one feeder adds `--tasks` tasks with `runAt` spread evenly over `--spread` seconds,
  * the first `--lead` seconds after the add starts. Each task (bench/tasks/clock.js) returns when it
  * started, by the wall clock the master schedules by; a task's lateness is that start minus its
- * `runAt`. Prints p50/p99/max lateness, how many started early (must be 0), and how long the add
- * took.
+ * `runAt`. Prints p50/p99/max lateness, how many started early (must be 0), how long the add took,
+ * and the master's share of the lateness: its assignment time (`assigned.when` in `tasks`) minus
+ * `runAt`; the rest is the durable write of the assignment, the trip to the runner and the start of
+ * the task in a child process.
  *
- *   npm run bench:delayed -- [--tasks 10000] [--spread 20] [--lead 5] [--runners 2] [--workers 2]
+ *   npm run bench:delayed -- [--tasks 10000] [--spread 60] [--lead 10] [--runners 2] [--workers 2]
  */
 import { parseArgs } from 'node:util';
+import mongoose from 'mongoose';
 import { Feeder } from '../feeder/feeder';
 import { freePort } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
@@ -18,8 +21,8 @@ import { benchDatabase, masterArgs, runBench, runnerArgs } from './run';
 const { values: args } = parseArgs({
   options: {
     tasks: { type: 'string', default: '10000' },
-    spread: { type: 'string', default: '20' },
-    lead: { type: 'string', default: '5' },
+    spread: { type: 'string', default: '60' },
+    lead: { type: 'string', default: '10' },
     runners: { type: 'string', default: '2' },
     workers: { type: 'string', default: '2' },
   },
@@ -41,7 +44,8 @@ async function main(): Promise<void> {
     const port = await freePort();
     const env = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
     const url = new URL(db.url);
-    url.pathname = `/benchdelayed_${Date.now()}`;
+    const dbName = `benchdelayed_${Date.now()}`;
+    url.pathname = `/${dbName}`;
     const master = await spawnTethered(process.execPath, masterArgs(port, url.toString()), env);
     children.push(master);
     await master.waitFor(/master listening/, 'master');
@@ -84,6 +88,20 @@ async function main(): Promise<void> {
       late.push(d);
     }
     late.sort((a, b) => a - b);
+    // The master's share: when it assigned each task, as its document says.
+    const conn = await mongoose.createConnection(db.url, { dbName }).asPromise();
+    const assigned: number[] = [];
+    try {
+      const docs = await conn
+        .collection<{ _id: string; assigned?: { when?: number } }>('tasks')
+        .find({ batch: 'delayed' }, { projection: { 'assigned.when': 1 } })
+        .toArray();
+      for (const d of docs)
+        if (d.assigned?.when) assigned.push(d.assigned.when - (runAt.get(d._id) as number));
+    } finally {
+      await conn.close();
+    }
+    assigned.sort((a, b) => a - b);
     process.stdout.write(
       `${JSON.stringify({
         tasks: n,
@@ -97,6 +115,10 @@ async function main(): Promise<void> {
         latenessMaxMs: late[late.length - 1],
         early,
         failed,
+        assignLatenessP50Ms: pct(assigned, 50),
+        assignLatenessP99Ms: pct(assigned, 99),
+        assignLatenessMaxMs: assigned[assigned.length - 1],
+        assignedEarly: assigned.filter((d) => d < 0).length,
         database: db.kind,
       })}\n`,
     );
