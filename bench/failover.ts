@@ -34,6 +34,8 @@ const { values: args } = parseArgs({
 
 interface Proc {
   child: ChildProcess;
+  /** What it printed so far (the last 500 KB at least). */
+  output(): string;
   /** Resolves when a line matching `pattern` appears (from now on, or already seen with `seen`). */
   waitFor(pattern: RegExp, timeoutMs: number, seen?: boolean): Promise<void>;
 }
@@ -61,6 +63,7 @@ function start(argv: string[], env: Record<string, string> = {}): Proc {
   children.add(child);
   return {
     child,
+    output: () => out,
     waitFor(pattern, timeoutMs, seen = true) {
       const from = seen ? 0 : out.length;
       return new Promise((resolve, reject) => {
@@ -112,6 +115,31 @@ async function until(what: string, timeoutMs: number, check: () => boolean): Pro
   }
 }
 
+/** When the new master took each step of its takeover, from its JSON log, in ms after `t0`. */
+function steps(out: string, t0: number): string {
+  const marks: [string, RegExp][] = [
+    ['elected', /^(elected the active master|took over from a master that is gone)/],
+    ['recovered', /^recovery finished/],
+    ['listening', /^master listening/],
+  ];
+  const seen: string[] = [];
+  for (const line of out.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let entry: { message?: string; timestamp?: string; ms?: number };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    const at = Date.parse(entry.timestamp ?? '');
+    if (!(at >= t0)) continue;
+    for (const [name, re] of marks)
+      if (re.test(entry.message ?? ''))
+        seen.push(`${name} +${at - t0} ms${entry.ms !== undefined ? ` (took ${entry.ms} ms)` : ''}`);
+  }
+  return seen.join(', ');
+}
+
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
@@ -161,7 +189,9 @@ async function scenario(mongoUrl: string, leaseMs: number, mode: 'kill' | 'stop'
     // Starts after this moment were assigned by the new master (an assignment the old one sent just
     // before the signal can start just after it).
     const activeAt = Date.now();
-    process.stderr.write(`round ${round + 1}: the standby is active after ${Date.now() - t0} ms\n`);
+    process.stderr.write(
+      `round ${round + 1}: the standby is active after ${Date.now() - t0} ms (${steps(standby.output(), t0)})\n`,
+    );
     // The first execution that began after the signal was assigned by the new master.
     await until('a task started by the new master', 120_000, () =>
       [...executions(log).values()].some((starts) => starts.some((at) => at > activeAt)),

@@ -8,6 +8,9 @@
  * fed any number of times; each feed is its own batch (named after the file unless `--batch` is given).
  * A dependency on an id the file does not hold names a stored task and is left as it is.
  *
+ * A task whose dedup key is taken is not stored: the output says `tasks[i]  deduplicated → <id>`
+ * (with `--wait` on stderr), and its result is that task's.
+ *
  * Exit codes: 0 every task done (or, without --wait, the batch stored); 1 a task failed or was
  * cancelled, or the master could not be reached; 2 the file or the batch is invalid (nothing stored).
  */
@@ -15,7 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../common/logger';
 import { TaskmasterError } from '../protocol/errors';
-import type { TaskInput, TaskOutcome } from '../protocol/schemas';
+import type { TaskInput, TaskOutcome, TaskRef } from '../protocol/schemas';
 import { messageRoom } from '../protocol/limits';
 import { readBatch, type Batch } from './batch-file';
 import { indexFile, type BatchIndex } from './batch-index';
@@ -88,9 +91,12 @@ export async function feed(opts: FeedOptions): Promise<number> {
       : await feeder.addBatch((scoped as { tasks: unknown[] }).tasks as TaskInput[], addOpts);
     const n = added.tasks.length;
     const skipped = added.tasks.filter((t) => t.existing).length;
+    const deduped = added.tasks.filter((t) => t.deduplicated).length;
+    const fresh = n - skipped - deduped;
     const stored =
-      `stored ${n - skipped} task${n - skipped === 1 ? '' : 's'} in batch ${added.batch}` +
-      (skipped > 0 ? `; ${skipped} already stored, skipped` : '');
+      `stored ${fresh} task${fresh === 1 ? '' : 's'} in batch ${added.batch}` +
+      (skipped > 0 ? `; ${skipped} already stored, skipped` : '') +
+      (deduped > 0 ? `; ${deduped} deduplicated` : '');
     if (!opts.wait) {
       const out = opts.out ?? process.stdout;
       if (opts.json) {
@@ -99,17 +105,19 @@ export async function feed(opts: FeedOptions): Promise<number> {
           taskId: t.id,
           _id: t._id,
           existing: t.existing,
+          deduplicated: t.deduplicated,
         }));
         out.write(`${JSON.stringify({ batch: added.batch, tasks })}\n`);
       } else {
         out.write(`${stored}\n`);
-        for (const t of added.tasks)
-          out.write(t.existing ? `${local(t.id)}\texisting\t${t.existing.state}\n` : `${local(t.id)}\n`);
+        for (const [i, t] of added.tasks.entries()) out.write(`${refLine(t, i, local)}\n`);
       }
       return 0;
     }
 
     say(`${stored}; waiting for the outcomes`);
+    // Never a silent drop: each deduplicated task names the task whose outcome it gets.
+    for (const [i, t] of added.tasks.entries()) if (t.deduplicated) say(refLine(t, i, local));
     const progress = batchProgress(n, err);
     const onProgress = (p: { id: string; progress: number }) => progress.task(p.id, p.progress);
     feeder.on('progress', onProgress);
@@ -207,6 +215,15 @@ function summarize(outcomes: TaskOutcome[], ms: number, say: (s: string) => void
   say(
     `${outcomes.length} tasks in ${(ms / 1000).toFixed(1)} s: ${count('done')} done, ${count('failed')} failed, ${count('cancelled')} cancelled`,
   );
+}
+
+/**
+ * What was stored for the task at `index` of the file: its id, `<id>\texisting\t<state>`, or
+ * `tasks[i]\tdeduplicated → <id>` (the task holding its dedup key, whose outcome it gets).
+ */
+function refLine(t: TaskRef, index: number, local: (id: string) => string): string {
+  if (t.deduplicated) return `tasks[${index}]\tdeduplicated → ${local(t.id)}`;
+  return t.existing ? `${local(t.id)}\texisting\t${t.existing.state}` : local(t.id);
 }
 
 /** One result per line: `id  done  <result as JSON>` or `id  failed  CODE message`. */

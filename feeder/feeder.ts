@@ -217,7 +217,9 @@ export class Feeder extends EventEmitter<FeederEvents> {
    * durably. Rejects with a TaskmasterError when the master refuses the batch — nothing is stored
    * then; for EVALIDATION the message lists every issue (`tasks[3].module: must not contain ".."`)
    * and `details.issues` holds them as `{ path, message }`. With `onExisting: 'skip'`, a task whose id
-   * is stored is not added: its ref carries `existing: { state, batch }`.
+   * is stored is not added: its ref carries `existing: { state, batch }`. A task whose `dedup.key` is
+   * taken is not added either: its ref is the task holding the key, with `deduplicated: { state,
+   * batch }`, and `work` gives that task's outcome.
    */
   async add(tasks: TaskInput[], opts: AddOptions = {}): Promise<TaskRef[]> {
     return (await this.addBatch(tasks, opts)).tasks;
@@ -298,11 +300,12 @@ export class Feeder extends EventEmitter<FeederEvents> {
         const existing: string[] = [];
         reply.tasks.forEach((t, i) => {
           if (!this.finished.has(t.id)) this.pending.add(t.id);
-          if (t.existing && !this.finished.has(t.id)) existing.push(t.id);
+          if ((t.existing || t.deduplicated) && !this.finished.has(t.id)) existing.push(t.id);
           const given = tasks[i];
           if (given && typeof given === 'object') this.addedAs.set(given, t.id);
         });
-        // An existing task may have been final long ago: its outcome is asked for, not pushed.
+        // An existing task (or one a task was deduplicated to) may have been final long ago: its
+        // outcome is asked for, not pushed.
         if (existing.length > 0) void this.rewatch(existing);
         // Said once: to the `warning` listeners if there are any, else in the log.
         for (const w of reply.warnings ?? []) {

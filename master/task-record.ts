@@ -8,6 +8,9 @@ import type { TaskState } from '../protocol/states';
 import type { ReportedError } from '../protocol/errors';
 import type { TaskDoc } from '../models/task';
 
+/** A task's dedup key; `until` (epoch ms): the key stays taken until then even once the task is final. */
+export type Dedup = { key: string; until?: number };
+
 export type Backoff = { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean };
 
 export interface TaskRecord {
@@ -82,6 +85,8 @@ export interface TaskRecord {
   requires?: Record<string, string | number | boolean | null> | null;
   /** Runner id the task must run on. */
   runner?: string | null;
+  /** Its dedup key, and until when the key stays taken once final (master/scheduler/dedup.ts). */
+  dedup?: Dedup | null;
   backoff?: Backoff | null;
   /** Tasks with the same key parked behind this one, waiting for its outcome (holdSimilarWork). */
   parked?: TaskRecord[];
@@ -117,6 +122,7 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'runner'
       | 'broadcast'
       | 'addKey'
+      | 'dedup'
       | 'runAt'
       | 'retryAt'
     >
@@ -158,6 +164,7 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     requires: i.requires ?? null,
     runner: i.runner ?? null,
     broadcast: i.broadcast === true,
+    dedup: i.dedup ?? null,
     runAt: i.runAt ?? null,
     retryAt: i.retryAt ?? null,
   };
@@ -191,6 +198,7 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.runner) d.runner = t.runner;
   if (t.broadcast) d.broadcast = true;
   if (t.addKey) d.addKey = t.addKey;
+  if (t.dedup) d.dedup = t.dedup;
   if (t.runAt) d.runAt = t.runAt;
   return d;
 }

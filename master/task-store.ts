@@ -25,6 +25,14 @@ export interface StoredState {
   addKey?: string;
 }
 
+/** A final task whose dedup key may still be taken (recovery rebuilds the key index from these). */
+export interface KeptTask {
+  id: string;
+  batch: string;
+  state: TaskDoc['state'];
+  dedup: { key: string; until?: number };
+}
+
 /** `taken`: refused because a stored task has the id `id` (the add may be a retry: see `addKey`). */
 export type AddWriteResult = { ok: true } | { ok: false; id: string; error: WireError; taken?: boolean };
 
@@ -66,6 +74,8 @@ export interface TaskStore {
     docs: TaskDoc[];
     journal: Map<string, { change: JournalChange; refs: [string, number][] }>;
     dropped: number;
+    /** Final tasks whose dedup key is still taken (`dedup.until` to come). */
+    kept?: KeptTask[];
   }>;
   /** A recovered task whose latest state came from these journal documents. */
   adoptJournal(t: TaskRecord, refs: [string, number][]): void;

@@ -117,11 +117,14 @@ export function collectRefs(raw: unknown[]): string[] {
 /**
  * Parses and checks a batch. `existing`: the indexes of tasks whose id `known` calls existing; they
  * are left out of the checks of dependencies and cycles (they are not added), and a dependency on
- * their id names the stored task.
+ * their id names the stored task. `omit`: the indexes of tasks that are parsed but not added
+ * (deduplicated), each with the id of the task that stands for it; a dependency on an omitted
+ * task's id is made a dependency on that task (refused when the id is not known: undefined).
  */
 export function validateBatch(
   raw: unknown[],
   known: Lookup,
+  omit?: ReadonlyMap<number, string | undefined>,
 ): { tasks: ParsedTaskInput[]; issues: Issue[]; existing: Set<number> } {
   const issues: Issue[] = [];
   const tasks: ParsedTaskInput[] = [];
@@ -136,7 +139,7 @@ export function validateBatch(
   const seen = new Map<string, number>();
   const index = new Map<string, number>();
   tasks.forEach((t, i) => {
-    if (t.id === undefined) return;
+    if (t.id === undefined || omit?.has(i)) return;
     const prev = seen.get(t.id);
     const k = prev === undefined ? known(t.id) : undefined;
     if (prev !== undefined)
@@ -146,11 +149,23 @@ export function validateBatch(
     else index.set(t.id, i);
     seen.set(t.id, i);
   });
+  const aliases = omit && omit.size > 0 ? aliasesOf(tasks, omit, index) : undefined;
   tasks.forEach((t, i) => {
-    if (existing.has(i)) return;
+    if (existing.has(i) || omit?.has(i)) return;
     t.dependencies.forEach((d, k) => {
-      if (!index.has(d) && !known(d))
-        issues.push({ path: `tasks[${i}].dependencies[${k}]`, message: `unknown task id "${d}"` });
+      if (index.has(d) || known(d)) return;
+      if (!aliases?.has(d))
+        return void issues.push({
+          path: `tasks[${i}].dependencies[${k}]`,
+          message: `unknown task id "${d}"`,
+        });
+      const to = aliases.get(d);
+      if (to !== undefined) t.dependencies[k] = to;
+      else
+        issues.push({
+          path: `tasks[${i}].dependencies[${k}]`,
+          message: `task "${d}" was deduplicated to a task of this batch that has no id: give that task an id`,
+        });
     });
   });
   if (issues.length > 0) return { tasks, issues, existing };
@@ -161,6 +176,20 @@ export function validateBatch(
     issues.push({ path: `tasks[${at}].dependencies`, message: `dependency cycle: ${cycle.join(' -> ')}` });
   }
   return { tasks, issues, existing };
+}
+
+/** The ids of omitted tasks that no task of the batch takes, each with the id standing for it. */
+function aliasesOf(
+  tasks: ParsedTaskInput[],
+  omit: ReadonlyMap<number, string | undefined>,
+  index: Map<string, number>,
+): Map<string, string | undefined> {
+  const aliases = new Map<string, string | undefined>();
+  for (const [i, to] of omit) {
+    const id = tasks[i].id;
+    if (id !== undefined && !index.has(id) && !aliases.has(id)) aliases.set(id, to);
+  }
+  return aliases;
 }
 
 /**

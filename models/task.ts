@@ -55,6 +55,11 @@ export interface TaskDoc {
   /** Fair-share group (a tenant, a customer). */
   group?: string | null;
   broadcast?: boolean;
+  /**
+   * Deduplication key, and until when it stays taken after the task is final (epoch ms: the add's
+   * time plus the task's `dedup.ttl`; absent: only while the task is not final).
+   */
+  dedup?: { key: string; until?: number } | null;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
   /** A delayed task: not before this time (epoch ms, the master's clock for a `delay`). */
   runAt?: number;
@@ -97,6 +102,7 @@ export const taskSchema = new Schema<TaskDoc>(
     affinity: { type: String },
     group: { type: String },
     broadcast: { type: Boolean },
+    dedup: { type: Schema.Types.Mixed },
     backoff: { type: Schema.Types.Mixed },
     runAt: { type: Number },
     retryAt: { type: Number },
@@ -107,6 +113,8 @@ export const taskSchema = new Schema<TaskDoc>(
 // One index per query the master runs besides `_id` look-ups:
 taskSchema.index({ state: 1, updated: 1 }); // recovery (every task not final) and retention (final, oldest first)
 taskSchema.index({ batch: 1, state: 1 }); // batch status and purge by batch
+// Recovery of final tasks whose dedup key is still taken; sparse, so tasks without one cost nothing.
+taskSchema.index({ 'dedup.until': 1 }, { sparse: true });
 
 export function taskModel(conn: Connection): Model<TaskDoc> {
   return (conn.models.Task as Model<TaskDoc> | undefined) ?? conn.model<TaskDoc>('Task', taskSchema);

@@ -91,6 +91,9 @@ export const MAX_DEPENDENCIES = 10_000;
 /** Nesting levels allowed in a task's params (MongoDB refuses documents nested beyond 100). */
 export const MAX_PARAMS_DEPTH = 64;
 
+/** The longest dedup key, in characters. */
+export const MAX_DEDUP_KEY = 500;
+
 /** What a feeder sends for one task (`taskInputSchema` checks it as a whole). */
 const taskInputFields = z.strictObject({
   /** Caller-chosen id, unique within the master; generated when absent. */
@@ -125,6 +128,21 @@ const taskInputFields = z.strictObject({
   runner: z.string().min(1).max(200).optional(),
   /** Similar work shares this key: with the master's `holdSimilarWork`, one runs and the rest get its outcome. */
   key: z.string().min(1).max(500).optional(),
+  /**
+   * Deduplication: while a task with this `key` is not final (and, with `ttl`, until `ttl` ms after it
+   * was added), an add of another task with the key creates nothing; its ref names the existing task
+   * (`deduplicated`).
+   */
+  dedup: z
+    .strictObject({
+      key: z
+        .string()
+        .min(1, 'must not be empty')
+        .max(MAX_DEDUP_KEY, `must be at most ${MAX_DEDUP_KEY} characters`),
+      /** How long the key stays taken after the add, in ms, even once the task is final. */
+      ttl: ms.optional(),
+    })
+    .optional(),
   /** Delay before a retry. */
   backoff: z
     .strictObject({
@@ -206,6 +224,11 @@ export const taskRefSchema = z.object({
   _id: z.string(),
   /** With `onExisting: 'skip'`: this task was not added, a task with its id exists (its state now and batch). */
   existing: z.object({ state: z.enum(TASK_STATES), batch: z.string() }).optional(),
+  /**
+   * This task was not added: a task with its `dedup.key` holds the key (`id` is that task's id; its
+   * state now and batch). `work` and `wait` give that task's outcome.
+   */
+  deduplicated: z.object({ state: z.enum(TASK_STATES), batch: z.string() }).optional(),
 });
 export type TaskRef = z.infer<typeof taskRefSchema>;
 

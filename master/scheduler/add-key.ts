@@ -12,6 +12,9 @@
  *   under the same key). Adding the missing tasks could add what the first add never had, so the
  *   add is refused, naming the first task that is missing.
  *
+ * A task deduplicated to a task that holds its key (master/scheduler/dedup.ts) is answered as
+ * deduplicated again, as the first try answered it.
+ *
  * A task without an id is never found (the master would give it a new one), so an add holding one
  * cannot be recognised: the feeder names its tasks before its first try.
  */
@@ -20,6 +23,7 @@ import type { AddReply, TaskRef } from '../../protocol/schemas';
 import type { TaskState } from '../../protocol/states';
 import { summarize } from '../validate';
 import type { OnExisting } from './admission';
+import type { DedupHit } from './dedup';
 
 /** What is known of a task that exists. */
 export interface KnownTask {
@@ -34,6 +38,7 @@ export function replayOf(
   addKey: string,
   onExisting: OnExisting,
   known: (id: string) => KnownTask | undefined,
+  deduped: ReadonlyMap<number, DedupHit> | null = null,
 ): AddReply | null {
   let batch: string | undefined;
   let mine = -1;
@@ -42,6 +47,8 @@ export function replayOf(
   const found: (KnownTask | undefined)[] = raw.map((t, i) => {
     const id = idOf(t);
     const k = id === undefined ? undefined : known(id);
+    // Not stored, and deduplicated to a task that holds its key: as the first try answered it.
+    if (!k && deduped?.has(i) && 'holder' in (deduped.get(i) as DedupHit)) return undefined;
     if (!k) {
       if (missing < 0) missing = i;
     } else if (k.addKey === addKey) {
@@ -64,6 +71,8 @@ export function replayOf(
   // The first add would have been refused for a task of another add: the ordinary refusal says so.
   if (other && onExisting === 'error') return null;
   const refs: TaskRef[] = raw.map((t, i) => {
+    const hit = found[i] ? undefined : deduped?.get(i);
+    if (hit && 'holder' in hit) return hit.holder;
     const id = idOf(t) as string;
     const k = found[i] as KnownTask;
     return k.addKey === addKey

@@ -10,10 +10,14 @@
  * Its ids are then looked up too, so that a task of the batch that depends on a skipped id depends
  * on the stored task. Two such adds of one id at once: the first to be admitted adds it, and the
  * other, admitted after it (admission is synchronous), finds it in memory.
+ *
+ * Deduplicated tasks (master/scheduler/dedup.ts, matched by the caller in the same synchronous
+ * stretch) are parsed like the others but not added, and their ids are not checked.
  */
 import { wireError, type WireError } from '../../protocol/errors';
 import type { ParsedTaskInput, TaskOutcome } from '../../protocol/schemas';
 import type { TaskState } from '../../protocol/states';
+import type { DedupHit } from './dedup';
 import type { RunnerSet } from './policies/affinity';
 import type { StoredState } from '../task-store';
 import type { TaskRecord } from '../task-record';
@@ -81,13 +85,19 @@ export function admit(
   stored: Map<string, StoredState>,
   c: AdmissionContext,
   onExisting: OnExisting = 'error',
+  deduped: ReadonlyMap<number, DedupHit> | null = null,
 ): Admission {
   const taken = onExisting === 'skip' ? 'existing' : 'taken';
+  const omit = deduped ? standIns(raw, deduped) : undefined;
   const {
     tasks: all,
     issues,
     existing: skipped,
-  } = validateBatch(raw, (id) => (c.tasks.has(id) || c.finals.has(id) || stored.has(id) ? taken : undefined));
+  } = validateBatch(
+    raw,
+    (id) => (c.tasks.has(id) || c.finals.has(id) || stored.has(id) ? taken : undefined),
+    omit,
+  );
   if (issues.length > 0) return { ok: false, error: wireError('EVALIDATION', summarize(issues), { issues }) };
   const existing: ExistingTask[] = [];
   for (const index of skipped) {
@@ -95,7 +105,7 @@ export function admit(
     const s = c.tasks.get(id) ?? c.finals.get(id) ?? (stored.get(id) as StoredState);
     existing.push({ index, id, state: s.state, batch: s.batch ?? '' });
   }
-  const parsed = skipped.size > 0 ? all.filter((_, i) => !skipped.has(i)) : all;
+  const parsed = skipped.size > 0 || omit ? all.filter((_, i) => !skipped.has(i) && !omit?.has(i)) : all;
   // The lookup of missing dependencies awaited the database: ids may have been taken meanwhile.
   const raced = parsed.find((t) => t.id !== undefined && (c.tasks.has(t.id) || c.finals.has(t.id)));
   if (raced) return { ok: false, error: idTaken(parsed.indexOf(raced), raced.id as string) };
@@ -135,6 +145,19 @@ export function admit(
     };
   }
   return { ok: true, parsed, existing };
+}
+
+/** Each deduplicated task of an add, with the id of the task it was deduplicated to (if known yet). */
+function standIns(raw: unknown[], deduped: ReadonlyMap<number, DedupHit>): Map<number, string | undefined> {
+  const out = new Map<number, string | undefined>();
+  for (const [i, hit] of deduped) {
+    if ('holder' in hit) out.set(i, hit.holder.id);
+    else {
+      const id = (raw[hit.first] as { id?: unknown }).id;
+      out.set(i, typeof id === 'string' ? id : undefined);
+    }
+  }
+  return out;
 }
 
 /**

@@ -25,6 +25,7 @@ import { RetryPolicy } from './policies/retry';
 import { selectMostAvailable, type RunnerSelector } from './policies/selection';
 import { Timeouts } from './policies/timeouts';
 import { Pipeline, type Policy, type PolicyContext, type TaskPolicy } from './policy';
+import { SCHEDULER_OPTIONS } from './options';
 import { ReadyQueue } from './ready-queue';
 import { freeSlots, RunnerRegistry, type RunnerEntry } from './runner-registry';
 import type { SchedulerOptions } from './scheduler-options';
@@ -37,6 +38,7 @@ export type { SchedulerOptions } from './scheduler-options';
 interface QueueEntry {
   priority: number;
   seq: number;
+  group: string | null;
   task: TaskRecord;
 }
 
@@ -94,7 +96,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   /** Bytes of the tasks in `tasks` (`taskBytes`), which `queueLimitBytes` bounds. */
   protected heldBytes = 0;
   readonly runners = new RunnerRegistry();
-  protected readonly ready = new ReadyQueue<QueueEntry>();
+  /** Ready tasks: priority, then the groups' fair shares (`groupWeights`), then FIFO. */
+  protected readonly ready: ReadyQueue<QueueEntry>;
   protected seq = 0;
   protected distributeScheduled = false;
   /** Assignments made since the last flush, sent once they are durable. */
@@ -157,6 +160,9 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       },
       sweepAt: (at) => this.wakeups.push({ at, entry: null }),
     });
+    // Checked here too: options given through the API skip the command line's parsing.
+    const weights = new Map(Object.entries(SCHEDULER_OPTIONS.groupWeights.schema.parse(opts.groupWeights)));
+    this.ready = new ReadyQueue((group) => (group === null ? 1 : (weights.get(group) ?? 1)));
     this.pipeline = new Pipeline(policies);
     this.ctx = {
       runners: this.runners,
@@ -233,6 +239,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
       }
       if (this.unrunnable.size > 0) this.unrunnable.delete(t.module);
       this.assign(t, r);
+      this.ready.charge(e);
       if (freeSlots(r) <= 0) candidates.splice(candidates.indexOf(r), 1);
     }
     able.length = 0;
@@ -326,7 +333,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected enqueue(t: TaskRecord): void {
     t.seq = ++this.seq;
     t.readyAt = Date.now();
-    const e = { priority: t.priority, seq: t.seq, task: t };
+    const e = { priority: t.priority, seq: t.seq, group: t.group ?? null, task: t };
     // A delayed task waits on the heap, not in the queue: thousands of them cost a pass nothing. The
     // `delayed` policy still refuses it on any pass before its time.
     const at = delayedUntil(t, t.readyAt);

@@ -13,6 +13,40 @@ import type { RunnerEntry } from './runner-registry';
 /** Chooses the runner for a new affinity key among the available ones (sorted ids). */
 export type Allocator = (key: string, runnerIds: string[]) => string | undefined;
 
+/** Largest group weight: the ratio of two groups' shares stays one a queue can honour. */
+export const MAX_GROUP_WEIGHT = 1_000_000;
+
+/**
+ * `--group-weight NAME=W`, repeated (or the record itself, from the API): group name to weight, a
+ * number above 0 and at most MAX_GROUP_WEIGHT.
+ */
+function groupWeights(): z.ZodType<Record<string, number>> {
+  const given = z.union([z.array(z.string()), z.record(z.string(), z.number())], {
+    error: 'must be NAME=WEIGHT pairs, e.g. big=3',
+  });
+  return given.transform((value, ctx) => {
+    const out: Record<string, number> = {};
+    const entries = Array.isArray(value)
+      ? value.map((pair, i) => {
+          const m = /^([^=]*)=(.*)$/.exec(pair);
+          return [i, m?.[1].trim() ?? '', m ? Number(m[2] === '' ? NaN : m[2]) : NaN] as const;
+        })
+      : Object.entries(value).map(([name, w]) => [name, name, w] as const);
+    for (const [at, name, w] of entries) {
+      if (name === '')
+        ctx.addIssue({ code: 'custom', path: [at], message: 'must be NAME=WEIGHT, e.g. big=3' });
+      else if (!(w > 0 && w <= MAX_GROUP_WEIGHT))
+        ctx.addIssue({
+          code: 'custom',
+          path: [at],
+          message: `weight of group "${name}" must be a number above 0 and at most ${MAX_GROUP_WEIGHT}`,
+        });
+      else out[name] = w;
+    }
+    return out;
+  });
+}
+
 export const SCHEDULER_OPTIONS = {
   /** Attempts per task unless the task says otherwise. */
   maxAttempts: option(integer(1, 1000), {
@@ -79,6 +113,21 @@ export const SCHEDULER_OPTIONS = {
     default: false,
     group: 'scheduling',
     doc: 'one task per `key` at a time; the others get its outcome',
+  }),
+  /**
+   * Weights of fair-share groups (task field `group`): within one priority, ready tasks are taken
+   * round-robin across groups, each group in proportion to its weight (`{ big: 3 }`: three starts of
+   * `big` for one of a group of weight 1 while both have tasks waiting). Groups not named, and tasks
+   * without a group (the default group), weigh 1.
+   */
+  groupWeights: option(groupWeights(), {
+    flag: '--group-weight',
+    arg: '<name=w>',
+    repeatable: true,
+    default: {},
+    defaultText: 'every group 1',
+    group: 'scheduling',
+    doc: 'weight of a fair-share group within a priority (`--group-weight big=3`); repeatable',
   }),
   /** Delay before a retry, unless a task sets `backoff`. */
   retryBackoff: option(z.custom<Backoff>(), {

@@ -24,6 +24,7 @@ import {
   taskBytes,
 } from './admission';
 import { AddsInFlight, replayOf } from './add-key';
+import { refOf, type DedupHit } from './dedup';
 import { expandBroadcasts } from './policies/broadcast';
 import { delayedUntil, describeDelay } from './policies/delayed';
 import { announcedVersion, explainMissingModule } from './policies/eligibility';
@@ -34,17 +35,41 @@ import { depError, holdsAttempt, outcomeOf } from './core';
 import { SchedulerTransitions } from './transitions';
 import type { AddWriteResult, StoredState } from '../task-store';
 import { collectIds } from '../validate';
-import { firstDocOf, newTaskRecord, type TaskRecord } from '../task-record';
+import { firstDocOf, newTaskRecord, type Dedup, type TaskRecord } from '../task-record';
 
 export type { SchedulerOptions, TaskObserver } from './core';
 
-/** The refs of an add in the order its tasks were given: the added ones, and the existing ones skipped. */
-function refsInOrder(added: TaskRecord[], existing: ExistingTask[]): TaskRef[] {
+/**
+ * The refs of an add in the order its tasks were given: the added ones, the existing ones skipped,
+ * and the deduplicated ones (to a task that holds the key, or to an earlier task of the add).
+ */
+function refsInOrder(
+  added: TaskRecord[],
+  existing: ExistingTask[],
+  deduped: ReadonlyMap<number, DedupHit> | null = null,
+): TaskRef[] {
   const refs: TaskRef[] = added.map((t) => ({ id: t.id, _id: t._id }));
-  // `existing` is in batch order: each goes back to its place among the added ones.
+  if (!deduped) {
+    // `existing` is in batch order: each goes back to its place among the added ones.
+    for (const e of existing)
+      refs.splice(e.index, 0, { id: e.id, _id: e.id, existing: { state: e.state, batch: e.batch } });
+    return refs;
+  }
+  const out: TaskRef[] = new Array<TaskRef>(added.length + existing.length + deduped.size);
   for (const e of existing)
-    refs.splice(e.index, 0, { id: e.id, _id: e.id, existing: { state: e.state, batch: e.batch } });
-  return refs;
+    out[e.index] = { id: e.id, _id: e.id, existing: { state: e.state, batch: e.batch } };
+  for (const [i, hit] of deduped) if ('holder' in hit) out[i] = hit.holder;
+  let next = 0;
+  const byId = new Map(added.map((t) => [t.id, t]));
+  for (let i = 0; i < out.length; i++) if (!out[i] && !deduped.has(i)) out[i] = refs[next++];
+  // An earlier task of the add is never itself deduplicated to a later one: its ref is there now.
+  for (const [i, hit] of deduped) {
+    if ('holder' in hit) continue;
+    const f = out[hit.first];
+    const t = byId.get(f.id);
+    out[i] = refOf(t ?? { id: f.id, ...(f.existing ?? f.deduplicated ?? { state: 'waiting', batch: '' }) });
+  }
+  return out;
 }
 
 export class Scheduler extends SchedulerTransitions {
@@ -118,19 +143,23 @@ export class Scheduler extends SchedulerTransitions {
     // Only dependencies memory cannot answer for are looked up: an add that needs none runs without
     // a pause until its tasks are in memory (see admit).
     const stored = ask.length > 0 ? await this.store.fetchStates(ask) : new Map<string, StoredState>();
+    // From here until its tasks are in memory the add runs without a pause: a dedup key found free
+    // here is held by this add before any other add can look at it.
+    const now = Date.now();
+    const deduped = this.dedup.match(raw, now);
     if (addKey !== undefined) {
-      const replay = replayOf(raw, addKey, onExisting, (id) => this.tasks.get(id) ?? stored.get(id));
+      const known = (id: string) => this.tasks.get(id) ?? stored.get(id);
+      const replay = replayOf(raw, addKey, onExisting, known, deduped);
       // An earlier try began while the ids were looked up: its answer decides this one's.
       if (this.addsInFlight.has(addKey))
         return this.addOnce(raw, batchName, calledAt, onExisting, addKey, true);
       if (replay) return replay;
     }
-    const admitted = admit(raw, stored, this.admission, onExisting);
+    const admitted = admit(raw, stored, this.admission, onExisting, deduped);
     if (!admitted.ok) return admitted;
     const { parsed, existing } = admitted;
     const batch = batchName ?? newId();
-    if (parsed.length === 0) return { ok: true, batch, tasks: refsInOrder([], existing) };
-    const now = Date.now();
+    if (parsed.length === 0) return { ok: true, batch, tasks: refsInOrder([], existing, deduped) };
     const inputs = expandBroadcasts(parsed, this.runners);
     const records: TaskRecord[] = inputs.map((p) =>
       newTaskRecord({
@@ -155,6 +184,8 @@ export class Scheduler extends SchedulerTransitions {
         requires: p.requires,
         runner: p.runner,
         broadcast: p.broadcast === true,
+        // A broadcast's copies are parts of it: the key is the broadcast's alone.
+        dedup: p.dedup && !p.copy ? dedupOf(p.dedup, now) : null,
         runAt: p.runAt ?? (p.delay ? now + p.delay : null),
       }),
     );
@@ -165,7 +196,10 @@ export class Scheduler extends SchedulerTransitions {
     if (full) return { ok: false, error: full };
     const prepared = this.store.prepareTasks(records.map(firstDocOf));
     if ('error' in prepared) return { ok: false, error: prepared.error };
-    for (const t of records) this.tasks.set(t.id, t);
+    for (const t of records) {
+      this.tasks.set(t.id, t);
+      if (t.dedup) this.dedup.hold(t, now);
+    }
     this.heldBytes += bytes;
     const depFailed: [TaskRecord, WireError][] = [];
     records.forEach((t, i) => {
@@ -210,8 +244,9 @@ export class Scheduler extends SchedulerTransitions {
         return this.addOnce(raw, batchName, calledAt, onExisting, addKey, true);
       const at = records.findIndex((t) => t.id === w.id);
       let given = at >= 0 && !inputs[at].copy ? inputs.slice(0, at).filter((x) => !x.copy).length : -1;
-      // Back to its index in the batch as given, counting the tasks skipped before it.
-      for (const e of existing) if (given >= 0 && e.index <= given) given++;
+      // Back to its index in the batch as given, counting the tasks skipped or deduplicated before it.
+      const leftOut = [...existing.map((e) => e.index), ...(deduped?.keys() ?? [])].sort((a, b) => a - b);
+      for (const i of leftOut) if (given >= 0 && i <= given) given++;
       if (w.error.code === 'EVALIDATION' && given >= 0) return { ok: false, error: idTaken(given, w.id) };
       return { ok: false, error: w.error };
     }
@@ -222,7 +257,7 @@ export class Scheduler extends SchedulerTransitions {
     return {
       ok: true,
       batch,
-      tasks: refsInOrder(given, existing),
+      tasks: refsInOrder(given, existing, deduped),
       ...(warnings.length > 0 ? { warnings } : {}),
     };
   }
@@ -252,6 +287,7 @@ export class Scheduler extends SchedulerTransitions {
     for (const o of this.observers) o.discarded(records);
     for (const t of records) {
       this.tasks.delete(t.id);
+      this.dedup.dropped(t);
       this.heldBytes -= t.bytes ?? 0;
       this.finals.delete(t.id);
       this.timeouts.forget(t);
@@ -478,7 +514,8 @@ export class Scheduler extends SchedulerTransitions {
   /** Rebuilds memory from the database after a start: every `tasks` document not final. */
   async recover(): Promise<{ tasks: number; orphans: number; dropped: number }> {
     this.affinity.load(await this.store.loadAllocations());
-    const { docs, journal, dropped } = await this.store.loadForRecovery();
+    const { docs, journal, dropped, kept } = await this.store.loadForRecovery();
+    const now = Date.now();
     const open: TaskRecord[] = [];
     // Each document brings its own copy of its add's key: the tasks of one add share one again.
     const addKeys = new Map<string, string>();
@@ -498,6 +535,7 @@ export class Scheduler extends SchedulerTransitions {
       t.bytes = taskBytes(t);
       this.heldBytes += t.bytes;
       this.tasks.set(t.id, t);
+      if (t.dedup) this.dedup.hold(t, now);
       if (isFinal(t.state)) {
         const finishedAt = t.finishedAt;
         this.finish(t);
@@ -506,6 +544,8 @@ export class Scheduler extends SchedulerTransitions {
       }
       open.push(t);
     }
+    // Final tasks whose dedup key is still taken: a key added before the restart stays taken after it.
+    for (const k of kept ?? []) this.dedup.recovered(k, now);
     const outside = new Set<string>();
     for (const t of open) for (const d of t.dependencies) if (!this.tasks.has(d)) outside.add(d);
     const outsideStates = await this.store.fetchStates([...outside].filter((id) => !this.finals.has(id)));
@@ -695,6 +735,7 @@ export class Scheduler extends SchedulerTransitions {
       this.heldBytes += t.bytes;
       this.tasks.set(t.id, t);
       this.finals.delete(t.id);
+      if (t.dedup) this.dedup.hold(t, Date.now());
       this.linkDependencies(t, stored);
       if (t.unmet > 0) this.record(t, 'waiting');
       else this.markReady(t);
@@ -737,7 +778,18 @@ export class Scheduler extends SchedulerTransitions {
     if (isFinal(t.state)) return reason('FINAL', `task ${taskId} is ${t.state}`);
     const r = runnerId === undefined ? undefined : this.runners.get(runnerId);
     if (runnerId !== undefined && !r) return reason('UNKNOWN_RUNNER', `no runner ${runnerId}`);
-    return this.pipeline.explain(this.ctx, t, Date.now(), r);
+    const why = this.pipeline.explain(this.ctx, t, Date.now(), r);
+    return why.code === 'QUEUED' ? reason('QUEUED', `${why.message}${this.turnsOf(t)}`) : why;
+  }
+
+  /** For a queued task whose priority other groups share: that it takes turns with them, and its share. */
+  private turnsOf(t: TaskRecord): string {
+    const group = t.group ?? null;
+    const { groups, weight, totalWeight } = this.ready.turns({ priority: t.priority, seq: t.seq, group });
+    if (groups < 2) return '';
+    const name = group === null ? 'the default group' : `group "${group}"`;
+    const others = groups - 1;
+    return `; ${name} takes turns with ${others} other ${others === 1 ? 'group' : 'groups'} at this priority (weight ${weight} of ${totalWeight})`;
   }
 
   /**
@@ -796,9 +848,20 @@ export class Scheduler extends SchedulerTransitions {
     return { outcomes, unknown };
   }
 
+  /** The id of the task that holds dedup key `key` now, if one does. */
+  dedupHolder(key: string): string | undefined {
+    return this.dedup.holderOf(key, Date.now())?.id;
+  }
+
+  /** How many dedup keys are taken now (each one an entry of the key index). */
+  get dedupKeys(): number {
+    return this.dedup.size;
+  }
+
   /** Purged tasks: their outcomes are forgotten, so their ids can be used again. */
   forgetFinals(ids: string[]): void {
     for (const id of ids) this.finals.delete(id);
+    this.dedup.forget(ids);
   }
 
   async close(): Promise<void> {
@@ -812,5 +875,11 @@ export class Scheduler extends SchedulerTransitions {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     for (const r of this.runners.values()) if (r.lostTimer) clearTimeout(r.lostTimer);
     this.wakeups.close();
+    this.dedup.close();
   }
+}
+
+/** A task's dedup key as held: a ttl becomes the time the key is free again. */
+function dedupOf(d: { key: string; ttl?: number }, now: number): Dedup {
+  return d.ttl === undefined ? { key: d.key } : { key: d.key, until: now + d.ttl };
 }

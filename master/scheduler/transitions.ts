@@ -9,12 +9,16 @@ import { depError, wireError, type ReportedError, type WireError } from '../../p
 import type { Assignment } from '../../protocol/schemas';
 import { assertTransition, isFinal, type TaskState } from '../../protocol/states';
 import { outcomeOf, SchedulerCore } from './core';
+import { DedupIndex } from './dedup';
 import { explainMissingModule } from './policies/eligibility';
 import type { RunnerEntry } from './runner-registry';
 import type { StoredState } from '../task-store';
 import type { TaskRecord } from '../task-record';
 
 export class SchedulerTransitions extends SchedulerCore {
+  /** Dedup keys taken now (master/scheduler/dedup.ts). */
+  protected readonly dedup = new DedupIndex();
+
   /**
    * Counts a task's unmet dependencies and registers it as their dependent. Dependencies no longer
    * in memory are looked up in `stored`; returns the error to fail the task with if one of them
@@ -363,11 +367,13 @@ export class SchedulerTransitions extends SchedulerCore {
 
   /** A final task leaves memory; its outcome is kept (bounded) and queued for delivery. */
   protected finish(t: TaskRecord): void {
-    t.finishedAt = Date.now();
+    const now = Date.now();
+    t.finishedAt = now;
     this.tasks.delete(t.id);
     this.heldBytes -= t.bytes ?? 0;
     this.timeouts.forget(t);
     this.parking.resign(t);
+    if (t.dedup) this.dedup.finished(t, now);
     const outcome = outcomeOf(t);
     this.finals.set(t.id, outcome);
     if (this.finals.size > this.opts.finalCacheSize) {

@@ -174,47 +174,68 @@ export interface StoredBatch {
 
 /**
  * Batches as stored: the ones named, or the `limit` most recently active (the batches of the tasks
- * that changed last, by the `state, updated` index). Counts come from one `$group` per batch (by the
- * `batch, state` index); FerretDB has no `$min`/`$max` accumulators, so the first creation and the
- * last completion are two one-document sorted reads.
+ * that changed last). Counts come from one aggregation whatever the number of batches: on FerretDB
+ * every query but an `_id` look-up scans `tasks`, so a query per batch made a master's start or
+ * takeover quadratic in the batches kept. A batch's first creation and last completion are read per
+ * batch when batches are named (a batch's own page), and otherwise taken from the recently changed
+ * tasks the batches were found by (FerretDB has no `$min` or `$max` accumulator): the last completion
+ * is among them, and the creation is the earliest of theirs, which for a batch added at once is its
+ * tasks' one creation time.
  */
 export async function storedBatches(
   tasks: Collection<TaskDoc>,
   opts: { limit?: number; ids?: string[] },
 ): Promise<StoredBatch[]> {
+  const times = new Map<string, { created: number; completed: number | null }>();
   let ids = opts.ids;
   if (!ids) {
     const recent = await tasks
-      .find({}, { projection: { batch: 1 } })
+      .find({}, { projection: { batch: 1, created: 1, 'assigned.completed': 1 } })
       .sort({ updated: -1 })
       .limit(20 * (opts.limit ?? 200))
       .toArray();
-    ids = [...new Set(recent.map((d) => d.batch))].slice(0, opts.limit ?? 200);
+    for (const d of recent) {
+      const t = times.get(d.batch);
+      const completed = d.assigned?.completed || null;
+      if (!t) times.set(d.batch, { created: d.created, completed });
+      else {
+        if (d.created < t.created) t.created = d.created;
+        if (completed !== null && (t.completed === null || completed > t.completed)) t.completed = completed;
+      }
+    }
+    ids = [...times.keys()].slice(0, opts.limit ?? 200);
+  } else {
+    for (const id of ids) {
+      const [first] = await tasks
+        .find({ batch: id }, { projection: { created: 1 } })
+        .sort({ created: 1 })
+        .limit(1)
+        .toArray();
+      const [last] = await tasks
+        .find({ batch: id, 'assigned.completed': { $gt: 0 } }, { projection: { assigned: 1 } })
+        .sort({ 'assigned.completed': -1 })
+        .limit(1)
+        .toArray();
+      if (first) times.set(id, { created: first.created, completed: last?.assigned?.completed ?? null });
+    }
   }
-  const out: StoredBatch[] = [];
-  for (const id of ids) {
-    const rows = await tasks
-      .aggregate<{ _id: TaskState; n: number }>([
-        { $match: { batch: id } },
-        { $group: { _id: '$state', n: { $sum: 1 } } },
-      ])
-      .toArray();
-    if (rows.length === 0) continue;
-    const counts = emptyCounts();
-    for (const r of rows) counts[r._id] += r.n;
-    const [first] = await tasks
-      .find({ batch: id }, { projection: { created: 1 } })
-      .sort({ created: 1 })
-      .limit(1)
-      .toArray();
-    const [last] = await tasks
-      .find({ batch: id, 'assigned.completed': { $gt: 0 } }, { projection: { assigned: 1 } })
-      .sort({ 'assigned.completed': -1 })
-      .limit(1)
-      .toArray();
-    out.push({ id, counts, created: first?.created ?? 0, completed: last?.assigned?.completed ?? null });
+  if (ids.length === 0) return [];
+  const rows = await tasks
+    .aggregate<{ _id: { batch: string; state: TaskState }; n: number }>([
+      { $match: { batch: { $in: ids } } },
+      { $group: { _id: { batch: '$batch', state: '$state' }, n: { $sum: 1 } } },
+    ])
+    .toArray();
+  const byId = new Map<string, StoredBatch>();
+  for (const r of rows) {
+    let b = byId.get(r._id.batch);
+    if (!b) {
+      const t = times.get(r._id.batch) ?? { created: 0, completed: null };
+      byId.set(r._id.batch, (b = { id: r._id.batch, counts: emptyCounts(), ...t }));
+    }
+    b.counts[r._id.state] += r.n;
   }
-  return out.sort((a, b) => b.created - a.created);
+  return [...byId.values()].sort((a, b) => b.created - a.created);
 }
 
 /** A batch's tasks for its graph: at most `limit` (and whether there were more). */

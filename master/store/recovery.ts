@@ -3,7 +3,8 @@
  * tasks not in memory. Recovery, in order: commit records of multi-task adds left by earlier versions
  * of the store (`task_adds`) remove the tasks they list; tasks the journal holds as added but `tasks`
  * lacks are inserted with their latest journal state; then every task not final is read, with the
- * newest journal change of each, and journal documents with nothing newer than `tasks` are deleted.
+ * newest journal change of each, and journal documents with nothing newer than `tasks` are deleted;
+ * last, the final tasks whose dedup key is still taken (only their ids, states and keys).
  * Look-ups are `_id` look-ups; a state the folder has yet to write wins over the stored one.
  */
 import type { Collection } from 'mongoose';
@@ -11,7 +12,7 @@ import type { Logger } from '../../common/logger';
 import { FINAL_STATES } from '../../protocol/states';
 import { decodeValue, encodeValue } from '../../models/codec';
 import type { TaskDoc } from '../../models/task';
-import type { StoredState } from '../task-store';
+import type { KeptTask, StoredState } from '../task-store';
 import type { JournalChange, JournalDoc } from '../../models/task-journal';
 import type { JournalFolder } from './fold';
 import type { TaskRecord } from '../task-record';
@@ -34,6 +35,7 @@ export interface Recovered {
   docs: TaskDoc[];
   journal: Map<string, { change: JournalChange; refs: [string, number][] }>;
   dropped: number;
+  kept: KeptTask[];
 }
 
 /**
@@ -75,7 +77,27 @@ export async function loadForRecovery(s: ReadTarget): Promise<Recovered> {
     s.keepJournal(j._id, live);
   }
   await s.deleteFoldedJournal();
-  return { docs, journal, dropped };
+  return { docs, journal, dropped, kept: await loadKept(s) };
+}
+
+/**
+ * Final tasks whose dedup key is still taken: only what the key index needs (never params or
+ * results). Read after the journal's new tasks are in `tasks`, so a task added and finished just
+ * before a stop is among them; a task final only in the journal is among the open ones instead.
+ */
+async function loadKept(s: ReadTarget): Promise<KeptTask[]> {
+  const docs = await s.tasks
+    .find(
+      { state: { $in: [...FINAL_STATES] }, 'dedup.until': { $gt: Date.now() } },
+      { projection: { _id: 1, batch: 1, state: 1, dedup: 1 } },
+    )
+    .toArray();
+  return docs.map((d) => ({
+    id: d._id,
+    batch: d.batch,
+    state: d.state,
+    dedup: d.dedup as KeptTask['dedup'],
+  }));
 }
 
 /**

@@ -34,7 +34,7 @@ describe('store and API guarantees', () => {
     const feeder = await startFeeder(m.url);
     cleanup.push(() => feeder.close());
     const conn = await connect(dbName);
-    return { master: m, feeder, tasks: conn.collection<TaskDoc>('tasks') };
+    return { master: m, feeder, dbName, tasks: conn.collection<TaskDoc>('tasks') };
   }
 
   test('the folder never writes an older state over a newer one in tasks (its filter holds rev < new)', async () => {
@@ -239,5 +239,29 @@ describe('store and API guarantees', () => {
       },
       { what: 'the retried task failed again, recorded in tasks' },
     );
+  });
+
+  test("a master's start reads the stored batches with as many commands for 40 batches as for 2 (a query per batch made a takeover grow with every batch kept)", async () => {
+    const proxy = await WireProxy.start(testMongoUrl());
+    cleanup.push(() => proxy.close());
+    /** Commands on `tasks` a master sends while it starts on a database holding `batches` batches. */
+    async function startReads(label: string, batches: number): Promise<number> {
+      const { master: first, feeder, dbName } = await master(label);
+      for (let b = 0; b < batches; b++) await feeder.add([{ module: 'm', params: [] }], { batch: `b${b}` });
+      await feeder.close();
+      await first.close();
+      const from = proxy.commands.length;
+      const again = await startMaster(dbName, { mongoUrl: proxy.url('') });
+      cleanup.push(() => again.close());
+      // Every stored batch is seeded into the dashboard's view, counts and all.
+      expect(again.monitor.recentBatches(100).map((b) => [b.id, b.total])).toEqual(
+        expect.arrayContaining(Array.from({ length: batches }, (_, b) => [`b${b}`, 1])),
+      );
+      return proxy.commands.slice(from).filter((c) => c.collection === 'tasks').length;
+    }
+    const few = await startReads('batches-few', 2);
+    const many = await startReads('batches-many', 40);
+    expect(few).toBeGreaterThan(0);
+    expect(many).toBe(few);
   });
 });

@@ -239,6 +239,17 @@ export const MUTANTS: Mutant[] = [
     replace: '} else if (bytes + found.bytes > Infinity) {',
     tests: ['test/unit/dependency-results.test.ts'],
   },
+  // ---- fair shares -----------------------------------------------------------------------------
+  {
+    name: 'fair-shares-ignore-group',
+    guarantee:
+      "within a priority, groups take turns: a group's few tasks are not stuck behind another's large backlog",
+    file: 'master/scheduler/core.ts',
+    find: 'group: t.group ?? null, task: t',
+    replace: 'group: null, task: t',
+    tests: ['test/integration/fair-shares.test.ts'],
+    testName: 'all of B done before',
+  },
   // ---- amplification ---------------------------------------------------------------------------
   {
     name: 'depfailed-embeds-message',
@@ -446,5 +457,23 @@ export const MUTANTS: Mutant[] = [
     replace: 'n += await this.remove(found);',
     tests: ['test/integration/store-guarantees.test.ts'],
     testName: 'live again',
+  },
+  // ---- deduplication ---------------------------------------------------------------------------
+  {
+    name: 'dedup-match',
+    guarantee: 'an add of a dedup key a task holds creates nothing and names that task',
+    file: 'master/scheduler/scheduler.ts',
+    find: 'const deduped = this.dedup.match(raw, now);',
+    replace: 'const deduped = null;',
+    tests: ['test/integration/dedup.test.ts'],
+    testName: 'create one task',
+  },
+  {
+    name: 'dedup-recovery-kept',
+    guarantee: 'a final task inside its dedup ttl keeps its key across a master restart',
+    file: 'master/store/recovery.ts',
+    find: 'kept: await loadKept(s) }',
+    replace: 'kept: [] }',
+    tests: ['test/integration/dedup-restart.test.ts'],
   },
 ];

@@ -54,6 +54,16 @@ describe('master settings', () => {
     expect(err.message).toContain('--port: must be an integer between 0 and 65535 (got "abc")');
   });
 
+  test('--group-weight NAME=W, repeated, gives groupWeights; a bad pair is named by its flag and place', () => {
+    expect(masterConfig({ groupWeight: ['big=3', 'slow=0.5'] }, {}).options.groupWeights).toEqual({
+      big: 3,
+      slow: 0.5,
+    });
+    const err = errorOf(() => masterConfig({ groupWeight: ['big=3', 'small', 'x=0'] }, {}));
+    expect(err.message).toContain('--group-weight[1]: must be NAME=WEIGHT, e.g. big=3');
+    expect(err.message).toContain('--group-weight[2]: weight of group "x" must be a number above 0');
+  });
+
   test('a bad value from the environment is named by its variable', () => {
     const err = errorOf(() => masterConfig({}, { TASKMASTER_PORT: '70000' }));
     expect(err.message).toContain('TASKMASTER_PORT: must be an integer between 0 and 65535 (got "70000")');

@@ -40,6 +40,7 @@ export function recordFromDoc(d: TaskDoc, maxAttempts: number): TaskRecord {
     requires: d.requires as TaskRecord['requires'],
     runner: d.runner,
     broadcast: d.broadcast,
+    dedup: d.dedup,
     runAt: d.runAt,
     // Written with each change to ready (master/store/fold.ts): another state's is left over.
     retryAt: d.state === 'ready' ? d.retryAt : null,

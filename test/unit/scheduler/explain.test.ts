@@ -28,6 +28,27 @@ describe('explain', () => {
     expect(sched.explain('nope')).toMatchObject({ code: 'UNKNOWN_TASK' });
   });
 
+  test('a queued task whose priority other groups share says it takes turns with them, and its weight', async () => {
+    const { sched } = makeScheduler({ groupWeights: { big: 3 } });
+    await sched.add(
+      [
+        { id: 'b1', module: 'm', group: 'big' },
+        { id: 's1', module: 'm', group: 'small' },
+        { id: 'd1', module: 'm' },
+        { id: 'alone', module: 'm', group: 'small', priority: 2 },
+      ],
+      'b',
+    );
+    sched.runnerUp(makeRunner('r1'), []);
+    expect(sched.explain('s1')).toEqual({
+      code: 'QUEUED',
+      message:
+        'queued at priority 0; runner r1 can take it; group "small" takes turns with 2 other groups at this priority (weight 1 of 5)',
+    });
+    expect(sched.explain('d1').message).toContain('the default group takes turns with 2 other groups');
+    expect(sched.explain('alone').message).toBe('queued at priority 2; runner r1 can take it');
+  });
+
   test('a module no connected runner has: the task waits, and says so for every runner and for one', async () => {
     const { sched } = makeScheduler();
     sched.runnerUp(makeRunner('r1', { modules: ['other'] }), []);
