@@ -230,6 +230,7 @@ export function recordView(t: TaskRecord): TaskView {
   };
   if (t.runAt) v.runAt = t.runAt;
   if (t.error) v.error = { code: t.error.code, message: t.error.message };
+  if (t.backfilled) v.backfilled = true;
   if (t.progress !== undefined && (t.state === 'running' || t.state === 'assigned')) v.progress = t.progress;
   return v;
 }
@@ -249,6 +250,7 @@ export function docView(d: TaskDoc): TaskView {
     finishedAt: isFinal(d.state) ? (d.assigned?.completed ?? null) : null,
     dependencies: d.dependencies ?? [],
   };
+  if (d.backfilled) v.backfilled = true;
   if (d.runAt) v.runAt = d.runAt;
   if (d.error && d.state !== 'done') v.error = { code: d.error.code, message: d.error.message };
   return v;
