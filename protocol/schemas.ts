@@ -94,8 +94,8 @@ export const MAX_PARAMS_DEPTH = 64;
 /** The longest dedup key, in characters. */
 export const MAX_DEDUP_KEY = 500;
 
-/** What a feeder sends for one task (`taskInputSchema` checks it as a whole). */
-const taskInputFields = z.strictObject({
+/** What a feeder sends for one task (with `runAt` or `delay`, not both: master/validate.ts). */
+export const taskInputSchema = z.strictObject({
   /** Caller-chosen id, unique within the master; generated when absent. */
   id: taskId.optional(),
   module: moduleName,
@@ -172,12 +172,6 @@ const taskInputFields = z.strictObject({
     .min(0, 'must not be negative')
     .max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (about ten years)`)
     .optional(),
-});
-
-/** What a feeder sends for one task. */
-export const taskInputSchema = taskInputFields.superRefine((t, ctx) => {
-  if (t.runAt !== undefined && t.delay !== undefined)
-    ctx.addIssue({ code: 'custom', path: ['delay'], message: 'give runAt or delay, not both' });
 });
 export type TaskInput = z.input<typeof taskInputSchema>;
 export type ParsedTaskInput = z.output<typeof taskInputSchema>;
