@@ -18,6 +18,8 @@ export interface TaskView {
   module: string;
   state: TaskState;
   priority: number;
+  /** Its fair-share group, if it names one. */
+  group?: string;
   attempts: number;
   /**
    * Attempts it may make in all: its `maxAttempts` plus the attempts that did not count (lost with
