@@ -77,6 +77,8 @@ export interface TaskRecord {
   key?: string | null;
   /** Fair-share group (a tenant, a customer); null: the default group. */
   group?: string | null;
+  /** A schedule's task for a slot missed while no master ran, created late (master/schedules/). */
+  backfilled?: boolean;
   affinity?: string | null;
   /** A broadcast: its dependencies are its per-runner copies; it never runs itself. */
   broadcast?: boolean;
@@ -114,6 +116,7 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'deadline'
       | 'key'
       | 'group'
+      | 'backfilled'
       | 'affinity'
       | 'backoff'
       | 'requires'
@@ -155,6 +158,7 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     seq: 0,
     key: i.key ?? null,
     group: i.group ?? null,
+    backfilled: i.backfilled === true,
     affinity: i.affinity ?? null,
     backoff: i.backoff ?? null,
     requires: i.requires ?? null,
@@ -186,6 +190,7 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.deadline) d.deadline = t.deadline;
   if (t.key) d.key = t.key;
   if (t.group) d.group = t.group;
+  if (t.backfilled) d.backfilled = true;
   if (t.affinity) d.affinity = t.affinity;
   if (t.backoff) d.backoff = t.backoff;
   if (t.requires) d.requires = t.requires;

@@ -54,6 +54,8 @@ export interface TaskDoc {
   affinity?: string | null;
   /** Fair-share group (a tenant, a customer). */
   group?: string | null;
+  /** A schedule's task for a slot missed while no master ran, created late. */
+  backfilled?: boolean;
   broadcast?: boolean;
   /**
    * Deduplication key, and until when it stays taken after the task is final (epoch ms: the add's
@@ -97,6 +99,7 @@ export const taskSchema = new Schema<TaskDoc>(
     runner: { type: String },
     affinity: { type: String },
     group: { type: String },
+    backfilled: { type: Boolean },
     broadcast: { type: Boolean },
     dedup: { type: Schema.Types.Mixed },
     backoff: { type: Schema.Types.Mixed },

@@ -81,6 +81,11 @@ export const taskInputSchema = z.strictObject({
    * groups (FIFO within a group); `group:NAME` limits select by it.
    */
   group: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters').optional(),
+  /**
+   * Set by a schedule on the task of a slot missed while no master ran, created late by its `misfire`
+   * rule (`once` or `all`); never needed from a feeder.
+   */
+  backfilled: z.boolean().optional(),
   /** Sticky allocation: every task with this affinity key runs on the runner the key is allocated to. */
   affinity: z.string().min(1).max(500).optional(),
   /** Run on every connected runner that matches; the outcome's result maps each runner id to its own outcome. */

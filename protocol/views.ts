@@ -34,6 +34,8 @@ export interface TaskView {
   /** 0–1, while it runs. */
   progress?: number;
   dependencies: string[];
+  /** A schedule's task for a slot missed while no master ran, created late. */
+  backfilled?: true;
 }
 
 export interface TaskDetail extends TaskView {

@@ -230,6 +230,7 @@ export function recordView(t: TaskRecord): TaskView {
   };
   if (t.group) v.group = t.group;
   if (t.error) v.error = { code: t.error.code, message: t.error.message };
+  if (t.backfilled) v.backfilled = true;
   if (t.progress !== undefined && (t.state === 'running' || t.state === 'assigned')) v.progress = t.progress;
   return v;
 }
@@ -250,6 +251,7 @@ export function docView(d: TaskDoc): TaskView {
     dependencies: d.dependencies ?? [],
   };
   if (d.group) v.group = d.group;
+  if (d.backfilled) v.backfilled = true;
   if (d.error && d.state !== 'done') v.error = { code: d.error.code, message: d.error.message };
   return v;
 }

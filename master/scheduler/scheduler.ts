@@ -179,6 +179,7 @@ export class Scheduler extends SchedulerTransitions {
         key: p.key,
         affinity: p.affinity,
         group: p.group,
+        backfilled: p.backfilled,
         backoff: p.backoff,
         requires: p.requires,
         runner: p.runner,

@@ -4,7 +4,8 @@
  * of the store (`task_adds`) remove the tasks they list; tasks the journal holds as added but `tasks`
  * lacks are inserted with their latest journal state; then every task not final is read, with the
  * newest journal change of each, and journal documents with nothing newer than `tasks` are deleted;
- * last, the final tasks whose dedup key is still taken (only their ids, states and keys).
+ * with them, the final tasks whose dedup key is still taken (only their ids, states and keys: a task
+ * final only in the journal is among the open ones, and the scheduler finishes it).
  * Look-ups are `_id` look-ups; a state the folder has yet to write wins over the stored one.
  */
 import type { Collection } from 'mongoose';
@@ -55,9 +56,17 @@ export async function loadForRecovery(s: ReadTarget): Promise<Recovered> {
   }
   const journalDocs = await s.journal.find({}).toArray();
   await insertUnborn(s, journalDocs);
-  const docs = ((await s.tasks.find({ state: { $nin: [...FINAL_STATES] } }).toArray()) as TaskDoc[]).map(
-    decodeTask,
-  );
+  // One read for both (on FerretDB every query reads the whole collection): the tasks not final, and
+  // the final ones whose dedup key is still taken, of which only the key and the state are kept.
+  const found = (await s.tasks
+    .find({ $or: [{ state: { $nin: [...FINAL_STATES] } }, { 'dedup.until': { $gt: Date.now() } }] })
+    .toArray()) as TaskDoc[];
+  const docs: TaskDoc[] = [];
+  const kept: KeptTask[] = [];
+  for (const d of found) {
+    if (!FINAL_STATES.includes(d.state)) docs.push(decodeTask(d));
+    else if (d.dedup) kept.push({ id: d._id, batch: d.batch, state: d.state, dedup: d.dedup });
+  }
   const open = new Map(docs.map((d) => [d._id, d]));
   const journal = new Map<string, { change: JournalChange; refs: [string, number][] }>();
   for (const j of journalDocs) {
@@ -77,27 +86,7 @@ export async function loadForRecovery(s: ReadTarget): Promise<Recovered> {
     s.keepJournal(j._id, live);
   }
   await s.deleteFoldedJournal();
-  return { docs, journal, dropped, kept: await loadKept(s) };
-}
-
-/**
- * Final tasks whose dedup key is still taken: only what the key index needs (never params or
- * results). Read after the journal's new tasks are in `tasks`, so a task added and finished just
- * before a stop is among them; a task final only in the journal is among the open ones instead.
- */
-async function loadKept(s: ReadTarget): Promise<KeptTask[]> {
-  const docs = await s.tasks
-    .find(
-      { state: { $in: [...FINAL_STATES] }, 'dedup.until': { $gt: Date.now() } },
-      { projection: { _id: 1, batch: 1, state: 1, dedup: 1 } },
-    )
-    .toArray();
-  return docs.map((d) => ({
-    id: d._id,
-    batch: d.batch,
-    state: d.state,
-    dedup: d.dedup as KeptTask['dedup'],
-  }));
+  return { docs, journal, dropped, kept };
 }
 
 /**

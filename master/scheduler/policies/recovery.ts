@@ -36,6 +36,7 @@ export function recordFromDoc(d: TaskDoc, maxAttempts: number): TaskRecord {
     key: d.key,
     affinity: d.affinity,
     group: d.group,
+    backfilled: d.backfilled,
     backoff: d.backoff,
     requires: d.requires as TaskRecord['requires'],
     runner: d.runner,
