@@ -442,4 +442,22 @@ export const MUTANTS: Mutant[] = [
     replace: 'else if (d.dedup && false) kept.push(',
     tests: ['test/integration/dedup-restart.test.ts'],
   },
+  // ---- recurring schedules -----------------------------------------------------------------------
+  {
+    name: 'schedule-misfire',
+    guarantee: "slots missed while no master ran follow the schedule's misfire (skip, once, all)",
+    file: 'master/schedules/schedules.ts',
+    find: '        catchUp: true,\n',
+    replace: '        catchUp: false,\n',
+    tests: ['test/integration/schedules-crash.test.ts'],
+  },
+  {
+    name: 'schedule-never-early',
+    guarantee: "a schedule's slot never adds its task before the slot's time",
+    file: 'master/schedules/schedules.ts',
+    find: 't !== null && t <= now && due.length < room',
+    replace: 't !== null && t <= now + 1000 && due.length < room',
+    tests: ['test/integration/schedules.test.ts'],
+    testName: 'never created before it',
+  },
 ];
