@@ -22,6 +22,11 @@ const SERVER_SIDE = forbid(
   'runner/, feeder/ and common/ run on machines without the master: import protocol/ or common/ instead.',
 );
 
+/** The cron library is wrapped in one file, master/schedules/cron.ts. */
+const SCHEDULES_ONLY_IN_CRON = [
+  { name: 'croner', message: 'the cron library is wrapped by master/schedules/cron.ts: import that' },
+];
+
 export default defineConfig(
   {
     ignores: [
@@ -139,6 +144,41 @@ export default defineConfig(
             forbid(
               ['scheduler', 'http'],
               'the store implements master/task-store.ts and knows nothing of the scheduler or HTTP.',
+            ),
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Schedules add their tasks through a function the composition gives them (the scheduler's add)
+    // and write through the fenced collection it gives them; the cron library stays in cron.ts.
+    files: ['master/schedules/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            forbid(
+              ['scheduler', 'store', 'http'],
+              'master/schedules/ gets the add path and its collection from master/master.ts.',
+            ),
+          ],
+          paths: SCHEDULES_ONLY_IN_CRON,
+        },
+      ],
+    },
+  },
+  {
+    files: ['master/schedules/cron.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            forbid(
+              ['scheduler', 'store', 'http'],
+              'master/schedules/ gets the add path and its collection from master/master.ts.',
             ),
           ],
         },

@@ -27,3 +27,4 @@ export { createLogger, type Logger, type LoggerOptions } from './common/logger';
 export { TaskmasterError, ERROR_CODES, type ErrorCode, type WireError } from './protocol/errors';
 export { TASK_STATES, FINAL_STATES, type TaskState } from './protocol/states';
 export type { TaskInput, TaskOutcome, TaskRef } from './protocol/schemas';
+export type { ScheduleInput, ScheduleView } from './protocol/schedules';

@@ -30,6 +30,7 @@ import { registerAdminCommands } from './admin';
 import { runDemo } from './demo';
 import { initTasks } from './init';
 import { registerTaskCommands } from './tasks-cli';
+import { registerScheduleCommands } from './schedules-cli';
 import { onReload, shutdown, watchSignals } from './signals';
 
 const USAGE = 2;
@@ -221,6 +222,7 @@ export async function main(argv: string[]): Promise<number> {
 
   registerAdminCommands(program, (c) => (code = c));
   registerTaskCommands(program, (c) => (code = c));
+  registerScheduleCommands(program, (c) => (code = c));
 
   try {
     await program.parseAsync(argv);

@@ -29,7 +29,7 @@ import { backoffDelay } from '../common/backoff';
 import { ClientLink } from '../common/client-link';
 import { newId } from '../common/ids';
 import { silentLogger, type Logger } from '../common/logger';
-import { TaskmasterError, toError, type ReportedError } from '../protocol/errors';
+import { TaskmasterError, toError, wireError, type ReportedError } from '../protocol/errors';
 import { NAMESPACES, type FeederToMaster, type MasterToFeeder, type Progress } from '../protocol/events';
 import {
   addReplySchema,
@@ -43,7 +43,15 @@ import {
   type TaskOutcome,
   type TaskRef,
 } from '../protocol/schemas';
-import { issueCount, issueText } from '../protocol/issues';
+import { issueCount, issueText, formatIssues } from '../protocol/issues';
+import {
+  scheduleInputSchema,
+  scheduleListReplySchema,
+  schedulePutReplySchema,
+  scheduleRemoveReplySchema,
+  type ScheduleInput,
+  type ScheduleView,
+} from '../protocol/schedules';
 import { ENVELOPE_BYTES, messageRoom } from '../protocol/limits';
 import { splitBatch } from './batch-split';
 import { FEEDER_DEFAULTS, type FeederDefaults, type FeederOptions } from './options';
@@ -431,6 +439,39 @@ export class Feeder extends EventEmitter<FeederEvents> {
   }
 
   /**
+   * Creates or changes a recurring schedule: each slot (`cron`, or `every` ms) adds one task with
+   * the id `<id>@<slot time ISO>`. The same definition again changes nothing (`unchanged`); a new
+   * one takes effect from its next slot. Refused (EVALIDATION naming the field) before anything is sent
+   * when the definition is malformed, and by the master when the cron expression is.
+   */
+  async schedule(
+    def: ScheduleInput,
+  ): Promise<{ outcome: 'created' | 'changed' | 'unchanged'; schedule: ScheduleView }> {
+    const parsed = scheduleInputSchema.safeParse(def);
+    if (!parsed.success) {
+      const issues = formatIssues(parsed.error.issues);
+      throw refusal(wireError('EVALIDATION', issueText(issues), { issues }), 'schedule');
+    }
+    const reply = schedulePutReplySchema.parse(await this.request('schedules:put', def));
+    if (!reply.ok) throw refusal(reply.error, 'schedule');
+    return { outcome: reply.outcome, schedule: reply.schedule };
+  }
+
+  /** Removes a schedule: none of its slots fires from then on. False if there was no such schedule. */
+  async unschedule(id: string): Promise<boolean> {
+    const reply = scheduleRemoveReplySchema.parse(await this.request('schedules:remove', { id }));
+    if (!reply.ok) throw refusal(reply.error);
+    return reply.removed;
+  }
+
+  /** Every schedule, with its next slot, last slot fired and tasks created. */
+  async schedules(): Promise<ScheduleView[]> {
+    const reply = scheduleListReplySchema.parse(await this.request('schedules:list', {}));
+    if (!reply.ok) throw refusal(reply.error);
+    return reply.schedules;
+  }
+
+  /**
    * Disconnects. Waiting `work()`/`outcome()` calls reject; tasks already added keep running on the
    * master. Safe to call twice.
    */
@@ -448,7 +489,16 @@ export class Feeder extends EventEmitter<FeederEvents> {
    * up to `connectTimeoutMs` from the first loss: only for requests the master recognises when they
    * come twice (an add, by its `addKey`).
    */
-  private async request<E extends 'tasks:add' | 'tasks:cancel' | 'sysmsg:send' | 'tasks:watch'>(
+  private async request<
+    E extends
+      | 'tasks:add'
+      | 'tasks:cancel'
+      | 'sysmsg:send'
+      | 'tasks:watch'
+      | 'schedules:put'
+      | 'schedules:remove'
+      | 'schedules:list',
+  >(
     event: E,
     payload: Parameters<FeederToMaster[E]>[0],
     {

@@ -46,6 +46,7 @@ import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
 import { exposureIssue } from './config';
 import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './http/api';
+import { scheduleRoutes, type ScheduleApiView } from './http/schedule-routes';
 import { Dashboard } from './http/dashboard';
 import { baseRoutes, HttpRoutes, type Readiness } from './http/server';
 import { leaseRegistry, Metrics, processRegistry } from './http/metrics';
@@ -76,6 +77,14 @@ import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCount
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
+import type { ScheduleDoc } from '../models/schedule';
+import {
+  scheduleInputSchema,
+  scheduleListRequestSchema,
+  scheduleRemoveRequestSchema,
+} from '../protocol/schedules';
+import { Schedules } from './schedules/schedules';
+import { fenced } from './store/fence';
 
 /** What the master keeps on a runner's connection (Socket.IO's `socket.data`): the id it holds. */
 interface RunnerSocketData {
@@ -90,13 +99,14 @@ type FeederNamespace = Namespace<FeederToMaster, MasterToFeeder, DefaultEventsMa
 type RunnerSocket = Socket<RunnerToMaster, MasterToRunner, DefaultEventsMap, RunnerSocketData>;
 type FeederSocket = Socket<FeederToMaster, MasterToFeeder, DefaultEventsMap, FeederSocketData>;
 
-export class Master extends EventEmitter implements ApiView {
+export class Master extends EventEmitter implements ApiView, ScheduleApiView {
   readonly opts: MasterOptions & MasterDefaults;
   readonly logger: Logger;
   private conn: Connection | null = null;
   private lease: MasterLease | null = null;
   private store: Store | null = null;
   private retention: Retention | null = null;
+  private schedulesOf: Schedules | null = null;
   private sched: Scheduler | null = null;
   private server: http.Server | https.Server | null = null;
   private io: Server | null = null;
@@ -206,6 +216,12 @@ export class Master extends EventEmitter implements ApiView {
   get scheduler(): Scheduler {
     if (!this.sched) throw new Error('master not started');
     return this.sched;
+  }
+
+  /** The recurring schedules this master fires while active (master/schedules/). */
+  get schedules(): Schedules {
+    if (!this.schedulesOf) throw new Error('master not started');
+    return this.schedulesOf;
   }
 
   /** Counts, batches and task timelines for the dashboard and the API. */
@@ -425,7 +441,7 @@ export class Master extends EventEmitter implements ApiView {
    */
   private listenFor(conn: Connection): void {
     void conn;
-    const routes = staticRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger))));
+    const routes = staticRoutes(scheduleRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger)))));
     const handle: http.RequestListener = (req, res) => routes.handle(req, res);
     const tls = this.opts.tls;
     // Node checks these every connectionsCheckingInterval (30 s by default): every second instead.
@@ -580,6 +596,15 @@ export class Master extends EventEmitter implements ApiView {
         (id) => sched.tasks.has(id),
       );
       this.retention.start();
+      // Slots are added through the scheduler's normal path; an id already stored (a slot fired
+      // before a crash or a takeover) is skipped, so no slot makes two tasks.
+      const schedules = new Schedules(
+        fenced(conn.collection<ScheduleDoc>('schedules'), () => lease.writable() && lease.epoch === epoch),
+        (tasks, batch) => sched.add(tasks, batch, undefined, 'skip'),
+        this.logger,
+      );
+      this.schedulesOf = schedules;
+      await schedules.start();
       if (!still()) throw new Error('the lease was lost while recovering');
       serveLegacy(this.legacyNsp as Namespace, sched, this.logger);
       this.dashboard = new Dashboard(this.dashboardNsp as Namespace, this, this.logger);
@@ -627,9 +652,10 @@ export class Master extends EventEmitter implements ApiView {
       this.dashboardNsp?.removeAllListeners('connection');
       this.dashboard?.close();
       this.dashboard = null;
+      await this.schedulesOf?.stop();
       this.sched?.abandon();
       await this.retention?.stop();
-      this.sched = this.store = this.retention = this.mon = this.metricsOf = null;
+      this.sched = this.store = this.retention = this.mon = this.metricsOf = this.schedulesOf = null;
       this.logger.warn('standing by', { cause, active: this.lease?.status().active ?? null });
       this.emit('standby', cause);
     })().finally(() => (this.stepping = null));
@@ -817,6 +843,18 @@ export class Master extends EventEmitter implements ApiView {
 
     on(socket, log, 'sysmsg:send', { schema: sysmsgRequestSchema }, (p) => this.systemMessage(p, socket.id));
 
+    on(socket, log, 'schedules:put', { schema: scheduleInputSchema }, (p) => this.schedules.put(p));
+
+    on(socket, log, 'schedules:remove', { schema: scheduleRemoveRequestSchema }, async (p) => ({
+      ok: true,
+      removed: await this.schedules.remove(p.id),
+    }));
+
+    on(socket, log, 'schedules:list', { schema: scheduleListRequestSchema }, () => ({
+      ok: true,
+      schedules: this.schedules.list(),
+    }));
+
     onInternal(socket, log, 'disconnect', () => this.watchers.forget(socket));
   }
 
@@ -959,6 +997,7 @@ export class Master extends EventEmitter implements ApiView {
     for (const nsp of [this.runnerNsp, this.feederNsp, this.legacyNsp, this.dashboardNsp])
       nsp?.disconnectSockets(true);
     await new Promise<void>((resolve) => (this.io ? this.io.close(() => resolve()) : resolve()));
+    await this.schedulesOf?.stop();
     await this.retention?.stop();
     // The last changes are written, unless the lease is lost meanwhile (then nothing more is).
     const store = this.store;

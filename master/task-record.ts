@@ -72,11 +72,15 @@ export interface TaskRecord {
   seq: number;
   /** When it last became ready (start of its assignTimeout). */
   readyAt?: number | null;
-  /** Ready but out of the queue until then: waiting out a retry backoff (epoch ms). */
+  /** Ready but out of the queue until then: waiting out a retry backoff (epoch ms). Stored while ready. */
   retryAt?: number | null;
+  /** Not before this time (epoch ms): a delayed task (`runAt`, or the add's time plus `delay`). */
+  runAt?: number | null;
   key?: string | null;
   /** Fair-share group (a tenant, a customer); null: the default group. */
   group?: string | null;
+  /** A schedule's task for a slot missed while no master ran, created late (master/schedules/). */
+  backfilled?: boolean;
   affinity?: string | null;
   /** A broadcast: its dependencies are its per-runner copies; it never runs itself. */
   broadcast?: boolean;
@@ -114,6 +118,7 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'deadline'
       | 'key'
       | 'group'
+      | 'backfilled'
       | 'affinity'
       | 'backoff'
       | 'requires'
@@ -121,6 +126,8 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'broadcast'
       | 'addKey'
       | 'dedup'
+      | 'runAt'
+      | 'retryAt'
     >
   >;
 
@@ -155,12 +162,15 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     seq: 0,
     key: i.key ?? null,
     group: i.group ?? null,
+    backfilled: i.backfilled === true,
     affinity: i.affinity ?? null,
     backoff: i.backoff ?? null,
     requires: i.requires ?? null,
     runner: i.runner ?? null,
     broadcast: i.broadcast === true,
     dedup: i.dedup ?? null,
+    runAt: i.runAt ?? null,
+    retryAt: i.retryAt ?? null,
   };
 }
 
@@ -186,6 +196,7 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.deadline) d.deadline = t.deadline;
   if (t.key) d.key = t.key;
   if (t.group) d.group = t.group;
+  if (t.backfilled) d.backfilled = true;
   if (t.affinity) d.affinity = t.affinity;
   if (t.backoff) d.backoff = t.backoff;
   if (t.requires) d.requires = t.requires;
@@ -193,5 +204,6 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.broadcast) d.broadcast = true;
   if (t.addKey) d.addKey = t.addKey;
   if (t.dedup) d.dedup = t.dedup;
+  if (t.runAt) d.runAt = t.runAt;
   return d;
 }

@@ -54,6 +54,8 @@ export interface TaskDoc {
   affinity?: string | null;
   /** Fair-share group (a tenant, a customer). */
   group?: string | null;
+  /** A schedule's task for a slot missed while no master ran, created late. */
+  backfilled?: boolean;
   broadcast?: boolean;
   /**
    * Deduplication key, and until when it stays taken after the task is final (epoch ms: the add's
@@ -61,6 +63,10 @@ export interface TaskDoc {
    */
   dedup?: { key: string; until?: number } | null;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
+  /** A delayed task: not before this time (epoch ms, the master's clock for a `delay`). */
+  runAt?: number;
+  /** A ready task waiting out its retry backoff: not before this time (epoch ms); null or absent: none. */
+  retryAt?: number | null;
 }
 
 export const taskSchema = new Schema<TaskDoc>(
@@ -97,9 +103,12 @@ export const taskSchema = new Schema<TaskDoc>(
     runner: { type: String },
     affinity: { type: String },
     group: { type: String },
+    backfilled: { type: Boolean },
     broadcast: { type: Boolean },
     dedup: { type: Schema.Types.Mixed },
     backoff: { type: Schema.Types.Mixed },
+    runAt: { type: Number },
+    retryAt: { type: Number },
   },
   { collection: 'tasks', versionKey: false, minimize: true },
 );

@@ -28,7 +28,7 @@ export const ERROR_CODES = Object.freeze({
   ERUNNERID:
     'this runner id is held by another live connection, or this connection already is another runner',
   EORIGIN: 'cross-origin browser request refused (allowOrigins)',
-  ENOTFOUND: 'no such route, task or batch',
+  ENOTFOUND: 'no such route, task, batch or schedule',
   ENORUNNER: 'no runner with this id is known to the master (drain, undrain)',
   ENOALLOCATION: 'no runner is allocated to this affinity key',
   ESTATE: 'the task is not in a state that allows this (retry needs a failed or cancelled task)',

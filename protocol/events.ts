@@ -35,6 +35,14 @@ import type {
   watchReplySchema,
   watchRequestSchema,
 } from './schemas';
+import type {
+  scheduleInputSchema,
+  scheduleListReplySchema,
+  scheduleListRequestSchema,
+  schedulePutReplySchema,
+  scheduleRemoveReplySchema,
+  scheduleRemoveRequestSchema,
+} from './schedules';
 
 export const NAMESPACES = Object.freeze({
   runner: '/runner',
@@ -93,6 +101,20 @@ export interface FeederToMaster {
   /** Cancel tasks by id or a whole batch; running attempts are aborted, dependents fail. */
   'tasks:cancel': (req: Sent<typeof cancelRequestSchema>, ack: (reply: CancelReply) => void) => void;
   'sysmsg:send': (req: SysmsgRequest, ack: (reply: SysmsgReply) => void) => void;
+  /** Creates or changes a recurring schedule (idempotent: the same definition changes nothing). */
+  'schedules:put': (
+    req: Sent<typeof scheduleInputSchema>,
+    ack: (reply: Got<typeof schedulePutReplySchema>) => void,
+  ) => void;
+  /** Removes a schedule: no slot of it fires from then on. */
+  'schedules:remove': (
+    req: Sent<typeof scheduleRemoveRequestSchema>,
+    ack: (reply: Got<typeof scheduleRemoveReplySchema>) => void,
+  ) => void;
+  'schedules:list': (
+    req: Sent<typeof scheduleListRequestSchema>,
+    ack: (reply: Got<typeof scheduleListReplySchema>) => void,
+  ) => void;
 }
 
 export interface MasterToFeeder {

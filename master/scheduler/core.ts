@@ -18,6 +18,7 @@ import type { TaskState } from '../../protocol/states';
 import { Affinity } from './policies/affinity';
 import { DEFAULT_MAX_DEPENDENCY_BYTES, DependencyResults } from './dependency-results';
 import { DEFAULT_POLICIES } from './policies/default-policies';
+import { delayedUntil } from './policies/delayed';
 import { explainMissingModule } from './policies/eligibility';
 import { Parking } from './policies/parking';
 import { RetryPolicy } from './policies/retry';
@@ -332,7 +333,12 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   protected enqueue(t: TaskRecord): void {
     t.seq = ++this.seq;
     t.readyAt = Date.now();
-    this.ready.push({ priority: t.priority, seq: t.seq, group: t.group ?? null, task: t });
+    const e = { priority: t.priority, seq: t.seq, group: t.group ?? null, task: t };
+    // A delayed task waits on the heap, not in the queue: thousands of them cost a pass nothing. The
+    // `delayed` policy still refuses it on any pass before its time.
+    const at = delayedUntil(t, t.readyAt);
+    if (at > 0) return this.wakeups.push({ at, entry: e });
+    this.ready.push(e);
     this.scheduleDistribute();
   }
 

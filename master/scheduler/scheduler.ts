@@ -26,6 +26,7 @@ import {
 import { AddsInFlight, replayOf } from './add-key';
 import { refOf, type DedupHit } from './dedup';
 import { expandBroadcasts } from './policies/broadcast';
+import { delayedUntil, describeDelay } from './policies/delayed';
 import { announcedVersion, explainMissingModule } from './policies/eligibility';
 import { reason, type Reason } from './policies/reason';
 import { applyJournal, recordFromDoc } from './policies/recovery';
@@ -179,12 +180,14 @@ export class Scheduler extends SchedulerTransitions {
         key: p.key,
         affinity: p.affinity,
         group: p.group,
+        backfilled: p.backfilled,
         backoff: p.backoff,
         requires: p.requires,
         runner: p.runner,
         broadcast: p.broadcast === true,
         // A broadcast's copies are parts of it: the key is the broadcast's alone.
         dedup: p.dedup && !p.copy ? dedupOf(p.dedup, now) : null,
+        runAt: p.runAt ?? (p.delay ? now + p.delay : null),
       }),
     );
     // Everything that can refuse the add does so before memory changes.
@@ -810,8 +813,10 @@ export class Scheduler extends SchedulerTransitions {
   }
 
   private waitingFor(t: TaskRecord): Reason {
+    const now = Date.now();
     const open = t.dependencies.filter((d) => this.tasks.has(d));
-    if (open.length === 0) return reason('DEPENDENCY', 'waiting');
+    const then = delayedUntil(t, now) > 0 ? `; then ${describeDelay(t.runAt as number, now)}` : '';
+    if (open.length === 0) return reason('DEPENDENCY', `waiting${then}`);
     const named = open
       .slice(0, 5)
       .map((d) => `${d} (${this.tasks.get(d)?.state})`)
@@ -819,7 +824,7 @@ export class Scheduler extends SchedulerTransitions {
     const more = open.length > 5 ? ', …' : '';
     return reason(
       'DEPENDENCY',
-      `waiting for ${open.length === 1 ? 'dependency' : 'dependencies'} ${named}${more} not done`,
+      `waiting for ${open.length === 1 ? 'dependency' : 'dependencies'} ${named}${more} not done${then}`,
     );
   }
 

@@ -154,15 +154,16 @@ export class SchedulerTransitions extends SchedulerCore {
   /**
    * retry. Precondition: assigned or running; the attempt failed and the retry policy allows another.
    * Effect: ready again, counting the attempt, and queued; the `backoff` policy holds it until
-   * `retryAt`. Record: state ready, error. Outcome: none until a later attempt ends.
+   * `retryAt`. Record: state ready, error, retryAt. Outcome: none until a later attempt ends.
    */
   protected retry(t: TaskRecord, error: ReportedError): void {
     t.who = null;
     t.error = error;
+    const wait = this.retries.delay(t);
+    // Before the record: the change written to the database carries it, so a restart keeps the wait.
+    t.retryAt = wait > 0 ? Date.now() + wait : null;
     this.record(t, 'ready');
     this.stats.retried++;
-    const wait = this.retries.delay(t);
-    t.retryAt = wait > 0 ? Date.now() + wait : null;
     this.enqueue(t);
   }
 
@@ -177,6 +178,7 @@ export class SchedulerTransitions extends SchedulerCore {
     t.who = null;
     t.uncounted = (t.uncounted ?? 0) + 1;
     t.lostFrom = lostFrom ?? null;
+    t.retryAt = null;
     this.record(t, 'ready');
     this.enqueue(t);
   }

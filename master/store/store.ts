@@ -820,6 +820,7 @@ function snapshot(t: TaskRecord): JournalChange {
   if (t.error) c.error = t.error;
   if (t.moduleHash) c.moduleHash = t.moduleHash;
   if (t.uncounted) c.uncounted = t.uncounted;
+  if (t.retryAt && t.state === 'ready') c.retryAt = t.retryAt;
   return c;
 }
 

@@ -167,6 +167,40 @@ export const MUTANTS: Mutant[] = [
     tests: ['test/integration/store-durability.test.ts'],
     testName: 'not acknowledged while the database is frozen',
   },
+  // ---- delayed tasks and backoff times -----------------------------------------------------------
+  {
+    name: 'delayed-early',
+    guarantee: 'a delayed task (runAt, delay) never starts before its time',
+    file: 'master/scheduler/policies/delayed.ts',
+    find: 'return t.runAt && t.runAt > now ? t.runAt : 0;',
+    replace: 'return 0;',
+    tests: ['test/unit/scheduler/delayed.test.ts', 'test/integration/delayed.test.ts'],
+    testName: 'never before|none of',
+  },
+  {
+    name: 'delayed-not-durable',
+    guarantee: "a delayed task's time survives a master restart (recovery restores runAt)",
+    file: 'master/scheduler/policies/recovery.ts',
+    find: '    runAt: d.runAt,\n',
+    replace: '',
+    tests: ['test/integration/delayed.test.ts'],
+    testName: 'after the restart',
+  },
+  {
+    name: 'backoff-not-durable',
+    guarantee: "a retry's backoff time survives a master restart (stored while ready, restored by recovery)",
+    file: 'master/scheduler/policies/recovery.ts',
+    find: "    retryAt: d.state === 'ready' ? d.retryAt : null,\n",
+    replace: '    retryAt: null,\n',
+    more: [
+      {
+        find: "  t.retryAt = c.state === 'ready' ? (c.retryAt ?? null) : null;\n",
+        replace: '  t.retryAt = null;\n',
+      },
+    ],
+    tests: ['test/integration/delayed.test.ts'],
+    testName: 'backoff keeps its time',
+  },
   // ---- work only where it can run, and never twice ------------------------------------------------
   {
     name: 'tasks-to-runners-without-module',
@@ -441,5 +475,23 @@ export const MUTANTS: Mutant[] = [
     find: 'else if (d.dedup) kept.push(',
     replace: 'else if (d.dedup && false) kept.push(',
     tests: ['test/integration/dedup-restart.test.ts'],
+  },
+  // ---- recurring schedules -----------------------------------------------------------------------
+  {
+    name: 'schedule-misfire',
+    guarantee: "slots missed while no master ran follow the schedule's misfire (skip, once, all)",
+    file: 'master/schedules/schedules.ts',
+    find: '        catchUp: true,\n',
+    replace: '        catchUp: false,\n',
+    tests: ['test/integration/schedules-crash.test.ts'],
+  },
+  {
+    name: 'schedule-never-early',
+    guarantee: "a schedule's slot never adds its task before the slot's time",
+    file: 'master/schedules/schedules.ts',
+    find: 't !== null && t <= now && due.length < room',
+    replace: 't !== null && t <= now + 1000 && due.length < room',
+    tests: ['test/integration/schedules.test.ts'],
+    testName: 'never created before it',
   },
 ];

@@ -37,6 +37,14 @@ import type {
   watchRequestSchema,
   wireErrorSchema,
 } from '../../protocol/schemas';
+import type {
+  scheduleInputSchema,
+  scheduleListReplySchema,
+  scheduleListRequestSchema,
+  schedulePutReplySchema,
+  scheduleRemoveReplySchema,
+  scheduleRemoveRequestSchema,
+} from '../../protocol/schedules';
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 type Expect<T extends true> = T;
@@ -93,6 +101,9 @@ type FeederToMasterContracts = {
   'tasks:watch': { payload: typeof watchRequestSchema; reply: typeof watchReplySchema };
   'tasks:cancel': { payload: typeof cancelRequestSchema; reply: typeof cancelReplySchema };
   'sysmsg:send': { payload: typeof sysmsgRequestSchema; reply: typeof sysmsgReplySchema };
+  'schedules:put': { payload: typeof scheduleInputSchema; reply: typeof schedulePutReplySchema };
+  'schedules:remove': { payload: typeof scheduleRemoveRequestSchema; reply: typeof scheduleRemoveReplySchema };
+  'schedules:list': { payload: typeof scheduleListRequestSchema; reply: typeof scheduleListReplySchema };
 };
 
 type MasterToFeederContracts = {

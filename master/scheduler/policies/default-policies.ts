@@ -8,6 +8,7 @@
 import type { Policy } from '../policy';
 import { affinity } from './affinity';
 import { congestion } from './congestion';
+import { delayed } from './delayed';
 import { moduleRouting, pinned, requirements } from './eligibility';
 import { parking } from './parking';
 import { backoff } from './retry';
@@ -16,6 +17,7 @@ import { freeSlot, prioritySlots } from './slots';
 
 export const DEFAULT_POLICIES: readonly Policy[] = Object.freeze([
   congestion,
+  delayed,
   backoff,
   parking,
   pinned,

@@ -18,6 +18,8 @@ export type BuiltinReasonCode =
   | 'DEPENDENCY'
   | 'PARKED'
   | 'BACKOFF'
+  /** Added with `runAt` or `delay`, and its time has not come. */
+  | 'DELAYED'
   /** The database is far behind: new work waits until it catches up. */
   | 'STORE_BEHIND'
   /** No runner is connected, or the task is pinned to one that is not. */

@@ -36,11 +36,15 @@ export function recordFromDoc(d: TaskDoc, maxAttempts: number): TaskRecord {
     key: d.key,
     affinity: d.affinity,
     group: d.group,
+    backfilled: d.backfilled,
     backoff: d.backoff,
     requires: d.requires as TaskRecord['requires'],
     runner: d.runner,
     broadcast: d.broadcast,
     dedup: d.dedup,
+    runAt: d.runAt,
+    // Written with each change to ready (master/store/fold.ts): another state's is left over.
+    retryAt: d.state === 'ready' ? d.retryAt : null,
   });
 }
 
@@ -56,4 +60,5 @@ export function applyJournal(t: TaskRecord, c: JournalChange): void {
   t.error = (c.error as TaskRecord['error']) ?? null;
   t.moduleHash = c.moduleHash ?? t.moduleHash ?? null;
   t.uncounted = c.uncounted ?? t.uncounted;
+  t.retryAt = c.state === 'ready' ? (c.retryAt ?? null) : null;
 }
