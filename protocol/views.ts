@@ -34,6 +34,8 @@ export interface TaskView {
   /** Not before this time (epoch ms): a delayed task's `runAt`, kept once its time has come. */
   runAt?: number;
   priority: number;
+  /** Its fair-share group, if it names one. */
+  group?: string;
   attempts: number;
   /**
    * Attempts it may make in all: its `maxAttempts` plus the attempts that did not count (lost with

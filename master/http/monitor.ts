@@ -228,6 +228,7 @@ export function recordView(t: TaskRecord): TaskView {
     finishedAt: t.finishedAt ?? null,
     dependencies: t.dependencies,
   };
+  if (t.group) v.group = t.group;
   if (t.runAt) v.runAt = t.runAt;
   if (t.error) v.error = { code: t.error.code, message: t.error.message };
   if (t.backfilled) v.backfilled = true;
@@ -250,6 +251,7 @@ export function docView(d: TaskDoc): TaskView {
     finishedAt: isFinal(d.state) ? (d.assigned?.completed ?? null) : null,
     dependencies: d.dependencies ?? [],
   };
+  if (d.group) v.group = d.group;
   if (d.backfilled) v.backfilled = true;
   if (d.runAt) v.runAt = d.runAt;
   if (d.error && d.state !== 'done') v.error = { code: d.error.code, message: d.error.message };

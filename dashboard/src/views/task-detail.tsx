@@ -85,6 +85,12 @@ export function TaskPage({ id }: { id: string }) {
         </dd>
         <dt>priority</dt>
         <dd>{task.priority}</dd>
+        {task.group !== undefined && (
+          <>
+            <dt>group</dt>
+            <dd>{task.group}</dd>
+          </>
+        )}
         <dt>attempts</dt>
         <dd data-testid="attempts">
           {task.attempts} of {task.maxAttempts}
