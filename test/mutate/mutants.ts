@@ -184,7 +184,7 @@ export const MUTANTS: Mutant[] = [
     find: '    runAt: d.runAt,\n',
     replace: '',
     tests: ['test/integration/delayed.test.ts'],
-    testName: 'after the restart',
+    testName: 'after the restart|takes over',
   },
   {
     name: 'backoff-not-durable',
