@@ -4,7 +4,7 @@
  * `taskmaster ls --state delayed`, /metrics); a dependent whose time has not come waits for it after
  * its dependency is done; bad times are refused naming the field. Across a master SIGKILL and
  * restart, delayed tasks still start at their time, not at the restart, and so does a retry waiting
- * out its backoff.
+ * out its backoff; across a takeover by a standby master too.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -268,5 +268,55 @@ describe('delayed tasks and retries in backoff across a master SIGKILL and resta
     const [o] = await f.wait(['backoff']);
     expect(o.state).toBe('done');
     expect((o.result as { startedAt: number }).startedAt - first).toBeGreaterThanOrEqual(backoffMs);
+  });
+});
+
+describe('delayed tasks across a takeover by a standby master', () => {
+  const procs: Proc[] = [];
+  let runner: Runner | undefined;
+  let feeder: TestFeeder | undefined;
+  afterAll(async () => {
+    await feeder?.close();
+    await runner?.close();
+    for (const p of procs) await p.kill('SIGKILL');
+  });
+
+  test('the standby that takes over starts them at their time', async () => {
+    const dbName = testDbName('delayed-takeover');
+    const [portA, portB] = [await freePort(), await freePort()];
+    const urls = [`http://127.0.0.1:${portA}`, `http://127.0.0.1:${portB}`];
+    const spawn = (port: number) => {
+      const p = spawnCli([
+        'master',
+        '--port',
+        String(port),
+        '--mongo-url',
+        testDbUrl(dbName),
+        '--lease-ms',
+        '3000',
+      ]);
+      procs.push(p);
+      return p;
+    };
+    const a = spawn(portA);
+    await a.waitFor(/master listening/, 60_000);
+    const b = spawn(portB);
+    await b.waitFor(/standing by/, 60_000);
+    runner = await startRunner(urls, { workers: 2, slots: 8 });
+    feeder = await startFeeder(urls);
+    const from = Date.now() + 20_000;
+    const { tasks, runAt } = delayedTasks('taken', 500, from, 2_000);
+    await feeder.add(tasks, { batch: 'taken' });
+    await a.kill('SIGKILL');
+    await b.waitFor(/took over from a master that is gone/, 30_000);
+    await b.waitFor(/master listening/, 30_000);
+    expect(Date.now()).toBeLessThan(from); // taken over before the first time came
+    const outcomes = await within(
+      WAIT_MS,
+      feeder.wait(tasks.map((t) => t.id as string)),
+      'every delayed task',
+    );
+    expect(outcomes.filter((o) => o.state !== 'done')).toEqual([]);
+    expect(early(outcomes, runAt)).toEqual([]);
   });
 });
