@@ -12,7 +12,7 @@ import type { ScheduleView } from '../../protocol/schedules';
 import { ROOT } from '../helpers/cluster';
 import { connectTestDb } from '../helpers/db';
 import { useCluster } from '../helpers/use-cluster';
-import { waitForEvent } from '../helpers/wait';
+import { eventually, waitForEvent } from '../helpers/wait';
 
 const cluster = useCluster({ runners: 1, feeder: true });
 
@@ -184,6 +184,7 @@ test('limit: at most that many tasks, then the schedule has no next slot', async
   const s = (await cluster.feeder.schedules()).find((x) => x.id === 'three') as ScheduleView;
   expect(s).toMatchObject({ count: 3, nextAt: null, limit: 3 });
   await cluster.feeder.unschedule('clock2');
+  await cluster.feeder.unschedule('three');
 });
 
 describe('bad definitions are refused naming the field', () => {
@@ -280,4 +281,42 @@ test('taskmaster schedule add, ls and rm', async () => {
   expect(bad.stderr).toMatch(/400 EVALIDATION .*cron: /);
   expect(await cli('rm', 'cli-nightly')).toMatchObject({ code: 0, stdout: 'removed cli-nightly\n' });
   expect((await cli('rm', 'cli-nightly')).stderr).toMatch(/404 ENOTFOUND/);
+});
+
+test('a restart keeps schedules; a stored definition it cannot read is skipped, and an upsert replaces it', async () => {
+  const kept = await cluster.feeder.schedule({ id: 'survivor', every: 500, task: { module: 'ok' } });
+  await log.count('survivor', 1);
+  const conn = await connectTestDb(cluster.dbName);
+  try {
+    const now = new Date();
+    await conn.collection('schedules').insertOne({
+      _id: 'unreadable' as never,
+      def: '{"id":"unreadable","cron":"not a cron"}',
+      since: now,
+      nextAt: null,
+      lastSlot: null,
+      count: 7,
+      created: now,
+      updated: now,
+      rev: 3,
+    });
+  } finally {
+    await conn.close();
+  }
+  await cluster.restart();
+  const listed = await cluster.feeder.schedules();
+  expect(listed.map((s) => s.id)).toContain('survivor');
+  expect(listed.map((s) => s.id)).not.toContain('unreadable');
+  const after = listed.find((s) => s.id === 'survivor') as ScheduleView;
+  expect(after.created).toBe(kept.schedule.created);
+  await eventually(async () => {
+    const s = (await cluster.feeder.schedules()).find((x) => x.id === 'survivor');
+    return s && s.count > after.count;
+  });
+  const replaced = await cluster.feeder.schedule({ id: 'unreadable', every: 500, task: { module: 'ok' } });
+  expect(replaced).toMatchObject({ outcome: 'changed', schedule: { count: 7 } });
+  await eventually(async () => {
+    const s = (await cluster.feeder.schedules()).find((x) => x.id === 'unreadable');
+    return s && s.count > 7;
+  });
 });
