@@ -4,9 +4,12 @@
  *
  *   npm run bench -- [--tasks 10000] [--runners 2] [--workers 1] [--slots 32]
  *                    [--module noop|primes] [--param 20000] [--answer-threshold 1] [--dashboard]
+ *                    [--chunk 1000] [--dedup] [--dedup-ttl MS]
  *
  * `--dashboard` keeps one client connected to the master's /dashboard namespace throughout (what an
- * open dashboard costs the master), and reports the events it received.
+ * open dashboard costs the master), and reports the events it received. `--dedup` gives every task a
+ * dedup key of its own (`--dedup-ttl`: with that ttl), so each is added, and the keys' cost shows.
+ * `addSeconds` is the time the adds took (their calls, to their replies); `--chunk` tasks per add.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -30,6 +33,8 @@ const { values: args } = parseArgs({
     chunk: { type: 'string', default: '1000' },
     'distribute-delay': { type: 'string', default: '0' },
     dashboard: { type: 'boolean', default: false },
+    dedup: { type: 'boolean', default: false },
+    'dedup-ttl': { type: 'string' },
   },
 });
 
@@ -134,14 +139,19 @@ async function main(): Promise<void> {
       });
     });
     const params = args.module === 'primes' ? [Number(args.param)] : [];
+    const ttl = args['dedup-ttl'] === undefined ? undefined : Number(args['dedup-ttl']);
+    const dedup = (i: number) =>
+      args.dedup ? { dedup: { key: `bench-${i}`, ...(ttl === undefined ? {} : { ttl }) } } : {};
     const started = Date.now();
     const chunk = Number(args.chunk);
+    let addMs = 0;
     for (let i = 0; i < n; i += chunk) {
       const size = Math.min(chunk, n - i);
       const calledAt = Date.now();
       const refs = await feeder.add(
-        Array.from({ length: size }, () => ({ module: String(args.module), params })),
+        Array.from({ length: size }, (_, k) => ({ module: String(args.module), params, ...dedup(i + k) })),
       );
+      addMs += Date.now() - calledAt;
       for (const r of refs) if (!addedAt.has(r.id)) addedAt.set(r.id, calledAt);
     }
     await all;
@@ -159,9 +169,12 @@ async function main(): Promise<void> {
       module: args.module,
       answerThreshold: Number(args['answer-threshold']),
       distributeDelayMs: Number(args['distribute-delay']),
+      chunk,
+      ...(args.dedup ? { dedup: true, dedupTtlMs: ttl ?? null } : {}),
       database: db.kind,
       cpus: os.cpus().length,
       seconds: Number(elapsed.toFixed(2)),
+      addSeconds: Number((addMs / 1000).toFixed(2)),
       tasksPerSecond: Math.round(n / elapsed),
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),

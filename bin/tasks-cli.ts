@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { TaskmasterError } from '../protocol/errors';
 import type { TaskOutcome } from '../protocol/schemas';
-import { TASK_STATES } from '../protocol/states';
+import { VIEW_STATES } from '../protocol/views';
 import type { BatchView, TaskDetail, TaskView } from '../protocol/views';
 import { batchProgress } from '../feeder/progress';
 import { api, seg, withMasterFlags, type ApiFlags } from './api-client';
@@ -40,7 +40,10 @@ export function registerTaskCommands(program: Command, setCode: (code: number) =
     });
 
   withMasterFlags(program.command('ls').description('list tasks, newest first, with filters'))
-    .option('--state <state>', `only tasks in this state: ${TASK_STATES.join(', ')}`)
+    .option(
+      '--state <state>',
+      `only tasks in this state: ${VIEW_STATES.join(', ')} (waiting or ready with a runAt to come)`,
+    )
     .option('--batch <name>', 'only tasks of this batch')
     .option('--module <name>', 'only tasks of this module')
     .option('--runner <id>', 'only tasks last assigned to this runner')
@@ -73,7 +76,7 @@ export function registerTaskCommands(program: Command, setCode: (code: number) =
             ['ID', 'STATE', 'MODULE', 'BATCH', 'ATTEMPTS', 'RUNNER', 'CREATED', 'ERROR'],
             tasks.map((t) => [
               t.id,
-              t.state,
+              t.state === 'delayed' ? `delayed until ${when(t.runAt)}` : t.state,
               t.module,
               t.batch,
               `${t.attempts}/${t.maxAttempts}`,
@@ -204,6 +207,7 @@ function describeTask(t: TaskDetail): string {
     ['priority', String(t.priority)],
     ['runner', t.runner ?? '-'],
     ['created', when(t.created)],
+    ...(t.runAt ? [['run at', when(t.runAt)] as [string, string]] : []),
     ['assigned', when(t.assignedAt)],
     ['finished', when(t.finishedAt)],
   ];

@@ -72,8 +72,10 @@ export interface TaskRecord {
   seq: number;
   /** When it last became ready (start of its assignTimeout). */
   readyAt?: number | null;
-  /** Ready but out of the queue until then: waiting out a retry backoff (epoch ms). */
+  /** Ready but out of the queue until then: waiting out a retry backoff (epoch ms). Stored while ready. */
   retryAt?: number | null;
+  /** Not before this time (epoch ms): a delayed task (`runAt`, or the add's time plus `delay`). */
+  runAt?: number | null;
   key?: string | null;
   /** Fair-share group (a tenant, a customer); null: the default group. */
   group?: string | null;
@@ -124,6 +126,8 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
       | 'broadcast'
       | 'addKey'
       | 'dedup'
+      | 'runAt'
+      | 'retryAt'
     >
   >;
 
@@ -165,6 +169,8 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     runner: i.runner ?? null,
     broadcast: i.broadcast === true,
     dedup: i.dedup ?? null,
+    runAt: i.runAt ?? null,
+    retryAt: i.retryAt ?? null,
   };
 }
 
@@ -198,5 +204,6 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
   if (t.broadcast) d.broadcast = true;
   if (t.addKey) d.addKey = t.addKey;
   if (t.dedup) d.dedup = t.dedup;
+  if (t.runAt) d.runAt = t.runAt;
   return d;
 }

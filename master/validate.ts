@@ -131,8 +131,11 @@ export function validateBatch(
   const existing = new Set<number>();
   raw.forEach((t, i) => {
     const r = taskInputSchema.safeParse(t);
-    if (r.success) tasks[i] = r.data;
-    else issues.push(...formatIssues(r.error.issues, `tasks[${i}]`));
+    if (!r.success) issues.push(...formatIssues(r.error.issues, `tasks[${i}]`));
+    // Checked here rather than by the schema, whose fields other schemas reuse (`omit`, `extend`).
+    else if (r.data.runAt !== undefined && r.data.delay !== undefined)
+      issues.push({ path: `tasks[${i}].delay`, message: 'give runAt or delay, not both' });
+    else tasks[i] = r.data;
   });
   if (issues.length > 0) return { tasks, issues, existing };
 

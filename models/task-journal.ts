@@ -31,6 +31,8 @@ export interface JournalChange {
   error?: unknown;
   moduleHash?: string | null;
   uncounted?: number;
+  /** Ready, waiting out a retry backoff until then (epoch ms). */
+  retryAt?: number;
 }
 
 export interface JournalDoc {

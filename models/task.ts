@@ -63,6 +63,10 @@ export interface TaskDoc {
    */
   dedup?: { key: string; until?: number } | null;
   backoff?: { type: 'fixed' | 'exponential'; delay: number; maxDelay?: number; jitter?: boolean } | null;
+  /** A delayed task: not before this time (epoch ms, the master's clock for a `delay`). */
+  runAt?: number;
+  /** A ready task waiting out its retry backoff: not before this time (epoch ms); null or absent: none. */
+  retryAt?: number | null;
 }
 
 export const taskSchema = new Schema<TaskDoc>(
@@ -103,6 +107,8 @@ export const taskSchema = new Schema<TaskDoc>(
     broadcast: { type: Boolean },
     dedup: { type: Schema.Types.Mixed },
     backoff: { type: Schema.Types.Mixed },
+    runAt: { type: Number },
+    retryAt: { type: Number },
   },
   { collection: 'tasks', versionKey: false, minimize: true },
 );

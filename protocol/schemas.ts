@@ -47,6 +47,45 @@ const ms = z
   .positive('must be positive')
   .max(MAX_TIMER_MS, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`);
 
+/** The longest `delay` a task may ask for: about ten years. */
+export const MAX_DELAY_MS = 315_576_000_000;
+/** The latest time a Date can hold (epoch ms): the largest `runAt`. */
+const MAX_EPOCH_MS = 8_640_000_000_000_000;
+/** Below this an epoch is in seconds, not milliseconds (it would be before September 2001). */
+const MIN_EPOCH_MS = 1_000_000_000_000;
+
+const isoDateTime = z.iso.datetime({ offset: true });
+
+/**
+ * When a task may start, as epoch ms: an ISO 8601 date-time with its zone (`Z` or `+01:00`) or epoch
+ * milliseconds. A zone is required: a time without one means another instant on every host. A time
+ * in the past is allowed: the task is ready at once.
+ */
+export const runAtSchema = z
+  .union([z.string(), z.number()], {
+    error: 'must be an ISO 8601 date-time (e.g. "2026-12-07T12:00:00Z") or epoch milliseconds',
+  })
+  .transform((v, ctx) => {
+    if (typeof v === 'string') {
+      const at = isoDateTime.safeParse(v).success ? Date.parse(v) : NaN;
+      if (Number.isFinite(at) && at <= MAX_EPOCH_MS) return at;
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${v.slice(0, 60)}" is not an ISO 8601 date-time with a zone (e.g. "2026-12-07T12:00:00Z")`,
+      });
+      return z.NEVER;
+    }
+    if (!Number.isInteger(v) || v > MAX_EPOCH_MS)
+      ctx.addIssue({ code: 'custom', message: 'must be an integer number of epoch milliseconds' });
+    else if (v < MIN_EPOCH_MS)
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be epoch milliseconds; ${v} looks like seconds (as ms it is in ${new Date(v).getUTCFullYear()})`,
+      });
+    else return v;
+    return z.NEVER;
+  });
+
 /** Dependencies one task may name. */
 export const MAX_DEPENDENCIES = 10_000;
 /** Nesting levels allowed in a task's params (MongoDB refuses documents nested beyond 100). */
@@ -55,7 +94,7 @@ export const MAX_PARAMS_DEPTH = 64;
 /** The longest dedup key, in characters. */
 export const MAX_DEDUP_KEY = 500;
 
-/** What a feeder sends for one task. */
+/** What a feeder sends for one task (with `runAt` or `delay`, not both: master/validate.ts). */
 export const taskInputSchema = z.strictObject({
   /** Caller-chosen id, unique within the master; generated when absent. */
   id: taskId.optional(),
@@ -120,6 +159,18 @@ export const taskInputSchema = z.strictObject({
       /** Spread delays randomly below their ceiling. Default true. */
       jitter: z.boolean().optional(),
     })
+    .optional(),
+  /**
+   * Not before this time: an ISO 8601 date-time with a zone, or epoch ms (parsed to epoch ms). A time
+   * in the past: ready at once.
+   */
+  runAt: runAtSchema.optional(),
+  /** Not before this many ms after the master received the add (the master's clock). */
+  delay: z
+    .number()
+    .int('must be an integer')
+    .min(0, 'must not be negative')
+    .max(MAX_DELAY_MS, `must be at most ${MAX_DELAY_MS} ms (about ten years)`)
     .optional(),
 });
 export type TaskInput = z.input<typeof taskInputSchema>;

@@ -1,8 +1,22 @@
 /**
  * What the master's HTTP API and `/dashboard` namespace show of tasks and batches: one definition for
- * the master that builds them, the CLI and the dashboard that read them. Types only.
+ * the master that builds them, the CLI and the dashboard that read them. Types, and the one rule
+ * that derives the state a view shows.
  */
-import type { TaskState } from './states';
+import { TASK_STATES, type TaskState } from './states';
+
+/**
+ * The state a view shows: the task's state, or `delayed` for a task not started yet (waiting or
+ * ready) whose `runAt` is still to come. Not a state of the task itself (the transition table does
+ * not know it): the task is waiting or ready, and a policy holds it until its time.
+ */
+export type ViewState = TaskState | 'delayed';
+
+export const VIEW_STATES = Object.freeze([...TASK_STATES, 'delayed'] as const);
+
+export function viewState(state: TaskState, runAt: number | null | undefined, now: number): ViewState {
+  return (state === 'waiting' || state === 'ready') && runAt && runAt > now ? 'delayed' : state;
+}
 
 export interface TimelineEntry {
   at: number;
@@ -16,8 +30,12 @@ export interface TaskView {
   id: string;
   batch: string;
   module: string;
-  state: TaskState;
+  state: ViewState;
+  /** Not before this time (epoch ms): a delayed task's `runAt`, kept once its time has come. */
+  runAt?: number;
   priority: number;
+  /** Its fair-share group, if it names one. */
+  group?: string;
   attempts: number;
   /**
    * Attempts it may make in all: its `maxAttempts` plus the attempts that did not count (lost with

@@ -48,6 +48,8 @@ export interface Overview {
   at: number;
   counts: Counts;
   queueByPriority: { priority: number; ready: number }[];
+  /** Tasks whose runAt is to come (not in the queue yet). */
+  delayed?: number;
   throughput: { at: number; done: number; failed: number }[];
   store: StoreStatus;
   runners: RunnerView[];

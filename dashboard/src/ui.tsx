@@ -1,10 +1,12 @@
 /** Small shared pieces: state colours and badges, the stacked progress bar, durations and times. */
 import type { ComponentChildren } from 'preact';
 import { TASK_STATES } from '../../protocol/states';
-import type { Counts, TaskState } from './types';
+import type { ViewState } from '../../protocol/views';
+import type { Counts } from './types';
 
-export const STATE_COLOURS: Record<TaskState, string> = {
+export const STATE_COLOURS: Record<ViewState, string> = {
   waiting: '#94a3b8',
+  delayed: '#67e8f9',
   ready: '#60a5fa',
   assigned: '#a78bfa',
   running: '#f59e0b',
@@ -13,7 +15,7 @@ export const STATE_COLOURS: Record<TaskState, string> = {
   cancelled: '#64748b',
 };
 
-export function StateBadge({ state }: { state: TaskState }) {
+export function StateBadge({ state }: { state: ViewState }) {
   return (
     <span class="badge" data-state={state} style={{ background: STATE_COLOURS[state] }}>
       {state}

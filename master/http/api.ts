@@ -7,7 +7,7 @@
  */
 import type { Collection } from 'mongoose';
 import { z } from 'zod';
-import { TASK_STATES } from '../../protocol/states';
+import { VIEW_STATES, viewState } from '../../protocol/views';
 import type { TaskDoc } from '../../models/task';
 import { HttpError, json, param, parse, type HttpRoutes, type HttpView } from './server';
 import {
@@ -54,7 +54,7 @@ export const GRAPH_LIMIT = 500;
 const text = z.string().min(1).max(200);
 const listSchema = z
   .object({
-    state: z.enum(TASK_STATES).optional(),
+    state: z.enum(VIEW_STATES).optional(),
     batch: text.optional(),
     module: text.optional(),
     runner: text.optional(),
@@ -191,7 +191,7 @@ function overlay(s: Scheduler, d: TaskDoc): TaskView {
   if (live) return recordView(live);
   const v = docView(d);
   const fin = s.finals.get(d._id);
-  if (fin && fin.state !== v.state) {
+  if (fin && fin.state !== viewState(d.state, null, 0)) {
     v.state = fin.state;
     v.attempts = fin.attempts;
   }

@@ -8,7 +8,7 @@
 import type { Namespace } from 'socket.io';
 import type { Logger } from '../../common/logger';
 import type { TaskState } from '../../protocol/states';
-import { queueByPriority } from './metrics';
+import { delayedCount, queueByPriority } from './metrics';
 import { recordView, type BatchView, type Monitor } from './monitor';
 import type { Scheduler } from '../scheduler/scheduler';
 import type { Store } from '../store/store';
@@ -19,6 +19,8 @@ export interface Overview {
   at: number;
   counts: Record<TaskState, number>;
   queueByPriority: { priority: number; ready: number }[];
+  /** Tasks whose runAt is to come (not in the queue yet). */
+  delayed: number;
   throughput: { at: number; done: number; failed: number }[];
   store: { writeBacklog: number; retrying: boolean; foldBacklog: number; oldestUnfoldedMs: number };
   runners: Record<string, unknown>[];
@@ -67,6 +69,7 @@ export class Dashboard {
       at: Date.now(),
       counts: { ...s.monitor.counts },
       queueByPriority: queueByPriority(s.scheduler),
+      delayed: delayedCount(s.scheduler),
       throughput: s.monitor.throughput(),
       store: {
         writeBacklog: st?.writeBacklog ?? 0,

@@ -8,6 +8,7 @@ import client from 'prom-client';
 import type { ConnectionCounts } from '../connections';
 import type { BufferCounts } from '../slow-readers';
 import { isFinal, TASK_STATES, type TaskState } from '../../protocol/states';
+import { viewState } from '../../protocol/views';
 import type { Scheduler, TaskObserver } from '../scheduler/scheduler';
 import type { Store } from '../store/store';
 import type { LeaseStatus } from '../lease';
@@ -65,6 +66,14 @@ export class Metrics implements TaskObserver {
         const counts = new Map<TaskState, number>(TASK_STATES.map((s) => [s, 0]));
         for (const t of scheduler.tasks.values()) counts.set(t.state, (counts.get(t.state) ?? 0) + 1);
         for (const [state, n] of counts) if (!isFinal(state)) this.set({ state }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'taskmaster_tasks_delayed',
+      help: 'Tasks added with runAt or delay whose time has not come (also counted as waiting or ready in taskmaster_tasks)',
+      registers: reg,
+      collect() {
+        this.set(delayedCount(scheduler));
       },
     });
     new client.Gauge({
@@ -220,12 +229,21 @@ export class Metrics implements TaskObserver {
   }
 }
 
-/** Ready tasks by priority, highest first. */
+/** Ready tasks by priority, highest first; delayed ones are not in the queue yet. */
 export function queueByPriority(s: Scheduler): { priority: number; ready: number }[] {
   const by = new Map<number, number>();
+  const now = Date.now();
   for (const t of s.tasks.values())
-    if (t.state === 'ready') by.set(t.priority, (by.get(t.priority) ?? 0) + 1);
+    if (t.state === 'ready' && !(t.runAt && t.runAt > now)) by.set(t.priority, (by.get(t.priority) ?? 0) + 1);
   return [...by.entries()].sort((a, b) => b[0] - a[0]).map(([priority, ready]) => ({ priority, ready }));
+}
+
+/** Tasks shown as `delayed`: waiting or ready, their `runAt` still to come (protocol/views.ts). */
+export function delayedCount(s: Scheduler): number {
+  const now = Date.now();
+  let n = 0;
+  for (const t of s.tasks.values()) if (viewState(t.state, t.runAt, now) === 'delayed') n++;
+  return n;
 }
 
 /**

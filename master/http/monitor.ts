@@ -9,7 +9,7 @@
  */
 import type { Logger } from '../../common/logger';
 import { isFinal, type TaskState } from '../../protocol/states';
-import type { BatchView, TaskView, TimelineEntry } from '../../protocol/views';
+import { viewState, type BatchView, type TaskView, type TimelineEntry } from '../../protocol/views';
 import type { TaskDoc } from '../../models/task';
 import { emptyCounts, type StoredBatch } from '../store/queries';
 import type { TaskObserver } from '../scheduler/scheduler';
@@ -218,7 +218,7 @@ export function recordView(t: TaskRecord): TaskView {
     id: t.id,
     batch: t.batch,
     module: t.module,
-    state: t.state,
+    state: viewState(t.state, t.runAt, Date.now()),
     priority: t.priority,
     attempts: t.attempts,
     maxAttempts: t.maxAttempts + (t.uncounted ?? 0),
@@ -228,6 +228,8 @@ export function recordView(t: TaskRecord): TaskView {
     finishedAt: t.finishedAt ?? null,
     dependencies: t.dependencies,
   };
+  if (t.group) v.group = t.group;
+  if (t.runAt) v.runAt = t.runAt;
   if (t.error) v.error = { code: t.error.code, message: t.error.message };
   if (t.backfilled) v.backfilled = true;
   if (t.progress !== undefined && (t.state === 'running' || t.state === 'assigned')) v.progress = t.progress;
@@ -239,7 +241,7 @@ export function docView(d: TaskDoc): TaskView {
     id: d._id,
     batch: d.batch,
     module: d.module,
-    state: d.state,
+    state: viewState(d.state, d.runAt, Date.now()),
     priority: d.priority ?? 0,
     attempts: d.attempts ?? 0,
     maxAttempts: d.maxAttempts + (d.uncounted ?? 0),
@@ -249,7 +251,9 @@ export function docView(d: TaskDoc): TaskView {
     finishedAt: isFinal(d.state) ? (d.assigned?.completed ?? null) : null,
     dependencies: d.dependencies ?? [],
   };
+  if (d.group) v.group = d.group;
   if (d.backfilled) v.backfilled = true;
+  if (d.runAt) v.runAt = d.runAt;
   if (d.error && d.state !== 'done') v.error = { code: d.error.code, message: d.error.message };
   return v;
 }

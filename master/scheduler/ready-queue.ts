@@ -75,6 +75,8 @@ export class ReadyQueue<T extends Queued> {
   private readonly heap: Lane<T>[] = [];
   private count = 0;
   private idle = 0;
+  /** Idle lanes that start the next sweep: twice what the last one kept, so sweeps stay amortised. */
+  private sweepAt = SWEEP_AT;
   /** The lane last looked up: with one group and one priority, every lookup is this one. */
   private last: Lane<T> | null = null;
 
@@ -209,7 +211,7 @@ export class ReadyQueue<T extends Queued> {
       this.down(at);
       this.up(moved.at);
     }
-    if (this.idle > SWEEP_AT && this.idle > 2 * h.length) this.sweep();
+    if (this.idle > this.sweepAt && this.idle > 2 * h.length) this.sweep();
   }
 
   /**
@@ -226,6 +228,7 @@ export class ReadyQueue<T extends Queued> {
       if (level.lanes.size === 0) this.levels.delete(priority);
     }
     this.last = null;
+    this.sweepAt = Math.max(SWEEP_AT, 2 * this.idle);
   }
 
   private up(i: number): void {

@@ -6,11 +6,19 @@
  * Durability before effect: add replies and runners' result acknowledgements resolve only after the
  * store's barrier, i.e. once the change is in the database.
  */
+import { z } from 'zod';
 import { newId } from '../../common/ids';
 import { limitLog } from '../../common/log-limit';
 import { capError, wireError, type ReportedError, type WireError } from '../../protocol/errors';
 import type { AttemptRef } from '../../protocol/events';
-import type { AddReply, AttemptResult, ModuleInfo, TaskOutcome, TaskRef } from '../../protocol/schemas';
+import {
+  MAX_TIMER_MS,
+  type AddReply,
+  type AttemptResult,
+  type ModuleInfo,
+  type TaskOutcome,
+  type TaskRef,
+} from '../../protocol/schemas';
 import { isFinal, type TaskState } from '../../protocol/states';
 import type { TaskDoc } from '../../models/task';
 import {
@@ -26,6 +34,7 @@ import {
 import { AddsInFlight, replayOf } from './add-key';
 import { refOf, type DedupHit } from './dedup';
 import { expandBroadcasts } from './policies/broadcast';
+import { delayedUntil, describeDelay } from './policies/delayed';
 import { announcedVersion, explainMissingModule } from './policies/eligibility';
 import { reason, type Reason } from './policies/reason';
 import { applyJournal, recordFromDoc } from './policies/recovery';
@@ -70,6 +79,12 @@ function refsInOrder(
   }
   return out;
 }
+
+/** How long a task's selectors wait after it reported ERATELIMITED without saying how long. */
+export const RATE_LIMITED_DEFAULT_MS = 1000;
+
+/** What a runner reports with ERATELIMITED (runner/child-processor.ts puts it there). */
+const rateLimitedDetails = z.object({ retryAfter: z.number().int().min(0).max(MAX_TIMER_MS) });
 
 export class Scheduler extends SchedulerTransitions {
   /** Runner ids an operator drained: they get no new work, across reconnects. */
@@ -186,6 +201,7 @@ export class Scheduler extends SchedulerTransitions {
         broadcast: p.broadcast === true,
         // A broadcast's copies are parts of it: the key is the broadcast's alone.
         dedup: p.dedup && !p.copy ? dedupOf(p.dedup, now) : null,
+        runAt: p.runAt ?? (p.delay ? now + p.delay : null),
       }),
     );
     // Everything that can refuse the add does so before memory changes.
@@ -345,8 +361,12 @@ export class Scheduler extends SchedulerTransitions {
       accepted++;
       const r = this.runners.get(runnerId);
       if (r && t.assignedAt) this.runners.recordRunTime(r, t.module, Date.now() - t.assignedAt);
+      // Its gates close before its slot frees, so the tasks waiting for them stay waiting.
+      const limited = !res.ok && res.error.code === 'ERATELIMITED';
+      if (limited) this.rateLimited(t, res.error, runnerId);
       this.releaseSlotOf(t);
-      if (res.ok) this.complete(t, res.result, res.moduleHash);
+      if (limited) this.requeueLimited(t);
+      else if (res.ok) this.complete(t, res.result, res.moduleHash);
       else if (res.error.code === 'EMODULE' && r)
         this.moduleFailed(t, r, capError(res.error), res.moduleHash);
       else this.attemptFailed(t, capError(res.error), res.unrecoverable === true, res.moduleHash);
@@ -355,6 +375,35 @@ export class Scheduler extends SchedulerTransitions {
     this.scheduleFlush();
     await this.store.barrier();
     return { accepted, stale };
+  }
+
+  /**
+   * The task said it hit a limit (`this.rateLimited(ms)`, or an error with code ERATELIMITED): its
+   * gates close for the time it gave (`details.retryAfter`, else RATE_LIMITED_DEFAULT_MS).
+   */
+  private rateLimited(t: TaskRecord, error: ReportedError, runnerId: string): void {
+    const parsed = rateLimitedDetails.safeParse(error.details);
+    const ms = parsed.success ? parsed.data.retryAfter : RATE_LIMITED_DEFAULT_MS;
+    const gates = this.limits.pause(t, ms);
+    limitLog(
+      this.opts.logger,
+      'info',
+      `ratelimited:${t.module}`,
+      'a task reported a rate limit: its selectors wait',
+      {
+        taskId: t.id,
+        runnerId,
+        selectors: gates.map((g) => g.label),
+        ms,
+        ...(parsed.success ? {} : { ignored: 'details.retryAfter: not a number of ms from 0 to 2^31-1' }),
+      },
+    );
+  }
+
+  /** Limits (`limitBook`) changed: loaded at activation, put or deleted through the API. */
+  applyLimits(): void {
+    this.limits.configure(this.limitBook.entries());
+    this.scheduleDistribute();
   }
 
   /**
@@ -563,6 +612,8 @@ export class Scheduler extends SchedulerTransitions {
       else if (t.state === 'assigned' || t.state === 'running') this.orphans.add(t);
     }
     for (const [t, err] of failed) this.failForGood(t, err);
+    // Recovered attempts count against concurrency caps until they end.
+    if (this.limits.any) this.limits.recount();
     const orphans = this.orphans.size;
     this.scheduleFlush();
     await this.store.barrier();
@@ -811,8 +862,10 @@ export class Scheduler extends SchedulerTransitions {
   }
 
   private waitingFor(t: TaskRecord): Reason {
+    const now = Date.now();
     const open = t.dependencies.filter((d) => this.tasks.has(d));
-    if (open.length === 0) return reason('DEPENDENCY', 'waiting');
+    const then = delayedUntil(t, now) > 0 ? `; then ${describeDelay(t.runAt as number, now)}` : '';
+    if (open.length === 0) return reason('DEPENDENCY', `waiting${then}`);
     const named = open
       .slice(0, 5)
       .map((d) => `${d} (${this.tasks.get(d)?.state})`)
@@ -820,7 +873,7 @@ export class Scheduler extends SchedulerTransitions {
     const more = open.length > 5 ? ', …' : '';
     return reason(
       'DEPENDENCY',
-      `waiting for ${open.length === 1 ? 'dependency' : 'dependencies'} ${named}${more} not done`,
+      `waiting for ${open.length === 1 ? 'dependency' : 'dependencies'} ${named}${more} not done${then}`,
     );
   }
 

@@ -84,6 +84,7 @@ export class SchedulerTransitions extends SchedulerCore {
     this.runners.reserveSlot(r, t.id, t.priority);
     this.parking.lead(t);
     this.record(t, 'assigned');
+    if (this.limits.any) this.limits.assigned(t);
     this.stats.assigned++;
     let list = this.unsent.get(r);
     if (!list) this.unsent.set(r, (list = []));
@@ -111,6 +112,7 @@ export class SchedulerTransitions extends SchedulerCore {
    */
   protected markRunning(t: TaskRecord): void {
     this.record(t, 'running');
+    if (this.limits.any) this.limits.began(t);
   }
 
   /**
@@ -154,15 +156,16 @@ export class SchedulerTransitions extends SchedulerCore {
   /**
    * retry. Precondition: assigned or running; the attempt failed and the retry policy allows another.
    * Effect: ready again, counting the attempt, and queued; the `backoff` policy holds it until
-   * `retryAt`. Record: state ready, error. Outcome: none until a later attempt ends.
+   * `retryAt`. Record: state ready, error, retryAt. Outcome: none until a later attempt ends.
    */
   protected retry(t: TaskRecord, error: ReportedError): void {
     t.who = null;
     t.error = error;
+    const wait = this.retries.delay(t);
+    // Before the record: the change written to the database carries it, so a restart keeps the wait.
+    t.retryAt = wait > 0 ? Date.now() + wait : null;
     this.record(t, 'ready');
     this.stats.retried++;
-    const wait = this.retries.delay(t);
-    t.retryAt = wait > 0 ? Date.now() + wait : null;
     this.enqueue(t);
   }
 
@@ -177,8 +180,24 @@ export class SchedulerTransitions extends SchedulerCore {
     t.who = null;
     t.uncounted = (t.uncounted ?? 0) + 1;
     t.lostFrom = lostFrom ?? null;
+    t.retryAt = null;
     this.record(t, 'ready');
     this.enqueue(t);
+  }
+
+  /**
+   * requeueLimited. Precondition: assigned or running; the attempt reported ERATELIMITED (the task
+   * hit a limit of what it calls), its gates closed already (`Limits.pause`). Effect: ready, back at
+   * its place in the queue (its sequence number kept), not counted against `maxAttempts`.
+   * Record: state ready, uncounted. Outcome: none; it runs again once its gates open.
+   */
+  protected requeueLimited(t: TaskRecord): void {
+    t.who = null;
+    t.uncounted = (t.uncounted ?? 0) + 1;
+    t.lostFrom = null;
+    this.record(t, 'ready');
+    t.readyAt = Date.now();
+    this.requeueInPlace(t, t.seq);
   }
 
   /**
@@ -198,6 +217,7 @@ export class SchedulerTransitions extends SchedulerCore {
     this.runners.reserveSlot(r, t.id, t.priority);
     this.parking.lead(t);
     this.record(t, 'assigned');
+    if (this.limits.any) this.limits.adopt(t);
   }
 
   /**

@@ -420,6 +420,8 @@ export function stateFields(t: TaskRecord, now: number): Record<string, unknown>
   };
   if (t.error) set.error = t.stored ? t.stored.error : storable(t.error);
   if (t.uncounted) set.uncounted = t.uncounted;
+  // Every change to ready says whether it waits out a backoff, so no earlier one is left standing.
+  if (t.state === 'ready') set.retryAt = t.retryAt ?? null;
   if (isFinal(t.state)) {
     set['assigned.completed'] = t.finishedAt ?? now;
     if (t.moduleHash) set.moduleHash = t.moduleHash;

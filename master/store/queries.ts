@@ -8,12 +8,14 @@
 import type { Collection, mongo } from 'mongoose';
 import { TimeSlice } from '../../common/time-slice';
 import type { TaskState } from '../../protocol/states';
+import type { ViewState } from '../../protocol/views';
 import type { TaskDoc } from '../../models/task';
 import { decodeTask } from './recovery';
 import { inChunks, IN_CHUNK } from './in-chunks';
 
 export interface TaskFilter {
-  state?: TaskState;
+  /** `delayed`: waiting or ready with a `runAt` to come; `waiting` and `ready` then leave those out. */
+  state?: ViewState;
   batch?: string;
   module?: string;
   runner?: string;
@@ -53,7 +55,7 @@ export async function listTasks(
   limit: number,
 ): Promise<{ docs: TaskDoc[]; next: Cursor | null }> {
   const and: mongo.Filter<TaskDoc>[] = [];
-  if (f.state) and.push({ state: f.state });
+  if (f.state) and.push(...stateFilter(f.state, Date.now()));
   if (f.batch) and.push({ batch: f.batch });
   if (f.module) and.push({ module: f.module });
   if (f.runner) and.push({ 'assigned.who': f.runner });
@@ -74,6 +76,16 @@ export async function listTasks(
   const page = more ? docs.slice(0, limit) : docs;
   const last = page[page.length - 1];
   return { docs: page.map(decodeTask), next: more && last ? { created: last.created, id: last._id } : null };
+}
+
+/** The conditions of a state as views show it: `delayed` is derived from `runAt` (protocol/views.ts). */
+function stateFilter(state: ViewState, now: number): mongo.Filter<TaskDoc>[] {
+  if (state === 'delayed') return [{ state: { $in: ['waiting', 'ready'] } }, { runAt: { $gt: now } }];
+  if (state !== 'waiting' && state !== 'ready') return [{ state }];
+  return [
+    { state },
+    { $or: [{ runAt: { $exists: false } }, { runAt: { $lte: now } }] } as mongo.Filter<TaskDoc>,
+  ];
 }
 
 /** Whole documents of these tasks (decoded); unknown ids are absent. */

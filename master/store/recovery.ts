@@ -183,6 +183,7 @@ function withChange(d: TaskDoc, c: JournalChange | undefined): TaskDoc {
     out.assigned = { who: c.who ?? null, when: c.when ?? null, completed: c.completed ?? null };
   if (c.moduleHash) out.moduleHash = c.moduleHash;
   if (c.uncounted) out.uncounted = c.uncounted;
+  if (c.retryAt && c.state === 'ready') out.retryAt = c.retryAt;
   try {
     if (c.state === 'done') out.result = encodeValue(c.result ?? null);
     if (c.error) out.error = encodeError(c.error as TaskRecord['error']) as TaskDoc['error'];

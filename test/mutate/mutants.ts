@@ -167,6 +167,40 @@ export const MUTANTS: Mutant[] = [
     tests: ['test/integration/store-durability.test.ts'],
     testName: 'not acknowledged while the database is frozen',
   },
+  // ---- delayed tasks and backoff times -----------------------------------------------------------
+  {
+    name: 'delayed-early',
+    guarantee: 'a delayed task (runAt, delay) never starts before its time',
+    file: 'master/scheduler/policies/delayed.ts',
+    find: 'return t.runAt && t.runAt > now ? t.runAt : 0;',
+    replace: 'return 0;',
+    tests: ['test/unit/scheduler/delayed.test.ts', 'test/integration/delayed.test.ts'],
+    testName: 'never before|none of',
+  },
+  {
+    name: 'delayed-not-durable',
+    guarantee: "a delayed task's time survives a master restart (recovery restores runAt)",
+    file: 'master/scheduler/policies/recovery.ts',
+    find: '    runAt: d.runAt,\n',
+    replace: '',
+    tests: ['test/integration/delayed.test.ts'],
+    testName: 'after the restart|takes over',
+  },
+  {
+    name: 'backoff-not-durable',
+    guarantee: "a retry's backoff time survives a master restart (stored while ready, restored by recovery)",
+    file: 'master/scheduler/policies/recovery.ts',
+    find: "    retryAt: d.state === 'ready' ? d.retryAt : null,\n",
+    replace: '    retryAt: null,\n',
+    more: [
+      {
+        find: "  t.retryAt = c.state === 'ready' ? (c.retryAt ?? null) : null;\n",
+        replace: '  t.retryAt = null;\n',
+      },
+    ],
+    tests: ['test/integration/delayed.test.ts'],
+    testName: 'backoff keeps its time',
+  },
   // ---- work only where it can run, and never twice ------------------------------------------------
   {
     name: 'tasks-to-runners-without-module',
@@ -441,6 +475,25 @@ export const MUTANTS: Mutant[] = [
     find: 'else if (d.dedup) kept.push(',
     replace: 'else if (d.dedup && false) kept.push(',
     tests: ['test/integration/dedup-restart.test.ts'],
+  },
+  // ---- rate limits and concurrency caps ---------------------------------------------------------
+  {
+    name: 'limits-rate-window',
+    guarantee: 'no window of a rate limit holds more starts than its N, across every runner',
+    file: 'master/scheduler/policies/limits.ts',
+    find: 'room = Math.min(room, this.rate.n - this.pending - (this.times.length - this.head));',
+    replace: 'room = Math.min(room, Infinity);',
+    tests: ['test/integration/limits.test.ts'],
+    testName: 'no second holds more than',
+  },
+  {
+    name: 'limits-keep-place',
+    guarantee: 'a task held by a limit goes back to its place among the tasks of its priority',
+    file: 'master/scheduler/core.ts',
+    find: 'this.ready.push({ priority: t.priority, seq, group: t.group ?? null, task: t });',
+    replace: 'this.enqueue(t);',
+    tests: ['test/unit/scheduler/limits.test.ts'],
+    testName: 'goes back to its place',
   },
   // ---- recurring schedules -----------------------------------------------------------------------
   {

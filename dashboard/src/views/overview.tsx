@@ -26,6 +26,11 @@ export function OverviewView() {
         <ThroughputChart points={series} />
       </Card>
       <Card title="Ready queue by priority">
+        {(o.delayed ?? 0) > 0 && (
+          <p class="muted" data-testid="delayed-count">
+            <b>{o.delayed}</b> delayed (not before their runAt)
+          </p>
+        )}
         {o.queueByPriority.length === 0 ? (
           <p class="muted">empty</p>
         ) : (

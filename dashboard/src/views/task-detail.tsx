@@ -29,7 +29,7 @@ export function TaskPage({ id }: { id: string }) {
 
   if (error) return <p class="error">{error}</p>;
   if (!task) return <p class="muted">Loading task {id}…</p>;
-  const final = isFinal(task.state);
+  const final = task.state !== 'delayed' && isFinal(task.state);
   return (
     <section class="card wide task" data-testid="task-detail" data-task={task.id} data-state={task.state}>
       <h2>
@@ -71,7 +71,9 @@ export function TaskPage({ id }: { id: string }) {
           {task.whyCode && <b>{task.whyCode}</b>} {task.why}
         </p>
       )}
-      {(task.state === 'ready' || task.state === 'waiting') && <WhyNotRunner taskId={task.id} />}
+      {(task.state === 'ready' || task.state === 'waiting' || task.state === 'delayed') && (
+        <WhyNotRunner taskId={task.id} />
+      )}
       <dl class="kv">
         <dt>module</dt>
         <dd>
@@ -83,6 +85,12 @@ export function TaskPage({ id }: { id: string }) {
         </dd>
         <dt>priority</dt>
         <dd>{task.priority}</dd>
+        {task.group !== undefined && (
+          <>
+            <dt>group</dt>
+            <dd>{task.group}</dd>
+          </>
+        )}
         <dt>attempts</dt>
         <dd data-testid="attempts">
           {task.attempts} of {task.maxAttempts}
@@ -91,6 +99,12 @@ export function TaskPage({ id }: { id: string }) {
         <dd>{task.runner ?? '—'}</dd>
         <dt>created</dt>
         <dd>{time(task.created)}</dd>
+        {task.runAt && (
+          <>
+            <dt>run at</dt>
+            <dd data-testid="run-at">{time(task.runAt)}</dd>
+          </>
+        )}
         <dt>assigned</dt>
         <dd>{time(task.assignedAt)}</dd>
         <dt>finished</dt>

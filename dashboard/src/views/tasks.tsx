@@ -1,6 +1,6 @@
 /** Tasks filtered by state, batch, module, runner and text, paged, with rows kept live. */
 import { useEffect, useState } from 'preact/hooks';
-import { TASK_STATES } from '../../../protocol/states';
+import { VIEW_STATES } from '../../../protocol/views';
 import { api, ApiError, type TaskFilter } from '../api';
 import { fresh, useLive } from '../live';
 import { go, href } from '../router';
@@ -54,7 +54,7 @@ export function TasksView({ query }: { query: URLSearchParams }) {
           onChange={(e) => go(['tasks'], { ...form, state: e.currentTarget.value || undefined })}
         >
           <option value="">any state</option>
-          {TASK_STATES.map((s) => (
+          {VIEW_STATES.map((s) => (
             <option key={s} value={s}>
               {s}
             </option>

@@ -7,7 +7,9 @@
  */
 import type { Policy } from '../policy';
 import { affinity } from './affinity';
+import { limited } from './limits';
 import { congestion } from './congestion';
+import { delayed } from './delayed';
 import { moduleRouting, pinned, requirements } from './eligibility';
 import { parking } from './parking';
 import { backoff } from './retry';
@@ -16,8 +18,10 @@ import { freeSlot, prioritySlots } from './slots';
 
 export const DEFAULT_POLICIES: readonly Policy[] = Object.freeze([
   congestion,
+  delayed,
   backoff,
   parking,
+  limited,
   pinned,
   connected,
   moduleRouting,

@@ -18,6 +18,8 @@ export type BuiltinReasonCode =
   | 'DEPENDENCY'
   | 'PARKED'
   | 'BACKOFF'
+  /** Added with `runAt` or `delay`, and its time has not come. */
+  | 'DELAYED'
   /** The database is far behind: new work waits until it catches up. */
   | 'STORE_BEHIND'
   /** No runner is connected, or the task is pinned to one that is not. */
@@ -30,12 +32,16 @@ export type BuiltinReasonCode =
   | 'AFFINITY'
   | 'NO_FREE_SLOT'
   | 'PRIORITY_SLOTS'
+  /** A rate limit or concurrency cap of its module or group holds it (policies/limits.ts). */
+  | 'LIMITED'
   /** Nothing holds it back: the next distribution pass assigns it. */
   | 'QUEUED';
 
 export interface Reason {
   code: ReasonCode;
   message: string;
+  /** When the task may go (ISO 8601), where the policy that holds it knows. */
+  until?: string;
 }
 
 export function reason(code: ReasonCode, message: string): Reason {

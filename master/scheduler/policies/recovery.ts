@@ -42,6 +42,9 @@ export function recordFromDoc(d: TaskDoc, maxAttempts: number): TaskRecord {
     runner: d.runner,
     broadcast: d.broadcast,
     dedup: d.dedup,
+    runAt: d.runAt,
+    // Written with each change to ready (master/store/fold.ts): another state's is left over.
+    retryAt: d.state === 'ready' ? d.retryAt : null,
   });
 }
 
@@ -57,4 +60,5 @@ export function applyJournal(t: TaskRecord, c: JournalChange): void {
   t.error = (c.error as TaskRecord['error']) ?? null;
   t.moduleHash = c.moduleHash ?? t.moduleHash ?? null;
   t.uncounted = c.uncounted ?? t.uncounted;
+  t.retryAt = c.state === 'ready' ? (c.retryAt ?? null) : null;
 }

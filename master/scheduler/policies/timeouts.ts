@@ -3,8 +3,8 @@
  *
  *   ECSTO  `timeout`        from the add call: no final outcome within it → the task fails for good,
  *                           whatever it is doing (`deadline` = call time + timeout). Swept here.
- *   EATO   `assignTimeout`  ready, not parked, and no runner took it within it (since `readyAt`) →
- *                           the task fails for good. Swept here.
+ *   EATO   `assignTimeout`  ready, not parked, and no runner took it within it (since `readyAt`, or
+ *                           since `runAt` for a delayed task) → the task fails for good. Swept here.
  *   ETO    `runTimeout`     one attempt's run time. Enforced by the runner first: the assignment
  *                           carries it, runner/attempt-supervisor.ts cancels then kills the child
  *                           and reports ETO as the attempt's failure, which the retry policy handles
@@ -80,7 +80,7 @@ export class Timeouts {
       t.state === 'ready' &&
       !t.parkedBehind &&
       t.readyAt &&
-      now - t.readyAt >= t.assignTimeout
+      now - Math.max(t.readyAt, t.runAt ?? 0) >= t.assignTimeout
     )
       return wireError('EATO', `no runner took the task within ${t.assignTimeout} ms`);
     return null;

@@ -76,4 +76,16 @@ describe('replayOf', () => {
       },
     });
   });
+
+  test('a task deduplicated to the holder of its key is answered as deduplicated again, not as partly stored', () => {
+    const holder = { id: 'y', _id: 'y', deduplicated: { state: 'running' as const, batch: 'elsewhere' } };
+    const raw = [task('a'), { ...task('x'), dedup: { key: 'k' } }];
+    expect(replayOf(raw, 'K', 'error', stored, new Map([[1, { holder }]]))).toEqual({
+      ok: true,
+      batch: 'first',
+      tasks: [{ id: 'a', _id: 'a' }, holder],
+    });
+    // Without the key taken, `x` is missing: not a retry of a stored add.
+    expect(replayOf(raw, 'K', 'error', stored)).toMatchObject({ ok: false, error: { code: 'EVALIDATION' } });
+  });
 });

@@ -18,6 +18,8 @@ export interface Recorded {
   rev: number;
   attempts: number;
   how: 'update' | 'fold';
+  /** A ready task's retry backoff, as the change carries it. */
+  retryAt?: number;
 }
 
 export class FakeTaskStore implements TaskStore {
@@ -109,7 +111,8 @@ export class FakeTaskStore implements TaskStore {
   }
 
   private write(t: TaskRecord, how: 'update' | 'fold'): void {
-    this.records.push({ id: t.id, state: t.state, rev: t.rev, attempts: t.attempts, how });
+    const retryAt = t.state === 'ready' && t.retryAt ? { retryAt: t.retryAt } : {};
+    this.records.push({ id: t.id, state: t.state, rev: t.rev, attempts: t.attempts, how, ...retryAt });
     const d = this.docs.get(t.id);
     if (!d) return;
     d.state = t.state;
@@ -119,5 +122,6 @@ export class FakeTaskStore implements TaskStore {
     if (t.state === 'done') d.result = t.result;
     d.error = t.error ?? null;
     if (t.uncounted) d.uncounted = t.uncounted;
+    if (t.state === 'ready') d.retryAt = t.retryAt ?? null;
   }
 }
