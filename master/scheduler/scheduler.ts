@@ -161,6 +161,20 @@ export class Scheduler extends SchedulerTransitions {
     // here is held by this add before any other add can look at it.
     const now = Date.now();
     const deduped = this.dedup.match(raw, now);
+    // A dependency on a deduplicated task names its holder: a final one the outcome cache has let go
+    // of is still known, by its key's entry.
+    if (deduped)
+      for (const hit of deduped.values()) {
+        const h = 'holder' in hit ? hit.holder : undefined;
+        if (h?.deduplicated && !this.tasks.has(h.id) && !this.finals.has(h.id) && !stored.has(h.id))
+          stored.set(h.id, {
+            id: h.id,
+            batch: h.deduplicated.batch,
+            state: h.deduplicated.state,
+            attempts: 0,
+            rev: 0,
+          });
+      }
     if (addKey !== undefined) {
       const known = (id: string) => this.tasks.get(id) ?? stored.get(id);
       const replay = replayOf(raw, addKey, onExisting, known, deduped);
