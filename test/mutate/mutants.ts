@@ -481,7 +481,7 @@ export const MUTANTS: Mutant[] = [
     name: 'limits-rate-window',
     guarantee: 'no window of a rate limit holds more starts than its N, across every runner',
     file: 'master/scheduler/policies/limits.ts',
-    find: 'room = Math.min(room, this.rate.n - this.pending - (this.times.length - this.head));',
+    find: 'room = Math.min(room, this.rate.n - this.pending - (this.times.length - lo));',
     replace: 'room = Math.min(room, Infinity);',
     tests: ['test/integration/limits.test.ts'],
     testName: 'no second holds more than',
