@@ -46,6 +46,7 @@ import { checkTokenLength, handshakeCheck, tokenMiddleware } from './auth';
 import { exposureIssue } from './config';
 import { on, onInternal } from './handler';
 import { apiRoutes, type ApiView } from './http/api';
+import { limitsRoutes, type LimitsView } from './http/limits-api';
 import { scheduleRoutes, type ScheduleApiView } from './http/schedule-routes';
 import { Dashboard } from './http/dashboard';
 import { baseRoutes, HttpRoutes, type Readiness } from './http/server';
@@ -67,6 +68,9 @@ import {
 } from './options';
 import { RunnerIdConflict, runnerEntry, type RunnerEntry } from './scheduler/runner-registry';
 import { Scheduler } from './scheduler/scheduler';
+import { LimitBook, type LimitEntry } from './scheduler/limit-rules';
+import { parseLimit, type LimitRule } from './scheduler/limit-spec';
+import { deleteLimit, loadLimits, saveLimit } from './store/limits';
 import { Retention, type PurgeFilter } from './store/retention';
 import { Store } from './store/store';
 import { Watchers } from './watchers';
@@ -99,7 +103,7 @@ type FeederNamespace = Namespace<FeederToMaster, MasterToFeeder, DefaultEventsMa
 type RunnerSocket = Socket<RunnerToMaster, MasterToRunner, DefaultEventsMap, RunnerSocketData>;
 type FeederSocket = Socket<FeederToMaster, MasterToFeeder, DefaultEventsMap, FeederSocketData>;
 
-export class Master extends EventEmitter implements ApiView, ScheduleApiView {
+export class Master extends EventEmitter implements ApiView, ScheduleApiView, LimitsView {
   readonly opts: MasterOptions & MasterDefaults;
   readonly logger: Logger;
   private conn: Connection | null = null;
@@ -181,6 +185,8 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView {
     if (opts.maxBufferedBytes === undefined)
       this.opts.maxBufferedBytes = Math.max(MASTER_DEFAULTS.maxBufferedBytes, 2 * this.opts.maxMessageBytes);
     checkConnectionLimits(this.opts);
+    // Throws EVALIDATION naming the value at fault (`limits[1]: …`).
+    new LimitBook(this.opts.limits);
     const runTimeout = this.opts.defaultRunTimeout;
     if (
       runTimeout !== undefined &&
@@ -243,6 +249,45 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView {
     if (!this.store) throw new Error('master not started');
     await this.store.folder.insertUnbornNow();
     return this.store.tasks;
+  }
+
+  /** Stores a limit for `selector` and applies it (`PUT /api/limits/SELECTOR`; both parsed already). */
+  async putLimit(selector: string, spec: string): Promise<LimitEntry> {
+    const store = this.store;
+    const rule = parseLimit(`${selector}=${spec}`);
+    if (!store) throw new Error('master not started');
+    if (!rule.ok) throw new TaskmasterError('EVALIDATION', rule.message);
+    await saveLimit(store.limits, selector, spec);
+    const sched = this.scheduler;
+    sched.limitBook.put(rule.value);
+    sched.applyLimits();
+    this.logger.info('limit set', { selector, spec });
+    return sched.limitBook.get(selector) as LimitEntry;
+  }
+
+  /** Deletes the stored limit of `selector` (`DELETE /api/limits/SELECTOR`): the option's applies again. */
+  async deleteLimit(selector: string): Promise<{ deleted: boolean; effective: LimitEntry | null }> {
+    const store = this.store;
+    if (!store) throw new Error('master not started');
+    const deleted = await deleteLimit(store.limits, selector);
+    const sched = this.scheduler;
+    if (sched.limitBook.delete(selector) || deleted) sched.applyLimits();
+    if (deleted) this.logger.info('stored limit deleted', { selector });
+    return { deleted, effective: sched.limitBook.get(selector) ?? null };
+  }
+
+  private parseStoredLimits(docs: { selector: string; spec: string }[]): LimitRule[] {
+    const out: LimitRule[] = [];
+    for (const d of docs) {
+      const r = parseLimit(`${d.selector}=${d.spec}`);
+      if (r.ok) out.push(r.value);
+      else
+        this.logger.warn('stored limit ignored: it does not parse', {
+          selector: d.selector,
+          error: r.message,
+        });
+    }
+    return out;
   }
 
   /** Operator retry: these tasks run again, and the tasks that failed only because they did. */
@@ -441,7 +486,9 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView {
    */
   private listenFor(conn: Connection): void {
     void conn;
-    const routes = staticRoutes(scheduleRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger)))));
+    const routes = staticRoutes(
+      limitsRoutes(scheduleRoutes(apiRoutes(baseRoutes(new HttpRoutes(this, this.logger))))),
+    );
     const handle: http.RequestListener = (req, res) => routes.handle(req, res);
     const tls = this.opts.tls;
     // Node checks these every connectionsCheckingInterval (30 s by default): every second instead.
@@ -558,6 +605,9 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView {
         logger: this.logger,
       });
       this.sched = sched;
+      // Limits set at run time replace the options' (master/scheduler/limit-rules.ts).
+      sched.limitBook.load(this.parseStoredLimits(await loadLimits(store.limits)));
+      sched.applyLimits();
       sched.on('outcomes', (outcomes) => this.deliver(outcomes));
       sched.on('assigntimeout', (o) => this.emit('assigntimeout', o));
       const began = Date.now();

@@ -6,6 +6,7 @@ import mongoose, { type Connection } from 'mongoose';
 import { taskModel } from './task';
 import { allocationModel } from './allocation';
 import { journalModel } from './task-journal';
+import { limitModel } from './limit';
 import { scheduleModel } from './schedule';
 
 export interface ConnectOptions {
@@ -53,9 +54,9 @@ export async function ensureCollections(conn: Connection): Promise<void> {
 async function createCollections(conn: Connection): Promise<void> {
   await taskModel(conn).createIndexes();
   await allocationModel(conn).createIndexes();
-  // No index to create, but the journal and schedules should exist from the start, like the others. Not
-  // `task_adds` (models/pending-add.ts): nothing writes it now; recovery only reads an old one.
-  for (const model of [journalModel(conn), scheduleModel(conn)])
+  // No index to create, but the journal, schedules and limits should exist from the start, like the
+  // others. Not `task_adds` (models/pending-add.ts): nothing writes it now; recovery only reads an old one.
+  for (const model of [journalModel(conn), scheduleModel(conn), limitModel(conn)])
     await model.createCollection().catch((err: { code?: number }) => {
       if (err.code !== 48) throw err; // NamespaceExists
     });

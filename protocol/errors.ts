@@ -34,6 +34,8 @@ export const ERROR_CODES = Object.freeze({
   ESTATE: 'the task is not in a state that allows this (retry needs a failed or cancelled task)',
   EBUSY:
     'too many reads that scan the tasks are running at once (the master option maxScans); retry in a moment',
+  ERATELIMITED:
+    'the task hit a limit of what it calls (`this.rateLimited(ms)`): it runs again without counting an attempt, after its selectors waited `details.retryAfter` ms',
   EINTERNAL: 'the master failed to handle the request (logged); the request changed nothing it reported',
 } as const);
 

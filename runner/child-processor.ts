@@ -158,6 +158,7 @@ export class ChildProcessor {
       log: taskLog,
       done: (result?: unknown) => this.complete(key, result),
       error: (err?: unknown) => this.failThrown(key, err),
+      rateLimited: (ms?: number) => this.fail(key, rateLimitedError(ms)),
       progress: (n: number) => {
         if (this.running.has(key) && Number.isFinite(n))
           this.send({ cmd: ParentCommand.Progress, key, progress: n });
@@ -229,7 +230,11 @@ export class ChildProcessor {
         ...boundedLine('task error', { stack: cutText(err.stack, MAX_OUTPUT_LINE_BYTES - 256) }),
       });
     }
-    const wire = fromThrown(err);
+    let wire = fromThrown(err);
+    if (wire.code === 'ERATELIMITED' && isObject(err)) {
+      const details = isObject(err.details) ? err.details : {};
+      wire = { ...rateLimitedError(err.retryAfter ?? details.retryAfter), message: wire.message };
+    }
     const unrecoverable = (isObject(err) && err.unrecoverable === true) || wire.code === 'EMODULE';
     this.fail(key, wire, unrecoverable);
   }
@@ -250,6 +255,22 @@ export class ChildProcessor {
         rss: rss(),
       });
   }
+}
+
+/**
+ * ERATELIMITED with the wait it asks for (`details.retryAfter`, ms, whole and within what a timer
+ * holds); without a usable number, no details, and the master waits its default.
+ */
+function rateLimitedError(ms: unknown): ReportedError {
+  const wait =
+    typeof ms === 'number' && Number.isFinite(ms) ? Math.min(2 ** 31 - 1, Math.max(0, Math.round(ms))) : null;
+  return wait === null
+    ? { code: 'ERATELIMITED', message: 'rate limited' }
+    : {
+        code: 'ERATELIMITED',
+        message: `rate limited: retry after ${wait} ms`,
+        details: { retryAfter: wait },
+      };
 }
 
 /**

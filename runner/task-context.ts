@@ -23,6 +23,13 @@ export interface TaskContext {
   done(result?: unknown): void;
   /** Ends the attempt with an error; `{ unrecoverable: true }` on it stops retries. */
   error(err?: unknown): void;
+  /**
+   * Ends the attempt: the task hit a limit of what it calls (an API answering 429). It goes back to
+   * the queue without counting an attempt, and its module's and group's limits hold every task of
+   * theirs for `ms` (the master's default, 1 s, when not given). The same as throwing an error with
+   * `code: 'ERATELIMITED'` (and `retryAfter: ms`). Later calls are ignored.
+   */
+  rateLimited(ms?: number): void;
   /** Reports progress, a fraction from 0 to 1, to feeders watching the task. */
   progress(n: number): void;
   /** Adds follow-up tasks through the master; resolves to their `{ id, _id }` references. */

@@ -96,7 +96,12 @@ export class HttpRoutes<V extends HttpView> {
     private readonly logger: Logger,
   ) {}
 
-  on(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: Handler<V>, opts: RouteOptions = {}): this {
+  on(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+    path: string,
+    handler: Handler<V>,
+    opts: RouteOptions = {},
+  ): this {
     const open = opts.open === true;
     this.router.on(method, path, () => undefined, { handler, open, standby: open || opts.standby === true });
     return this;

@@ -20,6 +20,8 @@ import { DEFAULT_MAX_DEPENDENCY_BYTES, DependencyResults } from './dependency-re
 import { DEFAULT_POLICIES } from './policies/default-policies';
 import { delayedUntil } from './policies/delayed';
 import { explainMissingModule } from './policies/eligibility';
+import { LimitBook } from './limit-rules';
+import { Limits } from './policies/limits';
 import { Parking } from './policies/parking';
 import { RetryPolicy } from './policies/retry';
 import { selectMostAvailable, type RunnerSelector } from './policies/selection';
@@ -42,10 +44,11 @@ interface QueueEntry {
   task: TaskRecord;
 }
 
-/** A wake-up: a held task queued again at `at`, or (no task) the timeout sweep. */
+/** A wake-up: a held task queued again at `at`, a policy's own call (`run`), or the timeout sweep. */
 interface Wake {
   at: number;
   entry: QueueEntry | null;
+  run?: () => void;
 }
 
 export interface SchedulerEvents {
@@ -124,6 +127,10 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   /** Dependencies' results for the assignments of dependents. */
   protected readonly dependencyResults: DependencyResults;
   protected readonly affinity: Affinity;
+  /** Rate limits and concurrency caps: `limits.any` is false while none is set. */
+  readonly limits: Limits;
+  /** Where each selector's limit comes from: the options, and what `limits` stores. */
+  readonly limitBook: LimitBook;
   protected readonly retries: RetryPolicy;
   protected readonly timeouts: Timeouts;
   protected readonly select: RunnerSelector;
@@ -164,10 +171,17 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     const weights = new Map(Object.entries(SCHEDULER_OPTIONS.groupWeights.schema.parse(opts.groupWeights)));
     this.ready = new ReadyQueue((group) => (group === null ? 1 : (weights.get(group) ?? 1)));
     this.pipeline = new Pipeline(policies);
+    this.limits = new Limits(this.tasks, {
+      requeue: (t, seq) => this.requeueInPlace(t, seq),
+      wakeAt: (at, run) => this.wakeups.push({ at, entry: null, run }),
+    });
+    this.limitBook = new LimitBook(opts.limits ?? []);
+    this.limits.configure(this.limitBook.entries());
     this.ctx = {
       runners: this.runners,
       parking: this.parking,
       affinity: this.affinity,
+      limits: this.limits,
       folder: store.folder,
       opts,
     };
@@ -265,6 +279,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
 
   /** A wake-up is due: the held task is queued again (unless it moved on), or timeouts are swept. */
   private woke(w: Wake): void {
+    if (w.run) return w.run();
     if (!w.entry) return this.timeouts.sweep(Date.now());
     const t = w.entry.task;
     if (t.state === 'ready' && t.seq === w.entry.seq && this.tasks.get(t.id) === t) this.enqueue(t);
@@ -342,7 +357,18 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     this.scheduleDistribute();
   }
 
+  /**
+   * A ready task a policy held out of the queue goes back to its place: its own sequence number, so
+   * it is still ahead of the tasks of its priority queued after it. Not if it moved on meanwhile.
+   */
+  protected requeueInPlace(t: TaskRecord, seq: number): void {
+    if (t.state !== 'ready' || t.seq !== seq || this.tasks.get(t.id) !== t) return;
+    this.ready.push({ priority: t.priority, seq, group: t.group ?? null, task: t });
+    this.scheduleDistribute();
+  }
+
   protected releaseSlotOf(t: TaskRecord): void {
+    if (this.limits.any) this.limits.ended(t);
     const r = t.who ? this.runners.get(t.who) : undefined;
     if (r) this.runners.releaseSlot(r, t.id, t.priority);
     this.orphans.delete(t);

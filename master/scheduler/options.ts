@@ -8,6 +8,7 @@ import { duration, integer, option } from '../../common/settings';
 import { MAX_TIMER_MS } from '../../protocol/schemas';
 import type { Backoff, TaskRecord } from '../task-record';
 import { DEFAULT_MAX_DEPENDENCY_BYTES } from './dependency-results';
+import { limitRules } from './limit-spec';
 import type { RunnerEntry } from './runner-registry';
 
 /** Chooses the runner for a new affinity key among the available ones (sorted ids). */
@@ -160,6 +161,26 @@ export const SCHEDULER_OPTIONS = {
     group: 'scheduling',
     doc: 'chooses the runner a new affinity key is allocated to, among the available runner ids',
   }),
+  /**
+   * Rate limits and concurrency caps, `SELECTOR=SPEC` each (master/scheduler/limit-spec.ts):
+   * `module:resize=20/s`, `group:acme=100/1m, 5 concurrent`, `group:*=2 concurrent`. A limit stored
+   * through `PUT /api/limits/SELECTOR` replaces the one given here for its selector (docs/rate-limits.md).
+   */
+  limits: option(
+    z.array(z.string()).superRefine((texts, ctx) => {
+      const r = limitRules(texts);
+      if (!r.ok) ctx.addIssue({ code: 'custom', path: [r.index], message: r.message });
+    }),
+    {
+      flag: '--limit',
+      arg: '<selector=spec>',
+      repeatable: true,
+      default: [],
+      defaultText: 'none',
+      group: 'scheduling',
+      doc: 'rate limit or concurrency cap: `module:NAME`, `group:NAME` or `group:*` `=` `N/DURATION` and/or `N concurrent` (e.g. `module:x=20/s`); repeatable',
+    },
+  ),
   /** Waiting and ready tasks allowed at once; an add beyond it is refused with EQUEUEFULL and a retry-after hint. */
   queueLimit: option(integer(1, 100_000_000), {
     flag: '--queue-limit',

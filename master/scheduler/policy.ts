@@ -44,9 +44,29 @@ export interface PolicyContext {
     /** Whether the key has a runner already. */
     holds(key: string): boolean;
   };
+  /** Rate limits and concurrency caps (policies/limits.ts). */
+  readonly limits: {
+    /** Whether any limit is set: nothing else is asked when not. */
+    readonly any: boolean;
+    /** The first gate that keeps `t` now, or null. */
+    closed(t: TaskRecord, now: number): LimitGateView | null;
+    /** `t` met a closed gate: it waits in that gate's line. */
+    hold(t: TaskRecord, now: number): void;
+    /** When a task kept by `g` may go (null: when a running task ends). */
+    mayGoAt(g: LimitGateView, now: number): number | null;
+  };
   /** The store's journal folder: `congested` while it is too far behind. */
   readonly folder: { readonly congested: boolean };
   readonly opts: SchedulerOptions;
+}
+
+/** One selector's gate, as the limits policy words it. */
+export interface LimitGateView {
+  readonly label: string;
+  readonly spec: string;
+  readonly pausedUntil: number;
+  readonly line: { readonly size: number };
+  room(now: number): number;
 }
 
 interface PolicyBase {
@@ -70,6 +90,8 @@ export interface TaskPolicy extends PolicyBase {
   wakeAt?(ctx: PolicyContext, t: TaskRecord, now: number): number;
   /** Refused in a pass: the policy keeps the task out of the queue until an event hands it back. */
   hold?(ctx: PolicyContext, t: TaskRecord): void;
+  /** For `explain`: when (epoch ms) the task may go, if the policy knows (null: it does not). */
+  until?(ctx: PolicyContext, t: TaskRecord, now: number): number | null;
 }
 
 /** Gates one task on one runner; asked per runner with a free slot, per task per pass. */
@@ -149,7 +171,11 @@ export class Pipeline {
     }
     for (const p of this.task) {
       const code = p.check(ctx, t, now);
-      if (code !== null) return reason(code, p.describe(ctx, code, t, now));
+      if (code === null) continue;
+      const why = reason(code, p.describe(ctx, code, t, now));
+      const until = p.until?.(ctx, t, now);
+      if (until != null) why.until = new Date(until).toISOString();
+      return why;
     }
     if (r) return this.onRunner(ctx, t, r, this.stopsAt(ctx, t, r)) ?? queued(t, r);
     let best: RunnerEntry | null = null;

@@ -6,11 +6,19 @@
  * Durability before effect: add replies and runners' result acknowledgements resolve only after the
  * store's barrier, i.e. once the change is in the database.
  */
+import { z } from 'zod';
 import { newId } from '../../common/ids';
 import { limitLog } from '../../common/log-limit';
 import { capError, wireError, type ReportedError, type WireError } from '../../protocol/errors';
 import type { AttemptRef } from '../../protocol/events';
-import type { AddReply, AttemptResult, ModuleInfo, TaskOutcome, TaskRef } from '../../protocol/schemas';
+import {
+  MAX_TIMER_MS,
+  type AddReply,
+  type AttemptResult,
+  type ModuleInfo,
+  type TaskOutcome,
+  type TaskRef,
+} from '../../protocol/schemas';
 import { isFinal, type TaskState } from '../../protocol/states';
 import type { TaskDoc } from '../../models/task';
 import {
@@ -71,6 +79,12 @@ function refsInOrder(
   }
   return out;
 }
+
+/** How long a task's selectors wait after it reported ERATELIMITED without saying how long. */
+export const RATE_LIMITED_DEFAULT_MS = 1000;
+
+/** What a runner reports with ERATELIMITED (runner/child-processor.ts puts it there). */
+const rateLimitedDetails = z.object({ retryAfter: z.number().int().min(0).max(MAX_TIMER_MS) });
 
 export class Scheduler extends SchedulerTransitions {
   /** Runner ids an operator drained: they get no new work, across reconnects. */
@@ -147,6 +161,20 @@ export class Scheduler extends SchedulerTransitions {
     // here is held by this add before any other add can look at it.
     const now = Date.now();
     const deduped = this.dedup.match(raw, now);
+    // A dependency on a deduplicated task names its holder: a final one the outcome cache has let go
+    // of is still known, by its key's entry.
+    if (deduped)
+      for (const hit of deduped.values()) {
+        const h = 'holder' in hit ? hit.holder : undefined;
+        if (h?.deduplicated && !this.tasks.has(h.id) && !this.finals.has(h.id) && !stored.has(h.id))
+          stored.set(h.id, {
+            id: h.id,
+            batch: h.deduplicated.batch,
+            state: h.deduplicated.state,
+            attempts: 0,
+            rev: 0,
+          });
+      }
     if (addKey !== undefined) {
       const known = (id: string) => this.tasks.get(id) ?? stored.get(id);
       const replay = replayOf(raw, addKey, onExisting, known, deduped);
@@ -347,8 +375,12 @@ export class Scheduler extends SchedulerTransitions {
       accepted++;
       const r = this.runners.get(runnerId);
       if (r && t.assignedAt) this.runners.recordRunTime(r, t.module, Date.now() - t.assignedAt);
+      // Its gates close before its slot frees, so the tasks waiting for them stay waiting.
+      const limited = !res.ok && res.error.code === 'ERATELIMITED';
+      if (limited) this.rateLimited(t, res.error, runnerId);
       this.releaseSlotOf(t);
-      if (res.ok) this.complete(t, res.result, res.moduleHash);
+      if (limited) this.requeueLimited(t);
+      else if (res.ok) this.complete(t, res.result, res.moduleHash);
       else if (res.error.code === 'EMODULE' && r)
         this.moduleFailed(t, r, capError(res.error), res.moduleHash);
       else this.attemptFailed(t, capError(res.error), res.unrecoverable === true, res.moduleHash);
@@ -357,6 +389,35 @@ export class Scheduler extends SchedulerTransitions {
     this.scheduleFlush();
     await this.store.barrier();
     return { accepted, stale };
+  }
+
+  /**
+   * The task said it hit a limit (`this.rateLimited(ms)`, or an error with code ERATELIMITED): its
+   * gates close for the time it gave (`details.retryAfter`, else RATE_LIMITED_DEFAULT_MS).
+   */
+  private rateLimited(t: TaskRecord, error: ReportedError, runnerId: string): void {
+    const parsed = rateLimitedDetails.safeParse(error.details);
+    const ms = parsed.success ? parsed.data.retryAfter : RATE_LIMITED_DEFAULT_MS;
+    const gates = this.limits.pause(t, ms);
+    limitLog(
+      this.opts.logger,
+      'info',
+      `ratelimited:${t.module}`,
+      'a task reported a rate limit: its selectors wait',
+      {
+        taskId: t.id,
+        runnerId,
+        selectors: gates.map((g) => g.label),
+        ms,
+        ...(parsed.success ? {} : { ignored: 'details.retryAfter: not a number of ms from 0 to 2^31-1' }),
+      },
+    );
+  }
+
+  /** Limits (`limitBook`) changed: loaded at activation, put or deleted through the API. */
+  applyLimits(): void {
+    this.limits.configure(this.limitBook.entries());
+    this.scheduleDistribute();
   }
 
   /**
@@ -565,6 +626,8 @@ export class Scheduler extends SchedulerTransitions {
       else if (t.state === 'assigned' || t.state === 'running') this.orphans.add(t);
     }
     for (const [t, err] of failed) this.failForGood(t, err);
+    // Recovered attempts count against concurrency caps until they end.
+    if (this.limits.any) this.limits.recount();
     const orphans = this.orphans.size;
     this.scheduleFlush();
     await this.store.barrier();

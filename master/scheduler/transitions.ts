@@ -84,6 +84,7 @@ export class SchedulerTransitions extends SchedulerCore {
     this.runners.reserveSlot(r, t.id, t.priority);
     this.parking.lead(t);
     this.record(t, 'assigned');
+    if (this.limits.any) this.limits.assigned(t);
     this.stats.assigned++;
     let list = this.unsent.get(r);
     if (!list) this.unsent.set(r, (list = []));
@@ -111,6 +112,7 @@ export class SchedulerTransitions extends SchedulerCore {
    */
   protected markRunning(t: TaskRecord): void {
     this.record(t, 'running');
+    if (this.limits.any) this.limits.began(t);
   }
 
   /**
@@ -184,6 +186,21 @@ export class SchedulerTransitions extends SchedulerCore {
   }
 
   /**
+   * requeueLimited. Precondition: assigned or running; the attempt reported ERATELIMITED (the task
+   * hit a limit of what it calls), its gates closed already (`Limits.pause`). Effect: ready, back at
+   * its place in the queue (its sequence number kept), not counted against `maxAttempts`.
+   * Record: state ready, uncounted. Outcome: none; it runs again once its gates open.
+   */
+  protected requeueLimited(t: TaskRecord): void {
+    t.who = null;
+    t.uncounted = (t.uncounted ?? 0) + 1;
+    t.lostFrom = null;
+    this.record(t, 'ready');
+    t.readyAt = Date.now();
+    this.requeueInPlace(t, t.seq);
+  }
+
+  /**
    * reclaim. Precondition: ready, its attempt lost from runner `r` (`lostFrom`) and not reassigned
    * since; `r` reports that it still holds this very attempt (running, or finished with a result it
    * has not had acknowledged). Effect: assigned to `r` again, the same attempt, its slot reserved,
@@ -200,6 +217,7 @@ export class SchedulerTransitions extends SchedulerCore {
     this.runners.reserveSlot(r, t.id, t.priority);
     this.parking.lead(t);
     this.record(t, 'assigned');
+    if (this.limits.any) this.limits.adopt(t);
   }
 
   /**

@@ -124,11 +124,14 @@ export class Schedules {
     const text = canonical(def);
     return this.serial(def.id, async (): Promise<SchedulePutReply> => {
       if (this.stopped) return { ok: false, error: wireError('ESTANDBY', 'this master is not active') };
+      /** A stored schedule memory could not hold (its definition invalid): the upsert replaces it. */
+      let unreadable: ScheduleDoc | null = null;
       for (let tries = 0; tries < 5; tries++) {
         const e = this.entries.get(def.id);
         if (e?.text === text) return { ok: true, outcome: 'unchanged', schedule: this.view(e) };
         const now = Date.now();
-        if (!e) {
+        const base = e?.doc ?? unreadable;
+        if (!base) {
           const doc: ScheduleDoc = {
             _id: def.id,
             def: text,
@@ -144,7 +147,7 @@ export class Schedules {
             await this.coll.insertOne(doc);
           } catch (err) {
             if ((err as { code?: number }).code !== 11000) throw err;
-            await this.reload(def.id); // stored already, unknown to memory: compare with it
+            unreadable = await this.reload(def.id); // stored already, unknown to memory: compare with it
             continue;
           }
           const fresh = this.remember(doc, def, clock);
@@ -152,15 +155,15 @@ export class Schedules {
           return { ok: true, outcome: 'created', schedule: this.view(fresh) };
         }
         const since = new Date(now);
-        const cursor = Math.max(e.doc.lastSlot?.getTime() ?? -Infinity, now - 1);
-        const nextAt = dateOf(remaining(def, e.doc.count) > 0 ? clock.next(cursor) : null);
+        const cursor = Math.max(base.lastSlot?.getTime() ?? -Infinity, now - 1);
+        const nextAt = dateOf(remaining(def, base.count) > 0 ? clock.next(cursor) : null);
         const set = { def: text, since, nextAt, updated: since };
-        const r = await this.coll.updateOne({ _id: def.id, rev: e.doc.rev }, { $set: set, $inc: { rev: 1 } });
+        const r = await this.coll.updateOne({ _id: def.id, rev: base.rev }, { $set: set, $inc: { rev: 1 } });
         if (r.matchedCount !== 1) {
-          await this.reload(def.id);
+          unreadable = await this.reload(def.id);
           continue;
         }
-        const changed = this.remember({ ...e.doc, ...set, rev: e.doc.rev + 1 }, def, clock, e);
+        const changed = this.remember({ ...base, ...set, rev: base.rev + 1 }, def, clock, e);
         this.logger.info('schedule changed', { schedule: def.id, nextAt });
         return { ok: true, outcome: 'changed', schedule: this.view(changed) };
       }
@@ -311,18 +314,22 @@ export class Schedules {
     return e;
   }
 
-  /** Memory out of step with the database (found by a refused write): read the stored one again. */
-  private async reload(id: string): Promise<void> {
+  /**
+   * Memory out of step with the database (found by a refused write): reads the stored one again.
+   * Resolves to the stored document if memory cannot hold it (its definition is invalid), else null.
+   */
+  private async reload(id: string): Promise<ScheduleDoc | null> {
     const doc = await this.coll.findOne({ _id: id });
     const old = this.entries.get(id);
     if (old?.timer) clearTimeout(old.timer);
     this.entries.delete(id);
-    if (!doc) return;
+    if (!doc) return null;
     try {
       const def = scheduleInputSchema.parse(JSON.parse(doc.def));
       this.remember(doc, def, slotClock(def));
+      return null;
     } catch {
-      // An invalid stored definition is replaced by the upsert that found it.
+      return doc;
     }
   }
 

@@ -26,6 +26,7 @@ import type { Logger } from '../../common/logger';
 import { TimeSlice } from '../../common/time-slice';
 import { wireError, type WireError } from '../../protocol/errors';
 import { allocationModel, type AllocationDoc } from '../../models/allocation';
+import { limitModel, type LimitDoc } from '../../models/limit';
 import { encodeValue, UnstorableValueError } from '../../models/codec';
 import { pendingAddModel } from '../../models/pending-add';
 import { taskModel, type TaskDoc } from '../../models/task';
@@ -80,6 +81,8 @@ export class Store {
   readonly tasks: Collection<TaskDoc>;
   readonly journal: Collection<JournalDoc>;
   readonly allocations: Collection<AllocationDoc>;
+  /** Limits set at run time (master/store/limits.ts). */
+  readonly limits: Collection<LimitDoc>;
   readonly pendingAdds: Collection<{ _id: string; ids: string[]; at: number }>;
   readonly folder: JournalFolder;
   /** The lease epoch this store writes as. */
@@ -128,6 +131,7 @@ export class Store {
     this.tasks = fence<Collection<TaskDoc>>(taskModel(conn).collection);
     this.journal = fence<Collection<JournalDoc>>(journalModel(conn).collection);
     this.allocations = fence<Collection<AllocationDoc>>(allocationModel(conn).collection);
+    this.limits = fence<Collection<LimitDoc>>(limitModel(conn).collection);
     this.pendingAdds = fence<Collection<{ _id: string; ids: string[]; at: number }>>(
       pendingAddModel(conn).collection,
     );

@@ -109,6 +109,14 @@ describe('dedup keys across a master SIGKILL and restart', () => {
     expect(o1).toMatchObject({ id: live.id, state: 'done', result: { label: 'live' } });
     expect(o2).toMatchObject({ id: kept.id, state: 'done', result: ['kept'] });
     expect(fs.readFileSync(runs, 'utf8')).toBe('live\n');
+    // A dependency on a task deduplicated to one final before the restart (known only by its key's
+    // entry, not among the outcomes in memory) depends on that task, which is done.
+    const [, dependent] = await after.add([
+      { id: 'uses-kept', module: 'ok', dedup: { key: 'ttl' } },
+      { module: 'ok', params: ['dependent'], dependencies: ['uses-kept'] },
+    ]);
+    const [d] = await after.wait([dependent.id]);
+    expect(d).toMatchObject({ state: 'done', result: ['dependent'] });
     await eventually(async () => (await stored('no-ttl')) === 2, { what: 'the freed key stored twice' });
     for (const key of ['live', 'ttl', 'just-before']) expect(await stored(key)).toBe(1);
   });

@@ -4,12 +4,15 @@
  * make one schedule; the same definition changes nothing; a new one applies from the next slot);
  * unschedule stops it; bad definitions are refused naming the field, from the feeder and over HTTP.
  */
+import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import path from 'node:path';
 import type { TaskRecord } from '../../master/task-record';
 import type { ScheduleView } from '../../protocol/schedules';
+import { ROOT } from '../helpers/cluster';
 import { connectTestDb } from '../helpers/db';
 import { useCluster } from '../helpers/use-cluster';
-import { waitForEvent } from '../helpers/wait';
+import { eventually, waitForEvent } from '../helpers/wait';
 
 const cluster = useCluster({ runners: 1, feeder: true });
 
@@ -181,6 +184,7 @@ test('limit: at most that many tasks, then the schedule has no next slot', async
   const s = (await cluster.feeder.schedules()).find((x) => x.id === 'three') as ScheduleView;
   expect(s).toMatchObject({ count: 3, nextAt: null, limit: 3 });
   await cluster.feeder.unschedule('clock2');
+  await cluster.feeder.unschedule('three');
 });
 
 describe('bad definitions are refused naming the field', () => {
@@ -248,4 +252,71 @@ test('the HTTP API: PUT creates then changes nothing, GET lists and shows, DELET
   expect((await http('DELETE', '/api/schedules/nightly')).status).toBe(200);
   expect((await http('GET', '/api/schedules/nightly')).status).toBe(404);
   expect((await http('DELETE', '/api/schedules/nightly')).status).toBe(404);
+});
+
+test('taskmaster schedule add, ls and rm', async () => {
+  const cli = (...args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile(
+        process.execPath,
+        [path.join(ROOT, 'bin', 'taskmaster.js'), 'schedule', ...args, '--master', cluster.url],
+        { timeout: 60_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+      ),
+    );
+  const add = ['add', 'cli-nightly', '--cron', '0 3 * * *', '--tz', 'Europe/Berlin', '--module', 'ok'];
+  const created = await cli(...add, '--params', '["a", 1]', '--misfire', 'all');
+  expect(created).toMatchObject({ code: 0, stderr: '' });
+  expect(created.stdout).toMatch(/^created cli-nightly: next \d{4}-\d\d-\d\dT0[12]:00:00\.000Z\n$/);
+  expect((await cli(...add, '--params', '["a", 1]', '--misfire', 'all')).stdout).toMatch(/^unchanged /);
+  const v = (await cluster.feeder.schedules()).find((s) => s.id === 'cli-nightly') as ScheduleView;
+  expect(v).toMatchObject({ cron: '0 3 * * *', tz: 'Europe/Berlin', misfire: 'all' });
+  expect(v.task).toMatchObject({ module: 'ok', params: ['a', 1] });
+  const ls = await cli('ls');
+  expect(ls.stdout.split('\n')[0]).toMatch(/^ID\s+WHEN\s+MODULE\s+MISFIRE\s+NEXT\s+LAST\s+COUNT$/);
+  expect(ls.stdout).toMatch(/cli-nightly\s+0 3 \* \* \* Europe\/Berlin\s+ok\s+all\s+\S+\s+-\s+0/);
+  const bad = await cli('add', 'cli-bad', '--cron', '0 25 * * *', '--module', 'ok');
+  expect(bad.code).not.toBe(0);
+  expect(bad.stderr).toMatch(/400 EVALIDATION .*cron: /);
+  expect(await cli('rm', 'cli-nightly')).toMatchObject({ code: 0, stdout: 'removed cli-nightly\n' });
+  expect((await cli('rm', 'cli-nightly')).stderr).toMatch(/404 ENOTFOUND/);
+});
+
+test('a restart keeps schedules; a stored definition it cannot read is skipped, and an upsert replaces it', async () => {
+  const kept = await cluster.feeder.schedule({ id: 'survivor', every: 500, task: { module: 'ok' } });
+  await log.count('survivor', 1);
+  const conn = await connectTestDb(cluster.dbName);
+  try {
+    const now = new Date();
+    await conn.collection('schedules').insertOne({
+      _id: 'unreadable' as never,
+      def: '{"id":"unreadable","cron":"not a cron"}',
+      since: now,
+      nextAt: null,
+      lastSlot: null,
+      count: 7,
+      created: now,
+      updated: now,
+      rev: 3,
+    });
+  } finally {
+    await conn.close();
+  }
+  await cluster.restart();
+  const listed = await cluster.feeder.schedules();
+  expect(listed.map((s) => s.id)).toContain('survivor');
+  expect(listed.map((s) => s.id)).not.toContain('unreadable');
+  const after = listed.find((s) => s.id === 'survivor') as ScheduleView;
+  expect(after.created).toBe(kept.schedule.created);
+  await eventually(async () => {
+    const s = (await cluster.feeder.schedules()).find((x) => x.id === 'survivor');
+    return s && s.count > after.count;
+  });
+  const replaced = await cluster.feeder.schedule({ id: 'unreadable', every: 500, task: { module: 'ok' } });
+  expect(replaced).toMatchObject({ outcome: 'changed', schedule: { count: 7 } });
+  await eventually(async () => {
+    const s = (await cluster.feeder.schedules()).find((x) => x.id === 'unreadable');
+    return s && s.count > 7;
+  });
 });

@@ -476,6 +476,25 @@ export const MUTANTS: Mutant[] = [
     replace: 'else if (d.dedup && false) kept.push(',
     tests: ['test/integration/dedup-restart.test.ts'],
   },
+  // ---- rate limits and concurrency caps ---------------------------------------------------------
+  {
+    name: 'limits-rate-window',
+    guarantee: 'no window of a rate limit holds more starts than its N, across every runner',
+    file: 'master/scheduler/policies/limits.ts',
+    find: 'room = Math.min(room, this.rate.n - this.pending - (this.times.length - this.head));',
+    replace: 'room = Math.min(room, Infinity);',
+    tests: ['test/integration/limits.test.ts'],
+    testName: 'no second holds more than',
+  },
+  {
+    name: 'limits-keep-place',
+    guarantee: 'a task held by a limit goes back to its place among the tasks of its priority',
+    file: 'master/scheduler/core.ts',
+    find: 'this.ready.push({ priority: t.priority, seq, group: t.group ?? null, task: t });',
+    replace: 'this.enqueue(t);',
+    tests: ['test/unit/scheduler/limits.test.ts'],
+    testName: 'goes back to its place',
+  },
   // ---- recurring schedules -----------------------------------------------------------------------
   {
     name: 'schedule-misfire',

@@ -7,6 +7,7 @@
  */
 import type { Policy } from '../policy';
 import { affinity } from './affinity';
+import { limited } from './limits';
 import { congestion } from './congestion';
 import { delayed } from './delayed';
 import { moduleRouting, pinned, requirements } from './eligibility';
@@ -20,6 +21,7 @@ export const DEFAULT_POLICIES: readonly Policy[] = Object.freeze([
   delayed,
   backoff,
   parking,
+  limited,
   pinned,
   connected,
   moduleRouting,

@@ -32,12 +32,16 @@ export type BuiltinReasonCode =
   | 'AFFINITY'
   | 'NO_FREE_SLOT'
   | 'PRIORITY_SLOTS'
+  /** A rate limit or concurrency cap of its module or group holds it (policies/limits.ts). */
+  | 'LIMITED'
   /** Nothing holds it back: the next distribution pass assigns it. */
   | 'QUEUED';
 
 export interface Reason {
   code: ReasonCode;
   message: string;
+  /** When the task may go (ISO 8601), where the policy that holds it knows. */
+  until?: string;
 }
 
 export function reason(code: ReasonCode, message: string): Reason {

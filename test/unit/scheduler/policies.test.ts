@@ -17,6 +17,7 @@ import { RunnerRegistry, type RunnerEntry } from '../../../master/scheduler/runn
 import { Parking, parking } from '../../../master/scheduler/policies/parking';
 import { applyJournal, recordFromDoc } from '../../../master/scheduler/policies/recovery';
 import { backoff, RetryPolicy } from '../../../master/scheduler/policies/retry';
+import { Limits } from '../../../master/scheduler/policies/limits';
 import { draining } from '../../../master/scheduler/policies/runner-state';
 import { selectMostAvailable } from '../../../master/scheduler/policies/selection';
 import { freeSlot, prioritySlots } from '../../../master/scheduler/policies/slots';
@@ -44,6 +45,7 @@ function context(
     parking: state.parking ?? new Parking(false),
     affinity: state.affinity ?? new Affinity({ allocate: () => undefined, deallocate: () => undefined }),
     folder: { congested: false },
+    limits: new Limits(new Map(), { requeue: () => undefined, wakeAt: () => undefined }),
     // None of the built-in policies reads an option.
     opts: {} as PolicyContext['opts'],
   };
