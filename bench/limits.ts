@@ -1,9 +1,9 @@
 /**
  * Rate limits: the start rate achieved under `--limit module:stamp=N/s`, as the children see it
  * (each task returns when it began). For each limit: enough tasks wait all along (N × seconds plus
- * N more), runner processes take them, and it prints the steady rate (starts per second after the
- * first second, whose N may all start at once), the busiest 1-second window (never above N) and the
- * time the batch took.
+ * N more), runner processes take them, and it prints the rate (starts per second over the whole
+ * seconds from the first start), the busiest 1-second window (never above N) and the time the
+ * batch took.
  *
  *   npm run bench:limits -- [--rates 100,1000] [--seconds 5] [--runners 2] [--workers 1] [--slots 64]
  */
@@ -95,16 +95,17 @@ async function measure(
   await all;
   const seconds = (Date.now() - began) / 1000;
   starts.sort((a, b) => a - b);
-  // The first window may start its N at once: the steady rate is the one after it.
-  const after = starts.filter((s) => s >= starts[0] + 1000);
-  const span = (starts[starts.length - 1] - starts[0] - 1000) / 1000;
+  // Over whole seconds from the first start: a window may start its N at once, so a partial last
+  // second would count a burst against a fraction of its time.
+  const whole = Math.max(1, Math.floor((starts[starts.length - 1] - starts[0]) / 1000));
+  const inWhole = starts.filter((s) => s < starts[0] + whole * 1000).length;
   await feeder.close();
   for (const c of [...runners, master]) c.kill('SIGTERM');
   return {
     limit: `${rate}/s`,
     tasks: n,
-    startsPerSecond: Math.round((after.length / span) * 10) / 10,
-    ofLimit: Number((after.length / span / rate).toFixed(3)),
+    startsPerSecond: Math.round((inWhole / whole) * 10) / 10,
+    ofLimit: Number((inWhole / whole / rate).toFixed(3)),
     busiestSecond: busiest(starts, 1000),
     seconds: Number(seconds.toFixed(2)),
     failed,

@@ -110,6 +110,8 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
    * still holds the attempt (an id added again after its add was refused is another record).
    */
   protected readonly assignedRecord = new WeakMap<Assignment, TaskRecord>();
+  /** Assignments made ahead of their rate limit's opening: not sent before this time (policies/limits.ts). */
+  protected readonly sendAt = new WeakMap<Assignment, number>();
   /** Outcomes made final since the last flush, delivered once they are durable. */
   protected undelivered: TaskOutcome[] = [];
   protected flushScheduled = false;
@@ -314,22 +316,38 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     void this.store.barrier().then(async () => {
       await this.dependencyResults.read(assign.values());
       this.flushScheduled = false;
-      for (const [r, list] of assign) {
-        // The runner may have gone, or a task been cancelled, while the write was in flight.
-        const still = list.filter((a) => {
-          const t = this.tasks.get(a.id);
-          return (
-            t !== undefined &&
-            t === this.assignedRecord.get(a) &&
-            t.state === 'assigned' &&
-            holdsAttempt(t, a.attempt, r.id)
-          );
-        });
-        for (const part of this.dependencyResults.bySize(still)) this.runners.send(r, part);
-      }
+      for (const [r, list] of assign) this.send(r, list);
       if (outcomes.length > 0) this.emit('outcomes', outcomes);
       this.scheduleFlush();
     });
+  }
+
+  /**
+   * Sends durable assignments to `r`: those still held by it (the runner may have gone, or a task
+   * been cancelled, while the write was in flight); one assigned ahead of its limit's opening waits
+   * for it (`sendAt`).
+   */
+  private send(r: RunnerEntry, list: Assignment[]): void {
+    const still = list.filter((a) => {
+      const t = this.tasks.get(a.id);
+      return (
+        t !== undefined &&
+        t === this.assignedRecord.get(a) &&
+        t.state === 'assigned' &&
+        holdsAttempt(t, a.attempt, r.id)
+      );
+    });
+    let now = still;
+    if (this.limits.any) {
+      const at = Date.now();
+      const later = still.filter((a) => (this.sendAt.get(a) ?? 0) > at);
+      if (later.length > 0) {
+        now = still.filter((a) => !later.includes(a));
+        const next = Math.min(...later.map((a) => this.sendAt.get(a) ?? 0));
+        setTimeout(() => this.closed || this.send(r, later), Math.max(0, next - Date.now())).unref();
+      }
+    }
+    for (const part of this.dependencyResults.bySize(now)) this.runners.send(r, part);
   }
 
   // ---- what the transitions (master/scheduler/transitions.ts) provide ---------------------------

@@ -84,7 +84,8 @@ export class SchedulerTransitions extends SchedulerCore {
     this.runners.reserveSlot(r, t.id, t.priority);
     this.parking.lead(t);
     this.record(t, 'assigned');
-    if (this.limits.any) this.limits.assigned(t);
+    // Assigned ahead of its limit's opening: sent when it opens (`sendAt`).
+    const sendAt = this.limits.any ? this.limits.assigned(t) : 0;
     this.stats.assigned++;
     let list = this.unsent.get(r);
     if (!list) this.unsent.set(r, (list = []));
@@ -103,6 +104,7 @@ export class SchedulerTransitions extends SchedulerCore {
     this.setRunDeadline(t, runTimeout);
     if (t.dependencies.length > 0 && !t.broadcast) this.dependencyResults.attach(a, t.dependencies);
     this.assignedRecord.set(a, t);
+    if (sendAt > 0) this.sendAt.set(a, sendAt);
     list.push(a);
   }
 

@@ -198,6 +198,20 @@ describe('deduplication', () => {
     expect(fs.readFileSync(runs, 'utf8')).toBe('holder\n');
   });
 
+  test('purging a final task inside its ttl frees its key, as a restart would find it', async () => {
+    const key = 'purged';
+    const [done] = await c.feeder.work([{ module: 'ok', dedup: { key, ttl: 600_000 } }], {
+      batch: 'to-purge',
+    });
+    expect(c.master.scheduler.dedupHolder(key)).toBe(done.id);
+    await eventually(async () => (await stored(key)) === 1, { what: 'the task in the tasks collection' });
+    expect(await c.master.purge({ batch: 'to-purge' })).toBe(1);
+    expect(c.master.scheduler.dedupHolder(key)).toBeUndefined();
+    const [fresh] = await c.feeder.add([{ module: 'ok', dedup: { key } }]);
+    expect(fresh.deduplicated).toBeUndefined();
+    await c.feeder.wait([fresh.id]);
+  });
+
   test('the master is alive after all of it: an add without a key round-trips', async () => {
     const [o] = await c.feeder.work([{ module: 'ok', params: ['alive'] }]);
     expect(o).toMatchObject({ state: 'done', result: ['alive'] });

@@ -10,9 +10,10 @@
  * Counting starts so that the starts inside the children obey the window, whatever the delay from
  * assignment to start: an assignment takes a place in the window at once, with no time yet (pending,
  * it does not expire); it gets its time when the runner reports the start (or the attempt ends, or is
- * lost), which is never before the child started. So start k+N is assigned no earlier than window
+ * lost), which is never before the child started. So start k+N is sent no earlier than a window
  * after the report of start k, itself after start k: no window of that length holds more than N
- * starts. The cost is the time from assignment to that report (tens of ms) per start.
+ * starts. A task may be assigned up to LOOKAHEAD_MS before its gate opens, its assignment sent when
+ * it does (`assigned` says when), so the write before a send does not slow every start.
  *
  * Concurrency counts the tasks assigned or running (recovered attempts included). A task module may
  * also say that it hit a limit (`this.rateLimited(ms)`, or an error with code ERATELIMITED): its gates
@@ -35,6 +36,16 @@ interface Held {
 /** While tasks wait in a line, a gate looks again at least this often (a line never sticks). */
 const RECHECK_MS = 1000;
 
+/**
+ * A task may be assigned this long before its gate opens: its assignment is written meanwhile and
+ * sent when the gate opens (`Limits.assigned` gives the time), so the database write before a send
+ * does not add to every start's cost. Its runner's slot is held that long.
+ */
+export const LOOKAHEAD_MS = 250;
+
+/** Added to a reported start's time (`Gate.stamp`). */
+const CLOCK_MARGIN_MS = 5;
+
 export class Gate implements LimitGateView {
   rate: { n: number; windowMs: number } | null = null;
   concurrent: number | null = null;
@@ -51,6 +62,8 @@ export class Gate implements LimitGateView {
   pausedUntil = 0;
   /** Tasks waiting for this gate, in queue order. */
   readonly line = new HeldLine();
+  /** Tasks handed back from the line and not assigned (or held) since: they have room kept for them. */
+  readonly out = new Set<TaskRecord>();
   /** When a wake-up is armed for (Infinity: none). */
   armedAt = Infinity;
 
@@ -79,19 +92,40 @@ export class Gate implements LimitGateView {
 
   /** How many more may start now (0: closed). */
   room(now: number): number {
-    if (this.pausedUntil > now) return 0;
+    this.expire(now);
+    return this.roomAt(now);
+  }
+
+  /**
+   * How many more may start by `at` (now or later): the starts pending, and the reported ones still
+   * in the window then, count. Changes nothing.
+   */
+  roomAt(at: number): number {
+    if (this.pausedUntil > at) return 0;
     let room = Infinity;
     if (this.concurrent !== null) room = this.concurrent - this.running;
     if (this.rate) {
-      this.expire(now);
-      room = Math.min(room, this.rate.n - this.pending - (this.times.length - this.head));
+      // The first reported start still in the window at `at` (the times are sorted).
+      const oldest = at - this.rate.windowMs;
+      let lo = this.head;
+      let hi = this.times.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (this.times[mid] <= oldest) lo = mid + 1;
+        else hi = mid;
+      }
+      room = Math.min(room, this.rate.n - this.pending - (this.times.length - lo));
     }
     return Math.max(0, room);
   }
 
-  /** Whether `t` may pass now: room, and no older task of its priority waiting in the line. */
+  /**
+   * Whether `t` may pass now: room by `LOOKAHEAD_MS` from now (its assignment is then sent no earlier
+   * than `opensAt`), and no older task of its priority waiting in the line.
+   */
   admits(t: TaskRecord, now: number): boolean {
-    if (this.room(now) <= 0) return false;
+    this.expire(now);
+    if (this.roomAt(now + LOOKAHEAD_MS) <= 0) return false;
     const first = this.line.peek();
     return first === undefined || !queuedBefore(first, t);
   }
@@ -124,6 +158,9 @@ export class Gate implements LimitGateView {
   stamp(now: number): void {
     if (this.pending > 0) this.pending--;
     if (!this.rate) return;
+    // The report came after the start, but `Date.now()` drops the fraction of a millisecond, and a
+    // child's clock may read a little ahead of this one: a few ms of margin keep the start inside.
+    now += CLOCK_MARGIN_MS;
     const t = this.times;
     // Kept sorted: a clock stepping back does not move a start into the past.
     t.push(t.length > this.head ? Math.max(now, t[t.length - 1]) : now);
@@ -227,6 +264,7 @@ export class Limits {
 
   /** `t` met a closed gate: it waits in that gate's line. */
   hold(t: TaskRecord, now: number): void {
+    for (const x of this.gatesOf(t, [])) x.out.delete(t);
     const g = this.closed(t, now);
     if (!g) return this.hooks.requeue(t, t.seq);
     g.line.push({ priority: t.priority, seq: t.seq, task: t });
@@ -234,16 +272,26 @@ export class Limits {
     this.arm(g, now);
   }
 
-  /** `t` was assigned: a start in each of its gates, pending until reported; one more running. */
-  assigned(t: TaskRecord): void {
+  /**
+   * `t` was assigned: a start in each of its gates, pending until reported; one more running.
+   * Returns when its assignment may be sent (epoch ms): when the last of its gates opens for it,
+   * within LOOKAHEAD_MS (0: at once).
+   */
+  assigned(t: TaskRecord): number {
     const gates = this.gatesOf(t, []);
-    if (gates.length === 0) return;
+    if (gates.length === 0) return 0;
+    const now = Date.now();
+    let at = 0;
     for (const g of gates) {
+      g.out.delete(t);
+      // Before this start is counted: the time the gate has room for one more.
+      at = Math.max(at, g.opensAt(now));
       g.pending++;
       g.running++;
     }
     this.counted.add(t);
     this.pendingOf.set(t, gates);
+    return at > now && Number.isFinite(at) ? at : 0;
   }
 
   /** `t` runs again without a new start (a reclaimed attempt): it counts as running. */
@@ -355,11 +403,14 @@ export class Limits {
 
   /** Hands back as many waiting tasks as `g` has room for; looks again later if some still wait. */
   private release(g: Gate, now: number): void {
-    let room = g.room(now);
+    g.room(now);
+    for (const t of g.out) if (t.state !== 'ready') g.out.delete(t);
+    let room = g.roomAt(now + LOOKAHEAD_MS) - g.out.size;
     while (room > 0) {
       const h = g.line.pop();
       if (!h) break;
       if (!live(h)) continue;
+      g.out.add(h.task);
       this.hooks.requeue(h.task, h.seq);
       room--;
     }
@@ -374,7 +425,11 @@ export class Limits {
 
   /** A wake-up for `g` at its next opening (at least every RECHECK_MS while tasks wait). */
   private arm(g: Gate, now: number): void {
-    const at = Math.min(g.opensAt(now), g.nextExpiry(now), now + RECHECK_MS);
+    // Never at once: what was handed back is assigned first (the pass runs before the next timers).
+    const at = Math.max(
+      now + 1,
+      Math.min(g.opensAt(now) - LOOKAHEAD_MS, g.nextExpiry(now) - LOOKAHEAD_MS, now + RECHECK_MS),
+    );
     if (at >= g.armedAt) return;
     g.armedAt = at;
     this.hooks.wakeAt(at, () => {
