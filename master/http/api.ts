@@ -7,7 +7,7 @@
  */
 import type { Collection } from 'mongoose';
 import { z } from 'zod';
-import { VIEW_STATES, viewState } from '../../protocol/views';
+import { VIEW_STATES } from '../../protocol/views';
 import type { TaskDoc } from '../../models/task';
 import { HttpError, json, param, parse, type HttpRoutes, type HttpView } from './server';
 import {
@@ -191,7 +191,7 @@ function overlay(s: Scheduler, d: TaskDoc): TaskView {
   if (live) return recordView(live);
   const v = docView(d);
   const fin = s.finals.get(d._id);
-  if (fin && fin.state !== viewState(d.state, null, 0)) {
+  if (fin && fin.state !== d.state) {
     v.state = fin.state;
     v.attempts = fin.attempts;
   }

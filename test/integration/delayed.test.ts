@@ -16,9 +16,13 @@ import { startFeeder, startRunner, type TestFeeder } from '../helpers/clients';
 import { freePort, ROOT, spawnCli, tempDir, type Proc } from '../helpers/cluster';
 import { testDbName, testDbUrl } from '../helpers/db';
 import { useCluster } from '../helpers/use-cluster';
-import { waitForEvent, within, WAIT_MS } from '../helpers/wait';
+import { waitForEvent, within } from '../helpers/wait';
 
 const MANY = 2_000;
+/** How long the waits for many outcomes may take on a busy machine, and the tests that make them. */
+const LONG_MS = 120_000;
+const LONG_TEST_MS = LONG_MS + 60_000;
+jest.setTimeout(LONG_TEST_MS);
 
 /**
  * `n` tasks of `started-at`, their times spread over `spreadMs` from `from` (ISO, epoch ms and delay
@@ -82,7 +86,7 @@ describe('delayed tasks on a running master', () => {
       { workers: 2, slots: 8 },
       { workers: 2, slots: 8 },
     ],
-    feeder: true,
+    feeder: { waitMs: LONG_MS },
   });
 
   test(`none of ${MANY} delayed tasks starts before its time; each is listed as delayed until then`, async () => {
@@ -94,7 +98,7 @@ describe('delayed tasks on a running master', () => {
     expect(some.tasks.length).toBe(10);
     for (const v of some.tasks) expect(v.runAt).toBeGreaterThanOrEqual(runAt.get(v.id) as number);
     const outcomes = await within(
-      WAIT_MS,
+      LONG_MS,
       c.feeder.wait(tasks.map((t) => t.id as string)),
       'every delayed task',
     );
@@ -217,7 +221,7 @@ describe('delayed tasks and retries in backoff across a master SIGKILL and resta
       reconnectDelayMs: 200,
       reconnectDelayMaxMs: 200,
     });
-    feeder = await startFeeder(url);
+    feeder = await startFeeder(url, { waitMs: LONG_MS });
   });
   afterAll(async () => {
     await feeder?.close();
@@ -234,7 +238,7 @@ describe('delayed tasks and retries in backoff across a master SIGKILL and resta
     await restart(masters[masters.length - 1]);
     const restartedAt = Date.now();
     expect(restartedAt).toBeLessThan(from); // back before the first time came
-    const outcomes = await within(WAIT_MS, f.wait(tasks.map((t) => t.id as string)), 'every delayed task');
+    const outcomes = await within(LONG_MS, f.wait(tasks.map((t) => t.id as string)), 'every delayed task');
     expect(outcomes.filter((o) => o.state !== 'done')).toEqual([]);
     expect(early(outcomes, runAt)).toEqual([]);
   });
@@ -303,7 +307,7 @@ describe('delayed tasks across a takeover by a standby master', () => {
     const b = spawn(portB);
     await b.waitFor(/standing by/, 60_000);
     runner = await startRunner(urls, { workers: 2, slots: 8 });
-    feeder = await startFeeder(urls);
+    feeder = await startFeeder(urls, { waitMs: LONG_MS });
     const from = Date.now() + 20_000;
     const { tasks, runAt } = delayedTasks('taken', 500, from, 2_000);
     await feeder.add(tasks, { batch: 'taken' });
@@ -312,7 +316,7 @@ describe('delayed tasks across a takeover by a standby master', () => {
     await b.waitFor(/master listening/, 30_000);
     expect(Date.now()).toBeLessThan(from); // taken over before the first time came
     const outcomes = await within(
-      WAIT_MS,
+      LONG_MS,
       feeder.wait(tasks.map((t) => t.id as string)),
       'every delayed task',
     );
