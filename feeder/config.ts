@@ -57,7 +57,9 @@ const SETTINGS = {
 
 export function feederConfig(flags: FeederFlags = {}, env: NodeJS.ProcessEnv = process.env): FeederConfig {
   const s = readSettings('feed', SETTINGS, { ...flags }, env);
-  const options: FeederOptions & { master: string[] } = { master: s.master ?? ([] as string[]).concat(FEEDER_DEFAULTS.master) };
+  const options: FeederOptions & { master: string[] } = {
+    master: s.master ?? ([] as string[]).concat(FEEDER_DEFAULTS.master),
+  };
   if (s.token !== undefined) options.token = s.token;
   if (s.ca !== undefined) options.ca = s.ca;
   options.connectTimeoutMs = s.connectTimeout ?? FEED_CONNECT_TIMEOUT_MS;

@@ -25,7 +25,13 @@ import { RUNNER_DEFAULTS, type RunnerOptions } from './options';
 
 type Unset =
   | 'master'
-  | 'token' | 'ca' | 'prioritySlots' | 'maxTasksPerWorker' | 'maxWorkerMemoryMb' | 'maxResultBytes' | 'logger';
+  | 'token'
+  | 'ca'
+  | 'prioritySlots'
+  | 'maxTasksPerWorker'
+  | 'maxWorkerMemoryMb'
+  | 'maxResultBytes'
+  | 'logger';
 export type ResolvedRunnerOptions = Required<Omit<RunnerOptions, Unset>> & {
   /** The masters' URLs, in the order they are tried. */
   master: string[];

@@ -416,8 +416,11 @@ export class Scheduler extends SchedulerTransitions {
 
   /** Limits (`limitBook`) changed: loaded at activation, put or deleted through the API. */
   applyLimits(): void {
+    const had = this.limits.any;
     this.limits.configure(this.limitBook.entries());
-    this.scheduleDistribute();
+    // Held tasks may go now. With no limit before or after, nothing changed: no pass (a master's
+    // activation with no limit would otherwise start a pass of its own).
+    if (had || this.limits.any) this.scheduleDistribute();
   }
 
   /**

@@ -17,7 +17,10 @@ export function createRunner(master: string | string[], opts: Partial<RunnerOpti
 }
 
 /** A started {@link createRunner}; one whose start fails is closed before the error is thrown. */
-export async function startRunner(master: string | string[], opts: Partial<RunnerOptions> = {}): Promise<Runner> {
+export async function startRunner(
+  master: string | string[],
+  opts: Partial<RunnerOptions> = {},
+): Promise<Runner> {
   const r = createRunner(master, opts);
   await closedOnFailure(r, r.start());
   return r;
@@ -48,7 +51,10 @@ export function createFeeder(master: string | string[], opts: TestFeederOptions 
 }
 
 /** A connected {@link createFeeder}; one that does not connect is closed before the error is thrown. */
-export async function startFeeder(master: string | string[], opts: TestFeederOptions = {}): Promise<TestFeeder> {
+export async function startFeeder(
+  master: string | string[],
+  opts: TestFeederOptions = {},
+): Promise<TestFeeder> {
   const f = createFeeder(master, opts);
   await closedOnFailure(f, f.ready());
   return f;

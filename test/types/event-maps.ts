@@ -102,7 +102,10 @@ type FeederToMasterContracts = {
   'tasks:cancel': { payload: typeof cancelRequestSchema; reply: typeof cancelReplySchema };
   'sysmsg:send': { payload: typeof sysmsgRequestSchema; reply: typeof sysmsgReplySchema };
   'schedules:put': { payload: typeof scheduleInputSchema; reply: typeof schedulePutReplySchema };
-  'schedules:remove': { payload: typeof scheduleRemoveRequestSchema; reply: typeof scheduleRemoveReplySchema };
+  'schedules:remove': {
+    payload: typeof scheduleRemoveRequestSchema;
+    reply: typeof scheduleRemoveReplySchema;
+  };
   'schedules:list': { payload: typeof scheduleListRequestSchema; reply: typeof scheduleListReplySchema };
 };
 
