@@ -245,8 +245,8 @@ export const MUTANTS: Mutant[] = [
     guarantee:
       "within a priority, groups take turns: a group's few tasks are not stuck behind another's large backlog",
     file: 'master/scheduler/core.ts',
-    find: 'group: t.group ?? null, task: t',
-    replace: 'group: null, task: t',
+    find: 'const e = { priority: t.priority, seq: t.seq, group: t.group ?? null, task: t };',
+    replace: 'const e = { priority: t.priority, seq: t.seq, group: null, task: t };',
     tests: ['test/integration/fair-shares.test.ts'],
     testName: 'all of B done before',
   },
