@@ -24,6 +24,8 @@
  * and rejoins at `vtime`). Removal is lazy: a task that left the ready state is skipped by the
  * caller when it reaches the top.
  */
+import { MinHeap } from '../../common/min-heap';
+
 export interface Queued {
   priority: number;
   /** Monotonic insertion number: FIFO within a group. */
@@ -51,8 +53,8 @@ interface Lane<T extends Queued> {
   stride: number;
   /** Virtual time of the lane's next start. */
   pass: number;
-  /** Heap on seq. */
-  items: T[];
+  /** Its tasks, FIFO (a heap on seq: a task pushed back goes back to its place). */
+  items: MinHeap<T>;
   /** Index in the lane heap; -1 while the lane holds nothing (idle). */
   at: number;
 }
@@ -95,15 +97,7 @@ export class ReadyQueue<T extends Queued> {
 
   push(item: T): void {
     const lane = this.laneOf(item.priority, item.group, true) as Lane<T>;
-    const items = lane.items;
-    items.push(item);
-    let i = items.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (items[i].seq >= items[parent].seq) break;
-      [items[i], items[parent]] = [items[parent], items[i]];
-      i = parent;
-    }
+    lane.items.push(item);
     this.count++;
     if (lane.at < 0) {
       // Backlogged again: no credit for the time it held nothing.
@@ -114,31 +108,16 @@ export class ReadyQueue<T extends Queued> {
       lane.at = this.heap.length;
       this.heap.push(lane);
       this.up(lane.at);
-    } else if (i === 0) this.up(lane.at); // a task pushed back ahead of the lane's head
+    } else if (lane.items.peek() === item) this.up(lane.at); // pushed back ahead of the lane's head
   }
 
   /** The next task: highest priority, the group whose turn it is, its oldest task. */
   pop(): T | undefined {
     const lane = this.heap[0];
     if (lane === undefined) return undefined;
-    const items = lane.items;
-    const top = items[0];
-    const last = items.pop() as T;
-    if (items.length > 0) {
-      items[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < items.length && items[l].seq < items[m].seq) m = l;
-        if (r < items.length && items[r].seq < items[m].seq) m = r;
-        if (m === i) break;
-        [items[i], items[m]] = [items[m], items[i]];
-        i = m;
-      }
-      this.down(0);
-    } else this.retire(lane);
+    const top = lane.items.pop();
+    if (lane.items.size > 0) this.down(0);
+    else this.retire(lane);
     this.count--;
     return top;
   }
@@ -186,7 +165,15 @@ export class ReadyQueue<T extends Queued> {
     if (!lane) {
       if (!make) return null;
       const weight = this.weightOf(group);
-      lane = { level, group, weight, stride: 1 / weight, pass: level.vtime, items: [], at: -1 };
+      lane = {
+        level,
+        group,
+        weight,
+        stride: 1 / weight,
+        pass: level.vtime,
+        items: new MinHeap<T>(bySeq),
+        at: -1,
+      };
       level.lanes.set(group, lane as Lane<Queued>);
       this.idle++;
     }
@@ -270,5 +257,9 @@ function before(a: Lane<Queued>, b: Lane<Queued>): boolean {
   const pb = b.level.priority;
   if (pa !== pb) return pa > pb;
   if (a.pass !== b.pass) return a.pass < b.pass;
-  return a.items[0].seq < b.items[0].seq;
+  return (a.items.peek() as Queued).seq < (b.items.peek() as Queued).seq;
+}
+
+function bySeq(a: Queued, b: Queued): boolean {
+  return a.seq < b.seq;
 }

@@ -22,6 +22,7 @@
  * Costs nothing when no limit is set: the policy and the core's hooks read one flag (`any`).
  * The windows live in memory: after a restart or a takeover, a window starts empty.
  */
+import { MinHeap } from '../../../common/min-heap';
 import type { LimitGateView, TaskPolicy } from '../policy';
 import type { LimitRule, LimitSpec } from '../limit-spec';
 import type { TaskRecord } from '../../task-record';
@@ -464,57 +465,17 @@ function queuedBefore(a: Held, t: TaskRecord): boolean {
   return a.priority !== t.priority ? a.priority > t.priority : a.seq < t.seq;
 }
 
-/** A gate's line: a binary heap in ready-queue order; stale entries are dropped when they reach the top. */
-class HeldLine {
-  private heap: Held[] = [];
-
-  get size(): number {
-    return this.heap.length;
+/** A gate's line, in ready-queue order; stale entries are dropped when they reach the top. */
+class HeldLine extends MinHeap<Held> {
+  constructor() {
+    super((a, b) => (a.priority !== b.priority ? a.priority > b.priority : a.seq < b.seq));
   }
 
   /** The first live entry (stale ones above it are dropped). */
-  peek(): Held | undefined {
-    while (this.heap.length > 0 && !live(this.heap[0])) this.pop();
-    return this.heap[0];
+  override peek(): Held | undefined {
+    for (let h = super.peek(); h !== undefined && !live(h); h = super.peek()) this.pop();
+    return super.peek();
   }
-
-  push(item: Held): void {
-    const h = this.heap;
-    h.push(item);
-    let i = h.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(h[i], h[parent])) break;
-      [h[i], h[parent]] = [h[parent], h[i]];
-      i = parent;
-    }
-  }
-
-  pop(): Held | undefined {
-    const h = this.heap;
-    if (h.length === 0) return undefined;
-    const top = h[0];
-    const last = h.pop() as Held;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l], h[m])) m = l;
-        if (r < h.length && before(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-}
-
-function before(a: Held, b: Held): boolean {
-  return a.priority !== b.priority ? a.priority > b.priority : a.seq < b.seq;
 }
 
 /**
