@@ -60,6 +60,12 @@ export interface TaskStore {
   /** A task that left memory without a final record (its add was refused). */
   forget(id: string): void;
   barrier(): Promise<void>;
+  /**
+   * Called just before each write takes what is queued: a distribution pass due on this tick runs
+   * here, so the assignments it makes travel in the same write as the add or result that freed them
+   * (one commit on a task's path instead of two). Absent: no hook.
+   */
+  beforeWrite?: () => void;
   /** Tasks of adds not durable yet (admission bounds them); absent: none are ever waiting. */
   readonly unwritten?: number;
   /** Why writes are not going through, if they are not (a full disk, a server not answering). */

@@ -196,6 +196,7 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
     );
     store.onRefused = (t, error) => this.stateRefused(t, error);
     store.folder.onRelieved = () => this.scheduleDistribute();
+    store.beforeWrite = this.distributeBeforeWrite;
   }
 
   // ---- distributing ----------------------------------------------------------------------------
@@ -203,13 +204,26 @@ export abstract class SchedulerCore extends EventEmitter<SchedulerEvents> {
   scheduleDistribute(): void {
     if (this.distributeScheduled || this.closed) return;
     this.distributeScheduled = true;
-    const run = () => {
-      this.distributeScheduled = false;
-      this.distribute();
-    };
-    if (this.opts.distributeDelayMs > 0) setTimeout(run, this.opts.distributeDelayMs).unref();
-    else setImmediate(run);
+    if (this.opts.distributeDelayMs > 0) setTimeout(this.runDistribute, this.opts.distributeDelayMs).unref();
+    else setImmediate(this.runDistribute);
   }
+
+  /** The pass scheduleDistribute asked for, unless the store's next write ran it already. */
+  private readonly runDistribute = (): void => {
+    if (!this.distributeScheduled) return;
+    this.distributeScheduled = false;
+    this.distribute();
+  };
+
+  /**
+   * The store is about to write what is queued (TaskStore.beforeWrite): a pass due on this tick runs
+   * first, so its assignments share that write with the add or the result that made them possible.
+   * The store's write and the pass are both set for the next turn of the event loop, the write
+   * usually first; without this, an add's assignment waited for the write after its add's.
+   */
+  private readonly distributeBeforeWrite = (): void => {
+    if (this.opts.distributeDelayMs === 0) this.runDistribute();
+  };
 
   /**
    * Hands ready tasks to runners, highest priority first, asking the policy list (`pipeline`): its

@@ -94,6 +94,8 @@ export class Store {
   private fenced = false;
   /** Set by the scheduler: a task's new state was refused and replaced by a failure. */
   onRefused: RefusalListener = () => {};
+  /** See TaskStore.beforeWrite: the scheduler's distribution pass due on this tick. */
+  beforeWrite?: () => void;
   /** Told how long each write took, in ms (metrics). */
   onWritten: (ms: number) => void = () => {};
   private queue: Entry[] = [];
@@ -374,6 +376,7 @@ export class Store {
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
+        this.beforeWrite?.();
         const batch = this.queue;
         const waiters = this.waiters;
         const upTo = this.seq;
