@@ -4,7 +4,7 @@
  *
  *   npm run bench -- [--tasks 10000] [--runners 2] [--workers 1] [--slots 32]
  *                    [--module noop|primes] [--param 20000] [--answer-threshold 1] [--dashboard]
- *                    [--chunk 1000] [--dedup] [--dedup-ttl MS]
+ *                    [--chunk 1000] [--dedup] [--dedup-ttl MS] [--insert-delay MS]
  *
  * `--dashboard` keeps one client connected to the master's /dashboard namespace throughout (what an
  * open dashboard costs the master), and reports the events it received. `--dedup` gives every task a
@@ -17,7 +17,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { io } from 'socket.io-client';
 import { Feeder } from '../feeder/feeder';
-import { freePort } from '../db/server';
+import { freePort, type EmbeddedDatabase } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
 import { benchDatabase, masterArgs, runBench, runnerArgs } from './run';
 
@@ -32,6 +32,7 @@ const { values: args } = parseArgs({
     'answer-threshold': { type: 'string', default: '1' },
     chunk: { type: 'string', default: '1000' },
     'distribute-delay': { type: 'string', default: '0' },
+    'insert-delay': { type: 'string' },
     dashboard: { type: 'boolean', default: false },
     dedup: { type: 'boolean', default: false },
     'dedup-ttl': { type: 'string' },
@@ -90,7 +91,11 @@ async function main(): Promise<void> {
     url.pathname = `/${dbName}`;
     const master = spawn(
       process.execPath,
-      masterArgs(port, url.toString(), ['--distribute-delay', String(args['distribute-delay'])]),
+      masterArgs(port, url.toString(), [
+        '--distribute-delay',
+        String(args['distribute-delay']),
+        ...(args['insert-delay'] ? ['--insert-delay', args['insert-delay']] : []),
+      ]),
       {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -99,6 +104,7 @@ async function main(): Promise<void> {
     children.push(master);
     await waitForLine(master, /master listening/, 'master');
     const masterUrl = `http://127.0.0.1:${port}`;
+    const runners: number[] = [];
     for (let i = 0; i < Number(args.runners); i++) {
       const r = spawn(
         process.execPath,
@@ -109,6 +115,7 @@ async function main(): Promise<void> {
         { env, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       children.push(r);
+      runners.push(r.pid as number);
       await waitForLine(r, /runner (ready|registered|connected)/i, `runner ${i}`);
     }
 
@@ -142,6 +149,7 @@ async function main(): Promise<void> {
     const ttl = args['dedup-ttl'] === undefined ? undefined : Number(args['dedup-ttl']);
     const dedup = (i: number) =>
       args.dedup ? { dedup: { key: `bench-${i}`, ...(ttl === undefined ? {} : { ttl }) } } : {};
+    const cpuBefore = cpuOf(master.pid, (db as Partial<EmbeddedDatabase>).pid, runners);
     const started = Date.now();
     const chunk = Number(args.chunk);
     let addMs = 0;
@@ -156,6 +164,9 @@ async function main(): Promise<void> {
     }
     await all;
     const elapsed = (Date.now() - started) / 1000;
+    // The database's share includes writing the last outcomes into `tasks`: wait for the folder.
+    await settled(masterUrl);
+    const cpuAfter = cpuOf(master.pid, (db as Partial<EmbeddedDatabase>).pid, runners);
     const latencies = [...arrivals].map(([id, at]) => at - (addedAt.get(id) ?? at)).sort((a, b) => a - b);
     const rss = peakRssMb(master.pid as number);
     const status = (await (await fetch(`${masterUrl}/api/status`)).json()) as {
@@ -169,6 +180,7 @@ async function main(): Promise<void> {
       module: args.module,
       answerThreshold: Number(args['answer-threshold']),
       distributeDelayMs: Number(args['distribute-delay']),
+      ...(args['insert-delay'] ? { insertDelayMs: Number(args['insert-delay']) } : {}),
       chunk,
       ...(args.dedup ? { dedup: true, dedupTtlMs: ttl ?? null } : {}),
       database: db.kind,
@@ -181,6 +193,7 @@ async function main(): Promise<void> {
       masterPeakRssMb: rss,
       dbCommandsPerTask: status.store ? Number((status.store.commands / n).toFixed(2)) : null,
       dbDocumentsPerTask: status.store ? Number((status.store.documents / n).toFixed(2)) : null,
+      cpuUsPerTask: perTask(cpuBefore, cpuAfter, n),
       failed,
       ...(dashboard ? { dashboard: dash } : {}),
     };
@@ -194,3 +207,69 @@ async function main(): Promise<void> {
 }
 
 runBench(main);
+
+/** CPU seconds (user + system) of a process, and of its waited-for children, from /proc. */
+function cpuSeconds(pid: number | undefined): { self: number; children: number } {
+  if (!pid) return { self: NaN, children: NaN };
+  try {
+    // Fields after the command's closing parenthesis: utime is the 14th field of the line, cutime the 16th.
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const tick = 100; // USER_HZ on Linux
+    return { self: (Number(f[11]) + Number(f[12])) / tick, children: (Number(f[13]) + Number(f[14])) / tick };
+  } catch {
+    return { self: NaN, children: NaN };
+  }
+}
+
+type CpuSample = { master: number; database: number; runners: number; children: number };
+
+/**
+ * The CPU the master, the database and the runners have used so far; `children` counts the runners'
+ * child processes that have exited (their own CPU, once waited for) and those still alive.
+ */
+function cpuOf(master: number | undefined, database: number | undefined, runners: number[]): CpuSample {
+  const r = runners.map(cpuSeconds);
+  const alive = runners.flatMap(childPids).map((pid) => cpuSeconds(pid).self);
+  return {
+    master: cpuSeconds(master).self,
+    database: cpuSeconds(database).self,
+    runners: r.reduce((a, x) => a + x.self, 0),
+    children: r.reduce((a, x) => a + x.children, 0) + alive.reduce((a, x) => a + x, 0),
+  };
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return fs
+      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function perTask(a: CpuSample, b: CpuSample, n: number): Record<keyof CpuSample | 'total', number> {
+  const us = (k: keyof CpuSample) => Math.round(((b[k] - a[k]) * 1e6) / n);
+  const out = {
+    master: us('master'),
+    database: us('database'),
+    runners: us('runners'),
+    children: us('children'),
+  };
+  return { ...out, total: out.master + out.database + out.runners + out.children };
+}
+
+/** Resolves once the master's store has nothing left to write (the folder included), or after 60 s. */
+async function settled(masterUrl: string): Promise<void> {
+  const until = Date.now() + 60_000;
+  while (Date.now() < until) {
+    const status = (await (await fetch(`${masterUrl}/api/status`)).json()) as {
+      store?: { writeBacklog: number; foldBacklog: number };
+    };
+    if (!status.store || (status.store.writeBacklog === 0 && status.store.foldBacklog === 0)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

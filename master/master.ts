@@ -594,6 +594,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
       const store = new Store(conn, {
         writeChunk: this.opts.writeChunk,
         foldBacklogLimit: this.opts.foldBacklogLimit,
+        insertDelayMs: this.opts.insertDelayMs,
         logger: this.logger,
         epoch,
         writable: () => lease.writable() && lease.epoch === epoch,

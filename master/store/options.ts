@@ -55,6 +55,19 @@ export const STORE_OPTIONS = {
     group: 'database',
     doc: 'changes waiting to be folded into `tasks` above which new assignments wait',
   }),
+  /**
+   * How long a new task stays only in the journal before its document is inserted into `tasks`:
+   * one that finishes within it is inserted once, final, and never updated (an update costs the
+   * database several inserts). The API and the CLI read through the master, which inserts the
+   * waiting ones first; only a reader of the database itself sees them late.
+   */
+  insertDelayMs: option(integer(0, 3_600_000), {
+    flag: '--insert-delay',
+    arg: '<ms>',
+    default: 1000,
+    group: 'database',
+    doc: 'how long a new task waits in the journal before its `tasks` document is inserted',
+  }),
   /** Remove final tasks this long after they finished; their ids can then be used again. `null` keeps them forever. */
   retainMs: option(retention(), {
     flag: '--retain',
