@@ -29,9 +29,15 @@ export interface FoldOptions {
   foldDelayMs?: number;
   /**
    * How long a new task that is not final waits before its document is inserted into `tasks`, so
-   * that a task finishing meanwhile is inserted final and never updated. Default 1,000 ms.
+   * that a task finishing meanwhile is inserted final and never updated. Default 60,000 ms.
    */
   insertDelayMs?: number;
+  /**
+   * New tasks waiting to be inserted above which the oldest are inserted at once, whatever their
+   * age: what the folder holds of them (their documents, their journal documents) stays bounded
+   * under a large add. Default 100,000.
+   */
+  unbornLimit?: number;
   /** Records waiting above which new assignments wait. Default 50,000. */
   foldBacklogLimit?: number;
   logger: Logger;
@@ -63,6 +69,9 @@ interface Pending {
   /** Journal documents holding its changes, with the revision of each. */
   refs: [string, number][];
 }
+
+export const INSERT_DELAY_MS = 60_000;
+export const UNBORN_LIMIT = 100_000;
 
 /** Folds the journal into `tasks` (the store's `folder`): the loop the header describes. */
 export class JournalFolder {
@@ -225,7 +234,10 @@ export class JournalFolder {
       const wasCongested = this.congested;
       const durable = this.store.durable;
       const before = Date.now() - (this.opts.foldDelayMs ?? 200);
-      const beforeInsert = Date.now() - (this.opts.insertDelayMs ?? 1000);
+      const beforeInsert = Date.now() - (this.opts.insertDelayMs ?? INSERT_DELAY_MS);
+      // New tasks beyond the limit are inserted whatever their age, the oldest first (the map keeps
+      // the adds' order), until the limit holds again.
+      let crowd = this.unbornCount - (this.opts.unbornLimit ?? UNBORN_LIMIT);
       const limit = this.opts.foldChunk ?? 500;
       const chunk: Pending[] = [];
       // Reads are waiting (insertUnbornNow): every durable new task first, whatever its age. They are
@@ -241,7 +253,12 @@ export class JournalFolder {
       const taken = new Set(chunk);
       for (const p of this.pending.values()) {
         if (chunk.length >= limit) break;
-        if (!taken.has(p) && this.ripe(p, durable, all, before, beforeInsert)) chunk.push(p);
+        if (taken.has(p)) continue;
+        if (this.ripe(p, durable, all, before, beforeInsert)) chunk.push(p);
+        else if (crowd > 0 && p.base && p.seq <= durable) {
+          chunk.push(p);
+          crowd--;
+        }
       }
       if (chunk.length === 0) {
         for (const w of answered) w();

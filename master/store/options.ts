@@ -59,12 +59,13 @@ export const STORE_OPTIONS = {
    * How long a new task stays only in the journal before its document is inserted into `tasks`:
    * one that finishes within it is inserted once, final, and never updated (an update costs the
    * database several inserts). The API and the CLI read through the master, which inserts the
-   * waiting ones first; only a reader of the database itself sees them late.
+   * waiting ones first; only a reader of the database itself sees them late. Past 100,000 waiting,
+   * the oldest are inserted at once.
    */
   insertDelayMs: option(integer(0, 3_600_000), {
     flag: '--insert-delay',
     arg: '<ms>',
-    default: 1000,
+    default: 60_000,
     group: 'database',
     doc: 'how long a new task waits in the journal before its `tasks` document is inserted',
   }),

@@ -1,0 +1,105 @@
+/**
+ * When a new task's document reaches `tasks`: by default a task stays only in the journal for a
+ * minute, so one that finishes within it is inserted once, final, and never updated; beyond a limit
+ * of waiting new tasks the oldest are inserted at once. The clock is Date.now, moved by the test.
+ */
+import mongoose, { type Connection } from 'mongoose';
+import { Store } from '../../master/store/store';
+import { newTaskRecord } from '../../master/task-record';
+import type { TaskDoc } from '../../models/task';
+import { silentLogger } from '../../common/logger';
+import { testDbName, testDbUrl } from '../helpers/db';
+import { eventually } from '../helpers/wait';
+
+describe('store: when a new task is inserted into tasks', () => {
+  let conn: Connection;
+  let store: Store;
+  let shift = 0;
+
+  beforeAll(async () => {
+    conn = await mongoose.createConnection(testDbUrl(testDbName('insert-delay'))).asPromise();
+  });
+  beforeEach(() => {
+    shift = 0;
+    const real = Date.now.bind(Date);
+    jest.spyOn(Date, 'now').mockImplementation(() => real() + shift);
+  });
+  afterEach(async () => {
+    await store.close();
+    jest.restoreAllMocks();
+  });
+  afterAll(async () => {
+    await conn.close();
+  });
+
+  async function add(id: string): Promise<TaskDoc> {
+    const created = Date.now();
+    const doc = {
+      _id: id,
+      batch: 'b',
+      module: 'ok',
+      params: [],
+      state: 'ready',
+      attempts: 0,
+      maxAttempts: 3,
+      rev: 0,
+      created,
+      updated: created,
+    } as TaskDoc;
+    const prepared = store.prepareTasks([doc]);
+    if (!('docs' in prepared)) throw new Error(prepared.error.message);
+    expect(await store.insertTasks(prepared.docs)).toEqual({ ok: true });
+    return prepared.docs[0];
+  }
+
+  /** Adds a task and finishes it: the folder writes a final state at once, in a round of its own. */
+  async function addFinished(id: string): Promise<void> {
+    const doc = await add(id);
+    store.update(
+      newTaskRecord({
+        id,
+        module: doc.module,
+        batch: doc.batch,
+        created: doc.created,
+        state: 'done',
+        maxAttempts: 3,
+        attempts: 1,
+        rev: 2,
+        who: 'r1',
+        result: 'ok',
+      }),
+    );
+    await store.barrier();
+    await eventually(() => store.tasks.findOne({ _id: id }), { what: `task "${id}" in tasks` });
+  }
+
+  const stored = async (ids: string[]) =>
+    (await store.tasks.find({ _id: { $in: ids } }).toArray()).map((d) => d._id).sort();
+
+  test('by default a new task waits a minute in the journal; a finished one is inserted at once', async () => {
+    store = new Store(conn, { writeChunk: 1000, logger: silentLogger() });
+    await add('open-1');
+    shift = 59_000;
+    // The round that inserts this finished task passes over open-1: not a minute old yet.
+    await addFinished('quick-1');
+    expect(await stored(['open-1', 'quick-1'])).toEqual(['quick-1']);
+    expect(await store.tasks.findOne({ _id: 'quick-1' })).toMatchObject({ state: 'done', rev: 2 });
+    shift = 61_000;
+    await addFinished('quick-2');
+    expect(await stored(['open-1', 'quick-1', 'quick-2'])).toEqual(['open-1', 'quick-1', 'quick-2']);
+    expect(await store.tasks.findOne({ _id: 'open-1' })).toMatchObject({ state: 'ready', rev: 0 });
+  });
+
+  test('beyond the limit of waiting new tasks, the oldest are inserted at once', async () => {
+    store = new Store(conn, { writeChunk: 1000, unbornLimit: 4, logger: silentLogger() });
+    for (const id of ['w-1', 'w-2', 'w-3']) await add(id);
+    await addFinished('w-quick');
+    expect(await stored(['w-1', 'w-2', 'w-3'])).toEqual([]);
+    // Five waiting, one over the limit: the oldest goes.
+    for (const id of ['w-4', 'w-5']) await add(id);
+    await eventually(async () => (await stored(['w-1'])).length === 1, { what: 'the oldest inserted' });
+    // Five again with this one: the next oldest goes, and no other.
+    await addFinished('w-quick-2');
+    expect(await stored(['w-1', 'w-2', 'w-3', 'w-4', 'w-5'])).toEqual(['w-1', 'w-2']);
+  });
+});
