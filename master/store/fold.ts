@@ -38,6 +38,8 @@ export interface FoldOptions {
    * under a large add. Default 100,000.
    */
   unbornLimit?: number;
+  /** Least time between the end of one round and the start of the next, unless a read waits. Default 50 ms. */
+  foldGapMs?: number;
   /** Records waiting above which new assignments wait. Default 50,000. */
   foldBacklogLimit?: number;
   logger: Logger;
@@ -72,6 +74,7 @@ interface Pending {
 
 export const INSERT_DELAY_MS = 60_000;
 export const UNBORN_LIMIT = 100_000;
+export const FOLD_GAP_MS = 50;
 
 /** Folds the journal into `tasks` (the store's `folder`): the loop the header describes. */
 export class JournalFolder {
@@ -82,6 +85,9 @@ export class JournalFolder {
   private unbornWaiters: (() => void)[] = [];
   private running: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private gapTimer: NodeJS.Timeout | null = null;
+  /** When the last round ended (performance.now()). */
+  private lastRound = -Infinity;
   private closed = false;
   /** Recent lags of final states: from the outcome to its `tasks` document (ms). */
   readonly lags: number[] = [];
@@ -166,8 +172,21 @@ export class JournalFolder {
 
   kick(): void {
     if (this.running || this.closed) return;
+    // Rounds at most every `foldGapMs`, unless a read waits: under light load each write of the
+    // writer would otherwise start a round of its own, and each round is a commit (and an fsync)
+    // that the writer's next journal insert may have to wait behind.
+    const wait = this.lastRound + (this.opts.foldGapMs ?? FOLD_GAP_MS) - performance.now();
+    if (wait > 0 && this.unbornWaiters.length === 0) {
+      this.gapTimer ??= setTimeout(() => {
+        this.gapTimer = null;
+        this.kick();
+      }, wait);
+      this.gapTimer.unref();
+      return;
+    }
     this.running = this.loop(false).finally(() => {
       this.running = null;
+      this.lastRound = performance.now();
       // A read that asked while the last round was deciding to stop: answer it now.
       if (this.unbornWaiters.length > 0) this.kick();
       else this.later();
@@ -199,6 +218,7 @@ export class JournalFolder {
     this.pending.clear();
     for (const w of this.unbornWaiters.splice(0)) w();
     if (this.timer) clearTimeout(this.timer);
+    if (this.gapTimer) clearTimeout(this.gapTimer);
     this.timer = null;
   }
 
@@ -207,6 +227,7 @@ export class JournalFolder {
     this.closed = true;
     for (const w of this.unbornWaiters.splice(0)) w();
     if (this.timer) clearTimeout(this.timer);
+    if (this.gapTimer) clearTimeout(this.gapTimer);
   }
 
   /** Changes that are not ripe yet (running states younger than the delay) get a later round. */

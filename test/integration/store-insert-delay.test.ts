@@ -1,7 +1,8 @@
 /**
- * When a new task's document reaches `tasks`: by default a task stays only in the journal for a
- * minute, so one that finishes within it is inserted once, final, and never updated; beyond a limit
- * of waiting new tasks the oldest are inserted at once. The clock is Date.now, moved by the test.
+ * When the folder writes into `tasks`: by default a new task stays only in the journal for a minute,
+ * so one that finishes within it is inserted once, final, and never updated; beyond a limit of
+ * waiting new tasks the oldest are inserted at once; and its rounds are at least `foldGapMs` apart.
+ * The clock is Date.now, moved by the test.
  */
 import mongoose, { type Connection } from 'mongoose';
 import { Store } from '../../master/store/store';
@@ -11,7 +12,7 @@ import { silentLogger } from '../../common/logger';
 import { testDbName, testDbUrl } from '../helpers/db';
 import { eventually } from '../helpers/wait';
 
-describe('store: when a new task is inserted into tasks', () => {
+describe('store: when the folder writes into tasks', () => {
   let conn: Connection;
   let store: Store;
   let shift = 0;
@@ -53,7 +54,7 @@ describe('store: when a new task is inserted into tasks', () => {
   }
 
   /** Adds a task and finishes it: the folder writes a final state at once, in a round of its own. */
-  async function addFinished(id: string): Promise<void> {
+  async function addFinished(id: string, inserted = true): Promise<void> {
     const doc = await add(id);
     store.update(
       newTaskRecord({
@@ -70,7 +71,7 @@ describe('store: when a new task is inserted into tasks', () => {
       }),
     );
     await store.barrier();
-    await eventually(() => store.tasks.findOne({ _id: id }), { what: `task "${id}" in tasks` });
+    if (inserted) await eventually(() => store.tasks.findOne({ _id: id }), { what: `task "${id}" in tasks` });
   }
 
   const stored = async (ids: string[]) =>
@@ -101,5 +102,18 @@ describe('store: when a new task is inserted into tasks', () => {
     // Five again with this one: the next oldest goes, and no other.
     await addFinished('w-quick-2');
     expect(await stored(['w-1', 'w-2', 'w-3', 'w-4', 'w-5'])).toEqual(['w-1', 'w-2']);
+  });
+
+  test('rounds of the folder are at least foldGapMs apart: what finishes meanwhile is written together', async () => {
+    store = new Store(conn, { writeChunk: 1000, foldGapMs: 600_000, logger: silentLogger() });
+    await addFinished('gap-1', false);
+    await store.folder.insertUnbornNow(); // a round: the next is not due for ten minutes
+    const before = { ...store.folder.counters };
+    for (const id of ['gap-2', 'gap-3', 'gap-4']) await addFinished(id, false);
+    // A read through the master does not wait for the gap: one round writes the three.
+    await store.folder.insertUnbornNow();
+    expect(await stored(['gap-2', 'gap-3', 'gap-4'])).toEqual(['gap-2', 'gap-3', 'gap-4']);
+    expect(store.folder.counters.commands - before.commands).toBe(1);
+    expect(store.folder.counters.documents - before.documents).toBe(3);
   });
 });
