@@ -4,7 +4,7 @@
  *
  *   npm run bench -- [--tasks 10000] [--runners 2] [--workers 1] [--slots 32]
  *                    [--module noop|primes] [--param 20000] [--answer-threshold 1] [--dashboard]
- *                    [--chunk 1000] [--dedup] [--dedup-ttl MS] [--insert-delay MS]
+ *                    [--chunk 1000] [--dedup] [--dedup-ttl MS] [--insert-delay MS] [--cpu-prof DIR]
  *
  * `--dashboard` keeps one client connected to the master's /dashboard namespace throughout (what an
  * open dashboard costs the master), and reports the events it received. `--dedup` gives every task a
@@ -33,6 +33,7 @@ const { values: args } = parseArgs({
     chunk: { type: 'string', default: '1000' },
     'distribute-delay': { type: 'string', default: '0' },
     'insert-delay': { type: 'string' },
+    'cpu-prof': { type: 'string' },
     dashboard: { type: 'boolean', default: false },
     dedup: { type: 'boolean', default: false },
     'dedup-ttl': { type: 'string' },
@@ -89,13 +90,18 @@ async function main(): Promise<void> {
     const dbName = `bench_${Date.now()}`;
     const url = new URL(db.url);
     url.pathname = `/${dbName}`;
+    // --cpu-prof DIR: the master writes a V8 CPU profile there when it exits (read it in Chrome's DevTools).
+    const prof = args['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', args['cpu-prof']] : [];
     const master = spawn(
       process.execPath,
-      masterArgs(port, url.toString(), [
-        '--distribute-delay',
-        String(args['distribute-delay']),
-        ...(args['insert-delay'] ? ['--insert-delay', args['insert-delay']] : []),
-      ]),
+      [
+        ...prof,
+        ...masterArgs(port, url.toString(), [
+          '--distribute-delay',
+          String(args['distribute-delay']),
+          ...(args['insert-delay'] ? ['--insert-delay', args['insert-delay']] : []),
+        ]),
+      ],
       {
         env,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -201,6 +207,13 @@ async function main(): Promise<void> {
     await feeder.close();
     dashboard?.close();
   } finally {
+    // A profiled master writes its profile as it exits: stop it gently (bounded) before the rest.
+    const master = children[0];
+    if (args['cpu-prof'] && master && master.exitCode === null) {
+      const exited = new Promise((resolve) => master.once('exit', resolve));
+      master.kill('SIGTERM');
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    }
     stop();
     await db.stop();
   }
