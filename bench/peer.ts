@@ -28,7 +28,8 @@
  *                         [--feeder-ids] [--scale 100000] [--chunk 1000] [--timeout 300]
  *
  * Redis is the machine's `redis-server` (REDIS_SERVER overrides), started per measurement on a free
- * 127.0.0.1 port with its own temporary directory and stopped after it.
+ * 127.0.0.1 port with its own temporary directory and stopped after it. Syscalls per task of
+ * taskmaster's processes on a short drain: `python3 bench/peer/strace-drain.py 10000 /tmp/strace`.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
