@@ -159,13 +159,14 @@ function meter(redis: PrivateRedis): CpuMeter {
   return cpu;
 }
 
+/** The id prefix of warm-up jobs, whose events a measurement ignores. */
+const WARM_UP = 'warm-up-';
+
 /**
  * A sandbox forks its children (or starts its threads) at the first jobs, one per job running at
  * once: `workers` × `slots` jobs at once start them all, as a runner starts its child before it
  * registers, so that neither system's measurement holds process start-up. Then counts from zero.
  */
-const WARM_UP = 'warm-up-';
-
 async function warmUp(queue: Queue, workers: Workers, w: Workload): Promise<void> {
   const n = w.workers * w.slots;
   const jobs = Array.from({ length: n }, (_, i) => ({
