@@ -1,16 +1,35 @@
 /**
- * taskmaster and BullMQ side by side, in one run, on the same workloads: each round runs every
- * workload on taskmaster (master + runner processes on the embedded database, or MONGO_URL), on
- * BullMQ with Redis without persistence, and on BullMQ with Redis AOF fsync'd on every write,
- * alternating the order from round to round. Prints one JSON line per measurement as it is taken,
- * then a table per workload: each system per round, the ratio taskmaster ÷ BullMQ, and the medians.
+ * taskmaster and BullMQ side by side, in one run, on the same workloads, alternating the order of
+ * the systems from round to round. The systems (`--systems`, all by default):
  *
- *   npm run bench:peer -- [--rounds 3] [--mode drain,light,scale] [--systems taskmaster,bullmq,bullmq-aof]
+ *   taskmaster         master + runner processes (one child process each) on the embedded database,
+ *                      or MONGO_URL
+ *   bullmq             BullMQ, the processor a function inside each worker process, Redis without
+ *                      persistence
+ *   bullmq-aof         the same on Redis with AOF fsync'd on every write
+ *   bullmq-sandboxed   BullMQ's sandbox: the processor a file (bench/tasks/noop.js, the module the
+ *                      runners run) in child processes, Redis without persistence
+ *   bullmq-threads     the sandbox with `useWorkerThreads: true`
+ *
+ * Every worker process (runner) runs `--slots` tasks at once, so `--workers` × `--slots` in all. The
+ * sandboxed systems run no `scale` (no worker takes part in it: it is `bullmq`'s).
+ *
+ * Prints one JSON line per measurement as it is taken, then per workload a table of each system per
+ * round with the ratios taskmaster ÷ each BullMQ and the medians, and a table of the CPU each task
+ * cost each process (µs, medians of the rounds; JSON: `cpuUsPerTask`): the master, the database
+ * (FerretDB / Redis), the workers (runners / BullMQ worker processes), their children (BullMQ's
+ * threads count in their worker process), the feeder (this process: the Feeder / BullMQ's Queue and
+ * QueueEvents). It is read from /proc before and after each measurement (bench/peer/cpu.ts): from the
+ * first add to the last result (and, for taskmaster, the store's deferred writes), processes started
+ * during it counted from when they are ready, their children from their start.
+ *
+ *   npm run bench:peer -- [--rounds 3] [--mode drain,light,scale] [--systems taskmaster,bullmq,...]
  *                         [--tasks 50000] [--workers 2] [--slots 32] [--rate 500] [--adds 1000]
  *                         [--feeder-ids] [--scale 100000] [--chunk 1000] [--timeout 300]
  *
  * Redis is the machine's `redis-server` (REDIS_SERVER overrides), started per measurement on a free
- * 127.0.0.1 port with its own temporary directory and stopped after it.
+ * 127.0.0.1 port with its own temporary directory and stopped after it. Syscalls per task of
+ * taskmaster's processes on a short drain: `python3 bench/peer/strace-drain.py 10000 /tmp/strace`.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +38,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Database } from '../db/server';
 import * as bull from './peer/bullmq-side';
+import type { BullSetup } from './peer/bullmq-side';
 import { SYSTEMS, type Figures, type Mode, type System, type Workload } from './peer/measure';
 import { REDIS_SERVER } from './peer/redis';
 import { printTables, type Measurement } from './peer/report';
@@ -61,9 +81,20 @@ function positive(flag: keyof typeof args): number {
   return n;
 }
 
+const BULL: Record<Exclude<System, 'taskmaster'>, BullSetup> = {
+  bullmq: { persistence: 'none', processor: 'inline' },
+  'bullmq-aof': { persistence: 'always', processor: 'inline' },
+  'bullmq-sandboxed': { persistence: 'none', processor: 'process' },
+  'bullmq-threads': { persistence: 'none', processor: 'thread' },
+};
+
+/** Whether `mode` means anything on `system`: a scale has no workers, so the sandbox changes nothing. */
+const applies = (system: System, mode: Mode): boolean =>
+  mode !== 'scale' || system === 'taskmaster' || BULL[system].processor === 'inline';
+
 function measure(system: System, mode: Mode, db: Database | undefined, w: Workload): Promise<Figures> {
-  if (system === 'taskmaster') return tm[mode]((db as Database).url, w);
-  return bull[mode](system === 'bullmq' ? 'none' : 'always', w);
+  if (system === 'taskmaster') return tm[mode](db as Database, w);
+  return bull[mode](BULL[system], w);
 }
 
 async function main(): Promise<void> {
@@ -109,6 +140,7 @@ async function main(): Promise<void> {
       const order = systems.map((_, i) => systems[(i + round - 1) % systems.length]);
       for (const mode of modes) {
         for (const system of order) {
+          if (!applies(system, mode)) continue;
           process.stderr.write(`round ${round}/${rounds}: ${mode} on ${system}\n`);
           let m: Measurement;
           try {

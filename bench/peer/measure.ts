@@ -1,10 +1,22 @@
 /** What the peer benchmark's workloads share: their parameters, their results, and open-loop timing. */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { CpuBudget } from './cpu';
 
 export type Mode = 'drain' | 'light' | 'scale';
-export type System = 'taskmaster' | 'bullmq' | 'bullmq-aof';
-export const SYSTEMS: readonly System[] = ['taskmaster', 'bullmq', 'bullmq-aof'];
+/**
+ * `bullmq`: the processor runs inside the worker process; `bullmq-aof`: the same on Redis with AOF
+ * fsync'd on every write; `bullmq-sandboxed`: the processor a file run in child processes (BullMQ's
+ * sandbox, what a taskmaster runner does); `bullmq-threads`: the sandbox in worker threads.
+ */
+export type System = 'taskmaster' | 'bullmq' | 'bullmq-aof' | 'bullmq-sandboxed' | 'bullmq-threads';
+export const SYSTEMS: readonly System[] = [
+  'taskmaster',
+  'bullmq',
+  'bullmq-aof',
+  'bullmq-sandboxed',
+  'bullmq-threads',
+];
 
 export interface Workload {
   /** drain: tasks queued before the workers start. */
@@ -45,6 +57,10 @@ export interface Figures {
   /** taskmaster: database commands and documents the master wrote, per task. */
   dbCommandsPerTask?: number;
   dbDocumentsPerTask?: number;
+  /** µs of CPU per task per process role over the measurement (bench/peer/cpu.ts). */
+  cpuUsPerTask?: CpuBudget;
+  /** Child processes of the workers (runners) alive at the end of the measurement. */
+  childProcesses?: number;
   failed?: number;
   seconds?: number;
 }

@@ -1,4 +1,8 @@
-/** The peer benchmark's tables: per workload and figure, each system per round, ratios and medians. */
+/**
+ * The peer benchmark's tables: per workload and figure, each system per round, ratios and medians;
+ * then per workload the CPU per task per process of each system, medians of the rounds.
+ */
+import { CPU_ROLES, type CpuRole } from './cpu';
 import { median, round2, type Figures, type Mode, type System, type Workload } from './measure';
 
 export type Measurement = { round: number; mode: Mode; system: System; error?: string } & Figures;
@@ -41,18 +45,58 @@ const ratio = (a: number | undefined, b: number | undefined): number =>
   a !== undefined && b !== undefined && b !== 0 ? a / b : NaN;
 const fmtRatio = (r: number): string => (Number.isFinite(r) ? `${round2(r)}×` : '–');
 
+const CPU_LABELS: Record<CpuRole | 'total', string> = {
+  master: 'master',
+  database: 'database (FerretDB / Redis)',
+  workers: 'runners / BullMQ workers',
+  children: 'their children',
+  feeder: 'feeder / producer',
+  total: 'total',
+};
+
+/** One row per system: the median over the rounds of each role's µs per task, and of the total. */
+function printCpu(results: Measurement[], mode: Mode, systems: System[], out: (line: string) => void): void {
+  const columns = [...CPU_ROLES, 'total'] as const;
+  const runs = (s: System) => results.filter((r) => r.mode === mode && r.system === s && r.cpuUsPerTask);
+  const med = (s: System, c: CpuRole | 'total') => median(runs(s).map((r) => r.cpuUsPerTask?.[c] ?? NaN));
+  const hasTaskmaster = systems.includes('taskmaster');
+  out('');
+  out('CPU µs per task per process (median of the rounds; lower is better)');
+  out('');
+  const header = [
+    'system',
+    ...columns.map((c) => CPU_LABELS[c]),
+    'child processes',
+    ...(hasTaskmaster ? ['taskmaster ÷ this (total)'] : []),
+  ];
+  out(`| ${header.join(' | ')} |`);
+  out(`|${header.map(() => '---').join('|')}|`);
+  for (const s of systems) {
+    const children = median(runs(s).map((r) => r.childProcesses ?? NaN));
+    const ratioCell = fmtRatio(ratio(med('taskmaster', 'total'), med(s, 'total')));
+    const cells = [s, ...columns.map((c) => fmt(med(s, c))), fmt(children)];
+    out(`| ${[...cells, ...(hasTaskmaster ? [ratioCell] : [])].join(' | ')} |`);
+  }
+  if (systems.includes('bullmq-threads')) {
+    out('');
+    out("bullmq-threads: the worker threads' CPU counts in their worker process's column.");
+  }
+}
+
 /** Markdown tables, one per workload and figure; ratios are taskmaster ÷ each BullMQ. */
 export function printTables(
   results: Measurement[],
   modes: Mode[],
-  systems: System[],
+  allSystems: System[],
   w: Workload,
   out: (line: string) => void,
 ): void {
-  const peers = systems.filter((s) => s !== 'taskmaster');
-  const withRatios = systems.includes('taskmaster') ? peers : [];
   const rounds = [...new Set(results.map((r) => r.round))];
   for (const mode of modes) {
+    // A system a workload does not apply to (no measurement at all) gets no column.
+    const systems = allSystems.filter((s) => results.some((r) => r.mode === mode && r.system === s));
+    const peers = systems.filter((s) => s !== 'taskmaster');
+    const withRatios = systems.includes('taskmaster') ? peers : [];
     out(`### ${title(mode, w)}`);
     for (const { figure, label } of COLUMNS[mode]) {
       out('');
@@ -82,6 +126,7 @@ export function printTables(
       out('');
       out(`taskmaster database writes per task (median): ${commands} commands, ${documents} documents`);
     }
+    printCpu(results, mode, systems, out);
     out('');
   }
 }

@@ -1,13 +1,15 @@
 /**
  * The taskmaster half of the peer benchmark: a master process (`bin/taskmaster.js master`) on the
  * database the run shares, a fresh database name per measurement, runner processes with the
- * bench/tasks modules, and an in-process Feeder, as in bench/throughput.ts.
+ * bench/tasks modules, and an in-process Feeder, as in bench/throughput.ts. CPU counts the master,
+ * the database server (when it was started here), the runners, their children and this process
+ * (bench/peer/cpu.ts).
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose from 'mongoose';
 import { Feeder } from '../../feeder/feeder';
-import { freePort } from '../../db/server';
+import { freePort, type Database, type EmbeddedDatabase } from '../../db/server';
 import type { TaskOutcome } from '../../protocol/schemas';
 import {
   deadline,
@@ -18,6 +20,7 @@ import {
   type Figures,
   type Workload,
 } from './measure';
+import { CpuMeter } from './cpu';
 import { rssMb, spawnTethered, type Tethered } from './processes';
 import { masterArgs, runnerArgs } from '../run';
 
@@ -29,18 +32,25 @@ interface Master {
   feeder: Feeder;
   /** Starts `count` runner processes at once and resolves when all are registered. */
   startRunners(count: number): Promise<void>;
+  /**
+   * Counts the master, the database server and this process from now, the runners started so far
+   * and each runner started later from its registration, with their children.
+   */
+  meter(): CpuMeter;
   storeFigures(tasks: number): Promise<Pick<Figures, 'dbCommandsPerTask' | 'dbDocumentsPerTask'>>;
 }
 
 let measurement = 0;
 
-/** Runs `fn` against a fresh master on a fresh database of `mongoUrl`; stops everything after. */
-async function withMaster<T>(mongoUrl: string, w: Workload, fn: (m: Master) => Promise<T>): Promise<T> {
-  const url = new URL(mongoUrl);
+/** Runs `fn` against a fresh master on a fresh database of `db`; stops everything after. */
+async function withMaster<T>(db: Database, w: Workload, fn: (m: Master) => Promise<T>): Promise<T> {
+  const url = new URL(db.url);
   url.pathname = `/peer_${process.pid}_${++measurement}`;
   const port = await freePort();
   const started: Tethered[] = [];
   let feeder: Feeder | undefined;
+  let cpu: CpuMeter | undefined;
+  const runnerPids: number[] = [];
   try {
     const master = await spawnTethered(process.execPath, masterArgs(port, url.toString()), ENV);
     started.push(master);
@@ -58,6 +68,15 @@ async function withMaster<T>(mongoUrl: string, w: Workload, fn: (m: Master) => P
       await Promise.all(
         runners.map((r, i) => r.waitFor(/runner (ready|registered|connected)/i, `runner ${i}`)),
       );
+      for (const r of runners) cpu?.watch(r.pid, 'workers', true);
+      runnerPids.push(...runners.map((r) => r.pid));
+    };
+    const meter = () => {
+      cpu = new CpuMeter();
+      cpu.watch(master.pid, 'master');
+      cpu.watch((db as Partial<EmbeddedDatabase>).pid, 'database');
+      for (const pid of runnerPids) cpu.watch(pid, 'workers', true);
+      return cpu;
     };
     // Counted once the writer and the folder are idle, so writes deferred past the last result count.
     const storeFigures = async (tasks: number) => {
@@ -76,7 +95,7 @@ async function withMaster<T>(mongoUrl: string, w: Workload, fn: (m: Master) => P
         await sleep(50);
       }
     };
-    return await fn({ url: masterUrl, pid: master.pid, feeder, startRunners, storeFigures });
+    return await fn({ url: masterUrl, pid: master.pid, feeder, startRunners, meter, storeFigures });
   } finally {
     await feeder?.close().catch(() => {});
     // Runners first, so the master does not spend the shutdown requeueing their tasks.
@@ -108,8 +127,9 @@ async function addChunks(feeder: Feeder, n: number, chunk: number): Promise<void
 }
 
 /** `w.tasks` queued with no runner, then `w.workers` runners started at once drain them. */
-export function drain(mongoUrl: string, w: Workload): Promise<Figures> {
-  return withMaster(mongoUrl, w, async (m) => {
+export function drain(db: Database, w: Workload): Promise<Figures> {
+  return withMaster(db, w, async (m) => {
+    const cpu = m.meter();
     await addChunks(m.feeder, w.tasks, w.chunk);
     let first = 0;
     let last = 0;
@@ -126,19 +146,22 @@ export function drain(mongoUrl: string, w: Workload): Promise<Figures> {
     await m.startRunners(w.workers);
     await deadline(all, w.timeoutMs, `taskmaster drain: ${w.tasks} results did not all arrive`);
     const seconds = (last - first) / 1000;
+    const store = await m.storeFigures(w.tasks);
     return {
       jobsPerSecond: Math.round((w.tasks - 1) / seconds),
       seconds: round2(seconds),
       failed,
-      ...(await m.storeFigures(w.tasks)),
+      ...store,
+      ...cpu.perTask(w.tasks),
     };
   });
 }
 
 /** `w.adds` single adds at `w.rate`/s, open loop, with the runners waiting; add → result latency. */
-export function light(mongoUrl: string, w: Workload): Promise<Figures> {
-  return withMaster(mongoUrl, w, async (m) => {
+export function light(db: Database, w: Workload): Promise<Figures> {
+  return withMaster(db, w, async (m) => {
     await m.startRunners(w.workers);
+    const cpu = m.meter();
     const dueAt = new Map<string, number>();
     // A result can arrive before its add's reply: keep arrivals and pair them at the end.
     const arrivals = new Map<string, number>();
@@ -159,18 +182,15 @@ export function light(mongoUrl: string, w: Workload): Promise<Figures> {
     });
     await deadline(all, w.timeoutMs, `taskmaster light: ${w.adds} results did not all arrive`);
     const latencies = [...arrivals].map(([id, at]) => at - (dueAt.get(id) ?? NaN));
-    return {
-      sentPerSecond,
-      ...latencyFigures(latencies),
-      failed,
-      ...(await m.storeFigures(w.adds)),
-    };
+    const store = await m.storeFigures(w.adds);
+    return { sentPerSecond, ...latencyFigures(latencies), failed, ...store, ...cpu.perTask(w.adds) };
   });
 }
 
 /** `w.scale` tasks added in chunks with nobody working: adds/s and the master's RSS. */
-export function scale(mongoUrl: string, w: Workload): Promise<Figures> {
-  return withMaster(mongoUrl, w, async (m) => {
+export function scale(db: Database, w: Workload): Promise<Figures> {
+  return withMaster(db, w, async (m) => {
+    const cpu = m.meter();
     const start = performance.now();
     await deadline(addChunks(m.feeder, w.scale, w.chunk), w.timeoutMs, `taskmaster scale: ${w.scale} adds`);
     const seconds = (performance.now() - start) / 1000;
@@ -181,6 +201,7 @@ export function scale(mongoUrl: string, w: Workload): Promise<Figures> {
       rssMb: rss.rss,
       peakRssMb: rss.peak,
       ...(await m.storeFigures(w.scale)),
+      ...cpu.perTask(w.scale),
     };
   });
 }
