@@ -6,6 +6,7 @@
  * then a table per workload: each system per round, the ratio taskmaster ÷ BullMQ, and the medians.
  *
  *   npm run bench:peer -- [--rounds 3] [--mode drain,light,scale] [--systems taskmaster,bullmq,bullmq-aof]
+ *                         (also taskmaster-thread: runners with --isolation thread)
  *                         [--tasks 50000] [--workers 2] [--slots 32] [--rate 500] [--adds 1000]
  *                         [--feeder-ids] [--scale 100000] [--chunk 1000] [--timeout 300]
  *
@@ -19,7 +20,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Database } from '../db/server';
 import * as bull from './peer/bullmq-side';
-import { SYSTEMS, type Figures, type Mode, type System, type Workload } from './peer/measure';
+import { ALL_SYSTEMS, SYSTEMS, type Figures, type Mode, type System, type Workload } from './peer/measure';
 import { REDIS_SERVER } from './peer/redis';
 import { printTables, type Measurement } from './peer/report';
 import * as tm from './peer/taskmaster-side';
@@ -62,14 +63,18 @@ function positive(flag: keyof typeof args): number {
 }
 
 function measure(system: System, mode: Mode, db: Database | undefined, w: Workload): Promise<Figures> {
-  if (system === 'taskmaster') return tm[mode]((db as Database).url, w);
+  if (system === 'taskmaster' || system === 'taskmaster-thread')
+    return tm[mode]((db as Database).url, {
+      ...w,
+      isolation: system === 'taskmaster' ? 'process' : 'thread',
+    });
   return bull[mode](system === 'bullmq' ? 'none' : 'always', w);
 }
 
 async function main(): Promise<void> {
   const rounds = positive('rounds');
   const modes = list(args.mode, MODES, 'mode');
-  const systems = list(args.systems, SYSTEMS, 'systems');
+  const systems = args.systems ? list(args.systems, ALL_SYSTEMS, 'systems') : [...SYSTEMS];
   const w: Workload = {
     tasks: positive('tasks'),
     workers: positive('workers'),

@@ -3,10 +3,15 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export type Mode = 'drain' | 'light' | 'scale';
-export type System = 'taskmaster' | 'bullmq' | 'bullmq-aof';
+export type System = 'taskmaster' | 'taskmaster-thread' | 'bullmq' | 'bullmq-aof';
+/** What runs when `--systems` is not given. */
 export const SYSTEMS: readonly System[] = ['taskmaster', 'bullmq', 'bullmq-aof'];
+/** Also accepted by `--systems`: taskmaster with its runners' `--isolation thread`. */
+export const ALL_SYSTEMS: readonly System[] = ['taskmaster', 'taskmaster-thread', 'bullmq', 'bullmq-aof'];
 
 export interface Workload {
+  /** taskmaster: what a runner's worker is (its `--isolation`). Default process. */
+  isolation?: 'process' | 'thread';
   /** drain: tasks queued before the workers start. */
   tasks: number;
   /** drain and light: worker processes (runners for taskmaster). */
@@ -45,6 +50,8 @@ export interface Figures {
   /** taskmaster: database commands and documents the master wrote, per task. */
   dbCommandsPerTask?: number;
   dbDocumentsPerTask?: number;
+  /** taskmaster drain: CPU time of the runner processes (their children and threads included) per task, in µs. */
+  runnerCpuUsPerTask?: number;
   failed?: number;
   seconds?: number;
 }

@@ -81,6 +81,13 @@ export function printTables(
       const documents = median(tmRuns.map((r) => r.dbDocumentsPerTask ?? NaN));
       out('');
       out(`taskmaster database writes per task (median): ${commands} commands, ${documents} documents`);
+      if (mode === 'drain')
+        for (const s of systems.filter((x) => x.startsWith('taskmaster'))) {
+          const cpu = median(
+            results.filter((r) => r.mode === mode && r.system === s).map((r) => r.runnerCpuUsPerTask ?? NaN),
+          );
+          out(`${s}: runner CPU per task (median, runners and their workers): ${fmt(cpu)} µs`);
+        }
     }
     out('');
   }

@@ -18,7 +18,7 @@ import {
   type Figures,
   type Workload,
 } from './measure';
-import { rssMb, spawnTethered, type Tethered } from './processes';
+import { rssMb, spawnTethered, treeCpuMs, type Tethered } from './processes';
 import { masterArgs, runnerArgs } from '../run';
 
 const ENV = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
@@ -29,6 +29,8 @@ interface Master {
   feeder: Feeder;
   /** Starts `count` runner processes at once and resolves when all are registered. */
   startRunners(count: number): Promise<void>;
+  /** CPU ms the runner processes and their children have used so far. */
+  runnersCpuMs(): number;
   storeFigures(tasks: number): Promise<Pick<Figures, 'dbCommandsPerTask' | 'dbDocumentsPerTask'>>;
 }
 
@@ -51,7 +53,11 @@ async function withMaster<T>(mongoUrl: string, w: Workload, fn: (m: Master) => P
     const startRunners = async (count: number) => {
       const runners = await Promise.all(
         Array.from({ length: count }, () =>
-          spawnTethered(process.execPath, runnerArgs(masterUrl, 1, w.slots), ENV),
+          spawnTethered(
+            process.execPath,
+            runnerArgs(masterUrl, 1, w.slots, ['--isolation', w.isolation ?? 'process']),
+            ENV,
+          ),
         ),
       );
       started.push(...runners);
@@ -76,7 +82,8 @@ async function withMaster<T>(mongoUrl: string, w: Workload, fn: (m: Master) => P
         await sleep(50);
       }
     };
-    return await fn({ url: masterUrl, pid: master.pid, feeder, startRunners, storeFigures });
+    const runnersCpuMs = () => started.slice(1).reduce((sum, r) => sum + treeCpuMs(r.pid), 0);
+    return await fn({ url: masterUrl, pid: master.pid, feeder, startRunners, runnersCpuMs, storeFigures });
   } finally {
     await feeder?.close().catch(() => {});
     // Runners first, so the master does not spend the shutdown requeueing their tasks.
@@ -124,11 +131,15 @@ export function drain(mongoUrl: string, w: Workload): Promise<Figures> {
       });
     });
     await m.startRunners(w.workers);
+    // From the moment they are registered: their start-up is not the tasks' cost.
+    const cpuBefore = m.runnersCpuMs();
     await deadline(all, w.timeoutMs, `taskmaster drain: ${w.tasks} results did not all arrive`);
+    const runnerCpuUsPerTask = significant(((m.runnersCpuMs() - cpuBefore) * 1000) / w.tasks);
     const seconds = (last - first) / 1000;
     return {
       jobsPerSecond: Math.round((w.tasks - 1) / seconds),
       seconds: round2(seconds),
+      runnerCpuUsPerTask,
       failed,
       ...(await m.storeFigures(w.tasks)),
     };
