@@ -102,7 +102,7 @@ export class ThreadHandle extends WorkerHost {
    */
   async stop(_graceMs: number): Promise<void> {
     if (this.exited) return;
-    this.forceEnd();
+    void this.worker.terminate();
     await this.exitedPromise;
   }
 
