@@ -8,7 +8,7 @@
  *   npm run bench:runner -- [--tasks 5000] [--workers 1] [--slots 32] [--isolation process|thread]
  *                           [--strace FILE]
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
