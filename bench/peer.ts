@@ -10,6 +10,7 @@
  *   bullmq-sandboxed   BullMQ's sandbox: the processor a file (bench/tasks/noop.js, the module the
  *                      runners run) in child processes, Redis without persistence
  *   bullmq-threads     the sandbox with `useWorkerThreads: true`
+ *   taskmaster-thread  taskmaster with its runners' `--isolation thread` (only when named)
  *
  * Every worker process (runner) runs `--slots` tasks at once, so `--workers` × `--slots` in all. The
  * sandboxed systems run no `scale` (no worker takes part in it: it is `bullmq`'s).
@@ -39,7 +40,7 @@ import { parseArgs } from 'node:util';
 import type { Database } from '../db/server';
 import * as bull from './peer/bullmq-side';
 import type { BullSetup } from './peer/bullmq-side';
-import { SYSTEMS, type Figures, type Mode, type System, type Workload } from './peer/measure';
+import { ALL_SYSTEMS, SYSTEMS, type Figures, type Mode, type System, type Workload } from './peer/measure';
 import { REDIS_SERVER } from './peer/redis';
 import { printTables, type Measurement } from './peer/report';
 import * as tm from './peer/taskmaster-side';
@@ -81,7 +82,7 @@ function positive(flag: keyof typeof args): number {
   return n;
 }
 
-const BULL: Record<Exclude<System, 'taskmaster'>, BullSetup> = {
+const BULL: Record<Exclude<System, 'taskmaster' | 'taskmaster-thread'>, BullSetup> = {
   bullmq: { persistence: 'none', processor: 'inline' },
   'bullmq-aof': { persistence: 'always', processor: 'inline' },
   'bullmq-sandboxed': { persistence: 'none', processor: 'process' },
@@ -90,17 +91,20 @@ const BULL: Record<Exclude<System, 'taskmaster'>, BullSetup> = {
 
 /** Whether `mode` means anything on `system`: a scale has no workers, so the sandbox changes nothing. */
 const applies = (system: System, mode: Mode): boolean =>
-  mode !== 'scale' || system === 'taskmaster' || BULL[system].processor === 'inline';
+  mode !== 'scale' ||
+  system === 'taskmaster' ||
+  (system !== 'taskmaster-thread' && BULL[system].processor === 'inline');
 
 function measure(system: System, mode: Mode, db: Database | undefined, w: Workload): Promise<Figures> {
   if (system === 'taskmaster') return tm[mode](db as Database, w);
+  if (system === 'taskmaster-thread') return tm[mode](db as Database, { ...w, isolation: 'thread' });
   return bull[mode](BULL[system], w);
 }
 
 async function main(): Promise<void> {
   const rounds = positive('rounds');
   const modes = list(args.mode, MODES, 'mode');
-  const systems = list(args.systems, SYSTEMS, 'systems');
+  const systems = args.systems ? list(args.systems, ALL_SYSTEMS, 'systems') : [...SYSTEMS];
   const w: Workload = {
     tasks: positive('tasks'),
     workers: positive('workers'),

@@ -4,7 +4,8 @@
  *
  *   npm run bench -- [--tasks 10000] [--runners 2] [--workers 1] [--slots 32]
  *                    [--module noop|primes] [--param 20000] [--answer-threshold 1] [--dashboard]
- *                    [--chunk 1000] [--dedup] [--dedup-ttl MS] [--insert-delay MS] [--cpu-prof DIR]
+ *                    [--chunk 1000] [--dedup] [--dedup-ttl MS] [--isolation process|thread]
+ *                    [--insert-delay MS] [--cpu-prof DIR]
  *
  * `--dashboard` keeps one client connected to the master's /dashboard namespace throughout (what an
  * open dashboard costs the master), and reports the events it received. `--dedup` gives every task a
@@ -26,6 +27,7 @@ const { values: args } = parseArgs({
     tasks: { type: 'string', default: '10000' },
     runners: { type: 'string', default: '2' },
     workers: { type: 'string', default: '1' },
+    isolation: { type: 'string', default: 'process' },
     slots: { type: 'string', default: '32' },
     module: { type: 'string', default: 'noop' },
     param: { type: 'string', default: '20000' },
@@ -117,6 +119,8 @@ async function main(): Promise<void> {
         runnerArgs(masterUrl, Number(args.workers), Number(args.slots), [
           '--answer-threshold',
           String(args['answer-threshold']),
+          '--isolation',
+          String(args.isolation),
         ]),
         { env, stdio: ['ignore', 'pipe', 'pipe'] },
       );
@@ -182,6 +186,7 @@ async function main(): Promise<void> {
       tasks: n,
       runners: Number(args.runners),
       workersPerRunner: Number(args.workers),
+      isolation: args.isolation,
       slotsPerRunner: Number(args.slots),
       module: args.module,
       answerThreshold: Number(args['answer-threshold']),

@@ -83,7 +83,9 @@ export async function main(argv: string[]): Promise<number> {
   withLogFlags(
     program
       .command('runner')
-      .description('start a runner: connects to the master and runs task modules in child processes')
+      .description(
+        'start a runner: connects to the master and runs task modules in child processes (or threads)',
+      )
       .option(
         '--master <urls>',
         'master URL, or several separated by commas: an active master and its standbys (env TASKMASTER_MASTER; default http://127.0.0.1:3232)',
@@ -95,6 +97,10 @@ export async function main(argv: string[]): Promise<number> {
       )
       .option('--slots <n>', 'tasks run at once (env TASKMASTER_SLOTS; default: the number of workers)')
       .option('--workers <n>', 'child processes (env TASKMASTER_WORKERS; default: CPU cores)')
+      .option(
+        '--isolation <kind>',
+        'process: each worker a child process; thread: a worker thread in the runner (env TASKMASTER_ISOLATION; default process)',
+      )
       .option('--priority-slots <json>', 'slots guaranteed per priority range, e.g. \'{"1":30,"2":20}\'')
       .option('--token <secret>', 'token for the master (env TASKMASTER_TOKEN)')
       .option('--ca <file>', 'PEM certificate of the CA that signed an https master (env TASKMASTER_CA)')

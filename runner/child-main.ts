@@ -26,7 +26,7 @@ function send(msg: ToParent): void {
   channel.send(msg);
 }
 
-const processor = new ChildProcessor(send);
+const processor = new ChildProcessor(send, { flush: () => channel.flush() });
 channel.on('message', (msg) => processor.handle(msg as ToChild));
 
 // The runner went away without stopping this child: nothing left to report to, and nobody left to

@@ -34,6 +34,7 @@ const ObjectDefineProperty = Object.defineProperty;
 const ObjectFreeze = Object.freeze;
 const ArrayIsArray = Array.isArray;
 const BufferByteLength = Buffer.byteLength;
+/** `memoryUsage.rss()` reads one number instead of walking the heap spaces like `memoryUsage()`. */
 const readRss = process.memoryUsage.rss;
 
 interface CompiledModule {
@@ -65,8 +66,23 @@ export class ChildProcessor {
   private nextReqId = 1;
   /** What the runner lets this child send per message (its latest Start says): bytes of JSON. */
   private room = Infinity;
+  /** Attempts announced and not run yet: those of the message being read. */
+  private pending: { msg: StartMessage; mod: CompiledModule | undefined; run: Running }[] = [];
+  private readonly flush: () => void;
+  private readonly memory: () => number;
 
-  constructor(private readonly send: (msg: ToParent) => void) {}
+  /**
+   * `send` may hold messages until the end of the tick; `flush` sends them at once. `memory` is what
+   * recycling measures, sent with each outcome: the resident set for a process (the default), the
+   * heap for a thread, which shares the resident set with the runner.
+   */
+  constructor(
+    private readonly send: (msg: ToParent) => void,
+    opts: { flush?: () => void; memory?: () => number } = {},
+  ) {
+    this.flush = opts.flush ?? (() => undefined);
+    this.memory = opts.memory ?? readRss;
+  }
 
   get activeCount(): number {
     return this.running.size;
@@ -100,6 +116,13 @@ export class ChildProcessor {
     }
   }
 
+  /**
+   * Takes an attempt and says so; it runs once the message it came in has been read. Every attempt of
+   * that message is announced first and the announcements are sent before any of them runs, so one
+   * `Started` message covers them all, and a task that then holds the thread does not hold back the
+   * news that its neighbours began. The module version is looked up now: a later Load in the same
+   * message is for a later attempt.
+   */
   private start(msg: StartMessage): void {
     const { key, task } = msg;
     if (this.running.has(key)) return;
@@ -109,7 +132,18 @@ export class ChildProcessor {
     const run: Running = { ctx: this.context(key, task, controller.signal), controller, settled: false };
     this.running.set(key, run);
     this.send({ cmd: ParentCommand.Started, key });
+    if (this.pending.push({ msg, mod, run }) === 1) queueMicrotask(this.runPending);
+  }
 
+  private readonly runPending = (): void => {
+    const list = this.pending;
+    this.pending = [];
+    this.flush();
+    for (const p of list) this.execute(p.msg, p.mod, p.run);
+  };
+
+  private execute(msg: StartMessage, mod: CompiledModule | undefined, run: Running): void {
+    const { key, task } = msg;
     if (!mod || mod.hash !== msg.hash) {
       // The parent sends a Load before the first Start of each version, so this is a bookkeeping slip,
       // not a broken module: let the master retry the attempt.
@@ -215,8 +249,15 @@ export class ChildProcessor {
     if (!this.settle(key)) return;
     // Too large to send: its size goes instead, and the runner fails the attempt with ETOOLARGE
     // naming the setting, as for any result over its limit.
-    if (bytes > this.room) this.send({ cmd: ParentCommand.Completed, key, result: null, bytes, rss: rss() });
-    else this.send({ cmd: ParentCommand.Completed, key, result: JSONParse(text) as unknown, rss: rss() });
+    if (bytes > this.room)
+      this.send({ cmd: ParentCommand.Completed, key, result: null, bytes, rss: this.memory() });
+    else
+      this.send({
+        cmd: ParentCommand.Completed,
+        key,
+        result: JSONParse(text) as unknown,
+        rss: this.memory(),
+      });
   }
 
   private failThrown(key: string, err: unknown): void {
@@ -252,7 +293,7 @@ export class ChildProcessor {
         key,
         error,
         ...(unrecoverable ? { unrecoverable } : {}),
-        rss: rss(),
+        rss: this.memory(),
       });
   }
 }
@@ -346,11 +387,6 @@ function pickFunction(exp: unknown): TaskFunction | undefined {
   // `export default { run }` seen through the ESM → CJS transform.
   if (isObject(exp.default) && typeof exp.default.run === 'function') return exp.default.run as TaskFunction;
   return undefined;
-}
-
-/** `memoryUsage.rss()` reads one number instead of walking the heap spaces like `memoryUsage()`. */
-function rss(): number {
-  return readRss();
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -53,6 +53,7 @@ const optionsSchema = z.object({
   slots: int(1, 100_000),
   prioritySlots: z.record(z.string().regex(/^-?\d+(\.\d+)?$/, 'keys must be priorities'), int(0)).optional(),
   workers: int(1, 1024),
+  isolation: z.enum(['process', 'thread']),
   token: z.string().optional(),
   ca: z.union([z.string(), z.array(z.string())]).optional(),
   // The master refuses a hello with more (protocol/limits.ts): say so at start, not at every connect.
@@ -105,6 +106,7 @@ export interface RunnerFlags {
   tasks?: string[];
   slots?: string;
   workers?: string;
+  isolation?: string;
   prioritySlots?: string;
   token?: string;
   ca?: string;
@@ -150,6 +152,11 @@ const settings = (cwd: string) => ({
   },
   slots: { flag: '--slots', env: 'TASKMASTER_SLOTS', schema: integer(1, 100_000) },
   workers: { flag: '--workers', env: 'TASKMASTER_WORKERS', schema: integer(1, 1024) },
+  isolation: {
+    flag: '--isolation',
+    env: 'TASKMASTER_ISOLATION',
+    schema: z.enum(['process', 'thread'], { error: 'must be process or thread' }),
+  },
   prioritySlots: {
     flag: '--priority-slots',
     schema: jsonObject(z.number().int('must be an integer').min(0, 'must be >= 0')).refine(
@@ -184,7 +191,7 @@ const settings = (cwd: string) => ({
 
 /**
  * The runner's settings from flags and the environment (TASKMASTER_MASTER, TASKMASTER_TOKEN, TASKMASTER_CA,
- * TASKMASTER_TASKS, TASKMASTER_SLOTS, TASKMASTER_WORKERS, TASKMASTER_RUNNER_ID, TASKMASTER_LOG_FORMAT,
+ * TASKMASTER_TASKS, TASKMASTER_SLOTS, TASKMASTER_WORKERS, TASKMASTER_ISOLATION, TASKMASTER_RUNNER_ID, TASKMASTER_LOG_FORMAT,
  * TASKMASTER_LOG_LEVEL), read in this one place; flags win. Task folders are resolved against `cwd`.
  */
 export function runnerConfig(

@@ -5,6 +5,7 @@
 import os from 'node:os';
 import type { Logger } from '../common/logger';
 import { ACK_TIMEOUT_MS } from '../protocol/events';
+import type { Isolation } from './worker-host';
 
 export interface RunnerOptions {
   /**
@@ -19,8 +20,15 @@ export interface RunnerOptions {
   slots?: number;
   /** Slots guaranteed per priority range, announced to the master, e.g. `{ '1': 30, '2': 20 }`. Default none. */
   prioritySlots?: Record<string, number>;
-  /** Child processes. Default: CPU cores. */
+  /** Child processes (or threads, with `isolation: 'thread'`). Default: CPU cores. */
   workers?: number;
+  /**
+   * What a worker is: `process`, a child process of its own (the default), or `thread`, a worker
+   * thread in the runner's process: cheaper to start and to talk to, but a native crash or an
+   * exhausted heap of the process takes the runner down, and memory and the process are shared (see
+   * docs/runners.md).
+   */
+  isolation?: Isolation;
   /** Token for the master's handshake. */
   token?: string;
   /** CA certificates (PEM) to verify an https master with, instead of the system's: a private CA. Default none. */
@@ -84,6 +92,7 @@ export const RUNNER_DEFAULTS = Object.freeze({
   master: 'http://127.0.0.1:3232',
   tasks: ['tasks'],
   workers: Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
+  isolation: 'process' as Isolation,
   answerThreshold: 1,
   answerDelayMs: 5,
   watch: true,

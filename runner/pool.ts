@@ -1,6 +1,7 @@
 /**
  * The child pool (after BullMQ's child-pool.ts): `workers` children, each running as many attempts as
- * it is given. It forks them, chooses one per attempt, recycles and replaces them, and routes what
+ * it is given. A child is a process by default, or a worker thread with `isolation: 'thread'`; both
+ * sit behind the same handle (worker-host.ts), so what follows holds for either. It forks them, chooses one per attempt, recycles and replaces them, and routes what
  * they say to the attempt it concerns; each attempt's timeout, cancel-then-kill escalation and single
  * report belong to its supervisor (attempt-supervisor.ts), and the counts a child is chosen by to the
  * child's handle (child-handle.ts).
@@ -29,7 +30,9 @@ import type { Logger } from '../common/logger';
 import { wireError } from '../protocol/errors';
 import type { AddReply } from '../protocol/schemas';
 import { AttemptSupervisor, type AttemptOwner, type JobOutcome, type PoolJob } from './attempt-supervisor';
-import { ChildHandle, type ChildExit } from './child-handle';
+import { ChildHandle } from './child-handle';
+import { ThreadHandle } from './thread-handle';
+import type { ChildExit, Isolation, WorkerHost } from './worker-host';
 import { ExecProcess, type ExecSpec } from './exec-task';
 import { ParentCommand, type ToParent } from './sandbox-messages';
 
@@ -37,12 +40,14 @@ export type { JobOutcome, PoolJob } from './attempt-supervisor';
 
 export interface PoolOptions {
   workers: number;
+  /** Child processes (the default) or worker threads. */
+  isolation?: Isolation;
   killGraceMs: number;
   execArgv: string[];
   orphanWatchdog: boolean;
   /** Retire a child once it has finished this many attempts. Default: never. */
   maxTasksPerWorker?: number;
-  /** Retire a child whose resident set, measured as each attempt settles, exceeds this. Default: never. */
+  /** Retire a child whose resident set (a thread's: its heap), measured as each attempt settles, exceeds this. Default: never. */
   maxWorkerMemoryMb?: number;
   /** Longest message a child may send its runner; a longer one kills it. Default: `workerMessageLimit` of 1 MiB results. */
   maxMessageBytes?: () => number;
@@ -61,7 +66,7 @@ export interface PoolEvents {
 }
 
 export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner {
-  private children: ChildHandle[] = [];
+  private children: WorkerHost[] = [];
   /** Every attempt handed to a host and not let go of yet, cancelled ones included. */
   private attempts = new Map<string, AttemptSupervisor>();
   /** Jobs that arrived while no child was alive (all crashed at once and respawns are backing off). */
@@ -141,8 +146,8 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
   }
 
   /** A child still holding an abandoned attempt may be stuck in it until the kill: avoid it if possible. */
-  private choose(): ChildHandle | undefined {
-    let best: ChildHandle | undefined;
+  private choose(): WorkerHost | undefined {
+    let best: WorkerHost | undefined;
     for (const c of this.children) {
       if (!c.alive || c.retiring) continue;
       if (!best || c.abandoned < best.abandoned || (c.abandoned === best.abandoned && c.load < best.load))
@@ -162,13 +167,17 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
     this.emit('started', job.key);
   }
 
-  private spawn(): ChildHandle {
-    const child = new ChildHandle({
-      execArgv: this.opts.execArgv,
-      orphanWatchdog: this.opts.orphanWatchdog,
-      ...(this.opts.maxMessageBytes ? { maxMessageBytes: this.opts.maxMessageBytes } : {}),
-      logger: this.log,
-    });
+  private spawn(): WorkerHost {
+    const limit = this.opts.maxMessageBytes ? { maxMessageBytes: this.opts.maxMessageBytes } : {};
+    const child =
+      this.opts.isolation === 'thread'
+        ? new ThreadHandle({ execArgv: this.opts.execArgv, ...limit, logger: this.log })
+        : new ChildHandle({
+            execArgv: this.opts.execArgv,
+            orphanWatchdog: this.opts.orphanWatchdog,
+            ...limit,
+            logger: this.log,
+          });
     this.children.push(child);
     child.on('message', (msg) => this.onMessage(child, msg));
     child.once('ready', () => {
@@ -181,7 +190,7 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
     return child;
   }
 
-  private onMessage(child: ChildHandle, msg: ToParent): void {
+  private onMessage(child: WorkerHost, msg: ToParent): void {
     if (msg.cmd === ParentCommand.Ready || msg.cmd === ParentCommand.Fatal) return;
     // The handle passes on only reports about attempts its own process holds (child-handle.ts), so an
     // attempt is started, advanced and settled only by the child it was handed to.
@@ -220,7 +229,7 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
   }
 
   /** Retires `child` if it has reached a recycling limit. */
-  private checkLimits(child: ChildHandle, rss: number | undefined): void {
+  private checkLimits(child: WorkerHost, rss: number | undefined): void {
     if (child.retiring || this.closed) return;
     const { maxTasksPerWorker: maxTasks, maxWorkerMemoryMb: maxMb } = this.opts;
     let reason: string | undefined;
@@ -232,19 +241,25 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
     // The replacement is forked now rather than when the old child exits: a retiring child may still
     // be finishing a long attempt, and the pool should not run a worker short meanwhile.
     const fresh = this.spawn();
-    this.log.info('recycling worker process', { pid: child.pid, reason, replacement: fresh.pid });
+    this.log.info(`recycling worker ${child.kind}`, {
+      pid: child.pid,
+      worker: child.id,
+      reason,
+      replacement: fresh.pid ?? fresh.id,
+    });
     this.emit('recycle', child.pid, fresh.pid, reason);
   }
 
-  private onExit(child: ChildHandle, exit: ChildExit): void {
+  private onExit(child: WorkerHost, exit: ChildExit): void {
     this.children = this.children.filter((c) => c !== child);
     // Already replaced when it was retired; only a crash while finishing its last attempts is news.
     if (child.retiring && exit.keys.length === 0) return;
+    const what = `worker ${child.kind}`;
     const how = child.killedFor
-      ? `worker process killed: ${child.killedFor}`
+      ? `${what} killed: ${child.killedFor}`
       : exit.fatal
-        ? `worker process died: ${exit.fatal.message}`
-        : `worker process exited (${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}) while running the task`;
+        ? `${what} died: ${exit.fatal.message}`
+        : `${what} exited (${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}) while running the task`;
     for (const key of exit.keys) {
       const a = this.attempts.get(key);
       if (!a) continue;
@@ -252,8 +267,9 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
       a.finish({ ok: false, error: wireError('ECRASH', how) });
     }
     if (this.closed || child.retiring) return;
-    this.log.warn('worker process died; replacing it', {
+    this.log.warn(`worker ${child.kind} died; replacing it`, {
       pid: child.pid,
+      worker: child.id,
       code: exit.code,
       signal: exit.signal,
       tasks: exit.keys.length,
@@ -274,12 +290,17 @@ export class ChildPool extends EventEmitter<PoolEvents> implements AttemptOwner 
   }
 }
 
-function whenReady(child: ChildHandle): Promise<void> {
+function whenReady(child: WorkerHost): Promise<void> {
   if (child.ready) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onExit = (exit: ChildExit) => {
       child.off('ready', onReady);
-      reject(new Error(`worker process exited during start-up (${exit.signal ?? `code ${exit.code}`})`));
+      const why = exit.fatal ? `: ${exit.fatal.message}` : '';
+      reject(
+        new Error(
+          `worker ${child.kind} exited during start-up (${exit.signal ?? `code ${exit.code}`})${why}`,
+        ),
+      );
     };
     const onReady = () => {
       child.off('exit', onExit);

@@ -113,3 +113,17 @@ function trySignal(pid: number, signal: NodeJS.Signals): boolean {
     return false;
   }
 }
+
+/**
+ * Signals every process whose environment carries `tag` (what a worker thread's tasks started: the
+ * thread shares the runner's pid and group, so only the tag finds them). Returns the pids signalled.
+ */
+export function signalTagged(tag: string, signal: NodeJS.Signals): number[] {
+  const procs = readProcs();
+  if (!procs) return [];
+  const needle = Buffer.from(`${TREE_TAG_VAR}=${tag}\0`);
+  const signalled: number[] = [];
+  for (const p of procs)
+    if (p.pid !== process.pid && hasTag(p.pid, needle) && trySignal(p.pid, signal)) signalled.push(p.pid);
+  return signalled;
+}

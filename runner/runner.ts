@@ -101,6 +101,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     });
     this.pool = new ChildPool({
       workers: o.workers,
+      isolation: o.isolation,
       killGraceMs: o.killGraceMs,
       execArgv: o.execArgv,
       orphanWatchdog: o.orphanWatchdog,

@@ -8,12 +8,16 @@
  * (`oversize`) and reading stops, and the runner kills the worker. JSON text has no raw newline, so
  * a newline always ends a message.
  *
+ * Messages sent in one tick travel as one line holding a JSON array (message-batch.ts); the reader
+ * passes each on as a message of its own.
+ *
  * The worker's end uses the JSON functions captured when it is loaded, before any task runs: a task
  * replacing `JSON.stringify` must not change what its neighbours' reports say.
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { ENVELOPE_BYTES } from '../protocol/limits';
+import { MessageBatch, unpack } from './message-batch';
 
 /** The worker's file descriptor for its channel to the runner (named in its environment too). */
 export const WORKER_CHANNEL_FD = 3;
@@ -34,7 +38,7 @@ const JSONParse = JSON.parse;
 const NEWLINE = 0x0a;
 
 export interface ChannelEvents {
-  /** A message, parsed as JSON (`undefined` if the line was not JSON). */
+  /** A message, parsed as JSON (`undefined` if the line was not JSON); each of a batch on its own. */
   message: [unknown];
   /** A message grew past `maxBytes` before its newline: nothing more is read. */
   oversize: [limit: number];
@@ -48,6 +52,7 @@ export class WorkerChannel extends EventEmitter<ChannelEvents> {
   private closed = false;
   /** Captured with the socket, before any task runs: a task may replace `Socket.prototype.write`. */
   private readonly write: Duplex['write'];
+  private readonly batch = new MessageBatch((text) => this.writeLine(text));
 
   constructor(
     private readonly socket: Duplex,
@@ -59,6 +64,7 @@ export class WorkerChannel extends EventEmitter<ChannelEvents> {
     socket.on('data', (chunk: Buffer) => this.read(chunk));
     socket.on('close', () => {
       this.closed = true;
+      this.batch.clear();
       this.emit('close');
     });
     // A write to a worker that just died fails; its exit tells the real story.
@@ -69,10 +75,25 @@ export class WorkerChannel extends EventEmitter<ChannelEvents> {
     return !this.closed && this.socket.writable;
   }
 
-  /** Sends one message; `done` is called once it has been handed to the system. */
+  /**
+   * Sends one message at the end of the tick, with the others sent in it. With `done`, it goes now
+   * (after those queued before it), and `done` is called once it has been handed to the system.
+   */
   send(msg: unknown, done?: () => void): void {
     if (!this.open) return done?.();
-    this.write(`${JSONStringify(msg)}\n`, () => done?.());
+    const text = JSONStringify(msg);
+    if (!done) return this.batch.add(text);
+    this.batch.flush();
+    this.write(`${text}\n`, () => done());
+  }
+
+  /** Writes the messages queued in this tick now. */
+  flush(): void {
+    if (this.open) this.batch.flush();
+  }
+
+  private writeLine(text: string): void {
+    if (this.open) this.write(`${text}\n`);
   }
 
   close(): void {
@@ -96,7 +117,7 @@ export class WorkerChannel extends EventEmitter<ChannelEvents> {
       } catch {
         msg = undefined;
       }
-      this.emit('message', msg);
+      for (const one of unpack(msg)) this.emit('message', one);
     }
   }
 

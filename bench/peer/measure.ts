@@ -9,7 +9,9 @@ export type Mode = 'drain' | 'light' | 'scale';
  * fsync'd on every write; `bullmq-sandboxed`: the processor a file run in child processes (BullMQ's
  * sandbox, what a taskmaster runner does); `bullmq-threads`: the sandbox in worker threads.
  */
-export type System = 'taskmaster' | 'bullmq' | 'bullmq-aof' | 'bullmq-sandboxed' | 'bullmq-threads';
+export type System =
+  'taskmaster' | 'taskmaster-thread' | 'bullmq' | 'bullmq-aof' | 'bullmq-sandboxed' | 'bullmq-threads';
+/** What runs when `--systems` is not given. */
 export const SYSTEMS: readonly System[] = [
   'taskmaster',
   'bullmq',
@@ -17,8 +19,16 @@ export const SYSTEMS: readonly System[] = [
   'bullmq-sandboxed',
   'bullmq-threads',
 ];
+/** Also accepted by `--systems`: `taskmaster-thread`, taskmaster with its runners' `--isolation thread`. */
+export const ALL_SYSTEMS: readonly System[] = [
+  ...SYSTEMS.slice(0, 1),
+  'taskmaster-thread',
+  ...SYSTEMS.slice(1),
+];
 
 export interface Workload {
+  /** taskmaster: what a runner's worker is (its `--isolation`). Default process. */
+  isolation?: 'process' | 'thread';
   /** drain: tasks queued before the workers start. */
   tasks: number;
   /** drain and light: worker processes (runners for taskmaster). */

@@ -117,3 +117,36 @@ export function rssMb(pid: number): { rss: number; peak: number } {
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
   return { rss: Math.round(kb('VmRSS') / 1024), peak: Math.round(kb('VmHWM') / 1024) };
 }
+
+/**
+ * CPU time (user + system, ms) that `root` and its living descendants have used: threads are counted
+ * in their process, and the children a runner has already reaped in its `cutime`/`cstime`.
+ */
+export function treeCpuMs(root: number): number {
+  const ticks = 100; // USER_HZ on Linux
+  const stats = new Map<number, { ppid: number; cpu: number }>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // After `pid (comm) `: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based overall.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    stats.set(Number(name), {
+      ppid: Number(f[1]),
+      cpu: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
+    });
+  }
+  let total = 0;
+  for (const [pid, s] of stats) {
+    for (let p = pid; p > 1; p = stats.get(p)?.ppid ?? 0) {
+      if (p !== root) continue;
+      total += s.cpu;
+      break;
+    }
+  }
+  return (total * 1000) / ticks;
+}

@@ -61,7 +61,11 @@ async function withMaster<T>(db: Database, w: Workload, fn: (m: Master) => Promi
     const startRunners = async (count: number) => {
       const runners = await Promise.all(
         Array.from({ length: count }, () =>
-          spawnTethered(process.execPath, runnerArgs(masterUrl, 1, w.slots), ENV),
+          spawnTethered(
+            process.execPath,
+            runnerArgs(masterUrl, 1, w.slots, ['--isolation', w.isolation ?? 'process']),
+            ENV,
+          ),
         ),
       );
       started.push(...runners);

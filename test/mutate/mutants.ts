@@ -291,7 +291,7 @@ export const MUTANTS: Mutant[] = [
   {
     name: 'worker-reports-unbound',
     guarantee: 'a worker cannot start, advance or settle an attempt another worker holds',
-    file: 'runner/child-handle.ts',
+    file: 'runner/worker-host.ts',
     find: '        if (!this.keys.has(msg.key)) return this.notHeld(msg.cmd, msg.key);\n',
     replace: '',
     more: [
@@ -339,6 +339,15 @@ export const MUTANTS: Mutant[] = [
     more: [{ find: '        const left = this.reapTree();\n', replace: '        const left = 0;\n' }],
     tests: ['test/adversarial/process-tree.test.ts'],
     testName: 'a cancel kills the worker',
+  },
+  {
+    name: 'thread-timeout-never-terminates',
+    guarantee: 'a worker thread stuck in a synchronous loop past its run timeout is terminated and replaced',
+    file: 'runner/thread-handle.ts',
+    find: '    if (!this.exited) void this.worker.terminate();\n',
+    replace: '',
+    tests: ['test/unit/runner-pool-thread.test.ts'],
+    testName: 'a CPU-bound loop fails with ETO',
   },
   {
     name: 'orphaned-worker-spares-its-group',

@@ -63,3 +63,24 @@ describe('runner options: exec allow-list', () => {
     expect(await help()).toContain('--allow-exec <programs>');
   });
 });
+
+describe('runner options: isolation', () => {
+  test('process unless told; --isolation and TASKMASTER_ISOLATION give thread, the flag winning', () => {
+    expect(resolveRunnerOptions({}).isolation).toBe('process');
+    expect(runnerConfig({ isolation: 'thread' }, {}).options).toEqual({ isolation: 'thread' });
+    expect(runnerConfig({}, { TASKMASTER_ISOLATION: 'thread' }).options).toEqual({ isolation: 'thread' });
+    expect(runnerConfig({ isolation: 'process' }, { TASKMASTER_ISOLATION: 'thread' }).options).toEqual({
+      isolation: 'process',
+    });
+    expect(resolveRunnerOptions({ isolation: 'thread' }).isolation).toBe('thread');
+  });
+
+  test('anything else is refused, named by its flag or option', () => {
+    expect(errorOf(() => runnerConfig({ isolation: 'vm' }, {})).message).toContain(
+      '--isolation: must be process or thread',
+    );
+    expect(errorOf(() => resolveRunnerOptions({ isolation: 'vm' as unknown as 'thread' })).message).toContain(
+      'isolation',
+    );
+  });
+});
