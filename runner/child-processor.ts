@@ -37,6 +37,22 @@ const BufferByteLength = Buffer.byteLength;
 /** `memoryUsage.rss()` reads one number instead of walking the heap spaces like `memoryUsage()`. */
 const readRss = process.memoryUsage.rss;
 
+/**
+ * The RSS, read once per turn of the event loop: each read opens, reads and closes /proc/self/stat
+ * (three system calls), and the outcomes settled in one turn would each read the same number.
+ */
+function rssOncePerTurn(read: () => number = readRss): () => number {
+  let cached: number | undefined;
+  const forget = () => void (cached = undefined);
+  return () => {
+    if (cached === undefined) {
+      cached = read();
+      setImmediate(forget);
+    }
+    return cached;
+  };
+}
+
 interface CompiledModule {
   hash: string;
   fn?: TaskFunction;
@@ -81,7 +97,7 @@ export class ChildProcessor {
     opts: { flush?: () => void; memory?: () => number } = {},
   ) {
     this.flush = opts.flush ?? (() => undefined);
-    this.memory = opts.memory ?? readRss;
+    this.memory = opts.memory ?? rssOncePerTurn();
   }
 
   get activeCount(): number {
