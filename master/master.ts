@@ -78,6 +78,7 @@ import { rewriteFromMemory } from './store/rewrite';
 import { ScanGate } from './http/scan-gate';
 import { BatchNames } from './scheduler/batch-names';
 import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCounts } from './connections';
+import { WireCounts, type WireCountsView } from './wire-counts';
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
@@ -139,6 +140,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
   private connections: ConnectionGuard | null = null;
+  private readonly wire = new WireCounts();
   private slowReaders: SlowReaders | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
   private recovered = false;
@@ -715,6 +717,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
   // ---- runners ---------------------------------------------------------------------------------
 
   private onRunner(socket: RunnerSocket): void {
+    this.wire.attach(socket);
     // One connection is one runner: the id of its first accepted hello.
     let mine: RunnerEntry | null = null;
     const log = this.logger.child({ socket: socket.id });
@@ -1012,6 +1015,11 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
   /** Connections held and closed by the limits (master/connections.ts). */
   connectionStatus(): ConnectionCounts | null {
     return this.connections?.status() ?? null;
+  }
+
+  /** Messages exchanged with runners since start, by direction and event. */
+  wireCounts(): WireCountsView {
+    return this.wire.view();
   }
 
   /** The write-through store's backlog and lag, for status and health. */
