@@ -17,6 +17,7 @@ import { TaskmasterError, wireError, type WireError } from '../protocol/errors';
 import {
   ACK_TIMEOUT_MS,
   NAMESPACES,
+  type AttemptRef,
   type Sysmsg,
   type SysmsgReply,
   type FeederToMaster,
@@ -78,6 +79,7 @@ import { rewriteFromMemory } from './store/rewrite';
 import { ScanGate } from './http/scan-gate';
 import { BatchNames } from './scheduler/batch-names';
 import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCounts } from './connections';
+import { TickBatch } from './tick-batch';
 import { WireCounts, type WireCountsView } from './wire-counts';
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
@@ -731,6 +733,11 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
       'say runner:hello first (or this connection lost its runner id)',
     );
 
+    // The cancels of one tick go together, one task:cancel per reason (a batch cancelled while it runs).
+    const cancels = new TickBatch<AttemptRef>((tasks, reason) =>
+      socket.emit('task:cancel', { tasks, reason, epoch }),
+    );
+
     on(socket, log, 'runner:hello', { schema: helloSchema, prefix: 'hello' }, (h, reply) => {
       if (mine && mine.id !== h.runnerId)
         return reply.refuse(
@@ -751,7 +758,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
         link: {
           // The epoch of this activation: a runner ignores what an older one sends (a deposed master).
           assign: (tasks) => socket.emit('task:assign', { tasks, epoch }),
-          cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason, epoch }),
+          cancel: (tasks, reason) => cancels.add(reason, tasks),
         },
       });
       try {
@@ -794,6 +801,11 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
     on(socket, log, 'task:results', { schema: resultsSchema, refuse: refuseResults }, async (p, reply) => {
       const r = held();
       if (!r) return reply.refuse(noHello);
+      // Starts first: the attempts went through running, as if the runner had sent task:started.
+      if (p.started && p.started.length > 0) {
+        this.scheduler.started(r.id, p.started);
+        this.emit('task:started', r.id, p.started);
+      }
       return { ok: true, ...(await this.scheduler.results(r.id, p.results)) };
     });
 
