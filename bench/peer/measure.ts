@@ -45,6 +45,8 @@ export interface Figures {
   /** taskmaster: database commands and documents the master wrote, per task. */
   dbCommandsPerTask?: number;
   dbDocumentsPerTask?: number;
+  /** taskmaster: messages between the master and its runners, both ways, per task. */
+  runnerMessagesPerTask?: number;
   failed?: number;
   seconds?: number;
 }
