@@ -513,6 +513,10 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
       // Applies before any namespace's token check: keep it small, so unauthenticated clients cannot
       // make the master buffer much. Feeders split batches and runners cap results under it.
       maxHttpBufferSize: this.opts.maxMessageBytes,
+      // No per-message compression (Engine.IO's default, said here because it matters): messages to
+      // runners and feeders are small and many, and deflating each costs more CPU than it saves on
+      // loopback or a LAN.
+      perMessageDeflate: false,
       // A connection that joins no namespace (no valid token) is closed after this long.
       connectTimeout: this.opts.handshakeTimeoutMs,
       cors: { origin: false },
