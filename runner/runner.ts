@@ -354,13 +354,23 @@ export class Runner extends EventEmitter<RunnerEvents> {
         issues: formatIssues(parsed.error.issues, 'assign'),
       });
     }
+    // An entry without an id and attempt cannot even fail on its own (its result would name
+    // nothing): it alone is left out, with its field and reason; the others are taken.
+    const items: z.infer<typeof assignedAttempt>[] = [];
+    parsed.data.tasks.forEach((raw, i) => {
+      const ref = assignedAttempt.safeParse(raw);
+      if (ref.success) return void items.push(ref.data);
+      this.log.warn('malformed task:assign entry ignored', {
+        issues: formatIssues(ref.error.issues, `assign.tasks[${i}]`),
+      });
+    });
     if (this.stopping) {
       // Sent before the master heard we are draining: hand it straight back.
-      void this.conn.release(parsed.data.tasks.map((a) => ({ id: a.id, attempt: a.attempt }))).catch(() => 0);
+      void this.conn.release(items.map((a) => ({ id: a.id, attempt: a.attempt }))).catch(() => 0);
       return;
     }
     const fresh: [string, Assignment][] = [];
-    for (const item of parsed.data.tasks) {
+    for (const item of items) {
       const key = attemptKey(item.id, item.attempt);
       const checked = assignmentSchema.safeParse(item);
       if (!checked.success) {
@@ -545,9 +555,9 @@ export class Runner extends EventEmitter<RunnerEvents> {
 const cancelEnvelope = cancelSchema.extend({ tasks: z.array(z.unknown()) });
 
 /** The envelope of `task:assign`; each assignment is checked on its own. */
-const assignEnvelope = z.object({
-  tasks: z.array(z.looseObject({ id: z.string(), attempt: z.number().int().positive() })).min(1),
-});
+const assignEnvelope = z.object({ tasks: z.array(z.unknown()).min(1) });
+/** What an assignment needs before anything else: the attempt it is, to report on. */
+const assignedAttempt = z.looseObject({ id: z.string(), attempt: z.number().int().positive() });
 
 function parseKey(key: string): AttemptRef {
   const at = key.lastIndexOf('#');

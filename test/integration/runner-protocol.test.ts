@@ -192,8 +192,13 @@ describe('runner ↔ master protocol', () => {
 
   test('an assignment is started, run and reported with its module hash; malformed ones are ignored', async () => {
     await start();
-    master.assign([{ id: 'broken', module: 'ok' }]); // no attempt, params or priority
-    master.assign([task('a', 'ok', [1, 2]), task('b', 'throws', ['bad', 'EX', true]), task('c', 'nope')]);
+    // "broken" has no attempt, params or priority: it alone is left out, the rest of its batch runs.
+    master.assign([
+      { id: 'broken', module: 'ok' },
+      task('a', 'ok', [1, 2]),
+      task('b', 'throws', ['bad', 'EX', true]),
+      task('c', 'nope'),
+    ]);
     await master.next('task:results', hasResult('a'));
     await master.next('task:results', hasResult('c'));
     await master.next('task:results', hasResult('b'));
