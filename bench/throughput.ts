@@ -11,6 +11,10 @@
  * open dashboard costs the master), and reports the events it received. `--dedup` gives every task a
  * dedup key of its own (`--dedup-ttl`: with that ttl), so each is added, and the keys' cost shows.
  * `addSeconds` is the time the adds took (their calls, to their replies); `--chunk` tasks per add.
+ * `wirePerTask` is the messages between master and runners per task, by direction and event (the
+ * master's `/api/status`). `--strace` counts the system calls of the master and of the first runner
+ * (its own threads, not its children) from the first add to the last result with `strace -c -f`
+ * (`STRACE` overrides /usr/bin/strace), and prints them per task: all, and the socket writes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -39,6 +43,7 @@ const { values: args } = parseArgs({
     dashboard: { type: 'boolean', default: false },
     dedup: { type: 'boolean', default: false },
     'dedup-ttl': { type: 'string' },
+    strace: { type: 'boolean', default: false },
   },
 });
 
@@ -68,6 +73,39 @@ function waitForLine(
     child.stderr?.on('data', onData);
     child.once('exit', (code) => reject(new Error(`${what} exited with ${code}:\n${buf}`)));
   });
+}
+
+/** Counts one process's system calls until `stop()`, which resolves to the calls by name. */
+async function traceCalls(pid: number): Promise<{ stop(): Promise<Record<string, number>> }> {
+  const file = `${os.tmpdir()}/taskmaster-strace-${pid}-${Date.now()}.txt`;
+  const st = spawn(process.env.STRACE ?? '/usr/bin/strace', ['-c', '-f', '-p', String(pid), '-o', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  await waitForLine(st, /attached/, `strace of ${pid}`, 10_000);
+  return {
+    stop: async () => {
+      const exited = new Promise((r) => st.once('exit', r));
+      st.kill('SIGINT');
+      await exited;
+      const calls: Record<string, number> = {};
+      // Rows: % time, seconds, usecs/call, calls, [errors,] syscall.
+      for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+        const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?([a-z_0-9]+)\s*$/.exec(line);
+        if (m && m[2] !== 'total') calls[m[2]] = Number(m[1]);
+      }
+      fs.rmSync(file, { force: true });
+      return calls;
+    },
+  };
+}
+
+/** All calls and the socket writes, per task. */
+function perTask(calls: Record<string, number>, n: number): { calls: number; writes: number } {
+  const sum = (names: string[]) => names.reduce((a, k) => a + (calls[k] ?? 0), 0);
+  return {
+    calls: Number((sum(Object.keys(calls)) / n).toFixed(2)),
+    writes: Number((sum(['write', 'writev', 'sendmsg', 'sendto']) / n).toFixed(2)),
+  };
 }
 
 function peakRssMb(pid: number): number {
@@ -160,6 +198,9 @@ async function main(): Promise<void> {
     const dedup = (i: number) =>
       args.dedup ? { dedup: { key: `bench-${i}`, ...(ttl === undefined ? {} : { ttl }) } } : {};
     const cpuBefore = cpuOf(master.pid, (db as Partial<EmbeddedDatabase>).pid, runners);
+    const traces = args.strace
+      ? await Promise.all([traceCalls(master.pid as number), traceCalls(children[1].pid as number)])
+      : [];
     const started = Date.now();
     const chunk = Number(args.chunk);
     let addMs = 0;
@@ -177,11 +218,15 @@ async function main(): Promise<void> {
     // The database's share includes writing the last outcomes into `tasks`: wait for the folder.
     await settled(masterUrl);
     const cpuAfter = cpuOf(master.pid, (db as Partial<EmbeddedDatabase>).pid, runners);
+    const [masterCalls, runnerCalls] = await Promise.all(traces.map((t) => t.stop()));
     const latencies = [...arrivals].map(([id, at]) => at - (addedAt.get(id) ?? at)).sort((a, b) => a - b);
     const rss = peakRssMb(master.pid as number);
     const status = (await (await fetch(`${masterUrl}/api/status`)).json()) as {
       store?: { commands: number; documents: number };
+      wire?: { in: Record<string, number>; out: Record<string, number> };
     };
+    const wirePerTask = (counts: Record<string, number> = {}) =>
+      Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, Number((v / n).toFixed(3))]));
     const line = {
       tasks: n,
       runners: Number(args.runners),
@@ -204,7 +249,11 @@ async function main(): Promise<void> {
       masterPeakRssMb: rss,
       dbCommandsPerTask: status.store ? Number((status.store.commands / n).toFixed(2)) : null,
       dbDocumentsPerTask: status.store ? Number((status.store.documents / n).toFixed(2)) : null,
-      cpuUsPerTask: perTask(cpuBefore, cpuAfter, n),
+      cpuUsPerTask: cpuPerTask(cpuBefore, cpuAfter, n),
+      wirePerTask: { in: wirePerTask(status.wire?.in), out: wirePerTask(status.wire?.out) },
+      ...(masterCalls
+        ? { syscallsPerTask: { master: perTask(masterCalls, n), runner: perTask(runnerCalls, n) } }
+        : {}),
       failed,
       ...(dashboard ? { dashboard: dash } : {}),
     };
@@ -269,7 +318,7 @@ function childPids(pid: number): number[] {
   }
 }
 
-function perTask(a: CpuSample, b: CpuSample, n: number): Record<keyof CpuSample | 'total', number> {
+function cpuPerTask(a: CpuSample, b: CpuSample, n: number): Record<keyof CpuSample | 'total', number> {
   const us = (k: keyof CpuSample) => Math.round(((b[k] - a[k]) * 1e6) / n);
   const out = {
     master: us('master'),

@@ -17,6 +17,7 @@ import { TaskmasterError, wireError, type WireError } from '../protocol/errors';
 import {
   ACK_TIMEOUT_MS,
   NAMESPACES,
+  type AttemptRef,
   type Sysmsg,
   type SysmsgReply,
   type FeederToMaster,
@@ -78,6 +79,8 @@ import { rewriteFromMemory } from './store/rewrite';
 import { ScanGate } from './http/scan-gate';
 import { BatchNames } from './scheduler/batch-names';
 import { checkConnectionLimits, ConnectionGuard, fitLimits, type ConnectionCounts } from './connections';
+import { TickBatch } from './tick-batch';
+import { WireCounts, type WireCountsView } from './wire-counts';
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
@@ -139,6 +142,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
   private metricsOf: Metrics | null = null;
   private dashboard: Dashboard | null = null;
   private connections: ConnectionGuard | null = null;
+  private readonly wire = new WireCounts();
   private slowReaders: SlowReaders | null = null;
   /** Recovery finished: the master serves what the database held (readiness). */
   private recovered = false;
@@ -509,6 +513,10 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
       // Applies before any namespace's token check: keep it small, so unauthenticated clients cannot
       // make the master buffer much. Feeders split batches and runners cap results under it.
       maxHttpBufferSize: this.opts.maxMessageBytes,
+      // No per-message compression (Engine.IO's default, said here because it matters): messages to
+      // runners and feeders are small and many, and deflating each costs more CPU than it saves on
+      // loopback or a LAN.
+      perMessageDeflate: false,
       // A connection that joins no namespace (no valid token) is closed after this long.
       connectTimeout: this.opts.handshakeTimeoutMs,
       cors: { origin: false },
@@ -716,6 +724,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
   // ---- runners ---------------------------------------------------------------------------------
 
   private onRunner(socket: RunnerSocket): void {
+    this.wire.attach(socket);
     // One connection is one runner: the id of its first accepted hello.
     let mine: RunnerEntry | null = null;
     const log = this.logger.child({ socket: socket.id });
@@ -727,6 +736,11 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
     const noHello = wireError(
       'EVALIDATION',
       'say runner:hello first (or this connection lost its runner id)',
+    );
+
+    // The cancels of one tick go together, one task:cancel per reason (a batch cancelled while it runs).
+    const cancels = new TickBatch<AttemptRef>((tasks, reason) =>
+      socket.emit('task:cancel', { tasks, reason, epoch }),
     );
 
     on(socket, log, 'runner:hello', { schema: helloSchema, prefix: 'hello' }, (h, reply) => {
@@ -749,7 +763,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
         link: {
           // The epoch of this activation: a runner ignores what an older one sends (a deposed master).
           assign: (tasks) => socket.emit('task:assign', { tasks, epoch }),
-          cancel: (tasks, reason) => socket.emit('task:cancel', { tasks, reason, epoch }),
+          cancel: (tasks, reason) => cancels.add(reason, tasks),
         },
       });
       try {
@@ -792,6 +806,11 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
     on(socket, log, 'task:results', { schema: resultsSchema, refuse: refuseResults }, async (p, reply) => {
       const r = held();
       if (!r) return reply.refuse(noHello);
+      // Starts first: the attempts went through running, as if the runner had sent task:started.
+      if (p.started && p.started.length > 0) {
+        this.scheduler.started(r.id, p.started);
+        this.emit('task:started', r.id, p.started);
+      }
       return { ok: true, ...(await this.scheduler.results(r.id, p.results)) };
     });
 
@@ -1013,6 +1032,11 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
   /** Connections held and closed by the limits (master/connections.ts). */
   connectionStatus(): ConnectionCounts | null {
     return this.connections?.status() ?? null;
+  }
+
+  /** Messages exchanged with runners since start, by direction and event. */
+  wireCounts(): WireCountsView {
+    return this.wire.view();
   }
 
   /** The write-through store's backlog and lag, for status and health. */

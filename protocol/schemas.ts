@@ -322,14 +322,22 @@ export const attemptResultSchema = z.union([
   }),
 ]);
 export type AttemptResult = z.infer<typeof attemptResultSchema>;
-export const resultsSchema = z.object({ results: z.array(attemptResultSchema).min(1) });
+export const attemptRefSchema = z.object({ id: z.string(), attempt: z.number().int().positive() });
+/**
+ * `task:results`. `started`: attempts of these results that also began since the last `task:started`
+ * (a short task's start travels with its result); an older master ignores it and takes the result of
+ * an attempt it still holds as assigned.
+ */
+export const resultsSchema = z.object({
+  results: z.array(attemptResultSchema).min(1),
+  started: z.array(attemptRefSchema).optional(),
+});
 export const resultsAckSchema = z.object({
   ok: z.boolean(),
   accepted: z.number().int(),
   stale: z.number().int(),
 });
 
-export const attemptRefSchema = z.object({ id: z.string(), attempt: z.number().int().positive() });
 export const startedSchema = z.object({ tasks: z.array(attemptRefSchema).min(1) });
 
 /** The master's answer to `task:release`: how many of the attempts it took back. */

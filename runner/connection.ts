@@ -162,9 +162,11 @@ export class MasterConnection extends EventEmitter<ConnectionEvents> {
     if (this.ready) this.socket.emit('runner:modules', { modules });
   }
 
-  async results(results: AttemptResult[]): Promise<ResultsAck> {
+  /** Sends results, and the start of the attempts in `started` (an older master ignores those). */
+  async results(results: AttemptResult[], started: AttemptRef[] = []): Promise<ResultsAck> {
     if (!this.ready) throw new Error('not connected to the master');
-    const reply = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('task:results', { results });
+    const payload = started.length > 0 ? { results, started } : { results };
+    const reply = await this.socket.timeout(this.opts.ackTimeoutMs).emitWithAck('task:results', payload);
     return resultsAckSchema.parse(reply);
   }
 

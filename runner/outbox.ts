@@ -5,11 +5,14 @@
  *
  * Batching follows proletariat's ANSWER_THRESHOLD: send once `threshold` results are waiting, or
  * after `delayMs` for a partial batch.
+ *
+ * A result may also carry its attempt's start (`carryStarted`): a task over within the tick it began
+ * is reported in one message, not a `task:started` and then a `task:results`.
  */
 import { EventEmitter } from 'node:events';
 import { backoffDelay } from '../common/backoff';
 import type { Logger } from '../common/logger';
-import type { ResultsAck } from '../protocol/events';
+import type { AttemptRef, ResultsAck } from '../protocol/events';
 import type { AttemptResult } from '../protocol/schemas';
 
 export interface OutboxOptions {
@@ -20,7 +23,8 @@ export interface OutboxOptions {
   /** Largest `task:results` message in bytes (the master's message limit); a batch is cut below it. */
   maxBytes?: () => number;
   logger: Logger;
-  send(results: AttemptResult[]): Promise<ResultsAck>;
+  /** Sends one batch; `started` lists the attempts of the batch whose start it also reports. */
+  send(results: AttemptResult[], started: AttemptRef[]): Promise<ResultsAck>;
 }
 
 export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; empty: [] }> {
@@ -28,6 +32,8 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
   private pending = new Map<string, AttemptResult>();
   /** Keys of pending results that are not in flight. */
   private unsent = new Set<string>();
+  /** Keys of pending results that also report their attempt's start (`carryStarted`). */
+  private readonly startedWith = new Set<string>();
   private online = false;
   /** Bumped on every disconnect: a failure reported by an older connection's emit changes nothing. */
   private generation = 0;
@@ -62,11 +68,22 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
     else this.schedule(this.opts.delayMs);
   }
 
+  /**
+   * Whether the result of `key` is waiting to be sent: if so, it carries the attempt's start too, and
+   * the caller need not send a `task:started` for it.
+   */
+  carryStarted(key: string): boolean {
+    if (!this.unsent.has(key)) return false;
+    this.startedWith.add(key);
+    return true;
+  }
+
   /** The master already requeued these attempts: their results would only be refused as stale. */
   drop(keys: Iterable<string>): void {
     for (const k of keys) {
       this.pending.delete(k);
       this.unsent.delete(k);
+      this.startedWith.delete(k);
     }
     if (this.pending.size === 0) this.emit('empty');
   }
@@ -103,7 +120,8 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
       for (const k of this.unsent) {
         const r = this.pending.get(k);
         if (r) {
-          const size = jsonSize(r);
+          // A start it carries is in the same message: counted, so the batch still fits.
+          const size = jsonSize(r) + (this.startedWith.has(k) ? refSize(r) : 0);
           // A lone result always goes (the runner already capped it); a batch stops short of the limit.
           if (batch.length > 0 && bytes + size > maxBytes) break;
           batch.push([k, r]);
@@ -141,7 +159,11 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
       });
       this.schedule(delay);
     };
-    this.opts.send(batch.map(([, r]) => r)).then(
+    const results = batch.map(([, r]) => r);
+    const started = batch
+      .filter(([k]) => this.startedWith.has(k))
+      .map(([, r]) => ({ id: r.id, attempt: r.attempt }));
+    this.opts.send(results, started).then(
       (ack) => {
         if (!ack.ok) return retry('the master refused the batch');
         this.failures = 0;
@@ -151,6 +173,7 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
           if (this.pending.get(k) !== r) continue;
           this.pending.delete(k);
           this.unsent.delete(k);
+          this.startedWith.delete(k);
           delivered.push(r);
         }
         if (ack.stale > 0) this.opts.logger.info('master ignored stale results', { stale: ack.stale });
@@ -160,6 +183,11 @@ export class ResultOutbox extends EventEmitter<{ delivered: [AttemptResult[]]; e
       (err: unknown) => retry(err instanceof Error ? err.message : String(err)),
     );
   }
+}
+
+/** The bytes of the attempt's entry in `started`, with its comma. */
+function refSize(r: AttemptResult): number {
+  return Buffer.byteLength(JSON.stringify({ id: r.id, attempt: r.attempt })) + 1;
 }
 
 function jsonSize(r: AttemptResult): number {

@@ -19,6 +19,7 @@ import { mastersText } from '../common/master-urls';
 import { capError, fromThrown, wireError } from '../protocol/errors';
 import type { AttemptRef, SysmsgReply } from '../protocol/events';
 import {
+  attemptRefSchema,
   assignmentSchema,
   cancelSchema,
   type Assignment,
@@ -124,7 +125,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       threshold: o.answerThreshold,
       delayMs: o.answerDelayMs,
       logger: this.log,
-      send: (results) => this.conn.results(results),
+      send: (results, started) => this.conn.results(results, started),
       maxBytes: () => messageRoom(this.conn.maxMessageBytes ?? Infinity),
     });
     this.wire();
@@ -302,14 +303,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
     });
     this.conn.on('assign', (payload) => this.onAssign(payload));
     this.conn.on('sysmsg', (msg, from) => this.emit('sysmsg', msg, from));
-    this.conn.on('cancel', (payload) => {
-      const parsed = cancelSchema.safeParse(payload);
-      if (!parsed.success)
-        return void this.log.warn('malformed task:cancel ignored', {
-          issues: formatIssues(parsed.error.issues),
-        });
-      for (const r of parsed.data.tasks) this.abandon(attemptKey(r.id, r.attempt), parsed.data.reason);
-    });
+    this.conn.on('cancel', (payload) => this.onCancel(payload));
 
     this.pool.on('started', (key) => {
       const a = this.active.get(key)?.assignment;
@@ -317,13 +311,7 @@ export class Runner extends EventEmitter<RunnerEvents> {
       const ref = { id: a.id, attempt: a.attempt };
       this.emit('started', ref);
       // One task:started per tick for all attempts that began in it.
-      if (this.startedRefs.push(ref) === 1) {
-        setImmediate(() => {
-          const refs = this.startedRefs;
-          this.startedRefs = [];
-          this.conn.started(refs);
-        });
-      }
+      if (this.startedRefs.push(ref) === 1) setImmediate(() => this.reportStarted());
     });
     this.pool.on('settled', (key, outcome) => this.settle(key, outcome));
     this.pool.on('progress', (key, progress) => {
@@ -367,13 +355,23 @@ export class Runner extends EventEmitter<RunnerEvents> {
         issues: formatIssues(parsed.error.issues, 'assign'),
       });
     }
+    // An entry without an id and attempt cannot even fail on its own (its result would name
+    // nothing): it alone is left out, with its field and reason; the others are taken.
+    const items: z.infer<typeof assignedAttempt>[] = [];
+    parsed.data.tasks.forEach((raw, i) => {
+      const ref = assignedAttempt.safeParse(raw);
+      if (ref.success) return void items.push(ref.data);
+      this.log.warn('malformed task:assign entry ignored', {
+        issues: formatIssues(ref.error.issues, `assign.tasks[${i}]`),
+      });
+    });
     if (this.stopping) {
       // Sent before the master heard we are draining: hand it straight back.
-      void this.conn.release(parsed.data.tasks.map((a) => ({ id: a.id, attempt: a.attempt }))).catch(() => 0);
+      void this.conn.release(items.map((a) => ({ id: a.id, attempt: a.attempt }))).catch(() => 0);
       return;
     }
     const fresh: [string, Assignment][] = [];
-    for (const item of parsed.data.tasks) {
+    for (const item of items) {
       const key = attemptKey(item.id, item.attempt);
       const checked = assignmentSchema.safeParse(item);
       if (!checked.success) {
@@ -462,6 +460,17 @@ export class Runner extends EventEmitter<RunnerEvents> {
     if (!this.closing) this.outbox.push(key, result);
   }
 
+  /**
+   * Sends the starts of this tick's attempts in one `task:started`, less those whose result is already
+   * waiting in the outbox: that result carries the start (one message per task fewer when tasks are
+   * short). The outbox's flush was scheduled after this one, so it goes out right behind.
+   */
+  private reportStarted(): void {
+    const refs = this.startedRefs;
+    this.startedRefs = [];
+    this.conn.started(refs.filter((r) => !this.outbox.carryStarted(attemptKey(r.id, r.attempt))));
+  }
+
   /** Largest result this runner may send: its own limit if set, at most what one message carries. */
   get maxResultBytes(): number {
     const message = this.conn.maxMessageBytes;
@@ -513,6 +522,26 @@ export class Runner extends EventEmitter<RunnerEvents> {
     this.drainWaiters.clear();
   }
 
+  /**
+   * A `task:cancel` of one or many attempts. Each is checked on its own: a malformed entry is ignored
+   * with a warning naming it and why, and the others are still stopped.
+   */
+  private onCancel(payload: unknown): void {
+    const parsed = cancelEnvelope.safeParse(payload);
+    if (!parsed.success)
+      return void this.log.warn('malformed task:cancel ignored', {
+        issues: formatIssues(parsed.error.issues, 'cancel'),
+      });
+    const { tasks, reason } = parsed.data;
+    tasks.forEach((item, i) => {
+      const ref = attemptRefSchema.safeParse(item);
+      if (ref.success) return this.abandon(attemptKey(ref.data.id, ref.data.attempt), reason);
+      this.log.warn('malformed task:cancel entry ignored', {
+        issues: formatIssues(ref.error.issues, `cancel.tasks[${i}]`),
+      });
+    });
+  }
+
   /** Stops an attempt without reporting a result (cancelled, or no longer ours). */
   private abandon(key: string, reason: string): void {
     if (!this.active.delete(key)) return;
@@ -523,10 +552,13 @@ export class Runner extends EventEmitter<RunnerEvents> {
   }
 }
 
+/** The envelope of `task:cancel`; each attempt is checked on its own. */
+const cancelEnvelope = cancelSchema.extend({ tasks: z.array(z.unknown()) });
+
 /** The envelope of `task:assign`; each assignment is checked on its own. */
-const assignEnvelope = z.object({
-  tasks: z.array(z.looseObject({ id: z.string(), attempt: z.number().int().positive() })).min(1),
-});
+const assignEnvelope = z.object({ tasks: z.array(z.unknown()).min(1) });
+/** What an assignment needs before anything else: the attempt it is, to report on. */
+const assignedAttempt = z.looseObject({ id: z.string(), attempt: z.number().int().positive() });
 
 function parseKey(key: string): AttemptRef {
   const at = key.lastIndexOf('#');

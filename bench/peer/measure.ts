@@ -71,6 +71,8 @@ export interface Figures {
   cpuUsPerTask?: CpuBudget;
   /** Child processes of the workers (runners) alive at the end of the measurement. */
   childProcesses?: number;
+  /** taskmaster: messages between the master and its runners, both ways, per task. */
+  runnerMessagesPerTask?: number;
   failed?: number;
   seconds?: number;
 }

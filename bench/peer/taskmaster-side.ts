@@ -37,7 +37,9 @@ interface Master {
    * and each runner started later from its registration, with their children.
    */
   meter(): CpuMeter;
-  storeFigures(tasks: number): Promise<Pick<Figures, 'dbCommandsPerTask' | 'dbDocumentsPerTask'>>;
+  storeFigures(
+    tasks: number,
+  ): Promise<Pick<Figures, 'dbCommandsPerTask' | 'dbDocumentsPerTask' | 'runnerMessagesPerTask'>>;
 }
 
 let measurement = 0;
@@ -85,8 +87,9 @@ async function withMaster<T>(db: Database, w: Workload, fn: (m: Master) => Promi
     // Counted once the writer and the folder are idle, so writes deferred past the last result count.
     const storeFigures = async (tasks: number) => {
       for (const settleBy = Date.now() + 10_000; ;) {
-        const { store } = (await (await fetch(`${masterUrl}/api/status`)).json()) as {
+        const { store, wire } = (await (await fetch(`${masterUrl}/api/status`)).json()) as {
           store?: { commands: number; documents: number; writeBacklog?: number; foldBacklog?: number } | null;
+          wire?: { in: Record<string, number>; out: Record<string, number> };
         };
         if (!store) return {};
         const idle = !store.writeBacklog && !store.foldBacklog;
@@ -94,6 +97,7 @@ async function withMaster<T>(db: Database, w: Workload, fn: (m: Master) => Promi
           return {
             dbCommandsPerTask: significant(store.commands / tasks),
             dbDocumentsPerTask: significant(store.documents / tasks),
+            ...(wire ? { runnerMessagesPerTask: significant(messages(wire) / tasks) } : {}),
           };
         }
         await sleep(50);
@@ -107,6 +111,15 @@ async function withMaster<T>(db: Database, w: Workload, fn: (m: Master) => Promi
     await started[0]?.stop(10_000);
     await dropDatabase(url.toString());
   }
+}
+
+/** Messages between the master and its runners, both ways (`/api/status` wire), less the hellos and module lists. */
+function messages(wire: { in: Record<string, number>; out: Record<string, number> }): number {
+  let n = 0;
+  for (const counts of [wire.in, wire.out])
+    for (const [event, count] of Object.entries(counts))
+      if (event !== 'runner:hello' && event !== 'runner:modules') n += count;
+  return n;
 }
 
 /** Leaves nothing behind on a server the run does not own (MONGO_URL). */

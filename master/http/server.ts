@@ -33,6 +33,8 @@ export interface HttpView {
   hostsAvailable(): unknown;
   listRunners(): Record<string, unknown>[];
   storeStatus(): unknown;
+  /** Messages on the /runner namespace by direction and event (master/wire-counts.ts). */
+  wireCounts(): unknown;
   purge(filter: PurgeFilter): Promise<number>;
   /** Database reachable, writes going through and recovery finished; else why not (`cause`). */
   readiness(): Promise<Readiness>;
@@ -253,6 +255,7 @@ export function baseRoutes<V extends HttpView>(routes: HttpRoutes<V>): HttpRoute
         runners: s.runners.size,
         stats: s.stats,
         store: master.storeStatus(),
+        wire: master.wireCounts(),
         waitingForModules: s.waitingForModules(),
       });
     })

@@ -37,7 +37,7 @@ class ScriptedMaster extends EventEmitter {
   ackResults = true;
   private readonly server = http.createServer();
   readonly io = new Server(this.server);
-  private readonly sockets = new Set<PeerSocket>();
+  readonly sockets = new Set<PeerSocket>();
 
   constructor(token?: string) {
     super();
@@ -131,6 +131,15 @@ const task = (id: string, module: string, params: unknown[] = [], extra: Record<
 });
 const resultsOf = (p: { results: AttemptResult[] }) => p.results;
 const hasResult = (id: string) => (p: { results: AttemptResult[] }) => p.results.some((r) => r.id === id);
+type Ref = { id: string; attempt: number };
+/** Each report of an attempt's start: a `task:started`, or the `started` a `task:results` carries. */
+const startsOf = (log: Received[], id: string): string[] =>
+  log.flatMap((r) => {
+    const p = r.payload as { tasks?: Ref[]; started?: Ref[] };
+    if (r.event === 'task:started' && p.tasks?.some((t) => t.id === id)) return [r.event];
+    if (r.event === 'task:results' && p.started?.some((t) => t.id === id)) return [r.event];
+    return [];
+  });
 
 describe('runner ↔ master protocol', () => {
   let master: ScriptedMaster;
@@ -183,12 +192,20 @@ describe('runner ↔ master protocol', () => {
 
   test('an assignment is started, run and reported with its module hash; malformed ones are ignored', async () => {
     await start();
-    master.assign([{ id: 'broken', module: 'ok' }]); // no attempt, params or priority
-    master.assign([task('a', 'ok', [1, 2]), task('b', 'throws', ['bad', 'EX', true]), task('c', 'nope')]);
-    const started = await master.next<{ tasks: { id: string }[] }>('task:started');
-    expect(started.tasks.map((t) => t.id)).toEqual(expect.arrayContaining(['a']));
+    // "broken" has no attempt, params or priority: it alone is left out, the rest of its batch runs.
+    master.assign([
+      { id: 'broken', module: 'ok' },
+      task('a', 'ok', [1, 2]),
+      task('b', 'throws', ['bad', 'EX', true]),
+      task('c', 'nope'),
+    ]);
+    await master.next('task:results', hasResult('a'));
     await master.next('task:results', hasResult('c'));
     await master.next('task:results', hasResult('b'));
+    // Its start went once: alone, or with its result when the task was over within the same tick.
+    expect(startsOf(master.log, 'a')).toHaveLength(1);
+    // A module that was not found never started.
+    expect(startsOf(master.log, 'c')).toEqual([]);
     const all = master.log
       .filter((r) => r.event === 'task:results')
       .flatMap((r) => resultsOf(r.payload as { results: AttemptResult[] }));
@@ -303,6 +320,28 @@ describe('runner ↔ master protocol', () => {
         (r) => r.event === 'task:results' && hasResult('c1')(r.payload as { results: AttemptResult[] }),
       ),
     ).toBe(false);
+  });
+
+  test('a task:cancel of several attempts stops each good entry; a malformed one is ignored on its own', async () => {
+    const runner = await start();
+    master.assign([task('m1', 'slow', [30_000]), task('m2', 'slow', [30_000]), task('m3', 'slow', [30_000])]);
+    await Promise.all(
+      ['m1', 'm2', 'm3'].map((id) =>
+        master.next<{ tasks: Ref[] }>('task:started', (p) => p.tasks.some((t) => t.id === id)),
+      ),
+    );
+    for (const s of master.sockets)
+      s.emit('task:cancel', {
+        tasks: [
+          { id: 'm1', attempt: 1 },
+          { id: 'm2', attempt: 'one' },
+          { id: 'm3', attempt: 1 },
+        ],
+        reason: 'test',
+      } as never);
+    master.assign([task('after-cancel', 'ok')]);
+    await master.next('task:results', hasResult('after-cancel'));
+    expect(runner.running).toEqual([{ id: 'm2', attempt: 1 }]);
   });
 
   test('a task adds follow-up tasks through the master; run timeouts report ETO', async () => {
