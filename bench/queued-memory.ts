@@ -1,0 +1,119 @@
+/**
+ * Memory per queued task: a master process (`taskmaster master`, with `--expose-gc`) on the embedded
+ * database and no runner; a Feeder adds N tasks of ~100 bytes of params each, in adds of `--chunk`;
+ * once the store has written them all (`/health`'s write and fold backlogs at 0), the master
+ * collects its garbage and the benchmark prints its RSS and heap, before and after, and bytes per
+ * task; the database's RSS for reference. One JSON line per N.
+ *
+ *   npm run bench:memory -- [--tasks 100000,300000,1000000] [--chunk 1000]
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort, type Database } from '../db/server';
+import { Feeder } from '../feeder/feeder';
+import { rssMb, spawnTethered, type Tethered } from './peer/processes';
+import { benchDatabase, masterArgs, runBench } from './run';
+
+const { values: args } = parseArgs({
+  options: {
+    tasks: { type: 'string', default: '100000,300000,1000000' },
+    chunk: { type: 'string', default: '1000' },
+  },
+});
+const PROBE = path.join(__dirname, 'gc-probe.js');
+const ENV = { ...process.env, TASKMASTER_LOG_FORMAT: 'json', TASKMASTER_LOG_LEVEL: 'warn' };
+/** Bound on one measurement: adding and writing 1M tasks takes a few minutes on 2 cores. */
+const TIMEOUT_MS = 20 * 60_000;
+
+interface Probe {
+  rss: number;
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+/** The master's memory after a full collection (see bench/gc-probe.js). */
+async function probe(master: Tethered, seen: { count: number }): Promise<Probe> {
+  process.kill(master.pid, 'SIGUSR2');
+  const nth = ++seen.count;
+  const all = new RegExp(`(gc-probe \\{[^\\n]*\\}\\n[^]*?){${nth}}`);
+  await master.waitFor(all, 'gc probe', 30_000);
+  const lines = master.output().match(/gc-probe (\{[^\n]*\})/g) ?? [];
+  const p = JSON.parse((lines.at(-1) as string).slice('gc-probe '.length)) as Probe & { gc: boolean };
+  if (!p.gc) throw new Error('the master runs without --expose-gc');
+  return p;
+}
+
+/** ~100 bytes of params as JSON, different per task. */
+function paramsOf(i: number): unknown[] {
+  return [{ user: `user-${i % 9973}`, order: i, sku: `SKU-${(i * 7919) % 100000}`, note: 'x'.repeat(40) }];
+}
+
+async function measure(db: Database, n: number, chunk: number): Promise<void> {
+  const url = new URL(db.url);
+  url.pathname = `/memory_${process.pid}_${n}`;
+  const port = await freePort();
+  const master = await spawnTethered(
+    process.execPath,
+    ['--expose-gc', '--require', PROBE, ...masterArgs(port, url.toString())],
+    ENV,
+  );
+  const feeder = new Feeder({ master: `http://127.0.0.1:${port}` });
+  const seen = { count: 0 };
+  try {
+    await master.waitFor(/master listening/, 'master');
+    await feeder.ready();
+    const before = await probe(master, seen);
+    const t0 = Date.now();
+    for (let i = 0; i < n; i += chunk) {
+      const size = Math.min(chunk, n - i);
+      await feeder.add(Array.from({ length: size }, (_, k) => ({ module: 'noop', params: paramsOf(i + k) })));
+      if (Date.now() - t0 > TIMEOUT_MS) throw new Error(`${n} adds: not done in ${TIMEOUT_MS} ms`);
+    }
+    const addSeconds = (Date.now() - t0) / 1000;
+    for (;;) {
+      const { store } = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as {
+        store: { writeBacklog: number; unwrittenTasks: number; foldBacklog: number };
+      };
+      if (store.writeBacklog === 0 && store.unwrittenTasks === 0 && store.foldBacklog === 0) break;
+      if (Date.now() - t0 > TIMEOUT_MS) throw new Error(`store not idle after ${TIMEOUT_MS} ms`);
+      await sleep(200);
+    }
+    const writtenSeconds = (Date.now() - t0) / 1000;
+    const after = await probe(master, seen);
+    const mb = (b: number) => Math.round(b / 1e5) / 10;
+    process.stdout.write(
+      `${JSON.stringify({
+        tasks: n,
+        chunk,
+        paramsBytes: JSON.stringify(paramsOf(n - 1)).length,
+        addSeconds: Number(addSeconds.toFixed(1)),
+        writtenSeconds: Number(writtenSeconds.toFixed(1)),
+        masterRssMb: mb(after.rss),
+        masterHeapUsedMb: mb(after.heapUsed),
+        emptyRssMb: mb(before.rss),
+        emptyHeapUsedMb: mb(before.heapUsed),
+        rssBytesPerTask: Math.round((after.rss - before.rss) / n),
+        heapBytesPerTask: Math.round((after.heapUsed - before.heapUsed) / n),
+        masterPeakRssMb: rssMb(master.pid).peak,
+        databaseRssMb: 'pid' in db ? rssMb((db as { pid: number }).pid).rss : null,
+      })}\n`,
+    );
+  } finally {
+    await feeder.close().catch(() => {});
+    await master.stop(10_000);
+  }
+}
+
+async function main(): Promise<void> {
+  const chunk = Number(args.chunk);
+  const db = await benchDatabase();
+  try {
+    for (const n of args.tasks.split(',').map(Number)) await measure(db, n, chunk);
+  } finally {
+    await db.stop();
+  }
+}
+
+runBench(main);
