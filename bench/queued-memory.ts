@@ -5,7 +5,10 @@
  * collects its garbage and the benchmark prints its RSS and heap, before and after, and bytes per
  * task; the database's RSS for reference. One JSON line per N.
  *
- *   npm run bench:memory -- [--tasks 100000,300000,1000000] [--chunk 1000]
+ *   npm run bench:memory -- [--tasks 100000,300000,1000000] [--chunk 1000] [--snapshot DIR]
+ *
+ * `--snapshot DIR`: the master also writes a heap snapshot of each measurement (after the collection)
+ * to DIR/queued-N.heapsnapshot, to see what a task's bytes are made of.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
@@ -19,6 +22,7 @@ const { values: args } = parseArgs({
   options: {
     tasks: { type: 'string', default: '100000,300000,1000000' },
     chunk: { type: 'string', default: '1000' },
+    snapshot: { type: 'string' },
   },
 });
 const PROBE = path.join(__dirname, 'gc-probe.js');
@@ -35,10 +39,12 @@ interface Probe {
 
 /** The master's memory after a full collection (see bench/gc-probe.js). */
 async function probe(master: Tethered, seen: { count: number }): Promise<Probe> {
+  // A snapshot of a million tasks takes a while to write.
+  const within = args.snapshot ? 600_000 : 30_000;
   process.kill(master.pid, 'SIGUSR2');
   const nth = ++seen.count;
   const all = new RegExp(`(gc-probe \\{[^\\n]*\\}\\n[^]*?){${nth}}`);
-  await master.waitFor(all, 'gc probe', 30_000);
+  await master.waitFor(all, 'gc probe', within);
   const lines = master.output().match(/gc-probe (\{[^\n]*\})/g) ?? [];
   const p = JSON.parse((lines.at(-1) as string).slice('gc-probe '.length)) as Probe & { gc: boolean };
   if (!p.gc) throw new Error('the master runs without --expose-gc');
@@ -57,7 +63,9 @@ async function measure(db: Database, n: number, chunk: number): Promise<void> {
   const master = await spawnTethered(
     process.execPath,
     ['--expose-gc', '--require', PROBE, ...masterArgs(port, url.toString())],
-    ENV,
+    args.snapshot
+      ? { ...ENV, TASKMASTER_BENCH_SNAPSHOT: path.resolve(args.snapshot, `queued-${n}.heapsnapshot`) }
+      : ENV,
   );
   const feeder = new Feeder({ master: `http://127.0.0.1:${port}` });
   const seen = { count: 0 };
