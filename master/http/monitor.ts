@@ -226,7 +226,7 @@ export function recordView(t: TaskRecord): TaskView {
     created: t.created,
     assignedAt: t.assignedAt,
     finishedAt: t.finishedAt ?? null,
-    dependencies: t.dependencies,
+    dependencies: [...t.dependencies],
   };
   if (t.group) v.group = t.group;
   if (t.runAt) v.runAt = t.runAt;
