@@ -14,6 +14,6 @@ process.on('SIGUSR2', () => {
   const file = process.env.TASKMASTER_BENCH_SNAPSHOT;
   if (file) require('node:v8').writeHeapSnapshot(file);
   process.stderr.write(
-    `gc-probe ${JSON.stringify({ gc: typeof global.gc === 'function', rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers })}\n`,
+    `gc-probe ${JSON.stringify({ gc: typeof global.gc === 'function', rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers })}\n`,
   );
 });

@@ -32,6 +32,7 @@ const TIMEOUT_MS = 20 * 60_000;
 
 interface Probe {
   rss: number;
+  heapTotal: number;
   heapUsed: number;
   external: number;
   arrayBuffers: number;
@@ -100,6 +101,7 @@ async function measure(db: Database, n: number, chunk: number): Promise<void> {
         writtenSeconds: Number(writtenSeconds.toFixed(1)),
         masterRssMb: mb(after.rss),
         masterHeapUsedMb: mb(after.heapUsed),
+        masterHeapTotalMb: mb(after.heapTotal),
         emptyRssMb: mb(before.rss),
         emptyHeapUsedMb: mb(before.heapUsed),
         rssBytesPerTask: Math.round((after.rss - before.rss) / n),
@@ -108,6 +110,9 @@ async function measure(db: Database, n: number, chunk: number): Promise<void> {
         databaseRssMb: 'pid' in db ? rssMb((db as { pid: number }).pid).rss : null,
       })}\n`,
     );
+  } catch (err) {
+    process.stderr.write(`master's last output:\n${master.output().slice(-4000)}\n`);
+    throw err;
   } finally {
     await feeder.close().catch(() => {});
     await master.stop(10_000);
