@@ -77,7 +77,23 @@ async function measure(db: Database, n: number, chunk: number): Promise<void> {
     const t0 = Date.now();
     for (let i = 0; i < n; i += chunk) {
       const size = Math.min(chunk, n - i);
-      await feeder.add(Array.from({ length: size }, (_, k) => ({ module: 'noop', params: paramsOf(i + k) })));
+      // Ids as long as generated ones, so that an add whose answer a lost connection swallowed (on a
+      // loaded machine) can be sent again: what it stored is skipped.
+      const tasks = Array.from({ length: size }, (_, k) => ({
+        id: `task-${String(i + k).padStart(19, '0')}`,
+        module: 'noop',
+        params: paramsOf(i + k),
+      }));
+      for (let tries = 1; ; tries++) {
+        try {
+          await feeder.add(tasks, { onExisting: 'skip' });
+          break;
+        } catch (err) {
+          if (tries >= 5) throw err;
+          process.stderr.write(`add at ${i} (try ${tries}): ${String(err)}; again\n`);
+          await feeder.ready();
+        }
+      }
       if (Date.now() - t0 > TIMEOUT_MS) throw new Error(`${n} adds: not done in ${TIMEOUT_MS} ms`);
     }
     const addSeconds = (Date.now() - t0) / 1000;
