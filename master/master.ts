@@ -839,7 +839,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
           ),
         );
       }
-      for (const f of this.watchers.watchers(p.id) ?? []) f.emit('task:progress', { ...p, progress });
+      for (const f of this.watchers.watchers(p.id)) f.emit('task:progress', { ...p, progress });
     });
 
     on(socket, log, 'runner:draining', { schema: z.unknown() }, (_p, reply) => {

@@ -18,11 +18,17 @@ export interface TaskRecord {
   _id: string;
   id: string;
   module: string;
-  params: unknown[];
+  /**
+   * Its params as JSON text, made once when it enters memory: one string costs a queued task about
+   * half what the parsed values do (an array, an object per value, a string per field). Read with
+   * {@link paramsOf} where the values are needed (its assignment, a view of it).
+   */
+  paramsJson: string;
   /** Its size as `queueLimitBytes` counts it (set when it enters memory). */
   bytes?: number;
   priority: number;
-  dependencies: string[];
+  /** Shared and frozen when empty ({@link NO_IDS}), as on most tasks. */
+  dependencies: readonly string[];
   batch: string;
   /**
    * The idempotency token of the add that created it (`addKey`), absent when it had none. All tasks of
@@ -40,8 +46,8 @@ export interface TaskRecord {
   rev: number;
   /** Dependencies not done yet. */
   unmet: number;
-  /** Tasks that depend on this one. */
-  dependents: TaskRecord[];
+  /** Tasks that depend on this one; the shared {@link NO_TASKS} until one does (`addDependent`). */
+  dependents: readonly TaskRecord[];
   /** Runner holding the current attempt, if assigned or running. */
   who: string | null;
   /**
@@ -97,11 +103,11 @@ export interface TaskRecord {
 }
 
 /** What a record is built from: the facts given or stored; everything else starts empty. */
-export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 'state' | 'maxAttempts'> &
-  Partial<
+export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 'state' | 'maxAttempts'> & {
+  params?: unknown[];
+} & Partial<
     Pick<
       TaskRecord,
-      | 'params'
       | 'priority'
       | 'dependencies'
       | 'attempts'
@@ -131,14 +137,27 @@ export type TaskInit = Pick<TaskRecord, 'id' | 'module' | 'batch' | 'created' | 
     >
   >;
 
+/**
+ * The empty lists every record starts with: shared, so a queued task does not carry two empty arrays
+ * of its own (~32 bytes each), and frozen, so a push into one throws instead of reaching every task.
+ */
+export const NO_IDS: readonly string[] = Object.freeze([]);
+export const NO_TASKS: readonly TaskRecord[] = Object.freeze([]);
+
+/** `d` depends on `t`: `t`'s list of dependents gets its own array at its first. */
+export function addDependent(t: TaskRecord, d: TaskRecord): void {
+  if (t.dependents === NO_TASKS) t.dependents = [d];
+  else (t.dependents as TaskRecord[]).push(d);
+}
+
 export function newTaskRecord(i: TaskInit): TaskRecord {
   return {
     _id: i.id,
     id: i.id,
     module: i.module,
-    params: i.params ?? [],
+    paramsJson: paramsText(i.params),
     priority: i.priority ?? 0,
-    dependencies: i.dependencies ?? [],
+    dependencies: i.dependencies && i.dependencies.length > 0 ? i.dependencies : NO_IDS,
     batch: i.batch,
     // Set even when absent, so every record has the same shape.
     addKey: i.addKey,
@@ -149,7 +168,7 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     uncounted: i.uncounted ?? 0,
     rev: i.rev ?? 0,
     unmet: 0,
-    dependents: [],
+    dependents: NO_TASKS,
     who: i.who ?? null,
     assignedAt: i.assignedAt ?? null,
     result: i.result,
@@ -160,6 +179,9 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
     assignTimeout: i.assignTimeout ?? null,
     deadline: i.deadline ?? null,
     seq: 0,
+    // Set on every queued task: in the literal, so none needs a property array of its own for them.
+    bytes: undefined,
+    readyAt: null,
     key: i.key ?? null,
     group: i.group ?? null,
     backfilled: i.backfilled === true,
@@ -174,13 +196,29 @@ export function newTaskRecord(i: TaskInit): TaskRecord {
   };
 }
 
-/** The document an add writes: only what differs from the defaults. */
-export function firstDocOf(t: TaskRecord): TaskDoc {
+/** No params: one string for every task that has none. */
+const NO_PARAMS = '[]';
+
+function paramsText(params: unknown[] | undefined): string {
+  if (params === undefined || params.length === 0) return NO_PARAMS;
+  return JSON.stringify(params);
+}
+
+/** A task's params as values (parsed from its text each time: the caller owns the copy). */
+export function paramsOf(t: TaskRecord): unknown[] {
+  return t.paramsJson === NO_PARAMS ? [] : (JSON.parse(t.paramsJson) as unknown[]);
+}
+
+/**
+ * The document an add writes: only what differs from the defaults. `params`: the values the add
+ * gave, when the caller has them (else parsed from the record's text).
+ */
+export function firstDocOf(t: TaskRecord, params: unknown[] = paramsOf(t)): TaskDoc {
   const d: TaskDoc = {
     _id: t.id,
     batch: t.batch,
     module: t.module,
-    params: t.params,
+    params,
     state: t.state,
     attempts: 0,
     maxAttempts: t.maxAttempts,
@@ -189,7 +227,7 @@ export function firstDocOf(t: TaskRecord): TaskDoc {
     rev: 0,
   };
   if (t.priority) d.priority = t.priority;
-  if (t.dependencies.length > 0) d.dependencies = t.dependencies;
+  if (t.dependencies.length > 0) d.dependencies = [...t.dependencies];
   if (t.timeout) d.timeout = t.timeout;
   if (t.runTimeout) d.runTimeout = t.runTimeout;
   if (t.assignTimeout) d.assignTimeout = t.assignTimeout;

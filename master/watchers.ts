@@ -24,7 +24,12 @@ export interface Watcher {
 }
 
 export class Watchers<W extends Watcher> {
-  private readonly byId = new Map<string, Set<W>>();
+  /**
+   * Who watches each id: the connection itself while it is the only one (nearly always: the feeder
+   * that added the task), a set once a second one watches. A set per id would cost every queued task
+   * ~150 bytes more.
+   */
+  private readonly byId = new Map<string, W | Set<W>>();
   /** Outcomes not yet sorted to their connections, oldest first. */
   private readonly incoming: TaskOutcome[][] = [];
   /** The outcomes being sorted: the next one's index, and each connection's message so far. */
@@ -55,33 +60,40 @@ export class Watchers<W extends Watcher> {
   }
 
   watch(w: W, id: string): void {
-    let set = this.byId.get(id);
-    if (!set) this.byId.set(id, (set = new Set()));
-    set.add(w);
+    const by = this.byId.get(id);
+    if (by === undefined) this.byId.set(id, w);
+    else if (by instanceof Set) by.add(w);
+    else if (by !== w) this.byId.set(id, new Set([by, w]));
     w.data.watched.add(id);
   }
 
   unwatch(w: W, id: string): void {
-    const set = this.byId.get(id);
-    if (set) {
-      set.delete(w);
-      if (set.size === 0) this.byId.delete(id);
-    }
+    this.drop(w, id);
     w.data.watched.delete(id);
   }
 
-  watchers(id: string): ReadonlySet<W> | undefined {
-    return this.byId.get(id);
+  /** The connections watching `id`. */
+  watchers(id: string): Iterable<W> {
+    const by = this.byId.get(id);
+    if (by === undefined) return [];
+    return by instanceof Set ? by : [by];
   }
 
   /** A connection went away: it watches nothing, and what was queued for it is dropped. */
   forget(w: W): void {
-    for (const id of w.data.watched) {
-      const set = this.byId.get(id);
-      set?.delete(w);
-      if (set?.size === 0) this.byId.delete(id);
-    }
+    for (const id of w.data.watched) this.drop(w, id);
     w.data.watched.clear();
+  }
+
+  /** `w` no longer watches `id` (its own list of ids is the caller's to change). */
+  private drop(w: W, id: string): void {
+    const by = this.byId.get(id);
+    if (by === w) this.byId.delete(id);
+    else if (by instanceof Set) {
+      by.delete(w);
+      if (by.size === 0) this.byId.delete(id);
+      else if (by.size === 1) this.byId.set(id, by.values().next().value as W);
+    }
   }
 
   /**
@@ -136,22 +148,26 @@ export class Watchers<W extends Watcher> {
         // The clock read every 64 outcomes: each costs a few microseconds per connection.
         if (r.next % 64 === 63 && slice.due()) return;
         const o = r.outcomes[r.next++];
-        const set = this.byId.get(o.id);
-        if (!set) continue;
-        for (const w of set) {
-          let list = r.per.get(w);
-          if (!list) r.per.set(w, (list = []));
-          list.push(o);
-          w.data.watched.delete(o.id);
-          if (list.length >= DELIVERY_CHUNK) {
-            this.queue.push({ to: w, outcomes: list });
-            r.per.delete(w);
-          }
-        }
+        const by = this.byId.get(o.id);
+        if (by === undefined) continue;
+        if (by instanceof Set) for (const w of by) this.sortTo(r.per, w, o);
+        else this.sortTo(r.per, by, o);
         this.byId.delete(o.id);
       }
       for (const [to, list] of r.per) this.queue.push({ to, outcomes: list });
       this.routing = null;
+    }
+  }
+
+  /** Adds `o` to `w`'s message (queued once it is full); `w` stops watching it. */
+  private sortTo(per: Map<W, TaskOutcome[]>, w: W, o: TaskOutcome): void {
+    let list = per.get(w);
+    if (!list) per.set(w, (list = []));
+    list.push(o);
+    w.data.watched.delete(o.id);
+    if (list.length >= DELIVERY_CHUNK) {
+      this.queue.push({ to: w, outcomes: list });
+      per.delete(w);
     }
   }
 }

@@ -31,7 +31,7 @@ import type { RerunResult } from '../rerun';
 import type { Reason } from '../scheduler/policies/reason';
 import type { ScanGate } from './scan-gate';
 import type { Scheduler } from '../scheduler/scheduler';
-import type { TaskRecord } from '../task-record';
+import { paramsOf, type TaskRecord } from '../task-record';
 
 export interface ApiView extends HttpView {
   readonly monitor: Monitor;
@@ -213,7 +213,7 @@ async function taskDetail(master: ApiView, id: string): Promise<Record<string, u
   if (live) {
     return {
       ...recordView(live),
-      params: live.params,
+      params: paramsOf(live),
       ...(live.error ? { error: live.error } : {}),
       timeline:
         remembered.length > 0

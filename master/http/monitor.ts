@@ -139,15 +139,18 @@ export class Monitor implements TaskObserver {
   }
 
   private record(t: TaskRecord): void {
-    let list = this.timelines.get(t.id);
-    if (!list) {
-      this.timelines.set(t.id, (list = []));
-      if (this.timelines.size > (this.opts.timelineTasks ?? 50_000))
-        this.timelines.delete(this.timelines.keys().next().value as string);
-    }
     const e: TimelineEntry = { at: Date.now(), state: t.state, attempt: t.attempts };
     if (t.who) e.runner = t.who;
     if (t.error && t.state !== 'done') e.code = t.error.code;
+    const list = this.timelines.get(t.id);
+    if (!list) {
+      // Made with its first entry: an array pushed into from empty reserves 17 slots, and most
+      // timelines of queued tasks hold one entry.
+      this.timelines.set(t.id, [e]);
+      if (this.timelines.size > (this.opts.timelineTasks ?? 50_000))
+        this.timelines.delete(this.timelines.keys().next().value as string);
+      return;
+    }
     list.push(e);
     // The first entry (when it was added) and the latest ones tell the story.
     if (list.length > (this.opts.timelineEntries ?? 50)) list.splice(1, 1);
@@ -226,7 +229,7 @@ export function recordView(t: TaskRecord): TaskView {
     created: t.created,
     assignedAt: t.assignedAt,
     finishedAt: t.finishedAt ?? null,
-    dependencies: t.dependencies,
+    dependencies: [...t.dependencies],
   };
   if (t.group) v.group = t.group;
   if (t.runAt) v.runAt = t.runAt;

@@ -21,7 +21,7 @@ import type { DedupHit } from './dedup';
 import type { RunnerSet } from './policies/affinity';
 import type { StoredState } from '../task-store';
 import type { TaskRecord } from '../task-record';
-import { checkLimits, collectIds, collectRefs, jsonBytes, summarize, validateBatch } from '../validate';
+import { checkLimits, collectIds, collectRefs, summarize, validateBatch } from '../validate';
 
 export interface AdmissionContext {
   tasks: ReadonlyMap<string, TaskRecord>;
@@ -177,8 +177,8 @@ export function bytesRoom(c: AdmissionContext, bytes: number, count: number): Wi
 }
 
 /** What a task in memory counts for `queueLimitBytes`: its params as JSON and a record's worth more. */
-export function taskBytes(t: { params: unknown[] }): number {
-  return jsonBytes(t.params) + RECORD_BYTES;
+export function taskBytes(t: { paramsJson: string }): number {
+  return Buffer.byteLength(t.paramsJson) + RECORD_BYTES;
 }
 
 /** About what a task record holds besides its params (ids, module, timers, links). */

@@ -57,7 +57,7 @@ export function jsonBytes(v: unknown): number {
 
 export class DependencyResults {
   /** Assignments waiting for results memory lacks, with the dependencies they name. */
-  private readonly toRead = new Map<Assignment, string[]>();
+  private readonly toRead = new Map<Assignment, readonly string[]>();
   /** Bytes of results each assignment carries. */
   private readonly carried = new WeakMap<Assignment, number>();
   /** Sizes of final results, measured once however many dependents read them. */
@@ -71,7 +71,7 @@ export class DependencyResults {
   ) {}
 
   /** Gives `a` the results of `dependencies` from memory, or leaves it for `read` if memory lacks some. */
-  attach(a: Assignment, dependencies: string[]): void {
+  attach(a: Assignment, dependencies: readonly string[]): void {
     if (dependencies.every((id) => this.finals.get(id)?.state === 'done'))
       this.pack(a, dependencies, this.inMemory);
     else this.toRead.set(a, dependencies);
@@ -80,7 +80,7 @@ export class DependencyResults {
   /** Reads from the store what memory lacks for these assignments, in one look-up, and attaches it. */
   async read(assignments: Iterable<Assignment[]>): Promise<void> {
     if (this.toRead.size === 0) return;
-    const waiting: [Assignment, string[]][] = [];
+    const waiting: [Assignment, readonly string[]][] = [];
     for (const list of assignments)
       for (const a of list) {
         const ids = this.toRead.get(a);
@@ -130,7 +130,7 @@ export class DependencyResults {
     return { result, bytes };
   };
 
-  private pack(a: Assignment, ids: string[], lookup: ResultLookup): void {
+  private pack(a: Assignment, ids: readonly string[], lookup: ResultLookup): void {
     const packed = packResults(ids, lookup, this.maxBytes);
     a.dependencies = packed.dependencies;
     if (packed.leftOut) a.maxDependencyBytes = this.maxBytes;

@@ -223,7 +223,7 @@ export class Scheduler extends SchedulerTransitions {
     for (const t of records) bytes += t.bytes = taskBytes(t);
     const full = bytesRoom(this.admission, bytes, records.length);
     if (full) return { ok: false, error: full };
-    const prepared = this.store.prepareTasks(records.map(firstDocOf));
+    const prepared = this.store.prepareTasks(records.map((t, i) => firstDocOf(t, inputs[i].params ?? [])));
     if ('error' in prepared) return { ok: false, error: prepared.error };
     for (const t of records) {
       this.tasks.set(t.id, t);

@@ -13,7 +13,7 @@ import { DedupIndex } from './dedup';
 import { explainMissingModule } from './policies/eligibility';
 import type { RunnerEntry } from './runner-registry';
 import type { StoredState } from '../task-store';
-import type { TaskRecord } from '../task-record';
+import { addDependent, paramsOf, type TaskRecord } from '../task-record';
 
 export class SchedulerTransitions extends SchedulerCore {
   /** Dedup keys taken now (master/scheduler/dedup.ts). */
@@ -30,7 +30,7 @@ export class SchedulerTransitions extends SchedulerCore {
       const live = this.tasks.get(d);
       if (live) {
         t.unmet++;
-        live.dependents.push(t);
+        addDependent(live, t);
         continue;
       }
       const fin = this.finals.get(d) ?? stored.get(d);
@@ -93,7 +93,7 @@ export class SchedulerTransitions extends SchedulerCore {
       id: t.id,
       attempt: t.attempts,
       module: t.module,
-      params: t.params,
+      params: paramsOf(t),
       priority: t.priority,
       batch: t.batch,
     };

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import type { TaskRecord } from '../../master/task-record';
+import { paramsOf, type TaskRecord } from '../../master/task-record';
 import type { ScheduleView } from '../../protocol/schedules';
 import { ROOT } from '../helpers/cluster';
 import { connectTestDb } from '../helpers/db';
@@ -59,7 +59,7 @@ beforeAll(() => {
           schedule: t.id.slice(0, at),
           slot: Date.parse(t.id.slice(at + 1)),
           created: t.created,
-          params: t.params as unknown[],
+          params: paramsOf(t),
           backfilled: t.backfilled === true,
         });
         log.emit('added');

@@ -68,7 +68,7 @@ describe('admission', () => {
       ],
     });
     // The existing task is left as it was; a dependency on its id is a dependency on it.
-    expect(sched.tasks.get('live')).toMatchObject({ module: 'm', params: [], batch: 'first' });
+    expect(sched.tasks.get('live')).toMatchObject({ module: 'm', paramsJson: '[]', batch: 'first' });
     expect(sched.tasks.get('live')?.dependents.map((d) => d.id)).toEqual(['new-2']);
     expect(sched.tasks.get('new-2')?.state).toBe('waiting');
     // A dependency on a skipped id whose task failed fails the dependent, as any failed dependency does.
