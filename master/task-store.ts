@@ -57,8 +57,8 @@ export interface TaskStore {
   update(t: TaskRecord): WireError | null;
   /** Records a task's new state lazily (nobody waits for it: `running`). */
   fold(t: TaskRecord): void;
-  /** A task that left memory without a final record (its add was refused). */
-  forget(id: string): void;
+  /** A task that left memory without a final record (its add was refused); not another of its id. */
+  forget(t: TaskRecord): void;
   barrier(): Promise<void>;
   /**
    * Called just before each write takes what is queued: a distribution pass due on this tick runs

@@ -315,12 +315,13 @@ export class Scheduler extends SchedulerTransitions {
     const gone = new Set(records);
     for (const o of this.observers) o.discarded(records);
     for (const t of records) {
-      this.tasks.delete(t.id);
+      // By identity: the task whose id made the add be refused keeps its place.
+      if (this.tasks.get(t.id) === t) this.tasks.delete(t.id);
       this.dedup.dropped(t);
       this.heldBytes -= t.bytes ?? 0;
-      this.finals.delete(t.id);
+      if (isFinal(t.state)) this.finals.delete(t.id);
       this.timeouts.forget(t);
-      this.store.forget(t.id);
+      this.store.forget(t);
       if (t.state === 'assigned' || t.state === 'running') this.releaseSlotOf(t);
       this.parking.resign(t);
       if (t.parkedBehind) this.parking.unpark(t);

@@ -136,8 +136,10 @@ export class JournalFolder {
   }
 
   /** Forgets a task (its add was refused); returns the journal documents it held changes in. */
-  drop(id: string): string[] {
+  drop(id: string, t?: TaskRecord): string[] {
     const p = this.pending.get(id);
+    // Another task's changes under that id (an add refused because its id was taken by it).
+    if (p && t && p.t !== t) return [];
     this.pending.delete(id);
     if (p?.base) this.unbornCount--;
     return p ? p.refs.map(([doc]) => doc) : [];

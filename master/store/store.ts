@@ -48,6 +48,8 @@ interface AddEntry {
   given?: string[];
   /** The look-up of `given` in `tasks`, started when the add was queued: the stored ids among them. */
   stored?: Promise<string[]>;
+  /** Those of `given` durable in the journal but not in `tasks` when the add was queued. */
+  unborn?: string[];
   refusal?: { id: string; error: WireError; taken?: boolean };
   /** `done` was called. */
   answered?: boolean;
@@ -169,6 +171,9 @@ export class Store {
     const ids = given ?? docs.map((d) => d._id);
     // It only fails once the store is closed, when the add cannot be written either.
     const stored = ids.length > 0 ? this.lookUp(ids).catch(() => [] as string[]) : undefined;
+    // Durable but not in `tasks` yet, now: the folder may insert one after the look-up has read
+    // and before this add is written, when neither would see it.
+    const unborn = ids.filter((id) => this.folder.unborn(id));
     this.unwrittenTasks += docs.length;
     return new Promise((done) =>
       this.push({
@@ -176,6 +181,7 @@ export class Store {
         docs,
         given,
         stored,
+        unborn,
         done: (r) => {
           this.unwrittenTasks -= docs.length;
           done(r);
@@ -219,9 +225,12 @@ export class Store {
     if (!this.closed) this.folder.add(t, this.seq);
   }
 
-  /** Forgets a task whose add was refused: nothing of it is in the database. */
-  forget(id: string): void {
-    this.releaseJournal(this.folder.drop(id));
+  /**
+   * Forgets a task whose add was refused: nothing of it is in the database. Another task of that id
+   * (the one that made the add be refused, durable but not yet in `tasks`) stays as it is.
+   */
+  forget(t: TaskRecord): void {
+    this.releaseJournal(this.folder.drop(t.id, t));
   }
 
   /** Journal changes now in `tasks`: a journal document whose changes all are can go. */
@@ -467,6 +476,7 @@ export class Store {
         a.refusal = { id, error: wireError('EVALIDATION', `id "${id}" is already taken`), taken: true };
     };
     for (const id of owner.keys()) if (this.folder.unborn(id)) taken(id);
+    for (const a of adds) for (const id of a.unborn ?? []) taken(id);
     for (const a of adds) for (const id of (await a.stored) ?? []) taken(id);
   }
 

@@ -81,6 +81,10 @@ describe('no value can wedge the writer', () => {
     });
     await c.master.flushed(); // anything durable would be in `tasks` now
     expect(await conn.collection<{ _id: string }>('tasks').countDocuments({ _id: 'cast' })).toBe(0);
+    // The refused add took nothing of the task whose id it collided with.
+    expect(await conn.collection<{ _id: string }>('tasks').findOne({ _id: 'cast@r1' })).toMatchObject({
+      state: 'done',
+    });
   });
 
   test('an add holding a document over the database limit (17 MB) is refused whole; nothing of it is stored', async () => {

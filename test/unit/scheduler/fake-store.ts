@@ -53,8 +53,8 @@ export class FakeTaskStore implements TaskStore {
     this.write(t, 'fold');
   }
 
-  forget(id: string): void {
-    this.docs.delete(id);
+  forget(t: TaskRecord): void {
+    this.docs.delete(t.id);
   }
 
   barrier(): Promise<void> {
