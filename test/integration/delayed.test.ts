@@ -232,7 +232,7 @@ describe('delayed tasks and retries in backoff across a master SIGKILL and resta
 
   test(`${MANY} delayed tasks start at their time after the restart, not at the restart`, async () => {
     const f = feeder as TestFeeder;
-    const from = Date.now() + 25_000;
+    const from = Date.now() + 12_000;
     const { tasks, runAt } = delayedTasks('kept', MANY, from, 3_000);
     await f.add(tasks, { batch: 'kept' });
     await restart(masters[masters.length - 1]);
@@ -246,7 +246,7 @@ describe('delayed tasks and retries in backoff across a master SIGKILL and resta
   test('a retry waiting out its backoff keeps its time across the restart', async () => {
     const f = feeder as TestFeeder;
     const r = runner as Runner;
-    const backoffMs = 20_000;
+    const backoffMs = 10_000;
     const marker = path.join(dir, 'first-run');
     const firstDelivered = waitForEvent<[{ id: string }[]]>(
       r,
@@ -308,7 +308,7 @@ describe('delayed tasks across a takeover by a standby master', () => {
     await b.waitFor(/standing by/, 60_000);
     runner = await startRunner(urls, { workers: 2, slots: 8 });
     feeder = await startFeeder(urls, { waitMs: LONG_MS });
-    const from = Date.now() + 20_000;
+    const from = Date.now() + 12_000;
     const { tasks, runAt } = delayedTasks('taken', 500, from, 2_000);
     await feeder.add(tasks, { batch: 'taken' });
     await a.kill('SIGKILL');
