@@ -158,10 +158,18 @@ export class JournalFolder {
     return this.pending.size - this.unbornCount > (this.opts.foldBacklogLimit ?? 50_000);
   }
 
+  /**
+   * How late the oldest write into `tasks` is: a change from when it was made, a new task that is
+   * not final from when its insert is due (it waits in the journal by design until then).
+   */
   oldestAgeMs(): number {
+    const waitNew = this.opts.insertDelayMs ?? INSERT_DELAY_MS;
     let oldest = Infinity;
-    for (const p of this.pending.values()) if (p.since < oldest) oldest = p.since;
-    return oldest === Infinity ? 0 : Date.now() - oldest;
+    for (const p of this.pending.values()) {
+      const from = p.base && !(p.t && isFinal(p.t.state)) ? p.since + waitNew : p.since;
+      if (from < oldest) oldest = from;
+    }
+    return oldest === Infinity ? 0 : Math.max(0, Date.now() - oldest);
   }
 
   /** p50/p99/max of recent lags of final states behind their outcome. */

@@ -116,4 +116,15 @@ describe('store: when the folder writes into tasks', () => {
     expect(store.folder.counters.commands - before.commands).toBe(1);
     expect(store.folder.counters.documents - before.documents).toBe(3);
   });
+
+  test('a new task waiting in the journal is not late until its insert is due (oldestUnfoldedMs)', async () => {
+    store = new Store(conn, { writeChunk: 1000, foldGapMs: 600_000, logger: silentLogger() });
+    await add('late-1'); // its round has run: the next is ten minutes away
+    shift = 30_000;
+    expect(store.status().oldestUnfoldedMs).toBe(0);
+    shift = 70_000;
+    const late = store.status().oldestUnfoldedMs;
+    expect(late).toBeGreaterThanOrEqual(10_000);
+    expect(late).toBeLessThan(20_000);
+  });
 });
