@@ -45,7 +45,7 @@ const RECHECK_MS = 1000;
 export const LOOKAHEAD_MS = 250;
 
 /** Added to a reported start's time (`Gate.stamp`). */
-const CLOCK_MARGIN_MS = 5;
+export const CLOCK_MARGIN_MS = 5;
 
 export class Gate implements LimitGateView {
   rate: { n: number; windowMs: number } | null = null;
