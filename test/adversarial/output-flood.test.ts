@@ -68,7 +68,9 @@ describe('adversarial: output floods', () => {
 
   test('700 MB without a newline written straight to the worker’s channel: the worker is killed (ECRASH naming the limit), runner peak RSS under 250 MB', async () => {
     const [o] = await feeder.work([
-      { module: 'flood-channel', params: [700 * MB], runner: 'flooded', maxAttempts: 1, timeout: 100_000 },
+      // The worker is killed within its first MiBs; a runner reading without a bound would instead
+      // wait for a newline that never comes, until this timeout.
+      { module: 'flood-channel', params: [700 * MB], runner: 'flooded', maxAttempts: 1, timeout: 30_000 },
     ]);
     expect(o).toMatchObject({
       state: 'failed',
