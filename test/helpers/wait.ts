@@ -8,8 +8,12 @@
 import type { EventEmitter } from 'node:events';
 import type { Socket } from 'socket.io-client';
 
-/** Short enough to fail inside jest's 60 s test timeout with our own message. */
-export const WAIT_MS = 30_000;
+/**
+ * Short enough to fail inside jest's 60 s test timeout with our own message. The mutation check
+ * (test/mutate/run.ts) sets TASKMASTER_TEST_WAIT_MS lower: a broken guarantee's test usually fails by
+ * waiting for what no longer happens, and a run of 50 mutants should not spend 30 s on each.
+ */
+export const WAIT_MS = Number(process.env.TASKMASTER_TEST_WAIT_MS) || 30_000;
 
 export interface WaitOptions {
   /** Default {@link WAIT_MS}. */

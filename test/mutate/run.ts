@@ -130,6 +130,8 @@ async function runTests(m: Mutant, tree: string): Promise<{ verdict: Verdict; wh
     env: {
       ...process.env,
       TASKMASTER_CACHE_DIR: process.env.TASKMASTER_CACHE_DIR ?? path.join(ROOT, '.cache'),
+      // What a mutant breaks usually shows as a wait that times out (test/helpers/wait.ts).
+      TASKMASTER_TEST_WAIT_MS: process.env.TASKMASTER_TEST_WAIT_MS ?? '20000',
     },
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,
