@@ -24,6 +24,7 @@ import { io } from 'socket.io-client';
 import { Feeder } from '../feeder/feeder';
 import { freePort, type EmbeddedDatabase } from '../db/server';
 import type { TaskOutcome } from '../protocol/schemas';
+import { CpuMeter } from './peer/cpu';
 import { benchDatabase, masterArgs, runBench, runnerArgs } from './run';
 
 const { values: args } = parseArgs({
@@ -197,7 +198,11 @@ async function main(): Promise<void> {
     const ttl = args['dedup-ttl'] === undefined ? undefined : Number(args['dedup-ttl']);
     const dedup = (i: number) =>
       args.dedup ? { dedup: { key: `bench-${i}`, ...(ttl === undefined ? {} : { ttl }) } } : {};
-    const cpuBefore = cpuOf(master.pid, (db as Partial<EmbeddedDatabase>).pid, runners);
+    // CPU from the first add to the last write, per process (bench/peer/cpu.ts, as bench:peer counts it).
+    const meter = new CpuMeter();
+    meter.watch(master.pid, 'master');
+    meter.watch((db as Partial<EmbeddedDatabase>).pid, 'database');
+    for (const pid of runners) meter.watch(pid, 'workers', true);
     const traces = args.strace
       ? await Promise.all([traceCalls(master.pid as number), traceCalls(children[1].pid as number)])
       : [];
@@ -217,7 +222,7 @@ async function main(): Promise<void> {
     const elapsed = (Date.now() - started) / 1000;
     // The database's share includes writing the last outcomes into `tasks`: wait for the folder.
     await settled(masterUrl);
-    const cpuAfter = cpuOf(master.pid, (db as Partial<EmbeddedDatabase>).pid, runners);
+    const { cpuUsPerTask } = meter.perTask(n);
     const [masterCalls, runnerCalls] = await Promise.all(traces.map((t) => t.stop()));
     const latencies = [...arrivals].map(([id, at]) => at - (addedAt.get(id) ?? at)).sort((a, b) => a - b);
     const rss = peakRssMb(master.pid as number);
@@ -249,7 +254,7 @@ async function main(): Promise<void> {
       masterPeakRssMb: rss,
       dbCommandsPerTask: status.store ? Number((status.store.commands / n).toFixed(2)) : null,
       dbDocumentsPerTask: status.store ? Number((status.store.documents / n).toFixed(2)) : null,
-      cpuUsPerTask: cpuPerTask(cpuBefore, cpuAfter, n),
+      cpuUsPerTask,
       wirePerTask: { in: wirePerTask(status.wire?.in), out: wirePerTask(status.wire?.out) },
       ...(masterCalls
         ? { syscallsPerTask: { master: perTask(masterCalls, n), runner: perTask(runnerCalls, n) } }
@@ -274,60 +279,6 @@ async function main(): Promise<void> {
 }
 
 runBench(main);
-
-/** CPU seconds (user + system) of a process, and of its waited-for children, from /proc. */
-function cpuSeconds(pid: number | undefined): { self: number; children: number } {
-  if (!pid) return { self: NaN, children: NaN };
-  try {
-    // Fields after the command's closing parenthesis: utime is the 14th field of the line, cutime the 16th.
-    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    const tick = 100; // USER_HZ on Linux
-    return { self: (Number(f[11]) + Number(f[12])) / tick, children: (Number(f[13]) + Number(f[14])) / tick };
-  } catch {
-    return { self: NaN, children: NaN };
-  }
-}
-
-type CpuSample = { master: number; database: number; runners: number; children: number };
-
-/**
- * The CPU the master, the database and the runners have used so far; `children` counts the runners'
- * child processes that have exited (their own CPU, once waited for) and those still alive.
- */
-function cpuOf(master: number | undefined, database: number | undefined, runners: number[]): CpuSample {
-  const r = runners.map(cpuSeconds);
-  const alive = runners.flatMap(childPids).map((pid) => cpuSeconds(pid).self);
-  return {
-    master: cpuSeconds(master).self,
-    database: cpuSeconds(database).self,
-    runners: r.reduce((a, x) => a + x.self, 0),
-    children: r.reduce((a, x) => a + x.children, 0) + alive.reduce((a, x) => a + x, 0),
-  };
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return fs
-      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function cpuPerTask(a: CpuSample, b: CpuSample, n: number): Record<keyof CpuSample | 'total', number> {
-  const us = (k: keyof CpuSample) => Math.round(((b[k] - a[k]) * 1e6) / n);
-  const out = {
-    master: us('master'),
-    database: us('database'),
-    runners: us('runners'),
-    children: us('children'),
-  };
-  return { ...out, total: out.master + out.database + out.runners + out.children };
-}
 
 /** Resolves once the master's store has nothing left to write (the folder included), or after 60 s. */
 async function settled(masterUrl: string): Promise<void> {
