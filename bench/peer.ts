@@ -27,6 +27,10 @@
  *   npm run bench:peer -- [--rounds 3] [--mode drain,light,scale] [--systems taskmaster,bullmq,...]
  *                         [--tasks 50000] [--workers 2] [--slots 32] [--rate 500] [--adds 1000]
  *                         [--feeder-ids] [--scale 100000] [--chunk 1000] [--timeout 300]
+ *                         [--cpu-prof DIR]
+ *
+ * `--cpu-prof DIR`: each taskmaster master writes a V8 CPU profile of its measurement there as it
+ * exits (open it in Chrome's DevTools).
  *
  * Redis is the machine's `redis-server` (REDIS_SERVER overrides), started per measurement on a free
  * 127.0.0.1 port with its own temporary directory and stopped after it. Syscalls per task of
@@ -62,6 +66,7 @@ const { values: args } = parseArgs({
     scale: { type: 'string', default: '100000' },
     chunk: { type: 'string', default: '1000' },
     timeout: { type: 'string', default: '300' },
+    'cpu-prof': { type: 'string' },
   },
 });
 
@@ -115,6 +120,7 @@ async function main(): Promise<void> {
     scale: positive('scale'),
     chunk: positive('chunk'),
     timeoutMs: positive('timeout') * 1000,
+    cpuProfDir: args['cpu-prof'] && path.resolve(args['cpu-prof']),
   };
   const redisVersion = /v=([\d.]+)/.exec(execFileSync(REDIS_SERVER, ['--version']).toString())?.[1];
   const bullPackage = path.join(__dirname, '..', 'node_modules', 'bullmq', 'package.json');

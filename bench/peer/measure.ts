@@ -29,6 +29,8 @@ export const ALL_SYSTEMS: readonly System[] = [
 export interface Workload {
   /** taskmaster: what a runner's worker is (its `--isolation`). Default process. */
   isolation?: 'process' | 'thread';
+  /** taskmaster: the master writes a V8 CPU profile of each measurement into this folder as it exits. */
+  cpuProfDir?: string;
   /** drain: tasks queued before the workers start. */
   tasks: number;
   /** drain and light: worker processes (runners for taskmaster). */

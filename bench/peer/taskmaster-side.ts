@@ -54,7 +54,8 @@ async function withMaster<T>(db: Database, w: Workload, fn: (m: Master) => Promi
   let cpu: CpuMeter | undefined;
   const runnerPids: number[] = [];
   try {
-    const master = await spawnTethered(process.execPath, masterArgs(port, url.toString()), ENV);
+    const prof = w.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', w.cpuProfDir] : [];
+    const master = await spawnTethered(process.execPath, [...prof, ...masterArgs(port, url.toString())], ENV);
     started.push(master);
     await master.waitFor(/master listening/, 'master');
     const masterUrl = `http://127.0.0.1:${port}`;
