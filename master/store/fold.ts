@@ -66,6 +66,13 @@ interface Pending {
   base?: TaskDoc;
   /** Writer sequence of the latest change: written only once the writer is past it. */
   seq: number;
+  /**
+   * The task's newest revision that may be written: durable in the journal (or a running state,
+   * which only `tasks` holds). A record whose revision is past it has a change on its way to the
+   * journal, which comes back here once durable: it waits for it, so `tasks` never holds a state
+   * the journal does not, and the task is not written twice.
+   */
+  rev: number;
   /** When the oldest change not yet written was made. */
   since: number;
   /** Journal documents holding its changes, with the revision of each. */
@@ -79,6 +86,16 @@ export const FOLD_GAP_MS = 50;
 /** Folds the journal into `tasks` (the store's `folder`): the loop the header describes. */
 export class JournalFolder {
   private pending = new Map<string, Pending>();
+  /*
+   * Every entry of `pending` is in one of two queues, each in the order of `since` (an entry whose
+   * `since` moves goes to the back): new tasks (`base`) and the others. So a round reads only the
+   * ripe fronts of the queues and the final ones, never every entry: a drain of 50,000 queued tasks
+   * holds 50,000 new ones that are not ripe, and a round every 50 ms scanned them all.
+   */
+  private unbornQueue = new Set<Pending>();
+  private changedQueue = new Set<Pending>();
+  /** Entries whose record became final (written at once, whatever their age); may hold some that are no longer. */
+  private finals = new Set<Pending>();
   /** How many of `pending` are new tasks not in `tasks` yet (they do not count as congestion). */
   private unbornCount = 0;
   /** Reads waiting for the new tasks to be in `tasks` (`insertUnbornNow`). */
@@ -104,11 +121,18 @@ export class JournalFolder {
   add(t: TaskRecord, seq: number, ref?: [string, number]): void {
     if (this.closed) return;
     let p = this.pending.get(t.id);
-    if (!p) this.pending.set(t.id, (p = { t, seq, since: Date.now(), refs: [] }));
-    else {
+    // From the writer: the journal holds the change at ref's revision; from `fold` (a running state)
+    // or a recovery (seq 0, durable already): the record as it is.
+    const rev = ref && seq > 0 ? ref[1] : t.rev;
+    if (!p) {
+      this.pending.set(t.id, (p = { t, seq, rev, since: Date.now(), refs: [] }));
+      this.changedQueue.add(p);
+    } else {
       p.t = t;
       p.seq = Math.max(p.seq, seq);
+      p.rev = Math.max(p.rev, rev);
     }
+    if (isFinal(t.state)) this.finals.add(p);
     if (ref) p.refs.push(ref);
     this.kick();
   }
@@ -117,9 +141,13 @@ export class JournalFolder {
   addUnborn(doc: TaskDoc, seq: number, journalDoc: string): void {
     if (this.closed) return;
     let p = this.pending.get(doc._id);
-    if (!p) this.pending.set(doc._id, (p = { seq, since: Date.now(), refs: [] }));
+    if (!p) this.pending.set(doc._id, (p = { seq, rev: 0, since: Date.now(), refs: [] }));
     else p.seq = Math.max(p.seq, seq);
-    if (!p.base) this.unbornCount++;
+    if (!p.base) {
+      this.unbornCount++;
+      this.changedQueue.delete(p);
+      this.unbornQueue.add(p);
+    }
     p.base = doc;
     p.refs.push([journalDoc, 0]);
     this.kick();
@@ -140,9 +168,9 @@ export class JournalFolder {
     const p = this.pending.get(id);
     // Another task's changes under that id (an add refused because its id was taken by it).
     if (p && t && p.t !== t) return [];
-    this.pending.delete(id);
-    if (p?.base) this.unbornCount--;
-    return p ? p.refs.map(([doc]) => doc) : [];
+    if (!p) return [];
+    this.forget(id, p);
+    return p.refs.map(([doc]) => doc);
   }
 
   /** The record of a task whose latest state is not in `tasks` yet. */
@@ -163,12 +191,17 @@ export class JournalFolder {
    * not final from when its insert is due (it waits in the journal by design until then).
    */
   oldestAgeMs(): number {
-    const waitNew = this.opts.insertDelayMs ?? INSERT_DELAY_MS;
+    // The fronts of the queues are their oldest; a final new task counts from its change.
     let oldest = Infinity;
-    for (const p of this.pending.values()) {
-      const from = p.base && !(p.t && isFinal(p.t.state)) ? p.since + waitNew : p.since;
-      if (from < oldest) oldest = from;
+    for (const p of this.changedQueue) {
+      oldest = p.since;
+      break;
     }
+    for (const p of this.unbornQueue) {
+      oldest = Math.min(oldest, p.since + (this.opts.insertDelayMs ?? INSERT_DELAY_MS));
+      break;
+    }
+    for (const p of this.finals) if (p.t && isFinal(p.t.state)) oldest = Math.min(oldest, p.since);
     return oldest === Infinity ? 0 : Math.max(0, Date.now() - oldest);
   }
 
@@ -226,6 +259,9 @@ export class JournalFolder {
   abandon(): void {
     this.closed = true;
     this.pending.clear();
+    this.unbornQueue.clear();
+    this.changedQueue.clear();
+    this.finals.clear();
     for (const w of this.unbornWaiters.splice(0)) w();
     if (this.timer) clearTimeout(this.timer);
     if (this.gapTimer) clearTimeout(this.gapTimer);
@@ -250,47 +286,68 @@ export class JournalFolder {
     this.timer.unref();
   }
 
-  private ripe(p: Pending, durable: number, all: boolean, before: number, beforeInsert: number): boolean {
-    if (p.seq > durable) return false;
-    // A final state is written at once; others (assigned, running, a requeue) after the delay, so a
-    // task that finishes meanwhile costs one statement; a new task's first state after a longer one,
-    // so that one that finishes soon is inserted final.
-    if (all || (p.t && isFinal(p.t.state))) return true;
-    return p.since <= (p.base ? beforeInsert : before);
+  /**
+   * What the next round writes, at most `foldChunk` entries of those durable: when reads wait, new
+   * tasks first; then final states (written at once); other changes older than `foldDelayMs`; new
+   * tasks older than `insertDelayMs` (so that one finishing meanwhile is inserted final), and beyond
+   * `unbornLimit` waiting, the oldest new tasks whatever their age. `all`: everything durable.
+   */
+  private pick(all: boolean): { chunk: Pending[]; answered: (() => void)[] } {
+    const durable = this.store.durable;
+    const limit = this.opts.foldChunk ?? 500;
+    const chunk: Pending[] = [];
+    const taken = new Set<Pending>();
+    const take = (p: Pending): boolean => {
+      if (p.seq > durable || taken.has(p)) return false;
+      if (!all && p.t && p.t.rev > p.rev) return false; // its newer change is on its way
+      chunk.push(p);
+      taken.add(p);
+      return true;
+    };
+    let answered: (() => void)[] = [];
+    if (all) {
+      for (const p of this.pending.values()) {
+        if (chunk.length >= limit) break;
+        take(p);
+      }
+      return { chunk, answered };
+    }
+    // Reads are waiting (insertUnbornNow): every durable new task first, whatever its age. They are
+    // answered after the round that writes the last of them.
+    if (this.unbornWaiters.length > 0) {
+      for (const p of this.unbornQueue) {
+        if (chunk.length >= limit) break;
+        take(p);
+      }
+      if (chunk.length < limit) answered = this.unbornWaiters.splice(0);
+    }
+    for (const p of this.finals) {
+      if (chunk.length >= limit) break;
+      if (p.t && isFinal(p.t.state)) take(p);
+      else this.finals.delete(p); // run again since
+    }
+    const before = Date.now() - (this.opts.foldDelayMs ?? 200);
+    for (const p of this.changedQueue) {
+      if (chunk.length >= limit || p.since > before) break;
+      take(p);
+    }
+    const beforeInsert = Date.now() - (this.opts.insertDelayMs ?? INSERT_DELAY_MS);
+    // New tasks beyond the limit are inserted whatever their age, the oldest first.
+    let crowd = this.unbornCount - (this.opts.unbornLimit ?? UNBORN_LIMIT);
+    for (const p of this.unbornQueue) {
+      if (chunk.length >= limit) break;
+      if (p.since <= beforeInsert) take(p);
+      else if (crowd <= 0) break;
+      else if (take(p)) crowd--;
+    }
+    return { chunk, answered };
   }
 
   private async loop(all: boolean): Promise<void> {
     const backoff = new RetryBackoff();
     for (;;) {
       const wasCongested = this.congested;
-      const durable = this.store.durable;
-      const before = Date.now() - (this.opts.foldDelayMs ?? 200);
-      const beforeInsert = Date.now() - (this.opts.insertDelayMs ?? INSERT_DELAY_MS);
-      // New tasks beyond the limit are inserted whatever their age, the oldest first (the map keeps
-      // the adds' order), until the limit holds again.
-      let crowd = this.unbornCount - (this.opts.unbornLimit ?? UNBORN_LIMIT);
-      const limit = this.opts.foldChunk ?? 500;
-      const chunk: Pending[] = [];
-      // Reads are waiting (insertUnbornNow): every durable new task first, whatever its age. They are
-      // answered after the round that writes the last of them.
-      let answered: (() => void)[] = [];
-      if (this.unbornWaiters.length > 0) {
-        for (const p of this.pending.values()) {
-          if (chunk.length >= limit) break;
-          if (p.base && p.seq <= durable) chunk.push(p);
-        }
-        if (chunk.length < limit) answered = this.unbornWaiters.splice(0);
-      }
-      const taken = new Set(chunk);
-      for (const p of this.pending.values()) {
-        if (chunk.length >= limit) break;
-        if (taken.has(p)) continue;
-        if (this.ripe(p, durable, all, before, beforeInsert)) chunk.push(p);
-        else if (crowd > 0 && p.base && p.seq <= durable) {
-          chunk.push(p);
-          crowd--;
-        }
-      }
+      const { chunk, answered } = this.pick(all);
       if (chunk.length === 0) {
         for (const w of answered) w();
         return;
@@ -300,6 +357,13 @@ export class JournalFolder {
         backoff.reset();
         this.store.folderFailed(null);
         for (const w of answered) w();
+        // Less than a full chunk: no backlog, so the round ends, and the next one starts at least
+        // `foldGapMs` later with what finished meanwhile. Under light load each task's outcome would
+        // otherwise be a command of its own.
+        if (!all && chunk.length < (this.opts.foldChunk ?? 500) && this.unbornWaiters.length === 0) {
+          if (wasCongested && !this.congested) this.onRelieved();
+          return;
+        }
       } catch (err) {
         if (this.closed || this.store.isClosed) {
           for (const w of answered) w(); // nothing more will be written
@@ -345,15 +409,23 @@ export class JournalFolder {
         else left.push(ref);
       }
       p.refs = left;
+      const id = p.t?.id ?? (base as TaskDoc)._id;
+      if (this.pending.get(id) !== p) continue;
       if (base && p.base === base) {
         p.base = undefined;
         this.unbornCount--;
+        this.unbornQueue.delete(p);
       }
-      if (this.pending.get(p.t?.id ?? base?._id ?? '') !== p) continue;
       if (p.t === t && (t?.rev ?? 0) === rev) {
-        this.pending.delete(t?.id ?? (base as TaskDoc)._id);
+        this.forget(id, p);
         if (t && isFinal(t.state) && t.finishedAt) this.recordLag(done - t.finishedAt);
-      } else p.since = now; // changed while the write was in flight: write again
+      } else {
+        // Changed while the write was in flight: written again, at the back of its queue.
+        p.since = now;
+        const queue = p.base ? this.unbornQueue : this.changedQueue;
+        queue.delete(p);
+        queue.add(p);
+      }
     }
     this.store.releaseJournal(folded);
     await this.store.deleteFoldedJournal();
@@ -435,6 +507,14 @@ export class JournalFolder {
         });
       }
     }
+  }
+
+  private forget(id: string, p: Pending): void {
+    this.pending.delete(id);
+    if (p.base) this.unbornCount--;
+    this.unbornQueue.delete(p);
+    this.changedQueue.delete(p);
+    this.finals.delete(p);
   }
 
   private recordLag(ms: number): void {
