@@ -1088,6 +1088,7 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
     await this.lease?.release();
     await this.conn?.close();
     logLimiter.flush();
+    this.mon?.flushLines();
     this.logger.info('master closed');
   }
 }

@@ -5,8 +5,12 @@
  * here; a task no longer remembered falls back to its document's created / assigned / completed).
  *
  * Fed by the scheduler's observer calls, on its hot path: each call is a few field updates.
- * Logs one line when a batch is first added and one when it has no open task left.
+ * Logs one line when a batch is first added and one when it has no open task left, at most
+ * {@link BATCH_LINES} of each per {@link BATCH_LINES_WINDOW_MS}: a feeder adding one task at a time,
+ * 500 times a second, would otherwise write a thousand lines a second (and each line costs the
+ * master as much as the add). Lines beyond are counted, and one line says how many were left out.
  */
+import { LogLimiter } from '../../common/log-limit';
 import type { Logger } from '../../common/logger';
 import { isFinal, type TaskState } from '../../protocol/states';
 import { viewState, type BatchView, type TaskView, type TimelineEntry } from '../../protocol/views';
@@ -36,6 +40,8 @@ export interface MonitorOptions {
 }
 
 const SERIES_SECONDS = 300;
+export const BATCH_LINES = 50;
+export const BATCH_LINES_WINDOW_MS = 10_000;
 
 export class Monitor implements TaskObserver {
   /** Tasks by state: those in memory at start, and every change since. */
@@ -45,6 +51,7 @@ export class Monitor implements TaskObserver {
   private series: { at: number; done: number; failed: number }[] = [];
   /** Called after every change (the dashboard's task events). */
   onTask: ((t: TaskRecord) => void) | null = null;
+  private readonly lines = new LogLimiter({ burst: BATCH_LINES, windowMs: BATCH_LINES_WINDOW_MS });
 
   constructor(private readonly opts: MonitorOptions) {}
 
@@ -82,7 +89,8 @@ export class Monitor implements TaskObserver {
       b.total++;
       b.finishedAt = null;
     }
-    for (const [batch, n] of fresh) this.opts.logger.info('batch added', { batch, tasks: n });
+    for (const [batch, n] of fresh)
+      this.lines.line(this.opts.logger, 'info', 'added', 'batch added', { batch, tasks: n });
     if (this.onTask) for (const t of tasks) this.onTask(t);
     this.trimBatches();
   }
@@ -112,6 +120,11 @@ export class Monitor implements TaskObserver {
       b.total--;
       if (b.total === 0) this.batches.delete(t.batch);
     }
+  }
+
+  /** Says how many batch lines were left out so far (the master is closing). */
+  flushLines(): void {
+    this.lines.flush();
   }
 
   /** The task's changes as remembered, oldest first (empty when forgotten). */
@@ -168,7 +181,7 @@ export class Monitor implements TaskObserver {
 
   private batchFinished(b: BatchState): void {
     b.finishedAt = Date.now();
-    this.opts.logger.info('batch finished', {
+    this.lines.line(this.opts.logger, 'info', 'finished', 'batch finished', {
       batch: b.id,
       tasks: b.total,
       done: b.counts.done,
