@@ -84,6 +84,7 @@ import { WireCounts, type WireCountsView } from './wire-counts';
 import { SlowReaders } from './slow-readers';
 import { checkTlsPair, describeCertificate, type CertificateInfo, type TlsPair } from './tls';
 import type { TaskDoc } from '../models/task';
+import type { TaskRecord } from './task-record';
 import type { ScheduleDoc } from '../models/schedule';
 import {
   scheduleInputSchema,
@@ -253,6 +254,10 @@ export class Master extends EventEmitter implements ApiView, ScheduleApiView, Li
     if (!this.store) throw new Error('master not started');
     await this.store.folder.insertUnbornNow();
     return this.store.tasks;
+  }
+
+  unfoldedRecord(id: string): TaskRecord | undefined {
+    return this.store?.folder.pendingRecord(id);
   }
 
   /** Stores a limit for `selector` and applies it (`PUT /api/limits/SELECTOR`; both parsed already). */

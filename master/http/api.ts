@@ -37,6 +37,8 @@ export interface ApiView extends HttpView {
   readonly monitor: Monitor;
   /** `tasks`, holding every acknowledged task. */
   readTasks(): Promise<Collection<TaskDoc>>;
+  /** A task's record whose latest state `tasks` does not show yet (the store's folder), if any. */
+  unfoldedRecord(id: string): TaskRecord | undefined;
   /** Bounds the reads of `tasks` that may scan (anything but `_id` look-ups). */
   readonly scans: ScanGate;
   /** Whether a batch name may be stored: a name never added is answered without a scan. */
@@ -86,7 +88,7 @@ export function apiRoutes<V extends ApiView>(routes: HttpRoutes<V>): HttpRoutes<
               listTasks(await master.readTasks(), q, cursor, q.limit),
             );
       json(res, 200, {
-        tasks: page.docs.map((d) => overlay(master.scheduler, d)),
+        tasks: page.docs.map((d) => overlay(master, d)),
         next: page.next ? encodeCursor(page.next) : null,
       });
     })
@@ -186,8 +188,9 @@ function stateOf(s: Scheduler, id: string, stored: TaskDoc['state']): TaskDoc['s
 }
 
 /** A listed document, with memory's state where memory knows the task. */
-function overlay(s: Scheduler, d: TaskDoc): TaskView {
-  const live = s.tasks.get(d._id);
+function overlay(master: ApiView, d: TaskDoc): TaskView {
+  const s = master.scheduler;
+  const live = s.tasks.get(d._id) ?? newerThan(master, d);
   if (live) return recordView(live);
   const v = docView(d);
   const fin = s.finals.get(d._id);
@@ -201,7 +204,7 @@ function overlay(s: Scheduler, d: TaskDoc): TaskView {
 async function storedView(master: ApiView, id: string): Promise<TaskView> {
   const doc = (await loadTasks(await master.readTasks(), [id])).get(id);
   if (!doc) throw new HttpError(404, 'ENOTFOUND', `no task "${id}"`);
-  return overlay(master.scheduler, doc);
+  return overlay(master, doc);
 }
 
 async function taskDetail(master: ApiView, id: string): Promise<Record<string, unknown>> {
@@ -223,11 +226,12 @@ async function taskDetail(master: ApiView, id: string): Promise<Record<string, u
     };
   }
   const d = doc as TaskDoc;
-  const v = overlay(s, d);
+  const v = overlay(master, d);
   // A final state in memory may still be on its way into the document (within a fraction of a second).
+  const newer = newerThan(master, d);
   const fin = s.finals.get(id);
-  const result = fin && fin.state === 'done' ? fin.result : d.result;
-  const error = fin && fin.state !== 'done' ? fin.error : d.error;
+  const result = newer ? newer.result : fin && fin.state === 'done' ? fin.result : d.result;
+  const error = newer ? newer.error : fin && fin.state !== 'done' ? fin.error : d.error;
   return {
     ...v,
     params: d.params,
@@ -235,6 +239,16 @@ async function taskDetail(master: ApiView, id: string): Promise<Record<string, u
     ...(error && v.state !== 'done' ? { error } : {}),
     timeline: remembered.length > 0 ? remembered : docTimeline(d),
   };
+}
+
+/**
+ * The record of a task no longer live whose latest state is still on its way into its document (the
+ * folder writes it within a fraction of a second): what the document will say, every field of it
+ * (a retried task's attempts allowed, its result), where the outcome cache knows only the state.
+ */
+function newerThan(master: ApiView, d: TaskDoc): TaskRecord | undefined {
+  const t = master.unfoldedRecord(d._id);
+  return t && t.rev > (d.rev ?? 0) ? t : undefined;
 }
 
 /** Why a waiting or ready task is not running yet: the scheduler's first reason. */

@@ -158,6 +158,39 @@ describe('HTTP API: tasks and batches', () => {
     expect({ status: again.status, code: again.body.error?.code }).toEqual({ status: 409, code: 'ESTATE' });
   });
 
+  test("a retried task's view shows its newest state while its document is still on its way: attempts allowed, result", async () => {
+    const flag = path.join(dir, 'lag-flag');
+    const [first] = await c.feeder.work(
+      [{ id: 'lag-1', module: 'needs-file', params: [flag], maxAttempts: 1 }],
+      {
+        batch: 'lag',
+      },
+    );
+    expect(first.state).toBe('failed');
+    await c.master.flushed();
+    // The folder's rounds are held: `tasks` keeps the failed document while the retry runs.
+    const folder = (c.master as unknown as { store: { folder: { kick(): void } } }).store.folder;
+    const kick = folder.kick.bind(folder);
+    folder.kick = () => {};
+    try {
+      fs.writeFileSync(flag, 'now it exists');
+      expect((await call(c.master, 'POST', '/api/tasks/lag-1/retry')).status).toBe(200);
+      await settle(c.master, ['lag-1'], 'done');
+      expect((await c.master.tasksCollection.findOne({ _id: 'lag-1' }))?.state).toBe('failed');
+      const shown = await task(c.master, 'lag-1');
+      expect(shown).toMatchObject({ state: 'done', attempts: 2, maxAttempts: 2, result: 'found' });
+      const listed = await call<{ tasks: TaskView[] }>(c.master, 'GET', '/api/tasks?batch=lag');
+      expect(listed.body.tasks).toEqual([
+        expect.objectContaining({ id: 'lag-1', state: 'done', maxAttempts: 2 }),
+      ]);
+    } finally {
+      folder.kick = kick;
+      kick();
+    }
+    await c.master.flushed();
+    expect((await c.master.tasksCollection.findOne({ _id: 'lag-1' }))?.state).toBe('done');
+  });
+
   test('a task is listed and shown as soon as its add is acknowledged, before the folder would insert its document', async () => {
     // Pinned to a runner that does not exist: they stay ready.
     const refs = await c.feeder.add(
