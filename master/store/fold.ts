@@ -527,38 +527,49 @@ export class JournalFolder {
 export function bornDoc(base: TaskDoc, t: TaskRecord | undefined, now: number): TaskDoc {
   if (!t) return base;
   const d: Record<string, unknown> = { ...base };
-  const assigned: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(stateFields(t, now))) {
-    if (!k.startsWith('assigned.')) d[k] = v;
-    else if (v !== null && v !== undefined) assigned[k.slice('assigned.'.length)] = v;
-  }
-  if (Object.keys(assigned).length > 0) d.assigned = assigned;
+  writeState(t, now, d, true);
   return d as unknown as TaskDoc;
 }
 
 /** The `$set` that makes a `tasks` document show the record's current state. */
 export function stateFields(t: TaskRecord, now: number): Record<string, unknown> {
-  const set: Record<string, unknown> = {
-    state: t.state,
-    rev: t.rev,
-    attempts: t.attempts,
-    updated: now,
-    'assigned.who': t.who,
-    'assigned.when': t.assignedAt,
-  };
-  if (t.error) set.error = t.stored ? t.stored.error : storable(t.error);
-  if (t.uncounted) set.uncounted = t.uncounted;
+  const set: Record<string, unknown> = {};
+  writeState(t, now, set, false);
+  return set;
+}
+
+/**
+ * Writes the record's current state into `into`: `assigned`'s fields as `assigned.x` paths for a
+ * `$set`, or (`whole`, a document written whole) as an `assigned` object of those set, if any.
+ */
+function writeState(t: TaskRecord, now: number, into: Record<string, unknown>, whole: boolean): void {
+  into.state = t.state;
+  into.rev = t.rev;
+  into.attempts = t.attempts;
+  into.updated = now;
+  const final = isFinal(t.state);
+  if (!whole) {
+    into['assigned.who'] = t.who;
+    into['assigned.when'] = t.assignedAt;
+    if (final) into['assigned.completed'] = t.finishedAt ?? now;
+  } else if (t.who != null || t.assignedAt != null || final) {
+    const assigned: Record<string, unknown> = {};
+    if (t.who != null) assigned.who = t.who;
+    if (t.assignedAt != null) assigned.when = t.assignedAt;
+    if (final) assigned.completed = t.finishedAt ?? now;
+    into.assigned = assigned;
+  }
+  if (t.error) into.error = t.stored ? t.stored.error : storable(t.error);
+  if (t.uncounted) into.uncounted = t.uncounted;
   // Every change to ready says whether it waits out a backoff, so no earlier one is left standing.
-  if (t.state === 'ready') set.retryAt = t.retryAt ?? null;
-  if (isFinal(t.state)) {
-    set['assigned.completed'] = t.finishedAt ?? now;
-    if (t.moduleHash) set.moduleHash = t.moduleHash;
+  if (t.state === 'ready') into.retryAt = t.retryAt ?? null;
+  if (final) {
+    if (t.moduleHash) into.moduleHash = t.moduleHash;
     if (t.state === 'done') {
-      set.result = t.stored ? t.stored.result : encodeOrNull(t.result);
-      set.error = null;
+      into.result = t.stored ? t.stored.result : encodeOrNull(t.result);
+      into.error = null;
     }
   }
-  return set;
 }
 
 function encodeOrNull(v: unknown): unknown {
