@@ -8,6 +8,7 @@ import { Store } from '../../master/store/store';
 import type { TaskDoc } from '../../models/task';
 import { capturingLogger } from '../helpers/capture';
 import { testDbName, testDbUrl } from '../helpers/db';
+import { newTaskDoc } from '../helpers/store-tasks';
 
 describe("store: an add's key", () => {
   let conn: Connection;
@@ -27,22 +28,7 @@ describe("store: an add's key", () => {
     await conn.close();
   });
 
-  const docOf = (id: string, addKey?: string): TaskDoc => {
-    const created = Date.now();
-    return {
-      _id: id,
-      batch: 'b',
-      module: 'ok',
-      params: [],
-      state: 'ready',
-      attempts: 0,
-      maxAttempts: 3,
-      rev: 0,
-      created,
-      updated: created,
-      ...(addKey ? { addKey } : {}),
-    };
-  };
+  const docOf = (id: string, addKey?: string): TaskDoc => newTaskDoc(id, addKey ? { addKey } : {});
 
   test('a task only in the journal: its key is known, and an add of its id again is refused as taken', async () => {
     const store = open();

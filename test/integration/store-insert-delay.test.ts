@@ -11,6 +11,7 @@ import type { TaskDoc } from '../../models/task';
 import { silentLogger } from '../../common/logger';
 import { testDbName, testDbUrl } from '../helpers/db';
 import { eventually } from '../helpers/wait';
+import { addThrough, newTaskDoc } from '../helpers/store-tasks';
 
 describe('store: when the folder writes into tasks', () => {
   let conn: Connection;
@@ -33,25 +34,7 @@ describe('store: when the folder writes into tasks', () => {
     await conn.close();
   });
 
-  async function add(id: string): Promise<TaskDoc> {
-    const created = Date.now();
-    const doc = {
-      _id: id,
-      batch: 'b',
-      module: 'ok',
-      params: [],
-      state: 'ready',
-      attempts: 0,
-      maxAttempts: 3,
-      rev: 0,
-      created,
-      updated: created,
-    } as TaskDoc;
-    const prepared = store.prepareTasks([doc]);
-    if (!('docs' in prepared)) throw new Error(prepared.error.message);
-    expect(await store.insertTasks(prepared.docs)).toEqual({ ok: true });
-    return prepared.docs[0];
-  }
+  const add = (id: string): Promise<TaskDoc> => addThrough(store, newTaskDoc(id));
 
   /** Adds a task and finishes it: the folder writes a final state at once, in a round of its own. */
   async function addFinished(id: string, inserted = true): Promise<void> {

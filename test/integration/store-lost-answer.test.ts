@@ -10,6 +10,7 @@ import { newTaskRecord } from '../../master/task-record';
 import type { TaskDoc } from '../../models/task';
 import { capturingLogger } from '../helpers/capture';
 import { testDbName, testDbUrl } from '../helpers/db';
+import { addThrough, newTaskDoc } from '../helpers/store-tasks';
 
 describe('store: an insert sent again after its answer was lost', () => {
   let conn: Connection;
@@ -32,25 +33,7 @@ describe('store: an insert sent again after its answer was lost', () => {
   });
 
   /** A task added through the store (durable in the journal, not yet in `tasks`). */
-  async function add(id: string): Promise<TaskDoc> {
-    const created = Date.now();
-    const doc: TaskDoc = {
-      _id: id,
-      batch: 'b',
-      module: 'ok',
-      params: [],
-      state: 'waiting',
-      attempts: 0,
-      maxAttempts: 3,
-      rev: 0,
-      created,
-      updated: created,
-    } as TaskDoc;
-    const prepared = store.prepareTasks([doc]);
-    if (!('docs' in prepared)) throw new Error(prepared.error.message);
-    expect(await store.insertTasks(prepared.docs)).toEqual({ ok: true });
-    return prepared.docs[0];
-  }
+  const add = (id: string): Promise<TaskDoc> => addThrough(store, newTaskDoc(id, { state: 'waiting' }));
 
   /** The task's record, finished with a result at revision 3. */
   const finished = (doc: TaskDoc) =>
