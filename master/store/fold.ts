@@ -297,9 +297,14 @@ export class JournalFolder {
     const limit = this.opts.foldChunk ?? 500;
     const chunk: Pending[] = [];
     const taken = new Set<Pending>();
-    const take = (p: Pending): boolean => {
-      if (p.seq > durable || taken.has(p)) return false;
-      if (!all && p.t && p.t.rev > p.rev) return false; // its newer change is on its way
+    /**
+     * `now`: a new task, its document durable since its add, written at its state as it is, even if
+     * a newer change is still on its way to the journal.
+     */
+    const take = (p: Pending, now = false): boolean => {
+      if (taken.has(p)) return false;
+      if (!now && p.seq > durable) return false;
+      if (!now && !all && p.t && p.t.rev > p.rev) return false; // its newer change is on its way
       chunk.push(p);
       taken.add(p);
       return true;
@@ -312,12 +317,13 @@ export class JournalFolder {
       }
       return { chunk, answered };
     }
-    // Reads are waiting (insertUnbornNow): every durable new task first, whatever its age. They are
-    // answered after the round that writes the last of them.
+    // Reads are waiting (insertUnbornNow): every durable new task first, whatever its age and even
+    // with a change on its way (a read must find every acknowledged task; the change follows). They
+    // are answered after the round that writes the last of them.
     if (this.unbornWaiters.length > 0) {
       for (const p of this.unbornQueue) {
         if (chunk.length >= limit) break;
-        take(p);
+        take(p, true);
       }
       if (chunk.length < limit) answered = this.unbornWaiters.splice(0);
     }

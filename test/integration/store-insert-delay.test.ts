@@ -100,6 +100,53 @@ describe('store: when the folder writes into tasks', () => {
     expect(store.folder.counters.documents - before.documents).toBe(3);
   });
 
+  /** A record of the added task, assigned at revision 1: durable once the store's barrier resolves. */
+  async function assign(doc: TaskDoc) {
+    const t = newTaskRecord({
+      id: doc._id,
+      module: doc.module,
+      batch: doc.batch,
+      created: doc.created,
+      state: 'assigned',
+      maxAttempts: 3,
+      attempts: 1,
+      rev: 1,
+      who: 'r1',
+    });
+    store.update(t);
+    await store.barrier();
+    return t;
+  }
+
+  test('the folder writes no state the journal does not hold: a task changed again in memory waits for that change', async () => {
+    store = new Store(conn, { writeChunk: 1000, logger: silentLogger() });
+    const t = await assign(await add('ahead-1'));
+    // Finished in memory, the change not yet given to the store (on its way to the journal).
+    Object.assign(t, { state: 'done', rev: 2, result: 'r', finishedAt: Date.now() });
+    shift = 120_000; // the insert is due, the assigned state long ripe
+    await addFinished('ahead-other'); // a round ran, and wrote that one
+    expect(await stored(['ahead-1', 'ahead-other'])).toEqual(['ahead-other']);
+    store.update(t);
+    await store.barrier();
+    await eventually(async () => (await store.tasks.findOne({ _id: 'ahead-1' }))?.state === 'done', {
+      what: 'ahead-1 done in tasks',
+    });
+    // Written once, final: an insert.
+    expect(await store.tasks.findOne({ _id: 'ahead-1' })).toMatchObject({
+      state: 'done',
+      rev: 2,
+      result: 'r',
+    });
+  });
+
+  test('a read through the master finds a new task even while a change of it is on its way to the journal', async () => {
+    store = new Store(conn, { writeChunk: 1000, foldGapMs: 600_000, logger: silentLogger() });
+    const t = await assign(await add('read-1'));
+    Object.assign(t, { state: 'running', rev: 2 }); // not given to the store yet
+    await store.folder.insertUnbornNow();
+    expect(await stored(['read-1'])).toEqual(['read-1']);
+  });
+
   test('a new task waiting in the journal is not late until its insert is due (oldestUnfoldedMs)', async () => {
     store = new Store(conn, { writeChunk: 1000, foldGapMs: 600_000, logger: silentLogger() });
     await add('late-1'); // its round has run: the next is ten minutes away
