@@ -133,11 +133,8 @@ export class ChildProcessor {
   }
 
   /**
-   * Takes an attempt and says so; it runs once the message it came in has been read. Every attempt of
-   * that message is announced first and the announcements are sent before any of them runs, so one
-   * `Started` message covers them all, and a task that then holds the thread does not hold back the
-   * news that its neighbours began. The module version is looked up now: a later Load in the same
-   * message is for a later attempt.
+   * Takes an attempt; it runs once the message it came in has been read. The module version is
+   * looked up now: a later Load in the same message is for a later attempt.
    */
   private start(msg: StartMessage): void {
     const { key, task } = msg;
@@ -147,15 +144,25 @@ export class ChildProcessor {
     const controller = new AbortController();
     const run: Running = { ctx: this.context(key, task, controller.signal), controller, settled: false };
     this.running.set(key, run);
-    this.send({ cmd: ParentCommand.Started, key });
     if (this.pending.push({ msg, mod, run }) === 1) queueMicrotask(this.runPending);
   }
 
+  /**
+   * Runs the attempts of one message, each announced (`Started`, with whatever was said meanwhile)
+   * just before its function is entered: a task that then holds the thread is still seen running, and
+   * the announcement of the last attempt of a message does not go out while the earlier ones run
+   * their synchronous parts. The master's rate limits count a start from its report, so a report
+   * written long before the start (all of a message's, before any ran) let a window hold one start
+   * too many.
+   */
   private readonly runPending = (): void => {
     const list = this.pending;
     this.pending = [];
-    this.flush();
-    for (const p of list) this.execute(p.msg, p.mod, p.run);
+    for (const p of list) {
+      this.send({ cmd: ParentCommand.Started, key: p.msg.key });
+      this.flush();
+      this.execute(p.msg, p.mod, p.run);
+    }
   };
 
   private execute(msg: StartMessage, mod: CompiledModule | undefined, run: Running): void {

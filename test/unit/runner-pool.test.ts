@@ -317,6 +317,44 @@ describe('runner child pool: balance and lifetime', () => {
     }
   });
 
+  test("an attempt's start is reported as its function begins, not while the attempts ahead of it in the same child still run", async () => {
+    const h = await harness({ workers: 1 });
+    fs.writeFileSync(
+      path.join(h.dir, 'busy.js'),
+      'module.exports = function (ms) { const until = Date.now() + ms; while (Date.now() < until); return "busy"; };',
+    );
+    const events: string[] = [];
+    const onStarted = (key: string) => events.push(`started ${key}`);
+    const onSettled = (key: string) => events.push(`settled ${key}`);
+    h.pool.on('started', onStarted).on('settled', onSettled);
+    try {
+      // Both resolved first, then handed to the child in one tick: B waits behind A on its one thread.
+      const [busy, startedAt] = await Promise.all([h.loader.resolve('busy'), h.loader.resolve('started-at')]);
+      const a = {
+        key: 'busy#1',
+        task: { id: 'busy', attempt: 1, module: 'busy', params: [300], priority: 0 },
+      };
+      const b = {
+        key: 'sa#1',
+        task: { id: 'sa', attempt: 1, module: 'started-at', params: [], priority: 0 },
+      };
+      const settled = waitForEvent(h.pool, 'settled', (key: string) => key === b.key, { what: 'B settled' });
+      h.pool.run({ ...a, module: busy });
+      h.pool.run({ ...b, module: startedAt });
+      await settled;
+      // A was seen running before it ended; B was announced only after A was over, as it began.
+      expect(events).toEqual([
+        `started ${a.key}`,
+        `settled ${a.key}`,
+        `started ${b.key}`,
+        `settled ${b.key}`,
+      ]);
+    } finally {
+      h.pool.off('started', onStarted).off('settled', onSettled);
+      await h.close();
+    }
+  });
+
   test('a child spinning on the CPU dies when its runner is killed with SIGKILL', async () => {
     const script = `
       const { ChildPool } = require(${JSON.stringify(path.join(ROOT, 'runner', 'pool.ts'))});
