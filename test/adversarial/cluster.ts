@@ -64,7 +64,14 @@ export interface HttpAnswer {
 /** One HTTP request with node:http (the path is sent as given, unnormalised). */
 export function httpRequest(
   base: string,
-  opts: { path: string; method?: string; headers?: Record<string, string>; body?: string },
+  opts: {
+    path: string;
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string;
+    /** Bound on the answer. Default 10 s. */
+    timeoutMs?: number;
+  },
 ): Promise<HttpAnswer> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
@@ -85,7 +92,10 @@ export function httpRequest(
         );
       },
     );
-    req.setTimeout(10_000, () => req.destroy(new Error(`no HTTP answer to ${opts.path} within 10 s`)));
+    const within = opts.timeoutMs ?? 10_000;
+    req.setTimeout(within, () =>
+      req.destroy(new Error(`no HTTP answer to ${opts.path} within ${within / 1000} s`)),
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
