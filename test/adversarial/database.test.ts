@@ -57,7 +57,10 @@ describe('adversarial: the database fails under a loaded master', () => {
     cleanup.push(() => execFileSync('umount', ['-l', mnt]));
     const db = await ownDatabase({ dataDir: path.join(mnt, 'db') });
     cleanup.push(() => db.stop());
-    const { master, feeder, outcomes } = await cluster(db, 'full');
+    // A lease longer than the disk stays full: a master whose renewals fail that long stands by (its
+    // adds then answer ESTANDBY), and on a loaded machine the steps below can take more than the
+    // default 10 s.
+    const { master, feeder, outcomes } = await cluster(db, 'full', ['--lease-ms', '120000']);
     expect(await feeder.work([{ module: 'ok', params: ['before'] }])).toMatchObject([{ state: 'done' }]);
 
     // Acknowledged before the disk fills; they finish while it is full, so their outcomes must wait.
