@@ -4,6 +4,7 @@
  * every runner's data. The master's per-connection buffers are read from its /metrics (the most
  * bytes seen waiting for one connection), its memory from /proc.
  */
+import fs from 'node:fs';
 import { spawnMaster, type MasterProcess } from '../helpers/cluster';
 import { testDbName } from '../helpers/db';
 import { MAX_RUNNER_DATA_BYTES } from '../../protocol/limits';
@@ -12,6 +13,20 @@ import { eventually } from '../helpers/wait';
 import { WireClient } from './wire';
 
 const LIMIT = 2 * 1024 * 1024;
+
+/** Messages of `size` bytes that fill a paused reader's kernel buffers and `limit` beyond them. */
+function burstFor(limit: number, size: number): number {
+  const field = (file: string, i: number, fallback: number) => {
+    try {
+      return Number(fs.readFileSync(file, 'utf8').trim().split(/\s+/)[i]) || fallback;
+    } catch {
+      return fallback; // not Linux: the sizes below are Linux's defaults
+    }
+  };
+  const send = field('/proc/sys/net/ipv4/tcp_wmem', 2, 4 * 1024 * 1024);
+  const receive = field('/proc/sys/net/ipv4/tcp_rmem', 1, 128 * 1024);
+  return Math.ceil((send + receive + limit) / size) + 1;
+}
 const MESSAGE = 1024 * 1024;
 
 describe('adversarial: recipients that stop reading (master as a process)', () => {
@@ -69,10 +84,13 @@ describe('adversarial: recipients that stop reading (master as a process)', () =
           sender.emitWithAck('sysmsg:send', { msg: { i: from + k, msg } }, 60_000),
         ),
       );
-    // A first burst of 6 MB fills the stopped feeders' socket buffers and their 2 MiB; the rest goes
-    // 1 MB at a time, so the reading feeder, slowed by a busy machine, is never that far behind.
-    const replies = await send(0, 30);
-    for (let i = 30; i < 100; i += 5) replies.push(...(await send(i, 5)));
+    // A first burst fills the stopped feeders' socket buffers (the master's send buffer grows to
+    // tcp_wmem's largest, theirs stays at tcp_rmem's default: they stopped reading at once) and their
+    // 2 MiB, so each is closed by the limit at once, well before the 10 s heartbeat could close it; the
+    // rest goes 1 MB at a time, so the reading feeder, slowed by a busy machine, is never far behind.
+    const first = burstFor(LIMIT, msg.length);
+    const replies = await send(0, first);
+    for (let i = first; i < 100; i += 5) replies.push(...(await send(i, Math.min(5, 100 - i))));
     // Every message was acknowledged by those that read; the slow ones count as missed, not waited for.
     for (const r of replies) expect(r).toMatchObject({ ok: true });
     await reader.until(
